@@ -1,0 +1,226 @@
+//! Frame codec: a 4-byte big-endian length prefix (tokio-util `LengthDelimitedCodec`) around a
+//! bincode payload. A length prefix above the maximum is rejected before anything is allocated;
+//! bincode decoding is limited to the frame size, so a hostile length inside the payload cannot
+//! allocate more than one frame either.
+
+use bytes::{Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::io;
+use std::marker::PhantomData;
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec, LengthDelimitedCodecError};
+
+/// Default and ceiling of the frame size.
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Bincode's decode limit: large enough for any frame we accept.
+const BINCODE_LIMIT: usize = 256 * 1024 * 1024;
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<BINCODE_LIMIT>()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {len} bytes announced, the maximum is {max} bytes")]
+    TooLarge { len: u64, max: usize },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("could not encode a message: {0}")]
+    Encode(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Encodes `Out` and decodes `In`, each in its own frame.
+pub struct MessageCodec<In, Out> {
+    frames: LengthDelimitedCodec,
+    max: usize,
+    _types: PhantomData<fn(Out) -> In>,
+}
+
+impl<In, Out> std::fmt::Debug for MessageCodec<In, Out> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageCodec")
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+impl<In, Out> MessageCodec<In, Out> {
+    pub fn new(max_frame: usize) -> Self {
+        let frames = LengthDelimitedCodec::builder()
+            .length_field_length(4)
+            .big_endian()
+            .max_frame_length(max_frame)
+            .new_codec();
+        Self {
+            frames,
+            max: max_frame,
+            _types: PhantomData,
+        }
+    }
+}
+
+/// Decodes one message from a complete frame payload; trailing bytes are an error.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
+    let (value, used) = bincode::serde::decode_from_slice(payload, bincode_config())
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if used != payload.len() {
+        return Err(FrameError::Malformed(format!(
+            "{} trailing bytes after the message",
+            payload.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+/// Encodes one message into a frame payload (without the length prefix).
+pub fn encode_payload<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
+    bincode::serde::encode_to_vec(value, bincode_config())
+        .map_err(|e| FrameError::Encode(e.to_string()))
+}
+
+impl<In: DeserializeOwned, Out> Decoder for MessageCodec<In, Out> {
+    type Item = In;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, FrameError> {
+        // Peek the prefix ourselves so the error can say how large the frame claimed to be.
+        if src.len() >= 4 {
+            let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as u64;
+            if len > self.max as u64 {
+                return Err(FrameError::TooLarge { len, max: self.max });
+            }
+        }
+        match self.frames.decode(src) {
+            Ok(Some(frame)) => decode_payload(&frame).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(map_length_error(e, self.max)),
+        }
+    }
+}
+
+fn map_length_error(e: io::Error, max: usize) -> FrameError {
+    let too_large = e
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<LengthDelimitedCodecError>().is_some());
+    if too_large {
+        FrameError::TooLarge {
+            len: max as u64 + 1,
+            max,
+        }
+    } else {
+        FrameError::Io(e)
+    }
+}
+
+impl<In, Out: Serialize> Encoder<Out> for MessageCodec<In, Out> {
+    type Error = FrameError;
+
+    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let payload = encode_payload(&item)?;
+        if payload.len() > self.max {
+            return Err(FrameError::Encode(format!(
+                "message of {} bytes exceeds the {} byte frame limit",
+                payload.len(),
+                self.max
+            )));
+        }
+        self.frames
+            .encode(Bytes::from(payload), dst)
+            .map_err(|e| map_length_error(e, self.max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ClientMessage, Hello, Request, SystemRequest};
+
+    fn codec() -> MessageCodec<ClientMessage, ClientMessage> {
+        MessageCodec::new(1024)
+    }
+
+    #[test]
+    fn round_trips_a_message() {
+        let msg = ClientMessage::Request {
+            id: 7.into(),
+            request: Request::System(SystemRequest::Health),
+        };
+        let mut buf = BytesMut::new();
+        codec().encode(msg.clone(), &mut buf).expect("encode");
+        assert_eq!(&buf[..4], &((buf.len() - 4) as u32).to_be_bytes());
+        let decoded = codec().decode(&mut buf).expect("decode");
+        assert_eq!(decoded, Some(msg));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn oversized_length_prefix_is_rejected_without_waiting_for_the_body() {
+        let mut buf = BytesMut::from(&[0xFF, 0xFF, 0xFF, 0xFF][..]);
+        match codec().decode(&mut buf) {
+            Err(FrameError::TooLarge { len, max }) => {
+                assert_eq!(len, 0xFFFF_FFFF);
+                assert_eq!(max, 1024);
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn truncated_frame_waits_for_more_bytes() {
+        let mut buf = BytesMut::new();
+        let hello = ClientMessage::Hello(Hello {
+            protocol_version: 1,
+            client: "t".into(),
+        });
+        codec().encode(hello, &mut buf).expect("encode");
+        buf.truncate(buf.len() - 1);
+        assert!(codec().decode(&mut buf).expect("no error yet").is_none());
+    }
+
+    #[test]
+    fn random_payload_is_malformed_not_a_panic() {
+        // A deterministic pseudo-random sweep of payloads.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for len in 0..300usize {
+            let mut payload = Vec::with_capacity(len);
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                payload.push(state as u8);
+            }
+            let mut buf = BytesMut::new();
+            buf.extend_from_slice(&(len as u32).to_be_bytes());
+            buf.extend_from_slice(&payload);
+            let _ = codec().decode(&mut buf); // must return, never panic
+        }
+    }
+
+    #[test]
+    fn hostile_inner_length_does_not_allocate_past_the_limit() {
+        // Variant 1 (Request), id 0, variant 0 (System), then a claimed huge string/vec length.
+        let payload = [
+            1u8, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+        ];
+        assert!(matches!(
+            decode_payload::<ClientMessage>(&payload),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn trailing_bytes_are_malformed() {
+        let mut payload = encode_payload(&ClientMessage::Hello(Hello {
+            protocol_version: 1,
+            client: "x".into(),
+        }))
+        .expect("encode");
+        payload.push(0);
+        assert!(matches!(
+            decode_payload::<ClientMessage>(&payload),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+}

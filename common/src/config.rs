@@ -1,0 +1,221 @@
+//! The configuration file's schema (TOML). Every key has an embedded default, so the daemon runs
+//! without a file. Unknown keys are errors; `validate` names the key that is wrong.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: key `{key}` {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub server: ServerConfig,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Socket path; default depends on the run mode (see `paths`). `--socket` overrides it.
+    pub socket: Option<PathBuf>,
+    /// State directory; default depends on the run mode. `--state-dir` overrides it.
+    pub state_dir: Option<PathBuf>,
+    /// A tracing filter such as `info` or `backupd=debug,info`. `--log-level` overrides it.
+    pub log_level: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Octal permission bits of the socket file, e.g. "0660". Default: 0600 in user mode, 0660 in
+    /// system mode.
+    pub socket_mode: Option<String>,
+    /// Group owning the socket in system mode (default "backupd" when that group exists).
+    pub socket_group: Option<String>,
+    /// Connections served at once; further ones get a `Busy` error and are closed.
+    pub max_connections: usize,
+    /// A connection silent for this long (between requests) is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A new connection must complete the Hello exchange within this time.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Largest frame accepted or sent, in bytes.
+    pub max_frame_bytes: usize,
+    /// On shutdown, how long running requests may take to finish before they are dropped.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            socket_mode: None,
+            socket_group: None,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(300),
+            handshake_timeout: Duration::from_secs(10),
+            max_frame_bytes: crate::codec::DEFAULT_MAX_FRAME,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Parses an octal mode string such as "0660" or "660".
+pub fn parse_mode(text: &str) -> Option<u32> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o777)
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks values that the schema alone cannot.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let s = &self.server;
+        if let Some(mode) = &s.socket_mode {
+            if parse_mode(mode).is_none() {
+                return Err(invalid(
+                    "server.socket_mode",
+                    format!("is {mode:?}; expected octal permission bits such as \"0660\""),
+                ));
+            }
+        }
+        if let Some(group) = &s.socket_group {
+            if group.is_empty() || group.contains(['/', ':', '\n']) {
+                return Err(invalid(
+                    "server.socket_group",
+                    format!("is {group:?}; expected a group name"),
+                ));
+            }
+        }
+        if !(1..=65_536).contains(&s.max_connections) {
+            return Err(invalid(
+                "server.max_connections",
+                format!("is {}; expected 1 to 65536", s.max_connections),
+            ));
+        }
+        if !(4096..=crate::codec::DEFAULT_MAX_FRAME * 16).contains(&s.max_frame_bytes) {
+            return Err(invalid(
+                "server.max_frame_bytes",
+                format!("is {}; expected 4096 to 268435456", s.max_frame_bytes),
+            ));
+        }
+        for (key, value) in [
+            ("server.idle_timeout", s.idle_timeout),
+            ("server.handshake_timeout", s.handshake_timeout),
+        ] {
+            if value < Duration::from_millis(100) {
+                return Err(invalid(
+                    key,
+                    format!("is {value:?}; expected at least 100ms"),
+                ));
+            }
+        }
+        if let Some(level) = &self.daemon.log_level {
+            if level.trim().is_empty() {
+                return Err(invalid("daemon.log_level", "is empty".to_owned()));
+            }
+        }
+        for (key, value) in [
+            ("daemon.socket", &self.daemon.socket),
+            ("daemon.state_dir", &self.daemon.state_dir),
+        ] {
+            if let Some(p) = value {
+                if !p.is_absolute() {
+                    return Err(invalid(
+                        key,
+                        format!("is {}; expected an absolute path", p.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/backupd/config.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_embedded_defaults() {
+        assert_eq!(parse("").expect("parses"), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err =
+            parse("[server]\nmax_connections = 10\nmax_conections = 5\n").expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.contains("/etc/backupd/config.toml"), "{text}");
+        assert!(text.contains("max_conections"), "{text}");
+        assert!(text.contains("line 3"), "{text}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let err = parse("[server]\nsocket_mode = \"0999\"\n").expect_err("bad mode");
+        assert!(err.to_string().contains("server.socket_mode"), "{err}");
+        let err = parse("[server]\nmax_connections = 0\n").expect_err("zero");
+        assert!(err.to_string().contains("server.max_connections"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_human_readable() {
+        let c = parse("[server]\nidle_timeout = \"90s\"\n").expect("parses");
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn modes_parse_as_octal() {
+        assert_eq!(parse_mode("0660"), Some(0o660));
+        assert_eq!(parse_mode("666"), Some(0o666));
+        assert_eq!(parse_mode("0o600"), Some(0o600));
+        assert_eq!(parse_mode("1777"), None);
+        assert_eq!(parse_mode("rw"), None);
+    }
+}

@@ -1,0 +1,231 @@
+//! The control protocol's messages. `docs/PROTOCOL.md` describes the exchange; this file is the
+//! single definition of its types.
+//!
+//! Frames carry bincode (serde, standard config) of [`ClientMessage`] or [`ServerMessage`].
+//! Bincode encodes enum variants by index, so variants are only ever appended; changing the
+//! meaning or order of an existing variant requires a new [`PROTOCOL_VERSION`].
+
+use crate::error::ErrorReply;
+use crate::ids::RequestId;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Version of the message set below. Client and daemon must agree on it exactly.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Everything a client sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// First message on every connection; answered by [`ServerMessage::Welcome`] or a fatal
+    /// `VersionMismatch` error.
+    Hello(Hello),
+    /// A request; answered by zero or more [`ServerMessage::Progress`] frames carrying the same id,
+    /// then exactly one [`ServerMessage::Reply`]. Requests on one connection are answered in order.
+    Request { id: RequestId, request: Request },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol_version: u32,
+    /// The client program and its version, e.g. `backupctl 0.1.0`; shown in logs.
+    pub client: String,
+}
+
+/// Everything the daemon sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    Welcome(Welcome),
+    /// An intermediate frame of a streamed response.
+    Progress {
+        id: RequestId,
+        progress: Progress,
+    },
+    /// The final frame of a response.
+    Reply {
+        id: RequestId,
+        result: Result<Response, ErrorReply>,
+    },
+    /// A connection-level error (bad frame, version mismatch, timeout, connection cap); the
+    /// daemon closes the connection after sending it.
+    Fatal(ErrorReply),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub protocol_version: u32,
+    pub daemon_version: String,
+    /// Who the daemon believes the caller is (from SO_PEERCRED) and the role it grants.
+    pub identity: Identity,
+}
+
+/// The caller as the kernel reports it, and the role the daemon derives from it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: Option<i32>,
+    pub role: Role,
+}
+
+/// What a caller may do. Until full role management lands, root and the daemon's own uid are
+/// `Admin`; everyone else who can reach the socket is `Observer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Observer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Observer => "observer",
+        }
+    }
+
+    pub fn grants(self, permission: Permission) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::Observer => matches!(permission, Permission::SystemRead),
+        }
+    }
+}
+
+/// A permission a request needs. Every request names exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Permission {
+    /// Read the daemon's health and one's own identity.
+    SystemRead,
+    /// Reload the configuration, shut the daemon down.
+    SystemAdmin,
+}
+
+impl Permission {
+    /// The name users see in denials and (later) in role definitions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SystemRead => "system.read",
+            Self::SystemAdmin => "system.admin",
+        }
+    }
+}
+
+/// Requests, grouped like backupctl's command groups.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    System(SystemRequest),
+}
+
+impl Request {
+    /// The permission the daemon checks before the request reaches a service.
+    pub fn permission(&self) -> Permission {
+        match self {
+            Self::System(r) => r.permission(),
+        }
+    }
+
+    /// The command as users type it, for logs and denials.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::System(r) => r.name(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SystemRequest {
+    /// -> [`Response::Health`]. Not streamed.
+    Health,
+    /// -> [`Progress::Health`] every `interval`, `count` times (0 = until the client goes away),
+    /// then [`Response::Done`]. Streamed.
+    WatchHealth { interval: Duration, count: u32 },
+    /// -> [`Response::Identity`]. Not streamed.
+    Whoami,
+    /// Re-read the configuration file -> [`Response::Reloaded`], or `InvalidArgument` naming the
+    /// file and key while the old configuration stays in force. Not streamed.
+    Reload,
+    /// -> [`Response::ShuttingDown`], sent before the daemon starts to stop. Not streamed.
+    Shutdown,
+}
+
+impl SystemRequest {
+    fn permission(&self) -> Permission {
+        match self {
+            Self::Health | Self::WatchHealth { .. } | Self::Whoami => Permission::SystemRead,
+            Self::Reload | Self::Shutdown => Permission::SystemAdmin,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Health | Self::WatchHealth { .. } => "system health",
+            Self::Whoami => "system whoami",
+            Self::Reload => "system reload",
+            Self::Shutdown => "system shutdown",
+        }
+    }
+}
+
+/// Final results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    Health(HealthReport),
+    Identity(Identity),
+    Reloaded(ReloadReport),
+    ShuttingDown,
+    /// A streamed request ended normally.
+    Done,
+}
+
+/// Intermediate frames of streamed responses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Progress {
+    Health(HealthReport),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+    /// Serving, but something needs attention; `HealthReport::notes` says what.
+    Degraded,
+    /// Shutting down; no new work is accepted.
+    Stopping,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    /// Started as root: system paths, socket shared with a group.
+    System,
+    /// Started as an ordinary user: XDG paths, socket private to that user.
+    User,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub status: HealthStatus,
+    pub version: String,
+    pub protocol_version: u32,
+    pub uptime_secs: u64,
+    pub pid: u32,
+    pub mode: RunMode,
+    /// Display form of the socket path (lossy for non-UTF-8 paths).
+    pub socket: String,
+    pub state_dir: String,
+    pub config_file: Option<String>,
+    /// Whether the listening socket came from systemd socket activation.
+    pub socket_activated: bool,
+    pub connections: u32,
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    pub config_file: Option<String>,
+    /// Keys whose new values took effect.
+    pub applied: Vec<String>,
+    /// Keys that changed but only take effect after a restart.
+    pub restart_required: Vec<String>,
+}

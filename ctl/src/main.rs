@@ -1,0 +1,5 @@
+//! backupctl's entry point.
+
+fn main() {
+    std::process::exit(backupctl::run());
+}

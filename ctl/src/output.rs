@@ -1,0 +1,168 @@
+//! Human text or `--json` on stdout; errors as one line on stderr (and a JSON object on stdout
+//! with `--json`).
+
+use crate::exit::{self, ExitCode};
+use backupd_common::client::ClientError;
+use backupd_common::protocol::{HealthReport, ReloadReport};
+use serde::Serialize;
+use std::io::Write;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    json: bool,
+}
+
+impl Output {
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    /// Prints `value` as one JSON line, or the human text `human` builds.
+    pub fn value<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
+        let mut stdout = std::io::stdout().lock();
+        let line = if self.json {
+            serde_json::to_string(value).unwrap_or_else(|e| {
+                serde_json::json!({"error": {"code": "Internal", "message": e.to_string()}})
+                    .to_string()
+            })
+        } else {
+            human()
+        };
+        // A closed stdout (e.g. `| head`) is not worth a panic.
+        let _ = writeln!(stdout, "{line}");
+        let _ = stdout.flush();
+    }
+
+    /// Reports a failed command and returns its exit code.
+    pub fn error(&self, error: &ClientError) -> ExitCode {
+        let code = exit::for_error(error);
+        let (kind, message) = describe(error);
+        if self.json {
+            self.value(
+                &serde_json::json!({"error": {"code": kind, "message": message}}),
+                String::new,
+            );
+        }
+        eprintln!("backupctl: {message}");
+        code
+    }
+}
+
+fn describe(error: &ClientError) -> (&'static str, String) {
+    match error {
+        ClientError::Unreachable { path, source } => (
+            "Unreachable",
+            format!(
+                "no backupd answers on {} ({source}); start it with `backupd` (or `systemctl \
+                 start backupd`), or point --socket / BACKUPD_SOCKET at its socket",
+                path.display()
+            ),
+        ),
+        ClientError::SocketPermission { path, source } => (
+            "PermissionDenied",
+            format!(
+                "cannot open {} ({source}); ask an administrator to add you to the socket's \
+                 group (usually `backupd`)",
+                path.display()
+            ),
+        ),
+        ClientError::Remote(e) => (e.code.as_str(), e.message.clone()),
+        other => ("Internal", other.to_string()),
+    }
+}
+
+fn human_duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m {s}s"),
+        _ => format!("{d}d {h}h {m}m"),
+    }
+}
+
+fn lower<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+pub fn health_table(h: &HealthReport) -> String {
+    let mut rows = vec![
+        ("status", lower(&h.status)),
+        (
+            "version",
+            format!("{} (protocol {})", h.version, h.protocol_version),
+        ),
+        ("uptime", human_duration(h.uptime_secs)),
+        ("pid", h.pid.to_string()),
+        ("mode", lower(&h.mode)),
+        (
+            "socket",
+            if h.socket_activated {
+                format!("{} (socket-activated)", h.socket)
+            } else {
+                h.socket.clone()
+            },
+        ),
+        ("state dir", h.state_dir.clone()),
+        (
+            "config",
+            h.config_file
+                .clone()
+                .unwrap_or_else(|| "embedded defaults".to_owned()),
+        ),
+        ("connections", h.connections.to_string()),
+    ];
+    for note in &h.notes {
+        rows.push(("note", note.clone()));
+    }
+    rows.iter()
+        .map(|(k, v)| format!("{:<12} {v}", format!("{k}:")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn health_line(h: &HealthReport) -> String {
+    format!(
+        "{} up {} pid {} connections {}",
+        lower(&h.status),
+        human_duration(h.uptime_secs),
+        h.pid,
+        h.connections
+    )
+}
+
+pub fn reload_text(r: &ReloadReport) -> String {
+    let source = r.config_file.as_deref().unwrap_or("embedded defaults");
+    let mut text = format!("reloaded from {source}");
+    let list = |keys: &[String]| {
+        if keys.is_empty() {
+            "none".to_owned()
+        } else {
+            keys.join(", ")
+        }
+    };
+    text.push_str(&format!("\napplied: {}", list(&r.applied)));
+    if !r.restart_required.is_empty() {
+        text.push_str(&format!(
+            "\nneed a restart to take effect: {}",
+            list(&r.restart_required)
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(65), "1m 5s");
+        assert_eq!(human_duration(3_725), "1h 2m 5s");
+        assert_eq!(human_duration(90_000), "1d 1h 0m");
+    }
+}

@@ -1,0 +1,124 @@
+//! What every request handler may read: who the daemon is, where it runs, its live configuration
+//! and its state. Shared as `Arc<Context>`; mutable parts sit behind their own locks.
+
+use crate::server::listener::Listener;
+use crate::settings::Settings;
+use crate::state::State;
+use crate::LogReload;
+use backupd_common::config::Config;
+use backupd_common::protocol::RunMode;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub struct Context {
+    pub started: Instant,
+    pub pid: u32,
+    /// The uid the daemon runs as; that uid and root are admins.
+    pub daemon_uid: u32,
+    pub mode: RunMode,
+    pub socket: PathBuf,
+    pub socket_activated: bool,
+    pub state_dir: PathBuf,
+    pub state: State,
+    /// Cancelling it stops the daemon (SIGTERM, `system shutdown`).
+    pub shutdown: CancellationToken,
+    /// Every task the daemon spawns is tracked here so shutdown can drain them.
+    pub tasks: TaskTracker,
+    settings: RwLock<Arc<Settings>>,
+    /// One permit per connection being served.
+    pub connection_slots: Arc<Semaphore>,
+    connection_limit: AtomicUsize,
+    log_reload: Option<LogReload>,
+    /// Serialises reloads (SIGHUP and `system reload` may race).
+    pub reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl Context {
+    pub fn new(
+        settings: Settings,
+        state: State,
+        listener: &Listener,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+        log_reload: Option<LogReload>,
+    ) -> Self {
+        let limit = settings.config.server.max_connections;
+        Self {
+            started: Instant::now(),
+            pid: std::process::id(),
+            daemon_uid: nix::unistd::geteuid().as_raw(),
+            mode: settings.mode,
+            socket: listener.path().to_owned(),
+            socket_activated: listener.activated(),
+            state_dir: settings.state_dir.clone(),
+            state,
+            shutdown,
+            tasks,
+            settings: RwLock::new(Arc::new(settings)),
+            connection_slots: Arc::new(Semaphore::new(limit)),
+            connection_limit: AtomicUsize::new(limit),
+            log_reload,
+            reload_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The settings in force now (a cheap `Arc` clone).
+    pub fn settings(&self) -> Arc<Settings> {
+        // A poisoned lock only means a reload panicked mid-swap of an Arc; the value is intact.
+        self.settings
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn config(&self) -> Config {
+        self.settings().config.clone()
+    }
+
+    pub fn replace_settings(&self, new: Settings) {
+        let limit = new.config.server.max_connections;
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(new);
+        self.set_connection_limit(limit);
+    }
+
+    fn set_connection_limit(&self, limit: usize) {
+        let old = self.connection_limit.swap(limit, Ordering::SeqCst);
+        if limit > old {
+            self.connection_slots.add_permits(limit - old);
+        } else if old > limit {
+            // Permits held by live connections come back later; forget them as they free up.
+            let mut to_forget = old - limit;
+            to_forget -= self.connection_slots.forget_permits(to_forget);
+            if to_forget > 0 {
+                let slots = self.connection_slots.clone();
+                tokio::spawn(async move {
+                    if let Ok(permits) = slots.acquire_many_owned(to_forget as u32).await {
+                        permits.forget();
+                    }
+                });
+            }
+        }
+    }
+
+    /// Connections being served right now.
+    pub fn live_connections(&self) -> usize {
+        self.connection_limit
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.connection_slots.available_permits())
+    }
+
+    pub fn set_log_level(&self, level: &str) -> Result<(), String> {
+        match &self.log_reload {
+            Some(hook) => hook(level),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! backupd as a library: `main.rs` resolves settings, binds (or adopts) the socket and calls
+//! [`run`]; tests call the same `run` in-process.
+//!
+//! `run` owns the root of the task tree: the server's accept loop, one task per connection, the
+//! systemd watchdog and the SIGHUP reloader, all on one `TaskTracker`. It returns after the root
+//! `CancellationToken` fires (SIGTERM/SIGINT in `main`, or a `system shutdown` request) and the
+//! tracked tasks drained within the configured grace period, with state flushed and the socket
+//! file removed.
+
+pub mod context;
+pub mod error;
+pub mod reload;
+pub mod server;
+pub mod settings;
+pub mod state;
+pub mod systemd;
+
+use context::Context;
+use error::Error;
+use server::listener::Listener;
+use settings::Settings;
+use state::State;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Hook through which a reload changes the log filter (owned by `main`'s tracing setup).
+pub type LogReload = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Runs the daemon until `cancel` fires, then drains, flushes state and removes the socket.
+pub async fn run(
+    settings: Settings,
+    listener: Listener,
+    cancel: CancellationToken,
+    log_reload: Option<LogReload>,
+) -> Result<(), Error> {
+    let state_dir = settings.state_dir.clone();
+    let state = tokio::task::spawn_blocking(move || State::open(&state_dir))
+        .await
+        .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
+
+    let tracker = TaskTracker::new();
+    let ctx = Arc::new(Context::new(
+        settings,
+        state,
+        &listener,
+        cancel.clone(),
+        tracker.clone(),
+        log_reload,
+    ));
+    tracker.spawn(systemd::watchdog(cancel.child_token()));
+    tracker.spawn(reload::on_sighup(ctx.clone(), cancel.child_token()));
+
+    let socket_display = listener.path().display().to_string();
+    systemd::notify_ready(&format!("serving on {socket_display}"));
+    tracing::info!(
+        version = backupd_common::VERSION,
+        socket = %socket_display,
+        activated = listener.activated(),
+        state_dir = %ctx.state_dir.display(),
+        mode = ?ctx.mode,
+        "backupd ready"
+    );
+
+    let cleanup = listener.cleanup_guard();
+    server::serve(ctx.clone(), listener, cancel.clone(), tracker.clone()).await;
+
+    systemd::notify_stopping();
+    tracing::info!("stopping: no new connections, draining running requests");
+    tracker.close();
+    let grace = ctx.config().server.shutdown_grace;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            remaining = tracker.len(),
+            grace = ?grace,
+            "tasks still running after the shutdown grace period; dropping them"
+        );
+    }
+    ctx.state.flush().await?;
+    drop(cleanup);
+    tracing::info!("backupd stopped");
+    Ok(())
+}

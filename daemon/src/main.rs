@@ -1,0 +1,201 @@
+//! backupd's entry point: flags, tracing, signals, the socket; then `backupd::run`.
+
+use anyhow::Context as _;
+use backupd::server::listener::{Listener, SocketPermissions};
+use backupd::settings::{Overrides, Settings};
+use backupd::LogReload;
+use backupd_common::protocol::RunMode;
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, reload, EnvFilter, Layer};
+
+/// The backupd daemon: continuous, deduplicated, encrypted backups.
+///
+/// Runs in the foreground. As root it uses /etc/backupd/config.toml, /var/lib/backupd and
+/// /run/backupd/backupd.sock; as another user the XDG directories. Without a config file it
+/// runs on embedded defaults.
+#[derive(Debug, Parser)]
+#[command(name = "backupd", version, about)]
+struct Args {
+    /// Config file (TOML). Default: the run mode's config file, if it exists.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Socket path to listen on (ignored when systemd passes a socket).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Directory for the daemon's state database.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Validate the config file and exit: 0 if valid, 2 if not.
+    #[arg(long)]
+    check_config: bool,
+    /// Log filter, e.g. `info`, `debug`, `backupd=trace,info`.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.check_config {
+        return check_config(args.config);
+    }
+    match start(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // stderr reaches the journal under systemd, so this is the one report.
+            eprintln!("backupd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    let path = path.unwrap_or_else(|| {
+        backupd_common::paths::DefaultPaths::for_mode(backupd_common::paths::current_mode())
+            .config_file
+    });
+    if !path.exists() {
+        eprintln!("backupd: config file {} does not exist", path.display());
+        return ExitCode::from(2);
+    }
+    match backupd::settings::check_file(&path) {
+        Ok(_) => {
+            println!("config OK: {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("backupd: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn start(args: Args) -> anyhow::Result<()> {
+    let settings = Settings::resolve(Overrides {
+        config_file: args.config,
+        socket: args.socket,
+        state_dir: args.state_dir,
+        log_level: args.log_level,
+    })?;
+    let log_reload = init_tracing(&settings.log_level)?;
+    raise_fd_limit();
+
+    // Adopt or bind before the runtime exists: still single-threaded (see listener.rs).
+    let listener = match Listener::from_activation()? {
+        Some(l) => {
+            if l.path() != settings.socket {
+                tracing::info!(
+                    activated = %l.path().display(),
+                    configured = %settings.socket.display(),
+                    "using the socket systemd passed in instead of the configured path"
+                );
+            }
+            l
+        }
+        None => Listener::bind(&settings.socket, &socket_permissions(&settings))?,
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("backupd")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let cancel = CancellationToken::new();
+        tokio::spawn(stop_on_signals(cancel.clone()));
+        backupd::run(settings, listener, cancel, Some(log_reload)).await
+    })?;
+    Ok(())
+}
+
+fn socket_permissions(settings: &Settings) -> SocketPermissions {
+    let configured = settings.config.server.socket_group.clone();
+    let group_required = configured.is_some();
+    let group = configured.or_else(|| match settings.mode {
+        RunMode::System => Some("backupd".to_owned()),
+        RunMode::User => None,
+    });
+    SocketPermissions {
+        mode: settings.socket_mode(),
+        group,
+        group_required,
+    }
+}
+
+/// SIGTERM/SIGINT start a graceful stop; a second one while stopping exits at once.
+async fn stop_on_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!(
+            "cannot install SIGTERM/SIGINT handlers; stop with `backupctl system shutdown`"
+        );
+        return;
+    };
+    let mut seen = 0;
+    loop {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        seen += 1;
+        if seen > 1 {
+            tracing::warn!("second stop signal: exiting without waiting for the drain");
+            std::process::exit(1);
+        }
+        cancel.cancel();
+    }
+}
+
+fn init_tracing(level: &str) -> anyhow::Result<LogReload> {
+    let filter = EnvFilter::try_new(level)
+        .with_context(|| format!("invalid log level {level:?} (try `info` or `debug`)"))?;
+    let (filter, handle) = reload::Layer::new(filter);
+    // journald stamps every line itself and shows no colours.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let output = if journald {
+        fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .without_time()
+            .boxed()
+    } else {
+        fmt::layer().with_writer(std::io::stderr).boxed()
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init()
+        .context("cannot initialise logging")?;
+    Ok(Box::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    }))
+}
+
+/// Each connection is a file descriptor; lift the soft limit to the hard one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::debug!(error = %e, "cannot raise RLIMIT_NOFILE");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Args::command().debug_assert();
+    }
+}

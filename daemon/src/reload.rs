@@ -1,0 +1,110 @@
+//! Configuration reload, triggered by SIGHUP or `system reload`. The new file is parsed and
+//! validated first; if anything is wrong the old configuration stays in force and the error is
+//! logged (and returned to a `system reload` caller).
+
+use crate::context::Context;
+use crate::error::Error;
+use backupd_common::protocol::ReloadReport;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Re-reads the config file and applies what can change at runtime.
+pub async fn reload(ctx: &Context) -> Result<ReloadReport, Error> {
+    let _one_at_a_time = ctx.reload_lock.lock().await;
+    let old = ctx.settings();
+    let new = match old.reloaded() {
+        Ok(new) => new,
+        Err(e) => {
+            tracing::error!(error = %e, "reload rejected; the previous configuration stays in force");
+            return Err(e.into());
+        }
+    };
+
+    let mut applied = Vec::new();
+    let mut restart_required = Vec::new();
+    let (o, n) = (&old.config.server, &new.config.server);
+    for (key, changed) in [
+        (
+            "server.max_connections",
+            o.max_connections != n.max_connections,
+        ),
+        ("server.idle_timeout", o.idle_timeout != n.idle_timeout),
+        (
+            "server.handshake_timeout",
+            o.handshake_timeout != n.handshake_timeout,
+        ),
+        (
+            "server.shutdown_grace",
+            o.shutdown_grace != n.shutdown_grace,
+        ),
+    ] {
+        if changed {
+            applied.push(key.to_owned());
+        }
+    }
+    for (key, changed) in [
+        ("daemon.socket", old.socket != new.socket),
+        ("daemon.state_dir", old.state_dir != new.state_dir),
+        ("server.socket_mode", o.socket_mode != n.socket_mode),
+        ("server.socket_group", o.socket_group != n.socket_group),
+        (
+            "server.max_frame_bytes",
+            o.max_frame_bytes != n.max_frame_bytes,
+        ),
+    ] {
+        if changed {
+            restart_required.push(key.to_owned());
+        }
+    }
+    if old.log_level != new.log_level {
+        if let Err(message) = ctx.set_log_level(&new.log_level) {
+            let e = Error::Internal(format!(
+                "log level {:?} is not a valid filter: {message}; the previous configuration \
+                 stays in force",
+                new.log_level
+            ));
+            tracing::error!(error = %e, "reload rejected");
+            return Err(e);
+        }
+        applied.push("daemon.log_level".to_owned());
+    }
+
+    let report = ReloadReport {
+        config_file: new.config_file.as_ref().map(|p| p.display().to_string()),
+        applied,
+        restart_required,
+    };
+    ctx.replace_settings(new);
+    tracing::info!(
+        config = report.config_file.as_deref().unwrap_or("(embedded defaults)"),
+        applied = ?report.applied,
+        restart_required = ?report.restart_required,
+        "configuration reloaded"
+    );
+    Ok(report)
+}
+
+/// Reloads on every SIGHUP until cancelled.
+pub async fn on_sighup(ctx: Arc<Context>, cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGHUP handler; reload with `backupctl system reload`");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            got = hup.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                tracing::info!("SIGHUP: reloading configuration");
+                // Errors are logged inside `reload`; the daemon goes on with the old config.
+                let _ = reload(&ctx).await;
+            }
+        }
+    }
+}

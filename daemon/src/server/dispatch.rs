@@ -1,0 +1,12 @@
+//! From request to handler: one `match`, nothing else.
+
+use super::handlers::{self, Outcome};
+use crate::context::Context;
+use backupd_common::protocol::{Identity, Request};
+use std::sync::Arc;
+
+pub async fn dispatch(ctx: &Arc<Context>, identity: &Identity, request: Request) -> Outcome {
+    match request {
+        Request::System(r) => handlers::system::handle(ctx, identity, r).await,
+    }
+}

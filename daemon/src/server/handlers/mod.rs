@@ -1,0 +1,58 @@
+//! Request handlers, one file per command group. A handler returns an [`Outcome`]: the reply
+//! (single or streamed) and, for shutdown, what to do once the reply is out.
+
+pub mod system;
+
+use crate::error::Error;
+use backupd_common::error::ErrorReply;
+use backupd_common::protocol::{Progress, Response};
+use tokio::sync::mpsc;
+
+/// One frame of a streamed reply.
+#[derive(Debug)]
+pub enum StreamItem {
+    Progress(Progress),
+    Final(Result<Response, ErrorReply>),
+}
+
+#[derive(Debug)]
+pub enum Reply {
+    Now(Result<Response, ErrorReply>),
+    /// Frames until a `Final` (or the sender is dropped, which the server reports as an error).
+    Stream(mpsc::Receiver<StreamItem>),
+}
+
+/// Work done after the reply has been sent ("reply first, then act").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    Shutdown,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub reply: Reply,
+    pub after: Option<After>,
+}
+
+impl Outcome {
+    pub fn ok(response: Response) -> Self {
+        Self {
+            reply: Reply::Now(Ok(response)),
+            after: None,
+        }
+    }
+
+    pub fn err(error: &Error) -> Self {
+        Self {
+            reply: Reply::Now(Err(error.to_reply())),
+            after: None,
+        }
+    }
+
+    pub fn result(result: Result<Response, Error>) -> Self {
+        match result {
+            Ok(r) => Self::ok(r),
+            Err(e) => Self::err(&e),
+        }
+    }
+}

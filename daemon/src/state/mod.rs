@@ -1,0 +1,210 @@
+//! The daemon's sled database under the state directory. It holds state that can be rebuilt or
+//! re-derived; the repository stays the source of truth. Opening checks the schema version so an
+//! older backupd never misreads a newer layout.
+//!
+//! Blocking: `open` and `flush_blocking` do disk I/O; async callers use [`State::flush`].
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// Layout version of the sled trees. Bump it with a migration when a tree's meaning changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const META_TREE: &str = "meta";
+const SCHEMA_KEY: &[u8] = b"schema_version";
+const DB_DIR: &str = "state.sled";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot create state directory {path}: {source}; check the path and its permissions")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "state database {path} is locked by another process; is another backupd using this \
+         state directory?"
+    )]
+    Locked { path: PathBuf },
+    #[error("cannot open state database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error(
+        "state database {path} has schema version {found}, this backupd supports up to \
+         {supported}; run a newer backupd"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("state database {path}: corrupt schema version record")]
+    CorruptSchema { path: PathBuf },
+    #[error("cannot write state database {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+}
+
+impl StateError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Locked { .. } | Self::Write { .. })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct State {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+impl State {
+    /// Creates the state directory (0700) if needed and opens the database in it.
+    pub fn open(state_dir: &Path) -> Result<Self, StateError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)
+            .map_err(|source| StateError::CreateDir {
+                path: state_dir.to_owned(),
+                source,
+            })?;
+        let path = state_dir.join(DB_DIR);
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(32 * 1024 * 1024)
+            .open()
+            .map_err(|source| match &source {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StateError::Locked { path: path.clone() }
+                }
+                _ => StateError::Open {
+                    path: path.clone(),
+                    source,
+                },
+            })?;
+        let state = Self { db, path };
+        state.check_schema()?;
+        Ok(state)
+    }
+
+    fn check_schema(&self) -> Result<(), StateError> {
+        let write_err = |source| StateError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let meta = self.db.open_tree(META_TREE).map_err(write_err)?;
+        match meta.get(SCHEMA_KEY).map_err(write_err)? {
+            None => {
+                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+                    .map_err(write_err)?;
+                self.flush_blocking()
+            }
+            Some(raw) => {
+                let bytes: [u8; 4] =
+                    raw.as_ref()
+                        .try_into()
+                        .map_err(|_| StateError::CorruptSchema {
+                            path: self.path.clone(),
+                        })?;
+                let found = u32::from_be_bytes(bytes);
+                if found > SCHEMA_VERSION {
+                    return Err(StateError::NewerSchema {
+                        path: self.path.clone(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens (creating if needed) a named tree; services own their trees.
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StateError> {
+        self.db.open_tree(name).map_err(|source| StateError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    pub fn flush_blocking(&self) -> Result<(), StateError> {
+        self.db
+            .flush()
+            .map(drop)
+            .map_err(|source| StateError::Write {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Flushes everything written so far to disk; call before acknowledging durable changes.
+    pub async fn flush(&self) -> Result<(), StateError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.flush_blocking())
+            .await
+            .unwrap_or_else(|e| {
+                Err(StateError::Write {
+                    path: self.path.clone(),
+                    source: sled::Error::ReportableBug(format!("flush task failed: {e}")),
+                })
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_state_records_the_schema_version_and_reopens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = State::open(dir.path()).expect("open");
+        drop(state);
+        State::open(dir.path()).expect("reopen");
+    }
+
+    #[test]
+    fn newer_schema_is_refused_with_both_versions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let state = State::open(dir.path()).expect("open");
+            state
+                .tree(META_TREE)
+                .expect("tree")
+                .insert(SCHEMA_KEY, &(SCHEMA_VERSION + 1).to_be_bytes())
+                .expect("insert");
+            state.flush_blocking().expect("flush");
+        }
+        let err = State::open(dir.path()).expect_err("newer schema");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("schema version {}", SCHEMA_VERSION + 1)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("supports up to {SCHEMA_VERSION}")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn second_open_of_the_same_dir_reports_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _first = State::open(dir.path()).expect("open");
+        match State::open(dir.path()) {
+            Err(StateError::Locked { .. }) => {}
+            other => panic!("expected Locked, got {other:?}"),
+        }
+    }
+}
