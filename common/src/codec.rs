@@ -35,6 +35,9 @@ pub enum FrameError {
 pub struct MessageCodec<In, Out> {
     frames: LengthDelimitedCodec,
     max: usize,
+    /// The inner codec has consumed a frame's length prefix and waits for its body; the bytes at
+    /// the front of the buffer are payload, not a prefix.
+    mid_frame: bool,
     _types: PhantomData<fn(Out) -> In>,
 }
 
@@ -56,6 +59,7 @@ impl<In, Out> MessageCodec<In, Out> {
         Self {
             frames,
             max: max_frame,
+            mid_frame: false,
             _types: PhantomData,
         }
     }
@@ -86,15 +90,23 @@ impl<In: DeserializeOwned, Out> Decoder for MessageCodec<In, Out> {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, FrameError> {
         // Peek the prefix ourselves so the error can say how large the frame claimed to be.
-        if src.len() >= 4 {
+        let at_prefix = !self.mid_frame && src.len() >= 4;
+        if at_prefix {
             let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as u64;
             if len > self.max as u64 {
                 return Err(FrameError::TooLarge { len, max: self.max });
             }
         }
         match self.frames.decode(src) {
-            Ok(Some(frame)) => decode_payload(&frame).map(Some),
-            Ok(None) => Ok(None),
+            Ok(Some(frame)) => {
+                self.mid_frame = false;
+                decode_payload(&frame).map(Some)
+            }
+            Ok(None) => {
+                // With a whole prefix available the inner codec consumed it.
+                self.mid_frame |= at_prefix;
+                Ok(None)
+            }
             Err(e) => Err(map_length_error(e, self.max)),
         }
     }
@@ -153,6 +165,33 @@ mod tests {
         let decoded = codec().decode(&mut buf).expect("decode");
         assert_eq!(decoded, Some(msg));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn frames_arriving_byte_by_byte_decode_in_order() {
+        // Regression: the prefix peek must not read payload bytes as a length mid-frame.
+        let messages: Vec<ClientMessage> = (0..3)
+            .map(|i| {
+                ClientMessage::Hello(Hello {
+                    protocol_version: i,
+                    client: "x".repeat(300 + i as usize),
+                })
+            })
+            .collect();
+        let mut wire = BytesMut::new();
+        for m in &messages {
+            codec().encode(m.clone(), &mut wire).expect("encode");
+        }
+        let mut codec = codec();
+        let mut buf = BytesMut::new();
+        let mut decoded = Vec::new();
+        for byte in wire.iter() {
+            buf.extend_from_slice(&[*byte]);
+            while let Some(m) = codec.decode(&mut buf).expect("decode") {
+                decoded.push(m);
+            }
+        }
+        assert_eq!(decoded, messages);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub async fn run(
     cancel: CancellationToken,
     log_reload: Option<LogReload>,
 ) -> Result<(), Error> {
+    // Whatever happens from here on, the socket file we created goes away with us.
+    let cleanup = listener.cleanup_guard();
     let state_dir = settings.state_dir.clone();
     let state = tokio::task::spawn_blocking(move || State::open(&state_dir))
         .await
@@ -62,7 +64,6 @@ pub async fn run(
         "backupd ready"
     );
 
-    let cleanup = listener.cleanup_guard();
     server::serve(ctx.clone(), listener, cancel.clone(), tracker.clone()).await;
 
     systemd::notify_stopping();

@@ -48,20 +48,46 @@ fn main() -> ExitCode {
         Err(e) => {
             // stderr reaches the journal under systemd, so this is the one report.
             eprintln!("backupd: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(exit_code_for(&e))
         }
     }
 }
 
-fn check_config(path: Option<PathBuf>) -> ExitCode {
-    let path = path.unwrap_or_else(|| {
-        backupd_common::paths::DefaultPaths::for_mode(backupd_common::paths::current_mode())
-            .config_file
+/// EX_CONFIG (78) for configuration mistakes, so systemd's `RestartPreventExitStatus=78` stops
+/// restarting a daemon that cannot start until an administrator fixes the file; 1 otherwise.
+fn exit_code_for(error: &anyhow::Error) -> u8 {
+    use backupd::server::listener::ListenError;
+    use backupd_common::config::ConfigError;
+    let config_mistake = error.chain().any(|cause| {
+        cause.is::<ConfigError>()
+            || matches!(cause.downcast_ref(), Some(backupd::error::Error::Config(_)))
+            || matches!(cause.downcast_ref(), Some(ListenError::NoSuchGroup { .. }))
     });
-    if !path.exists() {
-        eprintln!("backupd: config file {} does not exist", path.display());
-        return ExitCode::from(2);
+    if config_mistake {
+        78
+    } else {
+        1
     }
+}
+
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    let path = match path {
+        Some(path) => path,
+        None => {
+            let default = backupd_common::paths::DefaultPaths::for_mode(
+                backupd_common::paths::current_mode(),
+            )
+            .config_file;
+            if !default.exists() {
+                println!(
+                    "config OK: no file at {}; the embedded defaults apply",
+                    default.display()
+                );
+                return ExitCode::SUCCESS;
+            }
+            default
+        }
+    };
     match backupd::settings::check_file(&path) {
         Ok(_) => {
             println!("config OK: {}", path.display());
@@ -81,7 +107,16 @@ fn start(args: Args) -> anyhow::Result<()> {
         state_dir: args.state_dir,
         log_level: args.log_level,
     })?;
-    let log_reload = init_tracing(&settings.log_level)?;
+    let log_reload = init_tracing(&settings.log_level).map_err(|message| {
+        backupd_common::config::ConfigError::Invalid {
+            path: settings
+                .config_file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("--log-level")),
+            key: "daemon.log_level",
+            message: format!("is {:?}: {message}", settings.log_level),
+        }
+    })?;
     raise_fd_limit();
 
     // Adopt or bind before the runtime exists: still single-threaded (see listener.rs).
@@ -153,9 +188,9 @@ async fn stop_on_signals(cancel: CancellationToken) {
     }
 }
 
-fn init_tracing(level: &str) -> anyhow::Result<LogReload> {
+fn init_tracing(level: &str) -> Result<LogReload, String> {
     let filter = EnvFilter::try_new(level)
-        .with_context(|| format!("invalid log level {level:?} (try `info` or `debug`)"))?;
+        .map_err(|e| format!("{e}; try `info`, `debug` or `backupd=debug,info`"))?;
     let (filter, handle) = reload::Layer::new(filter);
     // journald stamps every line itself and shows no colours.
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
@@ -172,7 +207,7 @@ fn init_tracing(level: &str) -> anyhow::Result<LogReload> {
         .with(filter)
         .with(output)
         .try_init()
-        .context("cannot initialise logging")?;
+        .map_err(|e| format!("cannot initialise logging: {e}"))?;
     Ok(Box::new(move |level: &str| {
         let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
         handle.reload(filter).map_err(|e| e.to_string())

@@ -1,1 +1,270 @@
-//! Test support for the end-to-end tests.
+//! Support for the end-to-end tests: locate the built binaries, run a real `backupd` on a temp
+//! socket ([`TestDaemon`], killed on drop), drive it with `backupctl`, and speak raw frames
+//! ([`RawConn`]) for hostile-input tests.
+
+use backupd_common::codec::{decode_payload, encode_payload};
+use backupd_common::protocol::{ClientMessage, Hello, ServerMessage, PROTOCOL_VERSION};
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Directory holding `backupd` and `backupctl`: `$BACKUPD_BIN_DIR`, else the cargo profile
+/// directory this test binary was built into (`target/<profile>/deps/..`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BACKUPD_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let deps = exe.parent().expect("deps dir");
+    let profile = if deps.ends_with("deps") {
+        deps.parent().expect("profile dir")
+    } else {
+        deps
+    };
+    profile.to_owned()
+}
+
+/// Path of a workspace binary; panics with the fix when it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} not found; run the whole suite with `cargo test --workspace` (it builds the binaries) \
+         or set BACKUPD_BIN_DIR",
+        path.display()
+    );
+    path
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A backupd process on a private socket and state dir, killed when dropped.
+pub struct TestDaemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+#[derive(Default)]
+pub struct DaemonOptions {
+    /// Contents of a config file passed with `--config`.
+    pub config: Option<String>,
+    pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl TestDaemon {
+    pub fn start() -> Self {
+        Self::start_with(DaemonOptions::default())
+    }
+
+    pub fn start_with(options: DaemonOptions) -> Self {
+        let daemon = Self::spawn(options);
+        daemon.wait_ready(Duration::from_secs(10));
+        daemon
+    }
+
+    /// Spawns without waiting for readiness.
+    pub fn spawn(options: DaemonOptions) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("backupd.sock");
+        let state_dir = dir.path().join("state");
+        let log = dir.path().join("backupd.log");
+        let mut cmd = Command::new(bin("backupd"));
+        cmd.arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(&state_dir);
+        if !options.extra_args.iter().any(|a| a == "--log-level") {
+            cmd.args(["--log-level", "debug"]);
+        }
+        if let Some(config) = &options.config {
+            let path = dir.path().join("config.toml");
+            std::fs::write(&path, config).expect("write config");
+            cmd.arg("--config").arg(path);
+        }
+        cmd.args(&options.extra_args);
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn backupd");
+        Self {
+            dir,
+            socket,
+            state_dir,
+            log,
+            child: Some(child),
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Waits until a handshake succeeds; panics with the daemon's log after `deadline`.
+    pub fn wait_ready(&self, deadline: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Ok(mut conn) = RawConn::connect(&self.socket) {
+                if conn.handshake().is_ok() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "backupd not ready within {deadline:?}; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs backupctl against this daemon.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        ctl(&self.socket, args)
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, sig).expect("signal backupd");
+    }
+
+    /// Polls for exit; `None` if still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.as_mut()?.try_wait().expect("try_wait") {
+                self.child = None;
+                return Some(status);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid())
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line")
+}
+
+/// Runs backupctl with `--socket`.
+pub fn ctl(socket: &Path, args: &[&str]) -> Output {
+    Command::new(bin("backupctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run backupctl")
+}
+
+/// stdout of a successful command as JSON; panics with both streams otherwise.
+pub fn json_ok(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "command failed ({}): stdout {} stderr {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+/// A blocking connection that speaks frames by hand, for tests that misbehave on purpose.
+pub struct RawConn {
+    pub stream: UnixStream,
+}
+
+impl RawConn {
+    pub fn connect(path: &Path) -> io::Result<Self> {
+        let stream = UnixStream::connect(path)?;
+        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+        Ok(Self { stream })
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    pub fn send(&mut self, message: &ClientMessage) -> io::Result<()> {
+        let payload = encode_payload(message).map_err(io::Error::other)?;
+        let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&payload);
+        self.send_raw(&frame)
+    }
+
+    /// The next message, or `None` when the daemon closed the connection.
+    pub fn recv(&mut self) -> io::Result<Option<ServerMessage>> {
+        let mut len = [0u8; 4];
+        match self.stream.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut payload)?;
+        decode_payload(&payload).map(Some).map_err(io::Error::other)
+    }
+
+    pub fn hello(&mut self, protocol_version: u32) -> io::Result<Option<ServerMessage>> {
+        self.send(&ClientMessage::Hello(Hello {
+            protocol_version,
+            client: "backupd-tests".into(),
+        }))?;
+        self.recv()
+    }
+
+    pub fn handshake(&mut self) -> io::Result<()> {
+        match self.hello(PROTOCOL_VERSION)? {
+            Some(ServerMessage::Welcome(_)) => Ok(()),
+            other => Err(io::Error::other(format!("no Welcome: {other:?}"))),
+        }
+    }
+
+    /// True once the daemon has closed the connection (reads EOF).
+    pub fn closed_by_peer(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(self.stream.read(&mut buf), Ok(0))
+            || matches!(self.stream.read(&mut buf), Err(e) if e.kind() == io::ErrorKind::ConnectionReset)
+    }
+}

@@ -81,7 +81,11 @@ impl State {
             .cache_capacity(32 * 1024 * 1024)
             .open()
             .map_err(|source| match &source {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                // sled wraps the flock failure in an `Other` error carrying this text.
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
                     StateError::Locked { path: path.clone() }
                 }
                 _ => StateError::Open {
