@@ -385,3 +385,44 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .find(|p| p.exists())
         .ok_or(())
 }
+
+#[test]
+fn watchdog_pings_at_half_the_requested_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("bind notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // WATCHDOG_PID must be backupd's own pid: a shell exports its pid, then execs backupd.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
+        .arg(bin("backupd"))
+        .arg("--socket")
+        .arg(dir.path().join("d.sock"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut buf = [0u8; 4096];
+    let mut pings = Vec::new();
+    let start = Instant::now();
+    while pings.len() < 3 && start.elapsed() < Duration::from_secs(10) {
+        let Ok(n) = notify.recv(&mut buf) else { break };
+        if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
+            pings.push(Instant::now());
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(pings.len(), 3, "three WATCHDOG=1 pings");
+    let gap = pings[2].duration_since(pings[1]);
+    assert!(
+        gap >= Duration::from_millis(50) && gap <= Duration::from_millis(1000),
+        "pings every ~100 ms, saw {gap:?}"
+    );
+}

@@ -74,3 +74,113 @@ fn default_user_mode_socket_is_private() {
     let expected = if is_root() { 0o660 } else { 0o600 };
     assert_eq!(mode & 0o777, expected);
 }
+
+#[test]
+fn configured_socket_group_owns_the_socket_and_a_missing_one_is_a_config_error() {
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        is_root(),
+        "this test needs root (chown to another group); CI runs as root"
+    );
+    let group = nix::unistd::Group::from_name("nogroup")
+        .expect("group lookup")
+        .expect("Debian's `nogroup` group");
+    let d = TestDaemon::start_with(DaemonOptions {
+        config: Some("[server]\nsocket_group = \"nogroup\"\nsocket_mode = \"0660\"\n".into()),
+        ..Default::default()
+    });
+    let meta = std::fs::metadata(&d.socket).expect("stat");
+    assert_eq!(meta.gid(), group.gid.as_raw());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+
+    let mut bad = TestDaemon::spawn(DaemonOptions {
+        config: Some("[server]\nsocket_group = \"no-such-group-xyz\"\n".into()),
+        ..Default::default()
+    });
+    let status = bad
+        .wait_exit(std::time::Duration::from_secs(10))
+        .expect("exits");
+    assert_eq!(status.code(), Some(78));
+    let log = bad.log_text();
+    assert!(
+        log.contains("no-such-group-xyz") && log.contains("does not exist"),
+        "{log}"
+    );
+}
+
+#[test]
+fn user_mode_uses_xdg_directories() {
+    assert!(
+        is_root(),
+        "this test needs root (it runs backupd as `nobody`); CI runs as root"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let home = dir.path().join("home");
+    let runtime = dir.path().join("run");
+    for d in [&home, &runtime] {
+        std::fs::create_dir(d).expect("mkdir");
+        nix::unistd::chown(d.as_path(), Some(nix::unistd::Uid::from_raw(65534)), None)
+            .expect("chown");
+    }
+    let daemon_bin = dir.path().join("backupd");
+    std::fs::copy(bin("backupd"), &daemon_bin).expect("copy backupd");
+    let client = dir.path().join("backupctl");
+    std::fs::copy(bin("backupctl"), &client).expect("copy backupctl");
+    let env = [
+        ("HOME", home.clone()),
+        ("XDG_RUNTIME_DIR", runtime.clone()),
+        ("XDG_STATE_HOME", home.join("state")),
+        ("XDG_CONFIG_HOME", home.join("config")),
+    ];
+    let mut daemon = Command::new("runuser");
+    daemon.args(["-u", "nobody", "--"]).arg(&daemon_bin);
+    for (k, v) in &env {
+        daemon.env(k, v);
+    }
+    let mut daemon = daemon
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn backupd as nobody");
+    let socket = runtime.join("backupd").join("backupd.sock");
+    let start = std::time::Instant::now();
+    let as_nobody = |args: &[&str]| {
+        let mut ctl = Command::new("runuser");
+        ctl.args(["-u", "nobody", "--"]).arg(&client).args(args);
+        for (k, v) in &env {
+            ctl.env(k, v);
+        }
+        ctl.output().expect("backupctl")
+    };
+    let health = loop {
+        let out = as_nobody(&["--json", "system", "health"]);
+        if out.status.success() || start.elapsed() > std::time::Duration::from_secs(10) {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // The daemon's own uid is admin: it may shut its daemon down.
+    let who = json_ok(&as_nobody(&["--json", "system", "whoami"]));
+    let stop = as_nobody(&["system", "shutdown"]);
+    let exited = daemon.wait().expect("wait");
+    assert_eq!(who["role"], "admin");
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    assert!(exited.success());
+    let v = json_ok(&health);
+    assert_eq!(v["mode"], "user");
+    assert_eq!(v["socket"], socket.display().to_string());
+    assert_eq!(
+        v["state_dir"],
+        home.join("state/backupd").display().to_string()
+    );
+    let mode =
+        std::fs::metadata(socket.parent().expect("dir")).map(|m| m.permissions().mode() & 0o777);
+    assert!(
+        matches!(mode, Ok(0o700) | Err(_)),
+        "private socket directory: {mode:?}"
+    );
+}
