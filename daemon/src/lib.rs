@@ -10,6 +10,7 @@
 pub mod context;
 pub mod error;
 pub mod reload;
+pub mod repo;
 pub mod server;
 pub mod settings;
 pub mod state;

@@ -1,0 +1,243 @@
+//! Where repository files live. Only the local file system exists so far; everything above this
+//! trait is storage-agnostic so an object-store backend can be added.
+//!
+//! Durability: every object is written to a temp name in its final directory, fsynced, renamed
+//! into place, and the directory fsynced. A crash leaves either the whole object or a temp file
+//! (which `check` ignores and `prune` removes), never a torn object under its real name.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// The kinds of files a repository holds, each in its own directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    Config,
+    Key,
+    Pack,
+    Index,
+    Snapshot,
+    Lock,
+}
+
+impl FileKind {
+    pub fn dir(self) -> &'static str {
+        match self {
+            Self::Config => "",
+            Self::Key => "keys",
+            Self::Pack => "data",
+            Self::Index => "index",
+            Self::Snapshot => "snapshots",
+            Self::Lock => "locks",
+        }
+    }
+}
+
+const TEMP_PREFIX: &str = ".tmp-";
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {path}: {source}")]
+pub struct BackendError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl BackendError {
+    pub fn is_not_found(&self) -> bool {
+        self.source.kind() == io::ErrorKind::NotFound
+    }
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// A local directory holding a repository.
+#[derive(Clone, Debug)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+fn err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BackendError + 'a {
+    move |source| BackendError {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the directory skeleton (0700), including the 256 pack subdirectories.
+    pub fn create_layout(&self) -> Result<()> {
+        let mkdir = |p: &Path| {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(p)
+                .map_err(err("create directory", p))
+        };
+        mkdir(&self.root)?;
+        for kind in [FileKind::Key, FileKind::Index, FileKind::Snapshot, FileKind::Lock] {
+            mkdir(&self.root.join(kind.dir()))?;
+        }
+        for byte in 0..=255u8 {
+            mkdir(&self.root.join("data").join(format!("{byte:02x}")))?;
+        }
+        fsync_dir(&self.root)
+    }
+
+    /// Path of an object. Packs are spread over `data/XX/` by their first byte.
+    pub fn path(&self, kind: FileKind, name: &str) -> PathBuf {
+        match kind {
+            FileKind::Config => self.root.join("config"),
+            FileKind::Pack => self
+                .root
+                .join("data")
+                .join(name.get(..2).unwrap_or("00"))
+                .join(name),
+            _ => self.root.join(kind.dir()).join(name),
+        }
+    }
+
+    /// Writes an object atomically and durably; an existing object of that name is replaced.
+    pub fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+        let path = self.path(kind, name);
+        let dir = path.parent().unwrap_or(&self.root).to_owned();
+        let temp = dir.join(format!("{TEMP_PREFIX}{name}-{:016x}", rand::random::<u64>()));
+        let result = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temp)
+                .map_err(err("create", &temp))?;
+            f.write_all(data).map_err(err("write", &temp))?;
+            f.sync_all().map_err(err("fsync", &temp))?;
+            std::fs::rename(&temp, &path).map_err(err("rename into place", &path))?;
+            fsync_dir(&dir)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+
+    pub fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+        let path = self.path(kind, name);
+        std::fs::read(&path).map_err(err("read", &path))
+    }
+
+    pub fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let path = self.path(kind, name);
+        let mut f = std::fs::File::open(&path).map_err(err("open", &path))?;
+        f.seek(SeekFrom::Start(offset)).map_err(err("seek in", &path))?;
+        let mut buf = vec![0u8; len];
+        f.read_exact(&mut buf).map_err(err("read", &path))?;
+        Ok(buf)
+    }
+
+    pub fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
+        let path = self.path(kind, name);
+        std::fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(err("stat", &path))
+    }
+
+    /// Names of the objects of a kind (temp files excluded).
+    pub fn list(&self, kind: FileKind) -> Result<Vec<String>> {
+        let dirs: Vec<PathBuf> = match kind {
+            FileKind::Pack => (0..=255u8)
+                .map(|b| self.root.join("data").join(format!("{b:02x}")))
+                .collect(),
+            FileKind::Config => return Ok(vec!["config".to_owned()]),
+            _ => vec![self.root.join(kind.dir())],
+        };
+        let mut names = Vec::new();
+        for dir in dirs {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(err("list", &dir)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(err("list", &dir))?;
+                if let Some(name) = entry.file_name().to_str() {
+                    if !name.starts_with(TEMP_PREFIX) {
+                        names.push(name.to_owned());
+                    }
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Temp files left by interrupted writes.
+    pub fn list_temp(&self) -> Result<Vec<PathBuf>> {
+        let mut found = Vec::new();
+        let mut dirs = vec![self.root.clone()];
+        for kind in [FileKind::Key, FileKind::Index, FileKind::Snapshot, FileKind::Lock] {
+            dirs.push(self.root.join(kind.dir()));
+        }
+        dirs.extend((0..=255u8).map(|b| self.root.join("data").join(format!("{b:02x}"))));
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                    found.push(entry.path());
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    pub fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
+        let path = self.path(kind, name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(err("remove", &path)(e)),
+        }
+    }
+
+    pub fn exists(&self, kind: FileKind, name: &str) -> bool {
+        self.path(kind, name).exists()
+    }
+}
+
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err("fsync directory", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_is_atomic_and_listed_without_temp_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create_layout().expect("layout");
+        b.write(FileKind::Snapshot, "abc", b"one").expect("write");
+        b.write(FileKind::Snapshot, "abc", b"two").expect("overwrite");
+        std::fs::write(b.root().join("snapshots/.tmp-left-over"), b"x").expect("temp");
+        assert_eq!(b.list(FileKind::Snapshot).expect("list"), vec!["abc"]);
+        assert_eq!(b.read(FileKind::Snapshot, "abc").expect("read"), b"two");
+        assert_eq!(b.list_temp().expect("temps").len(), 1);
+        b.write(FileKind::Pack, "ff00", b"pack").expect("pack");
+        assert!(b.root().join("data/ff/ff00").exists());
+        assert_eq!(b.read_range(FileKind::Pack, "ff00", 1, 2).expect("range"), b"ac");
+    }
+}

@@ -1,0 +1,90 @@
+//! Which pack holds which blob. Index files (`index/<sha256>`) are sealed bincode of
+//! [`IndexFile`]; in memory they merge into one map. Everything here can be rebuilt from the
+//! packs' own headers.
+
+use super::pack::{BlobKind, PackEntry};
+use backupd_common::ids::{BlobId, IndexId, PackId};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct IndexFile {
+    pub packs: Vec<IndexedPack>,
+    /// Index files this one replaces (written by prune and rebuild); they are deleted after it.
+    pub supersedes: Vec<IndexId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IndexedPack {
+    pub id: PackId,
+    pub blobs: Vec<PackEntry>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobLocation {
+    pub pack: PackId,
+    pub kind: BlobKind,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+}
+
+/// The merged in-memory index.
+#[derive(Debug, Default)]
+pub struct Index {
+    blobs: HashMap<BlobId, BlobLocation>,
+    packs: HashMap<PackId, Vec<BlobId>>,
+    files: HashSet<IndexId>,
+}
+
+impl Index {
+    pub fn add_file(&mut self, id: IndexId, file: &IndexFile) {
+        self.files.insert(id);
+        for pack in &file.packs {
+            self.add_pack(pack.id, &pack.blobs);
+        }
+    }
+
+    pub fn add_pack(&mut self, pack: PackId, entries: &[PackEntry]) {
+        let ids = self.packs.entry(pack).or_default();
+        for e in entries {
+            ids.push(e.id);
+            // First location wins; a duplicate in another pack is redundant data for prune.
+            self.blobs.entry(e.id).or_insert(BlobLocation {
+                pack,
+                kind: e.kind,
+                offset: e.offset,
+                length: e.length,
+                raw_length: e.raw_length,
+            });
+        }
+    }
+
+    pub fn get(&self, id: &BlobId) -> Option<&BlobLocation> {
+        self.blobs.get(id)
+    }
+
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    pub fn packs(&self) -> impl Iterator<Item = (&PackId, &Vec<BlobId>)> {
+        self.packs.iter()
+    }
+
+    pub fn has_pack(&self, id: &PackId) -> bool {
+        self.packs.contains_key(id)
+    }
+
+    pub fn files(&self) -> &HashSet<IndexId> {
+        &self.files
+    }
+
+    pub fn blobs(&self) -> impl Iterator<Item = (&BlobId, &BlobLocation)> {
+        self.blobs.iter()
+    }
+}

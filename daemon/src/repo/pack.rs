@@ -1,0 +1,238 @@
+//! Pack files: many sealed blobs followed by their own sealed header, so the index can be rebuilt
+//! from packs alone.
+//!
+//! Layout: `magic "BKDPACK1" | blob... | sealed header | header_len u32 LE`. The header is the
+//! bincode of `Vec<PackEntry>`; each blob is `seal(codec u8 || payload)`, codec 0 = stored,
+//! 1 = zstd.
+
+use super::crypto::{CryptoError, MasterKeys};
+use backupd_common::ids::BlobId;
+use serde::{Deserialize, Serialize};
+
+pub const PACK_MAGIC: &[u8; 8] = b"BKDPACK1";
+/// Packs are closed once they reach this size.
+pub const TARGET_PACK_SIZE: usize = 16 * 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BlobKind {
+    /// File content.
+    Data,
+    /// A directory listing (a serialized `Tree`).
+    Tree,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackEntry {
+    pub id: BlobId,
+    pub kind: BlobKind,
+    /// Offset of the sealed blob within the pack.
+    pub offset: u32,
+    /// Length of the sealed blob.
+    pub length: u32,
+    /// Length of the plaintext.
+    pub raw_length: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error("not a pack file (bad magic or too short)")]
+    NotAPack,
+    #[error("pack header: {0}")]
+    Header(String),
+    #[error("blob {id}: {source}")]
+    Blob {
+        id: BlobId,
+        #[source]
+        source: BlobError,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("unknown compression codec {0}")]
+    Codec(u8),
+    #[error("decompression failed: {0}")]
+    Decompress(String),
+    #[error("content does not match its id (expected {expected}, got {actual})")]
+    IdMismatch { expected: BlobId, actual: BlobId },
+    #[error("length {actual} differs from the recorded {expected}")]
+    Length { expected: u32, actual: usize },
+}
+
+const CODEC_STORED: u8 = 0;
+const CODEC_ZSTD: u8 = 1;
+
+/// Compresses (unless it does not pay) and seals one blob.
+pub fn encode_blob(keys: &MasterKeys, data: &[u8], zstd_level: i32) -> Vec<u8> {
+    let mut plain = Vec::with_capacity(data.len() + 1);
+    // Incompressible data (media, archives, encrypted files) is stored as is: a compressed copy
+    // must save at least 1/32 to be worth the decompression on restore.
+    match zstd::bulk::compress(data, zstd_level) {
+        Ok(c) if c.len() < data.len() - data.len() / 32 => {
+            plain.push(CODEC_ZSTD);
+            plain.extend_from_slice(&c);
+        }
+        _ => {
+            plain.push(CODEC_STORED);
+            plain.extend_from_slice(data);
+        }
+    }
+    keys.seal(&plain)
+}
+
+/// Opens, decompresses and verifies one sealed blob.
+pub fn decode_blob(
+    keys: &MasterKeys,
+    sealed: &[u8],
+    id: BlobId,
+    raw_length: u32,
+) -> Result<Vec<u8>, BlobError> {
+    let plain = keys.open(sealed)?;
+    let (&codec, payload) = plain.split_first().ok_or(BlobError::Codec(255))?;
+    let data = match codec {
+        CODEC_STORED => payload.to_vec(),
+        CODEC_ZSTD => zstd::bulk::decompress(payload, raw_length as usize)
+            .map_err(|e| BlobError::Decompress(e.to_string()))?,
+        other => return Err(BlobError::Codec(other)),
+    };
+    if data.len() != raw_length as usize {
+        return Err(BlobError::Length {
+            expected: raw_length,
+            actual: data.len(),
+        });
+    }
+    let actual = keys.blob_id(&data);
+    if actual != id {
+        return Err(BlobError::IdMismatch {
+            expected: id,
+            actual,
+        });
+    }
+    Ok(data)
+}
+
+/// A pack being filled in memory.
+#[derive(Debug)]
+pub struct PackBuilder {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl Default for PackBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PackBuilder {
+    pub fn new() -> Self {
+        let mut buf = Vec::with_capacity(TARGET_PACK_SIZE + 1024 * 1024);
+        buf.extend_from_slice(PACK_MAGIC);
+        Self {
+            buf,
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, id: BlobId, kind: BlobKind, sealed: &[u8], raw_length: usize) {
+        self.entries.push(PackEntry {
+            id,
+            kind,
+            offset: self.buf.len() as u32,
+            length: sealed.len() as u32,
+            raw_length: raw_length as u32,
+        });
+        self.buf.extend_from_slice(sealed);
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.buf.len() >= TARGET_PACK_SIZE
+    }
+
+    /// Appends the sealed header and returns the pack's bytes and entries.
+    pub fn finish(mut self, keys: &MasterKeys) -> (Vec<u8>, Vec<PackEntry>) {
+        let header = bincode::serde::encode_to_vec(&self.entries, bincode::config::standard())
+            .unwrap_or_else(|_| unreachable!("pack entries always encode"));
+        let sealed = keys.seal(&header);
+        self.buf.extend_from_slice(&sealed);
+        self.buf
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        (self.buf, self.entries)
+    }
+}
+
+/// Reads the header of a complete pack.
+pub fn read_header(keys: &MasterKeys, pack: &[u8]) -> Result<Vec<PackEntry>, PackError> {
+    if pack.len() < PACK_MAGIC.len() + 4 || &pack[..8] != PACK_MAGIC {
+        return Err(PackError::NotAPack);
+    }
+    let n = pack.len();
+    let header_len = u32::from_le_bytes([pack[n - 4], pack[n - 3], pack[n - 2], pack[n - 1]]) as usize;
+    let start = n
+        .checked_sub(4 + header_len)
+        .filter(|s| *s >= PACK_MAGIC.len())
+        .ok_or_else(|| PackError::Header(format!("header length {header_len} out of range")))?;
+    let plain = keys
+        .open(&pack[start..n - 4])
+        .map_err(|e| PackError::Header(e.to_string()))?;
+    let (entries, _): (Vec<PackEntry>, usize) = bincode::serde::decode_from_slice(
+        &plain,
+        bincode::config::standard().with_limit::<{ 64 * 1024 * 1024 }>(),
+    )
+    .map_err(|e| PackError::Header(e.to_string()))?;
+    for e in &entries {
+        if (e.offset as usize) < PACK_MAGIC.len() || e.offset as usize + e.length as usize > start {
+            return Err(PackError::Header(format!("blob {} lies outside the pack", e.id)));
+        }
+    }
+    Ok(entries)
+}
+
+/// Decrypts, decompresses and re-hashes every blob of a pack held in memory.
+pub fn verify(keys: &MasterKeys, pack: &[u8], entries: &[PackEntry]) -> Result<(), PackError> {
+    for e in entries {
+        let sealed = pack
+            .get(e.offset as usize..e.offset as usize + e.length as usize)
+            .ok_or(PackError::NotAPack)?;
+        decode_blob(keys, sealed, e.id, e.raw_length)
+            .map_err(|source| PackError::Blob { id: e.id, source })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_round_trip_and_header_rebuild() {
+        let keys = MasterKeys::generate();
+        let mut b = PackBuilder::new();
+        let blobs: Vec<Vec<u8>> = vec![b"hello".repeat(1000), (0..=255u8).collect(), vec![]];
+        for data in &blobs {
+            let sealed = encode_blob(&keys, data, 1);
+            b.add(keys.blob_id(data), BlobKind::Data, &sealed, data.len());
+        }
+        let (bytes, entries) = b.finish(&keys);
+        assert_eq!(read_header(&keys, &bytes).expect("header"), entries);
+        verify(&keys, &bytes, &entries).expect("verify");
+        // Compressible data was compressed.
+        assert!(entries[0].length < 5000);
+        let mut damaged = bytes.clone();
+        damaged[entries[1].offset as usize + 40] ^= 1;
+        assert!(matches!(
+            verify(&keys, &damaged, &entries),
+            Err(PackError::Blob { .. })
+        ));
+    }
+}

@@ -1,0 +1,44 @@
+//! Snapshot files (`snapshots/<sha256>`): sealed bincode of [`Snapshot`], written last, after
+//! the packs and the index it depends on.
+
+use backupd_common::ids::{BlobId, SnapshotId};
+use serde::{Deserialize, Serialize};
+
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u32,
+    /// Nanoseconds since the Unix epoch (`--time` may set it).
+    pub time_ns: i64,
+    pub host: String,
+    pub username: String,
+    /// The backed-up paths, absolute, raw bytes.
+    pub paths: Vec<Vec<u8>>,
+    pub tags: Vec<String>,
+    pub parent: Option<SnapshotId>,
+    /// Root tree: mirrors the absolute paths from `/`.
+    pub tree: BlobId,
+    pub stats: SnapshotStats,
+    /// Paths that could not be read, with the reason.
+    pub skipped: Vec<(Vec<u8>, String)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub other: u64,
+    /// Files whose content was read (not reused from the parent).
+    pub files_read: u64,
+    pub bytes_total: u64,
+    pub bytes_read: u64,
+    /// Plaintext bytes of blobs new to the repository.
+    pub bytes_added: u64,
+    /// Bytes written to packs for those blobs (compressed, encrypted).
+    pub bytes_stored: u64,
+    pub blobs_added: u64,
+    pub skipped: u64,
+    pub changed_during_read: u64,
+    pub duration_ms: u64,
+}
