@@ -8,6 +8,7 @@
 //! file removed.
 
 pub mod context;
+pub mod engine;
 pub mod error;
 pub mod reload;
 pub mod repo;

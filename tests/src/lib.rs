@@ -2,6 +2,8 @@
 //! socket ([`TestDaemon`], killed on drop), drive it with `backupctl`, and speak raw frames
 //! ([`RawConn`]) for hostile-input tests.
 
+pub mod treecmp;
+
 use backupd_common::codec::{decode_payload, encode_payload};
 use backupd_common::protocol::{ClientMessage, Hello, ServerMessage, PROTOCOL_VERSION};
 use std::io::{self, Read, Write};

@@ -85,7 +85,12 @@ impl LocalBackend {
                 .map_err(err("create directory", p))
         };
         mkdir(&self.root)?;
-        for kind in [FileKind::Key, FileKind::Index, FileKind::Snapshot, FileKind::Lock] {
+        for kind in [
+            FileKind::Key,
+            FileKind::Index,
+            FileKind::Snapshot,
+            FileKind::Lock,
+        ] {
             mkdir(&self.root.join(kind.dir()))?;
         }
         for byte in 0..=255u8 {
@@ -111,7 +116,10 @@ impl LocalBackend {
     pub fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
         let path = self.path(kind, name);
         let dir = path.parent().unwrap_or(&self.root).to_owned();
-        let temp = dir.join(format!("{TEMP_PREFIX}{name}-{:016x}", rand::random::<u64>()));
+        let temp = dir.join(format!(
+            "{TEMP_PREFIX}{name}-{:016x}",
+            rand::random::<u64>()
+        ));
         let result = (|| {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
@@ -135,10 +143,17 @@ impl LocalBackend {
         std::fs::read(&path).map_err(err("read", &path))
     }
 
-    pub fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
         let path = self.path(kind, name);
         let mut f = std::fs::File::open(&path).map_err(err("open", &path))?;
-        f.seek(SeekFrom::Start(offset)).map_err(err("seek in", &path))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(err("seek in", &path))?;
         let mut buf = vec![0u8; len];
         f.read_exact(&mut buf).map_err(err("read", &path))?;
         Ok(buf)
@@ -184,7 +199,12 @@ impl LocalBackend {
     pub fn list_temp(&self) -> Result<Vec<PathBuf>> {
         let mut found = Vec::new();
         let mut dirs = vec![self.root.clone()];
-        for kind in [FileKind::Key, FileKind::Index, FileKind::Snapshot, FileKind::Lock] {
+        for kind in [
+            FileKind::Key,
+            FileKind::Index,
+            FileKind::Snapshot,
+            FileKind::Lock,
+        ] {
             dirs.push(self.root.join(kind.dir()));
         }
         dirs.extend((0..=255u8).map(|b| self.root.join("data").join(format!("{b:02x}"))));
@@ -231,13 +251,17 @@ mod tests {
         let b = LocalBackend::new(dir.path().join("repo"));
         b.create_layout().expect("layout");
         b.write(FileKind::Snapshot, "abc", b"one").expect("write");
-        b.write(FileKind::Snapshot, "abc", b"two").expect("overwrite");
+        b.write(FileKind::Snapshot, "abc", b"two")
+            .expect("overwrite");
         std::fs::write(b.root().join("snapshots/.tmp-left-over"), b"x").expect("temp");
         assert_eq!(b.list(FileKind::Snapshot).expect("list"), vec!["abc"]);
         assert_eq!(b.read(FileKind::Snapshot, "abc").expect("read"), b"two");
         assert_eq!(b.list_temp().expect("temps").len(), 1);
         b.write(FileKind::Pack, "ff00", b"pack").expect("pack");
         assert!(b.root().join("data/ff/ff00").exists());
-        assert_eq!(b.read_range(FileKind::Pack, "ff00", 1, 2).expect("range"), b"ac");
+        assert_eq!(
+            b.read_range(FileKind::Pack, "ff00", 1, 2).expect("range"),
+            b"ac"
+        );
     }
 }

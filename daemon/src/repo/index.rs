@@ -33,7 +33,7 @@ pub struct BlobLocation {
 #[derive(Debug, Default)]
 pub struct Index {
     blobs: HashMap<BlobId, BlobLocation>,
-    packs: HashMap<PackId, Vec<BlobId>>,
+    packs: HashMap<PackId, Vec<PackEntry>>,
     files: HashSet<IndexId>,
 }
 
@@ -46,9 +46,11 @@ impl Index {
     }
 
     pub fn add_pack(&mut self, pack: PackId, entries: &[PackEntry]) {
-        let ids = self.packs.entry(pack).or_default();
+        self.packs
+            .entry(pack)
+            .or_default()
+            .extend_from_slice(entries);
         for e in entries {
-            ids.push(e.id);
             // First location wins; a duplicate in another pack is redundant data for prune.
             self.blobs.entry(e.id).or_insert(BlobLocation {
                 pack,
@@ -72,8 +74,13 @@ impl Index {
         self.blobs.len()
     }
 
-    pub fn packs(&self) -> impl Iterator<Item = (&PackId, &Vec<BlobId>)> {
+    /// Every indexed pack with all its entries (also blobs whose canonical copy is elsewhere).
+    pub fn packs(&self) -> impl Iterator<Item = (&PackId, &Vec<PackEntry>)> {
         self.packs.iter()
+    }
+
+    pub fn pack_entries(&self, id: &PackId) -> Option<&Vec<PackEntry>> {
+        self.packs.get(id)
     }
 
     pub fn has_pack(&self, id: &PackId) -> bool {

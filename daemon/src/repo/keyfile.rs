@@ -69,7 +69,11 @@ fn derive(password: &[u8], params: &Argon2Params) -> Result<Zeroizing<[u8; 32]>,
 
 impl KeyFile {
     /// Wraps `keys` under `password`.
-    pub fn wrap(keys: &MasterKeys, password: &[u8], params: Argon2Params) -> Result<Self, KeyFileError> {
+    pub fn wrap(
+        keys: &MasterKeys,
+        password: &[u8],
+        params: Argon2Params,
+    ) -> Result<Self, KeyFileError> {
         let kek = derive(password, &params)?;
         let cipher = Aes256Gcm::new(kek.as_ref().into());
         let nonce: [u8; 12] = rand::random();

@@ -101,7 +101,11 @@ fn live_locks(backend: &LocalBackend, except: Option<&str>) -> Result<Vec<LockIn
 
 fn busy(info: &LockInfo) -> LockError {
     LockError::Busy {
-        kind: if info.exclusive { "exclusively" } else { "shared" },
+        kind: if info.exclusive {
+            "exclusively"
+        } else {
+            "shared"
+        },
         pid: info.pid,
         host: info.host.clone(),
         purpose: info.purpose.clone(),
@@ -109,7 +113,11 @@ fn busy(info: &LockInfo) -> LockError {
 }
 
 /// Takes a lock: `exclusive` conflicts with every other lock, shared only with exclusive ones.
-pub fn acquire(backend: &LocalBackend, exclusive: bool, purpose: &str) -> Result<LockGuard, LockError> {
+pub fn acquire(
+    backend: &LocalBackend,
+    exclusive: bool,
+    purpose: &str,
+) -> Result<LockGuard, LockError> {
     let conflicts = |others: &[LockInfo]| others.iter().find(|o| exclusive || o.exclusive).cloned();
     if let Some(c) = conflicts(&live_locks(backend, None)?) {
         return Err(busy(&c));
@@ -136,7 +144,8 @@ pub fn acquire(backend: &LocalBackend, exclusive: bool, purpose: &str) -> Result
         std::thread::Builder::new()
             .name("repo-lock".into())
             .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY)
+                {
                     info.refreshed = now();
                     if let Err(e) = backend.write(FileKind::Lock, &name, &json(&info)) {
                         tracing::warn!(error = %e, "cannot refresh repository lock");
@@ -164,10 +173,16 @@ mod tests {
         b.create_layout().expect("layout");
         let s1 = acquire(&b, false, "backup").expect("shared");
         let s2 = acquire(&b, false, "backup").expect("second shared");
-        assert!(matches!(acquire(&b, true, "prune"), Err(LockError::Busy { .. })));
+        assert!(matches!(
+            acquire(&b, true, "prune"),
+            Err(LockError::Busy { .. })
+        ));
         drop((s1, s2));
         let x = acquire(&b, true, "prune").expect("exclusive");
-        assert!(matches!(acquire(&b, false, "backup"), Err(LockError::Busy { .. })));
+        assert!(matches!(
+            acquire(&b, false, "backup"),
+            Err(LockError::Busy { .. })
+        ));
         drop(x);
         // A lock of a dead process on this host is stale.
         let dead = LockInfo {
@@ -177,8 +192,12 @@ mod tests {
             purpose: "prune".into(),
             refreshed: now(),
         };
-        b.write(FileKind::Lock, "dead", &serde_json::to_vec(&dead).expect("json"))
-            .expect("write");
+        b.write(
+            FileKind::Lock,
+            "dead",
+            &serde_json::to_vec(&dead).expect("json"),
+        )
+        .expect("write");
         acquire(&b, false, "backup").expect("stale lock ignored");
         assert!(!b.exists(FileKind::Lock, "dead"));
     }

@@ -55,7 +55,9 @@ pub enum RepoError {
     NotEmpty { path: PathBuf },
     #[error("{path} is not a backupd repository (no readable config file): {reason}")]
     NotARepository { path: PathBuf, reason: String },
-    #[error("{path} has repository format version {found}; this backupd reads version {FORMAT_VERSION}")]
+    #[error(
+        "{path} has repository format version {found}; this backupd reads version {FORMAT_VERSION}"
+    )]
     UnsupportedVersion { path: PathBuf, found: u32 },
     #[error("wrong password for repository {path}: none of its key files opens with it")]
     WrongPassword { path: PathBuf },
@@ -79,13 +81,13 @@ pub enum RepoError {
         id: BlobId,
         pack: PackId,
         #[source]
-        source: pack::BlobError,
+        source: Box<pack::BlobError>,
     },
     #[error("pack {pack}: {source}")]
     DamagedPack {
         pack: PackId,
         #[source]
-        source: PackError,
+        source: Box<PackError>,
     },
     #[error("{what} {name}: cannot decode: {reason}")]
     Corrupt {
@@ -156,6 +158,11 @@ pub fn format_rfc3339(ns: i64) -> String {
 
 fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
+}
+
+/// SHA-256 in hex: the name a pack, index or snapshot file must have.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(sha256(data))
 }
 
 fn decode_sealed<T: serde::de::DeserializeOwned>(
@@ -342,7 +349,7 @@ impl Repository {
             RepoError::DamagedBlob {
                 id: *id,
                 pack: loc.pack,
-                source,
+                source: Box::new(source),
             }
         })
     }
@@ -365,8 +372,10 @@ impl Repository {
     /// (not yet in an index file).
     pub fn write_pack(&self, bytes: &[u8], entries: &[PackEntry]) -> Result<PackId> {
         let id = PackId(sha256(bytes));
-        pack::verify(&self.keys, bytes, entries)
-            .map_err(|source| RepoError::DamagedPack { pack: id, source })?;
+        pack::verify(&self.keys, bytes, entries).map_err(|source| RepoError::DamagedPack {
+            pack: id,
+            source: Box::new(source),
+        })?;
         self.backend.write(FileKind::Pack, &id.to_hex(), bytes)?;
         self.index
             .write()
@@ -376,7 +385,11 @@ impl Repository {
     }
 
     /// Writes an index file covering `packs`.
-    pub fn write_index(&self, packs: Vec<IndexedPack>, supersedes: Vec<IndexId>) -> Result<IndexId> {
+    pub fn write_index(
+        &self,
+        packs: Vec<IndexedPack>,
+        supersedes: Vec<IndexId>,
+    ) -> Result<IndexId> {
         let file = IndexFile { packs, supersedes };
         let sealed = self.keys.seal(&encode(&file));
         let id = IndexId(sha256(&sealed));
@@ -391,7 +404,8 @@ impl Repository {
     pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
         let sealed = self.keys.seal(&encode(snapshot));
         let id = SnapshotId(sha256(&sealed));
-        self.backend.write(FileKind::Snapshot, &id.to_hex(), &sealed)?;
+        self.backend
+            .write(FileKind::Snapshot, &id.to_hex(), &sealed)?;
         Ok(id)
     }
 
@@ -422,7 +436,9 @@ impl Repository {
                 prefix: spec.to_owned(),
             });
         }
-        let mut matches = all.into_iter().filter(|(id, _)| id.to_hex().starts_with(spec));
+        let mut matches = all
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(spec));
         match (matches.next(), matches.next()) {
             (Some(m), None) if !spec.is_empty() => Ok(m),
             (Some(_), Some(_)) => Err(RepoError::AmbiguousSnapshot {
@@ -466,12 +482,13 @@ impl Repository {
 
 fn read_config(backend: &LocalBackend) -> Result<RepoConfig> {
     let path = backend.root().to_owned();
-    let bytes = backend
-        .read(FileKind::Config, "config")
-        .map_err(|e| RepoError::NotARepository {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+    let bytes =
+        backend
+            .read(FileKind::Config, "config")
+            .map_err(|e| RepoError::NotARepository {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
     let config: RepoConfig =
         serde_json::from_slice(&bytes).map_err(|e| RepoError::NotARepository {
             path: path.clone(),
@@ -520,7 +537,11 @@ mod tests {
             Repository::open(&path, b"nope"),
             Err(RepoError::WrongPassword { .. })
         ));
-        assert_eq!(walk(&path), before, "a wrong password must not write anything");
+        assert_eq!(
+            walk(&path),
+            before,
+            "a wrong password must not write anything"
+        );
         Repository::open(&path, b"pw").expect("open");
     }
 
@@ -539,6 +560,9 @@ mod tests {
     #[test]
     fn rfc3339_formatting() {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_rfc3339(1_700_000_000 * 1_000_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            format_rfc3339(1_700_000_000 * 1_000_000_000),
+            "2023-11-14T22:13:20Z"
+        );
     }
 }

@@ -43,7 +43,7 @@ pub enum PackError {
     Blob {
         id: BlobId,
         #[source]
-        source: BlobError,
+        source: Box<BlobError>,
     },
 }
 
@@ -177,7 +177,8 @@ pub fn read_header(keys: &MasterKeys, pack: &[u8]) -> Result<Vec<PackEntry>, Pac
         return Err(PackError::NotAPack);
     }
     let n = pack.len();
-    let header_len = u32::from_le_bytes([pack[n - 4], pack[n - 3], pack[n - 2], pack[n - 1]]) as usize;
+    let header_len =
+        u32::from_le_bytes([pack[n - 4], pack[n - 3], pack[n - 2], pack[n - 1]]) as usize;
     let start = n
         .checked_sub(4 + header_len)
         .filter(|s| *s >= PACK_MAGIC.len())
@@ -192,7 +193,10 @@ pub fn read_header(keys: &MasterKeys, pack: &[u8]) -> Result<Vec<PackEntry>, Pac
     .map_err(|e| PackError::Header(e.to_string()))?;
     for e in &entries {
         if (e.offset as usize) < PACK_MAGIC.len() || e.offset as usize + e.length as usize > start {
-            return Err(PackError::Header(format!("blob {} lies outside the pack", e.id)));
+            return Err(PackError::Header(format!(
+                "blob {} lies outside the pack",
+                e.id
+            )));
         }
     }
     Ok(entries)
@@ -204,8 +208,10 @@ pub fn verify(keys: &MasterKeys, pack: &[u8], entries: &[PackEntry]) -> Result<(
         let sealed = pack
             .get(e.offset as usize..e.offset as usize + e.length as usize)
             .ok_or(PackError::NotAPack)?;
-        decode_blob(keys, sealed, e.id, e.raw_length)
-            .map_err(|source| PackError::Blob { id: e.id, source })?;
+        decode_blob(keys, sealed, e.id, e.raw_length).map_err(|source| PackError::Blob {
+            id: e.id,
+            source: Box::new(source),
+        })?;
     }
     Ok(())
 }

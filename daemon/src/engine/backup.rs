@@ -1,0 +1,647 @@
+//! Backup: walk the sources in parallel (rayon), read and chunk changed files, store new blobs in
+//! packs, then write the index and finally the snapshot (packs → index → snapshot, so a crash at
+//! any point leaves at worst unreferenced packs).
+//!
+//! Files unchanged since the parent snapshot (same size, mtime, ctime, inode) are not read.
+//! Unreadable files are skipped, counted and named in the snapshot; the backup is then partial.
+
+use super::chunker::{chunk_stream, ChunkError, ChunkerParams};
+use super::excludes::Excludes;
+use super::fsmeta::{self, NameCache};
+use super::progress::Progress;
+use super::EngineError;
+use crate::repo::index::IndexedPack;
+use crate::repo::pack::{BlobKind, PackBuilder};
+use crate::repo::snapshot::{Snapshot, SnapshotStats, SNAPSHOT_VERSION};
+use crate::repo::tree::{Node, NodeKind, Tree, TREE_VERSION};
+use crate::repo::{now_ns, Repository};
+use backupd_common::ids::{BlobId, SnapshotId};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub excludes: Vec<String>,
+    pub exclude_files: Vec<PathBuf>,
+    pub exclude_caches: bool,
+    pub one_file_system: bool,
+    pub tags: Vec<String>,
+    pub host: Option<String>,
+    /// Snapshot time (ns since the epoch); now when `None`.
+    pub time_ns: Option<i64>,
+    /// Parent snapshot; when `None`, the latest snapshot of the same host and paths.
+    pub parent: Option<SnapshotId>,
+    /// Read every file even if unchanged since the parent.
+    pub force: bool,
+    pub zstd_level: i32,
+    /// Paths never backed up (the daemon adds its state dir).
+    pub always_exclude: Vec<PathBuf>,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        Self {
+            paths: Vec::new(),
+            excludes: Vec::new(),
+            exclude_files: Vec::new(),
+            exclude_caches: false,
+            one_file_system: false,
+            tags: Vec::new(),
+            host: None,
+            time_ns: None,
+            parent: None,
+            force: false,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
+            always_exclude: Vec::new(),
+        }
+    }
+}
+
+/// zstd level 1: on the mixed benchmark set it compresses within 1 % of level 3 at twice the
+/// speed, and compression is the pipeline's bottleneck.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
+
+#[derive(Debug)]
+pub struct BackupOutcome {
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+}
+
+impl BackupOutcome {
+    pub fn is_partial(&self) -> bool {
+        !self.snapshot.skipped.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    files: AtomicU64,
+    dirs: AtomicU64,
+    other: AtomicU64,
+    files_read: AtomicU64,
+    bytes_total: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_added: AtomicU64,
+    bytes_stored: AtomicU64,
+    blobs_added: AtomicU64,
+    changed_during_read: AtomicU64,
+}
+
+struct Session<'a> {
+    repo: &'a Repository,
+    opts: &'a BackupOptions,
+    excludes: Excludes,
+    names: NameCache,
+    chunker: ChunkerParams,
+    packer: Mutex<PackBuilder>,
+    /// Blobs stored by this session but maybe not yet in a finished pack.
+    pending: Mutex<HashSet<BlobId>>,
+    written: Mutex<Vec<IndexedPack>>,
+    /// Content of hard-linked files already read, by (dev, inode).
+    hardlinks: Mutex<HashMap<(u64, u64), Vec<BlobId>>>,
+    skipped: Mutex<Vec<(Vec<u8>, String)>>,
+    counters: Counters,
+    progress: &'a Progress,
+    cancel: &'a CancellationToken,
+}
+
+/// Runs a backup of `opts.paths` into `repo`.
+pub fn backup(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<BackupOutcome, EngineError> {
+    let started = Instant::now();
+    let sources = normalize_sources(&opts.paths)?;
+    let _lock = repo.lock(false, "backup")?;
+    let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
+    let parent = find_parent(repo, opts, &host, &sources)?;
+    let parent_tree = match &parent {
+        Some((_, snap)) => Some(repo.load_tree(&snap.tree)?),
+        None => None,
+    };
+
+    let mut excludes = Excludes::new(&opts.excludes, &opts.exclude_files)?;
+    excludes.exclude_caches = opts.exclude_caches;
+    excludes.one_file_system = opts.one_file_system;
+    excludes.always = opts.always_exclude.clone();
+    excludes.always.push(repo.path().to_owned());
+
+    let keys = repo.keys();
+    let config = repo.config();
+    let session = Session {
+        repo,
+        opts,
+        excludes,
+        names: NameCache::default(),
+        chunker: ChunkerParams {
+            min: config.chunk_min,
+            avg: config.chunk_avg,
+            max: config.chunk_max,
+            seed: keys.chunker_seed,
+        },
+        packer: Mutex::new(PackBuilder::new()),
+        pending: Mutex::new(HashSet::new()),
+        written: Mutex::new(Vec::new()),
+        hardlinks: Mutex::new(HashMap::new()),
+        skipped: Mutex::new(Vec::new()),
+        counters: Counters::default(),
+        progress,
+        cancel,
+    };
+
+    let stop_scan = cancel.child_token();
+    let root = std::thread::scope(|scope| {
+        scope.spawn(|| scan_totals(&sources, &session.excludes, progress, &stop_scan));
+        let root = session.backup_prefix(
+            &PrefixTree::build(&sources),
+            Path::new("/"),
+            parent_tree.as_ref(),
+        );
+        stop_scan.cancel();
+        root
+    })?;
+    session.finish_packs()?;
+    let packs = std::mem::take(&mut *session.written.lock().unwrap_or_else(|p| p.into_inner()));
+    if cancel.is_cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    if !packs.is_empty() {
+        repo.write_index(packs, Vec::new())?;
+    }
+
+    let c = &session.counters;
+    let skipped = std::mem::take(&mut *session.skipped.lock().unwrap_or_else(|p| p.into_inner()));
+    let snapshot = Snapshot {
+        version: SNAPSHOT_VERSION,
+        time_ns: opts.time_ns.unwrap_or_else(now_ns),
+        host,
+        username: nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default(),
+        paths: sources
+            .iter()
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .collect(),
+        tags: opts.tags.clone(),
+        parent: parent.map(|(id, _)| id),
+        tree: root,
+        stats: SnapshotStats {
+            files: c.files.load(Ordering::Relaxed),
+            dirs: c.dirs.load(Ordering::Relaxed),
+            other: c.other.load(Ordering::Relaxed),
+            files_read: c.files_read.load(Ordering::Relaxed),
+            bytes_total: c.bytes_total.load(Ordering::Relaxed),
+            bytes_read: c.bytes_read.load(Ordering::Relaxed),
+            bytes_added: c.bytes_added.load(Ordering::Relaxed),
+            bytes_stored: c.bytes_stored.load(Ordering::Relaxed),
+            blobs_added: c.blobs_added.load(Ordering::Relaxed),
+            skipped: skipped.len() as u64,
+            changed_during_read: c.changed_during_read.load(Ordering::Relaxed),
+            duration_ms: started.elapsed().as_millis() as u64,
+        },
+        skipped,
+    };
+    let id = repo.write_snapshot(&snapshot)?;
+    Ok(BackupOutcome { id, snapshot })
+}
+
+/// Absolute, lexically normalised, de-duplicated sources (a source inside another is dropped).
+fn normalize_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>, EngineError> {
+    if paths.is_empty() {
+        return Err(EngineError::InvalidArgument("no paths to back up".into()));
+    }
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let abs = if p.is_absolute() {
+            p.clone()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| EngineError::Source {
+                    path: p.display().to_string(),
+                    reason: e.to_string(),
+                })?
+                .join(p)
+        };
+        let mut clean = PathBuf::from("/");
+        for c in abs.components() {
+            match c {
+                Component::Normal(n) => clean.push(n),
+                Component::ParentDir => {
+                    clean.pop();
+                }
+                _ => {}
+            }
+        }
+        if std::fs::symlink_metadata(&clean).is_err() {
+            return Err(EngineError::Source {
+                path: clean.display().to_string(),
+                reason: "does not exist or cannot be accessed".into(),
+            });
+        }
+        out.push(clean);
+    }
+    out.sort();
+    out.dedup();
+    let all = out.clone();
+    out.retain(|p| !all.iter().any(|q| q != p && p.starts_with(q)));
+    Ok(out)
+}
+
+fn find_parent(
+    repo: &Repository,
+    opts: &BackupOptions,
+    host: &str,
+    sources: &[PathBuf],
+) -> Result<Option<(SnapshotId, Snapshot)>, EngineError> {
+    if opts.force {
+        return Ok(None);
+    }
+    if let Some(id) = &opts.parent {
+        return Ok(Some((*id, repo.read_snapshot(id)?)));
+    }
+    let paths: Vec<Vec<u8>> = sources
+        .iter()
+        .map(|p| p.as_os_str().as_bytes().to_vec())
+        .collect();
+    Ok(repo
+        .snapshots()?
+        .into_iter()
+        .rev()
+        .find(|(_, s)| s.host == host && s.paths == paths))
+}
+
+/// The directories between `/` and the sources: the root tree mirrors absolute paths.
+#[derive(Debug, Default)]
+struct PrefixTree {
+    children: BTreeMap<Vec<u8>, PrefixTree>,
+    is_source: bool,
+}
+
+impl PrefixTree {
+    fn build(sources: &[PathBuf]) -> Self {
+        let mut root = Self::default();
+        for s in sources {
+            let mut node = &mut root;
+            for c in s.components() {
+                if let Component::Normal(n) = c {
+                    node = node.children.entry(n.as_bytes().to_vec()).or_default();
+                }
+            }
+            node.is_source = true;
+        }
+        root
+    }
+}
+
+/// Counts files and bytes to back up, for the progress ETA. Runs beside the walk; stops early
+/// when `stop` fires.
+fn scan_totals(
+    sources: &[PathBuf],
+    excludes: &Excludes,
+    progress: &Progress,
+    stop: &CancellationToken,
+) {
+    let mut stack = sources.to_vec();
+    let (mut files, mut bytes) = (0u64, 0u64);
+    while let Some(p) = stack.pop() {
+        if stop.is_cancelled() {
+            return;
+        }
+        let name = p
+            .file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .unwrap_or_default();
+        if excludes.excludes(&p, &name) {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        } else {
+            files += 1;
+            if meta.is_file() {
+                bytes += meta.len();
+            }
+        }
+    }
+    progress.set_totals(files, bytes);
+}
+
+impl Session<'_> {
+    fn check_cancel(&self) -> Result<(), EngineError> {
+        if self.cancel.is_cancelled() {
+            Err(EngineError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn skip(&self, path: &Path, reason: String) {
+        tracing::warn!(path = %path.display(), %reason, "skipped");
+        self.progress.error();
+        self.skipped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((path.as_os_str().as_bytes().to_vec(), reason));
+    }
+
+    /// Stores a blob unless the repository (or this session) already has it.
+    fn store(&self, kind: BlobKind, data: &[u8], id: BlobId) -> Result<(), EngineError> {
+        if self.repo.has_blob(&id) {
+            return Ok(());
+        }
+        if !self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id)
+        {
+            return Ok(());
+        }
+        let sealed = self.repo.encode_blob(data, self.opts.zstd_level);
+        let c = &self.counters;
+        c.bytes_added
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        c.bytes_stored
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        c.blobs_added.fetch_add(1, Ordering::Relaxed);
+        let full = {
+            let mut packer = self.packer.lock().unwrap_or_else(|p| p.into_inner());
+            packer.add(id, kind, &sealed, data.len());
+            if packer.is_full() {
+                Some(std::mem::take(&mut *packer))
+            } else {
+                None
+            }
+        };
+        if let Some(pack) = full {
+            self.write_pack(pack)?;
+        }
+        Ok(())
+    }
+
+    fn write_pack(&self, pack: PackBuilder) -> Result<(), EngineError> {
+        if pack.is_empty() {
+            return Ok(());
+        }
+        let (bytes, entries) = pack.finish(self.repo.keys());
+        let id = self.repo.write_pack(&bytes, &entries)?;
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(IndexedPack { id, blobs: entries });
+        Ok(())
+    }
+
+    fn finish_packs(&self) -> Result<(), EngineError> {
+        let last = std::mem::take(&mut *self.packer.lock().unwrap_or_else(|p| p.into_inner()));
+        self.write_pack(last)
+    }
+
+    fn store_tree(&self, mut nodes: Vec<Node>) -> Result<BlobId, EngineError> {
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let tree = Tree {
+            version: TREE_VERSION,
+            nodes,
+        };
+        let (bytes, id) = self.repo.tree_bytes(&tree);
+        self.store(BlobKind::Tree, &bytes, id)?;
+        Ok(id)
+    }
+
+    /// A directory on the way from `/` to the sources, or a source itself.
+    fn backup_prefix(
+        &self,
+        prefix: &PrefixTree,
+        path: &Path,
+        parent: Option<&Tree>,
+    ) -> Result<BlobId, EngineError> {
+        let nodes = prefix
+            .children
+            .par_iter()
+            .map(|(name, child)| -> Result<Option<Node>, EngineError> {
+                let child_path = path.join(std::ffi::OsStr::from_bytes(name));
+                let parent_node = parent.and_then(|t| t.find(name));
+                if child.is_source {
+                    return self.backup_entry(&child_path, name.clone(), parent_node);
+                }
+                let meta =
+                    std::fs::symlink_metadata(&child_path).map_err(|e| EngineError::Source {
+                        path: child_path.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                let mut node = fsmeta::capture(&child_path, name.clone(), &meta, &self.names)
+                    .map_err(|e| EngineError::Source {
+                        path: child_path.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                let parent_subtree = self.parent_subtree(parent_node)?;
+                node.subtree =
+                    Some(self.backup_prefix(child, &child_path, parent_subtree.as_ref())?);
+                Ok(Some(node))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.store_tree(nodes.into_iter().flatten().collect())
+    }
+
+    fn parent_subtree(&self, parent: Option<&Node>) -> Result<Option<Tree>, EngineError> {
+        match parent.and_then(|n| n.subtree) {
+            // A damaged parent tree only costs re-reading files, never the backup.
+            Some(id) => Ok(self.repo.load_tree(&id).ok()),
+            None => Ok(None),
+        }
+    }
+
+    /// One file system object; `None` when excluded or skipped.
+    fn backup_entry(
+        &self,
+        path: &Path,
+        name: Vec<u8>,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>, EngineError> {
+        self.check_cancel()?;
+        if self.excludes.excludes(path, &name) {
+            return Ok(None);
+        }
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None), // vanished
+            Err(e) => {
+                self.skip(path, e.to_string());
+                return Ok(None);
+            }
+        };
+        let mut node = match fsmeta::capture(path, name, &meta, &self.names) {
+            Ok(n) => n,
+            Err(e) => {
+                self.skip(path, e.to_string());
+                return Ok(None);
+            }
+        };
+        let c = &self.counters;
+        match node.kind {
+            NodeKind::Dir => {
+                c.dirs.fetch_add(1, Ordering::Relaxed);
+                node.subtree = Some(self.backup_dir(path, &meta, parent)?);
+            }
+            NodeKind::File => {
+                c.files.fetch_add(1, Ordering::Relaxed);
+                c.bytes_total.fetch_add(node.size, Ordering::Relaxed);
+                if !self.file_content(path, &meta, &mut node, parent)? {
+                    return Ok(None);
+                }
+                self.progress.add(1, node.size);
+            }
+            _ => {
+                c.other.fetch_add(1, Ordering::Relaxed);
+                self.progress.add(1, 0);
+            }
+        }
+        Ok(Some(node))
+    }
+
+    fn backup_dir(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        parent: Option<&Node>,
+    ) -> Result<BlobId, EngineError> {
+        if self.excludes.is_tagged_cache(path) {
+            return self.store_tree(Vec::new());
+        }
+        let entries = match std::fs::read_dir(path) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                self.skip(path, format!("cannot list directory: {e}"));
+                Vec::new()
+            }
+        };
+        let parent_tree = self.parent_subtree(parent.filter(|n| n.kind == NodeKind::Dir))?;
+        let dev = meta.dev();
+        let nodes = entries
+            .par_iter()
+            .map(|name| {
+                let child = path.join(name);
+                if self.excludes.one_file_system {
+                    if let Ok(m) = std::fs::symlink_metadata(&child) {
+                        if m.is_dir() && m.dev() != dev {
+                            return Ok(None);
+                        }
+                    }
+                }
+                let bytes = name.as_bytes();
+                let parent_node = parent_tree.as_ref().and_then(|t| t.find(bytes));
+                self.backup_entry(&child, bytes.to_vec(), parent_node)
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        self.store_tree(nodes.into_iter().flatten().collect())
+    }
+
+    /// Fills `node.content`; `false` when the file could not be read (skipped).
+    fn file_content(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        node: &mut Node,
+        parent: Option<&Node>,
+    ) -> Result<bool, EngineError> {
+        if let Some(p) = parent {
+            let unchanged = p.kind == NodeKind::File
+                && p.size == node.size
+                && p.mtime_ns == node.mtime_ns
+                && p.ctime_ns == node.ctime_ns
+                && p.inode == node.inode
+                && !p.changed_during_read
+                && p.content.iter().all(|id| self.repo.has_blob(id));
+            if unchanged {
+                node.content = p.content.clone();
+                return Ok(true);
+            }
+        }
+        let link_key = (meta.dev(), meta.ino());
+        if meta.nlink() > 1 {
+            if let Some(content) = self
+                .hardlinks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&link_key)
+            {
+                node.content = content.clone();
+                return Ok(true);
+            }
+        }
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.skip(path, format!("cannot open: {e}"));
+                return Ok(false);
+            }
+        };
+        let mut buf = Vec::new();
+        let mut content = Vec::new();
+        let read = chunk_stream(
+            &file,
+            self.chunker,
+            &mut buf,
+            |chunk| -> Result<(), EngineError> {
+                self.check_cancel()?;
+                let id = self.repo.blob_id(chunk);
+                self.store(BlobKind::Data, chunk, id)?;
+                content.push(id);
+                Ok(())
+            },
+        );
+        let bytes = match read {
+            Ok(n) => n,
+            Err(ChunkError::Emit(e)) => return Err(e),
+            Err(ChunkError::Read(e)) => {
+                self.skip(path, format!("read error: {e}"));
+                return Ok(false);
+            }
+        };
+        let c = &self.counters;
+        c.files_read.fetch_add(1, Ordering::Relaxed);
+        c.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+        if let Ok(after) = file.metadata() {
+            if after.len() != meta.len()
+                || after.mtime() != meta.mtime()
+                || after.mtime_nsec() != meta.mtime_nsec()
+                || after.ctime() != meta.ctime()
+                || after.ctime_nsec() != meta.ctime_nsec()
+                || bytes != meta.len()
+            {
+                node.changed_during_read = true;
+                node.size = bytes;
+                c.changed_during_read.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(path = %path.display(), "file changed while it was read");
+            }
+        }
+        node.content = content;
+        if meta.nlink() > 1 {
+            self.hardlinks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(link_key, node.content.clone());
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,280 @@
+//! Check: structure (every blob a snapshot needs is indexed, every indexed pack exists) and,
+//! with read-data, decrypt and re-hash the packs. Each problem names the pack, the blob, and the
+//! snapshots and paths it affects.
+
+use super::progress::Progress;
+use super::EngineError;
+use crate::repo::backend::FileKind;
+use crate::repo::pack;
+use crate::repo::tree::NodeKind;
+use crate::repo::Repository;
+use backupd_common::ids::{BlobId, PackId, SnapshotId};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    /// Percentage of packs to read fully (0 = structure only, 100 = all).
+    pub read_data_percent: u8,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub snapshots: usize,
+    pub trees: usize,
+    pub blobs: usize,
+    pub packs: usize,
+    pub packs_read: usize,
+    pub damaged_packs: Vec<String>,
+    pub problems: Vec<Problem>,
+    /// Harmless findings (unindexed packs, leftover temp files).
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Problem {
+    pub message: String,
+    pub pack: Option<String>,
+    pub blob: Option<String>,
+    pub snapshots: Vec<String>,
+    pub paths: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Where blobs are used: blob -> (snapshot, path) pairs. Built on demand to name damage.
+fn usage(
+    repo: &Repository,
+    wanted: &HashSet<BlobId>,
+) -> Result<HashMap<BlobId, Vec<(SnapshotId, String)>>, EngineError> {
+    let mut out: HashMap<BlobId, Vec<(SnapshotId, String)>> = HashMap::new();
+    for (sid, snap) in repo.snapshots()? {
+        let mut stack = vec![(snap.tree, PathBuf::from("/"))];
+        if wanted.contains(&snap.tree) {
+            out.entry(snap.tree).or_default().push((sid, "/".into()));
+        }
+        while let Some((tid, path)) = stack.pop() {
+            let Ok(tree) = repo.load_tree(&tid) else {
+                continue;
+            };
+            for node in &tree.nodes {
+                let p = path.join(std::ffi::OsStr::from_bytes(&node.name));
+                for b in node.content.iter().chain(node.subtree.iter()) {
+                    if wanted.contains(b) {
+                        out.entry(*b)
+                            .or_default()
+                            .push((sid, p.display().to_string()));
+                    }
+                }
+                if let Some(sub) = node.subtree {
+                    stack.push((sub, p));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn check(
+    repo: &Repository,
+    opts: &CheckOptions,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<CheckReport, EngineError> {
+    let _lock = repo.lock(false, "check")?;
+    repo.reload_index()?;
+    let mut report = CheckReport::default();
+    let mut bad_blobs: HashMap<BlobId, (Option<PackId>, String)> = HashMap::new();
+
+    // Structure: walk every snapshot's trees.
+    let snapshots = repo.snapshots()?;
+    report.snapshots = snapshots.len();
+    let mut seen_trees = HashSet::new();
+    let mut seen_blobs = HashSet::new();
+    for (_, snap) in &snapshots {
+        let mut stack = vec![snap.tree];
+        while let Some(tid) = stack.pop() {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            if !seen_trees.insert(tid) {
+                continue;
+            }
+            let tree = match repo.load_tree(&tid) {
+                Ok(t) => t,
+                Err(e) => {
+                    bad_blobs.insert(
+                        tid,
+                        (
+                            repo.with_index(|i| i.get(&tid).map(|l| l.pack)),
+                            e.to_string(),
+                        ),
+                    );
+                    continue;
+                }
+            };
+            for node in &tree.nodes {
+                if node.kind == NodeKind::File {
+                    for b in &node.content {
+                        if seen_blobs.insert(*b) && !repo.has_blob(b) {
+                            bad_blobs.insert(*b, (None, "blob is not in the index".into()));
+                        }
+                    }
+                }
+                if let Some(sub) = node.subtree {
+                    stack.push(sub);
+                }
+            }
+        }
+    }
+    report.trees = seen_trees.len();
+    report.blobs = repo.with_index(|i| i.blob_count());
+
+    // Indexed packs must exist; packs on disk without index entries are only noted.
+    let on_disk: BTreeSet<String> = repo.backend().list(FileKind::Pack)?.into_iter().collect();
+    let indexed: Vec<PackId> = repo.with_index(|i| i.packs().map(|(id, _)| *id).collect());
+    report.packs = indexed.len();
+    for p in &indexed {
+        if !on_disk.contains(&p.to_hex()) {
+            report.damaged_packs.push(p.to_hex());
+            let blobs: Vec<BlobId> = repo.with_index(|i| {
+                i.pack_entries(p)
+                    .map(|e| e.iter().map(|e| e.id).collect())
+                    .unwrap_or_default()
+            });
+            for b in blobs {
+                bad_blobs.insert(b, (Some(*p), "pack file is missing".into()));
+            }
+        }
+    }
+    let unindexed = on_disk
+        .iter()
+        .filter(|n| PackId::from_hex(n).is_none_or(|id| !repo.with_index(|i| i.has_pack(&id))))
+        .count();
+    if unindexed > 0 {
+        report.notes.push(format!(
+            "{unindexed} pack(s) are not in the index (left by an interrupted backup); prune removes them"
+        ));
+    }
+    let temps = repo.backend().list_temp()?.len();
+    if temps > 0 {
+        report.notes.push(format!(
+            "{temps} temp file(s) from interrupted writes; prune removes them"
+        ));
+    }
+
+    // Read data.
+    if opts.read_data_percent > 0 {
+        let mut to_read: Vec<PackId> = indexed
+            .iter()
+            .filter(|p| on_disk.contains(&p.to_hex()))
+            .copied()
+            .collect();
+        if opts.read_data_percent < 100 {
+            // A deterministic subset: the packs whose id's first byte falls under the share.
+            let cut = (opts.read_data_percent as u32 * 256 / 100) as u8;
+            to_read.retain(|p| p.0[1] < cut.max(1));
+        }
+        let total: u64 = to_read.len() as u64;
+        progress.set_totals(total, 0);
+        for pid in &to_read {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let name = pid.to_hex();
+            let mut damaged = false;
+            match repo.backend().read(FileKind::Pack, &name) {
+                Ok(bytes) => {
+                    let expected: Vec<BlobId> = repo.with_index(|i| {
+                        i.pack_entries(pid)
+                            .map(|e| e.iter().map(|e| e.id).collect())
+                            .unwrap_or_default()
+                    });
+                    if crate::repo::sha256_hex(&bytes) != name {
+                        damaged = true;
+                    }
+                    match pack::read_header(repo.keys(), &bytes) {
+                        Ok(entries) => {
+                            for e in &entries {
+                                let sealed =
+                                    &bytes[e.offset as usize..(e.offset + e.length) as usize];
+                                if let Err(err) =
+                                    pack::decode_blob(repo.keys(), sealed, e.id, e.raw_length)
+                                {
+                                    damaged = true;
+                                    bad_blobs.insert(e.id, (Some(*pid), err.to_string()));
+                                }
+                            }
+                            let listed: HashSet<BlobId> = entries.iter().map(|e| e.id).collect();
+                            for b in expected.iter().filter(|b| !listed.contains(b)) {
+                                damaged = true;
+                                bad_blobs.insert(
+                                    *b,
+                                    (
+                                        Some(*pid),
+                                        "indexed blob missing from the pack header".into(),
+                                    ),
+                                );
+                            }
+                        }
+                        Err(err) => {
+                            damaged = true;
+                            for b in expected {
+                                bad_blobs.insert(
+                                    b,
+                                    (Some(*pid), format!("pack header unreadable: {err}")),
+                                );
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    damaged = true;
+                    report.problems.push(Problem {
+                        message: e.to_string(),
+                        pack: Some(name.clone()),
+                        blob: None,
+                        snapshots: vec![],
+                        paths: vec![],
+                    });
+                }
+            }
+            if damaged && !report.damaged_packs.contains(&name) {
+                report.damaged_packs.push(name);
+            }
+            report.packs_read += 1;
+            progress.add(1, 0);
+        }
+    }
+
+    if !bad_blobs.is_empty() {
+        let wanted: HashSet<BlobId> = bad_blobs.keys().copied().collect();
+        let used = usage(repo, &wanted)?;
+        let mut problems: Vec<Problem> = bad_blobs
+            .into_iter()
+            .map(|(blob, (pack, message))| {
+                let uses = used.get(&blob).cloned().unwrap_or_default();
+                let snapshots: BTreeSet<String> = uses.iter().map(|(s, _)| s.short()).collect();
+                let paths: BTreeSet<String> = uses.into_iter().map(|(_, p)| p).collect();
+                Problem {
+                    message,
+                    pack: pack.map(|p| p.to_hex()),
+                    blob: Some(blob.to_hex()),
+                    snapshots: snapshots.into_iter().collect(),
+                    paths: paths.into_iter().collect(),
+                }
+            })
+            .collect();
+        problems.sort_by(|a, b| (&a.pack, &a.blob).cmp(&(&b.pack, &b.blob)));
+        report.problems.extend(problems);
+    }
+    report.damaged_packs.sort();
+    Ok(report)
+}

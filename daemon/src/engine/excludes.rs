@@ -1,0 +1,131 @@
+//! Which paths a backup leaves out: glob patterns (from the command line and exclude files),
+//! directories tagged with CACHEDIR.TAG, other file systems, and the repository itself.
+//! A pattern without `/` matches a file name anywhere; with `/` it matches the absolute path.
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExcludeError {
+    #[error("exclude pattern {pattern:?} is invalid: {reason}")]
+    Pattern { pattern: String, reason: String },
+    #[error("cannot read exclude file {path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct Excludes {
+    names: Option<GlobSet>,
+    paths: Option<GlobSet>,
+    pub exclude_caches: bool,
+    pub one_file_system: bool,
+    /// Never backed up (the repository, the daemon's state dir).
+    pub always: Vec<PathBuf>,
+}
+
+/// The tag that marks cache directories (https://bford.info/cachedir/).
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+impl Excludes {
+    pub fn new(patterns: &[String], files: &[PathBuf]) -> Result<Self, ExcludeError> {
+        let mut all: Vec<String> = patterns.to_vec();
+        for file in files {
+            let text = std::fs::read_to_string(file).map_err(|source| ExcludeError::File {
+                path: file.clone(),
+                source,
+            })?;
+            all.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        let mut names = GlobSetBuilder::new();
+        let mut paths = GlobSetBuilder::new();
+        let (mut any_name, mut any_path) = (false, false);
+        for pattern in &all {
+            let trimmed = pattern.trim_end_matches('/');
+            let glob = Glob::new(trimmed).map_err(|e| ExcludeError::Pattern {
+                pattern: pattern.clone(),
+                reason: e.to_string(),
+            })?;
+            if trimmed.contains('/') {
+                paths.add(glob);
+                any_path = true;
+            } else {
+                names.add(glob);
+                any_name = true;
+            }
+        }
+        let build = |b: GlobSetBuilder, any: bool| -> Result<Option<GlobSet>, ExcludeError> {
+            if !any {
+                return Ok(None);
+            }
+            b.build().map(Some).map_err(|e| ExcludeError::Pattern {
+                pattern: all.join(", "),
+                reason: e.to_string(),
+            })
+        };
+        Ok(Self {
+            names: build(names, any_name)?,
+            paths: build(paths, any_path)?,
+            ..Default::default()
+        })
+    }
+
+    /// Whether `path` (absolute) with file name `name` is excluded by pattern or rule.
+    pub fn excludes(&self, path: &Path, name: &[u8]) -> bool {
+        if self.always.iter().any(|p| p == path) {
+            return true;
+        }
+        if let Some(set) = &self.names {
+            if set.is_match(Path::new(OsStr::from_bytes(name))) {
+                return true;
+            }
+        }
+        if let Some(set) = &self.paths {
+            if set.is_match(path) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether the directory at `path` is a tagged cache directory to skip.
+    pub fn is_tagged_cache(&self, path: &Path) -> bool {
+        if !self.exclude_caches {
+            return false;
+        }
+        let mut buf = [0u8; 43];
+        std::fs::File::open(path.join("CACHEDIR.TAG"))
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
+            .is_ok_and(|()| buf == CACHEDIR_SIGNATURE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_and_path_patterns() {
+        let ex = Excludes::new(
+            &["*.tmp".into(), "/data/skip/**".into(), "/data/exact".into()],
+            &[],
+        )
+        .expect("patterns");
+        assert!(ex.excludes(Path::new("/a/b/x.tmp"), b"x.tmp"));
+        assert!(!ex.excludes(Path::new("/a/b/x.txt"), b"x.txt"));
+        assert!(ex.excludes(Path::new("/data/skip/deep/f"), b"f"));
+        assert!(ex.excludes(Path::new("/data/exact"), b"exact"));
+        assert!(!ex.excludes(Path::new("/data/other"), b"other"));
+        assert!(Excludes::new(&["[".into()], &[]).is_err());
+    }
+}

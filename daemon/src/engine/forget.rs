@@ -1,0 +1,389 @@
+//! Forget (apply a retention policy to snapshots) and prune (delete data no snapshot needs,
+//! repacking partly used packs) under the exclusive lock.
+//!
+//! Policy semantics follow restic's: snapshots are grouped by host and paths; within a group,
+//! newest first, `keep-last N` keeps the N newest, `keep-hourly/daily/weekly/monthly/yearly N`
+//! keep the newest snapshot of each of the last N such periods (UTC) that have one,
+//! `keep-within D` keeps everything younger than D relative to the newest snapshot. A snapshot
+//! is kept if any rule keeps it; the reasons are reported.
+
+use super::progress::Progress;
+use super::EngineError;
+use crate::repo::backend::FileKind;
+use crate::repo::index::IndexedPack;
+use crate::repo::pack::{PackBuilder, PackEntry};
+use crate::repo::Repository;
+use backupd_common::ids::{BlobId, PackId, SnapshotId};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    pub last: u32,
+    pub hourly: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+    pub yearly: u32,
+    pub within: Option<Duration>,
+}
+
+impl Policy {
+    pub fn is_empty(&self) -> bool {
+        self.last + self.hourly + self.daily + self.weekly + self.monthly + self.yearly == 0
+            && self.within.is_none()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ForgetOptions {
+    pub policy: Policy,
+    pub prune: bool,
+    pub dry_run: bool,
+    pub zstd_level: i32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Decision {
+    pub snapshot: String,
+    pub time_ns: i64,
+    pub host: String,
+    pub keep: bool,
+    /// The rules that kept it (empty when removed).
+    pub reasons: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ForgetReport {
+    pub decisions: Vec<Decision>,
+    pub removed: usize,
+    pub dry_run: bool,
+    pub prune: Option<PruneReport>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PruneReport {
+    pub packs_deleted: usize,
+    pub packs_repacked: usize,
+    pub packs_written: usize,
+    pub blobs_removed: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// Snapshots are grouped by host and backed-up paths.
+type GroupKey = (String, Vec<Vec<u8>>);
+
+const HOUR: i64 = 3600;
+const DAY: i64 = 86_400;
+
+/// Period bucket of a time for each rule (UTC).
+fn bucket(rule: &str, time_ns: i64) -> i64 {
+    let secs = time_ns.div_euclid(1_000_000_000);
+    let days = secs.div_euclid(DAY);
+    match rule {
+        "hourly" => secs.div_euclid(HOUR),
+        "daily" => days,
+        // 1970-01-01 was a Thursday; shift so weeks start on Monday.
+        "weekly" => (days + 3).div_euclid(7),
+        "monthly" | "yearly" => {
+            let (y, m) = year_month(days);
+            if rule == "monthly" {
+                y * 12 + m
+            } else {
+                y
+            }
+        }
+        _ => 0,
+    }
+}
+
+fn year_month(days: i64) -> (i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m)
+}
+
+/// Decides, for snapshots of one group sorted newest first, which to keep and why.
+pub fn decide(policy: &Policy, times: &[i64]) -> Vec<Vec<String>> {
+    let mut reasons = vec![Vec::new(); times.len()];
+    for r in reasons.iter_mut().take(policy.last as usize) {
+        r.push("last".to_owned());
+    }
+    for (rule, n) in [
+        ("hourly", policy.hourly),
+        ("daily", policy.daily),
+        ("weekly", policy.weekly),
+        ("monthly", policy.monthly),
+        ("yearly", policy.yearly),
+    ] {
+        let mut seen = HashSet::new();
+        for (i, t) in times.iter().enumerate() {
+            if seen.len() >= n as usize {
+                break;
+            }
+            if seen.insert(bucket(rule, *t)) {
+                reasons[i].push(rule.to_owned());
+            }
+        }
+    }
+    if let (Some(within), Some(newest)) = (policy.within, times.first()) {
+        let limit = newest - within.as_nanos() as i64;
+        for (i, t) in times.iter().enumerate() {
+            if *t >= limit {
+                reasons[i].push(format!("within {}", humanize(within)));
+            }
+        }
+    }
+    reasons
+}
+
+fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    if s.is_multiple_of(DAY as u64) {
+        format!("{}d", s / DAY as u64)
+    } else if s.is_multiple_of(HOUR as u64) {
+        format!("{}h", s / HOUR as u64)
+    } else {
+        format!("{s}s")
+    }
+}
+
+pub fn forget(
+    repo: &Repository,
+    opts: &ForgetOptions,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<ForgetReport, EngineError> {
+    if opts.policy.is_empty() {
+        return Err(EngineError::InvalidArgument(
+            "no retention rule given; refusing to forget every snapshot (use --keep-* options)"
+                .into(),
+        ));
+    }
+    let _lock = if opts.dry_run {
+        repo.lock(false, "forget --dry-run")?
+    } else {
+        repo.lock(
+            true,
+            if opts.prune {
+                "forget --prune"
+            } else {
+                "forget"
+            },
+        )?
+    };
+    let mut groups: BTreeMap<GroupKey, Vec<(SnapshotId, i64, String)>> = BTreeMap::new();
+    for (id, s) in repo.snapshots()? {
+        groups
+            .entry((s.host.clone(), s.paths.clone()))
+            .or_default()
+            .push((id, s.time_ns, s.host));
+    }
+    let mut report = ForgetReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    for (_, mut snaps) in groups {
+        snaps.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+        let times: Vec<i64> = snaps.iter().map(|s| s.1).collect();
+        for ((id, time_ns, host), reasons) in snaps.into_iter().zip(decide(&opts.policy, &times)) {
+            report.decisions.push(Decision {
+                snapshot: id.to_hex(),
+                time_ns,
+                host,
+                keep: !reasons.is_empty(),
+                reasons,
+            });
+        }
+    }
+    report.decisions.sort_by_key(|d| d.time_ns);
+    if opts.dry_run {
+        report.removed = report.decisions.iter().filter(|d| !d.keep).count();
+        return Ok(report);
+    }
+    for d in report.decisions.iter().filter(|d| !d.keep) {
+        if let Some(id) = SnapshotId::from_hex(&d.snapshot) {
+            repo.remove_snapshot(&id)?;
+            report.removed += 1;
+        }
+    }
+    if opts.prune {
+        report.prune = Some(prune_locked(repo, opts.zstd_level, progress, cancel)?);
+    }
+    Ok(report)
+}
+
+/// Blobs reachable from the snapshots.
+fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>, EngineError> {
+    let mut used = HashSet::new();
+    for (_, snap) in repo.snapshots()? {
+        let mut stack = vec![snap.tree];
+        while let Some(tid) = stack.pop() {
+            if !used.insert(tid) {
+                continue;
+            }
+            let tree = repo.load_tree(&tid)?;
+            for node in tree.nodes {
+                used.extend(node.content);
+                if let Some(sub) = node.subtree {
+                    stack.push(sub);
+                }
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// Deletes unused data. The caller holds the exclusive lock.
+fn prune_locked(
+    repo: &Repository,
+    zstd_level: i32,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<PruneReport, EngineError> {
+    repo.reload_index()?;
+    let used = used_blobs(repo)?;
+    let mut report = PruneReport::default();
+    let packs: Vec<(PackId, Vec<PackEntry>)> =
+        repo.with_index(|i| i.packs().map(|(p, e)| (*p, e.clone())).collect());
+    let on_disk: Vec<String> = repo.backend().list(FileKind::Pack)?;
+    for name in &on_disk {
+        report.bytes_before += repo.backend().size(FileKind::Pack, name).unwrap_or(0);
+    }
+
+    let mut keep: Vec<IndexedPack> = Vec::new();
+    let mut delete: Vec<PackId> = Vec::new();
+    let mut repack: Vec<(PackId, Vec<PackEntry>)> = Vec::new();
+    // Blobs kept so far; a duplicate elsewhere is not kept twice.
+    let mut kept_blobs: HashSet<BlobId> = HashSet::new();
+    for (pid, entries) in packs {
+        let needed = entries.iter().filter(|e| used.contains(&e.id)).count();
+        if needed == 0 {
+            report.blobs_removed += entries.len();
+            delete.push(pid);
+        } else if needed == entries.len() && entries.iter().all(|e| !kept_blobs.contains(&e.id)) {
+            kept_blobs.extend(entries.iter().map(|e| e.id));
+            keep.push(IndexedPack {
+                id: pid,
+                blobs: entries,
+            });
+        } else {
+            repack.push((pid, entries));
+        }
+    }
+    progress.set_totals(repack.len() as u64, 0);
+
+    // Repack the still-needed blobs of partly used packs.
+    let mut builder = PackBuilder::new();
+    let mut written: Vec<IndexedPack> = Vec::new();
+    let flush = |b: PackBuilder, written: &mut Vec<IndexedPack>| -> Result<(), EngineError> {
+        if b.is_empty() {
+            return Ok(());
+        }
+        let (bytes, entries) = b.finish(repo.keys());
+        let id = repo.write_pack(&bytes, &entries)?;
+        written.push(IndexedPack { id, blobs: entries });
+        Ok(())
+    };
+    for (_, entries) in &repack {
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        for e in entries {
+            if !used.contains(&e.id) || !kept_blobs.insert(e.id) {
+                report.blobs_removed += 1;
+                continue;
+            }
+            let data = repo.read_blob(&e.id)?;
+            let sealed = repo.encode_blob(&data, zstd_level);
+            builder.add(e.id, e.kind, &sealed, data.len());
+            if builder.is_full() {
+                flush(std::mem::take(&mut builder), &mut written)?;
+            }
+        }
+        progress.add(1, 0);
+    }
+    flush(builder, &mut written)?;
+    report.packs_written = written.len();
+    report.packs_repacked = repack.len();
+    report.packs_deleted = delete.len();
+
+    // New index first, then drop the old index files, then the packs no index names.
+    let old_indexes: Vec<_> = repo.with_index(|i| i.files().iter().copied().collect());
+    let mut all = keep;
+    all.extend(written);
+    let live: HashSet<String> = all.iter().map(|p| p.id.to_hex()).collect();
+    repo.write_index(all, old_indexes.clone())?;
+    for id in &old_indexes {
+        repo.backend().remove(FileKind::Index, &id.to_hex())?;
+    }
+    for name in &on_disk {
+        if !live.contains(name) {
+            repo.backend().remove(FileKind::Pack, name)?;
+        }
+    }
+    for temp in repo.backend().list_temp()? {
+        let _ = std::fs::remove_file(temp);
+    }
+    repo.reload_index()?;
+    for name in repo.backend().list(FileKind::Pack)? {
+        report.bytes_after += repo.backend().size(FileKind::Pack, &name).unwrap_or(0);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NS: i64 = 1_000_000_000;
+
+    #[test]
+    fn keep_last_and_daily() {
+        // Newest first: three on day 10, one each on days 9, 8, 7.
+        let t = |day: i64, hour: i64| (day * DAY + hour * HOUR) * NS;
+        let times = vec![t(10, 20), t(10, 10), t(10, 1), t(9, 5), t(8, 5), t(7, 5)];
+        let policy = Policy {
+            last: 2,
+            daily: 3,
+            ..Default::default()
+        };
+        let r = decide(&policy, &times);
+        assert_eq!(r[0], vec!["last", "daily"]);
+        assert_eq!(r[1], vec!["last"]);
+        assert!(r[2].is_empty());
+        assert_eq!(r[3], vec!["daily"]);
+        assert_eq!(r[4], vec!["daily"]);
+        assert!(r[5].is_empty());
+    }
+
+    #[test]
+    fn keep_within_is_relative_to_the_newest() {
+        let times = vec![100 * DAY * NS, 99 * DAY * NS, 90 * DAY * NS];
+        let policy = Policy {
+            within: Some(Duration::from_secs(2 * DAY as u64)),
+            ..Default::default()
+        };
+        let r = decide(&policy, &times);
+        assert!(!r[0].is_empty() && !r[1].is_empty() && r[2].is_empty());
+    }
+
+    #[test]
+    fn monthly_and_yearly_buckets() {
+        // 2024-01-31 and 2024-02-01 are different months of one year.
+        let jan31 = 19_753 * DAY * NS;
+        let feb1 = 19_754 * DAY * NS;
+        assert_ne!(bucket("monthly", jan31), bucket("monthly", feb1));
+        assert_eq!(bucket("yearly", jan31), bucket("yearly", feb1));
+        assert_eq!(year_month(19_754), (2024, 2));
+    }
+}

@@ -1,0 +1,415 @@
+//! The repository engine driven directly: backup, restore, check, forget/prune on real files.
+
+use backupd::engine::backup::{backup, BackupOptions};
+use backupd::engine::check::{check, CheckOptions};
+use backupd::engine::forget::{forget, ForgetOptions, Policy};
+use backupd::engine::progress::Progress;
+use backupd::engine::restore::{restore, RestoreOptions};
+use backupd::repo::keyfile::Argon2Params;
+use backupd::repo::{RepoError, Repository};
+use backupd_tests::treecmp::{compare_trees, CompareOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use tokio_util::sync::CancellationToken;
+
+fn kdf() -> Argon2Params {
+    Argon2Params {
+        m_cost_kib: 1024,
+        t_cost: 1,
+        p_cost: 1,
+        salt: "00112233445566778899aabbccddeeff".into(),
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    repo: Repository,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::init_with(&dir.path().join("repo"), b"pw", kdf()).expect("init");
+        std::fs::create_dir(dir.path().join("src")).expect("src");
+        Self { dir, repo }
+    }
+
+    fn src(&self) -> PathBuf {
+        self.dir.path().join("src")
+    }
+
+    fn backup(&self) -> backupd::engine::backup::BackupOutcome {
+        backup(
+            &self.repo,
+            &BackupOptions {
+                paths: vec![self.src()],
+                ..Default::default()
+            },
+            &Progress::default(),
+            &CancellationToken::new(),
+        )
+        .expect("backup")
+    }
+
+    fn restore_to(
+        &self,
+        name: &str,
+        snapshot: &str,
+    ) -> (PathBuf, backupd::engine::restore::RestoreOutcome) {
+        let target = self.dir.path().join(name);
+        let outcome = restore(
+            &self.repo,
+            &RestoreOptions {
+                snapshot: snapshot.into(),
+                subpath: Some(self.src()),
+                target: target.clone(),
+                ..Default::default()
+            },
+            &Progress::default(),
+            &CancellationToken::new(),
+        )
+        .expect("restore");
+        (target, outcome)
+    }
+
+    fn repo_bytes(&self) -> u64 {
+        dir_size(&self.dir.path().join("repo"))
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(p).expect("read_dir").flatten() {
+        let m = e.metadata().expect("meta");
+        total += if m.is_dir() {
+            dir_size(&e.path())
+        } else {
+            m.len()
+        };
+    }
+    total
+}
+
+fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn backup_and_restore_reproduce_files_dirs_links_and_times() {
+    let f = Fixture::new();
+    let s = f.src();
+    std::fs::create_dir_all(s.join("a/b/c")).expect("dirs");
+    std::fs::write(s.join("a/text.txt"), "hello\n".repeat(1000)).expect("write");
+    std::fs::write(s.join("a/b/random.bin"), random_bytes(3_000_000, 1)).expect("write");
+    std::fs::write(s.join("empty"), b"").expect("write");
+    std::os::unix::fs::symlink("a/text.txt", s.join("link")).expect("symlink");
+    std::os::unix::fs::symlink("/nonexistent/target", s.join("dangling")).expect("symlink");
+    std::fs::hard_link(s.join("a/text.txt"), s.join("a/b/c/hardlink")).expect("hardlink");
+    nix::unistd::mkfifo(
+        &s.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )
+    .expect("fifo");
+    // Names as raw bytes: non-UTF-8 and 255 bytes long.
+    std::fs::write(s.join(std::ffi::OsStr::from_bytes(b"caf\xe9")), b"latin1").expect("non-utf8");
+    std::fs::write(s.join("n".repeat(255)), b"long name").expect("long name");
+    let mut deep = s.join("deep");
+    for i in 0..40 {
+        deep = deep.join(format!("level-{i:02}-{}", "x".repeat(60)));
+    }
+    std::fs::create_dir_all(&deep).expect("deep");
+    std::fs::write(deep.join("leaf"), b"deep").expect("leaf");
+    std::fs::set_permissions(s.join("a/text.txt"), std::fs::Permissions::from_mode(0o640))
+        .expect("chmod");
+    std::fs::set_permissions(s.join("a/b"), std::fs::Permissions::from_mode(0o1750))
+        .expect("sticky");
+    xattr::set(s.join("a/b/random.bin"), "user.comment", b"checked").expect("xattr");
+    xattr::set(s.join("a/b/random.bin"), "user.empty", b"").expect("empty xattr");
+
+    let out = f.backup();
+    assert!(!out.is_partial());
+    assert_eq!(out.snapshot.stats.files, 7, "{:?}", out.snapshot.stats);
+    let (target, restored) = f.restore_to("restore", "latest");
+    assert!(restored.failed.is_empty(), "{:?}", restored.failed);
+    let diffs = compare_trees(&s, &target, CompareOptions::default());
+    assert!(diffs.is_empty(), "{diffs:#?}");
+}
+
+#[test]
+fn unchanged_files_are_not_reread_and_dedup_holds() {
+    let f = Fixture::new();
+    let s = f.src();
+    std::fs::write(s.join("big.bin"), random_bytes(100 << 20, 2)).expect("write");
+    std::fs::write(s.join("small"), b"x").expect("write");
+    let first = f.backup();
+    let size_after_first = f.repo_bytes();
+    assert!(size_after_first > 100 << 20, "random data is stored");
+
+    let second = f.backup();
+    assert_eq!(
+        second.snapshot.stats.files_read, 0,
+        "unchanged files are not read"
+    );
+    assert_eq!(second.snapshot.parent, Some(first.id));
+    let growth = f.repo_bytes() - size_after_first;
+    assert!(
+        growth < (100 << 20) / 1000,
+        "unchanged re-run added {growth} bytes"
+    );
+
+    // A copy elsewhere in the tree adds (almost) nothing.
+    std::fs::create_dir(s.join("copy")).expect("dir");
+    std::fs::copy(s.join("big.bin"), s.join("copy/big.bin")).expect("copy");
+    let before = f.repo_bytes();
+    f.backup();
+    let growth = f.repo_bytes() - before;
+    assert!(growth < 1 << 20, "duplicate copy added {growth} bytes");
+
+    // One byte inserted at the start re-stores only the first chunk(s).
+    let mut shifted = vec![0x42u8];
+    shifted.extend_from_slice(&std::fs::read(s.join("big.bin")).expect("read"));
+    std::fs::write(s.join("big.bin"), shifted).expect("write");
+    let before = f.repo_bytes();
+    f.backup();
+    let growth = f.repo_bytes() - before;
+    assert!(growth < 16 << 20, "insertion added {growth} bytes");
+}
+
+#[test]
+fn no_plaintext_reaches_the_repository() {
+    let f = Fixture::new();
+    let marker = b"MARKER-7f3a9c-plaintext-must-not-leak";
+    let mut content = Vec::new();
+    for _ in 0..1000 {
+        content.extend_from_slice(marker);
+    }
+    std::fs::write(f.src().join("secret.txt"), &content).expect("write");
+    std::fs::write(
+        f.src()
+            .join(std::str::from_utf8(&marker[..20]).expect("ascii")),
+        b"named",
+    )
+    .expect("write");
+    f.backup();
+    let mut stack = vec![f.dir.path().join("repo")];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).expect("read_dir").flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                let bytes = std::fs::read(e.path()).expect("read");
+                assert!(
+                    !bytes.windows(20).any(|w| w == &marker[..20]),
+                    "plaintext in {}",
+                    e.path().display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn wrong_password_is_refused() {
+    let f = Fixture::new();
+    match Repository::open(&f.dir.path().join("repo"), b"wrong") {
+        Err(RepoError::WrongPassword { path }) => assert!(path.ends_with("repo")),
+        other => panic!("expected WrongPassword, got {other:?}"),
+    }
+}
+
+#[test]
+fn damaged_packs_are_reported_and_restore_saves_the_rest() {
+    let f = Fixture::new();
+    for i in 0..40u64 {
+        std::fs::write(
+            f.src().join(format!("f{i:02}")),
+            random_bytes(900_000, i + 10),
+        )
+        .expect("write");
+    }
+    let out = f.backup();
+    let clean = check(
+        &f.repo,
+        &CheckOptions {
+            read_data_percent: 100,
+        },
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+    .expect("check");
+    assert!(clean.is_clean(), "{:?}", clean.problems);
+    assert!(clean.packs >= 2);
+
+    // Flip one byte in the middle of every data pack.
+    let mut packs = Vec::new();
+    for name in f
+        .repo
+        .backend()
+        .list(backupd::repo::backend::FileKind::Pack)
+        .expect("list")
+    {
+        let path = f
+            .repo
+            .backend()
+            .path(backupd::repo::backend::FileKind::Pack, &name);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let mid = bytes.len() / 3;
+        bytes[mid] ^= 0xFF;
+        std::fs::write(&path, bytes).expect("write");
+        packs.push(name);
+    }
+    let report = check(
+        &f.repo,
+        &CheckOptions {
+            read_data_percent: 100,
+        },
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+    .expect("check");
+    assert!(!report.is_clean());
+    assert_eq!(report.damaged_packs.len(), packs.len(), "{report:?}");
+    let named_snapshot = report
+        .problems
+        .iter()
+        .any(|p| p.snapshots.contains(&out.id.short()));
+    assert!(named_snapshot, "{:?}", report.problems);
+    assert!(report
+        .problems
+        .iter()
+        .any(|p| p.paths.iter().any(|x| x.contains("/src/f"))));
+
+    let (target, restored) = f.restore_to("partial", &out.id.to_hex());
+    assert!(restored.is_partial());
+    let restored_ok = std::fs::read_dir(&target).expect("dir").count();
+    assert_eq!(
+        restored_ok + restored.failed.len(),
+        40,
+        "every file restored or named: {:?}",
+        restored.failed
+    );
+    for (path, reason) in &restored.failed {
+        assert!(path.starts_with('f'), "{path}");
+        assert!(reason.contains("damaged"), "{reason}");
+    }
+    for e in std::fs::read_dir(&target).expect("dir").flatten() {
+        assert_eq!(
+            std::fs::read(e.path()).expect("read"),
+            std::fs::read(f.src().join(e.file_name())).expect("read")
+        );
+    }
+}
+
+#[test]
+fn forget_dry_run_matches_prune_and_the_repository_shrinks() {
+    let f = Fixture::new();
+    let day = 86_400_000_000_000i64;
+    let base = 1_700_000_000_000_000_000i64;
+    for i in 0..30i64 {
+        std::fs::write(
+            f.src().join("changing"),
+            random_bytes(200_000, i as u64 + 100),
+        )
+        .expect("write");
+        backup(
+            &f.repo,
+            &BackupOptions {
+                paths: vec![f.src()],
+                time_ns: Some(base + i * day / 2),
+                ..Default::default()
+            },
+            &Progress::default(),
+            &CancellationToken::new(),
+        )
+        .expect("backup");
+    }
+    let policy = Policy {
+        last: 3,
+        daily: 5,
+        weekly: 2,
+        ..Default::default()
+    };
+    let run = |dry_run: bool| {
+        forget(
+            &f.repo,
+            &ForgetOptions {
+                policy: policy.clone(),
+                prune: !dry_run,
+                dry_run,
+                zstd_level: 1,
+            },
+            &Progress::default(),
+            &CancellationToken::new(),
+        )
+        .expect("forget")
+    };
+    let plan = run(true);
+    assert_eq!(
+        f.repo.snapshots().expect("list").len(),
+        30,
+        "dry run removes nothing"
+    );
+    let before = f.repo_bytes();
+    let done = run(false);
+    let kept_plan: Vec<_> = plan
+        .decisions
+        .iter()
+        .filter(|d| d.keep)
+        .map(|d| d.snapshot.clone())
+        .collect();
+    let mut kept_now: Vec<_> = f
+        .repo
+        .snapshots()
+        .expect("list")
+        .into_iter()
+        .map(|(id, _)| id.to_hex())
+        .collect();
+    kept_now.sort();
+    let mut kept_plan_sorted = kept_plan.clone();
+    kept_plan_sorted.sort();
+    assert_eq!(kept_plan_sorted, kept_now);
+    assert_eq!(done.removed, 30 - kept_plan.len());
+    assert!(kept_plan.len() < 30 && kept_plan.len() >= 5);
+    assert!(f.repo_bytes() < before, "prune shrinks the repository");
+    let report = check(
+        &f.repo,
+        &CheckOptions {
+            read_data_percent: 100,
+        },
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+    .expect("check");
+    assert!(report.is_clean(), "{:?}", report.problems);
+    let (_, restored) = f.restore_to("after-prune", "latest");
+    assert!(restored.failed.is_empty());
+}
+
+#[test]
+fn cancelled_backup_leaves_no_snapshot() {
+    let f = Fixture::new();
+    std::fs::write(f.src().join("a"), random_bytes(5 << 20, 3)).expect("write");
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let err = backup(
+        &f.repo,
+        &BackupOptions {
+            paths: vec![f.src()],
+            ..Default::default()
+        },
+        &Progress::default(),
+        &cancel,
+    )
+    .expect_err("cancelled");
+    assert!(matches!(err, backupd::engine::EngineError::Cancelled));
+    assert!(f.repo.snapshots().expect("list").is_empty());
+}
