@@ -28,6 +28,183 @@ pub enum Command {
     /// The daemon itself: health, identity, reload, shutdown.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Repositories: init, add, list, check, key export.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Back up paths into a repository.
+    Backup(BackupArgs),
+    /// Restore a snapshot (or part of it) into a directory.
+    Restore(RestoreArgs),
+    /// List snapshots.
+    Snapshots(SnapshotsArgs),
+    /// Remove snapshots by a retention policy, optionally pruning unused data.
+    Forget(ForgetArgs),
+}
+
+/// Where a repository passphrase comes from (never from the command line itself).
+#[derive(Debug, Args, Default)]
+pub struct PasswordArgs {
+    /// Read the passphrase from this file (first line).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Read the passphrase from this open file descriptor.
+    #[arg(long, value_name = "FD")]
+    pub password_fd: Option<u32>,
+    /// Read the passphrase from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+    /// Run this command (with `sh -c`) and use the first line of its output.
+    #[arg(long, value_name = "CMD")]
+    pub password_command: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Create a repository. Without a password source a random key is generated and kept by
+    /// the daemon (export it with `repo key export`).
+    Init {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        path: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Register an existing repository (e.g. after losing the daemon's state).
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        path: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// List repositories.
+    List,
+    /// Check a repository's structure, and with --read-data its data.
+    Check {
+        #[arg(long)]
+        repo: Option<String>,
+        /// Decrypt and verify every pack.
+        #[arg(long, conflicts_with = "read_data_subset")]
+        read_data: bool,
+        /// Decrypt and verify this percentage of the packs.
+        #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(1..=100))]
+        read_data_subset: Option<u8>,
+        /// Show progress while waiting.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Key management.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Print the passphrase that opens a repository, to keep it safe elsewhere.
+    Export {
+        /// Repository name.
+        #[arg(default_value = "default")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Paths to back up.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Glob to leave out; without `/` it matches names, with `/` absolute paths. Repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// File with one exclude pattern per line. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Skip directories holding a valid CACHEDIR.TAG.
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Stay on the file system of each path.
+    #[arg(long)]
+    pub one_file_system: bool,
+    /// Tag the snapshot. Repeatable.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Vec<String>,
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Snapshot time: RFC 3339 (`2024-05-01T12:00:00Z`) or Unix seconds.
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+    /// Read every file even if unchanged since the last snapshot.
+    #[arg(long)]
+    pub force: bool,
+    /// Show a progress bar while waiting for the result.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// SNAPSHOT[:SUBPATH]; SNAPSHOT is `latest`, an id or a unique id prefix.
+    pub snapshot: String,
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Only restore what matches. Repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out what matches. Repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Re-read restored files and compare them with the snapshot.
+    #[arg(long)]
+    pub verify: bool,
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Only snapshots that include this path.
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// Only snapshots with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    #[arg(long)]
+    pub repo: Option<String>,
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_last: u32,
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_hourly: u32,
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_daily: u32,
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_weekly: u32,
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_monthly: u32,
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_yearly: u32,
+    /// Keep everything younger than this (relative to the newest snapshot), e.g. `7d`.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub keep_within: Option<Duration>,
+    /// Delete data no remaining snapshot needs.
+    #[arg(long)]
+    pub prune: bool,
+    /// Only show what would be removed and which rule keeps what.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Subcommand)]

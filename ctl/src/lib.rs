@@ -8,6 +8,8 @@ pub mod client;
 pub mod commands;
 pub mod exit;
 pub mod output;
+pub mod password;
+pub mod progress;
 
 use clap::Parser;
 use exit::ExitCode;

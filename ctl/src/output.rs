@@ -1,6 +1,7 @@
 //! Human text or `--json` on stdout; errors as one line on stderr (and a JSON object on stdout
 //! with `--json`).
 
+use crate::commands::Failure;
 use crate::exit::{self, ExitCode};
 use backupd_common::client::ClientError;
 use backupd_common::protocol::{HealthReport, ReloadReport};
@@ -34,9 +35,12 @@ impl Output {
     }
 
     /// Reports a failed command and returns its exit code.
-    pub fn error(&self, error: &ClientError) -> ExitCode {
-        let code = exit::for_error(error);
-        let (kind, message) = describe(error);
+    pub fn error(&self, failure: &Failure) -> ExitCode {
+        let (code, (kind, message)) = match failure {
+            Failure::Client(error) => (exit::for_error(error), describe(error)),
+            Failure::Usage(message) => (ExitCode::Usage, ("Usage", message.clone())),
+            Failure::Local(message) => (ExitCode::Error, ("Local", message.clone())),
+        };
         if self.json {
             self.value(
                 &serde_json::json!({"error": {"code": kind, "message": message}}),

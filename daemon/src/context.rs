@@ -25,6 +25,8 @@ pub struct Context {
     pub socket_activated: bool,
     pub state_dir: PathBuf,
     pub state: State,
+    /// Named repositories (blocking API: call from blocking threads).
+    pub repos: Arc<crate::repo::registry::Registry>,
     /// Cancelling it stops the daemon (SIGTERM, `system shutdown`).
     pub shutdown: CancellationToken,
     /// Every task the daemon spawns is tracked here so shutdown can drain them.
@@ -56,6 +58,10 @@ impl Context {
             socket: listener.path().to_owned(),
             socket_activated: listener.activated(),
             state_dir: settings.state_dir.clone(),
+            repos: Arc::new(crate::repo::registry::Registry::new(
+                state.clone(),
+                &settings.state_dir,
+            )),
             state,
             shutdown,
             tasks,

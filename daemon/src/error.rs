@@ -1,5 +1,8 @@
 //! The daemon's error type and the one place that maps it to protocol error codes.
 
+use crate::engine::EngineError;
+use crate::repo::registry::RegistryError;
+use crate::repo::RepoError;
 use crate::server::listener::ListenError;
 use crate::state::StateError;
 use backupd_common::config::ConfigError;
@@ -13,6 +16,10 @@ pub enum Error {
     State(#[from] StateError),
     #[error(transparent)]
     Listen(#[from] ListenError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     #[error("the daemon is shutting down; retry once it is back")]
     ShuttingDown,
     #[error(
@@ -35,6 +42,9 @@ impl Error {
         match self {
             Self::ShuttingDown => true,
             Self::State(e) => e.is_retryable(),
+            Self::Engine(e) => e.is_retryable(),
+            Self::Registry(RegistryError::Repo(e)) => e.is_retryable(),
+            Self::Registry(_) => false,
             Self::Listen(_)
             | Self::Config(_)
             | Self::PermissionDenied { .. }
@@ -47,9 +57,54 @@ impl Error {
         let code = match self {
             Self::Config(_) => ErrorCode::InvalidArgument,
             Self::ShuttingDown => ErrorCode::Unavailable,
+            Self::Engine(e) => engine_code(e),
+            Self::Registry(e) => match e {
+                RegistryError::Unknown { .. } | RegistryError::None => ErrorCode::NotFound,
+                RegistryError::Exists { .. } => ErrorCode::Conflict,
+                RegistryError::InvalidName(_) | RegistryError::RelativePath(_) => {
+                    ErrorCode::InvalidArgument
+                }
+                RegistryError::Repo(r) => repo_code(r),
+                RegistryError::KeyFile { .. }
+                | RegistryError::State(_)
+                | RegistryError::Corrupt { .. } => ErrorCode::Internal,
+            },
             Self::PermissionDenied { .. } => ErrorCode::PermissionDenied,
             Self::State(_) | Self::Listen(_) | Self::Internal(_) => ErrorCode::Internal,
         };
         ErrorReply::new(code, self.to_string())
+    }
+}
+
+fn repo_code(e: &RepoError) -> ErrorCode {
+    match e {
+        RepoError::NotEmpty { .. }
+        | RepoError::NotARepository { .. }
+        | RepoError::UnsupportedVersion { .. }
+        | RepoError::WrongPassword { .. }
+        | RepoError::NoKeys { .. } => ErrorCode::InvalidArgument,
+        RepoError::SnapshotNotFound { .. } | RepoError::AmbiguousSnapshot { .. } => {
+            ErrorCode::NotFound
+        }
+        RepoError::Lock(_) => ErrorCode::Busy,
+        RepoError::Backend(b) if b.is_not_found() => ErrorCode::Unavailable,
+        RepoError::Backend(_)
+        | RepoError::MissingBlob { .. }
+        | RepoError::DamagedBlob { .. }
+        | RepoError::DamagedPack { .. }
+        | RepoError::Corrupt { .. }
+        | RepoError::KeyFile { .. } => ErrorCode::Internal,
+    }
+}
+
+fn engine_code(e: &EngineError) -> ErrorCode {
+    match e {
+        EngineError::Repo(r) => repo_code(r),
+        EngineError::Exclude(_)
+        | EngineError::Source { .. }
+        | EngineError::Target { .. }
+        | EngineError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+        EngineError::NotInSnapshot { .. } => ErrorCode::NotFound,
+        EngineError::Cancelled => ErrorCode::Unavailable,
     }
 }

@@ -55,6 +55,20 @@ pub async fn run(
     tracker.spawn(systemd::watchdog(cancel.child_token()));
     tracker.spawn(reload::on_sighup(ctx.clone(), cancel.child_token()));
 
+    {
+        let repos = ctx.repos.clone();
+        tracker.spawn_blocking(move || match repos.ensure_default() {
+            Ok(Some(entry)) => tracing::info!(
+                path = %entry.path.display(),
+                key = %entry.key_file.display(),
+                "created repository `default` with a random key; keep a copy of the key \
+                 somewhere safe (`backupctl repo key export default`): without it the backups \
+                 cannot be read"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot set up the default repository"),
+        });
+    }
     let socket_display = listener.path().display().to_string();
     systemd::notify_ready(&format!("serving on {socket_display}"));
     tracing::info!(

@@ -90,7 +90,9 @@ async fn streamed_reply_is_ended_with_unavailable_when_the_daemon_stops() {
                 count: 0,
             }),
             |p| {
-                let Progress::Health(h) = p;
+                let Progress::Health(h) = p else {
+                    panic!("unexpected progress frame {p:?}")
+                };
                 assert_eq!(h.version, backupd_common::VERSION);
                 seen += 1;
                 if seen == 2 {

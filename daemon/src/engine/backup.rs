@@ -123,6 +123,8 @@ pub fn backup(
     let started = Instant::now();
     let sources = normalize_sources(&opts.paths)?;
     let _lock = repo.lock(false, "backup")?;
+    // Another process may have pruned or backed up since this repository was opened.
+    repo.refresh_index()?;
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
     let parent = find_parent(repo, opts, &host, &sources)?;
     let parent_tree = match &parent {

@@ -178,7 +178,7 @@ pub fn check(
             .copied()
             .collect();
         if opts.read_data_percent < 100 {
-            // A deterministic subset: the packs whose id's first byte falls under the share.
+            // A deterministic subset: the packs whose id's second byte falls under the share.
             let cut = (opts.read_data_percent as u32 * 256 / 100) as u8;
             to_read.retain(|p| p.0[1] < cut.max(1));
         }

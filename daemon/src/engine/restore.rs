@@ -102,6 +102,7 @@ pub fn restore(
     cancel: &CancellationToken,
 ) -> Result<RestoreOutcome, EngineError> {
     let _lock = repo.lock(false, "restore")?;
+    repo.refresh_index()?;
     let (snap_id, snapshot) = repo.find_snapshot(&opts.snapshot)?;
     let filter = Filter {
         includes: globset(&opts.includes)?,

@@ -96,6 +96,7 @@ impl LocalBackend {
         for byte in 0..=255u8 {
             mkdir(&self.root.join("data").join(format!("{byte:02x}")))?;
         }
+        fsync_dir(&self.root.join("data"))?;
         fsync_dir(&self.root)
     }
 
@@ -224,10 +225,12 @@ impl LocalBackend {
     pub fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
         let path = self.path(kind, name);
         match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(err("remove", &path)(e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(err("remove", &path)(e)),
         }
+        // Make the unlink durable, so deletions cannot reappear out of order after a crash.
+        fsync_dir(path.parent().unwrap_or(&self.root))
     }
 
     pub fn exists(&self, kind: FileKind, name: &str) -> bool {

@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct IndexFile {
     pub packs: Vec<IndexedPack>,
-    /// Index files this one replaces (written by prune and rebuild); they are deleted after it.
+    /// Index files this one replaces (written by prune); they are deleted after it, and readers
+    /// skip them if a crash left them behind.
     pub supersedes: Vec<IndexId>,
 }
 

@@ -10,6 +10,7 @@ pub mod index;
 pub mod keyfile;
 pub mod lock;
 pub mod pack;
+pub mod registry;
 pub mod snapshot;
 pub mod tree;
 
@@ -22,6 +23,7 @@ use pack::{BlobKind, PackEntry, PackError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use snapshot::Snapshot;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use tree::Tree;
@@ -33,6 +35,9 @@ pub const FORMAT_NAME: &str = "backupd-repository";
 pub const CHUNK_MIN: u32 = 512 * 1024;
 pub const CHUNK_AVG: u32 = 1024 * 1024;
 pub const CHUNK_MAX: u32 = 8 * 1024 * 1024;
+
+/// Most blob entries one index file holds (about 5 MiB sealed).
+pub const INDEX_FILE_BLOBS: usize = 100_000;
 
 /// Upper bound for decoding sealed metadata objects (trees, snapshots, index files).
 const METADATA_LIMIT: usize = 512 * 1024 * 1024;
@@ -311,18 +316,57 @@ impl Repository {
         &self.keys
     }
 
-    /// Reads every index file into a fresh in-memory index.
+    /// Reads every index file into a fresh in-memory index. Index files superseded by another
+    /// (prune crashed before deleting them) are skipped.
     pub fn reload_index(&self) -> Result<()> {
-        let mut index = Index::default();
+        let mut files = Vec::new();
         for name in self.backend.list(FileKind::Index)? {
             let Some(id) = IndexId::from_hex(&name) else {
                 continue;
             };
             let bytes = self.backend.read(FileKind::Index, &name)?;
             let file: IndexFile = decode_sealed(&self.keys, &bytes, "index file", &name)?;
-            index.add_file(id, &file);
+            files.push((id, file));
+        }
+        let superseded: HashSet<IndexId> = files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
+        let mut index = Index::default();
+        for (id, file) in &files {
+            if !superseded.contains(id) {
+                index.add_file(*id, file);
+            }
         }
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
+        Ok(())
+    }
+
+    /// Brings the in-memory index up to date with the repository: loads index files written
+    /// since (by other processes), or reloads everything if one was removed (a prune ran).
+    pub fn refresh_index(&self) -> Result<()> {
+        let on_disk: HashSet<IndexId> = self
+            .backend
+            .list(FileKind::Index)?
+            .iter()
+            .filter_map(|n| IndexId::from_hex(n))
+            .collect();
+        let known = self.with_index(|i| i.files().clone());
+        if !known.is_subset(&on_disk) {
+            return self.reload_index();
+        }
+        for id in on_disk.difference(&known) {
+            let name = id.to_hex();
+            let bytes = self.backend.read(FileKind::Index, &name)?;
+            let file: IndexFile = decode_sealed(&self.keys, &bytes, "index file", &name)?;
+            if !file.supersedes.is_empty() {
+                return self.reload_index();
+            }
+            self.index
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .add_file(*id, &file);
+        }
         Ok(())
     }
 
@@ -368,8 +412,8 @@ impl Repository {
         })
     }
 
-    /// Verifies a finished pack, writes it, and makes its blobs visible in the in-memory index
-    /// (not yet in an index file).
+    /// Verifies a finished pack and writes it. Its blobs become visible (and usable for dedup)
+    /// only once an index file names the pack: a pack of a failed backup must never be relied on.
     pub fn write_pack(&self, bytes: &[u8], entries: &[PackEntry]) -> Result<PackId> {
         let id = PackId(sha256(bytes));
         pack::verify(&self.keys, bytes, entries).map_err(|source| RepoError::DamagedPack {
@@ -377,28 +421,49 @@ impl Repository {
             source: Box::new(source),
         })?;
         self.backend.write(FileKind::Pack, &id.to_hex(), bytes)?;
-        self.index
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .add_pack(id, entries);
         Ok(id)
     }
 
-    /// Writes an index file covering `packs`.
+    /// Writes index files covering `packs` (split so that no file grows past
+    /// [`INDEX_FILE_BLOBS`] entries); the last one carries `supersedes`.
     pub fn write_index(
         &self,
         packs: Vec<IndexedPack>,
         supersedes: Vec<IndexId>,
-    ) -> Result<IndexId> {
-        let file = IndexFile { packs, supersedes };
-        let sealed = self.keys.seal(&encode(&file));
-        let id = IndexId(sha256(&sealed));
-        self.backend.write(FileKind::Index, &id.to_hex(), &sealed)?;
-        self.index
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .add_file(id, &file);
-        Ok(id)
+    ) -> Result<Vec<IndexId>> {
+        let mut groups: Vec<Vec<IndexedPack>> = vec![Vec::new()];
+        let mut count = 0;
+        for pack in packs {
+            if count + pack.blobs.len() > INDEX_FILE_BLOBS && count > 0 {
+                groups.push(Vec::new());
+                count = 0;
+            }
+            count += pack.blobs.len();
+            if let Some(last) = groups.last_mut() {
+                last.push(pack);
+            }
+        }
+        let n = groups.len();
+        let mut ids = Vec::with_capacity(n);
+        for (i, group) in groups.into_iter().enumerate() {
+            let file = IndexFile {
+                packs: group,
+                supersedes: if i + 1 == n {
+                    supersedes.clone()
+                } else {
+                    Vec::new()
+                },
+            };
+            let sealed = self.keys.seal(&encode(&file));
+            let id = IndexId(sha256(&sealed));
+            self.backend.write(FileKind::Index, &id.to_hex(), &sealed)?;
+            self.index
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .add_file(id, &file);
+            ids.push(id);
+        }
+        Ok(ids)
     }
 
     pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
@@ -506,6 +571,21 @@ fn read_config(backend: &LocalBackend) -> Result<RepoConfig> {
             found: config.version,
         });
     }
+    // The config is not authenticated: refuse chunker sizes FastCDC would reject.
+    let sizes_ok = (64..=1 << 20).contains(&config.chunk_min)
+        && (256..=4 << 20).contains(&config.chunk_avg)
+        && (1024..=16 << 20).contains(&config.chunk_max)
+        && config.chunk_min <= config.chunk_avg
+        && config.chunk_avg <= config.chunk_max;
+    if !sizes_ok {
+        return Err(RepoError::NotARepository {
+            path,
+            reason: format!(
+                "chunk sizes {}/{}/{} are out of range",
+                config.chunk_min, config.chunk_avg, config.chunk_max
+            ),
+        });
+    }
     Ok(config)
 }
 
@@ -522,6 +602,7 @@ pub(crate) fn test_kdf() -> Argon2Params {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repo::pack::BlobKind;
 
     #[test]
     fn init_open_and_wrong_password_writes_nothing() {
@@ -555,6 +636,65 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    #[test]
+    fn blobs_of_unindexed_packs_are_never_used_for_dedup() {
+        // Regression: a failed backup's packs must not satisfy a later backup's dedup check.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo =
+            Repository::init_with(&dir.path().join("repo"), b"pw", test_kdf()).expect("init");
+        let data = b"some chunk";
+        let id = repo.blob_id(data);
+        let mut b = pack::PackBuilder::new();
+        b.add(id, BlobKind::Data, &repo.encode_blob(data, 1), data.len());
+        let (bytes, entries) = b.finish(repo.keys());
+        let pack = repo.write_pack(&bytes, &entries).expect("write pack");
+        assert!(!repo.has_blob(&id), "pack written but not indexed");
+        repo.write_index(
+            vec![IndexedPack {
+                id: pack,
+                blobs: entries,
+            }],
+            vec![],
+        )
+        .expect("index");
+        assert!(repo.has_blob(&id));
+        assert_eq!(repo.read_blob(&id).expect("read"), data);
+    }
+
+    #[test]
+    fn superseded_index_files_are_ignored_and_refresh_sees_new_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("repo");
+        let a = Repository::init_with(&path, b"pw", test_kdf()).expect("init");
+        let b = Repository::open(&path, b"pw").expect("open");
+        let data = b"x";
+        let id = a.blob_id(data);
+        let mut pb = pack::PackBuilder::new();
+        pb.add(id, BlobKind::Data, &a.encode_blob(data, 1), 1);
+        let (bytes, entries) = pb.finish(a.keys());
+        let pack = a.write_pack(&bytes, &entries).expect("pack");
+        let first = a
+            .write_index(
+                vec![IndexedPack {
+                    id: pack,
+                    blobs: entries.clone(),
+                }],
+                vec![],
+            )
+            .expect("index");
+        assert!(!b.has_blob(&id));
+        b.refresh_index().expect("refresh");
+        assert!(
+            b.has_blob(&id),
+            "refresh loads index files written by others"
+        );
+        // An index superseding the first, listing nothing: the blob is gone for readers even
+        // though the old file is still there.
+        a.write_index(vec![], first).expect("superseding index");
+        b.refresh_index().expect("refresh");
+        assert!(!b.has_blob(&id));
     }
 
     #[test]

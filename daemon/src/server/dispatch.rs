@@ -8,5 +8,10 @@ use std::sync::Arc;
 pub async fn dispatch(ctx: &Arc<Context>, identity: &Identity, request: Request) -> Outcome {
     match request {
         Request::System(r) => handlers::system::handle(ctx, identity, r).await,
+        Request::Repo(r) => handlers::repo::handle(ctx, r).await,
+        Request::Backup(r) => handlers::backup::backup_request(ctx, r),
+        Request::Snapshots(r) => handlers::backup::snapshots(ctx, r).await,
+        Request::Restore(r) => handlers::restore::restore_request(ctx, r),
+        Request::Forget(r) => handlers::restore::forget_request(ctx, r),
     }
 }

@@ -1,6 +1,10 @@
 //! Request handlers, one file per command group. A handler returns an [`Outcome`]: the reply
 //! (single or streamed) and, for shutdown, what to do once the reply is out.
 
+pub mod backup;
+pub mod operation;
+pub mod repo;
+pub mod restore;
 pub mod system;
 
 use crate::error::Error;

@@ -5,8 +5,11 @@
 //! Bincode encodes enum variants by index, so variants are only ever appended; changing the
 //! meaning or order of an existing variant requires a new [`PROTOCOL_VERSION`].
 
+pub mod repo;
+
 use crate::error::ErrorReply;
 use crate::ids::RequestId;
+pub use repo::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -99,6 +102,14 @@ pub enum Permission {
     SystemRead,
     /// Reload the configuration, shut the daemon down.
     SystemAdmin,
+    /// List repositories and snapshots.
+    RepoRead,
+    /// Create, register and check repositories, export keys, forget and prune.
+    RepoAdmin,
+    /// Back up paths into a repository.
+    BackupRun,
+    /// Restore snapshots to the file system.
+    RestoreRun,
 }
 
 impl Permission {
@@ -107,6 +118,10 @@ impl Permission {
         match self {
             Self::SystemRead => "system.read",
             Self::SystemAdmin => "system.admin",
+            Self::RepoRead => "repo.read",
+            Self::RepoAdmin => "repo.admin",
+            Self::BackupRun => "backup.run",
+            Self::RestoreRun => "restore.run",
         }
     }
 }
@@ -115,6 +130,15 @@ impl Permission {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     System(SystemRequest),
+    Repo(RepoRequest),
+    /// Streams `Progress::Operation`, then `Response::Backup`.
+    Backup(BackupRequest),
+    /// Streams `Progress::Operation`, then `Response::Restore`.
+    Restore(RestoreRequest),
+    /// -> `Response::Snapshots`.
+    Snapshots(SnapshotsRequest),
+    /// Streams `Progress::Operation` while pruning, then `Response::Forget`.
+    Forget(ForgetRequest),
 }
 
 impl Request {
@@ -122,6 +146,10 @@ impl Request {
     pub fn permission(&self) -> Permission {
         match self {
             Self::System(r) => r.permission(),
+            Self::Repo(RepoRequest::List) | Self::Snapshots(_) => Permission::RepoRead,
+            Self::Repo(_) | Self::Forget(_) => Permission::RepoAdmin,
+            Self::Backup(_) => Permission::BackupRun,
+            Self::Restore(_) => Permission::RestoreRun,
         }
     }
 
@@ -129,6 +157,15 @@ impl Request {
     pub fn name(&self) -> &'static str {
         match self {
             Self::System(r) => r.name(),
+            Self::Repo(RepoRequest::Init { .. }) => "repo init",
+            Self::Repo(RepoRequest::Add { .. }) => "repo add",
+            Self::Repo(RepoRequest::List) => "repo list",
+            Self::Repo(RepoRequest::KeyExport { .. }) => "repo key export",
+            Self::Repo(RepoRequest::Check { .. }) => "repo check",
+            Self::Backup(_) => "backup",
+            Self::Restore(_) => "restore",
+            Self::Snapshots(_) => "snapshots",
+            Self::Forget(_) => "forget",
         }
     }
 }
@@ -176,12 +213,21 @@ pub enum Response {
     ShuttingDown,
     /// A streamed request ended normally.
     Done,
+    Repo(RepoInfo),
+    Repos(Vec<RepoInfo>),
+    KeyExport(KeyExport),
+    Check(CheckResult),
+    Backup(BackupResult),
+    Restore(RestoreResult),
+    Snapshots(Vec<SnapshotInfo>),
+    Forget(ForgetResult),
 }
 
 /// Intermediate frames of streamed responses.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Progress {
     Health(HealthReport),
+    Operation(OperationProgress),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

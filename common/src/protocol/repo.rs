@@ -1,0 +1,220 @@
+//! Requests and replies of the repository groups: `repo`, `backup`, `restore`, `snapshots`,
+//! `forget`. Paths travel as raw bytes (Linux paths need not be UTF-8).
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A secret passed to the daemon (a repository passphrase). Never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RepoRequest {
+    /// Create a repository -> `Response::Repo`. `password: None` generates a random key.
+    Init {
+        name: String,
+        path: Vec<u8>,
+        password: Option<Secret>,
+    },
+    /// Register an existing repository (new machine, lost state) -> `Response::Repo`. A wrong
+    /// password is refused and nothing is written.
+    Add {
+        name: String,
+        path: Vec<u8>,
+        password: Secret,
+    },
+    /// -> `Response::Repos`.
+    List,
+    /// The stored passphrase, to back it up -> `Response::KeyExport`.
+    KeyExport { name: String },
+    /// Streams `Progress::Operation`, then `Response::Check`.
+    Check {
+        name: Option<String>,
+        read_data_percent: u8,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RepoInfo {
+    pub name: String,
+    pub path: String,
+    pub id: String,
+    pub format_version: u32,
+    pub snapshots: Option<u64>,
+    /// Where the daemon keeps this repository's passphrase.
+    pub key_file: String,
+    pub is_default: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyExport {
+    pub name: String,
+    pub path: String,
+    /// The passphrase that opens the repository (hex for generated keys).
+    pub password: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackupRequest {
+    pub repo: Option<String>,
+    pub paths: Vec<Vec<u8>>,
+    pub excludes: Vec<String>,
+    pub exclude_files: Vec<Vec<u8>>,
+    pub exclude_caches: bool,
+    pub one_file_system: bool,
+    pub tags: Vec<String>,
+    pub host: Option<String>,
+    /// Snapshot time in ns since the epoch (imports, tests).
+    pub time_ns: Option<i64>,
+    /// Read every file, ignoring the parent snapshot.
+    pub force: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackupResult {
+    pub snapshot: String,
+    pub parent: Option<String>,
+    pub stats: SnapshotStatsView,
+    /// Unreadable paths and why; non-empty means the backup is partial.
+    pub skipped: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStatsView {
+    pub files: u64,
+    pub dirs: u64,
+    pub other: u64,
+    pub files_read: u64,
+    pub bytes_total: u64,
+    pub bytes_read: u64,
+    pub bytes_added: u64,
+    pub bytes_stored: u64,
+    pub skipped: u64,
+    pub changed_during_read: u64,
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    pub repo: Option<String>,
+    /// `latest`, an id or a unique prefix.
+    pub snapshot: String,
+    /// Absolute path inside the snapshot whose contents go into `target`.
+    pub subpath: Option<Vec<u8>>,
+    pub target: Vec<u8>,
+    pub includes: Vec<String>,
+    pub excludes: Vec<String>,
+    pub verify: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreResult {
+    pub snapshot: String,
+    pub files: u64,
+    pub dirs: u64,
+    pub other: u64,
+    pub bytes: u64,
+    /// Paths that could not be restored and why; non-empty means partial.
+    pub failed: Vec<(String, String)>,
+    pub warnings: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotsRequest {
+    pub repo: Option<String>,
+    pub path: Option<Vec<u8>>,
+    pub tag: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub id: String,
+    pub time: String,
+    pub time_ns: i64,
+    pub host: String,
+    pub username: String,
+    pub paths: Vec<String>,
+    pub tags: Vec<String>,
+    pub parent: Option<String>,
+    pub stats: SnapshotStatsView,
+    pub skipped: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForgetRequest {
+    pub repo: Option<String>,
+    pub keep_last: u32,
+    pub keep_hourly: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    pub keep_yearly: u32,
+    pub keep_within: Option<Duration>,
+    pub prune: bool,
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetDecision {
+    pub snapshot: String,
+    pub time: String,
+    pub host: String,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetResult {
+    pub dry_run: bool,
+    pub decisions: Vec<ForgetDecision>,
+    pub removed: u64,
+    pub prune: Option<PruneSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneSummary {
+    pub packs_deleted: u64,
+    pub packs_repacked: u64,
+    pub packs_written: u64,
+    pub blobs_removed: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub snapshots: u64,
+    pub trees: u64,
+    pub blobs: u64,
+    pub packs: u64,
+    pub packs_read: u64,
+    pub damaged_packs: Vec<String>,
+    pub problems: Vec<CheckProblem>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckProblem {
+    pub message: String,
+    pub pack: Option<String>,
+    pub blob: Option<String>,
+    pub snapshots: Vec<String>,
+    pub paths: Vec<String>,
+}
+
+/// Progress of a long operation, streamed a few times per second.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationProgress {
+    pub files_done: u64,
+    pub bytes_done: u64,
+    pub files_total: Option<u64>,
+    pub bytes_total: Option<u64>,
+    pub errors: u64,
+    pub elapsed_ms: u64,
+}

@@ -1,0 +1,345 @@
+//! The daemon's named repositories: which path each name means and where its passphrase is
+//! kept (a 0600 file under the state dir), persisted in sled; opened repositories are cached.
+//! Without any repository the daemon creates `default` under its state dir with a random key.
+//!
+//! Blocking (Argon2id, disk): call from a blocking thread.
+
+use super::{RepoError, Repository};
+use crate::state::{State, StateError};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+const TREE: &str = "repos";
+pub const DEFAULT_NAME: &str = "default";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoEntry {
+    pub name: String,
+    pub path: PathBuf,
+    pub key_file: PathBuf,
+    pub is_default: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no repository named {name:?}; known: {known}")]
+    Unknown { name: String, known: String },
+    #[error("a repository named {name:?} already exists (at {path})")]
+    Exists { name: String, path: String },
+    #[error("repository name {0:?} is invalid: use 1-64 letters, digits, '.', '_' or '-'")]
+    InvalidName(String),
+    #[error("repository path {0:?} must be absolute")]
+    RelativePath(String),
+    #[error("no repositories; create one with `backupctl repo init`")]
+    None,
+    #[error("cannot {action} key file {path}: {source}")]
+    KeyFile {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("state record for repository {name:?} is unreadable: {reason}")]
+    Corrupt { name: String, reason: String },
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    state: State,
+    state_dir: PathBuf,
+    open: Mutex<HashMap<String, Arc<Repository>>>,
+    /// Set once the start-up work (creating `default` if needed) is done; requests wait for it
+    /// so that the daemon can answer health while Argon2id runs.
+    settled: (Mutex<bool>, Condvar),
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl Registry {
+    pub fn new(state: State, state_dir: &Path) -> Self {
+        Self {
+            state,
+            state_dir: state_dir.to_owned(),
+            open: Mutex::new(HashMap::new()),
+            settled: (Mutex::new(false), Condvar::new()),
+        }
+    }
+
+    fn wait_settled(&self) {
+        let (lock, cv) = &self.settled;
+        let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = cv
+            .wait_timeout_while(guard, Duration::from_secs(120), |settled| !*settled)
+            .unwrap_or_else(|p| p.into_inner());
+    }
+
+    fn mark_settled(&self) {
+        let (lock, cv) = &self.settled;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+    }
+
+    pub fn list(&self) -> Result<Vec<RepoEntry>, RegistryError> {
+        self.wait_settled();
+        self.list_now()
+    }
+
+    fn list_now(&self) -> Result<Vec<RepoEntry>, RegistryError> {
+        let tree = self.state.tree(TREE)?;
+        let mut out = Vec::new();
+        for item in tree.iter() {
+            let (key, value) = item.map_err(|e| RegistryError::Corrupt {
+                name: "?".into(),
+                reason: e.to_string(),
+            })?;
+            let entry: RepoEntry =
+                serde_json::from_slice(&value).map_err(|e| RegistryError::Corrupt {
+                    name: String::from_utf8_lossy(&key).into_owned(),
+                    reason: e.to_string(),
+                })?;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    fn entry(&self, name: Option<&str>) -> Result<RepoEntry, RegistryError> {
+        self.wait_settled();
+        let all = self.list_now()?;
+        let found = match name {
+            Some(n) => all.iter().find(|e| e.name == n),
+            None => all.iter().find(|e| e.is_default).or(if all.len() == 1 {
+                all.first()
+            } else {
+                None
+            }),
+        };
+        match found {
+            Some(e) => Ok(e.clone()),
+            None if all.is_empty() => Err(RegistryError::None),
+            None => Err(RegistryError::Unknown {
+                name: name.unwrap_or(DEFAULT_NAME).to_owned(),
+                known: all
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    fn key_path(&self, name: &str) -> PathBuf {
+        self.state_dir.join("keys").join(format!("{name}.key"))
+    }
+
+    fn write_key(&self, path: &Path, password: &[u8]) -> Result<(), RegistryError> {
+        let err = |action| {
+            move |source| RegistryError::KeyFile {
+                action,
+                path: path.to_owned(),
+                source,
+            }
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(err("create the directory of"))?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(err("create"))?;
+        f.write_all(password).map_err(err("write"))?;
+        f.sync_all().map_err(err("fsync"))?;
+        Ok(())
+    }
+
+    fn register(&self, entry: &RepoEntry) -> Result<(), RegistryError> {
+        let tree = self.state.tree(TREE)?;
+        let json = serde_json::to_vec(entry).unwrap_or_default();
+        tree.insert(entry.name.as_bytes(), json)
+            .map_err(|source| StateError::Write {
+                path: self.state.path().to_owned(),
+                source,
+            })?;
+        self.state.flush_blocking()?;
+        Ok(())
+    }
+
+    fn check_new(&self, name: &str, path: &Path) -> Result<(), RegistryError> {
+        if !valid_name(name) {
+            return Err(RegistryError::InvalidName(name.to_owned()));
+        }
+        if !path.is_absolute() {
+            return Err(RegistryError::RelativePath(path.display().to_string()));
+        }
+        if let Some(e) = self.list_now()?.into_iter().find(|e| e.name == name) {
+            return Err(RegistryError::Exists {
+                name: name.to_owned(),
+                path: e.path.display().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates a repository; without a password a random one is generated and kept.
+    pub fn init(
+        &self,
+        name: &str,
+        path: &Path,
+        password: Option<&[u8]>,
+    ) -> Result<RepoEntry, RegistryError> {
+        self.wait_settled();
+        self.init_now(name, path, password)
+    }
+
+    fn init_now(
+        &self,
+        name: &str,
+        path: &Path,
+        password: Option<&[u8]>,
+    ) -> Result<RepoEntry, RegistryError> {
+        self.check_new(name, path)?;
+        let generated;
+        let password = match password {
+            Some(p) => p,
+            None => {
+                generated = hex::encode(rand::random::<[u8; 32]>()).into_bytes();
+                &generated
+            }
+        };
+        // The key is stored first: a repository whose passphrase was lost is lost.
+        let key_file = self.key_path(name);
+        self.write_key(&key_file, password)?;
+        let repo = match Repository::init(path, password) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_file(&key_file);
+                return Err(e.into());
+            }
+        };
+        let entry = RepoEntry {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            key_file,
+            is_default: self.list_now()?.is_empty(),
+        };
+        self.register(&entry)?;
+        self.cache(name, repo);
+        Ok(entry)
+    }
+
+    /// Registers an existing repository after proving the password opens it.
+    pub fn add(
+        &self,
+        name: &str,
+        path: &Path,
+        password: &[u8],
+    ) -> Result<RepoEntry, RegistryError> {
+        self.wait_settled();
+        self.add_now(name, path, password)
+    }
+
+    fn add_now(
+        &self,
+        name: &str,
+        path: &Path,
+        password: &[u8],
+    ) -> Result<RepoEntry, RegistryError> {
+        self.check_new(name, path)?;
+        let repo = Repository::open(path, password)?;
+        let key_file = self.key_path(name);
+        self.write_key(&key_file, password)?;
+        let entry = RepoEntry {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            key_file,
+            is_default: self.list_now()?.is_empty(),
+        };
+        self.register(&entry)?;
+        self.cache(name, repo);
+        Ok(entry)
+    }
+
+    fn cache(&self, name: &str, repo: Repository) -> Arc<Repository> {
+        let repo = Arc::new(repo);
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), repo.clone());
+        repo
+    }
+
+    /// Creates `default` under the state dir when no repository is registered. Returns it when
+    /// it was created.
+    pub fn ensure_default(&self) -> Result<Option<RepoEntry>, RegistryError> {
+        let result = self.create_default_if_none();
+        self.mark_settled();
+        result
+    }
+
+    fn create_default_if_none(&self) -> Result<Option<RepoEntry>, RegistryError> {
+        if !self.list_now()?.is_empty() {
+            return Ok(None);
+        }
+        let path = self.state_dir.join("repository");
+        let entry = if path.join("config").exists() && self.key_path(DEFAULT_NAME).exists() {
+            // State was lost but the default repository and its key survived: re-register.
+            let password = self.password(&self.key_path(DEFAULT_NAME))?;
+            self.add_now(DEFAULT_NAME, &path, &password)?
+        } else {
+            self.init_now(DEFAULT_NAME, &path, None)?
+        };
+        Ok(Some(entry))
+    }
+
+    fn password(&self, key_file: &Path) -> Result<Vec<u8>, RegistryError> {
+        std::fs::read(key_file).map_err(|source| RegistryError::KeyFile {
+            action: "read",
+            path: key_file.to_owned(),
+            source,
+        })
+    }
+
+    /// The passphrase of a repository, for `repo key export`.
+    pub fn export(&self, name: &str) -> Result<(RepoEntry, Vec<u8>), RegistryError> {
+        let entry = self.entry(Some(name))?;
+        let password = self.password(&entry.key_file)?;
+        Ok((entry, password))
+    }
+
+    /// Opens (or returns the cached) repository; `None` means the default one.
+    pub fn open(&self, name: Option<&str>) -> Result<(RepoEntry, Arc<Repository>), RegistryError> {
+        let entry = self.entry(name)?;
+        if let Some(r) = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&entry.name)
+        {
+            return Ok((entry, r.clone()));
+        }
+        let password = self.password(&entry.key_file)?;
+        let repo = Repository::open(&entry.path, &password)?;
+        let repo = self.cache(&entry.name, repo);
+        Ok((entry, repo))
+    }
+}
