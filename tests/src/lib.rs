@@ -59,6 +59,8 @@ pub struct DaemonOptions {
     pub config: Option<String>,
     pub extra_args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// State directory to use instead of a fresh one in the temp dir.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl TestDaemon {
@@ -76,7 +78,10 @@ impl TestDaemon {
     pub fn spawn(options: DaemonOptions) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("backupd.sock");
-        let state_dir = dir.path().join("state");
+        let state_dir = options
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("state"));
         let log = dir.path().join("backupd.log");
         let mut cmd = Command::new(bin("backupd"));
         cmd.arg("--socket")

@@ -377,14 +377,7 @@ fn restore_file(
             let data = repo
                 .read_blob(id)
                 .map_err(|e| format!("damaged data: {e}"))?;
-            if data.iter().all(|b| *b == 0) {
-                // Leave a hole: the file stays sparse where the original was.
-                holes = true;
-                f.seek(SeekFrom::Current(data.len() as i64))
-                    .map_err(|e| e.to_string())?;
-            } else {
-                f.write_all(&data).map_err(|e| format!("write: {e}"))?;
-            }
+            holes |= write_sparse(&mut f, &data).map_err(|e| format!("write: {e}"))?;
             pos += data.len() as u64;
         }
         if holes || pos != node.size {
@@ -400,6 +393,38 @@ fn restore_file(
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// File system block granularity for holes: zero blocks of this size are skipped, not written.
+const HOLE_BLOCK: usize = 4096;
+
+/// Writes `data` at the current position, seeking over all-zero blocks so they stay holes.
+/// Returns whether anything was skipped.
+fn write_sparse(f: &mut std::fs::File, data: &[u8]) -> std::io::Result<bool> {
+    let mut skipped = false;
+    let mut pending: Option<usize> = None; // start of a run of data blocks not yet written
+    for (i, block) in data.chunks(HOLE_BLOCK).enumerate() {
+        let start = i * HOLE_BLOCK;
+        let zero = block.len() == HOLE_BLOCK && block.iter().all(|b| *b == 0);
+        match (zero, pending) {
+            (true, Some(p)) => {
+                f.write_all(&data[p..start])?;
+                pending = None;
+                f.seek(SeekFrom::Current(HOLE_BLOCK as i64))?;
+                skipped = true;
+            }
+            (true, None) => {
+                f.seek(SeekFrom::Current(HOLE_BLOCK as i64))?;
+                skipped = true;
+            }
+            (false, None) => pending = Some(start),
+            (false, Some(_)) => {}
+        }
+    }
+    if let Some(p) = pending {
+        f.write_all(&data[p..])?;
+    }
+    Ok(skipped)
 }
 
 /// Re-reads a restored file and checks each piece against its blob id.

@@ -1,0 +1,543 @@
+//! The repository engine end to end: a real backupd, driven by backupctl, on real files.
+
+use backupd_tests::treecmp::{compare_trees, CompareOptions};
+use backupd_tests::{bin, is_root, json_ok, DaemonOptions, TestDaemon};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {} stdout {} stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn random_file(path: &Path, len: usize, mut seed: u64) {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    std::fs::write(path, out).expect("write random file");
+}
+
+fn sh(cmd: &str) {
+    let st = Command::new("sh").args(["-c", cmd]).status().expect("sh");
+    assert!(st.success(), "{cmd} failed");
+}
+
+#[test]
+fn every_file_type_and_metadata_survives_backup_and_restore() {
+    assert!(
+        is_root(),
+        "this test needs root (ownership, devices); CI runs as root"
+    );
+    let d = TestDaemon::start();
+    let src = d.dir.path().join("src");
+    std::fs::create_dir_all(src.join("dir/sub")).expect("mkdir");
+    random_file(&src.join("dir/data.bin"), 2_500_000, 1);
+    std::fs::write(src.join("text"), "line\n".repeat(5000)).expect("write");
+    std::fs::write(src.join("setuid"), b"#!/bin/sh\n").expect("write");
+    std::fs::set_permissions(src.join("setuid"), std::fs::Permissions::from_mode(0o4755))
+        .expect("chmod");
+    std::fs::create_dir(src.join("setgid-dir")).expect("mkdir");
+    std::fs::set_permissions(
+        src.join("setgid-dir"),
+        std::fs::Permissions::from_mode(0o2775),
+    )
+    .expect("chmod");
+    std::fs::create_dir(src.join("sticky")).expect("mkdir");
+    std::fs::set_permissions(src.join("sticky"), std::fs::Permissions::from_mode(0o1777))
+        .expect("chmod");
+    nix::unistd::chown(&src.join("text"), Some(1234.into()), Some(5678.into())).expect("chown");
+    std::os::unix::fs::symlink("dir/data.bin", src.join("symlink")).expect("symlink");
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        &src.join("symlink"),
+        Some(4321.into()),
+        Some(8765.into()),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .expect("lchown");
+    std::fs::hard_link(src.join("text"), src.join("dir/sub/hardlink")).expect("hardlink");
+    nix::unistd::mkfifo(
+        &src.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("fifo");
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    mknod(
+        &src.join("chardev"),
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o620),
+        makedev(1, 3),
+    )
+    .expect("mknod c");
+    mknod(
+        &src.join("blockdev"),
+        SFlag::S_IFBLK,
+        Mode::from_bits_truncate(0o660),
+        makedev(7, 200),
+    )
+    .expect("mknod b");
+    let socket = std::os::unix::net::UnixListener::bind(src.join("socket")).expect("socket");
+    xattr::set(src.join("dir/data.bin"), "user.note", b"important").expect("xattr");
+    xattr::set(src.join("dir/data.bin"), "user.empty", b"").expect("empty xattr");
+    sh(&format!(
+        "setfacl -m u:1234:rwx,g:5678:r {}",
+        src.join("dir/data.bin").display()
+    ));
+    sh(&format!(
+        "setfacl -d -m u:1234:rx {}",
+        src.join("dir/sub").display()
+    ));
+    std::fs::write(
+        src.join(std::ffi::OsStr::from_bytes(b"bin\xff\xfename")),
+        b"non-utf8",
+    )
+    .expect("write");
+    std::fs::write(src.join("n".repeat(255)), b"long").expect("write");
+    // Sparse: 64 MiB with 1 MiB of data in the middle.
+    let sparse = std::fs::File::create(src.join("sparse")).expect("create");
+    sparse.set_len(64 << 20).expect("set_len");
+    std::os::unix::fs::FileExt::write_at(&sparse, &vec![0xAB; 1 << 20], 32 << 20)
+        .expect("write_at");
+    drop(sparse);
+    // Times with nanoseconds, set last.
+    sh(&format!(
+        "touch -h -d '2021-03-04 05:06:07.123456789' {}",
+        src.join("text").display()
+    ));
+    sh(&format!(
+        "touch -h -d '2019-01-01 00:00:00.000000001' {}",
+        src.join("symlink").display()
+    ));
+
+    let out = json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+    assert!(
+        out["skipped"].as_array().expect("skipped").is_empty(),
+        "{out}"
+    );
+    assert!(
+        out["stats"]["other"].as_u64().expect("other") >= 4,
+        "fifo, devices, socket, symlink recorded: {out}"
+    );
+    drop(socket);
+    std::fs::remove_file(src.join("socket")).expect("rm socket");
+
+    let target = d.dir.path().join("restore");
+    let r = json_ok(&d.ctl(&[
+        "--json",
+        "restore",
+        &format!("latest:{}", src.display()),
+        "--target",
+        target.to_str().expect("utf8"),
+        "--verify",
+    ]));
+    assert!(r["failed"].as_array().expect("failed").is_empty(), "{r}");
+    let diffs = compare_trees(
+        &src,
+        &target,
+        CompareOptions {
+            owners: true,
+            atime: false,
+            sparse: true,
+        },
+    );
+    assert!(diffs.is_empty(), "{diffs:#?}");
+    let acl = Command::new("getfacl")
+        .arg("-c")
+        .arg(target.join("dir/data.bin"))
+        .output()
+        .expect("getfacl");
+    assert!(
+        String::from_utf8_lossy(&acl.stdout).contains("user:1234:rwx"),
+        "{}",
+        text(&acl)
+    );
+}
+
+#[test]
+fn restore_never_writes_outside_the_target() {
+    let d = TestDaemon::start();
+    let src = d.dir.path().join("src");
+    std::fs::create_dir_all(src.join("a")).expect("mkdir");
+    std::fs::write(src.join("a/file"), b"content").expect("write");
+    std::os::unix::fs::symlink("/etc", src.join("escape")).expect("symlink");
+    json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+    // The target already holds a symlink where the snapshot has a directory.
+    let target = d.dir.path().join("target");
+    let outside = d.dir.path().join("outside");
+    std::fs::create_dir_all(&target).expect("mkdir");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, target.join("a")).expect("planted symlink");
+    let out = d.ctl(&[
+        "--json",
+        "restore",
+        &format!("latest:{}", src.display()),
+        "--target",
+        target.to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_dir(&outside).expect("outside").count(),
+        0,
+        "wrote through a symlink"
+    );
+    assert!(target.join("a").symlink_metadata().expect("a").is_dir());
+    assert_eq!(
+        std::fs::read(target.join("a/file")).expect("file"),
+        b"content"
+    );
+    assert_eq!(
+        std::fs::read_link(target.join("escape")).expect("link"),
+        PathBuf::from("/etc")
+    );
+}
+
+#[test]
+fn wrong_password_for_repo_add_is_refused_with_exit_2() {
+    let d = TestDaemon::start();
+    let repo = d.dir.path().join("other-repo");
+    let pw = d.dir.path().join("pw");
+    std::fs::write(&pw, "right horse\n").expect("pw");
+    let init = d.ctl(&[
+        "--json",
+        "repo",
+        "init",
+        "--name",
+        "other",
+        "--path",
+        repo.to_str().expect("utf8"),
+        "--password-file",
+        pw.to_str().expect("utf8"),
+    ]);
+    json_ok(&init);
+    let before = listing(&repo);
+    std::fs::write(&pw, "wrong horse\n").expect("pw");
+    let out = d.ctl(&[
+        "repo",
+        "add",
+        "--name",
+        "again",
+        "--path",
+        repo.to_str().expect("utf8"),
+        "--password-file",
+        pw.to_str().expect("utf8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong password"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(listing(&repo), before, "nothing written");
+    let repos = json_ok(&d.ctl(&["--json", "repo", "list"]));
+    assert_eq!(repos.as_array().expect("list").len(), 2, "{repos}");
+}
+
+fn listing(p: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![p.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            let m = e.metadata().expect("meta");
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push((e.path(), m.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn lost_state_dir_repository_is_added_back_and_still_dedups() {
+    let mut d = TestDaemon::start();
+    let repo = d.dir.path().join("kept-repo");
+    let pw = d.dir.path().join("pw");
+    std::fs::write(&pw, "keep me safe").expect("pw");
+    json_ok(&d.ctl(&[
+        "--json",
+        "repo",
+        "init",
+        "--name",
+        "main",
+        "--path",
+        repo.to_str().expect("utf8"),
+        "--password-file",
+        pw.to_str().expect("utf8"),
+    ]));
+    let src = d.dir.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    random_file(&src.join("big"), 20 << 20, 5);
+    json_ok(&d.ctl(&[
+        "--json",
+        "backup",
+        "--repo",
+        "main",
+        src.to_str().expect("utf8"),
+    ]));
+    json_ok(&d.ctl(&["--json", "system", "shutdown"]));
+    assert!(d
+        .wait_exit(Duration::from_secs(10))
+        .expect("exit")
+        .success());
+    std::fs::remove_dir_all(&d.state_dir).expect("delete state dir");
+
+    let d2 = TestDaemon::start_with(DaemonOptions {
+        state_dir: Some(d.state_dir.clone()),
+        ..Default::default()
+    });
+    json_ok(&d2.ctl(&[
+        "--json",
+        "repo",
+        "add",
+        "--name",
+        "main",
+        "--path",
+        repo.to_str().expect("utf8"),
+        "--password-file",
+        pw.to_str().expect("utf8"),
+    ]));
+    let snaps = json_ok(&d2.ctl(&["--json", "snapshots", "--repo", "main"]));
+    assert_eq!(snaps.as_array().expect("list").len(), 1);
+    let size_before: u64 = listing(&repo).iter().map(|(_, l)| l).sum();
+    let b = json_ok(&d2.ctl(&[
+        "--json",
+        "backup",
+        "--repo",
+        "main",
+        src.to_str().expect("utf8"),
+    ]));
+    let size_after: u64 = listing(&repo).iter().map(|(_, l)| l).sum();
+    assert!(
+        size_after - size_before < (20 << 20) / 100,
+        "new backup of unchanged data added {} bytes: {b}",
+        size_after - size_before
+    );
+    let target = d.dir.path().join("restored");
+    json_ok(&d2.ctl(&[
+        "--json",
+        "restore",
+        "--repo",
+        "main",
+        &format!("latest:{}", src.display()),
+        "--target",
+        target.to_str().expect("utf8"),
+    ]));
+    assert!(compare_trees(&src, &target, CompareOptions::default()).is_empty());
+}
+
+#[test]
+fn damaged_packs_are_named_by_check_and_restore_saves_the_rest() {
+    let d = TestDaemon::start();
+    let src = d.dir.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    for i in 0..30u64 {
+        random_file(&src.join(format!("file{i:02}")), 1_200_000, i + 100);
+    }
+    let b = json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+    let snap = b["snapshot"].as_str().expect("id").to_owned();
+    let repo = d.state_dir.join("repository");
+    let packs: Vec<PathBuf> = listing(&repo.join("data"))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert!(packs.len() >= 2, "{packs:?}");
+    let damaged: Vec<&PathBuf> = packs.iter().take(packs.len() - 1).collect();
+    for p in &damaged {
+        let mut bytes = std::fs::read(p).expect("read pack");
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x55;
+        std::fs::write(p, bytes).expect("write pack");
+    }
+    let out = d.ctl(&["--json", "repo", "check", "--read-data"]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        report["damaged_packs"].as_array().expect("packs").len(),
+        damaged.len(),
+        "{report}"
+    );
+    assert!(
+        report["problems"].to_string().contains(&snap[..8]),
+        "{report}"
+    );
+    assert!(
+        report["problems"].to_string().contains("/src/file"),
+        "{report}"
+    );
+
+    let target = d.dir.path().join("partial");
+    let out = d.ctl(&[
+        "--json",
+        "restore",
+        &format!("{}:{}", &snap[..10], src.display()),
+        "--target",
+        target.to_str().expect("utf8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "partial restore exits 1: {}",
+        text(&out)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let failed = r["failed"].as_array().expect("failed").len();
+    let restored = std::fs::read_dir(&target).expect("target").count();
+    assert!(failed > 0);
+    assert_eq!(failed + restored, 30, "{r}");
+    for e in std::fs::read_dir(&target).expect("target").flatten() {
+        assert_eq!(
+            std::fs::read(e.path()).expect("restored"),
+            std::fs::read(src.join(e.file_name())).expect("source")
+        );
+    }
+}
+
+#[test]
+fn kill_9_during_backup_leaves_a_repository_that_checks_clean() {
+    let d = TestDaemon::start();
+    let src = d.dir.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    random_file(&src.join("first"), 3 << 20, 1);
+    json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+    for i in 0..6u64 {
+        random_file(&src.join(format!("big{i}")), 40 << 20, 50 + i);
+    }
+    let mut d = d;
+    let socket = d.socket.clone();
+    let state = d.state_dir.clone();
+    let child = Command::new(bin("backupctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["backup", src.to_str().expect("utf8")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("backup");
+    std::thread::sleep(Duration::from_millis(700));
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    d.wait_exit(Duration::from_secs(5)).expect("killed");
+    let _ = child.wait_with_output();
+
+    // A new daemon on the same state dir and repository.
+    let d2 = TestDaemon::start_with(DaemonOptions {
+        state_dir: Some(state),
+        ..Default::default()
+    });
+    let check = d2.ctl(&["--json", "repo", "check", "--read-data"]);
+    assert!(check.status.success(), "{}", text(&check));
+    let snaps = json_ok(&d2.ctl(&["--json", "snapshots"]));
+    let first = snaps[0]["id"].as_str().expect("id").to_owned();
+    let target = d.dir.path().join("earlier");
+    json_ok(&d2.ctl(&[
+        "--json",
+        "restore",
+        &format!("{first}:{}/first", src.display()),
+        "--target",
+        target.to_str().expect("utf8"),
+    ]));
+    assert_eq!(
+        std::fs::read(target.join("first")).expect("restored"),
+        std::fs::read(src.join("first")).expect("src")
+    );
+    json_ok(&d2.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+    let check = d2.ctl(&["--json", "repo", "check", "--read-data"]);
+    assert!(check.status.success(), "{}", text(&check));
+}
+
+#[test]
+fn forget_dry_run_lists_decisions_and_prune_follows_them() {
+    let d = TestDaemon::start();
+    let src = d.dir.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    for i in 0..12u64 {
+        random_file(&src.join("changing"), 300_000, i);
+        let t = (1_700_000_000 + i * 43_200).to_string();
+        json_ok(&d.ctl(&[
+            "--json",
+            "backup",
+            "--time",
+            &t,
+            src.to_str().expect("utf8"),
+        ]));
+    }
+    let plan = json_ok(&d.ctl(&[
+        "--json",
+        "forget",
+        "--keep-last",
+        "2",
+        "--keep-daily",
+        "4",
+        "--dry-run",
+    ]));
+    let keep: Vec<String> = plan["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .filter(|d| d["keep"] == true)
+        .map(|d| d["snapshot"].as_str().expect("id").to_owned())
+        .collect();
+    assert!(plan["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .all(|d| d["keep"] == false || !d["reasons"].as_array().expect("reasons").is_empty()));
+    assert_eq!(
+        json_ok(&d.ctl(&["--json", "snapshots"]))
+            .as_array()
+            .expect("list")
+            .len(),
+        12
+    );
+    let done = json_ok(&d.ctl(&[
+        "--json",
+        "forget",
+        "--keep-last",
+        "2",
+        "--keep-daily",
+        "4",
+        "--prune",
+    ]));
+    let mut now: Vec<String> = json_ok(&d.ctl(&["--json", "snapshots"]))
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_owned())
+        .collect();
+    now.sort();
+    let mut keep_sorted = keep.clone();
+    keep_sorted.sort();
+    assert_eq!(now, keep_sorted);
+    assert!(
+        done["prune"]["bytes_after"].as_u64() < done["prune"]["bytes_before"].as_u64(),
+        "{done}"
+    );
+    let check = d.ctl(&["repo", "check", "--read-data"]);
+    assert!(check.status.success(), "{}", text(&check));
+}
+
+#[test]
+fn backup_of_a_missing_path_is_an_error_naming_it() {
+    let d = TestDaemon::start();
+    let missing = d.dir.path().join("no-such-dir");
+    let out = d.ctl(&["backup", missing.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-such-dir"),
+        "{}",
+        text(&out)
+    );
+}
