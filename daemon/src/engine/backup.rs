@@ -307,6 +307,24 @@ impl PrefixTree {
     }
 }
 
+thread_local! {
+    /// Each worker thread's chunker window, allocated once.
+    static CHUNK_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads a file expected to hold at most `limit` bytes. `None` (and the file rewound) when it
+/// grew past that since `stat`: then it goes through the chunker.
+fn read_small(mut file: &std::fs::File, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::{Read, Seek};
+    let mut data = Vec::new();
+    file.take(limit + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        file.rewind()?;
+        return Ok(None);
+    }
+    Ok(Some(data))
+}
+
 /// Counts files and bytes to back up, for the progress ETA. Runs beside the walk; stops early
 /// when `stop` fires.
 fn scan_totals(
@@ -385,12 +403,13 @@ impl Session<'_> {
         c.blobs_added.fetch_add(1, Ordering::Relaxed);
         let full = {
             let mut packer = self.packer.lock().unwrap_or_else(|p| p.into_inner());
-            packer.add(id, kind, &sealed, data.len());
-            if packer.is_full() {
+            let full = if packer.would_overflow(sealed.len()) {
                 Some(std::mem::take(&mut *packer))
             } else {
                 None
-            }
+            };
+            packer.add(id, kind, &sealed, data.len());
+            full
         };
         if let Some(pack) = full {
             self.write_pack(pack)?;
@@ -598,20 +617,34 @@ impl Session<'_> {
                 return Ok(false);
             }
         };
-        let mut buf = Vec::new();
         let mut content = Vec::new();
-        let read = chunk_stream(
-            &file,
-            self.chunker,
-            &mut buf,
-            |chunk| -> Result<(), EngineError> {
-                self.check_cancel()?;
-                let id = self.repo.blob_id(chunk);
-                self.store(BlobKind::Data, chunk, id)?;
-                content.push(id);
-                Ok(())
-            },
-        );
+        let mut store_chunk = |chunk: &[u8]| -> Result<(), EngineError> {
+            self.check_cancel()?;
+            let id = self.repo.blob_id(chunk);
+            self.store(BlobKind::Data, chunk, id)?;
+            content.push(id);
+            Ok(())
+        };
+        let small = if meta.len() <= u64::from(self.chunker.min) {
+            // Most files are small: one read, one chunk, no chunker window.
+            read_small(&file, u64::from(self.chunker.min)).map_err(ChunkError::Read)
+        } else {
+            Ok(None)
+        };
+        let read = match small {
+            Ok(Some(data)) => {
+                let stored = if data.is_empty() {
+                    Ok(())
+                } else {
+                    store_chunk(&data)
+                };
+                stored.map(|()| data.len() as u64).map_err(ChunkError::Emit)
+            }
+            Ok(None) => CHUNK_BUF.with(|buf| {
+                chunk_stream(&file, self.chunker, &mut buf.borrow_mut(), &mut store_chunk)
+            }),
+            Err(e) => Err(e),
+        };
         let bytes = match read {
             Ok(n) => n,
             Err(ChunkError::Emit(e)) => return Err(e),

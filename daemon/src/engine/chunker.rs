@@ -12,67 +12,67 @@ pub struct ChunkerParams {
     pub seed: u64,
 }
 
-/// Reads `reader` to the end and calls `emit` with each chunk in order. Files no larger than
-/// `min` are one chunk. Returns the number of bytes read.
+/// Reads `reader` to the end and calls `emit` with each chunk in order. Inputs no larger than
+/// `min` are one chunk. `buf` is scratch space reused across calls (it grows to `max + min`
+/// bytes once and is never cleared, so no call pays for zeroing it). Returns the bytes read.
 pub fn chunk_stream<R: Read, E>(
     mut reader: R,
     params: ChunkerParams,
     buf: &mut Vec<u8>,
     mut emit: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<u64, ChunkError<E>> {
-    let window = 2 * params.max as usize;
-    buf.clear();
+    // More than `max`, so the first chunk of a full window always ends before its edge.
+    let window = (params.max + params.min.max(1)) as usize;
+    if buf.len() < window {
+        buf.resize(window, 0);
+    }
+    let (mut start, mut end) = (0usize, 0usize);
     let mut total = 0u64;
     let mut eof = false;
     loop {
-        // Fill the window (or to EOF).
-        while !eof && buf.len() < window {
-            let start = buf.len();
-            buf.resize(window, 0);
-            match reader.read(&mut buf[start..]) {
-                Ok(0) => {
-                    buf.truncate(start);
-                    eof = true;
-                }
+        // Move the unconsumed tail to the front, then fill the window (or to EOF).
+        if start > 0 {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        while !eof && end < window {
+            match reader.read(&mut buf[end..window]) {
+                Ok(0) => eof = true,
                 Ok(n) => {
-                    buf.truncate(start + n);
+                    end += n;
                     total += n as u64;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
-                Err(e) => {
-                    buf.truncate(start);
-                    return Err(ChunkError::Read(e));
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ChunkError::Read(e)),
             }
         }
-        if buf.is_empty() {
+        let data = &buf[..end];
+        if data.is_empty() {
             return Ok(total);
         }
-        let mut consumed = 0usize;
-        if eof && buf.len() <= params.min as usize {
-            emit(buf).map_err(ChunkError::Emit)?;
-            consumed = buf.len();
-        } else {
-            let cdc = FastCDC::with_level_and_seed(
-                buf,
-                params.min,
-                params.avg,
-                params.max,
-                Normalization::Level1,
-                params.seed,
-            );
-            for chunk in cdc {
-                let end = chunk.offset + chunk.length;
-                // A chunk that ends at the window's edge may be cut short: read more first.
-                if !eof && end == buf.len() {
-                    break;
-                }
-                emit(&buf[chunk.offset..end]).map_err(ChunkError::Emit)?;
-                consumed = end;
-            }
+        if eof && data.len() <= params.min as usize {
+            emit(data).map_err(ChunkError::Emit)?;
+            return Ok(total);
         }
-        buf.drain(..consumed);
-        if eof && buf.is_empty() {
+        let cdc = FastCDC::with_level_and_seed(
+            data,
+            params.min,
+            params.avg,
+            params.max,
+            Normalization::Level1,
+            params.seed,
+        );
+        for chunk in cdc {
+            let chunk_end = chunk.offset + chunk.length;
+            // A chunk that ends at the window's edge may be cut short: read more first.
+            if !eof && chunk_end == data.len() {
+                break;
+            }
+            emit(&data[chunk.offset..chunk_end]).map_err(ChunkError::Emit)?;
+            start = chunk_end;
+        }
+        if eof && start == end {
             return Ok(total);
         }
     }

@@ -305,10 +305,10 @@ fn prune_locked(
             }
             let data = repo.read_blob(&e.id)?;
             let sealed = repo.encode_blob(&data, zstd_level);
-            builder.add(e.id, e.kind, &sealed, data.len());
-            if builder.is_full() {
+            if builder.would_overflow(sealed.len()) {
                 flush(std::mem::take(&mut builder), &mut written)?;
             }
+            builder.add(e.id, e.kind, &sealed, data.len());
         }
         progress.add(1, 0);
     }

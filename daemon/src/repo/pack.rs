@@ -64,22 +64,49 @@ pub enum BlobError {
 const CODEC_STORED: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
 
+thread_local! {
+    /// zstd contexts are costly to set up (tables sized for the window); small files would pay
+    /// that per blob, so each thread keeps one of each.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match slot.as_mut() {
+            Some((_, c)) => c.compress(data),
+            None => zstd::bulk::compress(data, level),
+        }
+    })
+}
+
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress(data, capacity),
+            None => zstd::bulk::decompress(data, capacity),
+        }
+    })
+}
+
 /// Compresses (unless it does not pay) and seals one blob.
 pub fn encode_blob(keys: &MasterKeys, data: &[u8], zstd_level: i32) -> Vec<u8> {
-    let mut plain = Vec::with_capacity(data.len() + 1);
     // Incompressible data (media, archives, encrypted files) is stored as is: a compressed copy
-    // must save at least 1/32 to be worth the decompression on restore.
-    match zstd::bulk::compress(data, zstd_level) {
-        Ok(c) if c.len() < data.len() - data.len() / 32 => {
-            plain.push(CODEC_ZSTD);
-            plain.extend_from_slice(&c);
-        }
-        _ => {
-            plain.push(CODEC_STORED);
-            plain.extend_from_slice(data);
-        }
+    // must save more than 1/32 to be worth the decompression on restore.
+    match compress(data, zstd_level) {
+        Ok(c) if c.len() < data.len() - data.len() / 32 => keys.seal_parts(&[&[CODEC_ZSTD], &c]),
+        _ => keys.seal_parts(&[&[CODEC_STORED], data]),
     }
-    keys.seal(&plain)
 }
 
 /// Opens, decompresses and verifies one sealed blob.
@@ -93,7 +120,7 @@ pub fn decode_blob(
     let (&codec, payload) = plain.split_first().ok_or(BlobError::Codec(255))?;
     let data = match codec {
         CODEC_STORED => payload.to_vec(),
-        CODEC_ZSTD => zstd::bulk::decompress(payload, raw_length as usize)
+        CODEC_ZSTD => decompress(payload, raw_length as usize)
             .map_err(|e| BlobError::Decompress(e.to_string()))?,
         other => return Err(BlobError::Codec(other)),
     };
@@ -128,6 +155,7 @@ impl Default for PackBuilder {
 
 impl PackBuilder {
     pub fn new() -> Self {
+        // Room for the blobs plus the sealed header, so finishing never reallocates.
         let mut buf = Vec::with_capacity(TARGET_PACK_SIZE + 1024 * 1024);
         buf.extend_from_slice(PACK_MAGIC);
         Self {
@@ -155,8 +183,10 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
-    pub fn is_full(&self) -> bool {
-        self.buf.len() >= TARGET_PACK_SIZE
+    /// Whether adding `len` more bytes would take a non-empty pack past the target size (the
+    /// pack is then closed first, so packs never reallocate and stay near 16 MiB).
+    pub fn would_overflow(&self, len: usize) -> bool {
+        !self.entries.is_empty() && self.buf.len() + len > TARGET_PACK_SIZE
     }
 
     /// Appends the sealed header and returns the pack's bytes and entries.
