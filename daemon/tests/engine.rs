@@ -413,3 +413,59 @@ fn cancelled_backup_leaves_no_snapshot() {
     assert!(matches!(err, backupd::engine::EngineError::Cancelled));
     assert!(f.repo.snapshots().expect("list").is_empty());
 }
+
+#[test]
+fn backup_concurrent_with_prune_completes_and_restores() {
+    let f = Fixture::new();
+    for i in 0..5u64 {
+        std::fs::write(f.src().join("v"), random_bytes(2 << 20, i)).expect("write");
+        f.backup();
+    }
+    std::fs::write(f.src().join("big"), random_bytes(60 << 20, 99)).expect("write");
+    std::thread::scope(|s| {
+        let backup = s.spawn(|| f.backup());
+        let prune = s.spawn(|| {
+            forget(
+                &f.repo,
+                &ForgetOptions {
+                    policy: Policy {
+                        last: 1,
+                        ..Default::default()
+                    },
+                    prune: true,
+                    dry_run: false,
+                    zstd_level: 1,
+                },
+                &Progress::default(),
+                &CancellationToken::new(),
+            )
+            .expect("prune waits for the backup's lock (or runs first)")
+        });
+        let out = backup.join().expect("backup thread");
+        prune.join().expect("prune thread");
+        // Whichever ran first, the backup's snapshot is the newest and survives keep-last 1; if
+        // prune ran first, the snapshot it kept is still there too.
+        let ids: Vec<_> = f
+            .repo
+            .snapshots()
+            .expect("list")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids.last(), Some(&out.id));
+        assert!(ids.len() <= 2, "{ids:?}");
+    });
+    let report = check(
+        &f.repo,
+        &CheckOptions {
+            read_data_percent: 100,
+        },
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+    .expect("check");
+    assert!(report.is_clean(), "{:?}", report.problems);
+    let (target, restored) = f.restore_to("after-concurrent", "latest");
+    assert!(restored.failed.is_empty(), "{:?}", restored.failed);
+    assert!(compare_trees(&f.src(), &target, CompareOptions::default()).is_empty());
+}

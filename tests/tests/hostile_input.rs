@@ -182,6 +182,16 @@ fn connection_cap_answers_busy_with_retry_after() {
         config: Some("[server]\nmax_connections = 4\n".into()),
         ..Default::default()
     });
+    // The readiness probe's connection is released asynchronously: wait until only the health
+    // request itself is being served.
+    let start = std::time::Instant::now();
+    while json_ok(&d.ctl(&["--json", "system", "health"]))["connections"] != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "probe connection never closed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut held = Vec::new();
     for _ in 0..4 {
         let mut c = RawConn::connect(&d.socket).expect("connect");

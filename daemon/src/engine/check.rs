@@ -88,7 +88,7 @@ pub fn check(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<CheckReport, EngineError> {
-    let _lock = repo.lock(false, "check")?;
+    let _lock = repo.lock_waiting(false, "check", crate::repo::LOCK_WAIT, cancel)?;
     repo.reload_index()?;
     let mut report = CheckReport::default();
     let mut bad_blobs: HashMap<BlobId, (Option<PackId>, String)> = HashMap::new();

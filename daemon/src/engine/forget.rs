@@ -169,18 +169,12 @@ pub fn forget(
                 .into(),
         ));
     }
-    let _lock = if opts.dry_run {
-        repo.lock(false, "forget --dry-run")?
-    } else {
-        repo.lock(
-            true,
-            if opts.prune {
-                "forget --prune"
-            } else {
-                "forget"
-            },
-        )?
+    let (exclusive, purpose) = match (opts.dry_run, opts.prune) {
+        (true, _) => (false, "forget --dry-run"),
+        (false, true) => (true, "forget --prune"),
+        (false, false) => (true, "forget"),
     };
+    let _lock = repo.lock_waiting(exclusive, purpose, crate::repo::LOCK_WAIT, cancel)?;
     let mut groups: BTreeMap<GroupKey, Vec<(SnapshotId, i64, String)>> = BTreeMap::new();
     for (id, s) in repo.snapshots()? {
         groups

@@ -15,7 +15,6 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -101,7 +100,7 @@ pub fn restore(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<RestoreOutcome, EngineError> {
-    let _lock = repo.lock(false, "restore")?;
+    let _lock = repo.lock_waiting(false, "restore", crate::repo::LOCK_WAIT, cancel)?;
     repo.refresh_index()?;
     let (snap_id, snapshot) = repo.find_snapshot(&opts.snapshot)?;
     let filter = Filter {
@@ -364,24 +363,44 @@ fn restore_file(
     let dest = target.join(rel);
     let temp = temp_name(&dest);
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
+        let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&temp)
             .map_err(|e| format!("cannot create {}: {e}", temp.display()))?;
-        let mut pos = 0u64;
-        let mut holes = false;
-        for id in &node.content {
+        // Offsets are known from the index, so the blobs of a large file are fetched and
+        // written in parallel (pwrite); zero blocks are never written and stay holes.
+        let lengths = node
+            .content
+            .iter()
+            .map(|id| repo.with_index(|i| i.get(id).map(|l| u64::from(l.raw_length))))
+            .collect::<Option<Vec<u64>>>()
+            .ok_or_else(|| "damaged data: a blob of this file is not in the index".to_owned())?;
+        let mut offsets = Vec::with_capacity(lengths.len());
+        let mut total = 0u64;
+        for len in &lengths {
+            offsets.push(total);
+            total += len;
+        }
+        f.set_len(total).map_err(|e| format!("set length: {e}"))?;
+        let write_blob = |(id, offset): (&BlobId, &u64)| -> Result<(), String> {
             let data = repo
                 .read_blob(id)
                 .map_err(|e| format!("damaged data: {e}"))?;
-            holes |= write_sparse(&mut f, &data).map_err(|e| format!("write: {e}"))?;
-            pos += data.len() as u64;
-        }
-        if holes || pos != node.size {
-            f.set_len(pos).map_err(|e| format!("set length: {e}"))?;
+            write_sparse_at(&f, &data, *offset).map_err(|e| format!("write: {e}"))
+        };
+        if node.content.len() > 1 {
+            node.content
+                .par_iter()
+                .zip(offsets.par_iter())
+                .try_for_each(write_blob)?;
+        } else {
+            node.content
+                .iter()
+                .zip(offsets.iter())
+                .try_for_each(write_blob)?;
         }
         drop(f);
         if verify {
@@ -398,33 +417,27 @@ fn restore_file(
 /// File system block granularity for holes: zero blocks of this size are skipped, not written.
 const HOLE_BLOCK: usize = 4096;
 
-/// Writes `data` at the current position, seeking over all-zero blocks so they stay holes.
-/// Returns whether anything was skipped.
-fn write_sparse(f: &mut std::fs::File, data: &[u8]) -> std::io::Result<bool> {
-    let mut skipped = false;
-    let mut pending: Option<usize> = None; // start of a run of data blocks not yet written
+/// Writes `data` at `offset`, skipping all-zero blocks (the file was sized with `set_len`, so
+/// what is not written reads as zeros and takes no space).
+fn write_sparse_at(f: &std::fs::File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut run: Option<usize> = None; // start of data blocks not yet written
     for (i, block) in data.chunks(HOLE_BLOCK).enumerate() {
         let start = i * HOLE_BLOCK;
-        let zero = block.len() == HOLE_BLOCK && block.iter().all(|b| *b == 0);
-        match (zero, pending) {
-            (true, Some(p)) => {
-                f.write_all(&data[p..start])?;
-                pending = None;
-                f.seek(SeekFrom::Current(HOLE_BLOCK as i64))?;
-                skipped = true;
+        let zero = block.iter().all(|b| *b == 0);
+        match (zero, run) {
+            (true, Some(r)) => {
+                f.write_all_at(&data[r..start], offset + r as u64)?;
+                run = None;
             }
-            (true, None) => {
-                f.seek(SeekFrom::Current(HOLE_BLOCK as i64))?;
-                skipped = true;
-            }
-            (false, None) => pending = Some(start),
-            (false, Some(_)) => {}
+            (false, None) => run = Some(start),
+            _ => {}
         }
     }
-    if let Some(p) = pending {
-        f.write_all(&data[p..])?;
+    if let Some(r) = run {
+        f.write_all_at(&data[r..], offset + r as u64)?;
     }
-    Ok(skipped)
+    Ok(())
 }
 
 /// Re-reads a restored file and checks each piece against its blob id.

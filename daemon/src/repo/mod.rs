@@ -36,6 +36,9 @@ pub const CHUNK_MIN: u32 = 512 * 1024;
 pub const CHUNK_AVG: u32 = 1024 * 1024;
 pub const CHUNK_MAX: u32 = 8 * 1024 * 1024;
 
+/// How long an operation waits for a conflicting lock before giving up with `Busy`.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// Most blob entries one index file holds (about 5 MiB sealed).
 pub const INDEX_FILE_BLOBS: usize = 100_000;
 
@@ -521,6 +524,33 @@ impl Repository {
 
     pub fn lock(&self, exclusive: bool, purpose: &str) -> Result<lock::LockGuard> {
         Ok(lock::acquire(&self.backend, exclusive, purpose)?)
+    }
+
+    /// Takes a lock, waiting up to `max_wait` while a conflicting one is held (a backup waits
+    /// for a prune to finish, and the other way round). Gives up early when `cancel` fires.
+    pub fn lock_waiting(
+        &self,
+        exclusive: bool,
+        purpose: &str,
+        max_wait: std::time::Duration,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<lock::LockGuard> {
+        let deadline = std::time::Instant::now() + max_wait;
+        let mut logged = false;
+        loop {
+            match lock::acquire(&self.backend, exclusive, purpose) {
+                Err(lock::LockError::Busy { .. })
+                    if std::time::Instant::now() < deadline && !cancel.is_cancelled() =>
+                {
+                    if !logged {
+                        tracing::info!(repo = %self.path().display(), purpose, "repository is locked; waiting");
+                        logged = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// Seals a blob for storage (compress unless it does not pay, then encrypt).
