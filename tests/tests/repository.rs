@@ -408,54 +408,66 @@ fn damaged_packs_are_named_by_check_and_restore_saves_the_rest() {
 
 #[test]
 fn kill_9_during_backup_leaves_a_repository_that_checks_clean() {
-    let d = TestDaemon::start();
-    let src = d.dir.path().join("src");
+    let work = tempfile::tempdir().expect("tempdir");
+    let state = work.path().join("state");
+    let src = work.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");
     random_file(&src.join("first"), 3 << 20, 1);
-    json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
-    for i in 0..6u64 {
-        random_file(&src.join(format!("big{i}")), 40 << 20, 50 + i);
-    }
-    let mut d = d;
-    let socket = d.socket.clone();
-    let state = d.state_dir.clone();
-    let child = Command::new(bin("backupctl"))
-        .arg("--socket")
-        .arg(&socket)
-        .args(["backup", src.to_str().expect("utf8")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("backup");
-    std::thread::sleep(Duration::from_millis(700));
-    d.signal(nix::sys::signal::Signal::SIGKILL);
-    d.wait_exit(Duration::from_secs(5)).expect("killed");
-    let _ = child.wait_with_output();
-
-    // A new daemon on the same state dir and repository.
-    let d2 = TestDaemon::start_with(DaemonOptions {
-        state_dir: Some(state),
+    let first = TestDaemon::start_with(DaemonOptions {
+        state_dir: Some(state.clone()),
         ..Default::default()
     });
-    let check = d2.ctl(&["--json", "repo", "check", "--read-data"]);
-    assert!(check.status.success(), "{}", text(&check));
-    let snaps = json_ok(&d2.ctl(&["--json", "snapshots"]));
-    let first = snaps[0]["id"].as_str().expect("id").to_owned();
-    let target = d.dir.path().join("earlier");
-    json_ok(&d2.ctl(&[
-        "--json",
-        "restore",
-        &format!("{first}:{}/first", src.display()),
-        "--target",
-        target.to_str().expect("utf8"),
-    ]));
-    assert_eq!(
-        std::fs::read(target.join("first")).expect("restored"),
-        std::fs::read(src.join("first")).expect("src")
-    );
-    json_ok(&d2.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
-    let check = d2.ctl(&["--json", "repo", "check", "--read-data"]);
-    assert!(check.status.success(), "{}", text(&check));
+    json_ok(&first.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+    drop(first);
+    // Kill the daemon at several moments of a large backup; each time a new daemon on the same
+    // state dir finds a repository that checks clean, restores the earlier snapshot and backs up.
+    for (round, delay_ms) in [150u64, 400, 700, 1000, 1500].into_iter().enumerate() {
+        for i in 0..4u64 {
+            random_file(
+                &src.join(format!("big{i}")),
+                30 << 20,
+                1000 * round as u64 + i,
+            );
+        }
+        let mut d = TestDaemon::start_with(DaemonOptions {
+            state_dir: Some(state.clone()),
+            ..Default::default()
+        });
+        let child = Command::new(bin("backupctl"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(["backup", src.to_str().expect("utf8")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("backup");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        d.signal(nix::sys::signal::Signal::SIGKILL);
+        d.wait_exit(Duration::from_secs(5)).expect("killed");
+        let _ = child.wait_with_output();
+
+        let d2 = TestDaemon::start_with(DaemonOptions {
+            state_dir: Some(state.clone()),
+            ..Default::default()
+        });
+        let check = d2.ctl(&["--json", "repo", "check", "--read-data"]);
+        assert!(check.status.success(), "round {round}: {}", text(&check));
+        let snaps = json_ok(&d2.ctl(&["--json", "snapshots"]));
+        let oldest = snaps[0]["id"].as_str().expect("id").to_owned();
+        let target = d2.dir.path().join("earlier");
+        json_ok(&d2.ctl(&[
+            "--json",
+            "restore",
+            &format!("{oldest}:{}/first", src.display()),
+            "--target",
+            target.to_str().expect("utf8"),
+        ]));
+        assert_eq!(
+            std::fs::read(target.join("first")).expect("restored"),
+            std::fs::read(src.join("first")).expect("src")
+        );
+        json_ok(&d2.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+    }
 }
 
 #[test]
@@ -540,4 +552,138 @@ fn backup_of_a_missing_path_is_an_error_naming_it() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn unreadable_files_are_skipped_named_and_make_the_backup_partial() {
+    assert!(
+        is_root(),
+        "this test needs root (it runs backupd as `nobody`); CI runs as root"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir");
+    nix::unistd::chown(&home, Some(65534.into()), None).expect("chown");
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    std::fs::write(src.join("readable"), b"fine").expect("write");
+    std::fs::write(src.join("secret"), b"root only").expect("write");
+    std::fs::set_permissions(src.join("secret"), std::fs::Permissions::from_mode(0o600))
+        .expect("chmod");
+    for b in ["backupd", "backupctl"] {
+        std::fs::copy(bin(b), dir.path().join(b)).expect("copy binary");
+    }
+    let env = [
+        ("HOME", home.clone()),
+        ("XDG_RUNTIME_DIR", home.join("run")),
+        ("XDG_STATE_HOME", home.join("state")),
+    ];
+    let as_nobody = |program: &str| {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--"]).arg(dir.path().join(program));
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        c
+    };
+    std::fs::create_dir(home.join("run")).expect("mkdir");
+    nix::unistd::chown(&home.join("run"), Some(65534.into()), None).expect("chown");
+    let mut daemon = as_nobody("backupd")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let ctl = |args: &[&str]| {
+        as_nobody("backupctl")
+            .args(args)
+            .output()
+            .expect("backupctl")
+    };
+    let start = std::time::Instant::now();
+    while !ctl(&["system", "health"]).status.success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "daemon did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = ctl(&["--json", "backup", src.to_str().expect("utf8")]);
+    let stop = ctl(&["system", "shutdown"]);
+    let _ = daemon.wait();
+    assert!(stop.status.success());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "partial backup exits 1: {}",
+        text(&out)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let skipped = v["skipped"].as_array().expect("skipped");
+    assert_eq!(skipped.len(), 1, "{v}");
+    assert!(
+        skipped[0][0]
+            .as_str()
+            .expect("path")
+            .ends_with("/src/secret"),
+        "{v}"
+    );
+    assert!(
+        skipped[0][1]
+            .as_str()
+            .expect("reason")
+            .contains("ermission denied"),
+        "{v}"
+    );
+    assert_eq!(v["stats"]["files"], 2, "{v}");
+    assert_eq!(v["stats"]["skipped"], 1, "{v}");
+}
+
+#[test]
+fn restore_include_and_exclude_select_files() {
+    let d = TestDaemon::start();
+    let src = d.dir.path().join("src");
+    std::fs::create_dir_all(src.join("docs")).expect("mkdir");
+    std::fs::create_dir_all(src.join("logs")).expect("mkdir");
+    std::fs::write(src.join("docs/a.txt"), b"a").expect("write");
+    std::fs::write(src.join("docs/b.md"), b"b").expect("write");
+    std::fs::write(src.join("logs/x.log"), b"x").expect("write");
+    json_ok(&d.ctl(&[
+        "--json",
+        "backup",
+        "--tag",
+        "t1",
+        src.to_str().expect("utf8"),
+    ]));
+    let target = d.dir.path().join("only-txt");
+    json_ok(&d.ctl(&[
+        "--json",
+        "restore",
+        &format!("latest:{}", src.display()),
+        "--target",
+        target.to_str().expect("utf8"),
+        "--include",
+        "*.txt",
+    ]));
+    assert!(target.join("docs/a.txt").exists());
+    assert!(!target.join("docs/b.md").exists());
+    assert!(
+        !target.join("logs").exists(),
+        "directories without wanted files are not created"
+    );
+    let target = d.dir.path().join("no-logs");
+    json_ok(&d.ctl(&[
+        "--json",
+        "restore",
+        &format!("latest:{}", src.display()),
+        "--target",
+        target.to_str().expect("utf8"),
+        "--exclude",
+        "*.log",
+    ]));
+    assert!(target.join("docs/b.md").exists());
+    assert!(!target.join("logs/x.log").exists());
+    let tagged = json_ok(&d.ctl(&["--json", "snapshots", "--tag", "t1"]));
+    assert_eq!(tagged.as_array().expect("list").len(), 1);
+    let untagged = json_ok(&d.ctl(&["--json", "snapshots", "--tag", "nope"]));
+    assert!(untagged.as_array().expect("list").is_empty());
 }
