@@ -172,7 +172,26 @@ impl Registry {
         Ok(())
     }
 
-    fn register(&self, entry: &RepoEntry) -> Result<(), RegistryError> {
+    /// Records an opened repository (the first one becomes the default) and caches it.
+    fn register(
+        &self,
+        name: &str,
+        path: &Path,
+        key_file: PathBuf,
+        repo: Repository,
+    ) -> Result<RepoEntry, RegistryError> {
+        let entry = RepoEntry {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            key_file,
+            is_default: self.list_now()?.is_empty(),
+        };
+        self.persist(&entry)?;
+        self.cache(name, repo);
+        Ok(entry)
+    }
+
+    fn persist(&self, entry: &RepoEntry) -> Result<(), RegistryError> {
         let tree = self.state.tree(TREE)?;
         let json = serde_json::to_vec(entry).unwrap_or_default();
         tree.insert(entry.name.as_bytes(), json)
@@ -236,15 +255,7 @@ impl Registry {
                 return Err(e.into());
             }
         };
-        let entry = RepoEntry {
-            name: name.to_owned(),
-            path: path.to_owned(),
-            key_file,
-            is_default: self.list_now()?.is_empty(),
-        };
-        self.register(&entry)?;
-        self.cache(name, repo);
-        Ok(entry)
+        self.register(name, path, key_file, repo)
     }
 
     /// Registers an existing repository after proving the password opens it.
@@ -268,15 +279,7 @@ impl Registry {
         let repo = Repository::open(path, password)?;
         let key_file = self.key_path(name);
         self.write_key(&key_file, password)?;
-        let entry = RepoEntry {
-            name: name.to_owned(),
-            path: path.to_owned(),
-            key_file,
-            is_default: self.list_now()?.is_empty(),
-        };
-        self.register(&entry)?;
-        self.cache(name, repo);
-        Ok(entry)
+        self.register(name, path, key_file, repo)
     }
 
     fn cache(&self, name: &str, repo: Repository) -> Arc<Repository> {
