@@ -122,12 +122,26 @@ impl LocalBackend {
             rand::random::<u64>()
         ));
         let result = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&temp)
-                .map_err(err("create", &temp))?;
+            let open = || {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&temp)
+            };
+            let mut f = match open() {
+                // Empty directories do not survive every copy (git, object stores): recreate.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(&dir)
+                        .map_err(err("create directory", &dir))?;
+                    open()
+                }
+                other => other,
+            }
+            .map_err(err("create", &temp))?;
             f.write_all(data).map_err(err("write", &temp))?;
             f.sync_all().map_err(err("fsync", &temp))?;
             std::fs::rename(&temp, &path).map_err(err("rename into place", &path))?;
