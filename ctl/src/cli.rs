@@ -95,6 +95,13 @@ pub enum RepoCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Rebuild the index from the packs alone (after losing or damaging index files).
+    RebuildIndex {
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long)]
+        wait: bool,
+    },
     /// Key management.
     #[command(subcommand)]
     Key(KeyCommand),

@@ -3,8 +3,9 @@
 use backupd_common::client::{ClientError, Connection};
 use backupd_common::protocol::{
     BackupRequest, BackupResult, CheckResult, ForgetRequest, ForgetResult, HealthReport, Identity,
-    KeyExport, OperationProgress, Progress, ReloadReport, RepoInfo, RepoRequest, Request, Response,
-    RestoreRequest, RestoreResult, Secret, SnapshotInfo, SnapshotsRequest, SystemRequest,
+    KeyExport, OperationProgress, Progress, RebuildResult, ReloadReport, RepoInfo, RepoRequest,
+    Request, Response, RestoreRequest, RestoreResult, Secret, SnapshotInfo, SnapshotsRequest,
+    SystemRequest,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -222,6 +223,18 @@ impl Client {
             .await?
         {
             Response::Forget(f) => Ok(f),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn rebuild_index(
+        &mut self,
+        name: Option<String>,
+        on_progress: impl FnMut(OperationProgress),
+    ) -> Result<RebuildResult, ClientError> {
+        let request = Request::Repo(RepoRequest::RebuildIndex { name });
+        match self.operation(request, on_progress).await? {
+            Response::RebuildIndex(r) => Ok(r),
             other => Err(unexpected(other)),
         }
     }

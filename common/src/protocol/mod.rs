@@ -162,6 +162,7 @@ impl Request {
             Self::Repo(RepoRequest::List) => "repo list",
             Self::Repo(RepoRequest::KeyExport { .. }) => "repo key export",
             Self::Repo(RepoRequest::Check { .. }) => "repo check",
+            Self::Repo(RepoRequest::RebuildIndex { .. }) => "repo rebuild-index",
             Self::Backup(_) => "backup",
             Self::Restore(_) => "restore",
             Self::Snapshots(_) => "snapshots",
@@ -221,6 +222,7 @@ pub enum Response {
     Restore(RestoreResult),
     Snapshots(Vec<SnapshotInfo>),
     Forget(ForgetResult),
+    RebuildIndex(RebuildResult),
 }
 
 /// Intermediate frames of streamed responses.

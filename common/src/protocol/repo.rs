@@ -38,6 +38,9 @@ pub enum RepoRequest {
         name: Option<String>,
         read_data_percent: u8,
     },
+    /// Rebuild the index from the packs' own headers; streams `Progress::Operation`, then
+    /// `Response::RebuildIndex`.
+    RebuildIndex { name: Option<String> },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -217,4 +220,13 @@ pub struct OperationProgress {
     pub bytes_total: Option<u64>,
     pub errors: u64,
     pub elapsed_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildResult {
+    pub packs: u64,
+    pub blobs: u64,
+    /// Packs left out of the new index, with the reason.
+    pub unreadable: Vec<(String, String)>,
+    pub old_index_files: u64,
 }

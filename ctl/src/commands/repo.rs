@@ -69,6 +69,25 @@ pub async fn run(
                 }
             });
         }
+        RepoCommand::RebuildIndex { repo, wait } => {
+            let mut bar = Bar::new(*wait);
+            let result = client.rebuild_index(repo.clone(), |p| bar.update(&p)).await;
+            bar.finish();
+            let r = result?;
+            out.value(&r, || {
+                let mut text = format!(
+                    "index rebuilt: {} packs, {} blobs; {} old index files replaced",
+                    r.packs, r.blobs, r.old_index_files
+                );
+                for (pack, why) in &r.unreadable {
+                    text.push_str(&format!("\nleft out pack {pack}: {why}"));
+                }
+                text
+            });
+            if !r.unreadable.is_empty() {
+                return Ok(ExitCode::Warning);
+            }
+        }
         RepoCommand::Key(KeyCommand::Export { name }) => {
             let key = client.key_export(name.clone()).await?;
             out.value(&key, || key.password.clone());

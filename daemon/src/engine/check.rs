@@ -135,6 +135,17 @@ pub fn check(
         }
     }
     report.trees = seen_trees.len();
+    for (name, reason) in repo.with_index(|i| i.unreadable().to_vec()) {
+        report.problems.push(Problem {
+            message: format!(
+                "index file {name} is unreadable ({reason}); run `backupctl repo rebuild-index`"
+            ),
+            pack: None,
+            blob: None,
+            snapshots: vec![],
+            paths: vec![],
+        });
+    }
     report.blobs = repo.with_index(|i| i.blob_count());
 
     // Indexed packs must exist; packs on disk without index entries are only noted.

@@ -10,6 +10,7 @@ pub mod excludes;
 pub mod forget;
 pub mod fsmeta;
 pub mod progress;
+pub mod rebuild;
 pub mod restore;
 
 use crate::repo::RepoError;

@@ -36,6 +36,8 @@ pub struct Index {
     blobs: HashMap<BlobId, BlobLocation>,
     packs: HashMap<PackId, Vec<PackEntry>>,
     files: HashSet<IndexId>,
+    /// Index files that could not be read or decoded (name, reason).
+    unreadable: Vec<(String, String)>,
 }
 
 impl Index {
@@ -86,6 +88,14 @@ impl Index {
 
     pub fn has_pack(&self, id: &PackId) -> bool {
         self.packs.contains_key(id)
+    }
+
+    pub fn set_unreadable(&mut self, files: Vec<(String, String)>) {
+        self.unreadable = files;
+    }
+
+    pub fn unreadable(&self) -> &[(String, String)] {
+        &self.unreadable
     }
 
     pub fn files(&self) -> &HashSet<IndexId> {

@@ -323,13 +323,27 @@ impl Repository {
     /// (prune crashed before deleting them) are skipped.
     pub fn reload_index(&self) -> Result<()> {
         let mut files = Vec::new();
+        let mut unreadable = Vec::new();
         for name in self.backend.list(FileKind::Index)? {
             let Some(id) = IndexId::from_hex(&name) else {
                 continue;
             };
-            let bytes = self.backend.read(FileKind::Index, &name)?;
-            let file: IndexFile = decode_sealed(&self.keys, &bytes, "index file", &name)?;
-            files.push((id, file));
+            // A damaged index file must not make the repository unusable: its packs are still
+            // there, `check` names it and `rebuild-index` recovers from the packs alone.
+            let loaded = self
+                .backend
+                .read(FileKind::Index, &name)
+                .map_err(RepoError::from)
+                .and_then(|bytes| {
+                    decode_sealed::<IndexFile>(&self.keys, &bytes, "index file", &name)
+                });
+            match loaded {
+                Ok(file) => files.push((id, file)),
+                Err(e) => {
+                    tracing::warn!(index = %name, error = %e, "skipping unreadable index file; run `backupctl repo rebuild-index`");
+                    unreadable.push((name, e.to_string()));
+                }
+            }
         }
         let superseded: HashSet<IndexId> = files
             .iter()
@@ -341,6 +355,7 @@ impl Repository {
                 index.add_file(*id, file);
             }
         }
+        index.set_unreadable(unreadable);
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
         Ok(())
     }
@@ -360,8 +375,17 @@ impl Repository {
         }
         for id in on_disk.difference(&known) {
             let name = id.to_hex();
-            let bytes = self.backend.read(FileKind::Index, &name)?;
-            let file: IndexFile = decode_sealed(&self.keys, &bytes, "index file", &name)?;
+            let loaded = self
+                .backend
+                .read(FileKind::Index, &name)
+                .map_err(RepoError::from)
+                .and_then(|bytes| {
+                    decode_sealed::<IndexFile>(&self.keys, &bytes, "index file", &name)
+                });
+            // Superseding or unreadable files: the full reload sorts them out.
+            let Ok(file) = loaded else {
+                return self.reload_index();
+            };
             if !file.supersedes.is_empty() {
                 return self.reload_index();
             }

@@ -207,14 +207,32 @@ pub fn read_header(keys: &MasterKeys, pack: &[u8]) -> Result<Vec<PackEntry>, Pac
         return Err(PackError::NotAPack);
     }
     let n = pack.len();
-    let header_len =
-        u32::from_le_bytes([pack[n - 4], pack[n - 3], pack[n - 2], pack[n - 1]]) as usize;
-    let start = n
-        .checked_sub(4 + header_len)
-        .filter(|s| *s >= PACK_MAGIC.len())
-        .ok_or_else(|| PackError::Header(format!("header length {header_len} out of range")))?;
+    let header_len = trailer_len(&pack[n - 4..]);
+    let start = header_start(n as u64, header_len)?;
+    decode_header(keys, &pack[start as usize..n - 4], start)
+}
+
+/// The header length stored in a pack's last 4 bytes.
+pub fn trailer_len(last4: &[u8]) -> u32 {
+    u32::from_le_bytes([last4[0], last4[1], last4[2], last4[3]])
+}
+
+/// Where the sealed header of a pack of `pack_len` bytes starts.
+pub fn header_start(pack_len: u64, header_len: u32) -> Result<u64, PackError> {
+    pack_len
+        .checked_sub(4 + u64::from(header_len))
+        .filter(|s| *s >= PACK_MAGIC.len() as u64)
+        .ok_or_else(|| PackError::Header(format!("header length {header_len} out of range")))
+}
+
+/// Opens a sealed header that starts at `start` and checks every entry lies before it.
+pub fn decode_header(
+    keys: &MasterKeys,
+    sealed: &[u8],
+    start: u64,
+) -> Result<Vec<PackEntry>, PackError> {
     let plain = keys
-        .open(&pack[start..n - 4])
+        .open(sealed)
         .map_err(|e| PackError::Header(e.to_string()))?;
     let (entries, _): (Vec<PackEntry>, usize) = bincode::serde::decode_from_slice(
         &plain,
@@ -222,7 +240,9 @@ pub fn read_header(keys: &MasterKeys, pack: &[u8]) -> Result<Vec<PackEntry>, Pac
     )
     .map_err(|e| PackError::Header(e.to_string()))?;
     for e in &entries {
-        if (e.offset as usize) < PACK_MAGIC.len() || e.offset as usize + e.length as usize > start {
+        if (e.offset as usize) < PACK_MAGIC.len()
+            || u64::from(e.offset) + u64::from(e.length) > start
+        {
             return Err(PackError::Header(format!(
                 "blob {} lies outside the pack",
                 e.id

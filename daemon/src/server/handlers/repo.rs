@@ -4,9 +4,10 @@ use super::operation::{blocking, stream};
 use super::Outcome;
 use crate::context::Context;
 use crate::engine::check::{check, CheckOptions, CheckReport};
+use crate::engine::rebuild::rebuild_index;
 use crate::repo::registry::{Registry, RepoEntry};
 use backupd_common::protocol::{
-    CheckProblem, CheckResult, KeyExport, RepoInfo, RepoRequest, Response,
+    CheckProblem, CheckResult, KeyExport, RebuildResult, RepoInfo, RepoRequest, Response,
 };
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -75,6 +76,17 @@ pub async fn handle(ctx: &Arc<Context>, request: RepoRequest) -> Outcome {
             })
             .await,
         ),
+        RepoRequest::RebuildIndex { name } => stream(ctx, move |progress, cancel| {
+            let (_, repo) = registry.open(name.as_deref())?;
+            let r = rebuild_index(&repo, progress, cancel)?;
+            tracing::info!(packs = r.packs, blobs = r.blobs, unreadable = r.unreadable.len(), "index rebuilt");
+            Ok(Response::RebuildIndex(RebuildResult {
+                packs: r.packs,
+                blobs: r.blobs,
+                unreadable: r.unreadable,
+                old_index_files: r.old_index_files,
+            }))
+        }),
         RepoRequest::Check { name, read_data_percent } => stream(ctx, move |progress, cancel| {
             let (_, repo) = registry.open(name.as_deref())?;
             let report = check(&repo, &CheckOptions { read_data_percent }, progress, cancel)?;
