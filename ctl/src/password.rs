@@ -53,7 +53,9 @@ pub fn read(args: &PasswordArgs) -> Result<Option<Secret>, String> {
         .to_vec();
     let line = line.strip_suffix(b"\r").map(<[u8]>::to_vec).unwrap_or(line);
     if line.is_empty() {
-        return Err("the passphrase is empty".into());
+        return Err(
+            "the passphrase read from the given source is empty (the first line counts)".into(),
+        );
     }
     Ok(Some(Secret(line)))
 }

@@ -469,3 +469,95 @@ fn backup_concurrent_with_prune_completes_and_restores() {
     assert!(restored.failed.is_empty(), "{:?}", restored.failed);
     assert!(compare_trees(&f.src(), &target, CompareOptions::default()).is_empty());
 }
+
+#[test]
+fn sources_under_a_symlinked_directory_restore_under_their_given_path() {
+    let f = Fixture::new();
+    let real = f.dir.path().join("real");
+    std::fs::create_dir_all(real.join("data")).expect("mkdir");
+    std::fs::write(real.join("data/file"), b"through a link").expect("write");
+    let link = f.dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let given = link.join("data");
+    backup(
+        &f.repo,
+        &BackupOptions {
+            paths: vec![given.clone()],
+            ..Default::default()
+        },
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+    .expect("backup");
+    let target = f.dir.path().join("restored");
+    let out = restore(
+        &f.repo,
+        &RestoreOptions {
+            snapshot: "latest".into(),
+            subpath: Some(given.clone()),
+            target: target.clone(),
+            ..Default::default()
+        },
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+    .expect("restore by the given path");
+    assert!(out.failed.is_empty());
+    assert_eq!(
+        std::fs::read(target.join("file")).expect("file"),
+        b"through a link"
+    );
+}
+
+#[test]
+fn prune_refuses_when_an_index_file_is_unreadable() {
+    let f = Fixture::new();
+    for i in 0..3u64 {
+        std::fs::write(f.src().join("v"), random_bytes(1 << 20, i)).expect("write");
+        f.backup();
+    }
+    let index_dir = f.dir.path().join("repo/index");
+    let first = std::fs::read_dir(&index_dir)
+        .expect("dir")
+        .flatten()
+        .next()
+        .expect("an index file")
+        .path();
+    let mut bytes = std::fs::read(&first).expect("read");
+    bytes[30] ^= 1;
+    std::fs::write(&first, bytes).expect("write");
+    let repo = Repository::open(&f.dir.path().join("repo"), b"pw").expect("still opens");
+    let packs_before = dir_size(&f.dir.path().join("repo/data"));
+    let err = forget(
+        &repo,
+        &ForgetOptions {
+            policy: Policy {
+                last: 1,
+                ..Default::default()
+            },
+            prune: true,
+            dry_run: false,
+            zstd_level: 1,
+        },
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+    .expect_err("prune must refuse");
+    assert!(err.to_string().contains("rebuild-index"), "{err}");
+    assert_eq!(
+        dir_size(&f.dir.path().join("repo/data")),
+        packs_before,
+        "no pack deleted"
+    );
+}
+
+#[test]
+fn keep_within_longer_than_i64_nanoseconds_keeps_everything() {
+    let times = vec![2_000_000_000_000_000_000i64, 1_000_000_000_000_000_000];
+    let policy = Policy {
+        within: Some(std::time::Duration::from_secs(1000 * 365 * 86_400)),
+        ..Default::default()
+    };
+    let r = backupd::engine::forget::decide(&policy, &times);
+    assert!(r.iter().all(|reasons| !reasons.is_empty()), "{r:?}");
+}

@@ -11,6 +11,11 @@ use backupd_common::protocol::{
 };
 use std::time::UNIX_EPOCH;
 
+/// The first 8 characters of an id, as tables show it (the whole id if shorter).
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
 /// Requests built from the command line before connecting.
 #[derive(Debug)]
 pub enum Prepared {
@@ -100,15 +105,17 @@ pub fn prepare(command: &Command) -> Result<Prepared, Failure> {
                 prune: a.prune,
                 dry_run: a.dry_run,
             };
-            if r.keep_last
-                + r.keep_hourly
-                + r.keep_daily
-                + r.keep_weekly
-                + r.keep_monthly
-                + r.keep_yearly
-                == 0
-                && r.keep_within.is_none()
-            {
+            let any_count = [
+                r.keep_last,
+                r.keep_hourly,
+                r.keep_daily,
+                r.keep_weekly,
+                r.keep_monthly,
+                r.keep_yearly,
+            ]
+            .iter()
+            .any(|n| *n > 0);
+            if !any_count && r.keep_within.is_none() {
                 return Err(Failure::Usage(
                     "forget needs at least one --keep-* rule (it never removes every snapshot)"
                         .into(),
@@ -145,7 +152,7 @@ pub async fn run(
                 let s = &r.stats;
                 let mut text = format!(
                     "snapshot {} saved\n{} files ({} read), {} dirs, {} total, {} new ({} stored) in {:.1}s",
-                    &r.snapshot[..8],
+                    short(&r.snapshot),
                     s.files,
                     s.files_read,
                     s.dirs,
@@ -178,7 +185,7 @@ pub async fn run(
                     r.dirs,
                     r.other,
                     bytes(r.bytes),
-                    &r.snapshot[..r.snapshot.len().min(8)]
+                    short(&r.snapshot)
                 );
                 for (path, why) in &r.failed {
                     text.push_str(&format!("\nFAILED {path}: {why}"));
@@ -206,7 +213,7 @@ pub async fn run(
                 for s in &list {
                     text.push_str(&format!(
                         "\n{:<10} {:<21} {:<16} {:>9} {}{}",
-                        &s.id[..8],
+                        short(&s.id),
                         s.time,
                         s.host,
                         s.stats.files,
@@ -238,7 +245,7 @@ fn forget_text(r: &ForgetResult) -> String {
         text.push_str(&format!(
             "{} {} {} {}\n",
             if d.keep { "keep  " } else { "remove" },
-            &d.snapshot[..8],
+            short(&d.snapshot),
             d.time,
             if d.keep {
                 d.reasons.join(", ")

@@ -46,7 +46,7 @@ pub async fn run(
             password,
         } => {
             let secret = password::read(password)
-                .map_err(Failure::Usage)?
+                .map_err(Failure::Local)?
                 .ok_or_else(|| {
                     Failure::Usage(
                         "repo add needs the passphrase: --password-file, --password-fd, \

@@ -164,11 +164,18 @@ pub fn backup(
     let stop_scan = cancel.child_token();
     let root = std::thread::scope(|scope| {
         scope.spawn(|| scan_totals(&sources, &session.excludes, progress, &stop_scan));
-        let root = session.backup_prefix(
-            &PrefixTree::build(&sources),
-            Path::new("/"),
-            parent_tree.as_ref(),
-        );
+        let prefixes = PrefixTree::build(&sources);
+        let root = if prefixes.is_source {
+            // Backing up `/` itself: the root tree is the tree of `/`.
+            std::fs::metadata("/")
+                .map_err(|e| EngineError::Source {
+                    path: "/".into(),
+                    reason: e.to_string(),
+                })
+                .and_then(|meta| session.backup_dir(Path::new("/"), &meta, parent_tree))
+        } else {
+            session.backup_prefix(&prefixes, Path::new("/"), parent_tree.as_ref())
+        };
         stop_scan.cancel();
         root
     })?;
@@ -462,11 +469,12 @@ impl Session<'_> {
                 if child.is_source {
                     return self.backup_entry(&child_path, name.clone(), parent_node);
                 }
-                let meta =
-                    std::fs::symlink_metadata(&child_path).map_err(|e| EngineError::Source {
-                        path: child_path.display().to_string(),
-                        reason: e.to_string(),
-                    })?;
+                // A directory on the way to a source is recorded as a directory even when it is
+                // a symlink (`/home -> var/home`), so the source restores under its given path.
+                let meta = std::fs::metadata(&child_path).map_err(|e| EngineError::Source {
+                    path: child_path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
                 let mut node = fsmeta::capture(&child_path, name.clone(), &meta, &self.names)
                     .map_err(|e| EngineError::Source {
                         path: child_path.display().to_string(),
@@ -519,7 +527,9 @@ impl Session<'_> {
         match node.kind {
             NodeKind::Dir => {
                 c.dirs.fetch_add(1, Ordering::Relaxed);
-                node.subtree = Some(self.backup_dir(path, &meta, parent)?);
+                let parent_tree =
+                    self.parent_subtree(parent.filter(|n| n.kind == NodeKind::Dir))?;
+                node.subtree = Some(self.backup_dir(path, &meta, parent_tree)?);
             }
             NodeKind::File => {
                 c.files.fetch_add(1, Ordering::Relaxed);
@@ -541,7 +551,7 @@ impl Session<'_> {
         &self,
         path: &Path,
         meta: &std::fs::Metadata,
-        parent: Option<&Node>,
+        parent_tree: Option<Tree>,
     ) -> Result<BlobId, EngineError> {
         if self.excludes.is_tagged_cache(path) {
             return self.store_tree(Vec::new());
@@ -556,7 +566,6 @@ impl Session<'_> {
                 Vec::new()
             }
         };
-        let parent_tree = self.parent_subtree(parent.filter(|n| n.kind == NodeKind::Dir))?;
         let dev = meta.dev();
         let nodes = entries
             .par_iter()

@@ -96,6 +96,21 @@ pub fn check(
     // Structure: walk every snapshot's trees.
     let snapshots = repo.snapshots()?;
     report.snapshots = snapshots.len();
+    for name in repo.backend().list(FileKind::Snapshot)? {
+        let readable =
+            SnapshotId::from_hex(&name).is_some_and(|id| snapshots.iter().any(|(s, _)| *s == id));
+        if !readable {
+            report.problems.push(Problem {
+                message: format!(
+                    "snapshot file {name} is unreadable; remove it or restore it from a copy"
+                ),
+                pack: None,
+                blob: None,
+                snapshots: vec![name.get(..8).unwrap_or(&name).to_owned()],
+                paths: vec![],
+            });
+        }
+    }
     let mut seen_trees = HashSet::new();
     let mut seen_blobs = HashSet::new();
     for (_, snap) in &snapshots {

@@ -32,7 +32,16 @@ pub struct Policy {
 
 impl Policy {
     pub fn is_empty(&self) -> bool {
-        self.last + self.hourly + self.daily + self.weekly + self.monthly + self.yearly == 0
+        [
+            self.last,
+            self.hourly,
+            self.daily,
+            self.weekly,
+            self.monthly,
+            self.yearly,
+        ]
+        .iter()
+        .all(|n| *n == 0)
             && self.within.is_none()
     }
 }
@@ -136,7 +145,8 @@ pub fn decide(policy: &Policy, times: &[i64]) -> Vec<Vec<String>> {
         }
     }
     if let (Some(within), Some(newest)) = (policy.within, times.first()) {
-        let limit = newest - within.as_nanos() as i64;
+        let span = i64::try_from(within.as_nanos()).unwrap_or(i64::MAX);
+        let limit = newest.saturating_sub(span);
         for (i, t) in times.iter().enumerate() {
             if *t >= limit {
                 reasons[i].push(format!("within {}", humanize(within)));
@@ -219,7 +229,8 @@ pub fn forget(
 /// Blobs reachable from the snapshots.
 fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>, EngineError> {
     let mut used = HashSet::new();
-    for (_, snap) in repo.snapshots()? {
+    // Strict: an unreadable snapshot aborts, or prune would delete the data it needs.
+    for (_, snap) in repo.snapshots_strict()? {
         let mut stack = vec![snap.tree];
         while let Some(tid) = stack.pop() {
             if !used.insert(tid) {
@@ -245,7 +256,19 @@ fn prune_locked(
     cancel: &CancellationToken,
 ) -> Result<PruneReport, EngineError> {
     repo.reload_index()?;
+    if let Some((name, reason)) = repo.with_index(|i| i.unreadable().first().cloned()) {
+        return Err(EngineError::InvalidArgument(format!(
+            "refusing to prune: index file {name} is unreadable ({reason}); its packs would look \
+             unused. Run `backupctl repo rebuild-index` first"
+        )));
+    }
     let used = used_blobs(repo)?;
+    if let Some(missing) = used.iter().find(|b| !repo.has_blob(b)) {
+        return Err(EngineError::InvalidArgument(format!(
+            "refusing to prune: blob {missing} is needed by a snapshot but not in the index; run \
+             `backupctl repo rebuild-index`, then `repo check`"
+        )));
+    }
     let mut report = PruneReport::default();
     let packs: Vec<(PackId, Vec<PackEntry>)> =
         repo.with_index(|i| i.packs().map(|(p, e)| (*p, e.clone())).collect());
@@ -313,6 +336,11 @@ fn prune_locked(
 
     // New index first, then drop the old index files, then the packs no index names.
     let old_indexes: Vec<_> = repo.with_index(|i| i.files().iter().copied().collect());
+    let packs_indexed: HashSet<String> = delete
+        .iter()
+        .chain(repack.iter().map(|(p, _)| p))
+        .map(|p| p.to_hex())
+        .collect();
     let mut all = keep;
     all.extend(written);
     let live: HashSet<String> = all.iter().map(|p| p.id.to_hex()).collect();
@@ -321,7 +349,17 @@ fn prune_locked(
         repo.backend().remove(FileKind::Index, &id.to_hex())?;
     }
     for name in &on_disk {
-        if !live.contains(name) {
+        if live.contains(name) {
+            continue;
+        }
+        // A pack no index names may belong to a backup still running (its index comes last);
+        // only packs older than a stale lock are taken to be leftovers of interrupted backups.
+        let indexed_before = packs_indexed.contains(name);
+        let old_enough = repo
+            .backend()
+            .age(FileKind::Pack, name)
+            .is_some_and(|age| age > crate::repo::lock::STALE_AFTER);
+        if indexed_before || old_enough {
             repo.backend().remove(FileKind::Pack, name)?;
         }
     }

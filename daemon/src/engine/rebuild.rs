@@ -74,8 +74,22 @@ pub fn rebuild_index(
                 packs.push(IndexedPack { id, blobs: entries });
             }
             Err(reason) => {
-                tracing::warn!(pack = %name, %reason, "pack left out of the rebuilt index");
-                report.unreadable.push((name, reason));
+                // Keep what the current index knows of this pack rather than forget it: the
+                // header may be damaged while the blobs are fine (or the read was transient).
+                match repo.with_index(|i| i.pack_entries(&id).cloned()) {
+                    Some(entries) => {
+                        tracing::warn!(pack = %name, %reason, "pack header unreadable; keeping its entries from the old index");
+                        report.blobs += entries.len() as u64;
+                        packs.push(IndexedPack { id, blobs: entries });
+                        report
+                            .unreadable
+                            .push((name, format!("{reason} (old index entries kept)")));
+                    }
+                    None => {
+                        tracing::warn!(pack = %name, %reason, "pack left out of the rebuilt index");
+                        report.unreadable.push((name, reason));
+                    }
+                }
             }
         }
         progress.add(1, 0);

@@ -236,15 +236,40 @@ pub fn restore(
     if cancel.is_cancelled() {
         return Err(EngineError::Cancelled);
     }
+    let failed_paths: std::collections::HashSet<String> = outcome
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .failed
+        .iter()
+        .map(|(p, _)| p.clone())
+        .collect();
     for (rel, orig, node) in later_links {
+        if failed_paths.contains(&orig.display().to_string()) {
+            // The first path of this link group failed: linking to whatever sits there now
+            // would be wrong. The file needs the same data, so it fails the same way.
+            fail(
+                &rel,
+                format!(
+                    "hard link to {}, which could not be restored",
+                    orig.display()
+                ),
+            );
+            continue;
+        }
         let dest = target.join(&rel);
-        let _ = std::fs::remove_file(&dest);
-        match std::fs::hard_link(target.join(&orig), &dest) {
+        // Link under a temp name, then rename over the destination (never delete first).
+        let temp = temp_name(&dest);
+        let linked = std::fs::hard_link(target.join(&orig), &temp)
+            .and_then(|()| std::fs::rename(&temp, &dest));
+        match linked {
             Ok(()) => {
                 progress.add(1, node.size);
                 outcome.lock().unwrap_or_else(|p| p.into_inner()).files += 1;
             }
-            Err(e) => fail(&rel, format!("hard link to {}: {e}", orig.display())),
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                fail(&rel, format!("hard link to {}: {e}", orig.display()));
+            }
         }
     }
 

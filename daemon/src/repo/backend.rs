@@ -247,6 +247,15 @@ impl LocalBackend {
         fsync_dir(path.parent().unwrap_or(&self.root))
     }
 
+    /// Time since the object was last modified; `None` if unknown.
+    pub fn age(&self, kind: FileKind, name: &str) -> Option<std::time::Duration> {
+        let modified = std::fs::metadata(self.path(kind, name))
+            .ok()?
+            .modified()
+            .ok()?;
+        modified.elapsed().ok()
+    }
+
     pub fn exists(&self, kind: FileKind, name: &str) -> bool {
         self.path(kind, name).exists()
     }

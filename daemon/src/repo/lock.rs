@@ -1,6 +1,6 @@
 //! Repository locks (`locks/<random>`): shared for backup, restore and check, exclusive for
-//! prune. A lock is stale when its process is gone (same host) or it has not been refreshed for
-//! [`STALE_AFTER`]; stale locks are ignored and removed. Holders refresh their lock every
+//! prune. A lock is stale when its process is gone (same host) or, from another host, it has not
+//! been refreshed for [`STALE_AFTER`]; stale locks are ignored and removed. Holders refresh their lock every
 //! [`REFRESH_EVERY`] from a background thread that stops when the guard drops.
 
 use super::backend::{FileKind, LocalBackend};
@@ -38,13 +38,15 @@ pub enum LockError {
 }
 
 impl LockInfo {
+    /// On this host a lock is stale exactly when its process is gone (a suspended laptop or a
+    /// clock jump must not expire a running backup's lock); from another host, when it has not
+    /// been refreshed for [`STALE_AFTER`].
     fn is_stale(&self, now: i64) -> bool {
-        if now - self.refreshed > STALE_AFTER.as_secs() as i64 {
-            return true;
+        if self.host == super::hostname() {
+            return nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), None)
+                .is_err_and(|e| e == nix::errno::Errno::ESRCH);
         }
-        self.host == super::hostname()
-            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), None)
-                .is_err_and(|e| e == nix::errno::Errno::ESRCH)
+        now - self.refreshed > STALE_AFTER.as_secs() as i64
     }
 }
 

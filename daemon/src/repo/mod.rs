@@ -507,14 +507,30 @@ impl Repository {
         decode_sealed(&self.keys, &bytes, "snapshot", &name)
     }
 
-    /// All snapshots, oldest first. Unreadable ones are returned as errors in the list.
+    /// All readable snapshots, oldest first. An unreadable snapshot file is skipped with a
+    /// warning (`check` reports it), so one damaged file never blocks backups and restores.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        self.list_snapshots(false)
+    }
+
+    /// All snapshots, failing on the first unreadable one (prune must know every snapshot).
+    pub fn snapshots_strict(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        self.list_snapshots(true)
+    }
+
+    fn list_snapshots(&self, strict: bool) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let mut out = Vec::new();
         for name in self.backend.list(FileKind::Snapshot)? {
             let Some(id) = SnapshotId::from_hex(&name) else {
                 continue;
             };
-            out.push((id, self.read_snapshot(&id)?));
+            match self.read_snapshot(&id) {
+                Ok(s) => out.push((id, s)),
+                Err(e) if !strict => {
+                    tracing::warn!(snapshot = %name, error = %e, "skipping unreadable snapshot");
+                }
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by_key(|(id, s)| (s.time_ns, *id));
         Ok(out)

@@ -60,6 +60,8 @@ pub struct Registry {
     /// Set once the start-up work (creating `default` if needed) is done; requests wait for it
     /// so that the daemon can answer health while Argon2id runs.
     settled: (Mutex<bool>, Condvar),
+    /// Held across check, key write, init and persist, so two changes cannot interleave.
+    changes: Mutex<()>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -76,6 +78,7 @@ impl Registry {
             state_dir: state_dir.to_owned(),
             open: Mutex::new(HashMap::new()),
             settled: (Mutex::new(false), Condvar::new()),
+            changes: Mutex::new(()),
         }
     }
 
@@ -145,7 +148,10 @@ impl Registry {
         self.state_dir.join("keys").join(format!("{name}.key"))
     }
 
-    fn write_key(&self, path: &Path, password: &[u8]) -> Result<(), RegistryError> {
+    /// Stores a passphrase. An existing key file is never replaced: if it holds the same
+    /// passphrase nothing is written (`Ok(false)`), otherwise this is an error. `Ok(true)` when
+    /// the file was created.
+    fn write_key(&self, path: &Path, password: &[u8]) -> Result<bool, RegistryError> {
         let err = |action| {
             move |source| RegistryError::KeyFile {
                 action,
@@ -153,6 +159,21 @@ impl Registry {
                 source,
             }
         };
+        if path.exists() {
+            let existing = std::fs::read(path).map_err(err("read"))?;
+            if existing == password {
+                return Ok(false);
+            }
+            return Err(RegistryError::KeyFile {
+                action: "replace",
+                path: path.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "it holds another passphrase; move it away (it may be the only copy of a key) \
+                     or choose another repository name",
+                ),
+            });
+        }
         if let Some(dir) = path.parent() {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -162,14 +183,13 @@ impl Registry {
         }
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(path)
             .map_err(err("create"))?;
         f.write_all(password).map_err(err("write"))?;
         f.sync_all().map_err(err("fsync"))?;
-        Ok(())
+        Ok(true)
     }
 
     /// Records an opened repository (the first one becomes the default) and caches it.
@@ -230,7 +250,7 @@ impl Registry {
         self.init_now(name, path, password)
     }
 
-    fn init_now(
+    fn init_now_locked(
         &self,
         name: &str,
         path: &Path,
@@ -247,11 +267,13 @@ impl Registry {
         };
         // The key is stored first: a repository whose passphrase was lost is lost.
         let key_file = self.key_path(name);
-        self.write_key(&key_file, password)?;
+        let created = self.write_key(&key_file, password)?;
         let repo = match Repository::init(path, password) {
             Ok(r) => r,
             Err(e) => {
-                let _ = std::fs::remove_file(&key_file);
+                if created {
+                    let _ = std::fs::remove_file(&key_file);
+                }
                 return Err(e.into());
             }
         };
@@ -269,7 +291,7 @@ impl Registry {
         self.add_now(name, path, password)
     }
 
-    fn add_now(
+    fn add_now_locked(
         &self,
         name: &str,
         path: &Path,
@@ -280,6 +302,26 @@ impl Registry {
         let key_file = self.key_path(name);
         self.write_key(&key_file, password)?;
         self.register(name, path, key_file, repo)
+    }
+
+    fn init_now(
+        &self,
+        name: &str,
+        path: &Path,
+        password: Option<&[u8]>,
+    ) -> Result<RepoEntry, RegistryError> {
+        let _one = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        self.init_now_locked(name, path, password)
+    }
+
+    fn add_now(
+        &self,
+        name: &str,
+        path: &Path,
+        password: &[u8],
+    ) -> Result<RepoEntry, RegistryError> {
+        let _one = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        self.add_now_locked(name, path, password)
     }
 
     fn cache(&self, name: &str, repo: Repository) -> Arc<Repository> {
@@ -344,5 +386,31 @@ impl Registry {
         let repo = Repository::open(&entry.path, &password)?;
         let repo = self.cache(&entry.name, repo);
         Ok((entry, repo))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_init_never_replaces_or_deletes_an_existing_key_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = State::open(&dir.path().join("state")).expect("state");
+        let registry = Registry::new(state, &dir.path().join("state"));
+        registry.mark_settled();
+        let key = registry.key_path("foo");
+        std::fs::create_dir_all(key.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&key, b"the only copy").expect("key");
+        let occupied = dir.path().join("occupied");
+        std::fs::create_dir(&occupied).expect("mkdir");
+        std::fs::write(occupied.join("x"), b"x").expect("file");
+        assert!(registry.init("foo", &occupied, Some(b"other")).is_err());
+        assert_eq!(std::fs::read(&key).expect("key kept"), b"the only copy");
+        // Same passphrase: the key file is reused, and a failing init leaves it alone.
+        assert!(registry
+            .init("foo", &occupied, Some(b"the only copy"))
+            .is_err());
+        assert_eq!(std::fs::read(&key).expect("key kept"), b"the only copy");
     }
 }
