@@ -105,7 +105,7 @@ impl Context {
             to_forget -= self.connection_slots.forget_permits(to_forget);
             if to_forget > 0 {
                 let slots = self.connection_slots.clone();
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     if let Ok(permits) = slots.acquire_many_owned(to_forget as u32).await {
                         permits.forget();
                     }

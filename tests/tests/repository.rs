@@ -221,6 +221,9 @@ fn wrong_password_for_repo_add_is_refused_with_exit_2() {
         pw.to_str().expect("utf8"),
     ]);
     json_ok(&init);
+    let key = json_ok(&d.ctl(&["--json", "repo", "key", "export", "other"]));
+    assert_eq!(key["password"], "right horse");
+    assert_eq!(key["encoding"], "utf8");
     let before = listing(&repo);
     std::fs::write(&pw, "wrong horse\n").expect("pw");
     let out = d.ctl(&[

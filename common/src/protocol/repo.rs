@@ -59,8 +59,10 @@ pub struct RepoInfo {
 pub struct KeyExport {
     pub name: String,
     pub path: String,
-    /// The passphrase that opens the repository (hex for generated keys).
+    /// The passphrase that opens the repository, as stored: text when it is UTF-8, else hex.
     pub password: String,
+    /// `utf8` or `hex` (a binary passphrase from a file): how to turn `password` back into bytes.
+    pub encoding: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

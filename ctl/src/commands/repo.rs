@@ -90,7 +90,16 @@ pub async fn run(
         }
         RepoCommand::Key(KeyCommand::Export { name }) => {
             let key = client.key_export(name.clone()).await?;
-            out.value(&key, || key.password.clone());
+            out.value(&key, || {
+                if key.encoding == "hex" {
+                    format!(
+                        "{} (hex: the passphrase is binary; decode before use)",
+                        key.password
+                    )
+                } else {
+                    key.password.clone()
+                }
+            });
         }
         RepoCommand::Check {
             repo,

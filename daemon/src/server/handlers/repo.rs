@@ -68,10 +68,16 @@ pub async fn handle(ctx: &Arc<Context>, request: RepoRequest) -> Outcome {
         RepoRequest::KeyExport { name } => Outcome::result(
             blocking(move || {
                 let (entry, password) = registry.export(&name)?;
+                // Never lossy: a binary passphrase is exported as hex, and says so.
+                let (password, encoding) = match String::from_utf8(password) {
+                    Ok(text) => (text, "utf8"),
+                    Err(e) => (hex::encode(e.into_bytes()), "hex"),
+                };
                 Ok(Response::KeyExport(KeyExport {
                     name: entry.name,
                     path: entry.path.display().to_string(),
-                    password: String::from_utf8_lossy(&password).into_owned(),
+                    password,
+                    encoding: encoding.to_owned(),
                 }))
             })
             .await,
