@@ -91,16 +91,8 @@ fn dir_size(p: &Path) -> u64 {
     total
 }
 
-fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    backupd_tests::pseudo_random_bytes(len, seed)
 }
 
 #[test]

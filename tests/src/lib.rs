@@ -40,6 +40,25 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Deterministic incompressible bytes (xorshift64): test data that dedups only with itself.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    // A bijection of the seed (distinct seeds, distinct data) that avoids xorshift's fixed
+    // point at 0.
+    let mut state = match seed ^ 0x9E37_79B9_7F4A_7C15 {
+        0 => 1,
+        s => s,
+    };
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

@@ -17,16 +17,8 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn random_file(path: &Path, len: usize, mut seed: u64) {
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    std::fs::write(path, out).expect("write random file");
+fn random_file(path: &Path, len: usize, seed: u64) {
+    std::fs::write(path, backupd_tests::pseudo_random_bytes(len, seed)).expect("write random file");
 }
 
 fn sh(cmd: &str) {

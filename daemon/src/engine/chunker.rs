@@ -97,15 +97,8 @@ mod tests {
         }
     }
 
-    fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect()
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        backupd_tests::pseudo_random_bytes(len, seed)
     }
 
     fn chunks(data: &[u8], read_size: usize) -> Vec<Vec<u8>> {
