@@ -9,6 +9,7 @@ use super::chunker::{chunk_stream, ChunkError, ChunkerParams};
 use super::excludes::Excludes;
 use super::fsmeta::{self, NameCache};
 use super::progress::Progress;
+use super::sources::{normalize_sources, scan_totals, PrefixTree};
 use super::EngineError;
 use crate::repo::index::IndexedPack;
 use crate::repo::pack::{BlobKind, PackBuilder};
@@ -17,10 +18,10 @@ use crate::repo::tree::{Node, NodeKind, Tree, TREE_VERSION};
 use crate::repo::{now_ns, Repository};
 use backupd_common::ids::{BlobId, SnapshotId};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -226,48 +227,6 @@ pub fn backup(
     Ok(BackupOutcome { id, snapshot })
 }
 
-/// Absolute, lexically normalised, de-duplicated sources (a source inside another is dropped).
-fn normalize_sources(paths: &[PathBuf]) -> Result<Vec<PathBuf>, EngineError> {
-    if paths.is_empty() {
-        return Err(EngineError::InvalidArgument("no paths to back up".into()));
-    }
-    let mut out: Vec<PathBuf> = Vec::new();
-    for p in paths {
-        let abs = if p.is_absolute() {
-            p.clone()
-        } else {
-            std::env::current_dir()
-                .map_err(|e| EngineError::Source {
-                    path: p.display().to_string(),
-                    reason: e.to_string(),
-                })?
-                .join(p)
-        };
-        let mut clean = PathBuf::from("/");
-        for c in abs.components() {
-            match c {
-                Component::Normal(n) => clean.push(n),
-                Component::ParentDir => {
-                    clean.pop();
-                }
-                _ => {}
-            }
-        }
-        if std::fs::symlink_metadata(&clean).is_err() {
-            return Err(EngineError::Source {
-                path: clean.display().to_string(),
-                reason: "does not exist or cannot be accessed".into(),
-            });
-        }
-        out.push(clean);
-    }
-    out.sort();
-    out.dedup();
-    let all = out.clone();
-    out.retain(|p| !all.iter().any(|q| q != p && p.starts_with(q)));
-    Ok(out)
-}
-
 fn find_parent(
     repo: &Repository,
     opts: &BackupOptions,
@@ -291,29 +250,6 @@ fn find_parent(
         .find(|(_, s)| s.host == host && s.paths == paths))
 }
 
-/// The directories between `/` and the sources: the root tree mirrors absolute paths.
-#[derive(Debug, Default)]
-struct PrefixTree {
-    children: BTreeMap<Vec<u8>, PrefixTree>,
-    is_source: bool,
-}
-
-impl PrefixTree {
-    fn build(sources: &[PathBuf]) -> Self {
-        let mut root = Self::default();
-        for s in sources {
-            let mut node = &mut root;
-            for c in s.components() {
-                if let Component::Normal(n) = c {
-                    node = node.children.entry(n.as_bytes().to_vec()).or_default();
-                }
-            }
-            node.is_source = true;
-        }
-        root
-    }
-}
-
 thread_local! {
     /// Each worker thread's chunker window, allocated once.
     static CHUNK_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -330,44 +266,6 @@ fn read_small(mut file: &std::fs::File, limit: u64) -> std::io::Result<Option<Ve
         return Ok(None);
     }
     Ok(Some(data))
-}
-
-/// Counts files and bytes to back up, for the progress ETA. Runs beside the walk; stops early
-/// when `stop` fires.
-fn scan_totals(
-    sources: &[PathBuf],
-    excludes: &Excludes,
-    progress: &Progress,
-    stop: &CancellationToken,
-) {
-    let mut stack = sources.to_vec();
-    let (mut files, mut bytes) = (0u64, 0u64);
-    while let Some(p) = stack.pop() {
-        if stop.is_cancelled() {
-            return;
-        }
-        let name = p
-            .file_name()
-            .map(|n| n.as_bytes().to_vec())
-            .unwrap_or_default();
-        if excludes.excludes(&p, &name) {
-            continue;
-        }
-        let Ok(meta) = std::fs::symlink_metadata(&p) else {
-            continue;
-        };
-        if meta.is_dir() {
-            if let Ok(rd) = std::fs::read_dir(&p) {
-                stack.extend(rd.flatten().map(|e| e.path()));
-            }
-        } else {
-            files += 1;
-            if meta.is_file() {
-                bytes += meta.len();
-            }
-        }
-    }
-    progress.set_totals(files, bytes);
 }
 
 impl Session<'_> {

@@ -12,6 +12,7 @@ pub mod fsmeta;
 pub mod progress;
 pub mod rebuild;
 pub mod restore;
+pub mod sources;
 
 use crate::repo::RepoError;
 

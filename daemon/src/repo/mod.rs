@@ -5,7 +5,10 @@
 //! All functions block (disk I/O, crypto); async callers run them in `spawn_blocking`.
 
 pub mod backend;
+mod clock;
+mod config;
 pub mod crypto;
+mod error;
 pub mod index;
 pub mod keyfile;
 pub mod lock;
@@ -19,12 +22,12 @@ use backupd_common::ids::{BlobId, IndexId, PackId, SnapshotId};
 use crypto::MasterKeys;
 use index::{Index, IndexFile, IndexedPack};
 use keyfile::{Argon2Params, KeyFile, KeyFileError};
-use pack::{BlobKind, PackEntry, PackError};
-use serde::{Deserialize, Serialize};
+use pack::{BlobKind, PackEntry};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use snapshot::Snapshot;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::RwLock;
 use tree::Tree;
 
@@ -45,124 +48,11 @@ pub const INDEX_FILE_BLOBS: usize = 100_000;
 /// Upper bound for decoding sealed metadata objects (trees, snapshots, index files).
 const METADATA_LIMIT: usize = 512 * 1024 * 1024;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RepoConfig {
-    pub format: String,
-    pub version: u32,
-    /// Random repository id (hex).
-    pub id: String,
-    pub created: String,
-    pub chunk_min: u32,
-    pub chunk_avg: u32,
-    pub chunk_max: u32,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RepoError {
-    #[error("{path} already holds files; a new repository needs an empty or missing directory")]
-    NotEmpty { path: PathBuf },
-    #[error("{path} is not a backupd repository (no readable config file): {reason}")]
-    NotARepository { path: PathBuf, reason: String },
-    #[error(
-        "{path} has repository format version {found}; this backupd reads version {FORMAT_VERSION}"
-    )]
-    UnsupportedVersion { path: PathBuf, found: u32 },
-    #[error("wrong password for repository {path}: none of its key files opens with it")]
-    WrongPassword { path: PathBuf },
-    #[error("repository {path} has no key files")]
-    NoKeys { path: PathBuf },
-    #[error("key file {name} in {path}: {source}")]
-    KeyFile {
-        path: PathBuf,
-        name: String,
-        #[source]
-        source: KeyFileError,
-    },
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error(transparent)]
-    Lock(#[from] lock::LockError),
-    #[error("blob {id} is not in the index; run `backupctl repo check`")]
-    MissingBlob { id: BlobId },
-    #[error("blob {id} in pack {pack}: {source}")]
-    DamagedBlob {
-        id: BlobId,
-        pack: PackId,
-        #[source]
-        source: Box<pack::BlobError>,
-    },
-    #[error("pack {pack}: {source}")]
-    DamagedPack {
-        pack: PackId,
-        #[source]
-        source: Box<PackError>,
-    },
-    #[error("{what} {name}: cannot decode: {reason}")]
-    Corrupt {
-        what: &'static str,
-        name: String,
-        reason: String,
-    },
-    #[error("snapshot {prefix:?} not found")]
-    SnapshotNotFound { prefix: String },
-    #[error("snapshot prefix {prefix:?} is ambiguous; give more digits")]
-    AmbiguousSnapshot { prefix: String },
-}
-
-impl RepoError {
-    /// Whether trying again later can succeed.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Lock(lock::LockError::Busy { .. }) => true,
-            Self::Backend(e) => !e.is_not_found(),
-            _ => false,
-        }
-    }
-}
+pub use clock::{format_rfc3339, hostname, now_ns, now_rfc3339};
+pub use config::{read_config, RepoConfig};
+pub use error::RepoError;
 
 pub type Result<T> = std::result::Result<T, RepoError>;
-
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".to_owned())
-}
-
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-/// UTC timestamp in RFC 3339 (seconds).
-pub fn now_rfc3339() -> String {
-    format_rfc3339(now_ns())
-}
-
-pub fn format_rfc3339(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
 
 fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
@@ -615,50 +505,6 @@ impl Repository {
     }
 }
 
-fn read_config(backend: &LocalBackend) -> Result<RepoConfig> {
-    let path = backend.root().to_owned();
-    let bytes =
-        backend
-            .read(FileKind::Config, "config")
-            .map_err(|e| RepoError::NotARepository {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-    let config: RepoConfig =
-        serde_json::from_slice(&bytes).map_err(|e| RepoError::NotARepository {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-    if config.format != FORMAT_NAME {
-        return Err(RepoError::NotARepository {
-            path,
-            reason: format!("format is {:?}", config.format),
-        });
-    }
-    if config.version != FORMAT_VERSION {
-        return Err(RepoError::UnsupportedVersion {
-            path,
-            found: config.version,
-        });
-    }
-    // The config is not authenticated: refuse chunker sizes FastCDC would reject.
-    let sizes_ok = (64..=1 << 20).contains(&config.chunk_min)
-        && (256..=4 << 20).contains(&config.chunk_avg)
-        && (1024..=16 << 20).contains(&config.chunk_max)
-        && config.chunk_min <= config.chunk_avg
-        && config.chunk_avg <= config.chunk_max;
-    if !sizes_ok {
-        return Err(RepoError::NotARepository {
-            path,
-            reason: format!(
-                "chunk sizes {}/{}/{} are out of range",
-                config.chunk_min, config.chunk_avg, config.chunk_max
-            ),
-        });
-    }
-    Ok(config)
-}
-
 #[cfg(test)]
 pub(crate) fn test_kdf() -> Argon2Params {
     Argon2Params {
@@ -673,6 +519,7 @@ pub(crate) fn test_kdf() -> Argon2Params {
 mod tests {
     use super::*;
     use crate::repo::pack::BlobKind;
+    use std::path::PathBuf;
 
     #[test]
     fn init_open_and_wrong_password_writes_nothing() {

@@ -1,0 +1,71 @@
+//! What can go wrong with a repository, with the path or id it concerns.
+
+use super::backend::BackendError;
+use super::keyfile::KeyFileError;
+use super::pack::{self, PackError};
+use super::{lock, FORMAT_VERSION};
+use backupd_common::ids::{BlobId, PackId};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("{path} already holds files; a new repository needs an empty or missing directory")]
+    NotEmpty { path: PathBuf },
+    #[error("{path} is not a backupd repository (no readable config file): {reason}")]
+    NotARepository { path: PathBuf, reason: String },
+    #[error(
+        "{path} has repository format version {found}; this backupd reads version {FORMAT_VERSION}"
+    )]
+    UnsupportedVersion { path: PathBuf, found: u32 },
+    #[error("wrong password for repository {path}: none of its key files opens with it")]
+    WrongPassword { path: PathBuf },
+    #[error("repository {path} has no key files")]
+    NoKeys { path: PathBuf },
+    #[error("key file {name} in {path}: {source}")]
+    KeyFile {
+        path: PathBuf,
+        name: String,
+        #[source]
+        source: KeyFileError,
+    },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    #[error("blob {id} is not in the index; run `backupctl repo check`")]
+    MissingBlob { id: BlobId },
+    #[error("blob {id} in pack {pack}: {source}")]
+    DamagedBlob {
+        id: BlobId,
+        pack: PackId,
+        #[source]
+        source: Box<pack::BlobError>,
+    },
+    #[error("pack {pack}: {source}")]
+    DamagedPack {
+        pack: PackId,
+        #[source]
+        source: Box<PackError>,
+    },
+    #[error("{what} {name}: cannot decode: {reason}")]
+    Corrupt {
+        what: &'static str,
+        name: String,
+        reason: String,
+    },
+    #[error("snapshot {prefix:?} not found")]
+    SnapshotNotFound { prefix: String },
+    #[error("snapshot prefix {prefix:?} is ambiguous; give more digits")]
+    AmbiguousSnapshot { prefix: String },
+}
+
+impl RepoError {
+    /// Whether trying again later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Lock(lock::LockError::Busy { .. }) => true,
+            Self::Backend(e) => !e.is_not_found(),
+            _ => false,
+        }
+    }
+}
