@@ -416,7 +416,10 @@ fn kill_9_during_backup_leaves_a_repository_that_checks_clean() {
     drop(first);
     // Kill the daemon at several moments of a large backup; each time a new daemon on the same
     // state dir finds a repository that checks clean, restores the earlier snapshot and backs up.
-    for (round, delay_ms) in [150u64, 400, 700, 1000, 1500].into_iter().enumerate() {
+    for (round, delay_ms) in [100u64, 250, 400, 550, 700, 850, 1000, 1200, 1500, 2000]
+        .into_iter()
+        .enumerate()
+    {
         for i in 0..4u64 {
             random_file(
                 &src.join(format!("big{i}")),
