@@ -5,7 +5,6 @@ use crate::server::listener::Listener;
 use crate::settings::Settings;
 use crate::state::State;
 use crate::LogReload;
-use backupd_common::config::Config;
 use backupd_common::protocol::RunMode;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,10 +79,6 @@ impl Context {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
-    }
-
-    pub fn config(&self) -> Config {
-        self.settings().config.clone()
     }
 
     pub fn replace_settings(&self, new: Settings) {

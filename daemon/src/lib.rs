@@ -85,7 +85,7 @@ pub async fn run(
     systemd::notify_stopping();
     tracing::info!("stopping: no new connections, draining running requests");
     tracker.close();
-    let grace = ctx.config().server.shutdown_grace;
+    let grace = ctx.settings().config.server.shutdown_grace;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(
             remaining = tracker.len(),

@@ -91,6 +91,20 @@ fn dir_size(p: &Path) -> u64 {
     total
 }
 
+/// Structure and every pack's data.
+fn check_all(
+    repo: &Repository,
+) -> Result<backupd::engine::check::CheckReport, backupd::engine::EngineError> {
+    check(
+        repo,
+        &CheckOptions {
+            read_data_percent: 100,
+        },
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+}
+
 fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     backupd_tests::pseudo_random_bytes(len, seed)
 }
@@ -229,15 +243,7 @@ fn damaged_packs_are_reported_and_restore_saves_the_rest() {
         .expect("write");
     }
     let out = f.backup();
-    let clean = check(
-        &f.repo,
-        &CheckOptions {
-            read_data_percent: 100,
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .expect("check");
+    let clean = check_all(&f.repo).expect("check");
     assert!(clean.is_clean(), "{:?}", clean.problems);
     assert!(clean.packs >= 2);
 
@@ -259,15 +265,7 @@ fn damaged_packs_are_reported_and_restore_saves_the_rest() {
         std::fs::write(&path, bytes).expect("write");
         packs.push(name);
     }
-    let report = check(
-        &f.repo,
-        &CheckOptions {
-            read_data_percent: 100,
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .expect("check");
+    let report = check_all(&f.repo).expect("check");
     assert!(!report.is_clean());
     assert_eq!(report.damaged_packs.len(), packs.len(), "{report:?}");
     let named_snapshot = report
@@ -372,15 +370,7 @@ fn forget_dry_run_matches_prune_and_the_repository_shrinks() {
     assert_eq!(done.removed, 30 - kept_plan.len());
     assert!(kept_plan.len() < 30 && kept_plan.len() >= 5);
     assert!(f.repo_bytes() < before, "prune shrinks the repository");
-    let report = check(
-        &f.repo,
-        &CheckOptions {
-            read_data_percent: 100,
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .expect("check");
+    let report = check_all(&f.repo).expect("check");
     assert!(report.is_clean(), "{:?}", report.problems);
     let (_, restored) = f.restore_to("after-prune", "latest");
     assert!(restored.failed.is_empty());
@@ -447,15 +437,7 @@ fn backup_concurrent_with_prune_completes_and_restores() {
         assert_eq!(ids.last(), Some(&out.id));
         assert!(ids.len() <= 2, "{ids:?}");
     });
-    let report = check(
-        &f.repo,
-        &CheckOptions {
-            read_data_percent: 100,
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .expect("check");
+    let report = check_all(&f.repo).expect("check");
     assert!(report.is_clean(), "{:?}", report.problems);
     let (target, restored) = f.restore_to("after-concurrent", "latest");
     assert!(restored.failed.is_empty(), "{:?}", restored.failed);

@@ -38,7 +38,7 @@ pub async fn serve(
         tracing::warn!("peer credentials unavailable; closing the connection");
         return;
     };
-    let server = ctx.config().server;
+    let server = ctx.settings().config.server.clone();
     let mut conn = Framed::new(stream, ServerCodec::new(server.max_frame_bytes));
 
     let hello = tokio::select! {
@@ -84,7 +84,7 @@ pub async fn serve(
     }
 
     loop {
-        let idle = ctx.config().server.idle_timeout;
+        let idle = ctx.settings().config.server.idle_timeout;
         let next = tokio::select! {
             _ = cancel.cancelled() => return,
             next = tokio::time::timeout(idle, conn.next()) => next,

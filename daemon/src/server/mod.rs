@@ -51,7 +51,7 @@ pub async fn serve(
                 Err(_) => {
                     tracker.spawn(connection::refuse_busy(
                         stream,
-                        ctx.config().server.max_connections,
+                        ctx.settings().config.server.max_connections,
                     ));
                 }
             },
