@@ -28,6 +28,7 @@ pub enum ConfigError {
 pub struct Config {
     pub daemon: DaemonConfig,
     pub server: ServerConfig,
+    pub queue: QueueConfig,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -74,6 +75,90 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             max_frame_bytes: crate::codec::DEFAULT_MAX_FRAME,
             shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The job queue. Durations are humantime strings such as "30s" or "2h".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Jobs run at once (1–8); `backupctl queue workers N` changes it until the next restart.
+    pub workers: u32,
+    /// A queued job gains one priority level per this much waiting, so low priority work cannot
+    /// starve.
+    #[serde(with = "humantime_serde")]
+    pub aging: Duration,
+    /// Retries after a retryable failure, before the job goes to the dead-letter queue.
+    pub retries: u32,
+    /// Delay before the first retry; it doubles for each further one (plus up to 25 % jitter).
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+    /// No retry delay grows beyond this.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Time one attempt may run before it is cancelled as timed out.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Per-kind timeouts overriding `timeout`.
+    pub timeouts: KindTimeouts,
+    /// Finished jobs kept for `queue history` and the analytics (dead letters are kept until
+    /// purged).
+    pub history_max_jobs: usize,
+    #[serde(with = "humantime_serde")]
+    pub history_max_age: Duration,
+    /// Job submissions per second each uid may make on average…
+    pub submit_rate: f64,
+    /// …and in a burst.
+    pub submit_burst: u32,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            aging: Duration::from_secs(600),
+            retries: 3,
+            backoff: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(3600),
+            timeout: Duration::from_secs(1800),
+            timeouts: KindTimeouts::default(),
+            history_max_jobs: 10_000,
+            history_max_age: Duration::from_secs(30 * 86_400),
+            submit_rate: 50.0,
+            submit_burst: 200,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct KindTimeouts {
+    #[serde(with = "humantime_serde")]
+    pub backup: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub restore: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub check: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub forget: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub rebuild_index: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub noop: Option<Duration>,
+}
+
+impl KindTimeouts {
+    /// The override for a kind, by its name (`JobKind::name`).
+    pub fn get(&self, kind: &str) -> Option<Duration> {
+        match kind {
+            "backup" => self.backup,
+            "restore" => self.restore,
+            "check" => self.check,
+            "forget" => self.forget,
+            "rebuild-index" => self.rebuild_index,
+            "noop" => self.noop,
+            _ => None,
         }
     }
 }
@@ -151,6 +236,57 @@ impl Config {
                 ));
             }
         }
+        let q = &self.queue;
+        if !(1..=8).contains(&q.workers) {
+            return Err(invalid(
+                "queue.workers",
+                format!("is {}; expected 1 to 8", q.workers),
+            ));
+        }
+        if q.retries > 100 {
+            return Err(invalid(
+                "queue.retries",
+                format!("is {}; expected 0 to 100", q.retries),
+            ));
+        }
+        if !(q.submit_rate.is_finite() && q.submit_rate > 0.0) {
+            return Err(invalid(
+                "queue.submit_rate",
+                format!(
+                    "is {}; expected a positive number per second",
+                    q.submit_rate
+                ),
+            ));
+        }
+        if q.submit_burst == 0 {
+            return Err(invalid(
+                "queue.submit_burst",
+                "is 0; expected at least 1".to_owned(),
+            ));
+        }
+        if q.backoff_max < q.backoff {
+            return Err(invalid(
+                "queue.backoff_max",
+                format!(
+                    "is {:?}, less than queue.backoff ({:?})",
+                    q.backoff_max, q.backoff
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("queue.aging", Some(q.aging)),
+            ("queue.timeout", Some(q.timeout)),
+            ("queue.timeouts.backup", q.timeouts.backup),
+            ("queue.timeouts.restore", q.timeouts.restore),
+            ("queue.timeouts.check", q.timeouts.check),
+            ("queue.timeouts.forget", q.timeouts.forget),
+            ("queue.timeouts.rebuild-index", q.timeouts.rebuild_index),
+            ("queue.timeouts.noop", q.timeouts.noop),
+        ] {
+            if value.is_some_and(|v| v < Duration::from_secs(1)) {
+                return Err(invalid(key, format!("is {value:?}; expected at least 1s")));
+            }
+        }
         if let Some(level) = &self.daemon.log_level {
             if level.trim().is_empty() {
                 return Err(invalid("daemon.log_level", "is empty".to_owned()));
@@ -202,6 +338,22 @@ mod tests {
         assert!(err.to_string().contains("server.socket_mode"), "{err}");
         let err = parse("[server]\nmax_connections = 0\n").expect_err("zero");
         assert!(err.to_string().contains("server.max_connections"), "{err}");
+        let err = parse("[queue]\nworkers = 9\n").expect_err("workers");
+        assert!(err.to_string().contains("queue.workers"), "{err}");
+        let err = parse("[queue.timeouts]\nbackup = \"10ms\"\n").expect_err("timeout");
+        assert!(err.to_string().contains("queue.timeouts.backup"), "{err}");
+    }
+
+    #[test]
+    fn queue_section_parses_per_kind_timeouts() {
+        let c = parse("[queue]\nworkers = 1\n[queue.timeouts]\nrebuild-index = \"2h\"\n")
+            .expect("parses");
+        assert_eq!(c.queue.workers, 1);
+        assert_eq!(
+            c.queue.timeouts.get("rebuild-index"),
+            Some(Duration::from_secs(7200))
+        );
+        assert_eq!(c.queue.timeouts.get("backup"), None);
     }
 
     #[test]

@@ -39,6 +39,110 @@ pub enum Command {
     Snapshots(SnapshotsArgs),
     /// Remove snapshots by a retention policy, optionally pruning unused data.
     Forget(ForgetArgs),
+    /// The job queue: submit, watch, cancel, retry.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Job transitions and progress as they happen.
+    Events(EventsArgs),
+}
+
+/// How a job runs; every command that submits a job takes these.
+#[derive(Debug, Args, Default, Clone)]
+pub struct JobArgs {
+    #[arg(long, value_enum, default_value_t = PriorityArg::Normal)]
+    pub priority: PriorityArg,
+    /// Time one attempt may take, e.g. `2h` (default: the daemon's queue.timeout).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// Retries after a retryable failure (default: the daemon's queue.retries).
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Delay before the first retry, doubling for each further one (default: queue.backoff).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub backoff: Option<Duration>,
+    /// Follow the job to its end (progress bar on a terminal) and exit with its result.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PriorityArg {
+    High,
+    #[default]
+    Normal,
+    Low,
+}
+
+#[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
+pub enum QueueCommand {
+    /// Submit a job of any kind.
+    #[command(subcommand)]
+    Add(AddCommand),
+    /// Jobs by state and priority, running jobs with progress, what runs next.
+    Status,
+    /// One job: arguments, state, attempts with their errors, result.
+    Job { id: u64 },
+    /// Cancel a queued or running job (a running one stops at its next safe point).
+    Cancel { id: u64 },
+    /// The dead-letter queue: jobs that failed for good.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Finished jobs, newest first.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show or set the number of jobs run at once (1-8, until the daemon restarts).
+    Workers {
+        #[arg(value_parser = clap::value_parser!(u32).range(1..=8))]
+        count: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AddCommand {
+    Backup(BackupArgs),
+    Restore(RestoreArgs),
+    Check(CheckArgs),
+    Forget(ForgetArgs),
+    RebuildIndex(RebuildArgs),
+    /// Wait, then succeed (or fail as asked): for probing the queue.
+    Noop(NoopArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    List,
+    /// Queue a dead-letter job again, with a fresh retry budget.
+    Retry {
+        id: u64,
+    },
+    /// Delete every dead-letter job.
+    Purge,
+}
+
+#[derive(Debug, Args)]
+pub struct NoopArgs {
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s", value_name = "DURATION")]
+    pub duration: Duration,
+    /// Fail the first N attempts (retryably, unless --permanent).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub fail_attempts: u32,
+    #[arg(long)]
+    pub permanent: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep streaming new events until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+    /// How many past events to show first.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub backlog: u32,
 }
 
 /// Where a repository passphrase comes from (never from the command line itself).
@@ -82,29 +186,34 @@ pub enum RepoCommand {
     /// List repositories.
     List,
     /// Check a repository's structure, and with --read-data its data.
-    Check {
-        #[arg(long)]
-        repo: Option<String>,
-        /// Decrypt and verify every pack.
-        #[arg(long, conflicts_with = "read_data_subset")]
-        read_data: bool,
-        /// Decrypt and verify this percentage of the packs.
-        #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(1..=100))]
-        read_data_subset: Option<u8>,
-        /// Show progress while waiting.
-        #[arg(long)]
-        wait: bool,
-    },
+    Check(CheckArgs),
     /// Rebuild the index from the packs alone (after losing or damaging index files).
-    RebuildIndex {
-        #[arg(long)]
-        repo: Option<String>,
-        #[arg(long)]
-        wait: bool,
-    },
+    RebuildIndex(RebuildArgs),
     /// Key management.
     #[command(subcommand)]
     Key(KeyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Decrypt and verify every pack.
+    #[arg(long, conflicts_with = "read_data_subset")]
+    pub read_data: bool,
+    /// Decrypt and verify this percentage of the packs.
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub read_data_subset: Option<u8>,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    #[arg(long)]
+    pub repo: Option<String>,
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,9 +256,8 @@ pub struct BackupArgs {
     /// Read every file even if unchanged since the last snapshot.
     #[arg(long)]
     pub force: bool,
-    /// Show a progress bar while waiting for the result.
-    #[arg(long)]
-    pub wait: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 #[derive(Debug, Args)]
@@ -169,8 +277,8 @@ pub struct RestoreArgs {
     /// Re-read restored files and compare them with the snapshot.
     #[arg(long)]
     pub verify: bool,
-    #[arg(long)]
-    pub wait: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 #[derive(Debug, Args)]
@@ -207,11 +315,11 @@ pub struct ForgetArgs {
     /// Delete data no remaining snapshot needs.
     #[arg(long)]
     pub prune: bool,
-    /// Only show what would be removed and which rule keeps what.
+    /// Only show what would be removed and which rule keeps what (implies --wait).
     #[arg(long)]
     pub dry_run: bool,
-    #[arg(long)]
-    pub wait: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,10 +2,9 @@
 
 use backupd_common::client::{ClientError, Connection};
 use backupd_common::protocol::{
-    BackupRequest, BackupResult, CheckResult, ForgetRequest, ForgetResult, HealthReport, Identity,
-    KeyExport, OperationProgress, Progress, RebuildResult, ReloadReport, RepoInfo, RepoRequest,
-    Request, Response, RestoreRequest, RestoreResult, Secret, SnapshotInfo, SnapshotsRequest,
-    SystemRequest,
+    HealthReport, Identity, JobEvent, JobId, JobInfo, JobSpec, KeyExport, OperationProgress,
+    Progress, QueueRequest, QueueStatus, ReloadReport, RepoInfo, RepoRequest, Request, Response,
+    Secret, SnapshotInfo, SnapshotsRequest, Submitted, SystemRequest,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -93,20 +92,6 @@ impl Client {
         }
     }
 
-    async fn operation(
-        &mut self,
-        request: Request,
-        mut on_progress: impl FnMut(OperationProgress),
-    ) -> Result<Response, ClientError> {
-        self.conn
-            .call_streaming(request, |p| {
-                if let Progress::Operation(o) = p {
-                    on_progress(o)
-                }
-            })
-            .await
-    }
-
     pub async fn repo_init(
         &mut self,
         name: String,
@@ -159,50 +144,6 @@ impl Client {
         }
     }
 
-    pub async fn check(
-        &mut self,
-        name: Option<String>,
-        read_data_percent: u8,
-        on_progress: impl FnMut(OperationProgress),
-    ) -> Result<CheckResult, ClientError> {
-        let request = Request::Repo(RepoRequest::Check {
-            name,
-            read_data_percent,
-        });
-        match self.operation(request, on_progress).await? {
-            Response::Check(c) => Ok(c),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    pub async fn backup(
-        &mut self,
-        request: BackupRequest,
-        on_progress: impl FnMut(OperationProgress),
-    ) -> Result<BackupResult, ClientError> {
-        match self
-            .operation(Request::Backup(request), on_progress)
-            .await?
-        {
-            Response::Backup(b) => Ok(b),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    pub async fn restore(
-        &mut self,
-        request: RestoreRequest,
-        on_progress: impl FnMut(OperationProgress),
-    ) -> Result<RestoreResult, ClientError> {
-        match self
-            .operation(Request::Restore(request), on_progress)
-            .await?
-        {
-            Response::Restore(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
-    }
-
     pub async fn snapshots(
         &mut self,
         request: SnapshotsRequest,
@@ -213,29 +154,109 @@ impl Client {
         }
     }
 
-    pub async fn forget(
-        &mut self,
-        request: ForgetRequest,
-        on_progress: impl FnMut(OperationProgress),
-    ) -> Result<ForgetResult, ClientError> {
-        match self
-            .operation(Request::Forget(request), on_progress)
-            .await?
-        {
-            Response::Forget(f) => Ok(f),
+    async fn queue(&mut self, request: QueueRequest) -> Result<Response, ClientError> {
+        self.conn.call(Request::Queue(request)).await
+    }
+
+    pub async fn submit(&mut self, spec: JobSpec) -> Result<Submitted, ClientError> {
+        match self.queue(QueueRequest::Submit(Box::new(spec))).await? {
+            Response::Submitted(s) => Ok(s),
             other => Err(unexpected(other)),
         }
     }
 
-    pub async fn rebuild_index(
+    /// Follows a job to its end, calling `on_progress` while it runs.
+    pub async fn wait(
         &mut self,
-        name: Option<String>,
-        on_progress: impl FnMut(OperationProgress),
-    ) -> Result<RebuildResult, ClientError> {
-        let request = Request::Repo(RepoRequest::RebuildIndex { name });
-        match self.operation(request, on_progress).await? {
-            Response::RebuildIndex(r) => Ok(r),
+        id: JobId,
+        mut on_progress: impl FnMut(OperationProgress),
+    ) -> Result<JobInfo, ClientError> {
+        let request = Request::Queue(QueueRequest::Wait { id });
+        let done = self
+            .conn
+            .call_streaming(request, |p| {
+                if let Progress::Operation(o) = p {
+                    on_progress(o)
+                }
+            })
+            .await?;
+        job(done)
+    }
+
+    pub async fn job(&mut self, id: JobId) -> Result<JobInfo, ClientError> {
+        job(self.queue(QueueRequest::Job { id }).await?)
+    }
+
+    pub async fn cancel(&mut self, id: JobId) -> Result<JobInfo, ClientError> {
+        job(self.queue(QueueRequest::Cancel { id }).await?)
+    }
+
+    pub async fn retry_dead_letter(&mut self, id: JobId) -> Result<JobInfo, ClientError> {
+        job(self.queue(QueueRequest::RetryDeadLetter { id }).await?)
+    }
+
+    pub async fn queue_status(&mut self) -> Result<QueueStatus, ClientError> {
+        match self.queue(QueueRequest::Status).await? {
+            Response::QueueStatus(s) => Ok(s),
             other => Err(unexpected(other)),
         }
+    }
+
+    pub async fn dead_letters(&mut self) -> Result<Vec<JobInfo>, ClientError> {
+        jobs(self.queue(QueueRequest::DeadLetters).await?)
+    }
+
+    pub async fn history(&mut self, limit: u32) -> Result<Vec<JobInfo>, ClientError> {
+        jobs(self.queue(QueueRequest::History { limit }).await?)
+    }
+
+    pub async fn purge_dead_letters(&mut self) -> Result<u64, ClientError> {
+        match self.queue(QueueRequest::PurgeDeadLetters).await? {
+            Response::Purged(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn workers(&mut self, count: Option<u32>) -> Result<u32, ClientError> {
+        match self.queue(QueueRequest::Workers { count }).await? {
+            Response::Workers(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Calls `each` with every event until the stream ends (never, with `follow`).
+    pub async fn events(
+        &mut self,
+        follow: bool,
+        backlog: u32,
+        mut each: impl FnMut(JobEvent),
+    ) -> Result<(), ClientError> {
+        let request = Request::Queue(QueueRequest::Events { follow, backlog });
+        let done = self
+            .conn
+            .call_streaming(request, |p| {
+                if let Progress::Event(e) = p {
+                    each(e)
+                }
+            })
+            .await?;
+        match done {
+            Response::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn job(response: Response) -> Result<JobInfo, ClientError> {
+    match response {
+        Response::Job(j) => Ok(*j),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn jobs(response: Response) -> Result<Vec<JobInfo>, ClientError> {
+    match response {
+        Response::Jobs(j) => Ok(j),
+        other => Err(unexpected(other)),
     }
 }

@@ -26,6 +26,8 @@ pub struct Context {
     pub state: State,
     /// Named repositories (blocking API: call from blocking threads).
     pub repos: Arc<crate::repo::registry::Registry>,
+    /// The job queue every long operation runs through.
+    pub queue: crate::queue::Queue,
     /// Cancelling it stops the daemon (SIGTERM, `system shutdown`).
     pub shutdown: CancellationToken,
     /// Every task the daemon spawns is tracked here so shutdown can drain them.
@@ -43,6 +45,7 @@ impl Context {
     pub fn new(
         settings: Settings,
         state: State,
+        queue: crate::queue::Queue,
         listener: &Listener,
         shutdown: CancellationToken,
         tasks: TaskTracker,
@@ -62,6 +65,7 @@ impl Context {
                 &settings.state_dir,
             )),
             state,
+            queue,
             shutdown,
             tasks,
             settings: RwLock::new(Arc::new(settings)),

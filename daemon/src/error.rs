@@ -7,6 +7,8 @@ use crate::server::listener::ListenError;
 use crate::state::StateError;
 use backupd_common::config::ConfigError;
 use backupd_common::error::{ErrorCode, ErrorReply};
+use backupd_common::protocol::JobState;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -34,13 +36,32 @@ pub enum Error {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("job {id} not found; `backupctl queue history` lists finished jobs")]
+    JobNotFound { id: u64 },
+    #[error("job {id} is {}, not {wanted}", state.as_str())]
+    JobState {
+        id: u64,
+        state: JobState,
+        wanted: &'static str,
+    },
+    #[error(
+        "uid {uid} submits jobs faster than queue.submit_rate allows; retry in {} ms",
+        retry_after.as_millis().max(1)
+    )]
+    RateLimited { uid: u32, retry_after: Duration },
+    #[error("{0} workers asked for; the queue runs 1 to 8")]
+    InvalidWorkers(u32),
+    #[error("noop job: attempt {attempt} fails as it was asked to ({})", if *retryable { "retryable" } else { "permanent" })]
+    PlannedFailure { attempt: u32, retryable: bool },
 }
 
 impl Error {
     /// Whether retrying the same operation later can succeed (the queue relies on this bit).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::ShuttingDown => true,
+            Self::ShuttingDown | Self::RateLimited { .. } => true,
+            Self::PlannedFailure { retryable, .. } => *retryable,
+            Self::JobNotFound { .. } | Self::JobState { .. } | Self::InvalidWorkers(_) => false,
             Self::State(e) => e.is_retryable(),
             Self::Engine(e) => e.is_retryable(),
             Self::Registry(RegistryError::Repo(e)) => e.is_retryable(),
@@ -71,8 +92,23 @@ impl Error {
             },
             Self::PermissionDenied { .. } => ErrorCode::PermissionDenied,
             Self::State(_) | Self::Listen(_) | Self::Internal(_) => ErrorCode::Internal,
+            Self::JobNotFound { .. } => ErrorCode::NotFound,
+            Self::JobState { .. } => ErrorCode::Conflict,
+            Self::RateLimited { .. } => ErrorCode::Busy,
+            Self::InvalidWorkers(_) => ErrorCode::InvalidArgument,
+            Self::PlannedFailure { retryable, .. } => {
+                if *retryable {
+                    ErrorCode::Unavailable
+                } else {
+                    ErrorCode::InvalidArgument
+                }
+            }
         };
-        ErrorReply::new(code, self.to_string())
+        let mut reply = ErrorReply::new(code, self.to_string());
+        if let Self::RateLimited { retry_after, .. } = self {
+            reply.retry_after_ms = Some(retry_after.as_millis().max(1) as u64);
+        }
+        reply
     }
 }
 
@@ -87,6 +123,8 @@ fn repo_code(e: &RepoError) -> ErrorCode {
             ErrorCode::NotFound
         }
         RepoError::Lock(_) => ErrorCode::Busy,
+        RepoError::Unreachable { .. } => ErrorCode::Unavailable,
+        RepoError::Backend(b) if b.is_unreachable() => ErrorCode::Unavailable,
         RepoError::Backend(b) if b.is_not_found() => ErrorCode::Unavailable,
         RepoError::Backend(_)
         | RepoError::MissingBlob { .. }

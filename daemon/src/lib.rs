@@ -10,6 +10,7 @@
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod queue;
 pub mod reload;
 pub mod repo;
 pub mod server;
@@ -39,14 +40,20 @@ pub async fn run(
     // Whatever happens from here on, the socket file we created goes away with us.
     let cleanup = listener.cleanup_guard();
     let state_dir = settings.state_dir.clone();
-    let state = tokio::task::spawn_blocking(move || State::open(&state_dir))
-        .await
-        .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
+    let queue_config = settings.config.queue.clone();
+    let (state, queue) = tokio::task::spawn_blocking(move || {
+        let state = State::open(&state_dir)?;
+        let queue = queue::Queue::open(&state, &queue_config)?;
+        Ok::<_, Error>((state, queue))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
 
     let tracker = TaskTracker::new();
     let ctx = Arc::new(Context::new(
         settings,
         state,
+        queue,
         &listener,
         cancel.clone(),
         tracker.clone(),
@@ -54,6 +61,7 @@ pub async fn run(
     ));
     tracker.spawn(systemd::watchdog(cancel.child_token()));
     tracker.spawn(reload::on_sighup(ctx.clone(), cancel.child_token()));
+    tracker.spawn(queue::worker::schedule(ctx.clone()));
 
     {
         let repos = ctx.repos.clone();

@@ -113,7 +113,7 @@ fn every_file_type_and_metadata_survives_backup_and_restore() {
         src.join("symlink").display()
     ));
 
-    let out = json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+    let out = json_ok(&d.ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]));
     assert!(
         out["skipped"].as_array().expect("skipped").is_empty(),
         "{out}"
@@ -129,6 +129,7 @@ fn every_file_type_and_metadata_survives_backup_and_restore() {
     let r = json_ok(&d.ctl(&[
         "--json",
         "restore",
+        "--wait",
         &format!("latest:{}", src.display()),
         "--target",
         target.to_str().expect("utf8"),
@@ -164,7 +165,7 @@ fn restore_never_writes_outside_the_target() {
     std::fs::create_dir_all(src.join("a")).expect("mkdir");
     std::fs::write(src.join("a/file"), b"content").expect("write");
     std::os::unix::fs::symlink("/etc", src.join("escape")).expect("symlink");
-    json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+    json_ok(&d.ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]));
     // The target already holds a symlink where the snapshot has a directory.
     let target = d.dir.path().join("target");
     let outside = d.dir.path().join("outside");
@@ -174,6 +175,7 @@ fn restore_never_writes_outside_the_target() {
     let out = d.ctl(&[
         "--json",
         "restore",
+        "--wait",
         &format!("latest:{}", src.display()),
         "--target",
         target.to_str().expect("utf8"),
@@ -279,6 +281,7 @@ fn lost_state_dir_repository_is_added_back_and_still_dedups() {
     json_ok(&d.ctl(&[
         "--json",
         "backup",
+        "--wait",
         "--repo",
         "main",
         src.to_str().expect("utf8"),
@@ -311,6 +314,7 @@ fn lost_state_dir_repository_is_added_back_and_still_dedups() {
     let b = json_ok(&d2.ctl(&[
         "--json",
         "backup",
+        "--wait",
         "--repo",
         "main",
         src.to_str().expect("utf8"),
@@ -325,6 +329,7 @@ fn lost_state_dir_repository_is_added_back_and_still_dedups() {
     json_ok(&d2.ctl(&[
         "--json",
         "restore",
+        "--wait",
         "--repo",
         "main",
         &format!("latest:{}", src.display()),
@@ -342,7 +347,7 @@ fn damaged_packs_are_named_by_check_and_restore_saves_the_rest() {
     for i in 0..30u64 {
         random_file(&src.join(format!("file{i:02}")), 1_200_000, i + 100);
     }
-    let b = json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+    let b = json_ok(&d.ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]));
     let snap = b["snapshot"].as_str().expect("id").to_owned();
     let repo = d.state_dir.join("repository");
     let packs: Vec<PathBuf> = listing(&repo.join("data"))
@@ -357,7 +362,7 @@ fn damaged_packs_are_named_by_check_and_restore_saves_the_rest() {
         bytes[at] ^= 0x55;
         std::fs::write(p, bytes).expect("write pack");
     }
-    let out = d.ctl(&["--json", "repo", "check", "--read-data"]);
+    let out = d.ctl(&["--json", "repo", "check", "--wait", "--read-data"]);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(
@@ -378,6 +383,7 @@ fn damaged_packs_are_named_by_check_and_restore_saves_the_rest() {
     let out = d.ctl(&[
         "--json",
         "restore",
+        "--wait",
         &format!("{}:{}", &snap[..10], src.display()),
         "--target",
         target.to_str().expect("utf8"),
@@ -412,7 +418,7 @@ fn kill_9_during_backup_leaves_a_repository_that_checks_clean() {
         state_dir: Some(state.clone()),
         ..Default::default()
     });
-    json_ok(&first.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+    json_ok(&first.ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]));
     drop(first);
     // Kill the daemon at several moments of a large backup; each time a new daemon on the same
     // state dir finds a repository that checks clean, restores the earlier snapshot and backs up.
@@ -448,7 +454,7 @@ fn kill_9_during_backup_leaves_a_repository_that_checks_clean() {
             state_dir: Some(state.clone()),
             ..Default::default()
         });
-        let check = d2.ctl(&["--json", "repo", "check", "--read-data"]);
+        let check = d2.ctl(&["--json", "repo", "check", "--wait", "--read-data"]);
         assert!(check.status.success(), "round {round}: {}", text(&check));
         let snaps = json_ok(&d2.ctl(&["--json", "snapshots"]));
         let oldest = snaps[0]["id"].as_str().expect("id").to_owned();
@@ -456,6 +462,7 @@ fn kill_9_during_backup_leaves_a_repository_that_checks_clean() {
         json_ok(&d2.ctl(&[
             "--json",
             "restore",
+            "--wait",
             &format!("{oldest}:{}/first", src.display()),
             "--target",
             target.to_str().expect("utf8"),
@@ -464,7 +471,7 @@ fn kill_9_during_backup_leaves_a_repository_that_checks_clean() {
             std::fs::read(target.join("first")).expect("restored"),
             std::fs::read(src.join("first")).expect("src")
         );
-        json_ok(&d2.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+        json_ok(&d2.ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]));
     }
 }
 
@@ -479,6 +486,7 @@ fn forget_dry_run_lists_decisions_and_prune_follows_them() {
         json_ok(&d.ctl(&[
             "--json",
             "backup",
+            "--wait",
             "--time",
             &t,
             src.to_str().expect("utf8"),
@@ -487,6 +495,7 @@ fn forget_dry_run_lists_decisions_and_prune_follows_them() {
     let plan = json_ok(&d.ctl(&[
         "--json",
         "forget",
+        "--wait",
         "--keep-last",
         "2",
         "--keep-daily",
@@ -515,6 +524,7 @@ fn forget_dry_run_lists_decisions_and_prune_follows_them() {
     let done = json_ok(&d.ctl(&[
         "--json",
         "forget",
+        "--wait",
         "--keep-last",
         "2",
         "--keep-daily",
@@ -535,7 +545,7 @@ fn forget_dry_run_lists_decisions_and_prune_follows_them() {
         done["prune"]["bytes_after"].as_u64() < done["prune"]["bytes_before"].as_u64(),
         "{done}"
     );
-    let check = d.ctl(&["repo", "check", "--read-data"]);
+    let check = d.ctl(&["repo", "check", "--wait", "--read-data"]);
     assert!(check.status.success(), "{}", text(&check));
 }
 
@@ -543,7 +553,7 @@ fn forget_dry_run_lists_decisions_and_prune_follows_them() {
 fn backup_of_a_missing_path_is_an_error_naming_it() {
     let d = TestDaemon::start();
     let missing = d.dir.path().join("no-such-dir");
-    let out = d.ctl(&["backup", missing.to_str().expect("utf8")]);
+    let out = d.ctl(&["backup", "--wait", missing.to_str().expect("utf8")]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no-such-dir"),
@@ -605,7 +615,7 @@ fn unreadable_files_are_skipped_named_and_make_the_backup_partial() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = ctl(&["--json", "backup", src.to_str().expect("utf8")]);
+    let out = ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]);
     let stop = ctl(&["system", "shutdown"]);
     let _ = daemon.wait();
     assert!(stop.status.success());
@@ -648,6 +658,7 @@ fn restore_include_and_exclude_select_files() {
     json_ok(&d.ctl(&[
         "--json",
         "backup",
+        "--wait",
         "--tag",
         "t1",
         src.to_str().expect("utf8"),
@@ -656,6 +667,7 @@ fn restore_include_and_exclude_select_files() {
     json_ok(&d.ctl(&[
         "--json",
         "restore",
+        "--wait",
         &format!("latest:{}", src.display()),
         "--target",
         target.to_str().expect("utf8"),
@@ -672,6 +684,7 @@ fn restore_include_and_exclude_select_files() {
     json_ok(&d.ctl(&[
         "--json",
         "restore",
+        "--wait",
         &format!("latest:{}", src.display()),
         "--target",
         target.to_str().expect("utf8"),
@@ -693,7 +706,7 @@ fn index_is_rebuilt_from_packs_after_index_files_are_lost_or_damaged() {
     std::fs::create_dir(&src).expect("mkdir");
     for i in 0..6u64 {
         random_file(&src.join(format!("f{i}")), 3 << 20, 300 + i);
-        json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+        json_ok(&d.ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]));
     }
     let index_dir = d.state_dir.join("repository/index");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&index_dir)
@@ -717,7 +730,7 @@ fn index_is_rebuilt_from_packs_after_index_files_are_lost_or_damaged() {
         state_dir: Some(d.state_dir.clone()),
         ..Default::default()
     });
-    let check = d2.ctl(&["--json", "repo", "check"]);
+    let check = d2.ctl(&["--json", "repo", "check", "--wait"]);
     assert_eq!(check.status.code(), Some(1), "{}", text(&check));
     assert!(
         String::from_utf8_lossy(&check.stdout).contains("rebuild-index"),
@@ -725,15 +738,16 @@ fn index_is_rebuilt_from_packs_after_index_files_are_lost_or_damaged() {
         text(&check)
     );
 
-    let r = json_ok(&d2.ctl(&["--json", "repo", "rebuild-index"]));
+    let r = json_ok(&d2.ctl(&["--json", "repo", "rebuild-index", "--wait"]));
     assert!(r["unreadable"].as_array().expect("list").is_empty(), "{r}");
     assert!(r["packs"].as_u64().expect("packs") >= 1, "{r}");
-    let check = d2.ctl(&["--json", "repo", "check", "--read-data"]);
+    let check = d2.ctl(&["--json", "repo", "check", "--wait", "--read-data"]);
     assert!(check.status.success(), "{}", text(&check));
     let target = d2.dir.path().join("restored");
     json_ok(&d2.ctl(&[
         "--json",
         "restore",
+        "--wait",
         &format!("latest:{}", src.display()),
         "--target",
         target.to_str().expect("utf8"),

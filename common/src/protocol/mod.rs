@@ -5,16 +5,18 @@
 //! Bincode encodes enum variants by index, so variants are only ever appended; changing the
 //! meaning or order of an existing variant requires a new [`PROTOCOL_VERSION`].
 
+pub mod queue;
 pub mod repo;
 
 use crate::error::ErrorReply;
 use crate::ids::RequestId;
+pub use queue::*;
 pub use repo::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Everything a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,7 +92,8 @@ impl Role {
     pub fn grants(self, permission: Permission) -> bool {
         match self {
             Self::Admin => true,
-            Self::Observer => matches!(permission, Permission::SystemRead),
+            // Observers watch: the daemon's health and the queue's state.
+            Self::Observer => matches!(permission, Permission::SystemRead | Permission::QueueRead),
         }
     }
 }
@@ -110,6 +113,10 @@ pub enum Permission {
     BackupRun,
     /// Restore snapshots to the file system.
     RestoreRun,
+    /// See the job queue: status, jobs, history, events.
+    QueueRead,
+    /// Cancel jobs, retry or purge dead letters, set the number of workers.
+    QueueAdmin,
 }
 
 impl Permission {
@@ -122,6 +129,8 @@ impl Permission {
             Self::RepoAdmin => "repo.admin",
             Self::BackupRun => "backup.run",
             Self::RestoreRun => "restore.run",
+            Self::QueueRead => "queue.read",
+            Self::QueueAdmin => "queue.admin",
         }
     }
 }
@@ -131,14 +140,10 @@ impl Permission {
 pub enum Request {
     System(SystemRequest),
     Repo(RepoRequest),
-    /// Streams `Progress::Operation`, then `Response::Backup`.
-    Backup(BackupRequest),
-    /// Streams `Progress::Operation`, then `Response::Restore`.
-    Restore(RestoreRequest),
     /// -> `Response::Snapshots`.
     Snapshots(SnapshotsRequest),
-    /// Streams `Progress::Operation` while pruning, then `Response::Forget`.
-    Forget(ForgetRequest),
+    /// Long work (backup, restore, check, forget, rebuild-index) runs as jobs of the queue.
+    Queue(QueueRequest),
 }
 
 impl Request {
@@ -147,9 +152,8 @@ impl Request {
         match self {
             Self::System(r) => r.permission(),
             Self::Repo(RepoRequest::List) | Self::Snapshots(_) => Permission::RepoRead,
-            Self::Repo(_) | Self::Forget(_) => Permission::RepoAdmin,
-            Self::Backup(_) => Permission::BackupRun,
-            Self::Restore(_) => Permission::RestoreRun,
+            Self::Repo(_) => Permission::RepoAdmin,
+            Self::Queue(r) => r.permission(),
         }
     }
 
@@ -161,12 +165,8 @@ impl Request {
             Self::Repo(RepoRequest::Add { .. }) => "repo add",
             Self::Repo(RepoRequest::List) => "repo list",
             Self::Repo(RepoRequest::KeyExport { .. }) => "repo key export",
-            Self::Repo(RepoRequest::Check { .. }) => "repo check",
-            Self::Repo(RepoRequest::RebuildIndex { .. }) => "repo rebuild-index",
-            Self::Backup(_) => "backup",
-            Self::Restore(_) => "restore",
             Self::Snapshots(_) => "snapshots",
-            Self::Forget(_) => "forget",
+            Self::Queue(r) => r.name(),
         }
     }
 }
@@ -223,6 +223,17 @@ pub enum Response {
     Snapshots(Vec<SnapshotInfo>),
     Forget(ForgetResult),
     RebuildIndex(RebuildResult),
+    Submitted(Submitted),
+    Job(Box<JobInfo>),
+    Jobs(Vec<JobInfo>),
+    QueueStatus(QueueStatus),
+    Workers(u32),
+    /// How many jobs were deleted.
+    Purged(u64),
+    /// What a noop job returns.
+    Noop {
+        slept_ms: u64,
+    },
 }
 
 /// Intermediate frames of streamed responses.
@@ -230,6 +241,7 @@ pub enum Response {
 pub enum Progress {
     Health(HealthReport),
     Operation(OperationProgress),
+    Event(JobEvent),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,14 +33,6 @@ pub enum RepoRequest {
     List,
     /// The stored passphrase, to back it up -> `Response::KeyExport`.
     KeyExport { name: String },
-    /// Streams `Progress::Operation`, then `Response::Check`.
-    Check {
-        name: Option<String>,
-        read_data_percent: u8,
-    },
-    /// Rebuild the index from the packs' own headers; streams `Progress::Operation`, then
-    /// `Response::RebuildIndex`.
-    RebuildIndex { name: Option<String> },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

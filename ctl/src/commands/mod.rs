@@ -1,7 +1,10 @@
 //! Runs a parsed command line; one file per command group.
 
-pub mod backup;
+pub mod jobs;
+pub mod queue;
 pub mod repo;
+pub mod results;
+pub mod snapshots;
 pub mod system;
 
 use crate::cli::{Cli, Command};
@@ -47,13 +50,18 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         .clone()
         .unwrap_or_else(backupd_common::paths::client_socket);
     // Local checks first: no daemon round trip for a bad command line.
-    let prepared = backup::prepare(&cli.command)?;
+    let job = jobs::prepare(&cli.command)?;
     let mut client = Client::connect(&socket).await?;
+    if let Some(job) = job {
+        return jobs::run(&mut client, job, out).await;
+    }
     match &cli.command {
         Command::System(cmd) => Ok(system::run(&mut client, cmd, out).await?),
         Command::Repo(cmd) => repo::run(&mut client, cmd, out).await,
-        Command::Backup(_) | Command::Restore(_) | Command::Snapshots(_) | Command::Forget(_) => {
-            backup::run(&mut client, &cli.command, prepared, out).await
-        }
+        Command::Snapshots(a) => snapshots::run(&mut client, a, out).await,
+        Command::Queue(cmd) => queue::run(&mut client, cmd, out).await,
+        Command::Events(a) => queue::events(&mut client, a, out).await,
+        // Submitted above.
+        Command::Backup(_) | Command::Restore(_) | Command::Forget(_) => Ok(ExitCode::Ok),
     }
 }

@@ -6,8 +6,7 @@ use crate::client::Client;
 use crate::exit::ExitCode;
 use crate::output::Output;
 use crate::password;
-use crate::progress::Bar;
-use backupd_common::protocol::{CheckResult, RepoInfo};
+use backupd_common::protocol::RepoInfo;
 
 fn repo_line(r: &RepoInfo) -> String {
     format!(
@@ -69,25 +68,6 @@ pub async fn run(
                 }
             });
         }
-        RepoCommand::RebuildIndex { repo, wait } => {
-            let mut bar = Bar::new(*wait);
-            let result = client.rebuild_index(repo.clone(), |p| bar.update(&p)).await;
-            bar.finish();
-            let r = result?;
-            out.value(&r, || {
-                let mut text = format!(
-                    "index rebuilt: {} packs, {} blobs; {} old index files replaced",
-                    r.packs, r.blobs, r.old_index_files
-                );
-                for (pack, why) in &r.unreadable {
-                    text.push_str(&format!("\nleft out pack {pack}: {why}"));
-                }
-                text
-            });
-            if !r.unreadable.is_empty() {
-                return Ok(ExitCode::Warning);
-            }
-        }
         RepoCommand::Key(KeyCommand::Export { name }) => {
             let key = client.key_export(name.clone()).await?;
             out.value(&key, || {
@@ -101,69 +81,8 @@ pub async fn run(
                 }
             });
         }
-        RepoCommand::Check {
-            repo,
-            read_data,
-            read_data_subset,
-            wait,
-        } => {
-            let pct = if *read_data {
-                100
-            } else {
-                read_data_subset.unwrap_or(0)
-            };
-            let mut bar = Bar::new(*wait);
-            let result = client.check(repo.clone(), pct, |p| bar.update(&p)).await;
-            bar.finish();
-            let report = result?;
-            out.value(&report, || check_text(&report));
-            if !report.problems.is_empty() {
-                return Ok(ExitCode::Warning);
-            }
-        }
+        // Submitted as jobs by `commands::jobs`.
+        RepoCommand::Check(_) | RepoCommand::RebuildIndex(_) => {}
     }
     Ok(ExitCode::Ok)
-}
-
-fn check_text(r: &CheckResult) -> String {
-    let mut text = format!(
-        "{} snapshots, {} trees, {} blobs in {} packs; {} packs read",
-        r.snapshots, r.trees, r.blobs, r.packs, r.packs_read
-    );
-    for note in &r.notes {
-        text.push_str(&format!("\nnote: {note}"));
-    }
-    if r.problems.is_empty() {
-        text.push_str("\nno problems found");
-    } else {
-        text.push_str(&format!(
-            "\n{} problems in {} damaged packs:",
-            r.problems.len(),
-            r.damaged_packs.len()
-        ));
-        for p in &r.problems {
-            text.push_str(&format!(
-                "\n  pack {} blob {}: {}",
-                p.pack
-                    .as_deref()
-                    .map(|s| &s[..s.len().min(12)])
-                    .unwrap_or("-"),
-                p.blob
-                    .as_deref()
-                    .map(|s| &s[..s.len().min(12)])
-                    .unwrap_or("-"),
-                p.message
-            ));
-            if !p.snapshots.is_empty() {
-                text.push_str(&format!("\n    snapshots: {}", p.snapshots.join(", ")));
-            }
-            for path in p.paths.iter().take(10) {
-                text.push_str(&format!("\n    {path}"));
-            }
-            if p.paths.len() > 10 {
-                text.push_str(&format!("\n    ... and {} more paths", p.paths.len() - 10));
-            }
-        }
-    }
-    text
 }

@@ -44,9 +44,17 @@ pub struct BackendError {
     pub source: io::Error,
 }
 
+/// The action of the error a backend reports when the repository directory itself is gone.
+const REACH: &str = "reach repository directory";
+
 impl BackendError {
     pub fn is_not_found(&self) -> bool {
         self.source.kind() == io::ErrorKind::NotFound
+    }
+
+    /// The repository directory is missing (moved, unmounted): it may come back.
+    pub fn is_unreachable(&self) -> bool {
+        self.action == REACH
     }
 }
 
@@ -130,6 +138,11 @@ impl LocalBackend {
                     .open(&temp)
             };
             let mut f = match open() {
+                // A missing repository is never recreated: writing into an empty stand-in would
+                // split the repository in two once the real one is back.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !self.root.is_dir() => {
+                    Err(e).map_err(err(REACH, &self.root))?
+                }
                 // Empty directories do not survive every copy (git, object stores): recreate.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     std::fs::DirBuilder::new()
@@ -270,6 +283,19 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_repository_directory_is_unreachable_and_not_recreated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create_layout().expect("layout");
+        std::fs::rename(dir.path().join("repo"), dir.path().join("moved")).expect("move");
+        let e = b
+            .write(FileKind::Snapshot, "abc", b"one")
+            .expect_err("repository is gone");
+        assert!(e.is_unreachable(), "{e}");
+        assert!(!dir.path().join("repo").exists());
+    }
 
     #[test]
     fn write_is_atomic_and_listed_without_temp_files() {

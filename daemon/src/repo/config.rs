@@ -18,6 +18,9 @@ pub struct RepoConfig {
 
 pub fn read_config(backend: &LocalBackend) -> Result<RepoConfig> {
     let path = backend.root().to_owned();
+    if !path.is_dir() {
+        return Err(RepoError::Unreachable { path });
+    }
     let bytes =
         backend
             .read(FileKind::Config, "config")

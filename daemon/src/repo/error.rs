@@ -53,6 +53,11 @@ pub enum RepoError {
         name: String,
         reason: String,
     },
+    #[error(
+        "repository {path} is unreachable: the directory does not exist (moved, deleted or not \
+         mounted?); jobs retry until it is back"
+    )]
+    Unreachable { path: PathBuf },
     #[error("snapshot {prefix:?} not found")]
     SnapshotNotFound { prefix: String },
     #[error("snapshot prefix {prefix:?} is ambiguous; give more digits")]
@@ -63,8 +68,8 @@ impl RepoError {
     /// Whether trying again later can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Lock(lock::LockError::Busy { .. }) => true,
-            Self::Backend(e) => !e.is_not_found(),
+            Self::Lock(lock::LockError::Busy { .. }) | Self::Unreachable { .. } => true,
+            Self::Backend(e) => !e.is_not_found() || e.is_unreachable(),
             _ => false,
         }
     }

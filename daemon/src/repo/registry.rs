@@ -119,7 +119,8 @@ impl Registry {
         Ok(out)
     }
 
-    fn entry(&self, name: Option<&str>) -> Result<RepoEntry, RegistryError> {
+    /// The registered repository a name refers to (`None`: the default one).
+    pub fn entry(&self, name: Option<&str>) -> Result<RepoEntry, RegistryError> {
         self.wait_settled();
         let all = self.list_now()?;
         let found = match name {
@@ -374,6 +375,14 @@ impl Registry {
     /// Opens (or returns the cached) repository; `None` means the default one.
     pub fn open(&self, name: Option<&str>) -> Result<(RepoEntry, Arc<Repository>), RegistryError> {
         let entry = self.entry(name)?;
+        if !entry.path.is_dir() {
+            // Forget the open handle: what comes back at that path is opened afresh.
+            self.open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&entry.name);
+            return Err(RepoError::Unreachable { path: entry.path }.into());
+        }
         if let Some(r) = self
             .open
             .lock()

@@ -9,9 +9,7 @@ pub async fn dispatch(ctx: &Arc<Context>, identity: &Identity, request: Request)
     match request {
         Request::System(r) => handlers::system::handle(ctx, identity, r).await,
         Request::Repo(r) => handlers::repo::handle(ctx, r).await,
-        Request::Backup(r) => handlers::backup::backup_request(ctx, r),
-        Request::Snapshots(r) => handlers::backup::snapshots(ctx, r).await,
-        Request::Restore(r) => handlers::restore::restore_request(ctx, r),
-        Request::Forget(r) => handlers::restore::forget_request(ctx, r),
+        Request::Snapshots(r) => handlers::snapshots::snapshots(ctx, r).await,
+        Request::Queue(r) => handlers::queue::handle(ctx, identity, r).await,
     }
 }

@@ -1,10 +1,9 @@
 //! Request handlers, one file per command group. A handler returns an [`Outcome`]: the reply
 //! (single or streamed) and, for shutdown, what to do once the reply is out.
 
-pub mod backup;
-pub mod operation;
+pub mod queue;
 pub mod repo;
-pub mod restore;
+pub mod snapshots;
 pub mod system;
 
 use crate::error::Error;
@@ -59,4 +58,15 @@ impl Outcome {
             Err(e) => Self::err(&e),
         }
     }
+}
+
+/// Runs a short blocking call (registry lookups, listing) off the async workers.
+pub async fn blocking<T, F>(f: F) -> Result<T, Error>
+where
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::Internal(format!("blocking task failed: {e}"))))
 }

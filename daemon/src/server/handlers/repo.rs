@@ -1,22 +1,11 @@
-//! `repo` group: init, add, list, key export, check.
+//! `repo` group: init, add, list, key export. (Check and rebuild-index run as queue jobs.)
 
-use super::operation::{blocking, stream};
-use super::Outcome;
+use super::{blocking, Outcome};
 use crate::context::Context;
-use crate::engine::check::{check, CheckOptions, CheckReport};
-use crate::engine::rebuild::rebuild_index;
+use crate::queue::exec::path_of;
 use crate::repo::registry::{Registry, RepoEntry};
-use backupd_common::protocol::{
-    CheckProblem, CheckResult, KeyExport, RebuildResult, RepoInfo, RepoRequest, Response,
-};
-use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
-use std::path::PathBuf;
+use backupd_common::protocol::{KeyExport, RepoInfo, RepoRequest, Response};
 use std::sync::Arc;
-
-pub fn path_of(bytes: Vec<u8>) -> PathBuf {
-    PathBuf::from(OsString::from_vec(bytes))
-}
 
 fn info(registry: &Registry, entry: &RepoEntry) -> RepoInfo {
     let opened = registry.open(Some(&entry.name)).ok();
@@ -82,44 +71,5 @@ pub async fn handle(ctx: &Arc<Context>, request: RepoRequest) -> Outcome {
             })
             .await,
         ),
-        RepoRequest::RebuildIndex { name } => stream(ctx, move |progress, cancel| {
-            let (_, repo) = registry.open(name.as_deref())?;
-            let r = rebuild_index(&repo, progress, cancel)?;
-            tracing::info!(packs = r.packs, blobs = r.blobs, unreadable = r.unreadable.len(), "index rebuilt");
-            Ok(Response::RebuildIndex(RebuildResult {
-                packs: r.packs,
-                blobs: r.blobs,
-                unreadable: r.unreadable,
-                old_index_files: r.old_index_files,
-            }))
-        }),
-        RepoRequest::Check { name, read_data_percent } => stream(ctx, move |progress, cancel| {
-            let (_, repo) = registry.open(name.as_deref())?;
-            let report = check(&repo, &CheckOptions { read_data_percent }, progress, cancel)?;
-            Ok(Response::Check(check_result(report)))
-        }),
-    }
-}
-
-fn check_result(r: CheckReport) -> CheckResult {
-    CheckResult {
-        snapshots: r.snapshots as u64,
-        trees: r.trees as u64,
-        blobs: r.blobs as u64,
-        packs: r.packs as u64,
-        packs_read: r.packs_read as u64,
-        damaged_packs: r.damaged_packs,
-        problems: r
-            .problems
-            .into_iter()
-            .map(|p| CheckProblem {
-                message: p.message,
-                pack: p.pack,
-                blob: p.blob,
-                snapshots: p.snapshots,
-                paths: p.paths,
-            })
-            .collect(),
-        notes: r.notes,
     }
 }

@@ -1,0 +1,362 @@
+//! The job queue's messages: what a job is, its life cycle, and the requests that drive it.
+//!
+//! A job's record ([`JobInfo`]) is also what the daemon persists, so it carries everything needed
+//! to run the job again after a restart.
+
+use super::{
+    BackupRequest, ForgetRequest, OperationProgress, Permission, Response, RestoreRequest,
+};
+use crate::error::ErrorReply;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Job ids are assigned by the daemon in submission order, starting at 1.
+pub type JobId = u64;
+
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    #[default]
+    Normal,
+    Low,
+}
+
+impl Priority {
+    /// 0 runs first.
+    pub fn rank(self) -> u32 {
+        match self {
+            Self::High => 0,
+            Self::Normal => 1,
+            Self::Low => 2,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Normal => "normal",
+            Self::Low => "low",
+        }
+    }
+
+    pub const ALL: [Priority; 3] = [Self::High, Self::Normal, Self::Low];
+}
+
+/// Where a job is in its life:
+/// `queued → running → succeeded | retry-wait → queued | dead-letter | cancelled | timed-out`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    Queued,
+    Running,
+    /// Failed with a retryable error; queued again at `JobInfo::not_before_ns`.
+    RetryWait,
+    Succeeded,
+    /// Failed permanently or out of retries; `queue dlq retry` runs it again.
+    DeadLetter,
+    Cancelled,
+    TimedOut,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::RetryWait => "retry-wait",
+            Self::Succeeded => "succeeded",
+            Self::DeadLetter => "dead-letter",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed-out",
+        }
+    }
+
+    /// No further transition happens without a user asking (`dlq retry`).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::DeadLetter | Self::Cancelled | Self::TimedOut
+        )
+    }
+
+    pub const ALL: [JobState; 7] = [
+        Self::Queued,
+        Self::Running,
+        Self::RetryWait,
+        Self::Succeeded,
+        Self::DeadLetter,
+        Self::Cancelled,
+        Self::TimedOut,
+    ];
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRequest {
+    pub repo: Option<String>,
+    /// 0: structure only; 1–100: decrypt and verify that share of the packs.
+    pub read_data_percent: u8,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildIndexRequest {
+    pub repo: Option<String>,
+}
+
+/// Waits, then succeeds: for probing the queue and for tests. It can be told to fail its first
+/// `fail_attempts` attempts, retryably or (with `permanent`) not.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoopRequest {
+    pub duration: Duration,
+    pub fail_attempts: u32,
+    pub permanent: bool,
+}
+
+/// What a job does, with the arguments the engine needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum JobKind {
+    Backup(BackupRequest),
+    Restore(RestoreRequest),
+    Check(CheckRequest),
+    Forget(ForgetRequest),
+    RebuildIndex(RebuildIndexRequest),
+    Noop(NoopRequest),
+}
+
+impl JobKind {
+    /// The kind's name as users type it (`queue add NAME`) and as config keys spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Backup(_) => "backup",
+            Self::Restore(_) => "restore",
+            Self::Check(_) => "check",
+            Self::Forget(_) => "forget",
+            Self::RebuildIndex(_) => "rebuild-index",
+            Self::Noop(_) => "noop",
+        }
+    }
+
+    /// The permission submitting this kind needs.
+    pub fn permission(&self) -> Permission {
+        match self {
+            Self::Backup(_) | Self::Noop(_) => Permission::BackupRun,
+            Self::Restore(_) => Permission::RestoreRun,
+            Self::Check(_) | Self::Forget(_) | Self::RebuildIndex(_) => Permission::RepoAdmin,
+        }
+    }
+
+    /// The repository the job works on (`None`: the default one), if any.
+    pub fn repo(&self) -> Option<Option<&str>> {
+        match self {
+            Self::Backup(r) => Some(r.repo.as_deref()),
+            Self::Restore(r) => Some(r.repo.as_deref()),
+            Self::Check(r) => Some(r.repo.as_deref()),
+            Self::Forget(r) => Some(r.repo.as_deref()),
+            Self::RebuildIndex(r) => Some(r.repo.as_deref()),
+            Self::Noop(_) => None,
+        }
+    }
+
+    /// The repository field, for the daemon to pin the name it resolved at submission.
+    pub fn repo_mut(&mut self) -> Option<&mut Option<String>> {
+        match self {
+            Self::Backup(r) => Some(&mut r.repo),
+            Self::Restore(r) => Some(&mut r.repo),
+            Self::Check(r) => Some(&mut r.repo),
+            Self::Forget(r) => Some(&mut r.repo),
+            Self::RebuildIndex(r) => Some(&mut r.repo),
+            Self::Noop(_) => None,
+        }
+    }
+}
+
+/// Per-job settings; `None` takes the daemon's configured default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOptions {
+    pub priority: Priority,
+    pub timeout: Option<Duration>,
+    pub retries: Option<u32>,
+    /// Delay before the first retry; each further retry doubles it (plus up to 25 % jitter).
+    pub backoff: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub kind: JobKind,
+    pub options: JobOptions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttemptOutcome {
+    Running,
+    Succeeded,
+    Failed,
+    /// The daemon stopped (or crashed) while it ran; does not count against the retries.
+    Interrupted,
+    Cancelled,
+    TimedOut,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: u32,
+    pub started_ns: i64,
+    pub finished_ns: Option<i64>,
+    pub outcome: AttemptOutcome,
+    pub error: Option<ErrorReply>,
+    /// After a retryable failure: how long the job waited before the next attempt.
+    pub retry_in_ms: Option<u64>,
+}
+
+/// A job as the daemon keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub id: JobId,
+    pub kind: JobKind,
+    pub priority: Priority,
+    pub state: JobState,
+    /// The caller that submitted it (uid from SO_PEERCRED).
+    pub submitter_uid: u32,
+    /// Effective limits (the job's options or the configured defaults).
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub backoff_ms: u64,
+    pub submitted_ns: i64,
+    /// Start of the latest attempt.
+    pub started_ns: Option<i64>,
+    /// When the job reached a final state.
+    pub finished_ns: Option<i64>,
+    /// In `retry-wait`: when it becomes runnable again.
+    pub not_before_ns: Option<i64>,
+    pub attempts: Vec<Attempt>,
+    /// Failed attempts before this index do not count against `retries` (set by `dlq retry`).
+    pub retry_base: u32,
+    /// Further submissions merged into this one while it was queued.
+    pub coalesced: u32,
+    /// A cancellation was asked for while it ran; it stops at its next safe point.
+    pub cancel_requested: bool,
+    /// Latest progress sample while running (not persisted between transitions).
+    pub progress: Option<OperationProgress>,
+    pub result: Option<Response>,
+    /// The error that ended the job (dead-letter) or the last retryable one (retry-wait).
+    pub error: Option<ErrorReply>,
+}
+
+impl JobInfo {
+    /// Failed attempts that count against the retries.
+    pub fn failures(&self) -> u32 {
+        self.attempts
+            .iter()
+            .skip(self.retry_base as usize)
+            .filter(|a| a.outcome == AttemptOutcome::Failed)
+            .count() as u32
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    pub id: JobId,
+    /// An equal job was already queued; this submission was merged into it.
+    pub coalesced: bool,
+    pub state: JobState,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    pub workers: u32,
+    /// Jobs per state and priority, zeros left out.
+    pub counts: Vec<StateCount>,
+    pub running: Vec<JobInfo>,
+    /// Jobs waiting to run, in the order they would start now.
+    pub next: Vec<JobInfo>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCount {
+    pub state: JobState,
+    pub priority: Priority,
+    pub count: u64,
+}
+
+/// A job's transition (`from` → `state`) or, with `progress`, a progress sample of a running job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    /// Increases by one per event since the daemon started.
+    pub seq: u64,
+    pub time_ns: i64,
+    pub job: JobId,
+    pub kind: String,
+    pub priority: Priority,
+    pub from: Option<JobState>,
+    pub state: JobState,
+    pub attempt: u32,
+    pub progress: Option<OperationProgress>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum QueueRequest {
+    /// -> [`Response::Submitted`], or `Busy` (with `retry_after_ms`) over the submission rate.
+    Submit(Box<JobSpec>),
+    /// -> [`Response::QueueStatus`].
+    Status,
+    /// -> [`Response::Job`].
+    Job { id: JobId },
+    /// Streams `Progress::Operation` while the job runs, then [`Response::Job`] once it is final.
+    Wait { id: JobId },
+    /// -> [`Response::Job`]: a queued job is cancelled at once; a running one stops at its next
+    /// safe point, and the reply waits (up to 10 s) for that.
+    Cancel { id: JobId },
+    /// -> [`Response::Jobs`]: the dead-letter queue, oldest first.
+    DeadLetters,
+    /// Queue a dead-letter job again with a fresh retry budget -> [`Response::Job`].
+    RetryDeadLetter { id: JobId },
+    /// Delete every dead-letter job -> [`Response::Purged`].
+    PurgeDeadLetters,
+    /// -> [`Response::Jobs`]: finished jobs, newest first.
+    History { limit: u32 },
+    /// Set the number of workers (1–8) when `Some`; -> [`Response::Workers`].
+    Workers { count: Option<u32> },
+    /// Streams `Progress::Event` (the last `backlog` events first); with `follow` until the
+    /// client goes away, else then [`Response::Done`].
+    Events { follow: bool, backlog: u32 },
+}
+
+impl QueueRequest {
+    pub fn permission(&self) -> Permission {
+        match self {
+            Self::Submit(spec) => spec.kind.permission(),
+            Self::Status
+            | Self::Job { .. }
+            | Self::Wait { .. }
+            | Self::DeadLetters
+            | Self::History { .. }
+            | Self::Events { .. }
+            | Self::Workers { count: None } => Permission::QueueRead,
+            Self::Cancel { .. }
+            | Self::RetryDeadLetter { .. }
+            | Self::PurgeDeadLetters
+            | Self::Workers { count: Some(_) } => Permission::QueueAdmin,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Submit(_) => "queue add",
+            Self::Status => "queue status",
+            Self::Job { .. } => "queue job",
+            Self::Wait { .. } => "queue wait",
+            Self::Cancel { .. } => "queue cancel",
+            Self::DeadLetters => "queue dlq list",
+            Self::RetryDeadLetter { .. } => "queue dlq retry",
+            Self::PurgeDeadLetters => "queue dlq purge",
+            Self::History { .. } => "queue history",
+            Self::Workers { .. } => "queue workers",
+            Self::Events { .. } => "events",
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Commands that submit a job (`backup`, `restore`, `forget`, `repo check`,
+//! `repo rebuild-index`, `queue add KIND`): the request is built and checked locally, submitted,
+//! and with `--wait` followed to its end.
+
+use super::{abs_bytes, results, Failure};
+use crate::cli::{
+    AddCommand, BackupArgs, CheckArgs, Command, ForgetArgs, JobArgs, NoopArgs, PriorityArg,
+    QueueCommand, RebuildArgs, RepoCommand, RestoreArgs,
+};
+use crate::client::Client;
+use crate::exit::ExitCode;
+use crate::output::Output;
+use crate::progress::Bar;
+use backupd_common::client::ClientError;
+use backupd_common::error::{ErrorCode, ErrorReply};
+use backupd_common::protocol::{
+    BackupRequest, CheckRequest, ForgetRequest, JobInfo, JobKind, JobOptions, JobSpec, JobState,
+    NoopRequest, Priority, RebuildIndexRequest, RestoreRequest,
+};
+use std::time::UNIX_EPOCH;
+
+/// A job built from the command line, before connecting.
+#[derive(Debug)]
+pub struct Prepared {
+    pub spec: JobSpec,
+    pub wait: bool,
+}
+
+/// The job a command line submits, if it submits one.
+pub fn prepare(command: &Command) -> Result<Option<Prepared>, Failure> {
+    let (kind, args) = match command {
+        Command::Backup(a) => (backup(a)?, &a.job),
+        Command::Restore(a) => (restore(a)?, &a.job),
+        Command::Forget(a) => (forget(a)?, &a.job),
+        Command::Repo(RepoCommand::Check(a)) => (check(a), &a.job),
+        Command::Repo(RepoCommand::RebuildIndex(a)) => (rebuild(a), &a.job),
+        Command::Queue(QueueCommand::Add(add)) => match add {
+            AddCommand::Backup(a) => (backup(a)?, &a.job),
+            AddCommand::Restore(a) => (restore(a)?, &a.job),
+            AddCommand::Check(a) => (check(a), &a.job),
+            AddCommand::Forget(a) => (forget(a)?, &a.job),
+            AddCommand::RebuildIndex(a) => (rebuild(a), &a.job),
+            AddCommand::Noop(a) => (noop(a), &a.job),
+        },
+        _ => return Ok(None),
+    };
+    // A dry run's output is the point of it.
+    let wait = args.wait || matches!(&kind, JobKind::Forget(f) if f.dry_run);
+    Ok(Some(Prepared {
+        spec: JobSpec {
+            kind,
+            options: options(args),
+        },
+        wait,
+    }))
+}
+
+fn options(a: &JobArgs) -> JobOptions {
+    JobOptions {
+        priority: match a.priority {
+            PriorityArg::High => Priority::High,
+            PriorityArg::Normal => Priority::Normal,
+            PriorityArg::Low => Priority::Low,
+        },
+        timeout: a.timeout,
+        retries: a.retries,
+        backoff: a.backoff,
+    }
+}
+
+fn parse_time(text: &str) -> Result<i64, Failure> {
+    if let Ok(secs) = text.parse::<i64>() {
+        return Ok(secs.saturating_mul(1_000_000_000));
+    }
+    let t = humantime::parse_rfc3339_weak(text).map_err(|e| {
+        Failure::Usage(format!(
+            "--time {text:?}: {e}; use RFC 3339 (2024-05-01T12:00:00Z) or Unix seconds"
+        ))
+    })?;
+    let d = t
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| Failure::Usage(format!("--time {text:?} is before 1970")))?;
+    Ok(d.as_nanos() as i64)
+}
+
+fn backup(a: &BackupArgs) -> Result<JobKind, Failure> {
+    Ok(JobKind::Backup(BackupRequest {
+        repo: a.repo.clone(),
+        paths: a
+            .paths
+            .iter()
+            .map(|p| abs_bytes(p))
+            .collect::<Result<_, _>>()?,
+        excludes: a.exclude.clone(),
+        exclude_files: a
+            .exclude_file
+            .iter()
+            .map(|p| abs_bytes(p))
+            .collect::<Result<_, _>>()?,
+        exclude_caches: a.exclude_caches,
+        one_file_system: a.one_file_system,
+        tags: a.tag.clone(),
+        host: a.host.clone(),
+        time_ns: a.time.as_deref().map(parse_time).transpose()?,
+        force: a.force,
+    }))
+}
+
+fn restore(a: &RestoreArgs) -> Result<JobKind, Failure> {
+    let (snapshot, subpath) = match a.snapshot.split_once(':') {
+        Some((s, p)) if !p.is_empty() => (s.to_owned(), Some(p.as_bytes().to_vec())),
+        Some((s, _)) => (s.to_owned(), None),
+        None => (a.snapshot.clone(), None),
+    };
+    if let Some(p) = &subpath {
+        if !p.starts_with(b"/") {
+            return Err(Failure::Usage(format!(
+                "{:?}: the path inside the snapshot must be absolute",
+                String::from_utf8_lossy(p)
+            )));
+        }
+    }
+    Ok(JobKind::Restore(RestoreRequest {
+        repo: a.repo.clone(),
+        snapshot,
+        subpath,
+        target: abs_bytes(&a.target)?,
+        includes: a.include.clone(),
+        excludes: a.exclude.clone(),
+        verify: a.verify,
+    }))
+}
+
+fn forget(a: &ForgetArgs) -> Result<JobKind, Failure> {
+    let r = ForgetRequest {
+        repo: a.repo.clone(),
+        keep_last: a.keep_last,
+        keep_hourly: a.keep_hourly,
+        keep_daily: a.keep_daily,
+        keep_weekly: a.keep_weekly,
+        keep_monthly: a.keep_monthly,
+        keep_yearly: a.keep_yearly,
+        keep_within: a.keep_within,
+        prune: a.prune,
+        dry_run: a.dry_run,
+    };
+    let any_count = [
+        r.keep_last,
+        r.keep_hourly,
+        r.keep_daily,
+        r.keep_weekly,
+        r.keep_monthly,
+        r.keep_yearly,
+    ]
+    .iter()
+    .any(|n| *n > 0);
+    if !any_count && r.keep_within.is_none() {
+        return Err(Failure::Usage(
+            "forget needs at least one --keep-* rule (it never removes every snapshot)".into(),
+        ));
+    }
+    Ok(JobKind::Forget(r))
+}
+
+fn check(a: &CheckArgs) -> JobKind {
+    JobKind::Check(CheckRequest {
+        repo: a.repo.clone(),
+        read_data_percent: if a.read_data {
+            100
+        } else {
+            a.read_data_subset.unwrap_or(0)
+        },
+    })
+}
+
+fn rebuild(a: &RebuildArgs) -> JobKind {
+    JobKind::RebuildIndex(RebuildIndexRequest {
+        repo: a.repo.clone(),
+    })
+}
+
+fn noop(a: &NoopArgs) -> JobKind {
+    JobKind::Noop(NoopRequest {
+        duration: a.duration,
+        fail_attempts: a.fail_attempts,
+        permanent: a.permanent,
+    })
+}
+
+/// Submits the job; with `wait`, follows it and exits as the job ended.
+pub async fn run(client: &mut Client, p: Prepared, out: &Output) -> Result<ExitCode, Failure> {
+    let kind = p.spec.kind.name();
+    let submitted = client.submit(p.spec).await?;
+    if !p.wait {
+        out.value(&submitted, || {
+            if submitted.coalesced {
+                format!(
+                    "job {} (an equal {kind} already queued) will cover this request",
+                    submitted.id
+                )
+            } else {
+                format!(
+                    "job {} queued ({kind}); follow it with `backupctl queue job {}` or submit \
+                     with --wait",
+                    submitted.id, submitted.id
+                )
+            }
+        });
+        return Ok(ExitCode::Ok);
+    }
+    let mut bar = Bar::new(true);
+    let job = client
+        .wait(submitted.id, |progress| bar.update(&progress))
+        .await;
+    bar.finish();
+    ended(&job?, out)
+}
+
+/// Reports how a job ended and returns the exit code it means.
+pub fn ended(job: &JobInfo, out: &Output) -> Result<ExitCode, Failure> {
+    let failed = |code: ErrorCode, message: String| {
+        Err(Failure::Client(ClientError::Remote(ErrorReply::new(
+            code, message,
+        ))))
+    };
+    let tries = |j: &JobInfo| match j.attempts.len() {
+        1 => "1 attempt".to_owned(),
+        n => format!("{n} attempts"),
+    };
+    match job.state {
+        JobState::Succeeded => match &job.result {
+            Some(result) => Ok(results::print(job.id, result, out)),
+            None => failed(
+                ErrorCode::Internal,
+                format!("job {} succeeded without a result", job.id),
+            ),
+        },
+        JobState::DeadLetter => {
+            let e = job
+                .error
+                .clone()
+                .unwrap_or_else(|| ErrorReply::new(ErrorCode::Internal, "no error recorded"));
+            failed(
+                e.code,
+                format!(
+                    "job {} ({}) failed after {}: {}; it is in the dead-letter queue (`backupctl \
+                     queue dlq retry {}` runs it again)",
+                    job.id,
+                    job.kind.name(),
+                    tries(job),
+                    e.message,
+                    job.id
+                ),
+            )
+        }
+        JobState::Cancelled => failed(
+            ErrorCode::Conflict,
+            format!("job {} ({}) was cancelled", job.id, job.kind.name()),
+        ),
+        JobState::TimedOut => {
+            let message = job
+                .error
+                .as_ref()
+                .map(|e| e.message.clone())
+                .unwrap_or_default();
+            failed(ErrorCode::Timeout, message)
+        }
+        state => failed(
+            ErrorCode::Internal,
+            format!("job {} is still {}", job.id, state.as_str()),
+        ),
+    }
+}

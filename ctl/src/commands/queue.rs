@@ -1,0 +1,269 @@
+//! `backupctl queue ...` (except `queue add`, which `jobs` handles) and `backupctl events`.
+
+use super::Failure;
+use crate::cli::{DlqCommand, EventsArgs, QueueCommand};
+use crate::client::Client;
+use crate::exit::ExitCode;
+use crate::output::Output;
+use crate::progress::bytes;
+use backupd_common::protocol::{JobEvent, JobInfo, JobKind, OperationProgress, QueueStatus};
+use std::time::{Duration, UNIX_EPOCH};
+
+fn time(ns: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// What the job works on, in a few words.
+fn target(kind: &JobKind) -> String {
+    let repo = |r: &Option<String>| r.clone().unwrap_or_else(|| "default".into());
+    match kind {
+        JobKind::Backup(r) => format!(
+            "{} -> {}",
+            r.paths
+                .iter()
+                .map(|p| lossy(p))
+                .collect::<Vec<_>>()
+                .join(" "),
+            repo(&r.repo)
+        ),
+        JobKind::Restore(r) => format!("{}:{} -> {}", repo(&r.repo), r.snapshot, lossy(&r.target)),
+        JobKind::Check(r) => format!("{} (read data {}%)", repo(&r.repo), r.read_data_percent),
+        JobKind::Forget(r) => format!(
+            "{}{}{}",
+            repo(&r.repo),
+            if r.prune { " --prune" } else { "" },
+            if r.dry_run { " --dry-run" } else { "" }
+        ),
+        JobKind::RebuildIndex(r) => repo(&r.repo),
+        JobKind::Noop(r) => format!("{}", humantime::format_duration(r.duration)),
+    }
+}
+
+fn progress_text(p: &OperationProgress) -> String {
+    match (p.files_total, p.bytes_total) {
+        (Some(f), Some(b)) => format!(
+            "{}/{} files, {}/{}",
+            p.files_done,
+            f,
+            bytes(p.bytes_done),
+            bytes(b)
+        ),
+        _ => format!("{} files, {}", p.files_done, bytes(p.bytes_done)),
+    }
+}
+
+fn line(j: &JobInfo) -> String {
+    format!(
+        "{:>6} {:<11} {:<6} {:<13} {:>3} {} {}{}",
+        j.id,
+        j.state.as_str(),
+        j.priority.as_str(),
+        j.kind.name(),
+        j.attempts.len(),
+        time(j.submitted_ns),
+        target(&j.kind),
+        j.progress
+            .as_ref()
+            .map(|p| format!("  [{}]", progress_text(p)))
+            .unwrap_or_default()
+    )
+}
+
+const HEADER: &str =
+    "    id state       prio   kind          try submitted                    target";
+
+fn table(jobs: &[JobInfo]) -> String {
+    if jobs.is_empty() {
+        return "no jobs".into();
+    }
+    let mut text = HEADER.to_owned();
+    for j in jobs {
+        text.push('\n');
+        text.push_str(&line(j));
+    }
+    text
+}
+
+fn status_text(s: &QueueStatus) -> String {
+    let mut text = format!("workers: {}\n", s.workers);
+    if s.counts.is_empty() {
+        text.push_str("no jobs\n");
+    }
+    for c in &s.counts {
+        text.push_str(&format!(
+            "{:<11} {:<6} {}\n",
+            c.state.as_str(),
+            c.priority.as_str(),
+            c.count
+        ));
+    }
+    if !s.running.is_empty() {
+        text.push_str("\nrunning:\n");
+        text.push_str(&table(&s.running));
+        text.push('\n');
+    }
+    if !s.next.is_empty() {
+        text.push_str("\nnext:\n");
+        text.push_str(&table(&s.next));
+    }
+    text.trim_end().to_owned()
+}
+
+fn job_text(j: &JobInfo) -> String {
+    let mut text = format!(
+        "job {} ({}, {} priority): {}\n  target: {}\n  submitted {} by uid {}",
+        j.id,
+        j.kind.name(),
+        j.priority.as_str(),
+        j.state.as_str(),
+        target(&j.kind),
+        time(j.submitted_ns),
+        j.submitter_uid
+    );
+    if j.coalesced > 0 {
+        text.push_str(&format!(" (and {} equal submissions merged)", j.coalesced));
+    }
+    text.push_str(&format!(
+        "\n  limits: timeout {}, {} retries, first backoff {}",
+        humantime::format_duration(Duration::from_millis(j.timeout_ms)),
+        j.retries,
+        humantime::format_duration(Duration::from_millis(j.backoff_ms))
+    ));
+    for a in &j.attempts {
+        text.push_str(&format!(
+            "\n  attempt {}: started {}, {}",
+            a.number,
+            time(a.started_ns),
+            serde_json::to_value(a.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        ));
+        if let Some(f) = a.finished_ns {
+            text.push_str(&format!(" after {:.1}s", (f - a.started_ns) as f64 / 1e9));
+        }
+        if let Some(e) = &a.error {
+            text.push_str(&format!("\n    error: {}", e.message));
+        }
+        if let Some(ms) = a.retry_in_ms {
+            text.push_str(&format!("\n    retried after {:.1}s", ms as f64 / 1000.0));
+        }
+    }
+    if let Some(t) = j.not_before_ns {
+        text.push_str(&format!("\n  next attempt at {}", time(t)));
+    }
+    if let Some(p) = &j.progress {
+        text.push_str(&format!("\n  progress: {}", progress_text(p)));
+    }
+    if let Some(t) = j.finished_ns {
+        text.push_str(&format!("\n  finished {}", time(t)));
+    }
+    if let Some(e) = &j.error {
+        text.push_str(&format!("\n  error: {}", e.message));
+    }
+    text
+}
+
+fn event_text(e: &JobEvent) -> String {
+    match (&e.progress, e.from) {
+        (Some(p), _) => format!(
+            "{} job {} {} progress: {}",
+            time(e.time_ns),
+            e.job,
+            e.kind,
+            progress_text(p)
+        ),
+        (None, from) => format!(
+            "{} job {} {} {}{} (attempt {}){}",
+            time(e.time_ns),
+            e.job,
+            e.kind,
+            from.map(|f| format!("{} -> ", f.as_str()))
+                .unwrap_or_default(),
+            e.state.as_str(),
+            e.attempt,
+            e.error
+                .as_ref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+pub async fn run(
+    client: &mut Client,
+    cmd: &QueueCommand,
+    out: &Output,
+) -> Result<ExitCode, Failure> {
+    match cmd {
+        QueueCommand::Add(_) => {} // submitted by `commands::jobs`
+        QueueCommand::Status => {
+            let s = client.queue_status().await?;
+            out.value(&s, || status_text(&s));
+        }
+        QueueCommand::Job { id } => {
+            let j = client.job(*id).await?;
+            out.value(&j, || job_text(&j));
+        }
+        QueueCommand::Cancel { id } => {
+            let j = client.cancel(*id).await?;
+            out.value(&j, || match j.state.is_final() {
+                true => format!("job {} {}", j.id, j.state.as_str()),
+                false => format!(
+                    "job {} is stopping at its next safe point ({})",
+                    j.id,
+                    j.state.as_str()
+                ),
+            });
+        }
+        QueueCommand::Dlq(DlqCommand::List) => {
+            let jobs = client.dead_letters().await?;
+            out.value(&jobs, || {
+                let mut text = table(&jobs);
+                for j in &jobs {
+                    if let Some(e) = &j.error {
+                        text.push_str(&format!("\n{:>6} {}", j.id, e.message));
+                    }
+                }
+                text
+            });
+        }
+        QueueCommand::Dlq(DlqCommand::Retry { id }) => {
+            let j = client.retry_dead_letter(*id).await?;
+            out.value(&j, || format!("job {} queued again", j.id));
+        }
+        QueueCommand::Dlq(DlqCommand::Purge) => {
+            let n = client.purge_dead_letters().await?;
+            out.value(&serde_json::json!({"purged": n}), || {
+                format!("{n} dead-letter jobs deleted")
+            });
+        }
+        QueueCommand::History { limit } => {
+            let jobs = client.history(*limit).await?;
+            out.value(&jobs, || table(&jobs));
+        }
+        QueueCommand::Workers { count } => {
+            let n = client.workers(*count).await?;
+            out.value(&serde_json::json!({"workers": n}), || {
+                format!("workers: {n}")
+            });
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+pub async fn events(
+    client: &mut Client,
+    a: &EventsArgs,
+    out: &Output,
+) -> Result<ExitCode, Failure> {
+    client
+        .events(a.follow, a.backlog, |e| out.value(&e, || event_text(&e)))
+        .await?;
+    Ok(ExitCode::Ok)
+}

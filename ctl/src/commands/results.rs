@@ -1,0 +1,190 @@
+//! What a finished job produced, as text or `--json` (the result object plus its `job` id), and
+//! the exit code it means: 1 when the job finished but left something out.
+
+use crate::exit::ExitCode;
+use crate::output::Output;
+use crate::progress::bytes;
+use backupd_common::protocol::{CheckResult, ForgetResult, JobId, Response};
+use serde::Serialize;
+
+/// The first 8 characters of an id, as tables show it (the whole id if shorter).
+pub fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+fn with_job<T: Serialize>(job: JobId, value: &T) -> serde_json::Value {
+    let mut v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    if let Some(map) = v.as_object_mut() {
+        map.insert("job".into(), job.into());
+    }
+    v
+}
+
+pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
+    match result {
+        Response::Backup(r) => {
+            out.value(&with_job(job, r), || {
+                let s = &r.stats;
+                let mut text = format!(
+                    "snapshot {} saved (job {job})\n{} files ({} read), {} dirs, {} total, {} new ({} stored) in {:.1}s",
+                    short(&r.snapshot),
+                    s.files,
+                    s.files_read,
+                    s.dirs,
+                    bytes(s.bytes_total),
+                    bytes(s.bytes_added),
+                    bytes(s.bytes_stored),
+                    s.duration_ms as f64 / 1000.0
+                );
+                for (path, why) in &r.skipped {
+                    text.push_str(&format!("\nskipped {path}: {why}"));
+                }
+                text
+            });
+            if !r.skipped.is_empty() {
+                eprintln!(
+                    "backupctl: backup is partial: {} paths could not be read",
+                    r.skipped.len()
+                );
+                return ExitCode::Warning;
+            }
+        }
+        Response::Restore(r) => {
+            out.value(&with_job(job, r), || {
+                let mut text = format!(
+                    "restored {} files, {} dirs, {} other ({}) from {}",
+                    r.files,
+                    r.dirs,
+                    r.other,
+                    bytes(r.bytes),
+                    short(&r.snapshot)
+                );
+                for (path, why) in &r.failed {
+                    text.push_str(&format!("\nFAILED {path}: {why}"));
+                }
+                for (path, why) in r.warnings.iter().take(20) {
+                    text.push_str(&format!("\nwarning {path}: {why}"));
+                }
+                text
+            });
+            if !r.failed.is_empty() {
+                eprintln!(
+                    "backupctl: restore is partial: {} files could not be restored",
+                    r.failed.len()
+                );
+                return ExitCode::Warning;
+            }
+        }
+        Response::Forget(r) => out.value(&with_job(job, r), || forget_text(r)),
+        Response::Check(r) => {
+            out.value(&with_job(job, r), || check_text(r));
+            if !r.problems.is_empty() {
+                return ExitCode::Warning;
+            }
+        }
+        Response::RebuildIndex(r) => {
+            out.value(&with_job(job, r), || {
+                let mut text = format!(
+                    "index rebuilt: {} packs, {} blobs; {} old index files replaced",
+                    r.packs, r.blobs, r.old_index_files
+                );
+                for (pack, why) in &r.unreadable {
+                    text.push_str(&format!("\nleft out pack {pack}: {why}"));
+                }
+                text
+            });
+            if !r.unreadable.is_empty() {
+                return ExitCode::Warning;
+            }
+        }
+        Response::Noop { slept_ms } => out.value(
+            &serde_json::json!({"job": job, "slept_ms": slept_ms}),
+            || format!("job {job} done (noop, {slept_ms} ms)"),
+        ),
+        other => out.value(&with_job(job, other), || {
+            format!("job {job} done: {other:?}")
+        }),
+    }
+    ExitCode::Ok
+}
+
+fn forget_text(r: &ForgetResult) -> String {
+    let mut text = String::new();
+    for d in &r.decisions {
+        text.push_str(&format!(
+            "{} {} {} {}\n",
+            if d.keep { "keep  " } else { "remove" },
+            short(&d.snapshot),
+            d.time,
+            if d.keep {
+                d.reasons.join(", ")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    text.push_str(&format!(
+        "{} snapshots {}",
+        r.removed,
+        if r.dry_run {
+            "would be removed (dry run)"
+        } else {
+            "removed"
+        }
+    ));
+    if let Some(p) = &r.prune {
+        text.push_str(&format!(
+            "\npruned: {} packs deleted, {} repacked into {}, {} blobs removed; {} -> {}",
+            p.packs_deleted,
+            p.packs_repacked,
+            p.packs_written,
+            p.blobs_removed,
+            bytes(p.bytes_before),
+            bytes(p.bytes_after)
+        ));
+    }
+    text
+}
+
+fn check_text(r: &CheckResult) -> String {
+    let mut text = format!(
+        "{} snapshots, {} trees, {} blobs in {} packs; {} packs read",
+        r.snapshots, r.trees, r.blobs, r.packs, r.packs_read
+    );
+    for note in &r.notes {
+        text.push_str(&format!("\nnote: {note}"));
+    }
+    if r.problems.is_empty() {
+        text.push_str("\nno problems found");
+    } else {
+        text.push_str(&format!(
+            "\n{} problems in {} damaged packs:",
+            r.problems.len(),
+            r.damaged_packs.len()
+        ));
+        for p in &r.problems {
+            text.push_str(&format!(
+                "\n  pack {} blob {}: {}",
+                p.pack
+                    .as_deref()
+                    .map(|s| &s[..s.len().min(12)])
+                    .unwrap_or("-"),
+                p.blob
+                    .as_deref()
+                    .map(|s| &s[..s.len().min(12)])
+                    .unwrap_or("-"),
+                p.message
+            ));
+            if !p.snapshots.is_empty() {
+                text.push_str(&format!("\n    snapshots: {}", p.snapshots.join(", ")));
+            }
+            for path in p.paths.iter().take(10) {
+                text.push_str(&format!("\n    {path}"));
+            }
+            if p.paths.len() > 10 {
+                text.push_str(&format!("\n    ... and {} more paths", p.paths.len() - 10));
+            }
+        }
+    }
+    text
+}

@@ -1,0 +1,475 @@
+//! The job queue: every long piece of work (backup, restore, check, forget, rebuild-index) runs
+//! as a job. Jobs are persisted in sled at every transition ([`store`]), picked by priority with
+//! aging and repository conflicts ([`pick`]), run by a bounded number of workers ([`worker`]),
+//! retried with backoff or sent to the dead-letter queue ([`job`]), and every transition is
+//! broadcast as an event.
+//!
+//! Locking: one `std::sync::Mutex` over the in-memory jobs, never held across an `.await`.
+//! Events are sent while it is held, so their order is the order of the transitions. A change is
+//! flushed to disk before any reply acknowledges it.
+
+pub mod exec;
+pub mod job;
+pub mod limit;
+pub mod pick;
+pub mod store;
+pub mod worker;
+
+use crate::engine::progress::Progress;
+use crate::error::Error;
+use crate::repo::now_ns;
+use crate::state::{State, StateError};
+use backupd_common::config::QueueConfig;
+use backupd_common::protocol::{
+    JobEvent, JobId, JobInfo, JobSpec, JobState, OperationProgress, QueueStatus, StateCount,
+    Submitted,
+};
+use job::{Limits, StopReason};
+use pick::Claim;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+use store::Store;
+use tokio::sync::{broadcast, Notify};
+use tokio_util::sync::CancellationToken;
+
+/// Events kept for `events` without `--follow` and for followers that start late.
+const RECENT_EVENTS: usize = 1000;
+/// Waiting jobs listed by `queue status`.
+const STATUS_NEXT: usize = 20;
+/// How long `queue cancel` waits for a running job to reach its safe point.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
+pub struct Queue {
+    inner: Mutex<Inner>,
+    store: Store,
+    /// Wakes the scheduler: a job was queued or finished, workers changed.
+    wake: Notify,
+    events: broadcast::Sender<JobEvent>,
+}
+
+struct Inner {
+    jobs: BTreeMap<JobId, JobInfo>,
+    running: HashMap<JobId, Running>,
+    next_id: JobId,
+    workers: u32,
+    /// False once the daemon stops: nothing new starts.
+    accepting: bool,
+    seq: u64,
+    recent: VecDeque<JobEvent>,
+    limiter: limit::RateLimiter,
+}
+
+/// A job being run by a worker.
+struct Running {
+    cancel: CancellationToken,
+    progress: Arc<Progress>,
+    /// Why it was stopped from outside; the first reason wins.
+    stop: Arc<OnceLock<StopReason>>,
+    claim: Option<Claim>,
+    started: Instant,
+}
+
+impl Running {
+    fn sample(&self) -> OperationProgress {
+        sample(&self.progress, self.started)
+    }
+}
+
+pub fn sample(progress: &Progress, started: Instant) -> OperationProgress {
+    let s = progress.sample();
+    OperationProgress {
+        files_done: s.files_done,
+        bytes_done: s.bytes_done,
+        files_total: s.files_total,
+        bytes_total: s.bytes_total,
+        errors: s.errors,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+pub fn limits(q: &QueueConfig, kind: &str) -> Limits {
+    Limits {
+        timeout: q.timeouts.get(kind).unwrap_or(q.timeout),
+        retries: q.retries,
+        backoff: q.backoff,
+    }
+}
+
+impl Queue {
+    /// Loads the persisted jobs. Jobs that were running when the daemon stopped (or crashed) are
+    /// queued again with their attempts kept; queued jobs keep their order. Blocking.
+    pub fn open(state: &State, q: &QueueConfig) -> Result<Self, StateError> {
+        let store = Store::open(state)?;
+        let (loaded, next_id) = store.load()?;
+        let now = now_ns();
+        let mut jobs = BTreeMap::new();
+        let mut recovered = 0;
+        for mut j in loaded {
+            if job::recover(&mut j, now) {
+                store.put(&j)?;
+                recovered += 1;
+            }
+            jobs.insert(j.id, j);
+        }
+        let (events, _) = broadcast::channel(4096);
+        let queue = Self {
+            inner: Mutex::new(Inner {
+                jobs,
+                running: HashMap::new(),
+                next_id,
+                workers: q.workers,
+                accepting: true,
+                seq: 0,
+                recent: VecDeque::new(),
+                limiter: limit::RateLimiter::default(),
+            }),
+            store,
+            wake: Notify::new(),
+            events,
+        };
+        let removed = queue.prune_history(&mut queue.lock(), q, now);
+        state.flush_blocking()?;
+        let inner = queue.lock();
+        tracing::info!(
+            jobs = inner.jobs.len(),
+            queued = inner.jobs.values().filter(|j| !j.state.is_final()).count(),
+            requeued_after_interruption = recovered,
+            history_pruned = removed,
+            "job queue loaded"
+        );
+        drop(inner);
+        Ok(queue)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes every change so far durable.
+    pub async fn flush(&self) -> Result<(), Error> {
+        Ok(self.store.flush().await?)
+    }
+
+    /// Records a transition (or progress) of `job` and broadcasts it. Called with the lock held,
+    /// so events are in transition order.
+    fn emit(
+        &self,
+        inner: &mut Inner,
+        job: &JobInfo,
+        from: Option<JobState>,
+        progress: Option<OperationProgress>,
+    ) {
+        inner.seq += 1;
+        let event = JobEvent {
+            seq: inner.seq,
+            time_ns: now_ns(),
+            job: job.id,
+            kind: job.kind.name().to_owned(),
+            priority: job.priority,
+            from,
+            state: job.state,
+            attempt: job.attempts.len() as u32,
+            progress,
+            error: if progress.is_none() {
+                job.error.as_ref().map(|e| e.message.clone())
+            } else {
+                None
+            },
+        };
+        if inner.recent.len() == RECENT_EVENTS {
+            inner.recent.pop_front();
+        }
+        inner.recent.push_back(event.clone());
+        // No receivers is fine: nobody is following.
+        let _ = self.events.send(event);
+    }
+
+    /// Queues a job (or merges it into an equal queued backup) and makes it durable.
+    pub async fn submit(
+        &self,
+        spec: JobSpec,
+        uid: u32,
+        q: &QueueConfig,
+    ) -> Result<Submitted, Error> {
+        let submitted = {
+            let mut inner = self.lock();
+            if let Err(wait) =
+                inner
+                    .limiter
+                    .take(uid, Instant::now(), q.submit_rate, q.submit_burst)
+            {
+                return Err(Error::RateLimited {
+                    uid,
+                    retry_after: wait,
+                });
+            }
+            let existing = inner
+                .jobs
+                .values()
+                .find(|j| job::coalesces(j, &spec.kind))
+                .map(|j| j.id);
+            if let Some(id) = existing {
+                let Some(j) = inner.jobs.get_mut(&id) else {
+                    return Err(Error::JobNotFound { id });
+                };
+                j.coalesced += 1;
+                j.priority = j.priority.min(spec.options.priority);
+                self.store.put(j)?;
+                tracing::info!(job = id, "submission merged into an equal queued backup");
+                Submitted {
+                    id,
+                    coalesced: true,
+                    state: j.state,
+                }
+            } else {
+                let id = inner.next_id;
+                let limits = limits(q, spec.kind.name());
+                let j = job::new_job(id, spec, uid, now_ns(), limits);
+                self.store.put(&j)?;
+                self.store.set_next_id(id + 1)?;
+                inner.next_id = id + 1;
+                self.emit(&mut inner, &j, None, None);
+                tracing::info!(
+                    job = id,
+                    kind = j.kind.name(),
+                    priority = j.priority.as_str(),
+                    uid,
+                    "job queued"
+                );
+                inner.jobs.insert(id, j);
+                Submitted {
+                    id,
+                    coalesced: false,
+                    state: JobState::Queued,
+                }
+            }
+        };
+        self.flush().await?;
+        self.wake.notify_one();
+        Ok(submitted)
+    }
+
+    /// A job with its live progress if it is running.
+    pub fn job(&self, id: JobId) -> Option<JobInfo> {
+        let inner = self.lock();
+        let mut j = inner.jobs.get(&id)?.clone();
+        if let Some(r) = inner.running.get(&id) {
+            j.progress = Some(r.sample());
+        }
+        Some(j)
+    }
+
+    /// Progress of a running job.
+    pub fn progress(&self, id: JobId) -> Option<OperationProgress> {
+        self.lock().running.get(&id).map(Running::sample)
+    }
+
+    pub fn status(&self, q: &QueueConfig) -> QueueStatus {
+        let inner = self.lock();
+        let mut counts: BTreeMap<(usize, u32), u64> = BTreeMap::new();
+        for j in inner.jobs.values() {
+            let state = JobState::ALL
+                .iter()
+                .position(|s| *s == j.state)
+                .unwrap_or(0);
+            *counts.entry((state, j.priority.rank())).or_default() += 1;
+        }
+        let counts = counts
+            .into_iter()
+            .map(|((s, p), count)| StateCount {
+                state: JobState::ALL[s],
+                priority: backupd_common::protocol::Priority::ALL[p as usize],
+                count,
+            })
+            .collect();
+        let mut running: Vec<JobInfo> = inner
+            .running
+            .iter()
+            .filter_map(|(id, r)| {
+                let mut j = inner.jobs.get(id)?.clone();
+                j.progress = Some(r.sample());
+                Some(j)
+            })
+            .collect();
+        running.sort_by_key(|j| j.id);
+        let next = pick::order(inner.jobs.values(), now_ns(), q.aging)
+            .into_iter()
+            .take(STATUS_NEXT)
+            .cloned()
+            .collect();
+        QueueStatus {
+            workers: inner.workers,
+            counts,
+            running,
+            next,
+        }
+    }
+
+    /// Finished jobs, newest first.
+    pub fn history(&self, limit: usize) -> Vec<JobInfo> {
+        let inner = self.lock();
+        let mut done: Vec<&JobInfo> = inner.jobs.values().filter(|j| j.state.is_final()).collect();
+        done.sort_by_key(|j| std::cmp::Reverse((j.finished_ns, j.id)));
+        done.into_iter().take(limit).cloned().collect()
+    }
+
+    pub fn dead_letters(&self) -> Vec<JobInfo> {
+        self.lock()
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::DeadLetter)
+            .cloned()
+            .collect()
+    }
+
+    pub async fn retry_dead_letter(&self, id: JobId) -> Result<JobInfo, Error> {
+        let job = {
+            let mut inner = self.lock();
+            let Some(mut j) = inner.jobs.get(&id).cloned() else {
+                return Err(Error::JobNotFound { id });
+            };
+            if !job::requeue_dead(&mut j) {
+                return Err(Error::JobState {
+                    id,
+                    state: j.state,
+                    wanted: "dead-letter",
+                });
+            }
+            self.store.put(&j)?;
+            self.emit(&mut inner, &j, Some(JobState::DeadLetter), None);
+            inner.jobs.insert(id, j.clone());
+            j
+        };
+        self.flush().await?;
+        self.wake.notify_one();
+        tracing::info!(job = id, "dead-letter job queued again");
+        Ok(job)
+    }
+
+    pub async fn purge_dead_letters(&self) -> Result<u64, Error> {
+        let removed = {
+            let mut inner = self.lock();
+            let ids: Vec<JobId> = inner
+                .jobs
+                .values()
+                .filter(|j| j.state == JobState::DeadLetter)
+                .map(|j| j.id)
+                .collect();
+            for id in &ids {
+                self.store.remove(*id)?;
+                inner.jobs.remove(id);
+            }
+            ids.len() as u64
+        };
+        self.flush().await?;
+        tracing::info!(removed, "dead-letter queue purged");
+        Ok(removed)
+    }
+
+    pub fn workers(&self) -> u32 {
+        self.lock().workers
+    }
+
+    /// Changes the number of workers; running jobs beyond a lower count finish undisturbed.
+    pub fn set_workers(&self, n: u32) -> Result<u32, Error> {
+        if !(1..=8).contains(&n) {
+            return Err(Error::InvalidWorkers(n));
+        }
+        let old = std::mem::replace(&mut self.lock().workers, n);
+        if old != n {
+            tracing::info!(from = old, to = n, "queue workers changed");
+        }
+        self.wake.notify_one();
+        Ok(n)
+    }
+
+    /// Cancels a job. A waiting job is cancelled at once; a running one is told to stop and this
+    /// waits (up to 10 s) for it to reach its next safe point.
+    pub async fn cancel(&self, id: JobId) -> Result<JobInfo, Error> {
+        let mut events = self.events.subscribe();
+        {
+            let mut inner = self.lock();
+            let Some(mut j) = inner.jobs.get(&id).cloned() else {
+                return Err(Error::JobNotFound { id });
+            };
+            if let Some(r) = inner.running.get(&id) {
+                let _ = r.stop.set(StopReason::Cancelled);
+                r.cancel.cancel();
+                if let Some(j) = inner.jobs.get_mut(&id) {
+                    j.cancel_requested = true;
+                }
+                tracing::info!(job = id, "cancelling running job");
+            } else {
+                let from = j.state;
+                if !job::cancel_waiting(&mut j, now_ns()) {
+                    return Err(Error::JobState {
+                        id,
+                        state: j.state,
+                        wanted: "queued, retry-wait or running",
+                    });
+                }
+                self.store.put(&j)?;
+                self.emit(&mut inner, &j, Some(from), None);
+                inner.jobs.insert(id, j);
+                tracing::info!(job = id, "job cancelled before it ran");
+            }
+        }
+        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+        loop {
+            let Some(j) = self.job(id) else {
+                return Err(Error::JobNotFound { id });
+            };
+            if j.state != JobState::Running {
+                self.flush().await?;
+                return Ok(j);
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => return Ok(j),
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(j),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    /// The last `backlog` events and a receiver for every later one, with no gap between.
+    pub fn follow(&self, backlog: usize) -> (Vec<JobEvent>, broadcast::Receiver<JobEvent>) {
+        let inner = self.lock();
+        let rx = self.events.subscribe();
+        let skip = inner.recent.len().saturating_sub(backlog);
+        (inner.recent.iter().skip(skip).cloned().collect(), rx)
+    }
+
+    /// Removes finished jobs beyond the configured age and count (dead letters stay until
+    /// purged). Returns how many went.
+    fn prune_history(&self, inner: &mut Inner, q: &QueueConfig, now: i64) -> usize {
+        let oldest_kept =
+            now.saturating_sub(q.history_max_age.as_nanos().min(i64::MAX as u128) as i64);
+        let mut done: Vec<(i64, JobId)> = inner
+            .jobs
+            .values()
+            .filter(|j| j.state.is_final() && j.state != JobState::DeadLetter)
+            .map(|j| (j.finished_ns.unwrap_or(0), j.id))
+            .collect();
+        done.sort_unstable();
+        let over = done.len().saturating_sub(q.history_max_jobs);
+        let mut removed = 0;
+        for (i, (finished, id)) in done.into_iter().enumerate() {
+            if i >= over && finished >= oldest_kept {
+                break;
+            }
+            if let Err(e) = self.store.remove(id) {
+                tracing::warn!(job = id, error = %e, "cannot remove an old job from the history");
+                continue;
+            }
+            inner.jobs.remove(&id);
+            removed += 1;
+        }
+        removed
+    }
+}

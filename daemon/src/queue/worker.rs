@@ -1,0 +1,242 @@
+//! The scheduler and its workers: promotes retries that are due, starts jobs while workers are
+//! free, runs each on a blocking thread with its timeout, and records how it ended.
+
+use super::job::{self, Ending, StopReason};
+use super::{exec, pick, Queue, Running};
+use crate::context::Context;
+use crate::engine::progress::Progress;
+use crate::repo::now_ns;
+use backupd_common::protocol::{JobId, JobKind, JobState};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How often a running job's progress is broadcast as an event.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Longest sleep of the scheduler when nothing wakes it (it re-evaluates aging then).
+const IDLE: Duration = Duration::from_secs(30);
+
+/// Runs until the daemon stops, then tells running jobs to stop; they are queued again.
+pub async fn schedule(ctx: Arc<Context>) {
+    loop {
+        let next = dispatch(&ctx);
+        tokio::select! {
+            _ = ctx.queue.wake.notified() => {}
+            _ = tokio::time::sleep(next.unwrap_or(IDLE).min(IDLE)) => {}
+            _ = ctx.shutdown.cancelled() => break,
+        }
+    }
+    let mut inner = ctx.queue.lock();
+    inner.accepting = false;
+    for (id, r) in &inner.running {
+        let _ = r.stop.set(StopReason::Shutdown);
+        r.cancel.cancel();
+        tracing::info!(
+            job = id,
+            "daemon stopping: job interrupted, it runs again after the restart"
+        );
+    }
+}
+
+/// One scheduling round. Returns the time until the next retry is due.
+fn dispatch(ctx: &Arc<Context>) -> Option<Duration> {
+    let settings = ctx.settings();
+    let q = &settings.config.queue;
+    let queue = &ctx.queue;
+    let now = now_ns();
+    let mut inner = queue.lock();
+    if !inner.accepting {
+        return None;
+    }
+    let due: Vec<JobId> = inner
+        .jobs
+        .values()
+        .filter(|j| j.state == JobState::RetryWait && j.not_before_ns.is_none_or(|t| t <= now))
+        .map(|j| j.id)
+        .collect();
+    for id in due {
+        let Some(mut j) = inner.jobs.get(&id).cloned() else {
+            continue;
+        };
+        if job::promote(&mut j, now) {
+            persist(queue, &j);
+            queue.emit(&mut inner, &j, Some(JobState::RetryWait), None);
+            inner.jobs.insert(id, j);
+        }
+    }
+    let free = (inner.workers as usize).saturating_sub(inner.running.len());
+    if free > 0 {
+        let claims: Vec<pick::Claim> = inner
+            .running
+            .values()
+            .filter_map(|r| r.claim.clone())
+            .collect();
+        let chosen = {
+            let ordered = pick::order(inner.jobs.values(), now, q.aging);
+            pick::pick(&ordered, &claims, free)
+        };
+        for id in chosen {
+            start(ctx, &mut inner, id, now);
+        }
+    }
+    inner
+        .jobs
+        .values()
+        .filter_map(|j| (j.state == JobState::RetryWait).then_some(j.not_before_ns?))
+        .min()
+        .map(|t| Duration::from_nanos(t.saturating_sub(now).max(0) as u64))
+}
+
+/// Writes a job; a failing write is logged (the in-memory queue goes on, and the next flush
+/// reports the problem to whoever waits for it).
+fn persist(queue: &Queue, j: &backupd_common::protocol::JobInfo) {
+    if let Err(e) = queue.store.put(j) {
+        tracing::error!(job = j.id, error = %e, "cannot persist job transition");
+    }
+}
+
+fn start(ctx: &Arc<Context>, inner: &mut super::Inner, id: JobId, now: i64) {
+    let queue = &ctx.queue;
+    let Some(mut j) = inner.jobs.get(&id).cloned() else {
+        return;
+    };
+    job::start(&mut j, now);
+    persist(queue, &j);
+    queue.emit(inner, &j, Some(JobState::Queued), None);
+    let running = Running {
+        cancel: CancellationToken::new(),
+        progress: Arc::new(Progress::default()),
+        stop: Arc::new(OnceLock::new()),
+        claim: pick::claim(&j.kind),
+        started: Instant::now(),
+    };
+    let attempt = j.attempts.len() as u32;
+    tracing::info!(job = id, kind = j.kind.name(), attempt, "job started");
+    let task = RunTask {
+        id,
+        kind: j.kind.clone(),
+        attempt,
+        timeout: Duration::from_millis(j.timeout_ms),
+        cancel: running.cancel.clone(),
+        progress: running.progress.clone(),
+        stop: running.stop.clone(),
+        started: running.started,
+    };
+    inner.running.insert(id, running);
+    inner.jobs.insert(id, j);
+    ctx.tasks.spawn(task.run(ctx.clone()));
+}
+
+struct RunTask {
+    id: JobId,
+    kind: JobKind,
+    attempt: u32,
+    timeout: Duration,
+    cancel: CancellationToken,
+    progress: Arc<Progress>,
+    stop: Arc<OnceLock<StopReason>>,
+    started: Instant,
+}
+
+impl RunTask {
+    async fn run(self, ctx: Arc<Context>) {
+        let id = self.id;
+        // The start is durable before any work happens.
+        if let Err(e) = ctx.queue.flush().await {
+            tracing::error!(job = id, error = %e, "cannot persist job start");
+        }
+        let mut handle = {
+            let (ctx, kind, attempt) = (ctx.clone(), self.kind, self.attempt);
+            let (progress, cancel) = (self.progress.clone(), self.cancel.clone());
+            tokio::task::spawn_blocking(move || exec::run(&ctx, kind, attempt, &progress, &cancel))
+        };
+        let deadline = tokio::time::sleep(self.timeout);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let mut timed_out = false;
+        let joined = loop {
+            tokio::select! {
+                joined = &mut handle => break joined,
+                _ = &mut deadline, if !timed_out => {
+                    timed_out = true;
+                    if self.stop.set(StopReason::TimedOut).is_ok() {
+                        tracing::warn!(job = id, timeout = ?self.timeout, "job timed out; stopping it at its next safe point");
+                    }
+                    self.cancel.cancel();
+                }
+                _ = tick.tick() => ctx.queue.progress_event(id, super::sample(&self.progress, self.started)),
+            }
+        };
+        let ending = match (joined, self.stop.get()) {
+            (Ok(Ok(response)), _) => Ending::Succeeded(response),
+            (_, Some(reason)) => Ending::Stopped(*reason),
+            (Ok(Err(e)), None) => Ending::Failed {
+                retryable: e.is_retryable(),
+                error: e.to_reply(),
+            },
+            (Err(e), None) => Ending::Failed {
+                retryable: false,
+                error: crate::error::Error::Internal(format!("job {id} crashed: {e}")).to_reply(),
+            },
+        };
+        let settings = ctx.settings();
+        ctx.queue.finish(id, ending, &settings.config.queue);
+        if let Err(e) = ctx.queue.flush().await {
+            tracing::error!(job = id, error = %e, "cannot persist job end");
+        }
+        ctx.queue.wake.notify_one();
+    }
+}
+
+impl Queue {
+    fn progress_event(&self, id: JobId, sample: backupd_common::protocol::OperationProgress) {
+        let mut inner = self.lock();
+        let Some(mut j) = inner.jobs.get(&id).cloned() else {
+            return;
+        };
+        j.progress = Some(sample);
+        self.emit(&mut inner, &j, None, Some(sample));
+        inner.jobs.insert(id, j);
+    }
+
+    fn finish(&self, id: JobId, ending: Ending, q: &backupd_common::config::QueueConfig) {
+        let now = now_ns();
+        let mut inner = self.lock();
+        inner.running.remove(&id);
+        let Some(mut j) = inner.jobs.get(&id).cloned() else {
+            return;
+        };
+        let jitter = rand::random::<f64>() * 0.25;
+        job::finish(&mut j, ending, now, jitter, q.backoff_max);
+        persist(self, &j);
+        self.emit(&mut inner, &j, Some(JobState::Running), None);
+        match j.state {
+            JobState::Succeeded => tracing::info!(job = id, kind = j.kind.name(), "job succeeded"),
+            JobState::RetryWait => tracing::warn!(
+                job = id,
+                kind = j.kind.name(),
+                attempt = j.attempts.len(),
+                retry_in_ms = j.attempts.last().and_then(|a| a.retry_in_ms),
+                error = j.error.as_ref().map(|e| e.message.as_str()).unwrap_or(""),
+                "job failed; it will be retried"
+            ),
+            JobState::DeadLetter => tracing::error!(
+                job = id,
+                kind = j.kind.name(),
+                attempts = j.attempts.len(),
+                error = j.error.as_ref().map(|e| e.message.as_str()).unwrap_or(""),
+                "job failed; moved to the dead-letter queue (`backupctl queue dlq list`)"
+            ),
+            state => tracing::info!(
+                job = id,
+                kind = j.kind.name(),
+                state = state.as_str(),
+                "job ended"
+            ),
+        }
+        inner.jobs.insert(id, j);
+        self.prune_history(&mut inner, q, now);
+    }
+}

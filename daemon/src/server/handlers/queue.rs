@@ -1,0 +1,164 @@
+//! `queue` group and `events`: submitting jobs, watching and steering them.
+
+use super::{blocking, Outcome, Reply, StreamItem};
+use crate::context::Context;
+use crate::error::Error;
+use backupd_common::protocol::{Identity, JobId, JobSpec, Progress, QueueRequest, Response};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+/// How often `queue wait` sends a progress frame of a running job.
+const WAIT_TICK: Duration = Duration::from_millis(250);
+
+pub async fn handle(ctx: &Arc<Context>, identity: &Identity, request: QueueRequest) -> Outcome {
+    let q = ctx.settings().config.queue.clone();
+    match request {
+        QueueRequest::Submit(spec) => Outcome::result(submit(ctx, identity, *spec).await),
+        QueueRequest::Status => Outcome::ok(Response::QueueStatus(ctx.queue.status(&q))),
+        QueueRequest::Job { id } => Outcome::result(
+            ctx.queue
+                .job(id)
+                .map(|j| Response::Job(Box::new(j)))
+                .ok_or(Error::JobNotFound { id }),
+        ),
+        QueueRequest::Wait { id } => wait(ctx, id),
+        QueueRequest::Cancel { id } => Outcome::result(
+            ctx.queue
+                .cancel(id)
+                .await
+                .map(|j| Response::Job(Box::new(j))),
+        ),
+        QueueRequest::DeadLetters => Outcome::ok(Response::Jobs(ctx.queue.dead_letters())),
+        QueueRequest::RetryDeadLetter { id } => Outcome::result(
+            ctx.queue
+                .retry_dead_letter(id)
+                .await
+                .map(|j| Response::Job(Box::new(j))),
+        ),
+        QueueRequest::PurgeDeadLetters => {
+            Outcome::result(ctx.queue.purge_dead_letters().await.map(Response::Purged))
+        }
+        QueueRequest::History { limit } => {
+            Outcome::ok(Response::Jobs(ctx.queue.history(limit as usize)))
+        }
+        QueueRequest::Workers { count } => Outcome::result(match count {
+            Some(n) => ctx.queue.set_workers(n).map(Response::Workers),
+            None => Ok(Response::Workers(ctx.queue.workers())),
+        }),
+        QueueRequest::Events { follow, backlog } => events(ctx, follow, backlog),
+    }
+}
+
+/// Pins the repository name the job refers to (so conflicts and coalescing compare like with
+/// like, and a later change of the default does not redirect it), then queues the job.
+async fn submit(
+    ctx: &Arc<Context>,
+    identity: &Identity,
+    mut spec: JobSpec,
+) -> Result<Response, Error> {
+    if let Some(field) = spec.kind.repo_mut() {
+        let registry = ctx.repos.clone();
+        let name = field.clone();
+        let entry = blocking(move || Ok(registry.entry(name.as_deref())?)).await?;
+        *field = Some(entry.name);
+    }
+    let q = ctx.settings().config.queue.clone();
+    let submitted = ctx.queue.submit(spec, identity.uid, &q).await?;
+    Ok(Response::Submitted(submitted))
+}
+
+/// Streams the job's progress while it runs; the final frame is the job once it is final.
+fn wait(ctx: &Arc<Context>, id: JobId) -> Outcome {
+    let (tx, rx) = mpsc::channel(8);
+    let ctx = ctx.clone();
+    let tasks = ctx.tasks.clone();
+    tasks.spawn(async move {
+        let mut events = ctx.queue.subscribe();
+        let mut tick = tokio::time::interval(WAIT_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let result = loop {
+            let Some(job) = ctx.queue.job(id) else {
+                break Err(Error::JobNotFound { id });
+            };
+            if job.state.is_final() {
+                // What the reply tells must be on disk.
+                break ctx
+                    .queue
+                    .flush()
+                    .await
+                    .map(|()| Response::Job(Box::new(job)));
+            }
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => break Err(Error::ShuttingDown),
+                event = events.recv() => match event {
+                    Ok(e) if e.job != id || e.progress.is_some() => continue,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break Err(Error::ShuttingDown),
+                },
+                _ = tick.tick() => {
+                    if let Some(p) = ctx.queue.progress(id) {
+                        if tx.send(StreamItem::Progress(Progress::Operation(p))).await.is_err() {
+                            return; // the client left; the job goes on
+                        }
+                    }
+                }
+            }
+        };
+        let _ = tx
+            .send(StreamItem::Final(result.map_err(|e| e.to_reply())))
+            .await;
+    });
+    Outcome {
+        reply: Reply::Stream(rx),
+        after: None,
+    }
+}
+
+/// Streams the recent events, then (with `follow`) every new one until the client leaves.
+fn events(ctx: &Arc<Context>, follow: bool, backlog: u32) -> Outcome {
+    let (tx, rx) = mpsc::channel(64);
+    let ctx = ctx.clone();
+    let tasks = ctx.tasks.clone();
+    tasks.spawn(async move {
+        let (recent, mut live) = ctx.queue.follow(backlog as usize);
+        for e in recent {
+            if tx
+                .send(StreamItem::Progress(Progress::Event(e)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if follow {
+            loop {
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => break,
+                    _ = tx.closed() => return,
+                    event = live.recv() => match event {
+                        Ok(e) => {
+                            if tx.send(StreamItem::Progress(Progress::Event(e))).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            let e = Error::Internal(format!(
+                                "this follower fell {n} events behind and lost them; run \
+                                 `backupctl events --follow` again"
+                            ));
+                            let _ = tx.send(StreamItem::Final(Err(e.to_reply()))).await;
+                            return;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                }
+            }
+        }
+        let _ = tx.send(StreamItem::Final(Ok(Response::Done))).await;
+    });
+    Outcome {
+        reply: Reply::Stream(rx),
+        after: None,
+    }
+}
