@@ -42,10 +42,15 @@ impl Output {
             Failure::Local(message) => (ExitCode::Error, ("Local", message.clone())),
         };
         if self.json {
-            self.value(
-                &serde_json::json!({"error": {"code": kind, "message": message}}),
-                String::new,
-            );
+            let retry_after_ms = match failure {
+                Failure::Client(ClientError::Remote(e)) => e.retry_after_ms,
+                _ => None,
+            };
+            let mut error = serde_json::json!({"code": kind, "message": message});
+            if let Some(ms) = retry_after_ms {
+                error["retry_after_ms"] = ms.into();
+            }
+            self.value(&serde_json::json!({ "error": error }), String::new);
         }
         eprintln!("backupctl: {message}");
         code

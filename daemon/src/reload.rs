@@ -42,6 +42,32 @@ pub async fn reload(ctx: &Context) -> Result<ReloadReport, Error> {
             applied.push(key.to_owned());
         }
     }
+    // Queue settings are read when used, so they apply to the next submission, retry or
+    // scheduling round; the worker count is pushed to the scheduler.
+    let (oq, nq) = (&old.config.queue, &new.config.queue);
+    for (key, changed) in [
+        ("queue.workers", oq.workers != nq.workers),
+        ("queue.aging", oq.aging != nq.aging),
+        ("queue.retries", oq.retries != nq.retries),
+        ("queue.backoff", oq.backoff != nq.backoff),
+        ("queue.backoff_max", oq.backoff_max != nq.backoff_max),
+        ("queue.timeout", oq.timeout != nq.timeout),
+        ("queue.timeouts", oq.timeouts != nq.timeouts),
+        (
+            "queue.history_max_jobs",
+            oq.history_max_jobs != nq.history_max_jobs,
+        ),
+        (
+            "queue.history_max_age",
+            oq.history_max_age != nq.history_max_age,
+        ),
+        ("queue.submit_rate", oq.submit_rate != nq.submit_rate),
+        ("queue.submit_burst", oq.submit_burst != nq.submit_burst),
+    ] {
+        if changed {
+            applied.push(key.to_owned());
+        }
+    }
     for (key, changed) in [
         ("daemon.socket", old.socket != new.socket),
         ("daemon.state_dir", old.state_dir != new.state_dir),
@@ -74,6 +100,9 @@ pub async fn reload(ctx: &Context) -> Result<ReloadReport, Error> {
         applied,
         restart_required,
     };
+    if oq.workers != nq.workers {
+        ctx.queue.set_workers(nq.workers)?;
+    }
     ctx.replace_settings(new);
     tracing::info!(
         config = report.config_file.as_deref().unwrap_or("(embedded defaults)"),

@@ -222,7 +222,7 @@ pub fn restore(
         if cancel.is_cancelled() {
             return;
         }
-        match restore_file(repo, target, rel, node, opts.verify) {
+        match restore_file(repo, target, rel, node, opts.verify, cancel) {
             Ok(()) => {
                 warn(rel, fsmeta::apply(&target.join(rel), node, as_root));
                 progress.add(1, node.size);
@@ -384,6 +384,7 @@ fn restore_file(
     rel: &Path,
     node: &Node,
     verify: bool,
+    cancel: &CancellationToken,
 ) -> Result<(), String> {
     let dest = target.join(rel);
     let temp = temp_name(&dest);
@@ -411,6 +412,10 @@ fn restore_file(
         }
         f.set_len(total).map_err(|e| format!("set length: {e}"))?;
         let write_blob = |(id, offset): (&BlobId, &u64)| -> Result<(), String> {
+            // A large file is cancelled between blobs, not only between files.
+            if cancel.is_cancelled() {
+                return Err("cancelled".to_owned());
+            }
             let data = repo
                 .read_blob(id)
                 .map_err(|e| format!("damaged data: {e}"))?;

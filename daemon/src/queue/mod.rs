@@ -172,10 +172,12 @@ impl Queue {
             state: job.state,
             attempt: job.attempts.len() as u32,
             progress,
-            error: if progress.is_none() {
-                job.error.as_ref().map(|e| e.message.clone())
-            } else {
-                None
+            // The error that caused this transition, not a stale one from an earlier attempt.
+            error: match (progress, job.state) {
+                (None, JobState::RetryWait | JobState::DeadLetter | JobState::TimedOut) => {
+                    job.error.as_ref().map(|e| e.message.clone())
+                }
+                _ => None,
             },
         };
         if inner.recent.len() == RECENT_EVENTS {
