@@ -165,19 +165,21 @@ impl Client {
         }
     }
 
-    /// Follows a job to its end, calling `on_progress` while it runs.
+    /// Follows a job to its end, calling `on_progress` while it runs and `on_event` for each of
+    /// its transitions before the final one.
     pub async fn wait(
         &mut self,
         id: JobId,
         mut on_progress: impl FnMut(OperationProgress),
+        mut on_event: impl FnMut(JobEvent),
     ) -> Result<JobInfo, ClientError> {
         let request = Request::Queue(QueueRequest::Wait { id });
         let done = self
             .conn
-            .call_streaming(request, |p| {
-                if let Progress::Operation(o) = p {
-                    on_progress(o)
-                }
+            .call_streaming(request, |p| match p {
+                Progress::Operation(o) => on_progress(o),
+                Progress::Event(e) => on_event(e),
+                Progress::Health(_) => {}
             })
             .await?;
         job(done)

@@ -424,3 +424,37 @@ fn equal_backups_waiting_in_the_queue_are_coalesced() {
     let snaps = json_ok(&d.ctl(&["--json", "snapshots"]));
     assert_eq!(snaps.as_array().expect("list").len(), 1);
 }
+
+#[test]
+fn wait_reports_retries_and_exits_as_the_job_ended() {
+    let d = TestDaemon::start();
+    let out = d.ctl(&[
+        "--json",
+        "queue",
+        "add",
+        "noop",
+        "--fail-attempts",
+        "1",
+        "--backoff",
+        "1s",
+        "--wait",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("attempt 1 failed"), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(v["job"].is_u64() && v["slept_ms"].is_u64(), "{v}");
+
+    let out = d.ctl(&[
+        "queue",
+        "add",
+        "noop",
+        "--fail-attempts",
+        "1",
+        "--permanent",
+        "--wait",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("dead-letter queue"), "{stderr}");
+}

@@ -208,11 +208,26 @@ pub async fn run(client: &mut Client, p: Prepared, out: &Output) -> Result<ExitC
         });
         return Ok(ExitCode::Ok);
     }
-    let mut bar = Bar::new(true);
+    let id = submitted.id;
+    let bar = std::cell::RefCell::new(Bar::new(true));
     let job = client
-        .wait(submitted.id, |progress| bar.update(&progress))
+        .wait(
+            id,
+            |progress| bar.borrow_mut().update(&progress),
+            |event| {
+                // Retries are worth knowing about while waiting; the rest shows in the bar.
+                if event.state == JobState::RetryWait {
+                    bar.borrow_mut().finish();
+                    eprintln!(
+                        "backupctl: job {id}: attempt {} failed{}; it will be retried",
+                        event.attempt,
+                        event.error.map(|e| format!(": {e}")).unwrap_or_default()
+                    );
+                }
+            },
+        )
         .await;
-    bar.finish();
+    bar.into_inner().finish();
     ended(&job?, out)
 }
 

@@ -68,7 +68,8 @@ async fn submit(
     Ok(Response::Submitted(submitted))
 }
 
-/// Streams the job's progress while it runs; the final frame is the job once it is final.
+/// Streams the job's progress while it runs and its non-final transitions; the final frame is
+/// the job once it is final.
 fn wait(ctx: &Arc<Context>, id: JobId) -> Outcome {
     let (tx, rx) = mpsc::channel(8);
     let ctx = ctx.clone();
@@ -93,6 +94,12 @@ fn wait(ctx: &Arc<Context>, id: JobId) -> Outcome {
                 _ = ctx.shutdown.cancelled() => break Err(Error::ShuttingDown),
                 event = events.recv() => match event {
                     Ok(e) if e.job != id || e.progress.is_some() => continue,
+                    // The waiter sees the job's transitions too (a retry, its error, the delay).
+                    Ok(e) if !e.state.is_final() => {
+                        if tx.send(StreamItem::Progress(Progress::Event(e))).await.is_err() {
+                            return;
+                        }
+                    }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => break Err(Error::ShuttingDown),
                 },
