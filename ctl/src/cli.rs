@@ -44,6 +44,45 @@ pub enum Command {
     Queue(QueueCommand),
     /// Job transitions and progress as they happen.
     Events(EventsArgs),
+    /// Watched sources: directories backed up continuously.
+    #[command(subcommand)]
+    Source(SourceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// Back up a directory continuously: every change is in a snapshot seconds later.
+    Add(SourceAddArgs),
+    /// Sources with their watching state, pending changes and last snapshot.
+    List,
+    /// Stop backing up a source (its snapshots stay).
+    Remove { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct SourceAddArgs {
+    /// The directory to back up.
+    pub path: PathBuf,
+    /// Name of the source (default: the directory's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Glob to leave out, as for `backup`. Repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Do not watch with inotify; only scan every --rescan-every.
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Quiet time after the last change before a backup is queued.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", value_name = "DURATION")]
+    pub debounce: Duration,
+    /// Longest a change waits for its backup under continuous churn.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s", value_name = "DURATION")]
+    pub max_delay: Duration,
+    /// Full (metadata-only) scan this often, as a backstop.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1day", value_name = "DURATION")]
+    pub rescan_every: Duration,
 }
 
 /// How a job runs; every command that submits a job takes these.

@@ -4,7 +4,7 @@ use backupd_common::client::{ClientError, Connection};
 use backupd_common::protocol::{
     HealthReport, Identity, JobEvent, JobId, JobInfo, JobSpec, KeyExport, OperationProgress,
     Progress, QueueRequest, QueueStatus, ReloadReport, RepoInfo, RepoRequest, Request, Response,
-    Secret, SnapshotInfo, SnapshotsRequest, Submitted, SystemRequest,
+    Secret, SnapshotInfo, SnapshotsRequest, SourceInfo, SourceRequest, Submitted, SystemRequest,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -244,6 +244,22 @@ impl Client {
             .await?;
         match done {
             Response::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Client {
+    pub async fn source(&mut self, request: SourceRequest) -> Result<SourceInfo, ClientError> {
+        match self.conn.call(Request::Source(request)).await? {
+            Response::Source(s) => Ok(*s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn sources(&mut self) -> Result<Vec<SourceInfo>, ClientError> {
+        match self.conn.call(Request::Source(SourceRequest::List)).await? {
+            Response::Sources(s) => Ok(s),
             other => Err(unexpected(other)),
         }
     }

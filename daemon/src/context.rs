@@ -14,6 +14,28 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// What lives in the state database, opened together at start.
+pub struct Stores {
+    pub state: State,
+    pub queue: crate::queue::Queue,
+    pub sources: crate::watch::Sources,
+}
+
+impl Stores {
+    /// Opens the state database and what it holds. Blocking.
+    pub fn open(
+        state_dir: &std::path::Path,
+        q: &backupd_common::config::QueueConfig,
+    ) -> Result<Self, crate::state::StateError> {
+        let state = State::open(state_dir)?;
+        Ok(Self {
+            queue: crate::queue::Queue::open(&state, q)?,
+            sources: crate::watch::Sources::open(&state)?,
+            state,
+        })
+    }
+}
+
 pub struct Context {
     pub started: Instant,
     pub pid: u32,
@@ -28,6 +50,8 @@ pub struct Context {
     pub repos: Arc<crate::repo::registry::Registry>,
     /// The job queue every long operation runs through.
     pub queue: crate::queue::Queue,
+    /// Continuously backed-up directories.
+    pub sources: crate::watch::Sources,
     /// Cancelling it stops the daemon (SIGTERM, `system shutdown`).
     pub shutdown: CancellationToken,
     /// Every task the daemon spawns is tracked here so shutdown can drain them.
@@ -44,14 +68,18 @@ pub struct Context {
 impl Context {
     pub fn new(
         settings: Settings,
-        state: State,
-        queue: crate::queue::Queue,
+        stores: Stores,
         listener: &Listener,
         shutdown: CancellationToken,
         tasks: TaskTracker,
         log_reload: Option<LogReload>,
     ) -> Self {
         let limit = settings.config.server.max_connections;
+        let Stores {
+            state,
+            queue,
+            sources,
+        } = stores;
         Self {
             started: Instant::now(),
             pid: std::process::id(),
@@ -66,6 +94,7 @@ impl Context {
             )),
             state,
             queue,
+            sources,
             shutdown,
             tasks,
             settings: RwLock::new(Arc::new(settings)),

@@ -5,6 +5,7 @@ use crate::repo::registry::RegistryError;
 use crate::repo::RepoError;
 use crate::server::listener::ListenError;
 use crate::state::StateError;
+use crate::watch::SourceError;
 use backupd_common::config::ConfigError;
 use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::JobState;
@@ -22,6 +23,8 @@ pub enum Error {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
     #[error("the daemon is shutting down; retry once it is back")]
     ShuttingDown,
     #[error(
@@ -65,7 +68,7 @@ impl Error {
             Self::State(e) => e.is_retryable(),
             Self::Engine(e) => e.is_retryable(),
             Self::Registry(RegistryError::Repo(e)) => e.is_retryable(),
-            Self::Registry(_) => false,
+            Self::Registry(_) | Self::Source(_) => false,
             Self::Listen(_)
             | Self::Config(_)
             | Self::PermissionDenied { .. }
@@ -93,6 +96,14 @@ impl Error {
             Self::PermissionDenied { .. } => ErrorCode::PermissionDenied,
             Self::State(_) | Self::Listen(_) | Self::Internal(_) => ErrorCode::Internal,
             Self::JobNotFound { .. } => ErrorCode::NotFound,
+            Self::Source(e) => match e {
+                SourceError::Exists(_) => ErrorCode::Conflict,
+                SourceError::Unknown(_) => ErrorCode::NotFound,
+                SourceError::State(_) => ErrorCode::Internal,
+                SourceError::InvalidName(_)
+                | SourceError::Path { .. }
+                | SourceError::Invalid { .. } => ErrorCode::InvalidArgument,
+            },
             Self::JobState { .. } => ErrorCode::Conflict,
             Self::RateLimited { .. } => ErrorCode::Busy,
             Self::InvalidWorkers(_) => ErrorCode::InvalidArgument,

@@ -17,12 +17,12 @@ pub mod server;
 pub mod settings;
 pub mod state;
 pub mod systemd;
+pub mod watch;
 
-use context::Context;
+use context::{Context, Stores};
 use error::Error;
 use server::listener::Listener;
 use settings::Settings;
-use state::State;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -41,19 +41,14 @@ pub async fn run(
     let cleanup = listener.cleanup_guard();
     let state_dir = settings.state_dir.clone();
     let queue_config = settings.config.queue.clone();
-    let (state, queue) = tokio::task::spawn_blocking(move || {
-        let state = State::open(&state_dir)?;
-        let queue = queue::Queue::open(&state, &queue_config)?;
-        Ok::<_, Error>((state, queue))
-    })
+    let stores = tokio::task::spawn_blocking(move || Stores::open(&state_dir, &queue_config))
     .await
     .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
 
     let tracker = TaskTracker::new();
     let ctx = Arc::new(Context::new(
         settings,
-        state,
-        queue,
+        stores,
         &listener,
         cancel.clone(),
         tracker.clone(),
@@ -62,6 +57,8 @@ pub async fn run(
     tracker.spawn(systemd::watchdog(cancel.child_token()));
     tracker.spawn(reload::on_sighup(ctx.clone(), cancel.child_token()));
     tracker.spawn(queue::worker::schedule(ctx.clone()));
+    let watch_dirs = ctx.settings().overrides.watch.clone();
+    ctx.sources.start_all(&ctx, &watch_dirs);
 
     {
         let repos = ctx.repos.clone();

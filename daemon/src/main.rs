@@ -36,6 +36,10 @@ struct Args {
     /// Log filter, e.g. `info`, `debug`, `backupd=trace,info`.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Back up this directory continuously into the default repository, for this run.
+    /// Repeatable. (`backupctl source add` makes a source permanent.)
+    #[arg(long, value_name = "DIR")]
+    watch: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -101,11 +105,23 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
 }
 
 fn start(args: Args) -> anyhow::Result<()> {
+    let mut watch = Vec::new();
+    for dir in &args.watch {
+        let abs = std::path::absolute(dir)
+            .with_context(|| format!("--watch {}: cannot resolve the path", dir.display()))?;
+        anyhow::ensure!(
+            abs.is_dir(),
+            "--watch {}: not a directory (or not accessible); give the directory to back up",
+            dir.display()
+        );
+        watch.push(abs);
+    }
     let settings = Settings::resolve(Overrides {
         config_file: args.config,
         socket: args.socket,
         state_dir: args.state_dir,
         log_level: args.log_level,
+        watch,
     })?;
     let log_reload = init_tracing(&settings.log_level).map_err(|message| {
         backupd_common::config::ConfigError::Invalid {

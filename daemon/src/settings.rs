@@ -13,6 +13,8 @@ pub struct Overrides {
     pub socket: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub log_level: Option<String>,
+    /// `--watch DIR`: watched sources of the default repository for this run.
+    pub watch: Vec<PathBuf>,
 }
 
 #[derive(Clone, Debug)]

@@ -23,6 +23,7 @@ fn start() -> InProcess {
         state_dir: Some(dir.path().join("state")),
         config_file: Some(dir.path().join("config.toml")),
         log_level: None,
+        watch: Vec::new(),
     });
     // No config file yet: resolve must say which file is missing.
     let err = settings.expect_err("missing --config file");
@@ -33,6 +34,7 @@ fn start() -> InProcess {
         state_dir: Some(dir.path().join("state")),
         config_file: Some(dir.path().join("config.toml")),
         log_level: None,
+        watch: Vec::new(),
     })
     .expect("settings");
     let listener = Listener::bind(

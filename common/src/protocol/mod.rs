@@ -7,12 +7,14 @@
 
 pub mod queue;
 pub mod repo;
+pub mod source;
 
 use crate::error::ErrorReply;
 use crate::ids::RequestId;
 pub use queue::*;
 pub use repo::*;
 use serde::{Deserialize, Serialize};
+pub use source::*;
 use std::time::Duration;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
@@ -144,6 +146,8 @@ pub enum Request {
     Snapshots(SnapshotsRequest),
     /// Long work (backup, restore, check, forget, rebuild-index) runs as jobs of the queue.
     Queue(QueueRequest),
+    /// Continuously backed-up directories.
+    Source(SourceRequest),
 }
 
 impl Request {
@@ -154,6 +158,7 @@ impl Request {
             Self::Repo(RepoRequest::List) | Self::Snapshots(_) => Permission::RepoRead,
             Self::Repo(_) => Permission::RepoAdmin,
             Self::Queue(r) => r.permission(),
+            Self::Source(r) => r.permission(),
         }
     }
 
@@ -167,6 +172,7 @@ impl Request {
             Self::Repo(RepoRequest::KeyExport { .. }) => "repo key export",
             Self::Snapshots(_) => "snapshots",
             Self::Queue(r) => r.name(),
+            Self::Source(r) => r.name(),
         }
     }
 }
@@ -234,6 +240,8 @@ pub enum Response {
     Noop {
         slept_ms: u64,
     },
+    Source(Box<SourceInfo>),
+    Sources(Vec<SourceInfo>),
 }
 
 /// Intermediate frames of streamed responses.

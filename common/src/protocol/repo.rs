@@ -71,6 +71,24 @@ pub struct BackupRequest {
     pub time_ns: Option<i64>,
     /// Read every file, ignoring the parent snapshot.
     pub force: bool,
+    /// Only these paths changed since the parent (continuous backup): the snapshot is the
+    /// parent's tree with them re-examined, and nothing else is walked.
+    #[serde(default)]
+    pub changes: Option<Vec<PathChange>>,
+    /// Parent snapshot id (hex); `None`: the latest snapshot of the same host and paths.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// The watched source this backup is for.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// A path that changed, for an incremental backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathChange {
+    pub path: Vec<u8>,
+    /// Walk it completely (a directory created or moved in); else only re-examine the entry.
+    pub tree: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -78,6 +96,12 @@ pub struct BackupResult {
     pub snapshot: String,
     pub parent: Option<String>,
     pub stats: SnapshotStatsView,
+    /// Directories listed; an incremental backup lists none it did not need to.
+    #[serde(default)]
+    pub dirs_scanned: u64,
+    /// Built from the parent snapshot and the changed paths alone.
+    #[serde(default)]
+    pub incremental: bool,
     /// Unreadable paths and why; non-empty means the backup is partial.
     pub skipped: Vec<(String, String)>,
 }

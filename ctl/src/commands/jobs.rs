@@ -103,6 +103,7 @@ fn backup(a: &BackupArgs) -> Result<JobKind, Failure> {
         host: a.host.clone(),
         time_ns: a.time.as_deref().map(parse_time).transpose()?,
         force: a.force,
+        ..Default::default()
     }))
 }
 

@@ -5,6 +5,7 @@ pub mod queue;
 pub mod repo;
 pub mod results;
 pub mod snapshots;
+pub mod source;
 pub mod system;
 
 use crate::cli::{Cli, Command};
@@ -61,6 +62,7 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         Command::Snapshots(a) => snapshots::run(&mut client, a, out).await,
         Command::Queue(cmd) => queue::run(&mut client, cmd, out).await,
         Command::Events(a) => queue::events(&mut client, a, out).await,
+        Command::Source(cmd) => source::run(&mut client, cmd, out).await,
         // Submitted above.
         Command::Backup(_) | Command::Restore(_) | Command::Forget(_) => Ok(ExitCode::Ok),
     }

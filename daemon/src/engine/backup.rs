@@ -8,6 +8,7 @@
 use super::chunker::{chunk_stream, ChunkError, ChunkerParams};
 use super::excludes::Excludes;
 use super::fsmeta::{self, NameCache};
+use super::incremental::{Change, Dirty, Totals};
 use super::progress::Progress;
 use super::sources::{normalize_sources, scan_totals, PrefixTree};
 use super::EngineError;
@@ -45,6 +46,9 @@ pub struct BackupOptions {
     pub zstd_level: i32,
     /// Paths never backed up (the daemon adds its state dir).
     pub always_exclude: Vec<PathBuf>,
+    /// Only these paths changed since the parent: the snapshot is the parent's tree with them
+    /// re-examined, and nothing else is walked. Ignored without a parent (a full walk then).
+    pub changes: Option<Vec<(PathBuf, Change)>>,
 }
 
 impl Default for BackupOptions {
@@ -62,6 +66,7 @@ impl Default for BackupOptions {
             force: false,
             zstd_level: DEFAULT_ZSTD_LEVEL,
             always_exclude: Vec::new(),
+            changes: None,
         }
     }
 }
@@ -74,6 +79,10 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 pub struct BackupOutcome {
     pub id: SnapshotId,
     pub snapshot: Snapshot,
+    /// Directories listed (`readdir`); an incremental backup lists none of the unchanged ones.
+    pub dirs_scanned: u64,
+    /// Built from the parent's tree and the changed paths alone.
+    pub incremental: bool,
 }
 
 impl BackupOutcome {
@@ -94,12 +103,13 @@ struct Counters {
     bytes_stored: AtomicU64,
     blobs_added: AtomicU64,
     changed_during_read: AtomicU64,
+    dirs_scanned: AtomicU64,
 }
 
-struct Session<'a> {
-    repo: &'a Repository,
+pub(super) struct Session<'a> {
+    pub(super) repo: &'a Repository,
     opts: &'a BackupOptions,
-    excludes: Excludes,
+    pub(super) excludes: Excludes,
     names: NameCache,
     chunker: ChunkerParams,
     packer: Mutex<PackBuilder>,
@@ -110,6 +120,8 @@ struct Session<'a> {
     hardlinks: Mutex<HashMap<(u64, u64), Vec<BlobId>>>,
     skipped: Mutex<Vec<(Vec<u8>, String)>>,
     counters: Counters,
+    /// What the entries an incremental backup re-examined counted in the parent.
+    replaced: Mutex<Totals>,
     progress: &'a Progress,
     cancel: &'a CancellationToken,
 }
@@ -158,22 +170,37 @@ pub fn backup(
         hardlinks: Mutex::new(HashMap::new()),
         skipped: Mutex::new(Vec::new()),
         counters: Counters::default(),
+        replaced: Mutex::new(Totals::default()),
         progress,
         cancel,
     };
 
+    let prefixes = PrefixTree::build(&sources);
+    let patch = match (&opts.changes, &parent_tree) {
+        (Some(changes), Some(tree)) => Some((Dirty::build(changes, &sources), tree)),
+        _ => None,
+    };
+    let incremental = patch.is_some();
     let stop_scan = cancel.child_token();
     let root = std::thread::scope(|scope| {
-        scope.spawn(|| scan_totals(&sources, &session.excludes, progress, &stop_scan));
-        let prefixes = PrefixTree::build(&sources);
-        let root = if prefixes.is_source {
+        if !incremental {
+            // Totals for the progress display; an incremental backup knows its few paths.
+            scope.spawn(|| scan_totals(&sources, &session.excludes, progress, &stop_scan));
+        }
+        let root = if let Some((dirty, tree)) = &patch {
+            if prefixes.is_source {
+                session.patch_root(tree, dirty)
+            } else {
+                session.patch_prefix(&prefixes, Path::new("/"), tree, dirty)
+            }
+        } else if prefixes.is_source {
             // Backing up `/` itself: the root tree is the tree of `/`.
             std::fs::metadata("/")
                 .map_err(|e| EngineError::Source {
                     path: "/".into(),
                     reason: e.to_string(),
                 })
-                .and_then(|meta| session.backup_dir(Path::new("/"), &meta, parent_tree))
+                .and_then(|meta| session.backup_dir(Path::new("/"), &meta, parent_tree.clone()))
         } else {
             session.backup_prefix(&prefixes, Path::new("/"), parent_tree.as_ref())
         };
@@ -190,7 +217,35 @@ pub fn backup(
     }
 
     let c = &session.counters;
-    let skipped = std::mem::take(&mut *session.skipped.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut skipped =
+        std::mem::take(&mut *session.skipped.lock().unwrap_or_else(|p| p.into_inner()));
+    // Totals as a full walk would count them.
+    let mut totals = Totals {
+        files: c.files.load(Ordering::Relaxed),
+        dirs: c.dirs.load(Ordering::Relaxed),
+        other: c.other.load(Ordering::Relaxed),
+        bytes: c.bytes_total.load(Ordering::Relaxed),
+    };
+    if let (Some((dirty, _)), Some((_, parent))) = (&patch, &parent) {
+        let gone = *session.replaced.lock().unwrap_or_else(|p| p.into_inner());
+        let p = &parent.stats;
+        totals = Totals {
+            files: (p.files + totals.files).saturating_sub(gone.files),
+            dirs: (p.dirs + totals.dirs).saturating_sub(gone.dirs),
+            other: (p.other + totals.other).saturating_sub(gone.other),
+            bytes: (p.bytes_total + totals.bytes).saturating_sub(gone.bytes),
+        };
+        // Paths skipped before and not looked at again are still missing.
+        let looked_at = |path: &[u8]| dirty_covers(dirty, path);
+        let mut kept: Vec<_> = parent
+            .skipped
+            .iter()
+            .filter(|(path, _)| !looked_at(path))
+            .cloned()
+            .collect();
+        kept.append(&mut skipped);
+        skipped = kept;
+    }
     let snapshot = Snapshot {
         version: SNAPSHOT_VERSION,
         time_ns: opts.time_ns.unwrap_or_else(now_ns),
@@ -208,11 +263,11 @@ pub fn backup(
         parent: parent.map(|(id, _)| id),
         tree: root,
         stats: SnapshotStats {
-            files: c.files.load(Ordering::Relaxed),
-            dirs: c.dirs.load(Ordering::Relaxed),
-            other: c.other.load(Ordering::Relaxed),
+            files: totals.files,
+            dirs: totals.dirs,
+            other: totals.other,
             files_read: c.files_read.load(Ordering::Relaxed),
-            bytes_total: c.bytes_total.load(Ordering::Relaxed),
+            bytes_total: totals.bytes,
             bytes_read: c.bytes_read.load(Ordering::Relaxed),
             bytes_added: c.bytes_added.load(Ordering::Relaxed),
             bytes_stored: c.bytes_stored.load(Ordering::Relaxed),
@@ -224,7 +279,27 @@ pub fn backup(
         skipped,
     };
     let id = repo.write_snapshot(&snapshot)?;
-    Ok(BackupOutcome { id, snapshot })
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        dirs_scanned: c.dirs_scanned.load(Ordering::Relaxed),
+        incremental,
+    })
+}
+
+/// Whether `path` is a changed path or lies under one.
+fn dirty_covers(dirty: &Dirty, path: &[u8]) -> bool {
+    let mut node = dirty;
+    for name in path.split(|b| *b == b'/').filter(|n| !n.is_empty()) {
+        if node.mark.is_some() {
+            return true;
+        }
+        match node.children.get(name) {
+            Some(child) => node = child,
+            None => return false,
+        }
+    }
+    node.mark.is_some()
 }
 
 fn find_parent(
@@ -269,7 +344,25 @@ fn read_small(mut file: &std::fs::File, limit: u64) -> std::io::Result<Option<Ve
 }
 
 impl Session<'_> {
-    fn check_cancel(&self) -> Result<(), EngineError> {
+    pub(super) fn names(&self) -> &NameCache {
+        &self.names
+    }
+
+    /// A directory an incremental backup re-stat'ed but did not list.
+    pub(super) fn count_dir(&self) {
+        self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records what a re-examined entry counted in the parent snapshot.
+    pub(super) fn replaced(&self, t: Totals) {
+        let mut r = self.replaced.lock().unwrap_or_else(|p| p.into_inner());
+        r.files += t.files;
+        r.dirs += t.dirs;
+        r.other += t.other;
+        r.bytes += t.bytes;
+    }
+
+    pub(super) fn check_cancel(&self) -> Result<(), EngineError> {
         if self.cancel.is_cancelled() {
             Err(EngineError::Cancelled)
         } else {
@@ -277,7 +370,7 @@ impl Session<'_> {
         }
     }
 
-    fn skip(&self, path: &Path, reason: String) {
+    pub(super) fn skip(&self, path: &Path, reason: String) {
         tracing::warn!(path = %path.display(), %reason, "skipped");
         self.progress.error();
         self.skipped
@@ -340,7 +433,7 @@ impl Session<'_> {
         self.write_pack(last)
     }
 
-    fn store_tree(&self, mut nodes: Vec<Node>) -> Result<BlobId, EngineError> {
+    pub(super) fn store_tree(&self, mut nodes: Vec<Node>) -> Result<BlobId, EngineError> {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let tree = Tree {
             version: TREE_VERSION,
@@ -351,8 +444,20 @@ impl Session<'_> {
         Ok(id)
     }
 
+    /// A directory on the way from `/` to a source, as a node (without its subtree). It is
+    /// recorded as a directory even when it is a symlink (`/home -> var/home`), so the source
+    /// restores under its given path.
+    pub(super) fn prefix_node(&self, path: &Path, name: Vec<u8>) -> Result<Node, EngineError> {
+        let source_err = |e: std::io::Error| EngineError::Source {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let meta = std::fs::metadata(path).map_err(source_err)?;
+        fsmeta::capture(path, name, &meta, &self.names).map_err(source_err)
+    }
+
     /// A directory on the way from `/` to the sources, or a source itself.
-    fn backup_prefix(
+    pub(super) fn backup_prefix(
         &self,
         prefix: &PrefixTree,
         path: &Path,
@@ -367,17 +472,7 @@ impl Session<'_> {
                 if child.is_source {
                     return self.backup_entry(&child_path, name.clone(), parent_node);
                 }
-                // A directory on the way to a source is recorded as a directory even when it is
-                // a symlink (`/home -> var/home`), so the source restores under its given path.
-                let meta = std::fs::metadata(&child_path).map_err(|e| EngineError::Source {
-                    path: child_path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                let mut node = fsmeta::capture(&child_path, name.clone(), &meta, &self.names)
-                    .map_err(|e| EngineError::Source {
-                        path: child_path.display().to_string(),
-                        reason: e.to_string(),
-                    })?;
+                let mut node = self.prefix_node(&child_path, name.clone())?;
                 let parent_subtree = self.parent_subtree(parent_node)?;
                 node.subtree =
                     Some(self.backup_prefix(child, &child_path, parent_subtree.as_ref())?);
@@ -396,7 +491,7 @@ impl Session<'_> {
     }
 
     /// One file system object; `None` when excluded or skipped.
-    fn backup_entry(
+    pub(super) fn backup_entry(
         &self,
         path: &Path,
         name: Vec<u8>,
@@ -445,7 +540,7 @@ impl Session<'_> {
         Ok(Some(node))
     }
 
-    fn backup_dir(
+    pub(super) fn backup_dir(
         &self,
         path: &Path,
         meta: &std::fs::Metadata,
@@ -454,6 +549,7 @@ impl Session<'_> {
         if self.excludes.is_tagged_cache(path) {
             return self.store_tree(Vec::new());
         }
+        self.counters.dirs_scanned.fetch_add(1, Ordering::Relaxed);
         let entries = match std::fs::read_dir(path) {
             Ok(rd) => rd
                 .filter_map(|e| e.ok())

@@ -9,6 +9,7 @@ pub mod chunker;
 pub mod excludes;
 pub mod forget;
 pub mod fsmeta;
+pub mod incremental;
 pub mod progress;
 pub mod rebuild;
 pub mod restore;

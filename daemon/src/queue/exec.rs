@@ -5,6 +5,7 @@ use crate::context::Context;
 use crate::engine::backup::{backup, BackupOptions};
 use crate::engine::check::{check, CheckOptions, CheckReport};
 use crate::engine::forget::{forget, ForgetOptions, Policy};
+use crate::engine::incremental::Change;
 use crate::engine::progress::Progress;
 use crate::engine::rebuild::rebuild_index;
 use crate::engine::restore::{restore, RestoreOptions};
@@ -12,6 +13,7 @@ use crate::engine::EngineError;
 use crate::error::Error;
 use crate::repo::format_rfc3339;
 use crate::repo::snapshot::SnapshotStats;
+use backupd_common::ids::SnapshotId;
 use backupd_common::protocol::{
     BackupRequest, BackupResult, CheckProblem, CheckRequest, CheckResult, ForgetDecision,
     ForgetRequest, ForgetResult, JobKind, NoopRequest, PruneSummary, RebuildResult, Response,
@@ -107,6 +109,20 @@ fn run_backup(
     cancel: &CancellationToken,
 ) -> Result<Response, Error> {
     let (_, repo) = ctx.repos.open(r.repo.as_deref())?;
+    let parent = match &r.parent {
+        Some(hex) => Some(SnapshotId::from_hex(hex).ok_or_else(|| {
+            EngineError::InvalidArgument(format!("parent {hex:?} is not a snapshot id"))
+        })?),
+        None => None,
+    };
+    let changes = r.changes.map(|list| {
+        list.into_iter()
+            .map(|c| {
+                let change = if c.tree { Change::Tree } else { Change::Entry };
+                (path_of(c.path), change)
+            })
+            .collect()
+    });
     let opts = BackupOptions {
         paths: r.paths.into_iter().map(path_of).collect(),
         excludes: r.excludes,
@@ -118,6 +134,8 @@ fn run_backup(
         time_ns: r.time_ns,
         force: r.force,
         always_exclude: vec![ctx.state_dir.clone()],
+        parent,
+        changes,
         ..Default::default()
     };
     let out = backup(&repo, &opts, progress, cancel)?;
@@ -126,6 +144,8 @@ fn run_backup(
         snapshot: out.id.to_hex(),
         parent: out.snapshot.parent.map(|p| p.to_hex()),
         stats: stats_view(&out.snapshot.stats),
+        dirs_scanned: out.dirs_scanned,
+        incremental: out.incremental,
         skipped: out
             .snapshot
             .skipped

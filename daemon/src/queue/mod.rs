@@ -188,20 +188,44 @@ impl Queue {
         let _ = self.events.send(event);
     }
 
-    /// Queues a job (or merges it into an equal queued backup) and makes it durable.
+    /// Queues a job (or merges it into an equal queued backup) and makes it durable. Callers
+    /// over `uid`'s submission rate get `RateLimited`.
     pub async fn submit(
         &self,
         spec: JobSpec,
         uid: u32,
         q: &QueueConfig,
     ) -> Result<Submitted, Error> {
+        self.submit_as(spec, uid, q, true).await
+    }
+
+    /// Queues a job the daemon itself decided on (a watched source's backup): not rate limited.
+    pub async fn submit_internal(
+        &self,
+        spec: JobSpec,
+        uid: u32,
+        q: &QueueConfig,
+    ) -> Result<Submitted, Error> {
+        self.submit_as(spec, uid, q, false).await
+    }
+
+    async fn submit_as(
+        &self,
+        spec: JobSpec,
+        uid: u32,
+        q: &QueueConfig,
+        limited: bool,
+    ) -> Result<Submitted, Error> {
         let submitted = {
             let mut inner = self.lock();
-            if let Err(wait) =
+            let taken = if limited {
                 inner
                     .limiter
                     .take(uid, Instant::now(), q.submit_rate, q.submit_burst)
-            {
+            } else {
+                Ok(())
+            };
+            if let Err(wait) = taken {
                 return Err(Error::RateLimited {
                     uid,
                     retry_after: wait,

@@ -1,6 +1,6 @@
-//! Jobs in sled: tree `jobs` maps the big-endian job id to the bincode of its [`JobInfo`]; tree
-//! `queue` holds the next id. Every transition is written here and flushed before anyone is told
-//! about it.
+//! Jobs in sled: tree `jobs` maps the big-endian job id to the JSON of its [`JobInfo`] (JSON, so
+//! fields added later with defaults still read old records); tree `queue` holds the next id.
+//! Every transition is written here and flushed before anyone is told about it.
 
 use crate::state::{State, StateError};
 use backupd_common::protocol::{JobId, JobInfo};
@@ -14,10 +14,6 @@ pub struct Store {
     jobs: sled::Tree,
     meta: sled::Tree,
     state: State,
-}
-
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard()
 }
 
 impl Store {
@@ -49,8 +45,8 @@ impl Store {
                 .map(u64::from_be_bytes)
                 .unwrap_or_default();
             max_id = max_id.max(id);
-            match bincode::serde::decode_from_slice::<JobInfo, _>(&value, config()) {
-                Ok((job, _)) => jobs.push(job),
+            match serde_json::from_slice::<JobInfo>(&value) {
+                Ok(job) => jobs.push(job),
                 Err(e) => tracing::warn!(
                     job = id,
                     error = %e,
@@ -69,7 +65,7 @@ impl Store {
 
     /// Writes a job (not yet durable: call [`Store::flush`]).
     pub fn put(&self, job: &JobInfo) -> Result<(), StateError> {
-        let bytes = bincode::serde::encode_to_vec(job, config()).map_err(|e| {
+        let bytes = serde_json::to_vec(job).map_err(|e| {
             self.write_err(sled::Error::ReportableBug(format!(
                 "cannot encode job {}: {e}",
                 job.id

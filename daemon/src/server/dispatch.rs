@@ -11,5 +11,6 @@ pub async fn dispatch(ctx: &Arc<Context>, identity: &Identity, request: Request)
         Request::Repo(r) => handlers::repo::handle(ctx, r).await,
         Request::Snapshots(r) => handlers::snapshots::snapshots(ctx, r).await,
         Request::Queue(r) => handlers::queue::handle(ctx, identity, r).await,
+        Request::Source(r) => handlers::source::handle(ctx, r).await,
     }
 }

@@ -4,6 +4,7 @@
 pub mod queue;
 pub mod repo;
 pub mod snapshots;
+pub mod source;
 pub mod system;
 
 use crate::error::Error;

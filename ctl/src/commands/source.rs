@@ -1,0 +1,102 @@
+//! `backupctl source ...`
+
+use super::{abs_bytes, Failure};
+use crate::cli::SourceCommand;
+use crate::client::Client;
+use crate::exit::ExitCode;
+use crate::output::Output;
+use backupd_common::protocol::{SourceInfo, SourceRequest, SourceSpec, WatchState};
+use std::time::{Duration, UNIX_EPOCH};
+
+fn state(s: WatchState) -> &'static str {
+    match s {
+        WatchState::Starting => "starting",
+        WatchState::Watching => "watching",
+        WatchState::Periodic => "periodic",
+        WatchState::NotWatched => "not-watched",
+    }
+}
+
+fn line(s: &SourceInfo) -> String {
+    let last = match (&s.last_snapshot, s.last_snapshot_ns) {
+        (Some(id), Some(ns)) => format!(
+            "last snapshot {} at {}{}",
+            id.get(..8).unwrap_or(id),
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)),
+            s.last_latency_ms
+                .map(|ms| format!(" ({ms} ms after the change)"))
+                .unwrap_or_default()
+        ),
+        _ => "no snapshot yet".into(),
+    };
+    let mut text = format!(
+        "{}{}  {}  -> {}  {} ({} dirs watched), {} paths pending{}; {}",
+        s.spec.name,
+        if s.transient { " (this run)" } else { "" },
+        String::from_utf8_lossy(&s.spec.path),
+        s.spec.repo.as_deref().unwrap_or("default"),
+        state(s.state),
+        s.dirs_watched,
+        s.pending_paths,
+        s.job.map(|j| format!(", job {j}")).unwrap_or_default(),
+        last
+    );
+    if let Some(note) = &s.note {
+        text.push_str(&format!("\n  note: {note}"));
+    }
+    text
+}
+
+pub async fn run(
+    client: &mut Client,
+    cmd: &SourceCommand,
+    out: &Output,
+) -> Result<ExitCode, Failure> {
+    match cmd {
+        SourceCommand::Add(a) => {
+            let path = abs_bytes(&a.path)?;
+            let name = match &a.name {
+                Some(n) => n.clone(),
+                None => {
+                    let p = std::path::Path::new(std::ffi::OsStr::new(
+                        std::str::from_utf8(&path).unwrap_or("source"),
+                    ));
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "root".into())
+                }
+            };
+            let spec = SourceSpec {
+                name,
+                path,
+                repo: a.repo.clone(),
+                excludes: a.exclude.clone(),
+                watch: !a.no_watch,
+                debounce: a.debounce,
+                max_delay: a.max_delay,
+                rescan_every: a.rescan_every,
+            };
+            let s = client.source(SourceRequest::Add(spec)).await?;
+            out.value(&s, || format!("added {}", line(&s)));
+        }
+        SourceCommand::List => {
+            let list = client.sources().await?;
+            out.value(&list, || {
+                if list.is_empty() {
+                    "no sources".into()
+                } else {
+                    list.iter().map(line).collect::<Vec<_>>().join("\n")
+                }
+            });
+        }
+        SourceCommand::Remove { name } => {
+            let s = client
+                .source(SourceRequest::Remove { name: name.clone() })
+                .await?;
+            out.value(&s, || {
+                format!("removed {} (its snapshots stay)", s.spec.name)
+            });
+        }
+    }
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,319 @@
+//! Incremental backup: the new snapshot is the parent snapshot's tree with only the changed
+//! paths re-examined. Nothing else is listed or read: the directories on the way from `/` to a
+//! changed path are re-stat'ed and their trees rebuilt from the parent's trees, every other
+//! subtree is reused by id. The snapshot is complete (it restores the whole source).
+//!
+//! Totals (files, dirs, bytes) are the parent's plus what was visited minus what the visited
+//! entries replaced, so an incremental snapshot reports the same totals as a full walk would.
+
+use super::backup::Session;
+use super::sources::PrefixTree;
+use super::EngineError;
+use crate::repo::tree::{Node, NodeKind, Tree};
+use crate::repo::Repository;
+use backupd_common::ids::BlobId;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+/// What to do with one changed path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Change {
+    /// Re-examine the entry: a file is re-stat'ed (and read if it changed), a vanished entry is
+    /// removed, a directory gets its own metadata refreshed and keeps its children from the
+    /// parent unless they are listed too.
+    Entry,
+    /// Walk the entry completely (a directory created or moved in).
+    Tree,
+}
+
+/// Changed paths as a trie of names from `/`.
+#[derive(Debug, Default)]
+pub struct Dirty {
+    pub children: BTreeMap<Vec<u8>, Dirty>,
+    pub mark: Option<Change>,
+}
+
+impl Dirty {
+    /// Builds the trie; paths outside `sources` are left out (nothing else is in the snapshot).
+    pub fn build(changes: &[(PathBuf, Change)], sources: &[PathBuf]) -> Self {
+        let mut root = Dirty::default();
+        'paths: for (path, change) in changes {
+            if !sources.iter().any(|s| path.starts_with(s)) {
+                continue;
+            }
+            let mut node = &mut root;
+            for component in path.components() {
+                match component {
+                    Component::RootDir => {}
+                    Component::Normal(name) => {
+                        node = node.children.entry(name.as_bytes().to_vec()).or_default();
+                    }
+                    // Changes come from the watcher as absolute, normal paths.
+                    _ => continue 'paths,
+                }
+            }
+            node.mark = node.mark.max(Some(*change));
+        }
+        root
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.mark.is_none()
+    }
+}
+
+/// Counts of a part of a snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub files: u64,
+    pub dirs: u64,
+    pub other: u64,
+    pub bytes: u64,
+}
+
+impl Totals {
+    fn add(&mut self, o: Totals) {
+        self.files += o.files;
+        self.dirs += o.dirs;
+        self.other += o.other;
+        self.bytes += o.bytes;
+    }
+}
+
+/// What `node` (and, for a directory, everything under it) counts in a snapshot's totals.
+pub fn node_totals(repo: &Repository, node: &Node) -> Totals {
+    let mut t = Totals::default();
+    match node.kind {
+        NodeKind::File => {
+            t.files = 1;
+            t.bytes = node.size;
+        }
+        NodeKind::Dir => {
+            t.dirs = 1;
+            if let Some(id) = node.subtree {
+                match repo.load_tree(&id) {
+                    Ok(tree) => {
+                        for child in &tree.nodes {
+                            t.add(node_totals(repo, child));
+                        }
+                    }
+                    // Only the totals suffer; the snapshot itself is written from the file system.
+                    Err(e) => {
+                        tracing::warn!(tree = %id.short(), error = %e, "cannot count a replaced subtree")
+                    }
+                }
+            }
+        }
+        _ => t.other = 1,
+    }
+    t
+}
+
+/// Replaces (or removes, or inserts) the node called `name` in a name-sorted list.
+fn replace(nodes: &mut Vec<Node>, name: &[u8], new: Option<Node>) {
+    match (nodes.binary_search_by(|n| n.name.as_slice().cmp(name)), new) {
+        (Ok(i), Some(n)) => nodes[i] = n,
+        (Ok(i), None) => {
+            nodes.remove(i);
+        }
+        (Err(i), Some(n)) => nodes.insert(i, n),
+        (Err(_), None) => {}
+    }
+}
+
+impl Session<'_> {
+    /// Patches the tree of `path`, a directory on the way from `/` to the sources.
+    pub(super) fn patch_prefix(
+        &self,
+        prefix: &PrefixTree,
+        path: &Path,
+        parent: &Tree,
+        dirty: &Dirty,
+    ) -> Result<BlobId, EngineError> {
+        let mut nodes = parent.nodes.clone();
+        for (name, child) in &prefix.children {
+            let Some(d) = dirty.children.get(name) else {
+                continue;
+            };
+            let child_path = path.join(OsStr::from_bytes(name));
+            let old = parent.find(name);
+            let new = if child.is_source {
+                self.patch_entry(&child_path, name.clone(), old, d)?
+            } else {
+                match old
+                    .and_then(|n| n.subtree)
+                    .map(|id| self.repo.load_tree(&id))
+                {
+                    Some(Ok(tree)) => {
+                        let mut node = self.prefix_node(&child_path, name.clone())?;
+                        node.subtree = Some(self.patch_prefix(child, &child_path, &tree, d)?);
+                        Some(node)
+                    }
+                    // The parent has no usable tree here: build this part in full.
+                    _ => {
+                        let mut node = self.prefix_node(&child_path, name.clone())?;
+                        node.subtree = Some(self.backup_prefix(child, &child_path, None)?);
+                        Some(node)
+                    }
+                }
+            };
+            replace(&mut nodes, name, new);
+        }
+        self.store_tree(nodes)
+    }
+
+    /// Patches the tree of `/` when `/` itself is the source.
+    pub(super) fn patch_root(&self, parent: &Tree, dirty: &Dirty) -> Result<BlobId, EngineError> {
+        let root = Path::new("/");
+        let meta = std::fs::metadata(root).map_err(|e| EngineError::Source {
+            path: "/".into(),
+            reason: e.to_string(),
+        })?;
+        if dirty.mark == Some(Change::Tree) {
+            return self.backup_dir(root, &meta, None);
+        }
+        self.patch_dir(root, parent, dirty, meta.dev())
+    }
+
+    /// Re-examines one entry under a source (see [`Change`]).
+    fn patch_entry(
+        &self,
+        path: &Path,
+        name: Vec<u8>,
+        old: Option<&Node>,
+        d: &Dirty,
+    ) -> Result<Option<Node>, EngineError> {
+        let patchable_dir = old.filter(|o| o.kind == NodeKind::Dir && o.subtree.is_some());
+        let Some(old_dir) = patchable_dir.filter(|_| d.mark != Some(Change::Tree)) else {
+            // A file, something new, or a directory to walk in full: the ordinary path, which
+            // still reuses unchanged files from `old`.
+            if let Some(o) = old {
+                self.replaced(node_totals(self.repo, o));
+            }
+            return self.backup_entry(path, name, old);
+        };
+        self.check_cancel()?;
+        let gone = |s: &Self| {
+            s.replaced(node_totals(s.repo, old_dir));
+            Ok(None)
+        };
+        if self.excludes.excludes(path, &name) {
+            return gone(self);
+        }
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return gone(self),
+            Err(e) => {
+                self.skip(path, e.to_string());
+                return gone(self);
+            }
+        };
+        let old_tree = old_dir.subtree.map(|id| (id, self.repo.load_tree(&id)));
+        let (old_id, old_tree) = match old_tree {
+            Some((id, Ok(tree))) if meta.is_dir() && !self.excludes.is_tagged_cache(path) => {
+                (id, tree)
+            }
+            // It is no longer a directory, became a cache directory, or its old tree is
+            // unreadable: examine it in full.
+            _ => {
+                self.replaced(node_totals(self.repo, old_dir));
+                return self.backup_entry(path, name, old);
+            }
+        };
+        let mut node = match super::fsmeta::capture(path, name, &meta, self.names()) {
+            Ok(n) => n,
+            Err(e) => {
+                self.skip(path, e.to_string());
+                return gone(self);
+            }
+        };
+        // The directory itself is counted once, as it was.
+        self.count_dir();
+        self.replaced(Totals {
+            dirs: 1,
+            ..Default::default()
+        });
+        node.subtree = Some(if d.children.is_empty() {
+            old_id
+        } else {
+            self.patch_dir(path, &old_tree, d, meta.dev())?
+        });
+        Ok(Some(node))
+    }
+
+    fn patch_dir(
+        &self,
+        path: &Path,
+        parent: &Tree,
+        d: &Dirty,
+        dev: u64,
+    ) -> Result<BlobId, EngineError> {
+        let changed = d
+            .children
+            .par_iter()
+            .map(|(name, cd)| {
+                let child = path.join(OsStr::from_bytes(name));
+                let old = parent.find(name);
+                if old.is_none() && self.excludes.one_file_system {
+                    if let Ok(m) = std::fs::symlink_metadata(&child) {
+                        if m.is_dir() && m.dev() != dev {
+                            return Ok((name, None));
+                        }
+                    }
+                }
+                Ok((name, self.patch_entry(&child, name.clone(), old, cd)?))
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        let mut nodes = parent.nodes.clone();
+        for (name, new) in changed {
+            replace(&mut nodes, name, new);
+        }
+        self.store_tree(nodes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dirty_trie_keeps_the_strongest_mark_and_drops_paths_outside_the_sources() {
+        let d = Dirty::build(
+            &[
+                (PathBuf::from("/src/a/f"), Change::Entry),
+                (PathBuf::from("/src/a"), Change::Entry),
+                (PathBuf::from("/src/a"), Change::Tree),
+                (PathBuf::from("/elsewhere/x"), Change::Tree),
+                (PathBuf::from("/src/../etc"), Change::Tree),
+            ],
+            &[PathBuf::from("/src")],
+        );
+        assert_eq!(d.children.len(), 1);
+        let a = &d.children[b"src".as_slice()].children[b"a".as_slice()];
+        assert_eq!(a.mark, Some(Change::Tree));
+        assert_eq!(a.children[b"f".as_slice()].mark, Some(Change::Entry));
+    }
+
+    #[test]
+    fn replace_inserts_updates_and_removes_in_order() {
+        let mut nodes = vec![
+            Node::new(b"a".to_vec(), NodeKind::File),
+            Node::new(b"c".to_vec(), NodeKind::File),
+        ];
+        replace(
+            &mut nodes,
+            b"b",
+            Some(Node::new(b"b".to_vec(), NodeKind::Dir)),
+        );
+        replace(&mut nodes, b"a", None);
+        replace(&mut nodes, b"z", None);
+        let names: Vec<&[u8]> = nodes.iter().map(|n| n.name.as_slice()).collect();
+        assert_eq!(names, [b"b".as_slice(), b"c".as_slice()]);
+        assert_eq!(nodes[0].kind, NodeKind::Dir);
+    }
+}

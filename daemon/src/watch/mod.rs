@@ -1,0 +1,257 @@
+//! Continuous backup: watched sources. Each source runs one task ([`source`]) that turns file
+//! system events ([`watcher`]) into a coalesced set of changed paths ([`dirty`]) and queues an
+//! incremental backup after a quiet period. Sources are persisted in sled (tree `sources`,
+//! JSON); `backupd --watch DIR` adds a transient one for the run.
+
+pub mod dirty;
+pub mod source;
+pub mod watcher;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::state::{State, StateError};
+use backupd_common::protocol::{SourceInfo, SourceSpec, WatchState};
+use source::SourceHandle;
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const TREE: &str = "sources";
+
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
+pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
+pub const DEFAULT_RESCAN: Duration = Duration::from_secs(86_400);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source name {0:?} is invalid: use 1-64 letters, digits, `.`, `_` or `-`")]
+    InvalidName(String),
+    #[error("a source named {0:?} already exists; remove it first or pick another --name")]
+    Exists(String),
+    #[error("no source named {0:?}; `backupctl source list` shows them")]
+    Unknown(String),
+    #[error("source path {path}: {reason}")]
+    Path { path: PathBuf, reason: String },
+    #[error("source {name}: {reason}")]
+    Invalid { name: String, reason: String },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+pub struct Sources {
+    tree: sled::Tree,
+    state: State,
+    running: Mutex<BTreeMap<String, Arc<SourceHandle>>>,
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A default name for a path: its last component, made valid.
+pub fn name_for(path: &Path) -> String {
+    let base: String = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if base.is_empty() {
+        "root".into()
+    } else {
+        base
+    }
+}
+
+impl Sources {
+    pub fn open(state: &State) -> Result<Self, StateError> {
+        Ok(Self {
+            tree: state.tree(TREE)?,
+            state: state.clone(),
+            running: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn write_err(&self, source: sled::Error) -> StateError {
+        StateError::Write {
+            path: self.state.path().to_owned(),
+            source,
+        }
+    }
+
+    fn persisted(&self) -> Vec<SourceSpec> {
+        self.tree
+            .iter()
+            .filter_map(|item| {
+                let (key, value) = item.ok()?;
+                match serde_json::from_slice(&value) {
+                    Ok(spec) => Some(spec),
+                    Err(e) => {
+                        tracing::warn!(source = %String::from_utf8_lossy(&key), error = %e, "source record unreadable; skipped");
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn validate(&self, spec: &SourceSpec) -> Result<(), SourceError> {
+        if !valid_name(&spec.name) {
+            return Err(SourceError::InvalidName(spec.name.clone()));
+        }
+        let path = PathBuf::from(OsStr::from_bytes(&spec.path));
+        let bad = |reason: &str| SourceError::Path {
+            path: path.clone(),
+            reason: reason.to_owned(),
+        };
+        if !path.is_absolute() {
+            return Err(bad("must be absolute"));
+        }
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(bad("is not a directory; watch the directory that holds it")),
+            Err(e) => return Err(bad(&format!("{e}"))),
+        }
+        let invalid = |reason: String| SourceError::Invalid {
+            name: spec.name.clone(),
+            reason,
+        };
+        if spec.debounce < Duration::from_millis(100) {
+            return Err(invalid("--debounce must be at least 100ms".into()));
+        }
+        if spec.max_delay < spec.debounce {
+            return Err(invalid(
+                "--max-delay must not be shorter than --debounce".into(),
+            ));
+        }
+        if spec.rescan_every < Duration::from_secs(60) {
+            return Err(invalid("--rescan-every must be at least 1m".into()));
+        }
+        crate::engine::excludes::Excludes::new(&spec.excludes, &[])
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Adds (and, unless transient, persists) a source and starts its task.
+    pub async fn add(
+        &self,
+        ctx: &Arc<Context>,
+        spec: SourceSpec,
+        transient: bool,
+    ) -> Result<SourceInfo, Error> {
+        self.validate(&spec)?;
+        if self.lock().contains_key(&spec.name) {
+            return Err(SourceError::Exists(spec.name).into());
+        }
+        if !transient {
+            let bytes = serde_json::to_vec(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+            self.tree
+                .insert(spec.name.as_bytes(), bytes)
+                .map_err(|e| SourceError::State(self.write_err(e)))?;
+            self.tree
+                .flush_async()
+                .await
+                .map_err(|e| SourceError::State(self.write_err(e)))?;
+        }
+        Ok(self.start(ctx, spec, transient))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<SourceHandle>>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn start(&self, ctx: &Arc<Context>, spec: SourceSpec, transient: bool) -> SourceInfo {
+        let info = SourceInfo {
+            spec: spec.clone(),
+            transient,
+            state: WatchState::Starting,
+            dirs_watched: 0,
+            pending_paths: 0,
+            job: None,
+            last_snapshot: None,
+            last_snapshot_ns: None,
+            last_latency_ms: None,
+            scans: 0,
+            incremental_backups: 0,
+            note: None,
+        };
+        let handle = Arc::new(SourceHandle {
+            status: Mutex::new(info.clone()),
+            stop: CancellationToken::new(),
+        });
+        self.lock().insert(spec.name.clone(), handle.clone());
+        ctx.tasks.spawn(source::run(ctx.clone(), handle));
+        tracing::info!(source = %spec.name, path = %String::from_utf8_lossy(&spec.path), transient, "source added");
+        info
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<SourceInfo, Error> {
+        let Some(handle) = self.lock().remove(name) else {
+            return Err(SourceError::Unknown(name.to_owned()).into());
+        };
+        handle.stop.cancel();
+        self.tree
+            .remove(name.as_bytes())
+            .map_err(|e| SourceError::State(self.write_err(e)))?;
+        self.tree
+            .flush_async()
+            .await
+            .map_err(|e| SourceError::State(self.write_err(e)))?;
+        tracing::info!(source = %name, "source removed; its snapshots stay");
+        Ok(handle.info())
+    }
+
+    pub fn list(&self) -> Vec<SourceInfo> {
+        self.lock().values().map(|h| h.info()).collect()
+    }
+
+    /// Starts the persisted sources and the `--watch` directories of this run.
+    pub fn start_all(&self, ctx: &Arc<Context>, watch: &[PathBuf]) {
+        for spec in self.persisted() {
+            if let Err(e) = self.validate(&spec) {
+                tracing::error!(source = %spec.name, error = %e, "source not started");
+                continue;
+            }
+            self.start(ctx, spec, false);
+        }
+        for dir in watch {
+            let mut name = name_for(dir);
+            let mut n = 2;
+            while self.lock().contains_key(&name) {
+                name = format!("{}-{n}", name_for(dir));
+                n += 1;
+            }
+            let spec = SourceSpec {
+                name,
+                path: dir.as_os_str().as_bytes().to_vec(),
+                repo: None,
+                excludes: Vec::new(),
+                watch: true,
+                debounce: DEFAULT_DEBOUNCE,
+                max_delay: DEFAULT_MAX_DELAY,
+                rescan_every: DEFAULT_RESCAN,
+            };
+            match self.validate(&spec) {
+                Ok(()) => {
+                    self.start(ctx, spec, true);
+                }
+                Err(e) => tracing::error!(error = %e, "--watch {} not started", dir.display()),
+            }
+        }
+    }
+}
