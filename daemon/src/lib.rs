@@ -42,8 +42,8 @@ pub async fn run(
     let state_dir = settings.state_dir.clone();
     let queue_config = settings.config.queue.clone();
     let stores = tokio::task::spawn_blocking(move || Stores::open(&state_dir, &queue_config))
-    .await
-    .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
+        .await
+        .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
 
     let tracker = TaskTracker::new();
     let ctx = Arc::new(Context::new(
