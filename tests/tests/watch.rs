@@ -212,6 +212,8 @@ fn ten_thousand_writes_in_five_seconds_make_at_most_three_snapshots() {
     assert_latest_equals(&d, &src, "burst");
 }
 
+type Step<'a> = Box<dyn Fn() + 'a>;
+
 #[test]
 fn directory_operations_each_settle_into_an_exact_snapshot() {
     let work = tempfile::tempdir().expect("tempdir");
@@ -223,7 +225,7 @@ fn directory_operations_each_settle_into_an_exact_snapshot() {
     let d = watching(&src);
     let mut snap = snapshot_of(&settle(&d, "ops", None, Duration::from_secs(60)));
 
-    let steps: Vec<(&str, Box<dyn Fn()>)> = vec![
+    let steps: Vec<(&str, Step)> = vec![
         (
             "nested tree created",
             Box::new(|| {
