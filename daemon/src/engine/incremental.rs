@@ -143,7 +143,16 @@ impl Session<'_> {
             let child_path = path.join(OsStr::from_bytes(name));
             let old = parent.find(name);
             let new = if child.is_source {
-                self.patch_entry(&child_path, name.clone(), old, d)?
+                let new = self.patch_entry(&child_path, name.clone(), old, d)?;
+                // A source that vanished is an error, as in a full backup: never a snapshot
+                // that silently lacks it.
+                if new.is_none() && std::fs::symlink_metadata(&child_path).is_err() {
+                    return Err(EngineError::Source {
+                        path: child_path.display().to_string(),
+                        reason: "it no longer exists".into(),
+                    });
+                }
+                new
             } else {
                 match old
                     .and_then(|n| n.subtree)

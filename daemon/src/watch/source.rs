@@ -24,8 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Without inotify (limit reached, unavailable), scans run at least this often.
 const FALLBACK_SCAN: Duration = Duration::from_secs(600);
-/// After a backup of the source failed for good, the next try waits this long.
+/// After a backup of the source failed for good, the next try waits this long, doubling with
+/// each further failure up to `MAX_AFTER_FAILURE`.
 const AFTER_FAILURE: Duration = Duration::from_secs(60);
+const MAX_AFTER_FAILURE: Duration = Duration::from_secs(3600);
 
 pub struct SourceHandle {
     pub status: Mutex<SourceInfo>,
@@ -144,6 +146,7 @@ pub async fn run(ctx: Arc<Context>, handle: Arc<SourceHandle>) {
     let mut not_before: Option<Instant> = None;
     let mut outstanding: Option<Outstanding> = None;
     let mut parent: Option<String> = None;
+    let mut failures = 0u32;
 
     loop {
         let now = Instant::now();
@@ -259,11 +262,29 @@ pub async fn run(ctx: Arc<Context>, handle: Arc<SourceHandle>) {
                     if let Some(o) = outstanding.take() {
                         let job = ctx.queue.job(o.job);
                         match finished(&handle, job.as_ref(), &o) {
-                            Some(snapshot) => parent = Some(snapshot),
+                            Some(snapshot) => {
+                                parent = Some(snapshot);
+                                failures = 0;
+                                handle.update(|s| s.note = None);
+                            }
                             None => {
                                 // Whatever that backup covered must be looked at again.
                                 rescan = true;
-                                not_before = Some(Instant::now() + AFTER_FAILURE);
+                                failures += 1;
+                                let wait = AFTER_FAILURE
+                                    .saturating_mul(1 << (failures - 1).min(6))
+                                    .min(MAX_AFTER_FAILURE);
+                                not_before = Some(Instant::now() + wait);
+                                let why = job
+                                    .and_then(|j| j.error)
+                                    .map(|e| e.message)
+                                    .unwrap_or_else(|| "the backup job is gone".into());
+                                handle.update(|s| {
+                                    s.note = Some(format!(
+                                        "the last backup failed ({why}); next try in {}",
+                                        humantime::format_duration(wait)
+                                    ))
+                                });
                             }
                         }
                     }
