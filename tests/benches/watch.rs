@@ -151,10 +151,10 @@ fn main() {
 
         let mut latencies = Vec::new();
         let mut jobs = Vec::new();
-        for round in 0..rounds {
+        for (round, file) in files.iter().take(rounds).enumerate() {
             let before = source(&mut conn).await.last_snapshot;
             let t = Instant::now();
-            touch(&files[round], round);
+            touch(file, round);
             loop {
                 let s = source(&mut conn).await;
                 if s.last_snapshot != before && s.job.is_none() {
@@ -194,8 +194,8 @@ fn main() {
     let initial = restic(&["backup", tree_arg]);
     println!("restic initial backup: {initial:.1} s");
     let mut restic_runs = Vec::new();
-    for round in 0..rounds {
-        touch(&files[rounds + round], round);
+    for (round, file) in files.iter().skip(rounds).enumerate() {
+        touch(file, round);
         restic_runs.push(restic(&["backup", tree_arg]));
     }
 
