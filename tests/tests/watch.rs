@@ -406,3 +406,27 @@ fn bad_sources_are_refused_with_the_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing-here"));
 }
+
+#[test]
+fn watching_a_tree_of_many_directories_does_not_stall_on_its_own_events() {
+    // Listing 6,000 directories to watch them makes 12,000 open/close events, more than the
+    // event channel holds; setting up must still finish (it once deadlocked here).
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("dirs");
+    for i in 0..6000 {
+        std::fs::create_dir_all(src.join(format!("{}/{i}", i % 60))).expect("mkdir");
+    }
+    write(&src.join("0/0/file"), "one file");
+    let d = watching(&src);
+    let s = settle(&d, "dirs", None, Duration::from_secs(120));
+    assert_eq!(s["state"], "watching", "{s:#}");
+    assert_eq!(s["dirs_watched"], 6061, "{s:#}");
+    write(&src.join("59/5999/new"), "a change deep down");
+    settle(
+        &d,
+        "dirs",
+        snapshot_of(&s).as_deref(),
+        Duration::from_secs(30),
+    );
+    assert_latest_equals(&d, &src, "dirs");
+}

@@ -163,6 +163,10 @@ pub async fn run(ctx: Arc<Context>, handle: Arc<SourceHandle>) {
             rescan = false;
             next_scan = now + scan_every(raw_rx.is_some());
             outstanding = submit(&ctx, &repo.name, &spec, None, None, batch).await;
+            if outstanding.is_none() {
+                rescan = true;
+                not_before = Some(now + AFTER_FAILURE);
+            }
         } else if may_submit && due.is_some_and(|d| d <= now) {
             let changes = dirty.take();
             let batch = first_change.take().map(|(_, ns)| ns);
@@ -221,7 +225,14 @@ pub async fn run(ctx: Arc<Context>, handle: Arc<SourceHandle>) {
                         rescan = true;
                     }
                     Some(Ok(event)) => {
-                        let c = w.lock().unwrap_or_else(|p| p.into_inner()).classify(&event);
+                        let (c, dropped) = {
+                            let w = w.lock().unwrap_or_else(|p| p.into_inner());
+                            (w.classify(&event), w.overflowed.swap(false, std::sync::atomic::Ordering::Relaxed))
+                        };
+                        if dropped {
+                            tracing::warn!(source = %name, "event channel overflowed; rescanning");
+                            rescan = true;
+                        }
                         if c.rescan {
                             tracing::warn!(source = %name, "inotify queue overflowed; rescanning");
                             rescan = true;

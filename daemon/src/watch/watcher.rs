@@ -2,6 +2,10 @@
 //! own, so new directories are added as they appear, moved-away ones dropped, and the count of
 //! watches is known. Raw events go into a bounded channel; [`Watcher::classify`] turns them into
 //! changed paths.
+//!
+//! notify's thread never waits on us: it also serves `watch()` calls, so a full channel must not
+//! block it. When the channel is full the event is dropped and `overflowed` is set, which the
+//! source treats like a kernel queue overflow (a rescan).
 
 use crate::engine::excludes::Excludes;
 use crate::engine::incremental::Change;
@@ -10,10 +14,12 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Raw events waiting for the source's task; beyond this the notify thread waits, the kernel
-/// queue fills, and an overflow makes the source rescan: nothing is lost, only batched.
+/// Raw events waiting for the source's task; beyond this events are dropped and the source
+/// rescans: nothing is lost, only batched.
 const CHANNEL: usize = 8192;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +48,8 @@ pub struct Classified {
 
 pub struct Watcher {
     inner: notify::INotifyWatcher,
+    /// Events were dropped because the channel was full.
+    pub overflowed: Arc<AtomicBool>,
     root: PathBuf,
     dirs: BTreeSet<PathBuf>,
     /// Never watched nor backed up: the state dir and repositories inside the source.
@@ -63,9 +71,22 @@ impl Watcher {
         excludes: Excludes,
     ) -> Result<(Self, mpsc::Receiver<notify::Result<notify::Event>>), WatchError> {
         let (tx, rx) = mpsc::channel(CHANNEL);
-        let inner = notify::recommended_watcher(move |event| {
-            // The receiver is gone only when the source stopped.
-            let _ = tx.blocking_send(event);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let flag = overflowed.clone();
+        let inner = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            // Reads (including our own directory listings) change nothing.
+            if let Ok(e) = &event {
+                if matches!(e.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write))
+                {
+                    return;
+                }
+            }
+            match tx.try_send(event) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => flag.store(true, Ordering::Relaxed),
+                // The source stopped.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
         })
         .map_err(|e| WatchError::Other {
             path: root.clone(),
@@ -74,6 +95,7 @@ impl Watcher {
         Ok((
             Self {
                 inner,
+                overflowed,
                 root,
                 dirs: BTreeSet::new(),
                 skip,
