@@ -10,6 +10,7 @@
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod memory;
 pub mod queue;
 pub mod reload;
 pub mod repo;

@@ -187,6 +187,8 @@ impl RunTask {
             tracing::error!(job = id, error = %e, "cannot persist job end");
         }
         ctx.queue.wake.notify_one();
+        // What the job allocated is free now; an idle daemon should not keep it.
+        let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
     }
 }
 

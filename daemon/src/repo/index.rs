@@ -30,10 +30,24 @@ pub struct BlobLocation {
     pub raw_length: u32,
 }
 
+/// A blob's location as the map stores it: the pack as a number into `Index::pack_ids`, so
+/// each entry costs 52 bytes instead of 80 (the index of a 200,000-file backup is most of an
+/// idle daemon's memory).
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    pack: u32,
+    kind: BlobKind,
+    offset: u32,
+    length: u32,
+    raw_length: u32,
+}
+
 /// The merged in-memory index.
 #[derive(Debug, Default)]
 pub struct Index {
-    blobs: HashMap<BlobId, BlobLocation>,
+    blobs: HashMap<BlobId, Slot>,
+    pack_ids: Vec<PackId>,
+    pack_numbers: HashMap<PackId, u32>,
     packs: HashMap<PackId, Vec<PackEntry>>,
     files: HashSet<IndexId>,
     /// Index files that could not be read or decoded (name, reason).
@@ -53,10 +67,19 @@ impl Index {
             .entry(pack)
             .or_default()
             .extend_from_slice(entries);
+        let number = match self.pack_numbers.get(&pack) {
+            Some(n) => *n,
+            None => {
+                let n = self.pack_ids.len() as u32;
+                self.pack_ids.push(pack);
+                self.pack_numbers.insert(pack, n);
+                n
+            }
+        };
         for e in entries {
             // First location wins; a duplicate in another pack is redundant data for prune.
-            self.blobs.entry(e.id).or_insert(BlobLocation {
-                pack,
+            self.blobs.entry(e.id).or_insert(Slot {
+                pack: number,
                 kind: e.kind,
                 offset: e.offset,
                 length: e.length,
@@ -65,8 +88,18 @@ impl Index {
         }
     }
 
-    pub fn get(&self, id: &BlobId) -> Option<&BlobLocation> {
-        self.blobs.get(id)
+    fn location(&self, s: &Slot) -> BlobLocation {
+        BlobLocation {
+            pack: self.pack_ids[s.pack as usize],
+            kind: s.kind,
+            offset: s.offset,
+            length: s.length,
+            raw_length: s.raw_length,
+        }
+    }
+
+    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
+        self.blobs.get(id).map(|s| self.location(s))
     }
 
     pub fn contains(&self, id: &BlobId) -> bool {
@@ -102,7 +135,7 @@ impl Index {
         &self.files
     }
 
-    pub fn blobs(&self) -> impl Iterator<Item = (&BlobId, &BlobLocation)> {
-        self.blobs.iter()
+    pub fn blobs(&self) -> impl Iterator<Item = (&BlobId, BlobLocation)> {
+        self.blobs.iter().map(|(id, s)| (id, self.location(s)))
     }
 }

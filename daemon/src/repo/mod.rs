@@ -298,7 +298,7 @@ impl Repository {
     /// Reads, decrypts, decompresses and verifies one blob.
     pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
         let loc = self
-            .with_index(|i| i.get(id).copied())
+            .with_index(|i| i.get(id))
             .ok_or(RepoError::MissingBlob { id: *id })?;
         let sealed = self.backend.read_range(
             FileKind::Pack,
