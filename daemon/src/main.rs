@@ -43,6 +43,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    backupd::memory::limit_arenas();
     let args = Args::parse();
     if args.check_config {
         return check_config(args.config);

@@ -13,3 +13,17 @@ pub fn trim() {
         libc::malloc_trim(0);
     }
 }
+
+/// Caps glibc's malloc arenas at two. By default glibc creates up to eight per core, and after a
+/// large backup each keeps its own fragmented free memory: the idle daemon's footprint grew by
+/// about 10 MB on a 200,000-file source. Backups allocate per chunk, not per byte, so fewer
+/// arenas cost no measurable throughput. Call before any thread starts.
+#[allow(unsafe_code)]
+pub fn limit_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocator parameters; called once from `main` before
+    // the runtime (and any other thread) exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
