@@ -69,8 +69,8 @@ fn last_backup(d: &TestDaemon) -> Value {
         .expect("a backup job")
 }
 
-/// Restores the latest snapshot of `src` and compares it with the tree on disk.
-fn assert_latest_equals(d: &TestDaemon, src: &Path, label: &str) {
+/// Restores the latest snapshot of `src` into a new directory named after `label`.
+fn restore_latest(d: &TestDaemon, src: &Path, label: &str) -> PathBuf {
     let target = d.dir.path().join(format!("restore-{label}"));
     json_ok(&d.ctl(&[
         "--json",
@@ -80,6 +80,12 @@ fn assert_latest_equals(d: &TestDaemon, src: &Path, label: &str) {
         "--target",
         target.to_str().expect("utf8"),
     ]));
+    target
+}
+
+/// Restores the latest snapshot of `src` and compares it with the tree on disk.
+fn assert_latest_equals(d: &TestDaemon, src: &Path, label: &str) {
+    let target = restore_latest(d, src, label);
     let diffs = compare_trees(src, &target, CompareOptions::default());
     assert!(diffs.is_empty(), "{label}: {diffs:?}");
 }
@@ -383,15 +389,7 @@ fn excludes_are_honoured_for_watched_changes() {
         snapshot_of(&first).as_deref(),
         Duration::from_secs(30),
     );
-    let target = d.dir.path().join("restore-excl");
-    json_ok(&d.ctl(&[
-        "--json",
-        "restore",
-        "--wait",
-        &format!("latest:{}", src.display()),
-        "--target",
-        target.to_str().expect("utf8"),
-    ]));
+    let target = restore_latest(&d, &src, "excl");
     assert!(target.join("d0/kept.txt").exists());
     assert!(!target.join("d0/left-out.tmp").exists());
     assert!(!target.join("cache.tmp").exists());
