@@ -411,6 +411,11 @@ fn bad_sources_are_refused_with_the_reason() {
     assert!(stderr.contains("/nonexistent/backupd-source"), "{stderr}");
     let out = d.ctl(&["source", "add", "/tmp", "--name", "bad name"]);
     assert_eq!(out.status.code(), Some(2));
+    let inside = d.state_dir.join("inside");
+    std::fs::create_dir_all(&inside).expect("mkdir");
+    let out = d.ctl(&["source", "add", inside.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("state directory"));
     let out = d.ctl(&["source", "remove", "nothing-here"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing-here"));
@@ -438,4 +443,34 @@ fn watching_a_tree_of_many_directories_does_not_stall_on_its_own_events() {
         Duration::from_secs(30),
     );
     assert_latest_equals(&d, &src, "dirs");
+}
+
+#[test]
+fn the_state_dir_and_repository_inside_a_source_are_never_backed_up() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("home");
+    small_tree(&src);
+    // The default repository lives in the state directory, so both are inside the source.
+    let d = TestDaemon::start_with(DaemonOptions {
+        extra_args: vec!["--watch".into(), src.display().to_string()],
+        state_dir: Some(src.join(".backupd-state")),
+        ..Default::default()
+    });
+    let first = settle(&d, "home", None, Duration::from_secs(60));
+    write(&src.join("d0/new"), "a change");
+    let s = settle(
+        &d,
+        "home",
+        snapshot_of(&first).as_deref(),
+        Duration::from_secs(30),
+    );
+    let target = restore_latest(&d, &src, "home");
+    assert!(target.join("d0/new").exists());
+    assert!(!target.join(".backupd-state").exists());
+    // Writing the repository and the state database is not a change of the source: the
+    // source stays settled instead of backing itself up in a loop.
+    std::thread::sleep(Duration::from_secs(4));
+    let later = source(&d, "home");
+    assert_eq!(later["last_snapshot"], s["last_snapshot"], "{later:#}");
+    assert_eq!(later["pending_paths"], 0, "{later:#}");
 }

@@ -155,6 +155,17 @@ impl Sources {
         transient: bool,
     ) -> Result<SourceInfo, Error> {
         self.validate(&spec)?;
+        let path = Path::new(OsStr::from_bytes(&spec.path));
+        if path.starts_with(&ctx.state_dir) {
+            return Err(SourceError::Path {
+                path: path.to_owned(),
+                reason: format!(
+                    "is inside the daemon's state directory {}, which is never backed up",
+                    ctx.state_dir.display()
+                ),
+            }
+            .into());
+        }
         if self.lock().contains_key(&spec.name) {
             return Err(SourceError::Exists(spec.name).into());
         }
