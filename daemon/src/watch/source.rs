@@ -210,6 +210,9 @@ pub async fn run(ctx: Arc<Context>, handle: Arc<SourceHandle>) {
             _ = tokio::time::sleep_until(next_scan) => {
                 tracing::info!(source = %name, "periodic rescan");
                 rescan = true;
+                // Re-armed here too: a backup still running must not make this fire again
+                // and again until it ends.
+                next_scan = Instant::now() + scan_every(raw_rx.is_some());
             }
             raw = recv_raw(&mut raw_rx) => {
                 let Some(w) = &watcher else { continue };
