@@ -231,11 +231,16 @@ impl Queue {
                     retry_after: wait,
                 });
             }
-            let existing = inner
-                .jobs
-                .values()
-                .find(|j| job::coalesces(j, &spec.kind))
-                .map(|j| j.id);
+            // Only backups coalesce; other kinds need not look through every job.
+            let existing = if matches!(spec.kind, backupd_common::protocol::JobKind::Backup(_)) {
+                inner
+                    .jobs
+                    .values()
+                    .find(|j| job::coalesces(j, &spec.kind))
+                    .map(|j| j.id)
+            } else {
+                None
+            };
             if let Some(id) = existing {
                 let Some(j) = inner.jobs.get_mut(&id) else {
                     return Err(Error::JobNotFound { id });
