@@ -9,7 +9,8 @@ use crate::progress::bytes;
 use backupd_common::protocol::{JobEvent, JobInfo, JobKind, OperationProgress, QueueStatus};
 use std::time::{Duration, UNIX_EPOCH};
 
-fn time(ns: i64) -> String {
+/// A daemon timestamp (ns since the epoch) as RFC 3339 with milliseconds.
+pub fn time(ns: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
     humantime::format_rfc3339_millis(t).to_string()
 }

@@ -6,7 +6,6 @@ use crate::client::Client;
 use crate::exit::ExitCode;
 use crate::output::Output;
 use backupd_common::protocol::{SourceInfo, SourceRequest, SourceSpec, WatchState};
-use std::time::{Duration, UNIX_EPOCH};
 
 fn state(s: WatchState) -> &'static str {
     match s {
@@ -22,7 +21,7 @@ fn line(s: &SourceInfo) -> String {
         (Some(id), Some(ns)) => format!(
             "last snapshot {} at {}{}",
             id.get(..8).unwrap_or(id),
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)),
+            super::queue::time(ns),
             s.last_latency_ms
                 .map(|ms| format!(" ({ms} ms after the change)"))
                 .unwrap_or_default()
