@@ -316,6 +316,15 @@ pub struct RestoreArgs {
     /// Re-read restored files and compare them with the snapshot.
     #[arg(long)]
     pub verify: bool,
+    /// Do not restore file owners (a root restore otherwise sets them as in the snapshot).
+    #[arg(long)]
+    pub no_owner: bool,
+    /// Drop setuid/setgid bits. The default when the target is not the original location.
+    #[arg(long, conflicts_with = "keep_setid")]
+    pub strip_setid: bool,
+    /// Keep setuid/setgid bits even when restoring somewhere else.
+    #[arg(long)]
+    pub keep_setid: bool,
     #[command(flatten)]
     pub job: JobArgs,
 }

@@ -134,6 +134,8 @@ fn every_file_type_and_metadata_survives_backup_and_restore() {
         "--target",
         target.to_str().expect("utf8"),
         "--verify",
+        // Out of place, setuid/setgid are dropped by default; this test wants every bit back.
+        "--keep-setid",
     ]));
     assert!(r["failed"].as_array().expect("failed").is_empty(), "{r}");
     let diffs = compare_trees(

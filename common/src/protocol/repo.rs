@@ -132,6 +132,12 @@ pub struct RestoreRequest {
     pub includes: Vec<String>,
     pub excludes: Vec<String>,
     pub verify: bool,
+    /// Do not restore owners, even as root.
+    #[serde(default)]
+    pub no_owner: bool,
+    /// Drop setuid/setgid bits; `None`: drop them unless restoring to the original location.
+    #[serde(default)]
+    pub strip_setid: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -129,6 +129,12 @@ fn restore(a: &RestoreArgs) -> Result<JobKind, Failure> {
         includes: a.include.clone(),
         excludes: a.exclude.clone(),
         verify: a.verify,
+        no_owner: a.no_owner,
+        strip_setid: match (a.strip_setid, a.keep_setid) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
     }))
 }
 

@@ -7,6 +7,7 @@
 
 use super::chunker::{chunk_stream, ChunkError, ChunkerParams};
 use super::excludes::Excludes;
+use super::dirfd::{self, DirFd};
 use super::fsmeta::{self, NameCache};
 use super::incremental::{Change, Dirty, Totals};
 use super::progress::Progress;
@@ -21,7 +22,7 @@ use backupd_common::ids::{BlobId, SnapshotId};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use nix::sys::stat::FileStat;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -70,6 +71,16 @@ impl Default for BackupOptions {
         }
     }
 }
+
+/// Directory levels below a source that a backup descends. Deeper directories are skipped
+/// (and named in the snapshot); the walk recurses, and this bounds its stack.
+pub const MAX_DEPTH: usize = 1024;
+
+/// Directory levels whose entries are walked in parallel; below that, one after the other.
+const PARALLEL_DEPTH: usize = 32;
+
+/// What a file may grow by while it is read before reading stops there.
+const GROWTH_MARGIN: u64 = 16 << 20;
 
 /// zstd level 1: on the mixed benchmark set it compresses within 1 % of level 3 at twice the
 /// speed, and compression is the pipeline's bottleneck.
@@ -128,6 +139,15 @@ pub(super) struct Session<'a> {
 
 /// Runs a backup of `opts.paths` into `repo`.
 pub fn backup(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<BackupOutcome, EngineError> {
+    super::pool().install(|| backup_on_pool(repo, opts, progress, cancel))
+}
+
+fn backup_on_pool(
     repo: &Repository,
     opts: &BackupOptions,
     progress: &Progress,
@@ -195,12 +215,9 @@ pub fn backup(
             }
         } else if prefixes.is_source {
             // Backing up `/` itself: the root tree is the tree of `/`.
-            std::fs::metadata("/")
-                .map_err(|e| EngineError::Source {
-                    path: "/".into(),
-                    reason: e.to_string(),
-                })
-                .and_then(|meta| session.backup_dir(Path::new("/"), &meta, parent_tree.clone()))
+            session.open_root().and_then(|(root, st)| {
+                session.backup_dir(&root, Path::new("/"), st.st_dev, parent_tree.clone(), 0)
+            })
         } else {
             session.backup_prefix(&prefixes, Path::new("/"), parent_tree.as_ref())
         };
@@ -444,6 +461,26 @@ impl Session<'_> {
         Ok(id)
     }
 
+    /// `/`, opened, with its `stat`.
+    pub(super) fn open_root(&self) -> Result<(DirFd, FileStat), EngineError> {
+        let source_err = |e: std::io::Error| EngineError::Source {
+            path: "/".into(),
+            reason: e.to_string(),
+        };
+        let root = DirFd::open_path(Path::new("/")).map_err(source_err)?;
+        let st = root.stat().map_err(source_err)?;
+        Ok((root, st))
+    }
+
+    /// Opens a directory on the way from `/` to a source (or the parent of a source): a path
+    /// the administrator gave, resolved once and then held.
+    pub(super) fn open_prefix(&self, path: &Path) -> Result<DirFd, EngineError> {
+        DirFd::open_path(path).map_err(|e| EngineError::Source {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
     /// A directory on the way from `/` to a source, as a node (without its subtree). It is
     /// recorded as a directory even when it is a symlink (`/home -> var/home`), so the source
     /// restores under its given path.
@@ -452,8 +489,11 @@ impl Session<'_> {
             path: path.display().to_string(),
             reason: e.to_string(),
         };
-        let meta = std::fs::metadata(path).map_err(source_err)?;
-        fsmeta::capture(path, name, &meta, &self.names).map_err(source_err)
+        let dir = self.open_prefix(path)?;
+        let st = dir.stat().map_err(source_err)?;
+        let mut node = fsmeta::capture(&st, name, &self.names);
+        node.xattrs = fsmeta::xattrs_fd(dir.file()).map_err(source_err)?;
+        Ok(node)
     }
 
     /// A directory on the way from `/` to the sources, or a source itself.
@@ -463,14 +503,19 @@ impl Session<'_> {
         path: &Path,
         parent: Option<&Tree>,
     ) -> Result<BlobId, EngineError> {
+        let dir = if prefix.children.values().any(|c| c.is_source) {
+            Some(self.open_prefix(path)?)
+        } else {
+            None
+        };
         let nodes = prefix
             .children
             .par_iter()
             .map(|(name, child)| -> Result<Option<Node>, EngineError> {
                 let child_path = path.join(std::ffi::OsStr::from_bytes(name));
                 let parent_node = parent.and_then(|t| t.find(name));
-                if child.is_source {
-                    return self.backup_entry(&child_path, name.clone(), parent_node);
+                if let (true, Some(dir)) = (child.is_source, &dir) {
+                    return self.backup_entry(dir, &child_path, name.clone(), parent_node, None, 0);
                 }
                 let mut node = self.prefix_node(&child_path, name.clone())?;
                 let parent_subtree = self.parent_subtree(parent_node)?;
@@ -490,49 +535,136 @@ impl Session<'_> {
         }
     }
 
-    /// One file system object; `None` when excluded or skipped.
+    /// Records an entry that changed identity between its listing and its open (a file
+    /// swapped for a symlink, a FIFO or another file): nothing is read through it.
+    pub(super) fn replaced_during_backup(&self, path: &Path) {
+        self.counters
+            .changed_during_read
+            .fetch_add(1, Ordering::Relaxed);
+        self.skip(
+            path,
+            "replaced while it was backed up (its type or inode changed); not read".into(),
+        );
+    }
+
+    /// Opens the subdirectory `name` of `dir` and checks it is the one `st` describes.
+    /// `None` (recorded) when it vanished, cannot be opened or was replaced.
+    pub(super) fn open_subdir(
+        &self,
+        dir: &DirFd,
+        path: &Path,
+        name: &[u8],
+        st: &FileStat,
+        depth: usize,
+    ) -> Option<DirFd> {
+        if depth >= MAX_DEPTH {
+            self.skip(
+                path,
+                format!("more than {MAX_DEPTH} directory levels deep; not backed up"),
+            );
+            return None;
+        }
+        let sub = match dir.open_dir(name) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                self.replaced_during_backup(path);
+                return None;
+            }
+            Err(e) => {
+                self.skip(path, format!("cannot open directory: {e}"));
+                return None;
+            }
+        };
+        match sub.stat() {
+            Ok(now) if dirfd::same_object(st, &now) => Some(sub),
+            Ok(_) => {
+                self.replaced_during_backup(path);
+                None
+            }
+            Err(e) => {
+                self.skip(path, format!("cannot stat directory: {e}"));
+                None
+            }
+        }
+    }
+
+    /// One file system object, `name` in the open directory `dir` (`path` is its full path,
+    /// for excludes and messages); `None` when excluded, vanished or skipped. With
+    /// `parent_dev`, a directory on another file system is left out (`--one-file-system`).
     pub(super) fn backup_entry(
         &self,
+        dir: &DirFd,
         path: &Path,
         name: Vec<u8>,
         parent: Option<&Node>,
+        parent_dev: Option<u64>,
+        depth: usize,
     ) -> Result<Option<Node>, EngineError> {
         self.check_cancel()?;
         if self.excludes.excludes(path, &name) {
             return Ok(None);
         }
-        let meta = match std::fs::symlink_metadata(path) {
-            Ok(m) => m,
+        let st = match dir.stat_at(&name) {
+            Ok(st) => st,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None), // vanished
             Err(e) => {
                 self.skip(path, e.to_string());
                 return Ok(None);
             }
         };
-        let mut node = match fsmeta::capture(path, name, &meta, &self.names) {
-            Ok(n) => n,
-            Err(e) => {
-                self.skip(path, e.to_string());
-                return Ok(None);
-            }
-        };
+        let mut node = fsmeta::capture(&st, name, &self.names);
         let c = &self.counters;
         match node.kind {
             NodeKind::Dir => {
+                if self.excludes.one_file_system && parent_dev.is_some_and(|d| d != st.st_dev) {
+                    return Ok(None);
+                }
+                let Some(sub) = self.open_subdir(dir, path, &node.name, &st, depth) else {
+                    return Ok(None);
+                };
+                match fsmeta::xattrs_fd(sub.file()) {
+                    Ok(x) => node.xattrs = x,
+                    Err(e) => {
+                        self.skip(path, format!("cannot read xattrs: {e}"));
+                        return Ok(None);
+                    }
+                }
                 c.dirs.fetch_add(1, Ordering::Relaxed);
                 let parent_tree =
                     self.parent_subtree(parent.filter(|n| n.kind == NodeKind::Dir))?;
-                node.subtree = Some(self.backup_dir(path, &meta, parent_tree)?);
+                node.subtree =
+                    Some(self.backup_dir(&sub, path, st.st_dev, parent_tree, depth + 1)?);
             }
             NodeKind::File => {
                 c.files.fetch_add(1, Ordering::Relaxed);
                 c.bytes_total.fetch_add(node.size, Ordering::Relaxed);
-                if !self.file_content(path, &meta, &mut node, parent)? {
+                if !self.file_content(dir, path, &st, &mut node, parent)? {
                     return Ok(None);
                 }
                 self.progress.add(1, node.size);
             }
             _ => {
+                if node.kind == NodeKind::Symlink {
+                    match dir.read_link(&node.name) {
+                        Ok(target) => node.target = target,
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                            self.replaced_during_backup(path);
+                            return Ok(None);
+                        }
+                        Err(e) => {
+                            self.skip(path, format!("cannot read symlink: {e}"));
+                            return Ok(None);
+                        }
+                    }
+                }
+                match fsmeta::xattrs_at(dir, &node.name) {
+                    Ok(x) => node.xattrs = x,
+                    Err(e) => {
+                        self.skip(path, format!("cannot read xattrs: {e}"));
+                        return Ok(None);
+                    }
+                }
                 c.other.fetch_add(1, Ordering::Relaxed);
                 self.progress.add(1, 0);
             }
@@ -540,54 +672,70 @@ impl Session<'_> {
         Ok(Some(node))
     }
 
+    /// The tree of the open directory `dir` (at `path`, on device `dev`, `depth` levels below
+    /// its source).
     pub(super) fn backup_dir(
         &self,
+        dir: &DirFd,
         path: &Path,
-        meta: &std::fs::Metadata,
+        dev: u64,
         parent_tree: Option<Tree>,
+        depth: usize,
     ) -> Result<BlobId, EngineError> {
-        if self.excludes.is_tagged_cache(path) {
+        if self.excludes.is_tagged_cache(dir) {
             return self.store_tree(Vec::new());
         }
         self.counters.dirs_scanned.fetch_add(1, Ordering::Relaxed);
-        let entries = match std::fs::read_dir(path) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name())
-                .collect::<Vec<_>>(),
+        let names = match dir.list() {
+            Ok(names) => names,
             Err(e) => {
                 self.skip(path, format!("cannot list directory: {e}"));
                 Vec::new()
             }
         };
-        let dev = meta.dev();
-        let nodes = entries
-            .par_iter()
-            .map(|name| {
-                let child = path.join(name);
-                if self.excludes.one_file_system {
-                    if let Ok(m) = std::fs::symlink_metadata(&child) {
-                        if m.is_dir() && m.dev() != dev {
-                            return Ok(None);
-                        }
-                    }
-                }
-                let bytes = name.as_bytes();
-                let parent_node = parent_tree.as_ref().and_then(|t| t.find(bytes));
-                self.backup_entry(&child, bytes.to_vec(), parent_node)
-            })
-            .collect::<Result<Vec<_>, EngineError>>()?;
+        let entry = |name: &Vec<u8>| {
+            let child = path.join(std::ffi::OsStr::from_bytes(name));
+            let parent_node = parent_tree.as_ref().and_then(|t| t.find(name));
+            self.backup_entry(dir, &child, name.clone(), parent_node, Some(dev), depth)
+        };
+        // Deep down, a directory's entries go one after the other: a rayon worker waiting for
+        // a join steals other work onto its stack, and on a deep tree that adds up.
+        let nodes = if depth < PARALLEL_DEPTH {
+            names
+                .par_iter()
+                .map(entry)
+                .collect::<Result<Vec<_>, EngineError>>()?
+        } else {
+            names
+                .iter()
+                .map(entry)
+                .collect::<Result<Vec<_>, EngineError>>()?
+        };
         self.store_tree(nodes.into_iter().flatten().collect())
     }
 
-    /// Fills `node.content`; `false` when the file could not be read (skipped).
+    /// Fills `node.content` (and its xattrs); `false` when the file could not be read
+    /// (skipped).
     fn file_content(
         &self,
+        dir: &DirFd,
         path: &Path,
-        meta: &std::fs::Metadata,
+        st: &FileStat,
         node: &mut Node,
         parent: Option<&Node>,
     ) -> Result<bool, EngineError> {
+        let known = |node: &mut Node, content: Vec<BlobId>| match fsmeta::xattrs_at(dir, &node.name)
+        {
+            Ok(x) => {
+                node.xattrs = x;
+                node.content = content;
+                true
+            }
+            Err(e) => {
+                self.skip(path, format!("cannot read xattrs: {e}"));
+                false
+            }
+        };
         if let Some(p) = parent {
             let unchanged = p.kind == NodeKind::File
                 && p.size == node.size
@@ -597,29 +745,53 @@ impl Session<'_> {
                 && !p.changed_during_read
                 && p.content.iter().all(|id| self.repo.has_blob(id));
             if unchanged {
-                node.content = p.content.clone();
-                return Ok(true);
+                return Ok(known(node, p.content.clone()));
             }
         }
-        let link_key = (meta.dev(), meta.ino());
-        if meta.nlink() > 1 {
-            if let Some(content) = self
+        let link_key = (st.st_dev, st.st_ino);
+        if st.st_nlink > 1 {
+            let content = self
                 .hardlinks
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&link_key)
-            {
-                node.content = content.clone();
-                return Ok(true);
+                .cloned();
+            if let Some(content) = content {
+                return Ok(known(node, content));
             }
         }
-        let file = match std::fs::File::open(path) {
+        // Opened without following a symlink and without blocking on a FIFO, then checked to
+        // be the very file the listing saw: a user who swaps it for a symlink to a file they
+        // cannot read, or for a FIFO, gets it skipped, not read through.
+        let file = match dir.open_read(&node.name) {
             Ok(f) => f,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) => {
+                self.replaced_during_backup(path);
+                return Ok(false);
+            }
             Err(e) => {
                 self.skip(path, format!("cannot open: {e}"));
                 return Ok(false);
             }
         };
+        match nix::sys::stat::fstat(&file) {
+            Ok(now) if dirfd::same_object(st, &now) => {}
+            Ok(_) => {
+                self.replaced_during_backup(path);
+                return Ok(false);
+            }
+            Err(e) => {
+                self.skip(path, format!("cannot stat: {e}"));
+                return Ok(false);
+            }
+        }
+        match fsmeta::xattrs_fd(&file) {
+            Ok(x) => node.xattrs = x,
+            Err(e) => {
+                self.skip(path, format!("cannot read xattrs: {e}"));
+                return Ok(false);
+            }
+        }
         let mut content = Vec::new();
         let mut store_chunk = |chunk: &[u8]| -> Result<(), EngineError> {
             self.check_cancel()?;
@@ -628,7 +800,10 @@ impl Session<'_> {
             content.push(id);
             Ok(())
         };
-        let small = if meta.len() <= u64::from(self.chunker.min) {
+        // A file that grows while it is read is read up to its size at `stat` plus a margin,
+        // never without bound (a log written all the time would otherwise never end).
+        let limit = node.size.saturating_add(GROWTH_MARGIN);
+        let small = if node.size <= u64::from(self.chunker.min) {
             // Most files are small: one read, one chunk, no chunker window.
             read_small(&file, u64::from(self.chunker.min)).map_err(ChunkError::Read)
         } else {
@@ -644,7 +819,13 @@ impl Session<'_> {
                 stored.map(|()| data.len() as u64).map_err(ChunkError::Emit)
             }
             Ok(None) => CHUNK_BUF.with(|buf| {
-                chunk_stream(&file, self.chunker, &mut buf.borrow_mut(), &mut store_chunk)
+                use std::io::Read;
+                chunk_stream(
+                    (&file).take(limit),
+                    self.chunker,
+                    &mut buf.borrow_mut(),
+                    &mut store_chunk,
+                )
             }),
             Err(e) => Err(e),
         };
@@ -659,22 +840,27 @@ impl Session<'_> {
         let c = &self.counters;
         c.files_read.fetch_add(1, Ordering::Relaxed);
         c.bytes_read.fetch_add(bytes, Ordering::Relaxed);
-        if let Ok(after) = file.metadata() {
-            if after.len() != meta.len()
-                || after.mtime() != meta.mtime()
-                || after.mtime_nsec() != meta.mtime_nsec()
-                || after.ctime() != meta.ctime()
-                || after.ctime_nsec() != meta.ctime_nsec()
-                || bytes != meta.len()
+        if let Ok(after) = nix::sys::stat::fstat(&file) {
+            let after_size = u64::try_from(after.st_size).unwrap_or(0);
+            if after_size != node.size
+                || after.st_mtime != st.st_mtime
+                || after.st_mtime_nsec != st.st_mtime_nsec
+                || after.st_ctime != st.st_ctime
+                || after.st_ctime_nsec != st.st_ctime_nsec
+                || bytes != node.size
             {
                 node.changed_during_read = true;
                 node.size = bytes;
                 c.changed_during_read.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(path = %path.display(), "file changed while it was read");
+                if bytes >= limit {
+                    tracing::warn!(path = %path.display(), read = bytes, "file kept growing while it was read; stored up to its size at the start plus a margin");
+                } else {
+                    tracing::warn!(path = %path.display(), "file changed while it was read");
+                }
             }
         }
         node.content = content;
-        if meta.nlink() > 1 {
+        if st.st_nlink > 1 {
             self.hardlinks
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -99,12 +99,12 @@ impl Excludes {
     }
 
     /// Whether the directory at `path` is a tagged cache directory to skip.
-    pub fn is_tagged_cache(&self, path: &Path) -> bool {
+    pub fn is_tagged_cache(&self, dir: &super::dirfd::DirFd) -> bool {
         if !self.exclude_caches {
             return false;
         }
         let mut buf = [0u8; 43];
-        std::fs::File::open(path.join("CACHEDIR.TAG"))
+        dir.open_read(b"CACHEDIR.TAG")
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
             .is_ok_and(|()| buf == CACHEDIR_SIGNATURE)
     }

@@ -7,6 +7,8 @@
 //! entries replaced, so an incremental snapshot reports the same totals as a full walk would.
 
 use super::backup::Session;
+use super::dirfd::DirFd;
+use super::fsmeta;
 use super::sources::PrefixTree;
 use super::EngineError;
 use crate::repo::tree::{Node, NodeKind, Tree};
@@ -17,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 /// What to do with one changed path.
@@ -76,40 +77,35 @@ pub struct Totals {
     pub bytes: u64,
 }
 
-impl Totals {
-    fn add(&mut self, o: Totals) {
-        self.files += o.files;
-        self.dirs += o.dirs;
-        self.other += o.other;
-        self.bytes += o.bytes;
-    }
-}
-
 /// What `node` (and, for a directory, everything under it) counts in a snapshot's totals.
+/// Iterative: a snapshot tree may be of any depth.
 pub fn node_totals(repo: &Repository, node: &Node) -> Totals {
     let mut t = Totals::default();
-    match node.kind {
+    let mut pending: Vec<BlobId> = Vec::new();
+    let mut count = |n: &Node, pending: &mut Vec<BlobId>| match n.kind {
         NodeKind::File => {
-            t.files = 1;
-            t.bytes = node.size;
+            t.files += 1;
+            t.bytes += n.size;
         }
         NodeKind::Dir => {
-            t.dirs = 1;
-            if let Some(id) = node.subtree {
-                match repo.load_tree(&id) {
-                    Ok(tree) => {
-                        for child in &tree.nodes {
-                            t.add(node_totals(repo, child));
-                        }
-                    }
-                    // Only the totals suffer; the snapshot itself is written from the file system.
-                    Err(e) => {
-                        tracing::warn!(tree = %id.short(), error = %e, "cannot count a replaced subtree")
-                    }
+            t.dirs += 1;
+            pending.extend(n.subtree);
+        }
+        _ => t.other += 1,
+    };
+    count(node, &mut pending);
+    while let Some(id) = pending.pop() {
+        match repo.load_tree(&id) {
+            Ok(tree) => {
+                for child in &tree.nodes {
+                    count(child, &mut pending);
                 }
             }
+            // Only the totals suffer; the snapshot itself is written from the file system.
+            Err(e) => {
+                tracing::warn!(tree = %id.short(), error = %e, "cannot count a replaced subtree")
+            }
         }
-        _ => t.other = 1,
     }
     t
 }
@@ -136,6 +132,7 @@ impl Session<'_> {
         dirty: &Dirty,
     ) -> Result<BlobId, EngineError> {
         let mut nodes = parent.nodes.clone();
+        let mut dir: Option<DirFd> = None;
         for (name, child) in &prefix.children {
             let Some(d) = dirty.children.get(name) else {
                 continue;
@@ -143,7 +140,11 @@ impl Session<'_> {
             let child_path = path.join(OsStr::from_bytes(name));
             let old = parent.find(name);
             let new = if child.is_source {
-                let new = self.patch_entry(&child_path, name.clone(), old, d)?;
+                if dir.is_none() {
+                    dir = Some(self.open_prefix(path)?);
+                }
+                let Some(dir) = &dir else { continue };
+                let new = self.patch_entry(dir, &child_path, name.clone(), old, d, None, 0)?;
                 // A source that vanished is an error, as in a full backup: never a snapshot
                 // that silently lacks it.
                 if new.is_none() && std::fs::symlink_metadata(&child_path).is_err() {
@@ -178,24 +179,24 @@ impl Session<'_> {
 
     /// Patches the tree of `/` when `/` itself is the source.
     pub(super) fn patch_root(&self, parent: &Tree, dirty: &Dirty) -> Result<BlobId, EngineError> {
-        let root = Path::new("/");
-        let meta = std::fs::metadata(root).map_err(|e| EngineError::Source {
-            path: "/".into(),
-            reason: e.to_string(),
-        })?;
+        let (root, st) = self.open_root()?;
         if dirty.mark == Some(Change::Tree) {
-            return self.backup_dir(root, &meta, None);
+            return self.backup_dir(&root, Path::new("/"), st.st_dev, None, 0);
         }
-        self.patch_dir(root, parent, dirty, meta.dev())
+        self.patch_dir(&root, Path::new("/"), parent, dirty, st.st_dev, 0)
     }
 
-    /// Re-examines one entry under a source (see [`Change`]).
+    /// Re-examines `name` in the open directory `dir` (see [`Change`]).
+    #[allow(clippy::too_many_arguments)]
     fn patch_entry(
         &self,
+        dir: &DirFd,
         path: &Path,
         name: Vec<u8>,
         old: Option<&Node>,
         d: &Dirty,
+        parent_dev: Option<u64>,
+        depth: usize,
     ) -> Result<Option<Node>, EngineError> {
         let patchable_dir = old.filter(|o| o.kind == NodeKind::Dir && o.subtree.is_some());
         let Some(old_dir) = patchable_dir.filter(|_| d.mark != Some(Change::Tree)) else {
@@ -204,7 +205,7 @@ impl Session<'_> {
             if let Some(o) = old {
                 self.replaced(node_totals(self.repo, o));
             }
-            return self.backup_entry(path, name, old);
+            return self.backup_entry(dir, path, name, old, parent_dev, depth);
         };
         self.check_cancel()?;
         let gone = |s: &Self| {
@@ -214,33 +215,42 @@ impl Session<'_> {
         if self.excludes.excludes(path, &name) {
             return gone(self);
         }
-        let meta = match std::fs::symlink_metadata(path) {
-            Ok(m) => m,
+        let st = match dir.stat_at(&name) {
+            Ok(st) => st,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return gone(self),
             Err(e) => {
                 self.skip(path, e.to_string());
                 return gone(self);
             }
         };
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let one_fs_out =
+            self.excludes.one_file_system && parent_dev.is_some_and(|dev| dev != st.st_dev);
+        if !is_dir || one_fs_out {
+            // No longer a directory (or now another file system's): examine it in full.
+            self.replaced(node_totals(self.repo, old_dir));
+            return self.backup_entry(dir, path, name, old, parent_dev, depth);
+        }
+        let Some(sub) = self.open_subdir(dir, path, &name, &st, depth) else {
+            return gone(self);
+        };
         let old_tree = old_dir.subtree.map(|id| (id, self.repo.load_tree(&id)));
         let (old_id, old_tree) = match old_tree {
-            Some((id, Ok(tree))) if meta.is_dir() && !self.excludes.is_tagged_cache(path) => {
-                (id, tree)
-            }
-            // It is no longer a directory, became a cache directory, or its old tree is
-            // unreadable: examine it in full.
+            Some((id, Ok(tree))) if !self.excludes.is_tagged_cache(&sub) => (id, tree),
+            // It became a cache directory, or its old tree is unreadable: examine it in full.
             _ => {
                 self.replaced(node_totals(self.repo, old_dir));
-                return self.backup_entry(path, name, old);
+                return self.backup_entry(dir, path, name, old, parent_dev, depth);
             }
         };
-        let mut node = match super::fsmeta::capture(path, name, &meta, self.names()) {
-            Ok(n) => n,
+        let mut node = fsmeta::capture(&st, name, self.names());
+        match fsmeta::xattrs_fd(sub.file()) {
+            Ok(x) => node.xattrs = x,
             Err(e) => {
-                self.skip(path, e.to_string());
+                self.skip(path, format!("cannot read xattrs: {e}"));
                 return gone(self);
             }
-        };
+        }
         // The directory itself is counted once, as it was.
         self.count_dir();
         self.replaced(Totals {
@@ -250,17 +260,19 @@ impl Session<'_> {
         node.subtree = Some(if d.children.is_empty() {
             old_id
         } else {
-            self.patch_dir(path, &old_tree, d, meta.dev())?
+            self.patch_dir(&sub, path, &old_tree, d, st.st_dev, depth + 1)?
         });
         Ok(Some(node))
     }
 
     fn patch_dir(
         &self,
+        dir: &DirFd,
         path: &Path,
         parent: &Tree,
         d: &Dirty,
         dev: u64,
+        depth: usize,
     ) -> Result<BlobId, EngineError> {
         let changed = d
             .children
@@ -268,14 +280,8 @@ impl Session<'_> {
             .map(|(name, cd)| {
                 let child = path.join(OsStr::from_bytes(name));
                 let old = parent.find(name);
-                if old.is_none() && self.excludes.one_file_system {
-                    if let Ok(m) = std::fs::symlink_metadata(&child) {
-                        if m.is_dir() && m.dev() != dev {
-                            return Ok((name, None));
-                        }
-                    }
-                }
-                Ok((name, self.patch_entry(&child, name.clone(), old, cd)?))
+                let new = self.patch_entry(dir, &child, name.clone(), old, cd, Some(dev), depth)?;
+                Ok((name, new))
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
         let mut nodes = parent.nodes.clone();

@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod check;
 pub mod chunker;
+pub mod dirfd;
 pub mod excludes;
 pub mod forget;
 pub mod fsmeta;
@@ -16,6 +17,24 @@ pub mod restore;
 pub mod sources;
 
 use crate::repo::RepoError;
+
+/// Stack of each engine worker thread. The backup walk recurses once per directory level (up
+/// to [`backup::MAX_DEPTH`]); only the pages actually used are ever committed.
+const WORKER_STACK: usize = 64 << 20;
+
+/// The thread pool backup and restore run their parallel work on (rayon's global pool has
+/// 2 MiB stacks, too small for deep trees).
+pub fn pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("engine-{i}"))
+            .stack_size(WORKER_STACK)
+            .build()
+            // Only fails when threads cannot be spawned at all; then nothing could run.
+            .unwrap_or_else(|e| panic!("cannot start the engine's worker threads: {e}"))
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

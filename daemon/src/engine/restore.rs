@@ -1,24 +1,35 @@
-//! Restore: a snapshot (or a subtree of it) into a target directory, files in parallel, each
-//! written to a temp name and renamed, metadata applied afterwards (directories last, deepest
-//! first). Never writes outside the target: names are checked to be single components, parent
-//! directories are verified to be real directories (not symlinks), files are created with
-//! O_EXCL|O_NOFOLLOW. A damaged blob fails only the files that need it; they are named in the
-//! outcome and the rest is restored.
+//! Restore: a snapshot (or a subtree of it) into a target directory, files in parallel.
+//!
+//! The target may be writable by a less-privileged user while root restores into it, so
+//! nothing here resolves a path string: the target is opened once ([`target`]), every
+//! directory below it from its parent's descriptor without following symlinks, every file is
+//! created under a random temporary name with `O_CREAT|O_EXCL|O_NOFOLLOW`, its metadata is set
+//! through its own descriptor and it is then renamed into place. Directory metadata comes last,
+//! deepest first, through the directory's descriptor. A swapped component makes the entries
+//! under it fail; it never redirects a write, a chmod or a chown.
+//!
+//! A damaged blob fails only the files that need it; they are named in the outcome and the
+//! rest is restored.
+
+mod plan;
+mod target;
+
 
 use super::fsmeta;
 use super::progress::Progress;
 use super::EngineError;
-use crate::repo::tree::{is_safe_name, Node, NodeKind, Tree};
+use crate::repo::tree::{Node, NodeKind};
 use crate::repo::Repository;
 use backupd_common::ids::{BlobId, SnapshotId};
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use plan::{Entry, Filter, Plan};
 use rayon::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use target::Dirs;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug, Default)]
@@ -33,6 +44,11 @@ pub struct RestoreOptions {
     pub excludes: Vec<String>,
     /// Re-read every restored file and compare it with the snapshot.
     pub verify: bool,
+    /// Leave ownership to the restoring user even when restoring as root.
+    pub no_owner: bool,
+    /// Drop setuid/setgid bits; `None` drops them unless the restore goes back to the
+    /// original location (a setuid-root file must not appear in someone else's directory).
+    pub strip_setid: Option<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -54,47 +70,16 @@ impl RestoreOutcome {
     }
 }
 
-enum Item {
-    Dir(PathBuf, Node),
-    File(PathBuf, Node),
-    Other(PathBuf, Node),
-}
-
-struct Filter {
-    includes: Option<GlobSet>,
-    excludes: Option<GlobSet>,
-}
-
-fn globset(patterns: &[String]) -> Result<Option<GlobSet>, EngineError> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        b.add(
-            Glob::new(p)
-                .map_err(|e| EngineError::InvalidArgument(format!("pattern {p:?}: {e}")))?,
-        );
-    }
-    b.build()
-        .map(Some)
-        .map_err(|e| EngineError::InvalidArgument(e.to_string()))
-}
-
-impl Filter {
-    /// `snap_path` is the absolute path in the snapshot; patterns without `/` match the name.
-    fn wants(&self, snap_path: &Path, name: &[u8]) -> bool {
-        let hit = |set: &GlobSet| {
-            set.is_match(snap_path) || set.is_match(Path::new(OsStr::from_bytes(name)))
-        };
-        if self.excludes.as_ref().is_some_and(hit) {
-            return false;
-        }
-        self.includes.as_ref().is_none_or(hit)
-    }
-}
-
 pub fn restore(
+    repo: &Repository,
+    opts: &RestoreOptions,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<RestoreOutcome, EngineError> {
+    super::pool().install(|| restore_on_pool(repo, opts, progress, cancel))
+}
+
+fn restore_on_pool(
     repo: &Repository,
     opts: &RestoreOptions,
     progress: &Progress,
@@ -103,16 +88,17 @@ pub fn restore(
     let _lock = repo.lock_waiting(false, "restore", crate::repo::LOCK_WAIT, cancel)?;
     repo.refresh_index()?;
     let (snap_id, snapshot) = repo.find_snapshot(&opts.snapshot)?;
-    let filter = Filter {
-        includes: globset(&opts.includes)?,
-        excludes: globset(&opts.excludes)?,
-    };
+    let filter = Filter::new(&opts.includes, &opts.excludes)?;
 
     // Find the tree (or single node) to restore.
     let mut tree = repo.load_tree(&snapshot.tree)?;
     let mut snap_base = PathBuf::from("/");
     let mut single: Option<Node> = None;
     if let Some(sub) = &opts.subpath {
+        let not_found = || EngineError::NotInSnapshot {
+            path: sub.display().to_string(),
+            snapshot: snap_id.short(),
+        };
         let comps: Vec<_> = sub
             .components()
             .filter_map(|c| match c {
@@ -121,281 +107,263 @@ pub fn restore(
             })
             .collect();
         for (i, name) in comps.iter().enumerate() {
-            let node = tree
-                .find(name)
-                .cloned()
-                .ok_or_else(|| EngineError::NotInSnapshot {
-                    path: sub.display().to_string(),
-                    snapshot: snap_id.short(),
-                })?;
+            let node = tree.find(name).cloned().ok_or_else(not_found)?;
             snap_base.push(OsStr::from_bytes(name));
             match (node.kind, node.subtree) {
                 (NodeKind::Dir, Some(id)) => tree = repo.load_tree(&id)?,
                 _ if i + 1 == comps.len() => single = Some(node),
-                _ => {
-                    return Err(EngineError::NotInSnapshot {
-                        path: sub.display().to_string(),
-                        snapshot: snap_id.short(),
-                    })
-                }
+                _ => return Err(not_found()),
             }
         }
     }
+    // Where the restored entries lived: restoring there is "in place".
+    let original = match (&opts.subpath, &single) {
+        (None, _) => PathBuf::from("/"),
+        (Some(sub), Some(_)) => sub.parent().unwrap_or(Path::new("/")).to_path_buf(),
+        (Some(sub), None) => sub.clone(),
+    };
+    let plan = match single {
+        Some(node) => Plan::single(node),
+        None => Plan::build(repo, tree, &snap_base, &filter)?,
+    };
 
-    let target = &opts.target;
-    prepare_target(target)?;
-    let mut items = Vec::new();
-    match single {
-        Some(node) => {
-            let name = node.name.clone();
-            items.push(match node.kind {
-                NodeKind::File => Item::File(PathBuf::from(OsStr::from_bytes(&name)), node),
-                _ => Item::Other(PathBuf::from(OsStr::from_bytes(&name)), node),
-            })
-        }
-        None => plan(repo, &tree, Path::new(""), &snap_base, &filter, &mut items)?,
-    }
-
-    let files: Vec<&Item> = items
-        .iter()
-        .filter(|i| matches!(i, Item::File(..)))
-        .collect();
-    let total_bytes: u64 = files
-        .iter()
-        .map(|i| if let Item::File(_, n) = i { n.size } else { 0 })
-        .sum();
-    progress.set_totals(items.len() as u64, total_bytes);
-
+    let root = target::open_target(&opts.target).map_err(|reason| EngineError::Target {
+        path: opts.target.display().to_string(),
+        reason,
+    })?;
+    let in_place = match (root.stat(), nix::sys::stat::stat(&original)) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    };
     let as_root = nix::unistd::geteuid().is_root();
-    let outcome = Mutex::new(RestoreOutcome {
-        snapshot: Some(snap_id),
-        ..Default::default()
-    });
-    let fail = |rel: &Path, reason: String| {
-        progress.error();
-        outcome
+    let run = Run {
+        repo,
+        plan: &plan,
+        dirs: Dirs::new(&plan.dirs, root),
+        owner: as_root && !opts.no_owner,
+        as_root,
+        strip_setid: opts.strip_setid.unwrap_or(!in_place),
+        verify: opts.verify,
+        progress,
+        cancel,
+        outcome: Mutex::new(RestoreOutcome {
+            snapshot: Some(snap_id),
+            failed: plan.refused.clone(),
+            ..Default::default()
+        }),
+    };
+    let total_bytes: u64 = plan
+        .items
+        .iter()
+        .filter_map(|i| match &i.entry {
+            Entry::File(n) => Some(n.size),
+            Entry::Other(_) => None,
+        })
+        .sum();
+    progress.set_totals((plan.items.len() + plan.dirs.len() - 1) as u64, total_bytes);
+
+    let failed_dirs = run.make_dirs();
+    run.restore_files(&failed_dirs)?;
+    run.restore_others(&failed_dirs);
+    run.apply_dir_metadata(&failed_dirs);
+    Ok(run.outcome.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// One restore in progress: the plan, the open directories and the outcome so far.
+struct Run<'a> {
+    repo: &'a Repository,
+    plan: &'a Plan,
+    dirs: Dirs<'a>,
+    /// Restore owners (root, and not `--no-owner`).
+    owner: bool,
+    as_root: bool,
+    strip_setid: bool,
+    verify: bool,
+    progress: &'a Progress,
+    cancel: &'a CancellationToken,
+    outcome: Mutex<RestoreOutcome>,
+}
+
+impl Run<'_> {
+    fn fail(&self, dir: usize, name: &[u8], reason: String) {
+        self.progress.error();
+        self.outcome
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .failed
-            .push((rel.display().to_string(), reason));
-    };
-    let warn = |rel: &Path, warnings: Vec<String>| {
-        if !warnings.is_empty() {
-            let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
-            for w in warnings {
-                o.warnings.push((rel.display().to_string(), w));
-            }
-        }
-    };
+            .push((self.plan.rel_path(dir, name), reason));
+    }
 
-    // 1. Directories, parents first.
-    for item in &items {
-        if let Item::Dir(rel, _) = item {
-            if let Err(reason) = make_dir(target, rel) {
-                return Err(EngineError::Target {
-                    path: target.join(rel).display().to_string(),
-                    reason,
-                });
+    fn warn(&self, dir: usize, name: &[u8], warnings: Vec<String>) {
+        if !warnings.is_empty() {
+            let rel = self.plan.rel_path(dir, name);
+            let mut o = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+            for w in warnings {
+                o.warnings.push((rel.clone(), w));
             }
         }
     }
 
-    // 2. File contents, in parallel. Hard links wait for their first path.
-    let first_links: Mutex<HashMap<(u64, u64), PathBuf>> = Mutex::new(HashMap::new());
-    let mut later_links = Vec::new();
-    let mut independent = Vec::new();
-    for item in &files {
-        if let Item::File(rel, node) = item {
+    fn count(&self, f: impl FnOnce(&mut RestoreOutcome)) {
+        f(&mut self.outcome.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Creates the directories, parents first, private (0700) until their metadata is
+    /// applied at the end. Returns the ones that could not be created (everything under them
+    /// is skipped; the directory itself is reported once).
+    fn make_dirs(&self) -> HashSet<usize> {
+        let mut failed = HashSet::new();
+        for (i, d) in self.plan.dirs.iter().enumerate().skip(1) {
+            if !d.keep {
+                continue;
+            }
+            if failed.contains(&d.parent) {
+                failed.insert(i);
+                continue;
+            }
+            if let Err(reason) = self.make_dir(d.parent, &d.name) {
+                self.fail(d.parent, &d.name, reason);
+                failed.insert(i);
+            }
+        }
+        failed
+    }
+
+    fn make_dir(&self, parent: usize, name: &[u8]) -> Result<(), String> {
+        let p = self
+            .dirs
+            .get(parent)
+            .map_err(|e| format!("open parent directory: {e}"))?;
+        match p.mkdir(name, 0o700) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create: {e}")),
+        }
+        match p.open_dir(name) {
+            Ok(_) => Ok(()),
+            // A file or symlink where the snapshot has a directory: replace it, never follow it.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                p.unlink(name)
+                    .map_err(|e| format!("cannot replace: {e}"))?;
+                p.mkdir(name, 0o700)
+                    .map_err(|e| format!("cannot create: {e}"))
+            }
+            Err(e) => Err(format!("cannot open: {e}")),
+        }
+    }
+
+    /// File contents, in parallel; hard links once their first path is there.
+    fn restore_files(&self, failed_dirs: &HashSet<usize>) -> Result<(), EngineError> {
+        let mut first_links: HashMap<(u64, u64), (usize, &[u8])> = HashMap::new();
+        let mut later_links = Vec::new();
+        let mut independent = Vec::new();
+        for item in &self.plan.items {
+            let Entry::File(node) = &item.entry else {
+                continue;
+            };
+            if failed_dirs.contains(&item.dir) {
+                continue;
+            }
             if node.nlink > 1 {
                 let key = (node.dev, node.inode);
-                let mut first = first_links.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(orig) = first.get(&key) {
-                    later_links.push((rel.clone(), orig.clone(), node));
+                if let Some(first) = first_links.get(&key) {
+                    later_links.push((item.dir, node, *first, key));
                     continue;
                 }
-                first.insert(key, rel.clone());
+                first_links.insert(key, (item.dir, node.name.as_slice()));
             }
-            independent.push((rel, node));
+            independent.push((item.dir, node));
         }
-    }
-    independent.par_iter().for_each(|(rel, node)| {
-        if cancel.is_cancelled() {
-            return;
-        }
-        match restore_file(repo, target, rel, node, opts.verify, cancel) {
-            Ok(()) => {
-                warn(rel, fsmeta::apply(&target.join(rel), node, as_root));
-                progress.add(1, node.size);
-                let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
-                o.files += 1;
-                o.bytes += node.size;
+        let linkable: Mutex<HashSet<(u64, u64)>> = Mutex::new(HashSet::new());
+        independent.par_iter().for_each(|(dir, node)| {
+            if self.cancel.is_cancelled() {
+                return;
             }
-            Err(reason) => fail(rel, reason),
-        }
-    });
-    if cancel.is_cancelled() {
-        return Err(EngineError::Cancelled);
-    }
-    let failed_paths: std::collections::HashSet<String> = outcome
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .failed
-        .iter()
-        .map(|(p, _)| p.clone())
-        .collect();
-    for (rel, orig, node) in later_links {
-        if failed_paths.contains(&orig.display().to_string()) {
-            // The first path of this link group failed: linking to whatever sits there now
-            // would be wrong. The file needs the same data, so it fails the same way.
-            fail(
-                &rel,
-                format!(
-                    "hard link to {}, which could not be restored",
-                    orig.display()
-                ),
-            );
-            continue;
-        }
-        let dest = target.join(&rel);
-        // Link under a temp name, then rename over the destination (never delete first).
-        let temp = temp_name(&dest);
-        let linked = std::fs::hard_link(target.join(&orig), &temp)
-            .and_then(|()| std::fs::rename(&temp, &dest));
-        match linked {
-            Ok(()) => {
-                progress.add(1, node.size);
-                outcome.lock().unwrap_or_else(|p| p.into_inner()).files += 1;
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&temp);
-                fail(&rel, format!("hard link to {}: {e}", orig.display()));
-            }
-        }
-    }
-
-    // 3. Symlinks and special files.
-    for item in &items {
-        if let Item::Other(rel, node) = item {
-            match restore_other(target, rel, node, as_root) {
-                Ok(true) => {
-                    warn(rel, fsmeta::apply(&target.join(rel), node, as_root));
-                    outcome.lock().unwrap_or_else(|p| p.into_inner()).other += 1;
+            match self.restore_file(*dir, node) {
+                Ok(warnings) => {
+                    self.warn(*dir, &node.name, warnings);
+                    self.progress.add(1, node.size);
+                    if node.nlink > 1 {
+                        linkable
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert((node.dev, node.inode));
+                    }
+                    self.count(|o| {
+                        o.files += 1;
+                        o.bytes += node.size;
+                    });
                 }
-                Ok(false) => {}
-                Err(reason) => fail(rel, reason),
+                Err(reason) => self.fail(*dir, &node.name, reason),
             }
-            progress.add(1, 0);
+        });
+        if self.cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
         }
-    }
-
-    // 4. Directory metadata, deepest first (creating children changed their mtimes).
-    for item in items.iter().rev() {
-        if let Item::Dir(rel, node) = item {
-            warn(rel, fsmeta::apply(&target.join(rel), node, as_root));
-            outcome.lock().unwrap_or_else(|p| p.into_inner()).dirs += 1;
-            progress.add(1, 0);
-        }
-    }
-    Ok(outcome.into_inner().unwrap_or_else(|p| p.into_inner()))
-}
-
-/// Lists what to restore, parents before children.
-fn plan(
-    repo: &Repository,
-    tree: &Tree,
-    rel: &Path,
-    snap: &Path,
-    filter: &Filter,
-    items: &mut Vec<Item>,
-) -> Result<(), EngineError> {
-    for node in &tree.nodes {
-        if !is_safe_name(&node.name) {
-            tracing::warn!(name = ?String::from_utf8_lossy(&node.name), "unsafe name in snapshot; not restored");
-            continue;
-        }
-        let name = OsStr::from_bytes(&node.name);
-        let child_rel = rel.join(name);
-        let child_snap = snap.join(name);
-        match (node.kind, node.subtree) {
-            (NodeKind::Dir, Some(sub)) => {
-                let subtree = repo.load_tree(&sub)?;
-                let before = items.len();
-                items.push(Item::Dir(child_rel.clone(), node.clone()));
-                plan(repo, &subtree, &child_rel, &child_snap, filter, items)?;
-                // With includes, a directory holding nothing wanted is not created.
-                if filter.includes.is_some()
-                    && items.len() == before + 1
-                    && !filter.wants(&child_snap, &node.name)
-                {
-                    items.truncate(before);
+        let linkable = linkable.into_inner().unwrap_or_else(|p| p.into_inner());
+        for (dir, node, (orig_dir, orig_name), key) in later_links {
+            if !linkable.contains(&key) {
+                // The first path of this link group failed: linking to whatever sits there
+                // now would be wrong. The file needs the same data, so it fails the same way.
+                let orig = self.plan.rel_path(orig_dir, orig_name);
+                self.fail(
+                    dir,
+                    &node.name,
+                    format!("hard link to {orig}, which could not be restored"),
+                );
+                continue;
+            }
+            match self.link(orig_dir, orig_name, dir, &node.name) {
+                Ok(()) => {
+                    self.progress.add(1, node.size);
+                    self.count(|o| o.files += 1);
+                }
+                Err(reason) => {
+                    let orig = self.plan.rel_path(orig_dir, orig_name);
+                    self.fail(dir, &node.name, format!("hard link to {orig}: {reason}"));
                 }
             }
-            (NodeKind::File, _) if filter.wants(&child_snap, &node.name) => {
-                items.push(Item::File(child_rel, node.clone()))
-            }
-            (NodeKind::File, _) | (NodeKind::Dir, None) => {}
-            _ if filter.wants(&child_snap, &node.name) => {
-                items.push(Item::Other(child_rel, node.clone()))
-            }
-            _ => {}
         }
+        Ok(())
     }
-    Ok(())
-}
 
-fn prepare_target(target: &Path) -> Result<(), EngineError> {
-    let err = |reason: String| EngineError::Target {
-        path: target.display().to_string(),
-        reason,
-    };
-    match std::fs::symlink_metadata(target) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(err("exists and is not a directory".into())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(target).map_err(|e| err(format!("cannot create: {e}")))
+    /// Links under a temporary name, then renames over the destination (never deletes first).
+    fn link(&self, from_dir: usize, from: &[u8], dir: usize, name: &[u8]) -> Result<(), String> {
+        let src = self.dirs.get(from_dir).map_err(|e| e.to_string())?;
+        let dst = self.dirs.get(dir).map_err(|e| e.to_string())?;
+        let temp = temp_name();
+        src.link(from, &dst, &temp).map_err(|e| e.to_string())?;
+        dst.rename(&temp, &dst, name).map_err(|e| {
+            let _ = dst.unlink(&temp);
+            e.to_string()
+        })
+    }
+
+    /// Writes one file under a temporary name, sets its metadata through its descriptor and
+    /// renames it into place. Returns the metadata warnings.
+    fn restore_file(&self, dir: usize, node: &Node) -> Result<Vec<String>, String> {
+        let d = self
+            .dirs
+            .get(dir)
+            .map_err(|e| format!("open directory: {e}"))?;
+        let temp = temp_name();
+        let f = d
+            .create_new(&temp, 0o600)
+            .map_err(|e| format!("cannot create a temporary file: {e}"))?;
+        let result = self.fill(&f, node).and_then(|()| {
+            let warnings = fsmeta::apply_fd(&f, node, self.owner, self.strip_setid);
+            d.rename(&temp, &d, &node.name)
+                .map_err(|e| format!("rename into place: {e}"))?;
+            Ok(warnings)
+        });
+        if result.is_err() {
+            let _ = d.unlink(&temp);
         }
-        Err(e) => Err(err(e.to_string())),
+        result
     }
-}
 
-/// Creates `target/rel` (its parent exists), refusing to pass through a symlink.
-fn make_dir(target: &Path, rel: &Path) -> Result<(), String> {
-    let path = target.join(rel);
-    match std::fs::symlink_metadata(&path) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => {
-            // A file or symlink where the snapshot has a directory: replace it, never follow it.
-            std::fs::remove_file(&path).map_err(|e| format!("cannot replace: {e}"))?;
-            std::fs::create_dir(&path).map_err(|e| format!("cannot create: {e}"))
-        }
-        Err(_) => std::fs::create_dir(&path).map_err(|e| format!("cannot create: {e}")),
-    }
-}
-
-fn temp_name(path: &Path) -> PathBuf {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let short: String = name.chars().take(100).collect();
-    path.with_file_name(format!(".{short}.restore-{:08x}", rand::random::<u32>()))
-}
-
-fn restore_file(
-    repo: &Repository,
-    target: &Path,
-    rel: &Path,
-    node: &Node,
-    verify: bool,
-    cancel: &CancellationToken,
-) -> Result<(), String> {
-    let dest = target.join(rel);
-    let temp = temp_name(&dest);
-    let result = (|| {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(|e| format!("cannot create {}: {e}", temp.display()))?;
+    fn fill(&self, f: &File, node: &Node) -> Result<(), String> {
+        let repo = self.repo;
         // Offsets are known from the index, so the blobs of a large file are fetched and
         // written in parallel (pwrite); zero blocks are never written and stay holes.
         let lengths = node
@@ -413,13 +381,13 @@ fn restore_file(
         f.set_len(total).map_err(|e| format!("set length: {e}"))?;
         let write_blob = |(id, offset): (&BlobId, &u64)| -> Result<(), String> {
             // A large file is cancelled between blobs, not only between files.
-            if cancel.is_cancelled() {
+            if self.cancel.is_cancelled() {
                 return Err("cancelled".to_owned());
             }
             let data = repo
                 .read_blob(id)
                 .map_err(|e| format!("damaged data: {e}"))?;
-            write_sparse_at(&f, &data, *offset).map_err(|e| format!("write: {e}"))
+            write_sparse_at(f, &data, *offset).map_err(|e| format!("write: {e}"))
         };
         if node.content.len() > 1 {
             node.content
@@ -432,16 +400,102 @@ fn restore_file(
                 .zip(offsets.iter())
                 .try_for_each(write_blob)?;
         }
-        drop(f);
-        if verify {
-            verify_file(repo, &temp, &node.content)?;
+        if self.verify {
+            verify_file(repo, f, &node.content)?;
         }
-        std::fs::rename(&temp, &dest).map_err(|e| format!("rename into place: {e}"))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
+        Ok(())
     }
-    result
+
+    /// Symlinks and special files.
+    fn restore_others(&self, failed_dirs: &HashSet<usize>) {
+        for item in &self.plan.items {
+            let Entry::Other(node) = &item.entry else {
+                continue;
+            };
+            if failed_dirs.contains(&item.dir) {
+                continue;
+            }
+            match self.restore_other(item.dir, node) {
+                Ok(Some(warnings)) => {
+                    self.warn(item.dir, &node.name, warnings);
+                    self.count(|o| o.other += 1);
+                }
+                Ok(None) => {}
+                Err(reason) => self.fail(item.dir, &node.name, reason),
+            }
+            self.progress.add(1, 0);
+        }
+    }
+
+    /// Creates a symlink, FIFO or device under a temporary name, sets its metadata and renames
+    /// it into place. `Ok(None)` for sockets, which are recorded but not restored.
+    fn restore_other(&self, dir: usize, node: &Node) -> Result<Option<Vec<String>>, String> {
+        use nix::sys::stat::SFlag;
+        let d = self
+            .dirs
+            .get(dir)
+            .map_err(|e| format!("open directory: {e}"))?;
+        let temp = temp_name();
+        let mode = fsmeta::restored_mode(node.mode, self.strip_setid) & 0o7777;
+        match node.kind {
+            NodeKind::Symlink => d
+                .symlink(&node.target, &temp)
+                .map_err(|e| format!("symlink: {e}"))?,
+            NodeKind::Fifo => d
+                .mknod(&temp, SFlag::S_IFIFO, mode, 0)
+                .map_err(|e| format!("mkfifo: {e}"))?,
+            NodeKind::CharDevice | NodeKind::BlockDevice => {
+                if !self.as_root {
+                    return Err("device files can only be restored as root".into());
+                }
+                let kind = if node.kind == NodeKind::CharDevice {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
+                d.mknod(&temp, kind, mode, node.rdev)
+                    .map_err(|e| format!("mknod: {e}"))?
+            }
+            NodeKind::Socket => return Ok(None),
+            NodeKind::File | NodeKind::Dir => return Err("unexpected node kind".into()),
+        }
+        let result = fsmeta::apply_special(&d, &temp, node, self.owner, self.strip_setid)
+            .and_then(|warnings| {
+                d.rename(&temp, &d, &node.name)
+                    .map_err(|e| format!("rename into place: {e}"))?;
+                Ok(warnings)
+            });
+        if result.is_err() {
+            let _ = d.unlink(&temp);
+        }
+        result.map(Some)
+    }
+
+    /// Directory metadata, deepest first (creating children changed their mtimes).
+    fn apply_dir_metadata(&self, failed_dirs: &HashSet<usize>) {
+        for (i, d) in self.plan.dirs.iter().enumerate().skip(1).rev() {
+            let Some(node) = d.node.as_ref().filter(|_| d.keep && !failed_dirs.contains(&i)) else {
+                continue;
+            };
+            match self.dirs.get(i) {
+                Ok(fd) => self.warn(
+                    d.parent,
+                    &d.name,
+                    fsmeta::apply_fd(fd.file(), node, self.owner, self.strip_setid),
+                ),
+                Err(e) => self.warn(d.parent, &d.name, vec![format!("reopen for metadata: {e}")]),
+            }
+            self.dirs.forget(i);
+            self.count(|o| o.dirs += 1);
+            self.progress.add(1, 0);
+        }
+    }
+}
+
+/// A temporary name in the destination's directory: short and fixed-length, so any name that
+/// fits the file system's 255-byte limit can be restored.
+fn temp_name() -> Vec<u8> {
+    format!(".backupd-restore.{:016x}", rand::random::<u64>()).into_bytes()
 }
 
 /// File system block granularity for holes: zero blocks of this size are skipped, not written.
@@ -470,48 +524,22 @@ fn write_sparse_at(f: &std::fs::File, data: &[u8], offset: u64) -> std::io::Resu
     Ok(())
 }
 
-/// Re-reads a restored file and checks each piece against its blob id.
-fn verify_file(repo: &Repository, path: &Path, content: &[BlobId]) -> Result<(), String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| format!("verify: {e}"))?;
+
+/// Re-reads a restored file through its descriptor and checks each piece against its blob id.
+fn verify_file(repo: &Repository, f: &File, content: &[BlobId]) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    let mut offset = 0u64;
     for id in content {
         let len = repo
             .with_index(|i| i.get(id).map(|l| l.raw_length))
             .ok_or_else(|| format!("verify: blob {id} not indexed"))?;
         let mut buf = vec![0u8; len as usize];
-        f.read_exact(&mut buf).map_err(|e| format!("verify: {e}"))?;
+        f.read_exact_at(&mut buf, offset)
+            .map_err(|e| format!("verify: {e}"))?;
         if repo.blob_id(&buf) != *id {
             return Err(format!("verify: content differs from blob {id}"));
         }
+        offset += u64::from(len);
     }
     Ok(())
-}
-
-/// Symlinks, FIFOs and devices. `Ok(false)` for sockets, which are recorded but not restored.
-fn restore_other(target: &Path, rel: &Path, node: &Node, as_root: bool) -> Result<bool, String> {
-    use nix::sys::stat::{mknod, Mode, SFlag};
-    let dest = target.join(rel);
-    if std::fs::symlink_metadata(&dest).is_ok() {
-        std::fs::remove_file(&dest).map_err(|e| format!("cannot replace: {e}"))?;
-    }
-    let mode = Mode::from_bits_truncate(node.mode);
-    match node.kind {
-        NodeKind::Symlink => std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), &dest)
-            .map_err(|e| format!("symlink: {e}"))?,
-        NodeKind::Fifo => nix::unistd::mkfifo(&dest, mode).map_err(|e| format!("mkfifo: {e}"))?,
-        NodeKind::CharDevice | NodeKind::BlockDevice => {
-            if !as_root {
-                return Err("device files can only be restored as root".into());
-            }
-            let kind = if node.kind == NodeKind::CharDevice {
-                SFlag::S_IFCHR
-            } else {
-                SFlag::S_IFBLK
-            };
-            mknod(&dest, kind, mode, node.rdev).map_err(|e| format!("mknod: {e}"))?
-        }
-        NodeKind::Socket => return Ok(false),
-        NodeKind::File | NodeKind::Dir => return Err("unexpected node kind".into()),
-    }
-    Ok(true)
 }

@@ -169,6 +169,8 @@ fn run_restore(
         includes: r.includes,
         excludes: r.excludes,
         verify: r.verify,
+        no_owner: r.no_owner,
+        strip_setid: r.strip_setid,
     };
     let out = restore(&repo, &opts, progress, cancel)?;
     Ok(Response::Restore(RestoreResult {

@@ -1,0 +1,162 @@
+//! The restore target and the directories under it, held open. The target path is resolved
+//! once, one component at a time from `/`: a missing component is created, a symlink is only
+//! followed when root or the daemon's own user owns it (a symlink another user planted must not
+//! steer a root restore), and the result is held as a descriptor. Every directory below it is
+//! opened relative to its parent's descriptor without following symlinks, so a user who can
+//! write inside the target can make the restore fail but never send it elsewhere.
+
+use super::super::dirfd::{display_bytes, DirFd};
+use super::plan::{PlanDir, TARGET};
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path};
+use std::sync::{Arc, Mutex};
+
+/// Symlinks followed while resolving the target, as the kernel's own limit.
+const MAX_SYMLINKS: u32 = 40;
+
+/// Opens (creating what is missing) the restore target.
+pub fn open_target(target: &Path) -> Result<DirFd, String> {
+    if !target.is_absolute() {
+        return Err("must be an absolute path".into());
+    }
+    let trusted = |uid: u32| uid == 0 || uid == nix::unistd::geteuid().as_raw();
+    let mut pending: VecDeque<Vec<u8>> = components(target);
+    let mut dir = DirFd::open_path(Path::new("/")).map_err(|e| format!("open /: {e}"))?;
+    let mut walked: Vec<Vec<u8>> = Vec::new();
+    let mut hops = 0;
+    let shown = |walked: &[Vec<u8>], name: &[u8]| {
+        let mut p = walked.join(&b'/');
+        p.push(b'/');
+        p.extend_from_slice(name);
+        let mut s = display_bytes(&p);
+        if !s.starts_with('/') {
+            s.insert(0, '/');
+        }
+        s
+    };
+    while let Some(name) = pending.pop_front() {
+        if name == b".." {
+            dir = dir.open_dir(b"..").map_err(|e| format!("open ..: {e}"))?;
+            walked.pop();
+            continue;
+        }
+        match dir.stat_at(&name) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match dir.mkdir(&name, 0o755) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("cannot create {}: {e}", shown(&walked, &name))),
+            },
+            Err(e) => return Err(format!("{}: {e}", shown(&walked, &name))),
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                if !trusted(st.st_uid) {
+                    return Err(format!(
+                        "{} is a symlink owned by uid {}; a restore target is never reached \
+                         through a symlink another user controls (give the resolved path)",
+                        shown(&walked, &name),
+                        st.st_uid
+                    ));
+                }
+                hops += 1;
+                if hops > MAX_SYMLINKS {
+                    return Err("too many levels of symbolic links".into());
+                }
+                let link = dir
+                    .read_link(&name)
+                    .map_err(|e| format!("{}: {e}", shown(&walked, &name)))?;
+                let link_path = Path::new(std::ffi::OsStr::from_bytes(&link));
+                if link_path.is_absolute() {
+                    dir = DirFd::open_path(Path::new("/")).map_err(|e| format!("open /: {e}"))?;
+                    walked.clear();
+                }
+                for c in components(link_path).into_iter().rev() {
+                    pending.push_front(c);
+                }
+                continue;
+            }
+            Ok(_) => {}
+        }
+        dir = dir.open_dir(&name).map_err(|e| {
+            let why = match e.raw_os_error() {
+                Some(libc::ENOTDIR) => "exists and is not a directory".to_owned(),
+                Some(libc::ELOOP) => "was replaced by a symlink while it was opened".to_owned(),
+                _ => e.to_string(),
+            };
+            format!("{}: {why}", shown(&walked, &name))
+        })?;
+        walked.push(name);
+    }
+    Ok(dir)
+}
+
+fn components(path: &Path) -> VecDeque<Vec<u8>> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.as_bytes().to_vec()),
+            Component::ParentDir => Some(b"..".to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Most directory descriptors kept open at once; files are restored in plan order, so a
+/// small cache serves nearly every lookup.
+const CACHE_LIMIT: usize = 256;
+
+/// Open descriptors of the plan's directories, each opened from its parent's.
+pub struct Dirs<'a> {
+    plan: &'a [PlanDir],
+    root: Arc<DirFd>,
+    cache: Mutex<HashMap<usize, Arc<DirFd>>>,
+}
+
+impl<'a> Dirs<'a> {
+    pub fn new(plan: &'a [PlanDir], root: DirFd) -> Self {
+        Self {
+            plan,
+            root: Arc::new(root),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Directory `i`, opened (without following symlinks) from the nearest open ancestor.
+    pub fn get(&self, i: usize) -> io::Result<Arc<DirFd>> {
+        if i == TARGET {
+            return Ok(self.root.clone());
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = cache.get(&i) {
+            return Ok(d.clone());
+        }
+        let mut chain = vec![i];
+        let mut p = self.plan[i].parent;
+        let mut base = loop {
+            if p == TARGET {
+                break self.root.clone();
+            }
+            if let Some(d) = cache.get(&p) {
+                break d.clone();
+            }
+            chain.push(p);
+            p = self.plan[p].parent;
+        };
+        for &j in chain.iter().rev() {
+            let d = Arc::new(base.open_dir(&self.plan[j].name)?);
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(j, d.clone());
+            base = d;
+        }
+        Ok(base)
+    }
+
+    /// Forgets directory `i`'s descriptor (it was replaced).
+    pub fn forget(&self, i: usize) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&i);
+    }
+}
