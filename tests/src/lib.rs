@@ -223,6 +223,123 @@ pub fn ctl(socket: &Path, args: &[&str]) -> Output {
         .expect("run backupctl")
 }
 
+/// Runs backupctl with `--socket`, failing the test if it has not finished within `deadline`
+/// (a hung daemon must fail a test, not hang it).
+pub fn ctl_within(socket: &Path, args: &[&str], deadline: Duration) -> Output {
+    let mut child = Command::new(bin("backupctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run backupctl");
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait backupctl") {
+            break status;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("backupctl {args:?} did not finish within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// The uid and gid of `nobody`, the unprivileged user the attack tests act as.
+pub fn nobody() -> (u32, u32) {
+    let user = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .expect("user nobody exists");
+    (user.uid.as_raw(), user.gid.as_raw())
+}
+
+/// A temp directory any user can traverse (the default is 0700), for trees an unprivileged
+/// attacker owns.
+pub fn shared_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod tempdir");
+    dir
+}
+
+/// Gives `path` and everything under it to `uid:gid` (symlinks themselves, not their targets).
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    let st = Command::new("chown")
+        .args(["-R", "-h", &format!("{uid}:{gid}")])
+        .arg(path)
+        .status()
+        .expect("chown");
+    assert!(st.success(), "chown -R {}", path.display());
+}
+
+/// The `attacker` test binary racing the daemon as another uid; killed when dropped.
+pub struct Attacker(Child);
+
+impl Attacker {
+    /// Starts `exe` (the test's `env!("CARGO_BIN_EXE_attacker")`) as `uid`, exchanging each
+    /// pair of paths in a loop, and waits until it runs.
+    pub fn swap(exe: &str, uid: u32, pairs: &[(&Path, &Path)]) -> Self {
+        let mut cmd = Command::new(exe);
+        cmd.arg(uid.to_string()).arg("swap");
+        for (a, b) in pairs {
+            cmd.arg(a).arg(b);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn attacker");
+        let mut line = [0u8; 6];
+        let started = child
+            .stdout
+            .as_mut()
+            .map(|o| o.read_exact(&mut line).is_ok())
+            .unwrap_or(false);
+        assert!(started && &line == b"racing", "attacker did not start");
+        Self(child)
+    }
+}
+
+impl Drop for Attacker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// stdout of a successful command as JSON; panics with both streams otherwise.
 pub fn json_ok(output: &Output) -> serde_json::Value {
     assert!(

@@ -6,8 +6,8 @@
 //! Unreadable files are skipped, counted and named in the snapshot; the backup is then partial.
 
 use super::chunker::{chunk_stream, ChunkError, ChunkerParams};
-use super::excludes::Excludes;
 use super::dirfd::{self, DirFd};
+use super::excludes::Excludes;
 use super::fsmeta::{self, NameCache};
 use super::incremental::{Change, Dirty, Totals};
 use super::progress::Progress;
@@ -19,10 +19,10 @@ use crate::repo::snapshot::{Snapshot, SnapshotStats, SNAPSHOT_VERSION};
 use crate::repo::tree::{Node, NodeKind, Tree, TREE_VERSION};
 use crate::repo::{now_ns, Repository};
 use backupd_common::ids::{BlobId, SnapshotId};
+use nix::sys::stat::FileStat;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
-use nix::sys::stat::FileStat;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;

@@ -70,11 +70,8 @@ impl DirFd {
 
     /// Creates `name`, which must not exist (nor be a symlink), for writing (and reading back).
     pub fn create_new(&self, name: &[u8], mode: u32) -> io::Result<File> {
-        let flags = OFlag::O_RDWR
-            | OFlag::O_CREAT
-            | OFlag::O_EXCL
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC;
+        let flags =
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = nix::fcntl::openat(
             &self.0,
             component(name),
@@ -256,13 +253,19 @@ mod tests {
         assert!(dir.open_dir(b"real").is_ok());
         let err = dir.open_dir(b"link").expect_err("symlink followed");
         // O_DIRECTORY|O_NOFOLLOW on a symlink: ENOTDIR (ELOOP on some kernels).
-        assert!(matches!(err.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)), "{err}");
+        assert!(
+            matches!(err.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)),
+            "{err}"
+        );
         assert!(dir.open_read(b"link").is_err());
         let fifo = dir.open_read(b"fifo").expect("fifo opens at once");
         let st = nix::sys::stat::fstat(&fifo).expect("fstat");
         assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFIFO);
         let mut names = dir.list().expect("list");
         names.sort();
-        assert_eq!(names, [b"fifo".to_vec(), b"link".to_vec(), b"real".to_vec()]);
+        assert_eq!(
+            names,
+            [b"fifo".to_vec(), b"link".to_vec(), b"real".to_vec()]
+        );
     }
 }

@@ -140,7 +140,8 @@ pub fn apply_fd(file: &File, node: &Node, as_root: bool, strip_setid: bool) -> V
             warnings.push(format!("owner {}:{}: {e}", node.uid, node.gid));
         }
     }
-    let mode = restored_mode(node.mode, strip_setid);
+    // A setgid directory only steers group inheritance: stripping is for what executes.
+    let mode = restored_mode(node.mode, strip_setid && node.kind != NodeKind::Dir);
     if let Err(e) = nix::sys::stat::fchmod(file, Mode::from_bits_truncate(mode)) {
         warnings.push(format!("mode {mode:o}: {e}"));
     }
@@ -149,11 +150,9 @@ pub fn apply_fd(file: &File, node: &Node, as_root: bool, strip_setid: bool) -> V
             warnings.push(format!("xattr {}: {e}", dirfd::display_bytes(name)));
         }
     }
-    if let Err(e) = nix::sys::stat::futimens(
-        file,
-        &timespec(node.atime_ns),
-        &timespec(node.mtime_ns),
-    ) {
+    if let Err(e) =
+        nix::sys::stat::futimens(file, &timespec(node.atime_ns), &timespec(node.mtime_ns))
+    {
         warnings.push(format!("times: {e}"));
     }
     warnings

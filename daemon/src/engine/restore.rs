@@ -14,7 +14,6 @@
 mod plan;
 mod target;
 
-
 use super::fsmeta;
 use super::progress::Progress;
 use super::EngineError;
@@ -243,8 +242,7 @@ impl Run<'_> {
             Ok(_) => Ok(()),
             // A file or symlink where the snapshot has a directory: replace it, never follow it.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
-                p.unlink(name)
-                    .map_err(|e| format!("cannot replace: {e}"))?;
+                p.unlink(name).map_err(|e| format!("cannot replace: {e}"))?;
                 p.mkdir(name, 0o700)
                     .map_err(|e| format!("cannot create: {e}"))
             }
@@ -459,12 +457,13 @@ impl Run<'_> {
             NodeKind::Socket => return Ok(None),
             NodeKind::File | NodeKind::Dir => return Err("unexpected node kind".into()),
         }
-        let result = fsmeta::apply_special(&d, &temp, node, self.owner, self.strip_setid)
-            .and_then(|warnings| {
+        let result = fsmeta::apply_special(&d, &temp, node, self.owner, self.strip_setid).and_then(
+            |warnings| {
                 d.rename(&temp, &d, &node.name)
                     .map_err(|e| format!("rename into place: {e}"))?;
                 Ok(warnings)
-            });
+            },
+        );
         if result.is_err() {
             let _ = d.unlink(&temp);
         }
@@ -474,7 +473,11 @@ impl Run<'_> {
     /// Directory metadata, deepest first (creating children changed their mtimes).
     fn apply_dir_metadata(&self, failed_dirs: &HashSet<usize>) {
         for (i, d) in self.plan.dirs.iter().enumerate().skip(1).rev() {
-            let Some(node) = d.node.as_ref().filter(|_| d.keep && !failed_dirs.contains(&i)) else {
+            let Some(node) = d
+                .node
+                .as_ref()
+                .filter(|_| d.keep && !failed_dirs.contains(&i))
+            else {
                 continue;
             };
             match self.dirs.get(i) {
@@ -523,7 +526,6 @@ fn write_sparse_at(f: &std::fs::File, data: &[u8], offset: u64) -> std::io::Resu
     }
     Ok(())
 }
-
 
 /// Re-reads a restored file through its descriptor and checks each piece against its blob id.
 fn verify_file(repo: &Repository, f: &File, content: &[BlobId]) -> Result<(), String> {
