@@ -8,6 +8,7 @@ use backupd_common::protocol::RunMode;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -156,11 +157,16 @@ fn start(args: Args) -> anyhow::Result<()> {
         .thread_name("backupd")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let cancel = CancellationToken::new();
         tokio::spawn(stop_on_signals(cancel.clone()));
         backupd::run(settings, listener, cancel, Some(log_reload)).await
-    })?;
+    });
+    // `run` has drained within the grace period (or given up on what still runs, with its
+    // jobs queued again). Dropping the runtime would wait for blocking threads for ever (one
+    // stuck in a read on a hung file system, say): the process exits regardless.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    result?;
     Ok(())
 }
 

@@ -5,8 +5,13 @@ use backupd::engine::check::{check, CheckOptions};
 use backupd::engine::forget::{forget, ForgetOptions, Policy};
 use backupd::engine::progress::Progress;
 use backupd::engine::restore::{restore, RestoreOptions};
+use backupd::repo::index::IndexedPack;
 use backupd::repo::keyfile::Argon2Params;
+use backupd::repo::pack::{BlobKind, PackBuilder};
+use backupd::repo::snapshot::{Snapshot, SNAPSHOT_VERSION};
+use backupd::repo::tree::{Node, NodeKind, Tree, TREE_VERSION};
 use backupd::repo::{RepoError, Repository};
+use backupd_common::ids::BlobId;
 use backupd_tests::treecmp::{compare_trees, CompareOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -534,4 +539,150 @@ fn keep_within_longer_than_i64_nanoseconds_keeps_everything() {
     };
     let r = backupd::engine::forget::decide(&policy, &times);
     assert!(r.iter().all(|reasons| !reasons.is_empty()), "{r:?}");
+}
+
+/// Stores `trees` (each a blob) in one pack and indexes it; returns their ids in order.
+fn store_trees(repo: &Repository, trees: &[Tree]) -> Vec<BlobId> {
+    let mut pack = PackBuilder::new();
+    let mut ids = Vec::new();
+    for tree in trees {
+        let (bytes, id) = repo.tree_bytes(tree);
+        if !ids.contains(&id) {
+            pack.add(
+                id,
+                BlobKind::Tree,
+                &repo.encode_blob(&bytes, 1),
+                bytes.len(),
+            );
+        }
+        ids.push(id);
+    }
+    let (bytes, entries) = pack.finish(repo.keys());
+    let pack_id = repo.write_pack(&bytes, &entries).expect("write pack");
+    repo.write_index(
+        vec![IndexedPack {
+            id: pack_id,
+            blobs: entries,
+        }],
+        Vec::new(),
+    )
+    .expect("write index");
+    ids
+}
+
+fn dir_node(name: &[u8], subtree: BlobId) -> Node {
+    let mut n = Node::new(name.to_vec(), NodeKind::Dir);
+    n.mode = 0o755;
+    n.subtree = Some(subtree);
+    n
+}
+
+fn crafted_snapshot(repo: &Repository, root: BlobId) -> String {
+    let snapshot = Snapshot {
+        version: SNAPSHOT_VERSION,
+        time_ns: 1,
+        host: "crafted".into(),
+        username: "root".into(),
+        paths: vec![b"/x".to_vec()],
+        tags: Vec::new(),
+        parent: None,
+        tree: root,
+        stats: Default::default(),
+        skipped: Vec::new(),
+    };
+    repo.write_snapshot(&snapshot).expect("snapshot").to_hex()
+}
+
+#[test]
+fn a_crafted_snapshot_3000_directories_deep_restores_without_overflowing_the_stack() {
+    let f = Fixture::new();
+    // Built bottom-up: each tree holds one directory pointing at the one below it.
+    let mut leaf = Node::new(b"bottom".to_vec(), NodeKind::File);
+    leaf.mode = 0o644;
+    let mut trees = vec![Tree {
+        version: TREE_VERSION,
+        nodes: vec![leaf],
+    }];
+    let mut below = store_trees(&f.repo, &trees)[0];
+    trees.clear();
+    for _ in 0..3000 {
+        let tree = Tree {
+            version: TREE_VERSION,
+            nodes: vec![dir_node(b"d", below)],
+        };
+        below = f.repo.tree_bytes(&tree).1;
+        trees.push(tree);
+    }
+    store_trees(&f.repo, &trees);
+    let id = crafted_snapshot(&f.repo, below);
+    let target = f.dir.path().join("deep-restore");
+    let outcome = restore(
+        &f.repo,
+        &RestoreOptions {
+            snapshot: id,
+            target: target.clone(),
+            ..Default::default()
+        },
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+    .expect("restore of a deep snapshot");
+    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+    assert_eq!(outcome.dirs, 3000);
+    assert_eq!(outcome.files, 1);
+}
+
+#[test]
+fn unsafe_names_in_a_snapshot_are_reported_not_restored_and_never_escape() {
+    let f = Fixture::new();
+    let file = |name: &[u8]| {
+        let mut n = Node::new(name.to_vec(), NodeKind::File);
+        n.mode = 0o644;
+        n
+    };
+    let mut nodes = vec![
+        file(b".."),
+        file(b"."),
+        file(b""),
+        file(b"a/../../escape"),
+        file(b"nul\0byte"),
+        file(b"fine"),
+    ];
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let ids = store_trees(
+        &f.repo,
+        &[Tree {
+            version: TREE_VERSION,
+            nodes,
+        }],
+    );
+    let id = crafted_snapshot(&f.repo, ids[0]);
+    let target = f.dir.path().join("t");
+    let outcome = restore(
+        &f.repo,
+        &RestoreOptions {
+            snapshot: id,
+            target: target.clone(),
+            ..Default::default()
+        },
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+    .expect("restore");
+    assert_eq!(outcome.files, 1, "only `fine` is restored");
+    assert_eq!(outcome.failed.len(), 5, "{:?}", outcome.failed);
+    assert!(outcome
+        .failed
+        .iter()
+        .all(|(_, why)| why.contains("unsafe name")));
+    assert!(outcome
+        .failed
+        .iter()
+        .any(|(p, _)| p.contains("nul\\u{0}byte")));
+    assert!(!f.dir.path().join("escape").exists());
+    let names: Vec<_> = std::fs::read_dir(&target)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["fine"]);
 }

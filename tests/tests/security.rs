@@ -447,3 +447,53 @@ fn out_of_place_restore_drops_setuid_and_no_owner_keeps_the_restorer_as_owner() 
     let tool = std::fs::metadata(no_owner.join("su-tool")).expect("stat");
     assert_eq!((tool.uid(), tool.gid()), (0, 0), "--no-owner keeps root");
 }
+
+#[test]
+fn sigterm_stops_the_daemon_even_with_a_worker_stuck_in_a_read() {
+    need_root();
+    let mut d = TestDaemon::start_with(backupd_tests::DaemonOptions {
+        config: Some("[server]\nshutdown_grace = \"2s\"\n".into()),
+        ..Default::default()
+    });
+    let src = d.dir.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("file"), b"some content").expect("write");
+    json_ok(&run(
+        &d,
+        &["--json", "backup", "--wait", src.to_str().expect("utf8")],
+    ));
+    // A hostile storage location: the pack becomes a FIFO nobody writes to, so a read of it
+    // blocks in open(2) and ignores cancellation.
+    let packs: Vec<_> = walk_files(&d.state_dir)
+        .into_iter()
+        .filter(|p| p.components().any(|c| c.as_os_str() == "data"))
+        .collect();
+    assert!(!packs.is_empty(), "no pack under {}", d.state_dir.display());
+    for pack in &packs {
+        std::fs::remove_file(pack).expect("rm pack");
+        nix::unistd::mkfifo(pack, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    }
+    let target = d.dir.path().join("restored");
+    let out = run(
+        &d,
+        &[
+            "--json",
+            "restore",
+            &format!("latest:{}", src.display()),
+            "--target",
+            target.to_str().expect("utf8"),
+        ],
+    );
+    let job = json_ok(&out)["id"].as_u64().expect("job id").to_string();
+    // The worker gets stuck (and stays so).
+    std::thread::sleep(Duration::from_secs(1));
+    let info = json_ok(&run(&d, &["--json", "queue", "job", &job]));
+    assert_eq!(info["state"], "running", "{info}");
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = d.wait_exit(Duration::from_secs(15));
+    assert!(
+        status.is_some(),
+        "backupd still running 15 s after SIGTERM (grace 2 s); log:\n{}",
+        d.log_text()
+    );
+}
