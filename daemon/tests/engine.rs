@@ -686,3 +686,37 @@ fn unsafe_names_in_a_snapshot_are_reported_not_restored_and_never_escape() {
         .collect();
     assert_eq!(names, ["fine"]);
 }
+
+#[test]
+fn a_file_growing_while_it_is_read_is_read_only_to_its_size_plus_a_margin() {
+    let f = Fixture::new();
+    let path = f.src().join("growing.log");
+    let file = std::fs::File::create(&path).expect("create");
+    file.set_len(64 << 20).expect("set_len");
+    // Grows by sparse 64 MiB steps (no disk used) up to 64 GiB, faster than it can be read.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let grower = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut len: u64 = 64 << 20;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && len < (64 << 30) {
+                len += 64 << 20;
+                let _ = file.set_len(len);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    let outcome = f.backup();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    grower.join().expect("grower");
+    let stats = &outcome.snapshot.stats;
+    assert_eq!(stats.changed_during_read, 1, "{stats:?}");
+    // The size at stat is somewhere under what had been reached when the read started; the
+    // read stops 16 MiB past it instead of following the file to 64 GiB.
+    assert!(
+        stats.bytes_read < 4 << 30,
+        "read {} bytes of a file that kept growing",
+        stats.bytes_read
+    );
+    std::fs::remove_file(&path).expect("rm");
+}
