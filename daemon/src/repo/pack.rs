@@ -252,6 +252,21 @@ pub fn decode_header(
     Ok(entries)
 }
 
+/// The size of the pack holding exactly `entries` (in blob order): magic, blobs end to end,
+/// sealed header, trailer. The header's length follows from the entries, since it is their
+/// bincode under a seal of fixed overhead.
+pub fn expected_size(entries: &[PackEntry]) -> u64 {
+    let blobs_end = entries
+        .iter()
+        .map(|e| u64::from(e.offset) + u64::from(e.length))
+        .max()
+        .unwrap_or(PACK_MAGIC.len() as u64);
+    let header = bincode::serde::encode_to_vec(entries, bincode::config::standard())
+        .map(|h| h.len())
+        .unwrap_or_else(|_| unreachable!("pack entries always encode"));
+    blobs_end + (header + super::crypto::SEAL_OVERHEAD) as u64 + 4
+}
+
 /// Decrypts, decompresses and re-hashes every blob of a pack held in memory.
 pub fn verify(keys: &MasterKeys, pack: &[u8], entries: &[PackEntry]) -> Result<(), PackError> {
     for e in entries {
@@ -282,6 +297,7 @@ mod tests {
         let (bytes, entries) = b.finish(&keys);
         assert_eq!(read_header(&keys, &bytes).expect("header"), entries);
         verify(&keys, &bytes, &entries).expect("verify");
+        assert_eq!(expected_size(&entries), bytes.len() as u64);
         // Compressible data was compressed.
         assert!(entries[0].length < 5000);
         let mut damaged = bytes.clone();
