@@ -8,6 +8,7 @@ pub mod backend;
 mod clock;
 mod config;
 pub mod crypto;
+pub mod decode;
 mod error;
 pub mod index;
 pub mod keyfile;
@@ -46,7 +47,7 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 6
 pub const INDEX_FILE_BLOBS: usize = 100_000;
 
 /// Upper bound for decoding sealed metadata objects (trees, snapshots, index files).
-const METADATA_LIMIT: usize = 512 * 1024 * 1024;
+pub const METADATA_LIMIT: usize = 512 * 1024 * 1024;
 
 pub use clock::{format_rfc3339, hostname, now_ns, now_rfc3339};
 pub use config::{read_config, RepoConfig};
@@ -86,12 +87,7 @@ fn decode_sealed<T: serde::de::DeserializeOwned>(
         hint,
     };
     let plain = keys.open(sealed).map_err(|e| corrupt(e.to_string()))?;
-    let (value, _) = bincode::serde::decode_from_slice(
-        &plain,
-        bincode::config::standard().with_limit::<METADATA_LIMIT>(),
-    )
-    .map_err(|e| corrupt(e.to_string()))?;
-    Ok(value)
+    decode::bounded(&plain, METADATA_LIMIT).map_err(corrupt)
 }
 
 /// Reads an object whose name is the SHA-256 of its bytes (key, index and snapshot files) and
@@ -360,15 +356,10 @@ impl Repository {
 
     pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
         let bytes = self.read_blob(id)?;
-        bincode::serde::decode_from_slice(
-            &bytes,
-            bincode::config::standard().with_limit::<METADATA_LIMIT>(),
-        )
-        .map(|(t, _)| t)
-        .map_err(|e| RepoError::Corrupt {
+        decode::bounded(&bytes, METADATA_LIMIT).map_err(|reason| RepoError::Corrupt {
             what: "tree",
             name: id.to_hex(),
-            reason: e.to_string(),
+            reason,
             hint: "run `backupctl repo check --read-data` to see which snapshots need it",
         })
     }
