@@ -172,8 +172,9 @@ pub fn check(
     for (name, e) in &listing.unreadable {
         report.problems.push(Problem {
             message: format!(
-                "snapshot file {name} is unreadable: {e}. Restore it from a copy, or remove it \
+                "snapshot file {name} is unreadable: {}. Restore it from a copy, or remove it \
                  with `backupctl forget {}`; until then `latest` does not resolve",
+                e.reason(),
                 name.get(..8).unwrap_or(name)
             ),
             pack: None,
@@ -227,7 +228,9 @@ pub fn check(
     report.trees = seen_trees.len();
     for (name, reason) in repo.with_index(|i| i.unreadable().to_vec()) {
         report.problems.push(Problem {
-            message: format!("index file {name} is unreadable: {reason}"),
+            message: format!(
+                "index file {name} is unreadable ({reason}); run `backupctl repo rebuild-index`"
+            ),
             pack: None,
             blob: None,
             snapshots: vec![],

@@ -88,6 +88,19 @@ pub enum RepoError {
 }
 
 impl RepoError {
+    /// What is wrong, without the advice: for messages that give their own (check's report,
+    /// `latest`), so the reader is not told what to do twice.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::NameMismatch { actual, .. } => format!(
+                "its content hashes to {actual}, not to its name (the file was replaced or \
+                 damaged)"
+            ),
+            Self::Corrupt { reason, .. } => format!("cannot decode: {reason}"),
+            other => other.to_string(),
+        }
+    }
+
     /// Whether trying again later can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -276,7 +276,7 @@ impl Repository {
                 Ok(file) => files.push((id, file)),
                 Err(e) => {
                     tracing::warn!(index = %name, error = %e, "skipping unreadable index file; run `backupctl repo rebuild-index`");
-                    unreadable.push((name, e.to_string()));
+                    unreadable.push((name, e.reason()));
                 }
             }
         }
@@ -490,7 +490,7 @@ impl Repository {
                 return Err(RepoError::LatestUnknown {
                     path: self.backend.path(FileKind::Snapshot, &name),
                     short: name.get(..8).unwrap_or(&name).to_owned(),
-                    reason: e.to_string(),
+                    reason: e.reason(),
                 });
             }
             return listing
