@@ -102,6 +102,9 @@ pub struct QueueConfig {
     pub timeout: Duration,
     /// Per-kind timeouts overriding `timeout`.
     pub timeouts: KindTimeouts,
+    /// A job that was running when the daemon died this many times in a row goes to the
+    /// dead-letter queue instead of being run again (it may be what kills the daemon).
+    pub max_crashes: u32,
     /// Finished jobs kept for `queue history` and the analytics (dead letters are kept until
     /// purged).
     pub history_max_jobs: usize,
@@ -123,6 +126,7 @@ impl Default for QueueConfig {
             backoff_max: Duration::from_secs(3600),
             timeout: Duration::from_secs(1800),
             timeouts: KindTimeouts::default(),
+            max_crashes: 3,
             history_max_jobs: 10_000,
             history_max_age: Duration::from_secs(30 * 86_400),
             submit_rate: 50.0,
@@ -241,6 +245,12 @@ impl Config {
             return Err(invalid(
                 "queue.workers",
                 format!("is {}; expected 1 to 8", q.workers),
+            ));
+        }
+        if !(1..=100).contains(&q.max_crashes) {
+            return Err(invalid(
+                "queue.max_crashes",
+                format!("is {}; expected 1 to 100", q.max_crashes),
             ));
         }
         if q.retries > 100 {

@@ -343,6 +343,10 @@ pub struct SnapshotsArgs {
 
 #[derive(Debug, Args)]
 pub struct ForgetArgs {
+    /// Snapshots to remove by id or unique prefix (also unreadable ones, which `repo check`
+    /// names); the --keep-* rules are then optional.
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
     #[arg(long)]
     pub repo: Option<String>,
     #[arg(long, default_value_t = 0, value_name = "N")]

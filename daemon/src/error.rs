@@ -142,7 +142,10 @@ fn repo_code(e: &RepoError) -> ErrorCode {
         | RepoError::DamagedBlob { .. }
         | RepoError::DamagedPack { .. }
         | RepoError::Corrupt { .. }
+        | RepoError::NameMismatch { .. }
         | RepoError::KeyFile { .. } => ErrorCode::Internal,
+        // The repository's state, not the request, is what must change first.
+        RepoError::LatestUnknown { .. } => ErrorCode::Conflict,
     }
 }
 

@@ -99,6 +99,9 @@ pub async fn run(
             "tasks still running after the shutdown grace period; dropping them"
         );
     }
+    // Jobs that did not reach a safe point within the grace period: record the graceful stop,
+    // or the next start would take them for jobs that crashed the daemon.
+    ctx.queue.requeue_unfinished();
     ctx.state.flush().await?;
     drop(cleanup);
     tracing::info!("backupd stopped");

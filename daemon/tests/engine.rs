@@ -341,6 +341,7 @@ fn forget_dry_run_matches_prune_and_the_repository_shrinks() {
                 prune: !dry_run,
                 dry_run,
                 zstd_level: 1,
+                ..Default::default()
             },
             &Progress::default(),
             &CancellationToken::new(),
@@ -422,6 +423,7 @@ fn backup_concurrent_with_prune_completes_and_restores() {
                     prune: true,
                     dry_run: false,
                     zstd_level: 1,
+                    ..Default::default()
                 },
                 &Progress::default(),
                 &CancellationToken::new(),
@@ -517,6 +519,7 @@ fn prune_refuses_when_an_index_file_is_unreadable() {
             prune: true,
             dry_run: false,
             zstd_level: 1,
+            ..Default::default()
         },
         &Progress::default(),
         &CancellationToken::new(),

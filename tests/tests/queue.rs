@@ -253,6 +253,53 @@ fn cancelling_a_running_backup_ends_it_within_a_second_without_a_snapshot() {
 }
 
 #[test]
+fn a_job_running_at_three_daemon_crashes_in_a_row_goes_to_the_dead_letter_queue() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let state = work.path().join("state");
+    let options = || DaemonOptions {
+        config: Some("[queue]\nworkers = 1\n".into()),
+        state_dir: Some(state.clone()),
+        ..Default::default()
+    };
+    let mut d = TestDaemon::start_with(options());
+    let id = submit(&d, &["queue", "add", "noop", "--duration", "1h"]);
+    // Each round: the job is running, the daemon is killed (as if the job had crashed it), and
+    // a new daemon starts on the same state.
+    for crash in 1..=3 {
+        wait_state(&d, id, &["running"], Duration::from_secs(10));
+        d.signal(nix::sys::signal::Signal::SIGKILL);
+        d.wait_exit(Duration::from_secs(5)).expect("killed");
+        d = TestDaemon::start_with(options());
+        let j = job(&d, id);
+        if crash < 3 {
+            assert!(j["state"] == "queued" || j["state"] == "running", "{j:#}");
+        } else {
+            assert_eq!(j["state"], "dead-letter", "{j:#}");
+        }
+        assert_eq!(
+            j["attempts"][crash - 1]["outcome"],
+            "crashed",
+            "attempt {crash}: {j:#}"
+        );
+    }
+    let j = job(&d, id);
+    let error = j["error"]["message"].as_str().expect("error message");
+    assert!(error.contains("crashed the daemon 3 times"), "{j:#}");
+    let dlq = json_ok(&d.ctl(&["--json", "queue", "dlq", "list"]));
+    assert!(
+        dlq.to_string().contains("crashed the daemon 3 times"),
+        "{dlq:#}"
+    );
+    // It is not run again: the daemon stays up and other work goes on.
+    let other = submit(&d, &["queue", "add", "noop", "--duration", "10ms"]);
+    wait_state(&d, other, &["succeeded"], Duration::from_secs(10));
+    assert_eq!(
+        job(&d, id)["attempts"].as_array().expect("attempts").len(),
+        3
+    );
+}
+
+#[test]
 fn kill_9_keeps_queued_and_running_jobs_and_all_finish_after_restart() {
     let work = tempfile::tempdir().expect("tempdir");
     let state = work.path().join("state");
@@ -276,7 +323,7 @@ fn kill_9_keeps_queued_and_running_jobs_and_all_finish_after_restart() {
         j["state"] == "queued" || j["state"] == "running",
         "the interrupted job is queued again: {j:#}"
     );
-    assert_eq!(j["attempts"][0]["outcome"], "interrupted", "{j:#}");
+    assert_eq!(j["attempts"][0]["outcome"], "crashed", "{j:#}");
     let mut starts = Vec::new();
     for id in std::iter::once(running).chain(queued.iter().copied()) {
         let j = wait_state(&d, id, &["succeeded"], Duration::from_secs(30));

@@ -756,3 +756,67 @@ fn index_is_rebuilt_from_packs_after_index_files_are_lost_or_damaged() {
     ]));
     assert!(compare_trees(&src, &target, CompareOptions::default()).is_empty());
 }
+
+#[test]
+fn snapshot_rollback_is_reported_and_restore_latest_fails_until_the_file_is_forgotten() {
+    let d = TestDaemon::start();
+    let src = d.dir.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    let src_arg = src.to_str().expect("utf8");
+    let mut ids = Vec::new();
+    for content in ["old secret config\n", "new config\n"] {
+        std::fs::write(src.join("config"), content).expect("write");
+        let b = json_ok(&d.ctl(&["--json", "backup", "--wait", "--force", src_arg]));
+        ids.push(b["snapshot"].as_str().expect("id").to_owned());
+    }
+    let (old, new) = (&ids[0], &ids[1]);
+    // The attack: the newest snapshot file now holds the older (validly sealed) snapshot.
+    let snaps = d.state_dir.join("repository/snapshots");
+    std::fs::copy(snaps.join(old), snaps.join(new)).expect("copy");
+
+    let check = d.ctl(&["--json", "repo", "check", "--wait", "--read-data"]);
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains(new.as_str()),
+        "{}",
+        text(&check)
+    );
+
+    let target = d.dir.path().join("latest");
+    let target_arg = target.to_str().expect("utf8");
+    let spec = format!("latest:{}", src.display());
+    let out = d.ctl(&["restore", "--wait", &spec, "--target", target_arg]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(new.as_str()), "{stderr}");
+    assert!(
+        stderr.contains("backupctl repo check") && stderr.contains("backupctl forget"),
+        "{stderr}"
+    );
+    assert!(!target.join("config").exists(), "nothing restored");
+
+    // An explicit id still restores.
+    let older = d.dir.path().join("older");
+    json_ok(&d.ctl(&[
+        "--json",
+        "restore",
+        "--wait",
+        &format!("{}:{}", &old[..12], src.display()),
+        "--target",
+        older.to_str().expect("utf8"),
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(older.join("config")).expect("restored"),
+        "old secret config\n"
+    );
+
+    // The fix the message names.
+    json_ok(&d.ctl(&["--json", "forget", "--wait", &new[..8]]));
+    let check = d.ctl(&["--json", "repo", "check", "--wait", "--read-data"]);
+    assert!(check.status.success(), "{}", text(&check));
+    json_ok(&d.ctl(&["--json", "restore", "--wait", &spec, "--target", target_arg]));
+    assert_eq!(
+        std::fs::read_to_string(target.join("config")).expect("restored"),
+        "old secret config\n"
+    );
+}

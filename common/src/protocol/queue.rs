@@ -194,10 +194,13 @@ pub enum AttemptOutcome {
     Running,
     Succeeded,
     Failed,
-    /// The daemon stopped (or crashed) while it ran; does not count against the retries.
+    /// The daemon stopped gracefully while it ran; does not count against the retries.
     Interrupted,
     Cancelled,
     TimedOut,
+    /// The daemon died (crash, kill -9, power loss) while it ran. Does not count against the
+    /// retries, but `queue.max_crashes` in a row send the job to the dead-letter queue.
+    Crashed,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,6 +256,17 @@ impl JobInfo {
             .iter()
             .skip(self.retry_base as usize)
             .filter(|a| a.outcome == AttemptOutcome::Failed)
+            .count() as u32
+    }
+
+    /// Daemon crashes in a row during the latest attempts (since `retry_base`): the job may be
+    /// what crashes the daemon.
+    pub fn consecutive_crashes(&self) -> u32 {
+        self.attempts
+            .iter()
+            .skip(self.retry_base as usize)
+            .rev()
+            .take_while(|a| a.outcome == AttemptOutcome::Crashed)
             .count() as u32
     }
 }

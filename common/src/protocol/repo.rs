@@ -185,6 +185,11 @@ pub struct ForgetRequest {
     pub keep_within: Option<Duration>,
     pub prune: bool,
     pub dry_run: bool,
+    /// Snapshots to remove by id or unique prefix, whatever the rules say; matched against
+    /// file names, so an unreadable snapshot file can be removed too. (Default: none, for job
+    /// records written before it existed.)
+    #[serde(default)]
+    pub snapshots: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

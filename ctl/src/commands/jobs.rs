@@ -150,6 +150,7 @@ fn forget(a: &ForgetArgs) -> Result<JobKind, Failure> {
         keep_within: a.keep_within,
         prune: a.prune,
         dry_run: a.dry_run,
+        snapshots: a.snapshots.clone(),
     };
     let any_count = [
         r.keep_last,
@@ -161,9 +162,11 @@ fn forget(a: &ForgetArgs) -> Result<JobKind, Failure> {
     ]
     .iter()
     .any(|n| *n > 0);
-    if !any_count && r.keep_within.is_none() {
+    if !any_count && r.keep_within.is_none() && r.snapshots.is_empty() {
         return Err(Failure::Usage(
-            "forget needs at least one --keep-* rule (it never removes every snapshot)".into(),
+            "forget needs snapshot ids or at least one --keep-* rule (it never removes every \
+             snapshot)"
+                .into(),
         ));
     }
     Ok(JobKind::Forget(r))

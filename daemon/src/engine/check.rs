@@ -49,6 +49,79 @@ impl CheckReport {
     }
 }
 
+/// The reason given for a blob a snapshot needs that no index file names.
+const NOT_INDEXED: &str =
+    "blob is not in the index; run `backupctl repo rebuild-index` if a pack not in the index holds it";
+
+/// Compares a pack file's size with the size its index entries imply: the blobs end to end
+/// after the magic, then the sealed header (the same entries, so its length is known) and the
+/// 4-byte trailer. Catches truncated packs and appended bytes without reading the data.
+fn check_pack_size(
+    repo: &Repository,
+    pack_id: &PackId,
+    report: &mut CheckReport,
+    bad_blobs: &mut HashMap<BlobId, (Option<PackId>, String)>,
+) {
+    let name = pack_id.to_hex();
+    let Some(mut entries) = repo.with_index(|i| i.pack_entries(pack_id).cloned()) else {
+        return;
+    };
+    // Two index files may name the same pack; its header lists each blob once, in offset order.
+    entries.sort_by_key(|e| e.offset);
+    entries.dedup_by_key(|e| e.offset);
+    let expected = pack::expected_size(&entries);
+    let size = match repo.backend().size(FileKind::Pack, &name) {
+        Ok(s) => s,
+        Err(e) => {
+            report.problems.push(Problem {
+                message: e.to_string(),
+                pack: Some(name),
+                blob: None,
+                snapshots: vec![],
+                paths: vec![],
+            });
+            return;
+        }
+    };
+    if size == expected {
+        return;
+    }
+    let message = if size < expected {
+        format!(
+            "pack file is {size} bytes but its index entries say {expected}: it was truncated; \
+             blobs past its end are lost (restore the pack from a copy if there is one)"
+        )
+    } else {
+        format!(
+            "pack file is {size} bytes but its index entries say {expected}: {} bytes were \
+             appended; restore the pack from a copy (its header can no longer be found, so \
+             `rebuild-index` would drop it)",
+            size - expected
+        )
+    };
+    for e in &entries {
+        if u64::from(e.offset) + u64::from(e.length) > size {
+            bad_blobs.insert(
+                e.id,
+                (
+                    Some(*pack_id),
+                    "blob lies past the end of its truncated pack".into(),
+                ),
+            );
+        }
+    }
+    report.problems.push(Problem {
+        message,
+        pack: Some(name.clone()),
+        blob: None,
+        snapshots: vec![],
+        paths: vec![],
+    });
+    if !report.damaged_packs.contains(&name) {
+        report.damaged_packs.push(name);
+    }
+}
+
 /// Where blobs are used: blob -> (snapshot, path) pairs. Built on demand to name damage.
 fn usage(
     repo: &Repository,
@@ -94,23 +167,24 @@ pub fn check(
     let mut bad_blobs: HashMap<BlobId, (Option<PackId>, String)> = HashMap::new();
 
     // Structure: walk every snapshot's trees.
-    let snapshots = repo.snapshots()?;
-    report.snapshots = snapshots.len();
-    for name in repo.backend().list(FileKind::Snapshot)? {
-        let readable =
-            SnapshotId::from_hex(&name).is_some_and(|id| snapshots.iter().any(|(s, _)| *s == id));
-        if !readable {
-            report.problems.push(Problem {
-                message: format!(
-                    "snapshot file {name} is unreadable; remove it or restore it from a copy"
-                ),
-                pack: None,
-                blob: None,
-                snapshots: vec![name.get(..8).unwrap_or(&name).to_owned()],
-                paths: vec![],
-            });
-        }
+    let listing = repo.snapshot_listing()?;
+    report.snapshots = listing.readable.len() + listing.unreadable.len();
+    for (name, e) in &listing.unreadable {
+        report.problems.push(Problem {
+            message: format!(
+                "snapshot file {name} is unreadable: {}. Restore it from a copy, or remove it \
+                 with `backupctl forget {}`; until then `latest` does not resolve",
+                e.reason(),
+                name.get(..8).unwrap_or(name)
+            ),
+            pack: None,
+            blob: None,
+            snapshots: vec![name.get(..8).unwrap_or(name).to_owned()],
+            paths: vec![],
+        });
     }
+    let snapshots = listing.readable;
+    let mut needed_unindexed = false;
     let mut seen_trees = HashSet::new();
     let mut seen_blobs = HashSet::new();
     for (_, snap) in &snapshots {
@@ -125,6 +199,7 @@ pub fn check(
             let tree = match repo.load_tree(&tid) {
                 Ok(t) => t,
                 Err(e) => {
+                    needed_unindexed |= !repo.has_blob(&tid);
                     bad_blobs.insert(
                         tid,
                         (
@@ -139,7 +214,8 @@ pub fn check(
                 if node.kind == NodeKind::File {
                     for b in &node.content {
                         if seen_blobs.insert(*b) && !repo.has_blob(b) {
-                            bad_blobs.insert(*b, (None, "blob is not in the index".into()));
+                            needed_unindexed = true;
+                            bad_blobs.insert(*b, (None, NOT_INDEXED.into()));
                         }
                     }
                 }
@@ -168,7 +244,9 @@ pub fn check(
     let indexed: Vec<PackId> = repo.with_index(|i| i.packs().map(|(id, _)| *id).collect());
     report.packs = indexed.len();
     for p in &indexed {
-        if !on_disk.contains(&p.to_hex()) {
+        if on_disk.contains(&p.to_hex()) {
+            check_pack_size(repo, p, &mut report, &mut bad_blobs);
+        } else {
             report.damaged_packs.push(p.to_hex());
             let blobs: Vec<BlobId> = repo.with_index(|i| {
                 i.pack_entries(p)
@@ -184,7 +262,22 @@ pub fn check(
         .iter()
         .filter(|n| PackId::from_hex(n).is_none_or(|id| !repo.with_index(|i| i.has_pack(&id))))
         .count();
-    if unindexed > 0 {
+    let needs_rebuild = needed_unindexed || !repo.with_index(|i| i.unreadable().is_empty());
+    if unindexed > 0 && needs_rebuild {
+        // Snapshots need blobs no index file names: the index is missing or damaged, and these
+        // packs most likely hold them. Prune would delete them; rebuilding the index keeps them.
+        report.problems.push(Problem {
+            message: format!(
+                "{unindexed} pack(s) are not in the index while snapshots need blobs the index \
+                 lacks: an index file is missing or damaged; run `backupctl repo rebuild-index` \
+                 (do not prune before)"
+            ),
+            pack: None,
+            blob: None,
+            snapshots: vec![],
+            paths: vec![],
+        });
+    } else if unindexed > 0 {
         report.notes.push(format!(
             "{unindexed} pack(s) are not in the index (left by an interrupted backup); prune removes them"
         ));
@@ -229,8 +322,10 @@ pub fn check(
                     match pack::read_header(repo.keys(), &bytes) {
                         Ok(entries) => {
                             for e in &entries {
-                                let sealed =
-                                    &bytes[e.offset as usize..(e.offset + e.length) as usize];
+                                // In range: `read_header` checked every entry lies before
+                                // the header.
+                                let sealed = &bytes
+                                    [e.offset as usize..e.offset as usize + e.length as usize];
                                 if let Err(err) =
                                     pack::decode_blob(repo.keys(), sealed, e.id, e.raw_length)
                                 {

@@ -51,6 +51,8 @@ pub struct ForgetOptions {
     pub policy: Policy,
     pub prune: bool,
     pub dry_run: bool,
+    /// Snapshots to remove whatever the policy says (ids or unique prefixes of file names).
+    pub snapshots: Vec<String>,
     pub zstd_level: i32,
 }
 
@@ -173,9 +175,10 @@ pub fn forget(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<ForgetReport, EngineError> {
-    if opts.policy.is_empty() {
+    if opts.policy.is_empty() && opts.snapshots.is_empty() {
         return Err(EngineError::InvalidArgument(
-            "no retention rule given; refusing to forget every snapshot (use --keep-* options)"
+            "no retention rule and no snapshot given; refusing to forget every snapshot (use \
+             --keep-* options or name snapshots)"
                 .into(),
         ));
     }
@@ -185,17 +188,44 @@ pub fn forget(
         (false, false) => (true, "forget"),
     };
     let _lock = repo.lock_waiting(exclusive, purpose, crate::repo::LOCK_WAIT, cancel)?;
-    let mut groups: BTreeMap<GroupKey, Vec<(SnapshotId, i64, String)>> = BTreeMap::new();
-    for (id, s) in repo.snapshots()? {
-        groups
-            .entry((s.host.clone(), s.paths.clone()))
-            .or_default()
-            .push((id, s.time_ns, s.host));
+    // Named snapshots are resolved by file name: a damaged file (which `check` names and which
+    // makes `latest` fail) can be removed this way without being read.
+    let mut named = Vec::new();
+    for spec in &opts.snapshots {
+        named.push(repo.resolve_snapshot_name(spec)?);
     }
     let mut report = ForgetReport {
         dry_run: opts.dry_run,
         ..Default::default()
     };
+    for id in &named {
+        let (time_ns, host) = match repo.read_snapshot(id) {
+            Ok(s) => (s.time_ns, s.host),
+            Err(_) => (0, String::new()),
+        };
+        report.decisions.push(Decision {
+            snapshot: id.to_hex(),
+            time_ns,
+            host,
+            keep: false,
+            reasons: Vec::new(),
+        });
+    }
+    let mut groups: BTreeMap<GroupKey, Vec<(SnapshotId, i64, String)>> = BTreeMap::new();
+    let policy_snapshots = if opts.policy.is_empty() {
+        Vec::new()
+    } else {
+        repo.snapshots()?
+    };
+    for (id, s) in policy_snapshots {
+        if named.contains(&id) {
+            continue;
+        }
+        groups
+            .entry((s.host.clone(), s.paths.clone()))
+            .or_default()
+            .push((id, s.time_ns, s.host));
+    }
     for (_, mut snaps) in groups {
         snaps.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
         let times: Vec<i64> = snaps.iter().map(|s| s.1).collect();

@@ -240,6 +240,7 @@ fn run_forget(
         },
         prune: r.prune,
         dry_run: r.dry_run,
+        snapshots: r.snapshots,
         zstd_level: crate::engine::backup::DEFAULT_ZSTD_LEVEL,
     };
     let out = forget(&repo, &opts, progress, cancel)?;

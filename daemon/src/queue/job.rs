@@ -163,19 +163,39 @@ pub fn finish(job: &mut JobInfo, ending: Ending, now: i64, jitter: f64, backoff_
     job.cancel_requested = false;
 }
 
-/// After a crash: a job recorded as running was interrupted; it runs again, its attempts kept.
-pub fn recover(job: &mut JobInfo, now: i64) -> bool {
+/// After the daemon died: a job recorded as running was cut off. Its attempt is recorded as
+/// crashed and it runs again, unless it was running at each of the last `max_crashes` deaths:
+/// then it is likely what kills the daemon, and retrying it forever would keep the daemon
+/// (and every other job) in a crash loop, so it goes to the dead-letter queue.
+pub fn recover(job: &mut JobInfo, now: i64, max_crashes: u32) -> bool {
     if job.state != JobState::Running {
         return false;
     }
     if let Some(a) = job.attempts.last_mut() {
         if a.outcome == AttemptOutcome::Running {
-            a.outcome = AttemptOutcome::Interrupted;
+            a.outcome = AttemptOutcome::Crashed;
             a.finished_ns = Some(now);
         }
     }
-    job.state = JobState::Queued;
     job.cancel_requested = false;
+    let crashes = job.consecutive_crashes();
+    if crashes >= max_crashes {
+        job.state = JobState::DeadLetter;
+        job.finished_ns = Some(now);
+        job.error = Some(ErrorReply::new(
+            backupd_common::error::ErrorCode::Internal,
+            format!(
+                "job {} ({}) crashed the daemon {crashes} times (it was running each time the \
+                 daemon died) and is not run again; see the daemon's log, then `backupctl queue \
+                 dlq retry {}` (queue.max_crashes sets the limit)",
+                job.id,
+                job.kind.name(),
+                job.id
+            ),
+        ));
+    } else {
+        job.state = JobState::Queued;
+    }
     true
 }
 
@@ -309,14 +329,75 @@ mod tests {
     fn a_crash_requeues_running_jobs_and_keeps_their_attempts() {
         let mut j = job();
         start(&mut j, 5);
-        assert!(recover(&mut j, 6));
+        assert!(recover(&mut j, 6, 3));
         assert_eq!(j.state, JobState::Queued);
-        assert_eq!(j.attempts[0].outcome, AttemptOutcome::Interrupted);
+        assert_eq!(j.attempts[0].outcome, AttemptOutcome::Crashed);
         // An interruption does not use up a retry.
         assert_eq!(j.failures(), 0);
         start(&mut j, 7);
         assert_eq!(j.attempts.len(), 2);
         assert_eq!(j.attempts[1].number, 2);
+    }
+
+    fn shutdown(j: &mut JobInfo, now: i64) {
+        finish(
+            j,
+            Ending::Stopped(StopReason::Shutdown),
+            now,
+            0.0,
+            Duration::MAX,
+        );
+    }
+
+    #[test]
+    fn a_job_running_at_max_crashes_daemon_deaths_in_a_row_goes_to_the_dead_letter_queue() {
+        let mut j = job();
+        for n in 1..=2 {
+            start(&mut j, n * 10);
+            assert!(recover(&mut j, n * 10 + 1, 3));
+            assert_eq!(j.state, JobState::Queued, "crash {n}");
+            assert_eq!(j.consecutive_crashes(), n as u32);
+        }
+        start(&mut j, 30);
+        assert!(recover(&mut j, 31, 3));
+        assert_eq!(j.state, JobState::DeadLetter);
+        assert!(j.state.is_final());
+        assert_eq!(j.finished_ns, Some(31));
+        let error = j.error.as_ref().expect("error").message.clone();
+        assert!(error.contains("crashed the daemon 3 times"), "{error}");
+        // Crashes never used up the retries; `dlq retry` gives a fresh crash budget too.
+        assert_eq!(j.failures(), 0);
+        assert!(requeue_dead(&mut j));
+        assert_eq!(j.consecutive_crashes(), 0);
+        start(&mut j, 40);
+        assert!(recover(&mut j, 41, 3));
+        assert_eq!(j.state, JobState::Queued);
+    }
+
+    #[test]
+    fn only_crashes_in_a_row_count() {
+        let mut j = job();
+        // crash, graceful stop, crash, failure, crash, crash: never three in a row.
+        start(&mut j, 1);
+        recover(&mut j, 2, 3);
+        start(&mut j, 3);
+        shutdown(&mut j, 4);
+        assert_eq!(j.attempts[1].outcome, AttemptOutcome::Interrupted);
+        assert_eq!(j.consecutive_crashes(), 0);
+        start(&mut j, 5);
+        recover(&mut j, 6, 3);
+        fail(&mut j, true, 7);
+        assert!(promote(&mut j, i64::MAX));
+        for t in [100, 200] {
+            start(&mut j, t);
+            assert!(recover(&mut j, t + 1, 3));
+        }
+        assert_eq!(j.state, JobState::Queued);
+        assert_eq!(j.consecutive_crashes(), 2);
+        // A job that is not running is left alone.
+        let mut queued = job();
+        assert!(!recover(&mut queued, 1, 1));
+        assert_eq!(queued.state, JobState::Queued);
     }
 
     #[test]

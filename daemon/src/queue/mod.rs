@@ -97,8 +97,9 @@ pub fn limits(q: &QueueConfig, kind: &str) -> Limits {
 }
 
 impl Queue {
-    /// Loads the persisted jobs. Jobs that were running when the daemon stopped (or crashed) are
-    /// queued again with their attempts kept; queued jobs keep their order. Blocking.
+    /// Loads the persisted jobs. Jobs that were running when the daemon died are queued again
+    /// with their attempts kept, or sent to the dead-letter queue when they were running at
+    /// `queue.max_crashes` deaths in a row; queued jobs keep their order. Blocking.
     pub fn open(state: &State, q: &QueueConfig) -> Result<Self, StateError> {
         let store = Store::open(state)?;
         let (loaded, next_id) = store.load()?;
@@ -106,7 +107,7 @@ impl Queue {
         let mut jobs = BTreeMap::new();
         let mut recovered = 0;
         for mut j in loaded {
-            if job::recover(&mut j, now) {
+            if job::recover(&mut j, now, q.max_crashes) {
                 store.put(&j)?;
                 recovered += 1;
             }
@@ -460,6 +461,32 @@ impl Queue {
                 Err(_) => return Ok(j),
                 Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(j),
                 Ok(_) => {}
+            }
+        }
+    }
+
+    /// At a graceful exit: jobs still recorded as running (they did not reach a safe point in
+    /// time) are queued again as interrupted, not left to look like a crash on the next start.
+    /// The caller flushes the state afterwards.
+    pub fn requeue_unfinished(&self) {
+        let mut inner = self.lock();
+        let ids: Vec<JobId> = inner.running.keys().copied().collect();
+        for id in ids {
+            let Some(j) = inner.jobs.get_mut(&id) else {
+                continue;
+            };
+            if j.state != JobState::Running {
+                continue;
+            }
+            job::finish(
+                j,
+                job::Ending::Stopped(StopReason::Shutdown),
+                now_ns(),
+                0.0,
+                Duration::ZERO,
+            );
+            if let Err(e) = self.store.put(j) {
+                tracing::warn!(job = id, error = %e, "cannot record the interrupted job");
             }
         }
     }

@@ -31,6 +31,23 @@ impl FileKind {
             Self::Lock => "locks",
         }
     }
+
+    /// The largest file of this kind a reader accepts. Files are read whole, so a hostile or
+    /// damaged repository could otherwise make a reader allocate whatever size a file claims.
+    pub fn max_size(self) -> u64 {
+        const MIB: u64 = 1024 * 1024;
+        match self {
+            Self::Config | Self::Key => MIB,
+            Self::Lock => 64 * 1024,
+            // Sealed metadata: the decode limit plus the seal.
+            Self::Index | Self::Snapshot => {
+                (super::METADATA_LIMIT + super::crypto::SEAL_OVERHEAD) as u64
+            }
+            // Blob offsets and lengths are u32, so no valid pack reaches past 4 GiB plus its
+            // header (itself decoded with a 64 MiB limit).
+            Self::Pack => (1 << 32) + 64 * MIB + 1024,
+        }
+    }
 }
 
 const TEMP_PREFIX: &str = ".tmp-";
@@ -166,9 +183,25 @@ impl LocalBackend {
         result
     }
 
+    /// Reads a whole object. One larger than [`FileKind::max_size`] is refused before anything
+    /// is allocated for it.
     pub fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
         let path = self.path(kind, name);
-        std::fs::read(&path).map_err(err("read", &path))
+        let file = std::fs::File::open(&path).map_err(err("open", &path))?;
+        let len = file.metadata().map_err(err("stat", &path))?.len();
+        let max = kind.max_size();
+        if len > max {
+            return Err(err("read", &path)(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the file is {len} bytes; no valid object of its kind exceeds {max}"),
+            )));
+        }
+        let mut buf = Vec::with_capacity(len as usize);
+        // `take`: a file that grows while it is read still cannot exceed the bound.
+        file.take(max)
+            .read_to_end(&mut buf)
+            .map_err(err("read", &path))?;
+        Ok(buf)
     }
 
     pub fn read_range(

@@ -47,10 +47,33 @@ pub enum RepoError {
         #[source]
         source: Box<PackError>,
     },
-    #[error("{what} {name}: cannot decode: {reason}")]
+    #[error("{what} {name}: cannot decode: {reason}; {hint}")]
     Corrupt {
         what: &'static str,
         name: String,
+        reason: String,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    #[error(
+        "{what} {path}: its content hashes to {actual}, not to its name (the file was replaced \
+         or damaged); {hint}"
+    )]
+    NameMismatch {
+        what: &'static str,
+        path: PathBuf,
+        actual: String,
+        /// What to do about it, e.g. "run `backupctl repo rebuild-index`".
+        hint: &'static str,
+    },
+    #[error(
+        "cannot tell which snapshot is `latest`: snapshot file {path} is unreadable ({reason}) \
+         and may be the newest one. Run `backupctl repo check`, then restore the file from a \
+         copy or remove it with `backupctl forget {short}`; an explicit snapshot id still works"
+    )]
+    LatestUnknown {
+        path: PathBuf,
+        short: String,
         reason: String,
     },
     #[error(
@@ -65,6 +88,19 @@ pub enum RepoError {
 }
 
 impl RepoError {
+    /// What is wrong, without the advice: for messages that give their own (check's report,
+    /// `latest`), so the reader is not told what to do twice.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::NameMismatch { actual, .. } => format!(
+                "its content hashes to {actual}, not to its name (the file was replaced or \
+                 damaged)"
+            ),
+            Self::Corrupt { reason, .. } => format!("cannot decode: {reason}"),
+            other => other.to_string(),
+        }
+    }
+
     /// Whether trying again later can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

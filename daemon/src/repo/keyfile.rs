@@ -20,6 +20,35 @@ pub enum KeyFileError {
     WrongPassword,
     #[error("key derivation failed: {0}")]
     Kdf(String),
+    #[error(
+        "Argon2 parameter {param} is {value}, outside the accepted {min}..={max}; the file was \
+         not written by backupd or was tampered with, so no key is derived from it"
+    )]
+    UnsafeParam {
+        param: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+}
+
+/// Bounds on the Argon2id parameters a key file may ask for. The file is not authenticated
+/// before the key is derived from it, so without bounds a planted or damaged key file could
+/// make opening allocate any amount of memory (an abort) or run for days (a core pinned,
+/// SIGTERM waiting on it). The bounds include everything backupd writes (64 MiB, t = 3,
+/// p = 1, 16-byte salt) and RFC 9106's recommendations (2 GiB, t = 1; 64 MiB, t = 3); the
+/// lower ones are Argon2's own minimums, since a weak file harms only its owner.
+pub mod bounds {
+    /// Memory in KiB: at least 8 KiB per lane (Argon2's minimum), at most 4 GiB.
+    pub const M_COST_KIB_MAX: u32 = 4 * 1024 * 1024;
+    pub const T_COST: std::ops::RangeInclusive<u32> = 1..=16;
+    pub const P_COST: std::ops::RangeInclusive<u32> = 1..=16;
+    /// Memory times passes, in KiB: a 4 GiB file may make two passes, a 64 MiB one 128. It
+    /// caps the time one open can take to seconds.
+    pub const WORK_KIB_MAX: u64 = 8 * 1024 * 1024;
+    pub const SALT_BYTES: std::ops::RangeInclusive<usize> = 8..=64;
+    /// hex(nonce 12 + bincode(MasterKeys), at most 64 KiB + tag 16).
+    pub const WRAPPED_HEX_MAX: usize = 2 * (12 + 64 * 1024 + 16);
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -52,17 +81,83 @@ pub struct KeyFile {
     pub wrapped: String,
 }
 
+impl Argon2Params {
+    /// Refuses parameters outside [`bounds`]; returns the decoded salt.
+    pub fn validate(&self) -> Result<Vec<u8>, KeyFileError> {
+        let check = |param, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(KeyFileError::UnsafeParam {
+                    param,
+                    value,
+                    min,
+                    max,
+                })
+            }
+        };
+        let range =
+            |r: &std::ops::RangeInclusive<u32>| (u64::from(*r.start()), u64::from(*r.end()));
+        let (p_min, p_max) = range(&bounds::P_COST);
+        check("p_cost", self.p_cost.into(), p_min, p_max)?;
+        let (t_min, t_max) = range(&bounds::T_COST);
+        check("t_cost", self.t_cost.into(), t_min, t_max)?;
+        check(
+            "m_cost_kib",
+            self.m_cost_kib.into(),
+            8 * u64::from(self.p_cost),
+            bounds::M_COST_KIB_MAX.into(),
+        )?;
+        check(
+            "m_cost_kib × t_cost",
+            u64::from(self.m_cost_kib) * u64::from(self.t_cost),
+            0,
+            bounds::WORK_KIB_MAX,
+        )?;
+        // Hex doubles the length: bound it before decoding.
+        let max_hex = 2 * *bounds::SALT_BYTES.end();
+        if self.salt.len() > max_hex {
+            return Err(KeyFileError::UnsafeParam {
+                param: "salt length (hex digits)",
+                value: self.salt.len() as u64,
+                min: 2 * *bounds::SALT_BYTES.start() as u64,
+                max: max_hex as u64,
+            });
+        }
+        let salt = hex::decode(&self.salt).map_err(|e| KeyFileError::Parse(e.to_string()))?;
+        check(
+            "salt length (bytes)",
+            salt.len() as u64,
+            *bounds::SALT_BYTES.start() as u64,
+            *bounds::SALT_BYTES.end() as u64,
+        )?;
+        Ok(salt)
+    }
+}
+
 fn derive(password: &[u8], params: &Argon2Params) -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
-    let salt = hex::decode(&params.salt).map_err(|e| KeyFileError::Parse(e.to_string()))?;
+    let salt = params.validate()?;
+    let argon_params =
+        argon2::Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(32))
+            .map_err(|e| KeyFileError::Kdf(e.to_string()))?;
+    // Our own allocation, so memory the machine does not have is an error, not an abort.
+    let blocks = argon_params.block_count();
+    let mut memory: Vec<argon2::Block> = Vec::new();
+    memory.try_reserve_exact(blocks).map_err(|_| {
+        KeyFileError::Kdf(format!(
+            "cannot allocate the {} KiB of memory the key file asks for",
+            params.m_cost_kib
+        ))
+    })?;
+    memory.resize(blocks, argon2::Block::default());
     let argon = argon2::Argon2::new(
         argon2::Algorithm::Argon2id,
         argon2::Version::V0x13,
-        argon2::Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(32))
-            .map_err(|e| KeyFileError::Kdf(e.to_string()))?,
+        argon_params,
     );
     let mut out = Zeroizing::new([0u8; 32]);
     argon
-        .hash_password_into(password, &salt, out.as_mut())
+        .hash_password_into_with_memory(password, &salt, out.as_mut(), &mut memory)
         .map_err(|e| KeyFileError::Kdf(e.to_string()))?;
     Ok(out)
 }
@@ -100,6 +195,14 @@ impl KeyFile {
             serde_json::from_slice(bytes).map_err(|e| KeyFileError::Parse(e.to_string()))?;
         if file.version != KEYFILE_VERSION {
             return Err(KeyFileError::Version(file.version));
+        }
+        file.argon2id.validate()?;
+        if file.wrapped.len() > bounds::WRAPPED_HEX_MAX {
+            return Err(KeyFileError::Parse(format!(
+                "wrapped key is {} hex digits, more than {}",
+                file.wrapped.len(),
+                bounds::WRAPPED_HEX_MAX
+            )));
         }
         Ok(file)
     }
@@ -140,6 +243,63 @@ mod tests {
             t_cost: 1,
             p_cost: 1,
             salt: hex::encode([7u8; 16]),
+        }
+    }
+
+    fn params(m_cost_kib: u32, t_cost: u32, p_cost: u32, salt_bytes: usize) -> Argon2Params {
+        Argon2Params {
+            m_cost_kib,
+            t_cost,
+            p_cost,
+            salt: hex::encode(vec![7u8; salt_bytes]),
+        }
+    }
+
+    #[test]
+    fn parameters_we_write_are_within_bounds() {
+        Argon2Params::recommended().validate().expect("defaults");
+        fast().validate().expect("tests' parameters");
+        params(2 * 1024 * 1024, 1, 1, 16)
+            .validate()
+            .expect("RFC 9106 first choice");
+        params(bounds::M_COST_KIB_MAX, 2, 4, 64)
+            .validate()
+            .expect("the largest allowed");
+    }
+
+    #[test]
+    fn hostile_argon2_parameters_are_refused_before_deriving() {
+        let keys = MasterKeys::generate();
+        let good = KeyFile::wrap(&keys, b"pw", fast()).expect("wrap");
+        for (bad, param) in [
+            (params(u32::MAX, 1, 1, 16), "m_cost_kib"),
+            (params(bounds::M_COST_KIB_MAX + 1, 1, 1, 16), "m_cost_kib"),
+            (params(4, 1, 1, 16), "m_cost_kib"),
+            (params(64, u32::MAX, 1, 16), "t_cost"),
+            (params(64, 0, 1, 16), "t_cost"),
+            (params(64, 1, 0, 16), "p_cost"),
+            (params(1024, 1, 10_000, 16), "p_cost"),
+            (
+                params(bounds::M_COST_KIB_MAX, 16, 1, 16),
+                "m_cost_kib × t_cost",
+            ),
+            (params(64, 1, 1, 4), "salt length (bytes)"),
+            (params(64, 1, 1, 1 << 20), "salt length (hex digits)"),
+        ] {
+            let mut file = KeyFile::parse(&good.to_json()).expect("parse");
+            file.argon2id = bad.clone();
+            let started = std::time::Instant::now();
+            let err = KeyFile::parse(&file.to_json()).expect_err("parse must refuse");
+            assert!(
+                matches!(&err, KeyFileError::UnsafeParam { param: p, .. } if *p == param),
+                "{bad:?}: {err}"
+            );
+            // Deriving directly is refused as well (no allocation, no work).
+            assert!(matches!(
+                file.unwrap_keys(b"pw"),
+                Err(KeyFileError::UnsafeParam { .. })
+            ));
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
         }
     }
 

@@ -8,6 +8,7 @@ pub mod backend;
 mod clock;
 mod config;
 pub mod crypto;
+pub mod decode;
 mod error;
 pub mod index;
 pub mod keyfile;
@@ -46,7 +47,7 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 6
 pub const INDEX_FILE_BLOBS: usize = 100_000;
 
 /// Upper bound for decoding sealed metadata objects (trees, snapshots, index files).
-const METADATA_LIMIT: usize = 512 * 1024 * 1024;
+pub const METADATA_LIMIT: usize = 512 * 1024 * 1024;
 
 pub use clock::{format_rfc3339, hostname, now_ns, now_rfc3339};
 pub use config::{read_config, RepoConfig};
@@ -63,29 +64,67 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha256(data))
 }
 
+/// What to do about a damaged index file: the packs carry their own entries.
+const INDEX_HINT: &str = "run `backupctl repo rebuild-index`";
+/// What to do about a damaged snapshot file.
+const SNAPSHOT_HINT: &str =
+    "run `backupctl repo check`, then restore the file from a copy or `backupctl forget` it";
+/// What to do about a damaged key file.
+const KEY_HINT: &str = "restore the key file from a copy, or remove it if another key file \
+                        opens the repository";
+
 fn decode_sealed<T: serde::de::DeserializeOwned>(
     keys: &MasterKeys,
     sealed: &[u8],
     what: &'static str,
     name: &str,
+    hint: &'static str,
 ) -> Result<T> {
     let corrupt = |reason: String| RepoError::Corrupt {
         what,
         name: name.to_owned(),
         reason,
+        hint,
     };
     let plain = keys.open(sealed).map_err(|e| corrupt(e.to_string()))?;
-    let (value, _) = bincode::serde::decode_from_slice(
-        &plain,
-        bincode::config::standard().with_limit::<METADATA_LIMIT>(),
-    )
-    .map_err(|e| corrupt(e.to_string()))?;
-    Ok(value)
+    decode::bounded(&plain, METADATA_LIMIT).map_err(corrupt)
+}
+
+/// Reads an object whose name is the SHA-256 of its bytes (key, index and snapshot files) and
+/// checks that it is: the seal alone would accept an older, equally valid object copied over a
+/// newer one (a rollback), and a name that lies would go unnoticed.
+fn read_named(
+    backend: &LocalBackend,
+    kind: FileKind,
+    name: &str,
+    what: &'static str,
+    hint: &'static str,
+) -> Result<Vec<u8>> {
+    let bytes = backend.read(kind, name)?;
+    let actual = sha256_hex(&bytes);
+    if actual != name {
+        return Err(RepoError::NameMismatch {
+            what,
+            path: backend.path(kind, name),
+            actual,
+            hint,
+        });
+    }
+    Ok(bytes)
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, bincode::config::standard())
         .unwrap_or_else(|_| unreachable!("repository types always encode"))
+}
+
+/// The snapshot files of a repository, split by whether they could be read.
+#[derive(Debug, Default)]
+pub struct SnapshotListing {
+    /// Oldest first.
+    pub readable: Vec<(SnapshotId, Snapshot)>,
+    /// File name and why it could not be read.
+    pub unreadable: Vec<(String, RepoError)>,
 }
 
 /// An open repository: keys unlocked, index loaded.
@@ -159,7 +198,7 @@ impl Repository {
         }
         let mut keys = None;
         for name in names {
-            let bytes = backend.read(FileKind::Key, &name)?;
+            let bytes = read_named(&backend, FileKind::Key, &name, "key file", KEY_HINT)?;
             let file = KeyFile::parse(&bytes).map_err(|source| RepoError::KeyFile {
                 path: path.to_owned(),
                 name: name.clone(),
@@ -209,6 +248,18 @@ impl Repository {
         &self.keys
     }
 
+    /// Reads, verifies (name = hash) and decodes one index file.
+    pub fn read_index_file(&self, name: &str) -> Result<IndexFile> {
+        let bytes = read_named(
+            &self.backend,
+            FileKind::Index,
+            name,
+            "index file",
+            INDEX_HINT,
+        )?;
+        decode_sealed(&self.keys, &bytes, "index file", name, INDEX_HINT)
+    }
+
     /// Reads every index file into a fresh in-memory index. Index files superseded by another
     /// (prune crashed before deleting them) are skipped.
     pub fn reload_index(&self) -> Result<()> {
@@ -220,18 +271,12 @@ impl Repository {
             };
             // A damaged index file must not make the repository unusable: its packs are still
             // there, `check` names it and `rebuild-index` recovers from the packs alone.
-            let loaded = self
-                .backend
-                .read(FileKind::Index, &name)
-                .map_err(RepoError::from)
-                .and_then(|bytes| {
-                    decode_sealed::<IndexFile>(&self.keys, &bytes, "index file", &name)
-                });
+            let loaded = self.read_index_file(&name);
             match loaded {
                 Ok(file) => files.push((id, file)),
                 Err(e) => {
                     tracing::warn!(index = %name, error = %e, "skipping unreadable index file; run `backupctl repo rebuild-index`");
-                    unreadable.push((name, e.to_string()));
+                    unreadable.push((name, e.reason()));
                 }
             }
         }
@@ -265,13 +310,7 @@ impl Repository {
         }
         for id in on_disk.difference(&known) {
             let name = id.to_hex();
-            let loaded = self
-                .backend
-                .read(FileKind::Index, &name)
-                .map_err(RepoError::from)
-                .and_then(|bytes| {
-                    decode_sealed::<IndexFile>(&self.keys, &bytes, "index file", &name)
-                });
+            let loaded = self.read_index_file(&name);
             // Superseding or unreadable files: the full reload sorts them out.
             let Ok(file) = loaded else {
                 return self.reload_index();
@@ -317,15 +356,11 @@ impl Repository {
 
     pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
         let bytes = self.read_blob(id)?;
-        bincode::serde::decode_from_slice(
-            &bytes,
-            bincode::config::standard().with_limit::<METADATA_LIMIT>(),
-        )
-        .map(|(t, _)| t)
-        .map_err(|e| RepoError::Corrupt {
+        decode::bounded(&bytes, METADATA_LIMIT).map_err(|reason| RepoError::Corrupt {
             what: "tree",
             name: id.to_hex(),
-            reason: e.to_string(),
+            reason,
+            hint: "run `backupctl repo check --read-data` to see which snapshots need it",
         })
     }
 
@@ -391,54 +426,94 @@ impl Repository {
         Ok(id)
     }
 
+    /// Reads one snapshot, checking that its file's hash is its name (an older snapshot copied
+    /// over a newer one is refused, not read as the newer one).
     pub fn read_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
         let name = id.to_hex();
-        let bytes = self.backend.read(FileKind::Snapshot, &name)?;
-        decode_sealed(&self.keys, &bytes, "snapshot", &name)
+        let bytes = read_named(
+            &self.backend,
+            FileKind::Snapshot,
+            &name,
+            "snapshot file",
+            SNAPSHOT_HINT,
+        )?;
+        decode_sealed(&self.keys, &bytes, "snapshot", &name, SNAPSHOT_HINT)
     }
 
     /// All readable snapshots, oldest first. An unreadable snapshot file is skipped with a
-    /// warning (`check` reports it), so one damaged file never blocks backups and restores.
+    /// warning (`check` reports it, and `latest` refuses to resolve while one exists), so one
+    /// damaged file never blocks backups and restores of the others.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
-        self.list_snapshots(false)
+        let listing = self.snapshot_listing()?;
+        for (name, e) in &listing.unreadable {
+            tracing::warn!(snapshot = %name, error = %e, "skipping unreadable snapshot");
+        }
+        Ok(listing.readable)
     }
 
     /// All snapshots, failing on the first unreadable one (prune must know every snapshot).
     pub fn snapshots_strict(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
-        self.list_snapshots(true)
+        let listing = self.snapshot_listing()?;
+        match listing.unreadable.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(listing.readable),
+        }
     }
 
-    fn list_snapshots(&self, strict: bool) -> Result<Vec<(SnapshotId, Snapshot)>> {
-        let mut out = Vec::new();
+    /// Every snapshot file: the readable ones oldest first, and the unreadable ones (by name)
+    /// with the reason.
+    pub fn snapshot_listing(&self) -> Result<SnapshotListing> {
+        let mut listing = SnapshotListing::default();
         for name in self.backend.list(FileKind::Snapshot)? {
             let Some(id) = SnapshotId::from_hex(&name) else {
                 continue;
             };
             match self.read_snapshot(&id) {
-                Ok(s) => out.push((id, s)),
-                Err(e) if !strict => {
-                    tracing::warn!(snapshot = %name, error = %e, "skipping unreadable snapshot");
-                }
-                Err(e) => return Err(e),
+                Ok(s) => listing.readable.push((id, s)),
+                // A vanished file (forgotten meanwhile) is simply not there any more.
+                Err(RepoError::Backend(e)) if e.is_not_found() => {}
+                Err(e) => listing.unreadable.push((name, e)),
             }
         }
-        out.sort_by_key(|(id, s)| (s.time_ns, *id));
-        Ok(out)
+        listing.readable.sort_by_key(|(id, s)| (s.time_ns, *id));
+        Ok(listing)
     }
 
-    /// Resolves `latest`, a full id or a unique prefix.
+    /// Resolves `latest`, a full id or a unique prefix. `latest` fails while any snapshot file
+    /// is unreadable: that file may be the newest snapshot, and silently restoring an older one
+    /// in its place is what a rollback attack wants. A prefix is matched against file names, so
+    /// an explicit id works regardless of other files' damage.
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
-        let all = self.snapshots()?;
         if spec == "latest" {
-            return all.into_iter().last().ok_or(RepoError::SnapshotNotFound {
-                prefix: spec.to_owned(),
-            });
+            let listing = self.snapshot_listing()?;
+            if let Some((name, e)) = listing.unreadable.into_iter().next() {
+                return Err(RepoError::LatestUnknown {
+                    path: self.backend.path(FileKind::Snapshot, &name),
+                    short: name.get(..8).unwrap_or(&name).to_owned(),
+                    reason: e.reason(),
+                });
+            }
+            return listing
+                .readable
+                .into_iter()
+                .last()
+                .ok_or(RepoError::SnapshotNotFound {
+                    prefix: spec.to_owned(),
+                });
         }
-        let mut matches = all
-            .into_iter()
-            .filter(|(id, _)| id.to_hex().starts_with(spec));
+        let id = self.resolve_snapshot_name(spec)?;
+        Ok((id, self.read_snapshot(&id)?))
+    }
+
+    /// The snapshot file a full id or unique prefix names, without reading it.
+    pub fn resolve_snapshot_name(&self, spec: &str) -> Result<SnapshotId> {
+        let names = self.backend.list(FileKind::Snapshot)?;
+        let mut matches = names
+            .iter()
+            .filter(|n| !spec.is_empty() && n.starts_with(spec))
+            .filter_map(|n| SnapshotId::from_hex(n));
         match (matches.next(), matches.next()) {
-            (Some(m), None) if !spec.is_empty() => Ok(m),
+            (Some(id), None) => Ok(id),
             (Some(_), Some(_)) => Err(RepoError::AmbiguousSnapshot {
                 prefix: spec.to_owned(),
             }),

@@ -12,6 +12,14 @@ use serde::{Deserialize, Serialize};
 pub const PACK_MAGIC: &[u8; 8] = b"BKDPACK1";
 /// Packs are closed once they reach this size.
 pub const TARGET_PACK_SIZE: usize = 16 * 1024 * 1024;
+/// Largest decoded pack header (about 1.2 million entries).
+const HEADER_LIMIT: usize = 64 * 1024 * 1024;
+/// Largest sealed header a pack's trailer may announce: read whole before it is opened, so a
+/// damaged trailer must not ask for gigabytes.
+pub const MAX_SEALED_HEADER: u32 = (HEADER_LIMIT + super::crypto::SEAL_OVERHEAD) as u32;
+/// Largest blob plaintext: data chunks are at most 16 MiB, trees are metadata. A damaged
+/// `raw_length` must not size a decompression buffer of gigabytes.
+pub const MAX_BLOB: u32 = super::METADATA_LIMIT as u32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BlobKind {
@@ -57,6 +65,8 @@ pub enum BlobError {
     Decompress(String),
     #[error("content does not match its id (expected {expected}, got {actual})")]
     IdMismatch { expected: BlobId, actual: BlobId },
+    #[error("recorded length {0} is more than any blob can be ({MAX_BLOB})")]
+    TooLarge(u32),
     #[error("length {actual} differs from the recorded {expected}")]
     Length { expected: u32, actual: usize },
 }
@@ -116,6 +126,9 @@ pub fn decode_blob(
     id: BlobId,
     raw_length: u32,
 ) -> Result<Vec<u8>, BlobError> {
+    if raw_length > MAX_BLOB {
+        return Err(BlobError::TooLarge(raw_length));
+    }
     let plain = keys.open(sealed)?;
     let (&codec, payload) = plain.split_first().ok_or(BlobError::Codec(255))?;
     let data = match codec {
@@ -219,6 +232,11 @@ pub fn trailer_len(last4: &[u8]) -> u32 {
 
 /// Where the sealed header of a pack of `pack_len` bytes starts.
 pub fn header_start(pack_len: u64, header_len: u32) -> Result<u64, PackError> {
+    if header_len > MAX_SEALED_HEADER {
+        return Err(PackError::Header(format!(
+            "header length {header_len} is more than a header can be ({MAX_SEALED_HEADER})"
+        )));
+    }
     pack_len
         .checked_sub(4 + u64::from(header_len))
         .filter(|s| *s >= PACK_MAGIC.len() as u64)
@@ -234,11 +252,13 @@ pub fn decode_header(
     let plain = keys
         .open(sealed)
         .map_err(|e| PackError::Header(e.to_string()))?;
-    let (entries, _): (Vec<PackEntry>, usize) = bincode::serde::decode_from_slice(
-        &plain,
-        bincode::config::standard().with_limit::<{ 64 * 1024 * 1024 }>(),
-    )
-    .map_err(|e| PackError::Header(e.to_string()))?;
+    decode_entries(&plain, start)
+}
+
+/// Decodes a header's plaintext and checks every entry lies between the magic and `start`.
+pub fn decode_entries(plain: &[u8], start: u64) -> Result<Vec<PackEntry>, PackError> {
+    let entries: Vec<PackEntry> =
+        super::decode::bounded(plain, HEADER_LIMIT).map_err(PackError::Header)?;
     for e in &entries {
         if (e.offset as usize) < PACK_MAGIC.len()
             || u64::from(e.offset) + u64::from(e.length) > start
@@ -250,6 +270,21 @@ pub fn decode_header(
         }
     }
     Ok(entries)
+}
+
+/// The size of the pack holding exactly `entries` (in blob order): magic, blobs end to end,
+/// sealed header, trailer. The header's length follows from the entries, since it is their
+/// bincode under a seal of fixed overhead.
+pub fn expected_size(entries: &[PackEntry]) -> u64 {
+    let blobs_end = entries
+        .iter()
+        .map(|e| u64::from(e.offset) + u64::from(e.length))
+        .max()
+        .unwrap_or(PACK_MAGIC.len() as u64);
+    let header = bincode::serde::encode_to_vec(entries, bincode::config::standard())
+        .map(|h| h.len())
+        .unwrap_or_else(|_| unreachable!("pack entries always encode"));
+    blobs_end + (header + super::crypto::SEAL_OVERHEAD) as u64 + 4
 }
 
 /// Decrypts, decompresses and re-hashes every blob of a pack held in memory.
@@ -282,6 +317,7 @@ mod tests {
         let (bytes, entries) = b.finish(&keys);
         assert_eq!(read_header(&keys, &bytes).expect("header"), entries);
         verify(&keys, &bytes, &entries).expect("verify");
+        assert_eq!(expected_size(&entries), bytes.len() as u64);
         // Compressible data was compressed.
         assert!(entries[0].length < 5000);
         let mut damaged = bytes.clone();
