@@ -683,6 +683,19 @@ fn unsafe_names_in_a_snapshot_are_reported_not_restored_and_never_escape() {
         .iter()
         .any(|(p, _)| p.contains("nul\\u{0}byte")));
     assert!(!f.dir.path().join("escape").exists());
+    let report = check(
+        &f.repo,
+        &CheckOptions::default(),
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+    .expect("check");
+    let unsafe_problems = report
+        .problems
+        .iter()
+        .filter(|p| p.message.contains("unsafe name"))
+        .count();
+    assert_eq!(unsafe_problems, 5, "{:?}", report.problems);
     let names: Vec<_> = std::fs::read_dir(&target)
         .expect("list")
         .map(|e| e.expect("entry").file_name())

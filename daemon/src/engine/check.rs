@@ -186,6 +186,7 @@ pub fn check(
     let snapshots = listing.readable;
     let mut needed_unindexed = false;
     let mut seen_trees = HashSet::new();
+    let mut unsafe_names: Vec<(BlobId, String)> = Vec::new();
     let mut seen_blobs = HashSet::new();
     for (_, snap) in &snapshots {
         let mut stack = vec![snap.tree];
@@ -211,6 +212,10 @@ pub fn check(
                 }
             };
             for node in &tree.nodes {
+                if !crate::repo::tree::is_safe_name(&node.name) {
+                    // A backup never writes such a name; restore refuses it.
+                    unsafe_names.push((tid, super::dirfd::display_bytes(&node.name)));
+                }
                 if node.kind == NodeKind::File {
                     for b in &node.content {
                         if seen_blobs.insert(*b) && !repo.has_blob(b) {
@@ -226,6 +231,20 @@ pub fn check(
         }
     }
     report.trees = seen_trees.len();
+    for (tree, name) in unsafe_names {
+        report.problems.push(Problem {
+            message: format!(
+                "tree {} holds an entry with an unsafe name {name:?} (empty, `.`, `..`, or with \
+                 `/` or NUL), which restore refuses; the repository was written by something \
+                 other than backupd or tampered with",
+                tree.short()
+            ),
+            pack: None,
+            blob: Some(tree.to_hex()),
+            snapshots: vec![],
+            paths: vec![],
+        });
+    }
     for (name, reason) in repo.with_index(|i| i.unreadable().to_vec()) {
         report.problems.push(Problem {
             message: format!(
