@@ -32,7 +32,7 @@ fn line(s: &SourceInfo) -> String {
         "{}{}  {}  -> {}  {} ({} dirs watched), {} paths pending{}; {}",
         s.spec.name,
         if s.transient { " (this run)" } else { "" },
-        String::from_utf8_lossy(&s.spec.path),
+        super::queue::lossy(&s.spec.path),
         s.spec.repo.as_deref().unwrap_or("default"),
         state(s.state),
         s.dirs_watched,
