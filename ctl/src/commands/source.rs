@@ -30,7 +30,7 @@ fn line(s: &SourceInfo) -> String {
     };
     let mut text = format!(
         "{}{}  {}  -> {}  {} ({} dirs watched), {} paths pending{}; {}",
-        s.spec.name,
+        super::queue::lossy(s.spec.name.as_bytes()),
         if s.transient { " (this run)" } else { "" },
         super::queue::lossy(&s.spec.path),
         s.spec.repo.as_deref().unwrap_or("default"),

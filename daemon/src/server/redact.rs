@@ -60,7 +60,9 @@ pub fn event(e: &mut JobEvent) {
     }
 }
 
+/// A source without its path, excludes and name (the name defaults to the directory's name).
 fn source(s: &mut SourceInfo) {
+    s.spec.name.clear();
     s.spec.path.clear();
     s.spec.excludes.clear();
     if let Some(note) = &mut s.note {
