@@ -195,9 +195,28 @@ impl TestDaemon {
         rss_kib(self.pid())
     }
 
-    /// Peak resident set size (VmHWM) in KiB, from /proc.
+    /// Peak resident set size (VmHWM) in KiB, from /proc, since the start or the last
+    /// [`TestDaemon::reset_peak_rss`].
     pub fn peak_rss_kib(&self) -> u64 {
         proc_status_kib(self.pid(), "VmHWM:")
+    }
+
+    /// Waits until start-up work is done (the default repository exists: creating its key with
+    /// argon2 peaks at about 70 MB), then resets the peak RSS to the current RSS. Needs root or
+    /// the daemon's uid.
+    pub fn reset_peak_rss(&self) {
+        let start = Instant::now();
+        while !self.ctl(&["repo", "list"]).status.success()
+            || !String::from_utf8_lossy(&self.ctl(&["repo", "list"]).stdout).contains("default")
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "default repository never appeared; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").expect("reset VmHWM");
     }
 
     /// Lets other uids reach the socket: the temp dir becomes searchable by all. Start the daemon
