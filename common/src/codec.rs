@@ -322,6 +322,40 @@ mod tests {
         ));
     }
 
+    fn submission(paths: Vec<Vec<u8>>) -> Vec<u8> {
+        use crate::protocol::{BackupRequest, JobKind, JobOptions, JobSpec, QueueRequest};
+        encode_payload(&ClientMessage::Request {
+            id: 1.into(),
+            request: Request::Queue(QueueRequest::Submit(Box::new(JobSpec {
+                kind: JobKind::Backup(BackupRequest {
+                    paths,
+                    ..BackupRequest::default()
+                }),
+                options: JobOptions::default(),
+            }))),
+        })
+        .expect("encode")
+    }
+
+    #[test]
+    fn strict_claims_refuse_lists_of_empty_paths_but_not_real_ones() {
+        // 64 KiB of one-byte empty paths would decode into 1.5 MB of list headers.
+        let hostile = submission(vec![Vec::new(); 64 * 1024 - 64]);
+        assert!(matches!(
+            decode_payload_with::<ClientMessage>(&hostile, Claim::Strict),
+            Err(FrameError::Malformed(m)) if m.contains("more than")
+        ));
+        // 20,000 realistic paths (about 1 MB) decode under the strict limit.
+        let paths: Vec<Vec<u8>> = (0..20_000)
+            .map(|i| format!("/home/user/projects/file-{i}.txt").into_bytes())
+            .collect();
+        let real = submission(paths);
+        assert!(decode_payload_with::<ClientMessage>(&real, Claim::Strict).is_ok());
+        // Short paths are fine while the message is small (the fixed slack).
+        let short = submission(vec![b"/".to_vec(); 1000]);
+        assert!(decode_payload_with::<ClientMessage>(&short, Claim::Strict).is_ok());
+    }
+
     #[test]
     fn trailing_bytes_are_malformed() {
         let mut payload = encode_payload(&ClientMessage::Hello(Hello {

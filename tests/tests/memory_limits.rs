@@ -199,7 +199,11 @@ fn health_stays_fast_while_attackers_loop() {
                 let mut rounds = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let mut c = RawConn::connect(&socket).expect("connect");
-                    let frame = if (rounds + i) % 2 == 0 { &small } else { &big };
+                    let frame = if (rounds + i).is_multiple_of(2) {
+                        &small
+                    } else {
+                        &big
+                    };
                     let _ = c.stream.write_all(frame);
                     let _ = c.recv();
                     rounds += 1;
