@@ -10,6 +10,7 @@ use crate::protocol::{
 use futures::{SinkExt, StreamExt};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
 
@@ -42,6 +43,25 @@ pub enum ClientError {
 
 pub type ClientCodec = MessageCodec<ServerMessage, ClientMessage>;
 
+/// How long a client whose write failed waits for the daemon's last frame.
+const LAST_WORD_WAIT: Duration = Duration::from_secs(2);
+
+/// Sends a message. When the write fails (the daemon closed the connection: connection cap,
+/// timeout, malformed input), the daemon usually said why in a `Fatal` frame that is still
+/// waiting to be read; that reason is the error, not the write's "Broken pipe".
+async fn send_or_last_word(
+    framed: &mut Framed<UnixStream, ClientCodec>,
+    message: ClientMessage,
+) -> Result<(), ClientError> {
+    let Err(write_error) = framed.send(message).await else {
+        return Ok(());
+    };
+    match tokio::time::timeout(LAST_WORD_WAIT, framed.next()).await {
+        Ok(Some(Ok(ServerMessage::Fatal(e)))) => Err(ClientError::Remote(e)),
+        _ => Err(write_error.into()),
+    }
+}
+
 #[derive(Debug)]
 pub struct Connection {
     framed: Framed<UnixStream, ClientCodec>,
@@ -69,12 +89,11 @@ impl Connection {
         protocol_version: u32,
     ) -> Result<Self, ClientError> {
         let mut framed = Framed::new(stream, ClientCodec::new(DEFAULT_MAX_FRAME));
-        framed
-            .send(ClientMessage::Hello(Hello {
-                protocol_version,
-                client: client.to_owned(),
-            }))
-            .await?;
+        let hello = ClientMessage::Hello(Hello {
+            protocol_version,
+            client: client.to_owned(),
+        });
+        send_or_last_word(&mut framed, hello).await?;
         match framed.next().await {
             Some(Ok(ServerMessage::Welcome(welcome))) => Ok(Self {
                 framed,
@@ -105,9 +124,7 @@ impl Connection {
     ) -> Result<Response, ClientError> {
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        self.framed
-            .send(ClientMessage::Request { id, request })
-            .await?;
+        send_or_last_word(&mut self.framed, ClientMessage::Request { id, request }).await?;
         loop {
             match self.framed.next().await {
                 Some(Ok(ServerMessage::Progress { id: got, progress })) if got == id => {

@@ -1,7 +1,11 @@
 //! Frame codec: a 4-byte big-endian length prefix (tokio-util `LengthDelimitedCodec`) around a
-//! bincode payload. A length prefix above the maximum is rejected before anything is allocated;
-//! bincode decoding is limited to the frame size, so a hostile length inside the payload cannot
-//! allocate more than one frame either.
+//! bincode payload. A length prefix above the maximum is rejected before anything is allocated.
+//!
+//! Bincode decoding is limited by the frame: every value it decodes "claims" its in-memory size
+//! (a `u64` claims 8 bytes, a string its length, a list's length prefix 8 bytes), and decoding
+//! stops with an error once the claims exceed a budget derived from the frame's length. A hostile
+//! length inside the payload is therefore refused before anything is allocated for it, and what a
+//! whole frame decodes into is a small multiple of its size.
 
 use bytes::{Bytes, BytesMut};
 use serde::de::DeserializeOwned;
@@ -12,11 +16,63 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec, LengthDelimitedC
 
 /// Default and ceiling of the frame size.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
-/// Bincode's decode limit: large enough for any frame we accept.
-const BINCODE_LIMIT: usize = 256 * 1024 * 1024;
+/// Largest frame the daemon accepts before `Hello` and from non-admin uids: their requests are
+/// small, and a stranger should not make the daemon buffer megabytes.
+pub const RESTRICTED_MAX_FRAME: usize = 64 * 1024;
+/// Frames up to this size are read into the connection's own buffer; larger ones need a share of
+/// the daemon's frame budget (`server.frame_budget_bytes`) first.
+pub const UNBUDGETED_FRAME: usize = 4 * 1024;
+/// What every decode may claim beyond its frame-proportional share (fixed-size headers).
+const CLAIM_SLACK: usize = 64 * 1024;
+
+/// How much a decode may claim, relative to the frame's length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// 8 × the frame (+ 64 KiB): no value claims more than 8 times its encoding (a `u64` below
+    /// 251 is one byte on the wire, eight in memory), so no well-formed message is refused. For
+    /// messages from a peer we trust not to attack us: the client reading the daemon.
+    Lenient,
+    /// 2 × the frame (+ 64 KiB): what the daemon allows for client messages. Requests are mostly
+    /// byte strings, which claim about what they encode; only a list dominated by elements of a
+    /// few bytes (a million `/` paths) is refused. Since each element's allocation is at most 3×
+    /// its claim (a 24-byte `Vec` header for an 8-byte length), doubled by a growing list's
+    /// spare capacity, a frame decodes into at most about 12× its length (+ slack), and a
+    /// 64 KiB frame into about 2 MiB at worst.
+    Strict,
+}
+
+impl Claim {
+    fn max_for(self, frame_len: usize) -> usize {
+        let factor = match self {
+            Self::Lenient => 8,
+            Self::Strict => 2,
+        };
+        frame_len.saturating_mul(factor).saturating_add(CLAIM_SLACK)
+    }
+}
+
+type DecodeResult<T> = Result<(T, usize), bincode::error::DecodeError>;
+
+/// Decodes with the smallest power-of-two claim limit at or above `max_claim` (bincode takes the
+/// limit as a const generic, hence the ladder).
+fn decode_claiming<T: DeserializeOwned>(payload: &[u8], max_claim: usize) -> DecodeResult<T> {
+    macro_rules! ladder {
+        ($($shift:literal)*) => {
+            $(
+                if max_claim <= 1usize << $shift {
+                    let config = bincode::config::standard().with_limit::<{ 1usize << $shift }>();
+                    return bincode::serde::decode_from_slice(payload, config);
+                }
+            )*
+        };
+    }
+    ladder!(16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
+    let config = bincode::config::standard().with_limit::<{ usize::MAX >> 1 }>();
+    bincode::serde::decode_from_slice(payload, config)
+}
 
 fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<BINCODE_LIMIT>()
+    bincode::config::standard()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,10 +121,27 @@ impl<In, Out> MessageCodec<In, Out> {
     }
 }
 
-/// Decodes one message from a complete frame payload; trailing bytes are an error.
+/// Decodes one message from a complete frame payload, leniently (see [`Claim::Lenient`]);
+/// trailing bytes are an error.
 pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    let (value, used) = bincode::serde::decode_from_slice(payload, bincode_config())
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    decode_payload_with(payload, Claim::Lenient)
+}
+
+/// Decodes one message from a complete frame payload with the given claim limit; trailing bytes
+/// are an error.
+pub fn decode_payload_with<T: DeserializeOwned>(
+    payload: &[u8],
+    claim: Claim,
+) -> Result<T, FrameError> {
+    let max_claim = claim.max_for(payload.len());
+    let (value, used) = decode_claiming(payload, max_claim).map_err(|e| match e {
+        bincode::error::DecodeError::LimitExceeded => FrameError::Malformed(format!(
+            "the {}-byte message describes more than {max_claim} bytes of data; lists of tiny \
+             elements or hostile lengths are refused",
+            payload.len()
+        )),
+        other => FrameError::Malformed(other.to_string()),
+    })?;
     if used != payload.len() {
         return Err(FrameError::Malformed(format!(
             "{} trailing bytes after the message",
@@ -247,6 +320,40 @@ mod tests {
             decode_payload::<ClientMessage>(&payload),
             Err(FrameError::Malformed(_))
         ));
+    }
+
+    fn submission(paths: Vec<Vec<u8>>) -> Vec<u8> {
+        use crate::protocol::{BackupRequest, JobKind, JobOptions, JobSpec, QueueRequest};
+        encode_payload(&ClientMessage::Request {
+            id: 1.into(),
+            request: Request::Queue(QueueRequest::Submit(Box::new(JobSpec {
+                kind: JobKind::Backup(BackupRequest {
+                    paths,
+                    ..BackupRequest::default()
+                }),
+                options: JobOptions::default(),
+            }))),
+        })
+        .expect("encode")
+    }
+
+    #[test]
+    fn strict_claims_refuse_lists_of_empty_paths_but_not_real_ones() {
+        // 64 KiB of one-byte empty paths would decode into 1.5 MB of list headers.
+        let hostile = submission(vec![Vec::new(); 64 * 1024 - 64]);
+        assert!(matches!(
+            decode_payload_with::<ClientMessage>(&hostile, Claim::Strict),
+            Err(FrameError::Malformed(m)) if m.contains("more than")
+        ));
+        // 20,000 realistic paths (about 1 MB) decode under the strict limit.
+        let paths: Vec<Vec<u8>> = (0..20_000)
+            .map(|i| format!("/home/user/projects/file-{i}.txt").into_bytes())
+            .collect();
+        let real = submission(paths);
+        assert!(decode_payload_with::<ClientMessage>(&real, Claim::Strict).is_ok());
+        // Short paths are fine while the message is small (the fixed slack).
+        let short = submission(vec![b"/".to_vec(); 1000]);
+        assert!(decode_payload_with::<ClientMessage>(&short, Claim::Strict).is_ok());
     }
 
     #[test]

@@ -52,17 +52,39 @@ pub struct ServerConfig {
     pub socket_group: Option<String>,
     /// Connections served at once; further ones get a `Busy` error and are closed.
     pub max_connections: usize,
+    /// Connections one non-admin uid may hold at once; admins (root and the daemon's own uid)
+    /// are not limited per uid.
+    pub max_connections_per_uid: usize,
+    /// Of `max_connections`, this many (at most half) are kept for admins: non-admin uids
+    /// together never hold more than the rest, so root can always get in.
+    pub admin_reserved_connections: usize,
     /// A connection silent for this long (between requests) is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// A new connection must complete the Hello exchange within this time.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
-    /// Largest frame accepted or sent, in bytes.
+    /// Largest frame accepted from an admin, or sent, in bytes. Before `Hello` and from
+    /// non-admin uids the limit is `codec::RESTRICTED_MAX_FRAME` (64 KiB).
     pub max_frame_bytes: usize,
+    /// Bytes all connections together may hold in partly received frames larger than
+    /// `codec::UNBUDGETED_FRAME`; a frame that gets no share within a few seconds is answered
+    /// with `Busy` and its connection closed.
+    pub frame_budget_bytes: usize,
     /// On shutdown, how long running requests may take to finish before they are dropped.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+}
+
+impl ServerConfig {
+    /// Connections non-admin uids may hold together: `max_connections` minus the admin reserve,
+    /// which is capped at half so a small `max_connections` still lets observers in.
+    pub fn non_admin_connections(&self) -> usize {
+        let reserved = self
+            .admin_reserved_connections
+            .min(self.max_connections / 2);
+        self.max_connections - reserved
+    }
 }
 
 impl Default for ServerConfig {
@@ -71,9 +93,12 @@ impl Default for ServerConfig {
             socket_mode: None,
             socket_group: None,
             max_connections: 1024,
+            max_connections_per_uid: 64,
+            admin_reserved_connections: 16,
             idle_timeout: Duration::from_secs(300),
             handshake_timeout: Duration::from_secs(10),
             max_frame_bytes: crate::codec::DEFAULT_MAX_FRAME,
+            frame_budget_bytes: 64 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -223,10 +248,26 @@ impl Config {
                 format!("is {}; expected 1 to 65536", s.max_connections),
             ));
         }
+        if s.max_connections_per_uid == 0 {
+            return Err(invalid(
+                "server.max_connections_per_uid",
+                "is 0; expected at least 1".to_owned(),
+            ));
+        }
         if !(4096..=crate::codec::DEFAULT_MAX_FRAME * 16).contains(&s.max_frame_bytes) {
             return Err(invalid(
                 "server.max_frame_bytes",
                 format!("is {}; expected 4096 to 268435456", s.max_frame_bytes),
+            ));
+        }
+        if s.frame_budget_bytes < s.max_frame_bytes {
+            return Err(invalid(
+                "server.frame_budget_bytes",
+                format!(
+                    "is {}; expected at least server.max_frame_bytes ({}), or no frame of that \
+                     size could ever be received",
+                    s.frame_budget_bytes, s.max_frame_bytes
+                ),
             ));
         }
         for (key, value) in [
@@ -348,6 +389,11 @@ mod tests {
         assert!(err.to_string().contains("server.socket_mode"), "{err}");
         let err = parse("[server]\nmax_connections = 0\n").expect_err("zero");
         assert!(err.to_string().contains("server.max_connections"), "{err}");
+        let err = parse("[server]\nframe_budget_bytes = 4096\n").expect_err("budget");
+        assert!(
+            err.to_string().contains("server.frame_budget_bytes"),
+            "{err}"
+        );
         let err = parse("[queue]\nworkers = 9\n").expect_err("workers");
         assert!(err.to_string().contains("queue.workers"), "{err}");
         let err = parse("[queue.timeouts]\nbackup = \"10ms\"\n").expect_err("timeout");

@@ -7,10 +7,8 @@ use crate::state::State;
 use crate::LogReload;
 use backupd_common::protocol::RunMode;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -57,9 +55,10 @@ pub struct Context {
     /// Every task the daemon spawns is tracked here so shutdown can drain them.
     pub tasks: TaskTracker,
     settings: RwLock<Arc<Settings>>,
-    /// One permit per connection being served.
-    pub connection_slots: Arc<Semaphore>,
-    connection_limit: AtomicUsize,
+    /// Connections being served, per uid and in total, under the caps of `[server]`.
+    pub slots: Arc<crate::server::slots::Slots>,
+    /// Bytes all connections together may hold in partly received large frames.
+    pub frame_budget: Arc<crate::server::frames::FrameBudget>,
     log_reload: Option<LogReload>,
     /// Serialises reloads (SIGHUP and `system reload` may race).
     pub reload_lock: tokio::sync::Mutex<()>,
@@ -74,7 +73,7 @@ impl Context {
         tasks: TaskTracker,
         log_reload: Option<LogReload>,
     ) -> Self {
-        let limit = settings.config.server.max_connections;
+        let budget = settings.config.server.frame_budget_bytes;
         let Stores {
             state,
             queue,
@@ -98,8 +97,8 @@ impl Context {
             shutdown,
             tasks,
             settings: RwLock::new(Arc::new(settings)),
-            connection_slots: Arc::new(Semaphore::new(limit)),
-            connection_limit: AtomicUsize::new(limit),
+            slots: Arc::default(),
+            frame_budget: Arc::new(crate::server::frames::FrameBudget::new(budget)),
             log_reload,
             reload_lock: tokio::sync::Mutex::new(()),
         }
@@ -115,38 +114,15 @@ impl Context {
     }
 
     pub fn replace_settings(&self, new: Settings) {
-        let limit = new.config.server.max_connections;
         *self
             .settings
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(new);
-        self.set_connection_limit(limit);
-    }
-
-    fn set_connection_limit(&self, limit: usize) {
-        let old = self.connection_limit.swap(limit, Ordering::SeqCst);
-        if limit > old {
-            self.connection_slots.add_permits(limit - old);
-        } else if old > limit {
-            // Permits held by live connections come back later; forget them as they free up.
-            let mut to_forget = old - limit;
-            to_forget -= self.connection_slots.forget_permits(to_forget);
-            if to_forget > 0 {
-                let slots = self.connection_slots.clone();
-                self.tasks.spawn(async move {
-                    if let Ok(permits) = slots.acquire_many_owned(to_forget as u32).await {
-                        permits.forget();
-                    }
-                });
-            }
-        }
     }
 
     /// Connections being served right now.
     pub fn live_connections(&self) -> usize {
-        self.connection_limit
-            .load(Ordering::SeqCst)
-            .saturating_sub(self.connection_slots.available_permits())
+        self.slots.live()
     }
 
     pub fn set_log_level(&self, level: &str) -> Result<(), String> {

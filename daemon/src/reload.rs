@@ -28,6 +28,14 @@ pub async fn reload(ctx: &Context) -> Result<ReloadReport, Error> {
             "server.max_connections",
             o.max_connections != n.max_connections,
         ),
+        (
+            "server.max_connections_per_uid",
+            o.max_connections_per_uid != n.max_connections_per_uid,
+        ),
+        (
+            "server.admin_reserved_connections",
+            o.admin_reserved_connections != n.admin_reserved_connections,
+        ),
         ("server.idle_timeout", o.idle_timeout != n.idle_timeout),
         (
             "server.handshake_timeout",
@@ -76,6 +84,10 @@ pub async fn reload(ctx: &Context) -> Result<ReloadReport, Error> {
         (
             "server.max_frame_bytes",
             o.max_frame_bytes != n.max_frame_bytes,
+        ),
+        (
+            "server.frame_budget_bytes",
+            o.frame_budget_bytes != n.frame_budget_bytes,
         ),
     ] {
         if changed {

@@ -8,6 +8,7 @@ use backupd_common::codec::{decode_payload, encode_payload};
 use backupd_common::protocol::{ClientMessage, Hello, ServerMessage, PROTOCOL_VERSION};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -193,7 +194,83 @@ impl TestDaemon {
     pub fn rss_kib(&self) -> u64 {
         rss_kib(self.pid())
     }
+
+    /// Peak resident set size (VmHWM) in KiB, from /proc, since the start or the last
+    /// [`TestDaemon::reset_peak_rss`].
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+
+    /// Waits until start-up work is done (the default repository exists: creating its key with
+    /// argon2 peaks at about 70 MB), then resets the peak RSS to the current RSS. Needs root or
+    /// the daemon's uid.
+    pub fn reset_peak_rss(&self) {
+        let start = Instant::now();
+        while !self.ctl(&["repo", "list"]).status.success()
+            || !String::from_utf8_lossy(&self.ctl(&["repo", "list"]).stdout).contains("default")
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "default repository never appeared; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").expect("reset VmHWM");
+    }
+
+    /// Lets other uids reach the socket: the temp dir becomes searchable by all. Start the daemon
+    /// with `socket_mode = "0666"` ([`OPEN_SOCKET`]) as well.
+    pub fn open_to_all(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod temp dir");
+    }
+
+    /// Runs backupctl as `nobody` against this daemon (see [`TestDaemon::open_to_all`]).
+    pub fn ctl_as_nobody(&self, args: &[&str]) -> Output {
+        assert!(
+            is_root(),
+            "this test needs root (it runs backupctl as `nobody`); CI runs tests as root"
+        );
+        Command::new(bin("backupctl"))
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run backupctl as nobody")
+    }
+
+    /// Health as JSON, asked by root.
+    pub fn health(&self) -> serde_json::Value {
+        json_ok(&self.ctl(&["--json", "system", "health"]))
+    }
+
+    /// Waits until health reports `want` connections (the one asking included); panics with the
+    /// last count after `deadline`.
+    pub fn wait_connections(&self, want: u64, deadline: Duration) {
+        let start = Instant::now();
+        loop {
+            let live = self.health()["connections"].as_u64().unwrap_or(u64::MAX);
+            if live == want {
+                return;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "still {live} connections after {deadline:?}, expected {want}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
+
+/// Config for a socket every uid may open.
+pub const OPEN_SOCKET: &str = "[server]\nsocket_mode = \"0666\"\n";
+
+/// uid and gid of `nobody` (and `nogroup`) on Debian.
+pub const NOBODY: u32 = 65534;
 
 impl Drop for TestDaemon {
     fn drop(&mut self) {
@@ -205,12 +282,16 @@ impl Drop for TestDaemon {
 }
 
 pub fn rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line")
+        .unwrap_or_else(|| panic!("no {key} line in /proc/{pid}/status"))
 }
 
 /// Runs backupctl with `--socket`.

@@ -15,7 +15,12 @@ pub fn time(ns: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-fn lossy(b: &[u8]) -> String {
+/// A path for display. The daemon empties the paths it hides from observers (a real backup path
+/// or restore target is never empty), so empty reads as hidden.
+pub fn lossy(b: &[u8]) -> String {
+    if b.is_empty() {
+        return "(hidden)".into();
+    }
     String::from_utf8_lossy(b).into_owned()
 }
 
@@ -23,6 +28,7 @@ fn lossy(b: &[u8]) -> String {
 fn target(kind: &JobKind) -> String {
     let repo = |r: &Option<String>| r.clone().unwrap_or_else(|| "default".into());
     match kind {
+        JobKind::Backup(r) if r.paths.is_empty() => format!("(hidden) -> {}", repo(&r.repo)),
         JobKind::Backup(r) => format!(
             "{} -> {}",
             r.paths

@@ -30,9 +30,9 @@ fn line(s: &SourceInfo) -> String {
     };
     let mut text = format!(
         "{}{}  {}  -> {}  {} ({} dirs watched), {} paths pending{}; {}",
-        s.spec.name,
+        super::queue::lossy(s.spec.name.as_bytes()),
         if s.transient { " (this run)" } else { "" },
-        String::from_utf8_lossy(&s.spec.path),
+        super::queue::lossy(&s.spec.path),
         s.spec.repo.as_deref().unwrap_or("default"),
         state(s.state),
         s.dirs_watched,

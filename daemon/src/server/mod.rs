@@ -1,17 +1,22 @@
 //! The control socket: accepts connections, identifies peers, checks permissions and hands each
 //! request to its handler. Services never see a socket; this module never does their work.
 //!
-//! Tasks: the accept loop runs inside [`serve`]; each connection gets one task on the tracker.
+//! Tasks: the accept loop runs inside [`serve`]; each connection gets one task on the tracker,
+//! after [`slots`] admitted its uid (a refused one gets a short task that says `Busy`).
 //! Everything stops when the cancellation token fires: the accept loop returns at once, each
 //! connection finishes the request it is answering and closes.
 
 pub mod auth;
 pub mod connection;
 pub mod dispatch;
+pub mod frames;
 pub mod handlers;
 pub mod listener;
+pub mod redact;
+pub mod slots;
 
 use crate::context::Context;
+use backupd_common::protocol::Role;
 use listener::Listener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,22 +44,29 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _)) => match ctx.connection_slots.clone().try_acquire_owned() {
-                Ok(slot) => {
-                    tracker.spawn(connection::serve(
-                        ctx.clone(),
-                        stream,
-                        cancel.child_token(),
-                        slot,
-                    ));
+            Ok((stream, _)) => {
+                let Some(identity) = auth::identify(&ctx, &stream) else {
+                    tracing::warn!("peer credentials unavailable; closing the connection");
+                    continue;
+                };
+                let admin = identity.role == Role::Admin;
+                let limits = &ctx.settings().config.server;
+                match ctx.slots.try_acquire(identity.uid, admin, limits) {
+                    Ok(slot) => {
+                        tracker.spawn(connection::serve(
+                            ctx.clone(),
+                            stream,
+                            identity,
+                            cancel.child_token(),
+                            slot,
+                        ));
+                    }
+                    Err(refusal) => {
+                        tracing::debug!(uid = identity.uid, %refusal, "connection refused");
+                        tracker.spawn(connection::refuse(stream, refusal));
+                    }
                 }
-                Err(_) => {
-                    tracker.spawn(connection::refuse_busy(
-                        stream,
-                        ctx.settings().config.server.max_connections,
-                    ));
-                }
-            },
+            }
             Err(e) => {
                 // EMFILE/ENFILE and friends: back off briefly instead of spinning.
                 tracing::warn!(error = %e, "accept failed");

@@ -69,7 +69,7 @@ async fn submit(
 }
 
 /// Streams the job's progress while it runs and its non-final transitions; the final frame is
-/// the job once it is final.
+/// the job once it is final. The task ends as soon as the connection drops the receiver.
 fn wait(ctx: &Arc<Context>, id: JobId) -> Outcome {
     let (tx, rx) = mpsc::channel(8);
     let ctx = ctx.clone();
@@ -92,6 +92,7 @@ fn wait(ctx: &Arc<Context>, id: JobId) -> Outcome {
             }
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break Err(Error::ShuttingDown),
+                _ = tx.closed() => return, // the client left; the job goes on
                 event = events.recv() => match event {
                     Ok(e) if e.job != id || e.progress.is_some() => continue,
                     // The waiter sees the job's transitions too (a retry, its error, the delay).

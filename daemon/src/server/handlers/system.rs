@@ -53,10 +53,15 @@ pub fn health(ctx: &Context) -> HealthReport {
     }
 }
 
+/// Bounds of a `WatchHealth` interval: faster would be a busy loop, slower than a day is a
+/// mistake (and a huge client-chosen duration must not overflow the timer's clock).
+const WATCH_INTERVAL_MIN: Duration = Duration::from_millis(100);
+const WATCH_INTERVAL_MAX: Duration = Duration::from_secs(86_400);
+
 /// Streams a health report every `interval`, `count` times (0 = until the client leaves or the
-/// daemon stops).
+/// daemon stops). The task ends as soon as the connection drops the receiver.
 fn watch_health(ctx: &Arc<Context>, interval: Duration, count: u32) -> Outcome {
-    let interval = interval.max(Duration::from_millis(100));
+    let interval = interval.clamp(WATCH_INTERVAL_MIN, WATCH_INTERVAL_MAX);
     let (tx, rx) = mpsc::channel(4);
     let ctx = ctx.clone();
     let tasks = ctx.tasks.clone();
@@ -67,6 +72,7 @@ fn watch_health(ctx: &Arc<Context>, interval: Duration, count: u32) -> Outcome {
         while count == 0 || sent < count {
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
+                _ = tx.closed() => return, // the connection is gone
                 _ = tick.tick() => {}
             }
             if tx

@@ -1,0 +1,173 @@
+//! What observers (non-admin uids) see. Until per-user visibility exists, a job's arguments,
+//! results and error texts are for admins only: they name files (backup paths, restore targets,
+//! skipped files, errors quoting paths), and an observer must not learn the name of a file in
+//! another user's private directory from the queue.
+//!
+//! Observers keep what describes the queue itself: id, kind, state, priority, repository,
+//! submitter, timestamps, attempts and their outcomes, counts and progress numbers. Every reply
+//! an observer gets passes through [`response`] or [`progress`] in the connection, so a handler
+//! cannot forget it; the matches are exhaustive so a new response type needs a decision here.
+
+use backupd_common::error::ErrorReply;
+use backupd_common::protocol::{
+    BackupRequest, JobEvent, JobInfo, JobKind, Progress, Response, RestoreRequest, SourceInfo,
+};
+
+/// Replaces an error text an observer may not read; the error's code stays.
+pub const HIDDEN: &str = "(hidden: only admins see job arguments, results and error texts)";
+
+fn hidden_error(e: &mut ErrorReply) {
+    e.message = HIDDEN.to_owned();
+}
+
+/// The kind with its arguments emptied (a backup without paths, a restore without target),
+/// keeping the repository it works on.
+fn kind(k: &mut JobKind) {
+    match k {
+        JobKind::Backup(r) => {
+            *r = BackupRequest {
+                repo: r.repo.take(),
+                ..BackupRequest::default()
+            }
+        }
+        JobKind::Restore(r) => {
+            *r = RestoreRequest {
+                repo: r.repo.take(),
+                ..RestoreRequest::default()
+            }
+        }
+        // Repository name and numbers only.
+        JobKind::Check(_) | JobKind::Forget(_) | JobKind::RebuildIndex(_) | JobKind::Noop(_) => {}
+    }
+}
+
+pub fn job(j: &mut JobInfo) {
+    kind(&mut j.kind);
+    j.result = None;
+    if let Some(e) = &mut j.error {
+        hidden_error(e);
+    }
+    for a in &mut j.attempts {
+        if let Some(e) = &mut a.error {
+            hidden_error(e);
+        }
+    }
+}
+
+pub fn event(e: &mut JobEvent) {
+    if let Some(text) = &mut e.error {
+        *text = HIDDEN.to_owned();
+    }
+}
+
+/// A source without its path, excludes and name (the name defaults to the directory's name).
+fn source(s: &mut SourceInfo) {
+    s.spec.name.clear();
+    s.spec.path.clear();
+    s.spec.excludes.clear();
+    if let Some(note) = &mut s.note {
+        *note = HIDDEN.to_owned();
+    }
+}
+
+/// Redacts a final reply for an observer.
+pub fn response(r: &mut Response) {
+    match r {
+        Response::Job(j) => job(j),
+        Response::Jobs(jobs) => jobs.iter_mut().for_each(job),
+        Response::QueueStatus(s) => {
+            s.running.iter_mut().for_each(job);
+            s.next.iter_mut().for_each(job);
+        }
+        Response::Source(s) => source(s),
+        Response::Sources(list) => list.iter_mut().for_each(source),
+        // Results naming files: observers never get them today (their requests need admin
+        // permissions), but a future permission change must not leak them.
+        Response::Backup(_)
+        | Response::Restore(_)
+        | Response::Check(_)
+        | Response::Forget(_)
+        | Response::RebuildIndex(_)
+        | Response::Snapshots(_)
+        | Response::KeyExport(_)
+        | Response::Repo(_)
+        | Response::Repos(_) => *r = Response::Done,
+        Response::Health(_)
+        | Response::Identity(_)
+        | Response::Reloaded(_)
+        | Response::ShuttingDown
+        | Response::Done
+        | Response::Submitted(_)
+        | Response::Workers(_)
+        | Response::Purged(_)
+        | Response::Noop { .. } => {}
+    }
+}
+
+/// Redacts a streamed frame for an observer.
+pub fn progress(p: &mut Progress) {
+    match p {
+        Progress::Event(e) => event(e),
+        Progress::Health(_) | Progress::Operation(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backupd_common::protocol::{Attempt, AttemptOutcome, JobState, Priority};
+
+    #[test]
+    fn a_job_loses_paths_results_and_error_texts_but_keeps_its_shape() {
+        let mut j = JobInfo {
+            id: 7,
+            kind: JobKind::Backup(BackupRequest {
+                repo: Some("default".into()),
+                paths: vec![b"/home/alice/secret-plans".to_vec()],
+                excludes: vec!["/home/alice/x".into()],
+                ..BackupRequest::default()
+            }),
+            priority: Priority::High,
+            state: JobState::DeadLetter,
+            submitter_uid: 1000,
+            timeout_ms: 1,
+            retries: 0,
+            backoff_ms: 1,
+            submitted_ns: 1,
+            started_ns: Some(2),
+            finished_ns: Some(3),
+            not_before_ns: None,
+            attempts: vec![Attempt {
+                number: 1,
+                started_ns: 2,
+                finished_ns: Some(3),
+                outcome: AttemptOutcome::Failed,
+                error: Some(ErrorReply::new(
+                    backupd_common::error::ErrorCode::NotFound,
+                    "/home/alice/secret-plans: no such file",
+                )),
+                retry_in_ms: None,
+            }],
+            retry_base: 0,
+            coalesced: 0,
+            cancel_requested: false,
+            progress: None,
+            result: Some(Response::Noop { slept_ms: 1 }),
+            error: Some(ErrorReply::new(
+                backupd_common::error::ErrorCode::NotFound,
+                "/home/alice/secret-plans: no such file",
+            )),
+        };
+        job(&mut j);
+        let text = format!("{j:?}");
+        assert!(!text.contains("alice"), "{text}");
+        assert_eq!(j.id, 7);
+        assert_eq!(j.state, JobState::DeadLetter);
+        assert_eq!(j.kind.repo(), Some(Some("default")));
+        assert_eq!(
+            j.error.as_ref().map(|e| e.code),
+            Some(backupd_common::error::ErrorCode::NotFound)
+        );
+        assert!(j.result.is_none());
+    }
+}
