@@ -59,6 +59,8 @@ fn corpus() -> Vec<ClientMessage> {
             includes: vec!["a".into()],
             excludes: vec!["b".into()],
             verify: true,
+            no_owner: true,
+            strip_setid: Some(false),
         }),
         JobKind::Check(CheckRequest {
             repo: None,
