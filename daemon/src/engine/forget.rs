@@ -13,7 +13,7 @@ use crate::repo::backend::FileKind;
 use crate::repo::index::IndexedPack;
 use crate::repo::pack::{PackBuilder, PackEntry};
 use crate::repo::Repository;
-use backupd_common::ids::{BlobId, PackId, SnapshotId};
+use backupd_common::ids::{BlobId, IndexId, PackId, SnapshotId};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -364,8 +364,16 @@ fn prune_locked(
     report.packs_repacked = repack.len();
     report.packs_deleted = delete.len();
 
-    // New index first, then drop the old index files, then the packs no index names.
-    let old_indexes: Vec<_> = repo.with_index(|i| i.files().iter().copied().collect());
+    // New index first, then drop the old index files, then the packs no index names. The new
+    // index supersedes every index file on disk, not only the ones loaded: a file a crashed
+    // prune already superseded (but did not delete yet) must not outlive its successor, or it
+    // would come back to life naming packs this run deletes.
+    let old_indexes: Vec<IndexId> = repo
+        .backend()
+        .list(FileKind::Index)?
+        .iter()
+        .filter_map(|n| IndexId::from_hex(n))
+        .collect();
     let packs_indexed: HashSet<String> = delete
         .iter()
         .chain(repack.iter().map(|(p, _)| p))

@@ -8,6 +8,8 @@
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// The kinds of files a repository holds, each in its own directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,6 +83,8 @@ pub type Result<T> = std::result::Result<T, BackendError>;
 #[derive(Clone, Debug)]
 pub struct LocalBackend {
     root: PathBuf,
+    /// Mutations (writes, removes) left before every mutation fails; `u64::MAX` is "never".
+    crash_after: Arc<AtomicU64>,
 }
 
 fn err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BackendError + 'a {
@@ -93,7 +97,37 @@ fn err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Ba
 
 impl LocalBackend {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            crash_after: Arc::new(AtomicU64::new(u64::MAX)),
+        }
+    }
+
+    /// For crash-safety tests: after `n` more writes or removes, every write and remove fails
+    /// as if the process had died at that point, so an operation can be stopped at each of its
+    /// step boundaries in turn, deterministically. Never armed outside tests.
+    #[doc(hidden)]
+    pub fn crash_after(&self, n: u64) {
+        self.crash_after.store(n, Ordering::SeqCst);
+    }
+
+    /// Counts one mutation against [`Self::crash_after`]. Lock files are left out: they stand
+    /// for a live process, and a crashed one's lock is the stale-lock rule's business.
+    fn mutation(&self, kind: FileKind, action: &'static str, path: &Path) -> Result<()> {
+        if kind == FileKind::Lock {
+            return Ok(());
+        }
+        let left = self
+            .crash_after
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                u64::MAX | 0 => None,
+                n => Some(n - 1),
+            })
+            .unwrap_or_else(|n| n);
+        if left == 0 {
+            return Err(err(action, path)(io::Error::other("injected crash (test)")));
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -141,6 +175,7 @@ impl LocalBackend {
     /// Writes an object atomically and durably; an existing object of that name is replaced.
     pub fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
         let path = self.path(kind, name);
+        self.mutation(kind, "write", &path)?;
         let dir = path.parent().unwrap_or(&self.root).to_owned();
         let temp = dir.join(format!(
             "{TEMP_PREFIX}{name}-{:016x}",
@@ -284,6 +319,7 @@ impl LocalBackend {
 
     pub fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
         let path = self.path(kind, name);
+        self.mutation(kind, "remove", &path)?;
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
