@@ -383,7 +383,7 @@ fn forget_dry_run_matches_prune_and_the_repository_shrinks() {
 }
 
 #[test]
-fn cancelled_backup_leaves_no_snapshot() {
+fn a_backup_cancelled_before_it_starts_leaves_no_snapshot() {
     let f = Fixture::new();
     std::fs::write(f.src().join("a"), random_bytes(5 << 20, 3)).expect("write");
     let cancel = CancellationToken::new();

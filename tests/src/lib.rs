@@ -356,6 +356,57 @@ pub fn ctl_within(socket: &Path, args: &[&str], deadline: Duration) -> Output {
     }
 }
 
+/// Waits for `child` to exit; kills it and fails the test after `deadline` (a hung daemon
+/// must fail a test, not hang it).
+pub fn wait_child(child: &mut Child, deadline: Duration, what: &str) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A spawned process killed when dropped, so a failing test leaves no daemon behind.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until no job of `d` is queued, running or waiting to retry; fails after `deadline`.
+pub fn wait_queue_idle(d: &TestDaemon, deadline: Duration) {
+    let start = Instant::now();
+    loop {
+        let status = json_ok(&d.ctl(&["--json", "queue", "status"]));
+        let busy = status["counts"].as_array().is_some_and(|counts| {
+            counts.iter().any(|c| {
+                matches!(
+                    c["state"].as_str(),
+                    Some("queued" | "running" | "retry-wait")
+                ) && c["count"].as_u64().unwrap_or(0) > 0
+            })
+        });
+        if !busy {
+            return;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "jobs still pending after {deadline:?}: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The uid and gid of `nobody`, the unprivileged user the attack tests act as.
 pub fn nobody() -> (u32, u32) {
     let user = nix::unistd::User::from_name("nobody")

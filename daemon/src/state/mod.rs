@@ -175,7 +175,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = State::open(dir.path()).expect("open");
         drop(state);
-        State::open(dir.path()).expect("reopen");
+        let state = State::open(dir.path()).expect("reopen");
+        let stored = state
+            .tree(META_TREE)
+            .expect("tree")
+            .get(SCHEMA_KEY)
+            .expect("read")
+            .expect("a schema version is recorded");
+        assert_eq!(stored.as_ref(), SCHEMA_VERSION.to_be_bytes());
     }
 
     #[test]
