@@ -736,3 +736,65 @@ fn a_file_growing_while_it_is_read_is_read_only_to_its_size_plus_a_margin() {
     );
     std::fs::remove_file(&path).expect("rm");
 }
+
+/// A pack of one data blob that no index names (what an interrupted backup leaves).
+fn orphan_pack(repo: &Repository, seed: u64) -> String {
+    let data = random_bytes(50_000, seed);
+    let mut pack = PackBuilder::new();
+    pack.add(
+        repo.blob_id(&data),
+        BlobKind::Data,
+        &repo.encode_blob(&data, 1),
+        data.len(),
+    );
+    let (bytes, entries) = pack.finish(repo.keys());
+    repo.write_pack(&bytes, &entries)
+        .expect("write pack")
+        .to_hex()
+}
+
+#[test]
+fn prune_deletes_orphan_packs_older_than_the_safety_window_and_temp_files_only() {
+    let f = Fixture::new();
+    std::fs::write(f.src().join("a"), random_bytes(100_000, 1)).expect("write");
+    f.backup();
+    let old = orphan_pack(&f.repo, 10);
+    let young = orphan_pack(&f.repo, 11);
+    let pack_path = |name: &str| f.dir.path().join("repo/data").join(&name[..2]).join(name);
+    let aged = std::process::Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(pack_path(&old))
+        .status()
+        .expect("touch");
+    assert!(aged.success());
+    let temp = f.dir.path().join("repo/snapshots/.tmp-leftover-0123");
+    std::fs::write(&temp, b"half written").expect("write temp");
+
+    forget(
+        &f.repo,
+        &ForgetOptions {
+            policy: Policy {
+                last: 1,
+                ..Default::default()
+            },
+            prune: true,
+            dry_run: false,
+            zstd_level: 1,
+            ..Default::default()
+        },
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+    .expect("prune");
+    assert!(
+        !pack_path(&old).exists(),
+        "an orphan older than 30 min is deleted"
+    );
+    assert!(
+        pack_path(&young).exists(),
+        "a young orphan may belong to a running backup: kept"
+    );
+    assert!(!temp.exists(), "leftover temp files are deleted");
+    let (_, restored) = f.restore_to("after", "latest");
+    assert!(restored.failed.is_empty());
+}

@@ -1,0 +1,257 @@
+//! Options a user relies on that nothing else exercises end to end: backup's exclusion flags,
+//! `check --read-data-subset`, every way of giving a passphrase, and the queue's housekeeping
+//! (dead-letter purge, history limit, worker count).
+
+use backupd_tests::{is_root, json_ok, DaemonOptions, TestDaemon};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn sh(cmd: &str) -> Output {
+    Command::new("sh").args(["-c", cmd]).output().expect("sh")
+}
+
+fn restore_all(d: &TestDaemon, src: &Path, name: &str) -> std::path::PathBuf {
+    let target = d.dir.path().join(name);
+    json_ok(&d.ctl(&[
+        "--json",
+        "restore",
+        "--wait",
+        &format!("latest:{}", src.display()),
+        "--target",
+        target.to_str().expect("utf8"),
+    ]));
+    target
+}
+
+/// Unmounts on drop, so a failed test leaves no mount behind.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn exclude_file_exclude_caches_and_one_file_system_leave_out_what_they_name() {
+    assert!(
+        is_root(),
+        "this test needs root (it mounts a tmpfs inside the source); CI runs as root"
+    );
+    let d = TestDaemon::start();
+    let src = d.dir.path().join("src");
+    std::fs::create_dir_all(src.join("cache")).expect("mkdir");
+    std::fs::create_dir_all(src.join("mnt")).expect("mkdir");
+    std::fs::write(src.join("keep"), b"kept").expect("write");
+    std::fs::write(src.join("noise.log"), b"excluded by the file").expect("write");
+    std::fs::write(
+        src.join("cache/CACHEDIR.TAG"),
+        b"Signature: 8a477f597d28d172789f06886806bc55\n# a cache\n",
+    )
+    .expect("write tag");
+    std::fs::write(src.join("cache/blob"), b"cached").expect("write");
+    let mount = sh(&format!(
+        "mount -t tmpfs -o size=1m tmpfs {}",
+        src.join("mnt").display()
+    ));
+    assert!(mount.status.success(), "mount tmpfs: {mount:?}");
+    let _mounted = Mount(src.join("mnt"));
+    std::fs::write(src.join("mnt/elsewhere"), b"another file system").expect("write");
+    let patterns = d.dir.path().join("excludes.txt");
+    std::fs::write(&patterns, "# comment\n*.log\n").expect("write excludes");
+
+    json_ok(&d.ctl(&[
+        "--json",
+        "backup",
+        "--wait",
+        "--exclude-file",
+        patterns.to_str().expect("utf8"),
+        "--exclude-caches",
+        "--one-file-system",
+        src.to_str().expect("utf8"),
+    ]));
+    let target = restore_all(&d, &src, "restored");
+    assert_eq!(std::fs::read(target.join("keep")).expect("keep"), b"kept");
+    assert!(!target.join("noise.log").exists(), "--exclude-file");
+    assert!(
+        target.join("cache").is_dir() && !target.join("cache/blob").exists(),
+        "--exclude-caches keeps the tagged directory, empty"
+    );
+    assert!(!target.join("mnt").exists(), "--one-file-system");
+
+    // Without the flags, all of it is there.
+    json_ok(&d.ctl(&[
+        "--json",
+        "backup",
+        "--wait",
+        "--force",
+        src.to_str().expect("utf8"),
+    ]));
+    let all = restore_all(&d, &src, "all");
+    for p in ["noise.log", "cache/blob", "mnt/elsewhere"] {
+        assert!(all.join(p).exists(), "{p} backed up without the flags");
+    }
+}
+
+#[test]
+fn read_data_subset_reads_a_share_of_the_packs_and_read_data_all_of_them() {
+    let d = TestDaemon::start();
+    let src = d.dir.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    // One pack per backup: 24 packs, so a 50 % share is neither none nor all of them
+    // (the share is chosen by pack id; both extremes have odds of 2 in 16 million).
+    for i in 0..24u64 {
+        std::fs::write(
+            src.join("file"),
+            backupd_tests::pseudo_random_bytes(20_000, i),
+        )
+        .expect("write");
+        json_ok(&d.ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]));
+    }
+    let subset = json_ok(&d.ctl(&[
+        "--json",
+        "repo",
+        "check",
+        "--wait",
+        "--read-data-subset",
+        "50",
+    ]));
+    let packs = subset["packs"].as_u64().expect("packs");
+    let read = subset["packs_read"].as_u64().expect("packs_read");
+    assert!(packs >= 24, "{subset}");
+    assert!(read > 0 && read < packs, "read {read} of {packs} packs");
+    let all = json_ok(&d.ctl(&["--json", "repo", "check", "--wait", "--read-data"]));
+    assert_eq!(all["packs_read"], all["packs"], "{all}");
+}
+
+#[test]
+fn passphrases_come_from_an_env_var_a_command_a_file_and_a_descriptor() {
+    let d = TestDaemon::start();
+    let repo = d.dir.path().join("pw-repo");
+    let out = Command::new(backupd_tests::bin("backupctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["--json", "repo", "init", "--name", "by-env", "--path"])
+        .arg(&repo)
+        .args(["--password-env", "BACKUPD_TEST_PW"])
+        .env("BACKUPD_TEST_PW", "correct horse")
+        .output()
+        .expect("backupctl");
+    json_ok(&out);
+    // The same repository, added again under other names: each source must yield the same
+    // passphrase, or the key file does not open and `repo add` fails.
+    let ctl = backupd_tests::bin("backupctl");
+    let pw_file = d.dir.path().join("pw.txt");
+    std::fs::write(&pw_file, "correct horse\n").expect("write");
+    let base = format!(
+        "{} --socket {} --json repo add --path {}",
+        ctl.display(),
+        d.socket.display(),
+        repo.display()
+    );
+    for (name, how) in [
+        (
+            "by-command",
+            "--password-command 'printf \"correct horse\"'".to_owned(),
+        ),
+        ("by-file", format!("--password-file {}", pw_file.display())),
+        ("by-fd", format!("--password-fd 3 3<{}", pw_file.display())),
+    ] {
+        let out = sh(&format!("{base} --name {name} {how}"));
+        assert!(
+            out.status.success(),
+            "{name}: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let wrong = sh(&format!(
+        "{base} --name wrong --password-command 'printf nope'"
+    ));
+    assert_eq!(
+        wrong.status.code(),
+        Some(2),
+        "a wrong passphrase is refused"
+    );
+    let list = json_ok(&d.ctl(&["--json", "repo", "list"]));
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    for name in ["by-env", "by-command", "by-file", "by-fd"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+}
+
+fn queue_states(d: &TestDaemon) -> Value {
+    json_ok(&d.ctl(&["--json", "queue", "status"]))
+}
+
+#[test]
+fn dlq_purge_history_limit_and_worker_count_do_what_they_say() {
+    let d = TestDaemon::start_with(DaemonOptions {
+        config: Some("[queue]\nhistory_max_jobs = 5\n".into()),
+        ..Default::default()
+    });
+    // A permanent failure goes to the dead-letter queue; purge empties it.
+    let dead = d.ctl(&[
+        "--json",
+        "queue",
+        "add",
+        "noop",
+        "--fail-attempts",
+        "1",
+        "--permanent",
+        "--wait",
+    ]);
+    assert_eq!(
+        dead.status.code(),
+        Some(2),
+        "a permanent failure fails the wait"
+    );
+    let dlq = json_ok(&d.ctl(&["--json", "queue", "dlq", "list"]));
+    assert_eq!(dlq.as_array().expect("dlq").len(), 1, "{dlq}");
+    json_ok(&d.ctl(&["--json", "queue", "dlq", "purge"]));
+    let dlq = json_ok(&d.ctl(&["--json", "queue", "dlq", "list"]));
+    assert_eq!(dlq, Value::Array(vec![]), "purged");
+
+    // History keeps at most `history_max_jobs` finished jobs.
+    for _ in 0..8 {
+        json_ok(&d.ctl(&["--json", "queue", "add", "noop", "--wait"]));
+    }
+    let history = json_ok(&d.ctl(&["--json", "queue", "history", "--limit", "100"]));
+    let kept = history.as_array().expect("history").len();
+    assert!(kept <= 5, "{kept} finished jobs kept, limit 5");
+    assert!(kept >= 1, "the newest are kept");
+
+    // The worker count changes at runtime: with one worker, two jobs run one after the other.
+    json_ok(&d.ctl(&["--json", "queue", "workers", "1"]));
+    assert_eq!(queue_states(&d)["workers"], 1);
+    let ids: Vec<u64> = (0..2)
+        .map(|_| {
+            json_ok(&d.ctl(&["--json", "queue", "add", "noop", "--duration", "1s"]))["id"]
+                .as_u64()
+                .expect("id")
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut most_running = 0;
+    loop {
+        let status = queue_states(&d);
+        let running = status["running"].as_array().map_or(0, Vec::len);
+        most_running = most_running.max(running);
+        let done = ids.iter().all(|id| {
+            json_ok(&d.ctl(&["--json", "queue", "job", &id.to_string()]))["state"] == "succeeded"
+        });
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jobs did not finish: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(most_running, 1, "one worker runs one job at a time");
+}
