@@ -90,6 +90,7 @@ impl Error {
                 }
                 RegistryError::Repo(r) => repo_code(r),
                 RegistryError::KeyFile { .. }
+                | RegistryError::Password { .. }
                 | RegistryError::State(_)
                 | RegistryError::Corrupt { .. } => ErrorCode::Internal,
             },

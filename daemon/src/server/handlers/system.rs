@@ -29,10 +29,13 @@ pub async fn handle(ctx: &Arc<Context>, identity: &Identity, request: SystemRequ
 
 pub fn health(ctx: &Context) -> HealthReport {
     let settings = ctx.settings();
+    let notes = ctx.alerts.notes();
     let status = if ctx.shutdown.is_cancelled() {
         HealthStatus::Stopping
-    } else {
+    } else if notes.is_empty() {
         HealthStatus::Ok
+    } else {
+        HealthStatus::Degraded
     };
     HealthReport {
         status,
@@ -49,7 +52,7 @@ pub fn health(ctx: &Context) -> HealthReport {
             .map(|p| p.display().to_string()),
         socket_activated: ctx.socket_activated,
         connections: u32::try_from(ctx.live_connections()).unwrap_or(u32::MAX),
-        notes: Vec::new(),
+        notes,
     }
 }
 
