@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod memory;
 pub mod queue;
 pub mod reload;

@@ -42,9 +42,12 @@ impl Site {
         self.path("state")
     }
     fn daemon(&self, config: &str) -> TestDaemon {
+        self.daemon_at(&self.state(), config)
+    }
+    fn daemon_at(&self, state: &Path, config: &str) -> TestDaemon {
         TestDaemon::start_with(DaemonOptions {
             config: Some(config.to_owned()),
-            state_dir: Some(self.state()),
+            state_dir: Some(state.to_owned()),
             ..Default::default()
         })
     }
@@ -301,9 +304,102 @@ fn an_unusable_state_directory_exits_with_a_status_systemd_does_not_restart() {
     );
 }
 
-#[allow(dead_code)]
 fn wait_source(d: &TestDaemon, name: &str) -> Value {
     wait_until(&format!("source {name}"), Duration::from_secs(20), || {
         source(d, name)
     })
+}
+
+#[test]
+fn export_then_import_into_a_fresh_state_reproduces_registry_and_sources() {
+    let site = Site::new();
+    let snapshot = offsite_with_a_snapshot(&site);
+    let mut d = site.daemon("");
+    let out = d.ctl(&[
+        "source",
+        "add",
+        s(&site.path("src")),
+        "--name",
+        "docs",
+        "--repo",
+        "offsite",
+        "--exclude",
+        "*.tmp",
+        "--debounce",
+        "3s",
+        "--no-watch",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before_repo = d.wait_repo("offsite");
+    let before_source = wait_source(&d, "docs");
+    let file = site.path("export.json");
+    let summary = json_ok(&d.ctl(&["--json", "system", "export-state", "--output", s(&file)]));
+    assert_eq!(summary["repositories"], 2, "offsite and default: {summary}");
+    assert_eq!(summary["sources"], 1, "{summary}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file)
+        .expect("export")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("export is JSON");
+    assert_eq!(doc["format"], "backupd-state");
+    assert_eq!(doc["version"], 1);
+    assert!(
+        !doc.to_string().contains("correct horse"),
+        "no passphrase in the export"
+    );
+    // Without --output the document goes to stdout.
+    let printed: Value = json_ok(&d.ctl(&["system", "export-state"]));
+    assert_eq!(printed["repositories"], doc["repositories"]);
+    d.stop();
+
+    let fresh = site.path("fresh-state");
+    let d = site.daemon_at(&fresh, "");
+    d.wait_repo("default");
+    let report = json_ok(&d.ctl(&["--json", "system", "import-state", s(&file)]));
+    let names = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .expect("list")
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} {}",
+                    i["kind"].as_str().unwrap_or(""),
+                    i["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        names(&report["added"]),
+        vec!["repository offsite", "source docs"],
+        "{report}"
+    );
+    assert_eq!(
+        names(&report["skipped"]),
+        vec!["repository default"],
+        "the new daemon's own default is kept: {report}"
+    );
+    let after_repo = d.wait_repo("offsite");
+    assert_eq!(after_repo["path"], before_repo["path"]);
+    assert_eq!(after_repo["key_file"], before_repo["key_file"]);
+    assert!(snapshot_ids(&d, "offsite").contains(&snapshot));
+    assert_eq!(wait_source(&d, "docs")["spec"], before_source["spec"]);
+
+    // Importing again adds nothing; a version this backupd does not know is refused.
+    let again = json_ok(&d.ctl(&["--json", "system", "import-state", s(&file)]));
+    assert_eq!(again["added"].as_array().map(Vec::len), Some(0), "{again}");
+    let mut newer = doc.clone();
+    newer["version"] = 99.into();
+    let newer_file = site.path("newer.json");
+    std::fs::write(&newer_file, newer.to_string()).expect("write");
+    let out = d.ctl(&["system", "import-state", s(&newer_file)]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("version 99"),
+        "{}",
+        text(&out)
+    );
 }

@@ -256,6 +256,23 @@ impl Registry {
         Ok(())
     }
 
+    /// Name and path checks, and no entry of that name at all.
+    fn check_new_name(&self, name: &str, path: &Path) -> Result<(), RegistryError> {
+        if !valid_name(name) {
+            return Err(RegistryError::InvalidName(name.to_owned()));
+        }
+        if !path.is_absolute() {
+            return Err(RegistryError::RelativePath(path.display().to_string()));
+        }
+        if let Some(e) = self.list_now()?.into_iter().find(|e| e.name == name) {
+            return Err(RegistryError::Exists {
+                name: name.to_owned(),
+                path: e.path.display().to_string(),
+            });
+        }
+        Ok(())
+    }
+
     fn check_new(&self, name: &str, path: &Path) -> Result<(), RegistryError> {
         if !valid_name(name) {
             return Err(RegistryError::InvalidName(name.to_owned()));

@@ -191,3 +191,29 @@ impl Registry {
         }
     }
 }
+
+impl Registry {
+    /// Registers an imported entry without opening it (its key may not be in place yet). An
+    /// existing name is an error (`Exists`): imports never overwrite. `Ok(Some(caveat))` says
+    /// what is not in place yet.
+    pub fn import(&self, mut entry: RepoEntry) -> Result<Option<String>, RegistryError> {
+        self.wait_settled();
+        let _one = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        self.check_new_name(&entry.name, &entry.path)?;
+        let all = self.list_now()?;
+        // The default stays the default; an imported one only becomes it if there is none.
+        entry.is_default = entry.is_default && !all.iter().any(|e| e.is_default);
+        self.persist(&entry)?;
+        let mut caveats = Vec::new();
+        if entry.password_command.is_none() && !entry.key_file.exists() {
+            caveats.push(format!(
+                "its key file {} does not exist; put the passphrase there",
+                entry.key_file.display()
+            ));
+        }
+        if is_missing(&entry.path) {
+            caveats.push(format!("no repository at {}", entry.path.display()));
+        }
+        Ok((!caveats.is_empty()).then(|| caveats.join("; ")))
+    }
+}

@@ -17,6 +17,14 @@ pub async fn handle(ctx: &Arc<Context>, identity: &Identity, request: SystemRequ
         SystemRequest::Reload => {
             Outcome::result(crate::reload::reload(ctx).await.map(Response::Reloaded))
         }
+        SystemRequest::ExportState => {
+            Outcome::result(crate::export::export(ctx).await.map(Response::StateExport))
+        }
+        SystemRequest::ImportState { document } => Outcome::result(
+            crate::export::import(ctx, &document)
+                .await
+                .map(Response::StateImported),
+        ),
         SystemRequest::Shutdown => {
             tracing::info!(uid = identity.uid, pid = ?identity.pid, "shutdown requested");
             Outcome {
