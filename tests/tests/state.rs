@@ -403,3 +403,36 @@ fn export_then_import_into_a_fresh_state_reproduces_registry_and_sources() {
         text(&out)
     );
 }
+
+#[test]
+fn reload_applies_declared_sources_and_keeps_undeclared_ones() {
+    let site = Site::new();
+    let d = site.daemon("");
+    d.wait_repo("default");
+    let declared = format!(
+        "[[source]]\npath = \"{}\"\nname = \"docs\"\nwatch = false\n",
+        s(&site.path("src"))
+    );
+    std::fs::write(d.config_path(), &declared).expect("write config");
+    let report = json_ok(&d.ctl(&["--json", "system", "reload"]));
+    assert!(
+        report["applied"].to_string().contains("source.docs"),
+        "{report}"
+    );
+    assert_eq!(wait_source(&d, "docs")["spec"]["watch"], false);
+
+    // Declared wins over what is registered under the same name.
+    std::fs::write(d.config_path(), declared.replace("false", "true")).expect("write config");
+    json_ok(&d.ctl(&["--json", "system", "reload"]));
+    assert_eq!(wait_source(&d, "docs")["spec"]["watch"], true);
+
+    // Dropped from the config: kept, and the log says so.
+    std::fs::write(d.config_path(), "").expect("write config");
+    json_ok(&d.ctl(&["--json", "system", "reload"]));
+    assert!(source(&d, "docs").is_some(), "not removed silently");
+    assert!(
+        d.log_text().contains("no longer declared"),
+        "{}",
+        d.log_text()
+    );
+}
