@@ -384,6 +384,19 @@ pub enum SystemCommand {
     Reload,
     /// Stop the daemon gracefully.
     Shutdown,
+    /// Write the repository registry and the sources as a portable JSON file (no secrets:
+    /// key file paths, not passphrases). Admin only.
+    ExportState {
+        /// Write here (mode 0600, replaced atomically) instead of to stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Merge a file written by export-state: entries whose name exists are skipped, never
+    /// overwritten. Admin only.
+    ImportState {
+        /// The export file (`-` for stdin).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -2,9 +2,10 @@
 
 use backupd_common::client::{ClientError, Connection};
 use backupd_common::protocol::{
-    HealthReport, Identity, JobEvent, JobId, JobInfo, JobSpec, KeyExport, OperationProgress,
-    Progress, QueueRequest, QueueStatus, ReloadReport, RepoInfo, RepoRequest, Request, Response,
-    Secret, SnapshotInfo, SnapshotsRequest, SourceInfo, SourceRequest, Submitted, SystemRequest,
+    HealthReport, Identity, ImportReport, JobEvent, JobId, JobInfo, JobSpec, KeyExport,
+    OperationProgress, Progress, QueueRequest, QueueStatus, ReloadReport, RepoInfo, RepoRequest,
+    Request, Response, Secret, SnapshotInfo, SnapshotsRequest, SourceInfo, SourceRequest,
+    Submitted, SystemRequest,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -66,6 +67,29 @@ impl Client {
             .await?
         {
             Response::Identity(i) => Ok(i),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The export document (JSON text).
+    pub async fn export_state(&mut self) -> Result<String, ClientError> {
+        match self
+            .conn
+            .call(Request::System(SystemRequest::ExportState))
+            .await?
+        {
+            Response::StateExport(doc) => Ok(doc),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn import_state(&mut self, document: String) -> Result<ImportReport, ClientError> {
+        match self
+            .conn
+            .call(Request::System(SystemRequest::ImportState { document }))
+            .await?
+        {
+            Response::StateImported(r) => Ok(r),
             other => Err(unexpected(other)),
         }
     }

@@ -17,19 +17,22 @@ pub struct Stores {
     pub state: State,
     pub queue: crate::queue::Queue,
     pub sources: crate::watch::Sources,
+    /// Set when a damaged database was moved aside and replaced by an empty one.
+    pub recovery: Option<crate::state::recover::Recovery>,
 }
 
 impl Stores {
-    /// Opens the state database and what it holds. Blocking.
+    /// Opens the state database (replacing it if it is damaged) and what it holds. Blocking.
     pub fn open(
         state_dir: &std::path::Path,
         q: &backupd_common::config::QueueConfig,
     ) -> Result<Self, crate::state::StateError> {
-        let state = State::open(state_dir)?;
+        let (state, recovery) = crate::state::recover::open_or_recover(state_dir)?;
         Ok(Self {
             queue: crate::queue::Queue::open(&state, q)?,
             sources: crate::watch::Sources::open(&state)?,
             state,
+            recovery,
         })
     }
 }
@@ -62,6 +65,8 @@ pub struct Context {
     log_reload: Option<LogReload>,
     /// Serialises reloads (SIGHUP and `system reload` may race).
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// What `system health` reports as needing an administrator.
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 impl Context {
@@ -78,7 +83,12 @@ impl Context {
             state,
             queue,
             sources,
+            recovery,
         } = stores;
+        let alerts = Arc::new(crate::alerts::Alerts::default());
+        if let Some(recovery) = recovery {
+            let _ = alerts.raise("state", recovery.message());
+        }
         Self {
             started: Instant::now(),
             pid: std::process::id(),
@@ -90,6 +100,7 @@ impl Context {
             repos: Arc::new(crate::repo::registry::Registry::new(
                 state.clone(),
                 &settings.state_dir,
+                alerts.clone(),
             )),
             state,
             queue,
@@ -101,6 +112,7 @@ impl Context {
             frame_budget: Arc::new(crate::server::frames::FrameBudget::new(budget)),
             log_reload,
             reload_lock: tokio::sync::Mutex::new(()),
+            alerts,
         }
     }
 

@@ -25,6 +25,8 @@ pub enum Error {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
     #[error("the daemon is shutting down; retry once it is back")]
     ShuttingDown,
     #[error(
@@ -68,7 +70,7 @@ impl Error {
             Self::State(e) => e.is_retryable(),
             Self::Engine(e) => e.is_retryable(),
             Self::Registry(RegistryError::Repo(e)) => e.is_retryable(),
-            Self::Registry(_) | Self::Source(_) => false,
+            Self::Registry(_) | Self::Source(_) | Self::Export(_) => false,
             Self::Listen(_)
             | Self::Config(_)
             | Self::PermissionDenied { .. }
@@ -90,6 +92,7 @@ impl Error {
                 }
                 RegistryError::Repo(r) => repo_code(r),
                 RegistryError::KeyFile { .. }
+                | RegistryError::Password { .. }
                 | RegistryError::State(_)
                 | RegistryError::Corrupt { .. } => ErrorCode::Internal,
             },
@@ -105,6 +108,7 @@ impl Error {
                 | SourceError::Invalid { .. } => ErrorCode::InvalidArgument,
             },
             Self::JobState { .. } => ErrorCode::Conflict,
+            Self::Export(_) => ErrorCode::InvalidArgument,
             Self::RateLimited { .. } => ErrorCode::Busy,
             Self::InvalidWorkers(_) => ErrorCode::InvalidArgument,
             Self::PlannedFailure { retryable, .. } => {

@@ -7,9 +7,11 @@
 //! tracked tasks drained within the configured grace period, with state flushed and the socket
 //! file removed.
 
+pub mod alerts;
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod memory;
 pub mod queue;
 pub mod reload;
@@ -59,20 +61,23 @@ pub async fn run(
     tracker.spawn(reload::on_sighup(ctx.clone(), cancel.child_token()));
     tracker.spawn(queue::worker::schedule(ctx.clone()));
     let watch_dirs = ctx.settings().overrides.watch.clone();
+    let declared_sources = ctx.settings().config.sources.clone();
+    ctx.sources.apply_declared(&ctx, &declared_sources).await;
     ctx.sources.start_all(&ctx, &watch_dirs);
 
     {
         let repos = ctx.repos.clone();
-        tracker.spawn_blocking(move || match repos.ensure_default() {
-            Ok(Some(entry)) => tracing::info!(
-                path = %entry.path.display(),
-                key = %entry.key_file.display(),
-                "created repository `default` with a random key; keep a copy of the key \
-                 somewhere safe (`backupctl repo key export default`): without it the backups \
-                 cannot be read"
-            ),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "cannot set up the default repository"),
+        let declared = ctx.settings().config.repositories.clone();
+        tracker.spawn_blocking(move || {
+            if let Some(entry) = repos.start(&declared) {
+                tracing::info!(
+                    path = %entry.path.display(),
+                    key = %entry.key_file.display(),
+                    "created repository `default` with a random key; keep a copy of the key \
+                     somewhere safe (`backupctl repo key export default`): without it the \
+                     backups cannot be read"
+                );
+            }
         });
     }
     let socket_display = listener.path().display().to_string();

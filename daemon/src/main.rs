@@ -59,18 +59,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// EX_CONFIG (78) for configuration mistakes, so systemd's `RestartPreventExitStatus=78` stops
-/// restarting a daemon that cannot start until an administrator fixes the file; 1 otherwise.
+/// EX_CONFIG (78) for configuration mistakes and EX_CANTCREAT (73) for a state directory the
+/// daemon cannot use (not creatable or writable, a database newer than this backupd, a corrupt
+/// one that cannot be moved aside), so systemd's `RestartPreventExitStatus=78 73` stops
+/// restarting a daemon that cannot start until an administrator acts; 1 otherwise.
 fn exit_code_for(error: &anyhow::Error) -> u8 {
+    use backupd::error::Error;
     use backupd::server::listener::ListenError;
     use backupd_common::config::ConfigError;
     let config_mistake = error.chain().any(|cause| {
         cause.is::<ConfigError>()
-            || matches!(cause.downcast_ref(), Some(backupd::error::Error::Config(_)))
+            || matches!(cause.downcast_ref(), Some(Error::Config(_)))
             || matches!(cause.downcast_ref(), Some(ListenError::NoSuchGroup { .. }))
+    });
+    let state_unusable = error.chain().any(|cause| {
+        matches!(cause.downcast_ref(), Some(Error::State(e)) if e.needs_admin())
+            || matches!(cause.downcast_ref::<backupd::state::StateError>(), Some(e) if e.needs_admin())
     });
     if config_mistake {
         78
+    } else if state_unusable {
+        73
     } else {
         1
     }
@@ -131,7 +140,7 @@ fn start(args: Args) -> anyhow::Result<()> {
                 .config_file
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("--log-level")),
-            key: "daemon.log_level",
+            key: "daemon.log_level".to_owned(),
             message: format!("is {:?}: {message}", settings.log_level),
         }
     })?;

@@ -8,8 +8,9 @@ use backupd_common::protocol::ReloadReport;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Re-reads the config file and applies what can change at runtime.
-pub async fn reload(ctx: &Context) -> Result<ReloadReport, Error> {
+/// Re-reads the config file and applies what can change at runtime, including the declared
+/// repositories and sources (reported as `repository.NAME` / `source.NAME` when they changed).
+pub async fn reload(ctx: &Arc<Context>) -> Result<ReloadReport, Error> {
     let _one_at_a_time = ctx.reload_lock.lock().await;
     let old = ctx.settings();
     let new = match old.reloaded() {
@@ -107,15 +108,32 @@ pub async fn reload(ctx: &Context) -> Result<ReloadReport, Error> {
         applied.push("daemon.log_level".to_owned());
     }
 
-    let report = ReloadReport {
-        config_file: new.config_file.as_ref().map(|p| p.display().to_string()),
-        applied,
-        restart_required,
-    };
     if oq.workers != nq.workers {
         ctx.queue.set_workers(nq.workers)?;
     }
+    let repos = ctx.repos.clone();
+    let declared = new.config.repositories.clone();
+    let changed = tokio::task::spawn_blocking(move || {
+        let changed = repos.apply_declared(&declared);
+        repos.alert_all_missing();
+        changed
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("reload task failed: {e}")))?;
+    applied.extend(changed.into_iter().map(|n| format!("repository.{n}")));
+    let sources = new.config.sources.clone();
     ctx.replace_settings(new);
+    let changed = ctx.sources.apply_declared(ctx, &sources).await;
+    applied.extend(changed.into_iter().map(|n| format!("source.{n}")));
+    let report = ReloadReport {
+        config_file: ctx
+            .settings()
+            .config_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        applied,
+        restart_required,
+    };
     tracing::info!(
         config = report.config_file.as_deref().unwrap_or("(embedded defaults)"),
         applied = ?report.applied,

@@ -112,10 +112,10 @@ fn load_config(
     defaults: &DefaultPaths,
 ) -> Result<(Option<PathBuf>, Config), ConfigError> {
     match &overrides.config_file {
-        Some(path) => Ok((Some(absolute(path.clone())), Config::load(path)?)),
+        Some(path) => Ok((Some(absolute(path.clone())), check_file(path)?)),
         None if defaults.config_file.exists() => Ok((
             Some(defaults.config_file.clone()),
-            Config::load(&defaults.config_file)?,
+            check_file(&defaults.config_file)?,
         )),
         None => Ok((None, Config::default())),
     }
@@ -130,7 +130,18 @@ fn absolute(path: PathBuf) -> PathBuf {
         .unwrap_or(path)
 }
 
-/// Checks a config file the way `--check-config` does: parse and validate.
+/// Reads a config file the way `--check-config` checks it: parse and validate, including the
+/// exclude globs of `[[source]]` tables, which only the daemon's matcher can judge.
 pub fn check_file(path: &Path) -> Result<Config, ConfigError> {
-    Config::load(path)
+    let config = Config::load(path)?;
+    for (i, source) in config.sources.iter().enumerate() {
+        if let Err(e) = crate::engine::excludes::Excludes::new(&source.excludes, &[]) {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key: format!("source[{}].excludes", i + 1),
+                message: e.to_string(),
+            });
+        }
+    }
+    Ok(config)
 }

@@ -266,6 +266,49 @@ impl TestDaemon {
     }
 }
 
+impl TestDaemon {
+    /// Asks the daemon to stop (`system shutdown`) and waits for it to exit 0.
+    pub fn stop(&mut self) {
+        let out = self.ctl(&["system", "shutdown"]);
+        assert!(out.status.success(), "shutdown refused: {out:?}");
+        let status = self
+            .wait_exit(Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("backupd did not stop; log:\n{}", self.log_text()));
+        assert!(status.success(), "backupd exited with {status}");
+    }
+
+    /// The registered repository `name` (from `repo list --json`), once it is there.
+    pub fn wait_repo(&self, name: &str) -> serde_json::Value {
+        wait_until(
+            &format!("repository {name}"),
+            Duration::from_secs(30),
+            || {
+                let out = self.ctl(&["--json", "repo", "list"]);
+                if !out.status.success() {
+                    return None;
+                }
+                let list: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+                list.as_array()?.iter().find(|r| r["name"] == name).cloned()
+            },
+        )
+    }
+}
+
+/// Polls `f` every 50 ms until it gives a value; panics naming `what` after `deadline`.
+pub fn wait_until<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "{what}: not there within {deadline:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Config for a socket every uid may open.
 pub const OPEN_SOCKET: &str = "[server]\nsocket_mode = \"0666\"\n";
 

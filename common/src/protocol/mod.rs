@@ -191,13 +191,21 @@ pub enum SystemRequest {
     Reload,
     /// -> [`Response::ShuttingDown`], sent before the daemon starts to stop. Not streamed.
     Shutdown,
+    /// The registry and sources as a portable, versioned JSON document (docs/FORMAT.md, "State
+    /// export") -> [`Response::StateExport`]. Not streamed.
+    ExportState,
+    /// Merges such a document -> [`Response::StateImported`], or `InvalidArgument` for a format
+    /// or version this daemon does not know (nothing is changed then). Not streamed.
+    ImportState { document: String },
 }
 
 impl SystemRequest {
     fn permission(&self) -> Permission {
         match self {
             Self::Health | Self::WatchHealth { .. } | Self::Whoami => Permission::SystemRead,
-            Self::Reload | Self::Shutdown => Permission::SystemAdmin,
+            Self::Reload | Self::Shutdown | Self::ExportState | Self::ImportState { .. } => {
+                Permission::SystemAdmin
+            }
         }
     }
 
@@ -207,6 +215,8 @@ impl SystemRequest {
             Self::Whoami => "system whoami",
             Self::Reload => "system reload",
             Self::Shutdown => "system shutdown",
+            Self::ExportState => "system export-state",
+            Self::ImportState { .. } => "system import-state",
         }
     }
 }
@@ -242,6 +252,25 @@ pub enum Response {
     },
     Source(Box<SourceInfo>),
     Sources(Vec<SourceInfo>),
+    /// The export document (JSON text).
+    StateExport(String),
+    StateImported(ImportReport),
+}
+
+/// What an import did, entry by entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub added: Vec<ImportItem>,
+    pub skipped: Vec<ImportItem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportItem {
+    /// `repository` or `source`.
+    pub kind: String,
+    pub name: String,
+    /// Why it was skipped (already there, invalid); for an added entry, a caveat or nothing.
+    pub reason: Option<String>,
 }
 
 /// Intermediate frames of streamed responses.

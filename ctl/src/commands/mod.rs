@@ -57,7 +57,7 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         return jobs::run(&mut client, job, out).await;
     }
     match &cli.command {
-        Command::System(cmd) => Ok(system::run(&mut client, cmd, out).await?),
+        Command::System(cmd) => system::run(&mut client, cmd, out).await,
         Command::Repo(cmd) => repo::run(&mut client, cmd, out).await,
         Command::Snapshots(a) => snapshots::run(&mut client, a, out).await,
         Command::Queue(cmd) => queue::run(&mut client, cmd, out).await,

@@ -10,7 +10,8 @@
 
 use backupd_common::error::ErrorReply;
 use backupd_common::protocol::{
-    BackupRequest, JobEvent, JobInfo, JobKind, Progress, Response, RestoreRequest, SourceInfo,
+    BackupRequest, HealthReport, JobEvent, JobInfo, JobKind, Progress, Response, RestoreRequest,
+    SourceInfo,
 };
 
 /// Replaces an error text an observer may not read; the error's code stays.
@@ -70,6 +71,15 @@ fn source(s: &mut SourceInfo) {
     }
 }
 
+/// Alerts name repository paths and key files: observers learn that something needs an
+/// administrator (the status says `degraded`), not where.
+fn health(h: &mut HealthReport) {
+    for note in &mut h.notes {
+        *note = "an alert needs an administrator (details in `backupctl system health` as root)"
+            .to_owned();
+    }
+}
+
 /// Redacts a final reply for an observer.
 pub fn response(r: &mut Response) {
     match r {
@@ -91,9 +101,11 @@ pub fn response(r: &mut Response) {
         | Response::Snapshots(_)
         | Response::KeyExport(_)
         | Response::Repo(_)
-        | Response::Repos(_) => *r = Response::Done,
-        Response::Health(_)
-        | Response::Identity(_)
+        | Response::Repos(_)
+        | Response::StateExport(_)
+        | Response::StateImported(_) => *r = Response::Done,
+        Response::Health(h) => health(h),
+        Response::Identity(_)
         | Response::Reloaded(_)
         | Response::ShuttingDown
         | Response::Done
@@ -108,7 +120,8 @@ pub fn response(r: &mut Response) {
 pub fn progress(p: &mut Progress) {
     match p {
         Progress::Event(e) => event(e),
-        Progress::Health(_) | Progress::Operation(_) => {}
+        Progress::Health(h) => health(h),
+        Progress::Operation(_) => {}
     }
 }
 

@@ -1,8 +1,13 @@
-//! The daemon's sled database under the state directory. It holds state that can be rebuilt or
-//! re-derived; the repository stays the source of truth. Opening checks the schema version so an
-//! older backupd never misreads a newer layout.
+//! The daemon's sled database under the state directory (`<state dir>/state.sled`). It holds
+//! the repository registry, the sources and the job history; the repositories stay the source
+//! of truth for the data, and the config file can declare repositories and sources so that a
+//! lost database can be rebuilt (see [`recover`] and `docs/OPERATIONS.md`). Opening checks the
+//! schema version so an older backupd never misreads a newer layout.
 //!
 //! Blocking: `open` and `flush_blocking` do disk I/O; async callers use [`State::flush`].
+
+pub mod declared;
+pub mod recover;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -12,7 +17,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 const META_TREE: &str = "meta";
 const SCHEMA_KEY: &[u8] = b"schema_version";
-const DB_DIR: &str = "state.sled";
+pub const DB_DIR: &str = "state.sled";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -44,6 +49,19 @@ pub enum StateError {
     },
     #[error("state database {path}: corrupt schema version record")]
     CorruptSchema { path: PathBuf },
+    #[error("state database {path} is damaged: {reason}")]
+    Damaged { path: PathBuf, reason: String },
+    #[error(
+        "state database {path} is corrupt ({reason}) and could not be moved aside to {aside}: \
+         {source}; move it away by hand"
+    )]
+    MoveAside {
+        path: PathBuf,
+        aside: PathBuf,
+        reason: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot write state database {path}: {source}")]
     Write {
         path: PathBuf,
@@ -56,6 +74,16 @@ impl StateError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Locked { .. } | Self::Write { .. })
     }
+
+    /// Whether restarting the daemon can help: not when the directory cannot be created, the
+    /// database is newer than this backupd, or a corrupt one cannot be moved aside. `main` exits
+    /// with a status systemd does not restart on for these.
+    pub fn needs_admin(&self) -> bool {
+        matches!(
+            self,
+            Self::CreateDir { .. } | Self::NewerSchema { .. } | Self::MoveAside { .. }
+        )
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -65,17 +93,17 @@ pub struct State {
 }
 
 impl State {
-    /// Creates the state directory (0700) if needed and opens the database in it.
+    /// Creates the state directory (0700) if needed and opens the database in it. A corrupt
+    /// database is an error here; [`recover::open_or_recover`] moves it aside instead.
     pub fn open(state_dir: &Path) -> Result<Self, StateError> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(state_dir)
-            .map_err(|source| StateError::CreateDir {
-                path: state_dir.to_owned(),
-                source,
-            })?;
-        let path = state_dir.join(DB_DIR);
+        create_dir(state_dir)?;
+        Self::open_db(&state_dir.join(DB_DIR))
+    }
+
+    fn open_db(path: &Path) -> Result<Self, StateError> {
+        let path = path.to_owned();
+        // Whether sled finds data from an earlier run: see `check_schema`.
+        let existed = std::fs::metadata(path.join("db")).is_ok_and(|m| m.len() > 0);
         let db = sled::Config::new()
             .path(&path)
             .cache_capacity(32 * 1024 * 1024)
@@ -94,17 +122,26 @@ impl State {
                 },
             })?;
         let state = Self { db, path };
-        state.check_schema()?;
+        state.check_schema(existed)?;
         Ok(state)
     }
 
-    fn check_schema(&self) -> Result<(), StateError> {
+    /// Records the schema version in a new database, or checks it in an existing one.
+    fn check_schema(&self, existed: bool) -> Result<(), StateError> {
         let write_err = |source| StateError::Write {
             path: self.path.clone(),
             source,
         };
         let meta = self.db.open_tree(META_TREE).map_err(write_err)?;
         match meta.get(SCHEMA_KEY).map_err(write_err)? {
+            // sled does not report every kind of damage: where its log fails a checksum it
+            // silently keeps only what came before. The schema record is the first one ever
+            // written, so an existing database without it lost everything.
+            None if existed => Err(StateError::Damaged {
+                path: self.path.clone(),
+                reason: "its records are gone: sled discarded damaged data while opening it"
+                    .to_owned(),
+            }),
             None => {
                 meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
                     .map_err(write_err)?;
@@ -132,6 +169,23 @@ impl State {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Reads every record of every tree, so that damage anywhere shows at start rather than in
+    /// the middle of a job (sled reads pages lazily). The database is small: job history is
+    /// capped by `queue.history_max_jobs`.
+    fn read_everything(&self) -> Result<(), StateError> {
+        let err = |source| StateError::Open {
+            path: self.path.clone(),
+            source,
+        };
+        for name in self.db.tree_names() {
+            let tree = self.db.open_tree(&name).map_err(err)?;
+            for item in tree.iter() {
+                item.map_err(err)?;
+            }
+        }
+        Ok(())
     }
 
     /// Opens (creating if needed) a named tree; services own their trees.
@@ -164,6 +218,25 @@ impl State {
                 })
             })
     }
+}
+
+fn create_dir(state_dir: &Path) -> Result<(), StateError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(|source| StateError::CreateDir {
+            path: state_dir.to_owned(),
+            source,
+        })?;
+    // A directory we may not write (read-only mount, wrong owner) fails here with a clear
+    // message instead of deep inside sled.
+    nix::unistd::access(state_dir, nix::unistd::AccessFlags::W_OK).map_err(|e| {
+        StateError::CreateDir {
+            path: state_dir.to_owned(),
+            source: std::io::Error::from(e),
+        }
+    })
 }
 
 #[cfg(test)]

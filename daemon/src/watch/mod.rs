@@ -1,7 +1,9 @@
 //! Continuous backup: watched sources. Each source runs one task ([`source`]) that turns file
 //! system events ([`watcher`]) into a coalesced set of changed paths ([`dirty`]) and queues an
 //! incremental backup after a quiet period. Sources are persisted in sled (tree `sources`,
-//! JSON); `backupd --watch DIR` adds a transient one for the run.
+//! JSON); `backupd --watch DIR` adds a transient one for the run. Sources declared in the
+//! config file (`[[source]]`) are written over persisted ones of the same name and (re)started
+//! at start and on reload; one no longer declared stays as an ordinary source, with a warning.
 
 pub mod dirty;
 pub mod source;
@@ -9,7 +11,11 @@ pub mod watcher;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::state::declared::{Declared, Kind};
 use crate::state::{State, StateError};
+pub use backupd_common::config::declared::name_for;
+use backupd_common::config::declared::valid_name;
+use backupd_common::config::SourceConfig;
 use backupd_common::protocol::{SourceInfo, SourceSpec, WatchState};
 use source::SourceHandle;
 use std::collections::BTreeMap;
@@ -22,9 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 const TREE: &str = "sources";
 
-pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
-pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
-pub const DEFAULT_RESCAN: Duration = Duration::from_secs(86_400);
+pub const DEFAULT_DEBOUNCE: Duration = backupd_common::config::declared::SOURCE_DEBOUNCE;
+pub const DEFAULT_MAX_DELAY: Duration = backupd_common::config::declared::SOURCE_MAX_DELAY;
+pub const DEFAULT_RESCAN: Duration = backupd_common::config::declared::SOURCE_RESCAN;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -48,33 +54,17 @@ pub struct Sources {
     running: Mutex<BTreeMap<String, Arc<SourceHandle>>>,
 }
 
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// A default name for a path: its last component, made valid.
-pub fn name_for(path: &Path) -> String {
-    let base: String = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "root".into())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    if base.is_empty() {
-        "root".into()
-    } else {
-        base
+/// The spec a `[[source]]` table describes.
+pub fn spec_of(c: &SourceConfig) -> SourceSpec {
+    SourceSpec {
+        name: c.name(),
+        path: c.path.as_os_str().as_bytes().to_vec(),
+        repo: c.repo.clone(),
+        excludes: c.excludes.clone(),
+        watch: c.watch,
+        debounce: c.debounce,
+        max_delay: c.max_delay,
+        rescan_every: c.rescan_every,
     }
 }
 
@@ -94,7 +84,7 @@ impl Sources {
         }
     }
 
-    fn persisted(&self) -> Vec<SourceSpec> {
+    pub fn persisted(&self) -> Vec<SourceSpec> {
         self.tree
             .iter()
             .filter_map(|item| {
@@ -147,14 +137,9 @@ impl Sources {
         Ok(())
     }
 
-    /// Adds (and, unless transient, persists) a source and starts its task.
-    pub async fn add(
-        &self,
-        ctx: &Arc<Context>,
-        spec: SourceSpec,
-        transient: bool,
-    ) -> Result<SourceInfo, Error> {
-        self.validate(&spec)?;
+    /// `validate`, and the source must not be inside the state directory.
+    fn validate_in(&self, ctx: &Context, spec: &SourceSpec) -> Result<(), SourceError> {
+        self.validate(spec)?;
         let path = Path::new(OsStr::from_bytes(&spec.path));
         if path.starts_with(&ctx.state_dir) {
             return Err(SourceError::Path {
@@ -163,21 +148,99 @@ impl Sources {
                     "is inside the daemon's state directory {}, which is never backed up",
                     ctx.state_dir.display()
                 ),
-            }
-            .into());
+            });
         }
+        Ok(())
+    }
+
+    async fn persist(&self, spec: &SourceSpec) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(spec).map_err(|e| Error::Internal(e.to_string()))?;
+        self.tree
+            .insert(spec.name.as_bytes(), bytes)
+            .map_err(|e| SourceError::State(self.write_err(e)))?;
+        self.tree
+            .flush_async()
+            .await
+            .map_err(|e| SourceError::State(self.write_err(e)))?;
+        Ok(())
+    }
+
+    /// Persists and (re)starts the sources declared in the config; a declared source replaces
+    /// a persisted or running one of the same name. Returns the names that changed. Problems
+    /// are logged per source (a declared directory that does not exist yet is tried again at
+    /// the next reload).
+    pub async fn apply_declared(
+        &self,
+        ctx: &Arc<Context>,
+        declared: &[SourceConfig],
+    ) -> Vec<String> {
+        let mut changed = Vec::new();
+        let marks = match Declared::open(&self.state) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read which sources were declared");
+                return changed;
+            }
+        };
+        let persisted = self.persisted();
+        for c in declared {
+            let spec = spec_of(c);
+            if let Err(e) = self.validate_in(ctx, &spec) {
+                tracing::error!(source = %spec.name, error = %e, "declared source not started");
+                continue;
+            }
+            if let Err(e) = marks.mark(Kind::Source, &spec.name) {
+                tracing::error!(source = %spec.name, error = %e, "cannot record the declared source");
+            }
+            if !persisted.contains(&spec) {
+                if let Err(e) = self.persist(&spec).await {
+                    tracing::error!(source = %spec.name, error = %e, "declared source not saved");
+                    continue;
+                }
+            }
+            let running = self.lock().get(&spec.name).map(|h| h.info());
+            match running {
+                Some(info) if info.spec == spec && !info.transient => continue,
+                Some(_) => {
+                    if let Some(old) = self.lock().remove(&spec.name) {
+                        old.stop.cancel();
+                    }
+                    tracing::info!(source = %spec.name, "restarting the source with its declaration from the config file");
+                }
+                None => {}
+            }
+            self.start(ctx, spec.clone(), false);
+            changed.push(spec.name);
+        }
+        for name in marks.names(Kind::Source) {
+            if declared.iter().any(|c| c.name() == name) {
+                continue;
+            }
+            tracing::warn!(
+                source = %name,
+                "source is no longer declared in the config file; it keeps running as an \
+                 ordinary source (`backupctl source remove {name}` stops it)"
+            );
+            if let Err(e) = marks.unmark(Kind::Source, &name) {
+                tracing::error!(source = %name, error = %e, "cannot update the declared marks");
+            }
+        }
+        changed
+    }
+
+    /// Adds (and, unless transient, persists) a source and starts its task.
+    pub async fn add(
+        &self,
+        ctx: &Arc<Context>,
+        spec: SourceSpec,
+        transient: bool,
+    ) -> Result<SourceInfo, Error> {
+        self.validate_in(ctx, &spec)?;
         if self.lock().contains_key(&spec.name) {
             return Err(SourceError::Exists(spec.name).into());
         }
         if !transient {
-            let bytes = serde_json::to_vec(&spec).map_err(|e| Error::Internal(e.to_string()))?;
-            self.tree
-                .insert(spec.name.as_bytes(), bytes)
-                .map_err(|e| SourceError::State(self.write_err(e)))?;
-            self.tree
-                .flush_async()
-                .await
-                .map_err(|e| SourceError::State(self.write_err(e)))?;
+            self.persist(&spec).await?;
         }
         Ok(self.start(ctx, spec, transient))
     }
@@ -231,9 +294,13 @@ impl Sources {
         self.lock().values().map(|h| h.info()).collect()
     }
 
-    /// Starts the persisted sources and the `--watch` directories of this run.
+    /// Starts the persisted sources not yet running (declared ones are started first, by
+    /// [`Sources::apply_declared`]) and the `--watch` directories of this run.
     pub fn start_all(&self, ctx: &Arc<Context>, watch: &[PathBuf]) {
         for spec in self.persisted() {
+            if self.lock().contains_key(&spec.name) {
+                continue;
+            }
             if let Err(e) = self.validate(&spec) {
                 tracing::error!(source = %spec.name, error = %e, "source not started");
                 continue;

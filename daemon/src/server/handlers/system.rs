@@ -17,6 +17,14 @@ pub async fn handle(ctx: &Arc<Context>, identity: &Identity, request: SystemRequ
         SystemRequest::Reload => {
             Outcome::result(crate::reload::reload(ctx).await.map(Response::Reloaded))
         }
+        SystemRequest::ExportState => {
+            Outcome::result(crate::export::export(ctx).await.map(Response::StateExport))
+        }
+        SystemRequest::ImportState { document } => Outcome::result(
+            crate::export::import(ctx, &document)
+                .await
+                .map(Response::StateImported),
+        ),
         SystemRequest::Shutdown => {
             tracing::info!(uid = identity.uid, pid = ?identity.pid, "shutdown requested");
             Outcome {
@@ -29,10 +37,13 @@ pub async fn handle(ctx: &Arc<Context>, identity: &Identity, request: SystemRequ
 
 pub fn health(ctx: &Context) -> HealthReport {
     let settings = ctx.settings();
+    let notes = ctx.alerts.notes();
     let status = if ctx.shutdown.is_cancelled() {
         HealthStatus::Stopping
-    } else {
+    } else if notes.is_empty() {
         HealthStatus::Ok
+    } else {
+        HealthStatus::Degraded
     };
     HealthReport {
         status,
@@ -49,7 +60,7 @@ pub fn health(ctx: &Context) -> HealthReport {
             .map(|p| p.display().to_string()),
         socket_activated: ctx.socket_activated,
         connections: u32::try_from(ctx.live_connections()).unwrap_or(u32::MAX),
-        notes: Vec::new(),
+        notes,
     }
 }
 

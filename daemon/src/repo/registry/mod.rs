@@ -1,10 +1,20 @@
 //! The daemon's named repositories: which path each name means and where its passphrase is
-//! kept (a 0600 file under the state dir), persisted in sled; opened repositories are cached.
-//! Without any repository the daemon creates `default` under its state dir with a random key.
+//! kept (a 0600 file under the state dir, or a key file / command declared in the config),
+//! persisted in sled; opened repositories are cached. Start-up work (re-registering what the
+//! config and the state dir still hold, creating `default` on a first start, alerting about
+//! repositories that vanished) is in [`startup`].
+//!
+//! A repository that is registered but missing is never created again behind the operator's
+//! back: jobs fail with `Unreachable` and `system health` says so until an admin runs
+//! `repo init` / `repo add` for that name, which may then replace the entry.
 //!
 //! Blocking (Argon2id, disk): call from a blocking thread.
 
+pub mod password;
+pub mod startup;
+
 use super::{RepoError, Repository};
+use crate::alerts::Alerts;
 use crate::state::{State, StateError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -21,8 +31,18 @@ pub const DEFAULT_NAME: &str = "default";
 pub struct RepoEntry {
     pub name: String,
     pub path: PathBuf,
+    /// Empty when the passphrase comes from `password_command`.
     pub key_file: PathBuf,
     pub is_default: bool,
+    /// Declared in the config with `password_command`: the daemon runs it for the passphrase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_command: Option<String>,
+}
+
+/// Where the default repository lives: `<state dir>/repository`, beside (not inside) the state
+/// database `<state dir>/state.sled`, so that discarding the database never touches it.
+pub fn default_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("repository")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,12 +70,15 @@ pub enum RegistryError {
     State(#[from] StateError),
     #[error("state record for repository {name:?} is unreadable: {reason}")]
     Corrupt { name: String, reason: String },
+    #[error("cannot get the passphrase of repository {name:?}: {reason}")]
+    Password { name: String, reason: String },
 }
 
 #[derive(Debug)]
 pub struct Registry {
     state: State,
     state_dir: PathBuf,
+    alerts: Arc<Alerts>,
     open: Mutex<HashMap<String, Arc<Repository>>>,
     /// Set once the start-up work (creating `default` if needed) is done; requests wait for it
     /// so that the daemon can answer health while Argon2id runs.
@@ -64,18 +87,19 @@ pub struct Registry {
     changes: Mutex<()>,
 }
 
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+use backupd_common::config::declared::valid_name;
+
+/// The alert key of a repository's availability.
+fn alert_key(name: &str) -> String {
+    format!("repo:{name}")
 }
 
 impl Registry {
-    pub fn new(state: State, state_dir: &Path) -> Self {
+    pub fn new(state: State, state_dir: &Path, alerts: Arc<Alerts>) -> Self {
         Self {
             state,
             state_dir: state_dir.to_owned(),
+            alerts,
             open: Mutex::new(HashMap::new()),
             settled: (Mutex::new(false), Condvar::new()),
             changes: Mutex::new(()),
@@ -201,14 +225,22 @@ impl Registry {
         key_file: PathBuf,
         repo: Repository,
     ) -> Result<RepoEntry, RegistryError> {
+        let all = self.list_now()?;
+        // A replaced (missing) repository keeps its place as the default.
+        let is_default = match all.iter().find(|e| e.name == name) {
+            Some(old) => old.is_default,
+            None => all.is_empty(),
+        };
         let entry = RepoEntry {
             name: name.to_owned(),
             path: path.to_owned(),
             key_file,
-            is_default: self.list_now()?.is_empty(),
+            is_default,
+            password_command: None,
         };
         self.persist(&entry)?;
         self.cache(name, repo);
+        self.alerts.clear(&alert_key(name));
         Ok(entry)
     }
 
@@ -224,7 +256,8 @@ impl Registry {
         Ok(())
     }
 
-    fn check_new(&self, name: &str, path: &Path) -> Result<(), RegistryError> {
+    /// Name and path checks, and no entry of that name at all.
+    fn check_new_name(&self, name: &str, path: &Path) -> Result<(), RegistryError> {
         if !valid_name(name) {
             return Err(RegistryError::InvalidName(name.to_owned()));
         }
@@ -236,6 +269,27 @@ impl Registry {
                 name: name.to_owned(),
                 path: e.path.display().to_string(),
             });
+        }
+        Ok(())
+    }
+
+    fn check_new(&self, name: &str, path: &Path) -> Result<(), RegistryError> {
+        if !valid_name(name) {
+            return Err(RegistryError::InvalidName(name.to_owned()));
+        }
+        if !path.is_absolute() {
+            return Err(RegistryError::RelativePath(path.display().to_string()));
+        }
+        if let Some(e) = self.list_now()?.into_iter().find(|e| e.name == name) {
+            // A registered repository that is gone may be replaced: that is the admin's
+            // decision this command expresses (see the module doc).
+            if !startup::is_missing(&e.path) {
+                return Err(RegistryError::Exists {
+                    name: name.to_owned(),
+                    path: e.path.display().to_string(),
+                });
+            }
+            tracing::warn!(name, old = %e.path.display(), new = %path.display(), "replacing the registration of a missing repository");
         }
         Ok(())
     }
@@ -258,16 +312,23 @@ impl Registry {
         password: Option<&[u8]>,
     ) -> Result<RepoEntry, RegistryError> {
         self.check_new(name, path)?;
+        let key_file = self.key_path(name);
         let generated;
         let password = match password {
             Some(p) => p,
+            // The key file of a repository that went missing is kept, never replaced: it
+            // would be the only way into the old repository if it comes back. The new one
+            // shares its passphrase (not its keys).
+            None if key_file.exists() => {
+                generated = password::read_file(&key_file)?;
+                &generated
+            }
             None => {
                 generated = hex::encode(rand::random::<[u8; 32]>()).into_bytes();
                 &generated
             }
         };
         // The key is stored first: a repository whose passphrase was lost is lost.
-        let key_file = self.key_path(name);
         let created = self.write_key(&key_file, password)?;
         let repo = match Repository::init(path, password) {
             Ok(r) => r,
@@ -334,41 +395,10 @@ impl Registry {
         repo
     }
 
-    /// Creates `default` under the state dir when no repository is registered. Returns it when
-    /// it was created.
-    pub fn ensure_default(&self) -> Result<Option<RepoEntry>, RegistryError> {
-        let result = self.create_default_if_none();
-        self.mark_settled();
-        result
-    }
-
-    fn create_default_if_none(&self) -> Result<Option<RepoEntry>, RegistryError> {
-        if !self.list_now()?.is_empty() {
-            return Ok(None);
-        }
-        let path = self.state_dir.join("repository");
-        let entry = if path.join("config").exists() && self.key_path(DEFAULT_NAME).exists() {
-            // State was lost but the default repository and its key survived: re-register.
-            let password = self.password(&self.key_path(DEFAULT_NAME))?;
-            self.add_now(DEFAULT_NAME, &path, &password)?
-        } else {
-            self.init_now(DEFAULT_NAME, &path, None)?
-        };
-        Ok(Some(entry))
-    }
-
-    fn password(&self, key_file: &Path) -> Result<Vec<u8>, RegistryError> {
-        std::fs::read(key_file).map_err(|source| RegistryError::KeyFile {
-            action: "read",
-            path: key_file.to_owned(),
-            source,
-        })
-    }
-
     /// The passphrase of a repository, for `repo key export`.
     pub fn export(&self, name: &str) -> Result<(RepoEntry, Vec<u8>), RegistryError> {
         let entry = self.entry(Some(name))?;
-        let password = self.password(&entry.key_file)?;
+        let password = password::read(&entry)?;
         Ok((entry, password))
     }
 
@@ -377,10 +407,8 @@ impl Registry {
         let entry = self.entry(name)?;
         if !entry.path.is_dir() {
             // Forget the open handle: what comes back at that path is opened afresh.
-            self.open
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&entry.name);
+            self.forget(&entry.name);
+            self.alert_missing(&entry);
             return Err(RepoError::Unreachable { path: entry.path }.into());
         }
         if let Some(r) = self
@@ -391,10 +419,19 @@ impl Registry {
         {
             return Ok((entry, r.clone()));
         }
-        let password = self.password(&entry.key_file)?;
+        let password = password::read(&entry)?;
         let repo = Repository::open(&entry.path, &password)?;
         let repo = self.cache(&entry.name, repo);
+        self.alerts.clear(&alert_key(&entry.name));
         Ok((entry, repo))
+    }
+
+    /// Drops the cached handle of a repository (its registration changed or it vanished).
+    fn forget(&self, name: &str) {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
     }
 }
 
@@ -406,7 +443,7 @@ mod tests {
     fn failed_init_never_replaces_or_deletes_an_existing_key_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = State::open(&dir.path().join("state")).expect("state");
-        let registry = Registry::new(state, &dir.path().join("state"));
+        let registry = Registry::new(state, &dir.path().join("state"), Arc::default());
         registry.mark_settled();
         let key = registry.key_path("foo");
         std::fs::create_dir_all(key.parent().expect("dir")).expect("mkdir");

@@ -1,6 +1,9 @@
 //! The configuration file's schema (TOML). Every key has an embedded default, so the daemon runs
 //! without a file. Unknown keys are errors; `validate` names the key that is wrong.
 
+pub mod declared;
+
+pub use declared::{RepositoryConfig, SourceConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,7 +21,8 @@ pub enum ConfigError {
     #[error("config file {path}: key `{key}` {message}")]
     Invalid {
         path: PathBuf,
-        key: &'static str,
+        /// Dotted, with 1-based table numbers: `queue.workers`, `source[2].path`.
+        key: String,
         message: String,
     },
 }
@@ -29,6 +33,12 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub server: ServerConfig,
     pub queue: QueueConfig,
+    /// `[[repository]]` tables: repositories registered at start and on reload.
+    #[serde(rename = "repository", skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<RepositoryConfig>,
+    /// `[[source]]` tables: watched sources started at start and on reload.
+    #[serde(rename = "source", skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceConfig>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -220,9 +230,9 @@ impl Config {
 
     /// Checks values that the schema alone cannot.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
             path: path.to_owned(),
-            key,
+            key: key.to_owned(),
             message,
         };
         let s = &self.server;
@@ -356,6 +366,9 @@ impl Config {
                 }
             }
         }
+        declared::validate_repositories(&self.repositories)
+            .and_then(|()| declared::validate_sources(&self.sources))
+            .map_err(|(key, message)| invalid(&key, message))?;
         Ok(())
     }
 }
@@ -416,6 +429,83 @@ mod tests {
     fn durations_are_human_readable() {
         let c = parse("[server]\nidle_timeout = \"90s\"\n").expect("parses");
         assert_eq!(c.server.idle_timeout, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn declared_repositories_and_sources_parse_with_defaults() {
+        let c = parse(
+            "[[repository]]\nname = \"offsite\"\npath = \"/srv/repo\"\n\
+             password_file = \"/etc/backupd/offsite.key\"\n\
+             [[source]]\npath = \"/home/ann\"\nrepo = \"offsite\"\n\
+             [[source]]\npath = \"/etc\"\nname = \"config\"\nwatch = false\n\
+             debounce = \"5s\"\nexcludes = [\"*.tmp\"]\n",
+        )
+        .expect("parses");
+        assert_eq!(c.repositories.len(), 1);
+        assert_eq!(
+            c.repositories[0].key_file.as_deref(),
+            Some(Path::new("/etc/backupd/offsite.key"))
+        );
+        assert_eq!(c.sources[0].name(), "ann");
+        assert!(c.sources[0].watch);
+        assert_eq!(c.sources[0].debounce, declared::SOURCE_DEBOUNCE);
+        assert_eq!(c.sources[1].name(), "config");
+        assert_eq!(c.sources[1].debounce, Duration::from_secs(5));
+        assert!(!c.sources[1].watch);
+    }
+
+    #[test]
+    fn bad_declared_entries_name_the_key() {
+        let cases = [
+            (
+                "[[repository]]\nname = \"a b\"\npath = \"/r\"\nkey_file = \"/k\"\n",
+                "repository[1].name",
+            ),
+            (
+                "[[repository]]\nname = \"a\"\npath = \"r\"\nkey_file = \"/k\"\n",
+                "repository[1].path",
+            ),
+            (
+                "[[repository]]\nname = \"a\"\npath = \"/r\"\n",
+                "repository[1].key_file",
+            ),
+            (
+                "[[repository]]\nname = \"a\"\npath = \"/r\"\nkey_file = \"/k\"\n\
+                 password_command = \"pass a\"\n",
+                "repository[1].password_command",
+            ),
+            (
+                "[[repository]]\nname = \"a\"\npath = \"/r\"\nkey_file = \"/k\"\n\
+                 [[repository]]\nname = \"a\"\npath = \"/s\"\nkey_file = \"/k\"\n",
+                "repository[2].name",
+            ),
+            ("[[source]]\npath = \"home\"\n", "source[1].path"),
+            (
+                "[[source]]\npath = \"/a/x\"\n[[source]]\npath = \"/b/x\"\n",
+                "source[2].name",
+            ),
+            (
+                "[[source]]\npath = \"/x\"\ndebounce = \"10ms\"\n",
+                "source[1].debounce",
+            ),
+            (
+                "[[source]]\npath = \"/x\"\nmax_delay = \"1s\"\n",
+                "source[1].max_delay",
+            ),
+            (
+                "[[source]]\npath = \"/x\"\nrescan_every = \"10s\"\n",
+                "source[1].rescan_every",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = parse(text).expect_err(key);
+            assert!(
+                err.to_string().contains(&format!("`{key}`")),
+                "{key}: {err}"
+            );
+        }
+        let err = parse("[[source]]\npath = \"/x\"\nwatched = true\n").expect_err("unknown");
+        assert!(err.to_string().contains("watched"), "{err}");
     }
 
     #[test]
