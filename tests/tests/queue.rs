@@ -477,7 +477,10 @@ fn equal_backups_waiting_in_the_queue_are_coalesced() {
     let src = d.dir.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");
     std::fs::write(src.join("f"), b"x").expect("write");
-    let blocker = submit(&d, &["queue", "add", "noop", "--duration", "1s"]);
+    // The blocker holds the only worker while both backups are submitted; it runs long enough
+    // for two backupctl calls on a loaded machine and is cancelled as soon as they are in.
+    let blocker = submit(&d, &["queue", "add", "noop", "--duration", "60s"]);
+    wait_state(&d, blocker, &["running"], Duration::from_secs(10));
     let first = json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
     let second = json_ok(&d.ctl(&[
         "--json",
@@ -488,6 +491,7 @@ fn equal_backups_waiting_in_the_queue_are_coalesced() {
     ]));
     assert_eq!(first["id"], second["id"]);
     assert_eq!(second["coalesced"], true);
+    json_ok(&d.ctl(&["--json", "queue", "cancel", &blocker.to_string()]));
     let id = first["id"].as_u64().expect("id");
     let j = wait_state(&d, id, &["succeeded"], Duration::from_secs(30));
     assert_eq!(j["coalesced"], 1);
@@ -495,7 +499,6 @@ fn equal_backups_waiting_in_the_queue_are_coalesced() {
         j["priority"], "high",
         "the merged job takes the higher priority"
     );
-    wait_state(&d, blocker, &["succeeded"], Duration::from_secs(5));
     let snaps = json_ok(&d.ctl(&["--json", "snapshots"]));
     assert_eq!(snaps.as_array().expect("list").len(), 1);
 }
