@@ -167,6 +167,14 @@ impl LocalBackend {
                         .mode(0o700)
                         .create(&dir)
                         .map_err(err("create directory", &dir))?;
+                    // The new directory entry must be durable before an object inside it is
+                    // called written: fsync every parent up to the repository root.
+                    for parent in dir.ancestors().skip(1) {
+                        fsync_dir(parent)?;
+                        if parent == self.root {
+                            break;
+                        }
+                    }
                     open()
                 }
                 other => other,
@@ -348,5 +356,18 @@ mod tests {
             b.read_range(FileKind::Pack, "ff00", 1, 2).expect("range"),
             b"ac"
         );
+    }
+
+    #[test]
+    fn a_lost_pack_directory_is_created_again_inside_the_repository() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create_layout().expect("layout");
+        // Empty directories vanish in some copies (git, object stores, rsync filters).
+        std::fs::remove_dir_all(b.root().join("data")).expect("rm data");
+        b.write(FileKind::Pack, "ab01", b"pack")
+            .expect("write recreates data/ab");
+        assert_eq!(b.read(FileKind::Pack, "ab01").expect("read"), b"pack");
+        assert_eq!(b.list(FileKind::Pack).expect("list"), vec!["ab01"]);
     }
 }
