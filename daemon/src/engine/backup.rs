@@ -155,7 +155,12 @@ fn backup_on_pool(
 ) -> Result<BackupOutcome, EngineError> {
     let started = Instant::now();
     let sources = normalize_sources(&opts.paths)?;
-    let _lock = repo.lock_waiting(false, "backup", crate::repo::LOCK_WAIT, cancel)?;
+    let _lock = repo.lock_waiting(
+        crate::repo::lock::LockMode::Shared,
+        "backup",
+        crate::repo::LOCK_WAIT,
+        cancel,
+    )?;
     // Another process may have pruned or backed up since this repository was opened.
     repo.refresh_index()?;
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);

@@ -161,7 +161,12 @@ pub fn check(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<CheckReport, EngineError> {
-    let _lock = repo.lock_waiting(false, "check", crate::repo::LOCK_WAIT, cancel)?;
+    let _lock = repo.lock_waiting(
+        crate::repo::lock::LockMode::ReadOnly,
+        "check",
+        crate::repo::LOCK_WAIT,
+        cancel,
+    )?;
     repo.reload_index()?;
     let mut report = CheckReport::default();
     let mut bad_blobs: HashMap<BlobId, (Option<PackId>, String)> = HashMap::new();

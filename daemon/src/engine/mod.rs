@@ -59,12 +59,3 @@ impl From<crate::repo::backend::BackendError> for EngineError {
         Self::Repo(e.into())
     }
 }
-
-impl EngineError {
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Repo(e) => e.is_retryable(),
-            _ => false,
-        }
-    }
-}

@@ -7,6 +7,7 @@ use super::progress::Progress;
 use super::EngineError;
 use crate::repo::backend::FileKind;
 use crate::repo::index::IndexedPack;
+use crate::repo::lock::LockMode;
 use crate::repo::pack::{self, PACK_MAGIC};
 use crate::repo::{Repository, LOCK_WAIT};
 use backupd_common::ids::{IndexId, PackId};
@@ -52,7 +53,7 @@ pub fn rebuild_index(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<RebuildReport, EngineError> {
-    let _lock = repo.lock_waiting(true, "rebuild-index", LOCK_WAIT, cancel)?;
+    let _lock = repo.lock_waiting(LockMode::Exclusive, "rebuild-index", LOCK_WAIT, cancel)?;
     let names = repo.backend().list(FileKind::Pack)?;
     progress.set_totals(names.len() as u64, 0);
     let mut report = RebuildReport::default();

@@ -52,12 +52,6 @@ pub enum StateError {
     },
 }
 
-impl StateError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Locked { .. } | Self::Write { .. })
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct State {
     db: sled::Db,
