@@ -65,6 +65,18 @@ fn check_and_restore_work(d: &TestDaemon, repo: &str, src: &Path, target: &Path)
     );
 }
 
+/// The first `key` anywhere in `v` (the job result nests the snapshot's statistics).
+fn find_u64(v: &Value, key: &str) -> Option<u64> {
+    match v {
+        Value::Object(m) => m
+            .get(key)
+            .and_then(Value::as_u64)
+            .or_else(|| m.values().find_map(|x| find_u64(x, key))),
+        Value::Array(a) => a.iter().find_map(|x| find_u64(x, key)),
+        _ => None,
+    }
+}
+
 #[test]
 fn a_full_repository_disk_fails_backups_with_no_space_and_still_checks_and_restores() {
     assert!(is_root(), "this test mounts a tmpfs; CI runs as root");
@@ -171,4 +183,48 @@ fn a_read_only_repository_still_checks_and_restores() {
         text.contains("read-only") && text.contains("remount"),
         "{text}"
     );
+}
+
+#[test]
+fn the_retry_of_a_backup_interrupted_by_a_full_disk_reuses_the_packs_it_wrote() {
+    assert!(is_root(), "this test mounts a tmpfs; CI runs as root");
+    let d = TestDaemon::start();
+    let fs = SmallFs::mount(&d.dir.path().join("small"), "64m");
+    init(&d, "small", &fs.path.join("repo"));
+    // 48 MiB of incompressible data: three 16 MiB packs. Room for two of them.
+    let src = d.dir.path().join("src");
+    source(&src, 6, 8 << 20, 100);
+    fs.fill("filler", fs.free().saturating_sub(40 << 20));
+    let id = d.submit(&[
+        "backup",
+        "--repo",
+        "small",
+        "--retries",
+        "0",
+        src.to_str().expect("utf8"),
+    ]);
+    let j = d.wait_job(id, &["dead-letter"], Duration::from_secs(120));
+    assert_eq!(j["error"]["code"], "NoSpace", "{j:#}");
+    std::fs::remove_file(fs.path.join("filler")).expect("free space");
+    json_ok(&d.ctl(&["--json", "queue", "dlq", "retry", &id.to_string()]));
+    let j = d.wait_job(id, &["succeeded"], Duration::from_secs(120));
+    let added = find_u64(&j["result"], "bytes_added").expect("bytes_added in the result");
+    assert!(
+        added < 24 << 20,
+        "the retry stored {added} bytes of 48 MiB: the first two packs were not reused; {j:#}"
+    );
+    d.wait_log_line(
+        &["indexed packs left by an interrupted backup"],
+        Duration::from_secs(1),
+    );
+    let check = json_ok(&d.ctl(&[
+        "--json",
+        "repo",
+        "check",
+        "--wait",
+        "--read-data",
+        "--repo",
+        "small",
+    ]));
+    assert_eq!(check["problems"], Value::Array(vec![]), "{check:#}");
 }

@@ -3,6 +3,7 @@
 //! checks at safe points (between files, between packs). All of it blocks: callers run it on
 //! a blocking thread. Never sees a socket.
 
+pub mod adopt;
 pub mod backup;
 pub mod check;
 pub mod chunker;

@@ -23,7 +23,10 @@ pub struct RebuildReport {
     pub old_index_files: u64,
 }
 
-fn read_pack_header(repo: &Repository, name: &str) -> Result<Vec<pack::PackEntry>, String> {
+pub(super) fn read_pack_header(
+    repo: &Repository,
+    name: &str,
+) -> Result<Vec<pack::PackEntry>, String> {
     let backend = repo.backend();
     let len = backend
         .size(FileKind::Pack, name)

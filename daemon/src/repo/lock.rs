@@ -156,6 +156,11 @@ impl LockGuard {
     pub fn is_written(&self) -> bool {
         self.name.is_some()
     }
+
+    /// Whether any other live lock is held on the repository now (stale ones are removed).
+    pub fn others_live(&self) -> Result<bool, LockError> {
+        Ok(!live_locks(&self.backend, self.name.as_deref())?.is_empty())
+    }
 }
 
 impl Drop for LockGuard {
