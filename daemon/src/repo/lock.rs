@@ -152,11 +152,6 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    /// Whether a lock file is held (`false`: a read-only operation that could not write one).
-    pub fn is_written(&self) -> bool {
-        self.name.is_some()
-    }
-
     /// Whether any other live lock is held on the repository now (stale ones are removed).
     pub fn others_live(&self) -> Result<bool, LockError> {
         Ok(!live_locks(&self.backend, self.name.as_deref())?.is_empty())
