@@ -92,6 +92,15 @@ impl Error {
                     class(InvalidArgument, false)
                 }
                 RegistryError::Repo(r) => repo_class(r),
+                // The state directory is full: nothing was created (see `write_new_durably`).
+                RegistryError::KeyFile { source, .. }
+                    if matches!(
+                        source.raw_os_error().map(nix::errno::Errno::from_raw),
+                        Some(nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT)
+                    ) =>
+                {
+                    class(NoSpace, true)
+                }
                 RegistryError::KeyFile { .. }
                 | RegistryError::State(_)
                 | RegistryError::Corrupt { .. } => class(Internal, false),
@@ -230,6 +239,12 @@ mod tests {
         let e = Error::Registry(RegistryError::Repo(RepoError::Backend(quota)));
         assert_eq!(e.class(), want);
         assert_eq!(e.to_reply().code, ErrorCode::NoSpace);
+        let key = Error::Registry(RegistryError::KeyFile {
+            action: "write",
+            path: dir.path().join("keys/a.key"),
+            source: io(nix::errno::Errno::ENOSPC),
+        });
+        assert_eq!(key.class().code, ErrorCode::NoSpace);
         let eio = BackendError::new("write", dir.path(), io(nix::errno::Errno::EIO));
         assert!(eio.space.is_none());
         assert_eq!(

@@ -303,7 +303,8 @@ pub fn check(
         });
     } else if unindexed > 0 {
         report.notes.push(format!(
-            "{unindexed} pack(s) are not in the index (left by an interrupted backup); prune removes them"
+            "{unindexed} pack(s) are not in the index (left by an interrupted backup); the next \
+             backup reuses those younger than 30 minutes, prune removes the older ones"
         ));
     }
     let temps = repo.backend().list_temp()?.len();
