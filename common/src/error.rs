@@ -28,6 +28,9 @@ pub enum ErrorCode {
     FrameTooLarge,
     /// The peer was silent for longer than the idle or handshake timeout.
     Timeout,
+    /// A file system the operation writes to (or its quota) is full. The message names the
+    /// mount point and its free space; jobs retry with back-off once space is freed.
+    NoSpace,
 }
 
 impl ErrorCode {
@@ -45,6 +48,7 @@ impl ErrorCode {
             Self::Malformed => "Malformed",
             Self::FrameTooLarge => "FrameTooLarge",
             Self::Timeout => "Timeout",
+            Self::NoSpace => "NoSpace",
         }
     }
 }

@@ -586,3 +586,111 @@ impl RawConn {
             || matches!(self.stream.read(&mut buf), Err(e) if e.kind() == io::ErrorKind::ConnectionReset)
     }
 }
+
+impl TestDaemon {
+    /// Submits a job (`args` without `--wait`) and returns its id.
+    pub fn submit(&self, args: &[&str]) -> u64 {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        json_ok(&self.ctl(&full))["id"].as_u64().expect("job id")
+    }
+
+    /// `queue job ID` as JSON.
+    pub fn job(&self, id: u64) -> serde_json::Value {
+        json_ok(&self.ctl(&["--json", "queue", "job", &id.to_string()]))
+    }
+
+    /// Polls until the job is in one of `states`; panics with the job and the log after `within`.
+    pub fn wait_job(&self, id: u64, states: &[&str], within: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let j = self.job(id);
+            if states.contains(&j["state"].as_str().unwrap_or_default()) {
+                return j;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} not in {states:?} after {within:?}: {j:#}\nlog:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Polls the daemon's log until it contains every one of `parts` on one line; returns it.
+    pub fn wait_log_line(&self, parts: &[&str], within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log_text();
+            if let Some(line) = log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {parts:?} after {within:?}; log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A tmpfs of a given size mounted on a directory, unmounted on drop (needs root; CI runs
+/// tests as root). For full-disk and read-only file system tests.
+pub struct SmallFs {
+    pub path: PathBuf,
+}
+
+impl SmallFs {
+    pub fn mount(path: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(path).expect("mkdir mount point");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("run mount");
+        assert!(
+            st.success(),
+            "mount tmpfs on {} (needs root)",
+            path.display()
+        );
+        Self {
+            path: path.to_owned(),
+        }
+    }
+
+    /// Bytes free on the file system.
+    pub fn free(&self) -> u64 {
+        let v = nix::sys::statvfs::statvfs(&self.path).expect("statvfs");
+        v.blocks_available() as u64 * v.fragment_size() as u64
+    }
+
+    /// Writes `name` until the file system is full (or `max` bytes are written).
+    pub fn fill(&self, name: &str, max: u64) {
+        let mut f = std::fs::File::create(self.path.join(name)).expect("create filler");
+        let block = vec![0xA5u8; 64 * 1024];
+        let mut written = 0;
+        while written < max {
+            let n = block.len().min((max - written) as usize);
+            if f.write_all(&block[..n]).is_err() {
+                break;
+            }
+            written += n as u64;
+        }
+    }
+
+    pub fn remount(&self, options: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.path)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "remount {} {options}", self.path.display());
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        // Lazy: a daemon killed a moment ago may still have a directory open there.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}

@@ -22,6 +22,26 @@ fn repo_line(r: &RepoInfo) -> String {
     )
 }
 
+/// What `repo init` tells the user about the repository's key.
+fn key_warning(info: &RepoInfo, passphrase_given: bool) -> String {
+    if passphrase_given {
+        format!(
+            "note: the repository opens only with the passphrase you gave; backupd keeps a copy \
+             in {} on this machine. Keep the passphrase somewhere else as well: without it the \
+             backups cannot be read.",
+            info.key_file
+        )
+    } else {
+        format!(
+            "IMPORTANT: the repository's passphrase was generated and exists only in {} on this \
+             machine. Export it now with `backupctl repo key export {}` and keep it somewhere \
+             else (a password manager, another machine): if this machine is lost, the backups \
+             cannot be read without it.",
+            info.key_file, info.name
+        )
+    }
+}
+
 pub async fn run(
     client: &mut Client,
     cmd: &RepoCommand,
@@ -34,10 +54,15 @@ pub async fn run(
             password,
         } => {
             let secret = password::read(password).map_err(Failure::Local)?;
+            let passphrase_given = secret.is_some();
             let info = client
                 .repo_init(name.clone(), abs_bytes(path)?, secret)
                 .await?;
             out.value(&info, || format!("created {}", repo_line(&info)));
+            // The daemon's key file is the only copy of a generated passphrase; say so where
+            // the person who ran the command sees it, not only in the daemon's log. On stderr,
+            // so `--json` output stays one JSON value.
+            eprintln!("{}", key_warning(&info, passphrase_given));
         }
         RepoCommand::Add {
             name,

@@ -155,9 +155,16 @@ fn backup_on_pool(
 ) -> Result<BackupOutcome, EngineError> {
     let started = Instant::now();
     let sources = normalize_sources(&opts.paths)?;
-    let _lock = repo.lock_waiting(false, "backup", crate::repo::LOCK_WAIT, cancel)?;
+    let lock = repo.lock_waiting(
+        crate::repo::lock::LockMode::Shared,
+        "backup",
+        crate::repo::LOCK_WAIT,
+        cancel,
+    )?;
     // Another process may have pruned or backed up since this repository was opened.
     repo.refresh_index()?;
+    // A retry after a full disk or a crash reuses what the interrupted attempt stored.
+    super::adopt::adopt_unindexed_packs(repo, &lock)?;
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
     let parent = find_parent(repo, opts, &host, &sources)?;
     let parent_tree = match &parent {

@@ -161,7 +161,12 @@ pub fn check(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<CheckReport, EngineError> {
-    let _lock = repo.lock_waiting(false, "check", crate::repo::LOCK_WAIT, cancel)?;
+    let _lock = repo.lock_waiting(
+        crate::repo::lock::LockMode::ReadOnly,
+        "check",
+        crate::repo::LOCK_WAIT,
+        cancel,
+    )?;
     repo.reload_index()?;
     let mut report = CheckReport::default();
     let mut bad_blobs: HashMap<BlobId, (Option<PackId>, String)> = HashMap::new();
@@ -298,7 +303,8 @@ pub fn check(
         });
     } else if unindexed > 0 {
         report.notes.push(format!(
-            "{unindexed} pack(s) are not in the index (left by an interrupted backup); prune removes them"
+            "{unindexed} pack(s) are not in the index (left by an interrupted backup); the next \
+             backup reuses those younger than 30 minutes, prune removes the older ones"
         ));
     }
     let temps = repo.backend().list_temp()?.len();

@@ -182,12 +182,14 @@ pub fn forget(
                 .into(),
         ));
     }
-    let (exclusive, purpose) = match (opts.dry_run, opts.prune) {
-        (true, _) => (false, "forget --dry-run"),
-        (false, true) => (true, "forget --prune"),
-        (false, false) => (true, "forget"),
+    use crate::repo::lock::LockMode;
+    let (mode, purpose) = match (opts.dry_run, opts.prune) {
+        // A dry run writes nothing: it works on a full or read-only repository too.
+        (true, _) => (LockMode::ReadOnly, "forget --dry-run"),
+        (false, true) => (LockMode::Exclusive, "forget --prune"),
+        (false, false) => (LockMode::Exclusive, "forget"),
     };
-    let _lock = repo.lock_waiting(exclusive, purpose, crate::repo::LOCK_WAIT, cancel)?;
+    let _lock = repo.lock_waiting(mode, purpose, crate::repo::LOCK_WAIT, cancel)?;
     // Named snapshots are resolved by file name: a damaged file (which `check` names and which
     // makes `latest` fail) can be removed this way without being read.
     let mut named = Vec::new();

@@ -3,6 +3,7 @@
 //! checks at safe points (between files, between packs). All of it blocks: callers run it on
 //! a blocking thread. Never sees a socket.
 
+pub mod adopt;
 pub mod backup;
 pub mod check;
 pub mod chunker;
@@ -57,14 +58,5 @@ pub enum EngineError {
 impl From<crate::repo::backend::BackendError> for EngineError {
     fn from(e: crate::repo::backend::BackendError) -> Self {
         Self::Repo(e.into())
-    }
-}
-
-impl EngineError {
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Repo(e) => e.is_retryable(),
-            _ => false,
-        }
     }
 }

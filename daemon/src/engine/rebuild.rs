@@ -7,6 +7,7 @@ use super::progress::Progress;
 use super::EngineError;
 use crate::repo::backend::FileKind;
 use crate::repo::index::IndexedPack;
+use crate::repo::lock::LockMode;
 use crate::repo::pack::{self, PACK_MAGIC};
 use crate::repo::{Repository, LOCK_WAIT};
 use backupd_common::ids::{IndexId, PackId};
@@ -22,7 +23,10 @@ pub struct RebuildReport {
     pub old_index_files: u64,
 }
 
-fn read_pack_header(repo: &Repository, name: &str) -> Result<Vec<pack::PackEntry>, String> {
+pub(super) fn read_pack_header(
+    repo: &Repository,
+    name: &str,
+) -> Result<Vec<pack::PackEntry>, String> {
     let backend = repo.backend();
     let len = backend
         .size(FileKind::Pack, name)
@@ -52,7 +56,7 @@ pub fn rebuild_index(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<RebuildReport, EngineError> {
-    let _lock = repo.lock_waiting(true, "rebuild-index", LOCK_WAIT, cancel)?;
+    let _lock = repo.lock_waiting(LockMode::Exclusive, "rebuild-index", LOCK_WAIT, cancel)?;
     let names = repo.backend().list(FileKind::Pack)?;
     progress.set_totals(names.len() as u64, 0);
     let mut report = RebuildReport::default();

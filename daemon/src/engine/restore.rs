@@ -84,7 +84,12 @@ fn restore_on_pool(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<RestoreOutcome, EngineError> {
-    let _lock = repo.lock_waiting(false, "restore", crate::repo::LOCK_WAIT, cancel)?;
+    let _lock = repo.lock_waiting(
+        crate::repo::lock::LockMode::ReadOnly,
+        "restore",
+        crate::repo::LOCK_WAIT,
+        cancel,
+    )?;
     repo.refresh_index()?;
     let (snap_id, snapshot) = repo.find_snapshot(&opts.snapshot)?;
     let filter = Filter::new(&opts.includes, &opts.excludes)?;

@@ -54,19 +54,103 @@ impl FileKind {
 
 const TEMP_PREFIX: &str = ".tmp-";
 
-#[derive(Debug, thiserror::Error)]
-#[error("cannot {action} {path}: {source}")]
+/// A failed file operation: what was done, on which path, and the OS error. When the error is
+/// "no space" (ENOSPC, EDQUOT) it also carries the state of the file system that is full.
+#[derive(Debug)]
 pub struct BackendError {
     pub action: &'static str,
     pub path: PathBuf,
-    #[source]
     pub source: io::Error,
+    /// Set exactly when `source` is ENOSPC or EDQUOT.
+    pub space: Option<FsSpace>,
 }
 
-/// The action of the error a backend reports when the repository directory itself is gone.
-const REACH: &str = "reach repository directory";
+/// The file system a path lives on, as `statvfs` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FsSpace {
+    /// Its mount point (the topmost directory above the path on the same device).
+    pub mount: PathBuf,
+    /// Bytes available to unprivileged writers.
+    pub free: u64,
+    pub total: u64,
+    /// EDQUOT: a quota, not the file system, is exhausted.
+    pub quota: bool,
+}
+
+/// `1.5 MiB`-style sizes for messages.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+impl FsSpace {
+    /// Looks up the file system of `path` (or of its nearest existing parent).
+    pub fn of(path: &Path, quota: bool) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let existing = path.ancestors().find(|p| p.exists())?;
+        let vfs = nix::sys::statvfs::statvfs(existing).ok()?;
+        let dev = std::fs::metadata(existing).ok()?.dev();
+        let mount = existing
+            .ancestors()
+            .take_while(|p| std::fs::metadata(p).is_ok_and(|m| m.dev() == dev))
+            .last()
+            .unwrap_or(existing)
+            .to_owned();
+        let frag = vfs.fragment_size() as u64;
+        Some(Self {
+            mount,
+            free: (vfs.blocks_available() as u64).saturating_mul(frag),
+            total: (vfs.blocks() as u64).saturating_mul(frag),
+            quota,
+        })
+    }
+}
 
 impl BackendError {
+    /// Builds the error, looking up the file system's free space when it is full.
+    pub fn new(action: &'static str, path: &Path, source: io::Error) -> Self {
+        let errno = source.raw_os_error().map(nix::errno::Errno::from_raw);
+        let space = match errno {
+            Some(nix::errno::Errno::ENOSPC) => FsSpace::of(path, false),
+            Some(nix::errno::Errno::EDQUOT) => FsSpace::of(path, true),
+            _ => None,
+        }
+        .or_else(|| {
+            // statvfs itself failed: still a full disk, just without numbers.
+            matches!(
+                errno,
+                Some(nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT)
+            )
+            .then(|| FsSpace {
+                mount: path.to_owned(),
+                free: 0,
+                total: 0,
+                quota: errno == Some(nix::errno::Errno::EDQUOT),
+            })
+        });
+        Self {
+            action,
+            path: path.to_owned(),
+            source,
+            space,
+        }
+    }
+
+    /// The file system (or the quota) is full: retrying helps once space is freed.
+    pub fn is_no_space(&self) -> bool {
+        self.space.is_some()
+    }
+
     pub fn is_not_found(&self) -> bool {
         self.source.kind() == io::ErrorKind::NotFound
     }
@@ -74,6 +158,56 @@ impl BackendError {
     /// The repository directory is missing (moved, unmounted): it may come back.
     pub fn is_unreachable(&self) -> bool {
         self.action == REACH
+    }
+}
+
+/// The action of the error a backend reports when the repository directory itself is gone.
+const REACH: &str = "reach repository directory";
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(space) = &self.space else {
+            write!(
+                f,
+                "cannot {} {}: {}",
+                self.action,
+                self.path.display(),
+                self.source
+            )?;
+            if self.source.raw_os_error() == Some(nix::errno::Errno::EROFS as i32) {
+                // Restore, check and listing still work there; writers need it writable.
+                write!(
+                    f,
+                    "; the file system is mounted read-only: remount it read-write (`mount -o \
+                     remount,rw MOUNT`) to back up or prune; restore and check work as it is"
+                )?;
+            }
+            return Ok(());
+        };
+        let what = if space.quota {
+            "the disk quota on the file system"
+        } else {
+            "the file system"
+        };
+        write!(
+            f,
+            "cannot {} {}: {what} mounted at {} is full ({} free of {}). Free space on {} \
+             (delete other files there, or remove old snapshots with `backupctl forget \
+             --prune`), then wait for the automatic retry or run `backupctl queue dlq retry \
+             JOB` for a job that gave up",
+            self.action,
+            self.path.display(),
+            space.mount.display(),
+            human_bytes(space.free),
+            human_bytes(space.total),
+            space.mount.display(),
+        )
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }
 
@@ -88,11 +222,7 @@ pub struct LocalBackend {
 }
 
 fn err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BackendError + 'a {
-    move |source| BackendError {
-        action,
-        path: path.to_owned(),
-        source,
-    }
+    move |source| BackendError::new(action, path, source)
 }
 
 impl LocalBackend {
@@ -202,6 +332,14 @@ impl LocalBackend {
                         .mode(0o700)
                         .create(&dir)
                         .map_err(err("create directory", &dir))?;
+                    // The new directory entry must be durable before an object inside it is
+                    // called written: fsync every parent up to the repository root.
+                    for parent in dir.ancestors().skip(1) {
+                        fsync_dir(parent)?;
+                        if parent == self.root {
+                            break;
+                        }
+                    }
                     open()
                 }
                 other => other,
@@ -384,5 +522,18 @@ mod tests {
             b.read_range(FileKind::Pack, "ff00", 1, 2).expect("range"),
             b"ac"
         );
+    }
+
+    #[test]
+    fn a_lost_pack_directory_is_created_again_inside_the_repository() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create_layout().expect("layout");
+        // Empty directories vanish in some copies (git, object stores, rsync filters).
+        std::fs::remove_dir_all(b.root().join("data")).expect("rm data");
+        b.write(FileKind::Pack, "ab01", b"pack")
+            .expect("write recreates data/ab");
+        assert_eq!(b.read(FileKind::Pack, "ab01").expect("read"), b"pack");
+        assert_eq!(b.list(FileKind::Pack).expect("list"), vec!["ab01"]);
     }
 }

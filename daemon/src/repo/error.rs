@@ -100,13 +100,4 @@ impl RepoError {
             other => other.to_string(),
         }
     }
-
-    /// Whether trying again later can succeed.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Lock(lock::LockError::Busy { .. }) | Self::Unreachable { .. } => true,
-            Self::Backend(e) => !e.is_not_found() || e.is_unreachable(),
-            _ => false,
-        }
-    }
 }

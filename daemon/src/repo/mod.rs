@@ -144,11 +144,8 @@ impl Repository {
 
     pub fn init_with(path: &Path, password: &[u8], kdf: Argon2Params) -> Result<Self> {
         if path.exists() {
-            let mut entries = std::fs::read_dir(path).map_err(|source| BackendError {
-                action: "list",
-                path: path.to_owned(),
-                source,
-            })?;
+            let mut entries = std::fs::read_dir(path)
+                .map_err(|source| BackendError::new("list", path, source))?;
             if entries.next().is_some() {
                 return Err(RepoError::NotEmpty {
                     path: path.to_owned(),
@@ -527,15 +524,15 @@ impl Repository {
         Ok(self.backend.remove(FileKind::Snapshot, &id.to_hex())?)
     }
 
-    pub fn lock(&self, exclusive: bool, purpose: &str) -> Result<lock::LockGuard> {
-        Ok(lock::acquire(&self.backend, exclusive, purpose)?)
+    pub fn lock(&self, mode: lock::LockMode, purpose: &str) -> Result<lock::LockGuard> {
+        Ok(lock::acquire(&self.backend, mode, purpose)?)
     }
 
     /// Takes a lock, waiting up to `max_wait` while a conflicting one is held (a backup waits
     /// for a prune to finish, and the other way round). Gives up early when `cancel` fires.
     pub fn lock_waiting(
         &self,
-        exclusive: bool,
+        mode: lock::LockMode,
         purpose: &str,
         max_wait: std::time::Duration,
         cancel: &tokio_util::sync::CancellationToken,
@@ -543,12 +540,13 @@ impl Repository {
         let deadline = std::time::Instant::now() + max_wait;
         let mut logged = false;
         loop {
-            match lock::acquire(&self.backend, exclusive, purpose) {
-                Err(lock::LockError::Busy { .. })
+            match lock::acquire(&self.backend, mode, purpose) {
+                Err(e @ lock::LockError::Busy { .. })
                     if std::time::Instant::now() < deadline && !cancel.is_cancelled() =>
                 {
                     if !logged {
-                        tracing::info!(repo = %self.path().display(), purpose, "repository is locked; waiting");
+                        // The reason names the holder and how to remove a lock it left.
+                        tracing::warn!(repo = %self.path().display(), purpose, reason = %e, "repository is locked; waiting up to {} minutes", max_wait.as_secs() / 60);
                         logged = true;
                     }
                     std::thread::sleep(std::time::Duration::from_millis(250));

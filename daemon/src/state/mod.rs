@@ -71,10 +71,6 @@ pub enum StateError {
 }
 
 impl StateError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Locked { .. } | Self::Write { .. })
-    }
-
     /// Whether restarting the daemon can help: not when the directory cannot be created, the
     /// database is newer than this backupd, or a corrupt one cannot be moved aside. `main` exits
     /// with a status systemd does not restart on for these.

@@ -13,6 +13,7 @@
 pub mod password;
 pub mod startup;
 
+use super::backend::fsync_dir;
 use super::{RepoError, Repository};
 use crate::alerts::Alerts;
 use crate::state::{State, StateError};
@@ -92,6 +93,45 @@ use backupd_common::config::declared::valid_name;
 /// The alert key of a repository's availability.
 fn alert_key(name: &str) -> String {
     format!("repo:{name}")
+}
+
+/// Creates `path` holding `data` the way repository objects are written, because a key file may
+/// be the only copy of a passphrase: a temp file in the same directory, fsynced, linked to its
+/// name (a hard link, unlike rename, never replaces an existing file), the temp name removed
+/// and the directory fsynced. A crash leaves either no key file or the whole one, never an
+/// empty or torn one; a missing key directory is created and made durable in its parent.
+/// An error names the step that failed.
+fn write_new_durably(path: &Path, data: &[u8]) -> Result<(), (&'static str, std::io::Error)> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| ("create the directory of", e))?;
+        if let Some(parent) = dir.parent() {
+            fsync_dir(parent).map_err(|e| ("fsync the parent directory of", e.source))?;
+        }
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".tmp-{name}-{:016x}", rand::random::<u64>()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(|e| ("create a temp file for", e))?;
+        f.write_all(data).map_err(|e| ("write", e))?;
+        f.sync_all().map_err(|e| ("fsync", e))?;
+        std::fs::hard_link(&temp, path).map_err(|e| ("link into place", e))
+    })();
+    let _ = std::fs::remove_file(&temp);
+    result?;
+    fsync_dir(dir).map_err(|e| ("fsync the directory of", e.source))
 }
 
 impl Registry {
@@ -199,22 +239,25 @@ impl Registry {
                 ),
             });
         }
-        if let Some(dir) = path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(err("create the directory of"))?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(err("create"))?;
-        f.write_all(password).map_err(err("write"))?;
-        f.sync_all().map_err(err("fsync"))?;
-        Ok(true)
+        write_new_durably(path, password)
+            .map_err(|(action, source)| RegistryError::KeyFile {
+                action,
+                path: path.to_owned(),
+                source,
+            })
+            .map(|()| true)
+            .or_else(|e| match &e {
+                // Another writer got there first: the same rule as above decides.
+                RegistryError::KeyFile { source, .. }
+                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    match std::fs::read(path) {
+                        Ok(existing) if existing == password => Ok(false),
+                        _ => Err(e),
+                    }
+                }
+                _ => Err(e),
+            })
     }
 
     /// Records an opened repository (the first one becomes the default) and caches it.
@@ -458,5 +501,105 @@ mod tests {
             .init("foo", &occupied, Some(b"the only copy"))
             .is_err());
         assert_eq!(std::fs::read(&key).expect("key kept"), b"the only copy");
+    }
+
+    #[test]
+    fn key_files_are_written_whole_under_their_name_and_never_replaced() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state_dir = dir.path().join("state");
+        let state = State::open(&state_dir).expect("state");
+        let registry = Registry::new(state, &state_dir, Arc::default());
+        registry.mark_settled();
+        // What a power loss in the middle of an earlier attempt leaves behind: a torn temp file.
+        let keys = state_dir.join("keys");
+        std::fs::create_dir_all(&keys).expect("mkdir");
+        std::fs::write(keys.join(".tmp-a.key-00000000000000aa"), b"tor").expect("temp");
+        let entry = registry
+            .init("a", &dir.path().join("repo-a"), None)
+            .expect("init");
+        let key = std::fs::read(&entry.key_file).expect("key file");
+        assert_eq!(key.len(), 64, "the whole generated passphrase");
+        let mode = std::fs::metadata(&entry.key_file)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let names: Vec<String> = std::fs::read_dir(&keys)
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names.len(),
+            2,
+            "the new key file and the old temp file only: {names:?}"
+        );
+        // Written once: a second writer with another passphrase is refused, the first kept.
+        let e = registry
+            .write_key(&entry.key_file, b"another")
+            .expect_err("never replaced");
+        assert!(e.to_string().contains("another passphrase"), "{e}");
+        assert_eq!(std::fs::read(&entry.key_file).expect("kept"), key);
+        assert!(!registry
+            .write_key(&entry.key_file, &key)
+            .expect("same passphrase"));
+        // A lost keys directory is created again, with the key inside.
+        std::fs::remove_dir_all(&keys).expect("rm keys");
+        assert!(registry
+            .write_key(&keys.join("b.key"), b"pw")
+            .expect("created"));
+        assert_eq!(std::fs::read(keys.join("b.key")).expect("read"), b"pw");
+    }
+
+    /// A tmpfs of `size`, unmounted on drop (tests run as root, also in CI).
+    struct SmallFs(PathBuf);
+
+    impl SmallFs {
+        fn mount(dir: &Path, size: &str) -> Self {
+            std::fs::create_dir_all(dir).expect("mkdir");
+            let st = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir)
+                .status()
+                .expect("mount");
+            assert!(
+                st.success(),
+                "mount tmpfs on {} (needs root)",
+                dir.display()
+            );
+            Self(dir.to_owned())
+        }
+    }
+
+    impl Drop for SmallFs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+
+    #[test]
+    fn a_key_file_that_cannot_be_written_whole_is_not_left_half_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state_dir = dir.path().join("state");
+        let state = State::open(&state_dir).expect("state");
+        let registry = Registry::new(state, &state_dir, Arc::default());
+        registry.mark_settled();
+        let keys = state_dir.join("keys");
+        let _fs = SmallFs::mount(&keys, "4k");
+        // Fill the file system: the next data block written fails with ENOSPC.
+        let _ = std::fs::write(keys.join("filler"), vec![1u8; 64 * 1024]);
+        let key = keys.join("full.key");
+        let e = registry
+            .write_key(&key, b"passphrase")
+            .expect_err("disk is full");
+        assert!(e.to_string().contains(&keys.display().to_string()), "{e}");
+        assert!(
+            !key.exists(),
+            "no empty or torn key file under the real name"
+        );
+        std::fs::remove_file(keys.join("filler")).expect("free space");
+        assert!(registry.write_key(&key, b"passphrase").expect("retry"));
+        assert_eq!(std::fs::read(&key).expect("read"), b"passphrase");
     }
 }
