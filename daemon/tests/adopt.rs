@@ -1,30 +1,26 @@
 //! A backup reuses the packs an interrupted attempt left (complete packs, no index file, no
 //! snapshot), but only young ones and only when no other operation holds a lock.
 
+mod support;
+
+use support::kdf;
+
 use backupd::engine::adopt::{adopt_unindexed_packs, Adopted};
 use backupd::engine::backup::{backup, BackupOptions, BackupOutcome};
 use backupd::engine::check::{check, CheckOptions};
 use backupd::engine::progress::Progress;
-use backupd::repo::keyfile::Argon2Params;
 use backupd::repo::lock::LockMode;
 use backupd::repo::Repository;
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
-
-fn kdf() -> Argon2Params {
-    Argon2Params {
-        m_cost_kib: 1024,
-        t_cost: 1,
-        p_cost: 1,
-        salt: "00112233445566778899aabbccddeeff".into(),
-    }
-}
 
 fn run_backup(repo: &Repository, src: &Path) -> BackupOutcome {
     backup(
         repo,
         &BackupOptions {
             paths: vec![src.to_owned()],
+            // As the queue runs a retried attempt.
+            reuse_unindexed: true,
             ..Default::default()
         },
         &Progress::default(),

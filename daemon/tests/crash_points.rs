@@ -3,13 +3,15 @@
 //! fails, as if the process had died there). Then, as a restarted daemon would, the operation
 //! runs again, and the repository must check clean with `--read-data` and restore exactly.
 
+mod support;
+
+use support::{kdf, prune_to_last};
+
 use backupd::engine::backup::{backup, BackupOptions};
 use backupd::engine::check::{check, CheckOptions};
-use backupd::engine::forget::{forget, ForgetOptions, Policy};
 use backupd::engine::progress::Progress;
 use backupd::engine::rebuild::rebuild_index;
 use backupd::engine::restore::{restore, RestoreOptions};
-use backupd::repo::keyfile::Argon2Params;
 use backupd::repo::Repository;
 use backupd_tests::treecmp::{compare_trees, CompareOptions};
 use std::os::unix::ffi::OsStrExt;
@@ -20,15 +22,6 @@ use tokio_util::sync::CancellationToken;
 /// More crash points than any operation here has; a loop that reaches it is a bug.
 const MAX_STEPS: u64 = 500;
 
-fn kdf() -> Argon2Params {
-    Argon2Params {
-        m_cost_kib: 1024,
-        t_cost: 1,
-        p_cost: 1,
-        salt: "00112233445566778899aabbccddeeff".into(),
-    }
-}
-
 fn write_random(path: &Path, len: usize, seed: u64) {
     std::fs::write(path, backupd_tests::pseudo_random_bytes(len, seed)).expect("write");
 }
@@ -38,25 +31,6 @@ fn backup_src(repo: &Repository, src: &Path) -> Result<(), backupd::engine::Engi
         repo,
         &BackupOptions {
             paths: vec![src.to_path_buf()],
-            zstd_level: 1,
-            ..Default::default()
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .map(|_| ())
-}
-
-fn prune_to_last(repo: &Repository) -> Result<(), backupd::engine::EngineError> {
-    forget(
-        repo,
-        &ForgetOptions {
-            policy: Policy {
-                last: 1,
-                ..Default::default()
-            },
-            prune: true,
-            dry_run: false,
             zstd_level: 1,
             ..Default::default()
         },
@@ -176,10 +150,10 @@ fn assert_intact(dir: &Path, step: u64, what: &str) {
 /// Crashes `first` at each of its mutations in turn on a fresh copy of the template, then runs
 /// `rerun` on the reopened repository (a restarted daemon), then checks the result. Returns
 /// how many crash points there were.
-fn crash_at_every_step(
+fn crash_at_every_step<A, B>(
     what: &str,
-    first: impl Fn(&Repository) -> Result<(), backupd::engine::EngineError>,
-    rerun: impl Fn(&Repository) -> Result<(), backupd::engine::EngineError>,
+    first: impl Fn(&Repository) -> Result<A, backupd::engine::EngineError>,
+    rerun: impl Fn(&Repository) -> Result<B, backupd::engine::EngineError>,
 ) -> u64 {
     let template = template();
     for step in 0..MAX_STEPS {

@@ -1,12 +1,15 @@
 //! The repository engine driven directly: backup, restore, check, forget/prune on real files.
 
+mod support;
+
+use support::kdf;
+
 use backupd::engine::backup::{backup, BackupOptions};
 use backupd::engine::check::{check, CheckOptions};
 use backupd::engine::forget::{forget, ForgetOptions, Policy};
 use backupd::engine::progress::Progress;
 use backupd::engine::restore::{restore, RestoreOptions};
 use backupd::repo::index::IndexedPack;
-use backupd::repo::keyfile::Argon2Params;
 use backupd::repo::pack::{BlobKind, PackBuilder};
 use backupd::repo::snapshot::{Snapshot, SNAPSHOT_VERSION};
 use backupd::repo::tree::{Node, NodeKind, Tree, TREE_VERSION};
@@ -17,15 +20,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
-
-fn kdf() -> Argon2Params {
-    Argon2Params {
-        m_cost_kib: 1024,
-        t_cost: 1,
-        p_cost: 1,
-        salt: "00112233445566778899aabbccddeeff".into(),
-    }
-}
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -770,22 +764,7 @@ fn prune_deletes_orphan_packs_older_than_the_safety_window_and_temp_files_only()
     let temp = f.dir.path().join("repo/snapshots/.tmp-leftover-0123");
     std::fs::write(&temp, b"half written").expect("write temp");
 
-    forget(
-        &f.repo,
-        &ForgetOptions {
-            policy: Policy {
-                last: 1,
-                ..Default::default()
-            },
-            prune: true,
-            dry_run: false,
-            zstd_level: 1,
-            ..Default::default()
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .expect("prune");
+    support::prune_to_last(&f.repo).expect("prune");
     assert!(
         !pack_path(&old).exists(),
         "an orphan older than 30 min is deleted"

@@ -2,13 +2,16 @@
 //! corruption, truncation, hostile key-file parameters, a crafted deep tree) and asserts the
 //! engine notices, says what to do, and neither panics nor silently uses the wrong data.
 
+mod support;
+
+use support::kdf;
+
 use backupd::engine::backup::{backup, BackupOptions};
 use backupd::engine::check::{check, CheckOptions, CheckReport};
 use backupd::engine::forget::{forget, ForgetOptions, Policy};
 use backupd::engine::progress::Progress;
 use backupd::engine::restore::{restore, RestoreOptions};
 use backupd::repo::index::IndexedPack;
-use backupd::repo::keyfile::Argon2Params;
 use backupd::repo::pack::{BlobKind, PackBuilder};
 use backupd::repo::snapshot::{Snapshot, SnapshotStats, SNAPSHOT_VERSION};
 use backupd::repo::tree::{Node, NodeKind, Tree, TREE_VERSION};
@@ -17,15 +20,6 @@ use backupd_common::ids::SnapshotId;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-fn kdf() -> Argon2Params {
-    Argon2Params {
-        m_cost_kib: 1024,
-        t_cost: 1,
-        p_cost: 1,
-        salt: "00112233445566778899aabbccddeeff".into(),
-    }
-}
 
 struct Fixture {
     dir: tempfile::TempDir,

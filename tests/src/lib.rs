@@ -428,8 +428,7 @@ impl Drop for KillOnDrop {
 
 /// Waits until no job of `d` is queued, running or waiting to retry; fails after `deadline`.
 pub fn wait_queue_idle(d: &TestDaemon, deadline: Duration) {
-    let start = Instant::now();
-    loop {
+    wait_until("an idle queue", deadline, || {
         let status = json_ok(&d.ctl(&["--json", "queue", "status"]));
         let busy = status["counts"].as_array().is_some_and(|counts| {
             counts.iter().any(|c| {
@@ -439,24 +438,8 @@ pub fn wait_queue_idle(d: &TestDaemon, deadline: Duration) {
                 ) && c["count"].as_u64().unwrap_or(0) > 0
             })
         });
-        if !busy {
-            return;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "jobs still pending after {deadline:?}: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The uid and gid of `nobody`, the unprivileged user the attack tests act as.
-pub fn nobody() -> (u32, u32) {
-    let user = nix::unistd::User::from_name("nobody")
-        .ok()
-        .flatten()
-        .expect("user nobody exists");
-    (user.uid.as_raw(), user.gid.as_raw())
+        (!busy).then_some(())
+    })
 }
 
 /// A temp directory any user can traverse (the default is 0700), for trees an unprivileged

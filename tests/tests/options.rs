@@ -2,7 +2,7 @@
 //! `check --read-data-subset`, every way of giving a passphrase, and the queue's housekeeping
 //! (dead-letter purge, history limit, worker count).
 
-use backupd_tests::{is_root, json_ok, DaemonOptions, TestDaemon};
+use backupd_tests::{is_root, json_ok, DaemonOptions, SmallFs, TestDaemon};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -25,15 +25,6 @@ fn restore_all(d: &TestDaemon, src: &Path, name: &str) -> std::path::PathBuf {
     target
 }
 
-/// Unmounts on drop, so a failed test leaves no mount behind.
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn exclude_file_exclude_caches_and_one_file_system_leave_out_what_they_name() {
     assert!(
@@ -43,7 +34,6 @@ fn exclude_file_exclude_caches_and_one_file_system_leave_out_what_they_name() {
     let d = TestDaemon::start();
     let src = d.dir.path().join("src");
     std::fs::create_dir_all(src.join("cache")).expect("mkdir");
-    std::fs::create_dir_all(src.join("mnt")).expect("mkdir");
     std::fs::write(src.join("keep"), b"kept").expect("write");
     std::fs::write(src.join("noise.log"), b"excluded by the file").expect("write");
     std::fs::write(
@@ -52,12 +42,7 @@ fn exclude_file_exclude_caches_and_one_file_system_leave_out_what_they_name() {
     )
     .expect("write tag");
     std::fs::write(src.join("cache/blob"), b"cached").expect("write");
-    let mount = sh(&format!(
-        "mount -t tmpfs -o size=1m tmpfs {}",
-        src.join("mnt").display()
-    ));
-    assert!(mount.status.success(), "mount tmpfs: {mount:?}");
-    let _mounted = Mount(src.join("mnt"));
+    let _mounted = SmallFs::mount(&src.join("mnt"), "1m");
     std::fs::write(src.join("mnt/elsewhere"), b"another file system").expect("write");
     let patterns = d.dir.path().join("excludes.txt");
     std::fs::write(&patterns, "# comment\n*.log\n").expect("write excludes");

@@ -15,33 +15,6 @@ fn one_worker() -> TestDaemon {
     })
 }
 
-fn submit(d: &TestDaemon, args: &[&str]) -> u64 {
-    let mut full = vec!["--json"];
-    full.extend_from_slice(args);
-    let out = json_ok(&d.ctl(&full));
-    out["id"].as_u64().expect("job id")
-}
-
-fn job(d: &TestDaemon, id: u64) -> Value {
-    json_ok(&d.ctl(&["--json", "queue", "job", &id.to_string()]))
-}
-
-/// Polls until the job is in one of `states`; panics with the job after `within`.
-fn wait_state(d: &TestDaemon, id: u64, states: &[&str], within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let j = job(d, id);
-        if states.contains(&j["state"].as_str().unwrap_or_default()) {
-            return j;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} not in {states:?} after {within:?}: {j:#}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -73,19 +46,19 @@ fn check_clean(d: &TestDaemon, repo: Option<&str>) {
 #[test]
 fn one_worker_runs_high_then_normal_then_low() {
     let d = one_worker();
-    let long = submit(&d, &["queue", "add", "noop", "--duration", "1500ms"]);
-    wait_state(&d, long, &["running"], Duration::from_secs(10));
-    let low = submit(&d, &["queue", "add", "noop", "--priority", "low"]);
-    let normal = submit(&d, &["queue", "add", "noop"]);
-    let high = submit(&d, &["queue", "add", "noop", "--priority", "high"]);
+    let long = d.submit(&["queue", "add", "noop", "--duration", "1500ms"]);
+    d.wait_job(long, &["running"], Duration::from_secs(10));
+    let low = d.submit(&["queue", "add", "noop", "--priority", "low"]);
+    let normal = d.submit(&["queue", "add", "noop"]);
+    let high = d.submit(&["queue", "add", "noop", "--priority", "high"]);
     let started = |id| {
-        let j = wait_state(&d, id, &["succeeded"], Duration::from_secs(20));
+        let j = d.wait_job(id, &["succeeded"], Duration::from_secs(20));
         j["started_ns"].as_i64().expect("started")
     };
     let (h, n, l) = (started(high), started(normal), started(low));
     assert!(h < n && n < l, "start times high {h}, normal {n}, low {l}");
     assert!(
-        h > wait_state(&d, long, &["succeeded"], Duration::from_secs(1))["finished_ns"]
+        h > d.wait_job(long, &["succeeded"], Duration::from_secs(1))["finished_ns"]
             .as_i64()
             .expect("finished"),
         "the high job started only after the running one ended (one worker)"
@@ -112,18 +85,15 @@ fn unreachable_repository_is_retried_with_growing_delays_then_dead_letters_and_d
     std::fs::write(src.join("a"), b"some data").expect("write");
     std::fs::rename(&repo, &away).expect("move the repository away");
 
-    let id = submit(
-        &d,
-        &[
-            "backup",
-            "--repo",
-            "moving",
-            "--backoff",
-            "1s",
-            src.to_str().expect("utf8"),
-        ],
-    );
-    let j = wait_state(&d, id, &["dead-letter"], Duration::from_secs(60));
+    let id = d.submit(&[
+        "backup",
+        "--repo",
+        "moving",
+        "--backoff",
+        "1s",
+        src.to_str().expect("utf8"),
+    ]);
+    let j = d.wait_job(id, &["dead-letter"], Duration::from_secs(60));
     let attempts = j["attempts"].as_array().expect("attempts");
     assert_eq!(attempts.len(), 4, "1 attempt + 3 retries: {j:#}");
     for a in attempts {
@@ -150,18 +120,15 @@ fn unreachable_repository_is_retried_with_growing_delays_then_dead_letters_and_d
 
     std::fs::rename(&away, &repo).expect("move it back");
     json_ok(&d.ctl(&["--json", "queue", "dlq", "retry", &id.to_string()]));
-    let j = wait_state(&d, id, &["succeeded"], Duration::from_secs(30));
+    let j = d.wait_job(id, &["succeeded"], Duration::from_secs(30));
     assert_eq!(j["attempts"].as_array().expect("attempts").len(), 5);
     assert!(j["result"]["Backup"]["snapshot"].is_string(), "{j:#}");
     check_clean(&d, Some("moving"));
 
     // A path that does not exist is a permanent error: no retries.
     let missing = d.dir.path().join("does-not-exist");
-    let id = submit(
-        &d,
-        &["backup", "--backoff", "1s", missing.to_str().expect("utf8")],
-    );
-    let j = wait_state(&d, id, &["dead-letter"], Duration::from_secs(30));
+    let id = d.submit(&["backup", "--backoff", "1s", missing.to_str().expect("utf8")]);
+    let j = d.wait_job(id, &["dead-letter"], Duration::from_secs(30));
     assert_eq!(
         j["attempts"].as_array().expect("attempts").len(),
         1,
@@ -211,11 +178,11 @@ fn cancelling_a_running_backup_stops_it_promptly_without_a_snapshot() {
     let d = TestDaemon::start();
     let src = d.dir.path().join("big");
     big_source(&src);
-    let id = submit(&d, &["backup", src.to_str().expect("utf8")]);
+    let id = d.submit(&["backup", src.to_str().expect("utf8")]);
     let deadline = Instant::now() + Duration::from_secs(60);
     // Cancel once it is really reading data.
     loop {
-        let j = job(&d, id);
+        let j = d.job(id);
         if j["state"] == "running" && j["progress"]["bytes_done"].as_u64().unwrap_or(0) > 0 {
             break;
         }
@@ -242,15 +209,15 @@ fn cancelling_a_running_backup_stops_it_promptly_without_a_snapshot() {
     check_clean(&d, None);
 
     // Cancelling a queued job is immediate; cancelling a finished one is a conflict.
-    let blocker = submit(&d, &["queue", "add", "noop", "--duration", "2s"]);
-    let blocker2 = submit(&d, &["queue", "add", "noop", "--duration", "2s"]);
-    let queued = submit(&d, &["queue", "add", "noop"]);
+    let blocker = d.submit(&["queue", "add", "noop", "--duration", "2s"]);
+    let blocker2 = d.submit(&["queue", "add", "noop", "--duration", "2s"]);
+    let queued = d.submit(&["queue", "add", "noop"]);
     let j = json_ok(&d.ctl(&["--json", "queue", "cancel", &queued.to_string()]));
     assert_eq!(j["state"], "cancelled");
     let again = d.ctl(&["--json", "queue", "cancel", &queued.to_string()]);
     assert_eq!(again.status.code(), Some(2));
     for b in [blocker, blocker2] {
-        wait_state(&d, b, &["succeeded"], Duration::from_secs(20));
+        d.wait_job(b, &["succeeded"], Duration::from_secs(20));
     }
 }
 
@@ -264,15 +231,15 @@ fn a_job_running_at_three_daemon_crashes_in_a_row_goes_to_the_dead_letter_queue(
         ..Default::default()
     };
     let mut d = TestDaemon::start_with(options());
-    let id = submit(&d, &["queue", "add", "noop", "--duration", "1h"]);
+    let id = d.submit(&["queue", "add", "noop", "--duration", "1h"]);
     // Each round: the job is running, the daemon is killed (as if the job had crashed it), and
     // a new daemon starts on the same state.
     for crash in 1..=3 {
-        wait_state(&d, id, &["running"], Duration::from_secs(10));
+        d.wait_job(id, &["running"], Duration::from_secs(10));
         d.signal(nix::sys::signal::Signal::SIGKILL);
         d.wait_exit(Duration::from_secs(5)).expect("killed");
         d = TestDaemon::start_with(options());
-        let j = job(&d, id);
+        let j = d.job(id);
         if crash < 3 {
             assert!(j["state"] == "queued" || j["state"] == "running", "{j:#}");
         } else {
@@ -284,7 +251,7 @@ fn a_job_running_at_three_daemon_crashes_in_a_row_goes_to_the_dead_letter_queue(
             "attempt {crash}: {j:#}"
         );
     }
-    let j = job(&d, id);
+    let j = d.job(id);
     let error = j["error"]["message"].as_str().expect("error message");
     assert!(error.contains("crashed the daemon 3 times"), "{j:#}");
     let dlq = json_ok(&d.ctl(&["--json", "queue", "dlq", "list"]));
@@ -293,12 +260,9 @@ fn a_job_running_at_three_daemon_crashes_in_a_row_goes_to_the_dead_letter_queue(
         "{dlq:#}"
     );
     // It is not run again: the daemon stays up and other work goes on.
-    let other = submit(&d, &["queue", "add", "noop", "--duration", "10ms"]);
-    wait_state(&d, other, &["succeeded"], Duration::from_secs(10));
-    assert_eq!(
-        job(&d, id)["attempts"].as_array().expect("attempts").len(),
-        3
-    );
+    let other = d.submit(&["queue", "add", "noop", "--duration", "10ms"]);
+    d.wait_job(other, &["succeeded"], Duration::from_secs(10));
+    assert_eq!(d.job(id)["attempts"].as_array().expect("attempts").len(), 3);
 }
 
 #[test]
@@ -311,16 +275,16 @@ fn kill_9_keeps_queued_and_running_jobs_and_all_finish_after_restart() {
         ..Default::default()
     };
     let mut d = TestDaemon::start_with(options());
-    let running = submit(&d, &["queue", "add", "noop", "--duration", "2s"]);
+    let running = d.submit(&["queue", "add", "noop", "--duration", "2s"]);
     let queued: Vec<u64> = (0..5)
-        .map(|_| submit(&d, &["queue", "add", "noop", "--duration", "100ms"]))
+        .map(|_| d.submit(&["queue", "add", "noop", "--duration", "100ms"]))
         .collect();
-    wait_state(&d, running, &["running"], Duration::from_secs(10));
+    d.wait_job(running, &["running"], Duration::from_secs(10));
     d.signal(nix::sys::signal::Signal::SIGKILL);
     d.wait_exit(Duration::from_secs(5)).expect("killed");
 
     let d = TestDaemon::start_with(options());
-    let j = job(&d, running);
+    let j = d.job(running);
     assert!(
         j["state"] == "queued" || j["state"] == "running",
         "the interrupted job is queued again: {j:#}"
@@ -328,10 +292,10 @@ fn kill_9_keeps_queued_and_running_jobs_and_all_finish_after_restart() {
     assert_eq!(j["attempts"][0]["outcome"], "crashed", "{j:#}");
     let mut starts = Vec::new();
     for id in std::iter::once(running).chain(queued.iter().copied()) {
-        let j = wait_state(&d, id, &["succeeded"], Duration::from_secs(30));
+        let j = d.wait_job(id, &["succeeded"], Duration::from_secs(30));
         starts.push(j["started_ns"].as_i64().expect("started"));
     }
-    let j = job(&d, running);
+    let j = d.job(running);
     assert_eq!(
         j["attempts"].as_array().expect("attempts").len(),
         2,
@@ -355,20 +319,17 @@ fn events_follow_shows_every_transition_of_a_job_in_order() {
         .stderr(Stdio::null())
         .spawn()
         .expect("events --follow");
-    let id = submit(
-        &d,
-        &[
-            "queue",
-            "add",
-            "noop",
-            "--duration",
-            "300ms",
-            "--fail-attempts",
-            "1",
-            "--backoff",
-            "1s",
-        ],
-    );
+    let id = d.submit(&[
+        "queue",
+        "add",
+        "noop",
+        "--duration",
+        "300ms",
+        "--fail-attempts",
+        "1",
+        "--backoff",
+        "1s",
+    ]);
     let stdout = follower.stdout.take().expect("stdout");
     // Lines arrive through a channel so that the wait for each has a deadline.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -453,9 +414,9 @@ fn submissions_over_the_rate_get_busy_with_retry_after_and_none_is_lost() {
     assert!(refused >= 1, "none refused of 10");
     // Retrying after the advertised delay gets through.
     std::thread::sleep(Duration::from_millis(retry_after + 100));
-    accepted.push(submit(&d, &["queue", "add", "noop"]));
+    accepted.push(d.submit(&["queue", "add", "noop"]));
     for id in &accepted {
-        wait_state(&d, *id, &["succeeded"], Duration::from_secs(20));
+        d.wait_job(*id, &["succeeded"], Duration::from_secs(20));
     }
     let history = json_ok(&d.ctl(&["--json", "queue", "history", "--limit", "100"]));
     let mut ids: Vec<u64> = history
@@ -479,8 +440,8 @@ fn equal_backups_waiting_in_the_queue_are_coalesced() {
     std::fs::write(src.join("f"), b"x").expect("write");
     // The blocker holds the only worker while both backups are submitted; it runs long enough
     // for two backupctl calls on a loaded machine and is cancelled as soon as they are in.
-    let blocker = submit(&d, &["queue", "add", "noop", "--duration", "60s"]);
-    wait_state(&d, blocker, &["running"], Duration::from_secs(10));
+    let blocker = d.submit(&["queue", "add", "noop", "--duration", "60s"]);
+    d.wait_job(blocker, &["running"], Duration::from_secs(10));
     let first = json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
     let second = json_ok(&d.ctl(&[
         "--json",
@@ -493,7 +454,7 @@ fn equal_backups_waiting_in_the_queue_are_coalesced() {
     assert_eq!(second["coalesced"], true);
     json_ok(&d.ctl(&["--json", "queue", "cancel", &blocker.to_string()]));
     let id = first["id"].as_u64().expect("id");
-    let j = wait_state(&d, id, &["succeeded"], Duration::from_secs(30));
+    let j = d.wait_job(id, &["succeeded"], Duration::from_secs(30));
     assert_eq!(j["coalesced"], 1);
     assert_eq!(
         j["priority"], "high",

@@ -4,7 +4,7 @@
 
 use backupd_tests::treecmp::{compare_trees, CompareOptions};
 use backupd_tests::{
-    chown_tree, ctl_within, is_root, json_ok, nobody, shared_tempdir, Attacker, TestDaemon,
+    chown_tree, ctl_within, is_root, json_ok, shared_tempdir, Attacker, TestDaemon, NOBODY,
 };
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -75,7 +75,7 @@ fn assert_vault_untouched(vault: &Path) {
 #[test]
 fn restore_race_never_writes_or_chmods_outside_the_target() {
     need_root();
-    let (uid, gid) = nobody();
+    let (uid, gid) = (NOBODY, NOBODY);
     let d = TestDaemon::start();
     let area = shared_tempdir();
     let home = area.path().join("home");
@@ -138,7 +138,7 @@ fn restore_race_never_writes_or_chmods_outside_the_target() {
 #[test]
 fn restore_target_through_a_symlink_another_user_planted_is_refused() {
     need_root();
-    let (uid, gid) = nobody();
+    let (uid, gid) = (NOBODY, NOBODY);
     let d = TestDaemon::start();
     let area = shared_tempdir();
     let src = area.path().join("src");
@@ -180,7 +180,7 @@ fn restore_target_through_a_symlink_another_user_planted_is_refused() {
 #[test]
 fn backup_never_reads_through_an_entry_swapped_for_a_symlink() {
     need_root();
-    let (uid, gid) = nobody();
+    let (uid, gid) = (NOBODY, NOBODY);
     let d = TestDaemon::start();
     let area = shared_tempdir();
     let vault = vault(area.path());
@@ -261,7 +261,7 @@ fn walk_files(root: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_file_swapped_for_a_fifo_never_hangs_a_backup() {
     need_root();
-    let (uid, gid) = nobody();
+    let (uid, gid) = (NOBODY, NOBODY);
     let d = TestDaemon::start();
     let area = shared_tempdir();
     let home = area.path().join("home");

@@ -50,6 +50,10 @@ pub struct BackupOptions {
     /// Only these paths changed since the parent: the snapshot is the parent's tree with them
     /// re-examined, and nothing else is walked. Ignored without a parent (a full walk then).
     pub changes: Option<Vec<(PathBuf, Change)>>,
+    /// An earlier attempt of this backup was cut short (full disk, crash): index the young
+    /// packs it left before deduplicating. Off for first attempts, which then skip listing
+    /// every pack (a watched one-file change stays a few milliseconds).
+    pub reuse_unindexed: bool,
 }
 
 impl Default for BackupOptions {
@@ -68,6 +72,7 @@ impl Default for BackupOptions {
             zstd_level: DEFAULT_ZSTD_LEVEL,
             always_exclude: Vec::new(),
             changes: None,
+            reuse_unindexed: false,
         }
     }
 }
@@ -164,7 +169,9 @@ fn backup_on_pool(
     // Another process may have pruned or backed up since this repository was opened.
     repo.refresh_index()?;
     // A retry after a full disk or a crash reuses what the interrupted attempt stored.
-    super::adopt::adopt_unindexed_packs(repo, &lock)?;
+    if opts.reuse_unindexed {
+        super::adopt::adopt_unindexed_packs(repo, &lock)?;
+    }
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
     let parent = find_parent(repo, opts, &host, &sources)?;
     let parent_tree = match &parent {

@@ -303,8 +303,8 @@ pub fn check(
         });
     } else if unindexed > 0 {
         report.notes.push(format!(
-            "{unindexed} pack(s) are not in the index (left by an interrupted backup); the next \
-             backup reuses those younger than 30 minutes, prune removes the older ones"
+            "{unindexed} pack(s) are not in the index (left by an interrupted backup); its retry \
+             reuses those younger than 30 minutes, prune removes the older ones"
         ));
     }
     let temps = repo.backend().list_temp()?.len();

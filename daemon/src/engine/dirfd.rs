@@ -180,9 +180,7 @@ impl DirFd {
     /// no `*at` form (`lgetxattr` and friends). Its last component is still the entry itself:
     /// callers use the non-following (`l*`) calls.
     pub fn proc_path(&self, name: &[u8]) -> PathBuf {
-        let mut p = PathBuf::from(format!("/proc/self/fd/{}", self.0.as_raw_fd()));
-        p.push(component(name));
-        p
+        held_path(&self.0).join(component(name))
     }
 
     /// The directory as a file, for `fstat`, `fchown`, `fchmod`, xattrs and `futimens`.
@@ -195,6 +193,12 @@ impl AsFd for DirFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
+}
+
+/// `/proc/self/fd/N`: names exactly the object descriptor N holds, not whatever its path
+/// names now.
+pub fn held_path(fd: &impl AsRawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// Whether `/proc/self/fd` can stand in for the `*at` calls Linux lacks.

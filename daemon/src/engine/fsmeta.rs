@@ -11,10 +11,9 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use xattr::FileExt;
 
@@ -203,7 +202,7 @@ pub fn apply_special(
     }
     // `/proc/self/fd/N` of an O_PATH descriptor names exactly the object it holds; for
     // anything but a symlink, following it reaches that object and nothing else.
-    let held = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let held = dirfd::held_path(&fd);
     let is_link = node.kind == NodeKind::Symlink;
     if !is_link && dirfd::proc_fd_available() {
         let mode = restored_mode(node.mode, strip_setid);

@@ -42,7 +42,7 @@ pub fn run(
     cancel: &CancellationToken,
 ) -> Result<Response, Error> {
     match kind {
-        JobKind::Backup(r) => run_backup(ctx, r, progress, cancel),
+        JobKind::Backup(r) => run_backup(ctx, r, attempt > 1, progress, cancel),
         JobKind::Restore(r) => run_restore(ctx, r, progress, cancel),
         JobKind::Check(r) => run_check(ctx, r, progress, cancel),
         JobKind::Forget(r) => run_forget(ctx, r, progress, cancel),
@@ -105,6 +105,7 @@ pub fn stats_view(s: &SnapshotStats) -> SnapshotStatsView {
 fn run_backup(
     ctx: &Context,
     r: BackupRequest,
+    retry: bool,
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<Response, Error> {
@@ -136,6 +137,7 @@ fn run_backup(
         always_exclude: vec![ctx.state_dir.clone()],
         parent,
         changes,
+        reuse_unindexed: retry,
         ..Default::default()
     };
     let out = backup(&repo, &opts, progress, cancel)?;
