@@ -1,7 +1,7 @@
 //! The daemon's error type and the one place that maps it to protocol error codes.
 
 use crate::engine::EngineError;
-use crate::repo::backend::BackendError;
+use crate::repo::backend::{BackendError, ErrorKind};
 use crate::repo::lock::LockError;
 use crate::repo::registry::RegistryError;
 use crate::repo::RepoError;
@@ -73,57 +73,43 @@ const fn class(code: ErrorCode, retryable: bool) -> Class {
     Class { code, retryable }
 }
 
+/// The one classification of an error type: its wire code and its retryability, decided
+/// together so they cannot disagree. Every error type the daemon can end a request or a job
+/// with implements it (here, in one file); a wrapper asks what it wraps. The queue retries a
+/// failed job exactly when [`Error::is_retryable`] says so and decides nothing itself.
+pub trait Classify {
+    fn class(&self) -> Class;
+}
+
 impl Error {
     /// Whether retrying the same operation later can succeed (the queue relies on this bit).
     pub fn is_retryable(&self) -> bool {
         self.class().retryable
     }
 
-    /// The one mapping from daemon errors to protocol codes and retryability: both are decided
-    /// here, together, so they cannot disagree.
-    pub fn class(&self) -> Class {
+    /// The protocol's view of this error.
+    pub fn to_reply(&self) -> ErrorReply {
+        let mut reply = ErrorReply::new(self.class().code, self.to_string());
+        if let Self::RateLimited { retry_after, .. } = self {
+            reply.retry_after_ms = Some(retry_after.as_millis().max(1) as u64);
+        }
+        reply
+    }
+}
+
+impl Classify for Error {
+    fn class(&self) -> Class {
         use ErrorCode::*;
         match self {
             Self::Config(_) => class(InvalidArgument, false),
             Self::ShuttingDown => class(Unavailable, true),
-            Self::Engine(e) => engine_class(e),
-            Self::Registry(e) => match e {
-                RegistryError::Unknown { .. } | RegistryError::None => class(NotFound, false),
-                RegistryError::Exists { .. } => class(Conflict, false),
-                RegistryError::InvalidName(_) | RegistryError::RelativePath(_) => {
-                    class(InvalidArgument, false)
-                }
-                RegistryError::Repo(r) => repo_class(r),
-                // The state directory is full: nothing was created (see `write_new_durably`).
-                RegistryError::KeyFile { source, .. }
-                    if matches!(
-                        source.raw_os_error().map(nix::errno::Errno::from_raw),
-                        Some(nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT)
-                    ) =>
-                {
-                    class(NoSpace, true)
-                }
-                RegistryError::KeyFile { .. }
-                | RegistryError::Password { .. }
-                | RegistryError::State(_)
-                | RegistryError::Corrupt { .. } => class(Internal, false),
-            },
+            Self::Engine(e) => e.class(),
+            Self::Registry(e) => e.class(),
             Self::PermissionDenied { .. } => class(PermissionDenied, false),
-            // The database is locked by another process, or a write failed: both may pass.
-            Self::State(e) => class(
-                Internal,
-                matches!(e, StateError::Locked { .. } | StateError::Write { .. }),
-            ),
+            Self::State(e) => e.class(),
             Self::Listen(_) | Self::Internal(_) => class(Internal, false),
             Self::JobNotFound { .. } => class(NotFound, false),
-            Self::Source(e) => match e {
-                SourceError::Exists(_) => class(Conflict, false),
-                SourceError::Unknown(_) => class(NotFound, false),
-                SourceError::State(_) => class(Internal, false),
-                SourceError::InvalidName(_)
-                | SourceError::Path { .. }
-                | SourceError::Invalid { .. } => class(InvalidArgument, false),
-            },
+            Self::Source(e) => e.class(),
             Self::JobState { .. } => class(Conflict, false),
             Self::Export(_) => class(InvalidArgument, false),
             Self::RateLimited { .. } => class(Busy, true),
@@ -137,126 +123,294 @@ impl Error {
             }
         }
     }
+}
 
-    /// The protocol's view of this error.
-    pub fn to_reply(&self) -> ErrorReply {
-        let mut reply = ErrorReply::new(self.class().code, self.to_string());
-        if let Self::RateLimited { retry_after, .. } = self {
-            reply.retry_after_ms = Some(retry_after.as_millis().max(1) as u64);
+/// The backend decided the kind (see `repo::backend`'s module doc); this is what it means.
+impl Classify for BackendError {
+    fn class(&self) -> Class {
+        use ErrorCode::*;
+        match self.kind {
+            // The repository names its objects: one it asks for and does not find is lost
+            // data, which `repo check` reports and no retry brings back.
+            ErrorKind::NotFound => class(Internal, false),
+            ErrorKind::Unreachable => class(Unavailable, true),
+            // Nothing is wrong with the request or the repository: once space is freed the
+            // same job succeeds, so it backs off and retries.
+            ErrorKind::NoSpace => class(NoSpace, true),
+            // A read-only mount or missing permissions: an admin must act first.
+            ErrorKind::Denied => class(Unavailable, false),
+            ErrorKind::Transient => class(Unavailable, true),
+            ErrorKind::Permanent => class(Internal, false),
         }
-        reply
     }
 }
 
-fn backend_class(b: &BackendError) -> Class {
-    use ErrorCode::*;
-    if b.is_no_space() {
-        // Nothing is wrong with the request or the repository: once space is freed the same
-        // job succeeds, so it backs off and retries.
-        class(NoSpace, true)
-    } else if b.is_unreachable() {
-        class(Unavailable, true)
-    } else if b.is_not_found() {
-        class(Unavailable, false)
-    } else {
-        // Some other I/O error (EIO, a flaky mount): worth another try.
-        class(Internal, true)
-    }
-}
-
-fn repo_class(e: &RepoError) -> Class {
-    use ErrorCode::*;
-    match e {
-        RepoError::NotEmpty { .. }
-        | RepoError::NotARepository { .. }
-        | RepoError::UnsupportedVersion { .. }
-        | RepoError::WrongPassword { .. }
-        | RepoError::NoKeys { .. } => class(InvalidArgument, false),
-        RepoError::SnapshotNotFound { .. } | RepoError::AmbiguousSnapshot { .. } => {
-            class(NotFound, false)
+impl Classify for LockError {
+    fn class(&self) -> Class {
+        match self {
+            Self::Busy { .. } => class(ErrorCode::Busy, true),
+            // Writing the lock failed: that is about the storage, not about another holder.
+            Self::Backend(b) => b.class(),
         }
-        RepoError::Lock(LockError::Busy { .. }) => class(Busy, true),
-        // Writing the lock failed: that is about the disk, not about another holder.
-        RepoError::Lock(LockError::Backend(b)) | RepoError::Backend(b) => backend_class(b),
-        RepoError::Unreachable { .. } => class(Unavailable, true),
-        RepoError::MissingBlob { .. }
-        | RepoError::DamagedBlob { .. }
-        | RepoError::DamagedPack { .. }
-        | RepoError::Corrupt { .. }
-        | RepoError::NameMismatch { .. }
-        | RepoError::KeyFile { .. } => class(Internal, false),
-        // The repository's state, not the request, is what must change first.
-        RepoError::LatestUnknown { .. } => class(Conflict, false),
     }
 }
 
-fn engine_class(e: &EngineError) -> Class {
-    use ErrorCode::*;
-    match e {
-        EngineError::Repo(r) => repo_class(r),
-        EngineError::Exclude(_)
-        | EngineError::Source { .. }
-        | EngineError::Target { .. }
-        | EngineError::InvalidArgument(_) => class(InvalidArgument, false),
-        EngineError::NotInSnapshot { .. } => class(NotFound, false),
-        EngineError::Cancelled => class(Unavailable, false),
+impl Classify for RepoError {
+    fn class(&self) -> Class {
+        use ErrorCode::*;
+        match self {
+            Self::NotEmpty { .. }
+            | Self::NotARepository { .. }
+            | Self::UnsupportedVersion { .. }
+            | Self::WrongPassword { .. }
+            | Self::NoKeys { .. } => class(InvalidArgument, false),
+            Self::SnapshotNotFound { .. } | Self::AmbiguousSnapshot { .. } => {
+                class(NotFound, false)
+            }
+            Self::Lock(e) => e.class(),
+            Self::Backend(b) => b.class(),
+            Self::Unreachable { .. } => class(Unavailable, true),
+            Self::MissingBlob { .. }
+            | Self::DamagedBlob { .. }
+            | Self::DamagedPack { .. }
+            | Self::Corrupt { .. }
+            | Self::NameMismatch { .. }
+            | Self::KeyFile { .. } => class(Internal, false),
+            // The repository's state, not the request, is what must change first.
+            Self::LatestUnknown { .. } => class(Conflict, false),
+        }
+    }
+}
+
+impl Classify for RegistryError {
+    fn class(&self) -> Class {
+        use ErrorCode::*;
+        match self {
+            Self::Unknown { .. } | Self::None => class(NotFound, false),
+            Self::Exists { .. } | Self::KeyFileTaken { .. } => class(Conflict, false),
+            Self::InvalidName(_) | Self::Location(_) => class(InvalidArgument, false),
+            Self::Repo(r) => r.class(),
+            // The state directory is full: nothing was created (see `write_new_durably`).
+            Self::KeyFile { source, .. }
+                if matches!(
+                    source.raw_os_error().map(nix::errno::Errno::from_raw),
+                    Some(nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT)
+                ) =>
+            {
+                class(NoSpace, true)
+            }
+            Self::KeyFile { .. } | Self::Password { .. } | Self::Corrupt { .. } => {
+                class(Internal, false)
+            }
+            Self::State(e) => e.class(),
+        }
+    }
+}
+
+impl Classify for EngineError {
+    fn class(&self) -> Class {
+        use ErrorCode::*;
+        match self {
+            Self::Repo(r) => r.class(),
+            Self::Exclude(_)
+            | Self::Source { .. }
+            | Self::Target { .. }
+            | Self::InvalidArgument(_) => class(InvalidArgument, false),
+            Self::NotInSnapshot { .. } => class(NotFound, false),
+            Self::Cancelled => class(Unavailable, false),
+        }
+    }
+}
+
+impl Classify for StateError {
+    fn class(&self) -> Class {
+        // The database is locked by another process, or a write failed: both may pass.
+        class(
+            ErrorCode::Internal,
+            matches!(self, Self::Locked { .. } | Self::Write { .. }),
+        )
+    }
+}
+
+impl Classify for SourceError {
+    fn class(&self) -> Class {
+        use ErrorCode::*;
+        match self {
+            Self::Exists(_) => class(Conflict, false),
+            Self::Unknown(_) => class(NotFound, false),
+            Self::State(e) => e.class(),
+            Self::InvalidName(_) | Self::Path { .. } | Self::Invalid { .. } => {
+                class(InvalidArgument, false)
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use crate::repo::backend::Cause;
+    use crate::repo::Location;
+    use ErrorCode::*;
 
-    fn io(errno: nix::errno::Errno) -> std::io::Error {
-        std::io::Error::from_raw_os_error(errno as i32)
+    fn backend(kind: ErrorKind) -> BackendError {
+        BackendError::new(
+            kind,
+            "read",
+            "/r/data/ab/ab01".into(),
+            Cause::Injected("test"),
+        )
+    }
+
+    fn errno(e: nix::errno::Errno) -> std::io::Error {
+        std::io::Error::from_raw_os_error(e as i32)
     }
 
     #[test]
-    fn a_full_disk_is_no_space_and_retryable_even_when_the_lock_write_hits_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let full = BackendError::new(
-            "create",
-            &dir.path().join("locks/x"),
-            io(nix::errno::Errno::ENOSPC),
-        );
-        let space = full.space.clone().expect("statvfs of the parent");
-        assert!(space.total > 0 && !space.quota);
-        let msg = full.to_string();
-        assert!(
-            msg.contains("is full") && msg.contains("queue dlq retry"),
-            "{msg}"
-        );
-        assert!(msg.contains(&space.mount.display().to_string()), "{msg}");
-        let want = Class {
-            code: ErrorCode::NoSpace,
-            retryable: true,
-        };
-        let lock = Error::Engine(EngineError::Repo(RepoError::Lock(LockError::Backend(full))));
-        assert_eq!(lock.class(), want, "not Busy: nobody holds a lock");
-        let quota = BackendError::new(
-            "write",
-            Path::new("/nonexistent/x"),
-            io(nix::errno::Errno::EDQUOT),
-        );
-        assert!(quota.space.as_ref().is_some_and(|s| s.quota), "{quota}");
-        let e = Error::Registry(RegistryError::Repo(RepoError::Backend(quota)));
-        assert_eq!(e.class(), want);
-        assert_eq!(e.to_reply().code, ErrorCode::NoSpace);
-        let key = Error::Registry(RegistryError::KeyFile {
-            action: "write",
-            path: dir.path().join("keys/a.key"),
-            source: io(nix::errno::Errno::ENOSPC),
-        });
-        assert_eq!(key.class().code, ErrorCode::NoSpace);
-        let eio = BackendError::new("write", dir.path(), io(nix::errno::Errno::EIO));
-        assert!(eio.space.is_none());
-        assert_eq!(
-            Error::Engine(EngineError::Repo(RepoError::Backend(eio)))
-                .class()
-                .code,
-            ErrorCode::Internal
-        );
+    fn every_variant_has_one_class_and_wrappers_ask_what_they_wrap() {
+        let repo = || Location::local("/r");
+        let table: Vec<(Error, ErrorCode, bool)> = vec![
+            // Backend kinds, as a job sees them (engine → repo → backend).
+            (
+                EngineError::Repo(backend(ErrorKind::NotFound).into()).into(),
+                Internal,
+                false,
+            ),
+            (
+                EngineError::Repo(backend(ErrorKind::Unreachable).into()).into(),
+                Unavailable,
+                true,
+            ),
+            (
+                EngineError::Repo(backend(ErrorKind::NoSpace).into()).into(),
+                NoSpace,
+                true,
+            ),
+            (
+                EngineError::Repo(backend(ErrorKind::Denied).into()).into(),
+                Unavailable,
+                false,
+            ),
+            (
+                EngineError::Repo(backend(ErrorKind::Transient).into()).into(),
+                Unavailable,
+                true,
+            ),
+            (
+                EngineError::Repo(backend(ErrorKind::Permanent).into()).into(),
+                Internal,
+                false,
+            ),
+            // A full disk while writing the lock file is NoSpace, not Busy.
+            (
+                EngineError::Repo(RepoError::Lock(LockError::Backend(backend(
+                    ErrorKind::NoSpace,
+                ))))
+                .into(),
+                NoSpace,
+                true,
+            ),
+            (
+                RegistryError::Repo(backend(ErrorKind::NoSpace).into()).into(),
+                NoSpace,
+                true,
+            ),
+            (
+                RegistryError::Repo(RepoError::Unreachable { location: repo() }).into(),
+                Unavailable,
+                true,
+            ),
+            (
+                RegistryError::Repo(RepoError::WrongPassword { location: repo() }).into(),
+                InvalidArgument,
+                false,
+            ),
+            (
+                RegistryError::Repo(RepoError::SnapshotNotFound {
+                    prefix: "ab".into(),
+                })
+                .into(),
+                NotFound,
+                false,
+            ),
+            (
+                RegistryError::Repo(RepoError::MissingBlob {
+                    id: backupd_common::ids::BlobId([0; 32]),
+                })
+                .into(),
+                Internal,
+                false,
+            ),
+            (
+                RegistryError::KeyFile {
+                    action: "write",
+                    path: "/s/keys/a.key".into(),
+                    source: errno(nix::errno::Errno::ENOSPC),
+                }
+                .into(),
+                NoSpace,
+                true,
+            ),
+            (
+                RegistryError::KeyFile {
+                    action: "write",
+                    path: "/s/keys/a.key".into(),
+                    source: errno(nix::errno::Errno::EIO),
+                }
+                .into(),
+                Internal,
+                false,
+            ),
+            (
+                RegistryError::KeyFileTaken { path: "/k".into() }.into(),
+                Conflict,
+                false,
+            ),
+            (
+                RegistryError::Location(crate::repo::LocationError::Relative("r".into())).into(),
+                InvalidArgument,
+                false,
+            ),
+            (RegistryError::None.into(), NotFound, false),
+            (EngineError::Cancelled.into(), Unavailable, false),
+            (
+                EngineError::InvalidArgument("x".into()).into(),
+                InvalidArgument,
+                false,
+            ),
+            (Error::ShuttingDown, Unavailable, true),
+            (
+                Error::RateLimited {
+                    uid: 1,
+                    retry_after: Duration::from_millis(5),
+                },
+                Busy,
+                true,
+            ),
+            (
+                Error::PlannedFailure {
+                    attempt: 1,
+                    retryable: true,
+                },
+                Unavailable,
+                true,
+            ),
+            (
+                Error::PlannedFailure {
+                    attempt: 1,
+                    retryable: false,
+                },
+                InvalidArgument,
+                false,
+            ),
+            (Error::JobNotFound { id: 3 }, NotFound, false),
+            (Error::Internal("bug".into()), Internal, false),
+        ];
+        for (e, code, retryable) in table {
+            assert_eq!(e.class(), Class { code, retryable }, "{e}");
+            assert_eq!(e.to_reply().code, code, "{e}");
+            assert_eq!(e.is_retryable(), retryable, "{e}");
+        }
     }
 
     #[test]

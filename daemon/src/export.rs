@@ -116,7 +116,7 @@ pub fn build(repos: &[RepoEntry], sources: &[SourceSpec]) -> Document {
     };
     for r in repos {
         let (Some(path), Some(key)) = (
-            path_text(r.path.as_os_str().as_bytes()),
+            r.location.as_text(),
             path_text(r.key_file.as_os_str().as_bytes()),
         ) else {
             tracing::warn!(name = %r.name, "repository left out of the export: its path is not UTF-8");
@@ -178,7 +178,7 @@ pub async fn import(ctx: &Arc<Context>, text: &str) -> Result<ImportReport, Erro
         .iter()
         .map(|r| RepoEntry {
             name: r.name.clone(),
-            path: PathBuf::from(&r.path),
+            location: crate::repo::Location::local(&r.path),
             key_file: r.key_file.as_deref().map(PathBuf::from).unwrap_or_default(),
             is_default: r.is_default,
             password_command: r.password_command.clone(),
@@ -240,7 +240,7 @@ mod tests {
         build(
             &[RepoEntry {
                 name: "offsite".into(),
-                path: "/srv/r".into(),
+                location: crate::repo::Location::local("/srv/r"),
                 key_file: "/etc/k".into(),
                 is_default: true,
                 password_command: None,

@@ -71,7 +71,7 @@ pub async fn run(
         tracker.spawn_blocking(move || {
             if let Some(entry) = repos.start(&declared) {
                 tracing::info!(
-                    path = %entry.path.display(),
+                    location = %entry.location,
                     key = %entry.key_file.display(),
                     "created repository `default` with a random key; keep a copy of the key \
                      somewhere safe (`backupctl repo key export default`): without it the \

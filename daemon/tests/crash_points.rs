@@ -12,10 +12,12 @@ use backupd::engine::check::{check, CheckOptions};
 use backupd::engine::progress::Progress;
 use backupd::engine::rebuild::rebuild_index;
 use backupd::engine::restore::{restore, RestoreOptions};
+use backupd::repo::backend::LocalBackend;
 use backupd::repo::Repository;
 use backupd_tests::treecmp::{compare_trees, CompareOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::process::Command;
 use tokio_util::sync::CancellationToken;
 
@@ -159,8 +161,9 @@ fn crash_at_every_step<A, B>(
     for step in 0..MAX_STEPS {
         let work = copy_of(template.path());
         {
-            let repo = Repository::open(&work.path().join("repo"), b"pw").expect("open");
-            repo.backend().crash_after(step);
+            let local = LocalBackend::new(work.path().join("repo"));
+            let repo = Repository::open_on(Arc::new(local.clone()), b"pw").expect("open");
+            local.crash_after(step);
             if first(&repo).is_ok() {
                 // It finished before reaching this step: every boundary has been tried.
                 assert_intact(work.path(), step, what);
@@ -196,12 +199,12 @@ fn backup_crashed_at_every_step_then_run_again_loses_nothing() {
         "backup",
         |repo| {
             // The tree changes before the crashing backup; the re-run sees the same tree.
-            let src = repo.path().parent().expect("repo has a parent").join("src");
+            let src = repo.location().local_path().and_then(|p| p.parent()).expect("repo has a parent").join("src");
             write_random(&src.join("new"), 3_000_000, 7);
             backup_src(repo, &src)
         },
         |repo| {
-            let src = repo.path().parent().expect("repo has a parent").join("src");
+            let src = repo.location().local_path().and_then(|p| p.parent()).expect("repo has a parent").join("src");
             backup_src(repo, &src)
         },
     );

@@ -226,7 +226,9 @@ fn no_plaintext_reaches_the_repository() {
 fn wrong_password_is_refused() {
     let f = Fixture::new();
     match Repository::open(&f.dir.path().join("repo"), b"wrong") {
-        Err(RepoError::WrongPassword { path }) => assert!(path.ends_with("repo")),
+        Err(RepoError::WrongPassword { location }) => {
+            assert!(location.local_path().is_some_and(|p| p.ends_with("repo")))
+        }
         other => panic!("expected WrongPassword, got {other:?}"),
     }
 }
@@ -254,10 +256,8 @@ fn damaged_packs_are_reported_and_restore_saves_the_rest() {
         .list(backupd::repo::backend::FileKind::Pack)
         .expect("list")
     {
-        let path = f
-            .repo
-            .backend()
-            .path(backupd::repo::backend::FileKind::Pack, &name);
+        let path = backupd::repo::backend::LocalBackend::new(f.dir.path().join("repo"))
+            .path(backupd::repo::backend::Key::pack(&name));
         let mut bytes = std::fs::read(&path).expect("read");
         let mid = bytes.len() / 3;
         bytes[mid] ^= 0xFF;

@@ -10,7 +10,7 @@
 
 use super::rebuild::read_pack_header;
 use super::EngineError;
-use crate::repo::backend::FileKind;
+use crate::repo::backend::{FileKind, Key};
 use crate::repo::index::IndexedPack;
 use crate::repo::lock::{LockGuard, STALE_AFTER};
 use crate::repo::{RepoError, Repository};
@@ -27,7 +27,7 @@ pub struct Adopted {
 /// `lock` is the caller's (shared) lock.
 pub fn adopt_unindexed_packs(repo: &Repository, lock: &LockGuard) -> Result<Adopted, EngineError> {
     if lock.others_live().map_err(RepoError::from)? {
-        tracing::debug!(repo = %repo.path().display(), "another operation holds a lock; not adopting unindexed packs");
+        tracing::debug!(repo = %repo.location(), "another operation holds a lock; not adopting unindexed packs");
         return Ok(Adopted::default());
     }
     let mut packs = Vec::new();
@@ -40,8 +40,8 @@ pub fn adopt_unindexed_packs(repo: &Repository, lock: &LockGuard) -> Result<Adop
         }
         let young = repo
             .backend()
-            .age(FileKind::Pack, &name)
-            .is_some_and(|age| age < STALE_AFTER);
+            .stat(Key::pack(&name))
+            .is_ok_and(|info| info.age().is_some_and(|age| age < STALE_AFTER));
         if !young {
             continue;
         }
@@ -49,7 +49,7 @@ pub fn adopt_unindexed_packs(repo: &Repository, lock: &LockGuard) -> Result<Adop
             Ok(blobs) => packs.push(IndexedPack { id, blobs }),
             // Prune deletes it once it is old enough; check names it meanwhile.
             Err(reason) => {
-                tracing::warn!(pack = %repo.backend().path(FileKind::Pack, &name).display(), %reason, "unindexed pack not reused")
+                tracing::warn!(pack = %repo.backend().describe(Key::pack(&name)), %reason, "unindexed pack not reused")
             }
         }
     }
@@ -64,7 +64,7 @@ pub fn adopt_unindexed_packs(repo: &Repository, lock: &LockGuard) -> Result<Adop
     // index file names.
     repo.write_index(packs, Vec::new())?;
     tracing::info!(
-        repo = %repo.path().display(),
+        repo = %repo.location(),
         packs = adopted.packs,
         blobs = adopted.blobs,
         "indexed packs left by an interrupted backup; their data is reused instead of stored again"

@@ -183,7 +183,10 @@ fn backup_on_pool(
     excludes.exclude_caches = opts.exclude_caches;
     excludes.one_file_system = opts.one_file_system;
     excludes.always = opts.always_exclude.clone();
-    excludes.always.push(repo.path().to_owned());
+    // A repository inside the backed-up tree must not back itself up.
+    if let Some(dir) = repo.location().local_path() {
+        excludes.always.push(dir.to_owned());
+    }
 
     let keys = repo.keys();
     let config = repo.config();

@@ -4,7 +4,7 @@
 
 use super::progress::Progress;
 use super::EngineError;
-use crate::repo::backend::FileKind;
+use crate::repo::backend::{FileKind, Key};
 use crate::repo::pack;
 use crate::repo::tree::NodeKind;
 use crate::repo::Repository;
@@ -70,7 +70,7 @@ fn check_pack_size(
     entries.sort_by_key(|e| e.offset);
     entries.dedup_by_key(|e| e.offset);
     let expected = pack::expected_size(&entries);
-    let size = match repo.backend().size(FileKind::Pack, &name) {
+    let size = match repo.backend().size(Key::pack(&name)) {
         Ok(s) => s,
         Err(e) => {
             report.problems.push(Problem {
@@ -307,7 +307,7 @@ pub fn check(
              reuses those younger than 30 minutes, prune removes the older ones"
         ));
     }
-    let temps = repo.backend().list_temp()?.len();
+    let temps = repo.backend().list_incomplete()?.len();
     if temps > 0 {
         report.notes.push(format!(
             "{temps} temp file(s) from interrupted writes; prune removes them"
@@ -334,7 +334,7 @@ pub fn check(
             }
             let name = pid.to_hex();
             let mut damaged = false;
-            match repo.backend().read(FileKind::Pack, &name) {
+            match repo.backend().get(Key::pack(&name)) {
                 Ok(bytes) => {
                     let expected: Vec<BlobId> = repo.with_index(|i| {
                         i.pack_entries(pid)

@@ -9,7 +9,7 @@
 
 use super::progress::Progress;
 use super::EngineError;
-use crate::repo::backend::FileKind;
+use crate::repo::backend::{FileKind, Key};
 use crate::repo::index::IndexedPack;
 use crate::repo::pack::{PackBuilder, PackEntry};
 use crate::repo::Repository;
@@ -306,7 +306,7 @@ fn prune_locked(
         repo.with_index(|i| i.packs().map(|(p, e)| (*p, e.clone())).collect());
     let on_disk: Vec<String> = repo.backend().list(FileKind::Pack)?;
     for name in &on_disk {
-        report.bytes_before += repo.backend().size(FileKind::Pack, name).unwrap_or(0);
+        report.bytes_before += repo.backend().size(Key::pack(name)).unwrap_or(0);
     }
 
     let mut keep: Vec<IndexedPack> = Vec::new();
@@ -386,7 +386,7 @@ fn prune_locked(
     let live: HashSet<String> = all.iter().map(|p| p.id.to_hex()).collect();
     repo.write_index(all, old_indexes.clone())?;
     for id in &old_indexes {
-        repo.backend().remove(FileKind::Index, &id.to_hex())?;
+        repo.backend().delete(Key::index(&id.to_hex()))?;
     }
     for name in &on_disk {
         if live.contains(name) {
@@ -395,20 +395,22 @@ fn prune_locked(
         // A pack no index names may belong to a backup still running (its index comes last);
         // only packs older than a stale lock are taken to be leftovers of interrupted backups.
         let indexed_before = packs_indexed.contains(name);
-        let old_enough = repo
-            .backend()
-            .age(FileKind::Pack, name)
-            .is_some_and(|age| age > crate::repo::lock::STALE_AFTER);
+        let old_enough = repo.backend().stat(Key::pack(name)).is_ok_and(|info| {
+            info.age()
+                .is_some_and(|age| age > crate::repo::lock::STALE_AFTER)
+        });
         if indexed_before || old_enough {
-            repo.backend().remove(FileKind::Pack, name)?;
+            repo.backend().delete(Key::pack(name))?;
         }
     }
-    for temp in repo.backend().list_temp()? {
-        let _ = std::fs::remove_file(temp);
+    for temp in repo.backend().list_incomplete()? {
+        if let Err(e) = repo.backend().delete_incomplete(&temp) {
+            tracing::warn!(error = %e, "cannot remove a temp file left by an interrupted write");
+        }
     }
     repo.reload_index()?;
     for name in repo.backend().list(FileKind::Pack)? {
-        report.bytes_after += repo.backend().size(FileKind::Pack, &name).unwrap_or(0);
+        report.bytes_after += repo.backend().size(Key::pack(&name)).unwrap_or(0);
     }
     Ok(report)
 }

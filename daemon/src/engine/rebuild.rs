@@ -5,7 +5,7 @@
 
 use super::progress::Progress;
 use super::EngineError;
-use crate::repo::backend::FileKind;
+use crate::repo::backend::{FileKind, Key};
 use crate::repo::index::IndexedPack;
 use crate::repo::lock::LockMode;
 use crate::repo::pack::{self, PACK_MAGIC};
@@ -28,25 +28,24 @@ pub(super) fn read_pack_header(
     name: &str,
 ) -> Result<Vec<pack::PackEntry>, String> {
     let backend = repo.backend();
-    let len = backend
-        .size(FileKind::Pack, name)
-        .map_err(|e| e.to_string())?;
+    let key = Key::pack(name);
+    let len = backend.size(key).map_err(|e| e.to_string())?;
     if len < (PACK_MAGIC.len() + 4) as u64 {
         return Err("too short to be a pack".into());
     }
     let magic = backend
-        .read_range(FileKind::Pack, name, 0, PACK_MAGIC.len())
+        .get_range(key, 0, PACK_MAGIC.len())
         .map_err(|e| e.to_string())?;
     if magic != PACK_MAGIC {
         return Err("not a pack (bad magic)".into());
     }
     let tail = backend
-        .read_range(FileKind::Pack, name, len - 4, 4)
+        .get_range(key, len - 4, 4)
         .map_err(|e| e.to_string())?;
     let header_len = pack::trailer_len(&tail);
     let start = pack::header_start(len, header_len).map_err(|e| e.to_string())?;
     let sealed = backend
-        .read_range(FileKind::Pack, name, start, header_len as usize)
+        .get_range(key, start, header_len as usize)
         .map_err(|e| e.to_string())?;
     pack::decode_header(repo.keys(), &sealed, start).map_err(|e| e.to_string())
 }
@@ -107,7 +106,7 @@ pub fn rebuild_index(
     report.old_index_files = old.len() as u64;
     repo.write_index(packs, old.clone())?;
     for id in &old {
-        repo.backend().remove(FileKind::Index, &id.to_hex())?;
+        repo.backend().delete(Key::index(&id.to_hex()))?;
     }
     repo.reload_index()?;
     Ok(report)

@@ -1,6 +1,6 @@
 //! The repository's plaintext `config` file: format name and version, id, chunker sizes.
 
-use super::backend::{FileKind, LocalBackend};
+use super::backend::{Backend, ErrorKind, Key};
 use super::{RepoError, Result, FORMAT_NAME, FORMAT_VERSION};
 use serde::{Deserialize, Serialize};
 
@@ -16,32 +16,37 @@ pub struct RepoConfig {
     pub chunk_max: u32,
 }
 
-pub fn read_config(backend: &LocalBackend) -> Result<RepoConfig> {
-    let path = backend.root().to_owned();
-    if !path.is_dir() {
-        return Err(RepoError::Unreachable { path });
-    }
-    let bytes =
-        backend
-            .read(FileKind::Config, "config")
-            .map_err(|e| RepoError::NotARepository {
-                path: path.clone(),
+pub fn read_config(backend: &dyn Backend) -> Result<RepoConfig> {
+    let location = backend.location().clone();
+    let bytes = match backend.get(Key::config()) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind == ErrorKind::Unreachable => {
+            return Err(RepoError::Unreachable { location })
+        }
+        // Only a missing or unreadable config says "not a repository"; a failing disk or a full
+        // one is reported as what it is (and retried).
+        Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::Permanent) => {
+            return Err(RepoError::NotARepository {
+                location,
                 reason: e.to_string(),
-            })?;
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
     let config: RepoConfig =
         serde_json::from_slice(&bytes).map_err(|e| RepoError::NotARepository {
-            path: path.clone(),
+            location: location.clone(),
             reason: e.to_string(),
         })?;
     if config.format != FORMAT_NAME {
         return Err(RepoError::NotARepository {
-            path,
+            location,
             reason: format!("format is {:?}", config.format),
         });
     }
     if config.version != FORMAT_VERSION {
         return Err(RepoError::UnsupportedVersion {
-            path,
+            location,
             found: config.version,
         });
     }
@@ -53,7 +58,7 @@ pub fn read_config(backend: &LocalBackend) -> Result<RepoConfig> {
         && config.chunk_avg <= config.chunk_max;
     if !sizes_ok {
         return Err(RepoError::NotARepository {
-            path,
+            location,
             reason: format!(
                 "chunk sizes {}/{}/{} are out of range",
                 config.chunk_min, config.chunk_avg, config.chunk_max

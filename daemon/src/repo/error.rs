@@ -3,27 +3,29 @@
 use super::backend::BackendError;
 use super::keyfile::KeyFileError;
 use super::pack::{self, PackError};
-use super::{lock, FORMAT_VERSION};
+use super::{lock, Location, FORMAT_VERSION};
 use backupd_common::ids::{BlobId, PackId};
-use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    #[error("{path} already holds files; a new repository needs an empty or missing directory")]
-    NotEmpty { path: PathBuf },
-    #[error("{path} is not a backupd repository (no readable config file): {reason}")]
-    NotARepository { path: PathBuf, reason: String },
     #[error(
-        "{path} has repository format version {found}; this backupd reads version {FORMAT_VERSION}"
+        "{location} already holds files; a new repository needs an empty or missing directory"
     )]
-    UnsupportedVersion { path: PathBuf, found: u32 },
-    #[error("wrong password for repository {path}: none of its key files opens with it")]
-    WrongPassword { path: PathBuf },
-    #[error("repository {path} has no key files")]
-    NoKeys { path: PathBuf },
-    #[error("key file {name} in {path}: {source}")]
+    NotEmpty { location: Location },
+    #[error("{location} is not a backupd repository (no readable config file): {reason}")]
+    NotARepository { location: Location, reason: String },
+    #[error(
+        "{location} has repository format version {found}; this backupd reads version \
+         {FORMAT_VERSION}"
+    )]
+    UnsupportedVersion { location: Location, found: u32 },
+    #[error("wrong password for repository {location}: none of its key files opens with it")]
+    WrongPassword { location: Location },
+    #[error("repository {location} has no key files")]
+    NoKeys { location: Location },
+    #[error("key file {name} in {location}: {source}")]
     KeyFile {
-        path: PathBuf,
+        location: Location,
         name: String,
         #[source]
         source: KeyFileError,
@@ -56,31 +58,31 @@ pub enum RepoError {
         hint: &'static str,
     },
     #[error(
-        "{what} {path}: its content hashes to {actual}, not to its name (the file was replaced \
-         or damaged); {hint}"
+        "{what} {object}: its content hashes to {actual}, not to its name (the file was \
+         replaced or damaged); {hint}"
     )]
     NameMismatch {
         what: &'static str,
-        path: PathBuf,
+        object: String,
         actual: String,
         /// What to do about it, e.g. "run `backupctl repo rebuild-index`".
         hint: &'static str,
     },
     #[error(
-        "cannot tell which snapshot is `latest`: snapshot file {path} is unreadable ({reason}) \
+        "cannot tell which snapshot is `latest`: snapshot file {object} is unreadable ({reason}) \
          and may be the newest one. Run `backupctl repo check`, then restore the file from a \
          copy or remove it with `backupctl forget {short}`; an explicit snapshot id still works"
     )]
     LatestUnknown {
-        path: PathBuf,
+        object: String,
         short: String,
         reason: String,
     },
     #[error(
-        "repository {path} is unreachable: the directory does not exist (moved, deleted or not \
-         mounted?); jobs retry until it is back"
+        "repository {location} is unreachable: the directory does not exist (moved, deleted or \
+         not mounted?); jobs retry until it is back"
     )]
-    Unreachable { path: PathBuf },
+    Unreachable { location: Location },
     #[error("snapshot {prefix:?} not found")]
     SnapshotNotFound { prefix: String },
     #[error("snapshot prefix {prefix:?} is ambiguous; give more digits")]

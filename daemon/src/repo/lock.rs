@@ -12,11 +12,10 @@
 //! because the file system is full or read-only, they go on after checking that no exclusive
 //! lock is held, and log that they did.
 
-use super::backend::{BackendError, FileKind, LocalBackend};
+use super::backend::{Backend, BackendError, ErrorKind, FileKind, Key};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
@@ -51,13 +50,13 @@ pub enum LockMode {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("repository is locked {kind} by pid {pid} on {host} for {purpose} (lock file {path}); {hint}")]
+    #[error("repository is locked {kind} by pid {pid} on {host} for {purpose} (lock file {object}); {hint}")]
     Busy {
         kind: &'static str,
         pid: u32,
         host: String,
         purpose: String,
-        path: PathBuf,
+        object: String,
         /// What to do: wait, or how to remove a lock whose holder is gone.
         hint: String,
     },
@@ -144,7 +143,7 @@ impl LockInfo {
 /// A held lock; dropping it stops the refresher and removes the lock file.
 #[derive(Debug)]
 pub struct LockGuard {
-    backend: LocalBackend,
+    backend: Arc<dyn Backend>,
     /// `None`: a read-only operation that could not write its lock file.
     name: Option<String>,
     stop: Option<mpsc::Sender<()>>,
@@ -154,7 +153,7 @@ pub struct LockGuard {
 impl LockGuard {
     /// Whether any other live lock is held on the repository now (stale ones are removed).
     pub fn others_live(&self) -> Result<bool, LockError> {
-        Ok(!live_locks(&self.backend, self.name.as_deref())?.is_empty())
+        Ok(!live_locks(self.backend.as_ref(), self.name.as_deref())?.is_empty())
     }
 }
 
@@ -165,7 +164,7 @@ impl Drop for LockGuard {
             let _ = t.join();
         }
         if let Some(name) = self.name.take() {
-            let _ = self.backend.remove(FileKind::Lock, &name);
+            let _ = self.backend.delete(Key::lock(&name));
             ours(|s| {
                 s.remove(&name);
             });
@@ -182,7 +181,7 @@ fn now() -> i64 {
 
 /// Live locks other than `except`, with their file names, removing stale ones on the way.
 fn live_locks(
-    backend: &LocalBackend,
+    backend: &dyn Backend,
     except: Option<&str>,
 ) -> Result<Vec<(String, LockInfo)>, LockError> {
     let mut live = Vec::new();
@@ -191,25 +190,25 @@ fn live_locks(
         if Some(name.as_str()) == except {
             continue;
         }
-        let Ok(bytes) = backend.read(FileKind::Lock, &name) else {
+        let Ok(bytes) = backend.get(Key::lock(&name)) else {
             continue; // removed meanwhile
         };
         let info = match serde_json::from_slice::<LockInfo>(&bytes) {
             Ok(info) => info,
             Err(_) => {
-                tracing::warn!(lock = %backend.path(FileKind::Lock, &name).display(), "ignoring an unreadable lock file");
+                tracing::warn!(lock = %backend.describe(Key::lock(&name)), "ignoring an unreadable lock file");
                 continue;
             }
         };
         match info.staleness(&name, t) {
             None => live.push((name, info)),
             Some(why) => {
-                let path = backend.path(FileKind::Lock, &name);
+                let object = backend.describe(Key::lock(&name));
                 // On a read-only or full file system the removal fails; the lock is ignored
                 // all the same.
-                let removed = backend.remove(FileKind::Lock, &name);
+                let removed = backend.delete(Key::lock(&name));
                 tracing::warn!(
-                    lock = %path.display(),
+                    lock = %object,
                     pid = info.pid,
                     pid_start = ?info.pid_start,
                     host = %info.host,
@@ -224,24 +223,20 @@ fn live_locks(
     Ok(live)
 }
 
-fn busy(backend: &LocalBackend, name: &str, info: &LockInfo) -> LockError {
-    let path = backend.path(FileKind::Lock, name);
+fn busy(backend: &dyn Backend, name: &str, info: &LockInfo) -> LockError {
+    let object = backend.describe(Key::lock(name));
     let hint = if info.host == super::hostname() {
         format!(
             "wait for it to finish; if pid {} is not a backupd using this repository, delete \
-             {} (`rm {}`)",
+             {object} (`rm {object}`)",
             info.pid,
-            path.display(),
-            path.display()
         )
     } else {
         format!(
             "wait for it to finish. Locks of another host are removed automatically only when \
              they have not been refreshed for 30 minutes; if no backupd on {} uses this \
-             repository any more (crashed, powered off), delete {} (`rm {}`)",
+             repository any more (crashed, powered off), delete {object} (`rm {object}`)",
             info.host,
-            path.display(),
-            path.display()
         )
     };
     LockError::Busy {
@@ -253,7 +248,7 @@ fn busy(backend: &LocalBackend, name: &str, info: &LockInfo) -> LockError {
         pid: info.pid,
         host: info.host.clone(),
         purpose: info.purpose.clone(),
-        path,
+        object,
         hint,
     }
 }
@@ -261,18 +256,13 @@ fn busy(backend: &LocalBackend, name: &str, info: &LockInfo) -> LockError {
 /// Whether a failed lock write means the file system takes no writes (full, quota, read-only,
 /// not writable for us) rather than a broken repository.
 fn cannot_write_here(e: &BackendError) -> bool {
-    use nix::errno::Errno;
-    e.is_no_space()
-        || matches!(
-            e.source.raw_os_error().map(Errno::from_raw),
-            Some(Errno::EROFS | Errno::EACCES | Errno::EPERM)
-        )
+    matches!(e.kind, ErrorKind::NoSpace | ErrorKind::Denied)
 }
 
 /// Takes a lock: `Exclusive` conflicts with every other lock, the shared modes only with
 /// exclusive ones.
 pub fn acquire(
-    backend: &LocalBackend,
+    backend: &Arc<dyn Backend>,
     mode: LockMode,
     purpose: &str,
 ) -> Result<LockGuard, LockError> {
@@ -280,8 +270,8 @@ pub fn acquire(
     let conflicts = |others: Vec<(String, LockInfo)>| {
         others.into_iter().find(|(_, o)| exclusive || o.exclusive)
     };
-    if let Some((n, c)) = conflicts(live_locks(backend, None)?) {
-        return Err(busy(backend, &n, &c));
+    if let Some((n, c)) = conflicts(live_locks(backend.as_ref(), None)?) {
+        return Err(busy(backend.as_ref(), &n, &c));
     }
     let name = hex::encode(rand::random::<[u8; 16]>());
     let pid = std::process::id();
@@ -299,13 +289,14 @@ pub fn acquire(
     ours(|s| {
         s.insert(name.clone());
     });
-    if let Err(e) = backend.write(FileKind::Lock, &name, &json(&info)) {
+    let written = backend.put(Key::lock(&name), &json(&info));
+    if let Err(e) = written {
         ours(|s| {
             s.remove(&name);
         });
         if mode == LockMode::ReadOnly && cannot_write_here(&e) {
             tracing::warn!(
-                repo = %backend.root().display(),
+                repo = %backend.location(),
                 purpose,
                 error = %e,
                 "cannot write a lock file; going on without one (this {purpose} writes nothing to \
@@ -328,8 +319,8 @@ pub fn acquire(
         refresher: None,
     };
     // Two lockers may have passed the first check at once; whoever sees the other backs off.
-    if let Some((n, c)) = conflicts(live_locks(backend, Some(&name))?) {
-        return Err(busy(backend, &n, &c)); // the guard removes our lock
+    if let Some((n, c)) = conflicts(live_locks(backend.as_ref(), Some(&name))?) {
+        return Err(busy(backend.as_ref(), &n, &c)); // the guard removes our lock
     }
     let (stop, stopped) = mpsc::channel::<()>();
     let refresher = {
@@ -341,7 +332,7 @@ pub fn acquire(
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY)
                 {
                     info.refreshed = now();
-                    if let Err(e) = backend.write(FileKind::Lock, &name, &json(&info)) {
+                    if let Err(e) = backend.put(Key::lock(&name), &json(&info)) {
                         tracing::warn!(error = %e, "cannot refresh repository lock");
                     }
                 }
@@ -357,13 +348,13 @@ pub fn acquire(
 mod tests {
     use super::*;
 
-    fn plant(b: &LocalBackend, name: &str, info: &LockInfo) {
-        b.write(
-            FileKind::Lock,
-            name,
-            &serde_json::to_vec(info).expect("json"),
-        )
-        .expect("write");
+    fn plant(b: &Arc<dyn Backend>, name: &str, info: &LockInfo) {
+        b.put(Key::lock(name), &serde_json::to_vec(info).expect("json"))
+            .expect("write");
+    }
+
+    fn exists(b: &Arc<dyn Backend>, name: &str) -> bool {
+        b.exists(Key::lock(name)).expect("stat")
     }
 
     fn lock_of(host: &str, pid: u32, pid_start: Option<u64>) -> LockInfo {
@@ -377,10 +368,10 @@ mod tests {
         }
     }
 
-    fn repo() -> (tempfile::TempDir, LocalBackend) {
+    fn repo() -> (tempfile::TempDir, Arc<dyn Backend>) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let b = LocalBackend::new(dir.path());
-        b.create_layout().expect("layout");
+        let b: Arc<dyn Backend> = Arc::new(crate::repo::backend::LocalBackend::new(dir.path()));
+        b.create().expect("layout");
         (dir, b)
     }
 
@@ -407,7 +398,7 @@ mod tests {
             &lock_of(&crate::repo::hostname(), 0x3FFF_FFF0, None),
         );
         acquire(&b, LockMode::Shared, "backup").expect("stale lock ignored");
-        assert!(!b.exists(FileKind::Lock, "dead"));
+        assert!(!exists(&b, "dead"));
     }
 
     #[test]
@@ -416,7 +407,7 @@ mod tests {
         let g = acquire(&b, LockMode::Shared, "backup").expect("lock");
         let name = b.list(FileKind::Lock).expect("list").remove(0);
         let info: LockInfo =
-            serde_json::from_slice(&b.read(FileKind::Lock, &name).expect("read")).expect("json");
+            serde_json::from_slice(&b.get(Key::lock(&name)).expect("read")).expect("json");
         assert_eq!(info.pid, std::process::id());
         assert_eq!(info.pid_start, process_start(std::process::id()));
         assert!(info.pid_start.is_some());
@@ -441,7 +432,7 @@ mod tests {
             &lock_of(&crate::repo::hostname(), pid, Some(start + 1)),
         );
         let g = acquire(&b, LockMode::Shared, "backup").expect("pid reused: stale");
-        assert!(!b.exists(FileKind::Lock, "reused"));
+        assert!(!exists(&b, "reused"));
         drop(g);
         // The same pid with its real start time is the holder: honoured.
         plant(
@@ -469,8 +460,8 @@ mod tests {
             &lock_of(&crate::repo::hostname(), me, process_start(me)),
         );
         acquire(&b, LockMode::Exclusive, "prune").expect("earlier incarnation's locks");
-        assert!(!b.exists(FileKind::Lock, "earlier"));
-        assert!(!b.exists(FileKind::Lock, "earlier2"));
+        assert!(!exists(&b, "earlier"));
+        assert!(!exists(&b, "earlier2"));
     }
 
     #[test]
@@ -479,14 +470,14 @@ mod tests {
         plant(&b, "remote", &lock_of("other-host.example", 1, Some(1)));
         let e = acquire(&b, LockMode::Shared, "backup").expect_err("remote lock honoured");
         let msg = e.to_string();
-        let path = b.path(FileKind::Lock, "remote");
+        let path = b.describe(Key::lock("remote"));
         assert!(msg.contains("other-host.example"), "{msg}");
-        assert!(msg.contains(&format!("rm {}", path.display())), "{msg}");
-        assert!(b.exists(FileKind::Lock, "remote"));
+        assert!(msg.contains(&format!("rm {path}")), "{msg}");
+        assert!(exists(&b, "remote"));
         let mut old = lock_of("other-host.example", 1, Some(1));
         old.refreshed = now() - STALE_AFTER.as_secs() as i64 - 1;
         plant(&b, "remote", &old);
         acquire(&b, LockMode::Shared, "backup").expect("expired");
-        assert!(!b.exists(FileKind::Lock, "remote"));
+        assert!(!exists(&b, "remote"));
     }
 }

@@ -12,13 +12,14 @@ pub mod decode;
 mod error;
 pub mod index;
 pub mod keyfile;
+pub mod location;
 pub mod lock;
 pub mod pack;
 pub mod registry;
 pub mod snapshot;
 pub mod tree;
 
-use backend::{BackendError, FileKind, LocalBackend};
+use backend::{Backend, ErrorKind, FileKind, Key, LocalBackend, Presence};
 use backupd_common::ids::{BlobId, IndexId, PackId, SnapshotId};
 use crypto::MasterKeys;
 use index::{Index, IndexFile, IndexedPack};
@@ -29,7 +30,7 @@ use sha2::{Digest, Sha256};
 use snapshot::Snapshot;
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use tree::Tree;
 
 /// Version of the on-disk format this build writes and reads.
@@ -52,6 +53,7 @@ pub const METADATA_LIMIT: usize = 512 * 1024 * 1024;
 pub use clock::{format_rfc3339, hostname, now_ns, now_rfc3339};
 pub use config::{read_config, RepoConfig};
 pub use error::RepoError;
+pub use location::{Location, LocationError};
 
 pub type Result<T> = std::result::Result<T, RepoError>;
 
@@ -94,18 +96,17 @@ fn decode_sealed<T: serde::de::DeserializeOwned>(
 /// checks that it is: the seal alone would accept an older, equally valid object copied over a
 /// newer one (a rollback), and a name that lies would go unnoticed.
 fn read_named(
-    backend: &LocalBackend,
-    kind: FileKind,
-    name: &str,
+    backend: &dyn Backend,
+    key: Key<'_>,
     what: &'static str,
     hint: &'static str,
 ) -> Result<Vec<u8>> {
-    let bytes = backend.read(kind, name)?;
+    let bytes = backend.get(key)?;
     let actual = sha256_hex(&bytes);
-    if actual != name {
+    if actual != key.name {
         return Err(RepoError::NameMismatch {
             what,
-            path: backend.path(kind, name),
+            object: backend.describe(key),
             actual,
             hint,
         });
@@ -128,9 +129,15 @@ pub struct SnapshotListing {
 }
 
 /// An open repository: keys unlocked, index loaded.
+///
+/// The backend is a trait object rather than a type parameter: which backend a repository uses
+/// is decided at run time by its registered location (and tests stack the fault-injecting
+/// wrapper on top), and a generic would spread `Repository<B>` through the engine, the
+/// registry's cache and every job. One virtual call per object access costs nothing next to
+/// the I/O it starts.
 #[derive(Debug)]
 pub struct Repository {
-    backend: LocalBackend,
+    backend: Arc<dyn Backend>,
     config: RepoConfig,
     keys: MasterKeys,
     index: RwLock<Index>,
@@ -143,25 +150,26 @@ impl Repository {
     }
 
     pub fn init_with(path: &Path, password: &[u8], kdf: Argon2Params) -> Result<Self> {
-        if path.exists() {
-            let mut entries = std::fs::read_dir(path)
-                .map_err(|source| BackendError::new("list", path, source))?;
-            if entries.next().is_some() {
-                return Err(RepoError::NotEmpty {
-                    path: path.to_owned(),
-                });
-            }
+        Self::init_on(Arc::new(LocalBackend::new(path)), password, kdf)
+    }
+
+    /// Creates a repository on `backend`, whose location must be empty or missing.
+    pub fn init_on(backend: Arc<dyn Backend>, password: &[u8], kdf: Argon2Params) -> Result<Self> {
+        if backend.presence()? == Presence::Occupied {
+            return Err(RepoError::NotEmpty {
+                location: backend.location().clone(),
+            });
         }
-        let backend = LocalBackend::new(path);
-        backend.create_layout()?;
+        backend.create()?;
         let keys = MasterKeys::generate();
         let keyfile = KeyFile::wrap(&keys, password, kdf).map_err(|source| RepoError::KeyFile {
-            path: path.to_owned(),
+            location: backend.location().clone(),
             name: "(new)".into(),
             source,
         })?;
         let key_json = keyfile.to_json();
-        backend.write(FileKind::Key, &hex::encode(sha256(&key_json)), &key_json)?;
+        let key_name = hex::encode(sha256(&key_json));
+        backend.put_new(Key::new(FileKind::Key, &key_name), &key_json)?;
         let config = RepoConfig {
             format: FORMAT_NAME.to_owned(),
             version: FORMAT_VERSION,
@@ -173,7 +181,7 @@ impl Repository {
         };
         // The config goes last: a directory without it is not (yet) a repository.
         let config_json = serde_json::to_vec_pretty(&config).unwrap_or_default();
-        backend.write(FileKind::Config, "config", &config_json)?;
+        backend.put(Key::config(), &config_json)?;
         Ok(Self {
             backend,
             config,
@@ -185,19 +193,23 @@ impl Repository {
     /// Opens an existing repository: reads its config, unlocks a key file with `password`
     /// (nothing is written), loads the index.
     pub fn open(path: &Path, password: &[u8]) -> Result<Self> {
-        let backend = LocalBackend::new(path);
-        let config = read_config(&backend)?;
+        Self::open_on(Arc::new(LocalBackend::new(path)), password)
+    }
+
+    /// Opens the repository stored on `backend`.
+    pub fn open_on(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Self> {
+        let location = backend.location().clone();
+        let config = read_config(backend.as_ref())?;
         let names = backend.list(FileKind::Key)?;
         if names.is_empty() {
-            return Err(RepoError::NoKeys {
-                path: path.to_owned(),
-            });
+            return Err(RepoError::NoKeys { location });
         }
         let mut keys = None;
         for name in names {
-            let bytes = read_named(&backend, FileKind::Key, &name, "key file", KEY_HINT)?;
+            let key = Key::new(FileKind::Key, &name);
+            let bytes = read_named(backend.as_ref(), key, "key file", KEY_HINT)?;
             let file = KeyFile::parse(&bytes).map_err(|source| RepoError::KeyFile {
-                path: path.to_owned(),
+                location: location.clone(),
                 name: name.clone(),
                 source,
             })?;
@@ -209,16 +221,14 @@ impl Repository {
                 Err(KeyFileError::WrongPassword) => continue,
                 Err(source) => {
                     return Err(RepoError::KeyFile {
-                        path: path.to_owned(),
+                        location: location.clone(),
                         name,
                         source,
                     })
                 }
             }
         }
-        let keys = keys.ok_or_else(|| RepoError::WrongPassword {
-            path: path.to_owned(),
-        })?;
+        let keys = keys.ok_or(RepoError::WrongPassword { location })?;
         let repo = Self {
             backend,
             config,
@@ -229,12 +239,12 @@ impl Repository {
         Ok(repo)
     }
 
-    pub fn path(&self) -> &Path {
-        self.backend.root()
+    pub fn location(&self) -> &Location {
+        self.backend.location()
     }
 
-    pub fn backend(&self) -> &LocalBackend {
-        &self.backend
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
     }
 
     pub fn config(&self) -> &RepoConfig {
@@ -247,13 +257,7 @@ impl Repository {
 
     /// Reads, verifies (name = hash) and decodes one index file.
     pub fn read_index_file(&self, name: &str) -> Result<IndexFile> {
-        let bytes = read_named(
-            &self.backend,
-            FileKind::Index,
-            name,
-            "index file",
-            INDEX_HINT,
-        )?;
+        let bytes = read_named(self.backend(), Key::index(name), "index file", INDEX_HINT)?;
         decode_sealed(&self.keys, &bytes, "index file", name, INDEX_HINT)
     }
 
@@ -336,9 +340,8 @@ impl Repository {
         let loc = self
             .with_index(|i| i.get(id))
             .ok_or(RepoError::MissingBlob { id: *id })?;
-        let sealed = self.backend.read_range(
-            FileKind::Pack,
-            &loc.pack.to_hex(),
+        let sealed = self.backend.get_range(
+            Key::pack(&loc.pack.to_hex()),
             loc.offset as u64,
             loc.length as usize,
         )?;
@@ -369,7 +372,7 @@ impl Repository {
             pack: id,
             source: Box::new(source),
         })?;
-        self.backend.write(FileKind::Pack, &id.to_hex(), bytes)?;
+        self.backend.put(Key::pack(&id.to_hex()), bytes)?;
         Ok(id)
     }
 
@@ -405,7 +408,7 @@ impl Repository {
             };
             let sealed = self.keys.seal(&encode(&file));
             let id = IndexId(sha256(&sealed));
-            self.backend.write(FileKind::Index, &id.to_hex(), &sealed)?;
+            self.backend.put(Key::index(&id.to_hex()), &sealed)?;
             self.index
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
@@ -418,8 +421,7 @@ impl Repository {
     pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
         let sealed = self.keys.seal(&encode(snapshot));
         let id = SnapshotId(sha256(&sealed));
-        self.backend
-            .write(FileKind::Snapshot, &id.to_hex(), &sealed)?;
+        self.backend.put(Key::snapshot(&id.to_hex()), &sealed)?;
         Ok(id)
     }
 
@@ -428,9 +430,8 @@ impl Repository {
     pub fn read_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
         let name = id.to_hex();
         let bytes = read_named(
-            &self.backend,
-            FileKind::Snapshot,
-            &name,
+            self.backend(),
+            Key::snapshot(&name),
             "snapshot file",
             SNAPSHOT_HINT,
         )?;
@@ -468,7 +469,7 @@ impl Repository {
             match self.read_snapshot(&id) {
                 Ok(s) => listing.readable.push((id, s)),
                 // A vanished file (forgotten meanwhile) is simply not there any more.
-                Err(RepoError::Backend(e)) if e.is_not_found() => {}
+                Err(RepoError::Backend(e)) if e.kind == ErrorKind::NotFound => {}
                 Err(e) => listing.unreadable.push((name, e)),
             }
         }
@@ -485,7 +486,7 @@ impl Repository {
             let listing = self.snapshot_listing()?;
             if let Some((name, e)) = listing.unreadable.into_iter().next() {
                 return Err(RepoError::LatestUnknown {
-                    path: self.backend.path(FileKind::Snapshot, &name),
+                    object: self.backend.describe(Key::snapshot(&name)),
                     short: name.get(..8).unwrap_or(&name).to_owned(),
                     reason: e.reason(),
                 });
@@ -520,8 +521,13 @@ impl Repository {
         }
     }
 
+    /// How many snapshot files there are (without reading them).
+    pub fn snapshot_count(&self) -> Result<usize> {
+        Ok(self.backend.list(FileKind::Snapshot)?.len())
+    }
+
     pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
-        Ok(self.backend.remove(FileKind::Snapshot, &id.to_hex())?)
+        Ok(self.backend.delete(Key::snapshot(&id.to_hex()))?)
     }
 
     pub fn lock(&self, mode: lock::LockMode, purpose: &str) -> Result<lock::LockGuard> {
@@ -546,7 +552,7 @@ impl Repository {
                 {
                     if !logged {
                         // The reason names the holder and how to remove a lock it left.
-                        tracing::warn!(repo = %self.path().display(), purpose, reason = %e, "repository is locked; waiting up to {} minutes", max_wait.as_secs() / 60);
+                        tracing::warn!(repo = %self.location(), purpose, reason = %e, "repository is locked; waiting up to {} minutes", max_wait.as_secs() / 60);
                         logged = true;
                     }
                     std::thread::sleep(std::time::Duration::from_millis(250));

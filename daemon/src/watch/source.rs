@@ -101,7 +101,8 @@ pub async fn run(ctx: Arc<Context>, handle: Arc<SourceHandle>) {
             return;
         }
     };
-    let skip = vec![ctx.state_dir.clone(), repo.path.clone()];
+    let mut skip = vec![ctx.state_dir.clone()];
+    skip.extend(repo.location.local_path().map(ToOwned::to_owned));
 
     let mut raw_rx = None;
     let watcher = if spec.watch {

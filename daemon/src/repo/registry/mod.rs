@@ -11,13 +11,14 @@
 //! Blocking (Argon2id, disk): call from a blocking thread.
 
 pub mod password;
+pub mod record;
 pub mod startup;
 
-use super::backend::fsync_dir;
-use super::{RepoError, Repository};
+use super::backend::Presence;
+use super::keyfile::Argon2Params;
+use super::{Location, LocationError, RepoError, Repository};
 use crate::alerts::Alerts;
 use crate::state::{State, StateError};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -28,15 +29,15 @@ use std::time::Duration;
 const TREE: &str = "repos";
 pub const DEFAULT_NAME: &str = "default";
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A registered repository as the daemon works with it (stored as [`record`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepoEntry {
     pub name: String,
-    pub path: PathBuf,
+    pub location: Location,
     /// Empty when the passphrase comes from `password_command`.
     pub key_file: PathBuf,
     pub is_default: bool,
     /// Declared in the config with `password_command`: the daemon runs it for the passphrase.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_command: Option<String>,
 }
 
@@ -54,8 +55,8 @@ pub enum RegistryError {
     Exists { name: String, path: String },
     #[error("repository name {0:?} is invalid: use 1-64 letters, digits, '.', '_' or '-'")]
     InvalidName(String),
-    #[error("repository path {0:?} must be absolute")]
-    RelativePath(String),
+    #[error(transparent)]
+    Location(#[from] LocationError),
     #[error("no repositories; create one with `backupctl repo init`")]
     None,
     #[error("cannot {action} key file {path}: {source}")]
@@ -65,6 +66,11 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "key file {path} holds another passphrase; move it away (it may be the only copy of a \
+         key) or choose another repository name"
+    )]
+    KeyFileTaken { path: PathBuf },
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error(transparent)]
@@ -110,7 +116,7 @@ fn write_new_durably(path: &Path, data: &[u8]) -> Result<(), (&'static str, std:
             .create(dir)
             .map_err(|e| ("create the directory of", e))?;
         if let Some(parent) = dir.parent() {
-            fsync_dir(parent).map_err(|e| ("fsync the parent directory of", e.source))?;
+            sync_dir(parent).map_err(|e| ("fsync the parent directory of", e))?;
         }
     }
     let name = path
@@ -131,7 +137,11 @@ fn write_new_durably(path: &Path, data: &[u8]) -> Result<(), (&'static str, std:
     })();
     let _ = std::fs::remove_file(&temp);
     result?;
-    fsync_dir(dir).map_err(|e| ("fsync the directory of", e.source))
+    sync_dir(dir).map_err(|e| ("fsync the directory of", e))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 impl Registry {
@@ -173,12 +183,7 @@ impl Registry {
                 name: "?".into(),
                 reason: e.to_string(),
             })?;
-            let entry: RepoEntry =
-                serde_json::from_slice(&value).map_err(|e| RegistryError::Corrupt {
-                    name: String::from_utf8_lossy(&key).into_owned(),
-                    reason: e.to_string(),
-                })?;
-            out.push(entry);
+            out.push(record::decode(&key, &value)?);
         }
         Ok(out)
     }
@@ -229,14 +234,8 @@ impl Registry {
             if existing == password {
                 return Ok(false);
             }
-            return Err(RegistryError::KeyFile {
-                action: "replace",
+            return Err(RegistryError::KeyFileTaken {
                 path: path.to_owned(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "it holds another passphrase; move it away (it may be the only copy of a key) \
-                     or choose another repository name",
-                ),
             });
         }
         write_new_durably(path, password)
@@ -253,7 +252,9 @@ impl Registry {
                 {
                     match std::fs::read(path) {
                         Ok(existing) if existing == password => Ok(false),
-                        _ => Err(e),
+                        _ => Err(RegistryError::KeyFileTaken {
+                            path: path.to_owned(),
+                        }),
                     }
                 }
                 _ => Err(e),
@@ -264,7 +265,7 @@ impl Registry {
     fn register(
         &self,
         name: &str,
-        path: &Path,
+        location: &Location,
         key_file: PathBuf,
         repo: Repository,
     ) -> Result<RepoEntry, RegistryError> {
@@ -276,7 +277,7 @@ impl Registry {
         };
         let entry = RepoEntry {
             name: name.to_owned(),
-            path: path.to_owned(),
+            location: location.clone(),
             key_file,
             is_default,
             password_command: None,
@@ -289,8 +290,8 @@ impl Registry {
 
     fn persist(&self, entry: &RepoEntry) -> Result<(), RegistryError> {
         let tree = self.state.tree(TREE)?;
-        let json = serde_json::to_vec(entry).unwrap_or_default();
-        tree.insert(entry.name.as_bytes(), json)
+        let bytes = record::encode(entry)?;
+        tree.insert(entry.name.as_bytes(), bytes)
             .map_err(|source| StateError::Write {
                 path: self.state.path().to_owned(),
                 source,
@@ -299,45 +300,42 @@ impl Registry {
         Ok(())
     }
 
-    /// Name and path checks, and no entry of that name at all.
-    fn check_new_name(&self, name: &str, path: &Path) -> Result<(), RegistryError> {
+    /// Name and location checks, and no entry of that name at all.
+    fn check_new_name(&self, name: &str, location: &Location) -> Result<(), RegistryError> {
         if !valid_name(name) {
             return Err(RegistryError::InvalidName(name.to_owned()));
         }
-        if !path.is_absolute() {
-            return Err(RegistryError::RelativePath(path.display().to_string()));
-        }
+        location.validate()?;
         if let Some(e) = self.list_now()?.into_iter().find(|e| e.name == name) {
             return Err(RegistryError::Exists {
                 name: name.to_owned(),
-                path: e.path.display().to_string(),
+                path: e.location.to_string(),
             });
         }
         Ok(())
     }
 
-    fn check_new(&self, name: &str, path: &Path) -> Result<(), RegistryError> {
+    fn check_new(&self, name: &str, location: &Location) -> Result<(), RegistryError> {
         if !valid_name(name) {
             return Err(RegistryError::InvalidName(name.to_owned()));
         }
-        if !path.is_absolute() {
-            return Err(RegistryError::RelativePath(path.display().to_string()));
-        }
+        location.validate()?;
         if let Some(e) = self.list_now()?.into_iter().find(|e| e.name == name) {
             // A registered repository that is gone may be replaced: that is the admin's
             // decision this command expresses (see the module doc).
-            if !startup::is_missing(&e.path) {
+            if !startup::is_missing(&e.location) {
                 return Err(RegistryError::Exists {
                     name: name.to_owned(),
-                    path: e.path.display().to_string(),
+                    path: e.location.to_string(),
                 });
             }
-            tracing::warn!(name, old = %e.path.display(), new = %path.display(), "replacing the registration of a missing repository");
+            tracing::warn!(name, old = %e.location, new = %location, "replacing the registration of a missing repository");
         }
         Ok(())
     }
 
-    /// Creates a repository; without a password a random one is generated and kept.
+    /// Creates a repository in the directory `path`; without a password a random one is
+    /// generated and kept.
     pub fn init(
         &self,
         name: &str,
@@ -345,16 +343,16 @@ impl Registry {
         password: Option<&[u8]>,
     ) -> Result<RepoEntry, RegistryError> {
         self.wait_settled();
-        self.init_now(name, path, password)
+        self.init_now(name, &Location::local(path), password)
     }
 
     fn init_now_locked(
         &self,
         name: &str,
-        path: &Path,
+        location: &Location,
         password: Option<&[u8]>,
     ) -> Result<RepoEntry, RegistryError> {
-        self.check_new(name, path)?;
+        self.check_new(name, location)?;
         let key_file = self.key_path(name);
         let generated;
         let password = match password {
@@ -373,7 +371,8 @@ impl Registry {
         };
         // The key is stored first: a repository whose passphrase was lost is lost.
         let created = self.write_key(&key_file, password)?;
-        let repo = match Repository::init(path, password) {
+        let backend = location.open_backend();
+        let repo = match Repository::init_on(backend, password, Argon2Params::recommended()) {
             Ok(r) => r,
             Err(e) => {
                 if created {
@@ -382,10 +381,11 @@ impl Registry {
                 return Err(e.into());
             }
         };
-        self.register(name, path, key_file, repo)
+        self.register(name, location, key_file, repo)
     }
 
-    /// Registers an existing repository after proving the password opens it.
+    /// Registers the existing repository in the directory `path` after proving the password
+    /// opens it.
     pub fn add(
         &self,
         name: &str,
@@ -393,40 +393,40 @@ impl Registry {
         password: &[u8],
     ) -> Result<RepoEntry, RegistryError> {
         self.wait_settled();
-        self.add_now(name, path, password)
+        self.add_now(name, &Location::local(path), password)
     }
 
     fn add_now_locked(
         &self,
         name: &str,
-        path: &Path,
+        location: &Location,
         password: &[u8],
     ) -> Result<RepoEntry, RegistryError> {
-        self.check_new(name, path)?;
-        let repo = Repository::open(path, password)?;
+        self.check_new(name, location)?;
+        let repo = Repository::open_on(location.open_backend(), password)?;
         let key_file = self.key_path(name);
         self.write_key(&key_file, password)?;
-        self.register(name, path, key_file, repo)
+        self.register(name, location, key_file, repo)
     }
 
     fn init_now(
         &self,
         name: &str,
-        path: &Path,
+        location: &Location,
         password: Option<&[u8]>,
     ) -> Result<RepoEntry, RegistryError> {
         let _one = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-        self.init_now_locked(name, path, password)
+        self.init_now_locked(name, location, password)
     }
 
     fn add_now(
         &self,
         name: &str,
-        path: &Path,
+        location: &Location,
         password: &[u8],
     ) -> Result<RepoEntry, RegistryError> {
         let _one = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-        self.add_now_locked(name, path, password)
+        self.add_now_locked(name, location, password)
     }
 
     fn cache(&self, name: &str, repo: Repository) -> Arc<Repository> {
@@ -448,11 +448,15 @@ impl Registry {
     /// Opens (or returns the cached) repository; `None` means the default one.
     pub fn open(&self, name: Option<&str>) -> Result<(RepoEntry, Arc<Repository>), RegistryError> {
         let entry = self.entry(name)?;
-        if !entry.path.is_dir() {
-            // Forget the open handle: what comes back at that path is opened afresh.
+        let backend = entry.location.open_backend();
+        if backend.presence().map_err(RepoError::from)? == Presence::Absent {
+            // Forget the open handle: what comes back at that location is opened afresh.
             self.forget(&entry.name);
             self.alert_missing(&entry);
-            return Err(RepoError::Unreachable { path: entry.path }.into());
+            return Err(RepoError::Unreachable {
+                location: entry.location,
+            }
+            .into());
         }
         if let Some(r) = self
             .open
@@ -463,7 +467,7 @@ impl Registry {
             return Ok((entry, r.clone()));
         }
         let password = password::read(&entry)?;
-        let repo = Repository::open(&entry.path, &password)?;
+        let repo = Repository::open_on(backend, &password)?;
         let repo = self.cache(&entry.name, repo);
         self.alerts.clear(&alert_key(&entry.name));
         Ok((entry, repo))

@@ -89,7 +89,7 @@ mod tests {
     fn entry(key_file: &Path, command: Option<&str>) -> RepoEntry {
         RepoEntry {
             name: "r".into(),
-            path: "/nonexistent".into(),
+            location: crate::repo::Location::local("/nonexistent"),
             key_file: key_file.to_owned(),
             is_default: false,
             password_command: command.map(str::to_owned),

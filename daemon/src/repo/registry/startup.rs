@@ -15,13 +15,15 @@
 //! Blocking: runs on a blocking thread; requests to the registry wait until step 4 is done.
 
 use super::{alert_key, default_path, password, Registry, RegistryError, RepoEntry, DEFAULT_NAME};
+use crate::repo::backend::Key;
+use crate::repo::Location;
 use crate::state::declared::{Declared, Kind};
 use backupd_common::config::RepositoryConfig;
-use std::path::Path;
 
-/// Whether no repository is at `path` (directory gone, empty, or a mount point not mounted).
-pub fn is_missing(path: &Path) -> bool {
-    !path.join("config").exists()
+/// Whether no repository is at `location` (directory gone, empty, or a mount point not
+/// mounted): it has no config object. A location that cannot be asked counts as missing.
+pub fn is_missing(location: &Location) -> bool {
+    !matches!(location.open_backend().exists(Key::config()), Ok(true))
 }
 
 impl Registry {
@@ -52,18 +54,18 @@ impl Registry {
         if all.iter().any(|e| e.name == DEFAULT_NAME) || !key.exists() {
             return Ok(());
         }
-        let path = default_path(&self.state_dir);
-        if is_missing(&path) {
+        let location = Location::local(default_path(&self.state_dir));
+        if is_missing(&location) {
             let entry = RepoEntry {
                 name: DEFAULT_NAME.to_owned(),
-                path,
+                location,
                 key_file: key,
                 is_default: !all.iter().any(|e| e.is_default),
                 password_command: None,
             };
             self.persist(&entry)?;
             tracing::error!(
-                path = %entry.path.display(),
+                location = %entry.location,
                 key = %entry.key_file.display(),
                 "the default repository existed (its key file is still there) but is gone; \
                  it is registered as missing and NOT created again"
@@ -71,8 +73,8 @@ impl Registry {
             return Ok(());
         }
         let secret = password::read_file(&key)?;
-        let entry = self.add_now_locked(DEFAULT_NAME, &path, &secret)?;
-        tracing::info!(path = %entry.path.display(), "re-registered the default repository found in the state directory");
+        let entry = self.add_now_locked(DEFAULT_NAME, &location, &secret)?;
+        tracing::info!(location = %entry.location, "re-registered the default repository found in the state directory");
         Ok(())
     }
 
@@ -116,9 +118,11 @@ impl Registry {
     fn apply_one(&self, d: &RepositoryConfig, marks: &Declared) -> Result<bool, RegistryError> {
         let all = self.list_now()?;
         let old = all.iter().find(|e| e.name == d.name);
+        let location = Location::local(&d.path);
+        location.validate()?;
         let entry = RepoEntry {
             name: d.name.clone(),
-            path: d.path.clone(),
+            location,
             key_file: d.key_file.clone().unwrap_or_default(),
             is_default: match old {
                 Some(old) => old.is_default,
@@ -137,12 +141,12 @@ impl Registry {
         match old {
             Some(old) => tracing::warn!(
                 name = %entry.name,
-                path = %entry.path.display(),
-                was = %old.path.display(),
+                location = %entry.location,
+                was = %old.location,
                 "the config file's [[repository]] replaces the registered one of the same name"
             ),
             None => {
-                tracing::info!(name = %entry.name, path = %entry.path.display(), "registered the repository declared in the config file")
+                tracing::info!(name = %entry.name, location = %entry.location, "registered the repository declared in the config file")
             }
         }
         Ok(true)
@@ -153,7 +157,8 @@ impl Registry {
         if !self.list_now()?.is_empty() {
             return Ok(None);
         }
-        let entry = self.init_now(DEFAULT_NAME, &default_path(&self.state_dir), None)?;
+        let location = Location::local(default_path(&self.state_dir));
+        let entry = self.init_now(DEFAULT_NAME, &location, None)?;
         Ok(Some(entry))
     }
 
@@ -161,7 +166,7 @@ impl Registry {
     pub fn alert_all_missing(&self) {
         match self.list_now() {
             Ok(all) => {
-                for entry in all.iter().filter(|e| is_missing(&e.path)) {
+                for entry in all.iter().filter(|e| is_missing(&e.location)) {
                     self.alert_missing(entry);
                 }
             }
@@ -181,13 +186,10 @@ impl Registry {
              back (mount or restore it there), or replace it: `backupctl repo init --name {} \
              --path DIR` for a new, empty one, `backupctl repo add --name {} --path DIR` for a \
              copy elsewhere",
-            entry.name,
-            entry.path.display(),
-            entry.name,
-            entry.name
+            entry.name, entry.location, entry.name, entry.name
         );
         if self.alerts.raise(&alert_key(&entry.name), message.clone()) {
-            tracing::error!(name = %entry.name, path = %entry.path.display(), "{message}");
+            tracing::error!(name = %entry.name, location = %entry.location, "{message}");
         }
     }
 }
@@ -199,7 +201,7 @@ impl Registry {
     pub fn import(&self, mut entry: RepoEntry) -> Result<Option<String>, RegistryError> {
         self.wait_settled();
         let _one = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-        self.check_new_name(&entry.name, &entry.path)?;
+        self.check_new_name(&entry.name, &entry.location)?;
         let all = self.list_now()?;
         // The default stays the default; an imported one only becomes it if there is none.
         entry.is_default = entry.is_default && !all.iter().any(|e| e.is_default);
@@ -211,8 +213,8 @@ impl Registry {
                 entry.key_file.display()
             ));
         }
-        if is_missing(&entry.path) {
-            caveats.push(format!("no repository at {}", entry.path.display()));
+        if is_missing(&entry.location) {
+            caveats.push(format!("no repository at {}", entry.location));
         }
         Ok((!caveats.is_empty()).then(|| caveats.join("; ")))
     }

@@ -11,18 +11,13 @@ fn info(registry: &Registry, entry: &RepoEntry) -> RepoInfo {
     let opened = registry.open(Some(&entry.name)).ok();
     RepoInfo {
         name: entry.name.clone(),
-        path: entry.path.display().to_string(),
+        path: entry.location.to_string(),
         id: opened
             .as_ref()
             .map(|(_, r)| r.config().id.clone())
             .unwrap_or_default(),
         format_version: crate::repo::FORMAT_VERSION,
-        snapshots: opened.and_then(|(_, r)| {
-            r.backend()
-                .list(crate::repo::backend::FileKind::Snapshot)
-                .ok()
-                .map(|l| l.len() as u64)
-        }),
+        snapshots: opened.and_then(|(_, r)| r.snapshot_count().ok().map(|n| n as u64)),
         key_file: entry.key_file.display().to_string(),
         is_default: entry.is_default,
     }
@@ -34,7 +29,7 @@ pub async fn handle(ctx: &Arc<Context>, request: RepoRequest) -> Outcome {
         RepoRequest::Init { name, path, password } => Outcome::result(
             blocking(move || {
                 let entry = registry.init(&name, &path_of(path), password.as_ref().map(|p| p.0.as_slice()))?;
-                tracing::info!(name = %entry.name, path = %entry.path.display(), key = %entry.key_file.display(), "repository created; back up its key (`backupctl repo key export`)");
+                tracing::info!(name = %entry.name, location = %entry.location, key = %entry.key_file.display(), "repository created; back up its key (`backupctl repo key export`)");
                 Ok(Response::Repo(info(&registry, &entry)))
             })
             .await,
@@ -42,7 +37,7 @@ pub async fn handle(ctx: &Arc<Context>, request: RepoRequest) -> Outcome {
         RepoRequest::Add { name, path, password } => Outcome::result(
             blocking(move || {
                 let entry = registry.add(&name, &path_of(path), &password.0)?;
-                tracing::info!(name = %entry.name, path = %entry.path.display(), "repository registered");
+                tracing::info!(name = %entry.name, location = %entry.location, "repository registered");
                 Ok(Response::Repo(info(&registry, &entry)))
             })
             .await,
@@ -64,7 +59,7 @@ pub async fn handle(ctx: &Arc<Context>, request: RepoRequest) -> Outcome {
                 };
                 Ok(Response::KeyExport(KeyExport {
                     name: entry.name,
-                    path: entry.path.display().to_string(),
+                    path: entry.location.to_string(),
                     password,
                     encoding: encoding.to_owned(),
                 }))
