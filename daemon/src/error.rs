@@ -43,6 +43,13 @@ pub enum Error {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// A task panicked or was aborted: a bug, which retrying would only repeat.
+    #[error("{task} failed: {source}; this is a bug, please report it with the daemon's log")]
+    TaskFailed {
+        task: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error("job {id} not found; `backupctl queue history` lists finished jobs")]
     JobNotFound { id: u64 },
     #[error("job {id} is {}, not {wanted}", state.as_str())]
@@ -107,7 +114,7 @@ impl Classify for Error {
             Self::Registry(e) => e.class(),
             Self::PermissionDenied { .. } => class(PermissionDenied, false),
             Self::State(e) => e.class(),
-            Self::Listen(_) | Self::Internal(_) => class(Internal, false),
+            Self::Listen(_) | Self::Internal(_) | Self::TaskFailed { .. } => class(Internal, false),
             Self::JobNotFound { .. } => class(NotFound, false),
             Self::Source(e) => e.class(),
             Self::JobState { .. } => class(Conflict, false),

@@ -17,8 +17,8 @@ use backupd::repo::Repository;
 use backupd_tests::treecmp::{compare_trees, CompareOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::process::Command;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// More crash points than any operation here has; a loop that reaches it is a bug.
@@ -199,12 +199,22 @@ fn backup_crashed_at_every_step_then_run_again_loses_nothing() {
         "backup",
         |repo| {
             // The tree changes before the crashing backup; the re-run sees the same tree.
-            let src = repo.location().local_path().and_then(|p| p.parent()).expect("repo has a parent").join("src");
+            let src = repo
+                .location()
+                .local_path()
+                .and_then(|p| p.parent())
+                .expect("repo has a parent")
+                .join("src");
             write_random(&src.join("new"), 3_000_000, 7);
             backup_src(repo, &src)
         },
         |repo| {
-            let src = repo.location().local_path().and_then(|p| p.parent()).expect("repo has a parent").join("src");
+            let src = repo
+                .location()
+                .local_path()
+                .and_then(|p| p.parent())
+                .expect("repo has a parent")
+                .join("src");
             backup_src(repo, &src)
         },
     );

@@ -33,6 +33,17 @@ pub enum Ending {
     Stopped(StopReason),
 }
 
+impl Ending {
+    /// A failed attempt: whether it is retried is the error's own classification
+    /// ([`crate::error::Classify`]); the queue never decides it.
+    pub fn failed(error: &crate::error::Error) -> Self {
+        Self::Failed {
+            error: error.to_reply(),
+            retryable: error.is_retryable(),
+        }
+    }
+}
+
 pub fn new_job(id: JobId, spec: JobSpec, submitter_uid: u32, now: i64, limits: Limits) -> JobInfo {
     let o = spec.options;
     JobInfo {

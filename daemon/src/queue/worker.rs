@@ -172,14 +172,11 @@ impl RunTask {
         let ending = match (joined, self.stop.get()) {
             (Ok(Ok(response)), _) => Ending::Succeeded(response),
             (_, Some(reason)) => Ending::Stopped(*reason),
-            (Ok(Err(e)), None) => Ending::Failed {
-                retryable: e.is_retryable(),
-                error: e.to_reply(),
-            },
-            (Err(e), None) => Ending::Failed {
-                retryable: false,
-                error: crate::error::Error::Internal(format!("job {id} crashed: {e}")).to_reply(),
-            },
+            (Ok(Err(e)), None) => Ending::failed(&e),
+            (Err(source), None) => Ending::failed(&crate::error::Error::TaskFailed {
+                task: format!("job {id}"),
+                source,
+            }),
         };
         let settings = ctx.settings();
         ctx.queue.finish(id, ending, &settings.config.queue);

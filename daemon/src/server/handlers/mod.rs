@@ -69,5 +69,10 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .unwrap_or_else(|e| Err(Error::Internal(format!("blocking task failed: {e}"))))
+        .unwrap_or_else(|source| {
+            Err(Error::TaskFailed {
+                task: "the request's blocking task".into(),
+                source,
+            })
+        })
 }
