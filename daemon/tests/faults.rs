@@ -163,38 +163,41 @@ fn queue_decision(error: &Error) -> JobState {
     info.state
 }
 
+/// Arms one fault.
+type Arm = fn(&FaultyBackend);
+
 #[test]
 fn transient_backend_errors_are_retried_by_the_queue_and_permanent_ones_are_not() {
     let f = Fixture::new();
     // (what breaks, the wire code, whether the queue retries)
-    let cases: Vec<(&str, Box<dyn Fn(&FaultyBackend)>, ErrorCode, JobState)> = vec![
+    let cases: Vec<(&str, Arm, ErrorCode, JobState)> = vec![
         (
             "a flaky disk on the first pack",
-            Box::new(|b| b.fail_put(FileKind::Pack, 1, ErrorKind::Transient)),
+            |b| b.fail_put(FileKind::Pack, 1, ErrorKind::Transient),
             ErrorCode::Unavailable,
             JobState::RetryWait,
         ),
         (
             "the storage went away",
-            Box::new(|b| b.fail_next(u64::MAX, ErrorKind::Unreachable)),
+            |b| b.fail_next(u64::MAX, ErrorKind::Unreachable),
             ErrorCode::Unavailable,
             JobState::RetryWait,
         ),
         (
             "a full disk on the index",
-            Box::new(|b| b.fail_put(FileKind::Index, 1, ErrorKind::NoSpace)),
+            |b| b.fail_put(FileKind::Index, 1, ErrorKind::NoSpace),
             ErrorCode::NoSpace,
             JobState::RetryWait,
         ),
         (
             "a read-only file system",
-            Box::new(|b| b.fail_put(FileKind::Pack, 1, ErrorKind::Denied)),
+            |b| b.fail_put(FileKind::Pack, 1, ErrorKind::Denied),
             ErrorCode::Unavailable,
             JobState::DeadLetter,
         ),
         (
             "a permanent storage error on the snapshot",
-            Box::new(|b| b.fail_put(FileKind::Snapshot, 1, ErrorKind::Permanent)),
+            |b| b.fail_put(FileKind::Snapshot, 1, ErrorKind::Permanent),
             ErrorCode::Internal,
             JobState::DeadLetter,
         ),

@@ -121,7 +121,7 @@ impl LocalBackend {
         let mut e = BackendError::new(kind, action, path.display().to_string(), source.into());
         if kind == ErrorKind::NoSpace {
             let quota = e.raw_os_error() == Some(nix::errno::Errno::EDQUOT as i32);
-            e.space = FsSpace::of(path, quota);
+            e.space = FsSpace::of(path, quota).map(Box::new);
         }
         e
     }

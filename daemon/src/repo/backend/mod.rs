@@ -249,8 +249,9 @@ pub struct BackendError {
     /// The object or location, as [`Backend::describe`] names it.
     pub target: String,
     pub cause: Cause,
-    /// Set exactly when `kind` is [`ErrorKind::NoSpace`] and the free space could be read.
-    pub space: Option<FsSpace>,
+    /// Set exactly when `kind` is [`ErrorKind::NoSpace`] and the free space could be read
+    /// (boxed: errors travel by value through every `Result` of the engine).
+    pub space: Option<Box<FsSpace>>,
 }
 
 impl BackendError {
@@ -276,7 +277,7 @@ impl BackendError {
 impl std::fmt::Display for BackendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.kind == ErrorKind::NoSpace {
-            let space = self.space.clone().unwrap_or(FsSpace {
+            let space = self.space.as_deref().cloned().unwrap_or(FsSpace {
                 mount: PathBuf::from(&self.target),
                 free: 0,
                 total: 0,
