@@ -571,10 +571,11 @@ impl RawConn {
 }
 
 impl TestDaemon {
-    /// Submits a job (`args` without `--wait`) and returns its id.
+    /// Submits a job with `--no-wait` and returns its id.
     pub fn submit(&self, args: &[&str]) -> u64 {
         let mut full = vec!["--json"];
         full.extend_from_slice(args);
+        full.push("--no-wait");
         json_ok(&self.ctl(&full))["id"].as_u64().expect("job id")
     }
 

@@ -92,7 +92,15 @@ fn streams_closed_by_their_client_free_their_slots() {
     // so only reading the socket can tell that the waiter left.
     let d = open_daemon("[queue]\nworkers = 1\n");
     let submit = |secs: &str| {
-        json_ok(&d.ctl(&["--json", "queue", "add", "noop", "--duration", secs]))["id"]
+        json_ok(&d.ctl(&[
+            "--json",
+            "queue",
+            "add",
+            "noop",
+            "--no-wait",
+            "--duration",
+            secs,
+        ]))["id"]
             .as_u64()
             .expect("job id")
     };

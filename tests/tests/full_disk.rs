@@ -34,22 +34,13 @@ fn source(dir: &Path, files: u64, len: usize, seed: u64) {
 /// Check (reading all data) and restore to a target elsewhere, both on a repository that
 /// takes no writes.
 fn check_and_restore_work(d: &TestDaemon, repo: &str, src: &Path, target: &Path) {
-    let check = json_ok(&d.ctl(&[
-        "--json",
-        "repo",
-        "check",
-        "--wait",
-        "--read-data",
-        "--repo",
-        repo,
-    ]));
+    let check = json_ok(&d.ctl(&["--json", "repo", "check", "--read-data", "--repo", repo]));
     assert_eq!(check["problems"], Value::Array(vec![]), "{check:#}");
     let snaps = json_ok(&d.ctl(&["--json", "snapshots", "--repo", repo]));
     assert_eq!(snaps.as_array().map(Vec::len), Some(1), "{snaps:#}");
     let r = json_ok(&d.ctl(&[
         "--json",
         "restore",
-        "--wait",
         "--repo",
         repo,
         &format!("latest:{}", src.display()),
@@ -89,7 +80,6 @@ fn a_full_repository_disk_fails_backups_with_no_space_and_still_checks_and_resto
     json_ok(&d.ctl(&[
         "--json",
         "backup",
-        "--wait",
         "--repo",
         "small",
         kept.to_str().expect("utf8"),
@@ -136,15 +126,7 @@ fn a_full_repository_disk_fails_backups_with_no_space_and_still_checks_and_resto
     std::fs::remove_file(fs.path.join("filler2")).expect("free space");
     json_ok(&d.ctl(&["--json", "queue", "dlq", "retry", &id.to_string()]));
     d.wait_job(id, &["succeeded"], Duration::from_secs(60));
-    let check = json_ok(&d.ctl(&[
-        "--json",
-        "repo",
-        "check",
-        "--wait",
-        "--read-data",
-        "--repo",
-        "small",
-    ]));
+    let check = json_ok(&d.ctl(&["--json", "repo", "check", "--read-data", "--repo", "small"]));
     assert_eq!(check["problems"], Value::Array(vec![]), "{check:#}");
 }
 
@@ -159,7 +141,6 @@ fn a_read_only_repository_still_checks_and_restores() {
     json_ok(&d.ctl(&[
         "--json",
         "backup",
-        "--wait",
         "--repo",
         "ro",
         src.to_str().expect("utf8"),
@@ -170,7 +151,6 @@ fn a_read_only_repository_still_checks_and_restores() {
     let out = d.ctl(&[
         "--json",
         "backup",
-        "--wait",
         "--retries",
         "0",
         "--repo",
@@ -217,14 +197,6 @@ fn the_retry_of_a_backup_interrupted_by_a_full_disk_reuses_the_packs_it_wrote() 
         &["indexed packs left by an interrupted backup"],
         Duration::from_secs(1),
     );
-    let check = json_ok(&d.ctl(&[
-        "--json",
-        "repo",
-        "check",
-        "--wait",
-        "--read-data",
-        "--repo",
-        "small",
-    ]));
+    let check = json_ok(&d.ctl(&["--json", "repo", "check", "--read-data", "--repo", "small"]));
     assert_eq!(check["problems"], Value::Array(vec![]), "{check:#}");
 }

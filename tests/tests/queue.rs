@@ -35,7 +35,7 @@ fn big_source(dir: &Path) {
 }
 
 fn check_clean(d: &TestDaemon, repo: Option<&str>) {
-    let mut args = vec!["--json", "repo", "check", "--wait", "--read-data"];
+    let mut args = vec!["--json", "repo", "check", "--read-data"];
     if let Some(r) = repo {
         args.extend(["--repo", r]);
     }
@@ -122,7 +122,7 @@ fn unreachable_repository_is_retried_with_growing_delays_then_dead_letters_and_d
     json_ok(&d.ctl(&["--json", "queue", "dlq", "retry", &id.to_string()]));
     let j = d.wait_job(id, &["succeeded"], Duration::from_secs(30));
     assert_eq!(j["attempts"].as_array().expect("attempts").len(), 5);
-    assert!(j["result"]["Backup"]["snapshot"].is_string(), "{j:#}");
+    assert!(j["result"]["snapshot"].is_string(), "{j:#}");
     check_clean(&d, Some("moving"));
 
     // A path that does not exist is a permanent error: no retries.
@@ -148,7 +148,6 @@ fn a_timed_out_backup_ends_within_seconds_and_leaves_the_repository_clean() {
     let out = d.ctl(&[
         "--json",
         "backup",
-        "--wait",
         "--timeout",
         "2s",
         src.to_str().expect("utf8"),
@@ -390,7 +389,7 @@ fn submissions_over_the_rate_get_busy_with_retry_after_and_none_is_lost() {
     let mut retry_after = 0;
     let started = Instant::now();
     for _ in 0..10 {
-        let out = d.ctl(&["--json", "queue", "add", "noop"]);
+        let out = d.ctl(&["--json", "queue", "add", "noop", "--no-wait"]);
         let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
         if out.status.success() {
             accepted.push(v["id"].as_u64().expect("id"));
@@ -442,10 +441,11 @@ fn equal_backups_waiting_in_the_queue_are_coalesced() {
     // for two backupctl calls on a loaded machine and is cancelled as soon as they are in.
     let blocker = d.submit(&["queue", "add", "noop", "--duration", "60s"]);
     d.wait_job(blocker, &["running"], Duration::from_secs(10));
-    let first = json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+    let first = json_ok(&d.ctl(&["--json", "backup", "--no-wait", src.to_str().expect("utf8")]));
     let second = json_ok(&d.ctl(&[
         "--json",
         "backup",
+        "--no-wait",
         "--priority",
         "high",
         src.to_str().expect("utf8"),
@@ -476,7 +476,6 @@ fn wait_reports_retries_and_exits_as_the_job_ended() {
         "1",
         "--backoff",
         "1s",
-        "--wait",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -491,7 +490,6 @@ fn wait_reports_retries_and_exits_as_the_job_ended() {
         "--fail-attempts",
         "1",
         "--permanent",
-        "--wait",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");

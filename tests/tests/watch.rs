@@ -20,7 +20,7 @@ fn source(d: &TestDaemon, name: &str) -> Value {
     list.as_array()
         .expect("list")
         .iter()
-        .find(|s| s["spec"]["name"] == name)
+        .find(|s| s["name"] == name)
         .cloned()
         .unwrap_or_else(|| panic!("no source {name}: {list:#}"))
 }
@@ -64,8 +64,8 @@ fn last_backup(d: &TestDaemon) -> Value {
         .as_array()
         .expect("history")
         .iter()
-        .find(|j| j["kind"].get("Backup").is_some())
-        .map(|j| j["result"]["Backup"].clone())
+        .find(|j| j["kind"] == "backup")
+        .map(|j| j["result"].clone())
         .expect("a backup job")
 }
 
@@ -75,7 +75,6 @@ fn restore_latest(d: &TestDaemon, src: &Path, label: &str) -> PathBuf {
     json_ok(&d.ctl(&[
         "--json",
         "restore",
-        "--wait",
         &format!("latest:{}", src.display()),
         "--target",
         target.to_str().expect("utf8"),
@@ -380,7 +379,7 @@ fn excludes_are_honoured_for_watched_changes() {
         "--debounce",
         "500ms",
     ]));
-    assert_eq!(added["spec"]["name"], "excl");
+    assert_eq!(added["name"], "excl");
     let first = settle(&d, "excl", None, Duration::from_secs(60));
     write(&src.join("d0/kept.txt"), "kept");
     write(&src.join("d0/left-out.tmp"), "excluded file");
@@ -401,7 +400,7 @@ fn excludes_are_honoured_for_watched_changes() {
 
     // The source survives a restart (it is persisted) and can be removed.
     let removed = json_ok(&d.ctl(&["--json", "source", "remove", "excl"]));
-    assert_eq!(removed["spec"]["name"], "excl");
+    assert_eq!(removed["name"], "excl");
     let list = json_ok(&d.ctl(&["--json", "source", "list"]));
     assert_eq!(list, Value::Array(vec![]));
 }

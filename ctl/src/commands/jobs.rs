@@ -9,11 +9,11 @@ use crate::cli::{
 };
 use crate::client::Client;
 use crate::exit::ExitCode;
+use crate::json;
 use crate::output::Output;
 use crate::progress::Bar;
 use backupd_common::client::ClientError;
 use backupd_common::error::{ErrorCode, ErrorReply};
-use crate::json;
 use backupd_common::protocol::{
     BackupRequest, CheckRequest, ForgetRequest, JobId, JobInfo, JobKind, JobOptions, JobSpec,
     JobState, NoopRequest, Priority, RebuildIndexRequest, RestoreRequest,

@@ -3,9 +3,9 @@
 //! found problems.
 
 use crate::exit::ExitCode;
+use crate::json::result::{FinishedView, ResultView};
 use crate::output::Output;
 use crate::progress::bytes;
-use crate::json::result::{FinishedView, ResultView};
 use backupd_common::protocol::{CheckResult, ForgetResult, JobId, Response};
 
 /// The first 8 characters of an id, as tables show it (the whole id if shorter).

@@ -4,10 +4,9 @@ use super::{Failure, Paths};
 use crate::cli::SourceCommand;
 use crate::client::Client;
 use crate::exit::ExitCode;
-use crate::output::Output;
 use crate::json::source::{watch_state, SourceView};
+use crate::output::Output;
 use backupd_common::protocol::{SourceInfo, SourceRequest, SourceSpec};
-
 
 fn line(s: &SourceInfo) -> String {
     let last = match (&s.last_snapshot, s.last_snapshot_ns) {

@@ -74,7 +74,10 @@ mod tests {
     #[test]
     fn ordinary_paths_are_written_as_they_are() {
         assert_eq!(escape(b"/home/ann/caf\xc3\xa9.txt"), "/home/ann/café.txt");
-        assert_eq!(unescape("/home/ann/café.txt").unwrap(), b"/home/ann/caf\xc3\xa9.txt");
+        assert_eq!(
+            unescape("/home/ann/café.txt").unwrap(),
+            b"/home/ann/caf\xc3\xa9.txt"
+        );
     }
 
     #[test]

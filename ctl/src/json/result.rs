@@ -2,8 +2,8 @@
 //! as `"job"`, what a waiting command prints.
 
 use backupd_common::protocol::{
-    BackupResult, CheckResult, ForgetResult, PruneSummary, RebuildResult, Response,
-    RestoreResult, SnapshotStatsView,
+    BackupResult, CheckResult, ForgetResult, PruneSummary, RebuildResult, Response, RestoreResult,
+    SnapshotStatsView,
 };
 use serde::Serialize;
 
