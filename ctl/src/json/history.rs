@@ -45,3 +45,64 @@ impl From<&JobInfo> for HistoryEntryView {
 pub fn history(jobs: &[JobInfo]) -> Vec<HistoryEntryView> {
     jobs.iter().map(HistoryEntryView::from).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::job::KindView;
+    use backupd_common::protocol::{
+        BackupRequest, CheckRequest, ForgetRequest, JobState, NoopRequest, Priority,
+        RebuildIndexRequest, RestoreRequest,
+    };
+    use backupd_common::protocol::JobKind;
+
+    fn keys(v: serde_json::Value) -> Vec<String> {
+        v.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// serde's flatten would write a clashing name twice; JSON readers keep one of the two.
+    #[test]
+    fn kind_arguments_never_clash_with_job_or_history_fields() {
+        let kinds = [
+            JobKind::Backup(BackupRequest::default()),
+            JobKind::Restore(RestoreRequest::default()),
+            JobKind::Check(CheckRequest::default()),
+            JobKind::Forget(ForgetRequest::default()),
+            JobKind::RebuildIndex(RebuildIndexRequest::default()),
+            JobKind::Noop(NoopRequest::default()),
+        ];
+        for kind in kinds {
+            let job = JobInfo {
+                id: 1,
+                kind: kind.clone(),
+                priority: Priority::Normal,
+                state: JobState::Queued,
+                submitter_uid: 0,
+                timeout_ms: 0,
+                retries: 0,
+                backoff_ms: 0,
+                submitted_ns: 0,
+                started_ns: None,
+                finished_ns: None,
+                not_before_ns: None,
+                attempts: Vec::new(),
+                retry_base: 0,
+                coalesced: 0,
+                cancel_requested: false,
+                progress: None,
+                result: None,
+                error: None,
+            };
+            let args = keys(serde_json::to_value(KindView::from(&kind)).expect("kind"));
+            let entry = serde_json::to_string(&HistoryEntryView::from(&job)).expect("entry");
+            for arg in args.iter().filter(|a| *a != "kind") {
+                assert_eq!(
+                    entry.matches(&format!("\"{arg}\":")).count(),
+                    1,
+                    "{}: argument {arg} clashes with a job or history field",
+                    kind.name()
+                );
+            }
+        }
+    }
+}

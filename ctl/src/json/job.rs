@@ -63,7 +63,9 @@ pub enum KindView {
         repo: Option<String>,
     },
     Noop {
-        duration_ms: u64,
+        /// How long it sleeps (`sleep_ms`, not `duration_ms`: history entries carry a
+        /// `duration_ms` of their own beside the arguments).
+        sleep_ms: u64,
         fail_attempts: u32,
         permanent: bool,
     },
@@ -133,7 +135,7 @@ impl From<&JobKind> for KindView {
                 repo: r.repo.clone(),
             },
             JobKind::Noop(r) => Self::Noop {
-                duration_ms: ms(r.duration),
+                sleep_ms: ms(r.duration),
                 fail_attempts: r.fail_attempts,
                 permanent: r.permanent,
             },
