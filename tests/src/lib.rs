@@ -146,19 +146,16 @@ impl TestDaemon {
 
     /// Waits until a handshake succeeds; panics with the daemon's log after `deadline`.
     pub fn wait_ready(&self, deadline: Duration) {
-        let start = Instant::now();
-        while start.elapsed() < deadline {
-            if let Ok(mut conn) = RawConn::connect(&self.socket) {
-                if conn.handshake().is_ok() {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let ready = poll_until(deadline, || {
+            let mut conn = RawConn::connect(&self.socket).ok()?;
+            conn.handshake().ok()
+        });
+        if ready.is_none() {
+            panic!(
+                "backupd not ready within {deadline:?}; log:\n{}",
+                self.log_text()
+            );
         }
-        panic!(
-            "backupd not ready within {deadline:?}; log:\n{}",
-            self.log_text()
-        );
     }
 
     pub fn log_text(&self) -> String {
@@ -177,17 +174,10 @@ impl TestDaemon {
 
     /// Polls for exit; `None` if still running after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.as_mut()?.try_wait().expect("try_wait") {
-                self.child = None;
-                return Some(status);
-            }
-            if start.elapsed() > timeout {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = self.child.as_mut()?;
+        let status = poll_until(timeout, || child.try_wait().expect("try_wait"))?;
+        self.child = None;
+        Some(status)
     }
 
     /// Resident set size in KiB, from /proc.
@@ -205,17 +195,7 @@ impl TestDaemon {
     /// argon2 peaks at about 70 MB), then resets the peak RSS to the current RSS. Needs root or
     /// the daemon's uid.
     pub fn reset_peak_rss(&self) {
-        let start = Instant::now();
-        while !self.ctl(&["repo", "list"]).status.success()
-            || !String::from_utf8_lossy(&self.ctl(&["repo", "list"]).stdout).contains("default")
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "default repository never appeared; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_repo("default");
         std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").expect("reset VmHWM");
     }
 
@@ -251,18 +231,16 @@ impl TestDaemon {
     /// Waits until health reports `want` connections (the one asking included); panics with the
     /// last count after `deadline`.
     pub fn wait_connections(&self, want: u64, deadline: Duration) {
-        let start = Instant::now();
-        loop {
-            let live = self.health()["connections"].as_u64().unwrap_or(u64::MAX);
-            if live == want {
-                return;
-            }
-            assert!(
-                start.elapsed() < deadline,
-                "still {live} connections after {deadline:?}, expected {want}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let live = std::cell::Cell::new(None);
+        wait_until_else(
+            &format!("{want} connections"),
+            deadline,
+            || {
+                live.set(self.health()["connections"].as_u64());
+                (live.get() == Some(want)).then_some(())
+            },
+            || format!("still {:?} connections", live.get()),
+        )
     }
 }
 
@@ -294,18 +272,82 @@ impl TestDaemon {
     }
 }
 
-/// Polls `f` every 50 ms until it gives a value; panics naming `what` after `deadline`.
-pub fn wait_until<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+/// The one polling loop of the tests: calls `f` every 20 ms until it gives a value, for at most
+/// `deadline` (`f` runs at least once). Tests wait through this or [`wait_until`], never by
+/// sleeping and hoping.
+pub fn poll_until<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
-            return v;
+            return Some(v);
         }
+        if start.elapsed() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `f` until it gives a value; panics naming `what` after `deadline`.
+pub fn wait_until<T>(what: &str, deadline: Duration, f: impl FnMut() -> Option<T>) -> T {
+    wait_until_else(what, deadline, f, String::new)
+}
+
+/// As [`wait_until`]; the panic message ends with `context()` (the last state seen, a log).
+pub fn wait_until_else<T, F: FnMut() -> Option<T>>(
+    what: &str,
+    deadline: Duration,
+    f: F,
+    context: impl FnOnce() -> String,
+) -> T {
+    match poll_until(deadline, f) {
+        Some(v) => v,
+        None => panic!("{what}: not there within {deadline:?}\n{}", context()),
+    }
+}
+
+impl TestDaemon {
+    /// `repo check --read-data` of `repo` (the default repository if `None`): it must succeed
+    /// and find no problem. Returns the report.
+    pub fn check_clean(&self, repo: Option<&str>) -> serde_json::Value {
+        let mut args = vec!["--json", "repo", "check", "--read-data"];
+        if let Some(r) = repo {
+            args.extend(["--repo", r]);
+        }
+        let check = json_ok(&self.ctl(&args));
+        assert_eq!(check["problems"], serde_json::json!([]), "{check:#}");
+        check
+    }
+
+    /// Restores `latest:SRC` into `target` (`extra`: more restore arguments such as `--repo R`)
+    /// and returns the restore's result.
+    pub fn restore_latest(&self, src: &Path, target: &Path, extra: &[&str]) -> serde_json::Value {
+        let latest = format!("latest:{}", src.display());
+        let target_arg = target.to_str().expect("UTF-8 target path");
+        let mut args = vec!["--json", "restore", &latest, "--target", target_arg];
+        args.extend_from_slice(extra);
+        json_ok(&ctl_within(&self.socket, &args, Duration::from_secs(300)))
+    }
+
+    /// [`TestDaemon::restore_latest`], then asserts that nothing failed and that the restored
+    /// tree equals `src` as `opts` says. Returns the restore's result.
+    pub fn restore_and_compare(
+        &self,
+        src: &Path,
+        target: &Path,
+        extra: &[&str],
+        opts: treecmp::CompareOptions,
+    ) -> serde_json::Value {
+        let r = self.restore_latest(src, target, extra);
+        assert!(r["failed"].as_array().is_some_and(Vec::is_empty), "{r}");
+        let diffs = treecmp::compare_trees(src, target, opts);
         assert!(
-            start.elapsed() < deadline,
-            "{what}: not there within {deadline:?}"
+            diffs.is_empty(),
+            "{} differs from {}: {diffs:#?}",
+            target.display(),
+            src.display()
         );
-        std::thread::sleep(Duration::from_millis(50));
+        r
     }
 }
 
@@ -380,17 +422,11 @@ pub fn ctl_within(socket: &Path, args: &[&str], deadline: Duration) -> Output {
             .take()
             .map(|s| Box::new(s) as Box<dyn Read + Send>),
     );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait backupctl") {
-            break status;
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("backupctl {args:?} did not finish within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = poll_until(deadline, || child.try_wait().expect("try_wait backupctl"))
+    else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("backupctl {args:?} did not finish within {deadline:?}");
     };
     Output {
         status,
@@ -402,17 +438,13 @@ pub fn ctl_within(socket: &Path, args: &[&str], deadline: Duration) -> Output {
 /// Waits for `child` to exit; kills it and fails the test after `deadline` (a hung daemon
 /// must fail a test, not hang it).
 pub fn wait_child(child: &mut Child, deadline: Duration, what: &str) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if start.elapsed() > deadline {
+    match poll_until(deadline, || child.try_wait().expect("try_wait")) {
+        Some(status) => status,
+        None => {
             let _ = child.kill();
             let _ = child.wait();
             panic!("{what} did not exit within {deadline:?}");
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -462,15 +494,22 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
     assert!(st.success(), "chown -R {}", path.display());
 }
 
-/// The `attacker` test binary racing the daemon as another uid; killed when dropped.
+/// The `attacker` test binary (`src/bin/attacker.rs`) as another uid; killed when dropped.
 pub struct Attacker(Child);
 
 impl Attacker {
-    /// Starts `exe` (the test's `env!("CARGO_BIN_EXE_attacker")`) as `uid`, exchanging each
-    /// pair of paths in a loop, and waits until it runs.
-    pub fn swap(exe: &str, uid: u32, pairs: &[(&Path, &Path)]) -> Self {
+    /// The attacker `exe` (the test's `env!("CARGO_BIN_EXE_attacker")`) with `args`, to run as
+    /// `uid` (and the group of the same number, no supplementary groups).
+    pub fn command(exe: &str, uid: u32, args: &[&str]) -> Command {
         let mut cmd = Command::new(exe);
-        cmd.arg(uid.to_string()).arg("swap");
+        cmd.uid(uid).gid(uid).args(args);
+        cmd
+    }
+
+    /// Starts the attacker as `uid`, exchanging each pair of paths in a loop, and waits until
+    /// it runs.
+    pub fn swap(exe: &str, uid: u32, pairs: &[(&Path, &Path)]) -> Self {
+        let mut cmd = Self::command(exe, uid, &["swap"]);
         for (a, b) in pairs {
             cmd.arg(a).arg(b);
         }
@@ -586,35 +625,32 @@ impl TestDaemon {
 
     /// Polls until the job is in one of `states`; panics with the job and the log after `within`.
     pub fn wait_job(&self, id: u64, states: &[&str], within: Duration) -> serde_json::Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let j = self.job(id);
-            if states.contains(&j["state"].as_str().unwrap_or_default()) {
-                return j;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {id} not in {states:?} after {within:?}: {j:#}\nlog:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let last = std::cell::RefCell::new(serde_json::Value::Null);
+        wait_until_else(
+            &format!("job {id} in {states:?}"),
+            within,
+            || {
+                let j = self.job(id);
+                let done = states.contains(&j["state"].as_str().unwrap_or_default());
+                *last.borrow_mut() = j.clone();
+                done.then_some(j)
+            },
+            || format!("{:#}\nlog:\n{}", last.borrow(), self.log_text()),
+        )
     }
 
     /// Polls the daemon's log until it contains every one of `parts` on one line; returns it.
     pub fn wait_log_line(&self, parts: &[&str], within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let log = self.log_text();
-            if let Some(line) = log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
-                return line.to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {parts:?} after {within:?}; log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_else(
+            &format!("a log line with {parts:?}"),
+            within,
+            || {
+                let log = self.log_text();
+                let line = log.lines().find(|l| parts.iter().all(|p| l.contains(p)));
+                line.map(str::to_owned)
+            },
+            || format!("log:\n{}", self.log_text()),
+        )
     }
 }
 

@@ -2,26 +2,13 @@
 //! `check --read-data-subset`, every way of giving a passphrase, and the queue's housekeeping
 //! (dead-letter purge, history limit, worker count).
 
-use backupd_tests::{is_root, json_ok, DaemonOptions, SmallFs, TestDaemon};
+use backupd_tests::{is_root, json_ok, wait_until, DaemonOptions, SmallFs, TestDaemon};
 use serde_json::Value;
-use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn sh(cmd: &str) -> Output {
     Command::new("sh").args(["-c", cmd]).output().expect("sh")
-}
-
-fn restore_all(d: &TestDaemon, src: &Path, name: &str) -> std::path::PathBuf {
-    let target = d.dir.path().join(name);
-    json_ok(&d.ctl(&[
-        "--json",
-        "restore",
-        &format!("latest:{}", src.display()),
-        "--target",
-        target.to_str().expect("utf8"),
-    ]));
-    target
 }
 
 #[test]
@@ -55,7 +42,8 @@ fn exclude_file_exclude_caches_and_one_file_system_leave_out_what_they_name() {
         "--one-file-system",
         src.to_str().expect("utf8"),
     ]));
-    let target = restore_all(&d, &src, "restored");
+    let target = d.dir.path().join("restored");
+    d.restore_latest(&src, &target, &[]);
     assert_eq!(std::fs::read(target.join("keep")).expect("keep"), b"kept");
     assert!(!target.join("noise.log").exists(), "--exclude-file");
     assert!(
@@ -66,7 +54,8 @@ fn exclude_file_exclude_caches_and_one_file_system_leave_out_what_they_name() {
 
     // Without the flags, all of it is there.
     json_ok(&d.ctl(&["--json", "backup", "--force", src.to_str().expect("utf8")]));
-    let all = restore_all(&d, &src, "all");
+    let all = d.dir.path().join("all");
+    d.restore_latest(&src, &all, &[]);
     for p in ["noise.log", "cache/blob", "mnt/elsewhere"] {
         assert!(all.join(p).exists(), "{p} backed up without the flags");
     }
@@ -215,20 +204,14 @@ fn dlq_purge_history_limit_and_worker_count_do_what_they_say() {
                 .expect("id")
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut most_running = 0;
-    loop {
+    wait_until("both jobs to finish", Duration::from_secs(30), || {
         let status = queue_states(&d);
         let running = status["running"].as_array().map_or(0, Vec::len);
         most_running = most_running.max(running);
-        let done = ids.iter().all(|id| {
-            json_ok(&d.ctl(&["--json", "queue", "job", &id.to_string()]))["state"] == "succeeded"
-        });
-        if done {
-            break;
-        }
-        assert!(Instant::now() < deadline, "jobs did not finish: {status}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        ids.iter()
+            .all(|id| d.job(*id)["state"] == "succeeded")
+            .then_some(())
+    });
     assert_eq!(most_running, 1, "one worker runs one job at a time");
 }

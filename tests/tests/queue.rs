@@ -1,7 +1,7 @@
 //! The job queue end to end: a real daemon, `backupctl` over the socket, real repositories.
 //! One test per "must be true" point of the queue issue, plus coalescing.
 
-use backupd_tests::{json_ok, pseudo_random_bytes, DaemonOptions, TestDaemon};
+use backupd_tests::{json_ok, pseudo_random_bytes, wait_until, DaemonOptions, TestDaemon};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -32,15 +32,6 @@ fn big_source(dir: &Path) {
         )
         .expect("write");
     }
-}
-
-fn check_clean(d: &TestDaemon, repo: Option<&str>) {
-    let mut args = vec!["--json", "repo", "check", "--read-data"];
-    if let Some(r) = repo {
-        args.extend(["--repo", r]);
-    }
-    let check = json_ok(&d.ctl(&args));
-    assert_eq!(check["problems"], Value::Array(vec![]), "{check:#}");
 }
 
 #[test]
@@ -123,7 +114,7 @@ fn unreachable_repository_is_retried_with_growing_delays_then_dead_letters_and_d
     let j = d.wait_job(id, &["succeeded"], Duration::from_secs(30));
     assert_eq!(j["attempts"].as_array().expect("attempts").len(), 5);
     assert!(j["result"]["snapshot"].is_string(), "{j:#}");
-    check_clean(&d, Some("moving"));
+    d.check_clean(Some("moving"));
 
     // A path that does not exist is a permanent error: no retries.
     let missing = d.dir.path().join("does-not-exist");
@@ -169,7 +160,7 @@ fn a_timed_out_backup_ends_within_seconds_and_leaves_the_repository_clean() {
         Value::Array(vec![]),
         "no snapshot from a timed-out backup"
     );
-    check_clean(&d, None);
+    d.check_clean(None);
 }
 
 #[test]
@@ -178,16 +169,12 @@ fn cancelling_a_running_backup_stops_it_promptly_without_a_snapshot() {
     let src = d.dir.path().join("big");
     big_source(&src);
     let id = d.submit(&["backup", src.to_str().expect("utf8")]);
-    let deadline = Instant::now() + Duration::from_secs(60);
     // Cancel once it is really reading data.
-    loop {
+    wait_until("the backup reading data", Duration::from_secs(60), || {
         let j = d.job(id);
-        if j["state"] == "running" && j["progress"]["bytes_done"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "backup never got going: {j:#}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        (j["state"] == "running" && j["progress"]["bytes_done"].as_u64().unwrap_or(0) > 0)
+            .then_some(())
+    });
     let asked = now_ns();
     let j = json_ok(&d.ctl(&["--json", "queue", "cancel", &id.to_string()]));
     assert_eq!(j["state"], "cancelled", "{j:#}");
@@ -205,7 +192,7 @@ fn cancelling_a_running_backup_stops_it_promptly_without_a_snapshot() {
         Value::Array(vec![]),
         "no snapshot from a cancelled backup"
     );
-    check_clean(&d, None);
+    d.check_clean(None);
 
     // Cancelling a queued job is immediate; cancelling a finished one is a conflict.
     let blocker = d.submit(&["queue", "add", "noop", "--duration", "2s"]);

@@ -1,6 +1,6 @@
 //! The repository engine end to end: a real backupd, driven by backupctl, on real files.
 
-use backupd_tests::treecmp::{compare_trees, CompareOptions};
+use backupd_tests::treecmp::CompareOptions;
 use backupd_tests::{bin, is_root, json_ok, DaemonOptions, TestDaemon};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -126,27 +126,17 @@ fn every_file_type_and_metadata_survives_backup_and_restore() {
     std::fs::remove_file(src.join("socket")).expect("rm socket");
 
     let target = d.dir.path().join("restore");
-    let r = json_ok(&d.ctl(&[
-        "--json",
-        "restore",
-        &format!("latest:{}", src.display()),
-        "--target",
-        target.to_str().expect("utf8"),
-        "--verify",
-        // Out of place, setuid/setgid are dropped by default; this test wants every bit back.
-        "--keep-setid",
-    ]));
-    assert!(r["failed"].as_array().expect("failed").is_empty(), "{r}");
-    let diffs = compare_trees(
+    d.restore_and_compare(
         &src,
         &target,
+        // Out of place, setuid/setgid are dropped by default; this test wants every bit back.
+        &["--verify", "--keep-setid"],
         CompareOptions {
             owners: true,
             atime: false,
             sparse: true,
         },
     );
-    assert!(diffs.is_empty(), "{diffs:#?}");
     let acl = Command::new("getfacl")
         .arg("-c")
         .arg(target.join("dir/data.bin"))
@@ -324,16 +314,12 @@ fn lost_state_dir_repository_is_added_back_and_still_dedups() {
         size_after - size_before
     );
     let target = d.dir.path().join("restored");
-    json_ok(&d2.ctl(&[
-        "--json",
-        "restore",
-        "--repo",
-        "main",
-        &format!("latest:{}", src.display()),
-        "--target",
-        target.to_str().expect("utf8"),
-    ]));
-    assert!(compare_trees(&src, &target, CompareOptions::default()).is_empty());
+    d2.restore_and_compare(
+        &src,
+        &target,
+        &["--repo", "main"],
+        CompareOptions::default(),
+    );
 }
 
 #[test]
@@ -457,8 +443,7 @@ fn kill_9_during_backup_leaves_a_clean_repository_and_the_resumed_job_completes_
                 "round {round}: a job did not complete after the restart: {job}"
             );
         }
-        let check = d2.ctl(&["--json", "repo", "check", "--read-data"]);
-        assert!(check.status.success(), "round {round}: {}", text(&check));
+        d2.check_clean(None);
         let snaps = json_ok(&d2.ctl(&["--json", "snapshots"]));
         let oldest = snaps[0]["id"].as_str().expect("id").to_owned();
         let target = d2.dir.path().join("earlier");
@@ -477,23 +462,16 @@ fn kill_9_during_backup_leaves_a_clean_repository_and_the_resumed_job_completes_
         // then does the work, otherwise it finds everything stored already.
         json_ok(&d2.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
         let whole = d2.dir.path().join("whole");
-        json_ok(&d2.ctl(&[
-            "--json",
-            "restore",
-            &format!("latest:{}", src.display()),
-            "--target",
-            whole.to_str().expect("utf8"),
-        ]));
-        let diffs = compare_trees(
+        d2.restore_and_compare(
             &src,
             &whole,
+            &[],
             CompareOptions {
                 owners: true,
                 atime: false,
                 sparse: false,
             },
         );
-        assert!(diffs.is_empty(), "round {round}: {diffs:#?}");
     }
 }
 
@@ -564,8 +542,7 @@ fn forget_dry_run_lists_decisions_and_prune_follows_them() {
         done["prune"]["bytes_after"].as_u64() < done["prune"]["bytes_before"].as_u64(),
         "{done}"
     );
-    let check = d.ctl(&["repo", "check", "--read-data"]);
-    assert!(check.status.success(), "{}", text(&check));
+    d.check_clean(None);
 }
 
 #[test]
@@ -626,14 +603,11 @@ fn unreadable_files_are_skipped_named_and_make_the_backup_partial() {
             .output()
             .expect("backupctl")
     };
-    let start = std::time::Instant::now();
-    while !ctl(&["system", "health"]).status.success() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "daemon did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    backupd_tests::wait_until(
+        "the daemon running as nobody",
+        Duration::from_secs(10),
+        || ctl(&["system", "health"]).status.success().then_some(()),
+    );
     let out = ctl(&["--json", "backup", src.to_str().expect("utf8")]);
     let stop = ctl(&["system", "shutdown"]);
     backupd_tests::wait_child(&mut daemon, Duration::from_secs(30), "backupd as nobody");
@@ -757,17 +731,9 @@ fn index_is_rebuilt_from_packs_after_index_files_are_lost_or_damaged() {
     let r = json_ok(&d2.ctl(&["--json", "repo", "rebuild-index"]));
     assert!(r["unreadable"].as_array().expect("list").is_empty(), "{r}");
     assert!(r["packs"].as_u64().expect("packs") >= 1, "{r}");
-    let check = d2.ctl(&["--json", "repo", "check", "--read-data"]);
-    assert!(check.status.success(), "{}", text(&check));
+    d2.check_clean(None);
     let target = d2.dir.path().join("restored");
-    json_ok(&d2.ctl(&[
-        "--json",
-        "restore",
-        &format!("latest:{}", src.display()),
-        "--target",
-        target.to_str().expect("utf8"),
-    ]));
-    assert!(compare_trees(&src, &target, CompareOptions::default()).is_empty());
+    d2.restore_and_compare(&src, &target, &[], CompareOptions::default());
 }
 
 #[test]

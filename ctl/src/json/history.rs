@@ -50,14 +50,16 @@ pub fn history(jobs: &[JobInfo]) -> Vec<HistoryEntryView> {
 mod tests {
     use super::*;
     use crate::json::job::KindView;
+    use backupd_common::protocol::JobKind;
     use backupd_common::protocol::{
         BackupRequest, CheckRequest, ForgetRequest, JobState, NoopRequest, Priority,
         RebuildIndexRequest, RestoreRequest,
     };
-    use backupd_common::protocol::JobKind;
 
     fn keys(v: serde_json::Value) -> Vec<String> {
-        v.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        v.as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// serde's flatten would write a clashing name twice; JSON readers keep one of the two.
