@@ -388,7 +388,7 @@ fn a_non_utf8_path_printed_in_json_round_trips_through_the_cli() {
 
 #[test]
 fn waiting_is_the_default_and_no_wait_returns_once_queued() {
-    let d = TestDaemon::start();
+    let mut d = TestDaemon::start();
     // Waits: the exit status is the job's.
     let out = d.ctl(&["queue", "add", "noop", "--duration", "200ms"]);
     assert!(out.status.success(), "{out:?}");
@@ -409,13 +409,21 @@ fn waiting_is_the_default_and_no_wait_returns_once_queued() {
     assert!(d.ctl(&["queue", "add", "noop", "--wait"]).status.success());
     let both = d.ctl(&["queue", "add", "noop", "--wait", "--no-wait"]);
     assert_eq!(both.status.code(), Some(64), "{both:?}");
-    // --no-wait: back while the job still runs, which is on disk already.
+    // --no-wait: back while the job still runs, and the job is on disk already: a daemon
+    // killed right after the reply still has it when it starts again.
     let id = d.submit(&["queue", "add", "noop", "--duration", "1h"]);
     assert_eq!(
         d.job(id)["state"].as_str().map(|s| s != "succeeded"),
         Some(true)
     );
-    json_ok(&d.ctl(&["--json", "queue", "cancel", &id.to_string()]));
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    d.wait_exit(Duration::from_secs(10)).expect("killed");
+    let again = TestDaemon::start_with(DaemonOptions {
+        state_dir: Some(d.state_dir.clone()),
+        ..Default::default()
+    });
+    assert_eq!(again.job(id)["kind"], "noop");
+    json_ok(&again.ctl(&["--json", "queue", "cancel", &id.to_string()]));
 }
 
 #[test]
