@@ -1,17 +1,25 @@
 //! Support for the end-to-end tests: locate the built binaries, run a real `backupd` on a temp
 //! socket ([`TestDaemon`], killed on drop), drive it with `backupctl`, and speak raw frames
-//! ([`RawConn`]) for hostile-input tests.
+//! ([`RawConn`]) for hostile-input tests. Waiting (`wait`), checking and restoring (`verify`)
+//! are shared here so that no test file writes its own.
 
+mod attacker;
+mod raw;
+mod smallfs;
 pub mod treecmp;
+mod verify;
+mod wait;
 
-use backupd_common::codec::{decode_payload, encode_payload};
-use backupd_common::protocol::{ClientMessage, Hello, ServerMessage, PROTOCOL_VERSION};
-use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
+pub use attacker::Attacker;
+pub use raw::RawConn;
+pub use smallfs::SmallFs;
+pub use wait::{poll_until, wait_until, wait_until_else};
+
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Directory holding `backupd` and `backupctl`: `$BACKUPD_BIN_DIR`, else the cargo profile
 /// directory this test binary was built into (`target/<profile>/deps/..`).
@@ -272,85 +280,6 @@ impl TestDaemon {
     }
 }
 
-/// The one polling loop of the tests: calls `f` every 20 ms until it gives a value, for at most
-/// `deadline` (`f` runs at least once). Tests wait through this or [`wait_until`], never by
-/// sleeping and hoping.
-pub fn poll_until<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if start.elapsed() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Polls `f` until it gives a value; panics naming `what` after `deadline`.
-pub fn wait_until<T>(what: &str, deadline: Duration, f: impl FnMut() -> Option<T>) -> T {
-    wait_until_else(what, deadline, f, String::new)
-}
-
-/// As [`wait_until`]; the panic message ends with `context()` (the last state seen, a log).
-pub fn wait_until_else<T, F: FnMut() -> Option<T>>(
-    what: &str,
-    deadline: Duration,
-    f: F,
-    context: impl FnOnce() -> String,
-) -> T {
-    match poll_until(deadline, f) {
-        Some(v) => v,
-        None => panic!("{what}: not there within {deadline:?}\n{}", context()),
-    }
-}
-
-impl TestDaemon {
-    /// `repo check --read-data` of `repo` (the default repository if `None`): it must succeed
-    /// and find no problem. Returns the report.
-    pub fn check_clean(&self, repo: Option<&str>) -> serde_json::Value {
-        let mut args = vec!["--json", "repo", "check", "--read-data"];
-        if let Some(r) = repo {
-            args.extend(["--repo", r]);
-        }
-        let check = json_ok(&self.ctl(&args));
-        assert_eq!(check["problems"], serde_json::json!([]), "{check:#}");
-        check
-    }
-
-    /// Restores `latest:SRC` into `target` (`extra`: more restore arguments such as `--repo R`)
-    /// and returns the restore's result.
-    pub fn restore_latest(&self, src: &Path, target: &Path, extra: &[&str]) -> serde_json::Value {
-        let latest = format!("latest:{}", src.display());
-        let target_arg = target.to_str().expect("UTF-8 target path");
-        let mut args = vec!["--json", "restore", &latest, "--target", target_arg];
-        args.extend_from_slice(extra);
-        json_ok(&ctl_within(&self.socket, &args, Duration::from_secs(300)))
-    }
-
-    /// [`TestDaemon::restore_latest`], then asserts that nothing failed and that the restored
-    /// tree equals `src` as `opts` says. Returns the restore's result.
-    pub fn restore_and_compare(
-        &self,
-        src: &Path,
-        target: &Path,
-        extra: &[&str],
-        opts: treecmp::CompareOptions,
-    ) -> serde_json::Value {
-        let r = self.restore_latest(src, target, extra);
-        assert!(r["failed"].as_array().is_some_and(Vec::is_empty), "{r}");
-        let diffs = treecmp::compare_trees(src, target, opts);
-        assert!(
-            diffs.is_empty(),
-            "{} differs from {}: {diffs:#?}",
-            target.display(),
-            src.display()
-        );
-        r
-    }
-}
-
 /// Config for a socket every uid may open.
 pub const OPEN_SOCKET: &str = "[server]\nsocket_mode = \"0666\"\n";
 
@@ -494,49 +423,6 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
     assert!(st.success(), "chown -R {}", path.display());
 }
 
-/// The `attacker` test binary (`src/bin/attacker.rs`) as another uid; killed when dropped.
-pub struct Attacker(Child);
-
-impl Attacker {
-    /// The attacker `exe` (the test's `env!("CARGO_BIN_EXE_attacker")`) with `args`, to run as
-    /// `uid` (and the group of the same number, no supplementary groups).
-    pub fn command(exe: &str, uid: u32, args: &[&str]) -> Command {
-        let mut cmd = Command::new(exe);
-        cmd.uid(uid).gid(uid).args(args);
-        cmd
-    }
-
-    /// Starts the attacker as `uid`, exchanging each pair of paths in a loop, and waits until
-    /// it runs.
-    pub fn swap(exe: &str, uid: u32, pairs: &[(&Path, &Path)]) -> Self {
-        let mut cmd = Self::command(exe, uid, &["swap"]);
-        for (a, b) in pairs {
-            cmd.arg(a).arg(b);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn attacker");
-        let mut line = [0u8; 6];
-        let started = child
-            .stdout
-            .as_mut()
-            .map(|o| o.read_exact(&mut line).is_ok())
-            .unwrap_or(false);
-        assert!(started && &line == b"racing", "attacker did not start");
-        Self(child)
-    }
-}
-
-impl Drop for Attacker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// stdout of a successful command as JSON; panics with both streams otherwise.
 pub fn json_ok(output: &Output) -> serde_json::Value {
     assert!(
@@ -547,66 +433,6 @@ pub fn json_ok(output: &Output) -> serde_json::Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("JSON on stdout")
-}
-
-/// A blocking connection that speaks frames by hand, for tests that misbehave on purpose.
-pub struct RawConn {
-    pub stream: UnixStream,
-}
-
-impl RawConn {
-    pub fn connect(path: &Path) -> io::Result<Self> {
-        let stream = UnixStream::connect(path)?;
-        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-        Ok(Self { stream })
-    }
-
-    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
-    }
-
-    pub fn send(&mut self, message: &ClientMessage) -> io::Result<()> {
-        let payload = encode_payload(message).map_err(io::Error::other)?;
-        let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&payload);
-        self.send_raw(&frame)
-    }
-
-    /// The next message, or `None` when the daemon closed the connection.
-    pub fn recv(&mut self) -> io::Result<Option<ServerMessage>> {
-        let mut len = [0u8; 4];
-        match self.stream.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut payload)?;
-        decode_payload(&payload).map(Some).map_err(io::Error::other)
-    }
-
-    pub fn hello(&mut self, protocol_version: u32) -> io::Result<Option<ServerMessage>> {
-        self.send(&ClientMessage::Hello(Hello {
-            protocol_version,
-            client: "backupd-tests".into(),
-        }))?;
-        self.recv()
-    }
-
-    pub fn handshake(&mut self) -> io::Result<()> {
-        match self.hello(PROTOCOL_VERSION)? {
-            Some(ServerMessage::Welcome(_)) => Ok(()),
-            other => Err(io::Error::other(format!("no Welcome: {other:?}"))),
-        }
-    }
-
-    /// True once the daemon has closed the connection (reads EOF).
-    pub fn closed_by_peer(&mut self) -> bool {
-        let mut buf = [0u8; 64];
-        matches!(self.stream.read(&mut buf), Ok(0))
-            || matches!(self.stream.read(&mut buf), Err(e) if e.kind() == io::ErrorKind::ConnectionReset)
-    }
 }
 
 impl TestDaemon {
@@ -651,66 +477,5 @@ impl TestDaemon {
             },
             || format!("log:\n{}", self.log_text()),
         )
-    }
-}
-
-/// A tmpfs of a given size mounted on a directory, unmounted on drop (needs root; CI runs
-/// tests as root). For full-disk and read-only file system tests.
-pub struct SmallFs {
-    pub path: PathBuf,
-}
-
-impl SmallFs {
-    pub fn mount(path: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(path).expect("mkdir mount point");
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .expect("run mount");
-        assert!(
-            st.success(),
-            "mount tmpfs on {} (needs root)",
-            path.display()
-        );
-        Self {
-            path: path.to_owned(),
-        }
-    }
-
-    /// Bytes free on the file system.
-    pub fn free(&self) -> u64 {
-        let v = nix::sys::statvfs::statvfs(&self.path).expect("statvfs");
-        v.blocks_available() as u64 * v.fragment_size() as u64
-    }
-
-    /// Writes `name` until the file system is full (or `max` bytes are written).
-    pub fn fill(&self, name: &str, max: u64) {
-        let mut f = std::fs::File::create(self.path.join(name)).expect("create filler");
-        let block = vec![0xA5u8; 64 * 1024];
-        let mut written = 0;
-        while written < max {
-            let n = block.len().min((max - written) as usize);
-            if f.write_all(&block[..n]).is_err() {
-                break;
-            }
-            written += n as u64;
-        }
-    }
-
-    pub fn remount(&self, options: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,{options}")])
-            .arg(&self.path)
-            .status()
-            .expect("run mount");
-        assert!(st.success(), "remount {} {options}", self.path.display());
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        // Lazy: a daemon killed a moment ago may still have a directory open there.
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
