@@ -65,12 +65,12 @@ for set in "${SETS[@]}"; do
   "$CTL" --socket "$SOCK" repo init --name "$set" --path "$brepo" --password-file "$WORK/pw" >/dev/null
 
   timed restic -r "$rrepo" backup "$src";          r_init=$T r_init_m=$M
-  timed "$CTL" --socket "$SOCK" backup --wait --repo "$set" "$src"; b_init=$T b_init_m=$M
+  timed "$CTL" --socket "$SOCK" backup --repo "$set" "$src"; b_init=$T b_init_m=$M
   timed restic -r "$rrepo" backup "$src";          r_re=$T
-  timed "$CTL" --socket "$SOCK" backup --wait --repo "$set" "$src"; b_re=$T
+  timed "$CTL" --socket "$SOCK" backup --repo "$set" "$src"; b_re=$T
   rm -rf "$WORK/rt" "$WORK/bt"
   timed restic -r "$rrepo" restore latest --target "$WORK/rt"; r_rs=$T r_rs_m=$M
-  timed "$CTL" --socket "$SOCK" restore --wait --repo "$set" "latest:$src" --target "$WORK/bt"; b_rs=$T b_rs_m=$M
+  timed "$CTL" --socket "$SOCK" restore --repo "$set" "latest:$src" --target "$WORK/bt"; b_rs=$T b_rs_m=$M
   diff -rq "$src" "$WORK/bt" >/dev/null && same=identical || same=DIFFERENT
   r_sz=$(size "$rrepo"); b_sz=$(size "$brepo")
   rm -rf "$WORK/rt" "$WORK/bt"

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 const EXIT_CODES: &str = "\
-Exit codes: 0 ok, 1 warning or partial result, 2 error, 3 daemon unreachable,
-4 permission denied, 64 usage error.";
+Commands that run a job wait for it and exit with its result (--no-wait: exit once queued).
+Exit codes: 0 ok, 1 warning or partial result (also: check found problems), 2 error,
+3 daemon unreachable, 4 permission denied, 64 usage error, 130 interrupted while waiting
+(Ctrl-C: the job goes on).";
 
 /// Command-line client of the backupd daemon.
 #[derive(Debug, Parser)]
@@ -19,6 +21,10 @@ pub struct Cli {
     /// Print machine-readable JSON instead of human output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Path arguments are written as `--json` writes paths: `\\` is a backslash, `\xHH` a
+    /// byte (for names that are not UTF-8). Without it paths are taken as typed.
+    #[arg(long, global = true)]
+    pub escaped_paths: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -99,8 +105,12 @@ pub struct JobArgs {
     /// Delay before the first retry, doubling for each further one (default: queue.backoff).
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub backoff: Option<Duration>,
-    /// Follow the job to its end (progress bar on a terminal) and exit with its result.
+    /// Return as soon as the job is durably queued and print its id, instead of waiting for
+    /// its end.
     #[arg(long)]
+    pub no_wait: bool,
+    /// Wait for the job's end and exit with its result: the default, accepted for old scripts.
+    #[arg(long, conflicts_with = "no_wait")]
     pub wait: bool,
 }
 
@@ -121,7 +131,10 @@ pub enum QueueCommand {
     /// Jobs by state and priority, running jobs with progress, what runs next.
     Status,
     /// One job: arguments, state, attempts with their errors, result.
+    #[command(visible_alias = "show")]
     Job { id: u64 },
+    /// Follow a queued or running job to its end and exit with its result.
+    Wait { id: u64 },
     /// Cancel a queued or running job (a running one stops at its next safe point).
     Cancel { id: u64 },
     /// The dead-letter queue: jobs that failed for good.
@@ -367,8 +380,8 @@ pub struct ForgetArgs {
     /// Delete data no remaining snapshot needs.
     #[arg(long)]
     pub prune: bool,
-    /// Only show what would be removed and which rule keeps what (implies --wait).
-    #[arg(long)]
+    /// Only show what would be removed and which rule keeps what (always waits).
+    #[arg(long, conflicts_with = "no_wait")]
     pub dry_run: bool,
     #[command(flatten)]
     pub job: JobArgs,

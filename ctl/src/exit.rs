@@ -15,6 +15,8 @@ pub enum ExitCode {
     PermissionDenied = 4,
     /// Bad command line.
     Usage = 64,
+    /// Ctrl-C while waiting for a job: the job goes on in the daemon.
+    Interrupted = 130,
 }
 
 /// The exit code a failed call ends the process with.

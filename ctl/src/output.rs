@@ -34,6 +34,14 @@ impl Output {
         let _ = stdout.flush();
     }
 
+    /// Prints `value` as one JSON line with `--json`; nothing otherwise (the human text went to
+    /// stderr).
+    pub fn json_only<T: Serialize>(&self, value: &T) {
+        if self.json {
+            self.value(value, String::new);
+        }
+    }
+
     /// Reports a failed command and returns its exit code.
     pub fn error(&self, failure: &Failure) -> ExitCode {
         let (code, (kind, message)) = match failure {

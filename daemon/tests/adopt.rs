@@ -7,7 +7,6 @@ use support::kdf;
 
 use backupd::engine::adopt::{adopt_unindexed_packs, Adopted};
 use backupd::engine::backup::{backup, BackupOptions, BackupOutcome};
-use backupd::engine::check::{check, CheckOptions};
 use backupd::engine::progress::Progress;
 use backupd::repo::lock::LockMode;
 use backupd::repo::Repository;
@@ -93,16 +92,7 @@ fn a_retried_backup_reuses_the_packs_its_interrupted_attempt_left() {
     // changed is new.
     let added = retry.snapshot.stats.bytes_added;
     assert!(added < 64 * 1024, "retry stored {added} bytes again");
-    let report = check(
-        &repo,
-        &CheckOptions {
-            read_data_percent: 100,
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .expect("check");
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    support::assert_checks_clean(&repo, "after the retried backup");
 }
 
 #[test]

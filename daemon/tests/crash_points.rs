@@ -8,13 +8,11 @@ mod support;
 use support::{kdf, prune_to_last};
 
 use backupd::engine::backup::{backup, BackupOptions};
-use backupd::engine::check::{check, CheckOptions};
 use backupd::engine::progress::Progress;
 use backupd::engine::rebuild::rebuild_index;
-use backupd::engine::restore::{restore, RestoreOptions};
 use backupd::repo::backend::LocalBackend;
 use backupd::repo::Repository;
-use backupd_tests::treecmp::{compare_trees, CompareOptions};
+use backupd_tests::treecmp::CompareOptions;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -101,19 +99,9 @@ fn copy_of(template: &Path) -> tempfile::TempDir {
 /// to exactly `dir/src`.
 fn assert_intact(dir: &Path, step: u64, what: &str) {
     let repo = Repository::open(&dir.join("repo"), b"pw").expect("open after the crash");
-    let report = check(
+    support::assert_checks_clean(
         &repo,
-        &CheckOptions {
-            read_data_percent: 100,
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .expect("check");
-    assert!(
-        report.problems.is_empty(),
-        "{what} crashed at step {step}, then re-run: check found {:#?}",
-        report.problems
+        &format!("{what} crashed at step {step}, then re-run"),
     );
     let target: PathBuf = dir.join(format!("restored-{step}"));
     let src = dir.join("src");
@@ -121,31 +109,14 @@ fn assert_intact(dir: &Path, step: u64, what: &str) {
     let snapshots = repo.snapshots().expect("snapshots");
     let (_, latest) = snapshots.last().expect("a snapshot");
     let snapped = PathBuf::from(std::ffi::OsStr::from_bytes(&latest.paths[0]));
-    let outcome = restore(
+    support::restore_and_compare(
         &repo,
-        &RestoreOptions {
-            snapshot: "latest".into(),
-            subpath: Some(snapped),
-            target: target.clone(),
-            ..Default::default()
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .expect("restore");
-    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
-    let diffs = compare_trees(
-        &src,
+        "latest",
+        Some(snapped),
         &target,
-        CompareOptions {
-            owners: false,
-            atime: false,
-            sparse: false,
-        },
-    );
-    assert!(
-        diffs.is_empty(),
-        "{what} crashed at step {step}: restore differs: {diffs:#?}"
+        &src,
+        CompareOptions::default(),
+        &format!("{what} crashed at step {step}"),
     );
 }
 

@@ -5,10 +5,8 @@ mod support;
 use support::kdf;
 
 use backupd::engine::backup::{backup, BackupOptions};
-use backupd::engine::check::{check, CheckOptions};
 use backupd::engine::forget::{forget, ForgetOptions, Policy};
 use backupd::engine::progress::Progress;
-use backupd::engine::restore::{restore, RestoreOptions};
 use backupd::repo::index::IndexedPack;
 use backupd::repo::pack::{BlobKind, PackBuilder};
 use backupd::repo::snapshot::{Snapshot, SNAPSHOT_VERSION};
@@ -57,18 +55,8 @@ impl Fixture {
         snapshot: &str,
     ) -> (PathBuf, backupd::engine::restore::RestoreOutcome) {
         let target = self.dir.path().join(name);
-        let outcome = restore(
-            &self.repo,
-            &RestoreOptions {
-                snapshot: snapshot.into(),
-                subpath: Some(self.src()),
-                target: target.clone(),
-                ..Default::default()
-            },
-            &Progress::default(),
-            &CancellationToken::new(),
-        )
-        .expect("restore");
+        let outcome = support::restore_into(&self.repo, snapshot, Some(self.src()), &target)
+            .expect("restore");
         (target, outcome)
     }
 
@@ -88,20 +76,6 @@ fn dir_size(p: &Path) -> u64 {
         };
     }
     total
-}
-
-/// Structure and every pack's data.
-fn check_all(
-    repo: &Repository,
-) -> Result<backupd::engine::check::CheckReport, backupd::engine::EngineError> {
-    check(
-        repo,
-        &CheckOptions {
-            read_data_percent: 100,
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
 }
 
 fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -244,7 +218,7 @@ fn damaged_packs_are_reported_and_restore_saves_the_rest() {
         .expect("write");
     }
     let out = f.backup();
-    let clean = check_all(&f.repo).expect("check");
+    let clean = support::check_repo(&f.repo, 100).expect("check");
     assert!(clean.is_clean(), "{:?}", clean.problems);
     assert!(clean.packs >= 2);
 
@@ -264,7 +238,7 @@ fn damaged_packs_are_reported_and_restore_saves_the_rest() {
         std::fs::write(&path, bytes).expect("write");
         packs.push(name);
     }
-    let report = check_all(&f.repo).expect("check");
+    let report = support::check_repo(&f.repo, 100).expect("check");
     assert!(!report.is_clean());
     assert_eq!(report.damaged_packs.len(), packs.len(), "{report:?}");
     let named_snapshot = report
@@ -370,7 +344,7 @@ fn forget_dry_run_matches_prune_and_the_repository_shrinks() {
     assert_eq!(done.removed, 30 - kept_plan.len());
     assert!(kept_plan.len() < 30 && kept_plan.len() >= 5);
     assert!(f.repo_bytes() < before, "prune shrinks the repository");
-    let report = check_all(&f.repo).expect("check");
+    let report = support::check_repo(&f.repo, 100).expect("check");
     assert!(report.is_clean(), "{:?}", report.problems);
     let (_, restored) = f.restore_to("after-prune", "latest");
     assert!(restored.failed.is_empty());
@@ -438,7 +412,7 @@ fn backup_concurrent_with_prune_completes_and_restores() {
         assert_eq!(ids.last(), Some(&out.id));
         assert!(ids.len() <= 2, "{ids:?}");
     });
-    let report = check_all(&f.repo).expect("check");
+    let report = support::check_repo(&f.repo, 100).expect("check");
     assert!(report.is_clean(), "{:?}", report.problems);
     let (target, restored) = f.restore_to("after-concurrent", "latest");
     assert!(restored.failed.is_empty(), "{:?}", restored.failed);
@@ -465,18 +439,8 @@ fn sources_under_a_symlinked_directory_restore_under_their_given_path() {
     )
     .expect("backup");
     let target = f.dir.path().join("restored");
-    let out = restore(
-        &f.repo,
-        &RestoreOptions {
-            snapshot: "latest".into(),
-            subpath: Some(given.clone()),
-            target: target.clone(),
-            ..Default::default()
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .expect("restore by the given path");
+    let out = support::restore_into(&f.repo, "latest", Some(given.clone()), &target)
+        .expect("restore by the given path");
     assert!(out.failed.is_empty());
     assert_eq!(
         std::fs::read(target.join("file")).expect("file"),
@@ -613,17 +577,8 @@ fn a_crafted_snapshot_3000_directories_deep_restores_without_overflowing_the_sta
     store_trees(&f.repo, &trees);
     let id = crafted_snapshot(&f.repo, below);
     let target = f.dir.path().join("deep-restore");
-    let outcome = restore(
-        &f.repo,
-        &RestoreOptions {
-            snapshot: id,
-            target: target.clone(),
-            ..Default::default()
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .expect("restore of a deep snapshot");
+    let outcome =
+        support::restore_into(&f.repo, &id, None, &target).expect("restore of a deep snapshot");
     assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
     assert_eq!(outcome.dirs, 3000);
     assert_eq!(outcome.files, 1);
@@ -655,17 +610,7 @@ fn unsafe_names_in_a_snapshot_are_reported_not_restored_and_never_escape() {
     );
     let id = crafted_snapshot(&f.repo, ids[0]);
     let target = f.dir.path().join("t");
-    let outcome = restore(
-        &f.repo,
-        &RestoreOptions {
-            snapshot: id,
-            target: target.clone(),
-            ..Default::default()
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .expect("restore");
+    let outcome = support::restore_into(&f.repo, &id, None, &target).expect("restore");
     assert_eq!(outcome.files, 1, "only `fine` is restored");
     assert_eq!(outcome.failed.len(), 5, "{:?}", outcome.failed);
     assert!(outcome
@@ -677,13 +622,7 @@ fn unsafe_names_in_a_snapshot_are_reported_not_restored_and_never_escape() {
         .iter()
         .any(|(p, _)| p.contains("nul\\u{0}byte")));
     assert!(!f.dir.path().join("escape").exists());
-    let report = check(
-        &f.repo,
-        &CheckOptions::default(),
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .expect("check");
+    let report = support::check_repo(&f.repo, 0).expect("check");
     let unsafe_problems = report
         .problems
         .iter()

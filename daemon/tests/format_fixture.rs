@@ -2,13 +2,11 @@
 //! (tests/fixtures/format-v1, password in `password`) is opened, checked and restored, and the
 //! restore compared with the source it was made from.
 
-use backupd::engine::check::{check, CheckOptions};
-use backupd::engine::progress::Progress;
-use backupd::engine::restore::{restore, RestoreOptions};
+mod support;
+
 use backupd::repo::Repository;
-use backupd_tests::treecmp::{compare_trees, CompareOptions};
+use backupd_tests::treecmp::CompareOptions;
 use std::path::{Path, PathBuf};
-use tokio_util::sync::CancellationToken;
 
 /// When the fixture's source was backed up, every entry had this mtime (git does not keep
 /// mtimes, so the comparison copy gets it back).
@@ -83,16 +81,7 @@ fn format_v1_fixture_opens_checks_and_restores() {
         Repository::open(&repo_path, password.trim_end().as_bytes()).expect("open v1 fixture");
     assert_eq!(repo.config().version, 1);
 
-    let report = check(
-        &repo,
-        &CheckOptions {
-            read_data_percent: 100,
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .expect("check");
-    assert!(report.is_clean(), "{:?}", report.problems);
+    support::assert_checks_clean(&repo, "the format 1 fixture");
     let snapshots = repo.snapshots().expect("snapshots");
     assert_eq!(snapshots.len(), 1);
     let (_, snap) = &snapshots[0];
@@ -100,19 +89,13 @@ fn format_v1_fixture_opens_checks_and_restores() {
     let recorded = PathBuf::from(String::from_utf8(snap.paths[0].clone()).expect("utf8 path"));
 
     let target = work.path().join("restored");
-    let out = restore(
+    support::restore_and_compare(
         &repo,
-        &RestoreOptions {
-            snapshot: "latest".into(),
-            subpath: Some(recorded),
-            target: target.clone(),
-            ..Default::default()
-        },
-        &Progress::default(),
-        &CancellationToken::new(),
-    )
-    .expect("restore");
-    assert!(out.failed.is_empty(), "{:?}", out.failed);
-    let diffs = compare_trees(&source, &target, CompareOptions::default());
-    assert!(diffs.is_empty(), "{diffs:#?}");
+        "latest",
+        Some(recorded),
+        &target,
+        &source,
+        CompareOptions::default(),
+        "the format 1 fixture",
+    );
 }

@@ -7,10 +7,9 @@ mod support;
 use support::kdf;
 
 use backupd::engine::backup::{backup, BackupOptions};
-use backupd::engine::check::{check, CheckOptions, CheckReport};
+use backupd::engine::check::CheckReport;
 use backupd::engine::forget::{forget, ForgetOptions, Policy};
 use backupd::engine::progress::Progress;
-use backupd::engine::restore::{restore, RestoreOptions};
 use backupd::repo::index::IndexedPack;
 use backupd::repo::pack::{BlobKind, PackBuilder};
 use backupd::repo::snapshot::{Snapshot, SnapshotStats, SNAPSHOT_VERSION};
@@ -61,29 +60,13 @@ impl Fixture {
 
     fn restore(&self, snapshot: &str, name: &str) -> Result<Vec<u8>, String> {
         let target = self.dir.path().join(name);
-        restore(
-            &self.repo,
-            &RestoreOptions {
-                snapshot: snapshot.into(),
-                subpath: Some(self.src()),
-                target: target.clone(),
-                ..Default::default()
-            },
-            &Progress::default(),
-            &CancellationToken::new(),
-        )
-        .map_err(|e| e.to_string())?;
+        support::restore_into(&self.repo, snapshot, Some(self.src()), &target)
+            .map_err(|e| e.to_string())?;
         Ok(std::fs::read(target.join("file")).expect("restored file"))
     }
 
     fn check(&self, read_data_percent: u8) -> CheckReport {
-        check(
-            &self.repo,
-            &CheckOptions { read_data_percent },
-            &Progress::default(),
-            &CancellationToken::new(),
-        )
-        .expect("check runs")
+        support::check_repo(&self.repo, read_data_percent).expect("check runs")
     }
 
     fn forget(&self, opts: ForgetOptions) {
@@ -414,16 +397,7 @@ fn check_and_prune_walk_a_3000_deep_tree_without_overflowing_the_stack() {
         std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn_scoped(s, || {
-                let report = check(
-                    repo,
-                    &CheckOptions {
-                        read_data_percent: 100,
-                    },
-                    &Progress::default(),
-                    &CancellationToken::new(),
-                )
-                .expect("check");
-                assert!(report.is_clean(), "{:?}", report.problems);
+                let report = support::assert_checks_clean(repo, "a 3000 deep tree");
                 assert_eq!(report.trees, 3001);
                 forget(
                     repo,
@@ -441,16 +415,7 @@ fn check_and_prune_walk_a_3000_deep_tree_without_overflowing_the_stack() {
                 )
                 .expect("prune");
                 // Everything was reachable: nothing may have been lost.
-                let after = check(
-                    repo,
-                    &CheckOptions {
-                        read_data_percent: 100,
-                    },
-                    &Progress::default(),
-                    &CancellationToken::new(),
-                )
-                .expect("check after prune");
-                assert!(after.is_clean(), "{:?}", after.problems);
+                let after = support::assert_checks_clean(repo, "a 3000 deep tree, pruned");
                 assert_eq!(after.trees, 3001);
             })
             .expect("spawn")

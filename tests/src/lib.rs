@@ -1,17 +1,25 @@
 //! Support for the end-to-end tests: locate the built binaries, run a real `backupd` on a temp
 //! socket ([`TestDaemon`], killed on drop), drive it with `backupctl`, and speak raw frames
-//! ([`RawConn`]) for hostile-input tests.
+//! ([`RawConn`]) for hostile-input tests. Waiting (`wait`), checking and restoring (`verify`)
+//! are shared here so that no test file writes its own.
 
+mod attacker;
+mod raw;
+mod smallfs;
 pub mod treecmp;
+mod verify;
+mod wait;
 
-use backupd_common::codec::{decode_payload, encode_payload};
-use backupd_common::protocol::{ClientMessage, Hello, ServerMessage, PROTOCOL_VERSION};
-use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
+pub use attacker::Attacker;
+pub use raw::RawConn;
+pub use smallfs::SmallFs;
+pub use wait::{poll_until, wait_until, wait_until_else};
+
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Directory holding `backupd` and `backupctl`: `$BACKUPD_BIN_DIR`, else the cargo profile
 /// directory this test binary was built into (`target/<profile>/deps/..`).
@@ -146,19 +154,16 @@ impl TestDaemon {
 
     /// Waits until a handshake succeeds; panics with the daemon's log after `deadline`.
     pub fn wait_ready(&self, deadline: Duration) {
-        let start = Instant::now();
-        while start.elapsed() < deadline {
-            if let Ok(mut conn) = RawConn::connect(&self.socket) {
-                if conn.handshake().is_ok() {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let ready = poll_until(deadline, || {
+            let mut conn = RawConn::connect(&self.socket).ok()?;
+            conn.handshake().ok()
+        });
+        if ready.is_none() {
+            panic!(
+                "backupd not ready within {deadline:?}; log:\n{}",
+                self.log_text()
+            );
         }
-        panic!(
-            "backupd not ready within {deadline:?}; log:\n{}",
-            self.log_text()
-        );
     }
 
     pub fn log_text(&self) -> String {
@@ -177,17 +182,10 @@ impl TestDaemon {
 
     /// Polls for exit; `None` if still running after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.as_mut()?.try_wait().expect("try_wait") {
-                self.child = None;
-                return Some(status);
-            }
-            if start.elapsed() > timeout {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = self.child.as_mut()?;
+        let status = poll_until(timeout, || child.try_wait().expect("try_wait"))?;
+        self.child = None;
+        Some(status)
     }
 
     /// Resident set size in KiB, from /proc.
@@ -205,17 +203,7 @@ impl TestDaemon {
     /// argon2 peaks at about 70 MB), then resets the peak RSS to the current RSS. Needs root or
     /// the daemon's uid.
     pub fn reset_peak_rss(&self) {
-        let start = Instant::now();
-        while !self.ctl(&["repo", "list"]).status.success()
-            || !String::from_utf8_lossy(&self.ctl(&["repo", "list"]).stdout).contains("default")
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "default repository never appeared; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_repo("default");
         std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").expect("reset VmHWM");
     }
 
@@ -251,18 +239,16 @@ impl TestDaemon {
     /// Waits until health reports `want` connections (the one asking included); panics with the
     /// last count after `deadline`.
     pub fn wait_connections(&self, want: u64, deadline: Duration) {
-        let start = Instant::now();
-        loop {
-            let live = self.health()["connections"].as_u64().unwrap_or(u64::MAX);
-            if live == want {
-                return;
-            }
-            assert!(
-                start.elapsed() < deadline,
-                "still {live} connections after {deadline:?}, expected {want}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let live = std::cell::Cell::new(None);
+        wait_until_else(
+            &format!("{want} connections"),
+            deadline,
+            || {
+                live.set(self.health()["connections"].as_u64());
+                (live.get() == Some(want)).then_some(())
+            },
+            || format!("still {:?} connections", live.get()),
+        )
     }
 }
 
@@ -291,21 +277,6 @@ impl TestDaemon {
                 list.as_array()?.iter().find(|r| r["name"] == name).cloned()
             },
         )
-    }
-}
-
-/// Polls `f` every 50 ms until it gives a value; panics naming `what` after `deadline`.
-pub fn wait_until<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "{what}: not there within {deadline:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -380,17 +351,11 @@ pub fn ctl_within(socket: &Path, args: &[&str], deadline: Duration) -> Output {
             .take()
             .map(|s| Box::new(s) as Box<dyn Read + Send>),
     );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait backupctl") {
-            break status;
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("backupctl {args:?} did not finish within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = poll_until(deadline, || child.try_wait().expect("try_wait backupctl"))
+    else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("backupctl {args:?} did not finish within {deadline:?}");
     };
     Output {
         status,
@@ -402,17 +367,13 @@ pub fn ctl_within(socket: &Path, args: &[&str], deadline: Duration) -> Output {
 /// Waits for `child` to exit; kills it and fails the test after `deadline` (a hung daemon
 /// must fail a test, not hang it).
 pub fn wait_child(child: &mut Child, deadline: Duration, what: &str) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if start.elapsed() > deadline {
+    match poll_until(deadline, || child.try_wait().expect("try_wait")) {
+        Some(status) => status,
+        None => {
             let _ = child.kill();
             let _ = child.wait();
             panic!("{what} did not exit within {deadline:?}");
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -462,42 +423,6 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
     assert!(st.success(), "chown -R {}", path.display());
 }
 
-/// The `attacker` test binary racing the daemon as another uid; killed when dropped.
-pub struct Attacker(Child);
-
-impl Attacker {
-    /// Starts `exe` (the test's `env!("CARGO_BIN_EXE_attacker")`) as `uid`, exchanging each
-    /// pair of paths in a loop, and waits until it runs.
-    pub fn swap(exe: &str, uid: u32, pairs: &[(&Path, &Path)]) -> Self {
-        let mut cmd = Command::new(exe);
-        cmd.arg(uid.to_string()).arg("swap");
-        for (a, b) in pairs {
-            cmd.arg(a).arg(b);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn attacker");
-        let mut line = [0u8; 6];
-        let started = child
-            .stdout
-            .as_mut()
-            .map(|o| o.read_exact(&mut line).is_ok())
-            .unwrap_or(false);
-        assert!(started && &line == b"racing", "attacker did not start");
-        Self(child)
-    }
-}
-
-impl Drop for Attacker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// stdout of a successful command as JSON; panics with both streams otherwise.
 pub fn json_ok(output: &Output) -> serde_json::Value {
     assert!(
@@ -510,71 +435,12 @@ pub fn json_ok(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).expect("JSON on stdout")
 }
 
-/// A blocking connection that speaks frames by hand, for tests that misbehave on purpose.
-pub struct RawConn {
-    pub stream: UnixStream,
-}
-
-impl RawConn {
-    pub fn connect(path: &Path) -> io::Result<Self> {
-        let stream = UnixStream::connect(path)?;
-        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-        Ok(Self { stream })
-    }
-
-    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
-    }
-
-    pub fn send(&mut self, message: &ClientMessage) -> io::Result<()> {
-        let payload = encode_payload(message).map_err(io::Error::other)?;
-        let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&payload);
-        self.send_raw(&frame)
-    }
-
-    /// The next message, or `None` when the daemon closed the connection.
-    pub fn recv(&mut self) -> io::Result<Option<ServerMessage>> {
-        let mut len = [0u8; 4];
-        match self.stream.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut payload)?;
-        decode_payload(&payload).map(Some).map_err(io::Error::other)
-    }
-
-    pub fn hello(&mut self, protocol_version: u32) -> io::Result<Option<ServerMessage>> {
-        self.send(&ClientMessage::Hello(Hello {
-            protocol_version,
-            client: "backupd-tests".into(),
-        }))?;
-        self.recv()
-    }
-
-    pub fn handshake(&mut self) -> io::Result<()> {
-        match self.hello(PROTOCOL_VERSION)? {
-            Some(ServerMessage::Welcome(_)) => Ok(()),
-            other => Err(io::Error::other(format!("no Welcome: {other:?}"))),
-        }
-    }
-
-    /// True once the daemon has closed the connection (reads EOF).
-    pub fn closed_by_peer(&mut self) -> bool {
-        let mut buf = [0u8; 64];
-        matches!(self.stream.read(&mut buf), Ok(0))
-            || matches!(self.stream.read(&mut buf), Err(e) if e.kind() == io::ErrorKind::ConnectionReset)
-    }
-}
-
 impl TestDaemon {
-    /// Submits a job (`args` without `--wait`) and returns its id.
+    /// Submits a job with `--no-wait` and returns its id.
     pub fn submit(&self, args: &[&str]) -> u64 {
         let mut full = vec!["--json"];
         full.extend_from_slice(args);
+        full.push("--no-wait");
         json_ok(&self.ctl(&full))["id"].as_u64().expect("job id")
     }
 
@@ -585,95 +451,31 @@ impl TestDaemon {
 
     /// Polls until the job is in one of `states`; panics with the job and the log after `within`.
     pub fn wait_job(&self, id: u64, states: &[&str], within: Duration) -> serde_json::Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let j = self.job(id);
-            if states.contains(&j["state"].as_str().unwrap_or_default()) {
-                return j;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {id} not in {states:?} after {within:?}: {j:#}\nlog:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let last = std::cell::RefCell::new(serde_json::Value::Null);
+        wait_until_else(
+            &format!("job {id} in {states:?}"),
+            within,
+            || {
+                let j = self.job(id);
+                let done = states.contains(&j["state"].as_str().unwrap_or_default());
+                *last.borrow_mut() = j.clone();
+                done.then_some(j)
+            },
+            || format!("{:#}\nlog:\n{}", last.borrow(), self.log_text()),
+        )
     }
 
     /// Polls the daemon's log until it contains every one of `parts` on one line; returns it.
     pub fn wait_log_line(&self, parts: &[&str], within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let log = self.log_text();
-            if let Some(line) = log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
-                return line.to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {parts:?} after {within:?}; log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// A tmpfs of a given size mounted on a directory, unmounted on drop (needs root; CI runs
-/// tests as root). For full-disk and read-only file system tests.
-pub struct SmallFs {
-    pub path: PathBuf,
-}
-
-impl SmallFs {
-    pub fn mount(path: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(path).expect("mkdir mount point");
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .expect("run mount");
-        assert!(
-            st.success(),
-            "mount tmpfs on {} (needs root)",
-            path.display()
-        );
-        Self {
-            path: path.to_owned(),
-        }
-    }
-
-    /// Bytes free on the file system.
-    pub fn free(&self) -> u64 {
-        let v = nix::sys::statvfs::statvfs(&self.path).expect("statvfs");
-        v.blocks_available() as u64 * v.fragment_size() as u64
-    }
-
-    /// Writes `name` until the file system is full (or `max` bytes are written).
-    pub fn fill(&self, name: &str, max: u64) {
-        let mut f = std::fs::File::create(self.path.join(name)).expect("create filler");
-        let block = vec![0xA5u8; 64 * 1024];
-        let mut written = 0;
-        while written < max {
-            let n = block.len().min((max - written) as usize);
-            if f.write_all(&block[..n]).is_err() {
-                break;
-            }
-            written += n as u64;
-        }
-    }
-
-    pub fn remount(&self, options: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,{options}")])
-            .arg(&self.path)
-            .status()
-            .expect("run mount");
-        assert!(st.success(), "remount {} {options}", self.path.display());
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        // Lazy: a daemon killed a moment ago may still have a directory open there.
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        wait_until_else(
+            &format!("a log line with {parts:?}"),
+            within,
+            || {
+                let log = self.log_text();
+                let line = log.lines().find(|l| parts.iter().all(|p| l.contains(p)));
+                line.map(str::to_owned)
+            },
+            || format!("log:\n{}", self.log_text()),
+        )
     }
 }

@@ -2,7 +2,9 @@
 //! a streamed reply), one non-admin uid cannot take every slot, root always gets in, and a
 //! refused backupctl shows the daemon's Busy message. Needs root (the attacks run as `nobody`).
 
-use backupd_tests::{is_root, json_ok, DaemonOptions, RawConn, TestDaemon, NOBODY, OPEN_SOCKET};
+use backupd_tests::{
+    is_root, json_ok, Attacker, DaemonOptions, RawConn, TestDaemon, NOBODY, OPEN_SOCKET,
+};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
@@ -20,23 +22,20 @@ fn open_daemon(extra: &str) -> TestDaemon {
     d
 }
 
-fn hostile_client(args: &[&str]) -> Command {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostile_client"));
-    cmd.uid(NOBODY).gid(NOBODY).args(args);
-    cmd
+fn attacker(args: &[&str]) -> Command {
+    Attacker::command(env!("CARGO_BIN_EXE_attacker"), NOBODY, args)
 }
 
 fn summary(line: &str) -> serde_json::Value {
     serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("summary {line:?}: {e}"))
 }
 
-/// Runs `hostile_client churn` as nobody and returns its summary.
+/// Runs `attacker churn` as nobody and returns its summary.
 fn churn(d: &TestDaemon, count: usize, request: &str) -> serde_json::Value {
     let socket = d.socket.display().to_string();
-    let out = hostile_client(&["churn", &socket, &count.to_string(), request])
+    let out = attacker(&["churn", &socket, &count.to_string(), request])
         .output()
-        .expect("run hostile_client");
+        .expect("run attacker");
     assert!(
         out.status.success(),
         "{}",
@@ -45,7 +44,7 @@ fn churn(d: &TestDaemon, count: usize, request: &str) -> serde_json::Value {
     summary(&String::from_utf8_lossy(&out.stdout))
 }
 
-/// Connections held by a `hostile_client hold` as nobody; closing stdin releases them.
+/// Connections held by a `attacker hold` as nobody; closing stdin releases them.
 struct Holder {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -55,11 +54,11 @@ struct Holder {
 impl Holder {
     fn start(d: &TestDaemon, count: usize) -> Self {
         let socket = d.socket.display().to_string();
-        let mut child = hostile_client(&["hold", &socket, &count.to_string()])
+        let mut child = attacker(&["hold", &socket, &count.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .expect("spawn hostile_client");
+            .expect("spawn attacker");
         let stdin = child.stdin.take();
         let stdout: ChildStdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
@@ -92,7 +91,15 @@ fn streams_closed_by_their_client_free_their_slots() {
     // so only reading the socket can tell that the waiter left.
     let d = open_daemon("[queue]\nworkers = 1\n");
     let submit = |secs: &str| {
-        json_ok(&d.ctl(&["--json", "queue", "add", "noop", "--duration", secs]))["id"]
+        json_ok(&d.ctl(&[
+            "--json",
+            "queue",
+            "add",
+            "noop",
+            "--no-wait",
+            "--duration",
+            secs,
+        ]))["id"]
             .as_u64()
             .expect("job id")
     };

@@ -2,7 +2,7 @@
 //! file system is full and what to do, and are retried; check, restore and snapshot listing
 //! still work; once space is freed the retried backup succeeds.
 
-use backupd_tests::treecmp::{compare_trees, CompareOptions};
+use backupd_tests::treecmp::CompareOptions;
 use backupd_tests::{is_root, json_ok, pseudo_random_bytes, SmallFs, TestDaemon};
 use serde_json::Value;
 use std::path::Path;
@@ -34,31 +34,10 @@ fn source(dir: &Path, files: u64, len: usize, seed: u64) {
 /// Check (reading all data) and restore to a target elsewhere, both on a repository that
 /// takes no writes.
 fn check_and_restore_work(d: &TestDaemon, repo: &str, src: &Path, target: &Path) {
-    let check = json_ok(&d.ctl(&[
-        "--json",
-        "repo",
-        "check",
-        "--wait",
-        "--read-data",
-        "--repo",
-        repo,
-    ]));
-    assert_eq!(check["problems"], Value::Array(vec![]), "{check:#}");
+    d.check_clean(Some(repo));
     let snaps = json_ok(&d.ctl(&["--json", "snapshots", "--repo", repo]));
     assert_eq!(snaps.as_array().map(Vec::len), Some(1), "{snaps:#}");
-    let r = json_ok(&d.ctl(&[
-        "--json",
-        "restore",
-        "--wait",
-        "--repo",
-        repo,
-        &format!("latest:{}", src.display()),
-        "--target",
-        target.to_str().expect("utf8"),
-    ]));
-    assert!(r["failed"].as_array().expect("failed").is_empty(), "{r}");
-    let diffs = compare_trees(src, target, CompareOptions::default());
-    assert!(diffs.is_empty(), "{diffs:#?}");
+    d.restore_and_compare(src, target, &["--repo", repo], CompareOptions::default());
     d.wait_log_line(
         &["cannot write a lock file; going on without one"],
         Duration::from_secs(5),
@@ -89,7 +68,6 @@ fn a_full_repository_disk_fails_backups_with_no_space_and_still_checks_and_resto
     json_ok(&d.ctl(&[
         "--json",
         "backup",
-        "--wait",
         "--repo",
         "small",
         kept.to_str().expect("utf8"),
@@ -136,16 +114,7 @@ fn a_full_repository_disk_fails_backups_with_no_space_and_still_checks_and_resto
     std::fs::remove_file(fs.path.join("filler2")).expect("free space");
     json_ok(&d.ctl(&["--json", "queue", "dlq", "retry", &id.to_string()]));
     d.wait_job(id, &["succeeded"], Duration::from_secs(60));
-    let check = json_ok(&d.ctl(&[
-        "--json",
-        "repo",
-        "check",
-        "--wait",
-        "--read-data",
-        "--repo",
-        "small",
-    ]));
-    assert_eq!(check["problems"], Value::Array(vec![]), "{check:#}");
+    d.check_clean(Some("small"));
 }
 
 #[test]
@@ -159,7 +128,6 @@ fn a_read_only_repository_still_checks_and_restores() {
     json_ok(&d.ctl(&[
         "--json",
         "backup",
-        "--wait",
         "--repo",
         "ro",
         src.to_str().expect("utf8"),
@@ -170,7 +138,6 @@ fn a_read_only_repository_still_checks_and_restores() {
     let out = d.ctl(&[
         "--json",
         "backup",
-        "--wait",
         "--retries",
         "0",
         "--repo",
@@ -217,14 +184,5 @@ fn the_retry_of_a_backup_interrupted_by_a_full_disk_reuses_the_packs_it_wrote() 
         &["indexed packs left by an interrupted backup"],
         Duration::from_secs(1),
     );
-    let check = json_ok(&d.ctl(&[
-        "--json",
-        "repo",
-        "check",
-        "--wait",
-        "--read-data",
-        "--repo",
-        "small",
-    ]));
-    assert_eq!(check["problems"], Value::Array(vec![]), "{check:#}");
+    d.check_clean(Some("small"));
 }

@@ -3,7 +3,7 @@
 
 use backupd_common::error::ErrorCode;
 use backupd_common::protocol::{ClientMessage, Request, ServerMessage, SystemRequest};
-use backupd_tests::{json_ok, DaemonOptions, RawConn, TestDaemon};
+use backupd_tests::{json_ok, wait_until, DaemonOptions, RawConn, TestDaemon};
 use std::net::Shutdown;
 use std::time::Duration;
 
@@ -184,14 +184,7 @@ fn connection_cap_answers_busy_with_retry_after() {
     });
     // The readiness probe's connection is released asynchronously: wait until only the health
     // request itself is being served.
-    let start = std::time::Instant::now();
-    while json_ok(&d.ctl(&["--json", "system", "health"]))["connections"] != 1 {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "probe connection never closed"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    d.wait_connections(1, Duration::from_secs(5));
     let mut held = Vec::new();
     for _ in 0..4 {
         let mut c = RawConn::connect(&d.socket).expect("connect");
@@ -209,13 +202,7 @@ fn connection_cap_answers_busy_with_retry_after() {
     }
     held.pop();
     // The freed slot is usable again (the daemon notices the close asynchronously).
-    let start = std::time::Instant::now();
-    loop {
-        let out = d.ctl(&["--json", "system", "health"]);
-        if out.status.success() {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "slot never freed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the freed slot", Duration::from_secs(5), || {
+        d.ctl(&["system", "health"]).status.success().then_some(())
+    });
 }

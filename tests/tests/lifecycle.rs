@@ -1,6 +1,8 @@
 //! Start, serve, reload, stop: the daemon's life as an administrator sees it.
 
-use backupd_tests::{bin, ctl, json_ok, DaemonOptions, RawConn, TestDaemon};
+use backupd_tests::{
+    bin, ctl, json_ok, poll_until, wait_until, DaemonOptions, RawConn, TestDaemon,
+};
 use nix::sys::signal::Signal;
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
@@ -148,16 +150,13 @@ fn stale_socket_file_is_replaced() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    let start = Instant::now();
-    let ok = loop {
-        if ctl(&socket, &["system", "health"]).status.success() {
-            break true;
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let ok = poll_until(Duration::from_secs(10), || {
+        ctl(&socket, &["system", "health"])
+            .status
+            .success()
+            .then_some(())
+    })
+    .is_some();
     let _ = daemon.kill();
     let _ = daemon.wait();
     assert!(ok, "daemon did not take over the stale socket");
@@ -261,11 +260,7 @@ fn sighup_with_an_invalid_config_keeps_the_old_one() {
     });
     std::fs::write(d.config_path(), "[server]\nidle_timeout = \"soon\"\n").expect("write");
     d.signal(Signal::SIGHUP);
-    let start = Instant::now();
-    while !d.log_text().contains("reload rejected") {
-        assert!(start.elapsed() < Duration::from_secs(5), "{}", d.log_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    d.wait_log_line(&["reload rejected"], Duration::from_secs(5));
     assert!(d.log_text().contains("idle_timeout"), "{}", d.log_text());
     assert_eq!(
         json_ok(&d.ctl(&["--json", "system", "health"]))["status"],
@@ -300,11 +295,7 @@ fn sighup_applies_a_valid_config() {
     });
     std::fs::write(d.config_path(), "[server]\nmax_connections = 200\n").expect("write");
     d.signal(Signal::SIGHUP);
-    let start = Instant::now();
-    while !d.log_text().contains("configuration reloaded") {
-        assert!(start.elapsed() < Duration::from_secs(5), "{}", d.log_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    d.wait_log_line(&["configuration reloaded"], Duration::from_secs(5));
     assert!(d.log_text().contains("server.max_connections"));
 }
 
@@ -355,14 +346,9 @@ fn socket_activation_serves_on_the_passed_socket() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn systemd-socket-activate");
-    let start = Instant::now();
-    while !socket.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "socket never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the socket", Duration::from_secs(10), || {
+        socket.exists().then_some(())
+    });
     let out = ctl(&socket, &["--json", "system", "health"]);
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

@@ -67,7 +67,7 @@ fn observers_see_no_job_arguments_results_or_error_texts() {
         .spawn()
         .expect("spawn follower");
 
-    let ok = json_ok(&d.ctl(&["--json", "backup", &private, "--wait"]));
+    let ok = json_ok(&d.ctl(&["--json", "backup", &private]));
     let backup_id = ok["job"].as_u64().expect("job id").to_string();
     let missing = d
         .dir
@@ -75,7 +75,7 @@ fn observers_see_no_job_arguments_results_or_error_texts() {
         .join("missing-secret-path")
         .display()
         .to_string();
-    let failed = d.ctl(&["--json", "backup", &missing, "--wait", "--retries", "0"]);
+    let failed = d.ctl(&["--json", "backup", &missing, "--retries", "0"]);
     assert!(!failed.status.success(), "backup of a missing path fails");
     let failed_text = String::from_utf8_lossy(&failed.stdout).into_owned();
     assert!(
@@ -88,7 +88,7 @@ fn observers_see_no_job_arguments_results_or_error_texts() {
         .join("restore-target-dir")
         .display()
         .to_string();
-    json_ok(&d.ctl(&["--json", "restore", "latest", "--target", &target, "--wait"]));
+    json_ok(&d.ctl(&["--json", "restore", "latest", "--target", &target]));
     json_ok(&d.ctl(&[
         "--json",
         "source",

@@ -2,27 +2,13 @@
 //! `check --read-data-subset`, every way of giving a passphrase, and the queue's housekeeping
 //! (dead-letter purge, history limit, worker count).
 
-use backupd_tests::{is_root, json_ok, DaemonOptions, SmallFs, TestDaemon};
+use backupd_tests::{is_root, json_ok, wait_until, DaemonOptions, SmallFs, TestDaemon};
 use serde_json::Value;
-use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn sh(cmd: &str) -> Output {
     Command::new("sh").args(["-c", cmd]).output().expect("sh")
-}
-
-fn restore_all(d: &TestDaemon, src: &Path, name: &str) -> std::path::PathBuf {
-    let target = d.dir.path().join(name);
-    json_ok(&d.ctl(&[
-        "--json",
-        "restore",
-        "--wait",
-        &format!("latest:{}", src.display()),
-        "--target",
-        target.to_str().expect("utf8"),
-    ]));
-    target
 }
 
 #[test]
@@ -50,14 +36,14 @@ fn exclude_file_exclude_caches_and_one_file_system_leave_out_what_they_name() {
     json_ok(&d.ctl(&[
         "--json",
         "backup",
-        "--wait",
         "--exclude-file",
         patterns.to_str().expect("utf8"),
         "--exclude-caches",
         "--one-file-system",
         src.to_str().expect("utf8"),
     ]));
-    let target = restore_all(&d, &src, "restored");
+    let target = d.dir.path().join("restored");
+    d.restore_latest(&src, &target, &[]);
     assert_eq!(std::fs::read(target.join("keep")).expect("keep"), b"kept");
     assert!(!target.join("noise.log").exists(), "--exclude-file");
     assert!(
@@ -67,14 +53,9 @@ fn exclude_file_exclude_caches_and_one_file_system_leave_out_what_they_name() {
     assert!(!target.join("mnt").exists(), "--one-file-system");
 
     // Without the flags, all of it is there.
-    json_ok(&d.ctl(&[
-        "--json",
-        "backup",
-        "--wait",
-        "--force",
-        src.to_str().expect("utf8"),
-    ]));
-    let all = restore_all(&d, &src, "all");
+    json_ok(&d.ctl(&["--json", "backup", "--force", src.to_str().expect("utf8")]));
+    let all = d.dir.path().join("all");
+    d.restore_latest(&src, &all, &[]);
     for p in ["noise.log", "cache/blob", "mnt/elsewhere"] {
         assert!(all.join(p).exists(), "{p} backed up without the flags");
     }
@@ -93,21 +74,14 @@ fn read_data_subset_reads_a_share_of_the_packs_and_read_data_all_of_them() {
             backupd_tests::pseudo_random_bytes(20_000, i),
         )
         .expect("write");
-        json_ok(&d.ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]));
+        json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
     }
-    let subset = json_ok(&d.ctl(&[
-        "--json",
-        "repo",
-        "check",
-        "--wait",
-        "--read-data-subset",
-        "50",
-    ]));
+    let subset = json_ok(&d.ctl(&["--json", "repo", "check", "--read-data-subset", "50"]));
     let packs = subset["packs"].as_u64().expect("packs");
     let read = subset["packs_read"].as_u64().expect("packs_read");
     assert!(packs >= 24, "{subset}");
     assert!(read > 0 && read < packs, "read {read} of {packs} packs");
-    let all = json_ok(&d.ctl(&["--json", "repo", "check", "--wait", "--read-data"]));
+    let all = json_ok(&d.ctl(&["--json", "repo", "check", "--read-data"]));
     assert_eq!(all["packs_read"], all["packs"], "{all}");
 }
 
@@ -191,7 +165,6 @@ fn dlq_purge_history_limit_and_worker_count_do_what_they_say() {
         "--fail-attempts",
         "1",
         "--permanent",
-        "--wait",
     ]);
     assert_eq!(
         dead.status.code(),
@@ -206,7 +179,7 @@ fn dlq_purge_history_limit_and_worker_count_do_what_they_say() {
 
     // History keeps at most `history_max_jobs` finished jobs.
     for _ in 0..8 {
-        json_ok(&d.ctl(&["--json", "queue", "add", "noop", "--wait"]));
+        json_ok(&d.ctl(&["--json", "queue", "add", "noop"]));
     }
     let history = json_ok(&d.ctl(&["--json", "queue", "history", "--limit", "100"]));
     let kept = history.as_array().expect("history").len();
@@ -218,25 +191,27 @@ fn dlq_purge_history_limit_and_worker_count_do_what_they_say() {
     assert_eq!(queue_states(&d)["workers"], 1);
     let ids: Vec<u64> = (0..2)
         .map(|_| {
-            json_ok(&d.ctl(&["--json", "queue", "add", "noop", "--duration", "1s"]))["id"]
+            json_ok(&d.ctl(&[
+                "--json",
+                "queue",
+                "add",
+                "noop",
+                "--no-wait",
+                "--duration",
+                "1s",
+            ]))["id"]
                 .as_u64()
                 .expect("id")
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut most_running = 0;
-    loop {
+    wait_until("both jobs to finish", Duration::from_secs(30), || {
         let status = queue_states(&d);
         let running = status["running"].as_array().map_or(0, Vec::len);
         most_running = most_running.max(running);
-        let done = ids.iter().all(|id| {
-            json_ok(&d.ctl(&["--json", "queue", "job", &id.to_string()]))["state"] == "succeeded"
-        });
-        if done {
-            break;
-        }
-        assert!(Instant::now() < deadline, "jobs did not finish: {status}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        ids.iter()
+            .all(|id| d.job(*id)["state"] == "succeeded")
+            .then_some(())
+    });
     assert_eq!(most_running, 1, "one worker runs one job at a time");
 }

@@ -1,7 +1,7 @@
 //! The job queue end to end: a real daemon, `backupctl` over the socket, real repositories.
 //! One test per "must be true" point of the queue issue, plus coalescing.
 
-use backupd_tests::{json_ok, pseudo_random_bytes, DaemonOptions, TestDaemon};
+use backupd_tests::{json_ok, pseudo_random_bytes, wait_until, DaemonOptions, TestDaemon};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -32,15 +32,6 @@ fn big_source(dir: &Path) {
         )
         .expect("write");
     }
-}
-
-fn check_clean(d: &TestDaemon, repo: Option<&str>) {
-    let mut args = vec!["--json", "repo", "check", "--wait", "--read-data"];
-    if let Some(r) = repo {
-        args.extend(["--repo", r]);
-    }
-    let check = json_ok(&d.ctl(&args));
-    assert_eq!(check["problems"], Value::Array(vec![]), "{check:#}");
 }
 
 #[test]
@@ -122,8 +113,8 @@ fn unreachable_repository_is_retried_with_growing_delays_then_dead_letters_and_d
     json_ok(&d.ctl(&["--json", "queue", "dlq", "retry", &id.to_string()]));
     let j = d.wait_job(id, &["succeeded"], Duration::from_secs(30));
     assert_eq!(j["attempts"].as_array().expect("attempts").len(), 5);
-    assert!(j["result"]["Backup"]["snapshot"].is_string(), "{j:#}");
-    check_clean(&d, Some("moving"));
+    assert!(j["result"]["snapshot"].is_string(), "{j:#}");
+    d.check_clean(Some("moving"));
 
     // A path that does not exist is a permanent error: no retries.
     let missing = d.dir.path().join("does-not-exist");
@@ -148,7 +139,6 @@ fn a_timed_out_backup_ends_within_seconds_and_leaves_the_repository_clean() {
     let out = d.ctl(&[
         "--json",
         "backup",
-        "--wait",
         "--timeout",
         "2s",
         src.to_str().expect("utf8"),
@@ -170,7 +160,7 @@ fn a_timed_out_backup_ends_within_seconds_and_leaves_the_repository_clean() {
         Value::Array(vec![]),
         "no snapshot from a timed-out backup"
     );
-    check_clean(&d, None);
+    d.check_clean(None);
 }
 
 #[test]
@@ -179,16 +169,12 @@ fn cancelling_a_running_backup_stops_it_promptly_without_a_snapshot() {
     let src = d.dir.path().join("big");
     big_source(&src);
     let id = d.submit(&["backup", src.to_str().expect("utf8")]);
-    let deadline = Instant::now() + Duration::from_secs(60);
     // Cancel once it is really reading data.
-    loop {
+    wait_until("the backup reading data", Duration::from_secs(60), || {
         let j = d.job(id);
-        if j["state"] == "running" && j["progress"]["bytes_done"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "backup never got going: {j:#}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        (j["state"] == "running" && j["progress"]["bytes_done"].as_u64().unwrap_or(0) > 0)
+            .then_some(())
+    });
     let asked = now_ns();
     let j = json_ok(&d.ctl(&["--json", "queue", "cancel", &id.to_string()]));
     assert_eq!(j["state"], "cancelled", "{j:#}");
@@ -206,7 +192,7 @@ fn cancelling_a_running_backup_stops_it_promptly_without_a_snapshot() {
         Value::Array(vec![]),
         "no snapshot from a cancelled backup"
     );
-    check_clean(&d, None);
+    d.check_clean(None);
 
     // Cancelling a queued job is immediate; cancelling a finished one is a conflict.
     let blocker = d.submit(&["queue", "add", "noop", "--duration", "2s"]);
@@ -390,7 +376,7 @@ fn submissions_over_the_rate_get_busy_with_retry_after_and_none_is_lost() {
     let mut retry_after = 0;
     let started = Instant::now();
     for _ in 0..10 {
-        let out = d.ctl(&["--json", "queue", "add", "noop"]);
+        let out = d.ctl(&["--json", "queue", "add", "noop", "--no-wait"]);
         let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
         if out.status.success() {
             accepted.push(v["id"].as_u64().expect("id"));
@@ -442,10 +428,11 @@ fn equal_backups_waiting_in_the_queue_are_coalesced() {
     // for two backupctl calls on a loaded machine and is cancelled as soon as they are in.
     let blocker = d.submit(&["queue", "add", "noop", "--duration", "60s"]);
     d.wait_job(blocker, &["running"], Duration::from_secs(10));
-    let first = json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+    let first = json_ok(&d.ctl(&["--json", "backup", "--no-wait", src.to_str().expect("utf8")]));
     let second = json_ok(&d.ctl(&[
         "--json",
         "backup",
+        "--no-wait",
         "--priority",
         "high",
         src.to_str().expect("utf8"),
@@ -476,7 +463,6 @@ fn wait_reports_retries_and_exits_as_the_job_ended() {
         "1",
         "--backoff",
         "1s",
-        "--wait",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -491,7 +477,6 @@ fn wait_reports_retries_and_exits_as_the_job_ended() {
         "--fail-attempts",
         "1",
         "--permanent",
-        "--wait",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");

@@ -1,6 +1,6 @@
 //! The repository engine end to end: a real backupd, driven by backupctl, on real files.
 
-use backupd_tests::treecmp::{compare_trees, CompareOptions};
+use backupd_tests::treecmp::CompareOptions;
 use backupd_tests::{bin, is_root, json_ok, DaemonOptions, TestDaemon};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -113,7 +113,7 @@ fn every_file_type_and_metadata_survives_backup_and_restore() {
         src.join("symlink").display()
     ));
 
-    let out = json_ok(&d.ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]));
+    let out = json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
     assert!(
         out["skipped"].as_array().expect("skipped").is_empty(),
         "{out}"
@@ -126,28 +126,17 @@ fn every_file_type_and_metadata_survives_backup_and_restore() {
     std::fs::remove_file(src.join("socket")).expect("rm socket");
 
     let target = d.dir.path().join("restore");
-    let r = json_ok(&d.ctl(&[
-        "--json",
-        "restore",
-        "--wait",
-        &format!("latest:{}", src.display()),
-        "--target",
-        target.to_str().expect("utf8"),
-        "--verify",
-        // Out of place, setuid/setgid are dropped by default; this test wants every bit back.
-        "--keep-setid",
-    ]));
-    assert!(r["failed"].as_array().expect("failed").is_empty(), "{r}");
-    let diffs = compare_trees(
+    d.restore_and_compare(
         &src,
         &target,
+        // Out of place, setuid/setgid are dropped by default; this test wants every bit back.
+        &["--verify", "--keep-setid"],
         CompareOptions {
             owners: true,
             atime: false,
             sparse: true,
         },
     );
-    assert!(diffs.is_empty(), "{diffs:#?}");
     let acl = Command::new("getfacl")
         .arg("-c")
         .arg(target.join("dir/data.bin"))
@@ -167,7 +156,7 @@ fn restore_never_writes_outside_the_target() {
     std::fs::create_dir_all(src.join("a")).expect("mkdir");
     std::fs::write(src.join("a/file"), b"content").expect("write");
     std::os::unix::fs::symlink("/etc", src.join("escape")).expect("symlink");
-    json_ok(&d.ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]));
+    json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
     // The target already holds a symlink where the snapshot has a directory.
     let target = d.dir.path().join("target");
     let outside = d.dir.path().join("outside");
@@ -177,7 +166,6 @@ fn restore_never_writes_outside_the_target() {
     let out = d.ctl(&[
         "--json",
         "restore",
-        "--wait",
         &format!("latest:{}", src.display()),
         "--target",
         target.to_str().expect("utf8"),
@@ -283,7 +271,6 @@ fn lost_state_dir_repository_is_added_back_and_still_dedups() {
     json_ok(&d.ctl(&[
         "--json",
         "backup",
-        "--wait",
         "--repo",
         "main",
         src.to_str().expect("utf8"),
@@ -316,7 +303,6 @@ fn lost_state_dir_repository_is_added_back_and_still_dedups() {
     let b = json_ok(&d2.ctl(&[
         "--json",
         "backup",
-        "--wait",
         "--repo",
         "main",
         src.to_str().expect("utf8"),
@@ -328,17 +314,12 @@ fn lost_state_dir_repository_is_added_back_and_still_dedups() {
         size_after - size_before
     );
     let target = d.dir.path().join("restored");
-    json_ok(&d2.ctl(&[
-        "--json",
-        "restore",
-        "--wait",
-        "--repo",
-        "main",
-        &format!("latest:{}", src.display()),
-        "--target",
-        target.to_str().expect("utf8"),
-    ]));
-    assert!(compare_trees(&src, &target, CompareOptions::default()).is_empty());
+    d2.restore_and_compare(
+        &src,
+        &target,
+        &["--repo", "main"],
+        CompareOptions::default(),
+    );
 }
 
 #[test]
@@ -349,7 +330,7 @@ fn damaged_packs_are_named_by_check_and_restore_saves_the_rest() {
     for i in 0..30u64 {
         random_file(&src.join(format!("file{i:02}")), 1_200_000, i + 100);
     }
-    let b = json_ok(&d.ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]));
+    let b = json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
     let snap = b["snapshot"].as_str().expect("id").to_owned();
     let repo = d.state_dir.join("repository");
     let packs: Vec<PathBuf> = listing(&repo.join("data"))
@@ -364,7 +345,7 @@ fn damaged_packs_are_named_by_check_and_restore_saves_the_rest() {
         bytes[at] ^= 0x55;
         std::fs::write(p, bytes).expect("write pack");
     }
-    let out = d.ctl(&["--json", "repo", "check", "--wait", "--read-data"]);
+    let out = d.ctl(&["--json", "repo", "check", "--read-data"]);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(
@@ -385,7 +366,6 @@ fn damaged_packs_are_named_by_check_and_restore_saves_the_rest() {
     let out = d.ctl(&[
         "--json",
         "restore",
-        "--wait",
         &format!("{}:{}", &snap[..10], src.display()),
         "--target",
         target.to_str().expect("utf8"),
@@ -420,7 +400,7 @@ fn kill_9_during_backup_leaves_a_clean_repository_and_the_resumed_job_completes_
         state_dir: Some(state.clone()),
         ..Default::default()
     });
-    json_ok(&first.ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]));
+    json_ok(&first.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
     drop(first);
     // Kill the daemon at several moments of a large backup (a real SIGKILL of a real process;
     // daemon/tests/crash_points.rs stops backups at every write deterministically). Each time
@@ -441,7 +421,7 @@ fn kill_9_during_backup_leaves_a_clean_repository_and_the_resumed_job_completes_
         let child = Command::new(bin("backupctl"))
             .arg("--socket")
             .arg(&d.socket)
-            .args(["backup", src.to_str().expect("utf8")])
+            .args(["backup", "--no-wait", src.to_str().expect("utf8")])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -463,15 +443,13 @@ fn kill_9_during_backup_leaves_a_clean_repository_and_the_resumed_job_completes_
                 "round {round}: a job did not complete after the restart: {job}"
             );
         }
-        let check = d2.ctl(&["--json", "repo", "check", "--wait", "--read-data"]);
-        assert!(check.status.success(), "round {round}: {}", text(&check));
+        d2.check_clean(None);
         let snaps = json_ok(&d2.ctl(&["--json", "snapshots"]));
         let oldest = snaps[0]["id"].as_str().expect("id").to_owned();
         let target = d2.dir.path().join("earlier");
         json_ok(&d2.ctl(&[
             "--json",
             "restore",
-            "--wait",
             &format!("{oldest}:{}/first", src.display()),
             "--target",
             target.to_str().expect("utf8"),
@@ -482,26 +460,18 @@ fn kill_9_during_backup_leaves_a_clean_repository_and_the_resumed_job_completes_
         );
         // A kill before the submission reached the daemon leaves no job to resume; this backup
         // then does the work, otherwise it finds everything stored already.
-        json_ok(&d2.ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]));
+        json_ok(&d2.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
         let whole = d2.dir.path().join("whole");
-        json_ok(&d2.ctl(&[
-            "--json",
-            "restore",
-            "--wait",
-            &format!("latest:{}", src.display()),
-            "--target",
-            whole.to_str().expect("utf8"),
-        ]));
-        let diffs = compare_trees(
+        d2.restore_and_compare(
             &src,
             &whole,
+            &[],
             CompareOptions {
                 owners: true,
                 atime: false,
                 sparse: false,
             },
         );
-        assert!(diffs.is_empty(), "round {round}: {diffs:#?}");
     }
 }
 
@@ -516,7 +486,6 @@ fn forget_dry_run_lists_decisions_and_prune_follows_them() {
         json_ok(&d.ctl(&[
             "--json",
             "backup",
-            "--wait",
             "--time",
             &t,
             src.to_str().expect("utf8"),
@@ -525,7 +494,6 @@ fn forget_dry_run_lists_decisions_and_prune_follows_them() {
     let plan = json_ok(&d.ctl(&[
         "--json",
         "forget",
-        "--wait",
         "--keep-last",
         "2",
         "--keep-daily",
@@ -554,7 +522,6 @@ fn forget_dry_run_lists_decisions_and_prune_follows_them() {
     let done = json_ok(&d.ctl(&[
         "--json",
         "forget",
-        "--wait",
         "--keep-last",
         "2",
         "--keep-daily",
@@ -575,15 +542,14 @@ fn forget_dry_run_lists_decisions_and_prune_follows_them() {
         done["prune"]["bytes_after"].as_u64() < done["prune"]["bytes_before"].as_u64(),
         "{done}"
     );
-    let check = d.ctl(&["repo", "check", "--wait", "--read-data"]);
-    assert!(check.status.success(), "{}", text(&check));
+    d.check_clean(None);
 }
 
 #[test]
 fn backup_of_a_missing_path_is_an_error_naming_it() {
     let d = TestDaemon::start();
     let missing = d.dir.path().join("no-such-dir");
-    let out = d.ctl(&["backup", "--wait", missing.to_str().expect("utf8")]);
+    let out = d.ctl(&["backup", missing.to_str().expect("utf8")]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no-such-dir"),
@@ -637,15 +603,12 @@ fn unreadable_files_are_skipped_named_and_make_the_backup_partial() {
             .output()
             .expect("backupctl")
     };
-    let start = std::time::Instant::now();
-    while !ctl(&["system", "health"]).status.success() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "daemon did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]);
+    backupd_tests::wait_until(
+        "the daemon running as nobody",
+        Duration::from_secs(10),
+        || ctl(&["system", "health"]).status.success().then_some(()),
+    );
+    let out = ctl(&["--json", "backup", src.to_str().expect("utf8")]);
     let stop = ctl(&["system", "shutdown"]);
     backupd_tests::wait_child(&mut daemon, Duration::from_secs(30), "backupd as nobody");
     assert!(stop.status.success());
@@ -659,14 +622,14 @@ fn unreadable_files_are_skipped_named_and_make_the_backup_partial() {
     let skipped = v["skipped"].as_array().expect("skipped");
     assert_eq!(skipped.len(), 1, "{v}");
     assert!(
-        skipped[0][0]
+        skipped[0]["path"]
             .as_str()
             .expect("path")
             .ends_with("/src/secret"),
         "{v}"
     );
     assert!(
-        skipped[0][1]
+        skipped[0]["reason"]
             .as_str()
             .expect("reason")
             .contains("ermission denied"),
@@ -688,7 +651,6 @@ fn restore_include_and_exclude_select_files() {
     json_ok(&d.ctl(&[
         "--json",
         "backup",
-        "--wait",
         "--tag",
         "t1",
         src.to_str().expect("utf8"),
@@ -697,7 +659,6 @@ fn restore_include_and_exclude_select_files() {
     json_ok(&d.ctl(&[
         "--json",
         "restore",
-        "--wait",
         &format!("latest:{}", src.display()),
         "--target",
         target.to_str().expect("utf8"),
@@ -714,7 +675,6 @@ fn restore_include_and_exclude_select_files() {
     json_ok(&d.ctl(&[
         "--json",
         "restore",
-        "--wait",
         &format!("latest:{}", src.display()),
         "--target",
         target.to_str().expect("utf8"),
@@ -736,7 +696,7 @@ fn index_is_rebuilt_from_packs_after_index_files_are_lost_or_damaged() {
     std::fs::create_dir(&src).expect("mkdir");
     for i in 0..6u64 {
         random_file(&src.join(format!("f{i}")), 3 << 20, 300 + i);
-        json_ok(&d.ctl(&["--json", "backup", "--wait", src.to_str().expect("utf8")]));
+        json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
     }
     let index_dir = d.state_dir.join("repository/index");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&index_dir)
@@ -760,7 +720,7 @@ fn index_is_rebuilt_from_packs_after_index_files_are_lost_or_damaged() {
         state_dir: Some(d.state_dir.clone()),
         ..Default::default()
     });
-    let check = d2.ctl(&["--json", "repo", "check", "--wait"]);
+    let check = d2.ctl(&["--json", "repo", "check"]);
     assert_eq!(check.status.code(), Some(1), "{}", text(&check));
     assert!(
         String::from_utf8_lossy(&check.stdout).contains("rebuild-index"),
@@ -768,21 +728,12 @@ fn index_is_rebuilt_from_packs_after_index_files_are_lost_or_damaged() {
         text(&check)
     );
 
-    let r = json_ok(&d2.ctl(&["--json", "repo", "rebuild-index", "--wait"]));
+    let r = json_ok(&d2.ctl(&["--json", "repo", "rebuild-index"]));
     assert!(r["unreadable"].as_array().expect("list").is_empty(), "{r}");
     assert!(r["packs"].as_u64().expect("packs") >= 1, "{r}");
-    let check = d2.ctl(&["--json", "repo", "check", "--wait", "--read-data"]);
-    assert!(check.status.success(), "{}", text(&check));
+    d2.check_clean(None);
     let target = d2.dir.path().join("restored");
-    json_ok(&d2.ctl(&[
-        "--json",
-        "restore",
-        "--wait",
-        &format!("latest:{}", src.display()),
-        "--target",
-        target.to_str().expect("utf8"),
-    ]));
-    assert!(compare_trees(&src, &target, CompareOptions::default()).is_empty());
+    d2.restore_and_compare(&src, &target, &[], CompareOptions::default());
 }
 
 #[test]
@@ -794,7 +745,7 @@ fn snapshot_rollback_is_reported_and_restore_latest_fails_until_the_file_is_forg
     let mut ids = Vec::new();
     for content in ["old secret config\n", "new config\n"] {
         std::fs::write(src.join("config"), content).expect("write");
-        let b = json_ok(&d.ctl(&["--json", "backup", "--wait", "--force", src_arg]));
+        let b = json_ok(&d.ctl(&["--json", "backup", "--force", src_arg]));
         ids.push(b["snapshot"].as_str().expect("id").to_owned());
     }
     let (old, new) = (&ids[0], &ids[1]);
@@ -802,7 +753,7 @@ fn snapshot_rollback_is_reported_and_restore_latest_fails_until_the_file_is_forg
     let snaps = d.state_dir.join("repository/snapshots");
     std::fs::copy(snaps.join(old), snaps.join(new)).expect("copy");
 
-    let check = d.ctl(&["--json", "repo", "check", "--wait", "--read-data"]);
+    let check = d.ctl(&["--json", "repo", "check", "--read-data"]);
     assert_eq!(check.status.code(), Some(1), "{}", text(&check));
     assert!(
         String::from_utf8_lossy(&check.stdout).contains(new.as_str()),
@@ -813,7 +764,7 @@ fn snapshot_rollback_is_reported_and_restore_latest_fails_until_the_file_is_forg
     let target = d.dir.path().join("latest");
     let target_arg = target.to_str().expect("utf8");
     let spec = format!("latest:{}", src.display());
-    let out = d.ctl(&["restore", "--wait", &spec, "--target", target_arg]);
+    let out = d.ctl(&["restore", &spec, "--target", target_arg]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(new.as_str()), "{stderr}");
@@ -828,7 +779,6 @@ fn snapshot_rollback_is_reported_and_restore_latest_fails_until_the_file_is_forg
     json_ok(&d.ctl(&[
         "--json",
         "restore",
-        "--wait",
         &format!("{}:{}", &old[..12], src.display()),
         "--target",
         older.to_str().expect("utf8"),
@@ -839,10 +789,10 @@ fn snapshot_rollback_is_reported_and_restore_latest_fails_until_the_file_is_forg
     );
 
     // The fix the message names.
-    json_ok(&d.ctl(&["--json", "forget", "--wait", &new[..8]]));
-    let check = d.ctl(&["--json", "repo", "check", "--wait", "--read-data"]);
+    json_ok(&d.ctl(&["--json", "forget", &new[..8]]));
+    let check = d.ctl(&["--json", "repo", "check", "--read-data"]);
     assert!(check.status.success(), "{}", text(&check));
-    json_ok(&d.ctl(&["--json", "restore", "--wait", &spec, "--target", target_arg]));
+    json_ok(&d.ctl(&["--json", "restore", &spec, "--target", target_arg]));
     assert_eq!(
         std::fs::read_to_string(target.join("config")).expect("restored"),
         "old secret config\n"

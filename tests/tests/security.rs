@@ -2,7 +2,7 @@
 //! each performed for real: the attacker races the daemon from its own process while root
 //! backs up or restores the attacker's tree. These need root (CI runs as root).
 
-use backupd_tests::treecmp::{compare_trees, CompareOptions};
+use backupd_tests::treecmp::CompareOptions;
 use backupd_tests::{
     chown_tree, ctl_within, is_root, json_ok, shared_tempdir, Attacker, TestDaemon, NOBODY,
 };
@@ -93,7 +93,7 @@ fn restore_race_never_writes_or_chmods_outside_the_target() {
         .expect("chmod");
     json_ok(&run(
         &d,
-        &["--json", "backup", "--wait", home.to_str().expect("utf8")],
+        &["--json", "backup", home.to_str().expect("utf8")],
     ));
 
     let vault = vault(area.path());
@@ -119,7 +119,6 @@ fn restore_race_never_writes_or_chmods_outside_the_target() {
             &[
                 "--json",
                 "restore",
-                "--wait",
                 &format!("latest:{}", home.display()),
                 "--target",
                 home.to_str().expect("utf8"),
@@ -144,10 +143,7 @@ fn restore_target_through_a_symlink_another_user_planted_is_refused() {
     let src = area.path().join("src");
     std::fs::create_dir_all(&src).expect("mkdir");
     std::fs::write(src.join("payload"), b"evil").expect("write");
-    json_ok(&run(
-        &d,
-        &["--json", "backup", "--wait", src.to_str().expect("utf8")],
-    ));
+    json_ok(&run(&d, &["--json", "backup", src.to_str().expect("utf8")]));
     let vault = vault(area.path());
     // nobody's directory, with nobody's symlink to the vault where the target's parent is.
     let home = area.path().join("home");
@@ -159,7 +155,6 @@ fn restore_target_through_a_symlink_another_user_planted_is_refused() {
         &d,
         &[
             "restore",
-            "--wait",
             &format!("latest:{}", src.display()),
             "--target",
             target.to_str().expect("utf8"),
@@ -204,13 +199,7 @@ fn backup_never_reads_through_an_entry_swapped_for_a_symlink() {
     for i in 0..40 {
         let out = run(
             &d,
-            &[
-                "--json",
-                "backup",
-                "--wait",
-                "--force",
-                home.to_str().expect("utf8"),
-            ],
+            &["--json", "backup", "--force", home.to_str().expect("utf8")],
         );
         let snap = job_json(&out);
         replaced += snap["stats"]["changed_during_read"].as_u64().unwrap_or(0);
@@ -220,7 +209,6 @@ fn backup_never_reads_through_an_entry_swapped_for_a_symlink() {
             &d,
             &[
                 "restore",
-                "--wait",
                 &format!("{id}:{}", home.display()),
                 "--target",
                 target.to_str().expect("utf8"),
@@ -278,13 +266,7 @@ fn a_file_swapped_for_a_fifo_never_hangs_a_backup() {
         // ctl_within fails the test if a backup hangs.
         let out = run(
             &d,
-            &[
-                "--json",
-                "backup",
-                "--wait",
-                "--force",
-                home.to_str().expect("utf8"),
-            ],
+            &["--json", "backup", "--force", home.to_str().expect("utf8")],
         );
         job_json(&out);
     }
@@ -307,10 +289,7 @@ fn a_tree_deeper_than_the_limit_is_backed_up_partially_and_the_daemon_survives()
     }
     std::fs::create_dir_all(&path).expect("mkdir deep");
     std::fs::write(path.join("bottom"), b"too deep").expect("write");
-    let out = run(
-        &d,
-        &["--json", "backup", "--wait", src.to_str().expect("utf8")],
-    );
+    let out = run(&d, &["--json", "backup", src.to_str().expect("utf8")]);
     let snap = job_json(&out);
     let skipped = snap["skipped"].as_array().expect("skipped").clone();
     assert_eq!(skipped.len(), 1, "{snap}");
@@ -326,7 +305,6 @@ fn a_tree_deeper_than_the_limit_is_backed_up_partially_and_the_daemon_survives()
         &[
             "--json",
             "restore",
-            "--wait",
             &format!("latest:{}", src.display()),
             "--target",
             target.to_str().expect("utf8"),
@@ -365,33 +343,18 @@ fn names_up_to_255_bytes_of_any_encoding_back_up_and_restore() {
         )
         .expect("symlink with a long name");
     }
-    json_ok(&run(
-        &d,
-        &["--json", "backup", "--wait", src.to_str().expect("utf8")],
-    ));
+    json_ok(&run(&d, &["--json", "backup", src.to_str().expect("utf8")]));
     let target = d.dir.path().join("restored");
-    let r = json_ok(&run(
-        &d,
-        &[
-            "--json",
-            "restore",
-            "--wait",
-            &format!("latest:{}", src.display()),
-            "--target",
-            target.to_str().expect("utf8"),
-        ],
-    ));
-    assert!(r["failed"].as_array().expect("failed").is_empty(), "{r}");
-    let diffs = compare_trees(
+    d.restore_and_compare(
         &src,
         &target,
+        &[],
         CompareOptions {
             owners: true,
             atime: false,
             sparse: false,
         },
     );
-    assert!(diffs.is_empty(), "{diffs:#?}");
 }
 
 #[test]
@@ -407,16 +370,12 @@ fn out_of_place_restore_drops_setuid_and_no_owner_keeps_the_restorer_as_owner() 
         .expect("chmod");
     std::fs::set_permissions(src.join("shared"), std::fs::Permissions::from_mode(0o2775))
         .expect("chmod");
-    json_ok(&run(
-        &d,
-        &["--json", "backup", "--wait", src.to_str().expect("utf8")],
-    ));
+    json_ok(&run(&d, &["--json", "backup", src.to_str().expect("utf8")]));
     let restore = |name: &str, extra: &[&str]| {
         let target = d.dir.path().join(name);
         let mut args = vec![
             "--json".to_owned(),
             "restore".into(),
-            "--wait".into(),
             format!("latest:{}", src.display()),
             "--target".into(),
             target.to_str().expect("utf8").into(),
@@ -458,10 +417,7 @@ fn sigterm_stops_the_daemon_even_with_a_worker_stuck_in_a_read() {
     let src = d.dir.path().join("src");
     std::fs::create_dir_all(&src).expect("mkdir");
     std::fs::write(src.join("file"), b"some content").expect("write");
-    json_ok(&run(
-        &d,
-        &["--json", "backup", "--wait", src.to_str().expect("utf8")],
-    ));
+    json_ok(&run(&d, &["--json", "backup", src.to_str().expect("utf8")]));
     // A hostile storage location: the pack becomes a FIFO nobody writes to, so a read of it
     // blocks in open(2) and ignores cancellation.
     let packs: Vec<_> = walk_files(&d.state_dir)
@@ -479,6 +435,7 @@ fn sigterm_stops_the_daemon_even_with_a_worker_stuck_in_a_read() {
         &[
             "--json",
             "restore",
+            "--no-wait",
             &format!("latest:{}", src.display()),
             "--target",
             target.to_str().expect("utf8"),

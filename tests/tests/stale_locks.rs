@@ -62,7 +62,6 @@ fn backup_promptly(d: &TestDaemon, src: &Path, within: Duration) {
     json_ok(&d.ctl(&[
         "--json",
         "backup",
-        "--wait",
         "--repo",
         "r",
         src.to_str().expect("utf8"),

@@ -79,7 +79,7 @@ fn source(d: &TestDaemon, name: &str) -> Option<Value> {
         .as_array()
         .expect("list")
         .iter()
-        .find(|s| s["spec"]["name"] == name)
+        .find(|s| s["name"] == name)
         .cloned()
 }
 
@@ -100,7 +100,6 @@ fn offsite_with_a_snapshot(site: &Site) -> String {
     let backup = json_ok(&d.ctl(&[
         "--json",
         "backup",
-        "--wait",
         "--repo",
         "offsite",
         s(&site.path("src")),
@@ -124,8 +123,8 @@ fn deleting_the_state_directory_brings_back_declared_repository_and_source() {
         "old snapshot listed"
     );
     let docs = source(&d, "docs").expect("declared source is back");
-    assert_eq!(docs["spec"]["repo"], "offsite");
-    assert_eq!(docs["spec"]["excludes"][0], "*.tmp");
+    assert_eq!(docs["repo"], "offsite");
+    assert_eq!(docs["excludes"][0], "*.tmp");
     assert_eq!(docs["transient"], false);
     // It was declared, so no default repository was invented beside it.
     let list = json_ok(&d.ctl(&["--json", "repo", "list"]));
@@ -216,7 +215,7 @@ fn a_removed_default_repository_is_never_silently_recreated() {
             health["notes"].to_string().contains("missing"),
             "{round}: {health}"
         );
-        let out = d.ctl(&["backup", "--wait", s(&site.path("src"))]);
+        let out = d.ctl(&["backup", s(&site.path("src"))]);
         assert!(!out.status.success(), "{round}: backup must fail");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -237,7 +236,7 @@ fn a_removed_default_repository_is_never_silently_recreated() {
     let out = d.ctl(&["repo", "init", "--name", "default", "--path", s(&repo_dir)]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(d.health()["status"], "ok");
-    let out = d.ctl(&["backup", "--wait", s(&site.path("src"))]);
+    let out = d.ctl(&["backup", s(&site.path("src"))]);
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -386,7 +385,18 @@ fn export_then_import_into_a_fresh_state_reproduces_registry_and_sources() {
     assert_eq!(after_repo["path"], before_repo["path"]);
     assert_eq!(after_repo["key_file"], before_repo["key_file"]);
     assert!(snapshot_ids(&d, "offsite").contains(&snapshot));
-    assert_eq!(wait_source(&d, "docs")["spec"], before_source["spec"]);
+    let after_source = wait_source(&d, "docs");
+    for field in [
+        "name",
+        "path",
+        "repo",
+        "excludes",
+        "watch",
+        "debounce_ms",
+        "max_delay_ms",
+    ] {
+        assert_eq!(after_source[field], before_source[field], "{field}");
+    }
 
     // Importing again adds nothing; a version this backupd does not know is refused.
     let again = json_ok(&d.ctl(&["--json", "system", "import-state", s(&file)]));
@@ -419,12 +429,12 @@ fn reload_applies_declared_sources_and_keeps_undeclared_ones() {
         report["applied"].to_string().contains("source.docs"),
         "{report}"
     );
-    assert_eq!(wait_source(&d, "docs")["spec"]["watch"], false);
+    assert_eq!(wait_source(&d, "docs")["watch"], false);
 
     // Declared wins over what is registered under the same name.
     std::fs::write(d.config_path(), declared.replace("false", "true")).expect("write config");
     json_ok(&d.ctl(&["--json", "system", "reload"]));
-    assert_eq!(wait_source(&d, "docs")["spec"]["watch"], true);
+    assert_eq!(wait_source(&d, "docs")["watch"], true);
 
     // Dropped from the config: kept, and the log says so.
     std::fs::write(d.config_path(), "").expect("write config");

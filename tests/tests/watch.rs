@@ -2,8 +2,8 @@
 //! compared with the tree as it is. One test per "must be true" point of the continuous-backup
 //! issue.
 
-use backupd_tests::treecmp::{compare_trees, CompareOptions};
-use backupd_tests::{json_ok, DaemonOptions, TestDaemon};
+use backupd_tests::treecmp::CompareOptions;
+use backupd_tests::{json_ok, wait_until_else, DaemonOptions, TestDaemon};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ fn source(d: &TestDaemon, name: &str) -> Value {
     list.as_array()
         .expect("list")
         .iter()
-        .find(|s| s["spec"]["name"] == name)
+        .find(|s| s["name"] == name)
         .cloned()
         .unwrap_or_else(|| panic!("no source {name}: {list:#}"))
 }
@@ -32,29 +32,33 @@ fn snapshot_of(s: &Value) -> Option<String> {
 /// Waits until the source has a snapshot other than `before`, nothing is pending or running,
 /// and that stays so for a debounce period: the tree has settled into a snapshot.
 fn settle(d: &TestDaemon, name: &str, before: Option<&str>, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
     let mut quiet_since: Option<(Instant, Option<String>)> = None;
-    loop {
-        let s = source(d, name);
-        let snap = snapshot_of(&s);
-        let idle = s["pending_paths"] == 0 && s["job"].is_null();
-        if idle && snap.is_some() && snap.as_deref() != before {
+    let last = std::cell::RefCell::new(Value::Null);
+    wait_until_else(
+        &format!("source {name} to settle"),
+        within,
+        || {
+            let s = source(d, name);
+            *last.borrow_mut() = s.clone();
+            let snap = snapshot_of(&s);
+            let idle = s["pending_paths"] == 0 && s["job"].is_null();
+            if !(idle && snap.is_some() && snap.as_deref() != before) {
+                quiet_since = None;
+                return None;
+            }
             match &quiet_since {
                 Some((t, seen)) if *seen == snap && t.elapsed() > Duration::from_millis(2500) => {
-                    return s
+                    Some(s)
                 }
-                Some((_, seen)) if *seen == snap => {}
-                _ => quiet_since = Some((Instant::now(), snap)),
+                Some((_, seen)) if *seen == snap => None,
+                _ => {
+                    quiet_since = Some((Instant::now(), snap));
+                    None
+                }
             }
-        } else {
-            quiet_since = None;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "source {name} did not settle within {within:?}: {s:#}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        },
+        || format!("{:#}", last.borrow()),
+    )
 }
 
 /// The newest finished backup job's result.
@@ -64,30 +68,15 @@ fn last_backup(d: &TestDaemon) -> Value {
         .as_array()
         .expect("history")
         .iter()
-        .find(|j| j["kind"].get("Backup").is_some())
-        .map(|j| j["result"]["Backup"].clone())
+        .find(|j| j["kind"] == "backup")
+        .map(|j| j["result"].clone())
         .expect("a backup job")
-}
-
-/// Restores the latest snapshot of `src` into a new directory named after `label`.
-fn restore_latest(d: &TestDaemon, src: &Path, label: &str) -> PathBuf {
-    let target = d.dir.path().join(format!("restore-{label}"));
-    json_ok(&d.ctl(&[
-        "--json",
-        "restore",
-        "--wait",
-        &format!("latest:{}", src.display()),
-        "--target",
-        target.to_str().expect("utf8"),
-    ]));
-    target
 }
 
 /// Restores the latest snapshot of `src` and compares it with the tree on disk.
 fn assert_latest_equals(d: &TestDaemon, src: &Path, label: &str) {
-    let target = restore_latest(d, src, label);
-    let diffs = compare_trees(src, &target, CompareOptions::default());
-    assert!(diffs.is_empty(), "{label}: {diffs:?}");
+    let target = d.dir.path().join(format!("restore-{label}"));
+    d.restore_and_compare(src, &target, &[], CompareOptions::default());
 }
 
 fn snapshot_count(d: &TestDaemon) -> usize {
@@ -380,7 +369,7 @@ fn excludes_are_honoured_for_watched_changes() {
         "--debounce",
         "500ms",
     ]));
-    assert_eq!(added["spec"]["name"], "excl");
+    assert_eq!(added["name"], "excl");
     let first = settle(&d, "excl", None, Duration::from_secs(60));
     write(&src.join("d0/kept.txt"), "kept");
     write(&src.join("d0/left-out.tmp"), "excluded file");
@@ -394,14 +383,15 @@ fn excludes_are_honoured_for_watched_changes() {
         snapshot_of(&first).as_deref(),
         Duration::from_secs(30),
     );
-    let target = restore_latest(&d, &src, "excl");
+    let target = d.dir.path().join("restore-excl");
+    d.restore_latest(&src, &target, &[]);
     assert!(target.join("d0/kept.txt").exists());
     assert!(!target.join("d0/left-out.tmp").exists());
     assert!(!target.join("cache.tmp").exists());
 
     // The source survives a restart (it is persisted) and can be removed.
     let removed = json_ok(&d.ctl(&["--json", "source", "remove", "excl"]));
-    assert_eq!(removed["spec"]["name"], "excl");
+    assert_eq!(removed["name"], "excl");
     let list = json_ok(&d.ctl(&["--json", "source", "list"]));
     assert_eq!(list, Value::Array(vec![]));
 }
@@ -469,7 +459,8 @@ fn the_state_dir_and_repository_inside_a_source_are_never_backed_up() {
         snapshot_of(&first).as_deref(),
         Duration::from_secs(30),
     );
-    let target = restore_latest(&d, &src, "home");
+    let target = d.dir.path().join("restore-home");
+    d.restore_latest(&src, &target, &[]);
     assert!(target.join("d0/new").exists());
     assert!(!target.join(".backupd-state").exists());
     // Writing the repository and the state database is not a change of the source: the

@@ -1,23 +1,25 @@
 //! Commands that submit a job (`backup`, `restore`, `forget`, `repo check`,
 //! `repo rebuild-index`, `queue add KIND`): the request is built and checked locally, submitted,
-//! and with `--wait` followed to its end.
+//! and followed to its end unless `--no-wait`. Ctrl-C while following detaches: the job goes on.
 
-use super::{abs_bytes, results, Failure};
+use super::{results, Failure, Paths};
 use crate::cli::{
     AddCommand, BackupArgs, CheckArgs, Command, ForgetArgs, JobArgs, NoopArgs, PriorityArg,
     QueueCommand, RebuildArgs, RepoCommand, RestoreArgs,
 };
 use crate::client::Client;
 use crate::exit::ExitCode;
+use crate::json;
 use crate::output::Output;
 use crate::progress::Bar;
 use backupd_common::client::ClientError;
 use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
-    BackupRequest, CheckRequest, ForgetRequest, JobInfo, JobKind, JobOptions, JobSpec, JobState,
-    NoopRequest, Priority, RebuildIndexRequest, RestoreRequest,
+    BackupRequest, CheckRequest, ForgetRequest, JobId, JobInfo, JobKind, JobOptions, JobSpec,
+    JobState, NoopRequest, Priority, RebuildIndexRequest, RestoreRequest,
 };
 use std::time::UNIX_EPOCH;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// A job built from the command line, before connecting.
 #[derive(Debug)]
@@ -27,16 +29,16 @@ pub struct Prepared {
 }
 
 /// The job a command line submits, if it submits one.
-pub fn prepare(command: &Command) -> Result<Option<Prepared>, Failure> {
+pub fn prepare(command: &Command, paths: Paths) -> Result<Option<Prepared>, Failure> {
     let (kind, args) = match command {
-        Command::Backup(a) => (backup(a)?, &a.job),
-        Command::Restore(a) => (restore(a)?, &a.job),
+        Command::Backup(a) => (backup(a, paths)?, &a.job),
+        Command::Restore(a) => (restore(a, paths)?, &a.job),
         Command::Forget(a) => (forget(a)?, &a.job),
         Command::Repo(RepoCommand::Check(a)) => (check(a), &a.job),
         Command::Repo(RepoCommand::RebuildIndex(a)) => (rebuild(a), &a.job),
         Command::Queue(QueueCommand::Add(add)) => match add {
-            AddCommand::Backup(a) => (backup(a)?, &a.job),
-            AddCommand::Restore(a) => (restore(a)?, &a.job),
+            AddCommand::Backup(a) => (backup(a, paths)?, &a.job),
+            AddCommand::Restore(a) => (restore(a, paths)?, &a.job),
             AddCommand::Check(a) => (check(a), &a.job),
             AddCommand::Forget(a) => (forget(a)?, &a.job),
             AddCommand::RebuildIndex(a) => (rebuild(a), &a.job),
@@ -44,8 +46,8 @@ pub fn prepare(command: &Command) -> Result<Option<Prepared>, Failure> {
         },
         _ => return Ok(None),
     };
-    // A dry run's output is the point of it.
-    let wait = args.wait || matches!(&kind, JobKind::Forget(f) if f.dry_run);
+    // A dry run's output is the point of it (clap refuses --no-wait with it).
+    let wait = !args.no_wait || matches!(&kind, JobKind::Forget(f) if f.dry_run);
     Ok(Some(Prepared {
         spec: JobSpec {
             kind,
@@ -83,19 +85,19 @@ fn parse_time(text: &str) -> Result<i64, Failure> {
     Ok(d.as_nanos() as i64)
 }
 
-fn backup(a: &BackupArgs) -> Result<JobKind, Failure> {
+fn backup(a: &BackupArgs, paths: Paths) -> Result<JobKind, Failure> {
     Ok(JobKind::Backup(BackupRequest {
         repo: a.repo.clone(),
         paths: a
             .paths
             .iter()
-            .map(|p| abs_bytes(p))
+            .map(|p| paths.abs(p))
             .collect::<Result<_, _>>()?,
         excludes: a.exclude.clone(),
         exclude_files: a
             .exclude_file
             .iter()
-            .map(|p| abs_bytes(p))
+            .map(|p| paths.abs(p))
             .collect::<Result<_, _>>()?,
         exclude_caches: a.exclude_caches,
         one_file_system: a.one_file_system,
@@ -107,9 +109,9 @@ fn backup(a: &BackupArgs) -> Result<JobKind, Failure> {
     }))
 }
 
-fn restore(a: &RestoreArgs) -> Result<JobKind, Failure> {
+fn restore(a: &RestoreArgs, paths: Paths) -> Result<JobKind, Failure> {
     let (snapshot, subpath) = match a.snapshot.split_once(':') {
-        Some((s, p)) if !p.is_empty() => (s.to_owned(), Some(p.as_bytes().to_vec())),
+        Some((s, p)) if !p.is_empty() => (s.to_owned(), Some(paths.text(p.as_bytes())?)),
         Some((s, _)) => (s.to_owned(), None),
         None => (a.snapshot.clone(), None),
     };
@@ -125,7 +127,7 @@ fn restore(a: &RestoreArgs) -> Result<JobKind, Failure> {
         repo: a.repo.clone(),
         snapshot,
         subpath,
-        target: abs_bytes(&a.target)?,
+        target: paths.abs(&a.target)?,
         includes: a.include.clone(),
         excludes: a.exclude.clone(),
         verify: a.verify,
@@ -197,12 +199,17 @@ fn noop(a: &NoopArgs) -> JobKind {
     })
 }
 
-/// Submits the job; with `wait`, follows it and exits as the job ended.
+/// Submits the job; unless `--no-wait`, follows it and exits as the job ended.
 pub async fn run(client: &mut Client, p: Prepared, out: &Output) -> Result<ExitCode, Failure> {
     let kind = p.spec.kind.name();
+    // Listening before the job exists: a Ctrl-C from then on detaches instead of killing us
+    // half-way, and a test can interrupt as soon as it sees the job.
+    let interrupt = interrupts()?;
     let submitted = client.submit(p.spec).await?;
     if !p.wait {
-        out.value(&submitted, || {
+        // The daemon flushed the job to disk before it answered: it survives a restart.
+        let view = json::job::SubmittedView::new(&submitted, kind);
+        out.value(&view, || {
             if submitted.coalesced {
                 format!(
                     "job {} (an equal {kind} already queued) will cover this request",
@@ -210,35 +217,65 @@ pub async fn run(client: &mut Client, p: Prepared, out: &Output) -> Result<ExitC
                 )
             } else {
                 format!(
-                    "job {} queued ({kind}); follow it with `backupctl queue job {}` or submit \
-                     with --wait",
+                    "job {} queued ({kind}); follow it with `backupctl queue wait {}`",
                     submitted.id, submitted.id
                 )
             }
         });
         return Ok(ExitCode::Ok);
     }
-    let id = submitted.id;
+    follow(client, submitted.id, out, interrupt).await
+}
+
+/// SIGINT (Ctrl-C) as a stream, replacing the default of dying.
+pub fn interrupts() -> Result<Signal, Failure> {
+    signal(SignalKind::interrupt())
+        .map_err(|e| Failure::Local(format!("cannot listen for Ctrl-C (SIGINT): {e}")))
+}
+
+/// Follows job `id` to its end and exits as it ended; Ctrl-C stops following, not the job.
+pub async fn follow(
+    client: &mut Client,
+    id: JobId,
+    out: &Output,
+    mut interrupt: Signal,
+) -> Result<ExitCode, Failure> {
     let bar = std::cell::RefCell::new(Bar::new(true));
-    let job = client
-        .wait(
-            id,
-            |progress| bar.borrow_mut().update(&progress),
-            |event| {
-                // Retries are worth knowing about while waiting; the rest shows in the bar.
-                if event.state == JobState::RetryWait {
-                    bar.borrow_mut().finish();
-                    eprintln!(
-                        "backupctl: job {id}: attempt {} failed{}; it will be retried",
-                        event.attempt,
-                        event.error.map(|e| format!(": {e}")).unwrap_or_default()
-                    );
-                }
-            },
-        )
-        .await;
+    let waiting = client.wait(
+        id,
+        |progress| bar.borrow_mut().update(&progress),
+        |event| {
+            // Retries are worth knowing about while waiting; the rest shows in the bar.
+            if event.state == JobState::RetryWait {
+                bar.borrow_mut().finish();
+                eprintln!(
+                    "backupctl: job {id}: attempt {} failed{}; it will be retried",
+                    event.attempt,
+                    event.error.map(|e| format!(": {e}")).unwrap_or_default()
+                );
+            }
+        },
+    );
+    let job = tokio::select! {
+        job = waiting => job,
+        _ = interrupt.recv() => {
+            bar.borrow_mut().finish();
+            return Ok(detached(id, out));
+        }
+    };
     bar.into_inner().finish();
     ended(&job?, out)
+}
+
+/// Says that the job goes on without us, and how to follow or cancel it.
+fn detached(id: JobId, out: &Output) -> ExitCode {
+    eprintln!(
+        "backupctl: stopped waiting; job {id} goes on in the daemon. Follow it with `backupctl \
+         queue wait {id}` (or look with `backupctl queue show {id}`), cancel it with `backupctl \
+         queue cancel {id}`"
+    );
+    out.json_only(&json::job::DetachedView { id, detached: true });
+    ExitCode::Interrupted
 }
 
 /// Reports how a job ended and returns the exit code it means.

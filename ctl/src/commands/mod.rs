@@ -32,17 +32,48 @@ impl From<ClientError> for Failure {
     }
 }
 
-/// Absolute path bytes: relative paths are resolved against the caller's working directory,
-/// because the daemon has its own.
-pub fn abs_bytes(path: &Path) -> Result<Vec<u8>, Failure> {
-    let abs = if path.is_absolute() {
-        path.to_owned()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| Failure::Local(format!("cannot resolve {}: {e}", path.display())))?
-            .join(path)
-    };
-    Ok(abs.as_os_str().as_bytes().to_vec())
+/// How path arguments are read: as typed, or (`--escaped-paths`) in the form `--json` writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Paths {
+    pub escaped: bool,
+}
+
+impl Paths {
+    /// Absolute path bytes of a path argument: relative paths are resolved against the
+    /// caller's working directory, because the daemon has its own.
+    pub fn abs(self, path: &Path) -> Result<Vec<u8>, Failure> {
+        let bytes = self.raw(path)?;
+        if bytes.starts_with(b"/") {
+            return Ok(bytes);
+        }
+        let cwd = std::env::current_dir()
+            .map_err(|e| Failure::Local(format!("cannot resolve {}: {e}", path.display())))?;
+        let mut abs = cwd.as_os_str().as_bytes().to_vec();
+        if !abs.ends_with(b"/") {
+            abs.push(b'/');
+        }
+        abs.extend_from_slice(&bytes);
+        Ok(abs)
+    }
+
+    /// The bytes a path argument means, not resolved.
+    pub fn raw(self, path: &Path) -> Result<Vec<u8>, Failure> {
+        self.text(path.as_os_str().as_bytes())
+    }
+
+    /// The bytes an argument's text means (e.g. the SUBPATH of `SNAPSHOT:SUBPATH`).
+    pub fn text(self, arg: &[u8]) -> Result<Vec<u8>, Failure> {
+        if !self.escaped {
+            return Ok(arg.to_vec());
+        }
+        let text = std::str::from_utf8(arg).map_err(|_| {
+            Failure::Usage(format!(
+                "{:?}: with --escaped-paths a path is ASCII/UTF-8 text with \\xHH escapes",
+                String::from_utf8_lossy(arg)
+            ))
+        })?;
+        crate::json::path::unescape(text).map_err(|e| Failure::Usage(e.to_string()))
+    }
 }
 
 pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
@@ -50,19 +81,22 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         .socket
         .clone()
         .unwrap_or_else(backupd_common::paths::client_socket);
+    let paths = Paths {
+        escaped: cli.escaped_paths,
+    };
     // Local checks first: no daemon round trip for a bad command line.
-    let job = jobs::prepare(&cli.command)?;
+    let job = jobs::prepare(&cli.command, paths)?;
     let mut client = Client::connect(&socket).await?;
     if let Some(job) = job {
         return jobs::run(&mut client, job, out).await;
     }
     match &cli.command {
         Command::System(cmd) => system::run(&mut client, cmd, out).await,
-        Command::Repo(cmd) => repo::run(&mut client, cmd, out).await,
-        Command::Snapshots(a) => snapshots::run(&mut client, a, out).await,
+        Command::Repo(cmd) => repo::run(&mut client, cmd, out, paths).await,
+        Command::Snapshots(a) => snapshots::run(&mut client, a, out, paths).await,
         Command::Queue(cmd) => queue::run(&mut client, cmd, out).await,
         Command::Events(a) => queue::events(&mut client, a, out).await,
-        Command::Source(cmd) => source::run(&mut client, cmd, out).await,
+        Command::Source(cmd) => source::run(&mut client, cmd, out, paths).await,
         // Submitted above.
         Command::Backup(_) | Command::Restore(_) | Command::Forget(_) => Ok(ExitCode::Ok),
     }

@@ -1,19 +1,16 @@
 //! `backupctl queue ...` (except `queue add`, which `jobs` handles) and `backupctl events`.
 
-use super::Failure;
+use super::{jobs, Failure};
 use crate::cli::{DlqCommand, EventsArgs, QueueCommand};
 use crate::client::Client;
 use crate::exit::ExitCode;
+use crate::json::{self, job::JobView};
 use crate::output::Output;
 use crate::progress::bytes;
 use backupd_common::protocol::{JobEvent, JobInfo, JobKind, OperationProgress, QueueStatus};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-/// A daemon timestamp (ns since the epoch) as RFC 3339 with milliseconds.
-pub fn time(ns: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
-}
+pub use crate::json::time;
 
 /// A path for display. The daemon empties the paths it hides from observers (a real backup path
 /// or restore target is never empty), so empty reads as hidden.
@@ -146,10 +143,7 @@ fn job_text(j: &JobInfo) -> String {
             "\n  attempt {}: started {}, {}",
             a.number,
             time(a.started_ns),
-            serde_json::to_value(a.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
+            json::job::outcome(a.outcome)
         ));
         if let Some(f) = a.finished_ns {
             text.push_str(&format!(" after {:.1}s", (f - a.started_ns) as f64 / 1e9));
@@ -211,15 +205,19 @@ pub async fn run(
         QueueCommand::Add(_) => {} // submitted by `commands::jobs`
         QueueCommand::Status => {
             let s = client.queue_status().await?;
-            out.value(&s, || status_text(&s));
+            out.value(&json::job::QueueStatusView::from(&s), || status_text(&s));
         }
         QueueCommand::Job { id } => {
             let j = client.job(*id).await?;
-            out.value(&j, || job_text(&j));
+            out.value(&JobView::from(&j), || job_text(&j));
+        }
+        QueueCommand::Wait { id } => {
+            let interrupt = jobs::interrupts()?;
+            return jobs::follow(client, *id, out, interrupt).await;
         }
         QueueCommand::Cancel { id } => {
             let j = client.cancel(*id).await?;
-            out.value(&j, || match j.state.is_final() {
+            out.value(&JobView::from(&j), || match j.state.is_final() {
                 true => format!("job {} {}", j.id, j.state.as_str()),
                 false => format!(
                     "job {} is stopping at its next safe point ({})",
@@ -230,7 +228,7 @@ pub async fn run(
         }
         QueueCommand::Dlq(DlqCommand::List) => {
             let jobs = client.dead_letters().await?;
-            out.value(&jobs, || {
+            out.value(&json::job::jobs(&jobs), || {
                 let mut text = table(&jobs);
                 for j in &jobs {
                     if let Some(e) = &j.error {
@@ -242,7 +240,7 @@ pub async fn run(
         }
         QueueCommand::Dlq(DlqCommand::Retry { id }) => {
             let j = client.retry_dead_letter(*id).await?;
-            out.value(&j, || format!("job {} queued again", j.id));
+            out.value(&JobView::from(&j), || format!("job {} queued again", j.id));
         }
         QueueCommand::Dlq(DlqCommand::Purge) => {
             let n = client.purge_dead_letters().await?;
@@ -252,7 +250,7 @@ pub async fn run(
         }
         QueueCommand::History { limit } => {
             let jobs = client.history(*limit).await?;
-            out.value(&jobs, || table(&jobs));
+            out.value(&json::history::history(&jobs), || table(&jobs));
         }
         QueueCommand::Workers { count } => {
             let n = client.workers(*count).await?;
@@ -270,7 +268,9 @@ pub async fn events(
     out: &Output,
 ) -> Result<ExitCode, Failure> {
     client
-        .events(a.follow, a.backlog, |e| out.value(&e, || event_text(&e)))
+        .events(a.follow, a.backlog, |e| {
+            out.value(&json::job::EventView::from(&e), || event_text(&e))
+        })
         .await?;
     Ok(ExitCode::Ok)
 }

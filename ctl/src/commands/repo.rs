@@ -1,9 +1,10 @@
 //! `backupctl repo ...`
 
-use super::{abs_bytes, Failure};
+use super::{Failure, Paths};
 use crate::cli::{KeyCommand, RepoCommand};
 use crate::client::Client;
 use crate::exit::ExitCode;
+use crate::json::repo::{KeyView, RepoView};
 use crate::output::Output;
 use crate::password;
 use backupd_common::protocol::RepoInfo;
@@ -46,6 +47,7 @@ pub async fn run(
     client: &mut Client,
     cmd: &RepoCommand,
     out: &Output,
+    paths: Paths,
 ) -> Result<ExitCode, Failure> {
     match cmd {
         RepoCommand::Init {
@@ -56,9 +58,11 @@ pub async fn run(
             let secret = password::read(password).map_err(Failure::Local)?;
             let passphrase_given = secret.is_some();
             let info = client
-                .repo_init(name.clone(), abs_bytes(path)?, secret)
+                .repo_init(name.clone(), paths.abs(path)?, secret)
                 .await?;
-            out.value(&info, || format!("created {}", repo_line(&info)));
+            out.value(&RepoView::from(&info), || {
+                format!("created {}", repo_line(&info))
+            });
             // The daemon's key file is the only copy of a generated passphrase; say so where
             // the person who ran the command sees it, not only in the daemon's log. On stderr,
             // so `--json` output stays one JSON value.
@@ -79,13 +83,16 @@ pub async fn run(
                     )
                 })?;
             let info = client
-                .repo_add(name.clone(), abs_bytes(path)?, secret)
+                .repo_add(name.clone(), paths.abs(path)?, secret)
                 .await?;
-            out.value(&info, || format!("added {}", repo_line(&info)));
+            out.value(&RepoView::from(&info), || {
+                format!("added {}", repo_line(&info))
+            });
         }
         RepoCommand::List => {
             let repos = client.repo_list().await?;
-            out.value(&repos, || {
+            let view: Vec<RepoView> = repos.iter().map(RepoView::from).collect();
+            out.value(&view, || {
                 if repos.is_empty() {
                     "no repositories".to_owned()
                 } else {
@@ -95,7 +102,7 @@ pub async fn run(
         }
         RepoCommand::Key(KeyCommand::Export { name }) => {
             let key = client.key_export(name.clone()).await?;
-            out.value(&key, || {
+            out.value(&KeyView::from(&key), || {
                 if key.encoding == "hex" {
                     format!(
                         "{} (hex: the passphrase is binary; decode before use)",

@@ -1,29 +1,29 @@
-//! What a finished job produced, as text or `--json` (the result object plus its `job` id), and
-//! the exit code it means: 1 when the job finished but left something out.
+//! What a finished job produced, as text or `--json` (`json::result`: the result plus its `job`
+//! id), and the exit code it means: 1 when the job finished but left something out or a check
+//! found problems.
 
 use crate::exit::ExitCode;
+use crate::json::result::{FinishedView, ResultView};
 use crate::output::Output;
 use crate::progress::bytes;
 use backupd_common::protocol::{CheckResult, ForgetResult, JobId, Response};
-use serde::Serialize;
 
 /// The first 8 characters of an id, as tables show it (the whole id if shorter).
 pub fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
-fn with_job<T: Serialize>(job: JobId, value: &T) -> serde_json::Value {
-    let mut v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
-    if let Some(map) = v.as_object_mut() {
-        map.insert("job".into(), job.into());
-    }
-    v
-}
-
 pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
+    let Some(view) = ResultView::new(result) else {
+        out.value(&serde_json::json!({ "job": job }), || {
+            format!("job {job} done: {result:?}")
+        });
+        return ExitCode::Ok;
+    };
+    let finished = FinishedView { job, result: &view };
     match result {
         Response::Backup(r) => {
-            out.value(&with_job(job, r), || {
+            out.value(&finished, || {
                 let s = &r.stats;
                 let mut text = format!(
                     "snapshot {} saved (job {job})\n{} files ({} read), {} dirs, {} total, {} new ({} stored) in {:.1}s",
@@ -50,7 +50,7 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
             }
         }
         Response::Restore(r) => {
-            out.value(&with_job(job, r), || {
+            out.value(&finished, || {
                 let mut text = format!(
                     "restored {} files, {} dirs, {} other ({}) from {}",
                     r.files,
@@ -75,15 +75,20 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
                 return ExitCode::Warning;
             }
         }
-        Response::Forget(r) => out.value(&with_job(job, r), || forget_text(r)),
+        Response::Forget(r) => out.value(&finished, || forget_text(r)),
         Response::Check(r) => {
-            out.value(&with_job(job, r), || check_text(r));
+            out.value(&finished, || check_text(r));
             if !r.problems.is_empty() {
+                eprintln!(
+                    "backupctl: check found {} problems in {} damaged packs",
+                    r.problems.len(),
+                    r.damaged_packs.len()
+                );
                 return ExitCode::Warning;
             }
         }
         Response::RebuildIndex(r) => {
-            out.value(&with_job(job, r), || {
+            out.value(&finished, || {
                 let mut text = format!(
                     "index rebuilt: {} packs, {} blobs; {} old index files replaced",
                     r.packs, r.blobs, r.old_index_files
@@ -97,13 +102,10 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
                 return ExitCode::Warning;
             }
         }
-        Response::Noop { slept_ms } => out.value(
-            &serde_json::json!({"job": job, "slept_ms": slept_ms}),
-            || format!("job {job} done (noop, {slept_ms} ms)"),
-        ),
-        other => out.value(&with_job(job, other), || {
-            format!("job {job} done: {other:?}")
+        Response::Noop { slept_ms } => out.value(&finished, || {
+            format!("job {job} done (noop, {slept_ms} ms)")
         }),
+        _ => {}
     }
     ExitCode::Ok
 }

@@ -1,10 +1,11 @@
 //! `backupctl snapshots`.
 
 use super::results::short;
-use super::{abs_bytes, Failure};
+use super::{Failure, Paths};
 use crate::cli::SnapshotsArgs;
 use crate::client::Client;
 use crate::exit::ExitCode;
+use crate::json::repo::SnapshotView;
 use crate::output::Output;
 use backupd_common::protocol::SnapshotsRequest;
 
@@ -12,14 +13,16 @@ pub async fn run(
     client: &mut Client,
     a: &SnapshotsArgs,
     out: &Output,
+    paths: Paths,
 ) -> Result<ExitCode, Failure> {
     let request = SnapshotsRequest {
         repo: a.repo.clone(),
-        path: a.path.as_ref().map(|p| abs_bytes(p)).transpose()?,
+        path: a.path.as_ref().map(|p| paths.abs(p)).transpose()?,
         tag: a.tag.clone(),
     };
     let list = client.snapshots(request).await?;
-    out.value(&list, || {
+    let view: Vec<SnapshotView> = list.iter().map(SnapshotView::from).collect();
+    out.value(&view, || {
         let mut text = format!(
             "{:<10} {:<21} {:<16} {:>9} paths",
             "id", "time", "host", "files"

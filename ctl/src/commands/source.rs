@@ -1,20 +1,12 @@
 //! `backupctl source ...`
 
-use super::{abs_bytes, Failure};
+use super::{Failure, Paths};
 use crate::cli::SourceCommand;
 use crate::client::Client;
 use crate::exit::ExitCode;
+use crate::json::source::{watch_state, SourceView};
 use crate::output::Output;
-use backupd_common::protocol::{SourceInfo, SourceRequest, SourceSpec, WatchState};
-
-fn state(s: WatchState) -> &'static str {
-    match s {
-        WatchState::Starting => "starting",
-        WatchState::Watching => "watching",
-        WatchState::Periodic => "periodic",
-        WatchState::NotWatched => "not-watched",
-    }
-}
+use backupd_common::protocol::{SourceInfo, SourceRequest, SourceSpec};
 
 fn line(s: &SourceInfo) -> String {
     let last = match (&s.last_snapshot, s.last_snapshot_ns) {
@@ -34,7 +26,7 @@ fn line(s: &SourceInfo) -> String {
         if s.transient { " (this run)" } else { "" },
         super::queue::lossy(&s.spec.path),
         s.spec.repo.as_deref().unwrap_or("default"),
-        state(s.state),
+        watch_state(s.state),
         s.dirs_watched,
         s.pending_paths,
         s.job.map(|j| format!(", job {j}")).unwrap_or_default(),
@@ -50,10 +42,11 @@ pub async fn run(
     client: &mut Client,
     cmd: &SourceCommand,
     out: &Output,
+    paths: Paths,
 ) -> Result<ExitCode, Failure> {
     match cmd {
         SourceCommand::Add(a) => {
-            let path = abs_bytes(&a.path)?;
+            let path = paths.abs(&a.path)?;
             let name = match &a.name {
                 Some(n) => n.clone(),
                 None => {
@@ -76,11 +69,12 @@ pub async fn run(
                 rescan_every: a.rescan_every,
             };
             let s = client.source(SourceRequest::Add(spec)).await?;
-            out.value(&s, || format!("added {}", line(&s)));
+            out.value(&SourceView::from(&s), || format!("added {}", line(&s)));
         }
         SourceCommand::List => {
             let list = client.sources().await?;
-            out.value(&list, || {
+            let view: Vec<SourceView> = list.iter().map(SourceView::from).collect();
+            out.value(&view, || {
                 if list.is_empty() {
                     "no sources".into()
                 } else {
@@ -92,7 +86,7 @@ pub async fn run(
             let s = client
                 .source(SourceRequest::Remove { name: name.clone() })
                 .await?;
-            out.value(&s, || {
+            out.value(&SourceView::from(&s), || {
                 format!("removed {} (its snapshots stay)", s.spec.name)
             });
         }

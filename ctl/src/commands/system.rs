@@ -4,6 +4,7 @@ use super::Failure;
 use crate::cli::SystemCommand;
 use crate::client::Client;
 use crate::exit::ExitCode;
+use crate::json::system::{HealthView, IdentityView, ImportView, ReloadView};
 use crate::output::{self, Output};
 use backupd_common::protocol::ImportReport;
 use std::io::{Read, Write};
@@ -18,23 +19,23 @@ pub async fn run(
         SystemCommand::Health(args) if args.watch => {
             client
                 .watch_health(args.interval, args.count, |h| {
-                    out.value(&h, || output::health_line(&h))
+                    out.value(&HealthView::from(&h), || output::health_line(&h))
                 })
                 .await?;
         }
         SystemCommand::Health(_) => {
             let h = client.health().await?;
-            out.value(&h, || output::health_table(&h));
+            out.value(&HealthView::from(&h), || output::health_table(&h));
         }
         SystemCommand::Whoami => {
             let who = client.whoami().await?;
-            out.value(&who, || {
+            out.value(&IdentityView::from(&who), || {
                 format!("uid {} gid {} role {}", who.uid, who.gid, who.role.as_str())
             });
         }
         SystemCommand::Reload => {
             let report = client.reload().await?;
-            out.value(&report, || output::reload_text(&report));
+            out.value(&ReloadView::from(&report), || output::reload_text(&report));
         }
         SystemCommand::ExportState { output } => {
             let doc = client.export_state().await?;
@@ -66,7 +67,7 @@ pub async fn run(
         SystemCommand::ImportState { file } => {
             let document = read_document(file)?;
             let report = client.import_state(document).await?;
-            out.value(&report, || import_text(&report));
+            out.value(&ImportView::from(&report), || import_text(&report));
         }
         SystemCommand::Shutdown => {
             client.shutdown().await?;

@@ -1,44 +1,120 @@
-//! A local attacker for the security tests: drops to an unprivileged uid, then races the
-//! daemon by exchanging directory entries in a loop until it is killed.
+//! The hostile local user of the end-to-end tests, one binary for every attack. Tests start it
+//! as another uid (`Command::uid`/`gid`, see `backupd_tests::Attacker`), because the daemon
+//! identifies callers by the uid of the process that connects and trusts no tree it can write.
 //!
-//! `attacker UID swap A B [A B]...`: exchanges each pair with `renameat2(RENAME_EXCHANGE)`,
-//! round and round.
+//! Modes:
+//! - `swap A B [A B]...`: races the daemon by exchanging each pair of directory entries with
+//!   `renameat2(RENAME_EXCHANGE)`, round and round until killed; prints `racing` first.
+//! - `churn SOCKET COUNT [REQUEST]`: COUNT times connect, handshake, start a streamed REQUEST
+//!   (`events`, `health` or `wait:JOB`) and close right away; prints a JSON summary line.
+//! - `hold SOCKET COUNT [REQUEST]`: opens COUNT such connections and keeps them until stdin
+//!   closes; prints the JSON summary line once they are open.
 
+use backupd_common::protocol::{
+    ClientMessage, QueueRequest, Request, ServerMessage, SystemRequest,
+};
+use backupd_tests::RawConn;
 use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+
+const USAGE: &str = "usage: attacker swap A B [A B]... | churn|hold SOCKET COUNT [REQUEST]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [uid, mode, rest @ ..] = args.as_slice() else {
-        eprintln!("usage: attacker UID swap A B [A B]...");
-        return ExitCode::from(2);
-    };
-    let Ok(uid) = uid.parse::<u32>() else {
-        eprintln!("attacker: bad uid {uid}");
-        return ExitCode::from(2);
-    };
-    // Group first: after setuid the process may no longer change it.
-    if nix::unistd::setgroups(&[]).is_err()
-        || nix::unistd::setgid(uid.into()).is_err()
-        || nix::unistd::setuid(uid.into()).is_err()
-    {
-        eprintln!("attacker: cannot drop to uid {uid}");
-        return ExitCode::from(2);
+    match args.as_slice() {
+        [mode, pairs @ ..] if mode == "swap" && !pairs.is_empty() && pairs.len() % 2 == 0 => {
+            swap(pairs)
+        }
+        [mode, socket, count, rest @ ..] if mode == "churn" || mode == "hold" => {
+            let Ok(count) = count.parse::<usize>() else {
+                eprintln!("attacker: bad count {count}; {USAGE}");
+                return ExitCode::from(2);
+            };
+            let request = streamed(rest.first().map(String::as_str).unwrap_or("events"));
+            connections(mode == "hold", Path::new(socket), count, &request);
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
     }
-    if mode != "swap" || rest.is_empty() || rest.len() % 2 != 0 {
-        eprintln!("attacker: unknown mode {mode} or odd pair list");
-        return ExitCode::from(2);
-    }
-    let pairs: Vec<(PathBuf, PathBuf)> = rest
+}
+
+fn swap(args: &[String]) -> ExitCode {
+    let pairs: Vec<(PathBuf, PathBuf)> = args
         .chunks(2)
         .map(|p| (PathBuf::from(&p[0]), PathBuf::from(&p[1])))
         .collect();
     println!("racing");
+    let _ = std::io::stdout().flush();
     loop {
         for (a, b) in &pairs {
             // Failures (a pair momentarily gone) are part of the race; keep going.
             let _ = renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE);
         }
+    }
+}
+
+fn streamed(name: &str) -> Request {
+    match name.split_once(':') {
+        Some(("wait", id)) => Request::Queue(QueueRequest::Wait {
+            id: id.parse().unwrap_or(0),
+        }),
+        _ if name == "health" => Request::System(SystemRequest::WatchHealth {
+            interval: Duration::from_secs(3600),
+            count: 0,
+        }),
+        _ => Request::Queue(QueueRequest::Events {
+            follow: true,
+            backlog: 0,
+        }),
+    }
+}
+
+/// Connects and starts `request`; `Err` carries the daemon's refusal (or the failure).
+fn open(socket: &Path, request: &Request) -> Result<RawConn, String> {
+    let mut c = RawConn::connect(socket).map_err(|e| e.to_string())?;
+    match c.hello(backupd_common::protocol::PROTOCOL_VERSION) {
+        Ok(Some(ServerMessage::Welcome(_))) => {}
+        Ok(Some(ServerMessage::Fatal(e))) => return Err(e.message),
+        other => return Err(format!("{other:?}")),
+    }
+    c.send(&ClientMessage::Request {
+        id: 1.into(),
+        request: request.clone(),
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+fn connections(hold: bool, socket: &Path, count: usize, request: &Request) {
+    let (mut ok, mut refused, mut last_refusal) = (0, 0, String::new());
+    let mut held = Vec::new();
+    for _ in 0..count {
+        match open(socket, request) {
+            Ok(c) => {
+                ok += 1;
+                if hold {
+                    held.push(c);
+                }
+            }
+            Err(message) => {
+                refused += 1;
+                last_refusal = message;
+            }
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({"ok": ok, "refused": refused, "last_refusal": last_refusal})
+    );
+    let _ = std::io::stdout().flush();
+    if hold {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
     }
 }

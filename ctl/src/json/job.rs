@@ -1,0 +1,386 @@
+//! Jobs: a job record, its kind and arguments, attempts, progress, queue status and events.
+
+use super::result::ResultView;
+use super::{ms, path, time};
+use backupd_common::error::ErrorReply;
+use backupd_common::protocol::{
+    Attempt, AttemptOutcome, JobEvent, JobInfo, JobKind, JobState, OperationProgress, QueueStatus,
+    Submitted,
+};
+use serde::Serialize;
+
+/// What a job does: `"kind"` and the kind's arguments as fields beside it.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum KindView {
+    Backup {
+        repo: Option<String>,
+        paths: Vec<String>,
+        excludes: Vec<String>,
+        exclude_files: Vec<String>,
+        exclude_caches: bool,
+        one_file_system: bool,
+        tags: Vec<String>,
+        host: Option<String>,
+        /// The snapshot time asked for, if any.
+        snapshot_time: Option<String>,
+        snapshot_time_ns: Option<i64>,
+        force: bool,
+        /// Only these paths changed (a watched source's incremental backup).
+        changes: Option<Vec<ChangeView>>,
+        parent: Option<String>,
+        source: Option<String>,
+    },
+    Restore {
+        repo: Option<String>,
+        snapshot: String,
+        subpath: Option<String>,
+        target: String,
+        includes: Vec<String>,
+        excludes: Vec<String>,
+        verify: bool,
+        no_owner: bool,
+        strip_setid: Option<bool>,
+    },
+    Check {
+        repo: Option<String>,
+        read_data_percent: u8,
+    },
+    Forget {
+        repo: Option<String>,
+        snapshots: Vec<String>,
+        keep_last: u32,
+        keep_hourly: u32,
+        keep_daily: u32,
+        keep_weekly: u32,
+        keep_monthly: u32,
+        keep_yearly: u32,
+        keep_within_ms: Option<u64>,
+        prune: bool,
+        dry_run: bool,
+    },
+    RebuildIndex {
+        repo: Option<String>,
+    },
+    Noop {
+        /// How long it sleeps (`sleep_ms`, not `duration_ms`: history entries carry a
+        /// `duration_ms` of their own beside the arguments).
+        sleep_ms: u64,
+        fail_attempts: u32,
+        permanent: bool,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChangeView {
+    pub path: String,
+    pub tree: bool,
+}
+
+impl From<&JobKind> for KindView {
+    fn from(kind: &JobKind) -> Self {
+        match kind {
+            JobKind::Backup(r) => Self::Backup {
+                repo: r.repo.clone(),
+                paths: r.paths.iter().map(|p| path(p)).collect(),
+                excludes: r.excludes.clone(),
+                exclude_files: r.exclude_files.iter().map(|p| path(p)).collect(),
+                exclude_caches: r.exclude_caches,
+                one_file_system: r.one_file_system,
+                tags: r.tags.clone(),
+                host: r.host.clone(),
+                snapshot_time: r.time_ns.map(time),
+                snapshot_time_ns: r.time_ns,
+                force: r.force,
+                changes: r.changes.as_ref().map(|c| {
+                    c.iter()
+                        .map(|c| ChangeView {
+                            path: path(&c.path),
+                            tree: c.tree,
+                        })
+                        .collect()
+                }),
+                parent: r.parent.clone(),
+                source: r.source.clone(),
+            },
+            JobKind::Restore(r) => Self::Restore {
+                repo: r.repo.clone(),
+                snapshot: r.snapshot.clone(),
+                subpath: r.subpath.as_deref().map(path),
+                target: path(&r.target),
+                includes: r.includes.clone(),
+                excludes: r.excludes.clone(),
+                verify: r.verify,
+                no_owner: r.no_owner,
+                strip_setid: r.strip_setid,
+            },
+            JobKind::Check(r) => Self::Check {
+                repo: r.repo.clone(),
+                read_data_percent: r.read_data_percent,
+            },
+            JobKind::Forget(r) => Self::Forget {
+                repo: r.repo.clone(),
+                snapshots: r.snapshots.clone(),
+                keep_last: r.keep_last,
+                keep_hourly: r.keep_hourly,
+                keep_daily: r.keep_daily,
+                keep_weekly: r.keep_weekly,
+                keep_monthly: r.keep_monthly,
+                keep_yearly: r.keep_yearly,
+                keep_within_ms: r.keep_within.map(ms),
+                prune: r.prune,
+                dry_run: r.dry_run,
+            },
+            JobKind::RebuildIndex(r) => Self::RebuildIndex {
+                repo: r.repo.clone(),
+            },
+            JobKind::Noop(r) => Self::Noop {
+                sleep_ms: ms(r.duration),
+                fail_attempts: r.fail_attempts,
+                permanent: r.permanent,
+            },
+        }
+    }
+}
+
+/// An error the daemon reported: the same shape as a failed command's `error` object.
+#[derive(Debug, Serialize)]
+pub struct ErrorView {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+impl From<&ErrorReply> for ErrorView {
+    fn from(e: &ErrorReply) -> Self {
+        Self {
+            code: e.code.as_str(),
+            message: e.message.clone(),
+            retry_after_ms: e.retry_after_ms,
+        }
+    }
+}
+
+/// The wire's kebab-case state name (`retry-wait`, `dead-letter`, ...).
+pub fn state(s: JobState) -> &'static str {
+    s.as_str()
+}
+
+pub fn outcome(o: AttemptOutcome) -> &'static str {
+    match o {
+        AttemptOutcome::Running => "running",
+        AttemptOutcome::Succeeded => "succeeded",
+        AttemptOutcome::Failed => "failed",
+        AttemptOutcome::Interrupted => "interrupted",
+        AttemptOutcome::Cancelled => "cancelled",
+        AttemptOutcome::TimedOut => "timed-out",
+        AttemptOutcome::Crashed => "crashed",
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttemptView {
+    pub number: u32,
+    pub started: String,
+    pub started_ns: i64,
+    pub finished: Option<String>,
+    pub finished_ns: Option<i64>,
+    pub outcome: &'static str,
+    pub error: Option<ErrorView>,
+    pub retry_in_ms: Option<u64>,
+}
+
+impl From<&Attempt> for AttemptView {
+    fn from(a: &Attempt) -> Self {
+        Self {
+            number: a.number,
+            started: time(a.started_ns),
+            started_ns: a.started_ns,
+            finished: a.finished_ns.map(time),
+            finished_ns: a.finished_ns,
+            outcome: outcome(a.outcome),
+            error: a.error.as_ref().map(ErrorView::from),
+            retry_in_ms: a.retry_in_ms,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProgressView {
+    pub files_done: u64,
+    pub bytes_done: u64,
+    pub files_total: Option<u64>,
+    pub bytes_total: Option<u64>,
+    pub errors: u64,
+    pub elapsed_ms: u64,
+}
+
+impl From<&OperationProgress> for ProgressView {
+    fn from(p: &OperationProgress) -> Self {
+        Self {
+            files_done: p.files_done,
+            bytes_done: p.bytes_done,
+            files_total: p.files_total,
+            bytes_total: p.bytes_total,
+            errors: p.errors,
+            elapsed_ms: p.elapsed_ms,
+        }
+    }
+}
+
+/// A job as `queue job`, `queue status`, `queue dlq list` and `queue cancel` show it.
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    pub id: u64,
+    #[serde(flatten)]
+    pub kind: KindView,
+    pub state: &'static str,
+    pub priority: &'static str,
+    pub submitter_uid: u32,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub backoff_ms: u64,
+    pub submitted: String,
+    pub submitted_ns: i64,
+    pub started: Option<String>,
+    pub started_ns: Option<i64>,
+    pub finished: Option<String>,
+    pub finished_ns: Option<i64>,
+    pub not_before: Option<String>,
+    pub not_before_ns: Option<i64>,
+    pub attempts: Vec<AttemptView>,
+    pub coalesced: u32,
+    pub cancel_requested: bool,
+    pub progress: Option<ProgressView>,
+    pub result: Option<ResultView>,
+    pub error: Option<ErrorView>,
+}
+
+impl From<&JobInfo> for JobView {
+    fn from(j: &JobInfo) -> Self {
+        Self {
+            id: j.id,
+            kind: KindView::from(&j.kind),
+            state: state(j.state),
+            priority: j.priority.as_str(),
+            submitter_uid: j.submitter_uid,
+            timeout_ms: j.timeout_ms,
+            retries: j.retries,
+            backoff_ms: j.backoff_ms,
+            submitted: time(j.submitted_ns),
+            submitted_ns: j.submitted_ns,
+            started: j.started_ns.map(time),
+            started_ns: j.started_ns,
+            finished: j.finished_ns.map(time),
+            finished_ns: j.finished_ns,
+            not_before: j.not_before_ns.map(time),
+            not_before_ns: j.not_before_ns,
+            attempts: j.attempts.iter().map(AttemptView::from).collect(),
+            coalesced: j.coalesced,
+            cancel_requested: j.cancel_requested,
+            progress: j.progress.as_ref().map(ProgressView::from),
+            result: j.result.as_ref().and_then(ResultView::new),
+            error: j.error.as_ref().map(ErrorView::from),
+        }
+    }
+}
+
+pub fn jobs(list: &[JobInfo]) -> Vec<JobView> {
+    list.iter().map(JobView::from).collect()
+}
+
+/// What `--no-wait` prints: the job is durably queued.
+#[derive(Debug, Serialize)]
+pub struct SubmittedView {
+    pub id: u64,
+    pub kind: &'static str,
+    /// An equal job was already queued and covers this request.
+    pub coalesced: bool,
+    pub state: &'static str,
+}
+
+impl SubmittedView {
+    pub fn new(s: &Submitted, kind: &'static str) -> Self {
+        Self {
+            id: s.id,
+            kind,
+            coalesced: s.coalesced,
+            state: state(s.state),
+        }
+    }
+}
+
+/// What a wait interrupted by Ctrl-C prints: the job goes on.
+#[derive(Debug, Serialize)]
+pub struct DetachedView {
+    pub id: u64,
+    pub detached: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StateCountView {
+    pub state: &'static str,
+    pub priority: &'static str,
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QueueStatusView {
+    pub workers: u32,
+    pub counts: Vec<StateCountView>,
+    pub running: Vec<JobView>,
+    pub next: Vec<JobView>,
+}
+
+impl From<&QueueStatus> for QueueStatusView {
+    fn from(s: &QueueStatus) -> Self {
+        Self {
+            workers: s.workers,
+            counts: s
+                .counts
+                .iter()
+                .map(|c| StateCountView {
+                    state: state(c.state),
+                    priority: c.priority.as_str(),
+                    count: c.count,
+                })
+                .collect(),
+            running: jobs(&s.running),
+            next: jobs(&s.next),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub seq: u64,
+    pub time: String,
+    pub time_ns: i64,
+    pub job: u64,
+    pub kind: String,
+    pub priority: &'static str,
+    pub from: Option<&'static str>,
+    pub state: &'static str,
+    pub attempt: u32,
+    pub progress: Option<ProgressView>,
+    pub error: Option<String>,
+}
+
+impl From<&JobEvent> for EventView {
+    fn from(e: &JobEvent) -> Self {
+        Self {
+            seq: e.seq,
+            time: time(e.time_ns),
+            time_ns: e.time_ns,
+            job: e.job,
+            kind: e.kind.clone(),
+            priority: e.priority.as_str(),
+            from: e.from.map(state),
+            state: state(e.state),
+            attempt: e.attempt,
+            progress: e.progress.as_ref().map(ProgressView::from),
+            error: e.error.clone(),
+        }
+    }
+}

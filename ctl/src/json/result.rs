@@ -1,0 +1,259 @@
+//! What a finished job produced, by kind: inside a job (`"result"`) and, with the job's id added
+//! as `"job"`, what a waiting command prints.
+
+use backupd_common::protocol::{
+    BackupResult, CheckResult, ForgetResult, PruneSummary, RebuildResult, Response, RestoreResult,
+    SnapshotStatsView,
+};
+use serde::Serialize;
+
+/// A path (as the daemon displays it) and why something happened to it.
+#[derive(Debug, Serialize)]
+pub struct PathReason {
+    pub path: String,
+    pub reason: String,
+}
+
+fn reasons(list: &[(String, String)]) -> Vec<PathReason> {
+    list.iter()
+        .map(|(path, reason)| PathReason {
+            path: path.clone(),
+            reason: reason.clone(),
+        })
+        .collect()
+}
+
+/// A snapshot's statistics; the same in backup results and `snapshots`.
+#[derive(Debug, Serialize)]
+pub struct StatsView {
+    pub files: u64,
+    pub dirs: u64,
+    pub other: u64,
+    pub files_read: u64,
+    pub bytes_total: u64,
+    pub bytes_read: u64,
+    pub bytes_added: u64,
+    pub bytes_stored: u64,
+    pub skipped: u64,
+    pub changed_during_read: u64,
+    pub duration_ms: u64,
+}
+
+impl From<&SnapshotStatsView> for StatsView {
+    fn from(s: &SnapshotStatsView) -> Self {
+        Self {
+            files: s.files,
+            dirs: s.dirs,
+            other: s.other,
+            files_read: s.files_read,
+            bytes_total: s.bytes_total,
+            bytes_read: s.bytes_read,
+            bytes_added: s.bytes_added,
+            bytes_stored: s.bytes_stored,
+            skipped: s.skipped,
+            changed_during_read: s.changed_during_read,
+            duration_ms: s.duration_ms,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DecisionView {
+    pub snapshot: String,
+    pub time: String,
+    pub host: String,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PruneView {
+    pub packs_deleted: u64,
+    pub packs_repacked: u64,
+    pub packs_written: u64,
+    pub blobs_removed: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+impl From<&PruneSummary> for PruneView {
+    fn from(p: &PruneSummary) -> Self {
+        Self {
+            packs_deleted: p.packs_deleted,
+            packs_repacked: p.packs_repacked,
+            packs_written: p.packs_written,
+            blobs_removed: p.blobs_removed,
+            bytes_before: p.bytes_before,
+            bytes_after: p.bytes_after,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProblemView {
+    pub message: String,
+    pub pack: Option<String>,
+    pub blob: Option<String>,
+    pub snapshots: Vec<String>,
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UnreadablePack {
+    pub pack: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ResultView {
+    Backup {
+        snapshot: String,
+        parent: Option<String>,
+        stats: StatsView,
+        dirs_scanned: u64,
+        incremental: bool,
+        /// Unreadable paths; non-empty means the snapshot is partial.
+        skipped: Vec<PathReason>,
+    },
+    Restore {
+        snapshot: String,
+        files: u64,
+        dirs: u64,
+        other: u64,
+        bytes: u64,
+        failed: Vec<PathReason>,
+        warnings: Vec<PathReason>,
+    },
+    Check {
+        snapshots: u64,
+        trees: u64,
+        blobs: u64,
+        packs: u64,
+        packs_read: u64,
+        damaged_packs: Vec<String>,
+        problems: Vec<ProblemView>,
+        notes: Vec<String>,
+    },
+    Forget {
+        dry_run: bool,
+        decisions: Vec<DecisionView>,
+        removed: u64,
+        prune: Option<PruneView>,
+    },
+    RebuildIndex {
+        packs: u64,
+        blobs: u64,
+        unreadable: Vec<UnreadablePack>,
+        old_index_files: u64,
+    },
+    Noop {
+        slept_ms: u64,
+    },
+}
+
+impl ResultView {
+    /// The view of a job's result; `None` for a response no job produces.
+    pub fn new(response: &Response) -> Option<Self> {
+        Some(match response {
+            Response::Backup(r) => backup(r),
+            Response::Restore(r) => restore(r),
+            Response::Check(r) => check(r),
+            Response::Forget(r) => forget(r),
+            Response::RebuildIndex(r) => rebuild(r),
+            Response::Noop { slept_ms } => Self::Noop {
+                slept_ms: *slept_ms,
+            },
+            _ => return None,
+        })
+    }
+}
+
+fn backup(r: &BackupResult) -> ResultView {
+    ResultView::Backup {
+        snapshot: r.snapshot.clone(),
+        parent: r.parent.clone(),
+        stats: StatsView::from(&r.stats),
+        dirs_scanned: r.dirs_scanned,
+        incremental: r.incremental,
+        skipped: reasons(&r.skipped),
+    }
+}
+
+fn restore(r: &RestoreResult) -> ResultView {
+    ResultView::Restore {
+        snapshot: r.snapshot.clone(),
+        files: r.files,
+        dirs: r.dirs,
+        other: r.other,
+        bytes: r.bytes,
+        failed: reasons(&r.failed),
+        warnings: reasons(&r.warnings),
+    }
+}
+
+fn check(r: &CheckResult) -> ResultView {
+    ResultView::Check {
+        snapshots: r.snapshots,
+        trees: r.trees,
+        blobs: r.blobs,
+        packs: r.packs,
+        packs_read: r.packs_read,
+        damaged_packs: r.damaged_packs.clone(),
+        problems: r
+            .problems
+            .iter()
+            .map(|p| ProblemView {
+                message: p.message.clone(),
+                pack: p.pack.clone(),
+                blob: p.blob.clone(),
+                snapshots: p.snapshots.clone(),
+                paths: p.paths.clone(),
+            })
+            .collect(),
+        notes: r.notes.clone(),
+    }
+}
+
+fn forget(r: &ForgetResult) -> ResultView {
+    ResultView::Forget {
+        dry_run: r.dry_run,
+        decisions: r
+            .decisions
+            .iter()
+            .map(|d| DecisionView {
+                snapshot: d.snapshot.clone(),
+                time: d.time.clone(),
+                host: d.host.clone(),
+                keep: d.keep,
+                reasons: d.reasons.clone(),
+            })
+            .collect(),
+        removed: r.removed,
+        prune: r.prune.as_ref().map(PruneView::from),
+    }
+}
+
+fn rebuild(r: &RebuildResult) -> ResultView {
+    ResultView::RebuildIndex {
+        packs: r.packs,
+        blobs: r.blobs,
+        unreadable: r
+            .unreadable
+            .iter()
+            .map(|(pack, reason)| UnreadablePack {
+                pack: pack.clone(),
+                reason: reason.clone(),
+            })
+            .collect(),
+        old_index_files: r.old_index_files,
+    }
+}
+
+/// What a command that waited for its job prints: the job's id and its result.
+#[derive(Debug, Serialize)]
+pub struct FinishedView<'a> {
+    pub job: u64,
+    #[serde(flatten)]
+    pub result: &'a ResultView,
+}

@@ -1,0 +1,68 @@
+//! A blocking connection that speaks frames by hand, for tests that misbehave on purpose.
+
+use backupd_common::codec::{decode_payload, encode_payload};
+use backupd_common::protocol::{ClientMessage, Hello, ServerMessage, PROTOCOL_VERSION};
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// A blocking connection that speaks frames by hand, for tests that misbehave on purpose.
+pub struct RawConn {
+    pub stream: UnixStream,
+}
+
+impl RawConn {
+    pub fn connect(path: &Path) -> io::Result<Self> {
+        let stream = UnixStream::connect(path)?;
+        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+        Ok(Self { stream })
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    pub fn send(&mut self, message: &ClientMessage) -> io::Result<()> {
+        let payload = encode_payload(message).map_err(io::Error::other)?;
+        let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&payload);
+        self.send_raw(&frame)
+    }
+
+    /// The next message, or `None` when the daemon closed the connection.
+    pub fn recv(&mut self) -> io::Result<Option<ServerMessage>> {
+        let mut len = [0u8; 4];
+        match self.stream.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut payload)?;
+        decode_payload(&payload).map(Some).map_err(io::Error::other)
+    }
+
+    pub fn hello(&mut self, protocol_version: u32) -> io::Result<Option<ServerMessage>> {
+        self.send(&ClientMessage::Hello(Hello {
+            protocol_version,
+            client: "backupd-tests".into(),
+        }))?;
+        self.recv()
+    }
+
+    pub fn handshake(&mut self) -> io::Result<()> {
+        match self.hello(PROTOCOL_VERSION)? {
+            Some(ServerMessage::Welcome(_)) => Ok(()),
+            other => Err(io::Error::other(format!("no Welcome: {other:?}"))),
+        }
+    }
+
+    /// True once the daemon has closed the connection (reads EOF).
+    pub fn closed_by_peer(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(self.stream.read(&mut buf), Ok(0))
+            || matches!(self.stream.read(&mut buf), Err(e) if e.kind() == io::ErrorKind::ConnectionReset)
+    }
+}
