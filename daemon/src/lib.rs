@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod memory;
+pub mod ops;
 pub mod queue;
 pub mod reload;
 pub mod repo;
@@ -22,9 +23,10 @@ pub mod state;
 pub mod systemd;
 pub mod watch;
 
-use context::{Context, Stores};
+use context::{Process, SettingsHandle, Stores};
 use error::Error;
 use server::listener::Listener;
+use server::{Server, Services};
 use settings::Settings;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -47,27 +49,68 @@ pub async fn run(
     let stores = tokio::task::spawn_blocking(move || Stores::open(&state_dir, &queue_config))
         .await
         .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
+    let Stores {
+        state,
+        queue,
+        recovery,
+    } = stores;
 
     let tracker = TaskTracker::new();
-    let ctx = Arc::new(Context::new(
-        settings,
-        stores,
-        &listener,
-        cancel.clone(),
-        tracker.clone(),
+    let process = Process::current(&settings);
+    let settings = SettingsHandle::new(settings);
+    let alerts = Arc::new(alerts::Alerts::default());
+    if let Some(recovery) = recovery {
+        let _ = alerts.raise("state", recovery.message());
+    }
+    let repos = Arc::new(repo::registry::Registry::new(
+        state.clone(),
+        &process.state_dir,
+        alerts.clone(),
+    ));
+    let queue = Arc::new(queue);
+    let scheduler = queue::worker::Scheduler {
+        queue: queue.clone(),
+        env: ops::Env {
+            repos: repos.clone(),
+            state_dir: process.state_dir.clone(),
+        },
+        settings: settings.clone(),
+        tasks: tracker.clone(),
+    };
+    let source_handles = watch::Handles {
+        repos: repos.clone(),
+        queue: queue.clone(),
+        settings: settings.clone(),
+        state_dir: process.state_dir.clone(),
+        daemon_uid: process.daemon_uid,
+    };
+    let sources = {
+        let (state, tasks, cancel) = (state.clone(), tracker.clone(), cancel.child_token());
+        let opened = tokio::task::spawn_blocking(move || {
+            watch::Sources::open(&state, source_handles, tasks, cancel)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
+        Arc::new(opened)
+    };
+    let reloader = Arc::new(reload::Reloader::new(
+        settings.clone(),
+        queue.clone(),
+        repos.clone(),
+        sources.clone(),
         log_reload,
     ));
+
     tracker.spawn(systemd::watchdog(cancel.child_token()));
-    tracker.spawn(reload::on_sighup(ctx.clone(), cancel.child_token()));
-    tracker.spawn(queue::worker::schedule(ctx.clone()));
-    let watch_dirs = ctx.settings().overrides.watch.clone();
-    let declared_sources = ctx.settings().config.sources.clone();
-    ctx.sources.apply_declared(&ctx, &declared_sources).await;
-    ctx.sources.start_all(&ctx, &watch_dirs);
+    tracker.spawn(reloader.clone().run(cancel.child_token()));
+    tracker.spawn(scheduler.run(cancel.child_token()));
+    let now = settings.get();
+    sources.apply_declared(&now.config.sources).await;
+    sources.start_all(&now.overrides.watch);
 
     {
-        let repos = ctx.repos.clone();
-        let declared = ctx.settings().config.repositories.clone();
+        let repos = repos.clone();
+        let declared = now.config.repositories.clone();
         tracker.spawn_blocking(move || {
             if let Some(entry) = repos.start(&declared) {
                 tracing::info!(
@@ -86,17 +129,28 @@ pub async fn run(
         version = backupd_common::VERSION,
         socket = %socket_display,
         activated = listener.activated(),
-        state_dir = %ctx.state_dir.display(),
-        mode = ?ctx.mode,
+        state_dir = %process.state_dir.display(),
+        mode = ?process.mode,
         "backupd ready"
     );
 
-    server::serve(ctx.clone(), listener, cancel.clone(), tracker.clone()).await;
+    let services = Services {
+        queue: queue.clone(),
+        sources,
+        repos,
+        reloader,
+        alerts,
+        settings: settings.clone(),
+        tasks: tracker.clone(),
+        shutdown: cancel.clone(),
+    };
+    let server = Arc::new(Server::new(services, process, &listener));
+    server::serve(server, listener, cancel.clone(), tracker.clone()).await;
 
     systemd::notify_stopping();
     tracing::info!("stopping: no new connections, draining running requests");
     tracker.close();
-    let grace = ctx.settings().config.server.shutdown_grace;
+    let grace = settings.get().config.server.shutdown_grace;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(
             remaining = tracker.len(),
@@ -106,8 +160,8 @@ pub async fn run(
     }
     // Jobs that did not reach a safe point within the grace period: record the graceful stop,
     // or the next start would take them for jobs that crashed the daemon.
-    ctx.queue.requeue_unfinished();
-    ctx.state.flush().await?;
+    queue.requeue_unfinished();
+    state.flush().await?;
     drop(cleanup);
     tracing::info!("backupd stopped");
     Ok(())

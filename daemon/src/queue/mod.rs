@@ -1,5 +1,5 @@
 //! The job queue: every long piece of work (backup, restore, check, forget, rebuild-index) runs
-//! as a job. Jobs are persisted in sled at every transition ([`store`]), picked by priority with
+//! as a job; what each kind is and does lives in [`crate::ops`]. Jobs are persisted in sled at every transition ([`store`]), picked by priority with
 //! aging and repository conflicts ([`pick`]), run by a bounded number of workers ([`worker`]),
 //! retried with backoff or sent to the dead-letter queue ([`job`]), and every transition is
 //! broadcast as an event.
@@ -8,7 +8,6 @@
 //! Events are sent while it is held, so their order is the order of the transitions. A change is
 //! flushed to disk before any reply acknowledges it.
 
-pub mod exec;
 pub mod job;
 pub mod limit;
 pub mod pick;
@@ -25,7 +24,6 @@ use backupd_common::protocol::{
     Submitted,
 };
 use job::{Limits, StopReason};
-use pick::Claim;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -66,7 +64,7 @@ struct Running {
     progress: Arc<Progress>,
     /// Why it was stopped from outside; the first reason wins.
     stop: Arc<OnceLock<StopReason>>,
-    claim: Option<Claim>,
+    claim: Option<crate::ops::Claim>,
     started: Instant,
 }
 
@@ -88,9 +86,10 @@ pub fn sample(progress: &Progress, started: Instant) -> OperationProgress {
     }
 }
 
-pub fn limits(q: &QueueConfig, kind: &str) -> Limits {
+/// The limits of a job whose kind's timeout key is `timeout_key`.
+pub fn limits(q: &QueueConfig, timeout_key: &str) -> Limits {
     Limits {
-        timeout: q.timeouts.get(kind).unwrap_or(q.timeout),
+        timeout: q.timeouts.get(timeout_key).unwrap_or(q.timeout),
         retries: q.retries,
         backoff: q.backoff,
     }
@@ -232,8 +231,8 @@ impl Queue {
                     retry_after: wait,
                 });
             }
-            // Only backups coalesce; other kinds need not look through every job.
-            let existing = if matches!(spec.kind, backupd_common::protocol::JobKind::Backup(_)) {
+            // Only kinds that coalesce need to look through every job.
+            let existing = if crate::ops::coalesces(&spec.kind) {
                 inner
                     .jobs
                     .values()
@@ -257,7 +256,7 @@ impl Queue {
                 }
             } else {
                 let id = inner.next_id;
-                let limits = limits(q, spec.kind.name());
+                let limits = limits(q, crate::ops::timeout_key(&spec.kind));
                 let j = job::new_job(id, spec, uid, now_ns(), limits);
                 self.store.put(&j)?;
                 self.store.set_next_id(id + 1)?;
