@@ -38,8 +38,32 @@ const STATUS_NEXT: usize = 20;
 /// How long `queue cancel` waits for a running job to reach its safe point.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
+/// Where the queue reads the time (ns since the epoch): the wall clock, or in tests one that
+/// moves with tokio's paused clock so retry delays and aging can be tested without waiting.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    pub fn wall() -> Self {
+        Self(Arc::new(now_ns))
+    }
+
+    /// The wall time now, then advancing with `tokio::time` (paused or not).
+    pub fn tokio() -> Self {
+        let (wall, at) = (now_ns(), tokio::time::Instant::now());
+        Self(Arc::new(move || {
+            wall.saturating_add(at.elapsed().as_nanos().min(i64::MAX as u128) as i64)
+        }))
+    }
+
+    pub fn now(&self) -> i64 {
+        (self.0)()
+    }
+}
+
 pub struct Queue {
     inner: Mutex<Inner>,
+    clock: Clock,
     store: Store,
     /// Wakes the scheduler: a job was queued or finished, workers changed.
     wake: Notify,
@@ -125,6 +149,7 @@ impl Queue {
                 limiter: limit::RateLimiter::default(),
             }),
             store,
+            clock: Clock::wall(),
             wake: Notify::new(),
             events,
         };
@@ -140,6 +165,12 @@ impl Queue {
         );
         drop(inner);
         Ok(queue)
+    }
+
+    /// The same queue reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -164,7 +195,7 @@ impl Queue {
         inner.seq += 1;
         let event = JobEvent {
             seq: inner.seq,
-            time_ns: now_ns(),
+            time_ns: self.clock.now(),
             job: job.id,
             kind: job.kind.name().to_owned(),
             priority: job.priority,
@@ -257,7 +288,7 @@ impl Queue {
             } else {
                 let id = inner.next_id;
                 let limits = limits(q, crate::ops::timeout_key(&spec.kind));
-                let j = job::new_job(id, spec, uid, now_ns(), limits);
+                let j = job::new_job(id, spec, uid, self.clock.now(), limits);
                 self.store.put(&j)?;
                 self.store.set_next_id(id + 1)?;
                 inner.next_id = id + 1;
@@ -325,7 +356,7 @@ impl Queue {
             })
             .collect();
         running.sort_by_key(|j| j.id);
-        let next = pick::order(inner.jobs.values(), now_ns(), q.aging)
+        let next = pick::order(inner.jobs.values(), self.clock.now(), q.aging)
             .into_iter()
             .take(STATUS_NEXT)
             .cloned()
@@ -434,7 +465,7 @@ impl Queue {
                 tracing::info!(job = id, "cancelling running job");
             } else {
                 let from = j.state;
-                if !job::cancel_waiting(&mut j, now_ns()) {
+                if !job::cancel_waiting(&mut j, self.clock.now()) {
                     return Err(Error::JobState {
                         id,
                         state: j.state,
@@ -480,7 +511,7 @@ impl Queue {
             job::finish(
                 j,
                 job::Ending::Stopped(StopReason::Shutdown),
-                now_ns(),
+                self.clock.now(),
                 0.0,
                 Duration::ZERO,
             );
@@ -530,3 +561,6 @@ impl Queue {
         removed
     }
 }
+
+#[cfg(test)]
+mod tests;

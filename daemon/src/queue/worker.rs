@@ -10,7 +10,6 @@ use super::{pick, Queue, Running};
 use crate::context::SettingsHandle;
 use crate::engine::progress::Progress;
 use crate::ops;
-use crate::repo::now_ns;
 use backupd_common::protocol::{JobId, JobKind, JobState};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -61,7 +60,7 @@ impl Scheduler {
         let settings = self.settings.get();
         let q = &settings.config.queue;
         let queue = &self.queue;
-        let now = now_ns();
+        let now = queue.clock.now();
         let mut inner = queue.lock();
         if !inner.accepting {
             return None;
@@ -232,7 +231,7 @@ impl Queue {
     }
 
     fn finish(&self, id: JobId, ending: Ending, q: &backupd_common::config::QueueConfig) {
-        let now = now_ns();
+        let now = self.clock.now();
         let mut inner = self.lock();
         inner.running.remove(&id);
         let Some(mut j) = inner.jobs.get(&id).cloned() else {
