@@ -1,11 +1,13 @@
 //! backupd as a library: `main.rs` resolves settings, binds (or adopts) the socket and calls
 //! [`run`]; tests call the same `run` in-process.
 //!
-//! `run` owns the root of the task tree: the server's accept loop, one task per connection, the
-//! systemd watchdog and the SIGHUP reloader, all on one `TaskTracker`. It returns after the root
-//! `CancellationToken` fires (SIGTERM/SIGINT in `main`, or a `system shutdown` request) and the
-//! tracked tasks drained within the configured grace period, with state flushed and the socket
-//! file removed.
+//! `run` builds each service from the handles it needs (no service takes a whole context) and
+//! owns the root of the task tree: the server's accept loop, one task per connection, the queue's
+//! scheduler and its job tasks, one task per watched source, the systemd watchdog and the
+//! SIGHUP reloader, all on one `TaskTracker`, each service under a child of the root token. It
+//! returns after the root `CancellationToken` fires (SIGTERM/SIGINT in `main`, or a `system
+//! shutdown` request) and the tracked tasks drained within the configured grace period, with
+//! state flushed and the socket file removed.
 
 pub mod alerts;
 pub mod context;
@@ -49,15 +51,97 @@ pub async fn run(
     let stores = tokio::task::spawn_blocking(move || Stores::open(&state_dir, &queue_config))
         .await
         .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
+    let state = stores.state.clone();
+    let tracker = TaskTracker::new();
+    let process = Process::current(&settings);
+    let settings = SettingsHandle::new(settings);
+    let (services, scheduler) = build(
+        stores,
+        &process,
+        settings.clone(),
+        log_reload,
+        &tracker,
+        &cancel,
+    )
+    .await?;
+    let (queue, sources, repos) = (
+        services.queue.clone(),
+        services.sources.clone(),
+        services.repos.clone(),
+    );
+
+    tracker.spawn(systemd::watchdog(cancel.child_token()));
+    tracker.spawn(services.reloader.clone().run(cancel.child_token()));
+    tracker.spawn(scheduler.run(cancel.child_token()));
+    let now = settings.get();
+    sources.apply_declared(&now.config.sources).await;
+    sources.start_all(&now.overrides.watch);
+
+    {
+        let repos = repos.clone();
+        let declared = now.config.repositories.clone();
+        tracker.spawn_blocking(move || {
+            if let Some(entry) = repos.start(&declared) {
+                tracing::info!(
+                    path = %entry.path.display(),
+                    key = %entry.key_file.display(),
+                    "created repository `default` with a random key; keep a copy of the key \
+                     somewhere safe (`backupctl repo key export default`): without it the \
+                     backups cannot be read"
+                );
+            }
+        });
+    }
+    let socket_display = listener.path().display().to_string();
+    systemd::notify_ready(&format!("serving on {socket_display}"));
+    tracing::info!(
+        version = backupd_common::VERSION,
+        socket = %socket_display,
+        activated = listener.activated(),
+        state_dir = %process.state_dir.display(),
+        mode = ?process.mode,
+        "backupd ready"
+    );
+
+    let server = Arc::new(Server::new(services, process, &listener));
+    server::serve(server, listener, cancel.clone(), tracker.clone()).await;
+
+    systemd::notify_stopping();
+    tracing::info!("stopping: no new connections, draining running requests");
+    tracker.close();
+    let grace = settings.get().config.server.shutdown_grace;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            remaining = tracker.len(),
+            grace = ?grace,
+            "tasks still running after the shutdown grace period; dropping them"
+        );
+    }
+    // Jobs that did not reach a safe point within the grace period: record the graceful stop,
+    // or the next start would take them for jobs that crashed the daemon.
+    queue.requeue_unfinished();
+    state.flush().await?;
+    drop(cleanup);
+    tracing::info!("backupd stopped");
+    Ok(())
+}
+
+/// Builds each service from the handles it needs: the queue's scheduler, the sources, the
+/// reloader, and the handles request handlers get. Nothing runs yet.
+async fn build(
+    stores: Stores,
+    process: &Process,
+    settings: SettingsHandle,
+    log_reload: Option<LogReload>,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> Result<(Services, queue::worker::Scheduler), Error> {
     let Stores {
         state,
         queue,
         recovery,
     } = stores;
 
-    let tracker = TaskTracker::new();
-    let process = Process::current(&settings);
-    let settings = SettingsHandle::new(settings);
     let alerts = Arc::new(alerts::Alerts::default());
     if let Some(recovery) = recovery {
         let _ = alerts.raise("state", recovery.message());
@@ -101,68 +185,15 @@ pub async fn run(
         log_reload,
     ));
 
-    tracker.spawn(systemd::watchdog(cancel.child_token()));
-    tracker.spawn(reloader.clone().run(cancel.child_token()));
-    tracker.spawn(scheduler.run(cancel.child_token()));
-    let now = settings.get();
-    sources.apply_declared(&now.config.sources).await;
-    sources.start_all(&now.overrides.watch);
-
-    {
-        let repos = repos.clone();
-        let declared = now.config.repositories.clone();
-        tracker.spawn_blocking(move || {
-            if let Some(entry) = repos.start(&declared) {
-                tracing::info!(
-                    path = %entry.path.display(),
-                    key = %entry.key_file.display(),
-                    "created repository `default` with a random key; keep a copy of the key \
-                     somewhere safe (`backupctl repo key export default`): without it the \
-                     backups cannot be read"
-                );
-            }
-        });
-    }
-    let socket_display = listener.path().display().to_string();
-    systemd::notify_ready(&format!("serving on {socket_display}"));
-    tracing::info!(
-        version = backupd_common::VERSION,
-        socket = %socket_display,
-        activated = listener.activated(),
-        state_dir = %process.state_dir.display(),
-        mode = ?process.mode,
-        "backupd ready"
-    );
-
     let services = Services {
-        queue: queue.clone(),
+        queue,
         sources,
         repos,
         reloader,
         alerts,
-        settings: settings.clone(),
+        settings,
         tasks: tracker.clone(),
         shutdown: cancel.clone(),
     };
-    let server = Arc::new(Server::new(services, process, &listener));
-    server::serve(server, listener, cancel.clone(), tracker.clone()).await;
-
-    systemd::notify_stopping();
-    tracing::info!("stopping: no new connections, draining running requests");
-    tracker.close();
-    let grace = settings.get().config.server.shutdown_grace;
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!(
-            remaining = tracker.len(),
-            grace = ?grace,
-            "tasks still running after the shutdown grace period; dropping them"
-        );
-    }
-    // Jobs that did not reach a safe point within the grace period: record the graceful stop,
-    // or the next start would take them for jobs that crashed the daemon.
-    queue.requeue_unfinished();
-    state.flush().await?;
-    drop(cleanup);
-    tracing::info!("backupd stopped");
-    Ok(())
+    Ok((services, scheduler))
 }

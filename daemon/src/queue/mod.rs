@@ -8,6 +8,7 @@
 //! Events are sent while it is held, so their order is the order of the transitions. A change is
 //! flushed to disk before any reply acknowledges it.
 
+pub mod clock;
 pub mod job;
 pub mod limit;
 pub mod pick;
@@ -23,6 +24,7 @@ use backupd_common::protocol::{
     JobEvent, JobId, JobInfo, JobSpec, JobState, OperationProgress, QueueStatus, StateCount,
     Submitted,
 };
+pub use clock::Clock;
 use job::{Limits, StopReason};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -37,29 +39,6 @@ const RECENT_EVENTS: usize = 1000;
 const STATUS_NEXT: usize = 20;
 /// How long `queue cancel` waits for a running job to reach its safe point.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
-
-/// Where the queue reads the time (ns since the epoch): the wall clock, or in tests one that
-/// moves with tokio's paused clock so retry delays and aging can be tested without waiting.
-#[derive(Clone)]
-pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
-
-impl Clock {
-    pub fn wall() -> Self {
-        Self(Arc::new(now_ns))
-    }
-
-    /// The wall time now, then advancing with `tokio::time` (paused or not).
-    pub fn tokio() -> Self {
-        let (wall, at) = (now_ns(), tokio::time::Instant::now());
-        Self(Arc::new(move || {
-            wall.saturating_add(at.elapsed().as_nanos().min(i64::MAX as u128) as i64)
-        }))
-    }
-
-    pub fn now(&self) -> i64 {
-        (self.0)()
-    }
-}
 
 pub struct Queue {
     inner: Mutex<Inner>,

@@ -31,12 +31,13 @@ fn harness(q: QueueConfig) -> Harness {
             .expect("queue")
             .with_clock(Clock::tokio()),
     );
-    let mut config = Config::default();
-    config.queue = q.clone();
     let settings = Settings {
         mode: RunMode::User,
         config_file: None,
-        config,
+        config: Config {
+            queue: q.clone(),
+            ..Config::default()
+        },
         socket: dir.path().join("sock"),
         state_dir: dir.path().to_owned(),
         log_level: "info".into(),
