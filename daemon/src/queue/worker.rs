@@ -230,6 +230,8 @@ impl Queue {
         inner.jobs.insert(id, j);
     }
 
+    /// Records how an attempt ended: the one place every job's end passes (a final state, a
+    /// retry wait or a requeue), so whatever keeps finished jobs hooks in here.
     fn finish(&self, id: JobId, ending: Ending, q: &backupd_common::config::QueueConfig) {
         let now = self.clock.now();
         let mut inner = self.lock();

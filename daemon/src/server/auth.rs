@@ -50,3 +50,44 @@ pub fn check(identity: &Identity, request: &Request) -> Result<(), Error> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backupd_common::protocol::{
+        CheckRequest, JobKind, JobOptions, JobSpec, RestoreRequest, SystemRequest,
+    };
+
+    fn submit(kind: JobKind) -> Request {
+        Request::Queue(QueueRequest::Submit(Box::new(JobSpec {
+            kind,
+            options: JobOptions::default(),
+        })))
+    }
+
+    #[test]
+    fn a_submission_needs_what_its_kinds_operation_names() {
+        let restore = submit(JobKind::Restore(RestoreRequest::default()));
+        assert_eq!(needed(&restore), Permission::RestoreRun);
+        let check = submit(JobKind::Check(CheckRequest::default()));
+        assert_eq!(needed(&check), Permission::RepoAdmin);
+        assert_eq!(
+            needed(&Request::System(SystemRequest::Shutdown)),
+            Permission::SystemAdmin
+        );
+        let observer = Identity {
+            uid: 1000,
+            gid: 1000,
+            pid: None,
+            role: Role::Observer,
+        };
+        assert!(check_denies(&observer, &restore));
+    }
+
+    fn check_denies(identity: &Identity, request: &Request) -> bool {
+        matches!(
+            check(identity, request),
+            Err(Error::PermissionDenied { .. })
+        )
+    }
+}
