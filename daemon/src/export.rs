@@ -9,9 +9,9 @@
 //! The document types here are the file format; they are separate from the sled records and the
 //! wire types, and change only with a new [`VERSION`].
 
-use crate::context::Context;
 use crate::error::Error;
-use crate::repo::registry::RepoEntry;
+use crate::repo::registry::{Registry, RepoEntry};
+use crate::watch::Sources;
 use backupd_common::protocol::{ImportItem, ImportReport, SourceSpec};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsStr;
@@ -150,13 +150,13 @@ pub fn build(repos: &[RepoEntry], sources: &[SourceSpec]) -> Document {
 }
 
 /// `system export-state`: the document as pretty JSON.
-pub async fn export(ctx: &Arc<Context>) -> Result<String, Error> {
-    let repos = ctx.repos.clone();
+pub async fn export(repos: &Arc<Registry>, sources: &Sources) -> Result<String, Error> {
+    let repos = repos.clone();
     let entries = tokio::task::spawn_blocking(move || repos.list())
         .await
         .map_err(|e| Error::Internal(format!("export task failed: {e}")))??;
     // Persisted sources only: `--watch` ones belong to one run.
-    let doc = build(&entries, &ctx.sources.persisted());
+    let doc = build(&entries, &sources.persisted());
     serde_json::to_string_pretty(&doc).map_err(|e| Error::Internal(e.to_string()))
 }
 
@@ -169,10 +169,14 @@ fn item(kind: &str, name: &str, reason: Option<String>) -> ImportItem {
 }
 
 /// `system import-state`: merges a document, repositories first (sources refer to them).
-pub async fn import(ctx: &Arc<Context>, text: &str) -> Result<ImportReport, Error> {
+pub async fn import(
+    repos: &Arc<Registry>,
+    sources: &Sources,
+    text: &str,
+) -> Result<ImportReport, Error> {
     let doc = parse(text)?;
     let mut report = ImportReport::default();
-    let repos = ctx.repos.clone();
+    let repos = repos.clone();
     let entries: Vec<RepoEntry> = doc
         .repositories
         .iter()
@@ -217,7 +221,7 @@ pub async fn import(ctx: &Arc<Context>, text: &str) -> Result<ImportReport, Erro
             max_delay: Duration::from_millis(s.max_delay_ms),
             rescan_every: Duration::from_millis(s.rescan_every_ms),
         };
-        match ctx.sources.add(ctx, spec, false).await {
+        match sources.add(spec, false).await {
             Ok(_) => report.added.push(item("source", &s.name, None)),
             Err(e) => report
                 .skipped

@@ -1,11 +1,13 @@
 //! backupd as a library: `main.rs` resolves settings, binds (or adopts) the socket and calls
 //! [`run`]; tests call the same `run` in-process.
 //!
-//! `run` owns the root of the task tree: the server's accept loop, one task per connection, the
-//! systemd watchdog and the SIGHUP reloader, all on one `TaskTracker`. It returns after the root
-//! `CancellationToken` fires (SIGTERM/SIGINT in `main`, or a `system shutdown` request) and the
-//! tracked tasks drained within the configured grace period, with state flushed and the socket
-//! file removed.
+//! `run` builds each service from the handles it needs (no service takes a whole context) and
+//! owns the root of the task tree: the server's accept loop, one task per connection, the queue's
+//! scheduler and its job tasks, one task per watched source, the systemd watchdog and the
+//! SIGHUP reloader, all on one `TaskTracker`, each service under a child of the root token. It
+//! returns after the root `CancellationToken` fires (SIGTERM/SIGINT in `main`, or a `system
+//! shutdown` request) and the tracked tasks drained within the configured grace period, with
+//! state flushed and the socket file removed.
 
 pub mod alerts;
 pub mod context;
@@ -13,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod memory;
+pub mod ops;
 pub mod queue;
 pub mod reload;
 pub mod repo;
@@ -22,9 +25,10 @@ pub mod state;
 pub mod systemd;
 pub mod watch;
 
-use context::{Context, Stores};
+use context::{Process, SettingsHandle, Stores};
 use error::Error;
 use server::listener::Listener;
+use server::{Server, Services};
 use settings::Settings;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -47,27 +51,35 @@ pub async fn run(
     let stores = tokio::task::spawn_blocking(move || Stores::open(&state_dir, &queue_config))
         .await
         .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
-
+    let state = stores.state.clone();
     let tracker = TaskTracker::new();
-    let ctx = Arc::new(Context::new(
-        settings,
+    let process = Process::current(&settings);
+    let settings = SettingsHandle::new(settings);
+    let (services, scheduler) = build(
         stores,
-        &listener,
-        cancel.clone(),
-        tracker.clone(),
+        &process,
+        settings.clone(),
         log_reload,
-    ));
+        &tracker,
+        &cancel,
+    )
+    .await?;
+    let (queue, sources, repos) = (
+        services.queue.clone(),
+        services.sources.clone(),
+        services.repos.clone(),
+    );
+
     tracker.spawn(systemd::watchdog(cancel.child_token()));
-    tracker.spawn(reload::on_sighup(ctx.clone(), cancel.child_token()));
-    tracker.spawn(queue::worker::schedule(ctx.clone()));
-    let watch_dirs = ctx.settings().overrides.watch.clone();
-    let declared_sources = ctx.settings().config.sources.clone();
-    ctx.sources.apply_declared(&ctx, &declared_sources).await;
-    ctx.sources.start_all(&ctx, &watch_dirs);
+    tracker.spawn(services.reloader.clone().run(cancel.child_token()));
+    tracker.spawn(scheduler.run(cancel.child_token()));
+    let now = settings.get();
+    sources.apply_declared(&now.config.sources).await;
+    sources.start_all(&now.overrides.watch);
 
     {
-        let repos = ctx.repos.clone();
-        let declared = ctx.settings().config.repositories.clone();
+        let repos = repos.clone();
+        let declared = now.config.repositories.clone();
         tracker.spawn_blocking(move || {
             if let Some(entry) = repos.start(&declared) {
                 tracing::info!(
@@ -86,17 +98,18 @@ pub async fn run(
         version = backupd_common::VERSION,
         socket = %socket_display,
         activated = listener.activated(),
-        state_dir = %ctx.state_dir.display(),
-        mode = ?ctx.mode,
+        state_dir = %process.state_dir.display(),
+        mode = ?process.mode,
         "backupd ready"
     );
 
-    server::serve(ctx.clone(), listener, cancel.clone(), tracker.clone()).await;
+    let server = Arc::new(Server::new(services, process, &listener));
+    server::serve(server, listener, cancel.clone(), tracker.clone()).await;
 
     systemd::notify_stopping();
     tracing::info!("stopping: no new connections, draining running requests");
     tracker.close();
-    let grace = ctx.settings().config.server.shutdown_grace;
+    let grace = settings.get().config.server.shutdown_grace;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(
             remaining = tracker.len(),
@@ -106,9 +119,81 @@ pub async fn run(
     }
     // Jobs that did not reach a safe point within the grace period: record the graceful stop,
     // or the next start would take them for jobs that crashed the daemon.
-    ctx.queue.requeue_unfinished();
-    ctx.state.flush().await?;
+    queue.requeue_unfinished();
+    state.flush().await?;
     drop(cleanup);
     tracing::info!("backupd stopped");
     Ok(())
+}
+
+/// Builds each service from the handles it needs: the queue's scheduler, the sources, the
+/// reloader, and the handles request handlers get. Nothing runs yet.
+async fn build(
+    stores: Stores,
+    process: &Process,
+    settings: SettingsHandle,
+    log_reload: Option<LogReload>,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> Result<(Services, queue::worker::Scheduler), Error> {
+    let Stores {
+        state,
+        queue,
+        recovery,
+    } = stores;
+
+    let alerts = Arc::new(alerts::Alerts::default());
+    if let Some(recovery) = recovery {
+        let _ = alerts.raise("state", recovery.message());
+    }
+    let repos = Arc::new(repo::registry::Registry::new(
+        state.clone(),
+        &process.state_dir,
+        alerts.clone(),
+    ));
+    let queue = Arc::new(queue);
+    let scheduler = queue::worker::Scheduler {
+        queue: queue.clone(),
+        env: ops::Env {
+            repos: repos.clone(),
+            state_dir: process.state_dir.clone(),
+        },
+        settings: settings.clone(),
+        tasks: tracker.clone(),
+    };
+    let source_handles = watch::Handles {
+        repos: repos.clone(),
+        queue: queue.clone(),
+        settings: settings.clone(),
+        state_dir: process.state_dir.clone(),
+        daemon_uid: process.daemon_uid,
+    };
+    let sources = {
+        let (state, tasks, cancel) = (state.clone(), tracker.clone(), cancel.child_token());
+        let opened = tokio::task::spawn_blocking(move || {
+            watch::Sources::open(&state, source_handles, tasks, cancel)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
+        Arc::new(opened)
+    };
+    let reloader = Arc::new(reload::Reloader::new(
+        settings.clone(),
+        queue.clone(),
+        repos.clone(),
+        sources.clone(),
+        log_reload,
+    ));
+
+    let services = Services {
+        queue,
+        sources,
+        repos,
+        reloader,
+        alerts,
+        settings,
+        tasks: tracker.clone(),
+        shutdown: cancel.clone(),
+    };
+    Ok((services, scheduler))
 }

@@ -114,61 +114,99 @@ pub struct NoopRequest {
     pub permanent: bool,
 }
 
-/// What a job does, with the arguments the engine needs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum JobKind {
-    Backup(BackupRequest),
-    Restore(RestoreRequest),
-    Check(CheckRequest),
-    Forget(ForgetRequest),
-    RebuildIndex(RebuildIndexRequest),
-    Noop(NoopRequest),
+/// What a job's arguments say about themselves on the wire. The daemon's operation for the kind
+/// (`daemon/src/ops/`) decides everything else: its claims, permission, timeout and run.
+pub trait JobArgs {
+    /// The repository field (`None` inside: the default one); `None` for a kind that works on
+    /// no repository.
+    fn repo(&self) -> Option<&Option<String>> {
+        None
+    }
+
+    /// The same field, for the daemon to pin the name it resolved at submission.
+    fn repo_mut(&mut self) -> Option<&mut Option<String>> {
+        None
+    }
+}
+
+macro_rules! repo_args {
+    ($($args:ty),* $(,)?) => {$(
+        impl JobArgs for $args {
+            fn repo(&self) -> Option<&Option<String>> {
+                Some(&self.repo)
+            }
+
+            fn repo_mut(&mut self) -> Option<&mut Option<String>> {
+                Some(&mut self.repo)
+            }
+        }
+    )*};
+}
+
+repo_args!(
+    BackupRequest,
+    RestoreRequest,
+    CheckRequest,
+    ForgetRequest,
+    RebuildIndexRequest
+);
+
+impl JobArgs for NoopRequest {}
+
+/// Declares [`JobKind`] and its per-kind accessors from one list, so a new kind is one line
+/// here (the wire enum) and one operation in the daemon. Order is the wire encoding: append only.
+macro_rules! job_kinds {
+    ($($variant:ident($args:ty) = $name:literal),* $(,)?) => {
+        /// What a job does, with the arguments the engine needs.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub enum JobKind {
+            $($variant($args),)*
+        }
+
+        impl JobKind {
+            /// Every kind's name, in wire order.
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            /// The kind's name as users type it (`queue add NAME`) and as config keys spell it.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $name,)*
+                }
+            }
+
+            fn args(&self) -> &dyn JobArgs {
+                match self {
+                    $(Self::$variant(a) => a,)*
+                }
+            }
+
+            fn args_mut(&mut self) -> &mut dyn JobArgs {
+                match self {
+                    $(Self::$variant(a) => a,)*
+                }
+            }
+        }
+    };
+}
+
+job_kinds! {
+    Backup(BackupRequest) = "backup",
+    Restore(RestoreRequest) = "restore",
+    Check(CheckRequest) = "check",
+    Forget(ForgetRequest) = "forget",
+    RebuildIndex(RebuildIndexRequest) = "rebuild-index",
+    Noop(NoopRequest) = "noop",
 }
 
 impl JobKind {
-    /// The kind's name as users type it (`queue add NAME`) and as config keys spell it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Backup(_) => "backup",
-            Self::Restore(_) => "restore",
-            Self::Check(_) => "check",
-            Self::Forget(_) => "forget",
-            Self::RebuildIndex(_) => "rebuild-index",
-            Self::Noop(_) => "noop",
-        }
-    }
-
-    /// The permission submitting this kind needs.
-    pub fn permission(&self) -> Permission {
-        match self {
-            Self::Backup(_) | Self::Noop(_) => Permission::BackupRun,
-            Self::Restore(_) => Permission::RestoreRun,
-            Self::Check(_) | Self::Forget(_) | Self::RebuildIndex(_) => Permission::RepoAdmin,
-        }
-    }
-
     /// The repository the job works on (`None`: the default one), if any.
     pub fn repo(&self) -> Option<Option<&str>> {
-        match self {
-            Self::Backup(r) => Some(r.repo.as_deref()),
-            Self::Restore(r) => Some(r.repo.as_deref()),
-            Self::Check(r) => Some(r.repo.as_deref()),
-            Self::Forget(r) => Some(r.repo.as_deref()),
-            Self::RebuildIndex(r) => Some(r.repo.as_deref()),
-            Self::Noop(_) => None,
-        }
+        self.args().repo().map(|r| r.as_deref())
     }
 
     /// The repository field, for the daemon to pin the name it resolved at submission.
     pub fn repo_mut(&mut self) -> Option<&mut Option<String>> {
-        match self {
-            Self::Backup(r) => Some(&mut r.repo),
-            Self::Restore(r) => Some(&mut r.repo),
-            Self::Check(r) => Some(&mut r.repo),
-            Self::Forget(r) => Some(&mut r.repo),
-            Self::RebuildIndex(r) => Some(&mut r.repo),
-            Self::Noop(_) => None,
-        }
+        self.args_mut().repo_mut()
     }
 }
 
@@ -343,7 +381,9 @@ pub enum QueueRequest {
 impl QueueRequest {
     pub fn permission(&self) -> Permission {
         match self {
-            Self::Submit(spec) => spec.kind.permission(),
+            // The floor every submission needs; the daemon's operation for the kind names the
+            // exact permission (restore, repository administration), checked in the same place.
+            Self::Submit(_) => Permission::BackupRun,
             Self::Status
             | Self::Job { .. }
             | Self::Wait { .. }

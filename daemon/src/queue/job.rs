@@ -74,11 +74,10 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// Whether `kind` may be merged into the queued job `existing` instead of queuing a second one:
-/// two backups of the same sources with the same options make the same snapshot.
+/// an equal job of a kind that coalesces (two backups of the same sources with the same options
+/// make the same snapshot).
 pub fn coalesces(existing: &JobInfo, kind: &JobKind) -> bool {
-    existing.state == JobState::Queued
-        && matches!(kind, JobKind::Backup(_))
-        && existing.kind == *kind
+    existing.state == JobState::Queued && crate::ops::coalesces(kind) && existing.kind == *kind
 }
 
 pub fn start(job: &mut JobInfo, now: i64) {

@@ -1,5 +1,5 @@
 //! The job queue: every long piece of work (backup, restore, check, forget, rebuild-index) runs
-//! as a job. Jobs are persisted in sled at every transition ([`store`]), picked by priority with
+//! as a job; what each kind is and does lives in [`crate::ops`]. Jobs are persisted in sled at every transition ([`store`]), picked by priority with
 //! aging and repository conflicts ([`pick`]), run by a bounded number of workers ([`worker`]),
 //! retried with backoff or sent to the dead-letter queue ([`job`]), and every transition is
 //! broadcast as an event.
@@ -8,7 +8,7 @@
 //! Events are sent while it is held, so their order is the order of the transitions. A change is
 //! flushed to disk before any reply acknowledges it.
 
-pub mod exec;
+pub mod clock;
 pub mod job;
 pub mod limit;
 pub mod pick;
@@ -24,8 +24,8 @@ use backupd_common::protocol::{
     JobEvent, JobId, JobInfo, JobSpec, JobState, OperationProgress, QueueStatus, StateCount,
     Submitted,
 };
+pub use clock::Clock;
 use job::{Limits, StopReason};
-use pick::Claim;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -42,6 +42,7 @@ const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Queue {
     inner: Mutex<Inner>,
+    clock: Clock,
     store: Store,
     /// Wakes the scheduler: a job was queued or finished, workers changed.
     wake: Notify,
@@ -66,7 +67,7 @@ struct Running {
     progress: Arc<Progress>,
     /// Why it was stopped from outside; the first reason wins.
     stop: Arc<OnceLock<StopReason>>,
-    claim: Option<Claim>,
+    claim: Option<crate::ops::Claim>,
     started: Instant,
 }
 
@@ -88,9 +89,10 @@ pub fn sample(progress: &Progress, started: Instant) -> OperationProgress {
     }
 }
 
-pub fn limits(q: &QueueConfig, kind: &str) -> Limits {
+/// The limits of a job whose kind's timeout key is `timeout_key`.
+pub fn limits(q: &QueueConfig, timeout_key: &str) -> Limits {
     Limits {
-        timeout: q.timeouts.get(kind).unwrap_or(q.timeout),
+        timeout: q.timeouts.get(timeout_key).unwrap_or(q.timeout),
         retries: q.retries,
         backoff: q.backoff,
     }
@@ -126,6 +128,7 @@ impl Queue {
                 limiter: limit::RateLimiter::default(),
             }),
             store,
+            clock: Clock::wall(),
             wake: Notify::new(),
             events,
         };
@@ -141,6 +144,12 @@ impl Queue {
         );
         drop(inner);
         Ok(queue)
+    }
+
+    /// The same queue reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -165,7 +174,7 @@ impl Queue {
         inner.seq += 1;
         let event = JobEvent {
             seq: inner.seq,
-            time_ns: now_ns(),
+            time_ns: self.clock.now(),
             job: job.id,
             kind: job.kind.name().to_owned(),
             priority: job.priority,
@@ -232,8 +241,8 @@ impl Queue {
                     retry_after: wait,
                 });
             }
-            // Only backups coalesce; other kinds need not look through every job.
-            let existing = if matches!(spec.kind, backupd_common::protocol::JobKind::Backup(_)) {
+            // Only kinds that coalesce need to look through every job.
+            let existing = if crate::ops::coalesces(&spec.kind) {
                 inner
                     .jobs
                     .values()
@@ -257,8 +266,8 @@ impl Queue {
                 }
             } else {
                 let id = inner.next_id;
-                let limits = limits(q, spec.kind.name());
-                let j = job::new_job(id, spec, uid, now_ns(), limits);
+                let limits = limits(q, crate::ops::timeout_key(&spec.kind));
+                let j = job::new_job(id, spec, uid, self.clock.now(), limits);
                 self.store.put(&j)?;
                 self.store.set_next_id(id + 1)?;
                 inner.next_id = id + 1;
@@ -326,7 +335,7 @@ impl Queue {
             })
             .collect();
         running.sort_by_key(|j| j.id);
-        let next = pick::order(inner.jobs.values(), now_ns(), q.aging)
+        let next = pick::order(inner.jobs.values(), self.clock.now(), q.aging)
             .into_iter()
             .take(STATUS_NEXT)
             .cloned()
@@ -435,7 +444,7 @@ impl Queue {
                 tracing::info!(job = id, "cancelling running job");
             } else {
                 let from = j.state;
-                if !job::cancel_waiting(&mut j, now_ns()) {
+                if !job::cancel_waiting(&mut j, self.clock.now()) {
                     return Err(Error::JobState {
                         id,
                         state: j.state,
@@ -481,7 +490,7 @@ impl Queue {
             job::finish(
                 j,
                 job::Ending::Stopped(StopReason::Shutdown),
-                now_ns(),
+                self.clock.now(),
                 0.0,
                 Duration::ZERO,
             );
@@ -531,3 +540,6 @@ impl Queue {
         removed
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,33 +1,11 @@
 //! Which queued job runs next: higher priority first, FIFO within a priority, a priority level
-//! gained per `aging` of waiting, and no two jobs on one repository at once when either writes
-//! it exclusively.
+//! gained per `aging` of waiting, and no two jobs on one repository at once when either holds
+//! it exclusively (each kind's claim is its operation's, [`crate::ops`]).
 
-use backupd_common::protocol::{JobId, JobInfo, JobKind, JobState};
+use crate::ops::{self, Claim};
+use backupd_common::protocol::{JobId, JobInfo, JobState};
 use std::collections::HashSet;
 use std::time::Duration;
-
-/// What a job holds while it runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Claim {
-    pub repo: String,
-    pub exclusive: bool,
-}
-
-/// The repository a job claims, if any. `repo` is the name resolved at submission.
-pub fn claim(kind: &JobKind) -> Option<Claim> {
-    let exclusive = match kind {
-        JobKind::Forget(f) => !f.dry_run,
-        JobKind::RebuildIndex(_) => true,
-        JobKind::Backup(_) | JobKind::Restore(_) | JobKind::Check(_) => false,
-        JobKind::Noop(_) => return None,
-    };
-    let repo = kind.repo()?.unwrap_or_default().to_owned();
-    Some(Claim { repo, exclusive })
-}
-
-fn conflicts(a: &Claim, b: &Claim) -> bool {
-    a.repo == b.repo && (a.exclusive || b.exclusive)
-}
 
 /// The rank a waiting job has now: its priority's rank minus the levels it gained by waiting.
 /// Lower runs first; ties go to the older job.
@@ -60,10 +38,10 @@ pub fn pick(ordered: &[&JobInfo], running: &[Claim], free: usize) -> Vec<JobId> 
         if chosen.len() >= free {
             break;
         }
-        match claim(&job.kind) {
+        match ops::claim(&job.kind) {
             None => chosen.push(job.id),
             Some(c) => {
-                if reserved.contains(&c.repo) || held.iter().any(|h| conflicts(h, &c)) {
+                if reserved.contains(&c.repo) || held.iter().any(|h| h.conflicts(&c)) {
                     reserved.insert(c.repo);
                     continue;
                 }
@@ -80,7 +58,7 @@ mod tests {
     use super::*;
     use crate::queue::job::{new_job, Limits};
     use backupd_common::protocol::{
-        BackupRequest, ForgetRequest, JobOptions, JobSpec, NoopRequest, Priority,
+        BackupRequest, ForgetRequest, JobKind, JobOptions, JobSpec, NoopRequest, Priority,
     };
 
     const SEC: i64 = 1_000_000_000;

@@ -1,90 +1,140 @@
 //! The scheduler and its workers: promotes retries that are due, starts jobs while workers are
 //! free, runs each on a blocking thread with its timeout, and records how it ended.
+//!
+//! [`Scheduler::run`] is the one loop; each started job is one task on the tracker, which runs
+//! the kind's operation ([`crate::ops`]) on a blocking thread. When the scheduler's token fires
+//! nothing new starts and running jobs are told to stop: they are queued again.
 
 use super::job::{self, Ending, StopReason};
-use super::{exec, pick, Queue, Running};
-use crate::context::Context;
+use super::{pick, Queue, Running};
+use crate::context::SettingsHandle;
 use crate::engine::progress::Progress;
-use crate::repo::now_ns;
+use crate::ops;
 use backupd_common::protocol::{JobId, JobKind, JobState};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// How often a running job's progress is broadcast as an event.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Longest sleep of the scheduler when nothing wakes it (it re-evaluates aging then).
-const IDLE: Duration = Duration::from_secs(30);
+pub(crate) const IDLE: Duration = Duration::from_secs(30);
 
-/// Runs until the daemon stops, then tells running jobs to stop; they are queued again.
-pub async fn schedule(ctx: Arc<Context>) {
-    loop {
-        let next = dispatch(&ctx);
-        tokio::select! {
-            _ = ctx.queue.wake.notified() => {}
-            _ = tokio::time::sleep(next.unwrap_or(IDLE).min(IDLE)) => {}
-            _ = ctx.shutdown.cancelled() => break,
-        }
-    }
-    let mut inner = ctx.queue.lock();
-    inner.accepting = false;
-    for (id, r) in &inner.running {
-        let _ = r.stop.set(StopReason::Shutdown);
-        r.cancel.cancel();
-        tracing::info!(
-            job = id,
-            "daemon stopping: job interrupted, it runs again after the restart"
-        );
-    }
+/// The queue's scheduling service, built from the handles it needs.
+#[derive(Clone)]
+pub struct Scheduler {
+    pub queue: Arc<Queue>,
+    /// What operations run with.
+    pub env: ops::Env,
+    pub settings: SettingsHandle,
+    /// Where each job's task runs.
+    pub tasks: TaskTracker,
 }
 
-/// One scheduling round. Returns the time until the next retry is due.
-fn dispatch(ctx: &Arc<Context>) -> Option<Duration> {
-    let settings = ctx.settings();
-    let q = &settings.config.queue;
-    let queue = &ctx.queue;
-    let now = now_ns();
-    let mut inner = queue.lock();
-    if !inner.accepting {
-        return None;
-    }
-    let due: Vec<JobId> = inner
-        .jobs
-        .values()
-        .filter(|j| j.state == JobState::RetryWait && j.not_before_ns.is_none_or(|t| t <= now))
-        .map(|j| j.id)
-        .collect();
-    for id in due {
-        let Some(mut j) = inner.jobs.get(&id).cloned() else {
-            continue;
-        };
-        if job::promote(&mut j, now) {
-            persist(queue, &j);
-            queue.emit(&mut inner, &j, Some(JobState::RetryWait), None);
-            inner.jobs.insert(id, j);
+impl Scheduler {
+    /// Runs until `cancel` fires, then tells running jobs to stop; they are queued again.
+    pub async fn run(self, cancel: CancellationToken) {
+        loop {
+            let next = self.dispatch();
+            tokio::select! {
+                _ = self.queue.wake.notified() => {}
+                _ = tokio::time::sleep(next.unwrap_or(IDLE).min(IDLE)) => {}
+                _ = cancel.cancelled() => break,
+            }
+        }
+        let mut inner = self.queue.lock();
+        inner.accepting = false;
+        for (id, r) in &inner.running {
+            let _ = r.stop.set(StopReason::Shutdown);
+            r.cancel.cancel();
+            tracing::info!(
+                job = id,
+                "daemon stopping: job interrupted, it runs again after the restart"
+            );
         }
     }
-    let free = (inner.workers as usize).saturating_sub(inner.running.len());
-    if free > 0 {
-        let claims: Vec<pick::Claim> = inner
-            .running
+
+    /// One scheduling round. Returns the time until the next retry is due.
+    fn dispatch(&self) -> Option<Duration> {
+        let settings = self.settings.get();
+        let q = &settings.config.queue;
+        let queue = &self.queue;
+        let now = queue.clock.now();
+        let mut inner = queue.lock();
+        if !inner.accepting {
+            return None;
+        }
+        let due: Vec<JobId> = inner
+            .jobs
             .values()
-            .filter_map(|r| r.claim.clone())
+            .filter(|j| j.state == JobState::RetryWait && j.not_before_ns.is_none_or(|t| t <= now))
+            .map(|j| j.id)
             .collect();
-        let chosen = {
-            let ordered = pick::order(inner.jobs.values(), now, q.aging);
-            pick::pick(&ordered, &claims, free)
-        };
-        for id in chosen {
-            start(ctx, &mut inner, id, now);
+        for id in due {
+            let Some(mut j) = inner.jobs.get(&id).cloned() else {
+                continue;
+            };
+            if job::promote(&mut j, now) {
+                persist(queue, &j);
+                queue.emit(&mut inner, &j, Some(JobState::RetryWait), None);
+                inner.jobs.insert(id, j);
+            }
         }
+        let free = (inner.workers as usize).saturating_sub(inner.running.len());
+        if free > 0 {
+            let claims: Vec<ops::Claim> = inner
+                .running
+                .values()
+                .filter_map(|r| r.claim.clone())
+                .collect();
+            let chosen = {
+                let ordered = pick::order(inner.jobs.values(), now, q.aging);
+                pick::pick(&ordered, &claims, free)
+            };
+            for id in chosen {
+                self.start(&mut inner, id, now);
+            }
+        }
+        inner
+            .jobs
+            .values()
+            .filter_map(|j| (j.state == JobState::RetryWait).then_some(j.not_before_ns?))
+            .min()
+            .map(|t| Duration::from_nanos(t.saturating_sub(now).max(0) as u64))
     }
-    inner
-        .jobs
-        .values()
-        .filter_map(|j| (j.state == JobState::RetryWait).then_some(j.not_before_ns?))
-        .min()
-        .map(|t| Duration::from_nanos(t.saturating_sub(now).max(0) as u64))
+
+    fn start(&self, inner: &mut super::Inner, id: JobId, now: i64) {
+        let queue = &self.queue;
+        let Some(mut j) = inner.jobs.get(&id).cloned() else {
+            return;
+        };
+        job::start(&mut j, now);
+        persist(queue, &j);
+        queue.emit(inner, &j, Some(JobState::Queued), None);
+        let running = Running {
+            cancel: CancellationToken::new(),
+            progress: Arc::new(Progress::default()),
+            stop: Arc::new(OnceLock::new()),
+            claim: ops::claim(&j.kind),
+            started: Instant::now(),
+        };
+        let attempt = j.attempts.len() as u32;
+        tracing::info!(job = id, kind = j.kind.name(), attempt, "job started");
+        let task = RunTask {
+            id,
+            kind: j.kind.clone(),
+            attempt,
+            timeout: Duration::from_millis(j.timeout_ms),
+            cancel: running.cancel.clone(),
+            progress: running.progress.clone(),
+            stop: running.stop.clone(),
+            started: running.started,
+        };
+        inner.running.insert(id, running);
+        inner.jobs.insert(id, j);
+        self.tasks.spawn(task.run(self.clone()));
+    }
 }
 
 /// Writes a job; a failing write is logged (the in-memory queue goes on, and the next flush
@@ -93,38 +143,6 @@ fn persist(queue: &Queue, j: &backupd_common::protocol::JobInfo) {
     if let Err(e) = queue.store.put(j) {
         tracing::error!(job = j.id, error = %e, "cannot persist job transition");
     }
-}
-
-fn start(ctx: &Arc<Context>, inner: &mut super::Inner, id: JobId, now: i64) {
-    let queue = &ctx.queue;
-    let Some(mut j) = inner.jobs.get(&id).cloned() else {
-        return;
-    };
-    job::start(&mut j, now);
-    persist(queue, &j);
-    queue.emit(inner, &j, Some(JobState::Queued), None);
-    let running = Running {
-        cancel: CancellationToken::new(),
-        progress: Arc::new(Progress::default()),
-        stop: Arc::new(OnceLock::new()),
-        claim: pick::claim(&j.kind),
-        started: Instant::now(),
-    };
-    let attempt = j.attempts.len() as u32;
-    tracing::info!(job = id, kind = j.kind.name(), attempt, "job started");
-    let task = RunTask {
-        id,
-        kind: j.kind.clone(),
-        attempt,
-        timeout: Duration::from_millis(j.timeout_ms),
-        cancel: running.cancel.clone(),
-        progress: running.progress.clone(),
-        stop: running.stop.clone(),
-        started: running.started,
-    };
-    inner.running.insert(id, running);
-    inner.jobs.insert(id, j);
-    ctx.tasks.spawn(task.run(ctx.clone()));
 }
 
 struct RunTask {
@@ -139,16 +157,25 @@ struct RunTask {
 }
 
 impl RunTask {
-    async fn run(self, ctx: Arc<Context>) {
+    async fn run(self, s: Scheduler) {
         let id = self.id;
+        let queue = &s.queue;
         // The start is durable before any work happens.
-        if let Err(e) = ctx.queue.flush().await {
+        if let Err(e) = queue.flush().await {
             tracing::error!(job = id, error = %e, "cannot persist job start");
         }
         let mut handle = {
-            let (ctx, kind, attempt) = (ctx.clone(), self.kind, self.attempt);
+            let (env, kind, attempt) = (s.env.clone(), self.kind, self.attempt);
             let (progress, cancel) = (self.progress.clone(), self.cancel.clone());
-            tokio::task::spawn_blocking(move || exec::run(&ctx, kind, attempt, &progress, &cancel))
+            tokio::task::spawn_blocking(move || {
+                let run = ops::Run {
+                    env: &env,
+                    attempt,
+                    progress: &progress,
+                    cancel: &cancel,
+                };
+                ops::run(kind, &run)
+            })
         };
         let deadline = tokio::time::sleep(self.timeout);
         tokio::pin!(deadline);
@@ -166,7 +193,7 @@ impl RunTask {
                     }
                     self.cancel.cancel();
                 }
-                _ = tick.tick() => ctx.queue.progress_event(id, super::sample(&self.progress, self.started)),
+                _ = tick.tick() => queue.progress_event(id, super::sample(&self.progress, self.started)),
             }
         };
         let ending = match (joined, self.stop.get()) {
@@ -178,12 +205,12 @@ impl RunTask {
                 source,
             }),
         };
-        let settings = ctx.settings();
-        ctx.queue.finish(id, ending, &settings.config.queue);
-        if let Err(e) = ctx.queue.flush().await {
+        let settings = s.settings.get();
+        queue.finish(id, ending, &settings.config.queue);
+        if let Err(e) = queue.flush().await {
             tracing::error!(job = id, error = %e, "cannot persist job end");
         }
-        ctx.queue.wake.notify_one();
+        queue.wake.notify_one();
         // What the job allocated is free now; an idle daemon should not keep it.
         let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
     }
@@ -200,8 +227,10 @@ impl Queue {
         inner.jobs.insert(id, j);
     }
 
+    /// Records how an attempt ended: the one place every job's end passes (a final state, a
+    /// retry wait or a requeue), so whatever keeps finished jobs hooks in here.
     fn finish(&self, id: JobId, ending: Ending, q: &backupd_common::config::QueueConfig) {
-        let now = now_ns();
+        let now = self.clock.now();
         let mut inner = self.lock();
         inner.running.remove(&id);
         let Some(mut j) = inner.jobs.get(&id).cloned() else {

@@ -16,7 +16,7 @@ use super::frames::{self, FrameReader, ReadError};
 use super::handlers::{After, Reply, StreamItem};
 use super::redact;
 use super::slots::{Refusal, Slot};
-use crate::context::Context;
+use super::Server;
 use crate::error::Error;
 use backupd_common::codec::{MessageCodec, RESTRICTED_MAX_FRAME};
 use backupd_common::error::{ErrorCode, ErrorReply};
@@ -68,29 +68,29 @@ struct Conn {
 
 /// Serves one connection from `identity`; `_slot` is its place under the connection caps.
 pub async fn serve(
-    ctx: Arc<Context>,
+    server: Arc<Server>,
     stream: UnixStream,
     identity: Identity,
     cancel: CancellationToken,
     _slot: Slot,
 ) {
-    let server = ctx.settings().config.server.clone();
+    let limits = server.services.settings.get().config.server.clone();
     let (read, write) = stream.into_split();
     let mut conn = Conn {
-        reader: FrameReader::new(read, RESTRICTED_MAX_FRAME, ctx.frame_budget.clone()),
-        writer: FramedWrite::new(write, ServerCodec::new(server.max_frame_bytes)),
+        reader: FrameReader::new(read, RESTRICTED_MAX_FRAME, server.frame_budget.clone()),
+        writer: FramedWrite::new(write, ServerCodec::new(limits.max_frame_bytes)),
         ahead: VecDeque::new(),
     };
 
     let hello = tokio::select! {
         _ = cancel.cancelled() => return,
-        next = tokio::time::timeout(server.handshake_timeout, read_message(&mut conn.reader)) => next,
+        next = tokio::time::timeout(limits.handshake_timeout, read_message(&mut conn.reader)) => next,
     };
     match hello {
         Err(_) => {
             let msg = format!(
                 "no Hello within {:?}; closing the connection",
-                server.handshake_timeout
+                limits.handshake_timeout
             );
             return fatal(&mut conn.writer, ErrorCode::Timeout, msg).await;
         }
@@ -116,7 +116,7 @@ pub async fn serve(
         }
     }
     if identity.role == Role::Admin {
-        conn.reader.set_limit(server.max_frame_bytes);
+        conn.reader.set_limit(limits.max_frame_bytes);
     }
     let welcome = ServerMessage::Welcome(Welcome {
         protocol_version: PROTOCOL_VERSION,
@@ -131,7 +131,7 @@ pub async fn serve(
         let message = match conn.ahead.pop_front() {
             Some(m) => m,
             None => {
-                let idle = ctx.settings().config.server.idle_timeout;
+                let idle = server.services.settings.get().config.server.idle_timeout;
                 let next = tokio::select! {
                     _ = cancel.cancelled() => return,
                     next = tokio::time::timeout(idle, read_message(&mut conn.reader)) => next,
@@ -153,9 +153,9 @@ pub async fn serve(
                 return fatal(&mut conn.writer, ErrorCode::Malformed, msg).await;
             }
             ClientMessage::Request { id, request } => {
-                match answer(&ctx, &identity, &mut conn, id, request, &cancel).await {
+                match answer(&server, &identity, &mut conn, id, request, &cancel).await {
                     Ok(Some(After::Shutdown)) => {
-                        ctx.shutdown.cancel();
+                        server.services.shutdown.cancel();
                         return;
                     }
                     Ok(None) => {}
@@ -176,7 +176,7 @@ async fn read_message(reader: &mut FrameReader) -> Result<Option<ClientMessage>,
 
 /// Checks, dispatches and answers one request. `Err` means the connection is unusable.
 async fn answer(
-    ctx: &Arc<Context>,
+    server: &Arc<Server>,
     identity: &Identity,
     conn: &mut Conn,
     id: RequestId,
@@ -194,7 +194,7 @@ async fn answer(
         return Ok(None);
     }
     let observer = identity.role != Role::Admin;
-    let outcome = dispatch(ctx, identity, request).await;
+    let outcome = dispatch(server, identity, request).await;
     match outcome.reply {
         Reply::Now(result) => {
             send(&mut conn.writer, final_reply(id, result, observer)).await?;

@@ -15,17 +15,68 @@ pub mod listener;
 pub mod redact;
 pub mod slots;
 
-use crate::context::Context;
+use crate::alerts::Alerts;
+use crate::context::{Process, SettingsHandle};
+use crate::queue::Queue;
+use crate::reload::Reloader;
+use crate::repo::registry::Registry;
+use crate::watch::Sources;
 use backupd_common::protocol::Role;
 use listener::Listener;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The service handles request handlers work through. Handlers get this, never the services'
+/// insides; services never get it.
+#[derive(Clone)]
+pub struct Services {
+    pub queue: Arc<Queue>,
+    pub sources: Arc<Sources>,
+    /// Named repositories (blocking API: call from blocking threads).
+    pub repos: Arc<Registry>,
+    pub reloader: Arc<Reloader>,
+    /// What `system health` reports as needing an administrator.
+    pub alerts: Arc<Alerts>,
+    pub settings: SettingsHandle,
+    /// Where streamed replies run, so shutdown drains them.
+    pub tasks: TaskTracker,
+    /// Cancelling it stops the daemon (`system shutdown`); streamed replies end with it.
+    pub shutdown: CancellationToken,
+}
+
+/// The server's own state next to the services it serves: who the daemon is, its socket, and
+/// what bounds connections.
+pub struct Server {
+    pub services: Services,
+    pub process: Process,
+    pub socket: PathBuf,
+    pub socket_activated: bool,
+    /// Connections being served, per uid and in total, under the caps of `[server]`.
+    pub slots: Arc<slots::Slots>,
+    /// Bytes all connections together may hold in partly received large frames.
+    pub frame_budget: Arc<frames::FrameBudget>,
+}
+
+impl Server {
+    pub fn new(services: Services, process: Process, listener: &Listener) -> Self {
+        let budget = services.settings.get().config.server.frame_budget_bytes;
+        Self {
+            services,
+            process,
+            socket: listener.path().to_owned(),
+            socket_activated: listener.activated(),
+            slots: Arc::default(),
+            frame_budget: Arc::new(frames::FrameBudget::new(budget)),
+        }
+    }
+}
+
 /// Accepts connections until `cancel` fires.
 pub async fn serve(
-    ctx: Arc<Context>,
+    server: Arc<Server>,
     listener: Listener,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -45,16 +96,16 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, _)) => {
-                let Some(identity) = auth::identify(&ctx, &stream) else {
+                let Some(identity) = auth::identify(&server.process, &stream) else {
                     tracing::warn!("peer credentials unavailable; closing the connection");
                     continue;
                 };
                 let admin = identity.role == Role::Admin;
-                let limits = &ctx.settings().config.server;
-                match ctx.slots.try_acquire(identity.uid, admin, limits) {
+                let limits = &server.services.settings.get().config.server;
+                match server.slots.try_acquire(identity.uid, admin, limits) {
                     Ok(slot) => {
                         tracker.spawn(connection::serve(
-                            ctx.clone(),
+                            server.clone(),
                             stream,
                             identity,
                             cancel.child_token(),

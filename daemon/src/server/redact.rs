@@ -9,10 +9,7 @@
 //! cannot forget it; the matches are exhaustive so a new response type needs a decision here.
 
 use backupd_common::error::ErrorReply;
-use backupd_common::protocol::{
-    BackupRequest, HealthReport, JobEvent, JobInfo, JobKind, Progress, Response, RestoreRequest,
-    SourceInfo,
-};
+use backupd_common::protocol::{HealthReport, JobEvent, JobInfo, Progress, Response, SourceInfo};
 
 /// Replaces an error text an observer may not read; the error's code stays.
 pub const HIDDEN: &str = "(hidden: only admins see job arguments, results and error texts)";
@@ -21,29 +18,9 @@ fn hidden_error(e: &mut ErrorReply) {
     e.message = HIDDEN.to_owned();
 }
 
-/// The kind with its arguments emptied (a backup without paths, a restore without target),
-/// keeping the repository it works on.
-fn kind(k: &mut JobKind) {
-    match k {
-        JobKind::Backup(r) => {
-            *r = BackupRequest {
-                repo: r.repo.take(),
-                ..BackupRequest::default()
-            }
-        }
-        JobKind::Restore(r) => {
-            *r = RestoreRequest {
-                repo: r.repo.take(),
-                ..RestoreRequest::default()
-            }
-        }
-        // Repository name and numbers only.
-        JobKind::Check(_) | JobKind::Forget(_) | JobKind::RebuildIndex(_) | JobKind::Noop(_) => {}
-    }
-}
-
 pub fn job(j: &mut JobInfo) {
-    kind(&mut j.kind);
+    // Each kind's operation says what of its arguments an observer may see.
+    crate::ops::redact(&mut j.kind);
     j.result = None;
     if let Some(e) = &mut j.error {
         hidden_error(e);
@@ -128,7 +105,9 @@ pub fn progress(p: &mut Progress) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backupd_common::protocol::{Attempt, AttemptOutcome, JobState, Priority};
+    use backupd_common::protocol::{
+        Attempt, AttemptOutcome, BackupRequest, JobKind, JobState, Priority,
+    };
 
     #[test]
     fn a_job_loses_paths_results_and_error_texts_but_keeps_its_shape() {

@@ -4,13 +4,20 @@
 //! JSON); `backupd --watch DIR` adds a transient one for the run. Sources declared in the
 //! config file (`[[source]]`) are written over persisted ones of the same name and (re)started
 //! at start and on reload; one no longer declared stays as an ordinary source, with a warning.
+//!
+//! [`Sources`] is built from explicit handles ([`Handles`]); each source's task runs on the task
+//! tracker under a child of the service's token, so cancelling it (daemon shutdown) or the
+//! source's own token (`source remove`) stops the task.
 
 pub mod dirty;
+pub mod machine;
 pub mod source;
 pub mod watcher;
 
-use crate::context::Context;
+use crate::context::SettingsHandle;
 use crate::error::Error;
+use crate::queue::Queue;
+use crate::repo::registry::Registry;
 use crate::state::declared::{Declared, Kind};
 use crate::state::{State, StateError};
 pub use backupd_common::config::declared::name_for;
@@ -25,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 const TREE: &str = "sources";
 
@@ -48,10 +56,28 @@ pub enum SourceError {
     State(#[from] StateError),
 }
 
+/// What every source's task works with.
+#[derive(Clone)]
+pub struct Handles {
+    /// Where the source's repository is looked up.
+    pub repos: Arc<Registry>,
+    /// Where its backups are queued.
+    pub queue: Arc<Queue>,
+    pub settings: SettingsHandle,
+    /// Never watched nor backed up.
+    pub state_dir: PathBuf,
+    /// Source backups are submitted as the daemon itself.
+    pub daemon_uid: u32,
+}
+
 pub struct Sources {
     tree: sled::Tree,
     state: State,
     running: Mutex<BTreeMap<String, Arc<SourceHandle>>>,
+    handles: Handles,
+    tasks: TaskTracker,
+    /// The service's token: every source's token is a child of it.
+    cancel: CancellationToken,
 }
 
 /// The spec a `[[source]]` table describes.
@@ -69,11 +95,21 @@ pub fn spec_of(c: &SourceConfig) -> SourceSpec {
 }
 
 impl Sources {
-    pub fn open(state: &State) -> Result<Self, StateError> {
+    /// Opens the persisted sources; none runs until [`Sources::apply_declared`] and
+    /// [`Sources::start_all`]. Source tasks go on `tasks` and stop when `cancel` fires.
+    pub fn open(
+        state: &State,
+        handles: Handles,
+        tasks: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Result<Self, StateError> {
         Ok(Self {
             tree: state.tree(TREE)?,
             state: state.clone(),
             running: Mutex::new(BTreeMap::new()),
+            handles,
+            tasks,
+            cancel,
         })
     }
 
@@ -138,15 +174,16 @@ impl Sources {
     }
 
     /// `validate`, and the source must not be inside the state directory.
-    fn validate_in(&self, ctx: &Context, spec: &SourceSpec) -> Result<(), SourceError> {
+    fn validate_in(&self, spec: &SourceSpec) -> Result<(), SourceError> {
         self.validate(spec)?;
         let path = Path::new(OsStr::from_bytes(&spec.path));
-        if path.starts_with(&ctx.state_dir) {
+        let state_dir = &self.handles.state_dir;
+        if path.starts_with(state_dir) {
             return Err(SourceError::Path {
                 path: path.to_owned(),
                 reason: format!(
                     "is inside the daemon's state directory {}, which is never backed up",
-                    ctx.state_dir.display()
+                    state_dir.display()
                 ),
             });
         }
@@ -169,11 +206,7 @@ impl Sources {
     /// a persisted or running one of the same name. Returns the names that changed. Problems
     /// are logged per source (a declared directory that does not exist yet is tried again at
     /// the next reload).
-    pub async fn apply_declared(
-        &self,
-        ctx: &Arc<Context>,
-        declared: &[SourceConfig],
-    ) -> Vec<String> {
+    pub async fn apply_declared(&self, declared: &[SourceConfig]) -> Vec<String> {
         let mut changed = Vec::new();
         let marks = match Declared::open(&self.state) {
             Ok(m) => m,
@@ -185,7 +218,7 @@ impl Sources {
         let persisted = self.persisted();
         for c in declared {
             let spec = spec_of(c);
-            if let Err(e) = self.validate_in(ctx, &spec) {
+            if let Err(e) = self.validate_in(&spec) {
                 tracing::error!(source = %spec.name, error = %e, "declared source not started");
                 continue;
             }
@@ -209,7 +242,7 @@ impl Sources {
                 }
                 None => {}
             }
-            self.start(ctx, spec.clone(), false);
+            self.start(spec.clone(), false);
             changed.push(spec.name);
         }
         for name in marks.names(Kind::Source) {
@@ -229,27 +262,22 @@ impl Sources {
     }
 
     /// Adds (and, unless transient, persists) a source and starts its task.
-    pub async fn add(
-        &self,
-        ctx: &Arc<Context>,
-        spec: SourceSpec,
-        transient: bool,
-    ) -> Result<SourceInfo, Error> {
-        self.validate_in(ctx, &spec)?;
+    pub async fn add(&self, spec: SourceSpec, transient: bool) -> Result<SourceInfo, Error> {
+        self.validate_in(&spec)?;
         if self.lock().contains_key(&spec.name) {
             return Err(SourceError::Exists(spec.name).into());
         }
         if !transient {
             self.persist(&spec).await?;
         }
-        Ok(self.start(ctx, spec, transient))
+        Ok(self.start(spec, transient))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<SourceHandle>>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn start(&self, ctx: &Arc<Context>, spec: SourceSpec, transient: bool) -> SourceInfo {
+    fn start(&self, spec: SourceSpec, transient: bool) -> SourceInfo {
         let info = SourceInfo {
             spec: spec.clone(),
             transient,
@@ -266,10 +294,14 @@ impl Sources {
         };
         let handle = Arc::new(SourceHandle {
             status: Mutex::new(info.clone()),
-            stop: CancellationToken::new(),
+            stop: self.cancel.child_token(),
         });
         self.lock().insert(spec.name.clone(), handle.clone());
-        ctx.tasks.spawn(source::run(ctx.clone(), handle));
+        let task = source::SourceTask {
+            handles: self.handles.clone(),
+            source: handle.clone(),
+        };
+        self.tasks.spawn(task.run(handle.stop.clone()));
         tracing::info!(source = %spec.name, path = %String::from_utf8_lossy(&spec.path), transient, "source added");
         info
     }
@@ -296,7 +328,7 @@ impl Sources {
 
     /// Starts the persisted sources not yet running (declared ones are started first, by
     /// [`Sources::apply_declared`]) and the `--watch` directories of this run.
-    pub fn start_all(&self, ctx: &Arc<Context>, watch: &[PathBuf]) {
+    pub fn start_all(&self, watch: &[PathBuf]) {
         for spec in self.persisted() {
             if self.lock().contains_key(&spec.name) {
                 continue;
@@ -305,7 +337,7 @@ impl Sources {
                 tracing::error!(source = %spec.name, error = %e, "source not started");
                 continue;
             }
-            self.start(ctx, spec, false);
+            self.start(spec, false);
         }
         for dir in watch {
             let mut name = name_for(dir);
@@ -326,7 +358,7 @@ impl Sources {
             };
             match self.validate(&spec) {
                 Ok(()) => {
-                    self.start(ctx, spec, true);
+                    self.start(spec, true);
                 }
                 Err(e) => tracing::error!(error = %e, "--watch {} not started", dir.display()),
             }

@@ -1,97 +1,89 @@
 //! `queue` group and `events`: submitting jobs, watching and steering them.
 
 use super::{blocking, Outcome, Reply, StreamItem};
-use crate::context::Context;
 use crate::error::Error;
+use crate::server::Services;
 use backupd_common::protocol::{Identity, JobId, JobSpec, Progress, QueueRequest, Response};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 /// How often `queue wait` sends a progress frame of a running job.
 const WAIT_TICK: Duration = Duration::from_millis(250);
 
-pub async fn handle(ctx: &Arc<Context>, identity: &Identity, request: QueueRequest) -> Outcome {
-    let q = ctx.settings().config.queue.clone();
+pub async fn handle(services: &Services, identity: &Identity, request: QueueRequest) -> Outcome {
+    let q = services.settings.get().config.queue.clone();
+    let queue = &services.queue;
     match request {
-        QueueRequest::Submit(spec) => Outcome::result(submit(ctx, identity, *spec).await),
-        QueueRequest::Status => Outcome::ok(Response::QueueStatus(ctx.queue.status(&q))),
+        QueueRequest::Submit(spec) => Outcome::result(submit(services, identity, *spec).await),
+        QueueRequest::Status => Outcome::ok(Response::QueueStatus(queue.status(&q))),
         QueueRequest::Job { id } => Outcome::result(
-            ctx.queue
+            queue
                 .job(id)
                 .map(|j| Response::Job(Box::new(j)))
                 .ok_or(Error::JobNotFound { id }),
         ),
-        QueueRequest::Wait { id } => wait(ctx, id),
-        QueueRequest::Cancel { id } => Outcome::result(
-            ctx.queue
-                .cancel(id)
-                .await
-                .map(|j| Response::Job(Box::new(j))),
-        ),
-        QueueRequest::DeadLetters => Outcome::ok(Response::Jobs(ctx.queue.dead_letters())),
+        QueueRequest::Wait { id } => wait(services, id),
+        QueueRequest::Cancel { id } => {
+            Outcome::result(queue.cancel(id).await.map(|j| Response::Job(Box::new(j))))
+        }
+        QueueRequest::DeadLetters => Outcome::ok(Response::Jobs(queue.dead_letters())),
         QueueRequest::RetryDeadLetter { id } => Outcome::result(
-            ctx.queue
+            queue
                 .retry_dead_letter(id)
                 .await
                 .map(|j| Response::Job(Box::new(j))),
         ),
         QueueRequest::PurgeDeadLetters => {
-            Outcome::result(ctx.queue.purge_dead_letters().await.map(Response::Purged))
+            Outcome::result(queue.purge_dead_letters().await.map(Response::Purged))
         }
         QueueRequest::History { limit } => {
-            Outcome::ok(Response::Jobs(ctx.queue.history(limit as usize)))
+            Outcome::ok(Response::Jobs(queue.history(limit as usize)))
         }
         QueueRequest::Workers { count } => Outcome::result(match count {
-            Some(n) => ctx.queue.set_workers(n).map(Response::Workers),
-            None => Ok(Response::Workers(ctx.queue.workers())),
+            Some(n) => queue.set_workers(n).map(Response::Workers),
+            None => Ok(Response::Workers(queue.workers())),
         }),
-        QueueRequest::Events { follow, backlog } => events(ctx, follow, backlog),
+        QueueRequest::Events { follow, backlog } => events(services, follow, backlog),
     }
 }
 
 /// Pins the repository name the job refers to (so conflicts and coalescing compare like with
 /// like, and a later change of the default does not redirect it), then queues the job.
 async fn submit(
-    ctx: &Arc<Context>,
+    services: &Services,
     identity: &Identity,
     mut spec: JobSpec,
 ) -> Result<Response, Error> {
     if let Some(field) = spec.kind.repo_mut() {
-        let registry = ctx.repos.clone();
+        let registry = services.repos.clone();
         let name = field.clone();
         let entry = blocking(move || Ok(registry.entry(name.as_deref())?)).await?;
         *field = Some(entry.name);
     }
-    let q = ctx.settings().config.queue.clone();
-    let submitted = ctx.queue.submit(spec, identity.uid, &q).await?;
+    let q = services.settings.get().config.queue.clone();
+    let submitted = services.queue.submit(spec, identity.uid, &q).await?;
     Ok(Response::Submitted(submitted))
 }
 
 /// Streams the job's progress while it runs and its non-final transitions; the final frame is
 /// the job once it is final. The task ends as soon as the connection drops the receiver.
-fn wait(ctx: &Arc<Context>, id: JobId) -> Outcome {
+fn wait(services: &Services, id: JobId) -> Outcome {
     let (tx, rx) = mpsc::channel(8);
-    let ctx = ctx.clone();
-    let tasks = ctx.tasks.clone();
-    tasks.spawn(async move {
-        let mut events = ctx.queue.subscribe();
+    let (queue, shutdown) = (services.queue.clone(), services.shutdown.clone());
+    services.tasks.spawn(async move {
+        let mut events = queue.subscribe();
         let mut tick = tokio::time::interval(WAIT_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
-            let Some(job) = ctx.queue.job(id) else {
+            let Some(job) = queue.job(id) else {
                 break Err(Error::JobNotFound { id });
             };
             if job.state.is_final() {
                 // What the reply tells must be on disk.
-                break ctx
-                    .queue
-                    .flush()
-                    .await
-                    .map(|()| Response::Job(Box::new(job)));
+                break queue.flush().await.map(|()| Response::Job(Box::new(job)));
             }
             tokio::select! {
-                _ = ctx.shutdown.cancelled() => break Err(Error::ShuttingDown),
+                _ = shutdown.cancelled() => break Err(Error::ShuttingDown),
                 _ = tx.closed() => return, // the client left; the job goes on
                 event = events.recv() => match event {
                     Ok(e) if e.job != id || e.progress.is_some() => continue,
@@ -105,7 +97,7 @@ fn wait(ctx: &Arc<Context>, id: JobId) -> Outcome {
                     Err(broadcast::error::RecvError::Closed) => break Err(Error::ShuttingDown),
                 },
                 _ = tick.tick() => {
-                    if let Some(p) = ctx.queue.progress(id) {
+                    if let Some(p) = queue.progress(id) {
                         if tx.send(StreamItem::Progress(Progress::Operation(p))).await.is_err() {
                             return; // the client left; the job goes on
                         }
@@ -124,12 +116,11 @@ fn wait(ctx: &Arc<Context>, id: JobId) -> Outcome {
 }
 
 /// Streams the recent events, then (with `follow`) every new one until the client leaves.
-fn events(ctx: &Arc<Context>, follow: bool, backlog: u32) -> Outcome {
+fn events(services: &Services, follow: bool, backlog: u32) -> Outcome {
     let (tx, rx) = mpsc::channel(64);
-    let ctx = ctx.clone();
-    let tasks = ctx.tasks.clone();
-    tasks.spawn(async move {
-        let (recent, mut live) = ctx.queue.follow(backlog as usize);
+    let (queue, shutdown) = (services.queue.clone(), services.shutdown.clone());
+    services.tasks.spawn(async move {
+        let (recent, mut live) = queue.follow(backlog as usize);
         for e in recent {
             if tx
                 .send(StreamItem::Progress(Progress::Event(e)))
@@ -142,7 +133,7 @@ fn events(ctx: &Arc<Context>, follow: bool, backlog: u32) -> Outcome {
         if follow {
             loop {
                 tokio::select! {
-                    _ = ctx.shutdown.cancelled() => break,
+                    _ = shutdown.cancelled() => break,
                     _ = tx.closed() => return,
                     event = live.recv() => match event {
                         Ok(e) => {

@@ -1,30 +1,13 @@
 //! `repo` group: init, add, list, key export. (Check and rebuild-index run as queue jobs.)
 
 use super::{blocking, Outcome};
-use crate::context::Context;
-use crate::queue::exec::path_of;
-use crate::repo::registry::{Registry, RepoEntry};
-use backupd_common::protocol::{KeyExport, RepoInfo, RepoRequest, Response};
-use std::sync::Arc;
+use crate::ops::repos::info;
+use crate::ops::view::path_of;
+use crate::server::Services;
+use backupd_common::protocol::{KeyExport, RepoRequest, Response};
 
-fn info(registry: &Registry, entry: &RepoEntry) -> RepoInfo {
-    let opened = registry.open(Some(&entry.name)).ok();
-    RepoInfo {
-        name: entry.name.clone(),
-        path: entry.location.to_string(),
-        id: opened
-            .as_ref()
-            .map(|(_, r)| r.config().id.clone())
-            .unwrap_or_default(),
-        format_version: crate::repo::FORMAT_VERSION,
-        snapshots: opened.and_then(|(_, r)| r.snapshot_count().ok().map(|n| n as u64)),
-        key_file: entry.key_file.display().to_string(),
-        is_default: entry.is_default,
-    }
-}
-
-pub async fn handle(ctx: &Arc<Context>, request: RepoRequest) -> Outcome {
-    let registry = ctx.repos.clone();
+pub async fn handle(services: &Services, request: RepoRequest) -> Outcome {
+    let registry = services.repos.clone();
     match request {
         RepoRequest::Init { name, path, password } => Outcome::result(
             blocking(move || {

@@ -1,21 +1,22 @@
 //! `source` group: watched directories.
 
 use super::Outcome;
-use crate::context::Context;
+use crate::server::Services;
 use backupd_common::protocol::{Response, SourceRequest};
-use std::sync::Arc;
 
-pub async fn handle(ctx: &Arc<Context>, request: SourceRequest) -> Outcome {
+pub async fn handle(services: &Services, request: SourceRequest) -> Outcome {
     match request {
         SourceRequest::Add(spec) => Outcome::result(
-            ctx.sources
-                .add(ctx, spec, false)
+            services
+                .sources
+                .add(spec, false)
                 .await
                 .map(|s| Response::Source(Box::new(s))),
         ),
-        SourceRequest::List => Outcome::ok(Response::Sources(ctx.sources.list())),
+        SourceRequest::List => Outcome::ok(Response::Sources(services.sources.list())),
         SourceRequest::Remove { name } => Outcome::result(
-            ctx.sources
+            services
+                .sources
                 .remove(&name)
                 .await
                 .map(|s| Response::Source(Box::new(s))),

@@ -1,7 +1,7 @@
 //! `system` group: health, whoami, reload, shutdown.
 
 use super::{After, Outcome, Reply, StreamItem};
-use crate::context::Context;
+use crate::server::Server;
 use backupd_common::protocol::{
     HealthReport, HealthStatus, Identity, Progress, Response, SystemRequest, PROTOCOL_VERSION,
 };
@@ -9,19 +9,22 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-pub async fn handle(ctx: &Arc<Context>, identity: &Identity, request: SystemRequest) -> Outcome {
+pub async fn handle(server: &Arc<Server>, identity: &Identity, request: SystemRequest) -> Outcome {
+    let services = &server.services;
     match request {
-        SystemRequest::Health => Outcome::ok(Response::Health(health(ctx))),
-        SystemRequest::WatchHealth { interval, count } => watch_health(ctx, interval, count),
+        SystemRequest::Health => Outcome::ok(Response::Health(health(server))),
+        SystemRequest::WatchHealth { interval, count } => watch_health(server, interval, count),
         SystemRequest::Whoami => Outcome::ok(Response::Identity(identity.clone())),
         SystemRequest::Reload => {
-            Outcome::result(crate::reload::reload(ctx).await.map(Response::Reloaded))
+            Outcome::result(services.reloader.reload().await.map(Response::Reloaded))
         }
-        SystemRequest::ExportState => {
-            Outcome::result(crate::export::export(ctx).await.map(Response::StateExport))
-        }
+        SystemRequest::ExportState => Outcome::result(
+            crate::export::export(&services.repos, &services.sources)
+                .await
+                .map(Response::StateExport),
+        ),
         SystemRequest::ImportState { document } => Outcome::result(
-            crate::export::import(ctx, &document)
+            crate::export::import(&services.repos, &services.sources, &document)
                 .await
                 .map(Response::StateImported),
         ),
@@ -35,10 +38,12 @@ pub async fn handle(ctx: &Arc<Context>, identity: &Identity, request: SystemRequ
     }
 }
 
-pub fn health(ctx: &Context) -> HealthReport {
-    let settings = ctx.settings();
-    let notes = ctx.alerts.notes();
-    let status = if ctx.shutdown.is_cancelled() {
+pub fn health(server: &Server) -> HealthReport {
+    let services = &server.services;
+    let process = &server.process;
+    let settings = services.settings.get();
+    let notes = services.alerts.notes();
+    let status = if services.shutdown.is_cancelled() {
         HealthStatus::Stopping
     } else if notes.is_empty() {
         HealthStatus::Ok
@@ -49,17 +54,17 @@ pub fn health(ctx: &Context) -> HealthReport {
         status,
         version: backupd_common::VERSION.to_owned(),
         protocol_version: PROTOCOL_VERSION,
-        uptime_secs: ctx.started.elapsed().as_secs(),
-        pid: ctx.pid,
-        mode: ctx.mode,
-        socket: ctx.socket.display().to_string(),
-        state_dir: ctx.state_dir.display().to_string(),
+        uptime_secs: process.started.elapsed().as_secs(),
+        pid: process.pid,
+        mode: process.mode,
+        socket: server.socket.display().to_string(),
+        state_dir: process.state_dir.display().to_string(),
         config_file: settings
             .config_file
             .as_ref()
             .map(|p| p.display().to_string()),
-        socket_activated: ctx.socket_activated,
-        connections: u32::try_from(ctx.live_connections()).unwrap_or(u32::MAX),
+        socket_activated: server.socket_activated,
+        connections: u32::try_from(server.slots.live()).unwrap_or(u32::MAX),
         notes,
     }
 }
@@ -71,23 +76,23 @@ const WATCH_INTERVAL_MAX: Duration = Duration::from_secs(86_400);
 
 /// Streams a health report every `interval`, `count` times (0 = until the client leaves or the
 /// daemon stops). The task ends as soon as the connection drops the receiver.
-fn watch_health(ctx: &Arc<Context>, interval: Duration, count: u32) -> Outcome {
+fn watch_health(server: &Arc<Server>, interval: Duration, count: u32) -> Outcome {
     let interval = interval.clamp(WATCH_INTERVAL_MIN, WATCH_INTERVAL_MAX);
     let (tx, rx) = mpsc::channel(4);
-    let ctx = ctx.clone();
-    let tasks = ctx.tasks.clone();
+    let server = server.clone();
+    let tasks = server.services.tasks.clone();
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sent = 0u32;
         while count == 0 || sent < count {
             tokio::select! {
-                _ = ctx.shutdown.cancelled() => break,
+                _ = server.services.shutdown.cancelled() => break,
                 _ = tx.closed() => return, // the connection is gone
                 _ = tick.tick() => {}
             }
             if tx
-                .send(StreamItem::Progress(Progress::Health(health(&ctx))))
+                .send(StreamItem::Progress(Progress::Health(health(&server))))
                 .await
                 .is_err()
             {

@@ -1,0 +1,82 @@
+//! `backup`: snapshot paths into a repository, incrementally when the source loop names the
+//! changes. Shared claim: backups of one repository run side by side.
+
+use super::view::{lossy, path_of, stats_view};
+use super::{Claim, Operation, Run};
+use crate::engine::backup::{backup, BackupOptions};
+use crate::engine::incremental::Change;
+use crate::engine::EngineError;
+use crate::error::Error;
+use backupd_common::ids::SnapshotId;
+use backupd_common::protocol::{BackupRequest, BackupResult, Permission, Response};
+
+pub struct Backup;
+
+impl Operation for Backup {
+    type Args = BackupRequest;
+    const TIMEOUT_KEY: &'static str = "backup";
+    const PERMISSION: Permission = Permission::BackupRun;
+    /// Two backups of the same paths with the same options make the same snapshot.
+    const COALESCES: bool = true;
+
+    fn claim(args: &BackupRequest) -> Option<Claim> {
+        Some(Claim::on(&args.repo, false))
+    }
+
+    fn redact(args: &mut BackupRequest) {
+        *args = BackupRequest {
+            repo: args.repo.take(),
+            ..BackupRequest::default()
+        }
+    }
+
+    fn run(r: BackupRequest, run: &Run<'_>) -> Result<Response, Error> {
+        let (_, repo) = run.env.repos.open(r.repo.as_deref())?;
+        let parent = match &r.parent {
+            Some(hex) => Some(SnapshotId::from_hex(hex).ok_or_else(|| {
+                EngineError::InvalidArgument(format!("parent {hex:?} is not a snapshot id"))
+            })?),
+            None => None,
+        };
+        let changes = r.changes.map(|list| {
+            list.into_iter()
+                .map(|c| {
+                    let change = if c.tree { Change::Tree } else { Change::Entry };
+                    (path_of(c.path), change)
+                })
+                .collect()
+        });
+        let opts = BackupOptions {
+            paths: r.paths.into_iter().map(path_of).collect(),
+            excludes: r.excludes,
+            exclude_files: r.exclude_files.into_iter().map(path_of).collect(),
+            exclude_caches: r.exclude_caches,
+            one_file_system: r.one_file_system,
+            tags: r.tags,
+            host: r.host,
+            time_ns: r.time_ns,
+            force: r.force,
+            always_exclude: vec![run.env.state_dir.clone()],
+            parent,
+            changes,
+            // A retry may adopt the packs its failed attempt left unindexed.
+            reuse_unindexed: run.attempt > 1,
+            ..Default::default()
+        };
+        let out = backup(&repo, &opts, run.progress, run.cancel)?;
+        tracing::info!(snapshot = %out.id.short(), files = out.snapshot.stats.files, bytes_added = out.snapshot.stats.bytes_added, partial = out.is_partial(), "backup finished");
+        Ok(Response::Backup(BackupResult {
+            snapshot: out.id.to_hex(),
+            parent: out.snapshot.parent.map(|p| p.to_hex()),
+            stats: stats_view(&out.snapshot.stats),
+            dirs_scanned: out.dirs_scanned,
+            incremental: out.incremental,
+            skipped: out
+                .snapshot
+                .skipped
+                .iter()
+                .map(|(p, why)| (lossy(p), why.clone()))
+                .collect(),
+        }))
+    }
+}

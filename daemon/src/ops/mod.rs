@@ -1,0 +1,241 @@
+//! Operations: what each job kind is and does, one file per kind. An [`Operation`] names its
+//! arguments (the protocol request), the repository it claims and how, its timeout key, the
+//! permission submitting it needs, how an observer sees it, and its run on a blocking thread.
+//!
+//! The queue and the server know kinds only through the functions [`register!`] generates
+//! below: adding a kind is its wire variant in `common` plus one file here and one line in the
+//! list. Operations run on the worker's blocking thread and stop at the engine's next safe
+//! point once `cancel` fires; they never see a socket or the queue.
+
+mod backup;
+mod check;
+mod forget;
+mod noop;
+mod rebuild_index;
+pub mod repos;
+mod restore;
+pub mod view;
+
+use crate::engine::progress::Progress;
+use crate::error::Error;
+use crate::repo::registry::Registry;
+use backupd_common::protocol::{JobKind, Permission, Response};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What a job holds on a repository while it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub repo: String,
+    pub exclusive: bool,
+}
+
+impl Claim {
+    /// A claim on the repository named in a request (pinned at submission; empty: the default).
+    pub fn on(repo: &Option<String>, exclusive: bool) -> Self {
+        Self {
+            repo: repo.clone().unwrap_or_default(),
+            exclusive,
+        }
+    }
+
+    pub fn conflicts(&self, other: &Claim) -> bool {
+        self.repo == other.repo && (self.exclusive || other.exclusive)
+    }
+}
+
+/// The handles an operation may use: built once by the daemon, shared by every run.
+#[derive(Clone)]
+pub struct Env {
+    /// Named repositories (blocking API; operations run on blocking threads).
+    pub repos: Arc<Registry>,
+    /// Never backed up: the daemon's own state.
+    pub state_dir: PathBuf,
+}
+
+/// One attempt of a job, as its operation sees it.
+pub struct Run<'a> {
+    pub env: &'a Env,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub progress: &'a Progress,
+    pub cancel: &'a CancellationToken,
+}
+
+/// One job kind.
+pub trait Operation {
+    /// The protocol request carrying the kind's arguments.
+    type Args;
+    /// The key of its timeout in `queue.timeouts` (also its name in logs and events).
+    const TIMEOUT_KEY: &'static str;
+    /// What submitting it needs.
+    const PERMISSION: Permission;
+    /// Whether an equal queued job absorbs a new submission instead of queuing a second one.
+    const COALESCES: bool = false;
+
+    /// The repository it holds while it runs, and whether it holds it alone.
+    fn claim(args: &Self::Args) -> Option<Claim>;
+
+    /// Empties what an observer (a non-admin) must not read: paths, targets, free text.
+    fn redact(args: &mut Self::Args);
+
+    fn run(args: Self::Args, run: &Run<'_>) -> Result<Response, Error>;
+}
+
+/// The registration: one line per kind, wire variant => operation. Generates the dispatch
+/// functions the queue and the server call.
+macro_rules! register {
+    ($($variant:ident => $op:ty),* $(,)?) => {
+        /// The repository `kind` holds while it runs.
+        pub fn claim(kind: &JobKind) -> Option<Claim> {
+            match kind {
+                $(JobKind::$variant(a) => <$op>::claim(a),)*
+            }
+        }
+
+        /// The permission submitting `kind` needs.
+        pub fn permission(kind: &JobKind) -> Permission {
+            match kind {
+                $(JobKind::$variant(_) => <$op>::PERMISSION,)*
+            }
+        }
+
+        /// The key of `kind`'s timeout in `queue.timeouts`.
+        pub fn timeout_key(kind: &JobKind) -> &'static str {
+            match kind {
+                $(JobKind::$variant(_) => <$op>::TIMEOUT_KEY,)*
+            }
+        }
+
+        /// Whether submissions of `kind` may merge into an equal queued job.
+        pub fn coalesces(kind: &JobKind) -> bool {
+            match kind {
+                $(JobKind::$variant(_) => <$op>::COALESCES,)*
+            }
+        }
+
+        /// `kind` as an observer may see it.
+        pub fn redact(kind: &mut JobKind) {
+            match kind {
+                $(JobKind::$variant(a) => <$op>::redact(a),)*
+            }
+        }
+
+        /// Runs one attempt of a job (blocking).
+        pub fn run(kind: JobKind, run: &Run<'_>) -> Result<Response, Error> {
+            match kind {
+                $(JobKind::$variant(a) => <$op>::run(a, run),)*
+            }
+        }
+    };
+}
+
+register! {
+    Backup => backup::Backup,
+    Restore => restore::Restore,
+    Check => check::Check,
+    Forget => forget::Forget,
+    RebuildIndex => rebuild_index::RebuildIndex,
+    Noop => noop::Noop,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backupd_common::protocol::{
+        BackupRequest, CheckRequest, ForgetRequest, NoopRequest, RebuildIndexRequest,
+        RestoreRequest,
+    };
+
+    fn kinds() -> Vec<JobKind> {
+        let repo = Some("r".to_owned());
+        vec![
+            JobKind::Backup(BackupRequest {
+                repo: repo.clone(),
+                ..Default::default()
+            }),
+            JobKind::Restore(RestoreRequest {
+                repo: repo.clone(),
+                ..Default::default()
+            }),
+            JobKind::Check(CheckRequest {
+                repo: repo.clone(),
+                ..Default::default()
+            }),
+            JobKind::Forget(ForgetRequest {
+                repo: repo.clone(),
+                ..Default::default()
+            }),
+            JobKind::RebuildIndex(RebuildIndexRequest { repo }),
+            JobKind::Noop(NoopRequest::default()),
+        ]
+    }
+
+    #[test]
+    fn timeout_keys_are_the_wire_names_and_have_a_config_slot() {
+        for kind in kinds() {
+            assert_eq!(timeout_key(&kind), kind.name());
+            // Every key must be one `queue.timeouts` knows; an unknown key would silently
+            // fall back to the global timeout.
+            let mut timeouts = backupd_common::config::KindTimeouts::default();
+            let probe = std::time::Duration::from_secs(7);
+            set_timeout(&mut timeouts, timeout_key(&kind), probe);
+            assert_eq!(
+                timeouts.get(timeout_key(&kind)),
+                Some(probe),
+                "{}",
+                kind.name()
+            );
+        }
+        assert_eq!(kinds().len(), JobKind::NAMES.len());
+    }
+
+    fn set_timeout(
+        t: &mut backupd_common::config::KindTimeouts,
+        key: &str,
+        d: std::time::Duration,
+    ) {
+        let table = serde_json::json!({ key: format!("{}s", d.as_secs()) });
+        *t = serde_json::from_value(table).expect("timeouts table");
+    }
+
+    #[test]
+    fn permissions_follow_what_the_kind_touches() {
+        let got: Vec<_> = kinds().iter().map(permission).collect();
+        use Permission::*;
+        assert_eq!(
+            got,
+            vec![BackupRun, RestoreRun, RepoAdmin, RepoAdmin, RepoAdmin, BackupRun]
+        );
+    }
+
+    #[test]
+    fn writers_of_the_index_claim_their_repository_alone() {
+        let claims: Vec<_> = kinds().iter().map(claim).collect();
+        let exclusive = |c: &Option<Claim>| c.as_ref().map(|c| c.exclusive);
+        assert_eq!(
+            claims.iter().map(exclusive).collect::<Vec<_>>(),
+            vec![
+                Some(false),
+                Some(false),
+                Some(false),
+                Some(true),
+                Some(true),
+                None
+            ]
+        );
+        let dry = JobKind::Forget(ForgetRequest {
+            dry_run: true,
+            ..Default::default()
+        });
+        assert_eq!(claim(&dry).map(|c| c.exclusive), Some(false));
+        assert!(claims[0].as_ref().is_some_and(|c| c.repo == "r"));
+    }
+
+    #[test]
+    fn only_backups_coalesce() {
+        let got: Vec<_> = kinds().iter().map(coalesces).collect();
+        assert_eq!(got, vec![true, false, false, false, false, false]);
+    }
+}
