@@ -111,6 +111,10 @@ pub async fn reload(ctx: &Arc<Context>) -> Result<ReloadReport, Error> {
     if oq.workers != nq.workers {
         ctx.queue.set_workers(nq.workers)?;
     }
+    if old.config.history != new.config.history {
+        ctx.queue.set_history_retention(&new.config.history)?;
+        applied.push("history".to_owned());
+    }
     let repos = ctx.repos.clone();
     let declared = new.config.repositories.clone();
     let changed = tokio::task::spawn_blocking(move || {

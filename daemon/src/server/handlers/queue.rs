@@ -39,8 +39,11 @@ pub async fn handle(ctx: &Arc<Context>, identity: &Identity, request: QueueReque
         QueueRequest::PurgeDeadLetters => {
             Outcome::result(ctx.queue.purge_dead_letters().await.map(Response::Purged))
         }
-        QueueRequest::History { limit } => {
-            Outcome::ok(Response::Jobs(ctx.queue.history(limit as usize)))
+        QueueRequest::History(query) => {
+            let ctx = ctx.clone();
+            Outcome::result(
+                blocking(move || Ok(Response::History(ctx.queue.history(&query)?))).await,
+            )
         }
         QueueRequest::Workers { count } => Outcome::result(match count {
             Some(n) => ctx.queue.set_workers(n).map(Response::Workers),
