@@ -16,6 +16,7 @@ pub mod lock;
 pub mod pack;
 pub mod registry;
 pub mod snapshot;
+mod snapshots;
 pub mod tree;
 
 use backend::{BackendError, FileKind, LocalBackend};
@@ -52,6 +53,7 @@ pub const METADATA_LIMIT: usize = 512 * 1024 * 1024;
 pub use clock::{format_rfc3339, hostname, now_ns, now_rfc3339};
 pub use config::{read_config, RepoConfig};
 pub use error::RepoError;
+pub use snapshots::SnapshotCache;
 
 pub type Result<T> = std::result::Result<T, RepoError>;
 
@@ -134,6 +136,8 @@ pub struct Repository {
     config: RepoConfig,
     keys: MasterKeys,
     index: RwLock<Index>,
+    /// The daemon's snapshot catalog, once attached (see [`snapshots`]).
+    catalog: std::sync::OnceLock<std::sync::Arc<dyn snapshots::SnapshotCache>>,
 }
 
 impl Repository {
@@ -179,6 +183,7 @@ impl Repository {
             config,
             keys,
             index: RwLock::new(Index::default()),
+            catalog: Default::default(),
         })
     }
 
@@ -224,6 +229,7 @@ impl Repository {
             config,
             keys,
             index: RwLock::new(Index::default()),
+            catalog: Default::default(),
         };
         repo.reload_index()?;
         Ok(repo)
@@ -420,6 +426,9 @@ impl Repository {
         let id = SnapshotId(sha256(&sealed));
         self.backend
             .write(FileKind::Snapshot, &id.to_hex(), &sealed)?;
+        if let Some(catalog) = self.catalog.get() {
+            catalog.written(&id, snapshot);
+        }
         Ok(id)
     }
 
@@ -521,7 +530,11 @@ impl Repository {
     }
 
     pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
-        Ok(self.backend.remove(FileKind::Snapshot, &id.to_hex())?)
+        self.backend.remove(FileKind::Snapshot, &id.to_hex())?;
+        if let Some(catalog) = self.catalog.get() {
+            catalog.removed(id);
+        }
+        Ok(())
     }
 
     pub fn lock(&self, mode: lock::LockMode, purpose: &str) -> Result<lock::LockGuard> {

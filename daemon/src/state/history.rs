@@ -249,3 +249,140 @@ fn matches(r: &HistoryRecord, q: &HistoryQuery) -> bool {
 fn warn_unreadable(k: &[u8], e: &RecordError) {
     tracing::warn!(key = %hex::encode(k), error = %e, "history entry unreadable; skipped");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::records::job::StateRecord;
+    use std::time::Duration;
+
+    const DAY: i64 = 86_400 * 1_000_000_000;
+    const NOW: i64 = 1_000 * DAY;
+
+    fn entry(
+        id: u64,
+        finished_ns: i64,
+        kind: &str,
+        source: Option<&str>,
+        repo: &str,
+    ) -> HistoryRecord {
+        HistoryRecord {
+            v: 1,
+            id,
+            kind: kind.into(),
+            repo: Some(repo.into()),
+            source: source.map(str::to_owned),
+            outcome: StateRecord::Succeeded,
+            error_class: None,
+            error: None,
+            attempts: 1,
+            submitted_ns: finished_ns - 1,
+            finished_ns,
+            duration_ms: 1,
+            files: id,
+            bytes_read: 0,
+            bytes_added: 0,
+            bytes_stored: 0,
+            compression_ratio: None,
+            snapshot: None,
+        }
+    }
+
+    fn ids(h: &History, q: HistoryQuery) -> Vec<u64> {
+        h.query(&q, NOW)
+            .expect("query")
+            .iter()
+            .map(|r| r.id)
+            .collect()
+    }
+
+    /// Jobs 1..=30, one a day ending today; every third a backup of source `s`, the rest
+    /// noops; even ids on repository `b`.
+    fn filled() -> (tempfile::TempDir, History) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = State::open(dir.path()).expect("state");
+        let h = History::open(&state).expect("history");
+        for id in 1..=30u64 {
+            let backup = id % 3 == 0;
+            h.append(entry(
+                id,
+                NOW - (30 - id as i64) * DAY,
+                if backup { "backup" } else { "noop" },
+                backup.then_some("s"),
+                if id % 2 == 0 { "b" } else { "a" },
+            ))
+            .expect("append");
+        }
+        (dir, h)
+    }
+
+    #[test]
+    fn queries_read_newest_first_within_their_range_and_filters() {
+        let (_dir, h) = filled();
+        let q = |limit| HistoryQuery {
+            limit,
+            ..HistoryQuery::default()
+        };
+        assert_eq!(ids(&h, q(3)), [30, 29, 28]);
+        assert_eq!(h.len(), 30);
+        let since = HistoryQuery {
+            since: Some(Duration::from_secs(86_400 * 2)),
+            ..q(100)
+        };
+        assert_eq!(ids(&h, since), [30, 29, 28]);
+        let source = HistoryQuery {
+            source: Some("s".into()),
+            ..q(4)
+        };
+        assert_eq!(ids(&h, source), [30, 27, 24, 21]);
+        let source_on_repo = HistoryQuery {
+            source: Some("s".into()),
+            repo: Some("b".into()),
+            since: Some(Duration::from_secs(86_400 * 10)),
+            ..q(100)
+        };
+        assert_eq!(ids(&h, source_on_repo), [30, 24]);
+        let kind = HistoryQuery {
+            kind: Some("noop".into()),
+            ..q(3)
+        };
+        assert_eq!(ids(&h, kind), [29, 28, 26]);
+        let nobody = HistoryQuery {
+            source: Some("none".into()),
+            ..q(10)
+        };
+        assert!(ids(&h, nobody).is_empty());
+        // Writing a finished job again rewrites its entry, not a second one.
+        h.append(entry(30, NOW, "backup", Some("s"), "b"))
+            .expect("again");
+        assert_eq!(h.len(), 30);
+    }
+
+    #[test]
+    fn retention_cuts_by_age_and_count_and_takes_the_index_entries_along() {
+        let (_dir, h) = filled();
+        let keep_week = HistoryConfig {
+            max_age: Duration::from_secs(86_400 * 7),
+            max_entries: 0,
+        };
+        // Nothing is pruned until the retention is known.
+        assert_eq!(h.len(), 30);
+        assert_eq!(h.set_retention(&keep_week, NOW).expect("age"), 22);
+        assert_eq!(h.len(), 8);
+        let keep_three = HistoryConfig {
+            max_age: Duration::ZERO,
+            max_entries: 3,
+        };
+        assert_eq!(h.set_retention(&keep_three, NOW).expect("count"), 5);
+        let all = HistoryQuery {
+            limit: 100,
+            ..HistoryQuery::default()
+        };
+        assert_eq!(ids(&h, all), [30, 29, 28]);
+        assert_eq!(h.by_source.len(), 1, "only job 30's source index is left");
+        assert_eq!(h.by_kind.len(), 3);
+        // An append beyond the count pushes the oldest out.
+        h.append(entry(31, NOW, "noop", None, "a")).expect("append");
+        assert_eq!(h.len(), 3);
+    }
+}

@@ -4,11 +4,11 @@ use super::{blocking, Outcome};
 use crate::context::Context;
 use crate::queue::exec::{lossy, path_of, stats_view};
 use crate::repo::format_rfc3339;
-use crate::repo::snapshot::Snapshot;
+use crate::repo::snapshot::SnapshotHeader;
 use backupd_common::protocol::{Response, SnapshotInfo, SnapshotsRequest};
 use std::sync::Arc;
 
-fn info(id: String, s: &Snapshot) -> SnapshotInfo {
+fn info(id: String, s: &SnapshotHeader) -> SnapshotInfo {
     SnapshotInfo {
         id,
         time: format_rfc3339(s.time_ns),
@@ -19,7 +19,8 @@ fn info(id: String, s: &Snapshot) -> SnapshotInfo {
         tags: s.tags.clone(),
         parent: s.parent.map(|p| p.to_hex()),
         stats: stats_view(&s.stats),
-        skipped: s.skipped.len() as u64,
+        skipped: s.stats.skipped,
+        source: s.source.clone(),
     }
 }
 
@@ -29,7 +30,7 @@ pub async fn snapshots(ctx: &Arc<Context>, r: SnapshotsRequest) -> Outcome {
         blocking(move || {
             let (_, repo) = registry.open(r.repo.as_deref())?;
             let list = repo
-                .snapshots()
+                .snapshot_headers()
                 .map_err(crate::engine::EngineError::from)?
                 .into_iter()
                 .filter(|(_, s)| r.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
