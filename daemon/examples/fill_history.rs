@@ -15,7 +15,7 @@ use backupd_common::protocol::{
 use std::path::PathBuf;
 
 fn job(id: u64, finished_ns: i64) -> JobInfo {
-    let backup = id % 4 != 0;
+    let backup = !id.is_multiple_of(4);
     let (kind, result) = if backup {
         (
             JobKind::Backup(BackupRequest {

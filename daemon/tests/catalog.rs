@@ -62,6 +62,9 @@ fn catalog_follows_writes_other_writers_and_its_own_loss() {
         .expect("source");
     catalog::attach(&state, &repo);
     let tree = state.tree(&tree_name(&repo.config().id)).expect("tree");
+    let times = state
+        .tree(&format!("{}.time", tree_name(&repo.config().id)))
+        .expect("tree");
 
     let a = repo.write_snapshot(&snapshot(1, "/srv/docs")).expect("a");
     let b = repo.write_snapshot(&snapshot(2, "/etc")).expect("b");
@@ -83,8 +86,16 @@ fn catalog_follows_writes_other_writers_and_its_own_loss() {
     assert_eq!(ids(&repo), [b, c], "the repository is the truth");
     assert_eq!(tree.len(), 2);
 
+    // The parent lookup reads newest first.
+    let newest = repo
+        .newest_snapshot_header(&|h| h.paths == [b"/etc".to_vec()])
+        .expect("newest");
+    assert_eq!(newest.map(|(id, _)| id), Some(b));
+    assert_eq!(times.len(), 2);
+
     // The catalog lost (deleted by hand): rebuilt from the repository.
     tree.clear().expect("clear");
+    times.clear().expect("clear");
     let rebuilt = repo.snapshot_headers().expect("rebuilt");
     assert_eq!(
         rebuilt.iter().map(|(id, _)| *id).collect::<Vec<_>>(),

@@ -350,11 +350,7 @@ fn find_parent(
         .map(|p| p.as_os_str().as_bytes().to_vec())
         .collect();
     // Headers (the daemon's catalog) find it; only the parent itself is read.
-    let found = repo
-        .snapshot_headers()?
-        .into_iter()
-        .rev()
-        .find(|(_, s)| s.host == host && s.paths == paths);
+    let found = repo.newest_snapshot_header(&|s| s.host == host && s.paths == paths)?;
     match found {
         Some((id, _)) => Ok(Some((id, repo.read_snapshot(&id)?))),
         None => Ok(None),

@@ -16,6 +16,12 @@ pub trait SnapshotCache: Send + Sync + std::fmt::Debug {
     /// Every readable snapshot's header, oldest first, checked against the repository's
     /// snapshot files.
     fn headers(&self, repo: &Repository) -> Result<Vec<(SnapshotId, SnapshotHeader)>>;
+    /// The newest snapshot whose header `wanted` accepts, checked against the repository.
+    fn newest(
+        &self,
+        repo: &Repository,
+        wanted: &dyn Fn(&SnapshotHeader) -> bool,
+    ) -> Result<Option<(SnapshotId, SnapshotHeader)>>;
     fn written(&self, id: &SnapshotId, snapshot: &Snapshot);
     fn removed(&self, id: &SnapshotId);
 }
@@ -47,6 +53,22 @@ impl Repository {
                 .iter()
                 .map(|(id, s)| (*id, SnapshotHeader::of(s, None)))
                 .collect()),
+        }
+    }
+
+    /// The newest snapshot whose header `wanted` accepts (a backup's parent): from the
+    /// catalog, newest first, when one is attached.
+    pub fn newest_snapshot_header(
+        &self,
+        wanted: &dyn Fn(&SnapshotHeader) -> bool,
+    ) -> Result<Option<(SnapshotId, SnapshotHeader)>> {
+        match self.catalog.get() {
+            Some(cache) => cache.newest(self, wanted),
+            None => Ok(self
+                .snapshot_headers()?
+                .into_iter()
+                .rev()
+                .find(|(_, h)| wanted(h))),
         }
     }
 }

@@ -303,13 +303,13 @@ mod tests {
         let state = State::open(dir.path()).expect("state");
         let h = History::open(&state).expect("history");
         for id in 1..=30u64 {
-            let backup = id % 3 == 0;
+            let backup = id.is_multiple_of(3);
             h.append(entry(
                 id,
                 NOW - (30 - id as i64) * DAY,
                 if backup { "backup" } else { "noop" },
                 backup.then_some("s"),
-                if id % 2 == 0 { "b" } else { "a" },
+                if id.is_multiple_of(2) { "b" } else { "a" },
             ))
             .expect("append");
         }
