@@ -40,7 +40,7 @@ measure() {
     t0=$(date +%s%N)
     $ctl snapshots --repo bench > "$W/list"
     t1=$(date +%s%N)
-    echo "[$label] first listing ($(($(wc -l < "$W/list") - 1)) snapshots, fills the catalog): $(((t1 - t0) / 1000000)) ms" >&2
+    echo "[$label] first listing ($(($(wc -l < "$W/list") - 1)) snapshots; fills the catalog where there is one): $(((t1 - t0) / 1000000)) ms" >&2
     hyperfine -N --warmup 3 --runs 30 --export-json "$W/$label.json" \
         "$ctl snapshots --repo bench" >&2
     hyperfine --warmup 2 --runs 30 --export-json "$W/$label-backup.json" \
