@@ -44,9 +44,12 @@ macro_rules! hash_id {
 
         impl $name {
             pub fn to_hex(&self) -> String {
+                // Listings print thousands of ids: no allocation per byte.
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
                 let mut s = String::with_capacity(64);
                 for b in self.0 {
-                    s.push_str(&format!("{b:02x}"));
+                    s.push(DIGITS[usize::from(b >> 4)] as char);
+                    s.push(DIGITS[usize::from(b & 0xf)] as char);
                 }
                 s
             }

@@ -126,7 +126,12 @@ fn corpus() -> Vec<ClientMessage> {
         Request::Queue(QueueRequest::DeadLetters),
         Request::Queue(QueueRequest::RetryDeadLetter { id: 1 }),
         Request::Queue(QueueRequest::PurgeDeadLetters),
-        Request::Queue(QueueRequest::History { limit: 20 }),
+        Request::Queue(QueueRequest::History(HistoryQuery {
+            limit: 20,
+            since: Some(std::time::Duration::from_secs(7 * 86_400)),
+            source: Some("docs".into()),
+            ..Default::default()
+        })),
         Request::Queue(QueueRequest::Workers { count: Some(2) }),
         Request::Queue(QueueRequest::Events {
             follow: true,

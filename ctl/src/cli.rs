@@ -140,16 +140,31 @@ pub enum QueueCommand {
     /// The dead-letter queue: jobs that failed for good.
     #[command(subcommand)]
     Dlq(DlqCommand),
-    /// Finished jobs, newest first.
-    History {
-        #[arg(long, default_value_t = 20)]
-        limit: u32,
-    },
+    /// Finished jobs from the job history (kept apart from the live queue), newest first.
+    History(HistoryArgs),
     /// Show or set the number of jobs run at once (1-8, until the daemon restarts).
     Workers {
         #[arg(value_parser = clap::value_parser!(u32).range(1..=8))]
         count: Option<u32>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// Only jobs that finished within this long, e.g. `7d`, `12h`.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub since: Option<std::time::Duration>,
+    /// Only backups of this watched source.
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// Only jobs on this repository.
+    #[arg(long, value_name = "NAME")]
+    pub repo: Option<String>,
+    /// Only jobs of this kind (backup, restore, check, forget, rebuild-index, noop).
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,10 +2,10 @@
 
 use backupd_common::client::{ClientError, Connection};
 use backupd_common::protocol::{
-    HealthReport, Identity, ImportReport, JobEvent, JobId, JobInfo, JobSpec, KeyExport,
-    OperationProgress, Progress, QueueRequest, QueueStatus, ReloadReport, RepoInfo, RepoRequest,
-    Request, Response, Secret, SnapshotInfo, SnapshotsRequest, SourceInfo, SourceRequest,
-    Submitted, SystemRequest,
+    HealthReport, HistoryEntry, HistoryQuery, Identity, ImportReport, JobEvent, JobId, JobInfo,
+    JobSpec, KeyExport, OperationProgress, Progress, QueueRequest, QueueStatus, ReloadReport,
+    RepoInfo, RepoRequest, Request, Response, Secret, SnapshotInfo, SnapshotsRequest, SourceInfo,
+    SourceRequest, Submitted, SystemRequest,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -232,8 +232,11 @@ impl Client {
         jobs(self.queue(QueueRequest::DeadLetters).await?)
     }
 
-    pub async fn history(&mut self, limit: u32) -> Result<Vec<JobInfo>, ClientError> {
-        jobs(self.queue(QueueRequest::History { limit }).await?)
+    pub async fn history(&mut self, query: HistoryQuery) -> Result<Vec<HistoryEntry>, ClientError> {
+        match self.queue(QueueRequest::History(query)).await? {
+            Response::History(entries) => Ok(entries),
+            other => Err(unexpected(other)),
+        }
     }
 
     pub async fn purge_dead_letters(&mut self) -> Result<u64, ClientError> {

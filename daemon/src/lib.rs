@@ -48,9 +48,14 @@ pub async fn run(
     let cleanup = listener.cleanup_guard();
     let state_dir = settings.state_dir.clone();
     let queue_config = settings.config.queue.clone();
-    let stores = tokio::task::spawn_blocking(move || Stores::open(&state_dir, &queue_config))
-        .await
-        .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
+    let history_config = settings.config.history.clone();
+    let stores = tokio::task::spawn_blocking(move || {
+        let stores = Stores::open(&state_dir, &queue_config)?;
+        stores.queue.set_history_retention(&history_config)?;
+        Ok::<_, Error>(stores)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
     let state = stores.state.clone();
     let tracker = TaskTracker::new();
     let process = Process::current(&settings);

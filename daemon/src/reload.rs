@@ -159,6 +159,10 @@ impl Reloader {
         if oq.workers != nq.workers {
             self.queue.set_workers(nq.workers)?;
         }
+        if old.config.history != new.config.history {
+            self.queue.set_history_retention(&new.config.history)?;
+            applied.push("history".to_owned());
+        }
         let repos = self.repos.clone();
         let declared = new.config.repositories.clone();
         let changed = tokio::task::spawn_blocking(move || {

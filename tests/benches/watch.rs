@@ -11,7 +11,9 @@
 //! incremental run (<= 0.2 s); idle RSS <= 64 MB; idle CPU < 0.5 %.
 
 use backupd_common::client::Connection;
-use backupd_common::protocol::{QueueRequest, Request, Response, SourceInfo, SourceRequest};
+use backupd_common::protocol::{
+    HistoryQuery, QueueRequest, Request, Response, SourceInfo, SourceRequest,
+};
 use backupd_tests::{rss_kib, DaemonOptions, TestDaemon};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -45,23 +47,33 @@ async fn source(conn: &mut Connection) -> SourceInfo {
 
 /// The newest backup job's (duration ms, files read, dirs scanned, incremental).
 async fn last_backup(conn: &mut Connection) -> (u64, u64, u64, bool) {
-    match conn
-        .call(Request::Queue(QueueRequest::History { limit: 5 }))
+    let query = HistoryQuery {
+        limit: 1,
+        kind: Some("backup".into()),
+        ..HistoryQuery::default()
+    };
+    let id = match conn
+        .call(Request::Queue(QueueRequest::History(query)))
         .await
         .expect("history")
     {
-        Response::Jobs(jobs) => jobs
-            .iter()
-            .find_map(|j| match &j.result {
-                Some(Response::Backup(b)) => Some((
-                    b.stats.duration_ms,
-                    b.stats.files_read,
-                    b.dirs_scanned,
-                    b.incremental,
-                )),
-                _ => None,
-            })
-            .expect("a backup job"),
+        Response::History(entries) => entries.first().expect("a backup job").id,
+        other => panic!("{other:?}"),
+    };
+    match conn
+        .call(Request::Queue(QueueRequest::Job { id }))
+        .await
+        .expect("job")
+    {
+        Response::Job(j) => match &j.result {
+            Some(Response::Backup(b)) => (
+                b.stats.duration_ms,
+                b.stats.files_read,
+                b.dirs_scanned,
+                b.incremental,
+            ),
+            other => panic!("{other:?}"),
+        },
         other => panic!("{other:?}"),
     }
 }

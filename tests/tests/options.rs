@@ -153,7 +153,7 @@ fn queue_states(d: &TestDaemon) -> Value {
 #[test]
 fn dlq_purge_history_limit_and_worker_count_do_what_they_say() {
     let d = TestDaemon::start_with(DaemonOptions {
-        config: Some("[queue]\nhistory_max_jobs = 5\n".into()),
+        config: Some("[queue]\nhistory_max_jobs = 5\n[history]\nmax_entries = 7\n".into()),
         ..Default::default()
     });
     // A permanent failure goes to the dead-letter queue; purge empties it.
@@ -177,14 +177,27 @@ fn dlq_purge_history_limit_and_worker_count_do_what_they_say() {
     let dlq = json_ok(&d.ctl(&["--json", "queue", "dlq", "list"]));
     assert_eq!(dlq, Value::Array(vec![]), "purged");
 
-    // History keeps at most `history_max_jobs` finished jobs.
+    // The live queue keeps at most `queue.history_max_jobs` finished jobs; the job history
+    // keeps its own `[history] max_entries`, independently.
     for _ in 0..8 {
         json_ok(&d.ctl(&["--json", "queue", "add", "noop"]));
     }
+    let live: u64 = queue_states(&d)["counts"]
+        .as_array()
+        .expect("counts")
+        .iter()
+        .filter(|c| c["state"] == "succeeded")
+        .map(|c| c["count"].as_u64().expect("count"))
+        .sum();
+    assert!(live <= 5, "{live} finished jobs kept in the queue, limit 5");
+    assert!(live >= 1, "the newest are kept");
     let history = json_ok(&d.ctl(&["--json", "queue", "history", "--limit", "100"]));
     let kept = history.as_array().expect("history").len();
-    assert!(kept <= 5, "{kept} finished jobs kept, limit 5");
-    assert!(kept >= 1, "the newest are kept");
+    assert_eq!(
+        kept, 7,
+        "the history keeps max_entries, more than the queue: {history}"
+    );
+    assert_eq!(history[0]["kind"], "noop", "{history}");
 
     // The worker count changes at runtime: with one worker, two jobs run one after the other.
     json_ok(&d.ctl(&["--json", "queue", "workers", "1"]));

@@ -439,7 +439,7 @@ fn kill_9_during_backup_leaves_a_clean_repository_and_the_resumed_job_completes_
         let history = json_ok(&d2.ctl(&["--json", "queue", "history", "--limit", "1000"]));
         for job in history.as_array().expect("history") {
             assert_eq!(
-                job["state"], "succeeded",
+                job["outcome"], "succeeded",
                 "round {round}: a job did not complete after the restart: {job}"
             );
         }

@@ -63,14 +63,11 @@ fn settle(d: &TestDaemon, name: &str, before: Option<&str>, within: Duration) ->
 
 /// The newest finished backup job's result.
 fn last_backup(d: &TestDaemon) -> Value {
-    let history = json_ok(&d.ctl(&["--json", "queue", "history", "--limit", "50"]));
-    history
-        .as_array()
-        .expect("history")
-        .iter()
-        .find(|j| j["kind"] == "backup")
-        .map(|j| j["result"].clone())
-        .expect("a backup job")
+    let history = json_ok(&d.ctl(&[
+        "--json", "queue", "history", "--kind", "backup", "--limit", "1",
+    ]));
+    let id = history[0]["id"].as_u64().expect("a backup job").to_string();
+    json_ok(&d.ctl(&["--json", "queue", "job", &id]))["result"].clone()
 }
 
 /// Restores the latest snapshot of `src` and compares it with the tree on disk.

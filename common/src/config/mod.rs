@@ -33,6 +33,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub server: ServerConfig,
     pub queue: QueueConfig,
+    pub history: HistoryConfig,
     /// `[[repository]]` tables: repositories registered at start and on reload.
     #[serde(rename = "repository", skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<RepositoryConfig>,
@@ -166,6 +167,26 @@ impl Default for QueueConfig {
             history_max_age: Duration::from_secs(30 * 86_400),
             submit_rate: 50.0,
             submit_burst: 200,
+        }
+    }
+}
+
+/// `[history]`: how long finished jobs stay in the job history (`queue history`, analytics).
+/// Independent of the live queue's `queue.history_max_*`. An entry goes when it is older than
+/// `max_age` or beyond the newest `max_entries`; 0 switches that limit off (not both).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    pub max_entries: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(365 * 86_400),
+            max_entries: 200_000,
         }
     }
 }
@@ -348,6 +369,24 @@ impl Config {
                 return Err(invalid(key, format!("is {value:?}; expected at least 1s")));
             }
         }
+        let h = &self.history;
+        if h.max_age.is_zero() && h.max_entries == 0 {
+            return Err(invalid(
+                "history.max_entries",
+                "and history.max_age are both 0 (no limit): the history would grow without \
+                 bound; set at least one"
+                    .to_owned(),
+            ));
+        }
+        if !h.max_age.is_zero() && h.max_age < Duration::from_secs(3600) {
+            return Err(invalid(
+                "history.max_age",
+                format!(
+                    "is {:?}; expected 0 (no age limit) or at least 1h",
+                    h.max_age
+                ),
+            ));
+        }
         if let Some(level) = &self.daemon.log_level {
             if level.trim().is_empty() {
                 return Err(invalid("daemon.log_level", "is empty".to_owned()));
@@ -411,6 +450,18 @@ mod tests {
         assert!(err.to_string().contains("queue.workers"), "{err}");
         let err = parse("[queue.timeouts]\nbackup = \"10ms\"\n").expect_err("timeout");
         assert!(err.to_string().contains("queue.timeouts.backup"), "{err}");
+    }
+
+    #[test]
+    fn history_section_parses_and_refuses_no_limit_at_all() {
+        let c = parse("[history]\nmax_age = \"30days\"\nmax_entries = 500\n").expect("valid");
+        assert_eq!(c.history.max_age, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.history.max_entries, 500);
+        assert_eq!(parse("").expect("empty").history, HistoryConfig::default());
+        let err = parse("[history]\nmax_age = \"0s\"\nmax_entries = 0\n").expect_err("unbounded");
+        assert!(err.to_string().contains("history.max_entries"), "{err}");
+        let err = parse("[history]\nmax_age = \"5m\"\n").expect_err("too short");
+        assert!(err.to_string().contains("history.max_age"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub use source::*;
 use std::time::Duration;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Everything a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -255,6 +255,8 @@ pub enum Response {
     /// The export document (JSON text).
     StateExport(String),
     StateImported(ImportReport),
+    /// `queue history`: finished jobs, newest first.
+    History(Vec<HistoryEntry>),
 }
 
 /// What an import did, entry by entry.

@@ -350,6 +350,51 @@ pub struct JobEvent {
     pub error: Option<String>,
 }
 
+/// Which finished jobs `queue history` lists. Filters combine (all must match).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryQuery {
+    /// At most this many entries (newest first).
+    pub limit: u32,
+    /// Only jobs that finished within this long before now.
+    pub since: Option<Duration>,
+    /// Only backups of this watched source.
+    pub source: Option<String>,
+    /// Only jobs on this repository (by name).
+    pub repo: Option<String>,
+    /// Only jobs of this kind (`JobKind::name`: `backup`, `noop`, ...).
+    pub kind: Option<String>,
+}
+
+/// One finished job in the history: flat fields, the stats pulled out of its result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub id: JobId,
+    pub kind: String,
+    pub repo: Option<String>,
+    pub source: Option<String>,
+    /// The final state: succeeded, dead-letter, cancelled or timed-out.
+    pub outcome: JobState,
+    /// The class of the error that ended it, if it failed.
+    pub error_class: Option<crate::error::ErrorCode>,
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub submitted_ns: i64,
+    pub finished_ns: i64,
+    /// Time spent running, over all attempts.
+    pub duration_ms: u64,
+    /// Files in the snapshot (backup) or restored (restore).
+    pub files: u64,
+    pub bytes_read: u64,
+    /// Plaintext bytes new to the repository (backup).
+    pub bytes_added: u64,
+    /// Bytes written to packs for them, compressed and encrypted (backup).
+    pub bytes_stored: u64,
+    /// `bytes_added / bytes_stored` when something was stored.
+    pub compression_ratio: Option<f64>,
+    /// The snapshot a backup made.
+    pub snapshot: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum QueueRequest {
     /// -> [`Response::Submitted`], or `Busy` (with `retry_after_ms`) over the submission rate.
@@ -369,8 +414,9 @@ pub enum QueueRequest {
     RetryDeadLetter { id: JobId },
     /// Delete every dead-letter job -> [`Response::Purged`].
     PurgeDeadLetters,
-    /// -> [`Response::Jobs`]: finished jobs, newest first.
-    History { limit: u32 },
+    /// -> [`Response::History`]: finished jobs from the history (kept apart from the live
+    /// queue, under `[history]` retention), newest first.
+    History(HistoryQuery),
     /// Set the number of workers (1–8) when `Some`; -> [`Response::Workers`].
     Workers { count: Option<u32> },
     /// Streams `Progress::Event` (the last `backlog` events first); with `follow` until the
@@ -388,7 +434,7 @@ impl QueueRequest {
             | Self::Job { .. }
             | Self::Wait { .. }
             | Self::DeadLetters
-            | Self::History { .. }
+            | Self::History(_)
             | Self::Events { .. }
             | Self::Workers { count: None } => Permission::QueueRead,
             Self::Cancel { .. }
@@ -408,7 +454,7 @@ impl QueueRequest {
             Self::DeadLetters => "queue dlq list",
             Self::RetryDeadLetter { .. } => "queue dlq retry",
             Self::PurgeDeadLetters => "queue dlq purge",
-            Self::History { .. } => "queue history",
+            Self::History(_) => "queue history",
             Self::Workers { .. } => "queue workers",
             Self::Events { .. } => "events",
         }

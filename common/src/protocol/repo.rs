@@ -171,6 +171,9 @@ pub struct SnapshotInfo {
     pub parent: Option<String>,
     pub stats: SnapshotStatsView,
     pub skipped: u64,
+    /// The watched source whose directory the snapshot holds, when the daemon knows one.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

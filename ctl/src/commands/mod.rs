@@ -1,5 +1,6 @@
 //! Runs a parsed command line; one file per command group.
 
+pub mod history;
 pub mod jobs;
 pub mod queue;
 pub mod repo;

@@ -248,10 +248,7 @@ pub async fn run(
                 format!("{n} dead-letter jobs deleted")
             });
         }
-        QueueCommand::History { limit } => {
-            let jobs = client.history(*limit).await?;
-            out.value(&json::history::history(&jobs), || table(&jobs));
-        }
+        QueueCommand::History(a) => super::history::history(client, a, out).await?,
         QueueCommand::Workers { count } => {
             let n = client.workers(*count).await?;
             out.value(&serde_json::json!({"workers": n}), || {

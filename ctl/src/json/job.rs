@@ -384,3 +384,61 @@ impl From<&JobEvent> for EventView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backupd_common::protocol::{
+        BackupRequest, CheckRequest, ForgetRequest, JobKind, JobState, NoopRequest, Priority,
+        RebuildIndexRequest, RestoreRequest,
+    };
+
+    /// serde's flatten would write a clashing name twice; JSON readers keep one of the two.
+    #[test]
+    fn kind_arguments_never_clash_with_job_fields() {
+        let kinds = [
+            JobKind::Backup(BackupRequest::default()),
+            JobKind::Restore(RestoreRequest::default()),
+            JobKind::Check(CheckRequest::default()),
+            JobKind::Forget(ForgetRequest::default()),
+            JobKind::RebuildIndex(RebuildIndexRequest::default()),
+            JobKind::Noop(NoopRequest::default()),
+        ];
+        for kind in kinds {
+            let job = JobInfo {
+                id: 1,
+                kind: kind.clone(),
+                priority: Priority::Normal,
+                state: JobState::Queued,
+                submitter_uid: 0,
+                timeout_ms: 0,
+                retries: 0,
+                backoff_ms: 0,
+                submitted_ns: 0,
+                started_ns: None,
+                finished_ns: None,
+                not_before_ns: None,
+                attempts: Vec::new(),
+                retry_base: 0,
+                coalesced: 0,
+                cancel_requested: false,
+                progress: None,
+                result: None,
+                error: None,
+            };
+            let args = serde_json::to_value(KindView::from(&kind)).expect("kind");
+            let entry = serde_json::to_string(&JobView::from(&job)).expect("job");
+            for arg in args.as_object().expect("object").keys() {
+                if arg == "kind" {
+                    continue;
+                }
+                assert_eq!(
+                    entry.matches(&format!("\"{arg}\":")).count(),
+                    1,
+                    "{}: argument {arg} clashes with a job field",
+                    kind.name()
+                );
+            }
+        }
+    }
+}

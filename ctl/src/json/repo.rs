@@ -63,6 +63,8 @@ pub struct SnapshotView {
     pub parent: Option<String>,
     pub stats: StatsView,
     pub skipped: u64,
+    /// The watched source that made it, if one did.
+    pub source: Option<String>,
 }
 
 impl From<&SnapshotInfo> for SnapshotView {
@@ -78,6 +80,7 @@ impl From<&SnapshotInfo> for SnapshotView {
             parent: s.parent.clone(),
             stats: StatsView::from(&s.stats),
             skipped: s.skipped,
+            source: s.source.clone(),
         }
     }
 }

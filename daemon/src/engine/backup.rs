@@ -352,11 +352,12 @@ fn find_parent(
         .iter()
         .map(|p| p.as_os_str().as_bytes().to_vec())
         .collect();
-    Ok(repo
-        .snapshots()?
-        .into_iter()
-        .rev()
-        .find(|(_, s)| s.host == host && s.paths == paths))
+    // Headers (the daemon's catalog) find it; only the parent itself is read.
+    let found = repo.newest_snapshot_header(&|s| s.host == host && s.paths == paths)?;
+    match found {
+        Some((id, _)) => Ok(Some((id, repo.read_snapshot(&id)?))),
+        None => Ok(None),
+    }
 }
 
 thread_local! {

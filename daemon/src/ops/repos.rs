@@ -7,7 +7,7 @@ use crate::engine::EngineError;
 use crate::error::Error;
 use crate::repo::format_rfc3339;
 use crate::repo::registry::{Registry, RepoEntry};
-use crate::repo::snapshot::Snapshot;
+use crate::repo::snapshot::SnapshotHeader;
 use backupd_common::protocol::{RepoInfo, SnapshotInfo, SnapshotsRequest};
 
 /// A registered repository as `repo list` shows it; id and snapshot count when it opens.
@@ -27,7 +27,7 @@ pub fn info(registry: &Registry, entry: &RepoEntry) -> RepoInfo {
     }
 }
 
-fn snapshot_info(id: String, s: &Snapshot) -> SnapshotInfo {
+fn snapshot_info(id: String, s: &SnapshotHeader) -> SnapshotInfo {
     SnapshotInfo {
         id,
         time: format_rfc3339(s.time_ns),
@@ -38,7 +38,8 @@ fn snapshot_info(id: String, s: &Snapshot) -> SnapshotInfo {
         tags: s.tags.clone(),
         parent: s.parent.map(|p| p.to_hex()),
         stats: stats_view(&s.stats),
-        skipped: s.skipped.len() as u64,
+        skipped: s.stats.skipped,
+        source: s.source.clone(),
     }
 }
 
@@ -46,7 +47,7 @@ fn snapshot_info(id: String, s: &Snapshot) -> SnapshotInfo {
 pub fn snapshots(registry: &Registry, r: &SnapshotsRequest) -> Result<Vec<SnapshotInfo>, Error> {
     let (_, repo) = registry.open(r.repo.as_deref())?;
     let list = repo
-        .snapshots()
+        .snapshot_headers()
         .map_err(EngineError::from)?
         .into_iter()
         .filter(|(_, s)| r.tag.as_ref().is_none_or(|t| s.tags.contains(t)))

@@ -19,10 +19,10 @@ use crate::engine::progress::Progress;
 use crate::error::Error;
 use crate::repo::now_ns;
 use crate::state::{State, StateError};
-use backupd_common::config::QueueConfig;
+use backupd_common::config::{HistoryConfig, QueueConfig};
 use backupd_common::protocol::{
-    JobEvent, JobId, JobInfo, JobSpec, JobState, OperationProgress, QueueStatus, StateCount,
-    Submitted,
+    HistoryEntry, HistoryQuery, JobEvent, JobId, JobInfo, JobSpec, JobState, OperationProgress,
+    QueueStatus, StateCount, Submitted,
 };
 pub use clock::Clock;
 use job::{Limits, StopReason};
@@ -348,12 +348,14 @@ impl Queue {
         }
     }
 
-    /// Finished jobs, newest first.
-    pub fn history(&self, limit: usize) -> Vec<JobInfo> {
-        let inner = self.lock();
-        let mut done: Vec<&JobInfo> = inner.jobs.values().filter(|j| j.state.is_final()).collect();
-        done.sort_by_key(|j| std::cmp::Reverse((j.finished_ns, j.id)));
-        done.into_iter().take(limit).cloned().collect()
+    /// Finished jobs from the job history, newest first (blocking: a sled range scan).
+    pub fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryEntry>, Error> {
+        Ok(self.store.history(query, now_ns())?)
+    }
+
+    /// Applies the `[history]` retention, at start and after a reload.
+    pub fn set_history_retention(&self, config: &HistoryConfig) -> Result<u64, Error> {
+        Ok(self.store.set_history_retention(config, now_ns())?)
     }
 
     pub fn dead_letters(&self) -> Vec<JobInfo> {

@@ -1,11 +1,19 @@
-//! Jobs in sled: tree `jobs` maps the big-endian job id to the JSON of its [`JobInfo`] (JSON, so
-//! fields added later with defaults still read old records); tree `queue` holds the next id.
-//! Every transition is written here and flushed before anyone is told about it.
+//! Jobs in sled: tree `jobs` maps the big-endian job id to its [`JobRecord`] (a versioned
+//! state record, not the protocol's `JobInfo`); tree `queue` holds the next id. Every
+//! transition is written here and flushed before anyone is told about it. A job written in a
+//! final state is also appended to the job history ([`History`]), which outlives the job's
+//! place in the live queue.
 
+use crate::state::history::History;
+use crate::state::migrate::JOBS_TREE;
+use crate::state::records;
+use crate::state::records::history::HistoryRecord;
+use crate::state::records::job::JobRecord;
 use crate::state::{State, StateError};
-use backupd_common::protocol::{JobId, JobInfo};
+use backupd_common::config::HistoryConfig;
+use backupd_common::protocol::{HistoryEntry, HistoryQuery, JobId, JobInfo};
+use std::sync::Arc;
 
-const JOBS_TREE: &str = "jobs";
 const META_TREE: &str = "queue";
 const NEXT_ID_KEY: &[u8] = b"next_id";
 
@@ -13,6 +21,7 @@ const NEXT_ID_KEY: &[u8] = b"next_id";
 pub struct Store {
     jobs: sled::Tree,
     meta: sled::Tree,
+    history: Arc<History>,
     state: State,
 }
 
@@ -21,6 +30,7 @@ impl Store {
         Ok(Self {
             jobs: state.tree(JOBS_TREE)?,
             meta: state.tree(META_TREE)?,
+            history: Arc::new(History::open(state)?),
             state: state.clone(),
         })
     }
@@ -45,8 +55,8 @@ impl Store {
                 .map(u64::from_be_bytes)
                 .unwrap_or_default();
             max_id = max_id.max(id);
-            match serde_json::from_slice::<JobInfo>(&value) {
-                Ok(job) => jobs.push(job),
+            match records::decode::<JobRecord>(&value) {
+                Ok(job) => jobs.push(job.into()),
                 Err(e) => tracing::warn!(
                     job = id,
                     error = %e,
@@ -63,17 +73,17 @@ impl Store {
         Ok((jobs, stored_next.max(max_id + 1)))
     }
 
-    /// Writes a job (not yet durable: call [`Store::flush`]).
+    /// Writes a job, and appends it to the history when it is final (not yet durable: call
+    /// [`Store::flush`]). Writing the same final job again rewrites its history entry.
     pub fn put(&self, job: &JobInfo) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec(job).map_err(|e| {
-            self.write_err(sled::Error::ReportableBug(format!(
-                "cannot encode job {}: {e}",
-                job.id
-            )))
-        })?;
+        let mut record = JobRecord::from(job);
+        let entry = HistoryRecord::of(&record);
         self.jobs
-            .insert(job.id.to_be_bytes(), bytes)
+            .insert(job.id.to_be_bytes(), records::encode(&mut record))
             .map_err(|e| self.write_err(e))?;
+        if let Some(entry) = entry {
+            self.history.append(entry)?;
+        }
         Ok(())
     }
 
@@ -84,6 +94,7 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a job from the live queue; its history entry stays.
     pub fn remove(&self, id: JobId) -> Result<(), StateError> {
         self.jobs
             .remove(id.to_be_bytes())
@@ -91,8 +102,28 @@ impl Store {
         Ok(())
     }
 
+    /// The history entries `query` asks for, newest first.
+    pub fn history(&self, query: &HistoryQuery, now: i64) -> Result<Vec<HistoryEntry>, StateError> {
+        Ok(self
+            .history
+            .query(query, now)?
+            .into_iter()
+            .map(HistoryEntry::from)
+            .collect())
+    }
+
+    /// Applies the `[history]` retention (at start and on reload); returns how many went.
+    pub fn set_history_retention(
+        &self,
+        config: &HistoryConfig,
+        now: i64,
+    ) -> Result<u64, StateError> {
+        self.history.set_retention(config, now)
+    }
+
     /// Makes every write so far durable.
     pub async fn flush(&self) -> Result<(), StateError> {
+        // sled flushes the whole database, history trees included.
         self.jobs
             .flush_async()
             .await

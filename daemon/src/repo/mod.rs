@@ -17,6 +17,7 @@ pub mod lock;
 pub mod pack;
 pub mod registry;
 pub mod snapshot;
+mod snapshots;
 pub mod tree;
 
 use backend::{Backend, ErrorKind, FileKind, Key, LocalBackend, Presence};
@@ -54,6 +55,7 @@ pub use clock::{format_rfc3339, hostname, now_ns, now_rfc3339};
 pub use config::{read_config, RepoConfig};
 pub use error::RepoError;
 pub use location::{Location, LocationError};
+pub use snapshots::SnapshotCache;
 
 pub type Result<T> = std::result::Result<T, RepoError>;
 
@@ -141,6 +143,8 @@ pub struct Repository {
     config: RepoConfig,
     keys: MasterKeys,
     index: RwLock<Index>,
+    /// The daemon's snapshot catalog, once attached (see [`snapshots`]).
+    catalog: std::sync::OnceLock<std::sync::Arc<dyn snapshots::SnapshotCache>>,
 }
 
 impl Repository {
@@ -187,6 +191,7 @@ impl Repository {
             config,
             keys,
             index: RwLock::new(Index::default()),
+            catalog: Default::default(),
         })
     }
 
@@ -234,6 +239,7 @@ impl Repository {
             config,
             keys,
             index: RwLock::new(Index::default()),
+            catalog: Default::default(),
         };
         repo.reload_index()?;
         Ok(repo)
@@ -422,6 +428,9 @@ impl Repository {
         let sealed = self.keys.seal(&encode(snapshot));
         let id = SnapshotId(sha256(&sealed));
         self.backend.put(Key::snapshot(&id.to_hex()), &sealed)?;
+        if let Some(catalog) = self.catalog.get() {
+            catalog.written(&id, snapshot);
+        }
         Ok(id)
     }
 
@@ -527,7 +536,11 @@ impl Repository {
     }
 
     pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
-        Ok(self.backend.delete(Key::snapshot(&id.to_hex()))?)
+        self.backend.delete(Key::snapshot(&id.to_hex()))?;
+        if let Some(catalog) = self.catalog.get() {
+            catalog.removed(id);
+        }
+        Ok(())
     }
 
     pub fn lock(&self, mode: lock::LockMode, purpose: &str) -> Result<lock::LockGuard> {

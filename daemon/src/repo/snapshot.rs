@@ -42,3 +42,35 @@ pub struct SnapshotStats {
     pub changed_during_read: u64,
     pub duration_ms: u64,
 }
+
+/// What listing snapshots and choosing a parent need of a snapshot: everything but the list
+/// of skipped paths (only its count), so that a cache of headers stays small.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    pub time_ns: i64,
+    pub host: String,
+    pub username: String,
+    pub paths: Vec<Vec<u8>>,
+    pub tags: Vec<String>,
+    pub parent: Option<SnapshotId>,
+    pub tree: BlobId,
+    pub stats: SnapshotStats,
+    /// The watched source whose directory the snapshot holds, when the daemon knows one.
+    pub source: Option<String>,
+}
+
+impl SnapshotHeader {
+    pub fn of(s: &Snapshot, source: Option<String>) -> Self {
+        Self {
+            time_ns: s.time_ns,
+            host: s.host.clone(),
+            username: s.username.clone(),
+            paths: s.paths.clone(),
+            tags: s.tags.clone(),
+            parent: s.parent,
+            tree: s.tree,
+            stats: s.stats.clone(),
+            source,
+        }
+    }
+}

@@ -9,7 +9,9 @@
 //! cannot forget it; the matches are exhaustive so a new response type needs a decision here.
 
 use backupd_common::error::ErrorReply;
-use backupd_common::protocol::{HealthReport, JobEvent, JobInfo, Progress, Response, SourceInfo};
+use backupd_common::protocol::{
+    HealthReport, HistoryEntry, JobEvent, JobInfo, Progress, Response, SourceInfo,
+};
 
 /// Replaces an error text an observer may not read; the error's code stays.
 pub const HIDDEN: &str = "(hidden: only admins see job arguments, results and error texts)";
@@ -48,6 +50,17 @@ fn source(s: &mut SourceInfo) {
     }
 }
 
+/// A history entry keeps its shape and figures; the source's name (often a directory's name)
+/// and the error text (paths) go.
+fn history(h: &mut HistoryEntry) {
+    if h.source.is_some() {
+        h.source = Some(HIDDEN.to_owned());
+    }
+    if h.error.is_some() {
+        h.error = Some(HIDDEN.to_owned());
+    }
+}
+
 /// Alerts name repository paths and key files: observers learn that something needs an
 /// administrator (the status says `degraded`), not where.
 fn health(h: &mut HealthReport) {
@@ -66,6 +79,7 @@ pub fn response(r: &mut Response) {
             s.running.iter_mut().for_each(job);
             s.next.iter_mut().for_each(job);
         }
+        Response::History(entries) => entries.iter_mut().for_each(history),
         Response::Source(s) => source(s),
         Response::Sources(list) => list.iter_mut().for_each(source),
         // Results naming files: observers never get them today (their requests need admin

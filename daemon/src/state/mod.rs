@@ -6,14 +6,20 @@
 //!
 //! Blocking: `open` and `flush_blocking` do disk I/O; async callers use [`State::flush`].
 
+pub mod catalog;
 pub mod declared;
+pub mod history;
+pub mod migrate;
+pub mod records;
 pub mod recover;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-/// Layout version of the sled trees. Bump it with a migration when a tree's meaning changes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Layout version of the sled trees. Bump it with a migration ([`migrate`]) when a tree's
+/// meaning changes. 1: backupd 0.1 (protocol types as JSON); 2: versioned records, job history,
+/// snapshot catalog.
+pub const SCHEMA_VERSION: u32 = 2;
 
 const META_TREE: &str = "meta";
 const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -157,6 +163,12 @@ impl State {
                         found,
                         supported: SCHEMA_VERSION,
                     });
+                }
+                if found < SCHEMA_VERSION {
+                    migrate::run(self, found)?;
+                    meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+                        .map_err(write_err)?;
+                    self.flush_blocking()?;
                 }
                 Ok(())
             }

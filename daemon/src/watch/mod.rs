@@ -1,7 +1,7 @@
 //! Continuous backup: watched sources. Each source runs one task ([`source`]) that turns file
 //! system events ([`watcher`]) into a coalesced set of changed paths ([`dirty`]) and queues an
 //! incremental backup after a quiet period. Sources are persisted in sled (tree `sources`,
-//! JSON); `backupd --watch DIR` adds a transient one for the run. Sources declared in the
+//! versioned [`SourceRecord`]s); `backupd --watch DIR` adds a transient one for the run. Sources declared in the
 //! config file (`[[source]]`) are written over persisted ones of the same name and (re)started
 //! at start and on reload; one no longer declared stays as an ordinary source, with a warning.
 //!
@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::queue::Queue;
 use crate::repo::registry::Registry;
 use crate::state::declared::{Declared, Kind};
+use crate::state::records::{self, source::SourceRecord};
 use crate::state::{State, StateError};
 pub use backupd_common::config::declared::name_for;
 use backupd_common::config::declared::valid_name;
@@ -34,7 +35,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-const TREE: &str = "sources";
+const TREE: &str = crate::state::migrate::SOURCES_TREE;
 
 pub const DEFAULT_DEBOUNCE: Duration = backupd_common::config::declared::SOURCE_DEBOUNCE;
 pub const DEFAULT_MAX_DELAY: Duration = backupd_common::config::declared::SOURCE_MAX_DELAY;
@@ -94,6 +95,27 @@ pub fn spec_of(c: &SourceConfig) -> SourceSpec {
     }
 }
 
+/// The sources persisted in `state`, read without starting the service (migrations, tests).
+pub fn persisted_in(state: &State) -> Result<Vec<SourceSpec>, StateError> {
+    Ok(read_persisted(&state.tree(TREE)?))
+}
+
+fn read_persisted(tree: &sled::Tree) -> Vec<SourceSpec> {
+    tree
+        .iter()
+        .filter_map(|item| {
+            let (key, value) = item.ok()?;
+            match records::decode::<SourceRecord>(&value) {
+                Ok(record) => Some(SourceSpec::from(record)),
+                Err(e) => {
+                    tracing::warn!(source = %String::from_utf8_lossy(&key), error = %e, "source record unreadable; skipped");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 impl Sources {
     /// Opens the persisted sources; none runs until [`Sources::apply_declared`] and
     /// [`Sources::start_all`]. Source tasks go on `tasks` and stop when `cancel` fires.
@@ -121,19 +143,7 @@ impl Sources {
     }
 
     pub fn persisted(&self) -> Vec<SourceSpec> {
-        self.tree
-            .iter()
-            .filter_map(|item| {
-                let (key, value) = item.ok()?;
-                match serde_json::from_slice(&value) {
-                    Ok(spec) => Some(spec),
-                    Err(e) => {
-                        tracing::warn!(source = %String::from_utf8_lossy(&key), error = %e, "source record unreadable; skipped");
-                        None
-                    }
-                }
-            })
-            .collect()
+        read_persisted(&self.tree)
     }
 
     fn validate(&self, spec: &SourceSpec) -> Result<(), SourceError> {
@@ -191,7 +201,7 @@ impl Sources {
     }
 
     async fn persist(&self, spec: &SourceSpec) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(spec).map_err(|e| Error::Internal(e.to_string()))?;
+        let bytes = records::encode(&mut SourceRecord::from(spec));
         self.tree
             .insert(spec.name.as_bytes(), bytes)
             .map_err(|e| SourceError::State(self.write_err(e)))?;

@@ -430,6 +430,7 @@ impl Registry {
     }
 
     fn cache(&self, name: &str, repo: Repository) -> Arc<Repository> {
+        crate::state::catalog::attach(&self.state, &repo);
         let repo = Arc::new(repo);
         self.open
             .lock()

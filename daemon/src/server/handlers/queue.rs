@@ -36,8 +36,9 @@ pub async fn handle(services: &Services, identity: &Identity, request: QueueRequ
         QueueRequest::PurgeDeadLetters => {
             Outcome::result(queue.purge_dead_letters().await.map(Response::Purged))
         }
-        QueueRequest::History { limit } => {
-            Outcome::ok(Response::Jobs(queue.history(limit as usize)))
+        QueueRequest::History(query) => {
+            let queue = queue.clone();
+            Outcome::result(blocking(move || Ok(Response::History(queue.history(&query)?))).await)
         }
         QueueRequest::Workers { count } => Outcome::result(match count {
             Some(n) => queue.set_workers(n).map(Response::Workers),

@@ -1,0 +1,644 @@
+//! A job as stored in tree `jobs` (key: big-endian id): everything needed to run it again
+//! after a restart, and how its attempts went.
+//!
+//! Version 2 is version 1 plus `v`, read field for field; the progress sample version 1
+//! carried is not kept (it is live data). The job's result is kept as the JSON reply it gave,
+//! opaque to the state layer: a later backupd that cannot read an old result still loads the
+//! job, without it. What the history needs of a result is pulled out flat when the job is
+//! appended to it (see [`super::history`]).
+
+use super::{legacy_version, versioned};
+use backupd_common::error::{ErrorCode, ErrorReply};
+use backupd_common::protocol::{
+    Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo, JobKind,
+    JobState, NoopRequest, PathChange, Priority, RebuildIndexRequest, Response, RestoreRequest,
+};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    #[serde(default = "legacy_version")]
+    pub v: u32,
+    pub id: u64,
+    pub kind: KindRecord,
+    pub priority: PriorityRecord,
+    pub state: StateRecord,
+    pub submitter_uid: u32,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub backoff_ms: u64,
+    pub submitted_ns: i64,
+    pub started_ns: Option<i64>,
+    pub finished_ns: Option<i64>,
+    pub not_before_ns: Option<i64>,
+    pub attempts: Vec<AttemptRecord>,
+    pub retry_base: u32,
+    pub coalesced: u32,
+    pub cancel_requested: bool,
+    /// The reply the job gave, as JSON.
+    #[serde(default)]
+    pub result: Option<serde_json::Value>,
+    pub error: Option<ErrorRecord>,
+}
+
+versioned!(JobRecord, 2);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PriorityRecord {
+    High,
+    Normal,
+    Low,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateRecord {
+    Queued,
+    Running,
+    RetryWait,
+    Succeeded,
+    DeadLetter,
+    Cancelled,
+    TimedOut,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutcomeRecord {
+    Running,
+    Succeeded,
+    Failed,
+    Interrupted,
+    Cancelled,
+    TimedOut,
+    Crashed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub number: u32,
+    pub started_ns: i64,
+    pub finished_ns: Option<i64>,
+    pub outcome: OutcomeRecord,
+    pub error: Option<ErrorRecord>,
+    pub retry_in_ms: Option<u64>,
+}
+
+/// An error as stored: its code by name (an unknown name reads as `Internal`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    pub code: String,
+    pub message: String,
+    pub retry_after_ms: Option<u64>,
+}
+
+/// What the job does. Externally tagged by kind, as version 1 stored it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum KindRecord {
+    Backup(BackupArgs),
+    Restore(RestoreArgs),
+    Check(CheckArgs),
+    Forget(ForgetArgs),
+    RebuildIndex(RepoArgs),
+    Noop(NoopArgs),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackupArgs {
+    pub repo: Option<String>,
+    pub paths: Vec<Vec<u8>>,
+    pub excludes: Vec<String>,
+    pub exclude_files: Vec<Vec<u8>>,
+    pub exclude_caches: bool,
+    pub one_file_system: bool,
+    pub tags: Vec<String>,
+    pub host: Option<String>,
+    pub time_ns: Option<i64>,
+    pub force: bool,
+    #[serde(default)]
+    pub changes: Option<Vec<ChangeArg>>,
+    #[serde(default)]
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeArg {
+    pub path: Vec<u8>,
+    pub tree: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RestoreArgs {
+    pub repo: Option<String>,
+    pub snapshot: String,
+    pub subpath: Option<Vec<u8>>,
+    pub target: Vec<u8>,
+    pub includes: Vec<String>,
+    pub excludes: Vec<String>,
+    pub verify: bool,
+    #[serde(default)]
+    pub no_owner: bool,
+    #[serde(default)]
+    pub strip_setid: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckArgs {
+    pub repo: Option<String>,
+    pub read_data_percent: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForgetArgs {
+    pub repo: Option<String>,
+    pub keep_last: u32,
+    pub keep_hourly: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    pub keep_yearly: u32,
+    pub keep_within: Option<Duration>,
+    pub prune: bool,
+    pub dry_run: bool,
+    #[serde(default)]
+    pub snapshots: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RepoArgs {
+    pub repo: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoopArgs {
+    pub duration: Duration,
+    pub fail_attempts: u32,
+    pub permanent: bool,
+}
+
+impl From<&JobInfo> for JobRecord {
+    fn from(j: &JobInfo) -> Self {
+        let JobInfo {
+            id,
+            kind,
+            priority,
+            state,
+            submitter_uid,
+            timeout_ms,
+            retries,
+            backoff_ms,
+            submitted_ns,
+            started_ns,
+            finished_ns,
+            not_before_ns,
+            attempts,
+            retry_base,
+            coalesced,
+            cancel_requested,
+            progress: _,
+            result,
+            error,
+        } = j;
+        Self {
+            v: <Self as super::Record>::VERSION,
+            id: *id,
+            kind: kind.into(),
+            priority: priority_record(*priority),
+            state: state_record(*state),
+            submitter_uid: *submitter_uid,
+            timeout_ms: *timeout_ms,
+            retries: *retries,
+            backoff_ms: *backoff_ms,
+            submitted_ns: *submitted_ns,
+            started_ns: *started_ns,
+            finished_ns: *finished_ns,
+            not_before_ns: *not_before_ns,
+            attempts: attempts.iter().map(AttemptRecord::from).collect(),
+            retry_base: *retry_base,
+            coalesced: *coalesced,
+            cancel_requested: *cancel_requested,
+            result: result.as_ref().and_then(|r| serde_json::to_value(r).ok()),
+            error: error.as_ref().map(ErrorRecord::from),
+        }
+    }
+}
+
+impl JobRecord {
+    /// The job's result as a protocol reply, if this build can read it.
+    pub fn result(&self) -> Option<Response> {
+        let value = self.result.clone()?;
+        match serde_json::from_value(value) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(job = self.id, error = %e, "stored job result unreadable; shown without it");
+                None
+            }
+        }
+    }
+}
+
+impl From<JobRecord> for JobInfo {
+    fn from(r: JobRecord) -> Self {
+        let result = r.result();
+        let JobRecord {
+            v: _,
+            id,
+            kind,
+            priority,
+            state,
+            submitter_uid,
+            timeout_ms,
+            retries,
+            backoff_ms,
+            submitted_ns,
+            started_ns,
+            finished_ns,
+            not_before_ns,
+            attempts,
+            retry_base,
+            coalesced,
+            cancel_requested,
+            result: _,
+            error,
+        } = r;
+        Self {
+            id,
+            kind: kind.into(),
+            priority: match priority {
+                PriorityRecord::High => Priority::High,
+                PriorityRecord::Normal => Priority::Normal,
+                PriorityRecord::Low => Priority::Low,
+            },
+            state: job_state(state),
+            submitter_uid,
+            timeout_ms,
+            retries,
+            backoff_ms,
+            submitted_ns,
+            started_ns,
+            finished_ns,
+            not_before_ns,
+            attempts: attempts.into_iter().map(Attempt::from).collect(),
+            retry_base,
+            coalesced,
+            cancel_requested,
+            progress: None,
+            result,
+            error: error.map(ErrorReply::from),
+        }
+    }
+}
+
+fn priority_record(p: Priority) -> PriorityRecord {
+    match p {
+        Priority::High => PriorityRecord::High,
+        Priority::Normal => PriorityRecord::Normal,
+        Priority::Low => PriorityRecord::Low,
+    }
+}
+
+pub fn state_record(s: JobState) -> StateRecord {
+    match s {
+        JobState::Queued => StateRecord::Queued,
+        JobState::Running => StateRecord::Running,
+        JobState::RetryWait => StateRecord::RetryWait,
+        JobState::Succeeded => StateRecord::Succeeded,
+        JobState::DeadLetter => StateRecord::DeadLetter,
+        JobState::Cancelled => StateRecord::Cancelled,
+        JobState::TimedOut => StateRecord::TimedOut,
+    }
+}
+
+pub fn job_state(s: StateRecord) -> JobState {
+    match s {
+        StateRecord::Queued => JobState::Queued,
+        StateRecord::Running => JobState::Running,
+        StateRecord::RetryWait => JobState::RetryWait,
+        StateRecord::Succeeded => JobState::Succeeded,
+        StateRecord::DeadLetter => JobState::DeadLetter,
+        StateRecord::Cancelled => JobState::Cancelled,
+        StateRecord::TimedOut => JobState::TimedOut,
+    }
+}
+
+impl From<&Attempt> for AttemptRecord {
+    fn from(a: &Attempt) -> Self {
+        let Attempt {
+            number,
+            started_ns,
+            finished_ns,
+            outcome,
+            error,
+            retry_in_ms,
+        } = a;
+        Self {
+            number: *number,
+            started_ns: *started_ns,
+            finished_ns: *finished_ns,
+            outcome: match outcome {
+                AttemptOutcome::Running => OutcomeRecord::Running,
+                AttemptOutcome::Succeeded => OutcomeRecord::Succeeded,
+                AttemptOutcome::Failed => OutcomeRecord::Failed,
+                AttemptOutcome::Interrupted => OutcomeRecord::Interrupted,
+                AttemptOutcome::Cancelled => OutcomeRecord::Cancelled,
+                AttemptOutcome::TimedOut => OutcomeRecord::TimedOut,
+                AttemptOutcome::Crashed => OutcomeRecord::Crashed,
+            },
+            error: error.as_ref().map(ErrorRecord::from),
+            retry_in_ms: *retry_in_ms,
+        }
+    }
+}
+
+impl From<AttemptRecord> for Attempt {
+    fn from(a: AttemptRecord) -> Self {
+        let AttemptRecord {
+            number,
+            started_ns,
+            finished_ns,
+            outcome,
+            error,
+            retry_in_ms,
+        } = a;
+        Self {
+            number,
+            started_ns,
+            finished_ns,
+            outcome: match outcome {
+                OutcomeRecord::Running => AttemptOutcome::Running,
+                OutcomeRecord::Succeeded => AttemptOutcome::Succeeded,
+                OutcomeRecord::Failed => AttemptOutcome::Failed,
+                OutcomeRecord::Interrupted => AttemptOutcome::Interrupted,
+                OutcomeRecord::Cancelled => AttemptOutcome::Cancelled,
+                OutcomeRecord::TimedOut => AttemptOutcome::TimedOut,
+                OutcomeRecord::Crashed => AttemptOutcome::Crashed,
+            },
+            error: error.map(ErrorReply::from),
+            retry_in_ms,
+        }
+    }
+}
+
+/// Every code by its stored name; the stored names are the protocol's `as_str`, frozen here.
+const CODES: [(ErrorCode, &str); 12] = [
+    (ErrorCode::InvalidArgument, "InvalidArgument"),
+    (ErrorCode::NotFound, "NotFound"),
+    (ErrorCode::PermissionDenied, "PermissionDenied"),
+    (ErrorCode::Conflict, "Conflict"),
+    (ErrorCode::Busy, "Busy"),
+    (ErrorCode::Unavailable, "Unavailable"),
+    (ErrorCode::Internal, "Internal"),
+    (ErrorCode::VersionMismatch, "VersionMismatch"),
+    (ErrorCode::Malformed, "Malformed"),
+    (ErrorCode::FrameTooLarge, "FrameTooLarge"),
+    (ErrorCode::Timeout, "Timeout"),
+    (ErrorCode::NoSpace, "NoSpace"),
+];
+
+pub fn code_name(code: ErrorCode) -> &'static str {
+    CODES
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map_or("Internal", |(_, n)| n)
+}
+
+pub fn code_of(name: &str) -> ErrorCode {
+    CODES
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map_or(ErrorCode::Internal, |(c, _)| *c)
+}
+
+impl From<&ErrorReply> for ErrorRecord {
+    fn from(e: &ErrorReply) -> Self {
+        Self {
+            code: code_name(e.code).to_owned(),
+            message: e.message.clone(),
+            retry_after_ms: e.retry_after_ms,
+        }
+    }
+}
+
+impl From<ErrorRecord> for ErrorReply {
+    fn from(e: ErrorRecord) -> Self {
+        Self {
+            code: code_of(&e.code),
+            message: e.message,
+            retry_after_ms: e.retry_after_ms,
+        }
+    }
+}
+
+impl From<&JobKind> for KindRecord {
+    fn from(k: &JobKind) -> Self {
+        match k.clone() {
+            JobKind::Backup(r) => Self::Backup(backup_args(r)),
+            JobKind::Restore(r) => {
+                let RestoreRequest {
+                    repo,
+                    snapshot,
+                    subpath,
+                    target,
+                    includes,
+                    excludes,
+                    verify,
+                    no_owner,
+                    strip_setid,
+                } = r;
+                Self::Restore(RestoreArgs {
+                    repo,
+                    snapshot,
+                    subpath,
+                    target,
+                    includes,
+                    excludes,
+                    verify,
+                    no_owner,
+                    strip_setid,
+                })
+            }
+            JobKind::Check(CheckRequest {
+                repo,
+                read_data_percent,
+            }) => Self::Check(CheckArgs {
+                repo,
+                read_data_percent,
+            }),
+            JobKind::Forget(r) => Self::Forget(forget_args(r)),
+            JobKind::RebuildIndex(RebuildIndexRequest { repo }) => {
+                Self::RebuildIndex(RepoArgs { repo })
+            }
+            JobKind::Noop(NoopRequest {
+                duration,
+                fail_attempts,
+                permanent,
+            }) => Self::Noop(NoopArgs {
+                duration,
+                fail_attempts,
+                permanent,
+            }),
+        }
+    }
+}
+
+fn backup_args(r: BackupRequest) -> BackupArgs {
+    let BackupRequest {
+        repo,
+        paths,
+        excludes,
+        exclude_files,
+        exclude_caches,
+        one_file_system,
+        tags,
+        host,
+        time_ns,
+        force,
+        changes,
+        parent,
+        source,
+    } = r;
+    BackupArgs {
+        repo,
+        paths,
+        excludes,
+        exclude_files,
+        exclude_caches,
+        one_file_system,
+        tags,
+        host,
+        time_ns,
+        force,
+        changes: changes.map(|c| {
+            c.into_iter()
+                .map(|PathChange { path, tree }| ChangeArg { path, tree })
+                .collect()
+        }),
+        parent,
+        source,
+    }
+}
+
+fn forget_args(r: ForgetRequest) -> ForgetArgs {
+    let ForgetRequest {
+        repo,
+        keep_last,
+        keep_hourly,
+        keep_daily,
+        keep_weekly,
+        keep_monthly,
+        keep_yearly,
+        keep_within,
+        prune,
+        dry_run,
+        snapshots,
+    } = r;
+    ForgetArgs {
+        repo,
+        keep_last,
+        keep_hourly,
+        keep_daily,
+        keep_weekly,
+        keep_monthly,
+        keep_yearly,
+        keep_within,
+        prune,
+        dry_run,
+        snapshots,
+    }
+}
+
+impl From<KindRecord> for JobKind {
+    fn from(k: KindRecord) -> Self {
+        match k {
+            KindRecord::Backup(a) => Self::Backup(BackupRequest {
+                repo: a.repo,
+                paths: a.paths,
+                excludes: a.excludes,
+                exclude_files: a.exclude_files,
+                exclude_caches: a.exclude_caches,
+                one_file_system: a.one_file_system,
+                tags: a.tags,
+                host: a.host,
+                time_ns: a.time_ns,
+                force: a.force,
+                changes: a.changes.map(|c| {
+                    c.into_iter()
+                        .map(|ChangeArg { path, tree }| PathChange { path, tree })
+                        .collect()
+                }),
+                parent: a.parent,
+                source: a.source,
+            }),
+            KindRecord::Restore(a) => Self::Restore(RestoreRequest {
+                repo: a.repo,
+                snapshot: a.snapshot,
+                subpath: a.subpath,
+                target: a.target,
+                includes: a.includes,
+                excludes: a.excludes,
+                verify: a.verify,
+                no_owner: a.no_owner,
+                strip_setid: a.strip_setid,
+            }),
+            KindRecord::Check(a) => Self::Check(CheckRequest {
+                repo: a.repo,
+                read_data_percent: a.read_data_percent,
+            }),
+            KindRecord::Forget(a) => Self::Forget(ForgetRequest {
+                repo: a.repo,
+                keep_last: a.keep_last,
+                keep_hourly: a.keep_hourly,
+                keep_daily: a.keep_daily,
+                keep_weekly: a.keep_weekly,
+                keep_monthly: a.keep_monthly,
+                keep_yearly: a.keep_yearly,
+                keep_within: a.keep_within,
+                prune: a.prune,
+                dry_run: a.dry_run,
+                snapshots: a.snapshots,
+            }),
+            KindRecord::RebuildIndex(a) => Self::RebuildIndex(RebuildIndexRequest { repo: a.repo }),
+            KindRecord::Noop(a) => Self::Noop(NoopRequest {
+                duration: a.duration,
+                fail_attempts: a.fail_attempts,
+                permanent: a.permanent,
+            }),
+        }
+    }
+}
+
+impl KindRecord {
+    /// The kind's name as users type it (`queue add NAME`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Backup(_) => "backup",
+            Self::Restore(_) => "restore",
+            Self::Check(_) => "check",
+            Self::Forget(_) => "forget",
+            Self::RebuildIndex(_) => "rebuild-index",
+            Self::Noop(_) => "noop",
+        }
+    }
+
+    pub fn repo(&self) -> Option<&str> {
+        match self {
+            Self::Backup(a) => a.repo.as_deref(),
+            Self::Restore(a) => a.repo.as_deref(),
+            Self::Check(a) => a.repo.as_deref(),
+            Self::Forget(a) => a.repo.as_deref(),
+            Self::RebuildIndex(a) => a.repo.as_deref(),
+            Self::Noop(_) => None,
+        }
+    }
+
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            Self::Backup(a) => a.source.as_deref(),
+            _ => None,
+        }
+    }
+}
