@@ -46,7 +46,10 @@ pub async fn run(
     let queue_config = settings.config.queue.clone();
     let stores = tokio::task::spawn_blocking(move || Stores::open(&state_dir, &queue_config))
         .await
-        .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
+        .map_err(|source| Error::TaskFailed {
+            task: "the state open task".into(),
+            source,
+        })??;
 
     let tracker = TaskTracker::new();
     let ctx = Arc::new(Context::new(

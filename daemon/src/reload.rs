@@ -119,7 +119,10 @@ pub async fn reload(ctx: &Arc<Context>) -> Result<ReloadReport, Error> {
         changed
     })
     .await
-    .map_err(|e| Error::Internal(format!("reload task failed: {e}")))?;
+    .map_err(|source| Error::TaskFailed {
+        task: "the reload task".into(),
+        source,
+    })?;
     applied.extend(changed.into_iter().map(|n| format!("repository.{n}")));
     let sources = new.config.sources.clone();
     ctx.replace_settings(new);
