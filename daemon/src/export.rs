@@ -154,7 +154,10 @@ pub async fn export(repos: &Arc<Registry>, sources: &Sources) -> Result<String, 
     let repos = repos.clone();
     let entries = tokio::task::spawn_blocking(move || repos.list())
         .await
-        .map_err(|e| Error::Internal(format!("export task failed: {e}")))??;
+        .map_err(|source| Error::TaskFailed {
+            task: "the export task".into(),
+            source,
+        })??;
     // Persisted sources only: `--watch` ones belong to one run.
     let doc = build(&entries, &sources.persisted());
     serde_json::to_string_pretty(&doc).map_err(|e| Error::Internal(e.to_string()))
@@ -200,7 +203,10 @@ pub async fn import(
         results
     })
     .await
-    .map_err(|e| Error::Internal(format!("import task failed: {e}")))?;
+    .map_err(|source| Error::TaskFailed {
+        task: "the import task".into(),
+        source,
+    })?;
     for (name, result) in results {
         match result {
             Ok(None) => report.added.push(item("repository", &name, None)),

@@ -55,7 +55,10 @@ pub async fn run(
         Ok::<_, Error>(stores)
     })
     .await
-    .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
+    .map_err(|source| Error::TaskFailed {
+        task: "the state open task".into(),
+        source,
+    })??;
     let state = stores.state.clone();
     let tracker = TaskTracker::new();
     let process = Process::current(&settings);
@@ -179,7 +182,10 @@ async fn build(
             watch::Sources::open(&state, source_handles, tasks, cancel)
         })
         .await
-        .map_err(|e| Error::Internal(format!("state open task failed: {e}")))??;
+        .map_err(|source| Error::TaskFailed {
+            task: "the sources open task".into(),
+            source,
+        })??;
         Arc::new(opened)
     };
     let reloader = Arc::new(reload::Reloader::new(

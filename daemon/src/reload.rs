@@ -171,7 +171,10 @@ impl Reloader {
             changed
         })
         .await
-        .map_err(|e| Error::Internal(format!("reload task failed: {e}")))?;
+        .map_err(|source| Error::TaskFailed {
+            task: "the reload task".into(),
+            source,
+        })?;
         applied.extend(changed.into_iter().map(|n| format!("repository.{n}")));
         let sources = new.config.sources.clone();
         self.settings.replace(new);

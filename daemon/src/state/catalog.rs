@@ -203,7 +203,8 @@ impl Catalog {
                     added += 1;
                 }
                 // Removed between the listing and the read.
-                Err(RepoError::Backend(e)) if e.kind == crate::repo::backend::ErrorKind::NotFound => {}
+                Err(RepoError::Backend(e))
+                    if e.kind == crate::repo::backend::ErrorKind::NotFound => {}
                 Err(e) => {
                     tracing::warn!(snapshot = %id.to_hex(), error = %e, "skipping unreadable snapshot");
                 }
