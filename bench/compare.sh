@@ -3,7 +3,9 @@
 # initial backup, unchanged re-run, restore, repository size and peak RSS, with ratios.
 #
 # usage: bench/compare.sh [mixed|many-small]...      (default: both)
-# env:   BENCH_DATA (default /tmp/bench-data), BENCH_WORK (default: a new dir under /tmp)
+# env:   BENCH_DATA (default /tmp/bench-data), BENCH_WORK (default: a new dir under /tmp),
+#        BIN_DIR (use backupd and backupctl from there instead of building: to measure an older
+#        release side by side, e.g. BIN_DIR=/path/to/old/bin bench/compare.sh)
 #
 # Data comes from ../shared/bench/mkdata.sh (deterministic). restic is installed with apt if
 # missing. Both tools read from the page cache (the data is generated, then read once by
@@ -18,9 +20,14 @@ MKDATA=${MKDATA:-$ROOT/../shared/bench/mkdata.sh}
 
 command -v restic >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null; }
 [ -x /usr/bin/time ] || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
-cargo build --release --bins -q
-BACKUPD=$ROOT/target/release/backupd
-CTL=$ROOT/target/release/backupctl
+if [ -n "${BIN_DIR:-}" ]; then
+  BACKUPD=$BIN_DIR/backupd CTL=$BIN_DIR/backupctl
+else
+  cargo build --release --bins -q
+  BACKUPD=$ROOT/target/release/backupd CTL=$ROOT/target/release/backupctl
+fi
+# backupctl waits for its jobs; one from before that default returned at once without --wait.
+WAIT=(); "$CTL" backup --help 2>/dev/null | grep -q -- --no-wait || WAIT=(--wait)
 "$MKDATA" "$DATA" "${SETS[@]}" >/dev/null
 
 SOCK=$WORK/backupd.sock
@@ -65,12 +72,12 @@ for set in "${SETS[@]}"; do
   "$CTL" --socket "$SOCK" repo init --name "$set" --path "$brepo" --password-file "$WORK/pw" >/dev/null
 
   timed restic -r "$rrepo" backup "$src";          r_init=$T r_init_m=$M
-  timed "$CTL" --socket "$SOCK" backup --repo "$set" "$src"; b_init=$T b_init_m=$M
+  timed "$CTL" --socket "$SOCK" backup "${WAIT[@]}" --repo "$set" "$src"; b_init=$T b_init_m=$M
   timed restic -r "$rrepo" backup "$src";          r_re=$T
-  timed "$CTL" --socket "$SOCK" backup --repo "$set" "$src"; b_re=$T
+  timed "$CTL" --socket "$SOCK" backup "${WAIT[@]}" --repo "$set" "$src"; b_re=$T
   rm -rf "$WORK/rt" "$WORK/bt"
   timed restic -r "$rrepo" restore latest --target "$WORK/rt"; r_rs=$T r_rs_m=$M
-  timed "$CTL" --socket "$SOCK" restore --repo "$set" "latest:$src" --target "$WORK/bt"; b_rs=$T b_rs_m=$M
+  timed "$CTL" --socket "$SOCK" restore "${WAIT[@]}" --repo "$set" "latest:$src" --target "$WORK/bt"; b_rs=$T b_rs_m=$M
   diff -rq "$src" "$WORK/bt" >/dev/null && same=identical || same=DIFFERENT
   r_sz=$(size "$rrepo"); b_sz=$(size "$brepo")
   rm -rf "$WORK/rt" "$WORK/bt"
