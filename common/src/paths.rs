@@ -84,3 +84,53 @@ pub fn client_socket() -> PathBuf {
         }
     }
 }
+
+/// The one rule by which backupd and backupctl write a Linux path (any bytes) as text, in
+/// `--json` output, results and messages alike, so a path shown anywhere can be given back
+/// (`backupctl --escaped-paths`) and means the same bytes:
+///
+/// * valid UTF-8 is written as it is, except `\`, written `\\`;
+/// * every byte that is not part of valid UTF-8, and every byte of a control character
+///   (U+0000–U+001F, U+007F–U+009F), is written `\xHH` (two lowercase hex digits).
+///
+/// Control characters are escaped so that a hostile file name cannot move a terminal's cursor
+/// or forge a line of output. Nearly every path is printable UTF-8 without `\`, and reads the
+/// same as in a shell.
+pub fn escape_path(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else if c.is_control() {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::escape_path;
+
+    #[test]
+    fn control_characters_backslashes_and_invalid_bytes_are_escaped_the_rest_kept() {
+        assert_eq!(
+            escape_path("/home/ann/café.txt".as_bytes()),
+            "/home/ann/café.txt"
+        );
+        assert_eq!(escape_path(b"a\xffb"), "a\\xffb");
+        assert_eq!(escape_path(b"line\nbreak\x1b[2J"), "line\\x0abreak\\x1b[2J");
+        assert_eq!(escape_path("c1\u{85}".as_bytes()), "c1\\xc2\\x85");
+        assert_eq!(escape_path(b"a\\b"), "a\\\\b");
+    }
+}

@@ -620,7 +620,7 @@ fn unsafe_names_in_a_snapshot_are_reported_not_restored_and_never_escape() {
     assert!(outcome
         .failed
         .iter()
-        .any(|(p, _)| p.contains("nul\\u{0}byte")));
+        .any(|(p, _)| p.contains("nul\\x00byte")));
     assert!(!f.dir.path().join("escape").exists());
     let report = support::check_repo(&f.repo, 0).expect("check");
     let unsafe_problems = report

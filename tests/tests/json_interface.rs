@@ -361,6 +361,8 @@ fn a_non_utf8_path_printed_in_json_round_trips_through_the_cli() {
     // the path inside the snapshot to restore.
     let listed = json_ok(&d.ctl(&["--json", "--escaped-paths", "snapshots", "--path", &shown]));
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    // The daemon writes the snapshot's own paths by the same rule.
+    assert_eq!(listed[0]["paths"][0], shown.as_str(), "{listed}");
     let target = d.dir.path().join("restored");
     json_ok(&d.ctl(&[
         "--json",

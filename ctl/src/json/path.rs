@@ -1,28 +1,10 @@
-//! The one rule by which `--json` writes a Linux path (any bytes but NUL) as a JSON string, and
-//! by which `--escaped-paths` reads it back from the command line.
-//!
-//! Rule: valid UTF-8 is written as it is, except `\`, which is written `\\`; every byte that is
-//! not part of valid UTF-8 is written `\xHH` (two lowercase hex digits). Reading reverses it;
-//! any other use of `\` is an error. Nearly every path contains no `\` and is valid UTF-8, so
-//! it reads in JSON exactly as it does in a shell.
+//! The one rule by which `--json` writes a Linux path as a JSON string
+//! ([`backupd_common::paths::escape_path`], where the rule is written down), and by which
+//! `--escaped-paths` reads it back from the command line: `\\` is one `\`, `\xHH` one byte;
+//! any other use of `\` is an error.
 
-/// Writes `bytes` by the rule above.
-pub fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c == '\\' {
-                out.push_str("\\\\");
-            } else {
-                out.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
+/// Writes `bytes` by the one rule.
+pub use backupd_common::paths::escape_path as escape;
 
 /// Why an escaped path does not read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,7 +17,7 @@ pub struct EscapeError {
     pub at: usize,
 }
 
-/// Reads a path written by [`escape`].
+/// Reads a path written by [`escape`] (or the daemon, which writes paths by the same rule).
 pub fn unescape(text: &str) -> Result<Vec<u8>, EscapeError> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -143,7 +143,7 @@ fn usage(
                     if wanted.contains(b) {
                         out.entry(*b)
                             .or_default()
-                            .push((sid, p.display().to_string()));
+                            .push((sid, super::dirfd::display_bytes(p.as_os_str().as_bytes())));
                     }
                 }
                 if let Some(sub) = node.subtree {

@@ -214,23 +214,10 @@ pub fn same_object(a: &FileStat, b: &FileStat) -> bool {
         && (a.st_mode & libc::S_IFMT) == (b.st_mode & libc::S_IFMT)
 }
 
-/// A lossless, printable form of a raw file name or path: valid UTF-8 stays as it is (with
-/// control characters escaped), every other byte becomes `\xNN`.
+/// A lossless, printable form of a raw file name or path, by the one rule of
+/// [`backupd_common::paths::escape_path`] (so backupctl's `--escaped-paths` reads it back).
 pub fn display_bytes(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() || c == '\\' {
-                out.extend(c.escape_default());
-            } else {
-                out.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
+    backupd_common::paths::escape_path(bytes)
 }
 
 #[cfg(test)]
@@ -241,7 +228,7 @@ mod tests {
     fn display_bytes_is_lossless_and_printable() {
         assert_eq!(display_bytes("日本語.txt".as_bytes()), "日本語.txt");
         assert_eq!(display_bytes(b"a\xffb"), "a\\xffb");
-        assert_eq!(display_bytes(b"line\nbreak"), "line\\nbreak");
+        assert_eq!(display_bytes(b"line\nbreak"), "line\\x0abreak");
         assert_eq!(display_bytes(b"back\\slash"), "back\\\\slash");
     }
 

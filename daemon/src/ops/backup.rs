@@ -1,13 +1,14 @@
 //! `backup`: snapshot paths into a repository, incrementally when the source loop names the
 //! changes. Shared claim: backups of one repository run side by side.
 
-use super::view::{lossy, path_of, stats_view};
+use super::view::{path_of, stats_view};
 use super::{Claim, Operation, Run};
 use crate::engine::backup::{backup, BackupOptions};
 use crate::engine::incremental::Change;
 use crate::engine::EngineError;
 use crate::error::Error;
 use backupd_common::ids::SnapshotId;
+use backupd_common::paths::escape_path;
 use backupd_common::protocol::{BackupRequest, BackupResult, Permission, Response};
 
 pub struct Backup;
@@ -75,7 +76,7 @@ impl Operation for Backup {
                 .snapshot
                 .skipped
                 .iter()
-                .map(|(p, why)| (lossy(p), why.clone()))
+                .map(|(p, why)| (escape_path(p), why.clone()))
                 .collect(),
         }))
     }

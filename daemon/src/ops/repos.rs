@@ -2,12 +2,13 @@
 //! and which snapshots it holds. Blocking; handlers call it off the async workers. Handlers
 //! never open a backend or call the engine themselves.
 
-use super::view::{lossy, path_of, stats_view};
+use super::view::{path_of, stats_view};
 use crate::engine::EngineError;
 use crate::error::Error;
 use crate::repo::format_rfc3339;
 use crate::repo::registry::{Registry, RepoEntry};
 use crate::repo::snapshot::SnapshotHeader;
+use backupd_common::paths::escape_path;
 use backupd_common::protocol::{RepoInfo, SnapshotInfo, SnapshotsRequest};
 
 /// A registered repository as `repo list` shows it; id and snapshot count when it opens.
@@ -34,7 +35,7 @@ fn snapshot_info(id: String, s: &SnapshotHeader) -> SnapshotInfo {
         time_ns: s.time_ns,
         host: s.host.clone(),
         username: s.username.clone(),
-        paths: s.paths.iter().map(|p| lossy(p)).collect(),
+        paths: s.paths.iter().map(|p| escape_path(p)).collect(),
         tags: s.tags.clone(),
         parent: s.parent.map(|p| p.to_hex()),
         stats: stats_view(&s.stats),

@@ -10,10 +10,6 @@ pub fn path_of(bytes: Vec<u8>) -> PathBuf {
     PathBuf::from(OsString::from_vec(bytes))
 }
 
-pub fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 pub fn stats_view(s: &SnapshotStats) -> SnapshotStatsView {
     SnapshotStatsView {
         files: s.files,
