@@ -135,7 +135,8 @@ fn one_uid_holds_at_most_its_cap_and_root_still_gets_in() {
         c.handshake().expect("root gets in");
         root_conns.push(c);
     }
-    assert_eq!(d.health()["connections"], 64 + 5 + 1);
+    // Refused connections may still be closing under load: wait for the count to settle.
+    d.wait_connections(64 + 5 + 1, Duration::from_secs(5));
     drop(root_conns);
     holder.release();
     d.wait_connections(1, Duration::from_secs(5));
@@ -165,7 +166,7 @@ fn non_admins_filling_their_share_leave_the_reserved_slots_to_root() {
         c.handshake().expect("root gets a reserved slot");
         root_conns.push(c);
     }
-    assert_eq!(d.health()["connections"], 40);
+    d.wait_connections(40, Duration::from_secs(5));
     drop(root_conns);
     holder.release();
     d.wait_connections(1, Duration::from_secs(5));
