@@ -170,6 +170,21 @@ mod tests {
         out
     }
 
+    /// `open_or_recover` once the database a test just dropped is free: sled's flusher thread
+    /// holds the file lock until it next wakes, so an immediate reopen in the same process can
+    /// see `Locked` (a daemon restart is a new process and never does).
+    fn reopen(dir: &Path) -> Result<(State, Option<Recovery>), StateError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match open_or_recover(dir) {
+                Err(StateError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn filled(dir: &Path) {
         let state = State::open(dir).expect("open");
         let tree = state.tree("jobs").expect("tree");
@@ -194,7 +209,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         filled(dir.path());
         damage(&dir.path().join(DB_DIR), which);
-        let (state, recovery) = open_or_recover(dir.path()).expect("recovers");
+        let (state, recovery) = reopen(dir.path()).expect("recovers");
         let recovery = recovery.expect("corruption detected");
         assert!(recovery.moved_to.exists(), "{recovery:?}");
         assert!(
@@ -208,7 +223,7 @@ mod tests {
         assert!(recovery.message().contains("corrupt"));
         assert_eq!(state.tree("jobs").expect("tree").len(), 0);
         drop(state);
-        let (_, again) = open_or_recover(dir.path()).expect("reopens");
+        let (_, again) = reopen(dir.path()).expect("reopens");
         assert_eq!(again, None, "the new database is healthy");
     }
 
@@ -216,7 +231,7 @@ mod tests {
     fn healthy_database_is_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         filled(dir.path());
-        let (state, recovery) = open_or_recover(dir.path()).expect("opens");
+        let (state, recovery) = reopen(dir.path()).expect("opens");
         assert_eq!(recovery, None);
         assert_eq!(state.tree("jobs").expect("tree").len(), 2000);
     }
