@@ -381,22 +381,8 @@ fn backup_concurrent_with_prune_completes_and_restores() {
     std::thread::scope(|s| {
         let backup = s.spawn(|| f.backup());
         let prune = s.spawn(|| {
-            forget(
-                &f.repo,
-                &ForgetOptions {
-                    policy: Policy {
-                        last: 1,
-                        ..Default::default()
-                    },
-                    prune: true,
-                    dry_run: false,
-                    zstd_level: 1,
-                    ..Default::default()
-                },
-                &Progress::default(),
-                &CancellationToken::new(),
-            )
-            .expect("prune waits for the backup's lock (or runs first)")
+            support::prune_to_last(&f.repo)
+                .expect("prune waits for the backup's lock (or runs first)")
         });
         let out = backup.join().expect("backup thread");
         prune.join().expect("prune thread");
