@@ -31,7 +31,7 @@
 #  4. Cross-file consistency (socket path, group name), ProtectHome=read-only, the
 #     restore area /var/lib/backupd/restore writable under the unit, and in both
 #     services ExecReload= checking the config ExecStart= runs with (the same
-#     --config, or none and BACKUPD_CONFIG from Environment=).
+#     --config on both, or none: then both read BACKUPD_CONFIG or the default).
 set -euo pipefail
 
 MAX_EXPOSURE=3.0
@@ -217,8 +217,8 @@ for unit in "$SERVICE" "$USER_SERVICE"; do
         fail "$unit: no ExecReload= with --check-config"
     elif [[ $start_config != "$reload_config" ]]; then
         fail "$unit: ExecStart= uses '$start_config' but ExecReload= checks '$reload_config'"
-    elif [[ -z $start_config ]] && ! grep -q '^Environment=BACKUPD_CONFIG=' "$unit"; then
-        fail "$unit: config from neither --config nor Environment=BACKUPD_CONFIG="
+    elif grep -Eq '^Environment=.*BACKUPD_CONFIG=( |$)' "$unit"; then
+        fail "$unit: an empty BACKUPD_CONFIG= is an error to backupd; leave it unset"
     else
         ok "$(basename "$(dirname "$unit")")/$(basename "$unit"): ExecReload= checks the config ExecStart= uses"
     fi

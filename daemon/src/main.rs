@@ -23,8 +23,8 @@ use tracing_subscriber::{fmt, reload, EnvFilter, Layer};
 #[derive(Debug, Parser)]
 #[command(name = "backupd", version, about, after_help = AFTER_HELP)]
 struct Args {
-    /// Config file (TOML). Default: the run mode's config file, if it exists. The systemd
-    /// units set it through BACKUPD_CONFIG, so ExecReload's check reads the same file.
+    /// Config file (TOML). Default: the run mode's config file, if it exists. Under systemd
+    /// set BACKUPD_CONFIG instead, so that ExecReload's --check-config reads the same file.
     #[arg(long, env = "BACKUPD_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Socket path to listen on (ignored when systemd passes a socket). Its directory must be
@@ -58,7 +58,7 @@ const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
     backupd::memory::limit_arenas();
-    let mut args = match Args::try_parse() {
+    let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) => {
             let _ = e.print();
@@ -70,8 +70,6 @@ fn main() -> ExitCode {
             };
         }
     };
-    // The units set `BACKUPD_CONFIG=` (empty) to mean "the default file".
-    args.config = args.config.filter(|p| !p.as_os_str().is_empty());
     if args.check_config {
         return check_config(args.config, args.log_level.as_deref());
     }

@@ -532,3 +532,27 @@ fn the_readme_quick_start_works_on_a_fresh_machine_as_root_and_as_a_user() {
     quick_start_as(uid, "", None);
     let _ = std::fs::remove_dir_all(&fallback);
 }
+
+#[test]
+fn check_config_reads_the_file_backupd_config_names_as_the_service_does() {
+    // ExecStart= and ExecReload= share the unit's environment: a file named by
+    // BACKUPD_CONFIG is the one both the daemon and the reload check read.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("site.toml");
+    std::fs::write(&config, "[queue]\nworkers = 99\n").expect("write");
+    let out = Command::new(bin("backupd"))
+        .arg("--check-config")
+        .env("BACKUPD_CONFIG", &config)
+        .output()
+        .expect("backupd");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("site.toml") && text(&out).contains("queue.workers"));
+    std::fs::write(&config, "[queue]\nworkers = 2\n").expect("write");
+    let out = Command::new(bin("backupd"))
+        .arg("--check-config")
+        .env("BACKUPD_CONFIG", &config)
+        .output()
+        .expect("backupd");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("site.toml"), "{}", text(&out));
+}
