@@ -39,10 +39,10 @@ impl Settings {
         let defaults = DefaultPaths::for_mode(mode);
         let (config_file, config) = load_config(&overrides, &defaults)?;
         if let Some(level) = &overrides.log_level {
-            check_log_level(level).map_err(|message| ConfigError::Invalid {
-                path: PathBuf::from("--log-level"),
-                key: "daemon.log_level".to_owned(),
-                message: format!("is {level:?}: {message}"),
+            check_log_level(level).map_err(|message| ConfigError::Flag {
+                flag: "--log-level",
+                value: level.clone(),
+                message,
             })?;
         }
         Ok(Self::assemble(

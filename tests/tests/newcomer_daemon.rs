@@ -1,14 +1,12 @@
-//! What a new user meets first when starting backupd: the user-mode socket fallback under
-//! `/tmp` (and another user squatting it), the daemon's own log inside a watched directory,
-//! config and log-level mistakes, the `--watch` usage error and the README's quick start.
-//! The squatting and quick-start tests need root (they run binaries as other uids); CI runs as
-//! root.
+//! What a new user meets first when starting backupd: the daemon's own log inside a watched
+//! directory, config and log-level mistakes, the `--watch` usage error and the README's quick
+//! start (which needs root: it runs the command as another uid too; CI runs as root). The
+//! user-mode socket fallback and its squatting are in `user_socket.rs`.
 
 use backupd_tests::{
-    bin, is_root, json_ok, poll_until, shared_tempdir, wait_child, wait_until, Attacker,
-    KillOnDrop, NOBODY,
+    as_uid_like_su, bin, is_root, json_ok, poll_until, shared_tempdir, spare_uid_at, wait_child,
+    KillOnDrop,
 };
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -20,168 +18,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// A uid with no passwd entry for the victim, distinct per test process so that parallel runs
-/// do not share `/tmp/backupd-UID`.
-fn victim_uid() -> u32 {
-    50_000 + std::process::id() % 10_000
-}
-
-/// `program` run as `uid` the way `su`/`runuser`/cron start it: no XDG_RUNTIME_DIR, no
-/// BACKUPD_SOCKET, HOME given.
-fn as_user(program: &str, uid: u32, home: &Path) -> Command {
-    let mut cmd = Command::new(bin(program));
-    cmd.uid(uid)
-        .gid(uid)
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("XDG_STATE_HOME")
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("BACKUPD_SOCKET")
-        .env("HOME", home)
-        .stdin(Stdio::null());
-    cmd
-}
-
-fn received(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-#[test]
-fn a_squatted_fallback_socket_directory_is_refused_by_backupd_and_backupctl() {
-    assert!(
-        is_root(),
-        "this test needs root (it runs binaries as other uids); CI runs as root"
-    );
-    let victim = victim_uid();
-    let home = shared_tempdir();
-    std::os::unix::fs::chown(home.path(), Some(victim), Some(victim)).expect("chown home");
-    // The attack: `nobody` creates the victim's fallback directory first, open to all, and
-    // listens in it.
-    let squatted = PathBuf::from(format!("/tmp/backupd-{victim}"));
-    let _ = std::fs::remove_dir_all(&squatted);
-    std::fs::create_dir(&squatted).expect("mkdir squatted dir");
-    std::os::unix::fs::chown(&squatted, Some(NOBODY), Some(NOBODY)).expect("chown");
-    std::fs::set_permissions(&squatted, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-    struct RemoveOnDrop(PathBuf);
-    impl Drop for RemoveOnDrop {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _cleanup = RemoveOnDrop(squatted.clone());
-    let socket = squatted.join("backupd.sock");
-    let log = squatted.join("fake.log");
-    let _fake = Attacker::fake_daemon(env!("CARGO_BIN_EXE_attacker"), NOBODY, &socket, &log);
-
-    // backupctl finds the socket by its default and refuses the daemon behind it.
-    let out = as_user("backupctl", victim, home.path())
-        .args(["system", "health"])
-        .output()
-        .expect("backupctl");
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    for part in [
-        socket.to_str().expect("utf8"),
-        "uid 65534",
-        "--socket-owner",
-    ] {
-        assert!(err.contains(part), "{part:?} missing: {err}");
-    }
-    // An explicit --socket alone is not enough.
-    let out = as_user("backupctl", victim, home.path())
-        .arg("--socket")
-        .arg(&socket)
-        .args(["--json", "system", "health"])
-        .output()
-        .expect("backupctl");
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json error");
-    assert_eq!(v["error"]["code"], "PermissionDenied");
-
-    // backupd refuses to put its socket there, naming the directory, its owner and mode.
-    let out = as_user("backupd", victim, home.path())
-        .output()
-        .expect("backupd");
-    assert_eq!(out.status.code(), Some(73), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    for part in [
-        squatted.to_str().expect("utf8"),
-        "uid 65534",
-        "0777",
-        "XDG_RUNTIME_DIR",
-    ] {
-        assert!(err.contains(part), "{part:?} missing: {err}");
-    }
-    assert!(socket.exists(), "the fake's socket is left alone");
-    // Nothing reached the fake: it saw the two connections, not one byte of a Hello.
-    let seen = poll_until(Duration::from_secs(5), || {
-        let seen = received(&log);
-        (seen.len() >= 2).then_some(seen)
-    })
-    .unwrap_or_else(|| received(&log));
-    assert_eq!(seen, ["received 0", "received 0"], "{seen:?}");
-
-    // Naming the owner is the way to talk to another user's daemon on purpose; then the Hello
-    // goes out (which also shows the fake would have seen one).
-    let out = as_user("backupctl", victim, home.path())
-        .arg("--socket")
-        .arg(&socket)
-        .args(["--socket-owner", "nobody", "system", "health"])
-        .output()
-        .expect("backupctl");
-    assert_ne!(out.status.code(), Some(4), "{}", text(&out));
-    let seen = poll_until(Duration::from_secs(5), || {
-        let seen = received(&log);
-        (seen.len() == 3).then_some(seen)
-    })
-    .expect("a third connection");
-    assert_ne!(seen[2], "received 0", "{seen:?}");
-}
-
-#[test]
-fn the_fallback_socket_directory_is_created_private() {
-    assert!(
-        is_root(),
-        "this test needs root (it runs backupd as another uid); CI runs as root"
-    );
-    let victim = victim_uid() + 1;
-    let home = shared_tempdir();
-    std::os::unix::fs::chown(home.path(), Some(victim), Some(victim)).expect("chown home");
-    let dir = PathBuf::from(format!("/tmp/backupd-{victim}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut daemon = KillOnDrop(
-        as_user("backupd", victim, home.path())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("backupd"),
-    );
-    let health = wait_until("the user daemon", Duration::from_secs(20), || {
-        let out = as_user("backupctl", victim, home.path())
-            .args(["--json", "system", "health"])
-            .output()
-            .ok()?;
-        out.status.success().then_some(out)
-    });
-    let meta = std::fs::symlink_metadata(&dir).expect("fallback dir");
-    let mode = meta.mode() & 0o7777;
-    let stop = as_user("backupctl", victim, home.path())
-        .args(["system", "shutdown"])
-        .output()
-        .expect("shutdown");
-    let status = wait_child(&mut daemon.0, Duration::from_secs(30), "backupd");
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(
-        json_ok(&health)["socket"],
-        format!("{}/backupd.sock", dir.display())
-    );
-    assert!(meta.is_dir() && meta.uid() == victim, "{meta:?}");
-    assert_eq!(mode, 0o700);
-    assert!(stop.status.success() && status.success(), "{}", text(&stop));
 }
 
 /// `backupctl --json source list`'s one source; `None` while the daemon does not answer.
@@ -470,7 +306,7 @@ fn quick_start_as(uid: u32, extra: &str, socket: Option<&Path>) {
         .stderr(Stdio::piped());
     let mut group = Group(shell.spawn().expect("sh"));
     let ctl = |args: &[&str]| {
-        let mut cmd = as_user("backupctl", uid, home.path());
+        let mut cmd = as_uid_like_su("backupctl", uid, home.path());
         if let Some(s) = socket {
             cmd.arg("--socket").arg(s);
         }
@@ -526,7 +362,7 @@ fn the_readme_quick_start_works_on_a_fresh_machine_as_root_and_as_a_user() {
     );
     quick_start_as(0, &extra, Some(&socket));
     // As a user without XDG_RUNTIME_DIR: the XDG defaults and the /tmp fallback, as written.
-    let uid = victim_uid() + 2;
+    let uid = spare_uid_at(2);
     let fallback = PathBuf::from(format!("/tmp/backupd-{uid}"));
     let _ = std::fs::remove_dir_all(&fallback);
     quick_start_as(uid, "", None);

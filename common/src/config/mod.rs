@@ -19,6 +19,13 @@ pub enum ConfigError {
     /// `message` is the TOML parser's report, several lines with a caret under the error.
     #[error("config file {path} is invalid:\n{message}")]
     Parse { path: PathBuf, message: String },
+    /// A command-line flag that overrides a config key has a bad value.
+    #[error("{flag} {value:?}: {message}")]
+    Flag {
+        flag: &'static str,
+        value: String,
+        message: String,
+    },
     #[error("config file {path}: key `{key}` {message}")]
     Invalid {
         path: PathBuf,
