@@ -12,7 +12,9 @@
 #
 # Checks, each of which fails the script:
 #  1. `systemd-analyze verify` of the real, unmodified systemd/backupd.service and
-#     systemd/backupd.socket: non-zero exit, or anything on stderr that mentions
+#     systemd/backupd.socket, and `systemd-analyze --user verify` of
+#     systemd/user/backupd.service (with a scratch XDG_RUNTIME_DIR, which the
+#     user manager needs even offline): non-zero exit, or anything on stderr that mentions
 #     our units. verify insists that ExecStart=/usr/bin/backupd exists and is
 #     executable, so it runs in a private mount namespace in which an overlay on
 #     /usr/bin makes the built binary appear as /usr/bin/backupd; the host's
@@ -26,7 +28,10 @@
 #     <= 3.0.
 #  3. sysusers.d / tmpfiles.d entries applied to a scratch root (--root=): they
 #     must parse without messages and produce the documented owners and modes.
-#  4. Cross-file consistency (socket path, group name) and ProtectHome=read-only.
+#  4. Cross-file consistency (socket path, group name), ProtectHome=read-only, the
+#     restore area /var/lib/backupd/restore writable under the unit, and in both
+#     services ExecReload= checking the config ExecStart= runs with (the same
+#     --config on both, or none: then both read BACKUPD_CONFIG or the default).
 set -euo pipefail
 
 MAX_EXPOSURE=3.0
@@ -51,7 +56,8 @@ SERVICE=$UNITS/backupd.service
 SOCKET=$UNITS/backupd.socket
 SYSUSERS=$UNITS/backupd.sysusers
 TMPFILES=$UNITS/backupd.tmpfiles
-for f in "$SERVICE" "$SOCKET" "$SYSUSERS" "$TMPFILES"; do
+USER_SERVICE=$UNITS/user/backupd.service
+for f in "$SERVICE" "$SOCKET" "$SYSUSERS" "$TMPFILES" "$USER_SERVICE"; do
     [[ -f $f ]] || die "missing $f"
 done
 
@@ -75,7 +81,9 @@ verify_rc=0
 # Private mount namespace: tmpfs for overlay upper/work dirs, overlay on /usr/bin,
 # an empty /usr/bin/backupd in the overlay with the built binary bind-mounted on
 # it. The marker file tells "the namespace was set up" apart from "verify failed".
+mkdir -m 0700 "$WORK/xdg"
 unshare --mount --propagation private -- env WORK="$WORK" BIN="$BIN" SERVICE="$SERVICE" SOCKET="$SOCKET" \
+    USER_SERVICE="$USER_SERVICE" \
     bash -euo pipefail -c '
         mkdir "$WORK/ns"
         mount -t tmpfs -o mode=0700 verify-units "$WORK/ns"
@@ -84,7 +92,10 @@ unshare --mount --propagation private -- env WORK="$WORK" BIN="$BIN" SERVICE="$S
         : > /usr/bin/backupd
         mount --bind "$BIN" /usr/bin/backupd
         touch "$WORK/namespace-ready"
-        exec systemd-analyze verify --man=no "$SERVICE" "$SOCKET"
+        rc=0
+        systemd-analyze verify --man=no "$SERVICE" "$SOCKET" || rc=$?
+        XDG_RUNTIME_DIR="$WORK/xdg" systemd-analyze --user verify --man=no "$USER_SERVICE" || rc=$?
+        exit $rc
     ' >"$WORK/verify.out" 2>"$WORK/verify.err" || verify_rc=$?
 
 if [[ -e $WORK/namespace-ready ]]; then
@@ -92,8 +103,8 @@ if [[ -e $WORK/namespace-ready ]]; then
 else
     echo "(method: mount namespace unavailable; verifying a copy with only /usr/bin/backupd replaced)"
     sed 's/^/  namespace setup: /' "$WORK/verify.err" >&2 || true
-    mkdir "$WORK/units"
-    for u in backupd.service backupd.socket; do
+    mkdir -p "$WORK/units/user"
+    for u in backupd.service backupd.socket user/backupd.service; do
         subst "$UNITS/$u" /usr/bin/backupd "$BIN" >"$WORK/units/$u"
         # Prove that the copy differs from the real file in the binary path only.
         subst "$WORK/units/$u" "$BIN" /usr/bin/backupd | cmp -s - "$UNITS/$u" \
@@ -102,6 +113,8 @@ else
     verify_rc=0
     systemd-analyze verify --man=no "$WORK/units/backupd.service" "$WORK/units/backupd.socket" \
         >"$WORK/verify.out" 2>"$WORK/verify.err" || verify_rc=$?
+    XDG_RUNTIME_DIR="$WORK/xdg" systemd-analyze --user verify --man=no "$WORK/units/user/backupd.service" \
+        >>"$WORK/verify.out" 2>>"$WORK/verify.err" || verify_rc=$?
 fi
 cat "$WORK/verify.out"
 if [[ -s $WORK/verify.err ]]; then
@@ -166,6 +179,7 @@ check_dir() { # path mode uid gid
     if [[ $got == "$2 $3 $4" ]]; then ok "tmpfiles: $1 $got"; else fail "tmpfiles: $1 is '$got', want '$2 $3 $4'"; fi
 }
 check_dir /var/lib/backupd 700 0 0
+check_dir /var/lib/backupd/restore 700 0 0
 check_dir /run/backupd 750 0 "${gid:-?}"
 check_dir /etc/backupd 755 0 0
 
@@ -187,6 +201,28 @@ grep -Eq "^d[[:space:]]+$(dirname "$listen")[[:space:]]+0750[[:space:]]+root[[:s
 # ProtectHome=yes/tmpfs would hide /home from backups.
 [[ $(unit_value "$SERVICE" ProtectHome) == read-only ]] \
     && ok "ProtectHome=read-only" || fail "ProtectHome must be read-only (yes/tmpfs hide /home from backups)"
+
+# The restore area must exist and be writable under ProtectSystem=strict.
+state_dirs=" $(unit_value "$SERVICE" StateDirectory) "
+rw_paths=" $(unit_value "$SERVICE" ReadWritePaths) "
+[[ $state_dirs == *" backupd/restore "* && $rw_paths == *" /var/lib/backupd "* ]] \
+    && ok "/var/lib/backupd/restore is created (StateDirectory=) and writable (ReadWritePaths=)" \
+    || fail "/var/lib/backupd/restore is not both in StateDirectory= and under ReadWritePaths="
+# ExecReload= must check the file ExecStart= runs with, not only the default path.
+for unit in "$SERVICE" "$USER_SERVICE"; do
+    start_config=$(sed -n 's/^ExecStart=.*\(--config [^ ]*\).*/\1/p' "$unit")
+    check=$(grep -E '^ExecReload=.*--check-config' "$unit" || true)
+    reload_config=$(sed -n 's/^ExecReload=.*--check-config.*\(--config [^ ]*\).*/\1/p' "$unit")
+    if [[ -z $check ]]; then
+        fail "$unit: no ExecReload= with --check-config"
+    elif [[ $start_config != "$reload_config" ]]; then
+        fail "$unit: ExecStart= uses '$start_config' but ExecReload= checks '$reload_config'"
+    elif grep -Eq '^Environment=.*BACKUPD_CONFIG=( |$)' "$unit"; then
+        fail "$unit: an empty BACKUPD_CONFIG= is an error to backupd; leave it unset"
+    else
+        ok "$(basename "$(dirname "$unit")")/$(basename "$unit"): ExecReload= checks the config ExecStart= uses"
+    fi
+done
 
 echo
 if [[ $failures -ne 0 ]]; then

@@ -36,9 +36,75 @@ pub enum ClientError {
     Closed,
     #[error("the daemon sent an unexpected message: {0}")]
     Unexpected(String),
+    /// The process listening on the socket runs as a uid the caller does not trust: neither
+    /// root, nor the caller, nor an owner the caller named. Nothing was sent to it.
+    #[error(
+        "refusing the daemon on {path}: it runs as {owner}, which is neither root nor you (uid \
+         {caller}); another user may have put a fake daemon there to catch what you send \
+         (passphrases). If you trust it, name its owner: `backupctl --socket {path} \
+         --socket-owner {owner_arg} ...`",
+        path = path.display(),
+        owner = user_label(*uid),
+        owner_arg = user_name(*uid).unwrap_or_else(|| uid.to_string()),
+    )]
+    UntrustedDaemon {
+        path: PathBuf,
+        /// The listener's uid (SO_PEERCRED).
+        uid: u32,
+        /// The caller's uid.
+        caller: u32,
+    },
     /// The daemon answered with an error.
     #[error("{0}")]
     Remote(ErrorReply),
+}
+
+/// The user name of `uid`, if the system knows one.
+fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+/// A user given as a name the system knows or as a numeric uid (`--socket-owner`).
+pub fn parse_user(text: &str) -> Result<u32, String> {
+    if let Ok(uid) = text.parse::<u32>() {
+        return Ok(uid);
+    }
+    match nix::unistd::User::from_name(text) {
+        Ok(Some(user)) => Ok(user.uid.as_raw()),
+        Ok(None) => Err(format!(
+            "no user {text:?} on this system; give a user name or a uid"
+        )),
+        Err(e) => Err(format!("cannot look up user {text:?}: {e}")),
+    }
+}
+
+/// `uid 65534 (nobody)`, or `uid 4242` for a uid without a name.
+fn user_label(uid: u32) -> String {
+    match user_name(uid) {
+        Some(name) => format!("uid {uid} ({name})"),
+        None => format!("uid {uid}"),
+    }
+}
+
+/// Which daemons a client talks to, by the uid the kernel reports for the process listening on
+/// the socket (SO_PEERCRED, which the listener cannot forge). Root's daemon and the caller's own
+/// are always trusted; any other uid only when the caller names it. This keeps a client whose
+/// socket directory another user squatted (`/tmp/backupd-UID` without `XDG_RUNTIME_DIR`) from
+/// sending its Hello, and later its passphrases, to that user's fake daemon.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrustedDaemon {
+    /// A further uid the caller trusts explicitly.
+    pub also: Option<u32>,
+}
+
+impl TrustedDaemon {
+    /// Whether a daemon running as `uid` may be talked to by a caller running as `caller`.
+    pub fn accepts(self, uid: u32, caller: u32) -> bool {
+        uid == 0 || uid == caller || self.also == Some(uid)
+    }
 }
 
 pub type ClientCodec = MessageCodec<ServerMessage, ClientMessage>;
@@ -70,8 +136,19 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects and completes the handshake. `client` names the program, e.g. `backupctl 0.1.0`.
+    /// Connects to a daemon run by root or the caller and completes the handshake. `client`
+    /// names the program, e.g. `backupctl 0.1.0`.
     pub async fn connect(path: &Path, client: &str) -> Result<Self, ClientError> {
+        Self::connect_trusting(path, client, TrustedDaemon::default()).await
+    }
+
+    /// Connects, checks that the listener runs as a uid `trusted` accepts (before a single byte
+    /// is sent), and completes the handshake.
+    pub async fn connect_trusting(
+        path: &Path,
+        client: &str,
+        trusted: TrustedDaemon,
+    ) -> Result<Self, ClientError> {
         let stream = UnixStream::connect(path).await.map_err(|source| {
             let path = path.to_owned();
             match source.kind() {
@@ -79,6 +156,21 @@ impl Connection {
                 _ => ClientError::Unreachable { path, source },
             }
         })?;
+        let uid = stream
+            .peer_cred()
+            .map_err(|source| ClientError::Unreachable {
+                path: path.to_owned(),
+                source,
+            })?
+            .uid();
+        let caller = nix::unistd::geteuid().as_raw();
+        if !trusted.accepts(uid, caller) {
+            return Err(ClientError::UntrustedDaemon {
+                path: path.to_owned(),
+                uid,
+                caller,
+            });
+        }
         Self::handshake(stream, client, PROTOCOL_VERSION).await
     }
 
@@ -139,5 +231,23 @@ impl Connection {
                 None => return Err(ClientError::Closed),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrustedDaemon;
+
+    #[test]
+    fn only_root_the_caller_and_a_named_owner_are_trusted() {
+        let default = TrustedDaemon::default();
+        assert!(default.accepts(0, 1000));
+        assert!(default.accepts(1000, 1000));
+        assert!(!default.accepts(65534, 1000));
+        let named = TrustedDaemon { also: Some(65534) };
+        assert!(named.accepts(65534, 1000));
+        assert!(!named.accepts(4242, 1000));
+        // Root trusts root's daemon and nobody else's by default.
+        assert!(!default.accepts(1000, 0));
     }
 }

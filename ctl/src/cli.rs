@@ -15,9 +15,15 @@ Exit codes: 0 ok, 1 warning or partial result (also: check found problems), 2 er
 #[command(name = "backupctl", version, about, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Daemon socket. Default: /run/backupd/backupd.sock for root; for other users their own
-    /// daemon's socket under $XDG_RUNTIME_DIR if present, else the system socket.
+    /// daemon's socket ($XDG_RUNTIME_DIR/backupd/backupd.sock, or /tmp/backupd-UID/backupd.sock
+    /// without XDG_RUNTIME_DIR) if present, else the system socket.
     #[arg(long, global = true, env = "BACKUPD_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Also trust a daemon run by this user (name or uid) on the --socket given; without it
+    /// only root's daemon and your own are talked to.
+    #[arg(long, global = true, requires = "socket", value_name = "USER|UID",
+          value_parser = backupd_common::client::parse_user)]
+    pub socket_owner: Option<u32>,
     /// Print machine-readable JSON instead of human output.
     #[arg(long, global = true)]
     pub json: bool,

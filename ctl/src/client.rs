@@ -1,6 +1,6 @@
 //! One typed helper per request, so no command handles an unexpected response.
 
-use backupd_common::client::{ClientError, Connection};
+use backupd_common::client::{ClientError, Connection, TrustedDaemon};
 use backupd_common::protocol::{
     HealthReport, HistoryEntry, HistoryQuery, Identity, ImportReport, JobEvent, JobId, JobInfo,
     JobSpec, KeyExport, OperationProgress, Progress, QueueRequest, QueueStatus, ReloadReport,
@@ -20,10 +20,13 @@ fn unexpected(response: Response) -> ClientError {
 }
 
 impl Client {
-    pub async fn connect(socket: &Path) -> Result<Self, ClientError> {
+    /// Connects to the daemon on `socket` if it runs as root, as the caller, or as `owner`
+    /// (`--socket-owner`), and says hello.
+    pub async fn connect(socket: &Path, owner: Option<u32>) -> Result<Self, ClientError> {
         let client = format!("backupctl {}", backupd_common::VERSION);
+        let trusted = TrustedDaemon { also: owner };
         Ok(Self {
-            conn: Connection::connect(socket, &client).await?,
+            conn: Connection::connect_trusting(socket, &client, trusted).await?,
         })
     }
 

@@ -23,7 +23,9 @@ pub enum ExitCode {
 pub fn for_error(error: &ClientError) -> ExitCode {
     match error {
         ClientError::Unreachable { .. } => ExitCode::Unreachable,
-        ClientError::SocketPermission { .. } => ExitCode::PermissionDenied,
+        ClientError::SocketPermission { .. } | ClientError::UntrustedDaemon { .. } => {
+            ExitCode::PermissionDenied
+        }
         ClientError::Remote(e) if e.code == ErrorCode::PermissionDenied => {
             ExitCode::PermissionDenied
         }

@@ -83,6 +83,7 @@ fn describe(error: &ClientError) -> (&'static str, String) {
                 path.display()
             ),
         ),
+        ClientError::UntrustedDaemon { .. } => ("PermissionDenied", error.to_string()),
         ClientError::Remote(e) => (e.code.as_str(), e.message.clone()),
         other => ("Internal", other.to_string()),
     }

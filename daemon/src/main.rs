@@ -17,15 +17,18 @@ use tracing_subscriber::{fmt, reload, EnvFilter, Layer};
 /// The backupd daemon: continuous, deduplicated, encrypted backups.
 ///
 /// Runs in the foreground. As root it uses /etc/backupd/config.toml, /var/lib/backupd and
-/// /run/backupd/backupd.sock; as another user the XDG directories. Without a config file it
-/// runs on embedded defaults.
+/// /run/backupd/backupd.sock; as another user the XDG directories, with the socket in
+/// $XDG_RUNTIME_DIR/backupd/, or /tmp/backupd-UID/ when XDG_RUNTIME_DIR is unset (su, runuser,
+/// cron). Without a config file it runs on embedded defaults.
 #[derive(Debug, Parser)]
-#[command(name = "backupd", version, about)]
+#[command(name = "backupd", version, about, after_help = AFTER_HELP)]
 struct Args {
-    /// Config file (TOML). Default: the run mode's config file, if it exists.
-    #[arg(long, value_name = "FILE")]
+    /// Config file (TOML). Default: the run mode's config file, if it exists. Under systemd
+    /// set BACKUPD_CONFIG instead, so that ExecReload's --check-config reads the same file.
+    #[arg(long, env = "BACKUPD_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Socket path to listen on (ignored when systemd passes a socket).
+    /// Socket path to listen on (ignored when systemd passes a socket). Its directory must be
+    /// owned by you or root and writable by nobody else.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Directory for the daemon's state database.
@@ -34,7 +37,7 @@ struct Args {
     /// Validate the config file and exit: 0 if valid, 2 if not.
     #[arg(long)]
     check_config: bool,
-    /// Log filter, e.g. `info`, `debug`, `backupd=trace,info`.
+    /// Log level: trace, debug, info, warn, error or off; per target e.g. `backupd=trace,info`.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
     /// Back up this directory continuously into the default repository, for this run.
@@ -43,13 +46,41 @@ struct Args {
     watch: Vec<PathBuf>,
 }
 
+const AFTER_HELP: &str = "\
+A socket directory owned by another user, or writable by other users, is refused (exit 73):
+whoever controls it could pose as this daemon. Remove it, or set XDG_RUNTIME_DIR or --socket.
+Exit codes: 0 stopped cleanly, 1 error, 64 bad command line (also a --watch DIR that is not a
+directory), 73 unusable state or socket directory, 78 invalid configuration;
+--check-config: 0 valid, 2 invalid.";
+
+/// EX_USAGE: a bad command line, as backupctl reports it.
+const EX_USAGE: u8 = 64;
+
 fn main() -> ExitCode {
     backupd::memory::limit_arenas();
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EX_USAGE),
+            };
+        }
+    };
     if args.check_config {
-        return check_config(args.config);
+        return check_config(args.config, args.log_level.as_deref());
     }
-    match start(args) {
+    let watch = match watched_dirs(&args.watch) {
+        Ok(watch) => watch,
+        Err(message) => {
+            eprintln!("backupd: {message}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    match start(args, watch) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // stderr reaches the journal under systemd, so this is the one report.
@@ -61,7 +92,7 @@ fn main() -> ExitCode {
 
 /// EX_CONFIG (78) for configuration mistakes and EX_CANTCREAT (73) for a state directory the
 /// daemon cannot use (not creatable or writable, a database newer than this backupd, a corrupt
-/// one that cannot be moved aside), so systemd's `RestartPreventExitStatus=78 73` stops
+/// one that cannot be moved aside) or a socket directory another user controls, so systemd's `RestartPreventExitStatus=78 73` stops
 /// restarting a daemon that cannot start until an administrator acts; 1 otherwise.
 fn exit_code_for(error: &anyhow::Error) -> u8 {
     use backupd::error::Error;
@@ -73,7 +104,8 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
             || matches!(cause.downcast_ref(), Some(ListenError::NoSuchGroup { .. }))
     });
     let state_unusable = error.chain().any(|cause| {
-        matches!(cause.downcast_ref(), Some(Error::State(e)) if e.needs_admin())
+        matches!(cause.downcast_ref(), Some(ListenError::UnsafeDirectory { .. }))
+            || matches!(cause.downcast_ref(), Some(Error::State(e)) if e.needs_admin())
             || matches!(cause.downcast_ref::<backupd::state::StateError>(), Some(e) if e.needs_admin())
     });
     if config_mistake {
@@ -85,7 +117,32 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
     }
 }
 
-fn check_config(path: Option<PathBuf>) -> ExitCode {
+/// `--watch` arguments as absolute directories, or the usage error naming the bad one.
+fn watched_dirs(args: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut watch = Vec::new();
+    for dir in args {
+        let abs = std::path::absolute(dir)
+            .map_err(|e| format!("--watch {}: cannot resolve the path: {e}", dir.display()))?;
+        if !abs.is_dir() {
+            return Err(format!(
+                "--watch {}: not a directory (or not accessible); give an existing directory \
+                 to back up (e.g. `mkdir -p {}` first)",
+                dir.display(),
+                dir.display()
+            ));
+        }
+        watch.push(abs);
+    }
+    Ok(watch)
+}
+
+fn check_config(path: Option<PathBuf>, log_level: Option<&str>) -> ExitCode {
+    if let Some(level) = log_level {
+        if let Err(message) = backupd_common::config::check_log_level(level) {
+            eprintln!("backupd: --log-level {level:?}: {message}");
+            return ExitCode::from(2);
+        }
+    }
     let path = match path {
         Some(path) => path,
         None => {
@@ -115,18 +172,7 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn start(args: Args) -> anyhow::Result<()> {
-    let mut watch = Vec::new();
-    for dir in &args.watch {
-        let abs = std::path::absolute(dir)
-            .with_context(|| format!("--watch {}: cannot resolve the path", dir.display()))?;
-        anyhow::ensure!(
-            abs.is_dir(),
-            "--watch {}: not a directory (or not accessible); give the directory to back up",
-            dir.display()
-        );
-        watch.push(abs);
-    }
+fn start(args: Args, watch: Vec<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::resolve(Overrides {
         config_file: args.config,
         socket: args.socket,
@@ -224,8 +270,12 @@ fn init_tracing(level: &str) -> Result<LogReload, String> {
     let filter = EnvFilter::try_new(level)
         .map_err(|e| format!("{e}; try `info`, `debug` or `backupd=debug,info`"))?;
     let (filter, handle) = reload::Layer::new(filter);
-    // journald stamps every line itself and shows no colours.
+    // journald stamps every line itself and shows no colours; a file or pipe (nohup.out, a
+    // log collector) would keep the escape codes as noise.
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let colour = !journald
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let output = if journald {
         fmt::layer()
             .with_writer(std::io::stderr)
@@ -233,7 +283,10 @@ fn init_tracing(level: &str) -> Result<LogReload, String> {
             .without_time()
             .boxed()
     } else {
-        fmt::layer().with_writer(std::io::stderr).boxed()
+        fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(colour)
+            .boxed()
     };
     tracing_subscriber::registry()
         .with(filter)

@@ -1,7 +1,7 @@
 //! Resolves what the daemon runs with: flags win over the config file, the file over the
 //! embedded defaults of the run mode.
 
-use backupd_common::config::{parse_mode, Config, ConfigError};
+use backupd_common::config::{check_log_level, parse_mode, Config, ConfigError};
 use backupd_common::paths::{current_mode, DefaultPaths};
 use backupd_common::protocol::RunMode;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,13 @@ impl Settings {
         let mode = current_mode();
         let defaults = DefaultPaths::for_mode(mode);
         let (config_file, config) = load_config(&overrides, &defaults)?;
+        if let Some(level) = &overrides.log_level {
+            check_log_level(level).map_err(|message| ConfigError::Flag {
+                flag: "--log-level",
+                value: level.clone(),
+                message,
+            })?;
+        }
         Ok(Self::assemble(
             mode,
             &defaults,

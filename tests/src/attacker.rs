@@ -24,19 +24,31 @@ impl Attacker {
         for (a, b) in pairs {
             cmd.arg(a).arg(b);
         }
+        Self::started(cmd, b"racing")
+    }
+
+    /// Starts the attacker as `uid` as a fake daemon listening on `socket`, which notes in
+    /// `log` how many bytes each client sent; returns once it listens.
+    pub fn fake_daemon(exe: &str, uid: u32, socket: &Path, log: &Path) -> Self {
+        let mut cmd = Self::command(exe, uid, &["listen"]);
+        cmd.arg(socket).arg(log);
+        Self::started(cmd, b"listening")
+    }
+
+    fn started(mut cmd: Command, banner: &[u8]) -> Self {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn attacker");
-        let mut line = [0u8; 6];
+        let mut line = vec![0u8; banner.len()];
         let started = child
             .stdout
             .as_mut()
             .map(|o| o.read_exact(&mut line).is_ok())
             .unwrap_or(false);
-        assert!(started && &line == b"racing", "attacker did not start");
+        assert!(started && line == banner, "attacker did not start");
         Self(child)
     }
 }

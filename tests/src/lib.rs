@@ -479,3 +479,30 @@ impl TestDaemon {
         )
     }
 }
+
+/// A uid without a passwd entry, distinct per test process (plus `offset`, for several in one
+/// process), so that parallel runs never share a per-uid path such as `/tmp/backupd-UID`.
+pub fn spare_uid_at(offset: u32) -> u32 {
+    50_000 + std::process::id() % 10_000 * 4 + offset
+}
+
+/// [`spare_uid_at`] 0.
+pub fn spare_uid() -> u32 {
+    spare_uid_at(0)
+}
+
+/// The workspace binary `program` to run as `uid` the way `su`/`runuser`/cron start it: no
+/// XDG_RUNTIME_DIR (so user mode falls back to `/tmp/backupd-UID`), no other XDG directory, no
+/// BACKUPD_SOCKET, and HOME set to `home`.
+pub fn as_uid_like_su(program: &str, uid: u32, home: &Path) -> Command {
+    let mut cmd = Command::new(bin(program));
+    cmd.uid(uid)
+        .gid(uid)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("BACKUPD_SOCKET")
+        .env("HOME", home)
+        .stdin(Stdio::null());
+    cmd
+}

@@ -16,8 +16,16 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config file {path} is invalid: {message}")]
+    /// `message` is the TOML parser's report, several lines with a caret under the error.
+    #[error("config file {path} is invalid:\n{message}")]
     Parse { path: PathBuf, message: String },
+    /// A command-line flag that overrides a config key has a bad value.
+    #[error("{flag} {value:?}: {message}")]
+    Flag {
+        flag: &'static str,
+        value: String,
+        message: String,
+    },
     #[error("config file {path}: key `{key}` {message}")]
     Invalid {
         path: PathBuf,
@@ -223,6 +231,42 @@ impl KindTimeouts {
     }
 }
 
+/// The level names a log filter may use.
+pub const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks a log filter (`log_level`, `--log-level`): comma-separated directives, each a level
+/// (`info`) or `target=level` (`backupd=debug`). The tracing filter syntax would also take a
+/// bare word as a target name, which turns a misspelt level such as `verbose` into a filter
+/// that lets nothing through; so a bare word must be a level.
+pub fn check_log_level(filter: &str) -> Result<(), String> {
+    let valid = || {
+        format!(
+            "valid levels are {}; per target e.g. `backupd=debug,info`",
+            LOG_LEVELS.join(", ")
+        )
+    };
+    let is_level = |word: &str| LOG_LEVELS.iter().any(|l| word.eq_ignore_ascii_case(l));
+    let directives: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(format!("no level given; {}", valid()));
+    }
+    for directive in directives {
+        let level = match directive.rsplit_once('=') {
+            Some((target, level)) if !target.trim().is_empty() => level.trim(),
+            Some(_) => return Err(format!("`{directive}` names no target; {}", valid())),
+            None => directive,
+        };
+        if !is_level(level) {
+            return Err(format!("`{level}` is not a log level; {}", valid()));
+        }
+    }
+    Ok(())
+}
+
 /// Parses an octal mode string such as "0660" or "660".
 pub fn parse_mode(text: &str) -> Option<u32> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
@@ -243,7 +287,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " | "),
+            message: e.to_string().trim_end().to_owned(),
         })?;
         config.validate(path)?;
         Ok(config)
@@ -388,9 +432,9 @@ impl Config {
             ));
         }
         if let Some(level) = &self.daemon.log_level {
-            if level.trim().is_empty() {
-                return Err(invalid("daemon.log_level", "is empty".to_owned()));
-            }
+            check_log_level(level).map_err(|message| {
+                invalid("daemon.log_level", format!("is {level:?}: {message}"))
+            })?;
         }
         for (key, value) in [
             ("daemon.socket", &self.daemon.socket),
@@ -557,6 +601,41 @@ mod tests {
         }
         let err = parse("[[source]]\npath = \"/x\"\nwatched = true\n").expect_err("unknown");
         assert!(err.to_string().contains("watched"), "{err}");
+    }
+
+    #[test]
+    fn log_levels_are_checked_and_a_misspelt_one_names_the_valid_ones() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "backupd=trace,info",
+            "warn, backupd::watch=debug",
+        ] {
+            assert_eq!(check_log_level(ok), Ok(()), "{ok}");
+        }
+        for bad in ["verbose", "", "backupd=loud", "=info", "info,chatty"] {
+            let err = check_log_level(bad).expect_err(bad);
+            assert!(
+                err.contains("trace, debug, info, warn, error, off"),
+                "{bad}: {err}"
+            );
+        }
+        let err = parse("[daemon]\nlog_level = \"verbose\"\n").expect_err("verbose");
+        assert!(err.to_string().contains("daemon.log_level"), "{err}");
+    }
+
+    #[test]
+    fn toml_errors_keep_the_caret_diagram_on_its_own_lines() {
+        let err = parse("[server]\nmax_connections = \"many\"\n").expect_err("bad type");
+        let text = err.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() >= 4, "{text}");
+        let code = lines
+            .iter()
+            .position(|l| l.contains("max_connections = \"many\""));
+        let caret = code.map(|i| lines[i + 1]);
+        assert!(caret.is_some_and(|l| l.contains('^')), "{text}");
+        assert!(!lines[0].contains("max_connections"), "{text}");
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
     };
     // Local checks first: no daemon round trip for a bad command line.
     let job = jobs::prepare(&cli.command, paths)?;
-    let mut client = Client::connect(&socket).await?;
+    let mut client = Client::connect(&socket, cli.socket_owner).await?;
     if let Some(job) = job {
         return jobs::run(&mut client, job, out).await;
     }

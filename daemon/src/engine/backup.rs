@@ -179,7 +179,7 @@ fn backup_on_pool(
         None => None,
     };
 
-    let mut excludes = Excludes::new(&opts.excludes, &opts.exclude_files)?;
+    let mut excludes = Excludes::new(&opts.excludes, &opts.exclude_files)?.without_own_output();
     excludes.exclude_caches = opts.exclude_caches;
     excludes.one_file_system = opts.one_file_system;
     excludes.always = opts.always_exclude.clone();
@@ -631,6 +631,9 @@ impl Session<'_> {
                 return Ok(None);
             }
         };
+        if self.excludes.excludes_inode(st.st_dev, st.st_ino) {
+            return Ok(None);
+        }
         let mut node = fsmeta::capture(&st, name, &self.names);
         let c = &self.counters;
         match node.kind {

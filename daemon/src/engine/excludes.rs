@@ -27,6 +27,57 @@ pub struct Excludes {
     pub one_file_system: bool,
     /// Never backed up (the repository, the daemon's state dir).
     pub always: Vec<PathBuf>,
+    /// Never backed up, by (device, inode): the daemon's own log files ([`own_output_files`]).
+    pub always_inodes: Vec<(u64, u64)>,
+}
+
+/// A regular file the daemon's stdout or stderr writes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnOutput {
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    pub dev: u64,
+    pub ino: u64,
+    /// Where it was when asked (from /proc/self/fd); it may be renamed since.
+    pub path: Option<PathBuf>,
+}
+
+/// The regular files this process's stdout and stderr write to. `nohup backupd --watch ~` logs
+/// into `~/nohup.out`: backing that file up logs a line, which changes it, which is a change to
+/// back up, for ever. Found by device and inode of the open descriptors, so neither a rename of
+/// the file nor a path spelt differently hides it.
+pub fn own_output_files() -> Vec<OwnOutput> {
+    use std::os::fd::AsFd;
+    let streams = [
+        (
+            "stdout",
+            1,
+            nix::sys::stat::fstat(std::io::stdout().as_fd()),
+        ),
+        (
+            "stderr",
+            2,
+            nix::sys::stat::fstat(std::io::stderr().as_fd()),
+        ),
+    ];
+    let mut out: Vec<OwnOutput> = Vec::new();
+    for (stream, fd, st) in streams {
+        let Ok(st) = st else { continue };
+        let (dev, ino) = (st.st_dev, st.st_ino);
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG
+            || out.iter().any(|o| (o.dev, o.ino) == (dev, ino))
+        {
+            continue;
+        }
+        let path = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+        out.push(OwnOutput {
+            stream,
+            dev,
+            ino,
+            path,
+        });
+    }
+    out
 }
 
 /// The tag that marks cache directories (https://bford.info/cachedir/).
@@ -96,6 +147,17 @@ impl Excludes {
             }
         }
         false
+    }
+
+    /// Whether the object with this device and inode is one the daemon never backs up.
+    pub fn excludes_inode(&self, dev: u64, ino: u64) -> bool {
+        self.always_inodes.contains(&(dev, ino))
+    }
+
+    /// Leaves the daemon's own log files out ([`own_output_files`]).
+    pub fn without_own_output(mut self) -> Self {
+        self.always_inodes = own_output_files().iter().map(|o| (o.dev, o.ino)).collect();
+        self
     }
 
     /// Whether the directory at `path` is a tagged cache directory to skip.

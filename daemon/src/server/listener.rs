@@ -34,6 +34,21 @@ pub enum ListenError {
     NoSuchGroup { group: String },
     #[error("socket activation: {0}")]
     Activation(String),
+    #[error(
+        "socket directory {path} is {owner} with mode {mode:04o}, {why}: another user could \
+         replace the socket or pose as this daemon. Remove it (`rm -r {path}`, as its owner or \
+         root) so that backupd creates it afresh, or use a directory you own that only you can \
+         write: set XDG_RUNTIME_DIR (e.g. /run/user/$(id -u)) or pass --socket",
+        path = path.display()
+    )]
+    UnsafeDirectory {
+        path: PathBuf,
+        /// `owned by uid 65534 (nobody)`.
+        owner: String,
+        mode: u32,
+        /// What is wrong: "not owned by you or root", "writable by other users".
+        why: &'static str,
+    },
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ListenError + 'a {
@@ -83,6 +98,8 @@ impl Listener {
                     .create(parent)
                     .map_err(io_err("create socket directory", parent))?;
             }
+            // Checked after creating too: another user may have made it first.
+            check_socket_dir(parent)?;
         }
         remove_stale(path)?;
 
@@ -186,6 +203,45 @@ impl Drop for SocketCleanup {
             }
             _ => {}
         }
+    }
+}
+
+/// Refuses a socket directory that another user controls. Whoever owns the directory, or may
+/// write to it, can remove our socket and listen in its place, receiving every client's Hello
+/// and passphrases; a predictable fallback such as `/tmp/backupd-UID` can be made by anyone
+/// before the daemon's first start. Root-owned sticky directories (`/tmp` itself) are fine: the
+/// sticky bit keeps others from removing or renaming our socket.
+fn check_socket_dir(dir: &Path) -> Result<(), ListenError> {
+    let me = nix::unistd::geteuid().as_raw();
+    let trusted = |uid: u32| uid == me || uid == 0;
+    let link = std::fs::symlink_metadata(dir).map_err(io_err("inspect socket directory", dir))?;
+    let meta = std::fs::metadata(dir).map_err(io_err("inspect socket directory", dir))?;
+    let mode = meta.mode() & 0o7777;
+    let why = if !trusted(link.uid()) {
+        // A symlink another user owns can be pointed anywhere at any time.
+        Some(("not owned by you or root", link.uid(), link.mode() & 0o7777))
+    } else if !trusted(meta.uid()) {
+        Some(("not owned by you or root", meta.uid(), mode))
+    } else if mode & 0o022 != 0 && !(mode & 0o1000 != 0 && meta.uid() == 0) {
+        Some(("writable by other users", meta.uid(), mode))
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some((why, uid, mode)) => Err(ListenError::UnsafeDirectory {
+            path: dir.to_owned(),
+            owner: owned_by(uid),
+            mode,
+            why,
+        }),
+    }
+}
+
+fn owned_by(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => format!("owned by uid {uid} ({})", user.name),
+        _ => format!("owned by uid {uid}"),
     }
 }
 

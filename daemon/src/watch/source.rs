@@ -109,12 +109,22 @@ impl SourceTask {
         };
         source.update(|s| s.note = None);
         let excludes = match Excludes::new(&spec.excludes, &[]) {
-            Ok(e) => e,
+            Ok(e) => e.without_own_output(),
             Err(e) => {
                 source.update(|s| s.note = Some(format!("bad exclude: {e}")));
                 return None;
             }
         };
+        for own in crate::engine::excludes::own_output_files() {
+            if let Some(path) = own.path.filter(|p| p.starts_with(&root)) {
+                tracing::info!(
+                    path = %path.display(),
+                    "leaving out the daemon's own log ({} is this file): it is neither watched \
+                     nor backed up, or every log line would make another backup",
+                    own.stream
+                );
+            }
+        }
         let mut skip = vec![handles.state_dir.clone()];
         skip.extend(repo.location.local_path().map(ToOwned::to_owned));
         let (watcher, raw_rx) = if spec.watch {

@@ -114,6 +114,15 @@ impl Watcher {
         if self.skip.iter().any(|s| path.starts_with(s)) {
             return true;
         }
+        // Only when there is a log file to look for: one stat per event otherwise saved.
+        if !self.excludes.always_inodes.is_empty() {
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(m) = std::fs::symlink_metadata(path) {
+                if self.excludes.excludes_inode(m.dev(), m.ino()) {
+                    return true;
+                }
+            }
+        }
         // Any excluded component on the way down excludes the path.
         let Ok(rel) = path.strip_prefix(&self.root) else {
             return true;

@@ -9,6 +9,8 @@
 //!   (`events`, `health` or `wait:JOB`) and close right away; prints a JSON summary line.
 //! - `hold SOCKET COUNT [REQUEST]`: opens COUNT such connections and keeps them until stdin
 //!   closes; prints the JSON summary line once they are open.
+//! - `listen SOCKET LOG`: a fake daemon. Binds SOCKET, prints `listening`, and for every client
+//!   appends `received N` to LOG: the bytes it sent within a second (a Hello is about 30).
 
 use backupd_common::protocol::{
     ClientMessage, QueueRequest, Request, ServerMessage, SystemRequest,
@@ -20,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "usage: attacker swap A B [A B]... | churn|hold SOCKET COUNT [REQUEST]";
+const USAGE: &str =
+    "usage: attacker swap A B [A B]... | churn|hold SOCKET COUNT [REQUEST] | listen SOCKET LOG";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,11 +40,49 @@ fn main() -> ExitCode {
             connections(mode == "hold", Path::new(socket), count, &request);
             ExitCode::SUCCESS
         }
+        [mode, socket, log] if mode == "listen" => fake_daemon(Path::new(socket), Path::new(log)),
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
         }
     }
+}
+
+fn fake_daemon(socket: &Path, log: &Path) -> ExitCode {
+    let listener = match std::os::unix::net::UnixListener::bind(socket) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("attacker: cannot bind {}: {e}", socket.display());
+            return ExitCode::from(2);
+        }
+    };
+    // Open to everyone, as a squatter makes it.
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o777)) {
+        eprintln!("attacker: cannot chmod {}: {e}", socket.display());
+        return ExitCode::from(2);
+    }
+    println!("listening");
+    let _ = std::io::stdout().flush();
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut total = 0;
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            total += n;
+        }
+        let line = format!("received {total}\n");
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = appended {
+            eprintln!("attacker: cannot write {}: {e}", log.display());
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn swap(args: &[String]) -> ExitCode {
