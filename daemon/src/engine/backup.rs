@@ -766,8 +766,7 @@ impl Session<'_> {
                 let Some(reported) = self.file_content(dir, path, &st, &mut node, parent)? else {
                     return Ok(None);
                 };
-                self.progress
-                    .add(1, node.size.saturating_sub(reported));
+                self.progress.add(1, node.size.saturating_sub(reported));
             }
             _ => {
                 if node.kind == NodeKind::Symlink {

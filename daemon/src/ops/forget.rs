@@ -3,8 +3,8 @@
 
 use super::{Claim, Operation, Run};
 use crate::engine::forget::{forget, ForgetOptions, Policy};
-use crate::error::Error;
 use crate::engine::leftovers::kept_note;
+use crate::error::Error;
 use crate::repo::format_rfc3339;
 use backupd_common::protocol::{
     ForgetDecision, ForgetRequest, ForgetResult, Permission, PruneSummary, Response,

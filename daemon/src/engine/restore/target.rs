@@ -78,9 +78,7 @@ fn resolve(target: &Path) -> Result<DirFd, OpenError> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => match dir.mkdir(&name, 0o755) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
-                    return Err(OpenError::ReadOnly)
-                }
+                Err(e) if e.raw_os_error() == Some(libc::EROFS) => return Err(OpenError::ReadOnly),
                 Err(e) => {
                     return Err(format!("cannot create {}: {e}", shown(&walked, &name)).into())
                 }

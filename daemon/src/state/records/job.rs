@@ -11,7 +11,8 @@ use super::{legacy_version, versioned};
 use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo, JobKind,
-    JobState, NoopRequest, Overwrite, PathChange, Priority, RebuildIndexRequest, Response, RestoreRequest,
+    JobState, NoopRequest, Overwrite, PathChange, Priority, RebuildIndexRequest, Response,
+    RestoreRequest,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
