@@ -724,6 +724,14 @@ fn a_backup_equal_to_its_parent_keeps_the_parent_and_writes_no_snapshot() {
         "nothing changed, yet a new snapshot was made"
     );
     assert_eq!(second.id, first.id);
+    // A directory created next to the source changes its parent's times and link count; the
+    // parent is outside the source, so that is no change either.
+    std::fs::create_dir(f.dir.path().join("sibling")).expect("mkdir");
+    let third = f.backup();
+    assert!(
+        third.unchanged,
+        "a sibling of the source made a new snapshot"
+    );
     assert_eq!(snapshot_files(&f), 1);
 
     let with = |opts: BackupOptions| {

@@ -592,9 +592,9 @@ impl Session<'_> {
     /// A directory on the way from `/` to a source, as a node (without its subtree). It is
     /// recorded as a directory even when it is a symlink (`/home -> var/home`), so the source
     /// restores under its given path.
-    /// Its times are the parent snapshot's while it is the same directory with the same mode
-    /// and owner: they move with every unrelated entry created next to a source (`/tmp`,
-    /// `/home`), and that alone must not make a new snapshot.
+    /// Its times and link count are the parent snapshot's while it is the same directory with
+    /// the same mode and owner: they move with every unrelated entry created next to a source
+    /// (`/tmp`, `/home`), and that alone must not make a new snapshot.
     pub(super) fn prefix_node(
         &self,
         path: &Path,
@@ -615,6 +615,7 @@ impl Session<'_> {
         };
         if let Some(p) = parent.filter(same_dir) {
             (node.atime_ns, node.mtime_ns, node.ctime_ns) = (p.atime_ns, p.mtime_ns, p.ctime_ns);
+            node.nlink = p.nlink;
         }
         Ok(node)
     }
