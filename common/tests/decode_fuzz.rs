@@ -48,6 +48,7 @@ fn corpus() -> Vec<ClientMessage> {
         }]),
         parent: Some("abcd".into()),
         source: Some("s".into()),
+        dry_run: true,
     };
     let kinds = vec![
         JobKind::Backup(backup),
@@ -55,12 +56,13 @@ fn corpus() -> Vec<ClientMessage> {
             repo: None,
             snapshot: "latest".into(),
             subpath: Some(b"/a".to_vec()),
-            target: b"/tmp/r".to_vec(),
+            target: Some(b"/tmp/r".to_vec()),
             includes: vec!["a".into()],
             excludes: vec!["b".into()],
             verify: true,
             no_owner: true,
             strip_setid: Some(false),
+            overwrite: Overwrite::Never,
         }),
         JobKind::Check(CheckRequest {
             repo: None,

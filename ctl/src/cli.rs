@@ -120,6 +120,18 @@ pub struct JobArgs {
     pub wait: bool,
 }
 
+/// `restore --overwrite`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OverwriteArg {
+    /// Replace every existing file.
+    Always,
+    /// Leave files equal to the snapshot's; replace the others.
+    #[default]
+    IfChanged,
+    /// Leave every existing file as it is.
+    Never,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum PriorityArg {
     High,
@@ -326,9 +338,14 @@ pub struct BackupArgs {
     /// Snapshot time: RFC 3339 (`2024-05-01T12:00:00Z`) or Unix seconds.
     #[arg(long, value_name = "TIME")]
     pub time: Option<String>,
-    /// Read every file even if unchanged since the last snapshot.
+    /// Read every file even if unchanged since the last snapshot, and make a new snapshot
+    /// even if nothing changed (otherwise the unchanged parent is kept).
     #[arg(long)]
     pub force: bool,
+    /// Walk and chunk as a backup would and report what would be read and roughly how much is
+    /// new; write nothing to the repository.
+    #[arg(long, conflicts_with = "no_wait")]
+    pub dry_run: bool,
     #[command(flatten)]
     pub job: JobArgs,
 }
@@ -337,8 +354,14 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     /// SNAPSHOT[:SUBPATH]; SNAPSHOT is `latest`, an id or a unique id prefix.
     pub snapshot: String,
+    /// Directory to restore into (default: `<state_dir>/restore/<snapshot id>` of the daemon,
+    /// which it can always write, also under the systemd unit).
     #[arg(long, value_name = "DIR")]
-    pub target: PathBuf,
+    pub target: Option<PathBuf>,
+    /// What to do with a file that already exists at the target: replace it always, only if
+    /// it differs from the snapshot's (size, mtime, content), or never.
+    #[arg(long, value_enum, default_value_t = OverwriteArg::IfChanged, value_name = "WHEN")]
+    pub overwrite: OverwriteArg,
     #[arg(long)]
     pub repo: Option<String>,
     /// Only restore what matches. Repeatable.

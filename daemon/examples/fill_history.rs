@@ -37,6 +37,7 @@ fn job(id: u64, finished_ns: i64) -> JobInfo {
                 dirs_scanned: 0,
                 incremental: true,
                 skipped: Vec::new(),
+                unchanged: false,
             }),
         )
     } else {

@@ -222,6 +222,7 @@ impl Classify for EngineError {
             Self::Exclude(_)
             | Self::Source { .. }
             | Self::Target { .. }
+            | Self::ReadOnlyTarget { .. }
             | Self::InvalidArgument(_) => class(InvalidArgument, false),
             Self::NotInSnapshot { .. } => class(NotFound, false),
             Self::Cancelled => class(Unavailable, false),

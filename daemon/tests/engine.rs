@@ -702,3 +702,142 @@ fn prune_deletes_orphan_packs_older_than_the_safety_window_and_temp_files_only()
     let (_, restored) = f.restore_to("after", "latest");
     assert!(restored.failed.is_empty());
 }
+
+fn snapshot_files(f: &Fixture) -> usize {
+    std::fs::read_dir(f.dir.path().join("repo/snapshots"))
+        .expect("snapshots dir")
+        .count()
+}
+
+#[test]
+fn a_backup_equal_to_its_parent_keeps_the_parent_and_writes_no_snapshot() {
+    let f = Fixture::new();
+    std::fs::create_dir(f.src().join("d")).expect("mkdir");
+    std::fs::write(f.src().join("d/file"), random_bytes(10_000, 4)).expect("write");
+    let first = f.backup();
+    assert!(!first.unchanged);
+    // Reading moves atimes (the backup's own read included); that is no change.
+    std::fs::read(f.src().join("d/file")).expect("read");
+    let second = f.backup();
+    assert!(
+        second.unchanged,
+        "nothing changed, yet a new snapshot was made"
+    );
+    assert_eq!(second.id, first.id);
+    // A directory created next to the source changes its parent's times and link count; the
+    // parent is outside the source, so that is no change either.
+    std::fs::create_dir(f.dir.path().join("sibling")).expect("mkdir");
+    let third = f.backup();
+    assert!(
+        third.unchanged,
+        "a sibling of the source made a new snapshot"
+    );
+    assert_eq!(snapshot_files(&f), 1);
+
+    let with = |opts: BackupOptions| {
+        backup(
+            &f.repo,
+            &BackupOptions {
+                paths: vec![f.src()],
+                ..opts
+            },
+            &Progress::default(),
+            &CancellationToken::new(),
+        )
+        .expect("backup")
+    };
+    let forced = with(BackupOptions {
+        force: true,
+        ..Default::default()
+    });
+    assert!(!forced.unchanged && forced.id != first.id);
+    let other_host = with(BackupOptions {
+        host: Some("elsewhere".into()),
+        ..Default::default()
+    });
+    assert!(!other_host.unchanged, "another host is another snapshot");
+    assert_eq!(snapshot_files(&f), 3);
+
+    std::fs::write(f.src().join("d/new"), b"new").expect("write");
+    let changed = f.backup();
+    assert!(!changed.unchanged);
+    assert_eq!(snapshot_files(&f), 4);
+}
+
+#[test]
+fn a_dry_run_counts_new_data_and_writes_nothing() {
+    let f = Fixture::new();
+    std::fs::write(f.src().join("old"), random_bytes(50_000, 5)).expect("write");
+    f.backup();
+    std::fs::write(f.src().join("new"), random_bytes(80_000, 6)).expect("write");
+    let listing = || {
+        let mut all = Vec::new();
+        let mut stack = vec![f.dir.path().join("repo")];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else if !e.path().starts_with(f.dir.path().join("repo/locks")) {
+                    all.push(e.path());
+                }
+            }
+        }
+        all.sort();
+        all
+    };
+    let before = listing();
+    let out = backupd::engine::backup::dry_run(
+        &f.repo,
+        &BackupOptions {
+            paths: vec![f.src()],
+            ..Default::default()
+        },
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+    .expect("dry run");
+    let s = &out.snapshot.stats;
+    assert_eq!((s.files, s.files_read, s.bytes_read), (2, 1, 80_000));
+    assert!(s.bytes_added >= 80_000 && s.bytes_added < 100_000, "{s:?}");
+    assert_eq!(listing(), before, "a dry run wrote to the repository");
+}
+
+#[test]
+fn progress_moves_while_one_large_file_is_read() {
+    let f = Fixture::new();
+    let size: u64 = 768 << 20;
+    // Sparse: reads as zeros at memory speed, takes no disk.
+    std::fs::File::create(f.src().join("large"))
+        .expect("create")
+        .set_len(size)
+        .expect("set_len");
+    let progress = Progress::default();
+    let seen = std::thread::scope(|scope| {
+        let run = scope.spawn(|| {
+            backup(
+                &f.repo,
+                &BackupOptions {
+                    paths: vec![f.src()],
+                    ..Default::default()
+                },
+                &progress,
+                &CancellationToken::new(),
+            )
+        });
+        let mut seen = Vec::new();
+        while !run.is_finished() {
+            let p = progress.sample();
+            if p.files_done == 0 && p.bytes_done > 0 && seen.last() != Some(&p.bytes_done) {
+                seen.push(p.bytes_done);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        run.join().expect("join").expect("backup");
+        seen
+    });
+    assert!(
+        seen.len() >= 2 && seen.windows(2).all(|w| w[0] < w[1]) && seen[seen.len() - 1] < size,
+        "bytes done while the file was read: {seen:?}"
+    );
+    assert_eq!(progress.sample().bytes_done, size);
+}

@@ -18,7 +18,7 @@ pub use source::*;
 use std::time::Duration;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Everything a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -257,6 +257,8 @@ pub enum Response {
     StateImported(ImportReport),
     /// `queue history`: finished jobs, newest first.
     History(Vec<HistoryEntry>),
+    /// What `backup --dry-run` found; nothing was written.
+    BackupDryRun(BackupDryRunResult),
 }
 
 /// What an import did, entry by entry.

@@ -81,6 +81,10 @@ pub struct BackupRequest {
     /// The watched source this backup is for.
     #[serde(default)]
     pub source: Option<String>,
+    /// Walk and chunk as a backup would, write nothing: answered by
+    /// `Response::BackupDryRun`.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// A path that changed, for an incremental backup.
@@ -104,6 +108,33 @@ pub struct BackupResult {
     pub incremental: bool,
     /// Unreadable paths and why; non-empty means the backup is partial.
     pub skipped: Vec<(String, String)>,
+    /// The tree, paths, tags and host equal the parent's: no snapshot was written and
+    /// `snapshot` names the parent, which is kept.
+    #[serde(default)]
+    pub unchanged: bool,
+}
+
+/// What a backup would do (`backup --dry-run`); nothing was written to the repository.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupDryRunResult {
+    /// The snapshot an incremental backup would compare with.
+    pub parent: Option<String>,
+    /// What the snapshot would hold.
+    pub files: u64,
+    pub dirs: u64,
+    pub other: u64,
+    pub bytes_total: u64,
+    /// Files (and their bytes) that would be read: new or changed since the parent.
+    pub files_read: u64,
+    pub bytes_read: u64,
+    /// Plaintext bytes of chunks (and trees) the repository does not have yet.
+    pub bytes_new: u64,
+    /// Those compressed and encrypted: about what the backup would store.
+    pub bytes_new_stored: u64,
+    pub blobs_new: u64,
+    /// Unreadable paths and why.
+    pub skipped: Vec<(String, String)>,
+    pub duration_ms: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,7 +159,9 @@ pub struct RestoreRequest {
     pub snapshot: String,
     /// Absolute path inside the snapshot whose contents go into `target`.
     pub subpath: Option<Vec<u8>>,
-    pub target: Vec<u8>,
+    /// Where to restore; `None`: `<state_dir>/restore/<snapshot short id>`, which the daemon
+    /// can always write (also under the systemd unit).
+    pub target: Option<Vec<u8>>,
     pub includes: Vec<String>,
     pub excludes: Vec<String>,
     pub verify: bool,
@@ -138,6 +171,32 @@ pub struct RestoreRequest {
     /// Drop setuid/setgid bits; `None`: drop them unless restoring to the original location.
     #[serde(default)]
     pub strip_setid: Option<bool>,
+    /// What to do with a file that already exists at the target.
+    #[serde(default)]
+    pub overwrite: Overwrite,
+}
+
+/// What a restore does with a file that already exists where it restores one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overwrite {
+    /// Replace it.
+    Always,
+    /// Leave it when its size, mtime and content equal the snapshot's; replace it otherwise.
+    #[default]
+    IfChanged,
+    /// Leave it as it is.
+    Never,
+}
+
+impl Overwrite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::IfChanged => "if-changed",
+            Self::Never => "never",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +209,14 @@ pub struct RestoreResult {
     /// Paths that could not be restored and why; non-empty means partial.
     pub failed: Vec<(String, String)>,
     pub warnings: Vec<(String, String)>,
+    /// The directory restored into (the daemon's default when the request named none).
+    pub target: String,
+    /// Existing files replaced by the snapshot's (counted in `files` too).
+    pub replaced: u64,
+    /// Existing files left alone because they equal the snapshot's (`if-changed`).
+    pub unchanged: u64,
+    /// Existing files left alone although they differ or were not compared (`never`).
+    pub kept: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -220,6 +287,15 @@ pub struct PruneSummary {
     pub blobs_removed: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Packs no index names that prune kept: younger than the safety window.
+    #[serde(default)]
+    pub unindexed_kept: u64,
+    /// When prune will remove them (RFC 3339), if no index names them by then.
+    #[serde(default)]
+    pub unindexed_kept_until: Option<String>,
+    /// What prune kept and why, as sentences.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,8 +4,8 @@
 
 use super::{results, Failure, Paths};
 use crate::cli::{
-    AddCommand, BackupArgs, CheckArgs, Command, ForgetArgs, JobArgs, NoopArgs, PriorityArg,
-    QueueCommand, RebuildArgs, RepoCommand, RestoreArgs,
+    AddCommand, BackupArgs, CheckArgs, Command, ForgetArgs, JobArgs, NoopArgs, OverwriteArg,
+    PriorityArg, QueueCommand, RebuildArgs, RepoCommand, RestoreArgs,
 };
 use crate::client::Client;
 use crate::exit::ExitCode;
@@ -16,7 +16,7 @@ use backupd_common::client::ClientError;
 use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     BackupRequest, CheckRequest, ForgetRequest, JobId, JobInfo, JobKind, JobOptions, JobSpec,
-    JobState, NoopRequest, Priority, RebuildIndexRequest, RestoreRequest,
+    JobState, NoopRequest, Overwrite, Priority, RebuildIndexRequest, RestoreRequest,
 };
 use std::time::UNIX_EPOCH;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -47,7 +47,12 @@ pub fn prepare(command: &Command, paths: Paths) -> Result<Option<Prepared>, Fail
         _ => return Ok(None),
     };
     // A dry run's output is the point of it (clap refuses --no-wait with it).
-    let wait = !args.no_wait || matches!(&kind, JobKind::Forget(f) if f.dry_run);
+    let dry_run = match &kind {
+        JobKind::Forget(f) => f.dry_run,
+        JobKind::Backup(b) => b.dry_run,
+        _ => false,
+    };
+    let wait = !args.no_wait || dry_run;
     Ok(Some(Prepared {
         spec: JobSpec {
             kind,
@@ -105,6 +110,7 @@ fn backup(a: &BackupArgs, paths: Paths) -> Result<JobKind, Failure> {
         host: a.host.clone(),
         time_ns: a.time.as_deref().map(parse_time).transpose()?,
         force: a.force,
+        dry_run: a.dry_run,
         ..Default::default()
     }))
 }
@@ -127,7 +133,7 @@ fn restore(a: &RestoreArgs, paths: Paths) -> Result<JobKind, Failure> {
         repo: a.repo.clone(),
         snapshot,
         subpath,
-        target: paths.abs(&a.target)?,
+        target: a.target.as_deref().map(|t| paths.abs(t)).transpose()?,
         includes: a.include.clone(),
         excludes: a.exclude.clone(),
         verify: a.verify,
@@ -136,6 +142,11 @@ fn restore(a: &RestoreArgs, paths: Paths) -> Result<JobKind, Failure> {
             (true, _) => Some(true),
             (_, true) => Some(false),
             _ => None,
+        },
+        overwrite: match a.overwrite {
+            OverwriteArg::Always => Overwrite::Always,
+            OverwriteArg::IfChanged => Overwrite::IfChanged,
+            OverwriteArg::Never => Overwrite::Never,
         },
     }))
 }

@@ -35,7 +35,14 @@ fn target(kind: &JobKind) -> String {
                 .join(" "),
             repo(&r.repo)
         ),
-        JobKind::Restore(r) => format!("{}:{} -> {}", repo(&r.repo), r.snapshot, lossy(&r.target)),
+        JobKind::Restore(r) => format!(
+            "{}:{} -> {}",
+            repo(&r.repo),
+            r.snapshot,
+            r.target
+                .as_deref()
+                .map_or("(the daemon's restore directory)".into(), lossy)
+        ),
         JobKind::Check(r) => format!("{} (read data {}%)", repo(&r.repo), r.read_data_percent),
         JobKind::Forget(r) => format!(
             "{}{}{}",

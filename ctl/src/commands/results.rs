@@ -6,11 +6,18 @@ use crate::exit::ExitCode;
 use crate::json::result::{FinishedView, ResultView};
 use crate::output::Output;
 use crate::progress::bytes;
-use backupd_common::protocol::{CheckResult, ForgetResult, JobId, Response};
+use backupd_common::protocol::{
+    BackupDryRunResult, BackupResult, CheckResult, ForgetResult, JobId, Response, RestoreResult,
+};
 
 /// The first 8 characters of an id, as tables show it (the whole id if shorter).
 pub fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
+}
+
+/// `1 file`, `2 files`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
@@ -23,24 +30,7 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
     let finished = FinishedView { job, result: &view };
     match result {
         Response::Backup(r) => {
-            out.value(&finished, || {
-                let s = &r.stats;
-                let mut text = format!(
-                    "snapshot {} saved (job {job})\n{} files ({} read), {} dirs, {} total, {} new ({} stored) in {:.1}s",
-                    short(&r.snapshot),
-                    s.files,
-                    s.files_read,
-                    s.dirs,
-                    bytes(s.bytes_total),
-                    bytes(s.bytes_added),
-                    bytes(s.bytes_stored),
-                    s.duration_ms as f64 / 1000.0
-                );
-                for (path, why) in &r.skipped {
-                    text.push_str(&format!("\nskipped {path}: {why}"));
-                }
-                text
-            });
+            out.value(&finished, || backup_text(job, r));
             if !r.skipped.is_empty() {
                 eprintln!(
                     "backupctl: backup is partial: {} paths could not be read",
@@ -49,24 +39,9 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
                 return ExitCode::Warning;
             }
         }
+        Response::BackupDryRun(r) => out.value(&finished, || dry_run_text(r)),
         Response::Restore(r) => {
-            out.value(&finished, || {
-                let mut text = format!(
-                    "restored {} files, {} dirs, {} other ({}) from {}",
-                    r.files,
-                    r.dirs,
-                    r.other,
-                    bytes(r.bytes),
-                    short(&r.snapshot)
-                );
-                for (path, why) in &r.failed {
-                    text.push_str(&format!("\nFAILED {path}: {why}"));
-                }
-                for (path, why) in r.warnings.iter().take(20) {
-                    text.push_str(&format!("\nwarning {path}: {why}"));
-                }
-                text
-            });
+            out.value(&finished, || restore_text(r));
             if !r.failed.is_empty() {
                 eprintln!(
                     "backupctl: restore is partial: {} files could not be restored",
@@ -110,6 +85,84 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
     ExitCode::Ok
 }
 
+/// What was read from the sources and what was stored in the repository, each named for what
+/// it is: `bytes_added` is the plaintext of new chunks and trees, `bytes_stored` the same after
+/// compression and encryption (pack headers and index files not included).
+fn backup_text(job: JobId, r: &BackupResult) -> String {
+    let s = &r.stats;
+    let head = if r.unchanged {
+        format!(
+            "unchanged, snapshot {} kept (job {job}): nothing differs from it",
+            short(&r.snapshot)
+        )
+    } else {
+        format!("snapshot {} saved (job {job})", short(&r.snapshot))
+    };
+    let mut text = format!(
+        "{head}\n{}, {}: {} in the snapshot\nread {} in {}; stored {} new ({} of new data and \
+         metadata, compressed and encrypted) in {:.1}s",
+        count(s.files, "file", "files"),
+        count(s.dirs, "dir", "dirs"),
+        bytes(s.bytes_total),
+        bytes(s.bytes_read),
+        count(s.files_read, "file", "files"),
+        bytes(s.bytes_stored),
+        bytes(s.bytes_added),
+        s.duration_ms as f64 / 1000.0
+    );
+    for (path, why) in &r.skipped {
+        text.push_str(&format!("\nskipped {path}: {why}"));
+    }
+    text
+}
+
+fn dry_run_text(r: &BackupDryRunResult) -> String {
+    let mut text = format!(
+        "dry run, nothing written: {}, {}: {} to back up\nwould read {} in {}; about {} new \
+         ({} of new data and metadata before compression and encryption)",
+        count(r.files, "file", "files"),
+        count(r.dirs, "dir", "dirs"),
+        bytes(r.bytes_total),
+        bytes(r.bytes_read),
+        count(r.files_read, "file", "files"),
+        bytes(r.bytes_new_stored),
+        bytes(r.bytes_new),
+    );
+    if let Some(parent) = &r.parent {
+        text.push_str(&format!("; compared with snapshot {}", short(parent)));
+    }
+    for (path, why) in &r.skipped {
+        text.push_str(&format!("\nwould skip {path}: {why}"));
+    }
+    text
+}
+
+fn restore_text(r: &RestoreResult) -> String {
+    let mut text = format!(
+        "restored {}, {}, {} other ({}) from {} into {}",
+        count(r.files, "file", "files"),
+        count(r.dirs, "dir", "dirs"),
+        r.other,
+        bytes(r.bytes),
+        short(&r.snapshot),
+        r.target
+    );
+    if r.replaced + r.unchanged + r.kept > 0 {
+        text.push_str(&format!(
+            "\nexisting: {} replaced, {} left as they equal the snapshot, {} left although \
+             they may differ (--overwrite never)",
+            r.replaced, r.unchanged, r.kept
+        ));
+    }
+    for (path, why) in &r.failed {
+        text.push_str(&format!("\nFAILED {path}: {why}"));
+    }
+    for (path, why) in r.warnings.iter().take(20) {
+        text.push_str(&format!("\nwarning {path}: {why}"));
+    }
+    text
+}
+
 fn forget_text(r: &ForgetResult) -> String {
     let mut text = String::new();
     for d in &r.decisions {
@@ -144,6 +197,9 @@ fn forget_text(r: &ForgetResult) -> String {
             bytes(p.bytes_before),
             bytes(p.bytes_after)
         ));
+        for note in &p.notes {
+            text.push_str(&format!("\nnote: {note}"));
+        }
     }
     text
 }

@@ -30,17 +30,22 @@ pub enum KindView {
         changes: Option<Vec<ChangeView>>,
         parent: Option<String>,
         source: Option<String>,
+        /// Walk only, write nothing (`backup --dry-run`).
+        dry_run: bool,
     },
     Restore {
         repo: Option<String>,
         snapshot: String,
         subpath: Option<String>,
-        target: String,
+        /// `None`: the daemon's default (`<state_dir>/restore/<snapshot>`).
+        target: Option<String>,
         includes: Vec<String>,
         excludes: Vec<String>,
         verify: bool,
         no_owner: bool,
         strip_setid: Option<bool>,
+        /// `always`, `if-changed` or `never`.
+        overwrite: &'static str,
     },
     Check {
         repo: Option<String>,
@@ -102,17 +107,19 @@ impl From<&JobKind> for KindView {
                 }),
                 parent: r.parent.clone(),
                 source: r.source.clone(),
+                dry_run: r.dry_run,
             },
             JobKind::Restore(r) => Self::Restore {
                 repo: r.repo.clone(),
                 snapshot: r.snapshot.clone(),
                 subpath: r.subpath.as_deref().map(path),
-                target: path(&r.target),
+                target: r.target.as_deref().map(path),
                 includes: r.includes.clone(),
                 excludes: r.excludes.clone(),
                 verify: r.verify,
                 no_owner: r.no_owner,
                 strip_setid: r.strip_setid,
+                overwrite: r.overwrite.as_str(),
             },
             JobKind::Check(r) => Self::Check {
                 repo: r.repo.clone(),

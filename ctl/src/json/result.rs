@@ -2,8 +2,8 @@
 //! as `"job"`, what a waiting command prints.
 
 use backupd_common::protocol::{
-    BackupResult, CheckResult, ForgetResult, PruneSummary, RebuildResult, Response, RestoreResult,
-    SnapshotStatsView,
+    BackupDryRunResult, BackupResult, CheckResult, ForgetResult, PruneSummary, RebuildResult,
+    Response, RestoreResult, SnapshotStatsView,
 };
 use serde::Serialize;
 
@@ -74,6 +74,12 @@ pub struct PruneView {
     pub blobs_removed: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Packs no index names, kept: younger than the safety window.
+    pub unindexed_kept: u64,
+    /// When prune removes them (RFC 3339).
+    pub unindexed_kept_until: Option<String>,
+    /// What prune kept and why.
+    pub notes: Vec<String>,
 }
 
 impl From<&PruneSummary> for PruneView {
@@ -85,6 +91,9 @@ impl From<&PruneSummary> for PruneView {
             blobs_removed: p.blobs_removed,
             bytes_before: p.bytes_before,
             bytes_after: p.bytes_after,
+            unindexed_kept: p.unindexed_kept,
+            unindexed_kept_until: p.unindexed_kept_until.clone(),
+            notes: p.notes.clone(),
         }
     }
 }
@@ -115,13 +124,36 @@ pub enum ResultView {
         incremental: bool,
         /// Unreadable paths; non-empty means the snapshot is partial.
         skipped: Vec<PathReason>,
+        /// Nothing differed from the parent: no snapshot was written, `snapshot` is the parent.
+        unchanged: bool,
+    },
+    /// `backup --dry-run`: what a backup would read and store; nothing was written.
+    BackupDryRun {
+        parent: Option<String>,
+        files: u64,
+        dirs: u64,
+        other: u64,
+        bytes_total: u64,
+        files_read: u64,
+        bytes_read: u64,
+        bytes_new: u64,
+        bytes_new_stored: u64,
+        blobs_new: u64,
+        skipped: Vec<PathReason>,
+        duration_ms: u64,
     },
     Restore {
         snapshot: String,
+        /// Where it restored (the daemon's default when no --target was given).
+        target: String,
         files: u64,
         dirs: u64,
         other: u64,
         bytes: u64,
+        /// Existing entries replaced, left because equal, left because of `--overwrite never`.
+        replaced: u64,
+        unchanged: u64,
+        kept: u64,
         failed: Vec<PathReason>,
         warnings: Vec<PathReason>,
     },
@@ -157,6 +189,7 @@ impl ResultView {
     pub fn new(response: &Response) -> Option<Self> {
         Some(match response {
             Response::Backup(r) => backup(r),
+            Response::BackupDryRun(r) => dry_run(r),
             Response::Restore(r) => restore(r),
             Response::Check(r) => check(r),
             Response::Forget(r) => forget(r),
@@ -177,16 +210,38 @@ fn backup(r: &BackupResult) -> ResultView {
         dirs_scanned: r.dirs_scanned,
         incremental: r.incremental,
         skipped: reasons(&r.skipped),
+        unchanged: r.unchanged,
+    }
+}
+
+fn dry_run(r: &BackupDryRunResult) -> ResultView {
+    ResultView::BackupDryRun {
+        parent: r.parent.clone(),
+        files: r.files,
+        dirs: r.dirs,
+        other: r.other,
+        bytes_total: r.bytes_total,
+        files_read: r.files_read,
+        bytes_read: r.bytes_read,
+        bytes_new: r.bytes_new,
+        bytes_new_stored: r.bytes_new_stored,
+        blobs_new: r.blobs_new,
+        skipped: reasons(&r.skipped),
+        duration_ms: r.duration_ms,
     }
 }
 
 fn restore(r: &RestoreResult) -> ResultView {
     ResultView::Restore {
         snapshot: r.snapshot.clone(),
+        target: r.target.clone(),
         files: r.files,
         dirs: r.dirs,
         other: r.other,
         bytes: r.bytes,
+        replaced: r.replaced,
+        unchanged: r.unchanged,
+        kept: r.kept,
         failed: reasons(&r.failed),
         warnings: reasons(&r.warnings),
     }

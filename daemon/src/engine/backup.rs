@@ -4,6 +4,13 @@
 //!
 //! Files unchanged since the parent snapshot (same size, mtime, ctime, inode) are not read.
 //! Unreadable files are skipped, counted and named in the snapshot; the backup is then partial.
+//!
+//! A backup whose root tree, paths, tags and host equal its parent's writes no snapshot: the
+//! parent is kept (trees are content-addressed, so equal trees are one id comparison). An
+//! entry's atime alone never makes a difference: an entry that is still the parent's (same
+//! kind and inode) keeps the parent's atime, since reading it (this backup included) moves it.
+//! `--force` has no parent, so it always writes a snapshot. A dry run ([`dry_run`]) walks and
+//! chunks the same way and writes nothing.
 
 use super::chunker::{chunk_stream, ChunkError, ChunkerParams};
 use super::dirfd::{self, DirFd};
@@ -42,7 +49,8 @@ pub struct BackupOptions {
     pub time_ns: Option<i64>,
     /// Parent snapshot; when `None`, the latest snapshot of the same host and paths.
     pub parent: Option<SnapshotId>,
-    /// Read every file even if unchanged since the parent.
+    /// Read every file even if unchanged since the parent, and write a snapshot even if it
+    /// equals the parent.
     pub force: bool,
     pub zstd_level: i32,
     /// Paths never backed up (the daemon adds its state dir).
@@ -99,6 +107,17 @@ pub struct BackupOutcome {
     pub dirs_scanned: u64,
     /// Built from the parent's tree and the changed paths alone.
     pub incremental: bool,
+    /// Nothing changed: `id` is the parent, kept; `snapshot` (never written) describes this
+    /// run.
+    pub unchanged: bool,
+}
+
+/// What a dry run found: the snapshot a backup would write now (never written), its stats
+/// counting what would be read and what is new.
+#[derive(Debug)]
+pub struct DryRunOutcome {
+    pub snapshot: Snapshot,
+    pub dirs_scanned: u64,
 }
 
 impl BackupOutcome {
@@ -140,6 +159,18 @@ pub(super) struct Session<'a> {
     replaced: Mutex<Totals>,
     progress: &'a Progress,
     cancel: &'a CancellationToken,
+    /// Count what would be stored, store nothing.
+    dry_run: bool,
+}
+
+/// A walk's result before anything that names it is written.
+struct Built {
+    snapshot: Snapshot,
+    parent: Option<Snapshot>,
+    dirs_scanned: u64,
+    incremental: bool,
+    /// Held until the snapshot is written.
+    _lock: crate::repo::lock::LockGuard,
 }
 
 /// Runs a backup of `opts.paths` into `repo`.
@@ -149,15 +180,69 @@ pub fn backup(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<BackupOutcome, EngineError> {
-    super::pool().install(|| backup_on_pool(repo, opts, progress, cancel))
+    let built = super::pool().install(|| build(repo, opts, false, progress, cancel))?;
+    let snap = &built.snapshot;
+    if let (Some(kept), Some(parent)) = (snap.parent, &built.parent) {
+        if same_snapshot(snap, parent) {
+            tracing::info!(snapshot = %kept.short(), "nothing changed since the parent snapshot; it is kept, no snapshot written");
+            return Ok(BackupOutcome {
+                id: kept,
+                snapshot: built.snapshot,
+                dirs_scanned: built.dirs_scanned,
+                incremental: built.incremental,
+                unchanged: true,
+            });
+        }
+    }
+    let id = repo.write_snapshot(snap)?;
+    Ok(BackupOutcome {
+        id,
+        snapshot: built.snapshot,
+        dirs_scanned: built.dirs_scanned,
+        incremental: built.incremental,
+        unchanged: false,
+    })
 }
 
-fn backup_on_pool(
+/// Walks and chunks like [`backup`] and reports what it would read and store, writing nothing
+/// to the repository (no pack, index or snapshot; only its lock while it runs).
+pub fn dry_run(
     repo: &Repository,
     opts: &BackupOptions,
     progress: &Progress,
     cancel: &CancellationToken,
-) -> Result<BackupOutcome, EngineError> {
+) -> Result<DryRunOutcome, EngineError> {
+    let built = super::pool().install(|| build(repo, opts, true, progress, cancel))?;
+    Ok(DryRunOutcome {
+        snapshot: built.snapshot,
+        dirs_scanned: built.dirs_scanned,
+    })
+}
+
+/// What makes a snapshot differ from its parent: its content (the root tree) and the metadata
+/// it is found by. Time, stats and username do not count.
+fn same_snapshot(new: &Snapshot, parent: &Snapshot) -> bool {
+    new.tree == parent.tree
+        && new.paths == parent.paths
+        && new.tags == parent.tags
+        && new.host == parent.host
+}
+
+/// An entry that is still the parent's (same kind and inode) keeps the parent's atime: reading
+/// it moves its atime, and that alone must not make a new snapshot.
+pub(super) fn keep_parent_atime(node: &mut Node, parent: Option<&Node>) {
+    if let Some(p) = parent.filter(|p| p.kind == node.kind && p.inode == node.inode) {
+        node.atime_ns = p.atime_ns;
+    }
+}
+
+fn build(
+    repo: &Repository,
+    opts: &BackupOptions,
+    dry_run: bool,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<Built, EngineError> {
     let started = Instant::now();
     let sources = normalize_sources(&opts.paths)?;
     let lock = repo.lock_waiting(
@@ -169,7 +254,7 @@ fn backup_on_pool(
     // Another process may have pruned or backed up since this repository was opened.
     repo.refresh_index()?;
     // A retry after a full disk or a crash reuses what the interrupted attempt stored.
-    if opts.reuse_unindexed {
+    if opts.reuse_unindexed && !dry_run {
         super::adopt::adopt_unindexed_packs(repo, &lock)?;
     }
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
@@ -210,6 +295,7 @@ fn backup_on_pool(
         replaced: Mutex::new(Totals::default()),
         progress,
         cancel,
+        dry_run,
     };
 
     let prefixes = PrefixTree::build(&sources);
@@ -280,6 +366,7 @@ fn backup_on_pool(
         kept.append(&mut skipped);
         skipped = kept;
     }
+    let (parent_id, parent_snapshot) = parent.unzip();
     let snapshot = Snapshot {
         version: SNAPSHOT_VERSION,
         time_ns: opts.time_ns.unwrap_or_else(now_ns),
@@ -294,7 +381,7 @@ fn backup_on_pool(
             .map(|p| p.as_os_str().as_bytes().to_vec())
             .collect(),
         tags: opts.tags.clone(),
-        parent: parent.map(|(id, _)| id),
+        parent: parent_id,
         tree: root,
         stats: SnapshotStats {
             files: totals.files,
@@ -312,12 +399,12 @@ fn backup_on_pool(
         },
         skipped,
     };
-    let id = repo.write_snapshot(&snapshot)?;
-    Ok(BackupOutcome {
-        id,
+    Ok(Built {
         snapshot,
+        parent: parent_snapshot,
         dirs_scanned: c.dirs_scanned.load(Ordering::Relaxed),
         incremental,
+        _lock: lock,
     })
 }
 
@@ -434,6 +521,9 @@ impl Session<'_> {
         c.bytes_stored
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
         c.blobs_added.fetch_add(1, Ordering::Relaxed);
+        if self.dry_run {
+            return Ok(());
+        }
         let full = {
             let mut packer = self.packer.lock().unwrap_or_else(|p| p.into_inner());
             let full = if packer.would_overflow(sealed.len()) {
@@ -502,7 +592,15 @@ impl Session<'_> {
     /// A directory on the way from `/` to a source, as a node (without its subtree). It is
     /// recorded as a directory even when it is a symlink (`/home -> var/home`), so the source
     /// restores under its given path.
-    pub(super) fn prefix_node(&self, path: &Path, name: Vec<u8>) -> Result<Node, EngineError> {
+    /// Its times and link count are the parent snapshot's while it is the same directory with
+    /// the same mode and owner: they move with every unrelated entry created next to a source
+    /// (`/tmp`, `/home`), and that alone must not make a new snapshot.
+    pub(super) fn prefix_node(
+        &self,
+        path: &Path,
+        name: Vec<u8>,
+        parent: Option<&Node>,
+    ) -> Result<Node, EngineError> {
         let source_err = |e: std::io::Error| EngineError::Source {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -511,6 +609,14 @@ impl Session<'_> {
         let st = dir.stat().map_err(source_err)?;
         let mut node = fsmeta::capture(&st, name, &self.names);
         node.xattrs = fsmeta::xattrs_fd(dir.file()).map_err(source_err)?;
+        let same_dir = |p: &&Node| {
+            (p.kind, p.inode, p.mode, p.uid, p.gid)
+                == (node.kind, node.inode, node.mode, node.uid, node.gid)
+        };
+        if let Some(p) = parent.filter(same_dir) {
+            (node.atime_ns, node.mtime_ns, node.ctime_ns) = (p.atime_ns, p.mtime_ns, p.ctime_ns);
+            node.nlink = p.nlink;
+        }
         Ok(node)
     }
 
@@ -535,7 +641,7 @@ impl Session<'_> {
                 if let (true, Some(dir)) = (child.is_source, &dir) {
                     return self.backup_entry(dir, &child_path, name.clone(), parent_node, None, 0);
                 }
-                let mut node = self.prefix_node(&child_path, name.clone())?;
+                let mut node = self.prefix_node(&child_path, name.clone(), parent_node)?;
                 let parent_subtree = self.parent_subtree(parent_node)?;
                 node.subtree =
                     Some(self.backup_prefix(child, &child_path, parent_subtree.as_ref())?);
@@ -635,6 +741,7 @@ impl Session<'_> {
             return Ok(None);
         }
         let mut node = fsmeta::capture(&st, name, &self.names);
+        keep_parent_atime(&mut node, parent);
         let c = &self.counters;
         match node.kind {
             NodeKind::Dir => {
@@ -660,10 +767,10 @@ impl Session<'_> {
             NodeKind::File => {
                 c.files.fetch_add(1, Ordering::Relaxed);
                 c.bytes_total.fetch_add(node.size, Ordering::Relaxed);
-                if !self.file_content(dir, path, &st, &mut node, parent)? {
+                let Some(reported) = self.file_content(dir, path, &st, &mut node, parent)? else {
                     return Ok(None);
-                }
-                self.progress.add(1, node.size);
+                };
+                self.progress.add(1, node.size.saturating_sub(reported));
             }
             _ => {
                 if node.kind == NodeKind::Symlink {
@@ -735,8 +842,9 @@ impl Session<'_> {
         self.store_tree(nodes.into_iter().flatten().collect())
     }
 
-    /// Fills `node.content` (and its xattrs); `false` when the file could not be read
-    /// (skipped).
+    /// Fills `node.content` (and its xattrs); `None` when the file could not be read
+    /// (skipped), else the bytes of it already reported as progress (a large file's progress
+    /// moves chunk by chunk while it is read).
     fn file_content(
         &self,
         dir: &DirFd,
@@ -744,17 +852,17 @@ impl Session<'_> {
         st: &FileStat,
         node: &mut Node,
         parent: Option<&Node>,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<Option<u64>, EngineError> {
         let known = |node: &mut Node, content: Vec<BlobId>| match fsmeta::xattrs_at(dir, &node.name)
         {
             Ok(x) => {
                 node.xattrs = x;
                 node.content = content;
-                true
+                Some(0)
             }
             Err(e) => {
                 self.skip(path, format!("cannot read xattrs: {e}"));
-                false
+                None
             }
         };
         if let Some(p) = parent {
@@ -788,37 +896,40 @@ impl Session<'_> {
             Ok(f) => f,
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) => {
                 self.replaced_during_backup(path);
-                return Ok(false);
+                return Ok(None);
             }
             Err(e) => {
                 self.skip(path, format!("cannot open: {e}"));
-                return Ok(false);
+                return Ok(None);
             }
         };
         match nix::sys::stat::fstat(&file) {
             Ok(now) if dirfd::same_object(st, &now) => {}
             Ok(_) => {
                 self.replaced_during_backup(path);
-                return Ok(false);
+                return Ok(None);
             }
             Err(e) => {
                 self.skip(path, format!("cannot stat: {e}"));
-                return Ok(false);
+                return Ok(None);
             }
         }
         match fsmeta::xattrs_fd(&file) {
             Ok(x) => node.xattrs = x,
             Err(e) => {
                 self.skip(path, format!("cannot read xattrs: {e}"));
-                return Ok(false);
+                return Ok(None);
             }
         }
         let mut content = Vec::new();
+        let mut reported = 0u64;
         let mut store_chunk = |chunk: &[u8]| -> Result<(), EngineError> {
             self.check_cancel()?;
             let id = self.repo.blob_id(chunk);
             self.store(BlobKind::Data, chunk, id)?;
             content.push(id);
+            self.progress.add(0, chunk.len() as u64);
+            reported += chunk.len() as u64;
             Ok(())
         };
         // A file that grows while it is read is read up to its size at `stat` plus a margin,
@@ -855,7 +966,7 @@ impl Session<'_> {
             Err(ChunkError::Emit(e)) => return Err(e),
             Err(ChunkError::Read(e)) => {
                 self.skip(path, format!("read error: {e}"));
-                return Ok(false);
+                return Ok(None);
             }
         };
         let c = &self.counters;
@@ -887,6 +998,6 @@ impl Session<'_> {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(link_key, node.content.clone());
         }
-        Ok(true)
+        Ok(Some(reported))
     }
 }

@@ -282,10 +282,11 @@ pub fn check(
             }
         }
     }
-    let unindexed = on_disk
-        .iter()
-        .filter(|n| PackId::from_hex(n).is_none_or(|id| !repo.with_index(|i| i.has_pack(&id))))
-        .count();
+    let on_disk_list: Vec<String> = on_disk.iter().cloned().collect();
+    let leftovers = super::leftovers::classify(repo, &on_disk_list, |id| {
+        repo.with_index(|i| i.has_pack(id))
+    });
+    let unindexed = leftovers.old.len() + leftovers.young.len();
     let needs_rebuild = needed_unindexed || !repo.with_index(|i| i.unreadable().is_empty());
     if unindexed > 0 && needs_rebuild {
         // Snapshots need blobs no index file names: the index is missing or damaged, and these
@@ -301,11 +302,18 @@ pub fn check(
             snapshots: vec![],
             paths: vec![],
         });
-    } else if unindexed > 0 {
-        report.notes.push(format!(
-            "{unindexed} pack(s) are not in the index (left by an interrupted backup); its retry \
-             reuses those younger than 30 minutes, prune removes the older ones"
-        ));
+    } else {
+        if !leftovers.old.is_empty() {
+            report
+                .notes
+                .push(super::leftovers::old_note(leftovers.old.len()));
+        }
+        if !leftovers.young.is_empty() {
+            report.notes.push(super::leftovers::young_note(
+                leftovers.young.len(),
+                leftovers.young_until_ns,
+            ));
+        }
     }
     let temps = repo.backend().list_incomplete()?.len();
     if temps > 0 {

@@ -82,6 +82,10 @@ pub struct PruneReport {
     pub blobs_removed: usize,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Unindexed packs kept because they are younger than the safety window.
+    pub unindexed_kept: usize,
+    /// When the last of them leaves the window (ns since the epoch).
+    pub unindexed_kept_until_ns: Option<i64>,
 }
 
 /// Snapshots are grouped by host and backed-up paths.
@@ -388,20 +392,28 @@ fn prune_locked(
     for id in &old_indexes {
         repo.backend().delete(Key::index(&id.to_hex()))?;
     }
-    for name in &on_disk {
-        if live.contains(name) {
-            continue;
-        }
-        // A pack no index names may belong to a backup still running (its index comes last);
-        // only packs older than a stale lock are taken to be leftovers of interrupted backups.
-        let indexed_before = packs_indexed.contains(name);
-        let old_enough = repo.backend().stat(Key::pack(name)).is_ok_and(|info| {
-            info.age()
-                .is_some_and(|age| age > crate::repo::lock::STALE_AFTER)
-        });
-        if indexed_before || old_enough {
-            repo.backend().delete(Key::pack(name))?;
-        }
+    // A pack no index names may belong to a backup still running (its index comes last);
+    // only packs older than the safety window are taken to be leftovers of interrupted
+    // backups, and the others are reported as kept.
+    let unnamed: Vec<String> = on_disk
+        .iter()
+        .filter(|n| !live.contains(*n) && !packs_indexed.contains(*n))
+        .cloned()
+        .collect();
+    let leftovers = super::leftovers::classify(repo, &unnamed, |_| false);
+    let superseded = on_disk
+        .iter()
+        .filter(|n| !live.contains(*n) && packs_indexed.contains(*n));
+    for name in superseded.chain(&leftovers.old) {
+        repo.backend().delete(Key::pack(name))?;
+    }
+    report.unindexed_kept = leftovers.young.len();
+    report.unindexed_kept_until_ns = leftovers.young_until_ns;
+    if !leftovers.young.is_empty() {
+        tracing::info!(
+            packs = leftovers.young.len(),
+            "prune kept unindexed packs younger than the safety window"
+        );
     }
     for temp in repo.backend().list_incomplete()? {
         if let Err(e) = repo.backend().delete_incomplete(&temp) {

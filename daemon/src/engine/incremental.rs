@@ -160,13 +160,13 @@ impl Session<'_> {
                     .map(|id| self.repo.load_tree(&id))
                 {
                     Some(Ok(tree)) => {
-                        let mut node = self.prefix_node(&child_path, name.clone())?;
+                        let mut node = self.prefix_node(&child_path, name.clone(), old)?;
                         node.subtree = Some(self.patch_prefix(child, &child_path, &tree, d)?);
                         Some(node)
                     }
                     // The parent has no usable tree here: build this part in full.
                     _ => {
-                        let mut node = self.prefix_node(&child_path, name.clone())?;
+                        let mut node = self.prefix_node(&child_path, name.clone(), old)?;
                         node.subtree = Some(self.backup_prefix(child, &child_path, None)?);
                         Some(node)
                     }
@@ -244,6 +244,7 @@ impl Session<'_> {
             }
         };
         let mut node = fsmeta::capture(&st, name, self.names());
+        super::backup::keep_parent_atime(&mut node, Some(old_dir));
         match fsmeta::xattrs_fd(sub.file()) {
             Ok(x) => node.xattrs = x,
             Err(e) => {

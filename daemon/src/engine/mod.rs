@@ -12,6 +12,7 @@ pub mod excludes;
 pub mod forget;
 pub mod fsmeta;
 pub mod incremental;
+pub mod leftovers;
 pub mod progress;
 pub mod rebuild;
 pub mod restore;
@@ -47,6 +48,13 @@ pub enum EngineError {
     Source { path: String, reason: String },
     #[error("restore target {path}: {reason}")]
     Target { path: String, reason: String },
+    #[error(
+        "restore target {path} is on a read-only file system. Under the systemd unit, \
+         `ProtectSystem=strict` leaves only /var/lib/backupd writable: restore there (leave out \
+         --target to restore into /var/lib/backupd/restore/<snapshot>), or allow the target with \
+         a `ReadWritePaths=` drop-in (docs/OPERATIONS.md, \"Restoring under systemd\")"
+    )]
+    ReadOnlyTarget { path: String },
     #[error("path {path:?} is not in snapshot {snapshot}")]
     NotInSnapshot { path: String, snapshot: String },
     #[error("invalid argument: {0}")]

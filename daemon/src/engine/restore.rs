@@ -9,8 +9,10 @@
 //! under it fail; it never redirects a write, a chmod or a chown.
 //!
 //! A damaged blob fails only the files that need it; they are named in the outcome and the
-//! rest is restored.
+//! rest is restored. An entry already at the target is replaced, compared or kept as
+//! [`Overwrite`] says ([`existing`]).
 
+mod existing;
 mod plan;
 mod target;
 
@@ -20,6 +22,8 @@ use super::EngineError;
 use crate::repo::tree::{Node, NodeKind};
 use crate::repo::Repository;
 use backupd_common::ids::{BlobId, SnapshotId};
+use backupd_common::protocol::Overwrite;
+use existing::Existing;
 use plan::{Entry, Filter, Plan};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -48,6 +52,8 @@ pub struct RestoreOptions {
     /// Drop setuid/setgid bits; `None` drops them unless the restore goes back to the
     /// original location (a setuid-root file must not appear in someone else's directory).
     pub strip_setid: Option<bool>,
+    /// What happens to an entry already at the target.
+    pub overwrite: Overwrite,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +67,12 @@ pub struct RestoreOutcome {
     pub failed: Vec<(String, String)>,
     /// Metadata that could not be applied (e.g. ownership when not root).
     pub warnings: Vec<(String, String)>,
+    /// Existing entries replaced (counted in `files`/`other` too).
+    pub replaced: u64,
+    /// Existing entries left alone because they equal the snapshot's.
+    pub unchanged: u64,
+    /// Existing entries left alone because `--overwrite never` said so.
+    pub kept: u64,
 }
 
 impl RestoreOutcome {
@@ -131,9 +143,14 @@ fn restore_on_pool(
         None => Plan::build(repo, tree, &snap_base, &filter)?,
     };
 
-    let root = target::open_target(&opts.target).map_err(|reason| EngineError::Target {
-        path: opts.target.display().to_string(),
-        reason,
+    let root = target::open_target(&opts.target).map_err(|e| match e {
+        target::OpenError::ReadOnly => EngineError::ReadOnlyTarget {
+            path: opts.target.display().to_string(),
+        },
+        target::OpenError::Other(reason) => EngineError::Target {
+            path: opts.target.display().to_string(),
+            reason,
+        },
     })?;
     let in_place = match (root.stat(), nix::sys::stat::stat(&original)) {
         (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
@@ -148,6 +165,7 @@ fn restore_on_pool(
         as_root,
         strip_setid: opts.strip_setid.unwrap_or(!in_place),
         verify: opts.verify,
+        overwrite: opts.overwrite,
         progress,
         cancel,
         outcome: Mutex::new(RestoreOutcome {
@@ -183,6 +201,7 @@ struct Run<'a> {
     as_root: bool,
     strip_setid: bool,
     verify: bool,
+    overwrite: Overwrite,
     progress: &'a Progress,
     cancel: &'a CancellationToken,
     outcome: Mutex<RestoreOutcome>,
@@ -210,6 +229,24 @@ impl Run<'_> {
 
     fn count(&self, f: impl FnOnce(&mut RestoreOutcome)) {
         f(&mut self.outcome.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// What is already where `node` goes, by the `--overwrite` policy.
+    fn existing(&self, dir: usize, node: &Node) -> Result<Existing, String> {
+        let d = self
+            .dirs
+            .get(dir)
+            .map_err(|e| format!("open directory: {e}"))?;
+        Ok(existing::decide(self.repo, &d, node, self.overwrite))
+    }
+
+    /// Counts an existing entry the restore left alone.
+    fn count_left(&self, existing: Existing) {
+        self.count(|o| match existing {
+            Existing::Unchanged => o.unchanged += 1,
+            Existing::Keep => o.kept += 1,
+            Existing::Absent | Existing::Replace => {}
+        });
     }
 
     /// Creates the directories, parents first, private (0700) until their metadata is
@@ -282,20 +319,36 @@ impl Run<'_> {
             if self.cancel.is_cancelled() {
                 return;
             }
-            match self.restore_file(*dir, node) {
+            let existing = match self.existing(*dir, node) {
+                Ok(e) => e,
+                Err(reason) => return self.fail(*dir, &node.name, reason),
+            };
+            let restored = match existing {
+                Existing::Unchanged | Existing::Keep => Ok(None),
+                Existing::Absent | Existing::Replace => self.restore_file(*dir, node).map(Some),
+            };
+            match restored {
                 Ok(warnings) => {
-                    self.warn(*dir, &node.name, warnings);
                     self.progress.add(1, node.size);
-                    if node.nlink > 1 {
+                    // A kept file may hold anything: linking the rest of its group to it
+                    // would spread that, so they are kept as well.
+                    if node.nlink > 1 && existing != Existing::Keep {
                         linkable
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .insert((node.dev, node.inode));
                     }
-                    self.count(|o| {
-                        o.files += 1;
-                        o.bytes += node.size;
-                    });
+                    match warnings {
+                        Some(warnings) => {
+                            self.warn(*dir, &node.name, warnings);
+                            self.count(|o| {
+                                o.files += 1;
+                                o.bytes += node.size;
+                                o.replaced += u64::from(existing == Existing::Replace);
+                            });
+                        }
+                        None => self.count_left(existing),
+                    }
                 }
                 Err(reason) => self.fail(*dir, &node.name, reason),
             }
@@ -305,6 +358,18 @@ impl Run<'_> {
         }
         let linkable = linkable.into_inner().unwrap_or_else(|p| p.into_inner());
         for (dir, node, (orig_dir, orig_name), key) in later_links {
+            let existing = match self.existing(dir, node) {
+                Ok(e) => e,
+                Err(reason) => {
+                    self.fail(dir, &node.name, reason);
+                    continue;
+                }
+            };
+            if matches!(existing, Existing::Unchanged | Existing::Keep) {
+                self.progress.add(1, node.size);
+                self.count_left(existing);
+                continue;
+            }
             if !linkable.contains(&key) {
                 // The first path of this link group failed: linking to whatever sits there
                 // now would be wrong. The file needs the same data, so it fails the same way.
@@ -319,7 +384,10 @@ impl Run<'_> {
             match self.link(orig_dir, orig_name, dir, &node.name) {
                 Ok(()) => {
                     self.progress.add(1, node.size);
-                    self.count(|o| o.files += 1);
+                    self.count(|o| {
+                        o.files += 1;
+                        o.replaced += u64::from(existing != Existing::Absent);
+                    });
                 }
                 Err(reason) => {
                     let orig = self.plan.rel_path(orig_dir, orig_name);
@@ -418,10 +486,25 @@ impl Run<'_> {
             if failed_dirs.contains(&item.dir) {
                 continue;
             }
+            let existing = match self.existing(item.dir, node) {
+                Ok(e) => e,
+                Err(reason) => {
+                    self.fail(item.dir, &node.name, reason);
+                    continue;
+                }
+            };
+            if matches!(existing, Existing::Unchanged | Existing::Keep) {
+                self.count_left(existing);
+                self.progress.add(1, 0);
+                continue;
+            }
             match self.restore_other(item.dir, node) {
                 Ok(Some(warnings)) => {
                     self.warn(item.dir, &node.name, warnings);
-                    self.count(|o| o.other += 1);
+                    self.count(|o| {
+                        o.other += 1;
+                        o.replaced += u64::from(existing == Existing::Replace);
+                    });
                 }
                 Ok(None) => {}
                 Err(reason) => self.fail(item.dir, &node.name, reason),

@@ -3,13 +3,15 @@
 
 use super::view::{path_of, stats_view};
 use super::{Claim, Operation, Run};
-use crate::engine::backup::{backup, BackupOptions};
+use crate::engine::backup::{backup, dry_run, BackupOptions};
 use crate::engine::incremental::Change;
 use crate::engine::EngineError;
 use crate::error::Error;
 use backupd_common::ids::SnapshotId;
 use backupd_common::paths::escape_path;
-use backupd_common::protocol::{BackupRequest, BackupResult, Permission, Response};
+use backupd_common::protocol::{
+    BackupDryRunResult, BackupRequest, BackupResult, Permission, Response,
+};
 
 pub struct Backup;
 
@@ -64,20 +66,42 @@ impl Operation for Backup {
             reuse_unindexed: run.attempt > 1,
             ..Default::default()
         };
+        if r.dry_run {
+            let out = dry_run(&repo, &opts, run.progress, run.cancel)?;
+            let snap = &out.snapshot;
+            let s = &snap.stats;
+            return Ok(Response::BackupDryRun(BackupDryRunResult {
+                parent: snap.parent.map(|p| p.to_hex()),
+                files: s.files,
+                dirs: s.dirs,
+                other: s.other,
+                bytes_total: s.bytes_total,
+                files_read: s.files_read,
+                bytes_read: s.bytes_read,
+                bytes_new: s.bytes_added,
+                bytes_new_stored: s.bytes_stored,
+                blobs_new: s.blobs_added,
+                skipped: skipped_view(&snap.skipped),
+                duration_ms: s.duration_ms,
+            }));
+        }
         let out = backup(&repo, &opts, run.progress, run.cancel)?;
-        tracing::info!(snapshot = %out.id.short(), files = out.snapshot.stats.files, bytes_added = out.snapshot.stats.bytes_added, partial = out.is_partial(), "backup finished");
+        tracing::info!(snapshot = %out.id.short(), files = out.snapshot.stats.files, bytes_added = out.snapshot.stats.bytes_added, partial = out.is_partial(), unchanged = out.unchanged, "backup finished");
         Ok(Response::Backup(BackupResult {
             snapshot: out.id.to_hex(),
             parent: out.snapshot.parent.map(|p| p.to_hex()),
             stats: stats_view(&out.snapshot.stats),
             dirs_scanned: out.dirs_scanned,
             incremental: out.incremental,
-            skipped: out
-                .snapshot
-                .skipped
-                .iter()
-                .map(|(p, why)| (escape_path(p), why.clone()))
-                .collect(),
+            skipped: skipped_view(&out.snapshot.skipped),
+            unchanged: out.unchanged,
         }))
     }
+}
+
+fn skipped_view(skipped: &[(Vec<u8>, String)]) -> Vec<(String, String)> {
+    skipped
+        .iter()
+        .map(|(p, why)| (escape_path(p), why.clone()))
+        .collect()
 }

@@ -3,6 +3,7 @@
 
 use super::{Claim, Operation, Run};
 use crate::engine::forget::{forget, ForgetOptions, Policy};
+use crate::engine::leftovers::kept_note;
 use crate::error::Error;
 use crate::repo::format_rfc3339;
 use backupd_common::protocol::{
@@ -62,6 +63,12 @@ impl Operation for Forget {
                 blobs_removed: p.blobs_removed as u64,
                 bytes_before: p.bytes_before,
                 bytes_after: p.bytes_after,
+                unindexed_kept: p.unindexed_kept as u64,
+                unindexed_kept_until: p.unindexed_kept_until_ns.map(format_rfc3339),
+                notes: (p.unindexed_kept > 0)
+                    .then(|| kept_note(p.unindexed_kept, p.unindexed_kept_until_ns))
+                    .into_iter()
+                    .collect(),
             }),
         }))
     }

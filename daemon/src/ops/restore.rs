@@ -1,11 +1,16 @@
 //! `restore`: a snapshot (or part of it) back onto the file system. Shared claim: it only reads
-//! the repository.
+//! the repository. Without a target it restores into `<state_dir>/restore/<snapshot short id>`:
+//! the state dir is the one place the daemon can always write (under the systemd unit,
+//! `ProtectSystem=strict` makes nearly everything else read-only).
 
 use super::view::path_of;
 use super::{Claim, Operation, Run};
 use crate::engine::restore::{restore, RestoreOptions};
+use crate::engine::EngineError;
 use crate::error::Error;
+use backupd_common::paths::escape_path;
 use backupd_common::protocol::{Permission, Response, RestoreRequest, RestoreResult};
+use std::os::unix::ffi::OsStrExt;
 
 pub struct Restore;
 
@@ -27,15 +32,26 @@ impl Operation for Restore {
 
     fn run(r: RestoreRequest, run: &Run<'_>) -> Result<Response, Error> {
         let (_, repo) = run.env.repos.open(r.repo.as_deref())?;
+        let (snapshot, target) = match r.target {
+            Some(target) => (r.snapshot, path_of(target)),
+            None => {
+                // Resolved once, here: the directory is named after the snapshot it holds even
+                // if `latest` moves on before the restore starts.
+                let (id, _) = repo.find_snapshot(&r.snapshot).map_err(EngineError::from)?;
+                let target = run.env.state_dir.join("restore").join(id.short());
+                (id.to_hex(), target)
+            }
+        };
         let opts = RestoreOptions {
-            snapshot: r.snapshot,
+            snapshot,
             subpath: r.subpath.map(path_of),
-            target: path_of(r.target),
+            target: target.clone(),
             includes: r.includes,
             excludes: r.excludes,
             verify: r.verify,
             no_owner: r.no_owner,
             strip_setid: r.strip_setid,
+            overwrite: r.overwrite,
         };
         let out = restore(&repo, &opts, run.progress, run.cancel)?;
         Ok(Response::Restore(RestoreResult {
@@ -46,6 +62,10 @@ impl Operation for Restore {
             bytes: out.bytes,
             failed: out.failed,
             warnings: out.warnings,
+            target: escape_path(target.as_os_str().as_bytes()),
+            replaced: out.replaced,
+            unchanged: out.unchanged,
+            kept: out.kept,
         }))
     }
 }

@@ -85,6 +85,7 @@ pub fn response(r: &mut Response) {
         // Results naming files: observers never get them today (their requests need admin
         // permissions), but a future permission change must not leak them.
         Response::Backup(_)
+        | Response::BackupDryRun(_)
         | Response::Restore(_)
         | Response::Check(_)
         | Response::Forget(_)

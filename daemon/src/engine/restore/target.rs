@@ -16,8 +16,40 @@ use std::sync::{Arc, Mutex};
 /// Symlinks followed while resolving the target, as the kernel's own limit.
 const MAX_SYMLINKS: u32 = 40;
 
-/// Opens (creating what is missing) the restore target.
-pub fn open_target(target: &Path) -> Result<DirFd, String> {
+/// Why the target could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// It is (or would be created) on a read-only file system: the caller names the setting
+    /// that usually causes that (the systemd unit's `ProtectSystem=strict`).
+    ReadOnly,
+    Other(String),
+}
+
+impl From<String> for OpenError {
+    fn from(reason: String) -> Self {
+        Self::Other(reason)
+    }
+}
+
+impl From<&str> for OpenError {
+    fn from(reason: &str) -> Self {
+        Self::Other(reason.to_owned())
+    }
+}
+
+/// Opens (creating what is missing) the restore target, refusing one on a read-only file
+/// system before anything is attempted in it.
+pub fn open_target(target: &Path) -> Result<DirFd, OpenError> {
+    let dir = resolve(target)?;
+    let read_only = nix::sys::statvfs::fstatvfs(dir.file())
+        .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    if read_only {
+        return Err(OpenError::ReadOnly);
+    }
+    Ok(dir)
+}
+
+fn resolve(target: &Path) -> Result<DirFd, OpenError> {
     if !target.is_absolute() {
         return Err("must be an absolute path".into());
     }
@@ -46,9 +78,12 @@ pub fn open_target(target: &Path) -> Result<DirFd, String> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => match dir.mkdir(&name, 0o755) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(format!("cannot create {}: {e}", shown(&walked, &name))),
+                Err(e) if e.raw_os_error() == Some(libc::EROFS) => return Err(OpenError::ReadOnly),
+                Err(e) => {
+                    return Err(format!("cannot create {}: {e}", shown(&walked, &name)).into())
+                }
             },
-            Err(e) => return Err(format!("{}: {e}", shown(&walked, &name))),
+            Err(e) => return Err(format!("{}: {e}", shown(&walked, &name)).into()),
             Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
                 if !trusted(st.st_uid) {
                     return Err(format!(
@@ -56,7 +91,8 @@ pub fn open_target(target: &Path) -> Result<DirFd, String> {
                          through a symlink another user controls (give the resolved path)",
                         shown(&walked, &name),
                         st.st_uid
-                    ));
+                    )
+                    .into());
                 }
                 hops += 1;
                 if hops > MAX_SYMLINKS {

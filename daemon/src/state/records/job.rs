@@ -11,7 +11,8 @@ use super::{legacy_version, versioned};
 use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo, JobKind,
-    JobState, NoopRequest, PathChange, Priority, RebuildIndexRequest, Response, RestoreRequest,
+    JobState, NoopRequest, Overwrite, PathChange, Priority, RebuildIndexRequest, Response,
+    RestoreRequest,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -123,6 +124,8 @@ pub struct BackupArgs {
     pub parent: Option<String>,
     #[serde(default)]
     pub source: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +139,7 @@ pub struct RestoreArgs {
     pub repo: Option<String>,
     pub snapshot: String,
     pub subpath: Option<Vec<u8>>,
+    /// Empty: the daemon's default target (version 1 always stored one).
     pub target: Vec<u8>,
     pub includes: Vec<String>,
     pub excludes: Vec<String>,
@@ -144,6 +148,37 @@ pub struct RestoreArgs {
     pub no_owner: bool,
     #[serde(default)]
     pub strip_setid: Option<bool>,
+    #[serde(default)]
+    pub overwrite: OverwriteArg,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverwriteArg {
+    Always,
+    #[default]
+    IfChanged,
+    Never,
+}
+
+impl From<Overwrite> for OverwriteArg {
+    fn from(o: Overwrite) -> Self {
+        match o {
+            Overwrite::Always => Self::Always,
+            Overwrite::IfChanged => Self::IfChanged,
+            Overwrite::Never => Self::Never,
+        }
+    }
+}
+
+impl From<OverwriteArg> for Overwrite {
+    fn from(o: OverwriteArg) -> Self {
+        match o {
+            OverwriteArg::Always => Self::Always,
+            OverwriteArg::IfChanged => Self::IfChanged,
+            OverwriteArg::Never => Self::Never,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -448,17 +483,19 @@ impl From<&JobKind> for KindRecord {
                     verify,
                     no_owner,
                     strip_setid,
+                    overwrite,
                 } = r;
                 Self::Restore(RestoreArgs {
                     repo,
                     snapshot,
                     subpath,
-                    target,
+                    target: target.unwrap_or_default(),
                     includes,
                     excludes,
                     verify,
                     no_owner,
                     strip_setid,
+                    overwrite: overwrite.into(),
                 })
             }
             JobKind::Check(CheckRequest {
@@ -500,6 +537,7 @@ fn backup_args(r: BackupRequest) -> BackupArgs {
         changes,
         parent,
         source,
+        dry_run,
     } = r;
     BackupArgs {
         repo,
@@ -519,6 +557,7 @@ fn backup_args(r: BackupRequest) -> BackupArgs {
         }),
         parent,
         source,
+        dry_run,
     }
 }
 
@@ -572,17 +611,19 @@ impl From<KindRecord> for JobKind {
                 }),
                 parent: a.parent,
                 source: a.source,
+                dry_run: a.dry_run,
             }),
             KindRecord::Restore(a) => Self::Restore(RestoreRequest {
                 repo: a.repo,
                 snapshot: a.snapshot,
                 subpath: a.subpath,
-                target: a.target,
+                target: (!a.target.is_empty()).then_some(a.target),
                 includes: a.includes,
                 excludes: a.excludes,
                 verify: a.verify,
                 no_owner: a.no_owner,
                 strip_setid: a.strip_setid,
+                overwrite: a.overwrite.into(),
             }),
             KindRecord::Check(a) => Self::Check(CheckRequest {
                 repo: a.repo,
