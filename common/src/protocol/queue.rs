@@ -251,6 +251,9 @@ pub struct Attempt {
     pub error: Option<ErrorReply>,
     /// After a retryable failure: how long the job waited before the next attempt.
     pub retry_in_ms: Option<u64>,
+    /// It failed with an error that a later attempt may not meet (the error's class, decided
+    /// by the daemon): only then does running it again (`queue dlq retry`) make sense.
+    pub retryable: bool,
 }
 
 /// A job as the daemon keeps it.

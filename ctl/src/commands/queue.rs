@@ -7,7 +7,9 @@ use crate::exit::ExitCode;
 use crate::json::{self, job::JobView};
 use crate::output::Output;
 use crate::progress::bytes;
-use backupd_common::protocol::{JobEvent, JobInfo, JobKind, OperationProgress, QueueStatus};
+use backupd_common::protocol::{
+    AttemptOutcome, JobEvent, JobInfo, JobKind, OperationProgress, QueueStatus,
+};
 use std::time::Duration;
 
 pub use crate::json::time;
@@ -48,16 +50,43 @@ fn target(kind: &JobKind) -> String {
     }
 }
 
+/// What to do about a dead-letter job. Running it again only helps when it failed with a
+/// retryable error and ran out of attempts; a permanent failure (a wrong argument, damaged
+/// data) fails the same way again, so it says to fix the cause instead.
+pub fn dead_letter_advice(job: &JobInfo) -> String {
+    let last_failed = job
+        .attempts
+        .iter()
+        .rev()
+        .find(|a| a.outcome == AttemptOutcome::Failed);
+    match last_failed {
+        Some(a) if a.retryable => format!(
+            "it ran out of retries and is in the dead-letter queue; once the cause is fixed, \
+             `backupctl queue dlq retry {}` runs it again",
+            job.id
+        ),
+        Some(_) => "this error is permanent, so the job was not retried; fix the cause and \
+                    submit a new one"
+            .to_owned(),
+        // Not ended by a failed attempt (e.g. crashes): its own error says what to do.
+        None => "it is in the dead-letter queue".to_owned(),
+    }
+}
+
 fn progress_text(p: &OperationProgress) -> String {
     match (p.files_total, p.bytes_total) {
         (Some(f), Some(b)) => format!(
-            "{}/{} files, {}/{}",
+            "{}/{}, {}/{}",
             p.files_done,
-            f,
+            crate::output::count(f, "file"),
             bytes(p.bytes_done),
             bytes(b)
         ),
-        _ => format!("{} files, {}", p.files_done, bytes(p.bytes_done)),
+        _ => format!(
+            "{}, {}",
+            crate::output::count(p.files_done, "file"),
+            bytes(p.bytes_done)
+        ),
     }
 }
 
@@ -130,12 +159,15 @@ fn job_text(j: &JobInfo) -> String {
         j.submitter_uid
     );
     if j.coalesced > 0 {
-        text.push_str(&format!(" (and {} equal submissions merged)", j.coalesced));
+        text.push_str(&format!(
+            " (and {} merged)",
+            crate::output::count(j.coalesced, "equal submission")
+        ));
     }
     text.push_str(&format!(
-        "\n  limits: timeout {}, {} retries, first backoff {}",
+        "\n  limits: timeout {}, {}, first backoff {}",
         humantime::format_duration(Duration::from_millis(j.timeout_ms)),
-        j.retries,
+        crate::output::count(j.retries, "retry"),
         humantime::format_duration(Duration::from_millis(j.backoff_ms))
     ));
     for a in &j.attempts {
@@ -207,13 +239,13 @@ pub async fn run(
             let s = client.queue_status().await?;
             out.value(&json::job::QueueStatusView::from(&s), || status_text(&s));
         }
-        QueueCommand::Job { id } => {
-            let j = client.job(*id).await?;
-            out.value(&JobView::from(&j), || job_text(&j));
-        }
-        QueueCommand::Wait { id } => {
+        QueueCommand::Job { id, follow: true } | QueueCommand::Wait { id } => {
             let interrupt = jobs::interrupts()?;
             return jobs::follow(client, *id, out, interrupt).await;
+        }
+        QueueCommand::Job { id, follow: false } => {
+            let j = client.job(*id).await?;
+            out.value(&JobView::from(&j), || job_text(&j));
         }
         QueueCommand::Cancel { id } => {
             let j = client.cancel(*id).await?;
@@ -245,7 +277,7 @@ pub async fn run(
         QueueCommand::Dlq(DlqCommand::Purge) => {
             let n = client.purge_dead_letters().await?;
             out.value(&serde_json::json!({"purged": n}), || {
-                format!("{n} dead-letter jobs deleted")
+                format!("{} deleted", crate::output::count(n, "dead-letter job"))
             });
         }
         QueueCommand::History(a) => super::history::history(client, a, out).await?,

@@ -4,7 +4,7 @@
 
 use crate::exit::ExitCode;
 use crate::json::result::{FinishedView, ResultView};
-use crate::output::Output;
+use crate::output::{count, count_as, Output};
 use crate::progress::bytes;
 use backupd_common::protocol::{CheckResult, ForgetResult, JobId, Response};
 
@@ -26,11 +26,11 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
             out.value(&finished, || {
                 let s = &r.stats;
                 let mut text = format!(
-                    "snapshot {} saved (job {job})\n{} files ({} read), {} dirs, {} total, {} new ({} stored) in {:.1}s",
+                    "snapshot {} saved (job {job})\n{} ({} read), {}, {} total, {} new ({} stored) in {:.1}s",
                     short(&r.snapshot),
-                    s.files,
+                    count(s.files, "file"),
                     s.files_read,
-                    s.dirs,
+                    count(s.dirs, "dir"),
                     bytes(s.bytes_total),
                     bytes(s.bytes_added),
                     bytes(s.bytes_stored),
@@ -43,8 +43,8 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
             });
             if !r.skipped.is_empty() {
                 eprintln!(
-                    "backupctl: backup is partial: {} paths could not be read",
-                    r.skipped.len()
+                    "backupctl: backup is partial: {} could not be read",
+                    count(r.skipped.len() as u64, "path")
                 );
                 return ExitCode::Warning;
             }
@@ -52,10 +52,10 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
         Response::Restore(r) => {
             out.value(&finished, || {
                 let mut text = format!(
-                    "restored {} files, {} dirs, {} other ({}) from {}",
-                    r.files,
-                    r.dirs,
-                    r.other,
+                    "restored {}, {}, {} ({}) from {}",
+                    count(r.files, "file"),
+                    count(r.dirs, "dir"),
+                    count_as(r.other, "other", "others"),
                     bytes(r.bytes),
                     short(&r.snapshot)
                 );
@@ -69,8 +69,8 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
             });
             if !r.failed.is_empty() {
                 eprintln!(
-                    "backupctl: restore is partial: {} files could not be restored",
-                    r.failed.len()
+                    "backupctl: restore is partial: {} could not be restored",
+                    count(r.failed.len() as u64, "file")
                 );
                 return ExitCode::Warning;
             }
@@ -80,9 +80,9 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
             out.value(&finished, || check_text(r));
             if !r.problems.is_empty() {
                 eprintln!(
-                    "backupctl: check found {} problems in {} damaged packs",
-                    r.problems.len(),
-                    r.damaged_packs.len()
+                    "backupctl: check found {} in {}",
+                    count(r.problems.len() as u64, "problem"),
+                    count(r.damaged_packs.len() as u64, "damaged pack")
                 );
                 return ExitCode::Warning;
             }
@@ -90,8 +90,10 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
         Response::RebuildIndex(r) => {
             out.value(&finished, || {
                 let mut text = format!(
-                    "index rebuilt: {} packs, {} blobs; {} old index files replaced",
-                    r.packs, r.blobs, r.old_index_files
+                    "index rebuilt: {}, {}; {} replaced",
+                    count(r.packs, "pack"),
+                    count(r.blobs, "blob"),
+                    count(r.old_index_files, "old index file")
                 );
                 for (pack, why) in &r.unreadable {
                     text.push_str(&format!("\nleft out pack {pack}: {why}"));
@@ -126,8 +128,8 @@ fn forget_text(r: &ForgetResult) -> String {
         ));
     }
     text.push_str(&format!(
-        "{} snapshots {}",
-        r.removed,
+        "{} {}",
+        count(r.removed, "snapshot"),
         if r.dry_run {
             "would be removed (dry run)"
         } else {
@@ -136,11 +138,11 @@ fn forget_text(r: &ForgetResult) -> String {
     ));
     if let Some(p) = &r.prune {
         text.push_str(&format!(
-            "\npruned: {} packs deleted, {} repacked into {}, {} blobs removed; {} -> {}",
-            p.packs_deleted,
-            p.packs_repacked,
+            "\npruned: {} deleted, {} repacked into {}, {} removed; {} -> {}",
+            count(p.packs_deleted, "pack"),
+            count(p.packs_repacked, "pack"),
             p.packs_written,
-            p.blobs_removed,
+            count(p.blobs_removed, "blob"),
             bytes(p.bytes_before),
             bytes(p.bytes_after)
         ));
@@ -150,8 +152,12 @@ fn forget_text(r: &ForgetResult) -> String {
 
 fn check_text(r: &CheckResult) -> String {
     let mut text = format!(
-        "{} snapshots, {} trees, {} blobs in {} packs; {} packs read",
-        r.snapshots, r.trees, r.blobs, r.packs, r.packs_read
+        "{}, {}, {} in {}; {} read",
+        count(r.snapshots, "snapshot"),
+        count(r.trees, "tree"),
+        count(r.blobs, "blob"),
+        count(r.packs, "pack"),
+        count(r.packs_read, "pack")
     );
     for note in &r.notes {
         text.push_str(&format!("\nnote: {note}"));
@@ -160,9 +166,9 @@ fn check_text(r: &CheckResult) -> String {
         text.push_str("\nno problems found");
     } else {
         text.push_str(&format!(
-            "\n{} problems in {} damaged packs:",
-            r.problems.len(),
-            r.damaged_packs.len()
+            "\n{} in {}:",
+            count(r.problems.len() as u64, "problem"),
+            count(r.damaged_packs.len() as u64, "damaged pack")
         ));
         for p in &r.problems {
             text.push_str(&format!(
@@ -184,7 +190,10 @@ fn check_text(r: &CheckResult) -> String {
                 text.push_str(&format!("\n    {path}"));
             }
             if p.paths.len() > 10 {
-                text.push_str(&format!("\n    ... and {} more paths", p.paths.len() - 10));
+                text.push_str(&format!(
+                    "\n    ... and {} more",
+                    count((p.paths.len() - 10) as u64, "path")
+                ));
             }
         }
     }

@@ -189,6 +189,7 @@ pub struct AttemptView {
     pub outcome: &'static str,
     pub error: Option<ErrorView>,
     pub retry_in_ms: Option<u64>,
+    pub retryable: bool,
 }
 
 impl From<&Attempt> for AttemptView {
@@ -202,6 +203,7 @@ impl From<&Attempt> for AttemptView {
             outcome: outcome(a.outcome),
             error: a.error.as_ref().map(ErrorView::from),
             retry_in_ms: a.retry_in_ms,
+            retryable: a.retryable,
         }
     }
 }

@@ -3,8 +3,10 @@
 
 use super::view::path_of;
 use super::{Claim, Operation, Run};
-use crate::engine::restore::{restore, RestoreOptions};
+use crate::engine::restore::{restore, Filter, RestoreOptions};
+use crate::engine::EngineError;
 use crate::error::Error;
+use crate::repo::registry::Registry;
 use backupd_common::protocol::{Permission, Response, RestoreRequest, RestoreResult};
 
 pub struct Restore;
@@ -23,6 +25,24 @@ impl Operation for Restore {
             repo: args.repo.take(),
             ..RestoreRequest::default()
         }
+    }
+
+    /// The snapshot resolves, the globs compile, the target's parent exists.
+    fn validate(r: &RestoreRequest, repos: &Registry) -> Result<(), Error> {
+        Filter::new(&r.includes, &r.excludes)?;
+        let target = path_of(r.target.clone());
+        if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return Err(EngineError::Target {
+                    path: target.display().to_string(),
+                    reason: format!("{} is not an existing directory", parent.display()),
+                }
+                .into());
+            }
+        }
+        let (_, repo) = repos.open(r.repo.as_deref())?;
+        repo.find_snapshot(&r.snapshot).map_err(EngineError::from)?;
+        Ok(())
     }
 
     fn run(r: RestoreRequest, run: &Run<'_>) -> Result<Response, Error> {

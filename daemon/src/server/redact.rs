@@ -153,6 +153,7 @@ mod tests {
                     "/home/alice/secret-plans: no such file",
                 )),
                 retry_in_ms: None,
+                retryable: false,
             }],
             retry_base: 0,
             coalesced: 0,

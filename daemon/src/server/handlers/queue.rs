@@ -49,7 +49,8 @@ pub async fn handle(services: &Services, identity: &Identity, request: QueueRequ
 }
 
 /// Pins the repository name the job refers to (so conflicts and coalescing compare like with
-/// like, and a later change of the default does not redirect it), then queues the job.
+/// like, and a later change of the default does not redirect it), refuses arguments that are
+/// wrong already (`ops::validate`), then queues the job.
 async fn submit(
     services: &Services,
     identity: &Identity,
@@ -61,6 +62,8 @@ async fn submit(
         let entry = blocking(move || Ok(registry.entry(name.as_deref())?)).await?;
         *field = Some(entry.name);
     }
+    let (registry, kind) = (services.repos.clone(), spec.kind.clone());
+    blocking(move || crate::ops::validate(&kind, &registry)).await?;
     let q = services.settings.get().config.queue.clone();
     let submitted = services.queue.submit(spec, identity.uid, &q).await?;
     Ok(Response::Submitted(submitted))

@@ -84,6 +84,9 @@ pub struct AttemptRecord {
     pub outcome: OutcomeRecord,
     pub error: Option<ErrorRecord>,
     pub retry_in_ms: Option<u64>,
+    /// Absent in records written before it existed: read as not retryable.
+    #[serde(default)]
+    pub retryable: bool,
 }
 
 /// An error as stored: its code by name (an unknown name reads as `Internal`).
@@ -334,6 +337,7 @@ impl From<&Attempt> for AttemptRecord {
             outcome,
             error,
             retry_in_ms,
+            retryable,
         } = a;
         Self {
             number: *number,
@@ -350,6 +354,7 @@ impl From<&Attempt> for AttemptRecord {
             },
             error: error.as_ref().map(ErrorRecord::from),
             retry_in_ms: *retry_in_ms,
+            retryable: *retryable,
         }
     }
 }
@@ -363,6 +368,7 @@ impl From<AttemptRecord> for Attempt {
             outcome,
             error,
             retry_in_ms,
+            retryable,
         } = a;
         Self {
             number,
@@ -379,6 +385,7 @@ impl From<AttemptRecord> for Attempt {
             },
             error: error.map(ErrorReply::from),
             retry_in_ms,
+            retryable,
         }
     }
 }
