@@ -27,7 +27,10 @@ fn plural(noun: &str) -> String {
     if let Some(stem) = consonant_y {
         return format!("{stem}ies");
     }
-    if ["s", "x", "z", "ch", "sh"].iter().any(|s| noun.ends_with(s)) {
+    if ["s", "x", "z", "ch", "sh"]
+        .iter()
+        .any(|s| noun.ends_with(s))
+    {
         return format!("{noun}es");
     }
     format!("{noun}s")

@@ -146,6 +146,12 @@ pub enum QueueCommand {
         #[arg(long)]
         follow: bool,
     },
+    /// A job's own log lines (its last 200 lines, at most 64 KiB, over all attempts; admins
+    /// only, as they name files).
+    Log {
+        /// Job id, as printed when it was submitted.
+        id: u64,
+    },
     /// Follow a queued or running job to its end and exit with its result.
     Wait {
         /// Job id, as printed when it was submitted.
@@ -537,6 +543,9 @@ mod tests {
             .collect();
         let unique: std::collections::BTreeSet<_> = abouts.iter().collect();
         assert_eq!(unique.len(), abouts.len(), "{abouts:#?}");
-        assert!(abouts.iter().all(|a| !a.contains("How a job runs")), "{abouts:#?}");
+        assert!(
+            abouts.iter().all(|a| !a.contains("How a job runs")),
+            "{abouts:#?}"
+        );
     }
 }

@@ -54,9 +54,8 @@ impl Output {
         };
         if self.json {
             let retry_after_ms = match failure {
-                Failure::Client(ClientError::Remote(e)) | Failure::Refused(ClientError::Remote(e)) => {
-                e.retry_after_ms
-            }
+                Failure::Client(ClientError::Remote(e))
+                | Failure::Refused(ClientError::Remote(e)) => e.retry_after_ms,
                 _ => None,
             };
             let mut error = serde_json::json!({"code": kind, "message": message});

@@ -73,6 +73,7 @@ fn job(id: u64, finished_ns: i64) -> JobInfo {
         progress: None,
         result: Some(result),
         error: None,
+        log: Vec::new(),
     }
 }
 

@@ -8,7 +8,7 @@ use crate::json::{self, job::JobView};
 use crate::output::Output;
 use crate::progress::bytes;
 use backupd_common::protocol::{
-    AttemptOutcome, JobEvent, JobInfo, JobKind, OperationProgress, QueueStatus,
+    AttemptOutcome, JobEvent, JobInfo, JobKind, JobState, OperationProgress, QueueStatus, Response,
 };
 use std::time::Duration;
 
@@ -65,11 +65,108 @@ pub fn dead_letter_advice(job: &JobInfo) -> String {
              `backupctl queue dlq retry {}` runs it again",
             job.id
         ),
-        Some(_) => "this error is permanent, so the job was not retried; fix the cause and \
-                    submit a new one"
+        Some(_) => "it is in the dead-letter queue without retries: the error is permanent, so \
+                    running it again would fail the same way; fix the cause and submit a new job"
             .to_owned(),
         // Not ended by a failed attempt (e.g. crashes): its own error says what to do.
         None => "it is in the dead-letter queue".to_owned(),
+    }
+}
+
+/// What a finished job produced, in a few lines: `queue job` shows it under the job.
+fn result_text(result: &Response) -> String {
+    use crate::output::count;
+    match result {
+        Response::Backup(r) => {
+            let s = &r.stats;
+            let mut text = format!(
+                "snapshot {}{}\n    {} ({} read), {}; {} in the snapshot, {} read, {} new to \
+                 the repository, {} stored",
+                r.snapshot,
+                r.parent
+                    .as_deref()
+                    .map(|p| format!(" (parent {})", super::results::short(p)))
+                    .unwrap_or_default(),
+                count(s.files, "file"),
+                s.files_read,
+                count(s.dirs, "dir"),
+                bytes(s.bytes_total),
+                bytes(s.bytes_read),
+                bytes(s.bytes_added),
+                bytes(s.bytes_stored)
+            );
+            if !r.skipped.is_empty() {
+                text.push_str(&format!(
+                    "\n    {} could not be read",
+                    count(r.skipped.len() as u64, "path")
+                ));
+            }
+            text
+        }
+        Response::Restore(r) => format!(
+            "from snapshot {}: {}, {}, {} ({}){}",
+            super::results::short(&r.snapshot),
+            count(r.files, "file"),
+            count(r.dirs, "dir"),
+            crate::output::count_as(r.other, "other", "others"),
+            bytes(r.bytes),
+            match r.failed.len() {
+                0 => String::new(),
+                n => format!("; {} failed", count(n as u64, "file")),
+            }
+        ),
+        Response::Check(r) => {
+            let mut text = format!(
+                "{} checked, {} read; {}",
+                count(r.snapshots, "snapshot"),
+                count(r.packs_read, "pack"),
+                match r.problems.len() {
+                    0 => "no problems found".to_owned(),
+                    n => format!(
+                        "{} in {}",
+                        count(n as u64, "problem"),
+                        count(r.damaged_packs.len() as u64, "damaged pack")
+                    ),
+                }
+            );
+            for p in &r.problems {
+                text.push_str(&format!("\n    {}", p.message));
+            }
+            for note in &r.notes {
+                text.push_str(&format!("\n    note: {note}"));
+            }
+            text
+        }
+        Response::Forget(r) => {
+            let kept = r.decisions.iter().filter(|d| d.keep).count() as u64;
+            format!(
+                "{} {}, {} kept{}",
+                count(r.removed, "snapshot"),
+                if r.dry_run {
+                    "would be removed"
+                } else {
+                    "removed"
+                },
+                kept,
+                r.prune
+                    .as_ref()
+                    .map(|p| format!(
+                        "; pruned {}, {} -> {}",
+                        count(p.packs_deleted, "pack"),
+                        bytes(p.bytes_before),
+                        bytes(p.bytes_after)
+                    ))
+                    .unwrap_or_default()
+            )
+        }
+        Response::RebuildIndex(r) => format!(
+            "index of {}, {}; {} left out",
+            count(r.packs, "pack"),
+            count(r.blobs, "blob"),
+            count(r.unreadable.len() as u64, "unreadable pack")
+        ),
+        Response::Noop { slept_ms } => format!("slept {slept_ms} ms"),
+        other => format!("{other:?}"),
     }
 }
 
@@ -199,6 +296,12 @@ fn job_text(j: &JobInfo) -> String {
     if let Some(e) = &j.error {
         text.push_str(&format!("\n  error: {}", e.message));
     }
+    if j.state == JobState::DeadLetter {
+        text.push_str(&format!("\n  {}", dead_letter_advice(j)));
+    }
+    if let Some(r) = &j.result {
+        text.push_str(&format!("\n  result: {}", result_text(r)));
+    }
     text
 }
 
@@ -223,6 +326,7 @@ fn event_text(e: &JobEvent) -> String {
             e.error
                 .as_ref()
                 .map(|m| format!(": {m}"))
+                .or_else(|| e.snapshot.as_ref().map(|s| format!(": snapshot {s}")))
                 .unwrap_or_default()
         ),
     }
@@ -246,6 +350,18 @@ pub async fn run(
         QueueCommand::Job { id, follow: false } => {
             let j = client.job(*id).await?;
             out.value(&JobView::from(&j), || job_text(&j));
+        }
+        QueueCommand::Log { id } => {
+            let j = client.job(*id).await?;
+            let view = json::job::LogView {
+                id: j.id,
+                state: j.state.as_str(),
+                lines: &j.log,
+            };
+            out.value(&view, || match j.log.is_empty() {
+                true => format!("job {} ({}) has no log lines", j.id, j.state.as_str()),
+                false => j.log.join("\n"),
+            });
         }
         QueueCommand::Cancel { id } => {
             let j = client.cancel(*id).await?;

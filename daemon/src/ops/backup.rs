@@ -4,9 +4,9 @@
 use super::view::{path_of, stats_view};
 use super::{Claim, Operation, Run};
 use crate::engine::backup::{backup, BackupOptions};
+use crate::engine::excludes::Excludes;
 use crate::engine::incremental::Change;
 use crate::engine::EngineError;
-use crate::engine::excludes::Excludes;
 use crate::error::Error;
 use crate::repo::registry::Registry;
 use backupd_common::ids::SnapshotId;

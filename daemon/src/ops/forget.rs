@@ -5,8 +5,8 @@ use super::{Claim, Operation, Run};
 use crate::engine::forget::{forget, ForgetOptions, Policy};
 use crate::engine::EngineError;
 use crate::error::Error;
-use crate::repo::registry::Registry;
 use crate::repo::format_rfc3339;
+use crate::repo::registry::Registry;
 use backupd_common::protocol::{
     ForgetDecision, ForgetRequest, ForgetResult, Permission, PruneSummary, Response,
 };

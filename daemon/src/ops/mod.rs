@@ -149,20 +149,31 @@ macro_rules! register {
 /// else (an unreachable repository, a busy lock) says nothing about the request: the job is
 /// queued and its run meets the problem with retries.
 pub fn validate(kind: &JobKind, repos: &Registry) -> Result<(), Error> {
-    use crate::error::Classify;
-    use backupd_common::error::ErrorCode;
-    match validate_kind(kind, repos) {
-        Ok(()) => Ok(()),
-        Err(e) if matches!(e.class().code, ErrorCode::InvalidArgument | ErrorCode::NotFound) => {
-            Err(Error::Refused {
-                command: command(kind),
-                source: Box::new(e),
-            })
-        }
+    match validate_kind(kind, repos).map_err(|e| refused(command(kind), e)) {
+        Err(e @ Error::Refused { .. }) => Err(e),
         Err(e) => {
             tracing::debug!(kind = kind.name(), error = %e, "submission not validated; queued anyway");
             Ok(())
         }
+        Ok(()) => Ok(()),
+    }
+}
+
+/// `error`, met while submitting with `command`, as a refusal when it is the request's fault
+/// (`InvalidArgument`, `NotFound`: an unknown repository or snapshot, a bad path or glob).
+pub fn refused(command: &'static str, error: Error) -> Error {
+    use crate::error::Classify;
+    use backupd_common::error::ErrorCode;
+    if matches!(
+        error.class().code,
+        ErrorCode::InvalidArgument | ErrorCode::NotFound
+    ) {
+        Error::Refused {
+            command,
+            source: Box::new(error),
+        }
+    } else {
+        error
     }
 }
 

@@ -66,6 +66,7 @@ pub fn new_job(id: JobId, spec: JobSpec, submitter_uid: u32, now: i64, limits: L
         progress: None,
         result: None,
         error: None,
+        log: Vec::new(),
     }
 }
 
@@ -119,7 +120,13 @@ pub fn finish(job: &mut JobInfo, ending: Ending, now: i64, jitter: f64, backoff_
         a.finished_ns = Some(now);
         a.outcome = outcome;
         a.error = error.clone();
-        a.retryable = matches!(ending, Ending::Failed { retryable: true, .. });
+        a.retryable = matches!(
+            ending,
+            Ending::Failed {
+                retryable: true,
+                ..
+            }
+        );
     }
     match ending {
         Ending::Succeeded(response) => {

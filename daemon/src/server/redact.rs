@@ -24,6 +24,8 @@ pub fn job(j: &mut JobInfo) {
     // Each kind's operation says what of its arguments an observer may see.
     crate::ops::redact(&mut j.kind);
     j.result = None;
+    // Log lines name files.
+    j.log.clear();
     if let Some(e) = &mut j.error {
         hidden_error(e);
     }
@@ -164,6 +166,7 @@ mod tests {
                 backupd_common::error::ErrorCode::NotFound,
                 "/home/alice/secret-plans: no such file",
             )),
+            log: vec!["INFO reading /home/alice/secret-plans".into()],
         };
         job(&mut j);
         let text = format!("{j:?}");

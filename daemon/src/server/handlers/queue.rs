@@ -56,10 +56,13 @@ async fn submit(
     identity: &Identity,
     mut spec: JobSpec,
 ) -> Result<Response, Error> {
+    let command = crate::ops::command(&spec.kind);
     if let Some(field) = spec.kind.repo_mut() {
         let registry = services.repos.clone();
         let name = field.clone();
-        let entry = blocking(move || Ok(registry.entry(name.as_deref())?)).await?;
+        let entry = blocking(move || Ok(registry.entry(name.as_deref())?))
+            .await
+            .map_err(|e| crate::ops::refused(command, e))?;
         *field = Some(entry.name);
     }
     let (registry, kind) = (services.repos.clone(), spec.kind.clone());

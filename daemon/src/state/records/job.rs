@@ -40,6 +40,9 @@ pub struct JobRecord {
     #[serde(default)]
     pub result: Option<serde_json::Value>,
     pub error: Option<ErrorRecord>,
+    /// The job's own log lines (absent before they were kept).
+    #[serde(default)]
+    pub log: Vec<String>,
 }
 
 versioned!(JobRecord, 2);
@@ -205,6 +208,7 @@ impl From<&JobInfo> for JobRecord {
             progress: _,
             result,
             error,
+            log,
         } = j;
         Self {
             v: <Self as super::Record>::VERSION,
@@ -226,6 +230,7 @@ impl From<&JobInfo> for JobRecord {
             cancel_requested: *cancel_requested,
             result: result.as_ref().and_then(|r| serde_json::to_value(r).ok()),
             error: error.as_ref().map(ErrorRecord::from),
+            log: log.clone(),
         }
     }
 }
@@ -267,6 +272,7 @@ impl From<JobRecord> for JobInfo {
             cancel_requested,
             result: _,
             error,
+            log,
         } = r;
         Self {
             id,
@@ -292,6 +298,7 @@ impl From<JobRecord> for JobInfo {
             progress: None,
             result,
             error: error.map(ErrorReply::from),
+            log,
         }
     }
 }
