@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod ids;
 pub mod paths;
+pub mod plural;
 pub mod protocol;
 
 /// Version of this build, shared by backupd and backupctl.

@@ -68,7 +68,10 @@ pub enum SourceCommand {
     /// Sources with their watching state, pending changes and last snapshot.
     List,
     /// Stop backing up a source (its snapshots stay).
-    Remove { name: String },
+    Remove {
+        /// The source's name, as `source list` shows it.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +81,7 @@ pub struct SourceAddArgs {
     /// Name of the source (default: the directory's name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Repository to back up into (default: the daemon's default repository).
     #[arg(long)]
     pub repo: Option<String>,
     /// Glob to leave out, as for `backup`. Repeatable.
@@ -97,9 +101,11 @@ pub struct SourceAddArgs {
     pub rescan_every: Duration,
 }
 
-/// How a job runs; every command that submits a job takes these.
+// How a job runs; every command that submits a job takes these. A plain comment, not a doc
+// comment: clap would show a flattened struct's doc as the `about` of every command lacking one.
 #[derive(Debug, Args, Default, Clone)]
 pub struct JobArgs {
+    /// Queue priority: high jobs start before normal ones, normal before low.
     #[arg(long, value_enum, default_value_t = PriorityArg::Normal)]
     pub priority: PriorityArg,
     /// Time one attempt may take, e.g. `2h` (default: the daemon's queue.timeout).
@@ -150,11 +156,30 @@ pub enum QueueCommand {
     Status,
     /// One job: arguments, state, attempts with their errors, result.
     #[command(visible_alias = "show")]
-    Job { id: u64 },
+    Job {
+        /// Job id, as printed when it was submitted.
+        id: u64,
+        /// Follow a queued or running job with the progress bar and exit with its result
+        /// (like `queue wait`); a finished job's result is printed at once.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// A job's own log lines (its last 200 lines, at most 64 KiB, over all attempts; admins
+    /// only, as they name files).
+    Log {
+        /// Job id, as printed when it was submitted.
+        id: u64,
+    },
     /// Follow a queued or running job to its end and exit with its result.
-    Wait { id: u64 },
+    Wait {
+        /// Job id, as printed when it was submitted.
+        id: u64,
+    },
     /// Cancel a queued or running job (a running one stops at its next safe point).
-    Cancel { id: u64 },
+    Cancel {
+        /// Job id, as printed when it was submitted.
+        id: u64,
+    },
     /// The dead-letter queue: jobs that failed for good.
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -162,6 +187,7 @@ pub enum QueueCommand {
     History(HistoryArgs),
     /// Show or set the number of jobs run at once (1-8, until the daemon restarts).
     Workers {
+        /// New number of workers (1-8); without it, show the current number.
         #[arg(value_parser = clap::value_parser!(u32).range(1..=8))]
         count: Option<u32>,
     },
@@ -169,7 +195,8 @@ pub enum QueueCommand {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    #[arg(long, default_value_t = 20)]
+    /// Show at most this many jobs.
+    #[arg(long, default_value_t = 20, value_name = "N")]
     pub limit: u32,
     /// Only jobs that finished within this long, e.g. `7d`, `12h`.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -187,10 +214,15 @@ pub struct HistoryArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AddCommand {
+    /// Back up paths into a repository (as `backupctl backup`).
     Backup(BackupArgs),
+    /// Restore a snapshot into a directory (as `backupctl restore`).
     Restore(RestoreArgs),
+    /// Check a repository (as `backupctl repo check`).
     Check(CheckArgs),
+    /// Remove snapshots by policy or id (as `backupctl forget`).
     Forget(ForgetArgs),
+    /// Rebuild a repository's index from its packs (as `backupctl repo rebuild-index`).
     RebuildIndex(RebuildArgs),
     /// Wait, then succeed (or fail as asked): for probing the queue.
     Noop(NoopArgs),
@@ -198,9 +230,11 @@ pub enum AddCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
+    /// List the dead-letter jobs, oldest first, with the error that ended each.
     List,
     /// Queue a dead-letter job again, with a fresh retry budget.
     Retry {
+        /// Id of the dead-letter job.
         id: u64,
     },
     /// Delete every dead-letter job.
@@ -209,11 +243,13 @@ pub enum DlqCommand {
 
 #[derive(Debug, Args)]
 pub struct NoopArgs {
+    /// How long the job runs before it succeeds, e.g. `5s`.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s", value_name = "DURATION")]
     pub duration: Duration,
     /// Fail the first N attempts (retryably, unless --permanent).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub fail_attempts: u32,
+    /// Make the --fail-attempts failures permanent (straight to the dead-letter queue).
     #[arg(long)]
     pub permanent: bool,
     #[command(flatten)]
@@ -252,8 +288,10 @@ pub enum RepoCommand {
     /// Create a repository. Without a password source a random key is generated and kept by
     /// the daemon (export it with `repo key export`).
     Init {
+        /// Name to refer to the repository by (`--repo NAME`).
         #[arg(long)]
         name: String,
+        /// Directory of the repository.
         #[arg(long, value_name = "DIR")]
         path: PathBuf,
         #[command(flatten)]
@@ -261,8 +299,10 @@ pub enum RepoCommand {
     },
     /// Register an existing repository (e.g. after losing the daemon's state).
     Add {
+        /// Name to refer to the repository by (`--repo NAME`).
         #[arg(long)]
         name: String,
+        /// Directory of the repository.
         #[arg(long, value_name = "DIR")]
         path: PathBuf,
         #[command(flatten)]
@@ -281,6 +321,7 @@ pub enum RepoCommand {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// Repository to check (default: the daemon's default repository).
     #[arg(long)]
     pub repo: Option<String>,
     /// Decrypt and verify every pack.
@@ -295,6 +336,7 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
+    /// Repository whose index to rebuild (default: the daemon's default repository).
     #[arg(long)]
     pub repo: Option<String>,
     #[command(flatten)]
@@ -316,6 +358,7 @@ pub struct BackupArgs {
     /// Paths to back up.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Repository to back up into (default: the daemon's default repository).
     #[arg(long)]
     pub repo: Option<String>,
     /// Glob to leave out; without `/` it matches names, with `/` absolute paths. Repeatable.
@@ -333,6 +376,7 @@ pub struct BackupArgs {
     /// Tag the snapshot. Repeatable.
     #[arg(long, value_name = "TAG")]
     pub tag: Vec<String>,
+    /// Host name recorded in the snapshot (default: this machine's).
     #[arg(long)]
     pub host: Option<String>,
     /// Snapshot time: RFC 3339 (`2024-05-01T12:00:00Z`) or Unix seconds.
@@ -354,7 +398,7 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     /// SNAPSHOT[:SUBPATH]; SNAPSHOT is `latest`, an id or a unique id prefix.
     pub snapshot: String,
-    /// Directory to restore into (default: `<state_dir>/restore/<snapshot id>` of the daemon,
+    /// Directory to restore into; its parent must exist (default: `<state_dir>/restore/<snapshot id>` of the daemon,
     /// which it can always write, also under the systemd unit).
     #[arg(long, value_name = "DIR")]
     pub target: Option<PathBuf>,
@@ -362,6 +406,7 @@ pub struct RestoreArgs {
     /// it differs from the snapshot's (size, mtime, content), or never.
     #[arg(long, value_enum, default_value_t = OverwriteArg::IfChanged, value_name = "WHEN")]
     pub overwrite: OverwriteArg,
+    /// Repository to restore from (default: the daemon's default repository).
     #[arg(long)]
     pub repo: Option<String>,
     /// Only restore what matches. Repeatable.
@@ -388,6 +433,7 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct SnapshotsArgs {
+    /// Repository to list (default: the daemon's default repository).
     #[arg(long)]
     pub repo: Option<String>,
     /// Only snapshots that include this path.
@@ -404,18 +450,25 @@ pub struct ForgetArgs {
     /// names); the --keep-* rules are then optional.
     #[arg(value_name = "SNAPSHOT")]
     pub snapshots: Vec<String>,
+    /// Repository to remove snapshots from (default: the daemon's default repository).
     #[arg(long)]
     pub repo: Option<String>,
+    /// Keep the N newest snapshots.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub keep_last: u32,
+    /// Keep the newest snapshot of each of the last N hours that have one.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub keep_hourly: u32,
+    /// Keep the newest snapshot of each of the last N days that have one.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub keep_daily: u32,
+    /// Keep the newest snapshot of each of the last N weeks that have one.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub keep_weekly: u32,
+    /// Keep the newest snapshot of each of the last N months that have one.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub keep_monthly: u32,
+    /// Keep the newest snapshot of each of the last N years that have one.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub keep_yearly: u32,
     /// Keep everything younger than this (relative to the newest snapshot), e.g. `7d`.
@@ -465,7 +518,7 @@ pub struct HealthArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", requires = "watch")]
     pub interval: Duration,
     /// With --watch, stop after this many reports (0 = until interrupted).
-    #[arg(long, default_value_t = 0, requires = "watch")]
+    #[arg(long, default_value_t = 0, requires = "watch", value_name = "COUNT")]
     pub count: u32,
 }
 
@@ -475,5 +528,52 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// Every subcommand, flag and argument of `cmd` and below without a help line, as
+    /// `path -> what`. clap's own `--help`/`--version` always have one.
+    fn missing_help(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path} -> {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            let sub_path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                out.push(format!("{sub_path} (subcommand)"));
+            }
+            missing_help(sub, &sub_path, out);
+        }
+    }
+
+    #[test]
+    fn every_subcommand_flag_and_argument_has_help() {
+        use clap::CommandFactory;
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        missing_help(&cmd, "backupctl", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    #[test]
+    fn job_kinds_under_queue_add_describe_themselves() {
+        use clap::CommandFactory;
+        let cmd = super::Cli::command();
+        let add = cmd
+            .find_subcommand("queue")
+            .and_then(|q| q.find_subcommand("add"))
+            .expect("queue add");
+        let abouts: Vec<String> = add
+            .get_subcommands()
+            .map(|k| k.get_about().map(|a| a.to_string()).unwrap_or_default())
+            .collect();
+        let unique: std::collections::BTreeSet<_> = abouts.iter().collect();
+        assert_eq!(unique.len(), abouts.len(), "{abouts:#?}");
+        assert!(
+            abouts.iter().all(|a| !a.contains("How a job runs")),
+            "{abouts:#?}"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Human text or `--json` on stdout; errors as one line on stderr (and a JSON object on stdout
 //! with `--json`).
 
+pub use backupd_common::plural::{count, count_as};
+
 use crate::commands::Failure;
 use crate::exit::{self, ExitCode};
 use backupd_common::client::ClientError;
@@ -46,12 +48,14 @@ impl Output {
     pub fn error(&self, failure: &Failure) -> ExitCode {
         let (code, (kind, message)) = match failure {
             Failure::Client(error) => (exit::for_error(error), describe(error)),
+            Failure::Refused(error) => (ExitCode::Usage, describe(error)),
             Failure::Usage(message) => (ExitCode::Usage, ("Usage", message.clone())),
             Failure::Local(message) => (ExitCode::Error, ("Local", message.clone())),
         };
         if self.json {
             let retry_after_ms = match failure {
-                Failure::Client(ClientError::Remote(e)) => e.retry_after_ms,
+                Failure::Client(ClientError::Remote(e))
+                | Failure::Refused(ClientError::Remote(e)) => e.retry_after_ms,
                 _ => None,
             };
             let mut error = serde_json::json!({"code": kind, "message": message});

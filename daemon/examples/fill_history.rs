@@ -66,6 +66,7 @@ fn job(id: u64, finished_ns: i64) -> JobInfo {
             outcome: AttemptOutcome::Succeeded,
             error: None,
             retry_in_ms: None,
+            retryable: false,
         }],
         retry_base: 0,
         coalesced: 0,
@@ -73,6 +74,7 @@ fn job(id: u64, finished_ns: i64) -> JobInfo {
         progress: None,
         result: Some(result),
         error: None,
+        log: Vec::new(),
     }
 }
 

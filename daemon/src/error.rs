@@ -41,6 +41,12 @@ pub enum Error {
         role: &'static str,
         uid: u32,
     },
+    /// A submission whose arguments are wrong: nothing was queued.
+    #[error("`{command}` refused, nothing was queued: {source}")]
+    Refused {
+        command: &'static str,
+        source: Box<Error>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
     /// A task panicked or was aborted: a bug, which retrying would only repeat.
@@ -113,6 +119,7 @@ impl Classify for Error {
             Self::Engine(e) => e.class(),
             Self::Registry(e) => e.class(),
             Self::PermissionDenied { .. } => class(PermissionDenied, false),
+            Self::Refused { source, .. } => class(source.class().code, false),
             Self::State(e) => e.class(),
             Self::Listen(_) | Self::Internal(_) | Self::TaskFailed { .. } => class(Internal, false),
             Self::JobNotFound { .. } => class(NotFound, false),

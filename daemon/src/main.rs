@@ -291,6 +291,8 @@ fn init_tracing(level: &str) -> Result<LogReload, String> {
     tracing_subscriber::registry()
         .with(filter)
         .with(output)
+        // Copies each job's events into its record (`backupctl queue log ID`).
+        .with(backupd::queue::joblog::Layer)
         .try_init()
         .map_err(|e| format!("cannot initialise logging: {e}"))?;
     Ok(Box::new(move |level: &str| {
@@ -317,5 +319,23 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         super::Args::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_help() {
+        use clap::CommandFactory;
+        let mut cmd = super::Args::command();
+        cmd.build();
+        let missing: Vec<_> = cmd
+            .get_arguments()
+            .filter(|a| a.get_help().is_none() && a.get_long_help().is_none())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+        assert_eq!(
+            cmd.get_subcommands().count(),
+            0,
+            "walk subcommands too once they exist"
+        );
     }
 }

@@ -209,6 +209,8 @@ fn every_json_output_matches_its_schema() {
     c.run("queue-job", &["queue", "job", &noop]);
     c.run("queue-job", &["queue", "show", &noop]);
     c.run("queue-wait", &["queue", "wait", &noop]);
+    c.run("queue-wait", &["queue", "job", &noop, "--follow"]);
+    c.run("queue-log", &["queue", "log", &noop]);
     let failed = c.run(
         "error",
         &[

@@ -69,14 +69,23 @@ fn observers_see_no_job_arguments_results_or_error_texts() {
 
     let ok = json_ok(&d.ctl(&["--json", "backup", &private]));
     let backup_id = ok["job"].as_u64().expect("job id").to_string();
-    let missing = d
-        .dir
-        .path()
-        .join("missing-secret-path")
-        .display()
-        .to_string();
-    let failed = d.ctl(&["--json", "backup", &missing, "--retries", "0"]);
-    assert!(!failed.status.success(), "backup of a missing path fails");
+    // Fails while it runs (the snapshot exists, the path in it does not), so it is a job with
+    // an error text that names a path.
+    let missing = format!(
+        "{}:/missing-secret-path",
+        ok["snapshot"].as_str().expect("snapshot id")
+    );
+    let elsewhere = d.dir.path().join("restore-elsewhere");
+    let failed = d.ctl(&[
+        "--json",
+        "restore",
+        &missing,
+        "--target",
+        elsewhere.to_str().expect("utf8"),
+        "--retries",
+        "0",
+    ]);
+    assert!(!failed.status.success(), "restore of a missing path fails");
     let failed_text = String::from_utf8_lossy(&failed.stdout).into_owned();
     assert!(
         shows(&failed_text, "missing-secret-path"),

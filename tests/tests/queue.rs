@@ -116,19 +116,12 @@ fn unreachable_repository_is_retried_with_growing_delays_then_dead_letters_and_d
     assert!(j["result"]["snapshot"].is_string(), "{j:#}");
     d.check_clean(Some("moving"));
 
-    // A path that does not exist is a permanent error: no retries.
+    // A path that does not exist is a permanent error: refused at submission, no job to
+    // retry (tests/tests/job_results.rs covers the refusals).
     let missing = d.dir.path().join("does-not-exist");
-    let id = d.submit(&["backup", "--backoff", "1s", missing.to_str().expect("utf8")]);
-    let j = d.wait_job(id, &["dead-letter"], Duration::from_secs(30));
-    assert_eq!(
-        j["attempts"].as_array().expect("attempts").len(),
-        1,
-        "{j:#}"
-    );
-    assert!(j["error"]["message"]
-        .as_str()
-        .expect("error")
-        .contains("does-not-exist"));
+    let out = d.ctl(&["backup", "--backoff", "1s", missing.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does-not-exist"));
 }
 
 #[test]

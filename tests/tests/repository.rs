@@ -550,7 +550,8 @@ fn backup_of_a_missing_path_is_an_error_naming_it() {
     let d = TestDaemon::start();
     let missing = d.dir.path().join("no-such-dir");
     let out = d.ctl(&["backup", missing.to_str().expect("utf8")]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // Refused at submission as a usage error: nothing is queued.
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no-such-dir"),
         "{}",

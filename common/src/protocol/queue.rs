@@ -251,6 +251,9 @@ pub struct Attempt {
     pub error: Option<ErrorReply>,
     /// After a retryable failure: how long the job waited before the next attempt.
     pub retry_in_ms: Option<u64>,
+    /// It failed with an error that a later attempt may not meet (the error's class, decided
+    /// by the daemon): only then does running it again (`queue dlq retry`) make sense.
+    pub retryable: bool,
 }
 
 /// A job as the daemon keeps it.
@@ -285,6 +288,9 @@ pub struct JobInfo {
     pub result: Option<Response>,
     /// The error that ended the job (dead-letter) or the last retryable one (retry-wait).
     pub error: Option<ErrorReply>,
+    /// The job's own log lines over all its attempts, oldest first; the last 200 lines and at
+    /// most 64 KiB are kept (`backupctl queue log ID`).
+    pub log: Vec<String>,
 }
 
 impl JobInfo {
@@ -348,6 +354,8 @@ pub struct JobEvent {
     pub attempt: u32,
     pub progress: Option<OperationProgress>,
     pub error: Option<String>,
+    /// The snapshot a backup made, on its transition to `succeeded`.
+    pub snapshot: Option<String>,
 }
 
 /// Which finished jobs `queue history` lists. Filters combine (all must match).

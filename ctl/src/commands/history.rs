@@ -3,12 +3,13 @@
 use super::Failure;
 use crate::cli::HistoryArgs;
 use crate::client::Client;
+use crate::output::count;
 use crate::output::Output;
 use crate::progress::bytes;
-use backupd_common::protocol::{HistoryEntry, HistoryQuery};
+use backupd_common::protocol::{HistoryEntry, HistoryQuery, JobState};
 
 const HEADER: &str =
-    "    id finished                 outcome     kind          repo       source     try      took  files      added     stored";
+    "    id finished                 outcome     kind          repo       source     try      took  files      added     stored  result";
 
 pub async fn history(client: &mut Client, a: &HistoryArgs, out: &Output) -> Result<(), Failure> {
     let entries = client
@@ -36,10 +37,22 @@ fn table(entries: &[HistoryEntry]) -> String {
     text
 }
 
+/// The result in a word or two: what `queue job ID` shows in full.
+fn result(e: &HistoryEntry) -> String {
+    match (e.outcome, e.kind.as_str(), &e.snapshot) {
+        (JobState::Succeeded, "backup", Some(s)) => {
+            format!("snapshot {}", super::results::short(s))
+        }
+        (JobState::Succeeded, "restore", _) => format!("{} restored", count(e.files, "file")),
+        (JobState::Succeeded, _, _) => "done".to_owned(),
+        (outcome, _, _) => outcome.as_str().to_owned(),
+    }
+}
+
 fn line(e: &HistoryEntry) -> String {
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let mut line = format!(
-        "{:>6} {:<24} {:<11} {:<13} {:<10} {:<10} {:>3} {:>9} {:>6} {:>10} {:>10}",
+        "{:>6} {:<24} {:<11} {:<13} {:<10} {:<10} {:>3} {:>9} {:>6} {:>10} {:>10}  {}",
         e.id,
         super::queue::time(e.finished_ns),
         e.outcome.as_str(),
@@ -51,6 +64,7 @@ fn line(e: &HistoryEntry) -> String {
         e.files,
         bytes(e.bytes_added),
         bytes(e.bytes_stored),
+        result(e),
     );
     if let Some(error) = &e.error {
         let class = e.error_class.map(|c| c.as_str()).unwrap_or("error");

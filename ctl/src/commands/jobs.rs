@@ -216,7 +216,7 @@ pub async fn run(client: &mut Client, p: Prepared, out: &Output) -> Result<ExitC
     // Listening before the job exists: a Ctrl-C from then on detaches instead of killing us
     // half-way, and a test can interrupt as soon as it sees the job.
     let interrupt = interrupts()?;
-    let submitted = client.submit(p.spec).await?;
+    let submitted = client.submit(p.spec).await.map_err(Failure::submit)?;
     if !p.wait {
         // The daemon flushed the job to disk before it answered: it survives a restart.
         let view = json::job::SubmittedView::new(&submitted, kind);
@@ -316,13 +316,12 @@ pub fn ended(job: &JobInfo, out: &Output) -> Result<ExitCode, Failure> {
             failed(
                 e.code,
                 format!(
-                    "job {} ({}) failed after {}: {}; it is in the dead-letter queue (`backupctl \
-                     queue dlq retry {}` runs it again)",
+                    "job {} ({}) failed after {}: {}; {}",
                     job.id,
                     job.kind.name(),
                     tries(job),
                     e.message,
-                    job.id
+                    super::queue::dead_letter_advice(job)
                 ),
             )
         }

@@ -25,6 +25,25 @@ pub enum Failure {
     Usage(String),
     /// A local failure before asking the daemon, e.g. an unreadable password file (exit code 2).
     Local(String),
+    /// The daemon refused a job's arguments at submission (an unknown snapshot or repository,
+    /// a missing path, a bad glob): a usage error (exit code 64), nothing was queued.
+    Refused(ClientError),
+}
+
+impl Failure {
+    /// A failed submission: the daemon checks what it can before queueing, and a request it
+    /// finds wrong (`InvalidArgument`, `NotFound`) is the command line's mistake.
+    pub fn submit(e: ClientError) -> Self {
+        use backupd_common::error::ErrorCode;
+        match &e {
+            ClientError::Remote(r)
+                if matches!(r.code, ErrorCode::InvalidArgument | ErrorCode::NotFound) =>
+            {
+                Self::Refused(e)
+            }
+            _ => Self::Client(e),
+        }
+    }
 }
 
 impl From<ClientError> for Failure {

@@ -7,7 +7,9 @@ use crate::exit::ExitCode;
 use crate::json::{self, job::JobView};
 use crate::output::Output;
 use crate::progress::bytes;
-use backupd_common::protocol::{JobEvent, JobInfo, JobKind, OperationProgress, QueueStatus};
+use backupd_common::protocol::{
+    AttemptOutcome, JobEvent, JobInfo, JobKind, JobState, OperationProgress, QueueStatus, Response,
+};
 use std::time::Duration;
 
 pub use crate::json::time;
@@ -55,16 +57,140 @@ fn target(kind: &JobKind) -> String {
     }
 }
 
+/// What to do about a dead-letter job. Running it again only helps when it failed with a
+/// retryable error and ran out of attempts; a permanent failure (a wrong argument, damaged
+/// data) fails the same way again, so it says to fix the cause instead.
+pub fn dead_letter_advice(job: &JobInfo) -> String {
+    let last_failed = job
+        .attempts
+        .iter()
+        .rev()
+        .find(|a| a.outcome == AttemptOutcome::Failed);
+    match last_failed {
+        Some(a) if a.retryable => format!(
+            "it ran out of retries and is in the dead-letter queue; once the cause is fixed, \
+             `backupctl queue dlq retry {}` runs it again",
+            job.id
+        ),
+        Some(_) => "it is in the dead-letter queue without retries: the error is permanent, so \
+                    running it again would fail the same way; fix the cause and submit a new job"
+            .to_owned(),
+        // Not ended by a failed attempt (e.g. crashes): its own error says what to do.
+        None => "it is in the dead-letter queue".to_owned(),
+    }
+}
+
+/// What a finished job produced, in a few lines: `queue job` shows it under the job.
+fn result_text(result: &Response) -> String {
+    use crate::output::count;
+    match result {
+        Response::Backup(r) => {
+            let s = &r.stats;
+            let mut text = format!(
+                "snapshot {}{}\n    {} ({} read), {}; {} in the snapshot, {} read, {} new to \
+                 the repository, {} stored",
+                r.snapshot,
+                r.parent
+                    .as_deref()
+                    .map(|p| format!(" (parent {})", super::results::short(p)))
+                    .unwrap_or_default(),
+                count(s.files, "file"),
+                s.files_read,
+                count(s.dirs, "dir"),
+                bytes(s.bytes_total),
+                bytes(s.bytes_read),
+                bytes(s.bytes_added),
+                bytes(s.bytes_stored)
+            );
+            if !r.skipped.is_empty() {
+                text.push_str(&format!(
+                    "\n    {} could not be read",
+                    count(r.skipped.len() as u64, "path")
+                ));
+            }
+            text
+        }
+        Response::Restore(r) => format!(
+            "from snapshot {}: {}, {}, {} ({}){}",
+            super::results::short(&r.snapshot),
+            count(r.files, "file"),
+            count(r.dirs, "dir"),
+            crate::output::count_as(r.other, "other", "others"),
+            bytes(r.bytes),
+            match r.failed.len() {
+                0 => String::new(),
+                n => format!("; {} failed", count(n as u64, "file")),
+            }
+        ),
+        Response::Check(r) => {
+            let mut text = format!(
+                "{} checked, {} read; {}",
+                count(r.snapshots, "snapshot"),
+                count(r.packs_read, "pack"),
+                match r.problems.len() {
+                    0 => "no problems found".to_owned(),
+                    n => format!(
+                        "{} in {}",
+                        count(n as u64, "problem"),
+                        count(r.damaged_packs.len() as u64, "damaged pack")
+                    ),
+                }
+            );
+            for p in &r.problems {
+                text.push_str(&format!("\n    {}", p.message));
+            }
+            for note in &r.notes {
+                text.push_str(&format!("\n    note: {note}"));
+            }
+            text
+        }
+        Response::Forget(r) => {
+            let kept = r.decisions.iter().filter(|d| d.keep).count() as u64;
+            format!(
+                "{} {}, {} kept{}",
+                count(r.removed, "snapshot"),
+                if r.dry_run {
+                    "would be removed"
+                } else {
+                    "removed"
+                },
+                kept,
+                r.prune
+                    .as_ref()
+                    .map(|p| format!(
+                        "; pruned {}, {} -> {}",
+                        count(p.packs_deleted, "pack"),
+                        bytes(p.bytes_before),
+                        bytes(p.bytes_after)
+                    ))
+                    .unwrap_or_default()
+            )
+        }
+        Response::RebuildIndex(r) => format!(
+            "index of {}, {}; {} left out",
+            count(r.packs, "pack"),
+            count(r.blobs, "blob"),
+            count(r.unreadable.len() as u64, "unreadable pack")
+        ),
+        Response::Noop { slept_ms } => format!("slept {slept_ms} ms"),
+        other => format!("{other:?}"),
+    }
+}
+
 fn progress_text(p: &OperationProgress) -> String {
     match (p.files_total, p.bytes_total) {
         (Some(f), Some(b)) => format!(
-            "{}/{} files, {}/{}",
+            "{}/{}, {}/{}",
             p.files_done,
-            f,
+            crate::output::count(f, "file"),
             bytes(p.bytes_done),
             bytes(b)
         ),
-        _ => format!("{} files, {}", p.files_done, bytes(p.bytes_done)),
+        _ => format!(
+            "{}, {}",
+            crate::output::count(p.files_done, "file"),
+            bytes(p.bytes_done)
+        ),
     }
 }
 
@@ -137,12 +263,15 @@ fn job_text(j: &JobInfo) -> String {
         j.submitter_uid
     );
     if j.coalesced > 0 {
-        text.push_str(&format!(" (and {} equal submissions merged)", j.coalesced));
+        text.push_str(&format!(
+            " (and {} merged)",
+            crate::output::count(j.coalesced, "equal submission")
+        ));
     }
     text.push_str(&format!(
-        "\n  limits: timeout {}, {} retries, first backoff {}",
+        "\n  limits: timeout {}, {}, first backoff {}",
         humantime::format_duration(Duration::from_millis(j.timeout_ms)),
-        j.retries,
+        crate::output::count(j.retries, "retry"),
         humantime::format_duration(Duration::from_millis(j.backoff_ms))
     ));
     for a in &j.attempts {
@@ -174,6 +303,12 @@ fn job_text(j: &JobInfo) -> String {
     if let Some(e) = &j.error {
         text.push_str(&format!("\n  error: {}", e.message));
     }
+    if j.state == JobState::DeadLetter {
+        text.push_str(&format!("\n  {}", dead_letter_advice(j)));
+    }
+    if let Some(r) = &j.result {
+        text.push_str(&format!("\n  result: {}", result_text(r)));
+    }
     text
 }
 
@@ -198,6 +333,7 @@ fn event_text(e: &JobEvent) -> String {
             e.error
                 .as_ref()
                 .map(|m| format!(": {m}"))
+                .or_else(|| e.snapshot.as_ref().map(|s| format!(": snapshot {s}")))
                 .unwrap_or_default()
         ),
     }
@@ -214,13 +350,25 @@ pub async fn run(
             let s = client.queue_status().await?;
             out.value(&json::job::QueueStatusView::from(&s), || status_text(&s));
         }
-        QueueCommand::Job { id } => {
+        QueueCommand::Job { id, follow: true } | QueueCommand::Wait { id } => {
+            let interrupt = jobs::interrupts()?;
+            return jobs::follow(client, *id, out, interrupt).await;
+        }
+        QueueCommand::Job { id, follow: false } => {
             let j = client.job(*id).await?;
             out.value(&JobView::from(&j), || job_text(&j));
         }
-        QueueCommand::Wait { id } => {
-            let interrupt = jobs::interrupts()?;
-            return jobs::follow(client, *id, out, interrupt).await;
+        QueueCommand::Log { id } => {
+            let j = client.job(*id).await?;
+            let view = json::job::LogView {
+                id: j.id,
+                state: j.state.as_str(),
+                lines: &j.log,
+            };
+            out.value(&view, || match j.log.is_empty() {
+                true => format!("job {} ({}) has no log lines", j.id, j.state.as_str()),
+                false => j.log.join("\n"),
+            });
         }
         QueueCommand::Cancel { id } => {
             let j = client.cancel(*id).await?;
@@ -252,7 +400,7 @@ pub async fn run(
         QueueCommand::Dlq(DlqCommand::Purge) => {
             let n = client.purge_dead_letters().await?;
             out.value(&serde_json::json!({"purged": n}), || {
-                format!("{n} dead-letter jobs deleted")
+                format!("{} deleted", crate::output::count(n, "dead-letter job"))
             });
         }
         QueueCommand::History(a) => super::history::history(client, a, out).await?,

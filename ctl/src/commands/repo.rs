@@ -11,14 +11,14 @@ use backupd_common::protocol::RepoInfo;
 
 fn repo_line(r: &RepoInfo) -> String {
     format!(
-        "{}{}  {}  (id {}, {} snapshots, key file {})",
+        "{}{}  {}  (id {}, {}, key file {})",
         r.name,
         if r.is_default { " (default)" } else { "" },
         r.path,
         r.id.get(..8).unwrap_or(&r.id),
         r.snapshots
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "?".into()),
+            .map(|n| crate::output::count(n, "snapshot"))
+            .unwrap_or_else(|| "? snapshots".into()),
         r.key_file
     )
 }

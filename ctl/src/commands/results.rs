@@ -4,7 +4,7 @@
 
 use crate::exit::ExitCode;
 use crate::json::result::{FinishedView, ResultView};
-use crate::output::Output;
+use crate::output::{count, count_as, Output};
 use crate::progress::bytes;
 use backupd_common::protocol::{
     BackupDryRunResult, BackupResult, CheckResult, ForgetResult, JobId, Response, RestoreResult,
@@ -13,11 +13,6 @@ use backupd_common::protocol::{
 /// The first 8 characters of an id, as tables show it (the whole id if shorter).
 pub fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
-}
-
-/// `1 file`, `2 files`.
-fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
@@ -33,8 +28,8 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
             out.value(&finished, || backup_text(job, r));
             if !r.skipped.is_empty() {
                 eprintln!(
-                    "backupctl: backup is partial: {} paths could not be read",
-                    r.skipped.len()
+                    "backupctl: backup is partial: {} could not be read",
+                    count(r.skipped.len() as u64, "path")
                 );
                 return ExitCode::Warning;
             }
@@ -44,8 +39,8 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
             out.value(&finished, || restore_text(r));
             if !r.failed.is_empty() {
                 eprintln!(
-                    "backupctl: restore is partial: {} files could not be restored",
-                    r.failed.len()
+                    "backupctl: restore is partial: {} could not be restored",
+                    count(r.failed.len() as u64, "file")
                 );
                 return ExitCode::Warning;
             }
@@ -55,9 +50,9 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
             out.value(&finished, || check_text(r));
             if !r.problems.is_empty() {
                 eprintln!(
-                    "backupctl: check found {} problems in {} damaged packs",
-                    r.problems.len(),
-                    r.damaged_packs.len()
+                    "backupctl: check found {} in {}",
+                    count(r.problems.len() as u64, "problem"),
+                    count(r.damaged_packs.len() as u64, "damaged pack")
                 );
                 return ExitCode::Warning;
             }
@@ -65,8 +60,10 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
         Response::RebuildIndex(r) => {
             out.value(&finished, || {
                 let mut text = format!(
-                    "index rebuilt: {} packs, {} blobs; {} old index files replaced",
-                    r.packs, r.blobs, r.old_index_files
+                    "index rebuilt: {}, {}; {} replaced",
+                    count(r.packs, "pack"),
+                    count(r.blobs, "blob"),
+                    count(r.old_index_files, "old index file")
                 );
                 for (pack, why) in &r.unreadable {
                     text.push_str(&format!("\nleft out pack {pack}: {why}"));
@@ -101,11 +98,11 @@ fn backup_text(job: JobId, r: &BackupResult) -> String {
     let mut text = format!(
         "{head}\n{}, {}: {} in the snapshot\nread {} in {}; stored {} new ({} of new data and \
          metadata, compressed and encrypted) in {:.1}s",
-        count(s.files, "file", "files"),
-        count(s.dirs, "dir", "dirs"),
+        count(s.files, "file"),
+        count(s.dirs, "dir"),
         bytes(s.bytes_total),
         bytes(s.bytes_read),
-        count(s.files_read, "file", "files"),
+        count(s.files_read, "file"),
         bytes(s.bytes_stored),
         bytes(s.bytes_added),
         s.duration_ms as f64 / 1000.0
@@ -120,11 +117,11 @@ fn dry_run_text(r: &BackupDryRunResult) -> String {
     let mut text = format!(
         "dry run, nothing written: {}, {}: {} to back up\nwould read {} in {}; about {} new \
          ({} of new data and metadata before compression and encryption)",
-        count(r.files, "file", "files"),
-        count(r.dirs, "dir", "dirs"),
+        count(r.files, "file"),
+        count(r.dirs, "dir"),
         bytes(r.bytes_total),
         bytes(r.bytes_read),
-        count(r.files_read, "file", "files"),
+        count(r.files_read, "file"),
         bytes(r.bytes_new_stored),
         bytes(r.bytes_new),
     );
@@ -139,10 +136,10 @@ fn dry_run_text(r: &BackupDryRunResult) -> String {
 
 fn restore_text(r: &RestoreResult) -> String {
     let mut text = format!(
-        "restored {}, {}, {} other ({}) from {} into {}",
-        count(r.files, "file", "files"),
-        count(r.dirs, "dir", "dirs"),
-        r.other,
+        "restored {}, {}, {} ({}) from {} into {}",
+        count(r.files, "file"),
+        count(r.dirs, "dir"),
+        count_as(r.other, "other", "others"),
         bytes(r.bytes),
         short(&r.snapshot),
         r.target
@@ -179,8 +176,8 @@ fn forget_text(r: &ForgetResult) -> String {
         ));
     }
     text.push_str(&format!(
-        "{} snapshots {}",
-        r.removed,
+        "{} {}",
+        count(r.removed, "snapshot"),
         if r.dry_run {
             "would be removed (dry run)"
         } else {
@@ -189,11 +186,11 @@ fn forget_text(r: &ForgetResult) -> String {
     ));
     if let Some(p) = &r.prune {
         text.push_str(&format!(
-            "\npruned: {} packs deleted, {} repacked into {}, {} blobs removed; {} -> {}",
-            p.packs_deleted,
-            p.packs_repacked,
+            "\npruned: {} deleted, {} repacked into {}, {} removed; {} -> {}",
+            count(p.packs_deleted, "pack"),
+            count(p.packs_repacked, "pack"),
             p.packs_written,
-            p.blobs_removed,
+            count(p.blobs_removed, "blob"),
             bytes(p.bytes_before),
             bytes(p.bytes_after)
         ));
@@ -206,8 +203,12 @@ fn forget_text(r: &ForgetResult) -> String {
 
 fn check_text(r: &CheckResult) -> String {
     let mut text = format!(
-        "{} snapshots, {} trees, {} blobs in {} packs; {} packs read",
-        r.snapshots, r.trees, r.blobs, r.packs, r.packs_read
+        "{}, {}, {} in {}; {} read",
+        count(r.snapshots, "snapshot"),
+        count(r.trees, "tree"),
+        count(r.blobs, "blob"),
+        count(r.packs, "pack"),
+        count(r.packs_read, "pack")
     );
     for note in &r.notes {
         text.push_str(&format!("\nnote: {note}"));
@@ -216,9 +217,9 @@ fn check_text(r: &CheckResult) -> String {
         text.push_str("\nno problems found");
     } else {
         text.push_str(&format!(
-            "\n{} problems in {} damaged packs:",
-            r.problems.len(),
-            r.damaged_packs.len()
+            "\n{} in {}:",
+            count(r.problems.len() as u64, "problem"),
+            count(r.damaged_packs.len() as u64, "damaged pack")
         ));
         for p in &r.problems {
             text.push_str(&format!(
@@ -240,7 +241,10 @@ fn check_text(r: &CheckResult) -> String {
                 text.push_str(&format!("\n    {path}"));
             }
             if p.paths.len() > 10 {
-                text.push_str(&format!("\n    ... and {} more paths", p.paths.len() - 10));
+                text.push_str(&format!(
+                    "\n    ... and {} more",
+                    count((p.paths.len() - 10) as u64, "path")
+                ));
             }
         }
     }

@@ -21,14 +21,14 @@ fn line(s: &SourceInfo) -> String {
         _ => "no snapshot yet".into(),
     };
     let mut text = format!(
-        "{}{}  {}  -> {}  {} ({} dirs watched), {} paths pending{}; {}",
+        "{}{}  {}  -> {}  {} ({} watched), {} pending{}; {}",
         super::queue::lossy(s.spec.name.as_bytes()),
         if s.transient { " (this run)" } else { "" },
         super::queue::lossy(&s.spec.path),
         s.spec.repo.as_deref().unwrap_or("default"),
         watch_state(s.state),
-        s.dirs_watched,
-        s.pending_paths,
+        crate::output::count(s.dirs_watched, "dir"),
+        crate::output::count(s.pending_paths, "path"),
         s.job.map(|j| format!(", job {j}")).unwrap_or_default(),
         last
     );

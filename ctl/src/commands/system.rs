@@ -55,9 +55,9 @@ pub async fn run(
                     });
                     out.value(&summary, || {
                         format!(
-                            "exported {} repositories and {} sources to {}",
-                            counts.0,
-                            counts.1,
+                            "exported {} and {} to {}",
+                            crate::output::count(counts.0 as u64, "repository"),
+                            crate::output::count(counts.1 as u64, "source"),
                             path.display()
                         )
                     });

@@ -150,6 +150,14 @@ impl From<&JobKind> for KindView {
     }
 }
 
+/// `queue log ID`: the job's own log lines, oldest first.
+#[derive(Debug, Serialize)]
+pub struct LogView<'a> {
+    pub id: u64,
+    pub state: &'static str,
+    pub lines: &'a [String],
+}
+
 /// An error the daemon reported: the same shape as a failed command's `error` object.
 #[derive(Debug, Serialize)]
 pub struct ErrorView {
@@ -196,6 +204,7 @@ pub struct AttemptView {
     pub outcome: &'static str,
     pub error: Option<ErrorView>,
     pub retry_in_ms: Option<u64>,
+    pub retryable: bool,
 }
 
 impl From<&Attempt> for AttemptView {
@@ -209,6 +218,7 @@ impl From<&Attempt> for AttemptView {
             outcome: outcome(a.outcome),
             error: a.error.as_ref().map(ErrorView::from),
             retry_in_ms: a.retry_in_ms,
+            retryable: a.retryable,
         }
     }
 }
@@ -372,6 +382,7 @@ pub struct EventView {
     pub attempt: u32,
     pub progress: Option<ProgressView>,
     pub error: Option<String>,
+    pub snapshot: Option<String>,
 }
 
 impl From<&JobEvent> for EventView {
@@ -388,6 +399,7 @@ impl From<&JobEvent> for EventView {
             attempt: e.attempt,
             progress: e.progress.as_ref().map(ProgressView::from),
             error: e.error.clone(),
+            snapshot: e.snapshot.clone(),
         }
     }
 }
@@ -432,6 +444,7 @@ mod tests {
                 progress: None,
                 result: None,
                 error: None,
+                log: Vec::new(),
             };
             let args = serde_json::to_value(KindView::from(&kind)).expect("kind");
             let entry = serde_json::to_string(&JobView::from(&job)).expect("job");

@@ -4,9 +4,11 @@
 use super::view::{path_of, stats_view};
 use super::{Claim, Operation, Run};
 use crate::engine::backup::{backup, dry_run, BackupOptions};
+use crate::engine::excludes::Excludes;
 use crate::engine::incremental::Change;
 use crate::engine::EngineError;
 use crate::error::Error;
+use crate::repo::registry::Registry;
 use backupd_common::ids::SnapshotId;
 use backupd_common::paths::escape_path;
 use backupd_common::protocol::{
@@ -31,6 +33,23 @@ impl Operation for Backup {
             repo: args.repo.take(),
             ..BackupRequest::default()
         }
+    }
+
+    /// The paths exist, the exclude globs compile and the exclude files read.
+    fn validate(r: &BackupRequest, _: &Registry) -> Result<(), Error> {
+        for p in &r.paths {
+            let path = path_of(p.clone());
+            if let Err(e) = path.symlink_metadata() {
+                return Err(EngineError::Source {
+                    path: path.display().to_string(),
+                    reason: format!("cannot back it up: {e}"),
+                }
+                .into());
+            }
+        }
+        let files: Vec<_> = r.exclude_files.iter().cloned().map(path_of).collect();
+        Excludes::new(&r.excludes, &files).map_err(EngineError::from)?;
+        Ok(())
     }
 
     fn run(r: BackupRequest, run: &Run<'_>) -> Result<Response, Error> {

@@ -4,8 +4,10 @@
 use super::{Claim, Operation, Run};
 use crate::engine::forget::{forget, ForgetOptions, Policy};
 use crate::engine::leftovers::kept_note;
+use crate::engine::EngineError;
 use crate::error::Error;
 use crate::repo::format_rfc3339;
+use crate::repo::registry::Registry;
 use backupd_common::protocol::{
     ForgetDecision, ForgetRequest, ForgetResult, Permission, PruneSummary, Response,
 };
@@ -23,6 +25,19 @@ impl Operation for Forget {
 
     /// Repository name, a policy and snapshot ids: nothing to hide.
     fn redact(_: &mut ForgetRequest) {}
+
+    /// Every named snapshot resolves to exactly one snapshot file.
+    fn validate(r: &ForgetRequest, repos: &Registry) -> Result<(), Error> {
+        if r.snapshots.is_empty() {
+            return Ok(());
+        }
+        let (_, repo) = repos.open(r.repo.as_deref())?;
+        for spec in &r.snapshots {
+            repo.resolve_snapshot_name(spec)
+                .map_err(EngineError::from)?;
+        }
+        Ok(())
+    }
 
     fn run(r: ForgetRequest, run: &Run<'_>) -> Result<Response, Error> {
         let (_, repo) = run.env.repos.open(r.repo.as_deref())?;

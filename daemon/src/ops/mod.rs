@@ -80,6 +80,13 @@ pub trait Operation {
     /// Empties what an observer (a non-admin) must not read: paths, targets, free text.
     fn redact(args: &mut Self::Args);
 
+    /// Checks at submission what can be checked before the job exists (snapshot ids, paths,
+    /// globs), so a typo is refused at once instead of becoming a dead letter. Blocking. Only
+    /// errors classed `InvalidArgument` or `NotFound` refuse the job (see [`validate`]).
+    fn validate(_args: &Self::Args, _repos: &Registry) -> Result<(), Error> {
+        Ok(())
+    }
+
     fn run(args: Self::Args, run: &Run<'_>) -> Result<Response, Error>;
 }
 
@@ -122,6 +129,12 @@ macro_rules! register {
             }
         }
 
+        fn validate_kind(kind: &JobKind, repos: &Registry) -> Result<(), Error> {
+            match kind {
+                $(JobKind::$variant(a) => <$op>::validate(a, repos),)*
+            }
+        }
+
         /// Runs one attempt of a job (blocking).
         pub fn run(kind: JobKind, run: &Run<'_>) -> Result<Response, Error> {
             match kind {
@@ -129,6 +142,52 @@ macro_rules! register {
             }
         }
     };
+}
+
+/// Checks a job's arguments before it is queued (blocking). A mistake in the request (an
+/// unknown snapshot, a missing path, a bad glob) refuses it with [`Error::Refused`]. Anything
+/// else (an unreachable repository, a busy lock) says nothing about the request: the job is
+/// queued and its run meets the problem with retries.
+pub fn validate(kind: &JobKind, repos: &Registry) -> Result<(), Error> {
+    match validate_kind(kind, repos).map_err(|e| refused(command(kind), e)) {
+        Err(e @ Error::Refused { .. }) => Err(e),
+        Err(e) => {
+            tracing::debug!(kind = kind.name(), error = %e, "submission not validated; queued anyway");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
+/// `error`, met while submitting with `command`, as a refusal when it is the request's fault
+/// (`InvalidArgument`, `NotFound`: an unknown repository or snapshot, a bad path or glob).
+pub fn refused(command: &'static str, error: Error) -> Error {
+    use crate::error::Classify;
+    use backupd_common::error::ErrorCode;
+    if matches!(
+        error.class().code,
+        ErrorCode::InvalidArgument | ErrorCode::NotFound
+    ) {
+        Error::Refused {
+            command,
+            source: Box::new(error),
+        }
+    } else {
+        error
+    }
+}
+
+/// The `backupctl` command that submits `kind`, for messages that name what the user typed
+/// (every kind can also be submitted as `queue add KIND`).
+pub fn command(kind: &JobKind) -> &'static str {
+    match kind {
+        JobKind::Backup(_) => "backup",
+        JobKind::Restore(_) => "restore",
+        JobKind::Forget(_) => "forget",
+        JobKind::Check(_) => "repo check",
+        JobKind::RebuildIndex(_) => "repo rebuild-index",
+        JobKind::Noop(_) => "queue add noop",
+    }
 }
 
 register! {

@@ -5,9 +5,10 @@
 
 use super::view::path_of;
 use super::{Claim, Operation, Run};
-use crate::engine::restore::{restore, RestoreOptions};
+use crate::engine::restore::{restore, Filter, RestoreOptions};
 use crate::engine::EngineError;
 use crate::error::Error;
+use crate::repo::registry::Registry;
 use backupd_common::paths::escape_path;
 use backupd_common::protocol::{Permission, Response, RestoreRequest, RestoreResult};
 use std::os::unix::ffi::OsStrExt;
@@ -28,6 +29,28 @@ impl Operation for Restore {
             repo: args.repo.take(),
             ..RestoreRequest::default()
         }
+    }
+
+    /// The snapshot resolves, the globs compile, the target's parent exists.
+    fn validate(r: &RestoreRequest, repos: &Registry) -> Result<(), Error> {
+        Filter::new(&r.includes, &r.excludes)?;
+        // Without a target the daemon restores into its own state directory, which exists.
+        let target = r.target.clone().map(path_of);
+        if let Some((target, parent)) = target
+            .as_ref()
+            .and_then(|t| Some((t, t.parent().filter(|p| !p.as_os_str().is_empty())?)))
+        {
+            if !parent.is_dir() {
+                return Err(EngineError::Target {
+                    path: target.display().to_string(),
+                    reason: format!("{} is not an existing directory", parent.display()),
+                }
+                .into());
+            }
+        }
+        let (_, repo) = repos.open(r.repo.as_deref())?;
+        repo.find_snapshot(&r.snapshot).map_err(EngineError::from)?;
+        Ok(())
     }
 
     fn run(r: RestoreRequest, run: &Run<'_>) -> Result<Response, Error> {

@@ -66,6 +66,7 @@ pub fn new_job(id: JobId, spec: JobSpec, submitter_uid: u32, now: i64, limits: L
         progress: None,
         result: None,
         error: None,
+        log: Vec::new(),
     }
 }
 
@@ -92,6 +93,7 @@ pub fn start(job: &mut JobInfo, now: i64) {
         outcome: AttemptOutcome::Running,
         error: None,
         retry_in_ms: None,
+        retryable: false,
     });
 }
 
@@ -118,6 +120,13 @@ pub fn finish(job: &mut JobInfo, ending: Ending, now: i64, jitter: f64, backoff_
         a.finished_ns = Some(now);
         a.outcome = outcome;
         a.error = error.clone();
+        a.retryable = matches!(
+            ending,
+            Ending::Failed {
+                retryable: true,
+                ..
+            }
+        );
     }
     match ending {
         Ending::Succeeded(response) => {
@@ -195,11 +204,12 @@ pub fn recover(job: &mut JobInfo, now: i64, max_crashes: u32) -> bool {
         job.error = Some(ErrorReply::new(
             backupd_common::error::ErrorCode::Internal,
             format!(
-                "job {} ({}) crashed the daemon {crashes} times (it was running each time the \
-                 daemon died) and is not run again; see the daemon's log, then `backupctl queue \
-                 dlq retry {}` (queue.max_crashes sets the limit)",
+                "job {} ({}) crashed the daemon {} (it was running each time the daemon died) \
+                 and is not run again; see the daemon's log, then `backupctl queue dlq retry {}` \
+                 (queue.max_crashes sets the limit)",
                 job.id,
                 job.kind.name(),
+                backupd_common::plural::count(crashes, "time"),
                 job.id
             ),
         ));

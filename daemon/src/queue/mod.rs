@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod job;
+pub mod joblog;
 pub mod limit;
 pub mod pick;
 pub mod store;
@@ -172,6 +173,12 @@ impl Queue {
         progress: Option<OperationProgress>,
     ) {
         inner.seq += 1;
+        let snapshot = match (&progress, job.state, &job.result) {
+            (None, JobState::Succeeded, Some(backupd_common::protocol::Response::Backup(r))) => {
+                Some(r.snapshot.clone())
+            }
+            _ => None,
+        };
         let event = JobEvent {
             seq: inner.seq,
             time_ns: self.clock.now(),
@@ -189,6 +196,7 @@ impl Queue {
                 }
                 _ => None,
             },
+            snapshot,
         };
         if inner.recent.len() == RECENT_EVENTS {
             inner.recent.pop_front();
@@ -298,6 +306,7 @@ impl Queue {
         let mut j = inner.jobs.get(&id)?.clone();
         if let Some(r) = inner.running.get(&id) {
             j.progress = Some(r.sample());
+            joblog::append(&mut j.log, joblog::peek(id));
         }
         Some(j)
     }

@@ -6,7 +6,7 @@
 //! nothing new starts and running jobs are told to stop: they are queued again.
 
 use super::job::{self, Ending, StopReason};
-use super::{pick, Queue, Running};
+use super::{joblog, pick, Queue, Running};
 use crate::context::SettingsHandle;
 use crate::engine::progress::Progress;
 use crate::ops;
@@ -167,7 +167,10 @@ impl RunTask {
         let mut handle = {
             let (env, kind, attempt) = (s.env.clone(), self.kind, self.attempt);
             let (progress, cancel) = (self.progress.clone(), self.cancel.clone());
+            joblog::open(id);
             tokio::task::spawn_blocking(move || {
+                // Events of the run (engine warnings, skipped files) go to the job's log.
+                let _span = tracing::info_span!(joblog::SPAN, id).entered();
                 let run = ops::Run {
                     env: &env,
                     attempt,
@@ -238,8 +241,7 @@ impl Queue {
         };
         let jitter = rand::random::<f64>() * 0.25;
         job::finish(&mut j, ending, now, jitter, q.backoff_max);
-        persist(self, &j);
-        self.emit(&mut inner, &j, Some(JobState::Running), None);
+        // Logged before the job's log is taken, so the end is in it too.
         match j.state {
             JobState::Succeeded => tracing::info!(job = id, kind = j.kind.name(), "job succeeded"),
             JobState::RetryWait => tracing::warn!(
@@ -264,6 +266,9 @@ impl Queue {
                 "job ended"
             ),
         }
+        joblog::append(&mut j.log, joblog::take(id));
+        persist(self, &j);
+        self.emit(&mut inner, &j, Some(JobState::Running), None);
         inner.jobs.insert(id, j);
         self.prune_history(&mut inner, q, now);
     }

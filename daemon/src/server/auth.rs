@@ -42,8 +42,14 @@ pub fn check(identity: &Identity, request: &Request) -> Result<(), Error> {
     if identity.role.grants(needed) {
         Ok(())
     } else {
+        // A submission is named by the command that submits its kind (`backup`, `repo
+        // check`), not by the generic request every such command sends.
+        let name = match request {
+            Request::Queue(QueueRequest::Submit(spec)) => crate::ops::command(&spec.kind),
+            other => other.name(),
+        };
         Err(Error::PermissionDenied {
-            request: request.name(),
+            request: name,
             permission: needed.as_str(),
             role: identity.role.as_str(),
             uid: identity.uid,
@@ -82,6 +88,11 @@ mod tests {
             role: Role::Observer,
         };
         assert!(check_denies(&observer, &restore));
+        let message = super::check(&observer, &restore).map_err(|e| e.to_string());
+        assert!(
+            matches!(&message, Err(m) if m.contains("`restore` needs permission")),
+            "{message:?}"
+        );
     }
 
     fn check_denies(identity: &Identity, request: &Request) -> bool {

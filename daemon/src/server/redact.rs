@@ -24,6 +24,8 @@ pub fn job(j: &mut JobInfo) {
     // Each kind's operation says what of its arguments an observer may see.
     crate::ops::redact(&mut j.kind);
     j.result = None;
+    // Log lines name files.
+    j.log.clear();
     if let Some(e) = &mut j.error {
         hidden_error(e);
     }
@@ -154,6 +156,7 @@ mod tests {
                     "/home/alice/secret-plans: no such file",
                 )),
                 retry_in_ms: None,
+                retryable: false,
             }],
             retry_base: 0,
             coalesced: 0,
@@ -164,6 +167,7 @@ mod tests {
                 backupd_common::error::ErrorCode::NotFound,
                 "/home/alice/secret-plans: no such file",
             )),
+            log: vec!["INFO reading /home/alice/secret-plans".into()],
         };
         job(&mut j);
         let text = format!("{j:?}");

@@ -49,18 +49,24 @@ pub async fn handle(services: &Services, identity: &Identity, request: QueueRequ
 }
 
 /// Pins the repository name the job refers to (so conflicts and coalescing compare like with
-/// like, and a later change of the default does not redirect it), then queues the job.
+/// like, and a later change of the default does not redirect it), refuses arguments that are
+/// wrong already (`ops::validate`), then queues the job.
 async fn submit(
     services: &Services,
     identity: &Identity,
     mut spec: JobSpec,
 ) -> Result<Response, Error> {
+    let command = crate::ops::command(&spec.kind);
     if let Some(field) = spec.kind.repo_mut() {
         let registry = services.repos.clone();
         let name = field.clone();
-        let entry = blocking(move || Ok(registry.entry(name.as_deref())?)).await?;
+        let entry = blocking(move || Ok(registry.entry(name.as_deref())?))
+            .await
+            .map_err(|e| crate::ops::refused(command, e))?;
         *field = Some(entry.name);
     }
+    let (registry, kind) = (services.repos.clone(), spec.kind.clone());
+    blocking(move || crate::ops::validate(&kind, &registry)).await?;
     let q = services.settings.get().config.queue.clone();
     let submitted = services.queue.submit(spec, identity.uid, &q).await?;
     Ok(Response::Submitted(submitted))

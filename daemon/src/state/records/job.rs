@@ -41,6 +41,9 @@ pub struct JobRecord {
     #[serde(default)]
     pub result: Option<serde_json::Value>,
     pub error: Option<ErrorRecord>,
+    /// The job's own log lines (absent before they were kept).
+    #[serde(default)]
+    pub log: Vec<String>,
 }
 
 versioned!(JobRecord, 2);
@@ -85,6 +88,9 @@ pub struct AttemptRecord {
     pub outcome: OutcomeRecord,
     pub error: Option<ErrorRecord>,
     pub retry_in_ms: Option<u64>,
+    /// Absent in records written before it existed: read as not retryable.
+    #[serde(default)]
+    pub retryable: bool,
 }
 
 /// An error as stored: its code by name (an unknown name reads as `Internal`).
@@ -237,6 +243,7 @@ impl From<&JobInfo> for JobRecord {
             progress: _,
             result,
             error,
+            log,
         } = j;
         Self {
             v: <Self as super::Record>::VERSION,
@@ -258,6 +265,7 @@ impl From<&JobInfo> for JobRecord {
             cancel_requested: *cancel_requested,
             result: result.as_ref().and_then(|r| serde_json::to_value(r).ok()),
             error: error.as_ref().map(ErrorRecord::from),
+            log: log.clone(),
         }
     }
 }
@@ -299,6 +307,7 @@ impl From<JobRecord> for JobInfo {
             cancel_requested,
             result: _,
             error,
+            log,
         } = r;
         Self {
             id,
@@ -324,6 +333,7 @@ impl From<JobRecord> for JobInfo {
             progress: None,
             result,
             error: error.map(ErrorReply::from),
+            log,
         }
     }
 }
@@ -369,6 +379,7 @@ impl From<&Attempt> for AttemptRecord {
             outcome,
             error,
             retry_in_ms,
+            retryable,
         } = a;
         Self {
             number: *number,
@@ -385,6 +396,7 @@ impl From<&Attempt> for AttemptRecord {
             },
             error: error.as_ref().map(ErrorRecord::from),
             retry_in_ms: *retry_in_ms,
+            retryable: *retryable,
         }
     }
 }
@@ -398,6 +410,7 @@ impl From<AttemptRecord> for Attempt {
             outcome,
             error,
             retry_in_ms,
+            retryable,
         } = a;
         Self {
             number,
@@ -414,6 +427,7 @@ impl From<AttemptRecord> for Attempt {
             },
             error: error.map(ErrorReply::from),
             retry_in_ms,
+            retryable,
         }
     }
 }
