@@ -137,6 +137,7 @@ fn restore(a: &RestoreArgs, paths: Paths) -> Result<JobKind, Failure> {
             (_, true) => Some(false),
             _ => None,
         },
+        filter: a.filter.to_filter(None),
     }))
 }
 

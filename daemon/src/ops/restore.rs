@@ -5,7 +5,9 @@ use super::view::path_of;
 use super::{Claim, Operation, Run};
 use crate::engine::restore::{restore, RestoreOptions};
 use crate::error::Error;
-use backupd_common::protocol::{Permission, Response, RestoreRequest, RestoreResult};
+use backupd_common::protocol::{
+    Permission, Response, RestoreRequest, RestoreResult, SnapshotFilter,
+};
 
 pub struct Restore;
 
@@ -29,6 +31,11 @@ impl Operation for Restore {
         let (_, repo) = run.env.repos.open(r.repo.as_deref())?;
         let opts = RestoreOptions {
             snapshot: r.snapshot,
+            // `latest` is the newest snapshot holding what is restored.
+            filter: SnapshotFilter {
+                path: r.subpath.clone(),
+                ..r.filter
+            },
             subpath: r.subpath.map(path_of),
             target: path_of(r.target),
             includes: r.includes,

@@ -12,6 +12,7 @@ use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo, JobKind,
     JobState, NoopRequest, PathChange, Priority, RebuildIndexRequest, Response, RestoreRequest,
+    SnapshotFilter,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -144,6 +145,13 @@ pub struct RestoreArgs {
     pub no_owner: bool,
     #[serde(default)]
     pub strip_setid: Option<bool>,
+    /// What narrows `latest` (absent before protocol 6: no narrowing).
+    #[serde(default)]
+    pub filter_host: Option<String>,
+    #[serde(default)]
+    pub filter_tags: Vec<String>,
+    #[serde(default)]
+    pub filter_source: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -448,8 +456,12 @@ impl From<&JobKind> for KindRecord {
                     verify,
                     no_owner,
                     strip_setid,
+                    filter,
                 } = r;
                 Self::Restore(RestoreArgs {
+                    filter_host: filter.host,
+                    filter_tags: filter.tags,
+                    filter_source: filter.source,
                     repo,
                     snapshot,
                     subpath,
@@ -583,6 +595,12 @@ impl From<KindRecord> for JobKind {
                 verify: a.verify,
                 no_owner: a.no_owner,
                 strip_setid: a.strip_setid,
+                filter: SnapshotFilter {
+                    host: a.filter_host,
+                    tags: a.filter_tags,
+                    source: a.filter_source,
+                    path: None,
+                },
             }),
             KindRecord::Check(a) => Self::Check(CheckRequest {
                 repo: a.repo,
