@@ -63,6 +63,12 @@ fn corpus() -> Vec<ClientMessage> {
             no_owner: true,
             strip_setid: Some(false),
             overwrite: Overwrite::Never,
+            filter: SnapshotFilter {
+                host: Some("h".into()),
+                tags: vec!["t".into()],
+                source: Some("s".into()),
+                path: None,
+            },
         }),
         JobKind::Check(CheckRequest {
             repo: None,
@@ -118,9 +124,28 @@ fn corpus() -> Vec<ClientMessage> {
         Request::Repo(RepoRequest::KeyExport { name: "n".into() }),
         Request::Snapshots(SnapshotsRequest {
             repo: Some("r".into()),
-            path: Some(b"/a".to_vec()),
-            tag: Some("t".into()),
+            filter: SnapshotFilter {
+                path: Some(b"/a".to_vec()),
+                tags: vec!["t".into()],
+                ..SnapshotFilter::default()
+            },
         }),
+        Request::Repo(RepoRequest::Remove { name: "n".into() }),
+        Request::Repo(RepoRequest::Info { name: None }),
+        Request::Repo(RepoRequest::KeyAdd {
+            name: Some("n".into()),
+            password: secret(),
+        }),
+        Request::Repo(RepoRequest::KeyPasswd {
+            name: None,
+            password: secret(),
+        }),
+        Request::Repo(RepoRequest::Stats(StatsRequest {
+            repo: None,
+            snapshots: vec!["latest".into()],
+            filter: SnapshotFilter::default(),
+            mode: StatsMode::Raw,
+        })),
         Request::Queue(QueueRequest::Status),
         Request::Queue(QueueRequest::Job { id: 300 }),
         Request::Queue(QueueRequest::Wait { id: 1 }),

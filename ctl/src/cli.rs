@@ -40,15 +40,18 @@ pub enum Command {
     /// The daemon itself: health, identity, reload, shutdown.
     #[command(subcommand)]
     System(SystemCommand),
-    /// Repositories: init, add, list, check, key export.
+    /// Repositories: init, add, list, info, remove, check, keys.
     #[command(subcommand)]
     Repo(RepoCommand),
     /// Back up paths into a repository.
     Backup(BackupArgs),
     /// Restore a snapshot (or part of it) into a directory.
     Restore(RestoreArgs),
-    /// List snapshots.
+    /// List snapshots; the size column is the bytes of the files in each snapshot, by their
+    /// sizes as read.
     Snapshots(SnapshotsArgs),
+    /// Sizes of snapshots (what a restore writes) or of the stored data.
+    Stats(StatsArgs),
     /// Remove snapshots by a retention policy, optionally pruning unused data.
     Forget(ForgetArgs),
     /// The job queue: submit, watch, cancel, retry.
@@ -317,6 +320,17 @@ pub enum RepoCommand {
     /// Key management.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Unregister a repository; its files and the daemon's key file are left untouched
+    /// (`repo add` registers it again).
+    Remove {
+        /// Repository name.
+        name: String,
+    },
+    /// Format, chunker, compression, counts, sizes and deduplication of a repository.
+    Info {
+        /// Repository name (default: the default repository).
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -350,6 +364,24 @@ pub enum KeyCommand {
         /// Repository name.
         #[arg(default_value = "default")]
         name: String,
+    },
+    /// Add a key file so that another passphrase opens the repository too (the daemon keeps
+    /// using its own).
+    Add {
+        /// Repository name (default: the default repository).
+        name: Option<String>,
+        /// Where the new passphrase comes from.
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Change the passphrase the daemon uses: the new one opens the repository, the old one
+    /// no longer does.
+    Passwd {
+        /// Repository name (default: the default repository).
+        name: Option<String>,
+        /// Where the new passphrase comes from.
+        #[command(flatten)]
+        password: PasswordArgs,
     },
 }
 
@@ -428,7 +460,67 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub keep_setid: bool,
     #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
     pub job: JobArgs,
+}
+
+/// What narrows `latest` (and a listing): every filter given must match.
+#[derive(Debug, Args, Default, Clone)]
+pub struct FilterArgs {
+    /// Only snapshots taken on this host.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Only snapshots with this tag. Repeatable: all must be there.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Vec<String>,
+    /// Only snapshots of this watched source.
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+}
+
+impl FilterArgs {
+    /// The protocol's filter, with `path` (raw bytes, absolute) if one applies.
+    pub fn to_filter(&self, path: Option<Vec<u8>>) -> backupd_common::protocol::SnapshotFilter {
+        backupd_common::protocol::SnapshotFilter {
+            host: self.host.clone(),
+            tags: self.tag.clone(),
+            source: self.source.clone(),
+            path,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupBy {
+    Host,
+    Paths,
+    Source,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsModeArg {
+    /// Files and bytes a restore of the snapshots would write.
+    #[default]
+    RestoreSize,
+    /// Stored packs and blobs, their bytes, and the dedup and compression ratios.
+    Raw,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Snapshots to count (`latest`, ids or prefixes; default: every snapshot the filters
+    /// accept).
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Repository name (default: the default repository).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// What to count.
+    #[arg(long, value_enum, default_value_t = StatsModeArg::RestoreSize)]
+    pub mode: StatsModeArg,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -436,12 +528,17 @@ pub struct SnapshotsArgs {
     /// Repository to list (default: the daemon's default repository).
     #[arg(long)]
     pub repo: Option<String>,
-    /// Only snapshots that include this path.
+    /// Only snapshots that include this path (it, or a directory above it, was backed up).
     #[arg(long)]
     pub path: Option<PathBuf>,
-    /// Only snapshots with this tag.
-    #[arg(long)]
-    pub tag: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only the N newest snapshots (of each group with --group-by).
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
+    /// List the snapshots in groups of the same host, backed-up paths or source.
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub group_by: Option<GroupBy>,
 }
 
 #[derive(Debug, Args)]

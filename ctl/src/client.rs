@@ -3,9 +3,10 @@
 use backupd_common::client::{ClientError, Connection, TrustedDaemon};
 use backupd_common::protocol::{
     HealthReport, HistoryEntry, HistoryQuery, Identity, ImportReport, JobEvent, JobId, JobInfo,
-    JobSpec, KeyExport, OperationProgress, Progress, QueueRequest, QueueStatus, ReloadReport,
-    RepoInfo, RepoRequest, Request, Response, Secret, SnapshotInfo, SnapshotsRequest, SourceInfo,
-    SourceRequest, Submitted, SystemRequest,
+    JobSpec, KeyChange, KeyExport, OperationProgress, Progress, QueueRequest, QueueStatus,
+    ReloadReport, RepoDetails, RepoInfo, RepoRequest, Request, Response, Secret, SnapshotInfo,
+    SnapshotsRequest, SourceInfo, SourceRequest, StatsRequest, StatsResult, Submitted,
+    SystemRequest,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -167,6 +168,57 @@ impl Client {
             .await?
         {
             Response::KeyExport(k) => Ok(k),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn repo_remove(&mut self, name: String) -> Result<RepoInfo, ClientError> {
+        match self
+            .conn
+            .call(Request::Repo(RepoRequest::Remove { name }))
+            .await?
+        {
+            Response::RepoRemoved(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn repo_info(&mut self, name: Option<String>) -> Result<RepoDetails, ClientError> {
+        match self
+            .conn
+            .call(Request::Repo(RepoRequest::Info { name }))
+            .await?
+        {
+            Response::RepoDetails(r) => Ok(*r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `passwd`: replace the daemon's passphrase; else add a key for another one.
+    pub async fn key_change(
+        &mut self,
+        name: Option<String>,
+        password: Secret,
+        passwd: bool,
+    ) -> Result<KeyChange, ClientError> {
+        let request = if passwd {
+            RepoRequest::KeyPasswd { name, password }
+        } else {
+            RepoRequest::KeyAdd { name, password }
+        };
+        match self.conn.call(Request::Repo(request)).await? {
+            Response::KeyChanged(k) => Ok(k),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn stats(&mut self, request: StatsRequest) -> Result<StatsResult, ClientError> {
+        match self
+            .conn
+            .call(Request::Repo(RepoRequest::Stats(request)))
+            .await?
+        {
+            Response::Stats(s) => Ok(*s),
             other => Err(unexpected(other)),
         }
     }

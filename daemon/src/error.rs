@@ -178,9 +178,9 @@ impl Classify for RepoError {
             | Self::UnsupportedVersion { .. }
             | Self::WrongPassword { .. }
             | Self::NoKeys { .. } => class(InvalidArgument, false),
-            Self::SnapshotNotFound { .. } | Self::AmbiguousSnapshot { .. } => {
-                class(NotFound, false)
-            }
+            Self::SnapshotNotFound { .. }
+            | Self::AmbiguousSnapshot { .. }
+            | Self::NoMatchingSnapshot { .. } => class(NotFound, false),
             Self::Lock(e) => e.class(),
             Self::Backend(b) => b.class(),
             Self::Unreachable { .. } => class(Unavailable, true),
@@ -201,7 +201,14 @@ impl Classify for RegistryError {
         use ErrorCode::*;
         match self {
             Self::Unknown { .. } | Self::None => class(NotFound, false),
-            Self::Exists { .. } | Self::KeyFileTaken { .. } => class(Conflict, false),
+            Self::Exists { .. }
+            | Self::KeyFileTaken { .. }
+            | Self::SameRepository { .. }
+            | Self::InUse { .. }
+            | Self::Declared { .. } => class(Conflict, false),
+            Self::PasswordCommand { .. } | Self::SamePassphrase { .. } => {
+                class(InvalidArgument, false)
+            }
             Self::InvalidName(_) | Self::Location(_) => class(InvalidArgument, false),
             Self::Repo(r) => r.class(),
             // The state directory is full: nothing was created (see `write_new_durably`).

@@ -135,7 +135,7 @@ fn an_old_snapshot_copied_over_the_newest_is_detected_and_latest_refuses() {
         "{err}"
     );
     assert!(matches!(
-        f.repo.find_snapshot("latest"),
+        f.repo.find_snapshot("latest", &Default::default()),
         Err(RepoError::LatestUnknown { .. })
     ));
     // An explicit id still works; the tampered one is refused by name.

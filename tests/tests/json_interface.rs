@@ -191,11 +191,30 @@ fn every_json_output_matches_its_schema() {
     );
     c.run("repo-list", &["repo", "list"]);
     c.run("repo-key-export", &["repo", "key", "export", "extra"]);
+    c.run(
+        "repo-key-add",
+        &["repo", "key", "add", "extra", "--password-file", s(&pw)],
+    );
+    let pw2 = d.dir.path().join("pw2");
+    std::fs::write(&pw2, "horse two").expect("pw");
+    c.run(
+        "repo-key-passwd",
+        &["repo", "key", "passwd", "extra", "--password-file", s(&pw2)],
+    );
+    c.run("repo-info", &["repo", "info", "extra"]);
+    c.run("repo-remove", &["repo", "remove", "extra"]);
 
     c.run("backup", &["backup", s(&src)]);
     c.run("backup", &["queue", "add", "backup", "--tag", "t", s(&src)]);
     c.run("submitted", &["backup", "--no-wait", "--force", s(&src)]);
     c.run("snapshots", &["snapshots"]);
+    c.run(
+        "snapshots",
+        &["snapshots", "--group-by", "source", "--latest", "1"],
+    );
+    c.run("stats", &["stats"]);
+    c.run("stats", &["stats", "--mode", "raw", "latest"]);
+    c.run("repo-info", &["repo", "info"]);
     let target = d.dir.path().join("restored");
     let latest = format!("latest:{}", src.display());
     c.run("restore", &["restore", &latest, "--target", s(&target)]);

@@ -155,7 +155,8 @@ impl Request {
     pub fn permission(&self) -> Permission {
         match self {
             Self::System(r) => r.permission(),
-            Self::Repo(RepoRequest::List) | Self::Snapshots(_) => Permission::RepoRead,
+            Self::Repo(RepoRequest::List | RepoRequest::Info { .. } | RepoRequest::Stats(_))
+            | Self::Snapshots(_) => Permission::RepoRead,
             Self::Repo(_) => Permission::RepoAdmin,
             Self::Queue(r) => r.permission(),
             Self::Source(r) => r.permission(),
@@ -170,6 +171,11 @@ impl Request {
             Self::Repo(RepoRequest::Add { .. }) => "repo add",
             Self::Repo(RepoRequest::List) => "repo list",
             Self::Repo(RepoRequest::KeyExport { .. }) => "repo key export",
+            Self::Repo(RepoRequest::Remove { .. }) => "repo remove",
+            Self::Repo(RepoRequest::Info { .. }) => "repo info",
+            Self::Repo(RepoRequest::KeyAdd { .. }) => "repo key add",
+            Self::Repo(RepoRequest::KeyPasswd { .. }) => "repo key passwd",
+            Self::Repo(RepoRequest::Stats(_)) => "stats",
             Self::Snapshots(_) => "snapshots",
             Self::Queue(r) => r.name(),
             Self::Source(r) => r.name(),
@@ -259,6 +265,11 @@ pub enum Response {
     History(Vec<HistoryEntry>),
     /// What `backup --dry-run` found; nothing was written.
     BackupDryRun(BackupDryRunResult),
+    /// `repo remove`: the registration that was removed.
+    RepoRemoved(RepoInfo),
+    RepoDetails(Box<RepoDetails>),
+    KeyChanged(KeyChange),
+    Stats(Box<StatsResult>),
 }
 
 /// What an import did, entry by entry.

@@ -33,6 +33,152 @@ pub enum RepoRequest {
     List,
     /// The stored passphrase, to back it up -> `Response::KeyExport`.
     KeyExport { name: String },
+    /// Unregister a repository and drop its snapshot catalog; the repository's files and the
+    /// daemon's key file are left as they are -> `Response::RepoRemoved`. Refused (`Conflict`)
+    /// while queued or running jobs or watched sources use it.
+    Remove { name: String },
+    /// Format, chunker, compression, counts and sizes of one repository (`None`: the default)
+    /// -> `Response::RepoDetails`.
+    Info { name: Option<String> },
+    /// Add a key file opening the repository with another passphrase -> `Response::KeyChanged`.
+    KeyAdd {
+        name: Option<String>,
+        password: Secret,
+    },
+    /// Replace the passphrase the daemon uses: a key file for the new one is added, the daemon's
+    /// stored passphrase replaced atomically, then the key files the old one opened are removed
+    /// -> `Response::KeyChanged`.
+    KeyPasswd {
+        name: Option<String>,
+        password: Secret,
+    },
+    /// Sizes and counts of snapshots or of the stored data -> `Response::Stats`.
+    Stats(StatsRequest),
+}
+
+/// Which snapshots a command considers. Every field given must match (every tag in `tags`).
+/// `snapshots` lists the matching ones; `latest` in a snapshot spec means the newest matching
+/// one. An explicit snapshot id is not filtered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFilter {
+    pub host: Option<String>,
+    pub tags: Vec<String>,
+    /// The watched source whose directory the snapshot holds.
+    pub source: Option<String>,
+    /// An absolute path the snapshot holds: one of its backed-up paths is this path or a
+    /// directory above it.
+    pub path: Option<Vec<u8>>,
+}
+
+impl SnapshotFilter {
+    /// The filters as a user reads them in a message, e.g. `host h, tags a+b`; `no filters`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(p) = &self.path {
+            parts.push(format!("path {}", crate::paths::escape_path(p)));
+        }
+        if let Some(h) = &self.host {
+            parts.push(format!("host {h}"));
+        }
+        match self.tags.as_slice() {
+            [] => {}
+            [t] => parts.push(format!("tag {t}")),
+            many => parts.push(format!("tags {}", many.join("+"))),
+        }
+        if let Some(s) = &self.source {
+            parts.push(format!("source {s}"));
+        }
+        if parts.is_empty() {
+            "no filters".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StatsMode {
+    /// What a restore would write: files, directories, bytes of file contents.
+    #[default]
+    RestoreSize,
+    /// What is stored: packs and blobs, their bytes, compression and deduplication.
+    Raw,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsRequest {
+    pub repo: Option<String>,
+    /// Snapshot specs (`latest`, ids, prefixes); empty: every snapshot.
+    pub snapshots: Vec<String>,
+    /// Narrows `latest` (and the default "every snapshot").
+    pub filter: SnapshotFilter,
+    pub mode: StatsMode,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsResult {
+    pub mode: StatsMode,
+    /// The snapshots counted, by full id.
+    pub snapshots: Vec<String>,
+    /// Restore size: every snapshot's files and bytes added up.
+    pub files: u64,
+    pub dirs: u64,
+    pub other: u64,
+    pub bytes: u64,
+    /// Raw: the distinct blobs these snapshots need (all indexed blobs without snapshots).
+    pub blobs: u64,
+    pub tree_blobs: u64,
+    pub data_blobs: u64,
+    /// Raw: those blobs' plaintext bytes.
+    pub raw_bytes: u64,
+    /// Raw: those blobs' bytes as stored (compressed, encrypted).
+    pub stored_bytes: u64,
+    /// Raw, whole repository only: packs and their bytes on storage.
+    pub packs: Option<u64>,
+    pub pack_bytes: Option<u64>,
+    /// Raw: file bytes of the snapshots / plaintext bytes of their data blobs.
+    pub dedup_ratio: Option<f64>,
+    /// Raw: plaintext bytes / stored bytes.
+    pub compression_ratio: Option<f64>,
+}
+
+/// `repo info`: what a repository is and holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RepoDetails {
+    pub repo: RepoInfo,
+    pub created: String,
+    pub chunk_min: u32,
+    pub chunk_avg: u32,
+    pub chunk_max: u32,
+    /// e.g. `zstd level 1`.
+    pub compression: String,
+    pub snapshots: u64,
+    pub packs: u64,
+    pub blobs: u64,
+    pub index_files: u64,
+    pub key_files: u64,
+    /// Bytes of the pack files.
+    pub stored_bytes: u64,
+    /// Plaintext bytes of every blob.
+    pub original_bytes: u64,
+    /// File bytes of every snapshot added up / plaintext bytes of the data blobs.
+    pub dedup_ratio: Option<f64>,
+    /// Plaintext bytes / pack bytes.
+    pub compression_ratio: Option<f64>,
+}
+
+/// What `repo key add` / `repo key passwd` did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChange {
+    pub name: String,
+    /// The key file written into the repository (`keys/<name>`).
+    pub added: String,
+    /// Key files removed from the repository (the old passphrase's, for `passwd`).
+    pub removed: Vec<String>,
+    /// How many key files the repository has now.
+    pub key_files: u64,
+    /// The daemon's stored passphrase file, replaced by `passwd`.
+    pub daemon_key_file: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -174,6 +320,10 @@ pub struct RestoreRequest {
     /// What to do with a file that already exists at the target.
     #[serde(default)]
     pub overwrite: Overwrite,
+    /// Narrows `latest` (its `path` is ignored: `subpath`, or the whole snapshot, is what
+    /// `latest` must hold).
+    #[serde(default)]
+    pub filter: SnapshotFilter,
 }
 
 /// What a restore does with a file that already exists where it restores one.
@@ -222,8 +372,7 @@ pub struct RestoreResult {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotsRequest {
     pub repo: Option<String>,
-    pub path: Option<Vec<u8>>,
-    pub tag: Option<String>,
+    pub filter: SnapshotFilter,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

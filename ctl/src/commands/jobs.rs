@@ -148,6 +148,7 @@ fn restore(a: &RestoreArgs, paths: Paths) -> Result<JobKind, Failure> {
             OverwriteArg::IfChanged => Overwrite::IfChanged,
             OverwriteArg::Never => Overwrite::Never,
         },
+        filter: a.filter.to_filter(None),
     }))
 }
 

@@ -7,6 +7,7 @@ pub mod repo;
 pub mod results;
 pub mod snapshots;
 pub mod source;
+pub mod stats;
 pub mod system;
 
 use crate::cli::{Cli, Command};
@@ -114,6 +115,7 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         Command::System(cmd) => system::run(&mut client, cmd, out).await,
         Command::Repo(cmd) => repo::run(&mut client, cmd, out, paths).await,
         Command::Snapshots(a) => snapshots::run(&mut client, a, out, paths).await,
+        Command::Stats(a) => stats::run(&mut client, a, out).await,
         Command::Queue(cmd) => queue::run(&mut client, cmd, out).await,
         Command::Events(a) => queue::events(&mut client, a, out).await,
         Command::Source(cmd) => source::run(&mut client, cmd, out, paths).await,

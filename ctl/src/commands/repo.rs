@@ -4,10 +4,11 @@ use super::{Failure, Paths};
 use crate::cli::{KeyCommand, RepoCommand};
 use crate::client::Client;
 use crate::exit::ExitCode;
-use crate::json::repo::{KeyView, RepoView};
+use crate::json::repo::{KeyChangeView, KeyView, RepoDetailsView, RepoView};
 use crate::output::Output;
 use crate::password;
-use backupd_common::protocol::RepoInfo;
+use crate::progress::bytes;
+use backupd_common::protocol::{RepoDetails, RepoInfo};
 
 fn repo_line(r: &RepoInfo) -> String {
     format!(
@@ -41,6 +42,40 @@ fn key_warning(info: &RepoInfo, passphrase_given: bool) -> String {
             info.key_file, info.name
         )
     }
+}
+
+fn short(id: &str) -> &str {
+    super::results::short(id)
+}
+
+fn details_text(d: &RepoDetails) -> String {
+    let ratio = super::stats::ratio;
+    format!(
+        "repository {}{} at {}\n  id {}, format version {}, created {}\n  chunker: FastCDC \
+         min {} / avg {} / max {}\n  compression: {}\n  {} snapshots, {} packs, {} blobs, {} \
+         index files, {} key files\n  stored {} (pack files), original {} (plaintext of every \
+         blob)\n  dedup ratio {} (file bytes of all snapshots / distinct data), compression \
+         ratio {}",
+        d.repo.name,
+        if d.repo.is_default { " (default)" } else { "" },
+        d.repo.path,
+        d.repo.id,
+        d.repo.format_version,
+        d.created,
+        bytes(d.chunk_min.into()),
+        bytes(d.chunk_avg.into()),
+        bytes(d.chunk_max.into()),
+        d.compression,
+        d.snapshots,
+        d.packs,
+        d.blobs,
+        d.index_files,
+        d.key_files,
+        bytes(d.stored_bytes),
+        bytes(d.original_bytes),
+        ratio(d.dedup_ratio),
+        ratio(d.compression_ratio)
+    )
 }
 
 pub async fn run(
@@ -111,6 +146,57 @@ pub async fn run(
                 } else {
                     key.password.clone()
                 }
+            });
+        }
+        RepoCommand::Remove { name } => {
+            let info = client.repo_remove(name.clone()).await?;
+            out.value(&RepoView::from(&info), || {
+                format!(
+                    "removed the registration of {} at {}; its files were not touched and its \
+                     passphrase stays in {} (`backupctl repo add --name {} --path {} \
+                     --password-file {}` registers it again)",
+                    info.name, info.path, info.key_file, info.name, info.path, info.key_file
+                )
+            });
+        }
+        RepoCommand::Info { name } => {
+            let d = client.repo_info(name.clone()).await?;
+            out.value(&RepoDetailsView::from(&d), || details_text(&d));
+        }
+        RepoCommand::Key(
+            KeyCommand::Add { name, password } | KeyCommand::Passwd { name, password },
+        ) => {
+            let passwd = matches!(cmd, RepoCommand::Key(KeyCommand::Passwd { .. }));
+            let secret = password::read(password)
+                .map_err(Failure::Local)?
+                .ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "repo key {} needs the new passphrase: --password-file, --password-fd, \
+                         --password-env or --password-command",
+                        if passwd { "passwd" } else { "add" }
+                    ))
+                })?;
+            let k = client.key_change(name.clone(), secret, passwd).await?;
+            out.value(&KeyChangeView::from(&k), || {
+                let mut t = format!(
+                    "repository {}: key file {} added ({} key files now)",
+                    k.name,
+                    short(&k.added),
+                    k.key_files
+                );
+                if passwd {
+                    t.push_str(&format!(
+                        "; the old passphrase's key files removed ({}); the daemon now uses the \
+                         new passphrase, kept in {}",
+                        k.removed
+                            .iter()
+                            .map(|r| short(r))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        k.daemon_key_file.as_deref().unwrap_or("?")
+                    ));
+                }
+                t
             });
         }
         // Submitted as jobs by `commands::jobs`.

@@ -17,6 +17,7 @@ pub mod progress;
 pub mod rebuild;
 pub mod restore;
 pub mod sources;
+pub mod stats;
 
 use crate::repo::RepoError;
 

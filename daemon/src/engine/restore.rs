@@ -40,6 +40,8 @@ use tokio_util::sync::CancellationToken;
 pub struct RestoreOptions {
     /// `latest`, a snapshot id or a unique prefix.
     pub snapshot: String,
+    /// What `latest` must match (its path: the subpath restored).
+    pub filter: backupd_common::protocol::SnapshotFilter,
     /// Absolute path inside the snapshot whose contents go into `target`; `None` restores the
     /// whole snapshot (absolute paths recreated under `target`).
     pub subpath: Option<PathBuf>,
@@ -104,7 +106,7 @@ fn restore_on_pool(
         cancel,
     )?;
     repo.refresh_index()?;
-    let (snap_id, snapshot) = repo.find_snapshot(&opts.snapshot)?;
+    let (snap_id, snapshot) = repo.find_snapshot(&opts.snapshot, &opts.filter)?;
     let filter = Filter::new(&opts.includes, &opts.excludes)?;
 
     // Find the tree (or single node) to restore.

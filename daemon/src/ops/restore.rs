@@ -10,7 +10,10 @@ use crate::engine::EngineError;
 use crate::error::Error;
 use crate::repo::registry::Registry;
 use backupd_common::paths::escape_path;
-use backupd_common::protocol::{Permission, Response, RestoreRequest, RestoreResult};
+use backupd_common::protocol::{
+    Permission, Response, RestoreRequest, RestoreResult,
+    SnapshotFilter,
+};
 use std::os::unix::ffi::OsStrExt;
 
 pub struct Restore;
@@ -48,25 +51,28 @@ impl Operation for Restore {
                 .into());
             }
         }
-        let (_, repo) = repos.open(r.repo.as_deref())?;
-        repo.find_snapshot(&r.snapshot).map_err(EngineError::from)?;
+        super::repos::resolve(repos, r.repo.as_deref(), &r.snapshot, &latest_filter(r))?;
         Ok(())
     }
 
     fn run(r: RestoreRequest, run: &Run<'_>) -> Result<Response, Error> {
         let (_, repo) = run.env.repos.open(r.repo.as_deref())?;
+        let filter = latest_filter(&r);
         let (snapshot, target) = match r.target {
             Some(target) => (r.snapshot, path_of(target)),
             None => {
                 // Resolved once, here: the directory is named after the snapshot it holds even
                 // if `latest` moves on before the restore starts.
-                let (id, _) = repo.find_snapshot(&r.snapshot).map_err(EngineError::from)?;
+                let (id, _) = repo
+                    .find_snapshot(&r.snapshot, &filter)
+                    .map_err(EngineError::from)?;
                 let target = run.env.state_dir.join("restore").join(id.short());
                 (id.to_hex(), target)
             }
         };
         let opts = RestoreOptions {
             snapshot,
+            filter,
             subpath: r.subpath.map(path_of),
             target: target.clone(),
             includes: r.includes,
@@ -90,5 +96,14 @@ impl Operation for Restore {
             unchanged: out.unchanged,
             kept: out.kept,
         }))
+    }
+}
+
+/// `latest` is the newest snapshot holding what is restored (the sub-path, or the whole
+/// snapshot) among those the request's filter accepts.
+fn latest_filter(r: &RestoreRequest) -> SnapshotFilter {
+    SnapshotFilter {
+        path: r.subpath.clone(),
+        ..r.filter.clone()
     }
 }

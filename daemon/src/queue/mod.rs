@@ -367,6 +367,16 @@ impl Queue {
         Ok(self.store.set_history_retention(config, now_ns())?)
     }
 
+    /// Jobs not in a final state (queued, running, waiting to retry).
+    pub fn unfinished(&self) -> Vec<JobInfo> {
+        self.lock()
+            .jobs
+            .values()
+            .filter(|j| !j.state.is_final())
+            .cloned()
+            .collect()
+    }
+
     pub fn dead_letters(&self) -> Vec<JobInfo> {
         self.lock()
             .jobs

@@ -83,6 +83,17 @@ pub enum RepoError {
          not mounted?); jobs retry until it is back"
     )]
     Unreachable { location: Location },
+    #[error(
+        "no snapshot is `latest` for {filters}: {newest}. `backupctl snapshots` lists what \
+         there is; `--host`, `--tag` and `--source` narrow `latest`, an explicit id is not \
+         narrowed"
+    )]
+    NoMatchingSnapshot {
+        /// The path and filters asked for, as `SnapshotFilter::describe` writes them.
+        filters: String,
+        /// The newest snapshot that passed every other filter, or why there is none.
+        newest: String,
+    },
     #[error("snapshot {prefix:?} not found")]
     SnapshotNotFound { prefix: String },
     #[error("snapshot prefix {prefix:?} is ambiguous; give more digits")]

@@ -233,6 +233,63 @@ impl KeyFile {
     }
 }
 
+/// Key files of an open repository: adding one for another passphrase, finding the ones a
+/// passphrase opens, removing one. A key file's name is the SHA-256 of its bytes, like every
+/// other named object, so adding one never replaces another.
+pub mod manage {
+    use super::super::backend::{FileKind, Key};
+    use super::super::{read_named, sha256_hex, RepoError, Repository, Result, KEY_HINT};
+    use super::{Argon2Params, KeyFile, KeyFileError};
+
+    fn key_error(repo: &Repository, name: &str, source: KeyFileError) -> RepoError {
+        RepoError::KeyFile {
+            location: repo.location().clone(),
+            name: name.to_owned(),
+            source,
+        }
+    }
+
+    /// Writes a key file wrapping the repository's master keys under `password`; returns its
+    /// name. Written whole under a temp name and renamed (the backend's `put_new`).
+    pub fn add(repo: &Repository, password: &[u8], params: Argon2Params) -> Result<String> {
+        let file = KeyFile::wrap(repo.keys(), password, params)
+            .map_err(|e| key_error(repo, "(new)", e))?;
+        let json = file.to_json();
+        let name = sha256_hex(&json);
+        repo.backend()
+            .put_new(Key::new(FileKind::Key, &name), &json)?;
+        Ok(name)
+    }
+
+    /// The names of the key files `password` opens (each costs one key derivation).
+    pub fn opened_by(repo: &Repository, password: &[u8]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for name in repo.backend().list(FileKind::Key)? {
+            let bytes = read_named(
+                repo.backend(),
+                Key::new(FileKind::Key, &name),
+                "key file",
+                KEY_HINT,
+            )?;
+            let file = KeyFile::parse(&bytes).map_err(|e| key_error(repo, &name, e))?;
+            match file.unwrap_keys(password) {
+                Ok(_) => out.push(name),
+                Err(KeyFileError::WrongPassword) => {}
+                Err(e) => return Err(key_error(repo, &name, e)),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn remove(repo: &Repository, name: &str) -> Result<()> {
+        Ok(repo.backend().delete(Key::new(FileKind::Key, name))?)
+    }
+
+    pub fn count(repo: &Repository) -> Result<usize> {
+        Ok(repo.backend().list(FileKind::Key)?.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

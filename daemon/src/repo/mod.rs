@@ -17,7 +17,7 @@ pub mod lock;
 pub mod pack;
 pub mod registry;
 pub mod snapshot;
-mod snapshots;
+pub mod snapshots;
 pub mod tree;
 
 use backend::{Backend, ErrorKind, FileKind, Key, LocalBackend, Presence};
@@ -484,32 +484,6 @@ impl Repository {
         }
         listing.readable.sort_by_key(|(id, s)| (s.time_ns, *id));
         Ok(listing)
-    }
-
-    /// Resolves `latest`, a full id or a unique prefix. `latest` fails while any snapshot file
-    /// is unreadable: that file may be the newest snapshot, and silently restoring an older one
-    /// in its place is what a rollback attack wants. A prefix is matched against file names, so
-    /// an explicit id works regardless of other files' damage.
-    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
-        if spec == "latest" {
-            let listing = self.snapshot_listing()?;
-            if let Some((name, e)) = listing.unreadable.into_iter().next() {
-                return Err(RepoError::LatestUnknown {
-                    object: self.backend.describe(Key::snapshot(&name)),
-                    short: name.get(..8).unwrap_or(&name).to_owned(),
-                    reason: e.reason(),
-                });
-            }
-            return listing
-                .readable
-                .into_iter()
-                .last()
-                .ok_or(RepoError::SnapshotNotFound {
-                    prefix: spec.to_owned(),
-                });
-        }
-        let id = self.resolve_snapshot_name(spec)?;
-        Ok((id, self.read_snapshot(&id)?))
     }
 
     /// The snapshot file a full id or unique prefix names, without reading it.

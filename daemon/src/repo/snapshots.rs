@@ -5,10 +5,46 @@
 //! names it does not hold, and drops what is gone. Without a cache (tools, tests) every file
 //! is read, as before.
 
+use super::backend::{ErrorKind, Key};
 use super::snapshot::SnapshotHeader;
-use super::{FileKind, Repository, Result, Snapshot};
+use super::{format_rfc3339, FileKind, RepoError, Repository, Result, Snapshot};
 use backupd_common::ids::SnapshotId;
+use backupd_common::paths::escape_path;
+use backupd_common::protocol::SnapshotFilter;
+use std::collections::HashSet;
 use std::sync::Arc;
+
+/// Whether a snapshot of `paths` holds `path`: one of them is `path` or a directory above it
+/// (compared by whole components, so `/home/an` does not hold `/home/ann`).
+pub fn holds_path(paths: &[Vec<u8>], path: &[u8]) -> bool {
+    let trim = |p: &[u8]| -> Vec<u8> {
+        let mut p = p.to_vec();
+        while p.len() > 1 && p.ends_with(b"/") {
+            p.pop();
+        }
+        p
+    };
+    let path = trim(path);
+    paths.iter().any(|sp| {
+        let sp = trim(sp);
+        sp == b"/" || path == sp || (path.starts_with(&sp) && path.get(sp.len()) == Some(&b'/'))
+    })
+}
+
+/// The filters other than the path: host, every tag, source.
+fn narrows(filter: &SnapshotFilter, h: &SnapshotHeader) -> bool {
+    filter.host.as_ref().is_none_or(|host| &h.host == host)
+        && filter.tags.iter().all(|t| h.tags.contains(t))
+        && filter
+            .source
+            .as_ref()
+            .is_none_or(|s| h.source.as_ref() == Some(s))
+}
+
+/// Whether a snapshot passes every filter given.
+pub fn matches(filter: &SnapshotFilter, h: &SnapshotHeader) -> bool {
+    narrows(filter, h) && filter.path.as_ref().is_none_or(|p| holds_path(&h.paths, p))
+}
 
 /// A cache of a repository's snapshot headers, told about every snapshot written or removed
 /// through this handle.
@@ -70,5 +106,107 @@ impl Repository {
                 .rev()
                 .find(|(_, h)| wanted(h))),
         }
+    }
+
+    /// Resolves a snapshot spec: `latest` is the newest snapshot `filter` accepts (its path
+    /// included); a full id or unique prefix names that snapshot whatever the filter says.
+    ///
+    /// `latest` fails while any snapshot file is unreadable, or when the one it picks is: that
+    /// file may be the newest snapshot, and silently restoring an older one in its place is
+    /// what a rollback attack wants. A prefix is matched against file names, so an explicit id
+    /// works regardless of other files' damage.
+    pub fn find_snapshot(
+        &self,
+        spec: &str,
+        filter: &SnapshotFilter,
+    ) -> Result<(SnapshotId, Snapshot)> {
+        if spec != "latest" {
+            let id = self.resolve_snapshot_name(spec)?;
+            return Ok((id, self.read_snapshot(&id)?));
+        }
+        // Names first: a snapshot written after this listing is in the headers anyway.
+        let names = self.snapshot_ids()?;
+        let mut headers = self.snapshot_headers()?;
+        let known: HashSet<SnapshotId> = headers.iter().map(|(id, _)| *id).collect();
+        for id in names.iter().filter(|id| !known.contains(id)) {
+            match self.read_snapshot(id) {
+                Ok(s) => headers.push((*id, SnapshotHeader::of(&s, None))),
+                // Forgotten meanwhile.
+                Err(RepoError::Backend(e)) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(self.latest_unknown(id, &e)),
+            }
+        }
+        headers.sort_by_key(|(id, h)| (h.time_ns, *id));
+        let Some((id, _)) = headers.iter().rev().find(|(_, h)| matches(filter, h)) else {
+            return Err(RepoError::NoMatchingSnapshot {
+                filters: filter.describe(),
+                newest: Self::considered(&headers, filter),
+            });
+        };
+        match self.read_snapshot(id) {
+            Ok(s) => Ok((*id, s)),
+            Err(e) => Err(self.latest_unknown(id, &e)),
+        }
+    }
+
+    fn latest_unknown(&self, id: &SnapshotId, e: &RepoError) -> RepoError {
+        let name = id.to_hex();
+        RepoError::LatestUnknown {
+            object: self.backend.describe(Key::snapshot(&name)),
+            short: id.short(),
+            reason: e.reason(),
+        }
+    }
+
+    /// The newest snapshot passing every filter but the path, for a message saying why none
+    /// is `latest`.
+    fn considered(headers: &[(SnapshotId, SnapshotHeader)], filter: &SnapshotFilter) -> String {
+        if headers.is_empty() {
+            return "the repository has no snapshots".to_owned();
+        }
+        match headers.iter().rev().find(|(_, h)| narrows(filter, h)) {
+            Some((id, h)) if filter.path.is_some() => format!(
+                "the newest snapshot considered, {} of {} (host {}{}) at {}, does not hold that \
+                 path",
+                id.short(),
+                h.paths
+                    .iter()
+                    .map(|p| escape_path(p))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                h.host,
+                h.source
+                    .as_ref()
+                    .map(|s| format!(", source {s}"))
+                    .unwrap_or_default(),
+                format_rfc3339(h.time_ns)
+            ),
+            _ => format!(
+                "none of the repository's {} snapshots matches the host, tag and source filters",
+                headers.len()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_path;
+
+    #[test]
+    fn a_path_is_held_by_itself_and_the_directories_above_it_by_whole_components() {
+        let paths = |ps: &[&str]| ps.iter().map(|p| p.as_bytes().to_vec()).collect::<Vec<_>>();
+        let file = b"/home/u/Documents/f.txt";
+        assert!(holds_path(&paths(&["/home/u/Documents"]), file));
+        assert!(holds_path(&paths(&["/home/u/"]), file));
+        assert!(holds_path(&paths(&["/"]), file));
+        assert!(holds_path(
+            &paths(&["/srv", "/home/u/Documents/f.txt"]),
+            file
+        ));
+        assert!(!holds_path(&paths(&["/home/u/Doc"]), file));
+        assert!(!holds_path(&paths(&["/home/u/Documents/f.txt/x"]), file));
+        assert!(!holds_path(&paths(&["/srv/other"]), file));
+        assert!(!holds_path(&[], file));
     }
 }

@@ -97,7 +97,11 @@ pub fn response(r: &mut Response) {
         | Response::Repo(_)
         | Response::Repos(_)
         | Response::StateExport(_)
-        | Response::StateImported(_) => *r = Response::Done,
+        | Response::StateImported(_)
+        | Response::RepoRemoved(_)
+        | Response::RepoDetails(_)
+        | Response::KeyChanged(_)
+        | Response::Stats(_) => *r = Response::Done,
         Response::Health(h) => health(h),
         Response::Identity(_)
         | Response::Reloaded(_)

@@ -344,3 +344,18 @@ pub fn attach(state: &State, repo: &Repository) {
         }
     }
 }
+
+/// Drops the catalog of the repository with id `repo_id` (it was unregistered). Only cached
+/// headers go; the repository rebuilds them if it is registered again.
+pub fn forget(state: &State, repo_id: &str) -> Result<(), StateError> {
+    for name in [tree_name(repo_id), time_tree_name(repo_id)] {
+        state
+            .tree(&name)?
+            .clear()
+            .map_err(|source| StateError::Write {
+                path: state.path().to_owned(),
+                source,
+            })?;
+    }
+    Ok(())
+}

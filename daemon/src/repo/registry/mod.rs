@@ -10,8 +10,10 @@
 //!
 //! Blocking (Argon2id, disk): call from a blocking thread.
 
+pub mod keys;
 pub mod password;
 pub mod record;
+pub mod remove;
 pub mod startup;
 
 use super::backend::Presence;
@@ -79,6 +81,33 @@ pub enum RegistryError {
     Corrupt { name: String, reason: String },
     #[error("cannot get the passphrase of repository {name:?}: {reason}")]
     Password { name: String, reason: String },
+    #[error(
+        "the repository at {location} (id {id}) is already registered as {existing:?}; use that \
+         name, or unregister it first with `backupctl repo remove {existing}`"
+    )]
+    SameRepository {
+        existing: String,
+        location: String,
+        id: String,
+    },
+    #[error("repository {name:?} is in use: {users}; {hint}")]
+    InUse {
+        name: String,
+        users: String,
+        hint: &'static str,
+    },
+    #[error(
+        "repository {name:?} is declared in the config file ([[repository]]); remove it there \
+         and reload, or it is registered again"
+    )]
+    Declared { name: String },
+    #[error(
+        "repository {name:?} takes its passphrase from password_command; change the passphrase \
+         where that command reads it, after adding a key for it with `backupctl repo key add`"
+    )]
+    PasswordCommand { name: String },
+    #[error("the new passphrase of repository {name:?} is the one it already has")]
+    SamePassphrase { name: String },
 }
 
 #[derive(Debug)]
@@ -315,6 +344,30 @@ impl Registry {
         Ok(())
     }
 
+    /// Refuses a second name for one repository: two names would mean two catalogs, two key
+    /// files and two sets of jobs for the same data. Another entry at the same location, or
+    /// whose repository has the same id, is that repository (a missing one is compared by
+    /// location only).
+    fn check_not_registered(
+        &self,
+        name: &str,
+        location: &Location,
+        id: &str,
+    ) -> Result<(), RegistryError> {
+        for e in self.list_now()?.into_iter().filter(|e| e.name != name) {
+            let same = &e.location == location
+                || super::read_config(e.location.open_backend().as_ref()).is_ok_and(|c| c.id == id);
+            if same {
+                return Err(RegistryError::SameRepository {
+                    existing: e.name,
+                    location: location.to_string(),
+                    id: id.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn check_new(&self, name: &str, location: &Location) -> Result<(), RegistryError> {
         if !valid_name(name) {
             return Err(RegistryError::InvalidName(name.to_owned()));
@@ -404,6 +457,7 @@ impl Registry {
     ) -> Result<RepoEntry, RegistryError> {
         self.check_new(name, location)?;
         let repo = Repository::open_on(location.open_backend(), password)?;
+        self.check_not_registered(name, location, &repo.config().id)?;
         let key_file = self.key_path(name);
         self.write_key(&key_file, password)?;
         self.register(name, location, key_file, repo)

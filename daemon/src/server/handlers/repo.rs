@@ -1,10 +1,12 @@
-//! `repo` group: init, add, list, key export. (Check and rebuild-index run as queue jobs.)
+//! `repo` group: init, add, list, remove, info, key export/add/passwd, and `stats`. (Check
+//! and rebuild-index run as queue jobs.)
 
 use super::{blocking, Outcome};
-use crate::ops::repos::info;
+use crate::ops::repos::{self, info};
 use crate::ops::view::path_of;
 use crate::server::Services;
 use backupd_common::protocol::{KeyExport, RepoRequest, Response};
+use tokio_util::sync::CancellationToken;
 
 pub async fn handle(services: &Services, request: RepoRequest) -> Outcome {
     let registry = services.repos.clone();
@@ -49,5 +51,51 @@ pub async fn handle(services: &Services, request: RepoRequest) -> Outcome {
             })
             .await,
         ),
+        RepoRequest::Remove { name } => {
+            let queue = services.queue.clone();
+            let sources = services.sources.clone();
+            Outcome::result(
+                blocking(move || {
+                    let users = |e: &crate::repo::registry::RepoEntry| {
+                        repos::users(&e.name, e.is_default, &queue.unfinished(), &sources.list())
+                    };
+                    // Read while it is still registered: id and snapshot count.
+                    let before = info(&registry, &registry.entry(Some(&name))?);
+                    registry.remove(&name, &users)?;
+                    Ok(Response::RepoRemoved(before))
+                })
+                .await,
+            )
+        }
+        RepoRequest::Info { name } => Outcome::result(
+            blocking(move || {
+                Ok(Response::RepoDetails(Box::new(repos::details(&registry, name.as_deref())?)))
+            })
+            .await,
+        ),
+        RepoRequest::KeyAdd { name, password } => Outcome::result(
+            blocking(move || {
+                let o = registry.key_add(name.as_deref(), &password.0)?;
+                Ok(Response::KeyChanged(repos::key_change(o, false)))
+            })
+            .await,
+        ),
+        RepoRequest::KeyPasswd { name, password } => Outcome::result(
+            blocking(move || {
+                let o = registry.key_passwd(name.as_deref(), &password.0)?;
+                Ok(Response::KeyChanged(repos::key_change(o, true)))
+            })
+            .await,
+        ),
+        RepoRequest::Stats(r) => {
+            // Stops walking when the daemon shuts down.
+            let cancel: CancellationToken = services.shutdown.child_token();
+            Outcome::result(
+                blocking(move || {
+                    Ok(Response::Stats(Box::new(repos::stats(&registry, &r, &cancel)?)))
+                })
+                .await,
+            )
+        }
     }
 }

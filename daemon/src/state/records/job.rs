@@ -12,7 +12,7 @@ use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo, JobKind,
     JobState, NoopRequest, Overwrite, PathChange, Priority, RebuildIndexRequest, Response,
-    RestoreRequest,
+    RestoreRequest, SnapshotFilter,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -156,6 +156,13 @@ pub struct RestoreArgs {
     pub strip_setid: Option<bool>,
     #[serde(default)]
     pub overwrite: OverwriteArg,
+    /// What narrows `latest` (absent before protocol 6: no narrowing).
+    #[serde(default)]
+    pub filter_host: Option<String>,
+    #[serde(default)]
+    pub filter_tags: Vec<String>,
+    #[serde(default)]
+    pub filter_source: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -498,8 +505,12 @@ impl From<&JobKind> for KindRecord {
                     no_owner,
                     strip_setid,
                     overwrite,
+                    filter,
                 } = r;
                 Self::Restore(RestoreArgs {
+                    filter_host: filter.host,
+                    filter_tags: filter.tags,
+                    filter_source: filter.source,
                     repo,
                     snapshot,
                     subpath,
@@ -638,6 +649,12 @@ impl From<KindRecord> for JobKind {
                 no_owner: a.no_owner,
                 strip_setid: a.strip_setid,
                 overwrite: a.overwrite.into(),
+                filter: SnapshotFilter {
+                    host: a.filter_host,
+                    tags: a.filter_tags,
+                    source: a.filter_source,
+                    path: None,
+                },
             }),
             KindRecord::Check(a) => Self::Check(CheckRequest {
                 repo: a.repo,
