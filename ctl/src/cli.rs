@@ -430,8 +430,8 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     /// SNAPSHOT[:SUBPATH]; SNAPSHOT is `latest`, an id or a unique id prefix.
     pub snapshot: String,
-    /// Directory to restore into; its parent must exist (default: `<state_dir>/restore/<snapshot id>` of the daemon,
-    /// which it can always write, also under the systemd unit).
+    /// Directory to restore into, created if missing (default: the daemon's
+    /// `<state_dir>/restore/<snapshot id>`, which it can write even under the systemd unit).
     #[arg(long, value_name = "DIR")]
     pub target: Option<PathBuf>,
     /// What to do with a file that already exists at the target: replace it always, only if

@@ -83,16 +83,19 @@ fn arguments_wrong_at_submission_are_refused_with_exit_64_and_no_job() {
         &["restore", &snapshot, "--target", target, "--include", "a[b"],
         "a[b",
     );
-    let no_parent = d.dir.path().join("missing-parent/out");
+    // Missing directories of a target are created; a file where one must be is refused.
+    let file = d.dir.path().join("a-file");
+    std::fs::write(&file, b"x").expect("write");
+    let below_file = file.join("missing/out");
     refused(
         &d,
         &[
             "restore",
             &snapshot,
             "--target",
-            no_parent.to_str().expect("utf8"),
+            below_file.to_str().expect("utf8"),
         ],
-        "missing-parent",
+        "a-file exists and is not a directory",
     );
     let missing = d.dir.path().join("no-such-dir");
     refused(

@@ -101,7 +101,8 @@ fn latest_is_the_newest_snapshot_of_the_path_even_when_another_source_is_newer()
         "--source",
         "other",
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // Refused at submission: a usage error, nothing queued.
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let other_id = other_snaps[0]["id"].as_str().expect("id");
     assert!(stderr.contains(&file.display().to_string()), "{stderr}");
@@ -178,7 +179,8 @@ fn a_snapshot_of_a_directory_above_the_path_counts_and_host_and_tags_narrow_late
         "--tag",
         "weekly",
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // Refused at submission: a usage error, nothing queued.
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("host alpha") && stderr.contains("tag weekly"),
@@ -192,7 +194,8 @@ fn a_snapshot_of_a_directory_above_the_path_counts_and_host_and_tags_narrow_late
         "--target",
         s(&d.dir.path().join("none2")),
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // Refused at submission: a usage error, nothing queued.
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&missing.display().to_string()) && stderr.contains(&newest[..8]),

@@ -34,19 +34,17 @@ impl Operation for Restore {
         }
     }
 
-    /// The snapshot resolves, the globs compile, the target's parent exists.
+    /// The snapshot resolves, the globs compile, the target can be a directory.
     fn validate(r: &RestoreRequest, repos: &Registry) -> Result<(), Error> {
         Filter::new(&r.includes, &r.excludes)?;
-        // Without a target the daemon restores into its own state directory, which exists.
-        let target = r.target.clone().map(path_of);
-        if let Some((target, parent)) = target
-            .as_ref()
-            .and_then(|t| Some((t, t.parent().filter(|p| !p.as_os_str().is_empty())?)))
-        {
-            if !parent.is_dir() {
+        // Restore creates missing directories of the target, so only a non-directory where one
+        // must be is wrong at submission. Without a target the daemon picks its own directory.
+        if let Some(target) = r.target.clone().map(path_of) {
+            let existing = target.ancestors().find(|a| a.symlink_metadata().is_ok());
+            if let Some(found) = existing.filter(|a| !a.is_dir()) {
                 return Err(EngineError::Target {
                     path: target.display().to_string(),
-                    reason: format!("{} is not an existing directory", parent.display()),
+                    reason: format!("{} exists and is not a directory", found.display()),
                 }
                 .into());
             }
