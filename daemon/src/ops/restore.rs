@@ -11,8 +11,7 @@ use crate::error::Error;
 use crate::repo::registry::Registry;
 use backupd_common::paths::escape_path;
 use backupd_common::protocol::{
-    Permission, Response, RestoreRequest, RestoreResult,
-    SnapshotFilter,
+    Permission, Response, RestoreRequest, RestoreResult, SnapshotFilter,
 };
 use std::os::unix::ffi::OsStrExt;
 
