@@ -57,7 +57,11 @@ impl Bar {
                     bytes(bt)
                 )
             }
-            _ => format!("{} files {}", p.files_done, bytes(p.bytes_done)),
+            _ => format!(
+                "{} {}",
+                crate::output::count(p.files_done, "file"),
+                bytes(p.bytes_done)
+            ),
         };
         line.push_str(&format!(" {}/s", bytes(rate as u64)));
         if p.errors > 0 {

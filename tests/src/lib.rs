@@ -425,14 +425,23 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
 
 /// stdout of a successful command as JSON; panics with both streams otherwise.
 pub fn json_ok(output: &Output) -> serde_json::Value {
-    assert!(
-        output.status.success(),
-        "command failed ({}): stdout {} stderr {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "command failed: {}", text(output));
     serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+/// A finished command's status and both streams, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {}; stdout {}; stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A test path as the `&str` a command line takes (test paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8 test path")
 }
 
 impl TestDaemon {

@@ -2,25 +2,14 @@
 //! size column, `stats`, `repo info`, `repo remove`, `repo key add|passwd`, `forget ID...`.
 //! Every figure is checked against what the test itself wrote.
 
-use backupd_tests::{json_ok, pseudo_random_bytes, wait_queue_idle, DaemonOptions, TestDaemon};
+use backupd_tests::{
+    json_ok, pseudo_random_bytes, s, text, wait_queue_idle, DaemonOptions, TestDaemon,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf8 test path")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}; stdout {}; stderr {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -2,7 +2,7 @@
 //! `docs/json/`, every command has a schema, paths that are not UTF-8 round-trip through the
 //! CLI, and waiting (the default), `--no-wait` and Ctrl-C detaching behave as documented.
 
-use backupd_tests::{json_ok, wait_until, DaemonOptions, TestDaemon};
+use backupd_tests::{json_ok, s, wait_until, DaemonOptions, TestDaemon};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -145,10 +145,6 @@ impl Checker<'_> {
         self.covered.insert(schema.to_owned());
         conforms(&self.schemas, schema, &out)
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf8 test path")
 }
 
 #[test]

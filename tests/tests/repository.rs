@@ -1,21 +1,12 @@
 //! The repository engine end to end: a real backupd, driven by backupctl, on real files.
 
 use backupd_tests::treecmp::CompareOptions;
-use backupd_tests::{bin, is_root, json_ok, DaemonOptions, TestDaemon};
+use backupd_tests::{bin, is_root, json_ok, text, DaemonOptions, TestDaemon};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {} stdout {} stderr {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn random_file(path: &Path, len: usize, seed: u64) {
     std::fs::write(path, backupd_tests::pseudo_random_bytes(len, seed)).expect("write random file");

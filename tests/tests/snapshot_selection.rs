@@ -1,24 +1,10 @@
 //! `latest` in a snapshot spec means the newest snapshot that holds the path asked for,
 //! narrowed by `--host`, `--tag` and `--source`; `snapshots` filters by the same rules.
 
-use backupd_tests::{json_ok, wait_until, TestDaemon};
+use backupd_tests::{json_ok, s, text, wait_until, TestDaemon};
 use serde_json::Value;
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf8 test path")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}; stdout {}; stderr {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// Restores `spec` (with `extra` flags) into a fresh directory; returns what `file` holds
 /// there, found by its absolute path under the target.

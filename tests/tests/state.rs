@@ -2,24 +2,11 @@
 //! config come back when it is deleted or corrupt, a vanished default repository is never
 //! silently recreated, and the state can be exported and imported (issue 10, items 4 and 5).
 
-use backupd_tests::{bin, json_ok, wait_until, DaemonOptions, TestDaemon};
+use backupd_tests::{bin, json_ok, s, text, wait_until, DaemonOptions, TestDaemon};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {} stdout {} stderr {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// A scratch directory with a source tree and a passphrase file.
 struct Site {

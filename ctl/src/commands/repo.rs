@@ -5,7 +5,7 @@ use crate::cli::{KeyCommand, RepoCommand};
 use crate::client::Client;
 use crate::exit::ExitCode;
 use crate::json::repo::{KeyChangeView, KeyView, RepoDetailsView, RepoView};
-use crate::output::Output;
+use crate::output::{count, Output};
 use crate::password;
 use crate::progress::bytes;
 use backupd_common::protocol::{RepoDetails, RepoInfo};
@@ -52,8 +52,8 @@ fn details_text(d: &RepoDetails) -> String {
     let ratio = super::stats::ratio;
     format!(
         "repository {}{} at {}\n  id {}, format version {}, created {}\n  chunker: FastCDC \
-         min {} / avg {} / max {}\n  compression: {}\n  {} snapshots, {} packs, {} blobs, {} \
-         index files, {} key files\n  stored {} (pack files), original {} (plaintext of every \
+         min {} / avg {} / max {}\n  compression: {}\n  {}, {}, {}, {}, \
+         {}\n  stored {} (pack files), original {} (plaintext of every \
          blob)\n  dedup ratio {} (file bytes of all snapshots / distinct data), compression \
          ratio {}",
         d.repo.name,
@@ -66,11 +66,11 @@ fn details_text(d: &RepoDetails) -> String {
         bytes(d.chunk_avg.into()),
         bytes(d.chunk_max.into()),
         d.compression,
-        d.snapshots,
-        d.packs,
-        d.blobs,
-        d.index_files,
-        d.key_files,
+        count(d.snapshots, "snapshot"),
+        count(d.packs, "pack"),
+        count(d.blobs, "blob"),
+        count(d.index_files, "index file"),
+        count(d.key_files, "key file"),
         bytes(d.stored_bytes),
         bytes(d.original_bytes),
         ratio(d.dedup_ratio),
@@ -179,10 +179,10 @@ pub async fn run(
             let k = client.key_change(name.clone(), secret, passwd).await?;
             out.value(&KeyChangeView::from(&k), || {
                 let mut t = format!(
-                    "repository {}: key file {} added ({} key files now)",
+                    "repository {}: key file {} added ({} now)",
                     k.name,
                     short(&k.added),
-                    k.key_files
+                    count(k.key_files, "key file")
                 );
                 if passwd {
                     t.push_str(&format!(

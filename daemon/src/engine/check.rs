@@ -9,6 +9,7 @@ use crate::repo::pack;
 use crate::repo::tree::NodeKind;
 use crate::repo::Repository;
 use backupd_common::ids::{BlobId, PackId, SnapshotId};
+use backupd_common::plural::{count, count_as};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
@@ -293,9 +294,10 @@ pub fn check(
         // packs most likely hold them. Prune would delete them; rebuilding the index keeps them.
         report.problems.push(Problem {
             message: format!(
-                "{unindexed} pack(s) are not in the index while snapshots need blobs the index \
+                "{} not in the index while snapshots need blobs the index \
                  lacks: an index file is missing or damaged; run `backupctl repo rebuild-index` \
-                 (do not prune before)"
+                 (do not prune before)",
+                count_as(unindexed as u64, "pack is", "packs are")
             ),
             pack: None,
             blob: None,
@@ -318,7 +320,8 @@ pub fn check(
     let temps = repo.backend().list_incomplete()?.len();
     if temps > 0 {
         report.notes.push(format!(
-            "{temps} temp file(s) from interrupted writes; prune removes them"
+            "{} from interrupted writes; prune removes them",
+            count(temps as u64, "temp file")
         ));
     }
 

@@ -8,6 +8,7 @@ use crate::repo::backend::{FileKind, Key};
 use crate::repo::lock::STALE_AFTER;
 use crate::repo::{format_rfc3339, now_ns, Repository};
 use backupd_common::ids::PackId;
+use backupd_common::plural;
 
 /// Unindexed packs on either side of the safety window.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,6 +59,10 @@ pub fn unindexed(repo: &Repository) -> Result<Unindexed, EngineError> {
     }))
 }
 
+fn packs_are(count: usize) -> String {
+    plural::count_as(count as u64, "pack is", "packs are")
+}
+
 fn window() -> String {
     format!("{}-minute", STALE_AFTER.as_secs() / 60)
 }
@@ -65,9 +70,10 @@ fn window() -> String {
 /// What check says about packs younger than the window.
 pub fn young_note(count: usize, until_ns: Option<i64>) -> String {
     format!(
-        "{count} pack(s) are not in the index; they are younger than the {} safety window (a \
+        "{} not in the index and younger than the {} safety window (a \
          backup may still be writing them, and a retried backup reuses them); prune keeps them \
          and removes them after {} if no index names them by then",
+        packs_are(count),
         window(),
         until_text(until_ns)
     )
@@ -76,8 +82,9 @@ pub fn young_note(count: usize, until_ns: Option<i64>) -> String {
 /// What check says about packs older than the window.
 pub fn old_note(count: usize) -> String {
     format!(
-        "{count} pack(s) are not in the index and older than the {} safety window (left by an \
+        "{} not in the index and older than the {} safety window (left by an \
          interrupted backup); prune removes them",
+        packs_are(count),
         window()
     )
 }
@@ -85,8 +92,9 @@ pub fn old_note(count: usize) -> String {
 /// What prune says about the unindexed packs it kept.
 pub fn kept_note(count: usize, until_ns: Option<i64>) -> String {
     format!(
-        "kept {count} pack(s) that are not in the index: they are younger than the {} safety \
+        "kept {} not in the index, younger than the {} safety \
          window (a backup may still be writing them); prune removes them after {}",
+        plural::count(count as u64, "pack"),
         window(),
         until_text(until_ns)
     )
