@@ -86,8 +86,13 @@ fn result_text(result: &Response) -> String {
     match result {
         Response::Backup(r) => {
             let s = &r.stats;
+            let kept = if r.unchanged {
+                "unchanged, kept snapshot "
+            } else {
+                "snapshot "
+            };
             let mut text = format!(
-                "snapshot {}{}\n    {} ({} read), {}; {} in the snapshot, {} read, {} new to \
+                "{kept}{}{}\n    {} ({} read), {}; {} in the snapshot, {} read, {} new to \
                  the repository, {} stored",
                 r.snapshot,
                 r.parent

@@ -6,7 +6,7 @@ use crate::cli::{StatsArgs, StatsModeArg};
 use crate::client::Client;
 use crate::exit::ExitCode;
 use crate::json::repo::{mode_name, StatsResultView};
-use crate::output::Output;
+use crate::output::{count, count_as, Output};
 use crate::progress::bytes;
 use backupd_common::protocol::{StatsMode, StatsRequest, StatsResult};
 
@@ -18,26 +18,30 @@ pub fn ratio(r: Option<f64>) -> String {
 fn text(s: &StatsResult) -> String {
     let n = s.snapshots.len();
     let mut t = format!(
-        "{} of {n} {}\n  restore size: {} files, {} dirs, {} other, {} ({} bytes)",
+        "{} of {}\n  restore size: {}, {}, {}, {} ({})",
         mode_name(s.mode),
-        if n == 1 { "snapshot" } else { "snapshots" },
-        s.files,
-        s.dirs,
-        s.other,
+        count(n as u64, "snapshot"),
+        count(s.files, "file"),
+        count(s.dirs, "dir"),
+        count_as(s.other, "other", "others"),
         bytes(s.bytes),
-        s.bytes
+        count(s.bytes, "byte")
     );
     if s.mode == StatsMode::Raw {
         t.push_str(&format!(
-            "\n  blobs: {} ({} data, {} tree), {} plaintext, {} stored",
-            s.blobs,
+            "\n  {} ({} data, {} tree), {} plaintext, {} stored",
+            count(s.blobs, "blob"),
             s.data_blobs,
             s.tree_blobs,
             bytes(s.raw_bytes),
             bytes(s.stored_bytes)
         ));
         if let (Some(packs), Some(pack_bytes)) = (s.packs, s.pack_bytes) {
-            t.push_str(&format!("\n  packs: {packs}, {}", bytes(pack_bytes)));
+            t.push_str(&format!(
+                "\n  {}, {}",
+                count(packs, "pack"),
+                bytes(pack_bytes)
+            ));
         }
         t.push_str(&format!(
             "\n  dedup ratio {} (file bytes / distinct data), compression ratio {} (plaintext / stored)",
