@@ -388,6 +388,30 @@ fn export_then_import_into_a_fresh_state_reproduces_registry_and_sources() {
     // Importing again adds nothing; a version this backupd does not know is refused.
     let again = json_ok(&d.ctl(&["--json", "system", "import-state", s(&file)]));
     assert_eq!(again["added"].as_array().map(Vec::len), Some(0), "{again}");
+    // The same repository under another name is skipped: one repository, one name.
+    let mut renamed = doc.clone();
+    for r in renamed["repositories"]
+        .as_array_mut()
+        .expect("repositories")
+    {
+        if r["name"] == "offsite" {
+            r["name"] = "offsite2".into();
+        }
+    }
+    let renamed_file = site.path("renamed.json");
+    std::fs::write(&renamed_file, renamed.to_string()).expect("write");
+    let report = json_ok(&d.ctl(&["--json", "system", "import-state", s(&renamed_file)]));
+    let skipped = report["skipped"].as_array().expect("skipped");
+    let second = skipped
+        .iter()
+        .find(|i| i["name"] == "offsite2")
+        .unwrap_or_else(|| panic!("offsite2 not skipped: {report}"));
+    assert!(
+        second["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("already registered as \"offsite\"")),
+        "{report}"
+    );
     let mut newer = doc.clone();
     newer["version"] = 99.into();
     let newer_file = site.path("newer.json");

@@ -202,6 +202,12 @@ impl Registry {
         self.wait_settled();
         let _one = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         self.check_new_name(&entry.name, &entry.location)?;
+        // Not opened (no key yet), but its id is readable: a copy already registered under
+        // another name is the same repository, as for `repo add`.
+        let id = super::super::read_config(entry.location.open_backend().as_ref())
+            .map(|c| c.id)
+            .unwrap_or_default();
+        self.check_not_registered(&entry.name, &entry.location, &id)?;
         let all = self.list_now()?;
         // The default stays the default; an imported one only becomes it if there is none.
         entry.is_default = entry.is_default && !all.iter().any(|e| e.is_default);
