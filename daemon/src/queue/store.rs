@@ -121,6 +121,13 @@ impl Store {
         self.history.set_retention(config, now)
     }
 
+    /// Makes every write so far durable, blocking the thread: for the few transitions that must
+    /// be on disk before the queue's own state shows them.
+    pub fn flush_blocking(&self) -> Result<(), StateError> {
+        self.jobs.flush().map_err(|e| self.write_err(e))?;
+        Ok(())
+    }
+
     /// Makes every write so far durable.
     pub async fn flush(&self) -> Result<(), StateError> {
         // sled flushes the whole database, history trees included.

@@ -111,6 +111,12 @@ impl Scheduler {
         };
         job::start(&mut j, now);
         persist(queue, &j);
+        // The start is durable before anyone can see the job running, and so before any work
+        // happens: the crash counter (`queue.max_crashes`) relies on a job that was running when
+        // the daemon died being recorded as running, however soon after its start that was.
+        if let Err(e) = queue.store.flush_blocking() {
+            tracing::error!(job = id, error = %e, "cannot persist job start");
+        }
         queue.emit(inner, &j, Some(JobState::Queued), None);
         let running = Running {
             cancel: CancellationToken::new(),
@@ -160,10 +166,6 @@ impl RunTask {
     async fn run(self, s: Scheduler) {
         let id = self.id;
         let queue = &s.queue;
-        // The start is durable before any work happens.
-        if let Err(e) = queue.flush().await {
-            tracing::error!(job = id, error = %e, "cannot persist job start");
-        }
         let mut handle = {
             let (env, kind, attempt) = (s.env.clone(), self.kind, self.attempt);
             let (progress, cancel) = (self.progress.clone(), self.cancel.clone());
