@@ -19,6 +19,7 @@ pub mod ops;
 pub mod queue;
 pub mod reload;
 pub mod repo;
+pub mod security;
 pub mod server;
 pub mod settings;
 pub mod state;
@@ -205,6 +206,7 @@ async fn build(
         settings,
         tasks: tracker.clone(),
         shutdown: cancel.clone(),
+        security: Arc::new(security::Security::new(process.clone())),
     };
     Ok((services, scheduler))
 }

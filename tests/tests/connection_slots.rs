@@ -114,7 +114,7 @@ fn streams_closed_by_their_client_free_their_slots() {
     // And both root and nobody connect at once.
     assert_eq!(d.health()["status"], "ok");
     let who = json_ok(&d.ctl_as_nobody(&["--json", "system", "whoami"]));
-    assert_eq!(who["role"], "observer");
+    assert_eq!(who["role"], "viewer");
 }
 
 #[test]

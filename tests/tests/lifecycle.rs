@@ -43,7 +43,13 @@ fn whoami_reports_uid_and_role() {
     let v = json_ok(&d.ctl(&["--json", "system", "whoami"]));
     assert_eq!(v["uid"], nix::unistd::getuid().as_raw());
     assert_eq!(v["gid"], nix::unistd::getgid().as_raw());
-    assert_eq!(v["role"], "admin");
+    // Root is always super-admin; the daemon's own uid (a user-mode daemon's owner) is admin.
+    let expected = if nix::unistd::getuid().is_root() {
+        "super-admin"
+    } else {
+        "admin"
+    };
+    assert_eq!(v["role"], expected);
 }
 
 #[test]

@@ -39,7 +39,7 @@ fn non_root_caller_reads_health_but_cannot_shut_down() {
     assert_eq!(v["status"], "ok");
 
     let who = json_ok(&as_nobody(&["--json", "system", "whoami"]));
-    assert_eq!(who["role"], "observer");
+    assert_eq!(who["role"], "viewer");
     assert_ne!(who["uid"], 0);
 
     let out = as_nobody(&["system", "shutdown"]);
@@ -49,7 +49,7 @@ fn non_root_caller_reads_health_but_cannot_shut_down() {
         "exit code 4 for PermissionDenied"
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("system.admin"), "{err}");
+    assert!(err.contains("system.manage"), "{err}");
     assert!(err.contains("system shutdown"), "{err}");
 
     let out = as_nobody(&["--json", "system", "reload"]);

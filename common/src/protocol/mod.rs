@@ -7,18 +7,20 @@
 
 pub mod queue;
 pub mod repo;
+pub mod security;
 pub mod source;
 
 use crate::error::ErrorReply;
 use crate::ids::RequestId;
 pub use queue::*;
 pub use repo::*;
+pub use security::{Permission, Role};
 use serde::{Deserialize, Serialize};
 pub use source::*;
 use std::time::Duration;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Everything a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,69 +76,6 @@ pub struct Identity {
     pub role: Role,
 }
 
-/// What a caller may do. Until full role management lands, root and the daemon's own uid are
-/// `Admin`; everyone else who can reach the socket is `Observer`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    Observer,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Observer => "observer",
-        }
-    }
-
-    pub fn grants(self, permission: Permission) -> bool {
-        match self {
-            Self::Admin => true,
-            // Observers watch: the daemon's health and the queue's state.
-            Self::Observer => matches!(permission, Permission::SystemRead | Permission::QueueRead),
-        }
-    }
-}
-
-/// A permission a request needs. Every request names exactly one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Permission {
-    /// Read the daemon's health and one's own identity.
-    SystemRead,
-    /// Reload the configuration, shut the daemon down.
-    SystemAdmin,
-    /// List repositories and snapshots.
-    RepoRead,
-    /// Create, register and check repositories, export keys, forget and prune.
-    RepoAdmin,
-    /// Back up paths into a repository.
-    BackupRun,
-    /// Restore snapshots to the file system.
-    RestoreRun,
-    /// See the job queue: status, jobs, history, events.
-    QueueRead,
-    /// Cancel jobs, retry or purge dead letters, set the number of workers.
-    QueueAdmin,
-}
-
-impl Permission {
-    /// The name users see in denials and (later) in role definitions.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SystemRead => "system.read",
-            Self::SystemAdmin => "system.admin",
-            Self::RepoRead => "repo.read",
-            Self::RepoAdmin => "repo.admin",
-            Self::BackupRun => "backup.run",
-            Self::RestoreRun => "restore.run",
-            Self::QueueRead => "queue.read",
-            Self::QueueAdmin => "queue.admin",
-        }
-    }
-}
-
 /// Requests, grouped like backupctl's command groups.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Request {
@@ -155,9 +94,18 @@ impl Request {
     pub fn permission(&self) -> Permission {
         match self {
             Self::System(r) => r.permission(),
-            Self::Repo(RepoRequest::List | RepoRequest::Info { .. } | RepoRequest::Stats(_))
-            | Self::Snapshots(_) => Permission::RepoRead,
-            Self::Repo(_) => Permission::RepoAdmin,
+            Self::Repo(RepoRequest::List | RepoRequest::Info { .. } | RepoRequest::Stats(_)) => {
+                Permission::RepoRead
+            }
+            Self::Repo(
+                RepoRequest::KeyExport { .. }
+                | RepoRequest::KeyAdd { .. }
+                | RepoRequest::KeyPasswd { .. },
+            ) => Permission::RepoKey,
+            Self::Repo(
+                RepoRequest::Init { .. } | RepoRequest::Add { .. } | RepoRequest::Remove { .. },
+            ) => Permission::RepoManage,
+            Self::Snapshots(_) => Permission::SnapshotList,
             Self::Queue(r) => r.permission(),
             Self::Source(r) => r.permission(),
         }
@@ -210,7 +158,7 @@ impl SystemRequest {
         match self {
             Self::Health | Self::WatchHealth { .. } | Self::Whoami => Permission::SystemRead,
             Self::Reload | Self::Shutdown | Self::ExportState | Self::ImportState { .. } => {
-                Permission::SystemAdmin
+                Permission::SystemManage
             }
         }
     }

@@ -437,7 +437,7 @@ impl QueueRequest {
         match self {
             // The floor every submission needs; the daemon's operation for the kind names the
             // exact permission (restore, repository administration), checked in the same place.
-            Self::Submit(_) => Permission::BackupRun,
+            Self::Submit(_) => Permission::BackupOwn,
             Self::Status
             | Self::Job { .. }
             | Self::Wait { .. }
@@ -448,7 +448,7 @@ impl QueueRequest {
             Self::Cancel { .. }
             | Self::RetryDeadLetter { .. }
             | Self::PurgeDeadLetters
-            | Self::Workers { count: Some(_) } => Permission::QueueAdmin,
+            | Self::Workers { count: Some(_) } => Permission::QueueManage,
         }
     }
 

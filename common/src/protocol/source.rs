@@ -69,8 +69,8 @@ pub enum SourceRequest {
 impl SourceRequest {
     pub fn permission(&self) -> Permission {
         match self {
-            Self::Add(_) | Self::Remove { .. } => Permission::BackupRun,
-            Self::List => Permission::QueueRead,
+            Self::Add(_) | Self::Remove { .. } => Permission::SourceManage,
+            Self::List => Permission::SourceRead,
         }
     }
 

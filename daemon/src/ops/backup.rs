@@ -20,7 +20,7 @@ pub struct Backup;
 impl Operation for Backup {
     type Args = BackupRequest;
     const TIMEOUT_KEY: &'static str = "backup";
-    const PERMISSION: Permission = Permission::BackupRun;
+    const PERMISSION: Permission = Permission::BackupOwn;
     /// Two backups of the same paths with the same options make the same snapshot.
     const COALESCES: bool = true;
 

@@ -11,7 +11,7 @@ pub struct Check;
 impl Operation for Check {
     type Args = CheckRequest;
     const TIMEOUT_KEY: &'static str = "check";
-    const PERMISSION: Permission = Permission::RepoAdmin;
+    const PERMISSION: Permission = Permission::RepoManage;
 
     fn claim(args: &CheckRequest) -> Option<Claim> {
         Some(Claim::on(&args.repo, false))

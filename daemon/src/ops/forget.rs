@@ -17,7 +17,7 @@ pub struct Forget;
 impl Operation for Forget {
     type Args = ForgetRequest;
     const TIMEOUT_KEY: &'static str = "forget";
-    const PERMISSION: Permission = Permission::RepoAdmin;
+    const PERMISSION: Permission = Permission::SnapshotForget;
 
     fn claim(args: &ForgetRequest) -> Option<Claim> {
         Some(Claim::on(&args.repo, !args.dry_run))

@@ -265,7 +265,14 @@ mod tests {
         use Permission::*;
         assert_eq!(
             got,
-            vec![BackupRun, RestoreRun, RepoAdmin, RepoAdmin, RepoAdmin, BackupRun]
+            vec![
+                BackupOwn,
+                RestoreOwn,
+                RepoManage,
+                SnapshotForget,
+                RepoManage,
+                QueueManage
+            ]
         );
     }
 

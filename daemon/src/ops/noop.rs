@@ -12,7 +12,7 @@ pub struct Noop;
 impl Operation for Noop {
     type Args = NoopRequest;
     const TIMEOUT_KEY: &'static str = "noop";
-    const PERMISSION: Permission = Permission::BackupRun;
+    const PERMISSION: Permission = Permission::QueueManage;
 
     fn claim(_: &NoopRequest) -> Option<Claim> {
         None

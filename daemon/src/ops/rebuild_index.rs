@@ -11,7 +11,7 @@ pub struct RebuildIndex;
 impl Operation for RebuildIndex {
     type Args = RebuildIndexRequest;
     const TIMEOUT_KEY: &'static str = "rebuild-index";
-    const PERMISSION: Permission = Permission::RepoAdmin;
+    const PERMISSION: Permission = Permission::RepoManage;
 
     fn claim(args: &RebuildIndexRequest) -> Option<Claim> {
         Some(Claim::on(&args.repo, true))

@@ -20,7 +20,7 @@ pub struct Restore;
 impl Operation for Restore {
     type Args = RestoreRequest;
     const TIMEOUT_KEY: &'static str = "restore";
-    const PERMISSION: Permission = Permission::RestoreRun;
+    const PERMISSION: Permission = Permission::RestoreOwn;
 
     fn claim(args: &RestoreRequest) -> Option<Claim> {
         Some(Claim::on(&args.repo, false))

@@ -10,7 +10,6 @@
 //! Frames are limited to 64 KiB before `Hello` and for non-admin callers; replies to non-admin
 //! callers pass through [`redact`] (no job arguments, results or error texts).
 
-use super::auth;
 use super::dispatch::dispatch;
 use super::frames::{self, FrameReader, ReadError};
 use super::handlers::{After, Reply, StreamItem};
@@ -18,11 +17,12 @@ use super::redact;
 use super::slots::{Refusal, Slot};
 use super::Server;
 use crate::error::Error;
+use crate::security::Outcome;
 use backupd_common::codec::{MessageCodec, RESTRICTED_MAX_FRAME};
 use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::ids::RequestId;
 use backupd_common::protocol::{
-    ClientMessage, Identity, Request, Role, ServerMessage, Welcome, PROTOCOL_VERSION,
+    ClientMessage, Identity, Request, ServerMessage, Welcome, PROTOCOL_VERSION,
 };
 use futures::SinkExt;
 use std::collections::VecDeque;
@@ -115,7 +115,7 @@ pub async fn serve(
             return fatal(&mut conn.writer, ErrorCode::Malformed, msg).await;
         }
     }
-    if identity.role == Role::Admin {
+    if crate::security::administers(identity.role) {
         conn.reader.set_limit(limits.max_frame_bytes);
     }
     let welcome = ServerMessage::Welcome(Welcome {
@@ -183,20 +183,26 @@ async fn answer(
     request: Request,
     cancel: &CancellationToken,
 ) -> Result<Option<After>, ()> {
-    if let Err(denied) = auth::check(identity, &request) {
+    let security = server.services.security.clone();
+    if let Err(denied) = security.authorize(identity, &request) {
         tracing::info!(
             uid = identity.uid,
             request = request.name(),
             "permission denied"
         );
-        let result = Err(denied.to_reply());
+        let reply = denied.to_reply();
+        security.after_request(identity, &request, Outcome::Denied(&reply));
+        let result = Err(reply);
         send(&mut conn.writer, ServerMessage::Reply { id, result }).await?;
         return Ok(None);
     }
-    let observer = identity.role != Role::Admin;
+    let observer = !crate::security::administers(identity.role);
+    // The request moves into its handler; what the security service records is read from a copy.
+    let seen = request.clone();
     let outcome = dispatch(server, identity, request).await;
     match outcome.reply {
         Reply::Now(result) => {
+            security.after_request(identity, &seen, Outcome::Answered(&result));
             send(&mut conn.writer, final_reply(id, result, observer)).await?;
         }
         Reply::Stream(mut rx) => loop {
@@ -217,10 +223,12 @@ async fn answer(
                     send(&mut conn.writer, ServerMessage::Progress { id, progress }).await?
                 }
                 Some(StreamItem::Final(result)) => {
+                    security.after_request(identity, &seen, Outcome::Answered(&result));
                     send(&mut conn.writer, final_reply(id, result, observer)).await?;
                     break;
                 }
                 None => {
+                    security.after_request(identity, &seen, Outcome::Cut);
                     let result = Err(if cancel.is_cancelled() {
                         Error::ShuttingDown.to_reply()
                     } else {

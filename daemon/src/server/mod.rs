@@ -6,7 +6,6 @@
 //! Everything stops when the cancellation token fires: the accept loop returns at once, each
 //! connection finishes the request it is answering and closes.
 
-pub mod auth;
 pub mod connection;
 pub mod dispatch;
 pub mod frames;
@@ -20,8 +19,8 @@ use crate::context::{Process, SettingsHandle};
 use crate::queue::Queue;
 use crate::reload::Reloader;
 use crate::repo::registry::Registry;
+use crate::security::{self, Security};
 use crate::watch::Sources;
-use backupd_common::protocol::Role;
 use listener::Listener;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +44,8 @@ pub struct Services {
     pub tasks: TaskTracker,
     /// Cancelling it stops the daemon (`system shutdown`); streamed replies end with it.
     pub shutdown: CancellationToken,
+    /// Who may do what, and what is recorded about it.
+    pub security: Arc<Security>,
 }
 
 /// The server's own state next to the services it serves: who the daemon is, its socket, and
@@ -96,11 +97,11 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, _)) => {
-                let Some(identity) = auth::identify(&server.process, &stream) else {
+                let Some(identity) = server.services.security.identify(&stream) else {
                     tracing::warn!("peer credentials unavailable; closing the connection");
                     continue;
                 };
-                let admin = identity.role == Role::Admin;
+                let admin = security::administers(identity.role);
                 let limits = &server.services.settings.get().config.server;
                 match server.slots.try_acquire(identity.uid, admin, limits) {
                     Ok(slot) => {
