@@ -197,7 +197,9 @@ async fn build(
         log_reload,
     ));
 
+    let security = Arc::new(security::Security::new(process.clone(), settings.clone()));
     let services = Services {
+        security,
         queue,
         sources,
         repos,
@@ -206,7 +208,6 @@ async fn build(
         settings,
         tasks: tracker.clone(),
         shutdown: cancel.clone(),
-        security: Arc::new(security::Security::new(process.clone())),
     };
     Ok((services, scheduler))
 }

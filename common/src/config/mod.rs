@@ -2,6 +2,7 @@
 //! without a file. Unknown keys are errors; `validate` names the key that is wrong.
 
 pub mod declared;
+pub mod security;
 
 pub use declared::{RepositoryConfig, SourceConfig};
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub queue: QueueConfig,
     pub history: HistoryConfig,
+    pub security: security::SecurityConfig,
     /// `[[repository]]` tables: repositories registered at start and on reload.
     #[serde(rename = "repository", skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<RepositoryConfig>,

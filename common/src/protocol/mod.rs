@@ -73,7 +73,9 @@ pub struct Identity {
     pub uid: u32,
     pub gid: u32,
     pub pid: Option<i32>,
-    pub role: Role,
+    /// `None` when no binding names the caller and `security.default_role` is "none": every
+    /// request is refused.
+    pub role: Option<Role>,
 }
 
 /// Requests, grouped like backupctl's command groups.

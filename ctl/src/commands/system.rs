@@ -30,7 +30,12 @@ pub async fn run(
         SystemCommand::Whoami => {
             let who = client.whoami().await?;
             out.value(&IdentityView::from(&who), || {
-                format!("uid {} gid {} role {}", who.uid, who.gid, who.role.as_str())
+                format!(
+                    "uid {} gid {} role {}",
+                    who.uid,
+                    who.gid,
+                    who.role.map_or("none", |r| r.as_str())
+                )
             });
         }
         SystemCommand::Reload => {

@@ -63,7 +63,7 @@ impl From<&Identity> for IdentityView {
             uid: i.uid,
             gid: i.gid,
             pid: i.pid,
-            role: i.role.as_str(),
+            role: i.role.map_or("none", |r| r.as_str()),
         }
     }
 }

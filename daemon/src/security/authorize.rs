@@ -13,9 +13,9 @@ pub fn needed(request: &Request) -> Permission {
 }
 
 /// Whether `role` (held by `uid`) may send `request`.
-pub fn check(uid: u32, role: Role, request: &Request) -> Result<(), Error> {
+pub fn check(uid: u32, role: Option<Role>, request: &Request) -> Result<(), Error> {
     let needed = needed(request);
-    if role.grants(needed) {
+    if role.is_some_and(|role| role.grants(needed)) {
         Ok(())
     } else {
         // A submission is named by the command that submits its kind (`backup`, `repo
@@ -27,7 +27,7 @@ pub fn check(uid: u32, role: Role, request: &Request) -> Result<(), Error> {
         Err(Error::PermissionDenied {
             request: name,
             permission: needed.as_str(),
-            role: role.as_str(),
+            role: role.map_or("none", Role::as_str),
             uid,
         })
     }
@@ -58,11 +58,11 @@ mod tests {
             Permission::SystemManage
         );
         assert!(matches!(
-            super::check(1000, Role::Viewer, &restore),
+            super::check(1000, Some(Role::Viewer), &restore),
             Err(Error::PermissionDenied { .. })
         ));
-        assert!(super::check(1000, Role::User, &restore).is_ok());
-        let message = super::check(1000, Role::Viewer, &restore).map_err(|e| e.to_string());
+        assert!(super::check(1000, Some(Role::User), &restore).is_ok());
+        let message = super::check(1000, Some(Role::Viewer), &restore).map_err(|e| e.to_string());
         assert!(
             matches!(&message, Err(m) if m.contains("`restore` needs permission `restore.own`")),
             "{message:?}"

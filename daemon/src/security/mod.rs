@@ -5,7 +5,7 @@
 
 pub mod authorize;
 
-use crate::context::Process;
+use crate::context::{Process, SettingsHandle};
 use crate::error::Error;
 use backupd_common::error::ErrorReply;
 use backupd_common::protocol::{Identity, Permission, Request, Response, Role};
@@ -14,6 +14,7 @@ use tokio::net::UnixStream;
 /// The security service's handle, shared by the server and the handlers.
 pub struct Security {
     process: Process,
+    settings: SettingsHandle,
 }
 
 /// How a request ended, as the security service records it.
@@ -27,8 +28,8 @@ pub enum Outcome<'a> {
 }
 
 impl Security {
-    pub fn new(process: Process) -> Self {
-        Self { process }
+    pub fn new(process: Process, settings: SettingsHandle) -> Self {
+        Self { process, settings }
     }
 
     /// Reads the peer's credentials. `None` when the kernel will not say (never expected on
@@ -44,14 +45,14 @@ impl Security {
         })
     }
 
-    /// The role `uid` holds now.
-    pub fn role_of(&self, uid: u32) -> Role {
+    /// The role `uid` holds now; `None` when it holds none.
+    pub fn role_of(&self, uid: u32) -> Option<Role> {
         if uid == 0 {
-            Role::SuperAdmin
+            Some(Role::SuperAdmin)
         } else if uid == self.process.daemon_uid {
-            Role::Admin
+            Some(Role::Admin)
         } else {
-            Role::Viewer
+            self.settings.get().config.security.default_role.role()
         }
     }
 
@@ -64,7 +65,8 @@ impl Security {
     /// Whether `identity` holds `permission` (for `repo`, when the question is about one):
     /// for the rights that no request names, such as acting as root (`backup.any`).
     pub fn holds(&self, identity: &Identity, permission: Permission, _repo: Option<&str>) -> bool {
-        self.role_of(identity.uid).grants(permission)
+        self.role_of(identity.uid)
+            .is_some_and(|role| role.grants(permission))
     }
 
     /// Records how a request ended.
@@ -76,6 +78,6 @@ impl Security {
 
 /// Whether `role` administers the daemon: exempt from per-uid connection caps and served large
 /// frames.
-pub fn administers(role: Role) -> bool {
-    matches!(role, Role::SuperAdmin | Role::Admin)
+pub fn administers(role: Option<Role>) -> bool {
+    matches!(role, Some(Role::SuperAdmin | Role::Admin))
 }
