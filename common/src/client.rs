@@ -59,8 +59,16 @@ pub enum ClientError {
     Remote(ErrorReply),
 }
 
+/// The group name of `gid`, if the system knows one.
+pub fn group_name(gid: u32) -> Option<String> {
+    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+}
+
 /// The user name of `uid`, if the system knows one.
-fn user_name(uid: u32) -> Option<String> {
+pub fn user_name(uid: u32) -> Option<String> {
     nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
         .flatten()
@@ -78,6 +86,20 @@ pub fn parse_user(text: &str) -> Result<u32, String> {
             "no user {text:?} on this system; give a user name or a uid"
         )),
         Err(e) => Err(format!("cannot look up user {text:?}: {e}")),
+    }
+}
+
+/// A group name or gid, as `--group` and `[[security.binding]] group` take it.
+pub fn parse_group(text: &str) -> Result<u32, String> {
+    if let Ok(gid) = text.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(text) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(format!(
+            "no group {text:?} on this system; give a group name or a gid"
+        )),
+        Err(e) => Err(format!("cannot look up group {text:?}: {e}")),
     }
 }
 

@@ -62,6 +62,21 @@ pub enum Command {
     /// Watched sources: directories backed up continuously.
     #[command(subcommand)]
     Source(SourceCommand),
+    /// Access control: roles, bindings, permission checks.
+    #[command(subcommand)]
+    Security(SecurityCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecurityCommand {
+    /// Bind a role to a user or group, optionally limited to repositories; it expires.
+    Grant(crate::commands::security_roles::GrantArgs),
+    /// Remove a granted binding by id, or every binding of a user or group.
+    Revoke(crate::commands::security_roles::RevokeArgs),
+    /// Every binding with its scope and expiry, declared ones included.
+    Bindings,
+    /// Whether a user would be granted a permission, and by what (exit 0 yes, 4 no).
+    Check(crate::commands::security_roles::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,8 @@ use backupd_common::client::{ClientError, Connection, TrustedDaemon};
 use backupd_common::protocol::{
     HealthReport, HistoryEntry, HistoryQuery, Identity, ImportReport, JobEvent, JobId, JobInfo,
     JobSpec, KeyChange, KeyExport, OperationProgress, Progress, QueueRequest, QueueStatus,
-    ReloadReport, RepoDetails, RepoInfo, RepoRequest, Request, Response, Secret, SnapshotInfo,
+    ReloadReport, RepoDetails, RepoInfo, RepoRequest, Request, Response, Secret, SecurityRequest,
+    SecurityResponse, SnapshotInfo,
     SnapshotsRequest, SourceInfo, SourceRequest, StatsRequest, StatsResult, Submitted,
     SystemRequest,
 };
@@ -342,6 +343,19 @@ impl Client {
     pub async fn sources(&mut self) -> Result<Vec<SourceInfo>, ClientError> {
         match self.conn.call(Request::Source(SourceRequest::List)).await? {
             Response::Sources(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Client {
+    /// A `security` request; the typed wrappers are beside the commands that send them.
+    pub async fn security(
+        &mut self,
+        request: SecurityRequest,
+    ) -> Result<SecurityResponse, ClientError> {
+        match self.conn.call(Request::Security(request)).await? {
+            Response::Security(r) => Ok(r),
             other => Err(unexpected(other)),
         }
     }

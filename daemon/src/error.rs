@@ -32,15 +32,19 @@ pub enum Error {
     #[error("the daemon is shutting down; retry once it is back")]
     ShuttingDown,
     #[error(
-        "permission denied: `{request}` needs permission `{permission}`, which role `{role}` \
-         (uid {uid}) does not have; run it as root or as the daemon's user"
+        "permission denied: `{request}` needs permission `{permission}`, which uid {uid} does \
+         not hold (held: {held}); an administrator can grant a role that has it with \
+         `backupctl security grant ROLE --uid {uid}`"
     )]
     PermissionDenied {
         request: &'static str,
         permission: &'static str,
-        role: &'static str,
+        /// The roles held for this request, with where each comes from.
+        held: String,
         uid: u32,
     },
+    #[error(transparent)]
+    Binding(#[from] crate::security::bindings::BindingError),
     /// A submission whose arguments are wrong: nothing was queued.
     #[error("`{command}` refused, nothing was queued: {source}")]
     Refused {
@@ -119,6 +123,7 @@ impl Classify for Error {
             Self::Engine(e) => e.class(),
             Self::Registry(e) => e.class(),
             Self::PermissionDenied { .. } => class(PermissionDenied, false),
+            Self::Binding(e) => e.class(),
             Self::Refused { source, .. } => class(source.class().code, false),
             Self::State(e) => e.class(),
             Self::Listen(_) | Self::Internal(_) | Self::TaskFailed { .. } => class(Internal, false),
@@ -135,6 +140,21 @@ impl Classify for Error {
                     class(InvalidArgument, false)
                 }
             }
+        }
+    }
+}
+
+impl Classify for crate::security::bindings::BindingError {
+    fn class(&self) -> Class {
+        use crate::security::bindings::BindingError as E;
+        match self {
+            E::TooStrong { .. } => class(ErrorCode::PermissionDenied, false),
+            E::NeverNotAllowed { .. } | E::ZeroExpiry | E::BadRepo { .. } => {
+                class(ErrorCode::InvalidArgument, false)
+            }
+            E::NotFound { .. } | E::NoneMatch { .. } => class(ErrorCode::NotFound, false),
+            E::Declared { .. } | E::TooMany { .. } => class(ErrorCode::Conflict, false),
+            E::State(e) => e.class(),
         }
     }
 }

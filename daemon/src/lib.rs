@@ -197,7 +197,18 @@ async fn build(
         log_reload,
     ));
 
-    let security = Arc::new(security::Security::new(process.clone(), settings.clone()));
+    let security = {
+        let (process, settings, state) = (process.clone(), settings.clone(), state.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            security::Security::new(process, settings, &state)
+        })
+        .await
+        .map_err(|source| Error::TaskFailed {
+            task: "the role bindings open task".into(),
+            source,
+        })??;
+        Arc::new(opened)
+    };
     let services = Services {
         security,
         queue,

@@ -453,6 +453,7 @@ impl Config {
         }
         declared::validate_repositories(&self.repositories)
             .and_then(|()| declared::validate_sources(&self.sources))
+            .and_then(|()| self.security.validate())
             .map_err(|(key, message)| invalid(&key, message))?;
         Ok(())
     }

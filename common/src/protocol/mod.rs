@@ -14,7 +14,10 @@ use crate::error::ErrorReply;
 use crate::ids::RequestId;
 pub use queue::*;
 pub use repo::*;
-pub use security::{Permission, Role};
+pub use security::{
+    BindingInfo, CheckAnswer, Expiry, GrantSource, Permission, RevokeTarget, Role,
+    SecurityRequest, SecurityResponse, Subject,
+};
 use serde::{Deserialize, Serialize};
 pub use source::*;
 use std::time::Duration;
@@ -89,6 +92,8 @@ pub enum Request {
     Queue(QueueRequest),
     /// Continuously backed-up directories.
     Source(SourceRequest),
+    /// Roles, bindings, audit: `backupctl security ...`.
+    Security(SecurityRequest),
 }
 
 impl Request {
@@ -110,6 +115,7 @@ impl Request {
             Self::Snapshots(_) => Permission::SnapshotList,
             Self::Queue(r) => r.permission(),
             Self::Source(r) => r.permission(),
+            Self::Security(r) => r.permission(),
         }
     }
 
@@ -129,6 +135,7 @@ impl Request {
             Self::Snapshots(_) => "snapshots",
             Self::Queue(r) => r.name(),
             Self::Source(r) => r.name(),
+            Self::Security(r) => r.name(),
         }
     }
 }
@@ -220,6 +227,7 @@ pub enum Response {
     RepoDetails(Box<RepoDetails>),
     KeyChanged(KeyChange),
     Stats(Box<StatsResult>),
+    Security(SecurityResponse),
 }
 
 /// What an import did, entry by entry.

@@ -187,6 +187,177 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// Who a binding names: one uid, or every member of a group (primary or supplementary).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Subject {
+    Uid(u32),
+    Group(u32),
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Uid(u) => write!(f, "uid {u}"),
+            Self::Group(g) => write!(f, "group {g}"),
+        }
+    }
+}
+
+/// How long a granted binding lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Expiry {
+    /// `security.binding_expiry` from now.
+    Default,
+    /// This long from now.
+    In(std::time::Duration),
+    /// Never: for `super-admin` bindings only.
+    Never,
+}
+
+/// Requests of the `security` group. Append only: bincode encodes variants by index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SecurityRequest {
+    /// Bind a role to a uid or group -> [`SecurityResponse::Granted`]. Refused when the binding
+    /// would be stronger than what the granter holds. Not streamed.
+    Grant {
+        role: Role,
+        subject: Subject,
+        /// Repositories the binding is limited to; empty: every repository.
+        repos: Vec<String>,
+        expires: Expiry,
+    },
+    /// Remove bindings -> [`SecurityResponse::Revoked`] (what was removed). Not streamed.
+    Revoke(RevokeTarget),
+    /// Every binding, expired ones included -> [`SecurityResponse::Bindings`]. Not streamed.
+    Bindings,
+    /// Whether `uid` would be granted `permission` (on `repo`) and why; changes nothing ->
+    /// [`SecurityResponse::Check`]. Not streamed.
+    Check {
+        uid: u32,
+        permission: Permission,
+        repo: Option<String>,
+    },
+}
+
+impl SecurityRequest {
+    pub fn permission(&self) -> Permission {
+        match self {
+            Self::Grant { .. } | Self::Revoke(_) => Permission::SecurityManage,
+            Self::Bindings | Self::Check { .. } => Permission::SecurityRead,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Grant { .. } => "security grant",
+            Self::Revoke(_) => "security revoke",
+            Self::Bindings => "security bindings",
+            Self::Check { .. } => "security check",
+        }
+    }
+}
+
+/// Which bindings a revoke removes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RevokeTarget {
+    /// The binding with this id.
+    Id(String),
+    /// Every granted binding of `subject` (of `role`, when given).
+    Subject {
+        subject: Subject,
+        role: Option<Role>,
+    },
+}
+
+/// A role binding as `security bindings` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingInfo {
+    /// `b<N>` for granted bindings, `config-<N>` for the N-th `[[security.binding]]` table.
+    pub id: String,
+    pub role: Role,
+    pub subject: Subject,
+    /// Repositories it is limited to; empty: every repository.
+    pub repos: Vec<String>,
+    /// Unix nanoseconds.
+    pub created_ns: i64,
+    /// Unix nanoseconds; `None`: never.
+    pub expires_ns: Option<i64>,
+    /// Whether it had expired when the list was made: it grants nothing.
+    pub expired: bool,
+    /// The uid that granted it; `None` for a binding declared in the config file.
+    pub granted_by: Option<u32>,
+    /// Declared in the config file: changed there, not by `security revoke`.
+    pub declared: bool,
+}
+
+impl BindingInfo {
+    /// `admin on repos a, b` / `super-admin`: the role and where it holds.
+    pub fn describe(&self) -> String {
+        if self.repos.is_empty() {
+            self.role.to_string()
+        } else {
+            format!("{} on {}", self.role, self.repos.join(", "))
+        }
+    }
+}
+
+/// What grants (or would grant) a permission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GrantSource {
+    /// uid 0 is always `super-admin`.
+    Root,
+    /// The daemon's own uid is always `admin`.
+    DaemonUser,
+    Binding(BindingInfo),
+    /// No binding applies: `security.default_role`.
+    DefaultRole(Role),
+}
+
+impl GrantSource {
+    pub fn role(&self) -> Role {
+        match self {
+            Self::Root => Role::SuperAdmin,
+            Self::DaemonUser => Role::Admin,
+            Self::Binding(b) => b.role,
+            Self::DefaultRole(r) => *r,
+        }
+    }
+}
+
+impl std::fmt::Display for GrantSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Root => f.write_str("built-in rule: root is super-admin"),
+            Self::DaemonUser => f.write_str("built-in rule: the daemon's own uid is admin"),
+            Self::Binding(b) => write!(f, "binding {} ({} for {})", b.id, b.describe(), b.subject),
+            Self::DefaultRole(r) => write!(f, "security.default_role ({r})"),
+        }
+    }
+}
+
+/// The answer to [`SecurityRequest::Check`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckAnswer {
+    pub uid: u32,
+    pub permission: Permission,
+    /// The repository the question was about, as resolved (`None`: none).
+    pub repo: Option<String>,
+    pub granted: bool,
+    /// What grants it (empty when not granted).
+    pub granted_by: Vec<GrantSource>,
+    /// Everything that applies to the uid for this repository, granting or not.
+    pub held: Vec<GrantSource>,
+}
+
+/// Final results of the `security` group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SecurityResponse {
+    Granted(BindingInfo),
+    Revoked(Vec<BindingInfo>),
+    Bindings(Vec<BindingInfo>),
+    Check(CheckAnswer),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

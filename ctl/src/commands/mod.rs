@@ -6,11 +6,12 @@ pub mod queue;
 pub mod repo;
 pub mod results;
 pub mod snapshots;
+pub mod security_roles;
 pub mod source;
 pub mod stats;
 pub mod system;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, SecurityCommand};
 use crate::client::Client;
 use crate::exit::ExitCode;
 use crate::output::Output;
@@ -119,6 +120,12 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         Command::Queue(cmd) => queue::run(&mut client, cmd, out).await,
         Command::Events(a) => queue::events(&mut client, a, out).await,
         Command::Source(cmd) => source::run(&mut client, cmd, out, paths).await,
+        Command::Security(cmd) => match cmd {
+            SecurityCommand::Grant(a) => security_roles::grant(&mut client, a, out).await,
+            SecurityCommand::Revoke(a) => security_roles::revoke(&mut client, a, out).await,
+            SecurityCommand::Bindings => security_roles::bindings(&mut client, out).await,
+            SecurityCommand::Check(a) => security_roles::check(&mut client, a, out).await,
+        },
         // Submitted above.
         Command::Backup(_) | Command::Restore(_) | Command::Forget(_) => Ok(ExitCode::Ok),
     }

@@ -1,20 +1,24 @@
 //! The security service: who a caller is, whether a request is allowed, and what is recorded
 //! about it. Every request passes [`Security::authorize`] in the connection before it reaches a
 //! handler, and [`Security::after_request`] once it is answered; nothing else decides who may
-//! do what.
+//! do what. Roles come from [`bindings`], resolved per request.
 
 pub mod authorize;
+pub mod bindings;
 
 use crate::context::{Process, SettingsHandle};
 use crate::error::Error;
+use crate::state::{State, StateError};
 use backupd_common::error::ErrorReply;
-use backupd_common::protocol::{Identity, Permission, Request, Response, Role};
+use backupd_common::protocol::{
+    BindingInfo, GrantSource, Identity, Permission, Request, Response, Role,
+};
+use bindings::Bindings;
 use tokio::net::UnixStream;
 
 /// The security service's handle, shared by the server and the handlers.
 pub struct Security {
-    process: Process,
-    settings: SettingsHandle,
+    bindings: Bindings,
 }
 
 /// How a request ended, as the security service records it.
@@ -28,8 +32,15 @@ pub enum Outcome<'a> {
 }
 
 impl Security {
-    pub fn new(process: Process, settings: SettingsHandle) -> Self {
-        Self { process, settings }
+    /// Opens the granted role bindings. Blocking.
+    pub fn new(
+        process: Process,
+        settings: SettingsHandle,
+        state: &State,
+    ) -> Result<Self, StateError> {
+        Ok(Self {
+            bindings: Bindings::open(state, process, settings)?,
+        })
     }
 
     /// Reads the peer's credentials. `None` when the kernel will not say (never expected on
@@ -45,28 +56,49 @@ impl Security {
         })
     }
 
-    /// The role `uid` holds now; `None` when it holds none.
+    /// The strongest role `uid` holds now for requests about no particular repository (what
+    /// `whoami` and the Welcome show); `None` when it holds none.
     pub fn role_of(&self, uid: u32) -> Option<Role> {
-        if uid == 0 {
-            Some(Role::SuperAdmin)
-        } else if uid == self.process.daemon_uid {
-            Some(Role::Admin)
-        } else {
-            self.settings.get().config.security.default_role.role()
-        }
+        bindings::resolve::strongest(&self.bindings.sources(uid, None))
     }
 
-    /// The one permission check every request passes.
+    /// The roles `uid` holds now for a request about `repo` (`None`: about no repository),
+    /// strongest first.
+    pub fn roles_of(&self, uid: u32, repo: Option<&str>) -> Vec<Role> {
+        let mut roles: Vec<Role> = self
+            .bindings
+            .sources(uid, repo)
+            .iter()
+            .map(GrantSource::role)
+            .collect();
+        roles.dedup();
+        roles
+    }
+
+    /// Every binding, declared and granted, expired ones included.
+    pub fn bindings(&self) -> Vec<BindingInfo> {
+        self.bindings.list()
+    }
+
+    /// The bindings service, for the `security` request handlers.
+    pub fn binding_service(&self) -> &Bindings {
+        &self.bindings
+    }
+
+    /// The one permission check every request passes, against the bindings in force now.
     pub fn authorize(&self, identity: &Identity, request: &Request) -> Result<(), Error> {
-        let role = self.role_of(identity.uid);
-        authorize::check(identity.uid, role, request)
+        let repo = authorize::repository(request);
+        let held = self.bindings.sources(identity.uid, repo.as_deref());
+        authorize::check(identity.uid, &held, request)
     }
 
     /// Whether `identity` holds `permission` (for `repo`, when the question is about one):
     /// for the rights that no request names, such as acting as root (`backup.any`).
-    pub fn holds(&self, identity: &Identity, permission: Permission, _repo: Option<&str>) -> bool {
-        self.role_of(identity.uid)
-            .is_some_and(|role| role.grants(permission))
+    pub fn holds(&self, identity: &Identity, permission: Permission, repo: Option<&str>) -> bool {
+        self.bindings
+            .sources(identity.uid, repo)
+            .iter()
+            .any(|s| s.role().grants(permission))
     }
 
     /// Records how a request ended.

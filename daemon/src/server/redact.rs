@@ -110,6 +110,8 @@ pub fn response(r: &mut Response) {
         | Response::Submitted(_)
         | Response::Workers(_)
         | Response::Purged(_)
+        // Bindings name uids, groups and repositories, never paths.
+        | Response::Security(_)
         | Response::Noop { .. } => {}
     }
 }

@@ -14,7 +14,11 @@ pub async fn handle(server: &Arc<Server>, identity: &Identity, request: SystemRe
     match request {
         SystemRequest::Health => Outcome::ok(Response::Health(health(server))),
         SystemRequest::WatchHealth { interval, count } => watch_health(server, interval, count),
-        SystemRequest::Whoami => Outcome::ok(Response::Identity(identity.clone())),
+        // The role as it is now, not as it was when the connection was made.
+        SystemRequest::Whoami => Outcome::ok(Response::Identity(Identity {
+            role: services.security.role_of(identity.uid),
+            ..identity.clone()
+        })),
         SystemRequest::Reload => {
             Outcome::result(services.reloader.reload().await.map(Response::Reloaded))
         }
