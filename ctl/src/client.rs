@@ -5,9 +5,8 @@ use backupd_common::protocol::{
     HealthReport, HistoryEntry, HistoryQuery, Identity, ImportReport, JobEvent, JobId, JobInfo,
     JobSpec, KeyChange, KeyExport, OperationProgress, Progress, QueueRequest, QueueStatus,
     ReloadReport, RepoDetails, RepoInfo, RepoRequest, Request, Response, Secret, SecurityRequest,
-    SecurityResponse, SnapshotInfo,
-    SnapshotsRequest, SourceInfo, SourceRequest, StatsRequest, StatsResult, Submitted,
-    SystemRequest,
+    SecurityResponse, SnapshotInfo, SnapshotsRequest, SourceInfo, SourceRequest, StatsRequest,
+    StatsResult, Submitted, SystemRequest,
 };
 use std::path::Path;
 use std::time::Duration;

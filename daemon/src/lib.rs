@@ -199,14 +199,13 @@ async fn build(
 
     let security = {
         let (process, settings, state) = (process.clone(), settings.clone(), state.clone());
-        let opened = tokio::task::spawn_blocking(move || {
-            security::Security::new(process, settings, &state)
-        })
-        .await
-        .map_err(|source| Error::TaskFailed {
-            task: "the role bindings open task".into(),
-            source,
-        })??;
+        let opened =
+            tokio::task::spawn_blocking(move || security::Security::new(process, settings, &state))
+                .await
+                .map_err(|source| Error::TaskFailed {
+                    task: "the role bindings open task".into(),
+                    source,
+                })??;
         Arc::new(opened)
     };
     let services = Services {

@@ -252,8 +252,10 @@ mod tests {
             "security.binding[2].role"
         );
         assert_eq!(
-            key("[[security.binding]]\nrole = \"user\"\nuser = \"no-such-user-xyz\"\n\
-                 expires = \"2030-01-01\"\n"),
+            key(
+                "[[security.binding]]\nrole = \"user\"\nuser = \"no-such-user-xyz\"\n\
+                 expires = \"2030-01-01\"\n"
+            ),
             "security.binding[1].user"
         );
         assert_eq!(

@@ -15,8 +15,8 @@ use crate::ids::RequestId;
 pub use queue::*;
 pub use repo::*;
 pub use security::{
-    BindingInfo, CheckAnswer, Expiry, GrantSource, Permission, RevokeTarget, Role,
-    SecurityRequest, SecurityResponse, Subject,
+    BindingInfo, CheckAnswer, Expiry, GrantSource, Permission, RevokeTarget, Role, SecurityRequest,
+    SecurityResponse, Subject,
 };
 use serde::{Deserialize, Serialize};
 pub use source::*;

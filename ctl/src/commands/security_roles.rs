@@ -188,14 +188,20 @@ pub async fn grant(client: &mut Client, a: &GrantArgs, out: &Output) -> Result<E
     match client.security(request).await? {
         SecurityResponse::Granted(b) => {
             let v = BindingView::from(&b);
-            out.value(&v, || format!("granted {}, expires {}", line(&b), expiry_text(&v)));
+            out.value(&v, || {
+                format!("granted {}, expires {}", line(&b), expiry_text(&v))
+            });
             Ok(ExitCode::Ok)
         }
         other => Err(unexpected(other)),
     }
 }
 
-pub async fn revoke(client: &mut Client, a: &RevokeArgs, out: &Output) -> Result<ExitCode, Failure> {
+pub async fn revoke(
+    client: &mut Client,
+    a: &RevokeArgs,
+    out: &Output,
+) -> Result<ExitCode, Failure> {
     let target = match (&a.id, a.subject.subject()) {
         (Some(id), _) => RevokeTarget::Id(id.clone()),
         (None, Some(subject)) => RevokeTarget::Subject {
@@ -208,7 +214,10 @@ pub async fn revoke(client: &mut Client, a: &RevokeArgs, out: &Output) -> Result
         SecurityResponse::Revoked(list) => {
             let views: Vec<BindingView> = list.iter().map(BindingView::from).collect();
             out.value(&views, || {
-                let lines: Vec<String> = list.iter().map(|b| format!("revoked {}", line(b))).collect();
+                let lines: Vec<String> = list
+                    .iter()
+                    .map(|b| format!("revoked {}", line(b)))
+                    .collect();
                 lines.join("\n")
             });
             Ok(ExitCode::Ok)
@@ -256,13 +265,25 @@ pub async fn check(client: &mut Client, a: &CheckArgs, out: &Output) -> Result<E
         SecurityResponse::Check(c) => {
             out.value(&CheckView::from(&c), || {
                 let who = subject_text(Subject::Uid(c.uid));
-                let on = c.repo.as_ref().map(|r| format!(" on {r}")).unwrap_or_default();
+                let on = c
+                    .repo
+                    .as_ref()
+                    .map(|r| format!(" on {r}"))
+                    .unwrap_or_default();
                 if c.granted {
                     let by: Vec<String> = c.granted_by.iter().map(source_text).collect();
-                    format!("granted: {who} holds {}{on} by {}", c.permission, by.join(", "))
+                    format!(
+                        "granted: {who} holds {}{on} by {}",
+                        c.permission,
+                        by.join(", ")
+                    )
                 } else {
                     let held: Vec<String> = c.held.iter().map(source_text).collect();
-                    let held = if held.is_empty() { "no role".into() } else { held.join(", ") };
+                    let held = if held.is_empty() {
+                        "no role".into()
+                    } else {
+                        held.join(", ")
+                    };
                     format!(
                         "not granted: {who} does not hold {}{on} (held: {held}); `backupctl \
                          security grant ROLE --uid {}` gives it a role that has it",

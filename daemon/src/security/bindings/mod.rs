@@ -41,9 +41,7 @@ pub enum BindingError {
     ZeroExpiry,
     #[error("{repo:?} is not a repository name (1-64 letters, digits, `.`, `_`, `-`)")]
     BadRepo { repo: String },
-    #[error(
-        "no binding `{id}`; `backupctl security bindings` lists the ids"
-    )]
+    #[error("no binding `{id}`; `backupctl security bindings` lists the ids")]
     NotFound { id: String },
     #[error("no granted binding of {subject}{role}; `backupctl security bindings` lists them")]
     NoneMatch { subject: Subject, role: String },
@@ -73,7 +71,11 @@ pub struct Bindings {
 
 impl Bindings {
     /// Opens the granted bindings. Blocking.
-    pub fn open(state: &State, process: Process, settings: SettingsHandle) -> Result<Self, StateError> {
+    pub fn open(
+        state: &State,
+        process: Process,
+        settings: SettingsHandle,
+    ) -> Result<Self, StateError> {
         Ok(Self {
             store: store::Store::open(state)?,
             process,
@@ -136,7 +138,10 @@ impl Bindings {
     /// Everything that gives `uid` a role for a request about `repo`, strongest first.
     pub fn sources(&self, uid: u32, repo: Option<&str>) -> Vec<GrantSource> {
         let bindings = self.in_force();
-        let groups = if bindings.iter().any(|b| matches!(b.subject, Subject::Group(_))) {
+        let groups = if bindings
+            .iter()
+            .any(|b| matches!(b.subject, Subject::Group(_)))
+        {
             groups_of(uid)
         } else {
             Vec::new()

@@ -140,7 +140,13 @@ mod tests {
 
     const NOW: i64 = 1_000_000;
 
-    fn binding(id: &str, role: Role, subject: Subject, repos: &[&str], exp: Option<i64>) -> Binding {
+    fn binding(
+        id: &str,
+        role: Role,
+        subject: Subject,
+        repos: &[&str],
+        exp: Option<i64>,
+    ) -> Binding {
         Binding {
             id: id.into(),
             role,
@@ -173,7 +179,16 @@ mod tests {
             default_role: None,
             ..BUILTIN
         };
-        let s = sources(Caller { uid: 1000, groups: &[] }, None, &[], none, NOW);
+        let s = sources(
+            Caller {
+                uid: 1000,
+                groups: &[],
+            },
+            None,
+            &[],
+            none,
+            NOW,
+        );
         assert!(s.is_empty());
     }
 
@@ -192,7 +207,13 @@ mod tests {
 
     #[test]
     fn a_repo_scoped_binding_covers_its_repositories_only() {
-        let b = [binding("b1", Role::User, Subject::Uid(1000), &["home"], None)];
+        let b = [binding(
+            "b1",
+            Role::User,
+            Subject::Uid(1000),
+            &["home"],
+            None,
+        )];
         assert_eq!(roles(1000, &[], Some("home"), &b), [Role::User]);
         assert_eq!(roles(1000, &[], Some("other"), &b), [Role::Viewer]);
         assert_eq!(roles(1000, &[], None, &b), [Role::Viewer]);
@@ -200,9 +221,24 @@ mod tests {
 
     #[test]
     fn nobody_grants_more_than_they_hold() {
-        let scoped = [binding("b1", Role::SuperAdmin, Subject::Uid(5), &["home"], None)];
+        let scoped = [binding(
+            "b1",
+            Role::SuperAdmin,
+            Subject::Uid(5),
+            &["home"],
+            None,
+        )];
         let held = |repo: Option<&str>| {
-            sources(Caller { uid: 5, groups: &[] }, repo, &scoped, BUILTIN, NOW)
+            sources(
+                Caller {
+                    uid: 5,
+                    groups: &[],
+                },
+                repo,
+                &scoped,
+                BUILTIN,
+                NOW,
+            )
         };
         assert_eq!(may_grant(Role::SuperAdmin, &["home".into()], held), Ok(()));
         assert_eq!(may_grant(Role::User, &[], held), Err(Permission::BackupOwn));

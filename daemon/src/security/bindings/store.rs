@@ -55,10 +55,7 @@ impl Store {
     /// Every granted binding (a cheap `Arc` clone).
     pub fn all(&self) -> Arc<Vec<Binding>> {
         // A poisoned lock means a writer panicked between two whole-Arc swaps: the value is whole.
-        self.cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.cache.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn write_err(&self, source: sled::Error) -> StateError {
@@ -82,7 +79,9 @@ impl Store {
         let mut batch = sled::Batch::default();
         batch.insert(NEXT_ID, &(next + 1).to_be_bytes());
         batch.insert(key(&binding.id), records::encode(&mut record));
-        self.tree.apply_batch(batch).map_err(|e| self.write_err(e))?;
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| self.write_err(e))?;
         self.state.flush_blocking()?;
         let mut all = Vec::clone(&guard);
         all.push(binding.clone());
@@ -101,7 +100,9 @@ impl Store {
         for b in &gone {
             batch.remove(key(&b.id));
         }
-        self.tree.apply_batch(batch).map_err(|e| self.write_err(e))?;
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| self.write_err(e))?;
         self.state.flush_blocking()?;
         *guard = Arc::new(kept);
         Ok(gone)
