@@ -377,6 +377,43 @@ mod tests {
     }
 
     #[test]
+    fn the_role_table_in_security_md_is_the_code() {
+        let doc = include_str!("../../../docs/SECURITY.md");
+        let mut lines = doc.lines().skip_while(|l| !l.starts_with("| permission |"));
+        let header: Vec<&str> = cells(lines.next().expect("the role table's header"));
+        let roles: Vec<Role> = header[2..]
+            .iter()
+            .map(|r| r.parse().expect("a role column"))
+            .collect();
+        assert_eq!(roles, Role::ALL, "one column per role, strongest first");
+        let rows: Vec<Vec<&str>> = lines
+            .skip(1)
+            .take_while(|l| l.starts_with('|'))
+            .map(cells)
+            .collect();
+        let named: Vec<Permission> = rows
+            .iter()
+            .map(|r| r[0].trim_matches('`').parse().expect("a permission row"))
+            .collect();
+        assert_eq!(named, Permission::ALL, "one row per permission, in order");
+        for (row, p) in rows.iter().zip(Permission::ALL) {
+            assert!(!row[1].is_empty(), "{p} has a meaning");
+            for (cell, role) in row[2..].iter().zip(Role::ALL) {
+                let documented = match *cell {
+                    "yes" => true,
+                    "—" => false,
+                    other => panic!("{p} × {role}: `{other}` is neither `yes` nor `—`"),
+                };
+                assert_eq!(documented, role.grants(*p), "{p} × {role}");
+            }
+        }
+    }
+
+    fn cells(line: &str) -> Vec<&str> {
+        line.trim_matches('|').split('|').map(str::trim).collect()
+    }
+
+    #[test]
     fn each_role_grants_a_subset_of_the_one_above() {
         for pair in Role::ALL.windows(2) {
             for p in Permission::ALL {

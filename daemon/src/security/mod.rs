@@ -5,6 +5,7 @@
 
 pub mod authorize;
 pub mod bindings;
+pub mod catalogue;
 
 use crate::context::{Process, SettingsHandle};
 use crate::error::Error;
