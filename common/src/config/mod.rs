@@ -99,7 +99,7 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// Connections non-admin uids may hold together: `max_connections` minus the admin reserve,
-    /// which is capped at half so a small `max_connections` still lets observers in.
+    /// which is capped at half so a small `max_connections` still lets non-admin uids in.
     pub fn non_admin_connections(&self) -> usize {
         let reserved = self
             .admin_reserved_connections

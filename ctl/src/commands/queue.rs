@@ -14,8 +14,8 @@ use std::time::Duration;
 
 pub use crate::json::time;
 
-/// A path for display. The daemon empties the paths it hides from observers (a real backup path
-/// or restore target is never empty), so empty reads as hidden.
+/// A path for display. The daemon empties the paths it hides from non-admin callers (a real
+/// backup path or restore target is never empty), so empty reads as hidden.
 pub fn lossy(b: &[u8]) -> String {
     if b.is_empty() {
         return "(hidden)".into();

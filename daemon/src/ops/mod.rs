@@ -1,6 +1,7 @@
 //! Operations: what each job kind is and does, one file per kind. An [`Operation`] names its
 //! arguments (the protocol request), the repository it claims and how, its timeout key, the
-//! permission submitting it needs, how an observer sees it, and its run on a blocking thread.
+//! permission submitting it needs, how a non-admin caller sees it, and its run on a blocking
+//! thread.
 //!
 //! The queue and the server know kinds only through the functions [`register!`] generates
 //! below: adding a kind is its wire variant in `common` plus one file here and one line in the
@@ -77,7 +78,7 @@ pub trait Operation {
     /// The repository it holds while it runs, and whether it holds it alone.
     fn claim(args: &Self::Args) -> Option<Claim>;
 
-    /// Empties what an observer (a non-admin) must not read: paths, targets, free text.
+    /// Empties what a non-admin caller must not read: paths, targets, free text.
     fn redact(args: &mut Self::Args);
 
     /// Checks at submission what can be checked before the job exists (snapshot ids, paths,
@@ -122,7 +123,7 @@ macro_rules! register {
             }
         }
 
-        /// `kind` as an observer may see it.
+        /// `kind` as a non-admin caller may see it.
         pub fn redact(kind: &mut JobKind) {
             match kind {
                 $(JobKind::$variant(a) => <$op>::redact(a),)*

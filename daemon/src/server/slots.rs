@@ -161,7 +161,7 @@ mod tests {
     fn admins_get_in_when_non_admins_fill_their_share() {
         let slots = Arc::new(Slots::default());
         let l = limits(6, 2, 100);
-        let _observers: Vec<Slot> = (0..4)
+        let _non_admins: Vec<Slot> = (0..4)
             .map(|i| slots.try_acquire(1000 + i, false, &l).expect("share"))
             .collect();
         assert_eq!(
