@@ -149,9 +149,10 @@ impl Classify for crate::security::bindings::BindingError {
         use crate::security::bindings::BindingError as E;
         match self {
             E::TooStrong { .. } => class(ErrorCode::PermissionDenied, false),
-            E::NeverNotAllowed { .. } | E::ZeroExpiry | E::BadRepo { .. } => {
-                class(ErrorCode::InvalidArgument, false)
-            }
+            E::NeverNotAllowed { .. }
+            | E::ZeroExpiry
+            | E::BadRepo { .. }
+            | E::TooManyRepos { .. } => class(ErrorCode::InvalidArgument, false),
             E::NotFound { .. } | E::NoneMatch { .. } => class(ErrorCode::NotFound, false),
             E::Declared { .. } | E::TooMany { .. } => class(ErrorCode::Conflict, false),
             E::State(e) => e.class(),

@@ -320,13 +320,23 @@ fn every_json_output_matches_its_schema() {
 
     let b = c.run(
         "security-grant",
-        &["security", "grant", "user", "--uid", "65534", "--repo", "default"],
+        &[
+            "security", "grant", "user", "--uid", "65534", "--repo", "default",
+        ],
     );
     assert_eq!(b["id"], "b1");
     c.run("security-bindings", &["security", "bindings"]);
     let v = c.run(
         "security-check",
-        &["security", "check", "--uid", "65534", "backup.own", "--repo", "default"],
+        &[
+            "security",
+            "check",
+            "--uid",
+            "65534",
+            "backup.own",
+            "--repo",
+            "default",
+        ],
     );
     assert_eq!(v["granted_by"][0]["binding"]["id"], "b1");
     c.run("security-revoke", &["security", "revoke", "b1"]);

@@ -41,6 +41,8 @@ pub enum BindingError {
     ZeroExpiry,
     #[error("{repo:?} is not a repository name (1-64 letters, digits, `.`, `_`, `-`)")]
     BadRepo { repo: String },
+    #[error("a binding names at most {max} repositories; grant several bindings instead")]
+    TooManyRepos { max: usize },
     #[error("no binding `{id}`; `backupctl security bindings` lists the ids")]
     NotFound { id: String },
     #[error("no granted binding of {subject}{role}; `backupctl security bindings` lists them")]
@@ -59,6 +61,12 @@ pub enum BindingError {
     State(#[from] StateError),
 }
 
+/// The settings declared bindings were resolved from, and the result.
+type DeclaredCache = (Option<Arc<Settings>>, Arc<Vec<Binding>>);
+
+/// Repositories one binding may name: every request resolves against every binding.
+pub const MAX_REPOS: usize = 64;
+
 /// The bindings service.
 pub struct Bindings {
     store: store::Store,
@@ -66,7 +74,7 @@ pub struct Bindings {
     settings: SettingsHandle,
     /// Declared bindings resolved from the settings they came from; rebuilt when a reload
     /// swaps the settings.
-    declared: Mutex<(Option<Arc<Settings>>, Arc<Vec<Binding>>)>,
+    declared: Mutex<DeclaredCache>,
 }
 
 impl Bindings {
@@ -177,6 +185,9 @@ impl Bindings {
         repos: Vec<String>,
         expires: Expiry,
     ) -> Result<BindingInfo, BindingError> {
+        if repos.len() > MAX_REPOS {
+            return Err(BindingError::TooManyRepos { max: MAX_REPOS });
+        }
         if let Some(bad) = repos
             .iter()
             .find(|r| !backupd_common::config::declared::valid_name(r))
