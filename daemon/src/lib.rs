@@ -197,7 +197,23 @@ async fn build(
         log_reload,
     ));
 
-    let security = Arc::new(security::Security::new(process.clone(), settings.clone()));
+    let audit = {
+        let (state, dir, settings) = (state.clone(), process.state_dir.clone(), settings.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            security::audit::Audit::open(&state, &dir, settings)
+        })
+        .await
+        .map_err(|source| Error::TaskFailed {
+            task: "the audit log open task".into(),
+            source,
+        })??;
+        Arc::new(opened)
+    };
+    let security = Arc::new(security::Security::new(
+        process.clone(),
+        settings.clone(),
+        audit,
+    ));
     let services = Services {
         security,
         queue,

@@ -5,6 +5,7 @@
 //! Bincode encodes enum variants by index, so variants are only ever appended; changing the
 //! meaning or order of an existing variant requires a new [`PROTOCOL_VERSION`].
 
+pub mod audit;
 pub mod queue;
 pub mod repo;
 pub mod security;
@@ -12,9 +13,10 @@ pub mod source;
 
 use crate::error::ErrorReply;
 use crate::ids::RequestId;
+pub use audit::*;
 pub use queue::*;
 pub use repo::*;
-pub use security::{Permission, Role};
+pub use security::{Permission, Role, SecurityRequest};
 use serde::{Deserialize, Serialize};
 pub use source::*;
 use std::time::Duration;
@@ -89,6 +91,8 @@ pub enum Request {
     Queue(QueueRequest),
     /// Continuously backed-up directories.
     Source(SourceRequest),
+    /// Roles, the audit log, alerts, compliance.
+    Security(SecurityRequest),
 }
 
 impl Request {
@@ -110,6 +114,7 @@ impl Request {
             Self::Snapshots(_) => Permission::SnapshotList,
             Self::Queue(r) => r.permission(),
             Self::Source(r) => r.permission(),
+            Self::Security(r) => r.permission(),
         }
     }
 
@@ -129,6 +134,7 @@ impl Request {
             Self::Snapshots(_) => "snapshots",
             Self::Queue(r) => r.name(),
             Self::Source(r) => r.name(),
+            Self::Security(r) => r.name(),
         }
     }
 }
@@ -220,6 +226,9 @@ pub enum Response {
     RepoDetails(Box<RepoDetails>),
     KeyChanged(KeyChange),
     Stats(Box<StatsResult>),
+    /// `security audit`: matching entries, oldest first.
+    AuditEntries(Vec<AuditEntry>),
+    AuditVerify(Box<VerifyReport>),
 }
 
 /// What an import did, entry by entry.
@@ -244,6 +253,8 @@ pub enum Progress {
     Health(HealthReport),
     Operation(OperationProgress),
     Event(JobEvent),
+    /// `security audit --follow`: one entry.
+    Audit(Box<AuditEntry>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

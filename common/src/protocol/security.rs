@@ -187,6 +187,34 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// Requests of `backupctl security …`. Append-only: each engineer's variants are added at the
+/// end.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SecurityRequest {
+    /// Audit entries matching the query. Without `follow` -> `Response::AuditEntries` (oldest
+    /// first). With `follow`: streams `Progress::Audit` (the stored matches, then new ones) until
+    /// the client goes away or the daemon stops, then `Response::Done`.
+    Audit(super::audit::AuditQuery),
+    /// Walks the audit chain in sled and in the day files and checks every checkpoint signature
+    /// -> `Response::AuditVerify`. Not streamed.
+    AuditVerify,
+}
+
+impl SecurityRequest {
+    pub fn permission(&self) -> Permission {
+        match self {
+            Self::Audit(_) | Self::AuditVerify => Permission::AuditRead,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Audit(_) => "security audit",
+            Self::AuditVerify => "security audit verify",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,18 +3,22 @@
 //! handler, and [`Security::after_request`] once it is answered; nothing else decides who may
 //! do what.
 
+pub mod audit;
 pub mod authorize;
 
 use crate::context::{Process, SettingsHandle};
 use crate::error::Error;
 use backupd_common::error::ErrorReply;
 use backupd_common::protocol::{Identity, Permission, Request, Response, Role};
+use std::sync::Arc;
 use tokio::net::UnixStream;
 
 /// The security service's handle, shared by the server and the handlers.
 pub struct Security {
     process: Process,
     settings: SettingsHandle,
+    /// The tamper-evident audit log (docs/SECURITY.md, "Audit log").
+    pub audit: Arc<audit::Audit>,
 }
 
 /// How a request ended, as the security service records it.
@@ -28,8 +32,12 @@ pub enum Outcome<'a> {
 }
 
 impl Security {
-    pub fn new(process: Process, settings: SettingsHandle) -> Self {
-        Self { process, settings }
+    pub fn new(process: Process, settings: SettingsHandle, audit: Arc<audit::Audit>) -> Self {
+        Self {
+            process,
+            settings,
+            audit,
+        }
     }
 
     /// Reads the peer's credentials. `None` when the kernel will not say (never expected on
@@ -69,11 +77,31 @@ impl Security {
             .is_some_and(|role| role.grants(permission))
     }
 
-    /// Records how a request ended.
-    pub fn after_request(&self, _identity: &Identity, _request: &Request, _outcome: Outcome<'_>) {}
+    /// Records how a request ended. Called before the reply is sent: the audit entry of a
+    /// change is on disk before the client hears of it.
+    pub fn after_request(&self, identity: &Identity, request: &Request, outcome: Outcome<'_>) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let role = self.role_of(identity.uid);
+        if let Some(entry) = audit::record::request_entry(identity, role, request, &outcome) {
+            self.record(entry);
+        }
+    }
 
     /// Records a connection whose handshake failed (`reason` is what the client was told).
-    pub fn handshake_failed(&self, _identity: &Identity, _reason: &str) {}
+    pub fn handshake_failed(&self, identity: &Identity, reason: &str) {
+        if self.audit.enabled() {
+            self.record(audit::record::handshake_entry(identity, reason));
+        }
+    }
+
+    fn record(&self, entry: audit::NewEntry) {
+        if let Err(e) = self.audit.append(entry) {
+            // The request was already answered; the failure is for the administrator to see.
+            tracing::error!(error = %e, "could not write the audit log");
+        }
+    }
 }
 
 /// Whether `role` administers the daemon: exempt from per-uid connection caps and served large

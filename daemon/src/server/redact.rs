@@ -111,6 +111,8 @@ pub fn response(r: &mut Response) {
         | Response::Workers(_)
         | Response::Purged(_)
         | Response::Noop { .. } => {}
+        // Reading the audit log is what `audit.read` grants: whoever holds it sees it whole.
+        Response::AuditEntries(_) | Response::AuditVerify(_) => {}
     }
 }
 
@@ -119,7 +121,7 @@ pub fn progress(p: &mut Progress) {
     match p {
         Progress::Event(e) => event(e),
         Progress::Health(h) => health(h),
-        Progress::Operation(_) => {}
+        Progress::Operation(_) | Progress::Audit(_) => {}
     }
 }
 
