@@ -35,6 +35,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `backupctl security …`.
+#[derive(Debug, Subcommand)]
+pub enum SecurityCommand {
+    /// The audit log: list entries (newest N matching the filters), follow new ones, or
+    /// `verify` the chain.
+    Audit(crate::commands::security_audit::AuditArgs),
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The daemon itself: health, identity, reload, shutdown.
@@ -62,6 +70,9 @@ pub enum Command {
     /// Watched sources: directories backed up continuously.
     #[command(subcommand)]
     Source(SourceCommand),
+    /// Access control and the audit log.
+    #[command(subcommand)]
+    Security(SecurityCommand),
 }
 
 #[derive(Debug, Subcommand)]

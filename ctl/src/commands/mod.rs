@@ -5,6 +5,7 @@ pub mod jobs;
 pub mod queue;
 pub mod repo;
 pub mod results;
+pub mod security_audit;
 pub mod snapshots;
 pub mod source;
 pub mod stats;
@@ -119,6 +120,9 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         Command::Queue(cmd) => queue::run(&mut client, cmd, out).await,
         Command::Events(a) => queue::events(&mut client, a, out).await,
         Command::Source(cmd) => source::run(&mut client, cmd, out, paths).await,
+        Command::Security(crate::cli::SecurityCommand::Audit(a)) => {
+            security_audit::run(&mut client, a, out).await
+        }
         // Submitted above.
         Command::Backup(_) | Command::Restore(_) | Command::Forget(_) => Ok(ExitCode::Ok),
     }

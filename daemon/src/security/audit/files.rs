@@ -138,7 +138,9 @@ pub fn list(dir: &Path) -> Result<Vec<DayFile>, AuditError> {
             });
         }
     }
-    days.sort_by(|a, b| a.day.cmp(&b.day).then(a.compressed.cmp(&b.compressed)));
+    // A day compressed and then written again (the clock stepped back over midnight across a
+    // restart): the compressed part is the older one.
+    days.sort_by(|a, b| a.day.cmp(&b.day).then(b.compressed.cmp(&a.compressed)));
     Ok(days)
 }
 
@@ -163,13 +165,18 @@ pub fn compress_before(dir: &Path, today: &str) -> Result<(), AuditError> {
         let out = dir.join(format!("{}.jsonl.zst", f.day));
         let tmp = dir.join(format!(".{}.jsonl.zst.tmp", f.day));
         let input = File::open(&f.path).map_err(io_err(&f.path))?;
-        let output = OpenOptions::new()
+        let mut output = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
             .open(&tmp)
             .map_err(io_err(&tmp))?;
+        // The day was compressed before (see `list`): its frames come first, ours follow;
+        // zstd reads concatenated frames as one stream.
+        if let Ok(mut older) = File::open(&out) {
+            std::io::copy(&mut older, &mut output).map_err(io_err(&tmp))?;
+        }
         let mut encoder = zstd::Encoder::new(output, 9).map_err(io_err(&tmp))?;
         std::io::copy(&mut BufReader::new(input), &mut encoder).map_err(io_err(&tmp))?;
         let output = encoder.finish().map_err(io_err(&tmp))?;
@@ -222,10 +229,14 @@ pub struct Entries {
 
 impl Entries {
     pub fn new(dir: &Path) -> Result<Self, AuditError> {
-        Ok(Self {
-            files: list(dir)?.into_iter(),
+        Ok(Self::from_files(list(dir)?))
+    }
+
+    pub fn from_files(files: Vec<DayFile>) -> Self {
+        Self {
+            files: files.into_iter(),
             current: None,
-        })
+        }
     }
 }
 

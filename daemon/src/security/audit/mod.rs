@@ -144,7 +144,7 @@ impl Audit {
             .map(|(_, v)| decode_checkpoint(&v))
             .transpose()?
             .map(|cp| (cp.seq, cp.time_ns));
-        let journal = journal::Journal::detect();
+        let journal = journal::Journal::detect(settings.get().config.audit.journal);
         let (live, _) = broadcast::channel(FOLLOW_BUFFER);
         let audit = Self {
             head: Mutex::new(Head {
@@ -311,29 +311,30 @@ pub fn decode_checkpoint(bytes: &[u8]) -> Result<AuditCheckpoint, AuditError> {
     })
 }
 
-/// Inserts into sled the entries the day files hold beyond sled's last one (a crash between
-/// the file's sync and sled's flush). Only the newest two day files can hold them.
+/// Inserts into sled the entries the day files hold beyond sled's last one: after a crash
+/// between the file's sync and sled's flush only the newest two day files can hold them; after
+/// the state database was lost (moved aside as damaged), every day file is read.
 fn catch_up(entries: &sled::Tree, dir: &Path) -> Result<(), AuditError> {
     let last = match entries.last()? {
         Some((k, _)) => k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0),
         None => 0,
     };
     let days = files::list(dir)?;
-    let recent: Vec<_> = days.iter().rev().take(2).rev().cloned().collect();
+    let skip = if last == 0 {
+        0
+    } else {
+        days.len().saturating_sub(2)
+    };
     let mut added = 0;
-    for f in recent.iter().filter(|f| !f.compressed) {
-        let text = std::fs::read(&f.path).map_err(|source| AuditError::Io {
-            path: f.path.clone(),
-            source,
-        })?;
-        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let Ok(e) = serde_json::from_slice::<AuditEntry>(line) else {
-                continue;
-            };
-            if e.seq > last {
-                entries.insert(e.seq.to_be_bytes(), line)?;
-                added += 1;
-            }
+    for (_, entry) in files::Entries::from_files(days.into_iter().skip(skip).collect()) {
+        // Unreadable lines are left for verify to name.
+        let Ok(e) = entry else { continue };
+        if e.seq > last {
+            entries.insert(
+                e.seq.to_be_bytes(),
+                serde_json::to_vec(&e).unwrap_or_default(),
+            )?;
+            added += 1;
         }
     }
     if added > 0 {

@@ -247,6 +247,15 @@ fn past_days_are_compressed_and_still_verify() {
     let report = log.audit.verify();
     assert!(report.intact(), "{report:?}");
     assert_eq!(report.entries, 4);
+    // The same day written again after a restart and compressed again keeps both parts.
+    let log = log.reopen();
+    log.audit
+        .append(NewEntry::alert(1, "x", "fifth"))
+        .expect("append");
+    retention::apply(&log.audit, tomorrow, 400).expect("compress again");
+    let report = log.audit.verify();
+    assert!(report.intact(), "{report:?}");
+    assert_eq!(report.entries, 5);
 }
 
 #[test]
@@ -304,4 +313,22 @@ fn queries_filter_and_keep_the_newest() {
         ..Default::default()
     };
     assert!(log.audit.query(&q).expect("query").is_empty());
+}
+
+#[test]
+fn a_lost_state_database_is_refilled_from_the_day_files() {
+    let log = log_with(6, 1000);
+    log.state
+        .tree(ENTRIES_TREE)
+        .expect("tree")
+        .clear()
+        .expect("clear");
+    let log = log.reopen();
+    assert_eq!(
+        log.audit.append(NewEntry::alert(1, "x", "next")).ok(),
+        Some(7)
+    );
+    let report = log.audit.verify();
+    assert!(report.intact(), "{report:?}");
+    assert_eq!(report.entries, 7);
 }
