@@ -35,6 +35,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `backupctl security …`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The daemon itself: health, identity, reload, shutdown.
@@ -77,6 +78,9 @@ pub enum SecurityCommand {
     Bindings,
     /// Whether a user would be granted a permission, and by what (exit 0 yes, 4 no).
     Check(crate::commands::security_roles::CheckArgs),
+    /// The audit log: list entries (newest N matching the filters), follow new ones, or
+    /// `verify` the chain.
+    Audit(crate::commands::security_audit::AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]

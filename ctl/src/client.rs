@@ -1,6 +1,7 @@
 //! One typed helper per request, so no command handles an unexpected response.
 
 use backupd_common::client::{ClientError, Connection, TrustedDaemon};
+use backupd_common::protocol::{AuditEntry, AuditQuery, VerifyReport};
 use backupd_common::protocol::{
     HealthReport, HistoryEntry, HistoryQuery, Identity, ImportReport, JobEvent, JobId, JobInfo,
     JobSpec, KeyChange, KeyExport, OperationProgress, Progress, QueueRequest, QueueStatus,
@@ -258,7 +259,7 @@ impl Client {
             .call_streaming(request, |p| match p {
                 Progress::Operation(o) => on_progress(o),
                 Progress::Event(e) => on_event(e),
-                Progress::Health(_) => {}
+                Progress::Health(_) | Progress::Audit(_) => {}
             })
             .await?;
         job(done)
@@ -332,6 +333,44 @@ impl Client {
 }
 
 impl Client {
+    /// `security audit`: matching entries, oldest first.
+    pub async fn audit(&mut self, query: AuditQuery) -> Result<Vec<AuditEntry>, ClientError> {
+        let request = Request::Security(SecurityRequest::Audit(query));
+        match self.conn.call(request).await? {
+            Response::AuditEntries(e) => Ok(e),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `security audit --follow`: calls `each` with every entry until the stream ends.
+    pub async fn audit_follow(
+        &mut self,
+        query: AuditQuery,
+        mut each: impl FnMut(AuditEntry),
+    ) -> Result<(), ClientError> {
+        let request = Request::Security(SecurityRequest::Audit(query));
+        let done = self
+            .conn
+            .call_streaming(request, |p| {
+                if let Progress::Audit(e) = p {
+                    each(*e)
+                }
+            })
+            .await?;
+        match done {
+            Response::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn audit_verify(&mut self) -> Result<VerifyReport, ClientError> {
+        let request = Request::Security(SecurityRequest::AuditVerify);
+        match self.conn.call(request).await? {
+            Response::AuditVerify(r) => Ok(*r),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub async fn source(&mut self, request: SourceRequest) -> Result<SourceInfo, ClientError> {
         match self.conn.call(Request::Source(request)).await? {
             Response::Source(s) => Ok(*s),

@@ -20,6 +20,11 @@ impl Output {
         Self { json }
     }
 
+    /// Whether `--json` was given.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// Prints `value` as one JSON line, or the human text `human` builds.
     pub fn value<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
         let mut stdout = std::io::stdout().lock();

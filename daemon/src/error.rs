@@ -20,6 +20,8 @@ pub enum Error {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
+    Audit(#[from] crate::security::audit::AuditError),
+    #[error(transparent)]
     Listen(#[from] ListenError),
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -126,7 +128,9 @@ impl Classify for Error {
             Self::Binding(e) => e.class(),
             Self::Refused { source, .. } => class(source.class().code, false),
             Self::State(e) => e.class(),
-            Self::Listen(_) | Self::Internal(_) | Self::TaskFailed { .. } => class(Internal, false),
+            Self::Listen(_) | Self::Internal(_) | Self::TaskFailed { .. } | Self::Audit(_) => {
+                class(Internal, false)
+            }
             Self::JobNotFound { .. } => class(NotFound, false),
             Self::Source(e) => e.class(),
             Self::JobState { .. } => class(Conflict, false),

@@ -197,15 +197,28 @@ async fn build(
         log_reload,
     ));
 
+    let audit = {
+        let (state, dir, settings) = (state.clone(), process.state_dir.clone(), settings.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            security::audit::Audit::open(&state, &dir, settings)
+        })
+        .await
+        .map_err(|source| Error::TaskFailed {
+            task: "the audit log open task".into(),
+            source,
+        })??;
+        Arc::new(opened)
+    };
     let security = {
         let (process, settings, state) = (process.clone(), settings.clone(), state.clone());
-        let opened =
-            tokio::task::spawn_blocking(move || security::Security::new(process, settings, &state))
-                .await
-                .map_err(|source| Error::TaskFailed {
-                    task: "the role bindings open task".into(),
-                    source,
-                })??;
+        let opened = tokio::task::spawn_blocking(move || {
+            security::Security::new(process, settings, &state, audit)
+        })
+        .await
+        .map_err(|source| Error::TaskFailed {
+            task: "the role bindings open task".into(),
+            source,
+        })??;
         Arc::new(opened)
     };
     let services = Services {

@@ -1,6 +1,7 @@
 //! The configuration file's schema (TOML). Every key has an embedded default, so the daemon runs
 //! without a file. Unknown keys are errors; `validate` names the key that is wrong.
 
+pub mod audit;
 pub mod declared;
 pub mod security;
 
@@ -44,6 +45,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub history: HistoryConfig,
     pub security: security::SecurityConfig,
+    pub audit: audit::AuditConfig,
     /// `[[repository]]` tables: repositories registered at start and on reload.
     #[serde(rename = "repository", skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<RepositoryConfig>,
@@ -302,6 +304,9 @@ impl Config {
             key: key.to_owned(),
             message,
         };
+        if let Some((key, message)) = self.audit.problem() {
+            return Err(invalid(key, message));
+        }
         let s = &self.server;
         if let Some(mode) = &s.socket_mode {
             if parse_mode(mode).is_none() {

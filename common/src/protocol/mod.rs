@@ -5,6 +5,7 @@
 //! Bincode encodes enum variants by index, so variants are only ever appended; changing the
 //! meaning or order of an existing variant requires a new [`PROTOCOL_VERSION`].
 
+pub mod audit;
 pub mod queue;
 pub mod repo;
 pub mod security;
@@ -12,6 +13,7 @@ pub mod source;
 
 use crate::error::ErrorReply;
 use crate::ids::RequestId;
+pub use audit::*;
 pub use queue::*;
 pub use repo::*;
 pub use security::{
@@ -228,6 +230,9 @@ pub enum Response {
     KeyChanged(KeyChange),
     Stats(Box<StatsResult>),
     Security(SecurityResponse),
+    /// `security audit`: matching entries, oldest first.
+    AuditEntries(Vec<AuditEntry>),
+    AuditVerify(Box<VerifyReport>),
 }
 
 /// What an import did, entry by entry.
@@ -252,6 +257,8 @@ pub enum Progress {
     Health(HealthReport),
     Operation(OperationProgress),
     Event(JobEvent),
+    /// `security audit --follow`: one entry.
+    Audit(Box<AuditEntry>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -237,6 +237,13 @@ pub enum SecurityRequest {
         permission: Permission,
         repo: Option<String>,
     },
+    /// Audit entries matching the query. Without `follow` -> `Response::AuditEntries` (oldest
+    /// first). With `follow`: streams `Progress::Audit` (the stored matches, then new ones) until
+    /// the client goes away or the daemon stops, then `Response::Done`.
+    Audit(super::audit::AuditQuery),
+    /// Walks the audit chain in sled and in the day files and checks every checkpoint signature
+    /// -> `Response::AuditVerify`. Not streamed.
+    AuditVerify,
 }
 
 impl SecurityRequest {
@@ -244,6 +251,7 @@ impl SecurityRequest {
         match self {
             Self::Grant { .. } | Self::Revoke(_) => Permission::SecurityManage,
             Self::Bindings | Self::Check { .. } => Permission::SecurityRead,
+            Self::Audit(_) | Self::AuditVerify => Permission::AuditRead,
         }
     }
 
@@ -253,6 +261,8 @@ impl SecurityRequest {
             Self::Revoke(_) => "security revoke",
             Self::Bindings => "security bindings",
             Self::Check { .. } => "security check",
+            Self::Audit(_) => "security audit",
+            Self::AuditVerify => "security audit verify",
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod jobs;
 pub mod queue;
 pub mod repo;
 pub mod results;
+pub mod security_audit;
 pub mod security_roles;
 pub mod snapshots;
 pub mod source;
@@ -125,6 +126,7 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
             SecurityCommand::Revoke(a) => security_roles::revoke(&mut client, a, out).await,
             SecurityCommand::Bindings => security_roles::bindings(&mut client, out).await,
             SecurityCommand::Check(a) => security_roles::check(&mut client, a, out).await,
+            SecurityCommand::Audit(a) => security_audit::run(&mut client, a, out).await,
         },
         // Submitted above.
         Command::Backup(_) | Command::Restore(_) | Command::Forget(_) => Ok(ExitCode::Ok),

@@ -3,6 +3,7 @@
 //! handler, and [`Security::after_request`] once it is answered; nothing else decides who may
 //! do what. Roles come from [`bindings`], resolved per request.
 
+pub mod audit;
 pub mod authorize;
 pub mod bindings;
 pub mod catalogue;
@@ -15,11 +16,14 @@ use backupd_common::protocol::{
     BindingInfo, GrantSource, Identity, Permission, Request, Response, Role,
 };
 use bindings::Bindings;
+use std::sync::Arc;
 use tokio::net::UnixStream;
 
 /// The security service's handle, shared by the server and the handlers.
 pub struct Security {
     bindings: Bindings,
+    /// The tamper-evident audit log (docs/SECURITY.md, "Audit log").
+    pub audit: Arc<audit::Audit>,
 }
 
 /// How a request ended, as the security service records it.
@@ -38,9 +42,11 @@ impl Security {
         process: Process,
         settings: SettingsHandle,
         state: &State,
+        audit: Arc<audit::Audit>,
     ) -> Result<Self, StateError> {
         Ok(Self {
             bindings: Bindings::open(state, process, settings)?,
+            audit,
         })
     }
 
@@ -102,11 +108,31 @@ impl Security {
             .any(|s| s.role().grants(permission))
     }
 
-    /// Records how a request ended.
-    pub fn after_request(&self, _identity: &Identity, _request: &Request, _outcome: Outcome<'_>) {}
+    /// Records how a request ended. Called before the reply is sent: the audit entry of a
+    /// change is on disk before the client hears of it.
+    pub fn after_request(&self, identity: &Identity, request: &Request, outcome: Outcome<'_>) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let role = self.role_of(identity.uid);
+        if let Some(entry) = audit::record::request_entry(identity, role, request, &outcome) {
+            self.record(entry);
+        }
+    }
 
     /// Records a connection whose handshake failed (`reason` is what the client was told).
-    pub fn handshake_failed(&self, _identity: &Identity, _reason: &str) {}
+    pub fn handshake_failed(&self, identity: &Identity, reason: &str) {
+        if self.audit.enabled() {
+            self.record(audit::record::handshake_entry(identity, reason));
+        }
+    }
+
+    fn record(&self, entry: audit::NewEntry) {
+        if let Err(e) = self.audit.append(entry) {
+            // The request was already answered; the failure is for the administrator to see.
+            tracing::error!(error = %e, "could not write the audit log");
+        }
+    }
 }
 
 /// Whether `role` administers the daemon: exempt from per-uid connection caps and served large

@@ -2,7 +2,7 @@
 
 use super::handlers::{self, Outcome};
 use super::Server;
-use backupd_common::protocol::{Identity, Request};
+use backupd_common::protocol::{Identity, Request, SecurityRequest};
 use std::sync::Arc;
 
 pub async fn dispatch(server: &Arc<Server>, identity: &Identity, request: Request) -> Outcome {
@@ -12,6 +12,9 @@ pub async fn dispatch(server: &Arc<Server>, identity: &Identity, request: Reques
         Request::Snapshots(r) => handlers::snapshots::snapshots(&server.services, r).await,
         Request::Queue(r) => handlers::queue::handle(&server.services, identity, r).await,
         Request::Source(r) => handlers::source::handle(&server.services, r).await,
+        Request::Security(r @ (SecurityRequest::Audit(_) | SecurityRequest::AuditVerify)) => {
+            handlers::security_audit::handle(&server.services, r).await
+        }
         Request::Security(r) => {
             handlers::security_roles::handle(&server.services, identity, r).await
         }

@@ -23,6 +23,12 @@ pub async fn handle(services: &Services, identity: &Identity, request: SecurityR
                 permission,
                 repo,
             } => SecurityResponse::Check(bindings.check(uid, permission, repo)),
+            other => {
+                return Err(crate::error::Error::Internal(format!(
+                    "`{}` reached the roles handler",
+                    other.name()
+                )))
+            }
         })
     })
     .await;

@@ -1,0 +1,243 @@
+//! Which requests the audit log records, as what, and what they acted on. One exhaustive match
+//! per question, so a new request variant does not compile until someone decides. Pure reads
+//! that reveal no data (health, whoami, queue status, listings of names) are not recorded: a
+//! monitoring loop must not fill the log, and the read path must stay as fast as without it.
+
+use backupd_common::paths::escape_path;
+use backupd_common::protocol::{
+    AuditTarget, EventType, JobKind, QueueRequest, RepoRequest, Request, SecurityRequest, Severity,
+    SourceRequest, SystemRequest, MAX_TARGET_PATHS, MAX_TARGET_PATH_CHARS,
+};
+
+/// How a request is recorded when it is answered; `None`: not recorded (its denial still is).
+pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
+    use EventType as E;
+    use Severity as S;
+    let class = match request {
+        Request::System(r) => match r {
+            SystemRequest::Health | SystemRequest::WatchHealth { .. } | SystemRequest::Whoami => {
+                return None
+            }
+            SystemRequest::Reload | SystemRequest::Shutdown => (E::Config, S::Notice),
+            // The export names every repository and source: data about the machine.
+            SystemRequest::ExportState => (E::Config, S::Notice),
+            SystemRequest::ImportState { .. } => (E::Config, S::Warning),
+        },
+        Request::Repo(r) => match r {
+            RepoRequest::List | RepoRequest::Info { .. } => return None,
+            RepoRequest::Init { .. } | RepoRequest::Add { .. } => (E::Repo, S::Notice),
+            RepoRequest::Remove { .. } => (E::Repo, S::Warning),
+            RepoRequest::KeyExport { .. } => (E::Key, S::Warning),
+            RepoRequest::KeyAdd { .. } | RepoRequest::KeyPasswd { .. } => (E::Key, S::Warning),
+            // Reads what snapshots hold.
+            RepoRequest::Stats(_) => (E::Repo, S::Info),
+        },
+        Request::Snapshots(_) => (E::Repo, S::Info),
+        Request::Queue(r) => match r {
+            QueueRequest::Submit(spec) => match &spec.kind {
+                JobKind::Backup(_) => (E::Backup, S::Info),
+                JobKind::Restore(_) => (E::Restore, S::Notice),
+                JobKind::Check(_) | JobKind::RebuildIndex(_) => (E::Repo, S::Info),
+                JobKind::Forget(_) => (E::Forget, S::Notice),
+                JobKind::Noop(_) => (E::Queue, S::Debug),
+            },
+            QueueRequest::Status | QueueRequest::Workers { count: None } => return None,
+            // Job records carry results: paths, snapshot ids, errors.
+            QueueRequest::Job { .. }
+            | QueueRequest::Wait { .. }
+            | QueueRequest::DeadLetters
+            | QueueRequest::History(_) => (E::Queue, S::Info),
+            QueueRequest::Events { .. } => (E::Queue, S::Debug),
+            QueueRequest::Cancel { .. } | QueueRequest::RetryDeadLetter { .. } => {
+                (E::Queue, S::Notice)
+            }
+            QueueRequest::PurgeDeadLetters => (E::Queue, S::Warning),
+            QueueRequest::Workers { count: Some(_) } => (E::Config, S::Notice),
+        },
+        Request::Source(r) => match r {
+            SourceRequest::List => return None,
+            SourceRequest::Add(_) => (E::Source, S::Notice),
+            SourceRequest::Remove { .. } => (E::Source, S::Warning),
+        },
+        Request::Security(r) => match r {
+            SecurityRequest::Audit(_) | SecurityRequest::AuditVerify => (E::Security, S::Info),
+            // Who may do what: changing it matters more than any other request.
+            SecurityRequest::Grant { .. } | SecurityRequest::Revoke(_) => (E::Security, S::Warning),
+            SecurityRequest::Bindings | SecurityRequest::Check { .. } => (E::Security, S::Info),
+        },
+    };
+    Some(class)
+}
+
+/// What `request` acts on. Only names, ids and paths: never a passphrase, key or document body.
+pub fn target(request: &Request) -> AuditTarget {
+    let mut t = AuditTarget::default();
+    match request {
+        Request::System(r) => match r {
+            SystemRequest::ImportState { document } => {
+                t.name = Some(format!("state document of {} bytes", document.len()));
+            }
+            SystemRequest::Health
+            | SystemRequest::WatchHealth { .. }
+            | SystemRequest::Whoami
+            | SystemRequest::Reload
+            | SystemRequest::Shutdown
+            | SystemRequest::ExportState => {}
+        },
+        Request::Repo(r) => match r {
+            RepoRequest::Init { name, path, .. } | RepoRequest::Add { name, path, .. } => {
+                t.repo = Some(name.clone());
+                push_paths(&mut t, std::slice::from_ref(path));
+            }
+            RepoRequest::KeyExport { name } | RepoRequest::Remove { name } => {
+                t.repo = Some(name.clone());
+            }
+            RepoRequest::Info { name }
+            | RepoRequest::KeyAdd { name, .. }
+            | RepoRequest::KeyPasswd { name, .. } => t.repo = name.clone(),
+            RepoRequest::Stats(s) => {
+                t.repo = s.repo.clone();
+                t.snapshot = first(&s.snapshots);
+            }
+            RepoRequest::List => {}
+        },
+        Request::Snapshots(s) => {
+            t.repo = s.repo.clone();
+            if let Some(p) = &s.filter.path {
+                push_paths(&mut t, std::slice::from_ref(p));
+            }
+        }
+        Request::Queue(r) => queue_target(&mut t, r),
+        Request::Source(r) => match r {
+            SourceRequest::Add(spec) => {
+                t.name = Some(spec.name.clone());
+                t.repo = spec.repo.clone();
+                push_paths(&mut t, std::slice::from_ref(&spec.path));
+            }
+            SourceRequest::Remove { name } => t.name = Some(name.clone()),
+            SourceRequest::List => {}
+        },
+        Request::Security(r) => match r {
+            SecurityRequest::Grant {
+                role,
+                subject,
+                repos,
+                ..
+            } => {
+                t.name = Some(format!("{role} for {subject}"));
+                t.repo = (!repos.is_empty()).then(|| repos.join(","));
+            }
+            SecurityRequest::Revoke(target) => t.name = Some(format!("{target:?}")),
+            SecurityRequest::Check {
+                uid,
+                permission,
+                repo,
+            } => {
+                t.name = Some(format!("{permission} for uid {uid}"));
+                t.repo = repo.clone();
+            }
+            SecurityRequest::Audit(_)
+            | SecurityRequest::AuditVerify
+            | SecurityRequest::Bindings => {}
+        },
+    }
+    t
+}
+
+fn queue_target(t: &mut AuditTarget, r: &QueueRequest) {
+    match r {
+        QueueRequest::Submit(spec) => match &spec.kind {
+            JobKind::Backup(b) => {
+                t.repo = b.repo.clone();
+                push_paths(t, &b.paths);
+            }
+            JobKind::Restore(r) => {
+                t.repo = r.repo.clone();
+                t.snapshot = Some(r.snapshot.clone());
+                let paths: Vec<Vec<u8>> = r.subpath.iter().chain(&r.target).cloned().collect();
+                push_paths(t, &paths);
+            }
+            JobKind::Check(c) => t.repo = c.repo.clone(),
+            JobKind::RebuildIndex(r) => t.repo = r.repo.clone(),
+            JobKind::Forget(f) => {
+                t.repo = f.repo.clone();
+                t.snapshot = first(&f.snapshots);
+            }
+            JobKind::Noop(_) => {}
+        },
+        QueueRequest::Job { id }
+        | QueueRequest::Wait { id }
+        | QueueRequest::Cancel { id }
+        | QueueRequest::RetryDeadLetter { id } => t.job = Some(id.to_string()),
+        QueueRequest::Status
+        | QueueRequest::DeadLetters
+        | QueueRequest::PurgeDeadLetters
+        | QueueRequest::History(_)
+        | QueueRequest::Workers { .. }
+        | QueueRequest::Events { .. } => {}
+    }
+}
+
+fn first(items: &[String]) -> Option<String> {
+    items.first().map(|s| bounded(s.clone()))
+}
+
+/// Adds paths, escaped and bounded, counting those beyond the cap.
+fn push_paths(t: &mut AuditTarget, paths: &[Vec<u8>]) {
+    for p in paths {
+        if t.paths.len() < MAX_TARGET_PATHS {
+            t.paths.push(bounded(escape_path(p)));
+        } else {
+            t.paths_omitted += 1;
+        }
+    }
+}
+
+fn bounded(mut text: String) -> String {
+    if text.chars().count() > MAX_TARGET_PATH_CHARS {
+        text = text.chars().take(MAX_TARGET_PATH_CHARS).collect();
+        text.push('…');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backupd_common::protocol::{BackupRequest, JobOptions, JobSpec, Secret};
+
+    #[test]
+    fn reads_that_reveal_nothing_are_not_recorded_and_key_requests_are() {
+        assert_eq!(classify(&Request::System(SystemRequest::Health)), None);
+        assert_eq!(classify(&Request::Queue(QueueRequest::Status)), None);
+        let export = Request::Repo(RepoRequest::KeyExport { name: "r".into() });
+        assert_eq!(classify(&export), Some((EventType::Key, Severity::Warning)));
+    }
+
+    #[test]
+    fn targets_never_carry_passphrases_and_paths_are_bounded() {
+        let init = Request::Repo(RepoRequest::Init {
+            name: "main".into(),
+            path: b"/srv/repo".to_vec(),
+            password: Some(Secret(b"hunter2-secret".to_vec())),
+        });
+        let text = serde_json::to_string(&target(&init)).expect("serialises");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("/srv/repo"));
+
+        let backup = Request::Queue(QueueRequest::Submit(Box::new(JobSpec {
+            kind: JobKind::Backup(BackupRequest {
+                paths: (0..100).map(|i| format!("/d/{i}").into_bytes()).collect(),
+                ..Default::default()
+            }),
+            options: JobOptions::default(),
+        })));
+        let t = target(&backup);
+        assert_eq!(t.paths.len(), MAX_TARGET_PATHS);
+        assert_eq!(t.paths_omitted, 100 - MAX_TARGET_PATHS as u64);
+        assert_eq!(
+            bounded("x".repeat(5000)).chars().count(),
+            MAX_TARGET_PATH_CHARS + 1
+        );
+    }
+}
