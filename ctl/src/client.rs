@@ -2,6 +2,9 @@
 
 use backupd_common::client::{ClientError, Connection, TrustedDaemon};
 use backupd_common::protocol::{
+    AlertInfo, ComplianceReport, Framework, SecurityReport, SecurityRequest, Unlocked,
+};
+use backupd_common::protocol::{
     HealthReport, HistoryEntry, HistoryQuery, Identity, ImportReport, JobEvent, JobId, JobInfo,
     JobSpec, KeyChange, KeyExport, OperationProgress, Progress, QueueRequest, QueueStatus,
     ReloadReport, RepoDetails, RepoInfo, RepoRequest, Request, Response, Secret, SnapshotInfo,
@@ -258,7 +261,7 @@ impl Client {
             .call_streaming(request, |p| match p {
                 Progress::Operation(o) => on_progress(o),
                 Progress::Event(e) => on_event(e),
-                Progress::Health(_) => {}
+                Progress::Health(_) | Progress::Alert(_) => {}
             })
             .await?;
         job(done)
@@ -314,14 +317,15 @@ impl Client {
         follow: bool,
         backlog: u32,
         mut each: impl FnMut(JobEvent),
+        mut alert: impl FnMut(AlertInfo),
     ) -> Result<(), ClientError> {
         let request = Request::Queue(QueueRequest::Events { follow, backlog });
         let done = self
             .conn
-            .call_streaming(request, |p| {
-                if let Progress::Event(e) = p {
-                    each(e)
-                }
+            .call_streaming(request, |p| match p {
+                Progress::Event(e) => each(e),
+                Progress::Alert(a) => alert(a),
+                Progress::Health(_) | Progress::Operation(_) => {}
             })
             .await?;
         match done {
@@ -358,5 +362,53 @@ fn jobs(response: Response) -> Result<Vec<JobInfo>, ClientError> {
     match response {
         Response::Jobs(j) => Ok(j),
         other => Err(unexpected(other)),
+    }
+}
+
+/// `security alerts`, `unlock`, `compliance`, `report`.
+impl Client {
+    async fn security(&mut self, request: SecurityRequest) -> Result<Response, ClientError> {
+        self.conn.call(Request::Security(request)).await
+    }
+
+    pub async fn security_alerts(&mut self, all: bool) -> Result<Vec<AlertInfo>, ClientError> {
+        match self.security(SecurityRequest::Alerts { all }).await? {
+            Response::SecurityAlerts(a) => Ok(a),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn ack_alert(&mut self, id: u64) -> Result<AlertInfo, ClientError> {
+        match self.security(SecurityRequest::AckAlert { id }).await? {
+            Response::SecurityAlert(a) => Ok(*a),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn unlock(&mut self, uid: u32) -> Result<Unlocked, ClientError> {
+        match self.security(SecurityRequest::Unlock { uid }).await? {
+            Response::Unlocked(u) => Ok(u),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn compliance(
+        &mut self,
+        frameworks: Vec<Framework>,
+    ) -> Result<ComplianceReport, ClientError> {
+        match self
+            .security(SecurityRequest::Compliance { frameworks })
+            .await?
+        {
+            Response::Compliance(r) => Ok(*r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn security_report(&mut self, days: u32) -> Result<SecurityReport, ClientError> {
+        match self.security(SecurityRequest::Report { days }).await? {
+            Response::SecurityReport(r) => Ok(*r),
+            other => Err(unexpected(other)),
+        }
     }
 }

@@ -41,6 +41,9 @@ pub enum Error {
         role: &'static str,
         uid: u32,
     },
+    /// Suspicious-activity detection: a lockout, an unknown alert.
+    #[error(transparent)]
+    Detect(#[from] crate::security::detect::DetectError),
     /// A submission whose arguments are wrong: nothing was queued.
     #[error("`{command}` refused, nothing was queued: {source}")]
     Refused {
@@ -119,6 +122,7 @@ impl Classify for Error {
             Self::Engine(e) => e.class(),
             Self::Registry(e) => e.class(),
             Self::PermissionDenied { .. } => class(PermissionDenied, false),
+            Self::Detect(e) => class(e.code(), false),
             Self::Refused { source, .. } => class(source.class().code, false),
             Self::State(e) => e.class(),
             Self::Listen(_) | Self::Internal(_) | Self::TaskFailed { .. } => class(Internal, false),

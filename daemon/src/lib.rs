@@ -197,7 +197,33 @@ async fn build(
         log_reload,
     ));
 
-    let security = Arc::new(security::Security::new(process.clone(), settings.clone()));
+    let detector = {
+        let (state, process, settings, alerts) = (
+            state.clone(),
+            process.clone(),
+            settings.clone(),
+            alerts.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            security::detect::Detector::open(&state, &process, settings, alerts)
+        })
+        .await
+        .map_err(|source| Error::TaskFailed {
+            task: "the security detector open task".into(),
+            source,
+        })??
+    };
+    let detector = Arc::new(detector);
+    tracker.spawn(security::detect::jobs::watch(
+        detector.clone(),
+        queue.clone(),
+        cancel.child_token(),
+    ));
+    let security = Arc::new(security::Security::new(
+        process.clone(),
+        settings.clone(),
+        detector,
+    ));
     let services = Services {
         security,
         queue,

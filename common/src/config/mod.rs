@@ -2,6 +2,7 @@
 //! without a file. Unknown keys are errors; `validate` names the key that is wrong.
 
 pub mod declared;
+pub mod detect;
 pub mod security;
 
 pub use declared::{RepositoryConfig, SourceConfig};
@@ -302,6 +303,12 @@ impl Config {
             key: key.to_owned(),
             message,
         };
+        if let Some((key, message)) = self.security.detect.invalid() {
+            return Err(invalid(&format!("security.detect.{key}"), message));
+        }
+        if let Some((key, message)) = self.security.compliance.invalid() {
+            return Err(invalid(&format!("security.compliance.{key}"), message));
+        }
         let s = &self.server;
         if let Some(mode) = &s.socket_mode {
             if parse_mode(mode).is_none() {

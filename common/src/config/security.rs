@@ -10,12 +10,23 @@ pub struct SecurityConfig {
     /// The role of a uid that no binding names: a role name, or "none" to refuse such callers
     /// everything.
     pub default_role: DefaultRole,
+    /// How long a uid that set off a suspicious-activity alert is refused everything; "0"
+    /// (the default) turns lockout off. Root and the daemon's own uid are never locked out.
+    #[serde(with = "humantime_serde")]
+    pub lockout: std::time::Duration,
+    /// `[security.detect]`: the thresholds of the suspicious-activity patterns.
+    pub detect: super::detect::DetectConfig,
+    /// `[security.compliance]`: the policies compliance controls measure against.
+    pub compliance: super::detect::ComplianceConfig,
 }
 
 impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
             default_role: DefaultRole::Role(Role::Viewer),
+            lockout: std::time::Duration::ZERO,
+            detect: Default::default(),
+            compliance: Default::default(),
         }
     }
 }

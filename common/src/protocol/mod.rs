@@ -5,6 +5,7 @@
 //! Bincode encodes enum variants by index, so variants are only ever appended; changing the
 //! meaning or order of an existing variant requires a new [`PROTOCOL_VERSION`].
 
+pub mod alerts;
 pub mod queue;
 pub mod repo;
 pub mod security;
@@ -12,9 +13,10 @@ pub mod source;
 
 use crate::error::ErrorReply;
 use crate::ids::RequestId;
+pub use alerts::*;
 pub use queue::*;
 pub use repo::*;
-pub use security::{Permission, Role};
+pub use security::{Permission, Role, SecurityRequest};
 use serde::{Deserialize, Serialize};
 pub use source::*;
 use std::time::Duration;
@@ -89,6 +91,8 @@ pub enum Request {
     Queue(QueueRequest),
     /// Continuously backed-up directories.
     Source(SourceRequest),
+    /// Access control, alerts, compliance (`backupctl security ...`).
+    Security(SecurityRequest),
 }
 
 impl Request {
@@ -110,6 +114,7 @@ impl Request {
             Self::Snapshots(_) => Permission::SnapshotList,
             Self::Queue(r) => r.permission(),
             Self::Source(r) => r.permission(),
+            Self::Security(r) => r.permission(),
         }
     }
 
@@ -129,6 +134,7 @@ impl Request {
             Self::Snapshots(_) => "snapshots",
             Self::Queue(r) => r.name(),
             Self::Source(r) => r.name(),
+            Self::Security(r) => r.name(),
         }
     }
 }
@@ -220,6 +226,13 @@ pub enum Response {
     RepoDetails(Box<RepoDetails>),
     KeyChanged(KeyChange),
     Stats(Box<StatsResult>),
+    /// `security alerts`: newest first.
+    SecurityAlerts(Vec<AlertInfo>),
+    /// `security alerts ack`: the alert as acknowledged.
+    SecurityAlert(Box<AlertInfo>),
+    Unlocked(Unlocked),
+    Compliance(Box<ComplianceReport>),
+    SecurityReport(Box<SecurityReport>),
 }
 
 /// What an import did, entry by entry.
@@ -244,6 +257,8 @@ pub enum Progress {
     Health(HealthReport),
     Operation(OperationProgress),
     Event(JobEvent),
+    /// A suspicious-activity alert, on `events` for callers holding `security.read`.
+    Alert(AlertInfo),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -187,6 +187,48 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// `backupctl security ...` requests. Variants are appended, never reordered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SecurityRequest {
+    /// -> [`crate::protocol::Response::SecurityAlerts`]: unacknowledged alerts, or with `all`
+    /// every stored one (newest first, at most 1000). Not streamed.
+    Alerts { all: bool },
+    /// -> [`crate::protocol::Response::SecurityAlert`]: records the caller as having
+    /// acknowledged alert `id`. Not streamed.
+    AckAlert { id: u64 },
+    /// -> [`crate::protocol::Response::Unlocked`]: lifts the lockout of `uid`. Not streamed.
+    Unlock { uid: u32 },
+    /// -> [`crate::protocol::Response::Compliance`]: the controls evaluated now for
+    /// `frameworks` (empty: all). Not streamed.
+    Compliance {
+        frameworks: Vec<crate::protocol::Framework>,
+    },
+    /// -> [`crate::protocol::Response::SecurityReport`] over the last `days` (1–366). Not
+    /// streamed.
+    Report { days: u32 },
+}
+
+impl SecurityRequest {
+    pub fn permission(&self) -> Permission {
+        match self {
+            Self::Alerts { .. } | Self::Compliance { .. } | Self::Report { .. } => {
+                Permission::SecurityRead
+            }
+            Self::AckAlert { .. } | Self::Unlock { .. } => Permission::SecurityManage,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Alerts { .. } => "security alerts",
+            Self::AckAlert { .. } => "security alerts ack",
+            Self::Unlock { .. } => "security unlock",
+            Self::Compliance { .. } => "security compliance",
+            Self::Report { .. } => "security report",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

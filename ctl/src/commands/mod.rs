@@ -5,6 +5,7 @@ pub mod jobs;
 pub mod queue;
 pub mod repo;
 pub mod results;
+pub mod security_alerts;
 pub mod snapshots;
 pub mod source;
 pub mod stats;
@@ -119,6 +120,7 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         Command::Queue(cmd) => queue::run(&mut client, cmd, out).await,
         Command::Events(a) => queue::events(&mut client, a, out).await,
         Command::Source(cmd) => source::run(&mut client, cmd, out, paths).await,
+        Command::Security(cmd) => security_alerts::run(&mut client, cmd, out).await,
         // Submitted above.
         Command::Backup(_) | Command::Restore(_) | Command::Forget(_) => Ok(ExitCode::Ok),
     }

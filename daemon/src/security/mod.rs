@@ -4,6 +4,9 @@
 //! do what.
 
 pub mod authorize;
+pub mod compliance;
+pub mod detect;
+pub mod report;
 
 use crate::context::{Process, SettingsHandle};
 use crate::error::Error;
@@ -15,6 +18,7 @@ use tokio::net::UnixStream;
 pub struct Security {
     process: Process,
     settings: SettingsHandle,
+    detector: std::sync::Arc<detect::Detector>,
 }
 
 /// How a request ended, as the security service records it.
@@ -28,8 +32,21 @@ pub enum Outcome<'a> {
 }
 
 impl Security {
-    pub fn new(process: Process, settings: SettingsHandle) -> Self {
-        Self { process, settings }
+    pub fn new(
+        process: Process,
+        settings: SettingsHandle,
+        detector: std::sync::Arc<detect::Detector>,
+    ) -> Self {
+        Self {
+            process,
+            settings,
+            detector,
+        }
+    }
+
+    /// Suspicious-activity detection: alerts, lockouts, denial counts, recovery drills.
+    pub fn detector(&self) -> &std::sync::Arc<detect::Detector> {
+        &self.detector
     }
 
     /// Reads the peer's credentials. `None` when the kernel will not say (never expected on
@@ -58,6 +75,8 @@ impl Security {
 
     /// The one permission check every request passes.
     pub fn authorize(&self, identity: &Identity, request: &Request) -> Result<(), Error> {
+        // A locked-out uid is refused everything, whatever its role.
+        self.detector.check_lock(identity.uid)?;
         let role = self.role_of(identity.uid);
         authorize::check(identity.uid, role, request)
     }
@@ -70,10 +89,22 @@ impl Security {
     }
 
     /// Records how a request ended.
-    pub fn after_request(&self, _identity: &Identity, _request: &Request, _outcome: Outcome<'_>) {}
+    pub fn after_request(&self, identity: &Identity, request: &Request, outcome: Outcome<'_>) {
+        let seen = match outcome {
+            Outcome::Denied(reply) => detect::Seen::Denied(reply),
+            Outcome::Answered(result) => detect::Seen::Answered(result.as_ref().map(drop)),
+            Outcome::Cut => detect::Seen::Cut,
+        };
+        let admin = administers(self.role_of(identity.uid));
+        let needed = authorize::needed(request);
+        self.detector
+            .observe(identity.uid, admin, request, needed, seen);
+    }
 
     /// Records a connection whose handshake failed (`reason` is what the client was told).
-    pub fn handshake_failed(&self, _identity: &Identity, _reason: &str) {}
+    pub fn handshake_failed(&self, identity: &Identity, _reason: &str) {
+        self.detector.handshake_failed(identity.uid);
+    }
 }
 
 /// Whether `role` administers the daemon: exempt from per-uid connection caps and served large

@@ -92,10 +92,17 @@ pub async fn serve(
                 "no Hello within {:?}; closing the connection",
                 limits.handshake_timeout
             );
+            server.services.security.handshake_failed(&identity, &msg);
             return fatal(&mut conn.writer, ErrorCode::Timeout, msg).await;
         }
         Ok(Ok(None)) => return,
-        Ok(Err(e)) => return fatal_read(&mut conn.writer, e).await,
+        Ok(Err(e)) => {
+            server
+                .services
+                .security
+                .handshake_failed(&identity, "undecodable Hello");
+            return fatal_read(&mut conn.writer, e).await;
+        }
         Ok(Ok(Some(ClientMessage::Hello(hello)))) => {
             let client = peer_text(&hello.client);
             if hello.protocol_version != PROTOCOL_VERSION {
@@ -106,12 +113,14 @@ pub async fn serve(
                     backupd_common::VERSION,
                     PROTOCOL_VERSION
                 );
+                server.services.security.handshake_failed(&identity, &msg);
                 return fatal(&mut conn.writer, ErrorCode::VersionMismatch, msg).await;
             }
             tracing::debug!(uid = identity.uid, pid = ?identity.pid, %client, "client connected");
         }
         Ok(Ok(Some(ClientMessage::Request { .. }))) => {
             let msg = "the first message must be Hello; see docs/PROTOCOL.md".to_owned();
+            server.services.security.handshake_failed(&identity, &msg);
             return fatal(&mut conn.writer, ErrorCode::Malformed, msg).await;
         }
     }

@@ -12,5 +12,6 @@ pub async fn dispatch(server: &Arc<Server>, identity: &Identity, request: Reques
         Request::Snapshots(r) => handlers::snapshots::snapshots(&server.services, r).await,
         Request::Queue(r) => handlers::queue::handle(&server.services, identity, r).await,
         Request::Source(r) => handlers::source::handle(&server.services, r).await,
+        Request::Security(r) => handlers::security_alerts::handle(server, identity, r).await,
     }
 }

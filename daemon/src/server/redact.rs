@@ -111,6 +111,12 @@ pub fn response(r: &mut Response) {
         | Response::Workers(_)
         | Response::Purged(_)
         | Response::Noop { .. } => {}
+        // Only callers holding `security.read` get these, and they name uids, not files.
+        Response::SecurityAlerts(_)
+        | Response::SecurityAlert(_)
+        | Response::Unlocked(_)
+        | Response::Compliance(_)
+        | Response::SecurityReport(_) => {}
     }
 }
 
@@ -120,6 +126,8 @@ pub fn progress(p: &mut Progress) {
         Progress::Event(e) => event(e),
         Progress::Health(h) => health(h),
         Progress::Operation(_) => {}
+        // Sent only to followers holding `security.read`.
+        Progress::Alert(_) => {}
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod queue;
 pub mod repo;
+pub mod security_alerts;
 pub mod snapshots;
 pub mod source;
 pub mod system;
