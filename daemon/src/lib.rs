@@ -198,14 +198,9 @@ async fn build(
     ));
 
     let detector = {
-        let (state, process, settings, alerts) = (
-            state.clone(),
-            process.clone(),
-            settings.clone(),
-            alerts.clone(),
-        );
+        let (state, process, settings) = (state.clone(), process.clone(), settings.clone());
         tokio::task::spawn_blocking(move || {
-            security::detect::Detector::open(&state, &process, settings, alerts)
+            security::detect::Detector::open(&state, &process, settings)
         })
         .await
         .map_err(|source| Error::TaskFailed {

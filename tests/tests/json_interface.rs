@@ -361,7 +361,7 @@ fn every_json_output_matches_its_schema() {
         }
     });
     let mut lines = Vec::new();
-    let mut next_line = |lines: &mut Vec<String>| {
+    let next_line = |lines: &mut Vec<String>| {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("an events line within 30 s");

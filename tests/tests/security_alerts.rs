@@ -1,5 +1,5 @@
 //! Suspicious activity: each pattern driven past its threshold through the real daemon and
-//! backupctl shows as an alert in `security alerts`, on `events` and in `system health`; a
+//! backupctl shows as an alert in `security alerts` and on `events`; a
 //! lockout refuses the uid's next request with its message until `security unlock`, and
 //! survives a restart; `ack` records who acknowledged. Needs root (clients run as `nobody`).
 
@@ -119,13 +119,8 @@ fn brute_force_at_the_default_thresholds_alerts_on_the_fifth_denial() {
     assert_eq!(event["id"], a["id"]);
     assert_eq!(event["pattern"], "brute-force");
 
-    let health = d.health();
-    assert_eq!(health["status"], "degraded");
-    let notes = health["notes"].to_string();
-    assert!(
-        notes.contains("brute-force") && notes.contains("65534"),
-        "{notes}"
-    );
+    // Alerts are no health notes: the daemon works as before.
+    assert_eq!(d.health()["status"], "ok");
     // Without a lockout the uid goes on being served.
     assert!(d.ctl_as_nobody(&["system", "health"]).status.success());
 }
@@ -196,7 +191,6 @@ fn a_lockout_refuses_every_request_survives_a_restart_and_unlock_lifts_it() {
         "acknowledged alerts leave the default list"
     );
     assert_eq!(alerts(&d2, true)[0]["acknowledged_by"], 0);
-    assert_eq!(d2.health()["status"], "ok");
     drop(d);
 }
 

@@ -2,9 +2,11 @@
 //! denied request and every failed handshake to [`Detector::observe`]; a task
 //! ([`jobs::watch`]) feeds restores and read-data checks as their jobs succeed. Counting is
 //! done per uid in bounded sliding windows ([`window`]); a threshold reached becomes an alert
-//! through [`Detector::raise`], the one place alerts are made: stored in sled, broadcast on
-//! `events`, noted in `system health` until acknowledged, and (with `security.lockout`) a
-//! lockout of the uid that [`Detector::check_lock`] enforces before any other check.
+//! through [`Detector::raise`], the one place alerts are made: stored in sled, logged,
+//! broadcast on `events`, and (with `security.lockout`) a lockout of the uid that
+//! [`Detector::check_lock`] enforces before any other check. Alerts are not `system health`
+//! notes: health reports whether the daemon works, and a flood that sets off an alert does not
+//! change that.
 //!
 //! Root and the daemon's own uid raise alerts like anyone but are never locked out: a lockout
 //! of the administrators would lock the administrators out of lifting it.
@@ -13,7 +15,6 @@ pub mod jobs;
 pub mod store;
 pub mod window;
 
-use crate::alerts::Alerts;
 use crate::context::{Process, SettingsHandle};
 use crate::repo::{format_rfc3339, now_ns};
 use crate::state::State;
@@ -21,7 +22,7 @@ use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{AlertInfo, Pattern, Permission, RepoRequest, Request, Unlocked};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 pub use store::{Lock, StoreError};
 use tokio::sync::broadcast;
 use window::{Detection, Signal, Windows};
@@ -75,7 +76,6 @@ pub struct Detector {
     windows: Mutex<Windows>,
     locks: Mutex<HashMap<u32, Lock>>,
     events: broadcast::Sender<AlertInfo>,
-    notes: Arc<Alerts>,
     settings: SettingsHandle,
     daemon_uid: u32,
     /// Denial counters created today (see `store::DENIALS_PER_DAY`), and the day they count.
@@ -88,18 +88,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn note_key(id: u64) -> String {
-    format!("security-alert:{id:020}")
-}
-
 impl Detector {
-    /// Opens the stored alerts and lockouts (blocking). Unacknowledged alerts become health
-    /// notes again; expired lockouts are dropped.
+    /// Opens the stored alerts and lockouts (blocking); expired lockouts are dropped.
     pub fn open(
         state: &State,
         process: &Process,
         settings: SettingsHandle,
-        notes: Arc<Alerts>,
     ) -> Result<Self, DetectError> {
         let now = now_ns();
         let store = store::Store::open(state, now)?;
@@ -111,15 +105,11 @@ impl Detector {
                 store.remove_lock(uid)?;
             }
         }
-        for a in store.alerts(LIST_LIMIT, |a| a.acked_by.is_none())? {
-            notes.raise(&note_key(a.id), note_text(&a));
-        }
         Ok(Self {
             store,
             windows: Mutex::new(Windows::default()),
             locks: Mutex::new(locks),
             events: broadcast::channel(64).0,
-            notes,
             settings,
             daemon_uid: process.daemon_uid,
             today_keys: AtomicU64::new(0),
@@ -241,8 +231,8 @@ impl Detector {
             .count_denial(uid, permission, now, &self.today_keys);
     }
 
-    /// Makes `detection` an alert: stored, broadcast on `events`, a health note until
-    /// acknowledged, and a lockout when `security.lockout` is set and the uid is not exempt.
+    /// Makes `detection` an alert: stored, logged, broadcast on `events`, and a lockout when
+    /// `security.lockout` is set and the uid is not exempt.
     /// The one place alerts are raised.
     pub fn raise(&self, detection: Detection) -> AlertInfo {
         let now = now_ns();
@@ -285,7 +275,6 @@ impl Detector {
             "security alert: {}",
             alert.detail
         );
-        self.notes.raise(&note_key(id), note_text(&alert));
         let _ = self.events.send(alert.clone());
         alert
     }
@@ -316,7 +305,6 @@ impl Detector {
             alert.acked_ns = Some(now_ns());
             self.store.put_alert(&alert)?;
         }
-        self.notes.clear(&note_key(id));
         Ok(alert)
     }
 
@@ -366,11 +354,4 @@ fn detail(d: &Detection) -> String {
         text.push_str(&format!("; latest: {}", d.recent.join(", ")));
     }
     text
-}
-
-fn note_text(a: &AlertInfo) -> String {
-    format!(
-        "security alert {} ({}) for uid {}: {}; acknowledge it with `backupctl security alerts ack {}`",
-        a.id, a.pattern, a.uid, a.detail, a.id
-    )
 }

@@ -267,10 +267,10 @@ impl Store {
     pub fn count_denial(&self, uid: u32, permission: &str, now_ns: i64, today_keys: &AtomicU64) {
         let day = day_of(now_ns);
         let mut key = denial_key(day, uid, permission);
-        if self.denials.get(&key).ok().flatten().is_none() {
-            if today_keys.fetch_add(1, Ordering::Relaxed) >= DENIALS_PER_DAY {
-                key = denial_key(day, OTHER_UID, permission);
-            }
+        if self.denials.get(&key).ok().flatten().is_none()
+            && today_keys.fetch_add(1, Ordering::Relaxed) >= DENIALS_PER_DAY
+        {
+            key = denial_key(day, OTHER_UID, permission);
         }
         let bumped = self.denials.update_and_fetch(&key, |old| {
             let n = old
