@@ -63,7 +63,8 @@ pub enum Command {
     /// Watched sources: directories backed up continuously.
     #[command(subcommand)]
     Source(SourceCommand),
-    /// Access control: roles, bindings, permission checks.
+    /// Access control and its evidence: roles, the audit log, alerts, lockouts, compliance, the
+    /// security report.
     #[command(subcommand)]
     Security(SecurityCommand),
 }
@@ -81,6 +82,14 @@ pub enum SecurityCommand {
     /// The audit log: list entries (newest N matching the filters), follow new ones, or
     /// `verify` the chain.
     Audit(crate::commands::security_audit::AuditArgs),
+    /// Suspicious-activity alerts (unacknowledged ones unless --all); `ack ID` acknowledges one.
+    Alerts(crate::commands::security_alerts::AlertsArgs),
+    /// Lift the lockout of a uid that set off an alert.
+    Unlock(crate::commands::security_alerts::UnlockArgs),
+    /// Evaluate compliance controls on the live system (exit 1 when one fails).
+    Compliance(crate::commands::security_alerts::ComplianceArgs),
+    /// A security score with what lowered it, denials and alerts, key ages.
+    Report(crate::commands::security_alerts::ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]

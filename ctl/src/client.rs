@@ -1,6 +1,7 @@
 //! One typed helper per request, so no command handles an unexpected response.
 
 use backupd_common::client::{ClientError, Connection, TrustedDaemon};
+use backupd_common::protocol::{AlertInfo, ComplianceReport, Framework, SecurityReport, Unlocked};
 use backupd_common::protocol::{AuditEntry, AuditQuery, VerifyReport};
 use backupd_common::protocol::{
     HealthReport, HistoryEntry, HistoryQuery, Identity, ImportReport, JobEvent, JobId, JobInfo,
@@ -259,7 +260,7 @@ impl Client {
             .call_streaming(request, |p| match p {
                 Progress::Operation(o) => on_progress(o),
                 Progress::Event(e) => on_event(e),
-                Progress::Health(_) | Progress::Audit(_) => {}
+                Progress::Health(_) | Progress::Audit(_) | Progress::Alert(_) => {}
             })
             .await?;
         job(done)
@@ -315,14 +316,15 @@ impl Client {
         follow: bool,
         backlog: u32,
         mut each: impl FnMut(JobEvent),
+        mut alert: impl FnMut(AlertInfo),
     ) -> Result<(), ClientError> {
         let request = Request::Queue(QueueRequest::Events { follow, backlog });
         let done = self
             .conn
-            .call_streaming(request, |p| {
-                if let Progress::Event(e) = p {
-                    each(e)
-                }
+            .call_streaming(request, |p| match p {
+                Progress::Event(e) => each(e),
+                Progress::Alert(a) => alert(a),
+                Progress::Health(_) | Progress::Operation(_) | Progress::Audit(_) => {}
             })
             .await?;
         match done {
@@ -410,5 +412,53 @@ fn jobs(response: Response) -> Result<Vec<JobInfo>, ClientError> {
     match response {
         Response::Jobs(j) => Ok(j),
         other => Err(unexpected(other)),
+    }
+}
+
+/// `security alerts`, `unlock`, `compliance`, `report`.
+impl Client {
+    async fn security_call(&mut self, request: SecurityRequest) -> Result<Response, ClientError> {
+        self.conn.call(Request::Security(request)).await
+    }
+
+    pub async fn security_alerts(&mut self, all: bool) -> Result<Vec<AlertInfo>, ClientError> {
+        match self.security_call(SecurityRequest::Alerts { all }).await? {
+            Response::SecurityAlerts(a) => Ok(a),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn ack_alert(&mut self, id: u64) -> Result<AlertInfo, ClientError> {
+        match self.security_call(SecurityRequest::AckAlert { id }).await? {
+            Response::SecurityAlert(a) => Ok(*a),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn unlock(&mut self, uid: u32) -> Result<Unlocked, ClientError> {
+        match self.security_call(SecurityRequest::Unlock { uid }).await? {
+            Response::Unlocked(u) => Ok(u),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn compliance(
+        &mut self,
+        frameworks: Vec<Framework>,
+    ) -> Result<ComplianceReport, ClientError> {
+        match self
+            .security_call(SecurityRequest::Compliance { frameworks })
+            .await?
+        {
+            Response::Compliance(r) => Ok(*r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn security_report(&mut self, days: u32) -> Result<SecurityReport, ClientError> {
+        match self.security_call(SecurityRequest::Report { days }).await? {
+            Response::SecurityReport(r) => Ok(*r),
+            other => Err(unexpected(other)),
+        }
     }
 }

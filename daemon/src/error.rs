@@ -47,6 +47,9 @@ pub enum Error {
     },
     #[error(transparent)]
     Binding(#[from] crate::security::bindings::BindingError),
+    /// Suspicious-activity detection: a lockout, an unknown alert.
+    #[error(transparent)]
+    Detect(#[from] crate::security::detect::DetectError),
     /// A submission whose arguments are wrong: nothing was queued.
     #[error("`{command}` refused, nothing was queued: {source}")]
     Refused {
@@ -126,6 +129,7 @@ impl Classify for Error {
             Self::Registry(e) => e.class(),
             Self::PermissionDenied { .. } => class(PermissionDenied, false),
             Self::Binding(e) => e.class(),
+            Self::Detect(e) => class(e.code(), false),
             Self::Refused { source, .. } => class(source.class().code, false),
             Self::State(e) => e.class(),
             Self::Listen(_) | Self::Internal(_) | Self::TaskFailed { .. } | Self::Audit(_) => {

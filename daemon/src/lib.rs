@@ -209,10 +209,27 @@ async fn build(
         })??;
         Arc::new(opened)
     };
+    let detector = {
+        let (state, process, settings) = (state.clone(), process.clone(), settings.clone());
+        tokio::task::spawn_blocking(move || {
+            security::detect::Detector::open(&state, &process, settings)
+        })
+        .await
+        .map_err(|source| Error::TaskFailed {
+            task: "the security detector open task".into(),
+            source,
+        })??
+    };
+    let detector = Arc::new(detector.with_audit(audit.clone()));
+    tracker.spawn(security::detect::jobs::watch(
+        detector.clone(),
+        queue.clone(),
+        cancel.child_token(),
+    ));
     let security = {
         let (process, settings, state) = (process.clone(), settings.clone(), state.clone());
         let opened = tokio::task::spawn_blocking(move || {
-            security::Security::new(process, settings, &state, audit)
+            security::Security::new(process, settings, &state, audit, detector)
         })
         .await
         .map_err(|source| Error::TaskFailed {

@@ -2,7 +2,7 @@
 //! `docs/json/`, every command has a schema, paths that are not UTF-8 round-trip through the
 //! CLI, and waiting (the default), `--no-wait` and Ctrl-C detaching behave as documented.
 
-use backupd_tests::{json_ok, s, wait_until, DaemonOptions, TestDaemon};
+use backupd_tests::{bin, json_ok, s, wait_until, DaemonOptions, TestDaemon};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -62,6 +62,7 @@ fn leaves(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
         if sub.has_subcommands() {
             // A command that runs on its own as well as through its subcommands
             // (`security audit`, `security audit verify`) prints JSON both ways.
+            // (`security alerts`, `security alerts ack`) prints too.
             if sub.is_args_conflicts_with_subcommands_set() {
                 out.push(name.clone());
             }
@@ -147,6 +148,16 @@ impl Checker<'_> {
             out.status.success()
         };
         assert!(want, "backupctl {args:?} ({}): {out:?}", out.status);
+        self.covered.insert(schema.to_owned());
+        conforms(&self.schemas, schema, &out)
+    }
+
+    /// As [`Checker::run`] for a command that exits with `code` on purpose (a failed control).
+    fn run_exiting(&mut self, schema: &str, args: &[&str], code: i32) -> Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.d.ctl(&full);
+        assert_eq!(out.status.code(), Some(code), "backupctl {args:?}: {out:?}");
         self.covered.insert(schema.to_owned());
         conforms(&self.schemas, schema, &out)
     }
@@ -348,6 +359,63 @@ fn every_json_output_matches_its_schema() {
 
     c.run("security-audit", &["security", "audit", "--limit", "5"]);
     c.run("security-audit-verify", &["security", "audit", "verify"]);
+    // `repo key export` above raised a mass-export alert (any key export is one).
+    let alerts = c.run("security-alerts", &["security", "alerts", "--all"]);
+    let id = alerts[0]["id"].as_u64().expect("an alert").to_string();
+    c.run("security-alerts-ack", &["security", "alerts", "ack", &id]);
+    c.run("security-unlock", &["security", "unlock", "--uid", "4242"]);
+    c.run_exiting("security-compliance", &["security", "compliance"], 1);
+    c.run("security-report", &["security", "report", "--days", "3"]);
+    let mut follower = Command::new(bin("backupctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["--json", "events", "--follow", "--backlog", "1000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("events --follow");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let next_line = |lines: &mut Vec<String>| {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("an events line within 30 s");
+        lines.push(line.clone());
+        serde_json::from_str::<Value>(&line).expect("events line is JSON")
+    };
+    // It subscribed to alerts before its job events started: once it shows a job's event
+    // (from the backlog or live), it gets every later alert.
+    let job = d.submit(&["queue", "add", "noop"]);
+    while next_line(&mut lines)["job"].as_u64() != Some(job) {}
+    assert!(d
+        .ctl(&["repo", "key", "export", "default"])
+        .status
+        .success());
+    while next_line(&mut lines).get("alert").is_none() {}
+    let _ = follower.kill();
+    let status = follower.wait().expect("follower");
+    let out = Output {
+        status,
+        stdout: lines.join("\n").into_bytes(),
+        stderr: Vec::new(),
+    };
+    let alert_line = conforms(&c.schemas, "events", &out);
+    assert!(
+        alert_line.get("alert").is_some(),
+        "the last event is the alert: {alert_line}"
+    );
+
     c.run("system-shutdown", &["system", "shutdown"]);
     let missing: Vec<_> = c
         .schemas

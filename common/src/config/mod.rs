@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod declared;
+pub mod detect;
 pub mod security;
 
 pub use declared::{RepositoryConfig, SourceConfig};
@@ -306,6 +307,12 @@ impl Config {
         };
         if let Some((key, message)) = self.audit.problem() {
             return Err(invalid(key, message));
+        }
+        if let Some((key, message)) = self.security.detect.invalid() {
+            return Err(invalid(&format!("security.detect.{key}"), message));
+        }
+        if let Some((key, message)) = self.security.compliance.invalid() {
+            return Err(invalid(&format!("security.compliance.{key}"), message));
         }
         let s = &self.server;
         if let Some(mode) = &s.socket_mode {

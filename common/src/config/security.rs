@@ -18,6 +18,14 @@ pub struct SecurityConfig {
     /// `[[security.binding]]` tables: bindings applied at start and on reload.
     #[serde(rename = "binding", skip_serializing_if = "Vec::is_empty")]
     pub bindings: Vec<BindingConfig>,
+    /// How long a uid that set off a suspicious-activity alert is refused everything; "0"
+    /// (the default) turns lockout off. Root and the daemon's own uid are never locked out.
+    #[serde(with = "humantime_serde")]
+    pub lockout: std::time::Duration,
+    /// `[security.detect]`: the thresholds of the suspicious-activity patterns.
+    pub detect: super::detect::DetectConfig,
+    /// `[security.compliance]`: the policies compliance controls measure against.
+    pub compliance: super::detect::ComplianceConfig,
 }
 
 impl Default for SecurityConfig {
@@ -26,6 +34,9 @@ impl Default for SecurityConfig {
             default_role: DefaultRole::Role(Role::Viewer),
             binding_expiry: Duration::from_secs(365 * 86_400),
             bindings: Vec::new(),
+            lockout: std::time::Duration::ZERO,
+            detect: Default::default(),
+            compliance: Default::default(),
         }
     }
 }

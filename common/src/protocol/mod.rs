@@ -5,6 +5,7 @@
 //! Bincode encodes enum variants by index, so variants are only ever appended; changing the
 //! meaning or order of an existing variant requires a new [`PROTOCOL_VERSION`].
 
+pub mod alerts;
 pub mod audit;
 pub mod queue;
 pub mod repo;
@@ -13,6 +14,7 @@ pub mod source;
 
 use crate::error::ErrorReply;
 use crate::ids::RequestId;
+pub use alerts::*;
 pub use audit::*;
 pub use queue::*;
 pub use repo::*;
@@ -94,7 +96,7 @@ pub enum Request {
     Queue(QueueRequest),
     /// Continuously backed-up directories.
     Source(SourceRequest),
-    /// Roles, bindings, audit: `backupctl security ...`.
+    /// Roles, bindings, the audit log, alerts, compliance: `backupctl security ...`.
     Security(SecurityRequest),
 }
 
@@ -233,6 +235,13 @@ pub enum Response {
     /// `security audit`: matching entries, oldest first.
     AuditEntries(Vec<AuditEntry>),
     AuditVerify(Box<VerifyReport>),
+    /// `security alerts`: newest first.
+    SecurityAlerts(Vec<AlertInfo>),
+    /// `security alerts ack`: the alert as acknowledged.
+    SecurityAlert(Box<AlertInfo>),
+    Unlocked(Unlocked),
+    Compliance(Box<ComplianceReport>),
+    SecurityReport(Box<SecurityReport>),
 }
 
 /// What an import did, entry by entry.
@@ -259,6 +268,8 @@ pub enum Progress {
     Event(JobEvent),
     /// `security audit --follow`: one entry.
     Audit(Box<AuditEntry>),
+    /// A suspicious-activity alert, on `events` for callers holding `security.read`.
+    Alert(AlertInfo),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -244,6 +244,22 @@ pub enum SecurityRequest {
     /// Walks the audit chain in sled and in the day files and checks every checkpoint signature
     /// -> `Response::AuditVerify`. Not streamed.
     AuditVerify,
+    /// -> [`crate::protocol::Response::SecurityAlerts`]: unacknowledged alerts, or with `all`
+    /// every stored one (newest first, at most 1000). Not streamed.
+    Alerts { all: bool },
+    /// -> [`crate::protocol::Response::SecurityAlert`]: records the caller as having
+    /// acknowledged alert `id`. Not streamed.
+    AckAlert { id: u64 },
+    /// -> [`crate::protocol::Response::Unlocked`]: lifts the lockout of `uid`. Not streamed.
+    Unlock { uid: u32 },
+    /// -> [`crate::protocol::Response::Compliance`]: the controls evaluated now for
+    /// `frameworks` (empty: all). Not streamed.
+    Compliance {
+        frameworks: Vec<crate::protocol::Framework>,
+    },
+    /// -> [`crate::protocol::Response::SecurityReport`] over the last `days` (1–366). Not
+    /// streamed.
+    Report { days: u32 },
 }
 
 impl SecurityRequest {
@@ -252,6 +268,10 @@ impl SecurityRequest {
             Self::Grant { .. } | Self::Revoke(_) => Permission::SecurityManage,
             Self::Bindings | Self::Check { .. } => Permission::SecurityRead,
             Self::Audit(_) | Self::AuditVerify => Permission::AuditRead,
+            Self::Alerts { .. } | Self::Compliance { .. } | Self::Report { .. } => {
+                Permission::SecurityRead
+            }
+            Self::AckAlert { .. } | Self::Unlock { .. } => Permission::SecurityManage,
         }
     }
 
@@ -263,6 +283,11 @@ impl SecurityRequest {
             Self::Check { .. } => "security check",
             Self::Audit(_) => "security audit",
             Self::AuditVerify => "security audit verify",
+            Self::Alerts { .. } => "security alerts",
+            Self::AckAlert { .. } => "security alerts ack",
+            Self::Unlock { .. } => "security unlock",
+            Self::Compliance { .. } => "security compliance",
+            Self::Report { .. } => "security report",
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod jobs;
 pub mod queue;
 pub mod repo;
 pub mod results;
+pub mod security_alerts;
 pub mod security_audit;
 pub mod security_roles;
 pub mod snapshots;
@@ -127,6 +128,12 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
             SecurityCommand::Bindings => security_roles::bindings(&mut client, out).await,
             SecurityCommand::Check(a) => security_roles::check(&mut client, a, out).await,
             SecurityCommand::Audit(a) => security_audit::run(&mut client, a, out).await,
+            SecurityCommand::Alerts(a) => security_alerts::alerts(&mut client, a, out).await,
+            SecurityCommand::Unlock(a) => security_alerts::unlock(&mut client, a, out).await,
+            SecurityCommand::Compliance(a) => {
+                security_alerts::compliance(&mut client, a, out).await
+            }
+            SecurityCommand::Report(a) => security_alerts::report(&mut client, a, out).await,
         },
         // Submitted above.
         Command::Backup(_) | Command::Restore(_) | Command::Forget(_) => Ok(ExitCode::Ok),

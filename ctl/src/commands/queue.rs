@@ -425,9 +425,12 @@ pub async fn events(
     out: &Output,
 ) -> Result<ExitCode, Failure> {
     client
-        .events(a.follow, a.backlog, |e| {
-            out.value(&json::job::EventView::from(&e), || event_text(&e))
-        })
+        .events(
+            a.follow,
+            a.backlog,
+            |e| out.value(&json::job::EventView::from(&e), || event_text(&e)),
+            |alert| super::security_alerts::print_alert_event(out, &alert),
+        )
         .await?;
     Ok(ExitCode::Ok)
 }

@@ -12,6 +12,7 @@ pub mod job;
 pub mod path;
 pub mod repo;
 pub mod result;
+pub mod security_alerts;
 pub mod security_roles;
 pub mod source;
 pub mod system;

@@ -67,6 +67,11 @@ pub fn kind(r: &Request) -> &'static str {
             S::Check { .. } => "security.check",
             S::Audit(_) => "security.audit",
             S::AuditVerify => "security.audit.verify",
+            S::Alerts { .. } => "security.alerts",
+            S::AckAlert { .. } => "security.alerts.ack",
+            S::Unlock { .. } => "security.unlock",
+            S::Compliance { .. } => "security.compliance",
+            S::Report { .. } => "security.report",
         },
     }
 }
@@ -167,6 +172,13 @@ pub fn every_kind() -> Vec<Request> {
         }),
         Request::Security(SecurityRequest::Audit(Default::default())),
         Request::Security(SecurityRequest::AuditVerify),
+        Request::Security(SecurityRequest::Alerts { all: false }),
+        Request::Security(SecurityRequest::AckAlert { id: 1 }),
+        Request::Security(SecurityRequest::Unlock { uid: 1 }),
+        Request::Security(SecurityRequest::Compliance {
+            frameworks: Vec::new(),
+        }),
+        Request::Security(SecurityRequest::Report { days: 30 }),
     ]
 }
 

@@ -7,6 +7,9 @@ pub mod audit;
 pub mod authorize;
 pub mod bindings;
 pub mod catalogue;
+pub mod compliance;
+pub mod detect;
+pub mod report;
 
 use crate::context::{Process, SettingsHandle};
 use crate::error::Error;
@@ -24,6 +27,7 @@ pub struct Security {
     bindings: Bindings,
     /// The tamper-evident audit log (docs/SECURITY.md, "Audit log").
     pub audit: Arc<audit::Audit>,
+    detector: Arc<detect::Detector>,
 }
 
 /// How a request ended, as the security service records it.
@@ -43,11 +47,18 @@ impl Security {
         settings: SettingsHandle,
         state: &State,
         audit: Arc<audit::Audit>,
+        detector: Arc<detect::Detector>,
     ) -> Result<Self, StateError> {
         Ok(Self {
             bindings: Bindings::open(state, process, settings)?,
             audit,
+            detector,
         })
+    }
+
+    /// Suspicious-activity detection: alerts, lockouts, denial counts, recovery drills.
+    pub fn detector(&self) -> &Arc<detect::Detector> {
+        &self.detector
     }
 
     /// Reads the peer's credentials. `None` when the kernel will not say (never expected on
@@ -94,6 +105,8 @@ impl Security {
 
     /// The one permission check every request passes, against the bindings in force now.
     pub fn authorize(&self, identity: &Identity, request: &Request) -> Result<(), Error> {
+        // A locked-out uid is refused everything, whatever its role.
+        self.detector.check_lock(identity.uid)?;
         let repo = authorize::repository(request);
         let held = self.bindings.sources(identity.uid, repo.as_deref());
         authorize::check(identity.uid, &held, request)
@@ -108,16 +121,24 @@ impl Security {
             .any(|s| s.role().grants(permission))
     }
 
-    /// Records how a request ended. Called before the reply is sent: the audit entry of a
-    /// change is on disk before the client hears of it.
+    /// Records how a request ended: in the audit log (before the reply is sent, so the entry
+    /// of a change is on disk before the client hears of it) and in suspicious-activity
+    /// detection.
     pub fn after_request(&self, identity: &Identity, request: &Request, outcome: Outcome<'_>) {
-        if !self.audit.enabled() {
-            return;
-        }
         let role = self.role_of(identity.uid);
-        if let Some(entry) = audit::record::request_entry(identity, role, request, &outcome) {
-            self.record(entry);
+        if self.audit.enabled() {
+            if let Some(entry) = audit::record::request_entry(identity, role, request, &outcome) {
+                self.record(entry);
+            }
         }
+        let seen = match outcome {
+            Outcome::Denied(reply) => detect::Seen::Denied(reply),
+            Outcome::Answered(result) => detect::Seen::Answered(result.as_ref().map(drop)),
+            Outcome::Cut => detect::Seen::Cut,
+        };
+        let needed = authorize::needed(request);
+        self.detector
+            .observe(identity.uid, administers(role), request, needed, seen);
     }
 
     /// Records a connection whose handshake failed (`reason` is what the client was told).
@@ -125,6 +146,7 @@ impl Security {
         if self.audit.enabled() {
             self.record(audit::record::handshake_entry(identity, reason));
         }
+        self.detector.handshake_failed(identity.uid);
     }
 
     fn record(&self, entry: audit::NewEntry) {

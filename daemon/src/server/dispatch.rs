@@ -15,8 +15,12 @@ pub async fn dispatch(server: &Arc<Server>, identity: &Identity, request: Reques
         Request::Security(r @ (SecurityRequest::Audit(_) | SecurityRequest::AuditVerify)) => {
             handlers::security_audit::handle(&server.services, r).await
         }
-        Request::Security(r) => {
-            handlers::security_roles::handle(&server.services, identity, r).await
-        }
+        Request::Security(
+            r @ (SecurityRequest::Grant { .. }
+            | SecurityRequest::Revoke(_)
+            | SecurityRequest::Bindings
+            | SecurityRequest::Check { .. }),
+        ) => handlers::security_roles::handle(&server.services, identity, r).await,
+        Request::Security(r) => handlers::security_alerts::handle(server, identity, r).await,
     }
 }

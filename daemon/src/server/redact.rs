@@ -115,6 +115,12 @@ pub fn response(r: &mut Response) {
         | Response::Noop { .. } => {}
         // Reading the audit log is what `audit.read` grants: whoever holds it sees it whole.
         Response::AuditEntries(_) | Response::AuditVerify(_) => {}
+        // Only callers holding `security.read` get these, and they name uids, not files.
+        Response::SecurityAlerts(_)
+        | Response::SecurityAlert(_)
+        | Response::Unlocked(_)
+        | Response::Compliance(_)
+        | Response::SecurityReport(_) => {}
     }
 }
 
@@ -124,6 +130,8 @@ pub fn progress(p: &mut Progress) {
         Progress::Event(e) => event(e),
         Progress::Health(h) => health(h),
         Progress::Operation(_) | Progress::Audit(_) => {}
+        // Sent only to followers holding `security.read`.
+        Progress::Alert(_) => {}
     }
 }
 

@@ -64,6 +64,12 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
             // Who may do what: changing it matters more than any other request.
             SecurityRequest::Grant { .. } | SecurityRequest::Revoke(_) => (E::Security, S::Warning),
             SecurityRequest::Bindings | SecurityRequest::Check { .. } => (E::Security, S::Info),
+            SecurityRequest::Alerts { .. }
+            | SecurityRequest::Compliance { .. }
+            | SecurityRequest::Report { .. } => (E::Security, S::Info),
+            SecurityRequest::AckAlert { .. } => (E::Alert, S::Notice),
+            // Lifting a lockout lets a uid that set off an alert back in.
+            SecurityRequest::Unlock { .. } => (E::Security, S::Warning),
         },
     };
     Some(class)
@@ -136,9 +142,14 @@ pub fn target(request: &Request) -> AuditTarget {
                 t.name = Some(format!("{permission} for uid {uid}"));
                 t.repo = repo.clone();
             }
+            SecurityRequest::AckAlert { id } => t.name = Some(format!("alert {id}")),
+            SecurityRequest::Unlock { uid } => t.name = Some(format!("uid {uid}")),
             SecurityRequest::Audit(_)
             | SecurityRequest::AuditVerify
-            | SecurityRequest::Bindings => {}
+            | SecurityRequest::Bindings
+            | SecurityRequest::Alerts { .. }
+            | SecurityRequest::Compliance { .. }
+            | SecurityRequest::Report { .. } => {}
         },
     }
     t

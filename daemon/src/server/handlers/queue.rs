@@ -3,7 +3,9 @@
 use super::{blocking, Outcome, Reply, StreamItem};
 use crate::error::Error;
 use crate::server::Services;
-use backupd_common::protocol::{Identity, JobId, JobSpec, Progress, QueueRequest, Response};
+use backupd_common::protocol::{
+    AlertInfo, Identity, JobId, JobSpec, Permission, Progress, QueueRequest, Response,
+};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
@@ -44,7 +46,14 @@ pub async fn handle(services: &Services, identity: &Identity, request: QueueRequ
             Some(n) => queue.set_workers(n).map(Response::Workers),
             None => Ok(Response::Workers(queue.workers())),
         }),
-        QueueRequest::Events { follow, backlog } => events(services, follow, backlog),
+        QueueRequest::Events { follow, backlog } => {
+            // Alerts name uids and what they did: only for those who may read alerts.
+            let alerts = services
+                .security
+                .holds(identity, Permission::SecurityRead, None)
+                .then(|| services.security.detector().subscribe());
+            events(services, follow, backlog, alerts)
+        }
     }
 }
 
@@ -123,7 +132,12 @@ fn wait(services: &Services, id: JobId) -> Outcome {
 }
 
 /// Streams the recent events, then (with `follow`) every new one until the client leaves.
-fn events(services: &Services, follow: bool, backlog: u32) -> Outcome {
+fn events(
+    services: &Services,
+    follow: bool,
+    backlog: u32,
+    mut alerts: Option<broadcast::Receiver<AlertInfo>>,
+) -> Outcome {
     let (tx, rx) = mpsc::channel(64);
     let (queue, shutdown) = (services.queue.clone(), services.shutdown.clone());
     services.tasks.spawn(async move {
@@ -142,6 +156,11 @@ fn events(services: &Services, follow: bool, backlog: u32) -> Outcome {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tx.closed() => return,
+                    Some(alert) = next_alert(&mut alerts) => {
+                        if tx.send(StreamItem::Progress(Progress::Alert(alert))).await.is_err() {
+                            return;
+                        }
+                    }
                     event = live.recv() => match event {
                         Ok(e) => {
                             if tx.send(StreamItem::Progress(Progress::Event(e))).await.is_err() {
@@ -166,5 +185,21 @@ fn events(services: &Services, follow: bool, backlog: u32) -> Outcome {
     Outcome {
         reply: Reply::Stream(rx),
         after: None,
+    }
+}
+
+/// The next alert for an `events` follower; pending forever without a subscription or once
+/// the sender is gone. A follower that lags loses the alerts it missed (they stay listed by
+/// `security alerts`).
+async fn next_alert(alerts: &mut Option<broadcast::Receiver<AlertInfo>>) -> Option<AlertInfo> {
+    loop {
+        match alerts.as_mut() {
+            None => return std::future::pending().await,
+            Some(rx) => match rx.recv().await {
+                Ok(a) => return Some(a),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => *alerts = None,
+            },
+        }
     }
 }
