@@ -4,6 +4,7 @@
 //! do what.
 
 pub mod authorize;
+pub mod fsid;
 
 use crate::context::{Process, SettingsHandle};
 use crate::error::Error;
