@@ -344,6 +344,50 @@ mod tests {
     }
 
     #[test]
+    fn whom_a_job_acts_for_comes_from_the_callers_permissions_and_nothing_in_the_request() {
+        let user = Identity {
+            uid: 1000,
+            gid: 100,
+            pid: Some(1),
+            role: Some(backupd_common::protocol::Role::User),
+        };
+        let own = Some(ActingUser {
+            uid: 1000,
+            gid: 100,
+        });
+        // Every field a client can set, set: the answer does not move.
+        let forged = JobKind::Backup(BackupRequest {
+            repo: Some("r".into()),
+            paths: vec![b"/root".to_vec()],
+            force: true,
+            host: Some("root".into()),
+            source: Some("etc".into()),
+            ..Default::default()
+        });
+        assert_eq!(acts_as(&forged, &user, |_| false), own);
+        let got: Vec<_> = kinds()
+            .iter()
+            .map(|k| acts_as(k, &user, |_| false))
+            .collect();
+        assert_eq!(got, vec![own, own, None, None, None, None]);
+        // Holding the kind's `*.any` permission: the daemon's own rights.
+        let asked = std::cell::RefCell::new(Vec::new());
+        for kind in kinds() {
+            assert_eq!(
+                acts_as(&kind, &user, |p| {
+                    asked.borrow_mut().push(p);
+                    true
+                }),
+                None
+            );
+        }
+        assert_eq!(
+            asked.into_inner(),
+            vec![Permission::BackupAny, Permission::RestoreAny]
+        );
+    }
+
+    #[test]
     fn only_backups_coalesce() {
         let got: Vec<_> = kinds().iter().map(coalesces).collect();
         assert_eq!(got, vec![true, false, false, false, false, false]);
