@@ -75,6 +75,7 @@ fn job(id: u64, finished_ns: i64) -> JobInfo {
         result: Some(result),
         error: None,
         log: Vec::new(),
+        acts_as: None,
     }
 }
 

@@ -269,6 +269,9 @@ impl Classify for EngineError {
             | Self::InvalidArgument(_) => class(InvalidArgument, false),
             Self::NotInSnapshot { .. } => class(NotFound, false),
             Self::Cancelled => class(Unavailable, false),
+            // Acting for a user is refused by the system, not by chance: retrying is no help.
+            Self::Identity(_) => class(PermissionDenied, false),
+            Self::Workers(_) => class(Internal, true),
         }
     }
 }

@@ -27,6 +27,7 @@ fn snapshot(n: i64, path: &str) -> Snapshot {
             ..Default::default()
         },
         skipped: Vec::new(),
+        owner_uid: None,
     }
 }
 

@@ -185,6 +185,7 @@ fn snapshot() -> Snapshot {
             ..Default::default()
         },
         skipped: vec![(b"/home/x".to_vec(), "permission denied".into())],
+        owner_uid: None,
     }
 }
 

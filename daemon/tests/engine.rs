@@ -536,6 +536,7 @@ fn crafted_snapshot(repo: &Repository, root: BlobId) -> String {
         tree: root,
         stats: Default::default(),
         skipped: Vec::new(),
+        owner_uid: None,
     };
     repo.write_snapshot(&snapshot).expect("snapshot").to_hex()
 }

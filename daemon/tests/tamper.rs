@@ -383,6 +383,7 @@ fn deep_snapshot(repo: &Repository, depth: usize) -> SnapshotId {
         tree: root,
         stats: SnapshotStats::default(),
         skipped: vec![],
+        owner_uid: None,
     })
     .expect("snapshot")
 }

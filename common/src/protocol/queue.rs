@@ -291,6 +291,20 @@ pub struct JobInfo {
     /// The job's own log lines over all its attempts, oldest first; the last 200 lines and at
     /// most 64 KiB are kept (`backupctl queue log ID`).
     pub log: Vec<String>,
+    /// Whose file-system rights the job's work on files runs with; `None`: the daemon's own.
+    /// Decided by the daemon when the job is submitted (a submitter without `backup.any` /
+    /// `restore.any` gets its own), never taken from a request.
+    pub acts_as: Option<ActingUser>,
+}
+
+/// A user a job acts for: the kernel checks the job's reads and writes of files against this
+/// uid, its primary gid and its groups (looked up when the job runs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActingUser {
+    pub uid: u32,
+    /// The gid the submitter connected with; used only when the user database does not know
+    /// `uid` (else its primary group there).
+    pub gid: u32,
 }
 
 impl JobInfo {
@@ -356,6 +370,8 @@ pub struct JobEvent {
     pub error: Option<String>,
     /// The snapshot a backup made, on its transition to `succeeded`.
     pub snapshot: Option<String>,
+    /// Who submitted the job: only that uid (and admins) read the event's error text.
+    pub submitter_uid: u32,
 }
 
 /// Which finished jobs `queue history` lists. Filters combine (all must match).

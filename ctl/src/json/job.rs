@@ -445,6 +445,7 @@ mod tests {
                 result: None,
                 error: None,
                 log: Vec::new(),
+                acts_as: None,
             };
             let args = serde_json::to_value(KindView::from(&kind)).expect("kind");
             let entry = serde_json::to_string(&JobView::from(&job)).expect("job");

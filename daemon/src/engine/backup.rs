@@ -25,6 +25,7 @@ use crate::repo::pack::{BlobKind, PackBuilder};
 use crate::repo::snapshot::{Snapshot, SnapshotStats, SNAPSHOT_VERSION};
 use crate::repo::tree::{Node, NodeKind, Tree, TREE_VERSION};
 use crate::repo::{now_ns, Repository};
+use crate::security::fsid::{self, FsIdentity};
 use backupd_common::ids::{BlobId, SnapshotId};
 use nix::sys::stat::FileStat;
 use rayon::prelude::*;
@@ -32,7 +33,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +63,9 @@ pub struct BackupOptions {
     /// packs it left before deduplicating. Off for first attempts, which then skip listing
     /// every pack (a watched one-file change stays a few milliseconds).
     pub reuse_unindexed: bool,
+    /// The user whose rights every look at the source tree (stat, open, list, readlink,
+    /// xattrs) runs with; `None`: the daemon's. The snapshot records the user as its owner.
+    pub identity: Option<Arc<FsIdentity>>,
 }
 
 impl Default for BackupOptions {
@@ -81,6 +85,7 @@ impl Default for BackupOptions {
             always_exclude: Vec::new(),
             changes: None,
             reuse_unindexed: false,
+            identity: None,
         }
     }
 }
@@ -180,7 +185,9 @@ pub fn backup(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<BackupOutcome, EngineError> {
-    let built = super::pool().install(|| build(repo, opts, false, progress, cancel))?;
+    let built = super::on_workers(opts.identity.as_ref(), || {
+        build(repo, opts, false, progress, cancel)
+    })?;
     let snap = &built.snapshot;
     if let (Some(kept), Some(parent)) = (snap.parent, &built.parent) {
         if same_snapshot(snap, parent) {
@@ -212,7 +219,9 @@ pub fn dry_run(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<DryRunOutcome, EngineError> {
-    let built = super::pool().install(|| build(repo, opts, true, progress, cancel))?;
+    let built = super::on_workers(opts.identity.as_ref(), || {
+        build(repo, opts, true, progress, cancel)
+    })?;
     Ok(DryRunOutcome {
         snapshot: built.snapshot,
         dirs_scanned: built.dirs_scanned,
@@ -308,7 +317,14 @@ fn build(
     let root = std::thread::scope(|scope| {
         if !incremental {
             // Totals for the progress display; an incremental backup knows its few paths.
-            scope.spawn(|| scan_totals(&sources, &session.excludes, progress, &stop_scan));
+            scope.spawn(|| {
+                // Counting is looking too: with the user's rights, or not at all.
+                let acting = opts.identity.as_ref().map(fsid::enter).transpose();
+                match acting {
+                    Ok(_acting) => scan_totals(&sources, &session.excludes, progress, &stop_scan),
+                    Err(e) => tracing::warn!(error = %e, "no totals for the progress display"),
+                }
+            });
         }
         let root = if let Some((dirty, tree)) = &patch {
             if prefixes.is_source {
@@ -398,6 +414,7 @@ fn build(
             duration_ms: started.elapsed().as_millis() as u64,
         },
         skipped,
+        owner_uid: opts.identity.as_ref().map(|i| i.uid),
     };
     Ok(Built {
         snapshot,
@@ -873,7 +890,19 @@ impl Session<'_> {
                 && p.inode == node.inode
                 && !p.changed_during_read
                 && p.content.iter().all(|id| self.repo.has_blob(id));
+            // The parent may be another's snapshot: a user's backup reuses content only of a
+            // file the kernel lets the user open now.
+            let readable = || match (&self.opts.identity, dir.open_read(&node.name)) {
+                (None, _) | (Some(_), Ok(_)) => true,
+                (Some(_), Err(e)) => {
+                    self.skip(path, format!("cannot open: {e}"));
+                    false
+                }
+            };
             if unchanged {
+                if !readable() {
+                    return Ok(None);
+                }
                 return Ok(known(node, p.content.clone()));
             }
         }

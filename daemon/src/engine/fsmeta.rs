@@ -183,7 +183,7 @@ pub fn apply_special(
         .map_err(|e| format!("reopen to set metadata: {e}"))?;
     let st = nix::sys::stat::fstat(&fd).map_err(|e| format!("fstat: {e}"))?;
     let ours = kind_of(st.st_mode) == node.kind
-        && st.st_uid == nix::unistd::geteuid().as_raw()
+        && st.st_uid == crate::security::fsid::fs_uid()
         && st.st_nlink == 1;
     if !ours {
         return Err("replaced by something else while it was restored; not touched".into());

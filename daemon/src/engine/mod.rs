@@ -20,6 +20,8 @@ pub mod sources;
 pub mod stats;
 
 use crate::repo::RepoError;
+use crate::security::fsid::{self, FsIdentity};
+use std::sync::Arc;
 
 /// Stack of each engine worker thread. The backup walk recurses once per directory level (up
 /// to [`backup::MAX_DEPTH`]); only the pages actually used are ever committed.
@@ -37,6 +39,30 @@ pub fn pool() -> &'static rayon::ThreadPool {
             // Only fails when threads cannot be spawned at all; then nothing could run.
             .unwrap_or_else(|e| panic!("cannot start the engine's worker threads: {e}"))
     })
+}
+
+/// Runs `work` on the engine's workers: the shared pool for the daemon's own jobs; for a job
+/// acting for a user, a pool of its own whose every thread has switched to the user's
+/// file-system identity before `work` starts (a shared worker would carry one job's identity
+/// into another's tasks). Such a pool ends with the job.
+pub fn on_workers<R: Send>(
+    identity: Option<&Arc<FsIdentity>>,
+    work: impl FnOnce() -> Result<R, EngineError> + Send,
+) -> Result<R, EngineError> {
+    let Some(identity) = identity else {
+        return pool().install(work);
+    };
+    let own = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("engine-user-{i}"))
+        .stack_size(WORKER_STACK)
+        .num_threads(pool().current_num_threads())
+        .build()
+        .map_err(|e| EngineError::Workers(e.to_string()))?;
+    // `broadcast` runs once on every thread of the pool and waits for all of them.
+    for switched in own.broadcast(|_| fsid::become_user(identity)) {
+        switched?;
+    }
+    own.install(work)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +88,10 @@ pub enum EngineError {
     InvalidArgument(String),
     #[error("cancelled")]
     Cancelled,
+    #[error(transparent)]
+    Identity(#[from] crate::security::fsid::FsIdError),
+    #[error("cannot start worker threads for a job acting for a user: {0}")]
+    Workers(String),
 }
 
 impl From<crate::repo::backend::BackendError> for EngineError {

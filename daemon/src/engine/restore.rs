@@ -21,6 +21,7 @@ use super::progress::Progress;
 use super::EngineError;
 use crate::repo::tree::{Node, NodeKind};
 use crate::repo::Repository;
+use crate::security::fsid::FsIdentity;
 use backupd_common::ids::{BlobId, SnapshotId};
 use backupd_common::protocol::Overwrite;
 use existing::Existing;
@@ -32,7 +33,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use target::Dirs;
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +58,11 @@ pub struct RestoreOptions {
     pub strip_setid: Option<bool>,
     /// What happens to an entry already at the target.
     pub overwrite: Overwrite,
+    /// The user whose rights every write into the target runs with (`None`: the daemon's).
+    /// Such a restore never sets owners, always drops setuid/setgid bits and creates no
+    /// device nodes: the files are the user's by construction, and the kernel refuses what
+    /// the user could not create or replace.
+    pub identity: Option<Arc<FsIdentity>>,
 }
 
 #[derive(Debug, Default)]
@@ -90,7 +96,9 @@ pub fn restore(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<RestoreOutcome, EngineError> {
-    super::pool().install(|| restore_on_pool(repo, opts, progress, cancel))
+    super::on_workers(opts.identity.as_ref(), || {
+        restore_on_pool(repo, opts, progress, cancel)
+    })
 }
 
 fn restore_on_pool(
@@ -159,14 +167,16 @@ fn restore_on_pool(
         (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
         _ => false,
     };
-    let as_root = nix::unistd::geteuid().is_root();
+    let for_user = opts.identity.is_some();
+    let as_root = nix::unistd::geteuid().is_root() && !for_user;
     let run = Run {
         repo,
         plan: &plan,
         dirs: Dirs::new(&plan.dirs, root),
         owner: as_root && !opts.no_owner,
         as_root,
-        strip_setid: opts.strip_setid.unwrap_or(!in_place),
+        for_user,
+        strip_setid: for_user || opts.strip_setid.unwrap_or(!in_place),
         verify: opts.verify,
         overwrite: opts.overwrite,
         progress,
@@ -202,6 +212,8 @@ struct Run<'a> {
     /// Restore owners (root, and not `--no-owner`).
     owner: bool,
     as_root: bool,
+    /// Acting for a user: device nodes are left out (with a warning), not failed.
+    for_user: bool,
     strip_setid: bool,
     verify: bool,
     overwrite: Overwrite,
@@ -534,6 +546,13 @@ impl Run<'_> {
                 .mknod(&temp, SFlag::S_IFIFO, mode, 0)
                 .map_err(|e| format!("mkfifo: {e}"))?,
             NodeKind::CharDevice | NodeKind::BlockDevice => {
+                // The thread keeps CAP_MKNOD under a user's fsuid: the refusal is ours.
+                if self.for_user {
+                    let why = "device node not restored: a restore on behalf of a user never \
+                               creates device nodes (restore it as root)";
+                    self.warn(dir, &node.name, vec![why.to_owned()]);
+                    return Ok(None);
+                }
                 if !self.as_root {
                     return Err("device files can only be restored as root".into());
                 }

@@ -21,6 +21,7 @@ impl Operation for Backup {
     type Args = BackupRequest;
     const TIMEOUT_KEY: &'static str = "backup";
     const PERMISSION: Permission = Permission::BackupOwn;
+    const ANY: Option<Permission> = Some(Permission::BackupAny);
     /// Two backups of the same paths with the same options make the same snapshot.
     const COALESCES: bool = true;
 
@@ -37,6 +38,10 @@ impl Operation for Backup {
 
     /// The paths exist, the exclude globs compile and the exclude files read.
     fn validate(r: &BackupRequest, _: &Registry) -> Result<(), Error> {
+        // Validation runs with the rights the job will have (see `handlers::queue::submit`).
+        if crate::security::fsid::acting().is_some() {
+            user_may_ask(r)?;
+        }
         for p in &r.paths {
             let path = path_of(p.clone());
             if let Err(e) = path.symlink_metadata() {
@@ -53,6 +58,10 @@ impl Operation for Backup {
     }
 
     fn run(r: BackupRequest, run: &Run<'_>) -> Result<Response, Error> {
+        let identity = run.identity()?;
+        if identity.is_some() {
+            user_may_ask(&r)?;
+        }
         let (_, repo) = run.env.repos.open(r.repo.as_deref())?;
         let parent = match &r.parent {
             Some(hex) => Some(SnapshotId::from_hex(hex).ok_or_else(|| {
@@ -83,6 +92,7 @@ impl Operation for Backup {
             changes,
             // A retry may adopt the packs its failed attempt left unindexed.
             reuse_unindexed: run.attempt > 1,
+            identity,
             ..Default::default()
         };
         if r.dry_run {
@@ -116,6 +126,22 @@ impl Operation for Backup {
             unchanged: out.unchanged,
         }))
     }
+}
+
+/// A named parent or a list of changed paths builds the snapshot from the parent's tree
+/// without looking at the rest: on behalf of a user, that would copy someone else's snapshot
+/// (the daemon's watched sources use them; users' backups walk what they name).
+fn user_may_ask(r: &BackupRequest) -> Result<(), Error> {
+    let named = match (&r.parent, &r.changes) {
+        (Some(_), _) => "--parent",
+        (_, Some(_)) => "a list of changed paths",
+        (None, None) => return Ok(()),
+    };
+    Err(EngineError::InvalidArgument(format!(
+        "a backup on behalf of a user cannot name {named}: it reads everything it stores with \
+         the user's rights (leave it out; unchanged files are still not read again)"
+    ))
+    .into())
 }
 
 fn skipped_view(skipped: &[(Vec<u8>, String)]) -> Vec<(String, String)> {

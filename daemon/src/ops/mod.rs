@@ -20,7 +20,8 @@ pub mod view;
 use crate::engine::progress::Progress;
 use crate::error::Error;
 use crate::repo::registry::Registry;
-use backupd_common::protocol::{JobKind, Permission, Response};
+use crate::security::fsid::FsIdentity;
+use backupd_common::protocol::{ActingUser, Identity, JobKind, Permission, Response};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -60,8 +61,24 @@ pub struct Run<'a> {
     pub env: &'a Env,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The user whose file-system rights the job's work on files runs with (`None`: the
+    /// daemon's own). Operations that touch files pass it to the engine as an
+    /// [`FsIdentity`](crate::security::fsid::FsIdentity) ([`Run::identity`]).
+    pub acts_as: Option<ActingUser>,
     pub progress: &'a Progress,
     pub cancel: &'a CancellationToken,
+}
+
+impl Run<'_> {
+    /// The identity the job's file-system work takes on, looked up now (a user's groups as
+    /// they are when the job runs). A user the job acts for and cannot be looked up fails the
+    /// job; it never runs with the daemon's rights instead.
+    pub fn identity(&self) -> Result<Option<Arc<FsIdentity>>, Error> {
+        self.acts_as
+            .map(|user| FsIdentity::resolve(user).map(Arc::new))
+            .transpose()
+            .map_err(|e| crate::engine::EngineError::from(e).into())
+    }
 }
 
 /// One job kind.
@@ -74,6 +91,10 @@ pub trait Operation {
     const PERMISSION: Permission;
     /// Whether an equal queued job absorbs a new submission instead of queuing a second one.
     const COALESCES: bool = false;
+    /// For a kind that works on files the submitter names: the permission that lets it run
+    /// with the daemon's rights. A submitter without it gets a job acting for them
+    /// ([`acts_as`]). `None`: the kind touches only repositories.
+    const ANY: Option<Permission> = None;
 
     /// The repository it holds while it runs, and whether it holds it alone.
     fn claim(args: &Self::Args) -> Option<Claim>;
@@ -120,6 +141,13 @@ macro_rules! register {
         pub fn coalesces(kind: &JobKind) -> bool {
             match kind {
                 $(JobKind::$variant(_) => <$op>::COALESCES,)*
+            }
+        }
+
+        /// The permission that lets `kind` run with the daemon's rights, if it works on files.
+        pub fn any_permission(kind: &JobKind) -> Option<Permission> {
+            match kind {
+                $(JobKind::$variant(_) => <$op>::ANY,)*
             }
         }
 
@@ -176,6 +204,22 @@ pub fn refused(command: &'static str, error: Error) -> Error {
     } else {
         error
     }
+}
+
+/// Whom a job of `kind` submitted by `identity` acts for: the submitter itself when the kind
+/// works on files and `holds_any` says the submitter lacks the kind's `*.any` permission;
+/// otherwise nobody (the daemon's own rights). Decided here, from the caller's credentials and
+/// permissions alone: nothing in the request can change it.
+pub fn acts_as(
+    kind: &JobKind,
+    identity: &Identity,
+    holds_any: impl FnOnce(Permission) -> bool,
+) -> Option<ActingUser> {
+    let any = any_permission(kind)?;
+    (!holds_any(any)).then_some(ActingUser {
+        uid: identity.uid,
+        gid: identity.gid,
+    })
 }
 
 /// The `backupctl` command that submits `kind`, for messages that name what the user typed
@@ -298,6 +342,50 @@ mod tests {
         });
         assert_eq!(claim(&dry).map(|c| c.exclusive), Some(false));
         assert!(claims[0].as_ref().is_some_and(|c| c.repo == "r"));
+    }
+
+    #[test]
+    fn whom_a_job_acts_for_comes_from_the_callers_permissions_and_nothing_in_the_request() {
+        let user = Identity {
+            uid: 1000,
+            gid: 100,
+            pid: Some(1),
+            role: Some(backupd_common::protocol::Role::User),
+        };
+        let own = Some(ActingUser {
+            uid: 1000,
+            gid: 100,
+        });
+        // Every field a client can set, set: the answer does not move.
+        let forged = JobKind::Backup(BackupRequest {
+            repo: Some("r".into()),
+            paths: vec![b"/root".to_vec()],
+            force: true,
+            host: Some("root".into()),
+            source: Some("etc".into()),
+            ..Default::default()
+        });
+        assert_eq!(acts_as(&forged, &user, |_| false), own);
+        let got: Vec<_> = kinds()
+            .iter()
+            .map(|k| acts_as(k, &user, |_| false))
+            .collect();
+        assert_eq!(got, vec![own, own, None, None, None, None]);
+        // Holding the kind's `*.any` permission: the daemon's own rights.
+        let asked = std::cell::RefCell::new(Vec::new());
+        for kind in kinds() {
+            assert_eq!(
+                acts_as(&kind, &user, |p| {
+                    asked.borrow_mut().push(p);
+                    true
+                }),
+                None
+            );
+        }
+        assert_eq!(
+            asked.into_inner(),
+            vec![Permission::BackupAny, Permission::RestoreAny]
+        );
     }
 
     #[test]

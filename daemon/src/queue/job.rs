@@ -4,7 +4,7 @@
 
 use backupd_common::error::ErrorReply;
 use backupd_common::protocol::{
-    Attempt, AttemptOutcome, JobId, JobInfo, JobKind, JobSpec, JobState, Response,
+    ActingUser, Attempt, AttemptOutcome, JobId, JobInfo, JobKind, JobSpec, JobState, Response,
 };
 use std::time::Duration;
 
@@ -67,6 +67,7 @@ pub fn new_job(id: JobId, spec: JobSpec, submitter_uid: u32, now: i64, limits: L
         result: None,
         error: None,
         log: Vec::new(),
+        acts_as: None,
     }
 }
 
@@ -76,9 +77,13 @@ fn millis(d: Duration) -> u64 {
 
 /// Whether `kind` may be merged into the queued job `existing` instead of queuing a second one:
 /// an equal job of a kind that coalesces (two backups of the same sources with the same options
-/// make the same snapshot).
-pub fn coalesces(existing: &JobInfo, kind: &JobKind) -> bool {
-    existing.state == JobState::Queued && crate::ops::coalesces(kind) && existing.kind == *kind
+/// make the same snapshot) acting for the same user (a backup with root's rights and one with
+/// a user's read different files).
+pub fn coalesces(existing: &JobInfo, kind: &JobKind, acts_as: Option<ActingUser>) -> bool {
+    existing.state == JobState::Queued
+        && crate::ops::coalesces(kind)
+        && existing.kind == *kind
+        && existing.acts_as == acts_as
 }
 
 pub fn start(job: &mut JobInfo, now: i64) {

@@ -22,8 +22,8 @@ use crate::repo::now_ns;
 use crate::state::{State, StateError};
 use backupd_common::config::{HistoryConfig, QueueConfig};
 use backupd_common::protocol::{
-    HistoryEntry, HistoryQuery, JobEvent, JobId, JobInfo, JobSpec, JobState, OperationProgress,
-    QueueStatus, StateCount, Submitted,
+    ActingUser, HistoryEntry, HistoryQuery, JobEvent, JobId, JobInfo, JobSpec, JobState,
+    OperationProgress, QueueStatus, StateCount, Submitted,
 };
 pub use clock::Clock;
 use job::{Limits, StopReason};
@@ -197,6 +197,7 @@ impl Queue {
                 _ => None,
             },
             snapshot,
+            submitter_uid: job.submitter_uid,
         };
         if inner.recent.len() == RECENT_EVENTS {
             inner.recent.pop_front();
@@ -208,13 +209,16 @@ impl Queue {
 
     /// Queues a job (or merges it into an equal queued backup) and makes it durable. Callers
     /// over `uid`'s submission rate get `RateLimited`.
+    /// `acts_as`: whose file-system rights the job runs with (the server decides it from the
+    /// submitter's permissions; see [`JobInfo::acts_as`]).
     pub async fn submit(
         &self,
         spec: JobSpec,
         uid: u32,
+        acts_as: Option<ActingUser>,
         q: &QueueConfig,
     ) -> Result<Submitted, Error> {
-        self.submit_as(spec, uid, q, true).await
+        self.submit_as(spec, uid, acts_as, q, true).await
     }
 
     /// Queues a job the daemon itself decided on (a watched source's backup): not rate limited.
@@ -224,13 +228,14 @@ impl Queue {
         uid: u32,
         q: &QueueConfig,
     ) -> Result<Submitted, Error> {
-        self.submit_as(spec, uid, q, false).await
+        self.submit_as(spec, uid, None, q, false).await
     }
 
     async fn submit_as(
         &self,
         spec: JobSpec,
         uid: u32,
+        acts_as: Option<ActingUser>,
         q: &QueueConfig,
         limited: bool,
     ) -> Result<Submitted, Error> {
@@ -254,7 +259,7 @@ impl Queue {
                 inner
                     .jobs
                     .values()
-                    .find(|j| job::coalesces(j, &spec.kind))
+                    .find(|j| job::coalesces(j, &spec.kind, acts_as))
                     .map(|j| j.id)
             } else {
                 None
@@ -275,7 +280,8 @@ impl Queue {
             } else {
                 let id = inner.next_id;
                 let limits = limits(q, crate::ops::timeout_key(&spec.kind));
-                let j = job::new_job(id, spec, uid, self.clock.now(), limits);
+                let mut j = job::new_job(id, spec, uid, self.clock.now(), limits);
+                j.acts_as = acts_as;
                 self.store.put(&j)?;
                 self.store.set_next_id(id + 1)?;
                 inner.next_id = id + 1;

@@ -118,7 +118,7 @@ async fn a_failed_job_runs_again_once_its_back_off_has_passed() {
     let backoff = 100 * SEC;
     let s = h
         .queue
-        .submit(noop(2, Priority::Normal, backoff), 0, &h.q)
+        .submit(noop(2, Priority::Normal, backoff), 0, None, &h.q)
         .await;
     let id = s.expect("submitted").id;
     until_state(&mut events, id, JobState::Succeeded).await;
@@ -158,10 +158,16 @@ async fn waiting_lifts_a_low_job_above_newer_high_ones() {
     };
     let h = harness(q);
     // No scheduler: the jobs stay queued and `status` shows the order they would start in.
-    let low = h.queue.submit(noop(0, Priority::Low, SEC), 0, &h.q).await;
+    let low = h
+        .queue
+        .submit(noop(0, Priority::Low, SEC), 0, None, &h.q)
+        .await;
     let low = low.expect("low").id;
     tokio::time::sleep(1199 * SEC).await;
-    let high = h.queue.submit(noop(0, Priority::High, SEC), 0, &h.q).await;
+    let high = h
+        .queue
+        .submit(noop(0, Priority::High, SEC), 0, None, &h.q)
+        .await;
     let high = high.expect("high").id;
     let order =
         |h: &Harness| -> Vec<JobId> { h.queue.status(&h.q).next.iter().map(|j| j.id).collect() };

@@ -130,6 +130,7 @@ impl Scheduler {
         let task = RunTask {
             id,
             kind: j.kind.clone(),
+            acts_as: j.acts_as,
             attempt,
             timeout: Duration::from_millis(j.timeout_ms),
             cancel: running.cancel.clone(),
@@ -154,6 +155,7 @@ fn persist(queue: &Queue, j: &backupd_common::protocol::JobInfo) {
 struct RunTask {
     id: JobId,
     kind: JobKind,
+    acts_as: Option<backupd_common::protocol::ActingUser>,
     attempt: u32,
     timeout: Duration,
     cancel: CancellationToken,
@@ -168,6 +170,7 @@ impl RunTask {
         let queue = &s.queue;
         let mut handle = {
             let (env, kind, attempt) = (s.env.clone(), self.kind, self.attempt);
+            let acts_as = self.acts_as;
             let (progress, cancel) = (self.progress.clone(), self.cancel.clone());
             joblog::open(id);
             tokio::task::spawn_blocking(move || {
@@ -176,6 +179,7 @@ impl RunTask {
                 let run = ops::Run {
                     env: &env,
                     attempt,
+                    acts_as,
                     progress: &progress,
                     cancel: &cancel,
                 };

@@ -2,6 +2,7 @@
 //! the backend that stores it. Only local directories exist today; `s3://bucket/prefix` parses
 //! into a clear "not supported yet" so that the S3 backend is one more arm here.
 
+use super::backend::daemon_rights::DaemonRights;
 use super::backend::{Backend, LocalBackend};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -94,7 +95,8 @@ impl Location {
     /// The backend that stores a repository here.
     pub fn open_backend(&self) -> Arc<dyn Backend> {
         match self {
-            Self::Local(p) => Arc::new(LocalBackend::new(p)),
+            // Jobs acting for a user reach the storage from threads with the user's rights.
+            Self::Local(p) => Arc::new(DaemonRights(LocalBackend::new(p))),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod snapshot;
 pub mod snapshots;
 pub mod tree;
 
+use backend::daemon_rights::DaemonRights;
 use backend::{Backend, ErrorKind, FileKind, Key, LocalBackend, Presence};
 use backupd_common::ids::{BlobId, IndexId, PackId, SnapshotId};
 use crypto::MasterKeys;
@@ -154,7 +155,11 @@ impl Repository {
     }
 
     pub fn init_with(path: &Path, password: &[u8], kdf: Argon2Params) -> Result<Self> {
-        Self::init_on(Arc::new(LocalBackend::new(path)), password, kdf)
+        Self::init_on(
+            Arc::new(DaemonRights(LocalBackend::new(path))),
+            password,
+            kdf,
+        )
     }
 
     /// Creates a repository on `backend`, whose location must be empty or missing.
@@ -198,7 +203,7 @@ impl Repository {
     /// Opens an existing repository: reads its config, unlocks a key file with `password`
     /// (nothing is written), loads the index.
     pub fn open(path: &Path, password: &[u8]) -> Result<Self> {
-        Self::open_on(Arc::new(LocalBackend::new(path)), password)
+        Self::open_on(Arc::new(DaemonRights(LocalBackend::new(path))), password)
     }
 
     /// Opens the repository stored on `backend`.
@@ -444,7 +449,17 @@ impl Repository {
             "snapshot file",
             SNAPSHOT_HINT,
         )?;
-        decode_sealed(&self.keys, &bytes, "snapshot", &name, SNAPSHOT_HINT)
+        // A snapshot written before `owner_uid` ends where the field would start.
+        decode_sealed(&self.keys, &bytes, "snapshot", &name, SNAPSHOT_HINT).or_else(|_| {
+            decode_sealed::<snapshot::SnapshotV1>(
+                &self.keys,
+                &bytes,
+                "snapshot",
+                &name,
+                SNAPSHOT_HINT,
+            )
+            .map(Snapshot::from)
+        })
     }
 
     /// All readable snapshots, oldest first. An unreadable snapshot file is skipped with a

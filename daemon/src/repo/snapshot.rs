@@ -22,6 +22,43 @@ pub struct Snapshot {
     pub stats: SnapshotStats,
     /// Paths that could not be read, with the reason.
     pub skipped: Vec<(Vec<u8>, String)>,
+    /// The uid the backup acted for (its file-system rights); `None`: the daemon's own rights.
+    /// Appended last: a reader that predates it ignores the trailing bytes, and snapshots
+    /// written before it decode through [`SnapshotV1`].
+    pub owner_uid: Option<u32>,
+}
+
+/// A snapshot as written before `owner_uid` existed.
+#[derive(Deserialize)]
+pub struct SnapshotV1 {
+    version: u32,
+    time_ns: i64,
+    host: String,
+    username: String,
+    paths: Vec<Vec<u8>>,
+    tags: Vec<String>,
+    parent: Option<SnapshotId>,
+    tree: BlobId,
+    stats: SnapshotStats,
+    skipped: Vec<(Vec<u8>, String)>,
+}
+
+impl From<SnapshotV1> for Snapshot {
+    fn from(s: SnapshotV1) -> Self {
+        Self {
+            version: s.version,
+            time_ns: s.time_ns,
+            host: s.host,
+            username: s.username,
+            paths: s.paths,
+            tags: s.tags,
+            parent: s.parent,
+            tree: s.tree,
+            stats: s.stats,
+            skipped: s.skipped,
+            owner_uid: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ pub mod bindings;
 pub mod catalogue;
 pub mod compliance;
 pub mod detect;
+pub mod fsid;
 pub mod report;
 
 use crate::context::{Process, SettingsHandle};

@@ -207,14 +207,14 @@ async fn answer(
         send(&mut conn.writer, ServerMessage::Reply { id, result }).await?;
         return Ok(None);
     }
-    let observer = !crate::security::administers(identity.role);
+    let reader = redact::Reader::of(identity);
     // The request moves into its handler; what the security service records is read from a copy.
     let seen = request.clone();
     let outcome = dispatch(server, identity, request).await;
     match outcome.reply {
         Reply::Now(result) => {
             security.after_request(identity, &seen, Outcome::Answered(&result));
-            send(&mut conn.writer, final_reply(id, result, observer)).await?;
+            send(&mut conn.writer, final_reply(id, result, reader)).await?;
         }
         Reply::Stream(mut rx) => loop {
             let item = tokio::select! {
@@ -228,14 +228,12 @@ async fn answer(
             };
             match item {
                 Some(StreamItem::Progress(mut progress)) => {
-                    if observer {
-                        redact::progress(&mut progress);
-                    }
+                    redact::progress(&mut progress, reader);
                     send(&mut conn.writer, ServerMessage::Progress { id, progress }).await?
                 }
                 Some(StreamItem::Final(result)) => {
                     security.after_request(identity, &seen, Outcome::Answered(&result));
-                    send(&mut conn.writer, final_reply(id, result, observer)).await?;
+                    send(&mut conn.writer, final_reply(id, result, reader)).await?;
                     break;
                 }
                 None => {
@@ -257,12 +255,10 @@ async fn answer(
 fn final_reply(
     id: RequestId,
     mut result: Result<backupd_common::protocol::Response, ErrorReply>,
-    observer: bool,
+    reader: redact::Reader,
 ) -> ServerMessage {
-    if observer {
-        if let Ok(response) = &mut result {
-            redact::response(response);
-        }
+    if let Ok(response) = &mut result {
+        redact::response(response, reader);
     }
     ServerMessage::Reply { id, result }
 }

@@ -1,26 +1,60 @@
-//! What observers (non-admin uids) see. Until per-user visibility exists, a job's arguments,
-//! results and error texts are for admins only: they name files (backup paths, restore targets,
-//! skipped files, errors quoting paths), and an observer must not learn the name of a file in
-//! another user's private directory from the queue.
+//! What a caller who does not administer the daemon sees of other people's work. A job's
+//! arguments, results, log and error texts name files (backup paths, restore targets, skipped
+//! files, errors quoting paths): a `user` or `viewer` reads them for the jobs it submitted
+//! itself, and sees everyone else's jobs, events and history without them, so nobody learns
+//! the name of a file in another user's private directory from the queue. Snapshot listings
+//! keep only the caller's own snapshots (see [`Reader::sees_snapshot`]).
 //!
-//! Observers keep what describes the queue itself: id, kind, state, priority, repository,
+//! What describes the queue itself stays for everyone: id, kind, state, priority, repository,
 //! submitter, timestamps, attempts and their outcomes, counts and progress numbers. Every reply
-//! an observer gets passes through [`response`] or [`progress`] in the connection, so a handler
-//! cannot forget it; the matches are exhaustive so a new response type needs a decision here.
+//! passes through [`response`] or [`progress`] in the connection, so a handler cannot forget
+//! it; the matches are exhaustive so a new response type needs a decision here.
 
 use backupd_common::error::ErrorReply;
 use backupd_common::protocol::{
-    HealthReport, HistoryEntry, JobEvent, JobInfo, Progress, Response, SourceInfo,
+    HealthReport, HistoryEntry, Identity, JobEvent, JobInfo, Progress, Response, SourceInfo,
 };
 
-/// Replaces an error text an observer may not read; the error's code stays.
-pub const HIDDEN: &str = "(hidden: only admins see job arguments, results and error texts)";
+/// Whom a reply is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reader {
+    pub uid: u32,
+    /// Administers the daemon: sees everything.
+    pub admin: bool,
+}
+
+impl Reader {
+    pub fn of(identity: &Identity) -> Self {
+        Self {
+            uid: identity.uid,
+            admin: crate::security::administers(identity.role),
+        }
+    }
+
+    /// Whether the reader sees what a job submitted by `submitter` names.
+    pub fn owns(&self, submitter: u32) -> bool {
+        self.admin || submitter == self.uid
+    }
+
+    /// Whether the reader sees a snapshot made on behalf of `owner` (`None`: with the
+    /// daemon's rights, root's or an admin's).
+    pub fn sees_snapshot(&self, owner: Option<u32>) -> bool {
+        self.admin || owner == Some(self.uid)
+    }
+}
+
+/// Replaces an error text a reader may not read; the error's code stays.
+pub const HIDDEN: &str =
+    "(hidden: only its submitter and admins see a job's arguments, results and error texts)";
 
 fn hidden_error(e: &mut ErrorReply) {
     e.message = HIDDEN.to_owned();
 }
 
-pub fn job(j: &mut JobInfo) {
+pub fn job(j: &mut JobInfo, reader: Reader) {
+    if reader.owns(j.submitter_uid) {
+        return;
+    }
     // Each kind's operation says what of its arguments an observer may see.
     crate::ops::redact(&mut j.kind);
     j.result = None;
@@ -36,10 +70,15 @@ pub fn job(j: &mut JobInfo) {
     }
 }
 
-pub fn event(e: &mut JobEvent) {
+pub fn event(e: &mut JobEvent, reader: Reader) {
+    if reader.owns(e.submitter_uid) {
+        return;
+    }
     if let Some(text) = &mut e.error {
         *text = HIDDEN.to_owned();
     }
+    // Another user's snapshot does not exist for this reader.
+    e.snapshot = None;
 }
 
 /// A source without its path, excludes and name (the name defaults to the directory's name).
@@ -72,8 +111,12 @@ fn health(h: &mut HealthReport) {
     }
 }
 
-/// Redacts a final reply for an observer.
-pub fn response(r: &mut Response) {
+/// Redacts a final reply for `reader`.
+pub fn response(r: &mut Response, reader: Reader) {
+    if reader.admin {
+        return;
+    }
+    let job = |j: &mut JobInfo| job(j, reader);
     match r {
         Response::Job(j) => job(j),
         Response::Jobs(jobs) => jobs.iter_mut().for_each(job),
@@ -124,10 +167,13 @@ pub fn response(r: &mut Response) {
     }
 }
 
-/// Redacts a streamed frame for an observer.
-pub fn progress(p: &mut Progress) {
+/// Redacts a streamed frame for `reader`.
+pub fn progress(p: &mut Progress, reader: Reader) {
+    if reader.admin {
+        return;
+    }
     match p {
-        Progress::Event(e) => event(e),
+        Progress::Event(e) => event(e, reader),
         Progress::Health(h) => health(h),
         Progress::Operation(_) | Progress::Audit(_) => {}
         // Sent only to followers holding `security.read`.
@@ -143,7 +189,7 @@ mod tests {
     };
 
     #[test]
-    fn a_job_loses_paths_results_and_error_texts_but_keeps_its_shape() {
+    fn another_users_job_loses_paths_results_and_error_texts_but_keeps_its_shape() {
         let mut j = JobInfo {
             id: 7,
             kind: JobKind::Backup(BackupRequest {
@@ -184,8 +230,25 @@ mod tests {
                 "/home/alice/secret-plans: no such file",
             )),
             log: vec!["INFO reading /home/alice/secret-plans".into()],
+            acts_as: None,
         };
-        job(&mut j);
+        let owner = j.clone();
+        let mut mine = j.clone();
+        job(
+            &mut mine,
+            Reader {
+                uid: 1000,
+                admin: false,
+            },
+        );
+        assert_eq!(mine, owner, "the submitter reads its own job whole");
+        job(
+            &mut j,
+            Reader {
+                uid: 1001,
+                admin: false,
+            },
+        );
         let text = format!("{j:?}");
         assert!(!text.contains("alice"), "{text}");
         assert_eq!(j.id, 7);

@@ -53,7 +53,11 @@ fn resolve(target: &Path) -> Result<DirFd, OpenError> {
     if !target.is_absolute() {
         return Err("must be an absolute path".into());
     }
-    let trusted = |uid: u32| uid == 0 || uid == nix::unistd::geteuid().as_raw();
+    // A restore acting for a user may also follow that user's own symlinks: it can only reach
+    // what the user could reach anyway.
+    let acting = crate::security::fsid::acting().map(|a| a.uid);
+    let trusted =
+        |uid: u32| uid == 0 || uid == nix::unistd::geteuid().as_raw() || acting == Some(uid);
     let mut pending: VecDeque<Vec<u8>> = components(target);
     let mut dir = DirFd::open_path(Path::new("/")).map_err(|e| format!("open /: {e}"))?;
     let mut walked: Vec<Vec<u8>> = Vec::new();

@@ -39,6 +39,7 @@
 //!
 //! The mapping from kind to wire code and retryability is in `crate::error` (one place).
 
+pub mod daemon_rights;
 pub mod faulty;
 pub mod local;
 

@@ -2,10 +2,12 @@
 
 use super::{blocking, Outcome, Reply, StreamItem};
 use crate::error::Error;
+use crate::security::fsid::{self, FsIdentity};
 use crate::server::Services;
 use backupd_common::protocol::{
     AlertInfo, Identity, JobId, JobSpec, Permission, Progress, QueueRequest, Response,
 };
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
@@ -74,10 +76,31 @@ async fn submit(
             .map_err(|e| crate::ops::refused(command, e))?;
         *field = Some(entry.name);
     }
+    let repo = spec.kind.repo().flatten().map(str::to_owned);
+    let acts_as = crate::ops::acts_as(&spec.kind, identity, |any| {
+        services.security.holds(identity, any, repo.as_deref())
+    });
     let (registry, kind) = (services.repos.clone(), spec.kind.clone());
-    blocking(move || crate::ops::validate(&kind, &registry)).await?;
+    // Checked with the rights the job will have: a user learns nothing from the answer about
+    // paths (or exclude files) they could not look at themselves.
+    blocking(move || {
+        let identity = acts_as
+            .map(|user| FsIdentity::resolve(user).map(Arc::new))
+            .transpose()
+            .map_err(crate::engine::EngineError::from)?;
+        let _acting = identity
+            .as_ref()
+            .map(fsid::enter)
+            .transpose()
+            .map_err(crate::engine::EngineError::from)?;
+        crate::ops::validate(&kind, &registry)
+    })
+    .await?;
     let q = services.settings.get().config.queue.clone();
-    let submitted = services.queue.submit(spec, identity.uid, &q).await?;
+    let submitted = services
+        .queue
+        .submit(spec, identity.uid, acts_as, &q)
+        .await?;
     Ok(Response::Submitted(submitted))
 }
 

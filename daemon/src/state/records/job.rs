@@ -2,7 +2,9 @@
 //! after a restart, and how its attempts went.
 //!
 //! Version 2 is version 1 plus `v`, read field for field; the progress sample version 1
-//! carried is not kept (it is live data). The job's result is kept as the JSON reply it gave,
+//! carried is not kept (it is live data). Version 3 adds `acts_as` (absent: the daemon's own
+//! rights, as every job before it had); the bump makes an older backupd leave such a job alone
+//! instead of running a user's job with root's rights. The job's result is kept as the JSON reply it gave,
 //! opaque to the state layer: a later backupd that cannot read an old result still loads the
 //! job, without it. What the history needs of a result is pulled out flat when the job is
 //! appended to it (see [`super::history`]).
@@ -10,8 +12,8 @@
 use super::{legacy_version, versioned};
 use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
-    Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo, JobKind,
-    JobState, NoopRequest, Overwrite, PathChange, Priority, RebuildIndexRequest, Response,
+    ActingUser, Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo,
+    JobKind, JobState, NoopRequest, Overwrite, PathChange, Priority, RebuildIndexRequest, Response,
     RestoreRequest, SnapshotFilter,
 };
 use serde::{Deserialize, Serialize};
@@ -44,9 +46,18 @@ pub struct JobRecord {
     /// The job's own log lines (absent before they were kept).
     #[serde(default)]
     pub log: Vec<String>,
+    /// The user whose file-system rights the job runs with.
+    #[serde(default)]
+    pub acts_as: Option<ActingRecord>,
 }
 
-versioned!(JobRecord, 2);
+versioned!(JobRecord, 3);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActingRecord {
+    pub uid: u32,
+    pub gid: u32,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -251,6 +262,7 @@ impl From<&JobInfo> for JobRecord {
             result,
             error,
             log,
+            acts_as,
         } = j;
         Self {
             v: <Self as super::Record>::VERSION,
@@ -273,6 +285,10 @@ impl From<&JobInfo> for JobRecord {
             result: result.as_ref().and_then(|r| serde_json::to_value(r).ok()),
             error: error.as_ref().map(ErrorRecord::from),
             log: log.clone(),
+            acts_as: acts_as.map(|a| ActingRecord {
+                uid: a.uid,
+                gid: a.gid,
+            }),
         }
     }
 }
@@ -315,6 +331,7 @@ impl From<JobRecord> for JobInfo {
             result: _,
             error,
             log,
+            acts_as,
         } = r;
         Self {
             id,
@@ -341,6 +358,10 @@ impl From<JobRecord> for JobInfo {
             result,
             error: error.map(ErrorReply::from),
             log,
+            acts_as: acts_as.map(|a| ActingUser {
+                uid: a.uid,
+                gid: a.gid,
+            }),
         }
     }
 }
