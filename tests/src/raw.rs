@@ -59,6 +59,25 @@ impl RawConn {
         }
     }
 
+    /// A connection past its handshake. A slot freed by a client that just left is released by
+    /// the daemon a moment later, so a `Busy` refusal is retried until `deadline`.
+    pub fn admitted(path: &Path, deadline: Duration) -> io::Result<Self> {
+        let start = std::time::Instant::now();
+        loop {
+            let mut conn = Self::connect(path)?;
+            match conn.hello(PROTOCOL_VERSION)? {
+                Some(ServerMessage::Welcome(_)) => return Ok(conn),
+                Some(ServerMessage::Fatal(e))
+                    if e.code == backupd_common::error::ErrorCode::Busy
+                        && start.elapsed() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return Err(io::Error::other(format!("no Welcome: {other:?}"))),
+            }
+        }
+    }
+
     /// True once the daemon has closed the connection (reads EOF).
     pub fn closed_by_peer(&mut self) -> bool {
         let mut buf = [0u8; 64];

@@ -131,8 +131,7 @@ fn one_uid_holds_at_most_its_cap_and_root_still_gets_in() {
     // Root is not limited per uid.
     let mut root_conns = Vec::new();
     for _ in 0..5 {
-        let mut c = RawConn::connect(&d.socket).expect("connect");
-        c.handshake().expect("root gets in");
+        let c = RawConn::admitted(&d.socket, Duration::from_secs(5)).expect("root gets in");
         root_conns.push(c);
     }
     // Refused connections may still be closing under load: wait for the count to settle.
@@ -162,8 +161,8 @@ fn non_admins_filling_their_share_leave_the_reserved_slots_to_root() {
     // Root gets every reserved slot.
     let mut root_conns = Vec::new();
     for _ in 0..7 {
-        let mut c = RawConn::connect(&d.socket).expect("connect");
-        c.handshake().expect("root gets a reserved slot");
+        let c = RawConn::admitted(&d.socket, Duration::from_secs(5))
+            .expect("root gets a reserved slot");
         root_conns.push(c);
     }
     d.wait_connections(40, Duration::from_secs(5));
@@ -181,8 +180,7 @@ fn backupctl_refused_at_the_cap_shows_busy_never_broken_pipe() {
     d.wait_connections(1, Duration::from_secs(5));
     let mut held = Vec::new();
     for _ in 0..3 {
-        let mut c = RawConn::connect(&d.socket).expect("connect");
-        c.handshake().expect("handshake");
+        let c = RawConn::admitted(&d.socket, Duration::from_secs(5)).expect("handshake");
         held.push(c);
     }
     // The refusal races the client's Hello; repeat to hit both orders.
