@@ -317,3 +317,97 @@ fn a_user_cannot_restore_or_build_on_a_snapshot_they_did_not_make() {
     let skipped = json(&res)["skipped"].clone();
     assert_eq!(skipped.as_array().map(Vec::len), Some(1), "{skipped:#}");
 }
+
+#[test]
+fn a_user_sees_counts_and_restores_latest_among_their_own_snapshots_only() {
+    let d = daemon("");
+    let base = shared_tempdir();
+    let (alice, bob) = (spare_uid_at(0), spare_uid_at(1));
+    let a_home = home(base.path(), "alice", alice);
+    let b_home = home(base.path(), "bob", bob);
+    let a_snap = json_ok(&as_uid(&d, alice, &["--json", "backup", s(&a_home)]))["snapshot"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let b_snap = json_ok(&as_uid(&d, bob, &["--json", "backup", s(&b_home)]))["snapshot"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // Root's is the newest snapshot in the repository.
+    let public = base.path().join("public");
+    mkdir(&public, 0o755);
+    write(&public.join("root.txt"), b"root's", 0o644);
+    let r_snap = json_ok(&d.ctl(&["--json", "backup", s(&public)]))["snapshot"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    // The listing: only alice's own, with its owner.
+    let list = json(&as_uid(&d, alice, &["--json", "snapshots"]));
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {list:#}"))
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(ids, [a_snap.as_str()], "{list:#}");
+    assert_eq!(list[0]["owner_uid"], alice);
+    let all = json_ok(&d.ctl(&["--json", "snapshots"]));
+    assert_eq!(
+        all.as_array().map(Vec::len),
+        Some(3),
+        "root sees all: {all:#}"
+    );
+    let text_list = as_uid(&d, alice, &["snapshots"]);
+    assert!(text_list.status.success(), "{}", text(&text_list));
+    let shown = String::from_utf8_lossy(&text_list.stdout);
+    assert!(
+        shown.contains(&a_snap[..8]) && !shown.contains(&b_snap[..8]) && !shown.contains("bob"),
+        "{shown}"
+    );
+
+    // `stats`: alice's snapshot only; naming bob's is the same as naming nothing.
+    let st = json_ok(&as_uid(&d, alice, &["--json", "stats"]));
+    assert_eq!(st["snapshots"], serde_json::json!([a_snap]), "{st:#}");
+    assert_eq!(st["files"], 4, "{st:#}");
+    let other = as_uid(&d, alice, &["--json", "stats", &b_snap]);
+    assert_eq!(
+        json(&other)["error"]["code"],
+        "NotFound",
+        "{}",
+        text(&other)
+    );
+    // The packs on storage hold everyone's data: a user's view does not count them.
+    let raw = json_ok(&as_uid(&d, alice, &["--json", "stats", "--mode", "raw"]));
+    assert_eq!(raw["raw"]["packs"], serde_json::Value::Null, "{raw:#}");
+
+    // `latest` is alice's newest, though root's is newer.
+    let out = base.path().join("out");
+    mkdir(&out, 0o700);
+    chown_tree(&out, alice, alice);
+    let r = json_ok(&as_uid(
+        &d,
+        alice,
+        &["--json", "restore", "latest", "--target", s(&out)],
+    ));
+    assert_eq!(r["snapshot"], a_snap.as_str(), "{r:#}");
+    assert_ne!(r["snapshot"], r_snap.as_str());
+
+    // A prefix is matched among alice's own: bob's never makes it ambiguous, and never matches.
+    let res = as_uid(
+        &d,
+        alice,
+        &["--json", "restore", &b_snap[..12], "--target", s(&out)],
+    );
+    assert_eq!(json(&res)["error"]["code"], "NotFound", "{}", text(&res));
+
+    // Repositories are listed, without where they live.
+    let repos = json_ok(&as_uid(&d, alice, &["--json", "repo", "list"]));
+    assert_eq!(repos[0]["name"], "default", "{repos:#}");
+    assert_eq!(repos[0]["path"], "(hidden: admins only)", "{repos:#}");
+    assert_eq!(repos[0]["key_file"], "(hidden: admins only)", "{repos:#}");
+    let info = json_ok(&as_uid(&d, alice, &["--json", "repo", "info"]));
+    assert_eq!(info["location"], "(hidden: admins only)", "{info:#}");
+    let root_view = json_ok(&d.ctl(&["--json", "repo", "list"]));
+    assert_ne!(root_view[0]["path"], "(hidden: admins only)");
+}

@@ -390,6 +390,10 @@ pub struct SnapshotInfo {
     /// The watched source whose directory the snapshot holds, when the daemon knows one.
     #[serde(default)]
     pub source: Option<String>,
+    /// The uid the snapshot was made for (a user's own backup); `None`: made with the daemon's
+    /// rights. A user lists only their own.
+    #[serde(default)]
+    pub owner_uid: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

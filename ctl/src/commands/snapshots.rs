@@ -158,6 +158,7 @@ mod tests {
             stats: SnapshotStatsView::default(),
             skipped: 0,
             source: None,
+            owner_uid: None,
         }
     }
 

@@ -67,6 +67,8 @@ pub struct SnapshotView {
     pub skipped: u64,
     /// The watched source that made it, if one did.
     pub source: Option<String>,
+    /// The uid it was made for (a user's own backup); null: made with the daemon's rights.
+    pub owner_uid: Option<u32>,
     /// Bytes of the files in the snapshot, by their sizes as read (`stats.bytes_total`).
     pub size: u64,
 }
@@ -85,6 +87,7 @@ impl From<&SnapshotInfo> for SnapshotView {
             stats: StatsView::from(&s.stats),
             skipped: s.skipped,
             source: s.source.clone(),
+            owner_uid: s.owner_uid,
             size: s.stats.bytes_total,
         }
     }

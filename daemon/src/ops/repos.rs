@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::repo::format_rfc3339;
 use crate::repo::registry::{Registry, RepoEntry};
 use crate::repo::snapshot::SnapshotHeader;
-use crate::repo::snapshots::matches;
+use crate::repo::snapshots::{matches, Scope};
 use backupd_common::paths::escape_path;
 use backupd_common::protocol::{
     JobInfo, KeyChange, RepoDetails, RepoInfo, SnapshotFilter, SnapshotInfo, SnapshotsRequest,
@@ -47,17 +47,22 @@ fn snapshot_info(id: String, s: &SnapshotHeader) -> SnapshotInfo {
         stats: stats_view(&s.stats),
         skipped: s.stats.skipped,
         source: s.source.clone(),
+        owner_uid: s.owner_uid,
     }
 }
 
 /// The snapshots of a repository that the request's filter accepts, oldest first.
-pub fn snapshots(registry: &Registry, r: &SnapshotsRequest) -> Result<Vec<SnapshotInfo>, Error> {
+pub fn snapshots(
+    registry: &Registry,
+    r: &SnapshotsRequest,
+    scope: Scope,
+) -> Result<Vec<SnapshotInfo>, Error> {
     let (_, repo) = registry.open(r.repo.as_deref())?;
     let list = repo
         .snapshot_headers()
         .map_err(EngineError::from)?
         .into_iter()
-        .filter(|(_, s)| matches(&r.filter, s))
+        .filter(|(_, s)| scope.admits(s.owner_uid) && matches(&r.filter, s))
         .map(|(id, s)| snapshot_info(id.to_hex(), &s))
         .collect();
     Ok(list)
@@ -117,6 +122,7 @@ pub fn details(registry: &Registry, name: Option<&str>) -> Result<RepoDetails, E
 pub fn stats(
     registry: &Registry,
     r: &StatsRequest,
+    scope: Scope,
     cancel: &CancellationToken,
 ) -> Result<StatsResult, Error> {
     let (_, repo) = registry.open(r.repo.as_deref())?;
@@ -124,14 +130,14 @@ pub fn stats(
         repo.snapshot_headers()
             .map_err(EngineError::from)?
             .into_iter()
-            .filter(|(_, h)| matches(&r.filter, h))
+            .filter(|(_, h)| scope.admits(h.owner_uid) && matches(&r.filter, h))
             .map(|(id, h)| (id.to_hex(), h))
             .collect()
     } else {
         let mut out = Vec::new();
         for spec in &r.snapshots {
             let (id, s) = repo
-                .find_snapshot(spec, &r.filter)
+                .find_snapshot_in(spec, &r.filter, scope)
                 .map_err(EngineError::from)?;
             out.push((id.to_hex(), SnapshotHeader::of(&s, None)));
         }
@@ -149,7 +155,9 @@ pub fn stats(
         ..StatsResult::default()
     };
     if r.mode == StatsMode::Raw {
-        let whole = r.snapshots.is_empty() && r.filter == SnapshotFilter::default();
+        // The packs on storage are everyone's: only a whole-repository view counts them.
+        let whole =
+            r.snapshots.is_empty() && r.filter == SnapshotFilter::default() && scope == Scope::All;
         let blobs = stats::blob_totals(&repo, (!whole).then_some(&walk.blobs));
         if whole {
             let (packs, pack_bytes) = stats::pack_totals(&repo)?;

@@ -135,12 +135,15 @@ fn own_snapshot(
             prefix: spec.to_owned(),
         })
     };
-    let (id, _) = repo.find_snapshot(spec, filter).map_err(|_| not_found())?;
-    let snapshot = repo.read_snapshot(&id).map_err(|_| not_found())?;
-    if snapshot.owner_uid == Some(uid) {
-        Ok(id)
-    } else {
-        Err(not_found().into())
+    use crate::repo::RepoError;
+    // Looked up among the user's own snapshots, so these errors speak only of them; any other
+    // (an unreadable file, say) could be someone else's and reads as not found.
+    match repo.find_snapshot_in(spec, filter, crate::repo::Scope::OwnedBy(uid)) {
+        Ok((id, _)) => Ok(id),
+        Err(e @ (RepoError::NoMatchingSnapshot { .. } | RepoError::AmbiguousSnapshot { .. })) => {
+            Err(EngineError::from(e).into())
+        }
+        Err(_) => Err(not_found().into()),
     }
 }
 

@@ -56,7 +56,7 @@ pub use clock::{format_rfc3339, hostname, now_ns, now_rfc3339};
 pub use config::{read_config, RepoConfig};
 pub use error::RepoError;
 pub use location::{Location, LocationError};
-pub use snapshots::SnapshotCache;
+pub use snapshots::{Scope, SnapshotCache};
 
 pub type Result<T> = std::result::Result<T, RepoError>;
 

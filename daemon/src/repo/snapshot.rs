@@ -94,6 +94,8 @@ pub struct SnapshotHeader {
     pub stats: SnapshotStats,
     /// The watched source whose directory the snapshot holds, when the daemon knows one.
     pub source: Option<String>,
+    /// The user the snapshot was made for (`None`: with the daemon's rights).
+    pub owner_uid: Option<u32>,
 }
 
 impl SnapshotHeader {
@@ -108,6 +110,7 @@ impl SnapshotHeader {
             tree: s.tree,
             stats: s.stats.clone(),
             source,
+            owner_uid: s.owner_uid,
         }
     }
 }

@@ -46,6 +46,24 @@ pub fn matches(filter: &SnapshotFilter, h: &SnapshotHeader) -> bool {
     narrows(filter, h) && filter.path.as_ref().is_none_or(|p| holds_path(&h.paths, p))
 }
 
+/// Whose snapshots a lookup sees. A user's requests see only the snapshots made for them:
+/// another's answers exactly as one that does not exist would, and never shows up in a
+/// listing, a `latest` or an error message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    OwnedBy(u32),
+}
+
+impl Scope {
+    pub fn admits(self, owner_uid: Option<u32>) -> bool {
+        match self {
+            Self::All => true,
+            Self::OwnedBy(uid) => owner_uid == Some(uid),
+        }
+    }
+}
+
 /// A cache of a repository's snapshot headers, told about every snapshot written or removed
 /// through this handle.
 pub trait SnapshotCache: Send + Sync + std::fmt::Debug {
@@ -120,9 +138,30 @@ impl Repository {
         spec: &str,
         filter: &SnapshotFilter,
     ) -> Result<(SnapshotId, Snapshot)> {
+        self.find_snapshot_in(spec, filter, Scope::All)
+    }
+
+    /// [`Repository::find_snapshot`] among the snapshots `scope` admits.
+    pub fn find_snapshot_in(
+        &self,
+        spec: &str,
+        filter: &SnapshotFilter,
+        scope: Scope,
+    ) -> Result<(SnapshotId, Snapshot)> {
         if spec != "latest" {
-            let id = self.resolve_snapshot_name(spec)?;
-            return Ok((id, self.read_snapshot(&id)?));
+            let id = match scope {
+                Scope::All => self.resolve_snapshot_name(spec)?,
+                // Matched among the caller's own, so a prefix is never ambiguous because of
+                // someone else's snapshot.
+                Scope::OwnedBy(_) => self.resolve_own_snapshot_name(spec, scope)?,
+            };
+            let snapshot = self.read_snapshot(&id)?;
+            if !scope.admits(snapshot.owner_uid) {
+                return Err(RepoError::SnapshotNotFound {
+                    prefix: spec.to_owned(),
+                });
+            }
+            return Ok((id, snapshot));
         }
         // Names first: a snapshot written after this listing is in the headers anyway.
         let names = self.snapshot_ids()?;
@@ -136,16 +175,42 @@ impl Repository {
                 Err(e) => return Err(self.latest_unknown(id, &e)),
             }
         }
+        headers.retain(|(_, h)| scope.admits(h.owner_uid));
         headers.sort_by_key(|(id, h)| (h.time_ns, *id));
         let Some((id, _)) = headers.iter().rev().find(|(_, h)| matches(filter, h)) else {
+            let newest = match scope {
+                Scope::OwnedBy(uid) if headers.is_empty() => {
+                    format!("the repository has no snapshots made for uid {uid}")
+                }
+                _ => Self::considered(&headers, filter),
+            };
             return Err(RepoError::NoMatchingSnapshot {
                 filters: filter.describe(),
-                newest: Self::considered(&headers, filter),
+                newest,
             });
         };
         match self.read_snapshot(id) {
             Ok(s) => Ok((*id, s)),
             Err(e) => Err(self.latest_unknown(id, &e)),
+        }
+    }
+
+    fn resolve_own_snapshot_name(&self, spec: &str, scope: Scope) -> Result<SnapshotId> {
+        let mut matches = self
+            .snapshot_headers()?
+            .into_iter()
+            .filter(|(id, h)| {
+                !spec.is_empty() && scope.admits(h.owner_uid) && id.to_hex().starts_with(spec)
+            })
+            .map(|(id, _)| id);
+        match (matches.next(), matches.next()) {
+            (Some(id), None) => Ok(id),
+            (Some(_), Some(_)) => Err(RepoError::AmbiguousSnapshot {
+                prefix: spec.to_owned(),
+            }),
+            _ => Err(RepoError::SnapshotNotFound {
+                prefix: spec.to_owned(),
+            }),
         }
     }
 

@@ -8,8 +8,10 @@ use std::sync::Arc;
 pub async fn dispatch(server: &Arc<Server>, identity: &Identity, request: Request) -> Outcome {
     match request {
         Request::System(r) => handlers::system::handle(server, identity, r).await,
-        Request::Repo(r) => handlers::repo::handle(&server.services, r).await,
-        Request::Snapshots(r) => handlers::snapshots::snapshots(&server.services, r).await,
+        Request::Repo(r) => handlers::repo::handle(&server.services, identity, r).await,
+        Request::Snapshots(r) => {
+            handlers::snapshots::snapshots(&server.services, identity, r).await
+        }
         Request::Queue(r) => handlers::queue::handle(&server.services, identity, r).await,
         Request::Source(r) => handlers::source::handle(&server.services, r).await,
         Request::Security(r @ (SecurityRequest::Audit(_) | SecurityRequest::AuditVerify)) => {

@@ -3,7 +3,8 @@
 //! files, errors quoting paths): a `user` or `viewer` reads them for the jobs it submitted
 //! itself, and sees everyone else's jobs, events and history without them, so nobody learns
 //! the name of a file in another user's private directory from the queue. Snapshot listings
-//! keep only the caller's own snapshots (see [`Reader::sees_snapshot`]).
+//! and `stats` are scoped to the caller's own snapshots where they are computed
+//! (`repo::Scope`); repository listings lose where the repository and its key file live.
 //!
 //! What describes the queue itself stays for everyone: id, kind, state, priority, repository,
 //! submitter, timestamps, attempts and their outcomes, counts and progress numbers. Every reply
@@ -12,7 +13,8 @@
 
 use backupd_common::error::ErrorReply;
 use backupd_common::protocol::{
-    HealthReport, HistoryEntry, Identity, JobEvent, JobInfo, Progress, Response, SourceInfo,
+    HealthReport, HistoryEntry, Identity, JobEvent, JobInfo, Progress, RepoInfo, Response,
+    SourceInfo,
 };
 
 /// Whom a reply is for.
@@ -34,12 +36,6 @@ impl Reader {
     /// Whether the reader sees what a job submitted by `submitter` names.
     pub fn owns(&self, submitter: u32) -> bool {
         self.admin || submitter == self.uid
-    }
-
-    /// Whether the reader sees a snapshot made on behalf of `owner` (`None`: with the
-    /// daemon's rights, root's or an admin's).
-    pub fn sees_snapshot(&self, owner: Option<u32>) -> bool {
-        self.admin || owner == Some(self.uid)
     }
 }
 
@@ -102,6 +98,15 @@ fn history(h: &mut HistoryEntry) {
     }
 }
 
+/// Where a repository and its key file live is the administrators' business.
+fn repo(r: &mut RepoInfo) {
+    r.path = HIDDEN_LOCATION.to_owned();
+    r.key_file = HIDDEN_LOCATION.to_owned();
+}
+
+/// Replaces a repository's path and key file for readers who do not administer the daemon.
+pub const HIDDEN_LOCATION: &str = "(hidden: admins only)";
+
 /// Alerts name repository paths and key files: observers learn that something needs an
 /// administrator (the status says `degraded`), not where.
 fn health(h: &mut HealthReport) {
@@ -127,6 +132,11 @@ pub fn response(r: &mut Response, reader: Reader) {
         Response::History(entries) => entries.iter_mut().for_each(history),
         Response::Source(s) => source(s),
         Response::Sources(list) => list.iter_mut().for_each(source),
+        Response::Repo(r) => repo(r),
+        Response::Repos(list) => list.iter_mut().for_each(repo),
+        Response::RepoDetails(d) => repo(&mut d.repo),
+        // Scoped to the reader's own snapshots by the handler.
+        Response::Snapshots(_) | Response::Stats(_) => {}
         // Results naming files: observers never get them today (their requests need admin
         // permissions), but a future permission change must not leak them.
         Response::Backup(_)
@@ -135,16 +145,11 @@ pub fn response(r: &mut Response, reader: Reader) {
         | Response::Check(_)
         | Response::Forget(_)
         | Response::RebuildIndex(_)
-        | Response::Snapshots(_)
         | Response::KeyExport(_)
-        | Response::Repo(_)
-        | Response::Repos(_)
         | Response::StateExport(_)
         | Response::StateImported(_)
         | Response::RepoRemoved(_)
-        | Response::RepoDetails(_)
-        | Response::KeyChanged(_)
-        | Response::Stats(_) => *r = Response::Done,
+        | Response::KeyChanged(_) => *r = Response::Done,
         Response::Health(h) => health(h),
         Response::Identity(_)
         | Response::Reloaded(_)

@@ -30,7 +30,8 @@ use backupd_common::ids::SnapshotId;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-const VERSION: u8 = 1;
+/// 2: headers carry the snapshot's owner.
+const VERSION: u8 = 2;
 /// Upper bound for decoding one header (headers are small; paths and tags bound them).
 const ENTRY_LIMIT: usize = 16 * 1024 * 1024;
 

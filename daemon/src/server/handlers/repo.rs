@@ -5,10 +5,10 @@ use super::{blocking, Outcome};
 use crate::ops::repos::{self, info};
 use crate::ops::view::path_of;
 use crate::server::Services;
-use backupd_common::protocol::{KeyExport, RepoRequest, Response};
+use backupd_common::protocol::{Identity, KeyExport, RepoRequest, Response};
 use tokio_util::sync::CancellationToken;
 
-pub async fn handle(services: &Services, request: RepoRequest) -> Outcome {
+pub async fn handle(services: &Services, identity: &Identity, request: RepoRequest) -> Outcome {
     let registry = services.repos.clone();
     match request {
         RepoRequest::Init { name, path, password } => Outcome::result(
@@ -90,9 +90,10 @@ pub async fn handle(services: &Services, request: RepoRequest) -> Outcome {
         RepoRequest::Stats(r) => {
             // Stops walking when the daemon shuts down.
             let cancel: CancellationToken = services.shutdown.child_token();
+            let scope = super::snapshots::scope(identity);
             Outcome::result(
                 blocking(move || {
-                    Ok(Response::Stats(Box::new(repos::stats(&registry, &r, &cancel)?)))
+                    Ok(Response::Stats(Box::new(repos::stats(&registry, &r, scope, &cancel)?)))
                 })
                 .await,
             )

@@ -2,12 +2,25 @@
 
 use super::{blocking, Outcome};
 use crate::server::Services;
-use backupd_common::protocol::{Response, SnapshotsRequest};
+use backupd_common::protocol::{Identity, Response, SnapshotsRequest};
 
-pub async fn snapshots(services: &Services, r: SnapshotsRequest) -> Outcome {
+pub async fn snapshots(services: &Services, identity: &Identity, r: SnapshotsRequest) -> Outcome {
     let registry = services.repos.clone();
+    let scope = scope(identity);
     Outcome::result(
-        blocking(move || crate::ops::repos::snapshots(&registry, &r).map(Response::Snapshots))
-            .await,
+        blocking(move || {
+            crate::ops::repos::snapshots(&registry, &r, scope).map(Response::Snapshots)
+        })
+        .await,
     )
+}
+
+/// Whose snapshots the caller sees: all for those who administer the daemon, else the ones
+/// made for them.
+pub fn scope(identity: &Identity) -> crate::repo::Scope {
+    if crate::security::administers(identity.role) {
+        crate::repo::Scope::All
+    } else {
+        crate::repo::Scope::OwnedBy(identity.uid)
+    }
 }
