@@ -73,10 +73,11 @@ pub async fn run(
         &cancel,
     )
     .await?;
-    let (queue, sources, repos) = (
+    let (queue, sources, repos, audit) = (
         services.queue.clone(),
         services.sources.clone(),
         services.repos.clone(),
+        services.security.audit.clone(),
     );
 
     tracker.spawn(systemd::watchdog(cancel.child_token()));
@@ -129,6 +130,13 @@ pub async fn run(
     // Jobs that did not reach a safe point within the grace period: record the graceful stop,
     // or the next start would take them for jobs that crashed the daemon.
     queue.requeue_unfinished();
+    match tokio::task::spawn_blocking(move || audit.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not sign the audit log's closing checkpoint")
+        }
+        Err(e) => tracing::warn!(error = %e, "the audit log's closing checkpoint task failed"),
+    }
     state.flush().await?;
     drop(cleanup);
     tracing::info!("backupd stopped");

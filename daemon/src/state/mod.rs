@@ -180,14 +180,22 @@ impl State {
     }
 
     /// Reads every record of every tree, so that damage anywhere shows at start rather than in
-    /// the middle of a job (sled reads pages lazily). The database is small: job history is
-    /// capped by `queue.history_max_jobs`.
+    /// the middle of a job (sled reads pages lazily). The database is small (job history is
+    /// capped by `queue.history_max_jobs`) but for the audit entries, which grow with their
+    /// retention: they are left to `security audit verify`, which walks them and says which
+    /// entry is damaged, so that a year of audit log does not slow every start.
     fn read_everything(&self) -> Result<(), StateError> {
         let err = |source| StateError::Open {
             path: self.path.clone(),
             source,
         };
-        for name in self.db.tree_names() {
+        let skipped = crate::security::audit::ENTRIES_TREE.as_bytes();
+        for name in self
+            .db
+            .tree_names()
+            .into_iter()
+            .filter(|n| &n[..] != skipped)
+        {
             let tree = self.db.open_tree(&name).map_err(err)?;
             for item in tree.iter() {
                 item.map_err(err)?;

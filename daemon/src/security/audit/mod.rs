@@ -112,6 +112,10 @@ pub struct Audit {
     settings: SettingsHandle,
     live: broadcast::Sender<AuditEntry>,
     journal: journal::Journal,
+    /// The newest entry a stored checkpoint signed when the log was opened: `verify` expects
+    /// the chain to reach at least that far, so entries cut from both stores' ends (while the
+    /// daemon was stopped) are named as removed.
+    signed_at_open: u64,
 }
 
 impl Audit {
@@ -144,6 +148,15 @@ impl Audit {
             .map(|(_, v)| decode_checkpoint(&v))
             .transpose()?
             .map(|cp| (cp.seq, cp.time_ns));
+        let signed_at_open = last_checkpoint.map_or(0, |(seq, _)| seq);
+        if signed_at_open >= next_seq {
+            tracing::warn!(
+                last_entry = next_seq - 1,
+                signed = signed_at_open,
+                "the audit log ends before the entry its last checkpoint signs: entries were \
+                 removed; run `backupctl security audit verify`"
+            );
+        }
         let journal = journal::Journal::detect(settings.get().config.audit.journal);
         let (live, _) = broadcast::channel(FOLLOW_BUFFER);
         let audit = Self {
@@ -161,6 +174,7 @@ impl Audit {
             settings,
             live,
             journal,
+            signed_at_open,
         };
         audit.apply_retention(now_ns())?;
         Ok(audit)
@@ -214,13 +228,7 @@ impl Audit {
             }
         };
         if due {
-            let cp = self.key.sign("checkpoint", e.seq, &e.hash, time_ns);
-            files::append_checkpoint(&self.dir, &cp)?;
-            self.checkpoints.insert(
-                cp.seq.to_be_bytes(),
-                serde_json::to_vec(&cp).unwrap_or_default(),
-            )?;
-            head.last_checkpoint = Some((cp.seq, cp.time_ns));
+            self.checkpoint_locked(&mut head, e.seq, &e.hash, time_ns)?;
         }
         if left.is_some() {
             // A new day began: yesterday's file is complete. Rare enough to do in line.
@@ -230,6 +238,39 @@ impl Audit {
         self.journal.send(&e);
         let _ = self.live.send(e.clone());
         Ok(e.seq)
+    }
+
+    fn checkpoint_locked(
+        &self,
+        head: &mut Head,
+        seq: u64,
+        hash: &str,
+        time_ns: i64,
+    ) -> Result<(), AuditError> {
+        let cp = self.key.sign("checkpoint", seq, hash, time_ns);
+        files::append_checkpoint(&self.dir, &cp)?;
+        self.checkpoints.insert(
+            cp.seq.to_be_bytes(),
+            serde_json::to_vec(&cp).unwrap_or_default(),
+        )?;
+        head.last_checkpoint = Some((cp.seq, cp.time_ns));
+        Ok(())
+    }
+
+    /// Signs a checkpoint over the last entry, at a clean stop. Entries after the last
+    /// checkpoint could otherwise be cut from both stores while the daemon is down without
+    /// `verify` noticing (the chain up to the new end is intact); with it, only the entries
+    /// written after a crash can be.
+    pub fn close(&self) -> Result<(), AuditError> {
+        let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        let last = head.next_seq.saturating_sub(1);
+        if last == 0 || head.last_checkpoint.is_some_and(|(seq, _)| seq >= last) {
+            return Ok(());
+        }
+        let prev = head.prev.clone();
+        self.checkpoint_locked(&mut head, last, &prev, now_ns())?;
+        self.checkpoints.flush()?;
+        Ok(())
     }
 
     /// New entries as they are appended, for `--follow`.
@@ -267,7 +308,7 @@ impl Audit {
             let head = self.head.lock().unwrap_or_else(|p| p.into_inner());
             head.next_seq.saturating_sub(1)
         };
-        verify::run(self, head)
+        verify::run(self, head.max(self.signed_at_open))
     }
 
     fn apply_retention(&self, now: i64) -> Result<(), AuditError> {
