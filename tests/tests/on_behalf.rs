@@ -325,10 +325,12 @@ fn a_user_sees_counts_and_restores_latest_among_their_own_snapshots_only() {
     let (alice, bob) = (spare_uid_at(0), spare_uid_at(1));
     let a_home = home(base.path(), "alice", alice);
     let b_home = home(base.path(), "bob", bob);
-    let a_snap = json_ok(&as_uid(&d, alice, &["--json", "backup", s(&a_home)]))["snapshot"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let a_backup = json_ok(&as_uid(&d, alice, &["--json", "backup", s(&a_home)]));
+    let a_snap = a_backup["snapshot"].as_str().expect("id").to_owned();
+    // The job says whose rights it worked with.
+    let job = a_backup["job"].as_u64().expect("job id").to_string();
+    let info = json_ok(&as_uid(&d, alice, &["--json", "queue", "job", &job]));
+    assert_eq!(info["acts_as_uid"], alice, "{info:#}");
     let b_snap = json_ok(&as_uid(&d, bob, &["--json", "backup", s(&b_home)]))["snapshot"]
         .as_str()
         .expect("id")

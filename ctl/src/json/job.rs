@@ -269,6 +269,8 @@ pub struct JobView {
     pub attempts: Vec<AttemptView>,
     pub coalesced: u32,
     pub cancel_requested: bool,
+    /// The uid whose file-system rights the job works with; null: the daemon's.
+    pub acts_as_uid: Option<u32>,
     pub progress: Option<ProgressView>,
     pub result: Option<ResultView>,
     pub error: Option<ErrorView>,
@@ -296,6 +298,7 @@ impl From<&JobInfo> for JobView {
             attempts: j.attempts.iter().map(AttemptView::from).collect(),
             coalesced: j.coalesced,
             cancel_requested: j.cancel_requested,
+            acts_as_uid: j.acts_as.map(|a| a.uid),
             progress: j.progress.as_ref().map(ProgressView::from),
             result: j.result.as_ref().and_then(ResultView::new),
             error: j.error.as_ref().map(ErrorView::from),
