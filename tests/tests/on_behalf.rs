@@ -413,3 +413,60 @@ fn a_user_sees_counts_and_restores_latest_among_their_own_snapshots_only() {
     let root_view = json_ok(&d.ctl(&["--json", "repo", "list"]));
     assert_ne!(root_view[0]["path"], "(hidden: admins only)");
 }
+
+/// One line of the attacker's `session` output.
+fn session_line(out: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    out.read_line(&mut line).expect("session output");
+    line.trim().to_owned()
+}
+
+#[test]
+fn a_role_granted_or_revoked_mid_connection_decides_the_next_reply() {
+    use std::io::Write;
+    let d = daemon("");
+    let base = shared_tempdir();
+    let alice = spare_uid_at(0);
+    let a_home = home(base.path(), "alice", alice);
+    json_ok(&as_uid(&d, alice, &["--json", "backup", s(&a_home)]));
+    let public = base.path().join("public");
+    mkdir(&public, 0o755);
+    write(&public.join("f"), b"root's", 0o644);
+    json_ok(&d.ctl(&["--json", "backup", s(&public)]));
+
+    let mut session = backupd_tests::Attacker::command(
+        env!("CARGO_BIN_EXE_attacker"),
+        alice,
+        &["session", s(&d.socket)],
+    )
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn the session");
+    let mut stdin = session.stdin.take().expect("stdin");
+    let mut stdout = std::io::BufReader::new(session.stdout.take().expect("stdout"));
+    assert_eq!(session_line(&mut stdout), "ready");
+    let mut ask = || {
+        writeln!(stdin, "snapshots").expect("ask");
+        session_line(&mut stdout)
+    };
+    assert_eq!(ask(), "snapshots 1", "a user sees their own");
+
+    let grant = &[
+        "--json",
+        "security",
+        "grant",
+        "admin",
+        "--uid",
+        &alice.to_string(),
+    ];
+    let b = json_ok(&d.ctl(grant));
+    assert_eq!(ask(), "snapshots 2", "the same connection, now an admin");
+
+    let id = b["id"].as_str().expect("binding id");
+    json_ok(&d.ctl(&["--json", "security", "revoke", id]));
+    assert_eq!(ask(), "snapshots 1", "revoked: back to the default role");
+    drop(ask);
+    let _ = session.kill();
+    let _ = session.wait();
+}

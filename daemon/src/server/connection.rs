@@ -207,6 +207,12 @@ async fn answer(
         send(&mut conn.writer, ServerMessage::Reply { id, result }).await?;
         return Ok(None);
     }
+    // The role in force now, not the one the connection began with: a binding granted,
+    // revoked or expired since then decides what this reply shows and whose snapshots it sees.
+    let identity = &Identity {
+        role: security.role_of(identity.uid),
+        ..identity.clone()
+    };
     let reader = redact::Reader::of(identity);
     // The request moves into its handler; what the security service records is read from a copy.
     let seen = request.clone();

@@ -9,6 +9,9 @@
 //!   (`events`, `health` or `wait:JOB`) and close right away; prints a JSON summary line.
 //! - `hold SOCKET COUNT [REQUEST]`: opens COUNT such connections and keeps them until stdin
 //!   closes; prints the JSON summary line once they are open.
+//! - `session SOCKET`: one connection kept open; prints `ready` after the handshake, then for
+//!   each line `snapshots` on stdin asks for the snapshot list and prints `snapshots N` (or
+//!   `error ...`), so a test can change the caller's role between two requests.
 //! - `listen SOCKET LOG`: a fake daemon. Binds SOCKET, prints `listening`, and for every client
 //!   appends `received N` to LOG: the bytes it sent within a second (a Hello is about 30).
 
@@ -23,7 +26,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str =
-    "usage: attacker swap A B [A B]... | churn|hold SOCKET COUNT [REQUEST] | listen SOCKET LOG";
+    "usage: attacker swap A B [A B]... | churn|hold SOCKET COUNT [REQUEST] | session SOCKET | \
+     listen SOCKET LOG";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         [mode, socket, log] if mode == "listen" => fake_daemon(Path::new(socket), Path::new(log)),
+        [mode, socket] if mode == "session" => session(Path::new(socket)),
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
@@ -98,6 +103,41 @@ fn swap(args: &[String]) -> ExitCode {
             let _ = renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE);
         }
     }
+}
+
+fn session(socket: &Path) -> ExitCode {
+    let mut c = match RawConn::connect(socket) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("attacker: cannot connect to {}: {e}", socket.display());
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = c.handshake() {
+        eprintln!("attacker: {e}");
+        return ExitCode::from(2);
+    }
+    println!("ready");
+    for (n, line) in std::io::stdin().lines().map_while(Result::ok).enumerate() {
+        if line.trim() != "snapshots" {
+            println!("error unknown request {line:?}");
+            continue;
+        }
+        let request = Request::Snapshots(backupd_common::protocol::SnapshotsRequest::default());
+        let sent = c.send(&ClientMessage::Request {
+            id: (n as u64 + 1).into(),
+            request,
+        });
+        match sent.and_then(|()| c.recv()) {
+            Ok(Some(ServerMessage::Reply {
+                result: Ok(backupd_common::protocol::Response::Snapshots(list)),
+                ..
+            })) => println!("snapshots {}", list.len()),
+            other => println!("error {other:?}"),
+        }
+        let _ = std::io::stdout().flush();
+    }
+    ExitCode::SUCCESS
 }
 
 fn streamed(name: &str) -> Request {
