@@ -466,7 +466,6 @@ fn a_role_granted_or_revoked_mid_connection_decides_the_next_reply() {
     let id = b["id"].as_str().expect("binding id");
     json_ok(&d.ctl(&["--json", "security", "revoke", id]));
     assert_eq!(ask(), "snapshots 1", "revoked: back to the default role");
-    drop(ask);
     let _ = session.kill();
     let _ = session.wait();
 }
