@@ -65,7 +65,7 @@ impl Bar {
         };
         line.push_str(&format!(" {}/s", bytes(rate as u64)));
         if p.errors > 0 {
-            line.push_str(&format!(" {} errors", p.errors));
+            line.push_str(&format!(" {}", crate::output::count(p.errors, "error")));
         }
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r\x1b[2K{line}");

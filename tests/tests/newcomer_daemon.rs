@@ -392,3 +392,45 @@ fn check_config_reads_the_file_backupd_config_names_as_the_service_does() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("site.toml"), "{}", text(&out));
 }
+
+/// The ```toml blocks of a document, in order.
+fn toml_blocks(doc: &str) -> Vec<String> {
+    let path = format!("{}/../{doc}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, l) if l.starts_with("```toml") => current = Some(String::new()),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn every_config_example_in_the_docs_passes_check_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut checked = 0;
+    for doc in ["README.md", "docs/OPERATIONS.md", "docs/SECURITY.md"] {
+        for (i, block) in toml_blocks(doc).into_iter().enumerate() {
+            let config = dir.path().join(format!("{}-{i}.toml", doc.replace('/', "-")));
+            std::fs::write(&config, &block).expect("write");
+            let out = backupd(&["--check-config", "--config", config.to_str().expect("utf8")]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{doc}, TOML block {}: {}",
+                i + 1,
+                text(&out)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "found {checked} TOML blocks");
+}

@@ -194,8 +194,8 @@ fn verify_text(r: &VerifyReport) -> String {
     );
     match &r.problem {
         None => format!(
-            "{} entries{}, chain intact, {last}",
-            r.entries,
+            "{}{}, chain intact, {last}",
+            crate::output::count(r.entries, "entry"),
             match (r.first_seq, r.last_seq) {
                 (Some(a), Some(b)) => format!(" ({a}-{b})"),
                 _ => String::new(),

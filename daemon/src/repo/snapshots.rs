@@ -247,8 +247,8 @@ impl Repository {
                 format_rfc3339(h.time_ns)
             ),
             _ => format!(
-                "none of the repository's {} snapshots matches the host, tag and source filters",
-                headers.len()
+                "none of the repository's {} matches the host, tag and source filters",
+                backupd_common::plural::count(headers.len() as u64, "snapshot")
             ),
         }
     }
