@@ -419,7 +419,9 @@ fn every_config_example_in_the_docs_passes_check_config() {
     let mut checked = 0;
     for doc in ["README.md", "docs/OPERATIONS.md", "docs/SECURITY.md"] {
         for (i, block) in toml_blocks(doc).into_iter().enumerate() {
-            let config = dir.path().join(format!("{}-{i}.toml", doc.replace('/', "-")));
+            let config = dir
+                .path()
+                .join(format!("{}-{i}.toml", doc.replace('/', "-")));
             std::fs::write(&config, &block).expect("write");
             let out = backupd(&["--check-config", "--config", config.to_str().expect("utf8")]);
             assert_eq!(
