@@ -23,7 +23,7 @@ pub mod tree;
 use backend::daemon_rights::DaemonRights;
 use backend::{Backend, ErrorKind, FileKind, Key, LocalBackend, Presence};
 use backupd_common::ids::{BlobId, IndexId, PackId, SnapshotId};
-use crypto::MasterKeys;
+use crypto::{MasterKeys, SealFormat};
 use index::{Index, IndexFile, IndexedPack};
 use keyfile::{Argon2Params, KeyFile, KeyFileError};
 use pack::{BlobKind, PackEntry};
@@ -35,8 +35,10 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use tree::Tree;
 
-/// Version of the on-disk format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk format this build writes for new repositories.
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest format version this build still reads and writes (in that version's layout).
+pub const MIN_FORMAT_VERSION: u32 = 1;
 pub const FORMAT_NAME: &str = "backupd-repository";
 
 pub const CHUNK_MIN: u32 = 512 * 1024;
@@ -78,6 +80,22 @@ const SNAPSHOT_HINT: &str =
 const KEY_HINT: &str = "restore the key file from a copy, or remove it if another key file \
                         opens the repository";
 
+/// Opens a sealed metadata object; a failure names the object and what to do.
+fn open_sealed(
+    keys: &MasterKeys,
+    sealed: &[u8],
+    what: &'static str,
+    name: &str,
+    hint: &'static str,
+) -> Result<Vec<u8>> {
+    keys.open(sealed).map_err(|e| RepoError::Corrupt {
+        what,
+        name: name.to_owned(),
+        reason: e.to_string(),
+        hint,
+    })
+}
+
 fn decode_sealed<T: serde::de::DeserializeOwned>(
     keys: &MasterKeys,
     sealed: &[u8],
@@ -85,14 +103,13 @@ fn decode_sealed<T: serde::de::DeserializeOwned>(
     name: &str,
     hint: &'static str,
 ) -> Result<T> {
-    let corrupt = |reason: String| RepoError::Corrupt {
+    let plain = open_sealed(keys, sealed, what, name, hint)?;
+    decode::bounded(&plain, METADATA_LIMIT).map_err(|reason| RepoError::Corrupt {
         what,
         name: name.to_owned(),
         reason,
         hint,
-    };
-    let plain = keys.open(sealed).map_err(|e| corrupt(e.to_string()))?;
-    decode::bounded(&plain, METADATA_LIMIT).map_err(corrupt)
+    })
 }
 
 /// Reads an object whose name is the SHA-256 of its bytes (key, index and snapshot files) and
@@ -162,15 +179,33 @@ impl Repository {
         )
     }
 
-    /// Creates a repository on `backend`, whose location must be empty or missing.
+    /// Creates a repository of the current format on `backend`, whose location must be empty
+    /// or missing.
     pub fn init_on(backend: Arc<dyn Backend>, password: &[u8], kdf: Argon2Params) -> Result<Self> {
+        Self::init_on_version(backend, password, kdf, FORMAT_VERSION)
+    }
+
+    /// Creates a repository of format `version` (an older one only for tests and fixtures that
+    /// need to show how that format is still read).
+    pub fn init_on_version(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        kdf: Argon2Params,
+        version: u32,
+    ) -> Result<Self> {
+        let seal_format =
+            SealFormat::of_repository_version(version).ok_or(RepoError::UnsupportedVersion {
+                location: backend.location().clone(),
+                found: version,
+            })?;
         if backend.presence()? == Presence::Occupied {
             return Err(RepoError::NotEmpty {
                 location: backend.location().clone(),
             });
         }
         backend.create()?;
-        let keys = MasterKeys::generate();
+        let mut keys = MasterKeys::generate();
+        keys.seal_format = seal_format;
         let keyfile = KeyFile::wrap(&keys, password, kdf).map_err(|source| RepoError::KeyFile {
             location: backend.location().clone(),
             name: "(new)".into(),
@@ -181,7 +216,7 @@ impl Repository {
         backend.put_new(Key::new(FileKind::Key, &key_name), &key_json)?;
         let config = RepoConfig {
             format: FORMAT_NAME.to_owned(),
-            version: FORMAT_VERSION,
+            version,
             id: hex::encode(rand::random::<[u8; 16]>()),
             created: now_rfc3339(),
             chunk_min: CHUNK_MIN,
@@ -238,7 +273,9 @@ impl Repository {
                 }
             }
         }
-        let keys = keys.ok_or(RepoError::WrongPassword { location })?;
+        let mut keys: MasterKeys = keys.ok_or(RepoError::WrongPassword { location })?;
+        // `read_config` refused versions this build has no seal layout for.
+        keys.seal_format = SealFormat::of_repository_version(config.version).unwrap_or_default();
         let repo = Self {
             backend,
             config,
@@ -429,9 +466,11 @@ impl Repository {
         Ok(ids)
     }
 
+    /// Writes a snapshot file, named by [`Repository::snapshot_digest`].
     pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
-        let sealed = self.keys.seal(&encode(snapshot));
-        let id = SnapshotId(sha256(&sealed));
+        let plain = encode(snapshot);
+        let sealed = self.keys.seal(&plain);
+        let id = SnapshotId(self.snapshot_digest(&plain, &sealed));
         self.backend.put(Key::snapshot(&id.to_hex()), &sealed)?;
         if let Some(catalog) = self.catalog.get() {
             catalog.written(&id, snapshot);
@@ -439,26 +478,53 @@ impl Repository {
         Ok(id)
     }
 
-    /// Reads one snapshot, checking that its file's hash is its name (an older snapshot copied
-    /// over a newer one is refused, not read as the newer one).
+    /// The hash that names a snapshot file. Format 1: its sealed bytes. Format 2: its plaintext,
+    /// so re-sealing it under a new data key keeps its id (and every reference to it); the id
+    /// reveals nothing, since the plaintext holds a keyed tree id and a nanosecond time.
+    fn snapshot_digest(&self, plain: &[u8], sealed: &[u8]) -> [u8; 32] {
+        match self.keys.seal_format {
+            SealFormat::V1 => sha256(sealed),
+            SealFormat::V2 => sha256(plain),
+        }
+    }
+
+    /// Reads one snapshot, checking that it hashes to its name (an older snapshot copied over a
+    /// newer one is refused, not read as the newer one): the file's bytes in format 1, the
+    /// opened plaintext in format 2.
     pub fn read_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
         let name = id.to_hex();
-        let bytes = read_named(
-            self.backend(),
-            Key::snapshot(&name),
-            "snapshot file",
-            SNAPSHOT_HINT,
-        )?;
+        let key = Key::snapshot(&name);
+        let plain = match self.keys.seal_format {
+            SealFormat::V1 => {
+                let bytes = read_named(self.backend(), key, "snapshot file", SNAPSHOT_HINT)?;
+                open_sealed(&self.keys, &bytes, "snapshot", &name, SNAPSHOT_HINT)?
+            }
+            SealFormat::V2 => {
+                let bytes = self.backend.get(key)?;
+                let plain = open_sealed(&self.keys, &bytes, "snapshot", &name, SNAPSHOT_HINT)?;
+                let actual = sha256_hex(&plain);
+                if actual != name {
+                    return Err(RepoError::NameMismatch {
+                        what: "snapshot file",
+                        object: self.backend.describe(key),
+                        actual,
+                        hint: SNAPSHOT_HINT,
+                    });
+                }
+                plain
+            }
+        };
+        let corrupt = |reason: String| RepoError::Corrupt {
+            what: "snapshot",
+            name: name.clone(),
+            reason,
+            hint: SNAPSHOT_HINT,
+        };
         // A snapshot written before `owner_uid` ends where the field would start.
-        decode_sealed(&self.keys, &bytes, "snapshot", &name, SNAPSHOT_HINT).or_else(|_| {
-            decode_sealed::<snapshot::SnapshotV1>(
-                &self.keys,
-                &bytes,
-                "snapshot",
-                &name,
-                SNAPSHOT_HINT,
-            )
-            .map(Snapshot::from)
+        decode::bounded::<Snapshot>(&plain, METADATA_LIMIT).or_else(|_| {
+            decode::bounded::<snapshot::SnapshotV1>(&plain, METADATA_LIMIT)
+                .map(Snapshot::from)
+                .map_err(corrupt)
         })
     }
 
