@@ -9,7 +9,7 @@ mod support;
 
 use backupd::engine::backup::{backup, BackupOptions};
 use backupd::engine::progress::Progress;
-use backupd::repo::backend::{Backend, FileKind, Key, LocalBackend};
+use backupd::repo::backend::{FileKind, Key, LocalBackend};
 use backupd::repo::{pack, Repository};
 use std::collections::HashMap;
 use std::path::Path;
