@@ -223,7 +223,7 @@ fn repo_info_reports_format_chunker_counts_and_sizes() {
     let human = d.ctl(&["repo", "info", "default"]);
     let out = String::from_utf8_lossy(&human.stdout);
     assert!(
-        out.contains("format version 1") && out.contains("2 snapshots"),
+        out.contains("format version 2") && out.contains("2 snapshots"),
         "{out}"
     );
     let missing = d.ctl(&["repo", "info", "nope"]);
