@@ -1,12 +1,19 @@
-//! The released repository format must always open: a version-1 repository made by this build
-//! (tests/fixtures/format-v1, password in `password`) is opened, checked and restored, and the
-//! restore compared with the source it was made from.
+//! The released repository formats must always open: a repository of each version
+//! (tests/fixtures/format-v1 and format-v2, password in `password`) is opened, checked and
+//! restored, and the restore compared with the source it was made from. A version-1 repository
+//! still takes backups, in its own seal layout. `make_format_v2_fixture` (ignored) made
+//! format-v2 from format-v1's source.
 
 mod support;
 
-use backupd::repo::Repository;
+use backupd::engine::backup::{backup, BackupOptions};
+use backupd::engine::progress::Progress;
+use backupd::repo::backend::{Backend, FileKind, Key, LocalBackend};
+use backupd::repo::keyfile::Argon2Params;
+use backupd::repo::{sha256_hex, RepoError, Repository};
 use backupd_tests::treecmp::CompareOptions;
 use std::path::{Path, PathBuf};
+use tokio_util::sync::CancellationToken;
 
 /// When the fixture's source was backed up, every entry had this mtime (git does not keep
 /// mtimes, so the comparison copy gets it back).
@@ -64,11 +71,22 @@ fn set_time(path: &Path) {
     .expect("utimensat");
 }
 
-#[test]
-fn format_v1_fixture_opens_checks_and_restores() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/format-v1");
+fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/{name}"))
+}
+
+/// A fixture's repository copied to a temp dir (opening takes a lock, which writes), its
+/// source with its times restored, and the opened repository.
+struct Opened {
+    work: tempfile::TempDir,
+    repo_path: PathBuf,
+    source: PathBuf,
+    repo: Repository,
+}
+
+fn open_fixture(name: &str) -> Opened {
+    let fixture = fixture_dir(name);
     let work = tempfile::tempdir().expect("tempdir");
-    // Work on a copy: opening takes a lock, which writes into the repository.
     let repo_path = work.path().join("repo");
     copy_dir(&fixture.join("repo"), &repo_path, false);
     // A git checkout has no empty directories (data/XX, locks/): the repository must cope.
@@ -77,25 +95,130 @@ fn format_v1_fixture_opens_checks_and_restores() {
     let source = work.path().join("source");
     copy_dir(&fixture.join("source"), &source, true);
     let password = std::fs::read_to_string(fixture.join("password")).expect("password");
-    let repo =
-        Repository::open(&repo_path, password.trim_end().as_bytes()).expect("open v1 fixture");
-    assert_eq!(repo.config().version, 1);
+    let repo = Repository::open(&repo_path, password.trim_end().as_bytes())
+        .unwrap_or_else(|e| panic!("open {name}: {e}"));
+    Opened {
+        work,
+        repo_path,
+        source,
+        repo,
+    }
+}
 
-    support::assert_checks_clean(&repo, "the format 1 fixture");
-    let snapshots = repo.snapshots().expect("snapshots");
+/// Opens, checks (reading every pack) and restores the fixture's one snapshot byte for byte.
+fn fixture_opens_checks_and_restores(name: &str, version: u32) {
+    let f = open_fixture(name);
+    assert_eq!(f.repo.config().version, version);
+    support::assert_checks_clean(&f.repo, name);
+    let snapshots = f.repo.snapshots().expect("snapshots");
     assert_eq!(snapshots.len(), 1);
     let (_, snap) = &snapshots[0];
     assert_eq!(snap.host, "fixture");
     let recorded = PathBuf::from(String::from_utf8(snap.paths[0].clone()).expect("utf8 path"));
-
-    let target = work.path().join("restored");
+    let target = f.work.path().join("restored");
     support::restore_and_compare(
-        &repo,
+        &f.repo,
         "latest",
         Some(recorded),
         &target,
-        &source,
+        &f.source,
         CompareOptions::default(),
-        "the format 1 fixture",
+        name,
     );
+}
+
+#[test]
+fn format_v1_fixture_opens_checks_and_restores() {
+    fixture_opens_checks_and_restores("format-v1", 1);
+}
+
+#[test]
+fn format_v2_fixture_opens_checks_and_restores() {
+    fixture_opens_checks_and_restores("format-v2", 2);
+}
+
+fn backup_source(repo: &Repository, source: &Path) -> backupd_common::ids::SnapshotId {
+    backup(
+        repo,
+        &BackupOptions {
+            paths: vec![source.to_owned()],
+            host: Some("fixture".into()),
+            force: true,
+            ..Default::default()
+        },
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+    .expect("backup")
+    .id
+}
+
+#[test]
+fn a_format_v1_repository_takes_backups_in_v1_seals_and_stays_version_1() {
+    let f = open_fixture("format-v1");
+    let id = backup_source(&f.repo, &f.source);
+    let backend = LocalBackend::new(&f.repo_path);
+    let sealed = backend
+        .get(Key::snapshot(&id.to_hex()))
+        .expect("new snapshot file");
+    // Format 1's rules: seal header in the clear, name = hash of the sealed bytes.
+    assert_eq!(sealed[..5], [1, 1, 0, 0, 0]);
+    assert_eq!(sha256_hex(&sealed), id.to_hex());
+    assert_eq!(f.repo.config().version, 1);
+    let reopened = Repository::open(&f.repo_path, b"fixture-password").expect("reopen");
+    assert_eq!(reopened.config().version, 1);
+    support::assert_checks_clean(&reopened, "format 1 after a backup");
+    let target = f.work.path().join("restored");
+    support::restore_and_compare(
+        &reopened,
+        &id.to_hex(),
+        Some(f.source.clone()),
+        &target,
+        &f.source,
+        CompareOptions::default(),
+        "a backup into format 1",
+    );
+}
+
+#[test]
+fn format_v2_snapshot_names_are_the_hash_of_the_plaintext_and_a_higher_version_is_refused() {
+    let f = open_fixture("format-v2");
+    let backend = LocalBackend::new(&f.repo_path);
+    let names = backend.list(FileKind::Snapshot).expect("list");
+    let sealed = backend.get(Key::snapshot(&names[0])).expect("snapshot");
+    let plain = f.repo.keys().open(&sealed).expect("open");
+    assert_eq!(sha256_hex(&plain), names[0]);
+    assert_ne!(sha256_hex(&sealed), names[0]);
+    drop(f.repo);
+    let config = f.repo_path.join("config");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, text.replace("\"version\": 2", "\"version\": 3")).expect("write");
+    let err = Repository::open(&f.repo_path, b"fixture-password").expect_err("version 3");
+    assert!(
+        matches!(err, RepoError::UnsupportedVersion { found: 3, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("versions 1 to 2"), "{err}");
+}
+
+/// Made tests/fixtures/format-v2: `BACKUPD_FIXTURE_OUT=/tmp/format-v2 cargo nextest run -p
+/// backupd -E 'test(make_format_v2_fixture)' --run-ignored only`, then copy its `repo` and
+/// `source` (format-v1's source, backed up at the times `SOURCE_MTIME` gives) into place.
+#[test]
+#[ignore = "generator of tests/fixtures/format-v2, run by hand"]
+fn make_format_v2_fixture() {
+    let out = PathBuf::from(std::env::var("BACKUPD_FIXTURE_OUT").expect("BACKUPD_FIXTURE_OUT"));
+    let source = out.join("source");
+    copy_dir(&fixture_dir("format-v1").join("source"), &source, true);
+    let password = "fixture-password";
+    std::fs::write(out.join("password"), format!("{password}\n")).expect("password");
+    let repo = Repository::init_with(
+        &out.join("repo"),
+        password.as_bytes(),
+        Argon2Params::recommended(),
+    )
+    .expect("init");
+    assert_eq!(repo.config().version, 2);
+    backup_source(&repo, &source);
+    support::assert_checks_clean(&repo, "the new format 2 fixture");
 }

@@ -209,7 +209,7 @@ fn repo_info_reports_format_chunker_counts_and_sizes() {
     assert_eq!(info["name"], "default");
     assert_eq!(info["id"], listed["id"]);
     assert_eq!(info["location"], listed["path"]);
-    assert_eq!(info["format_version"], 1);
+    assert_eq!(info["format_version"], 2);
     assert_eq!(info["chunker"]["min_bytes"], 512 * 1024);
     assert_eq!(info["chunker"]["avg_bytes"], 1024 * 1024);
     assert_eq!(info["chunker"]["max_bytes"], 8 * 1024 * 1024);
@@ -223,7 +223,7 @@ fn repo_info_reports_format_chunker_counts_and_sizes() {
     let human = d.ctl(&["repo", "info", "default"]);
     let out = String::from_utf8_lossy(&human.stdout);
     assert!(
-        out.contains("format version 1") && out.contains("2 snapshots"),
+        out.contains("format version 2") && out.contains("2 snapshots"),
         "{out}"
     );
     let missing = d.ctl(&["repo", "info", "nope"]);

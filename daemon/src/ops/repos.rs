@@ -27,7 +27,10 @@ pub fn info(registry: &Registry, entry: &RepoEntry) -> RepoInfo {
             .as_ref()
             .map(|(_, r)| r.config().id.clone())
             .unwrap_or_default(),
-        format_version: crate::repo::FORMAT_VERSION,
+        // A repository that does not open now is reported in the format this build writes.
+        format_version: opened
+            .as_ref()
+            .map_or(crate::repo::FORMAT_VERSION, |(_, r)| r.config().version),
         snapshots: opened.and_then(|(_, r)| r.snapshot_count().ok().map(|n| n as u64)),
         key_file: entry.key_file.display().to_string(),
         is_default: entry.is_default,

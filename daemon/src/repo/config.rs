@@ -1,7 +1,7 @@
 //! The repository's plaintext `config` file: format name and version, id, chunker sizes.
 
 use super::backend::{Backend, ErrorKind, Key};
-use super::{RepoError, Result, FORMAT_NAME, FORMAT_VERSION};
+use super::{RepoError, Result, FORMAT_NAME, FORMAT_VERSION, MIN_FORMAT_VERSION};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +44,8 @@ pub fn read_config(backend: &dyn Backend) -> Result<RepoConfig> {
             reason: format!("format is {:?}", config.format),
         });
     }
-    if config.version != FORMAT_VERSION {
+    // No compatible higher version: a newer format may store what this build cannot see.
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version) {
         return Err(RepoError::UnsupportedVersion {
             location,
             found: config.version,

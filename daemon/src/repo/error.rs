@@ -3,7 +3,7 @@
 use super::backend::BackendError;
 use super::keyfile::KeyFileError;
 use super::pack::{self, PackError};
-use super::{lock, Location, FORMAT_VERSION};
+use super::{lock, Location, FORMAT_VERSION, MIN_FORMAT_VERSION};
 use backupd_common::ids::{BlobId, PackId};
 
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +15,8 @@ pub enum RepoError {
     #[error("{location} is not a backupd repository (no readable config file): {reason}")]
     NotARepository { location: Location, reason: String },
     #[error(
-        "{location} has repository format version {found}; this backupd reads version \
-         {FORMAT_VERSION}"
+        "{location} has repository format version {found}; this backupd reads versions \
+         {MIN_FORMAT_VERSION} to {FORMAT_VERSION}: use a backupd that knows version {found}"
     )]
     UnsupportedVersion { location: Location, found: u32 },
     #[error("wrong password for repository {location}: none of its key files opens with it")]

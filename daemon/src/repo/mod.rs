@@ -17,13 +17,14 @@ pub mod lock;
 pub mod pack;
 pub mod registry;
 pub mod snapshot;
+mod snapshot_file;
 pub mod snapshots;
 pub mod tree;
 
 use backend::daemon_rights::DaemonRights;
 use backend::{Backend, ErrorKind, FileKind, Key, LocalBackend, Presence};
 use backupd_common::ids::{BlobId, IndexId, PackId, SnapshotId};
-use crypto::MasterKeys;
+use crypto::{MasterKeys, SealFormat};
 use index::{Index, IndexFile, IndexedPack};
 use keyfile::{Argon2Params, KeyFile, KeyFileError};
 use pack::{BlobKind, PackEntry};
@@ -35,8 +36,10 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use tree::Tree;
 
-/// Version of the on-disk format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk format this build writes for new repositories.
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest format version this build still reads and writes (in that version's layout).
+pub const MIN_FORMAT_VERSION: u32 = 1;
 pub const FORMAT_NAME: &str = "backupd-repository";
 
 pub const CHUNK_MIN: u32 = 512 * 1024;
@@ -78,6 +81,22 @@ const SNAPSHOT_HINT: &str =
 const KEY_HINT: &str = "restore the key file from a copy, or remove it if another key file \
                         opens the repository";
 
+/// Opens a sealed metadata object; a failure names the object and what to do.
+fn open_sealed(
+    keys: &MasterKeys,
+    sealed: &[u8],
+    what: &'static str,
+    name: &str,
+    hint: &'static str,
+) -> Result<Vec<u8>> {
+    keys.open(sealed).map_err(|e| RepoError::Corrupt {
+        what,
+        name: name.to_owned(),
+        reason: e.to_string(),
+        hint,
+    })
+}
+
 fn decode_sealed<T: serde::de::DeserializeOwned>(
     keys: &MasterKeys,
     sealed: &[u8],
@@ -85,14 +104,13 @@ fn decode_sealed<T: serde::de::DeserializeOwned>(
     name: &str,
     hint: &'static str,
 ) -> Result<T> {
-    let corrupt = |reason: String| RepoError::Corrupt {
+    let plain = open_sealed(keys, sealed, what, name, hint)?;
+    decode::bounded(&plain, METADATA_LIMIT).map_err(|reason| RepoError::Corrupt {
         what,
         name: name.to_owned(),
         reason,
         hint,
-    };
-    let plain = keys.open(sealed).map_err(|e| corrupt(e.to_string()))?;
-    decode::bounded(&plain, METADATA_LIMIT).map_err(corrupt)
+    })
 }
 
 /// Reads an object whose name is the SHA-256 of its bytes (key, index and snapshot files) and
@@ -162,15 +180,33 @@ impl Repository {
         )
     }
 
-    /// Creates a repository on `backend`, whose location must be empty or missing.
+    /// Creates a repository of the current format on `backend`, whose location must be empty
+    /// or missing.
     pub fn init_on(backend: Arc<dyn Backend>, password: &[u8], kdf: Argon2Params) -> Result<Self> {
+        Self::init_on_version(backend, password, kdf, FORMAT_VERSION)
+    }
+
+    /// Creates a repository of format `version` (an older one only for tests and fixtures that
+    /// need to show how that format is still read).
+    pub fn init_on_version(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        kdf: Argon2Params,
+        version: u32,
+    ) -> Result<Self> {
+        let seal_format =
+            SealFormat::of_repository_version(version).ok_or(RepoError::UnsupportedVersion {
+                location: backend.location().clone(),
+                found: version,
+            })?;
         if backend.presence()? == Presence::Occupied {
             return Err(RepoError::NotEmpty {
                 location: backend.location().clone(),
             });
         }
         backend.create()?;
-        let keys = MasterKeys::generate();
+        let mut keys = MasterKeys::generate();
+        keys.seal_format = seal_format;
         let keyfile = KeyFile::wrap(&keys, password, kdf).map_err(|source| RepoError::KeyFile {
             location: backend.location().clone(),
             name: "(new)".into(),
@@ -181,7 +217,7 @@ impl Repository {
         backend.put_new(Key::new(FileKind::Key, &key_name), &key_json)?;
         let config = RepoConfig {
             format: FORMAT_NAME.to_owned(),
-            version: FORMAT_VERSION,
+            version,
             id: hex::encode(rand::random::<[u8; 16]>()),
             created: now_rfc3339(),
             chunk_min: CHUNK_MIN,
@@ -238,7 +274,9 @@ impl Repository {
                 }
             }
         }
-        let keys = keys.ok_or(RepoError::WrongPassword { location })?;
+        let mut keys: MasterKeys = keys.ok_or(RepoError::WrongPassword { location })?;
+        // `read_config` refused versions this build has no seal layout for.
+        keys.seal_format = SealFormat::of_repository_version(config.version).unwrap_or_default();
         let repo = Self {
             backend,
             config,
@@ -427,39 +465,6 @@ impl Repository {
             ids.push(id);
         }
         Ok(ids)
-    }
-
-    pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
-        let sealed = self.keys.seal(&encode(snapshot));
-        let id = SnapshotId(sha256(&sealed));
-        self.backend.put(Key::snapshot(&id.to_hex()), &sealed)?;
-        if let Some(catalog) = self.catalog.get() {
-            catalog.written(&id, snapshot);
-        }
-        Ok(id)
-    }
-
-    /// Reads one snapshot, checking that its file's hash is its name (an older snapshot copied
-    /// over a newer one is refused, not read as the newer one).
-    pub fn read_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let name = id.to_hex();
-        let bytes = read_named(
-            self.backend(),
-            Key::snapshot(&name),
-            "snapshot file",
-            SNAPSHOT_HINT,
-        )?;
-        // A snapshot written before `owner_uid` ends where the field would start.
-        decode_sealed(&self.keys, &bytes, "snapshot", &name, SNAPSHOT_HINT).or_else(|_| {
-            decode_sealed::<snapshot::SnapshotV1>(
-                &self.keys,
-                &bytes,
-                "snapshot",
-                &name,
-                SNAPSHOT_HINT,
-            )
-            .map(Snapshot::from)
-        })
     }
 
     /// All readable snapshots, oldest first. An unreadable snapshot file is skipped with a

@@ -13,8 +13,9 @@
 //! The staleness rule is cheap: list the snapshot files' names (no decryption), merge them with
 //! the id tree (both in id order), decrypt only the names the catalog lacks (another writer's
 //! snapshots, or all of them when the catalog was deleted), and drop entries whose file is
-//! gone (forgotten elsewhere). Names are the SHA-256 of the files' bytes, so a name still
-//! present is still the same snapshot.
+//! gone (forgotten elsewhere). Names are a SHA-256 of the snapshot (format 1: of the file's
+//! sealed bytes; format 2: of its plaintext, so that re-sealing under a new key keeps the
+//! name), and every read checks it, so a name still present is still the same snapshot.
 //!
 //! Values start with a version byte; an entry of another version reads as missing and is
 //! rebuilt from its file.
