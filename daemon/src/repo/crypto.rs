@@ -125,6 +125,18 @@ impl MasterKeys {
         out
     }
 
+    /// The data-key version that sealed `sealed`, without opening it (`repo key list` counts
+    /// packs per version from their headers).
+    pub fn key_version_of(&self, sealed: &[u8]) -> Result<u32, CryptoError> {
+        match sealed {
+            [SEAL_VERSION, a, b, c, d, ..] if sealed.len() >= SEAL_OVERHEAD => {
+                Ok(u32::from_le_bytes([*a, *b, *c, *d]))
+            }
+            [v, ..] if *v != SEAL_VERSION => Err(CryptoError::UnknownVersion(*v)),
+            _ => Err(CryptoError::TooShort(sealed.len())),
+        }
+    }
+
     /// Verifies and decrypts a sealed object.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         if sealed.len() < SEAL_OVERHEAD {
