@@ -452,6 +452,71 @@ mod tests {
         }
     }
 
+    /// A version 1 file, as builds before key rotation wrote it.
+    fn v1_file(keys: &MasterKeys, password: &[u8]) -> KeyFile {
+        let kek = derive(password, &fast()).expect("derive");
+        let plain = bincode::serde::encode_to_vec(keys, bincode::config::standard()).expect("enc");
+        let nonce: [u8; 12] = rand::random();
+        let mut wrapped = nonce.to_vec();
+        wrapped.extend(
+            Aes256Gcm::new(kek.as_ref().into())
+                .encrypt(Nonce::from_slice(&nonce), plain.as_slice())
+                .expect("seal"),
+        );
+        KeyFile {
+            version: KEYFILE_V1,
+            created: "2026-01-01T00:00:00Z".into(),
+            host: "old".into(),
+            argon2id: fast(),
+            wrapped: hex::encode(wrapped),
+            keys: None,
+        }
+    }
+
+    #[test]
+    fn a_crash_mid_rotation_opens_the_newest_generation_with_any_passphrase() {
+        use crate::repo::backend::FileKind;
+        use crate::repo::Repository;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("repo");
+        let repo = Repository::init_with(&path, b"a", fast()).expect("init");
+        let old = repo.keys().seal(b"sealed before");
+        // An escrow passphrase from before key rotation: a version 1 file.
+        let v1 = v1_file(repo.keys(), b"escrow");
+        manage::put_file(&repo, &v1).expect("v1 file");
+        // The rotation wrote the new generation for "a" only, then crashed.
+        let loaded = repo.key_ring().expect("ring");
+        let daemon = loaded
+            .files
+            .iter()
+            .find(|f| f.generation.is_some())
+            .expect("the v2 file");
+        let next = loaded.ring.rotated(crate::repo::now_ns());
+        manage::put_file(&repo, &daemon.file.rewrite(&next).expect("rewrite")).expect("put");
+        assert_eq!(repo.backend().list(FileKind::Key).expect("list").len(), 3);
+        for pw in [&b"a"[..], b"escrow"] {
+            let opened = Repository::open(&path, pw).expect("open");
+            assert_eq!(opened.keys().current, 2, "newest generation via {pw:?}");
+            assert_eq!(
+                opened.keys().open(&old).expect("old version"),
+                b"sealed before"
+            );
+        }
+        // The rotation's last step, deleting the older copy, changes nothing.
+        manage::remove(&repo, &daemon.name).expect("rm");
+        assert_eq!(
+            Repository::open(&path, b"a").expect("open").keys().current,
+            2
+        );
+        assert_eq!(
+            Repository::open(&path, b"escrow")
+                .expect("open")
+                .keys()
+                .current,
+            2
+        );
+    }
+
     #[test]
     fn wrap_unwrap_and_wrong_password() {
         let keys = MasterKeys::generate();
