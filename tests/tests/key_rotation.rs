@@ -25,7 +25,7 @@ fn key_list(d: &TestDaemon, repo: &str) -> Value {
     json_ok(&d.ctl(&["--json", "repo", "key", "list", "--repo", repo]))
 }
 
-fn version<'a>(list: &'a Value, v: u64) -> &'a Value {
+fn version(list: &Value, v: u64) -> &Value {
     list["versions"]
         .as_array()
         .and_then(|vs| vs.iter().find(|x| x["version"] == v))
@@ -213,4 +213,42 @@ fn every_passphrase_follows_a_rotation_and_remove_keeps_the_daemons_and_the_last
         "{}",
         text(&missing)
     );
+}
+
+#[test]
+fn a_daemon_with_key_rotation_rotates_an_older_key_at_start_and_audits_it() {
+    let mut d = TestDaemon::start();
+    d.wait_repo("default");
+    assert_eq!(key_list(&d, "default")["current"], 1);
+    d.stop();
+    // The key is older than one second by now: the start-up check rotates it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let d2 = TestDaemon::start_with(DaemonOptions {
+        state_dir: Some(d.state_dir.clone()),
+        config: Some("[security]\nkey_rotation = \"1s\"\nkey_reencrypt_after = \"30d\"\n".into()),
+        ..Default::default()
+    });
+    d2.wait_repo("default");
+    let rotated = backupd_tests::wait_until(
+        "the start-up rotation",
+        std::time::Duration::from_secs(30),
+        || {
+            let list = key_list(&d2, "default");
+            (list["current"].as_u64() >= Some(2)).then_some(list)
+        },
+    );
+    assert_eq!(version(&rotated, 2)["current"], true, "{rotated:#}");
+    let out = d2.ctl(&["--json", "security", "audit"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let audited = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|e| {
+            e["event"] == "key"
+                && e["request"] == "repo key rotate"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("automatic rotation"))
+        });
+    assert!(audited, "no audit entry for the automatic rotation");
 }
