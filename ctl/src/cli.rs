@@ -411,6 +411,28 @@ pub enum KeyCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
+    /// Add a data-key version and make it current: new objects are sealed with it, older
+    /// versions still open what they sealed.
+    Rotate {
+        /// Repository name (default: the default repository).
+        #[arg(long)]
+        repo: Option<String>,
+    },
+    /// Data-key versions (created, packs each still seals, current, retired) and key files.
+    List {
+        /// Repository name (default: the default repository).
+        #[arg(long)]
+        repo: Option<String>,
+    },
+    /// Remove one passphrase's key file (never the last one, nor the only one the daemon's
+    /// passphrase opens).
+    Remove {
+        /// The key file's name or a unique prefix of it (`repo key list` shows them).
+        id: String,
+        /// Repository name (default: the default repository).
+        #[arg(long)]
+        repo: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ use backupd_common::protocol::{
     SecurityResponse, SnapshotInfo, SnapshotsRequest, SourceInfo, SourceRequest, StatsRequest,
     StatsResult, Submitted, SystemRequest,
 };
+use backupd_common::protocol::{KeyListing, KeyRemoval, KeyRotation};
 use std::path::Path;
 use std::time::Duration;
 
@@ -210,6 +211,43 @@ impl Client {
         };
         match self.conn.call(Request::Repo(request)).await? {
             Response::KeyChanged(k) => Ok(k),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn key_rotate(&mut self, name: Option<String>) -> Result<KeyRotation, ClientError> {
+        match self
+            .conn
+            .call(Request::Repo(RepoRequest::KeyRotate { name }))
+            .await?
+        {
+            Response::KeyRotated(k) => Ok(k),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn key_list(&mut self, name: Option<String>) -> Result<KeyListing, ClientError> {
+        match self
+            .conn
+            .call(Request::Repo(RepoRequest::KeyList { name }))
+            .await?
+        {
+            Response::KeyList(k) => Ok(*k),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn key_remove(
+        &mut self,
+        name: Option<String>,
+        id: String,
+    ) -> Result<KeyRemoval, ClientError> {
+        match self
+            .conn
+            .call(Request::Repo(RepoRequest::KeyRemove { name, id }))
+            .await?
+        {
+            Response::KeyRemoved(k) => Ok(k),
             other => Err(unexpected(other)),
         }
     }

@@ -238,6 +238,9 @@ impl Classify for RegistryError {
             Self::PasswordCommand { .. } | Self::SamePassphrase { .. } => {
                 class(InvalidArgument, false)
             }
+            Self::KeyNotFound { .. } => class(NotFound, false),
+            Self::KeyAmbiguous { .. } => class(InvalidArgument, false),
+            Self::LastKey { .. } | Self::DaemonKey { .. } => class(Conflict, false),
             Self::InvalidName(_) | Self::Location(_) => class(InvalidArgument, false),
             Self::Repo(r) => r.class(),
             // The state directory is full: nothing was created (see `write_new_durably`).

@@ -83,6 +83,15 @@ pub async fn run(
     tracker.spawn(systemd::watchdog(cancel.child_token()));
     tracker.spawn(services.reloader.clone().run(cancel.child_token()));
     tracker.spawn(scheduler.run(cancel.child_token()));
+    tracker.spawn(
+        security::key_rotation::KeyRotation {
+            repos: repos.clone(),
+            audit: audit.clone(),
+            settings: settings.clone(),
+            daemon_uid: process.daemon_uid,
+        }
+        .run(cancel.child_token()),
+    );
     let now = settings.get();
     sources.apply_declared(&now.config.sources).await;
     sources.start_all(&now.overrides.watch);

@@ -213,6 +213,22 @@ fn every_json_output_matches_its_schema() {
         "repo-key-passwd",
         &["repo", "key", "passwd", "extra", "--password-file", s(&pw2)],
     );
+    c.run(
+        "repo-key-rotate",
+        &["repo", "key", "rotate", "--repo", "extra"],
+    );
+    c.run("repo-key-list", &["repo", "key", "list", "--repo", "extra"]);
+    let pw3 = d.dir.path().join("pw3");
+    std::fs::write(&pw3, "horse three").expect("pw");
+    let added = c.run(
+        "repo-key-add",
+        &["repo", "key", "add", "extra", "--password-file", s(&pw3)],
+    );
+    let added = added["added"].as_str().expect("added key file").to_owned();
+    c.run(
+        "repo-key-remove",
+        &["repo", "key", "remove", &added, "--repo", "extra"],
+    );
     c.run("repo-info", &["repo", "info", "extra"]);
     c.run("repo-remove", &["repo", "remove", "extra"]);
 

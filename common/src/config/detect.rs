@@ -91,7 +91,8 @@ impl DetectConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ComplianceConfig {
-    /// Oldest a repository's data key may be (its creation time until key rotation exists).
+    /// Oldest a repository's current data-key version may be (`security.key_rotation` takes
+    /// its place when set).
     #[serde(with = "humantime_serde")]
     pub key_max_age: Duration,
     /// A full `check --read-data` must have succeeded within this long.

@@ -26,6 +26,14 @@ pub struct SecurityConfig {
     pub detect: super::detect::DetectConfig,
     /// `[security.compliance]`: the policies compliance controls measure against.
     pub compliance: super::detect::ComplianceConfig,
+    /// Rotate a repository's data key when its current version is older than this; "0" (the
+    /// default) never rotates automatically.
+    #[serde(with = "humantime_serde")]
+    pub key_rotation: Duration,
+    /// Re-encrypt packs sealed by older versions this long after a rotation. Accepted and
+    /// reported by compliance; the re-encryption job is planned, nothing runs yet.
+    #[serde(with = "humantime_serde")]
+    pub key_reencrypt_after: Duration,
 }
 
 impl Default for SecurityConfig {
@@ -37,6 +45,8 @@ impl Default for SecurityConfig {
             lockout: std::time::Duration::ZERO,
             detect: Default::default(),
             compliance: Default::default(),
+            key_rotation: Duration::ZERO,
+            key_reencrypt_after: Duration::ZERO,
         }
     }
 }
@@ -84,6 +94,16 @@ impl SecurityConfig {
             ));
         }
         self.resolved_bindings().map(drop)
+    }
+
+    /// The age a current data key may reach: `key_rotation` when set, otherwise the
+    /// compliance policy `key_max_age`.
+    pub fn key_age_policy(&self) -> Duration {
+        if self.key_rotation.is_zero() {
+            self.compliance.key_max_age
+        } else {
+            self.key_rotation
+        }
     }
 
     /// The declared bindings with user and group names resolved to ids.

@@ -27,7 +27,7 @@ pub use source::*;
 use std::time::Duration;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Everything a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -111,7 +111,10 @@ impl Request {
             Self::Repo(
                 RepoRequest::KeyExport { .. }
                 | RepoRequest::KeyAdd { .. }
-                | RepoRequest::KeyPasswd { .. },
+                | RepoRequest::KeyPasswd { .. }
+                | RepoRequest::KeyRotate { .. }
+                | RepoRequest::KeyList { .. }
+                | RepoRequest::KeyRemove { .. },
             ) => Permission::RepoKey,
             Self::Repo(
                 RepoRequest::Init { .. } | RepoRequest::Add { .. } | RepoRequest::Remove { .. },
@@ -135,6 +138,9 @@ impl Request {
             Self::Repo(RepoRequest::Info { .. }) => "repo info",
             Self::Repo(RepoRequest::KeyAdd { .. }) => "repo key add",
             Self::Repo(RepoRequest::KeyPasswd { .. }) => "repo key passwd",
+            Self::Repo(RepoRequest::KeyRotate { .. }) => "repo key rotate",
+            Self::Repo(RepoRequest::KeyList { .. }) => "repo key list",
+            Self::Repo(RepoRequest::KeyRemove { .. }) => "repo key remove",
             Self::Repo(RepoRequest::Stats(_)) => "stats",
             Self::Snapshots(_) => "snapshots",
             Self::Queue(r) => r.name(),
@@ -230,6 +236,9 @@ pub enum Response {
     RepoRemoved(RepoInfo),
     RepoDetails(Box<RepoDetails>),
     KeyChanged(KeyChange),
+    KeyRotated(KeyRotation),
+    KeyList(Box<KeyListing>),
+    KeyRemoved(KeyRemoval),
     Stats(Box<StatsResult>),
     Security(SecurityResponse),
     /// `security audit`: matching entries, oldest first.

@@ -54,6 +54,15 @@ pub enum RepoRequest {
     },
     /// Sizes and counts of snapshots or of the stored data -> `Response::Stats`.
     Stats(StatsRequest),
+    /// Add a data-key version and make it current; every key file is rewritten with it
+    /// -> `Response::KeyRotated`. Not streamed.
+    KeyRotate { name: Option<String> },
+    /// Data-key versions (created, packs each still seals, current, retired) and key files
+    /// -> `Response::KeyList`. Not streamed.
+    KeyList { name: Option<String> },
+    /// Remove the key file whose name starts with `id` -> `Response::KeyRemoved`. Refused
+    /// (`Conflict`) for the last one and for the only one the daemon's passphrase opens.
+    KeyRemove { name: Option<String>, id: String },
 }
 
 /// Which snapshots a command considers. Every field given must match (every tag in `tags`).
@@ -179,6 +188,73 @@ pub struct KeyChange {
     pub key_files: u64,
     /// The daemon's stored passphrase file, replaced by `passwd`.
     pub daemon_key_file: Option<String>,
+}
+
+/// What `repo key rotate` did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRotation {
+    pub name: String,
+    /// The version that was current before.
+    pub previous: u32,
+    /// The new current version.
+    pub version: u32,
+    /// The key files' new generation.
+    pub generation: u64,
+    /// Key files written with the new version.
+    pub written: Vec<String>,
+    /// Key files they replaced.
+    pub removed: Vec<String>,
+    /// Version 1 key files of other passphrases, which cannot be rewritten without them.
+    pub kept_v1: Vec<String>,
+}
+
+/// One data-key version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyVersionInfo {
+    pub version: u32,
+    /// RFC 3339.
+    pub created: String,
+    pub current: bool,
+    /// Its key material was destroyed.
+    pub retired: bool,
+    /// Packs whose header this version seals.
+    pub packs: u64,
+}
+
+/// One key file (one passphrase) of a repository.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyFileInfo {
+    /// The file's name in `keys/`; a unique prefix is enough for `repo key remove`.
+    pub name: String,
+    /// Key file format version (1 or 2).
+    pub version: u32,
+    /// RFC 3339, when the passphrase was added.
+    pub created: String,
+    pub host: String,
+    /// The generation of the key ring it holds (`None` for a version 1 file).
+    pub generation: Option<u64>,
+}
+
+/// `repo key list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyListing {
+    pub name: String,
+    pub current: u32,
+    pub generation: u64,
+    pub versions: Vec<KeyVersionInfo>,
+    pub key_files: Vec<KeyFileInfo>,
+    /// Packs whose header could not be read, so that they are counted under no version.
+    pub unreadable_packs: Vec<String>,
+}
+
+/// What `repo key remove` did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRemoval {
+    pub name: String,
+    /// The key file and any stale copy of it (the same passphrase, an older generation).
+    pub removed: Vec<String>,
+    /// How many key files the repository has now.
+    pub key_files: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

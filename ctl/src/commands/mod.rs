@@ -4,6 +4,7 @@ pub mod history;
 pub mod jobs;
 pub mod queue;
 pub mod repo;
+pub mod repo_keys;
 pub mod results;
 pub mod security_alerts;
 pub mod security_audit;

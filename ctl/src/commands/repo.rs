@@ -199,6 +199,9 @@ pub async fn run(
                 t
             });
         }
+        RepoCommand::Key(
+            k @ (KeyCommand::Rotate { .. } | KeyCommand::List { .. } | KeyCommand::Remove { .. }),
+        ) => super::repo_keys::run(client, k, out).await?,
         // Submitted as jobs by `commands::jobs`.
         RepoCommand::Check(_) | RepoCommand::RebuildIndex(_) => {}
     }

@@ -11,6 +11,7 @@ pub mod history;
 pub mod job;
 pub mod path;
 pub mod repo;
+pub mod repo_keys;
 pub mod result;
 pub mod security_alerts;
 pub mod security_roles;

@@ -12,6 +12,7 @@ pub mod excludes;
 pub mod forget;
 pub mod fsmeta;
 pub mod incremental;
+pub mod key_usage;
 pub mod leftovers;
 pub mod progress;
 pub mod rebuild;

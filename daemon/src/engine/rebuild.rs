@@ -27,6 +27,12 @@ pub(super) fn read_pack_header(
     repo: &Repository,
     name: &str,
 ) -> Result<Vec<pack::PackEntry>, String> {
+    let (sealed, start) = sealed_pack_header(repo, name)?;
+    pack::decode_header(repo.keys(), &sealed, start).map_err(|e| e.to_string())
+}
+
+/// A pack's sealed header and where it starts, reading only the pack's tail.
+pub(super) fn sealed_pack_header(repo: &Repository, name: &str) -> Result<(Vec<u8>, u64), String> {
     let backend = repo.backend();
     let key = Key::pack(name);
     let len = backend.size(key).map_err(|e| e.to_string())?;
@@ -47,7 +53,7 @@ pub(super) fn read_pack_header(
     let sealed = backend
         .get_range(key, start, header_len as usize)
         .map_err(|e| e.to_string())?;
-    pack::decode_header(repo.keys(), &sealed, start).map_err(|e| e.to_string())
+    Ok((sealed, start))
 }
 
 pub fn rebuild_index(

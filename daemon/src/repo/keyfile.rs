@@ -1,20 +1,29 @@
 //! Key files: the repository's [`MasterKeys`] wrapped under a key-encryption key derived from a
 //! passphrase with Argon2id. Stored as JSON in `keys/<name>`; the Argon2id parameters travel in
 //! the file, so they can be raised later without breaking old files.
+//!
+//! Version 1 wraps `bincode(MasterKeys)` directly; version 2 (written since key rotation)
+//! wraps the repository's wrap key and carries the [`KeyRing`] sealed under it, so every key
+//! file can be rewritten with a new ring without its passphrase (see [`super::keyring`]).
 
 use super::crypto::MasterKeys;
+use super::keyring::{self, KeyRing};
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-pub const KEYFILE_VERSION: u32 = 1;
+/// The version written; version 1 files still open.
+pub const KEYFILE_VERSION: u32 = 2;
+const KEYFILE_V1: u32 = 1;
+/// Binds the wrapped wrap key of a v2 file to its role.
+const SLOT_AAD: &[u8] = b"backupd key file slot v2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("key file is not valid JSON of version {KEYFILE_VERSION}: {0}")]
+    #[error("key file is not a valid key file of version 1 or {KEYFILE_VERSION}: {0}")]
     Parse(String),
-    #[error("key file has version {0}; this backupd reads version {KEYFILE_VERSION}")]
+    #[error("key file has version {0}; this backupd reads versions 1 and {KEYFILE_VERSION}")]
     Version(u32),
     #[error("wrong password: no key file of this repository opens with it")]
     WrongPassword,
@@ -77,8 +86,12 @@ pub struct KeyFile {
     pub created: String,
     pub host: String,
     pub argon2id: Argon2Params,
-    /// hex(nonce[12] || AES-256-GCM(bincode(MasterKeys))) under the derived key.
+    /// v1: hex(nonce[12] || AES-256-GCM(bincode(MasterKeys))) under the derived key.
+    /// v2: hex(nonce[12] || AES-256-GCM(wrap key)) under the derived key.
     pub wrapped: String,
+    /// v2: hex(nonce[12] || AES-256-GCM(bincode(KeyRing))) under the wrap key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<String>,
 }
 
 impl Argon2Params {
@@ -163,44 +176,85 @@ fn derive(password: &[u8], params: &Argon2Params) -> Result<Zeroizing<[u8; 32]>,
 }
 
 impl KeyFile {
-    /// Wraps `keys` under `password`.
+    /// Wraps `keys` (a new repository's: version 1 created now) under `password`.
     pub fn wrap(
         keys: &MasterKeys,
         password: &[u8],
         params: Argon2Params,
     ) -> Result<Self, KeyFileError> {
+        let mut ring = KeyRing::from_v1(keys, super::now_ns());
+        ring.generation = 1;
+        Self::wrap_ring(&ring, password, params)
+    }
+
+    /// A version 2 key file for `password` holding `ring`.
+    pub fn wrap_ring(
+        ring: &KeyRing,
+        password: &[u8],
+        params: Argon2Params,
+    ) -> Result<Self, KeyFileError> {
         let kek = derive(password, &params)?;
-        let cipher = Aes256Gcm::new(kek.as_ref().into());
-        let nonce: [u8; 12] = rand::random();
-        let plain = Zeroizing::new(
-            bincode::serde::encode_to_vec(keys, bincode::config::standard())
-                .map_err(|e| KeyFileError::Parse(e.to_string()))?,
-        );
-        let ct = cipher
-            .encrypt(Nonce::from_slice(&nonce), plain.as_slice())
-            .map_err(|_| KeyFileError::Kdf("encryption failed".into()))?;
-        let mut wrapped = nonce.to_vec();
-        wrapped.extend_from_slice(&ct);
+        let slot = keyring::seal_with(&kek, ring.wrap_key().as_ref(), SLOT_AAD)?;
         Ok(Self {
             version: KEYFILE_VERSION,
             created: super::now_rfc3339(),
             host: super::hostname(),
             argon2id: params,
-            wrapped: hex::encode(wrapped),
+            wrapped: hex::encode(slot),
+            keys: Some(hex::encode(ring.seal()?)),
         })
+    }
+
+    /// The same passphrase's file holding `ring` instead (version 2 only: a v1 file's
+    /// passphrase is needed to write it anew). Created and host stay: they describe the
+    /// passphrase, not the ring.
+    pub fn rewrite(&self, ring: &KeyRing) -> Result<Self, KeyFileError> {
+        if self.version != KEYFILE_VERSION {
+            return Err(KeyFileError::Version(self.version));
+        }
+        Ok(Self {
+            version: KEYFILE_VERSION,
+            created: self.created.clone(),
+            host: self.host.clone(),
+            argon2id: self.argon2id.clone(),
+            wrapped: self.wrapped.clone(),
+            keys: Some(hex::encode(ring.seal()?)),
+        })
+    }
+
+    /// The ring of a v2 file, opened with the repository's wrap key (no passphrase needed);
+    /// `None` for a v1 file.
+    pub fn ring(&self, wrap: &[u8; 32]) -> Option<Result<KeyRing, KeyFileError>> {
+        let keys = self.keys.as_ref()?;
+        Some(
+            hex::decode(keys)
+                .map_err(|e| KeyFileError::Parse(e.to_string()))
+                .and_then(|sealed| KeyRing::open(wrap, &sealed)),
+        )
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Self, KeyFileError> {
         let file: KeyFile =
             serde_json::from_slice(bytes).map_err(|e| KeyFileError::Parse(e.to_string()))?;
-        if file.version != KEYFILE_VERSION {
-            return Err(KeyFileError::Version(file.version));
+        match (file.version, &file.keys) {
+            (KEYFILE_V1, None) | (KEYFILE_VERSION, Some(_)) => {}
+            (KEYFILE_V1 | KEYFILE_VERSION, _) => {
+                return Err(KeyFileError::Parse(format!(
+                    "a version {} key file {} a \"keys\" field",
+                    file.version,
+                    if file.keys.is_some() { "has" } else { "lacks" }
+                )))
+            }
+            (v, _) => return Err(KeyFileError::Version(v)),
         }
         file.argon2id.validate()?;
-        if file.wrapped.len() > bounds::WRAPPED_HEX_MAX {
+        let longest = file
+            .wrapped
+            .len()
+            .max(file.keys.as_ref().map_or(0, String::len));
+        if longest > bounds::WRAPPED_HEX_MAX {
             return Err(KeyFileError::Parse(format!(
-                "wrapped key is {} hex digits, more than {}",
-                file.wrapped.len(),
+                "wrapped key is {longest} hex digits, more than {}",
                 bounds::WRAPPED_HEX_MAX
             )));
         }
@@ -211,26 +265,48 @@ impl KeyFile {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
-    /// Unwraps the master keys; `WrongPassword` if authentication fails.
+    /// Unwraps the master keys this file holds; `WrongPassword` if authentication fails. A
+    /// v2 file may hold an older generation than another: [`keyring::load`] finds the newest.
     pub fn unwrap_keys(&self, password: &[u8]) -> Result<MasterKeys, KeyFileError> {
         let wrapped = hex::decode(&self.wrapped).map_err(|e| KeyFileError::Parse(e.to_string()))?;
         if wrapped.len() < 12 + 16 {
             return Err(KeyFileError::Parse("wrapped key too short".into()));
         }
         let kek = derive(password, &self.argon2id)?;
-        let cipher = Aes256Gcm::new(kek.as_ref().into());
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(Nonce::from_slice(&wrapped[..12]), &wrapped[12..])
-                .map_err(|_| KeyFileError::WrongPassword)?,
-        );
-        let (keys, _): (MasterKeys, usize) = bincode::serde::decode_from_slice(
-            &plain,
-            bincode::config::standard().with_limit::<65536>(),
-        )
-        .map_err(|e| KeyFileError::Parse(e.to_string()))?;
-        Ok(keys)
+        if self.version == KEYFILE_V1 {
+            return unwrap_v1(&kek, &wrapped);
+        }
+        let wrap = keyring::open_with(&kek, &wrapped, SLOT_AAD)?;
+        let wrap: [u8; 32] = wrap
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyFileError::Parse("the wrap key is not 32 bytes".into()))?;
+        let wrap = zeroize::Zeroizing::new(wrap);
+        let ring = self
+            .ring(&wrap)
+            .unwrap_or_else(|| Err(KeyFileError::Parse("no \"keys\" field".into())))?;
+        if keyring::wrap_key(&ring.id_key).as_ref() != wrap.as_ref() {
+            return Err(KeyFileError::Parse(
+                "the ring does not belong to the wrap key that opens it".into(),
+            ));
+        }
+        Ok(ring.master_keys())
     }
+}
+
+fn unwrap_v1(kek: &[u8; 32], wrapped: &[u8]) -> Result<MasterKeys, KeyFileError> {
+    let cipher = Aes256Gcm::new(kek.into());
+    let plain = Zeroizing::new(
+        cipher
+            .decrypt(Nonce::from_slice(&wrapped[..12]), &wrapped[12..])
+            .map_err(|_| KeyFileError::WrongPassword)?,
+    );
+    let (keys, _): (MasterKeys, usize) = bincode::serde::decode_from_slice(
+        &plain,
+        bincode::config::standard().with_limit::<65536>(),
+    )
+    .map_err(|e| KeyFileError::Parse(e.to_string()))?;
+    Ok(keys)
 }
 
 /// Key files of an open repository: adding one for another passphrase, finding the ones a
@@ -249,11 +325,27 @@ pub mod manage {
         }
     }
 
-    /// Writes a key file wrapping the repository's master keys under `password`; returns its
-    /// name. Written whole under a temp name and renamed (the backend's `put_new`).
+    /// Writes a key file wrapping the repository's newest key ring under `password`; returns
+    /// its name. Written whole under a temp name and renamed (the backend's `put_new`).
     pub fn add(repo: &Repository, password: &[u8], params: Argon2Params) -> Result<String> {
-        let file = KeyFile::wrap(repo.keys(), password, params)
-            .map_err(|e| key_error(repo, "(new)", e))?;
+        let ring = repo.key_ring()?.ring;
+        put(repo, &ring, password, params)
+    }
+
+    /// Writes a new key file for `password` holding `ring`; returns its name.
+    pub fn put(
+        repo: &Repository,
+        ring: &super::KeyRing,
+        password: &[u8],
+        params: Argon2Params,
+    ) -> Result<String> {
+        let file =
+            KeyFile::wrap_ring(ring, password, params).map_err(|e| key_error(repo, "(new)", e))?;
+        put_file(repo, &file)
+    }
+
+    /// Writes `file` under its name (the SHA-256 of its bytes), never replacing one.
+    pub fn put_file(repo: &Repository, file: &KeyFile) -> Result<String> {
         let json = file.to_json();
         let name = sha256_hex(&json);
         repo.backend()
@@ -358,6 +450,71 @@ mod tests {
             ));
             assert!(started.elapsed() < std::time::Duration::from_secs(1));
         }
+    }
+
+    /// A version 1 file, as builds before key rotation wrote it.
+    fn v1_file(keys: &MasterKeys, password: &[u8]) -> KeyFile {
+        let kek = derive(password, &fast()).expect("derive");
+        let plain = bincode::serde::encode_to_vec(keys, bincode::config::standard()).expect("enc");
+        let nonce: [u8; 12] = rand::random();
+        let mut wrapped = nonce.to_vec();
+        wrapped.extend(
+            Aes256Gcm::new(kek.as_ref().into())
+                .encrypt(Nonce::from_slice(&nonce), plain.as_slice())
+                .expect("seal"),
+        );
+        KeyFile {
+            version: KEYFILE_V1,
+            created: "2026-01-01T00:00:00Z".into(),
+            host: "old".into(),
+            argon2id: fast(),
+            wrapped: hex::encode(wrapped),
+            keys: None,
+        }
+    }
+
+    #[test]
+    fn a_crash_mid_rotation_opens_the_newest_generation_with_any_passphrase() {
+        use crate::repo::backend::FileKind;
+        use crate::repo::Repository;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("repo");
+        let repo = Repository::init_with(&path, b"a", fast()).expect("init");
+        let old = repo.keys().seal(b"sealed before");
+        // An escrow passphrase from before key rotation: a version 1 file.
+        let v1 = v1_file(repo.keys(), b"escrow");
+        manage::put_file(&repo, &v1).expect("v1 file");
+        // The rotation wrote the new generation for "a" only, then crashed.
+        let loaded = repo.key_ring().expect("ring");
+        let daemon = loaded
+            .files
+            .iter()
+            .find(|f| f.generation.is_some())
+            .expect("the v2 file");
+        let next = loaded.ring.rotated(crate::repo::now_ns());
+        manage::put_file(&repo, &daemon.file.rewrite(&next).expect("rewrite")).expect("put");
+        assert_eq!(repo.backend().list(FileKind::Key).expect("list").len(), 3);
+        for pw in [&b"a"[..], b"escrow"] {
+            let opened = Repository::open(&path, pw).expect("open");
+            assert_eq!(opened.keys().current, 2, "newest generation via {pw:?}");
+            assert_eq!(
+                opened.keys().open(&old).expect("old version"),
+                b"sealed before"
+            );
+        }
+        // The rotation's last step, deleting the older copy, changes nothing.
+        manage::remove(&repo, &daemon.name).expect("rm");
+        assert_eq!(
+            Repository::open(&path, b"a").expect("open").keys().current,
+            2
+        );
+        assert_eq!(
+            Repository::open(&path, b"escrow")
+                .expect("open")
+                .keys()
+                .current,
+            2
+        );
     }
 
     #[test]

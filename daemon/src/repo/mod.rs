@@ -12,6 +12,7 @@ pub mod decode;
 mod error;
 pub mod index;
 pub mod keyfile;
+pub mod keyring;
 pub mod location;
 pub mod lock;
 pub mod pack;
@@ -274,7 +275,16 @@ impl Repository {
                 }
             }
         }
-        let mut keys: MasterKeys = keys.ok_or(RepoError::WrongPassword { location })?;
+        let keys = keys.ok_or(RepoError::WrongPassword { location })?;
+        // The file the passphrase opened may hold an older generation (a rotation that
+        // crashed before deleting it): use the newest one in the repository.
+        let mut keys = keyring::load(
+            backend.as_ref(),
+            &keys,
+            keyring::rfc3339_ns(&config.created),
+        )?
+        .ring
+        .master_keys();
         // `read_config` refused versions this build has no seal layout for.
         keys.seal_format = SealFormat::of_repository_version(config.version).unwrap_or_default();
         let repo = Self {
@@ -302,6 +312,16 @@ impl Repository {
 
     pub fn keys(&self) -> &MasterKeys {
         &self.keys
+    }
+
+    /// Every key file and the newest key ring (docs/FORMAT.md, "Key files"); no passphrase
+    /// is needed, so this costs one read per key file.
+    pub fn key_ring(&self) -> Result<keyring::Loaded> {
+        keyring::load(
+            self.backend(),
+            &self.keys,
+            keyring::rfc3339_ns(&self.config.created),
+        )
     }
 
     /// Reads, verifies (name = hash) and decodes one index file.

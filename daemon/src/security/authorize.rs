@@ -31,7 +31,10 @@ pub fn repository(request: &Request) -> Option<String> {
             | RepoRequest::Remove { name } => Some(name.clone()),
             RepoRequest::Info { name }
             | RepoRequest::KeyAdd { name, .. }
-            | RepoRequest::KeyPasswd { name, .. } => named(name.as_deref()),
+            | RepoRequest::KeyPasswd { name, .. }
+            | RepoRequest::KeyRotate { name }
+            | RepoRequest::KeyList { name }
+            | RepoRequest::KeyRemove { name, .. } => named(name.as_deref()),
             RepoRequest::Stats(s) => named(s.repo.as_deref()),
             RepoRequest::List => None,
         },

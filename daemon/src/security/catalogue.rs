@@ -32,6 +32,9 @@ pub fn kind(r: &Request) -> &'static str {
             R::Info { .. } => "repo.info",
             R::KeyAdd { .. } => "repo.key-add",
             R::KeyPasswd { .. } => "repo.key-passwd",
+            R::KeyRotate { .. } => "repo.key-rotate",
+            R::KeyList { .. } => "repo.key-list",
+            R::KeyRemove { .. } => "repo.key-remove",
             R::Stats(_) => "repo.stats",
         },
         Request::Snapshots(_) => "snapshots",
@@ -123,6 +126,12 @@ pub fn every_kind() -> Vec<Request> {
         Request::Repo(R::KeyPasswd {
             name: None,
             password: secret(),
+        }),
+        Request::Repo(R::KeyRotate { name: None }),
+        Request::Repo(R::KeyList { name: None }),
+        Request::Repo(R::KeyRemove {
+            name: None,
+            id: "0".into(),
         }),
         Request::Repo(R::Stats(StatsRequest::default())),
         Request::Snapshots(SnapshotsRequest::default()),

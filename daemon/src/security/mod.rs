@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod compliance;
 pub mod detect;
 pub mod fsid;
+pub mod key_rotation;
 pub mod report;
 
 use crate::context::{Process, SettingsHandle};

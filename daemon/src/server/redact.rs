@@ -149,7 +149,10 @@ pub fn response(r: &mut Response, reader: Reader) {
         | Response::StateExport(_)
         | Response::StateImported(_)
         | Response::RepoRemoved(_)
-        | Response::KeyChanged(_) => *r = Response::Done,
+        | Response::KeyChanged(_)
+        | Response::KeyRotated(_)
+        | Response::KeyList(_)
+        | Response::KeyRemoved(_) => *r = Response::Done,
         Response::Health(h) => health(h),
         Response::Identity(_)
         | Response::Reloaded(_)

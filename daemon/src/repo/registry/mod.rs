@@ -14,6 +14,7 @@ pub mod keys;
 pub mod password;
 pub mod record;
 pub mod remove;
+pub mod rotate;
 pub mod startup;
 
 use super::backend::Presence;
@@ -108,6 +109,30 @@ pub enum RegistryError {
     PasswordCommand { name: String },
     #[error("the new passphrase of repository {name:?} is the one it already has")]
     SamePassphrase { name: String },
+    #[error(
+        "repository {name:?} has no key file whose name starts with {id:?}; \
+         `backupctl repo key list` shows them"
+    )]
+    KeyNotFound { name: String, id: String },
+    #[error(
+        "{id:?} names {count} key files of repository {name:?}; give more of the name \
+         (`backupctl repo key list` shows them)"
+    )]
+    KeyAmbiguous {
+        name: String,
+        id: String,
+        count: usize,
+    },
+    #[error(
+        "key file {id} is the last one of repository {name:?}; it is never removed (add \
+         another with `backupctl repo key add` first, if you mean to replace it)"
+    )]
+    LastKey { name: String, id: String },
+    #[error(
+        "key file {id} is the only one the daemon's passphrase opens for repository {name:?}; \
+         to retire that passphrase, change it with `backupctl repo key passwd` instead"
+    )]
+    DaemonKey { name: String, id: String },
 }
 
 #[derive(Debug)]

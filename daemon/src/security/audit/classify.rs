@@ -28,7 +28,11 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
             RepoRequest::Init { .. } | RepoRequest::Add { .. } => (E::Repo, S::Notice),
             RepoRequest::Remove { .. } => (E::Repo, S::Warning),
             RepoRequest::KeyExport { .. } => (E::Key, S::Warning),
-            RepoRequest::KeyAdd { .. } | RepoRequest::KeyPasswd { .. } => (E::Key, S::Warning),
+            RepoRequest::KeyAdd { .. }
+            | RepoRequest::KeyPasswd { .. }
+            | RepoRequest::KeyRotate { .. }
+            | RepoRequest::KeyRemove { .. } => (E::Key, S::Warning),
+            RepoRequest::KeyList { .. } => (E::Key, S::Info),
             // Reads what snapshots hold.
             RepoRequest::Stats(_) => (E::Repo, S::Info),
         },
@@ -100,7 +104,10 @@ pub fn target(request: &Request) -> AuditTarget {
             }
             RepoRequest::Info { name }
             | RepoRequest::KeyAdd { name, .. }
-            | RepoRequest::KeyPasswd { name, .. } => t.repo = name.clone(),
+            | RepoRequest::KeyPasswd { name, .. }
+            | RepoRequest::KeyRotate { name }
+            | RepoRequest::KeyList { name }
+            | RepoRequest::KeyRemove { name, .. } => t.repo = name.clone(),
             RepoRequest::Stats(s) => {
                 t.repo = s.repo.clone();
                 t.snapshot = first(&s.snapshots);

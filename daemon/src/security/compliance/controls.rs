@@ -226,7 +226,7 @@ fn measure(
                             status = Fail;
                         }
                         notes.push(format!(
-                            "{}: data key {age} days old (policy {max})",
+                            "{}: current data key {age} days old (policy {max})",
                             r.name
                         ));
                     }
@@ -236,7 +236,6 @@ fn measure(
                     }
                 }
             }
-            notes.push("keys are not rotated yet: the age is the repository's".to_owned());
             (status, notes.join("; "))
         }
         "audit-chain" => match &evidence.audit_chain {

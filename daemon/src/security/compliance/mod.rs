@@ -48,7 +48,7 @@ pub struct Evidence {
 #[derive(Clone, Debug)]
 pub struct RepoFact {
     pub name: String,
-    /// The repository's creation time (its data key's age), or why it did not open.
+    /// When the current data-key version was created, or why the repository did not open.
     pub opened: Result<i64, String>,
     /// Permission bits of the key file; none when the passphrase comes from a command.
     pub key_mode: Option<u32>,
@@ -81,6 +81,17 @@ fn parse_time(text: &str) -> Option<i64> {
     Some(t.duration_since(UNIX_EPOCH).ok()?.as_nanos() as i64)
 }
 
+/// When the current data-key version of `repo` was created (a version from a version 1 key file
+/// is dated with the repository's creation).
+fn current_key_created(repo: &crate::repo::Repository) -> Result<i64, String> {
+    let loaded = repo.key_ring().map_err(|e| e.to_string())?;
+    if let Some(k) = loaded.ring.current_key() {
+        return Ok(k.created_ns);
+    }
+    parse_time(&repo.config().created)
+        .ok_or_else(|| format!("creation time {:?} unreadable", repo.config().created))
+}
+
 /// Measures the system. Blocking.
 pub fn facts(s: &Sources<'_>) -> Facts {
     let now = now_ns();
@@ -95,10 +106,7 @@ pub fn facts(s: &Sources<'_>) -> Facts {
                 .repos
                 .open(Some(&entry.name))
                 .map_err(|e| e.to_string())
-                .and_then(|(_, r)| {
-                    parse_time(&r.config().created)
-                        .ok_or_else(|| format!("creation time {:?} unreadable", r.config().created))
-                });
+                .and_then(|(_, r)| current_key_created(&r));
             let key_mode = (entry.password_command.is_none())
                 .then(|| std::fs::metadata(&entry.key_file).ok())
                 .flatten()

@@ -3,6 +3,7 @@
 
 pub mod queue;
 pub mod repo;
+pub mod repo_keys;
 pub mod security_alerts;
 pub mod security_audit;
 pub mod security_roles;

@@ -1,4 +1,5 @@
-//! `repo` group: init, add, list, remove, info, key export/add/passwd, and `stats`. (Check
+//! `repo` group: init, add, list, remove, info, key export/add/passwd (rotate/list/remove in
+//! `repo_keys`), and `stats`. (Check
 //! and rebuild-index run as queue jobs.)
 
 use super::{blocking, Outcome};
@@ -87,6 +88,9 @@ pub async fn handle(services: &Services, identity: &Identity, request: RepoReque
             })
             .await,
         ),
+        r @ (RepoRequest::KeyRotate { .. }
+        | RepoRequest::KeyList { .. }
+        | RepoRequest::KeyRemove { .. }) => super::repo_keys::handle(services, r).await,
         RepoRequest::Stats(r) => {
             // Stops walking when the daemon shuts down.
             let cancel: CancellationToken = services.shutdown.child_token();

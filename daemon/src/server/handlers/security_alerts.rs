@@ -105,7 +105,10 @@ fn compliance_now(
     frameworks: &[Framework],
 ) -> (compliance::Facts, ComplianceReport) {
     let s = &server.services;
-    let cfg = s.settings.get().config.security.compliance.clone();
+    let security = s.settings.get().config.security.clone();
+    let mut cfg = security.compliance.clone();
+    // The current data key's age is measured against the rotation policy when one is set.
+    cfg.key_max_age = security.key_age_policy();
     let sources = compliance::Sources {
         repos: &s.repos,
         queue: &s.queue,
@@ -131,14 +134,13 @@ fn security_report(server: &Server, days: u32) -> Result<SecurityReport, Error> 
     let alerts = detector.alerts_since(since)?;
     // Whole days: today and the `days - 1` before it.
     let denials = detector.denials(day_of(now).saturating_sub(days - 1))?;
-    let cfg = server
+    let key_policy = server
         .services
         .settings
         .get()
         .config
         .security
-        .compliance
-        .clone();
+        .key_age_policy();
     Ok(report::build(&report::Inputs {
         days,
         now_ns: now,
@@ -147,6 +149,6 @@ fn security_report(server: &Server, days: u32) -> Result<SecurityReport, Error> 
         compliance: &compliance,
         alerts: &alerts,
         denials: &denials,
-        key_max_age_days: cfg.key_max_age.as_secs() / 86_400,
+        key_max_age_days: key_policy.as_secs() / 86_400,
     }))
 }

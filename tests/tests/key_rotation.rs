@@ -1,0 +1,254 @@
+//! Data-key rotation and passphrase management through the real daemon and backupctl:
+//! `repo key rotate|list|remove` with `add`, `passwd` and `export` around them.
+
+use backupd_tests::treecmp::CompareOptions;
+use backupd_tests::{json_ok, pseudo_random_bytes, s, text, DaemonOptions, TestDaemon};
+use serde_json::Value;
+use std::path::Path;
+
+fn fill(dir: &Path, seed: u64) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    for i in 0..3u64 {
+        std::fs::write(
+            dir.join(format!("f{i}")),
+            pseudo_random_bytes(200_000 + i as usize * 1000, seed + i),
+        )
+        .expect("write");
+    }
+}
+
+fn backup(d: &TestDaemon, repo: &str, src: &Path) {
+    json_ok(&d.ctl(&["--json", "backup", "--repo", repo, s(src)]));
+}
+
+fn key_list(d: &TestDaemon, repo: &str) -> Value {
+    json_ok(&d.ctl(&["--json", "repo", "key", "list", "--repo", repo]))
+}
+
+fn version(list: &Value, v: u64) -> &Value {
+    list["versions"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|x| x["version"] == v))
+        .unwrap_or_else(|| panic!("no version {v} in {list:#}"))
+}
+
+#[test]
+fn after_a_rotation_new_data_is_sealed_with_the_new_version_and_both_snapshots_restore() {
+    let mut d = TestDaemon::start();
+    d.wait_repo("default");
+    let (a, b) = (d.dir.path().join("a"), d.dir.path().join("b"));
+    fill(&a, 1);
+    backup(&d, "default", &a);
+    let before = key_list(&d, "default");
+    assert_eq!(before["current"], 1, "{before:#}");
+
+    let rotated = json_ok(&d.ctl(&["--json", "repo", "key", "rotate", "--repo", "default"]));
+    assert_eq!(
+        (&rotated["previous_version"], &rotated["version"]),
+        (&Value::from(1), &Value::from(2)),
+        "{rotated:#}"
+    );
+    fill(&b, 2);
+    backup(&d, "default", &b);
+
+    let after = key_list(&d, "default");
+    assert_eq!(after["current"], 2, "{after:#}");
+    let (v1, v2) = (version(&after, 1), version(&after, 2));
+    assert!(v1["packs"].as_u64() >= Some(1), "{after:#}");
+    assert!(
+        v2["packs"].as_u64() >= Some(1),
+        "new packs use version 2: {after:#}"
+    );
+    assert_eq!(v2["current"], true);
+    assert_eq!(v1["packs"], version(&before, 1)["packs"], "old packs stay");
+    assert!(after["key_files"]
+        .as_array()
+        .is_some_and(|f| f.iter().all(|f| f["format_version"] == 2)));
+
+    d.check_clean(None);
+    let (ra, rb) = (d.dir.path().join("ra"), d.dir.path().join("rb"));
+    d.restore_and_compare(&a, &ra, &[], CompareOptions::default());
+    d.restore_and_compare(&b, &rb, &[], CompareOptions::default());
+
+    // A restarted daemon opens the new generation: still version 2, everything restores.
+    d.stop();
+    let d2 = TestDaemon::start_with(DaemonOptions {
+        state_dir: Some(d.state_dir.clone()),
+        ..Default::default()
+    });
+    d2.wait_repo("default");
+    assert_eq!(key_list(&d2, "default")["current"], 2);
+    let rb2 = d2.dir.path().join("rb2");
+    d2.restore_and_compare(&b, &rb2, &[], CompareOptions::default());
+}
+
+#[test]
+fn every_passphrase_follows_a_rotation_and_remove_keeps_the_daemons_and_the_last_key() {
+    let d = TestDaemon::start();
+    d.wait_repo("default");
+    let pw = |name: &str, text: &str| {
+        let p = d.dir.path().join(name);
+        std::fs::write(&p, text).expect("pw");
+        p
+    };
+    let (first, escrow) = (pw("first", "first"), pw("escrow", "escrow"));
+    let repo = d.dir.path().join("repo-k");
+    json_ok(&d.ctl(&[
+        "--json",
+        "repo",
+        "init",
+        "--name",
+        "k",
+        "--path",
+        s(&repo),
+        "--password-file",
+        s(&first),
+    ]));
+    let added = json_ok(&d.ctl(&[
+        "--json",
+        "repo",
+        "key",
+        "add",
+        "k",
+        "--password-file",
+        s(&escrow),
+    ]));
+    let escrow_file = added["added"].as_str().expect("name").to_owned();
+    let files = key_list(&d, "k")["key_files"].clone();
+    let daemon_file = files
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["name"] != escrow_file.as_str()))
+        .and_then(|f| f["id"].as_str())
+        .expect("the daemon's key file")
+        .to_owned();
+    let refused = d.ctl(&["repo", "key", "remove", &daemon_file, "--repo", "k"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("daemon's passphrase") && text(&refused).contains("passwd"),
+        "{}",
+        text(&refused)
+    );
+
+    let rotated = json_ok(&d.ctl(&["--json", "repo", "key", "rotate", "--repo", "k"]));
+    assert_eq!(
+        rotated["key_files_written"].as_array().map(Vec::len),
+        Some(2),
+        "{rotated:#}"
+    );
+    let src = d.dir.path().join("src");
+    fill(&src, 7);
+    backup(&d, "k", &src);
+
+    // The escrow passphrase's rewritten file holds version 2: registered with it, the data
+    // sealed after the rotation checks clean and restores.
+    json_ok(&d.ctl(&["--json", "repo", "remove", "k"]));
+    json_ok(&d.ctl(&[
+        "--json",
+        "repo",
+        "add",
+        "--name",
+        "kb",
+        "--path",
+        s(&repo),
+        "--password-file",
+        s(&escrow),
+    ]));
+    d.check_clean(Some("kb"));
+    let restored = d.dir.path().join("restored");
+    d.restore_and_compare(
+        &src,
+        &restored,
+        &["--repo", "kb"],
+        CompareOptions::default(),
+    );
+    let export = json_ok(&d.ctl(&["--json", "repo", "key", "export", "kb"]));
+    assert_eq!(export["password"], "escrow");
+
+    // The daemon now uses the escrow passphrase: the first one's file may go, the escrow's
+    // may not (the daemon's, then the last).
+    let list = key_list(&d, "kb");
+    let ids: Vec<String> = list["key_files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{list:#}");
+    let mut removed = 0;
+    for id in &ids {
+        let out = d.ctl(&["--json", "repo", "key", "remove", id, "--repo", "kb"]);
+        if out.status.success() {
+            removed += 1;
+        } else {
+            let t = text(&out);
+            assert!(
+                t.contains("daemon's passphrase") || t.contains("last"),
+                "{t}"
+            );
+        }
+    }
+    assert_eq!(removed, 1, "exactly the first passphrase's file goes");
+    let last = key_list(&d, "kb")["key_files"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let out = d.ctl(&["repo", "key", "remove", &last, "--repo", "kb"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("last"), "{}", text(&out));
+    // The first passphrase no longer opens the repository.
+    let out = d.ctl(&[
+        "repo",
+        "add",
+        "--name",
+        "k2",
+        "--path",
+        s(&repo),
+        "--password-file",
+        s(&first),
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let missing = d.ctl(&["repo", "key", "remove", "ffffffffffff", "--repo", "kb"]);
+    assert!(
+        text(&missing).contains("repo key list"),
+        "{}",
+        text(&missing)
+    );
+}
+
+#[test]
+fn a_daemon_with_key_rotation_rotates_an_older_key_at_start_and_audits_it() {
+    let mut d = TestDaemon::start();
+    d.wait_repo("default");
+    assert_eq!(key_list(&d, "default")["current"], 1);
+    d.stop();
+    // The key is older than one second by now: the start-up check rotates it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let d2 = TestDaemon::start_with(DaemonOptions {
+        state_dir: Some(d.state_dir.clone()),
+        config: Some("[security]\nkey_rotation = \"1s\"\nkey_reencrypt_after = \"30d\"\n".into()),
+        ..Default::default()
+    });
+    d2.wait_repo("default");
+    let rotated = backupd_tests::wait_until(
+        "the start-up rotation",
+        std::time::Duration::from_secs(30),
+        || {
+            let list = key_list(&d2, "default");
+            (list["current"].as_u64() >= Some(2)).then_some(list)
+        },
+    );
+    assert_eq!(version(&rotated, 2)["current"], true, "{rotated:#}");
+    let out = d2.ctl(&["--json", "security", "audit"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let audited = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|e| {
+            e["event"] == "key"
+                && e["request"] == "repo key rotate"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("automatic rotation"))
+        });
+    assert!(audited, "no audit entry for the automatic rotation");
+}
