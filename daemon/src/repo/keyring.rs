@@ -10,7 +10,7 @@
 //! Blocking (disk reads); nothing here derives a passphrase key.
 
 use super::backend::{Backend, FileKind, Key};
-use super::crypto::MasterKeys;
+use super::crypto::{MasterKeys, SealFormat};
 use super::keyfile::{KeyFile, KeyFileError};
 use super::{read_named, RepoError, Result, KEY_HINT};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -86,6 +86,8 @@ impl KeyRing {
             current: self.current,
             id_key: self.id_key,
             chunker_seed: self.chunker_seed,
+            // The repository's config decides; `Repository::open` sets it.
+            seal_format: SealFormat::default(),
         }
     }
 
