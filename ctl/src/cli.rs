@@ -257,6 +257,9 @@ pub enum AddCommand {
     RebuildIndex(RebuildArgs),
     /// Wait, then succeed (or fail as asked): for probing the queue.
     Noop(NoopArgs),
+    /// Seal old data-key versions' objects again and retire them (as `backupctl repo key
+    /// reencrypt`).
+    Reencrypt(ReencryptArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -433,6 +436,25 @@ pub enum KeyCommand {
         #[arg(long)]
         repo: Option<String>,
     },
+    /// Seal everything an old data-key version sealed again under the current one (a queued,
+    /// resumable job), then retire the old versions: their key material is destroyed from
+    /// the key files.
+    Reencrypt(ReencryptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReencryptArgs {
+    /// Repository name (default: the default repository).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Only versions below V (default: every version but the current one).
+    #[arg(long, value_name = "V", value_parser = clap::value_parser!(u32).range(2..))]
+    pub retire_below: Option<u32>,
+    /// Seal again, but keep the old versions' key material.
+    #[arg(long)]
+    pub keep_keys: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 #[derive(Debug, Args)]

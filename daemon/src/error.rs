@@ -240,7 +240,10 @@ impl Classify for RegistryError {
             }
             Self::KeyNotFound { .. } => class(NotFound, false),
             Self::KeyAmbiguous { .. } => class(InvalidArgument, false),
-            Self::LastKey { .. } | Self::DaemonKey { .. } => class(Conflict, false),
+            Self::LastKey { .. }
+            | Self::DaemonKey { .. }
+            | Self::KeyStillHeld { .. }
+            | Self::KeyStillUsed { .. } => class(Conflict, false),
             Self::InvalidName(_) | Self::Location(_) => class(InvalidArgument, false),
             Self::Repo(r) => r.class(),
             // The state directory is full: nothing was created (see `write_new_durably`).

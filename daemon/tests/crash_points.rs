@@ -10,7 +10,9 @@ use support::{kdf, prune_to_last};
 use backupd::engine::backup::{backup, BackupOptions};
 use backupd::engine::progress::Progress;
 use backupd::engine::rebuild::rebuild_index;
+use backupd::engine::reencrypt::{reencrypt, ReencryptReport};
 use backupd::repo::backend::LocalBackend;
+use backupd::repo::keyfile::manage;
 use backupd::repo::Repository;
 use backupd_tests::treecmp::CompareOptions;
 use std::os::unix::ffi::OsStrExt;
@@ -128,7 +130,16 @@ fn crash_at_every_step<A, B>(
     first: impl Fn(&Repository) -> Result<A, backupd::engine::EngineError>,
     rerun: impl Fn(&Repository) -> Result<B, backupd::engine::EngineError>,
 ) -> u64 {
-    let template = template();
+    crash_at_every_step_of(&template(), what, first, rerun)
+}
+
+/// [`crash_at_every_step`] on copies of `template`.
+fn crash_at_every_step_of<A, B>(
+    template: &tempfile::TempDir,
+    what: &str,
+    first: impl Fn(&Repository) -> Result<A, backupd::engine::EngineError>,
+    rerun: impl Fn(&Repository) -> Result<B, backupd::engine::EngineError>,
+) -> u64 {
     for step in 0..MAX_STEPS {
         let work = copy_of(template.path());
         {
@@ -190,4 +201,43 @@ fn backup_crashed_at_every_step_then_run_again_loses_nothing() {
         },
     );
     assert!(steps >= 3, "only {steps} crash points in a backup");
+}
+
+/// Adds a data-key version, as `repo key rotate` does (every key file rewritten).
+fn rotate(repo_dir: &Path) -> Repository {
+    let repo = Repository::open(repo_dir, b"pw").expect("open");
+    let loaded = repo.key_ring().expect("ring");
+    let next = loaded.ring.rotated(backupd::repo::now_ns());
+    manage::rewrite_rings(&repo, &loaded, &next).expect("rotate");
+    Repository::open(repo_dir, b"pw").expect("reopen")
+}
+
+fn reencrypt_all(repo: &Repository) -> Result<ReencryptReport, backupd::engine::EngineError> {
+    reencrypt(repo, None, &Progress::default(), &CancellationToken::new())
+}
+
+#[test]
+fn reencrypt_crashed_at_every_step_then_run_again_loses_nothing_and_leaves_no_old_seal() {
+    // Three snapshots sealed by version 1, a fourth by version 2, version 3 current.
+    let template = template();
+    let repo_dir = template.path().join("repo");
+    let repo = rotate(&repo_dir);
+    let src = template.path().join("src");
+    write_random(&src.join("after-rotation"), 800_000, 8);
+    backup_src(&repo, &src).expect("backup under version 2");
+    drop(repo);
+    drop(rotate(&repo_dir));
+    let steps = crash_at_every_step_of(&template, "reencrypt", reencrypt_all, |repo| {
+        let report = reencrypt_all(repo)?;
+        assert!(
+            report.remaining.is_empty(),
+            "objects still sealed by old versions: {:?}",
+            report.remaining
+        );
+        assert_eq!(report.current, 3);
+        Ok(report)
+    });
+    // Four index files, each: packs written, index written, old index and packs deleted; then
+    // four snapshots.
+    assert!(steps >= 16, "only {steps} crash points in a re-encryption");
 }

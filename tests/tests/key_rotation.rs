@@ -252,3 +252,140 @@ fn a_daemon_with_key_rotation_rotates_an_older_key_at_start_and_audits_it() {
         });
     assert!(audited, "no audit entry for the automatic rotation");
 }
+
+/// The repository directory of `repo`, as `repo info` names it.
+fn repo_dir(d: &TestDaemon, repo: &str) -> std::path::PathBuf {
+    let info = json_ok(&d.ctl(&["--json", "repo", "info", repo]));
+    std::path::PathBuf::from(
+        info["location"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{info:#}")),
+    )
+}
+
+#[test]
+fn reencrypt_seals_everything_under_the_current_version_and_destroys_the_old_key() {
+    let mut d = TestDaemon::start();
+    d.wait_repo("default");
+    let (a, b) = (d.dir.path().join("a"), d.dir.path().join("b"));
+    fill(&a, 11);
+    backup(&d, "default", &a);
+    let dir = repo_dir(&d, "default");
+    // A copy of a snapshot file version 1 sealed, to bring back after the key is destroyed.
+    let v1_snapshot = std::fs::read_dir(dir.join("snapshots"))
+        .expect("snapshots dir")
+        .flatten()
+        .next()
+        .expect("a snapshot file");
+    let v1_bytes = std::fs::read(v1_snapshot.path()).expect("read snapshot");
+    json_ok(&d.ctl(&["--json", "repo", "key", "rotate", "--repo", "default"]));
+    fill(&b, 12);
+    backup(&d, "default", &b);
+
+    let r = json_ok(&d.ctl(&["--json", "repo", "key", "reencrypt", "--repo", "default"]));
+    assert_eq!(r["kind"], "reencrypt", "{r:#}");
+    assert!(r["packs_rewritten"].as_u64() >= Some(1), "{r:#}");
+    assert_eq!(r["current"], 2, "{r:#}");
+    assert_eq!(r["retired"], serde_json::json!([1]), "{r:#}");
+    assert!(r["snapshots_rewritten"].as_u64() >= Some(1), "{r:#}");
+    assert_eq!(
+        r["snapshots_renamed"],
+        serde_json::json!([]),
+        "format 2 keeps ids"
+    );
+
+    let list = key_list(&d, "default");
+    let v1 = version(&list, 1);
+    assert_eq!(v1["retired"], true, "{list:#}");
+    assert_eq!(v1["packs"], 0, "{list:#}");
+    d.check_clean(None);
+    d.restore_and_compare(&a, &d.dir.path().join("ra"), &[], CompareOptions::default());
+    d.restore_and_compare(&b, &d.dir.path().join("rb"), &[], CompareOptions::default());
+
+    // Running it again finds nothing to do.
+    let again = json_ok(&d.ctl(&["--json", "repo", "key", "reencrypt"]));
+    assert_eq!(again["packs_rewritten"], 0, "{again:#}");
+    assert_eq!(again["retired"], serde_json::json!([]), "{again:#}");
+
+    // The destroyed key opens nothing any more, after a restart too: the old snapshot file
+    // brought back is unreadable, and `check` says so.
+    d.stop();
+    let d2 = TestDaemon::start_with(DaemonOptions {
+        state_dir: Some(d.state_dir.clone()),
+        ..Default::default()
+    });
+    d2.wait_repo("default");
+    let back = dir.join("snapshots").join(v1_snapshot.file_name());
+    std::fs::write(&back, &v1_bytes).expect("bring the old snapshot back");
+    let check = d2.ctl(&["--json", "repo", "check"]);
+    let report: Value = serde_json::from_slice(&check.stdout).expect("check json");
+    assert!(
+        report["problems"].as_array().is_some_and(|p| !p.is_empty()
+            && p.iter().any(|p| p
+                .to_string()
+                .contains(&v1_snapshot.file_name().to_string_lossy().to_string()))),
+        "{report:#}"
+    );
+    std::fs::remove_file(&back).expect("rm");
+    d2.check_clean(None);
+}
+
+#[test]
+fn reencrypt_killed_with_sigkill_continues_after_the_restart_and_loses_nothing() {
+    let mut d = TestDaemon::start();
+    d.wait_repo("default");
+    let src = d.dir.path().join("big");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    for i in 0..6u64 {
+        std::fs::write(
+            src.join(format!("f{i}")),
+            pseudo_random_bytes(24 << 20, 100 + i),
+        )
+        .expect("write");
+    }
+    backup(&d, "default", &src);
+    json_ok(&d.ctl(&["--json", "repo", "key", "rotate"]));
+    let submitted = json_ok(&d.ctl(&["--json", "repo", "key", "reencrypt", "--no-wait"]));
+    let id = submitted["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{submitted:#}"));
+    // Kill it once it has rewritten a pack and before it finished.
+    let mut killed_mid_job = false;
+    for _ in 0..2000 {
+        let job = json_ok(&d.ctl(&["--json", "queue", "job", &id.to_string()]));
+        if job["state"] != "running" && job["state"] != "queued" {
+            break;
+        }
+        if job["progress"]["files_done"].as_u64() >= Some(1) {
+            killed_mid_job = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    d.wait_exit(std::time::Duration::from_secs(5))
+        .expect("killed");
+    assert!(
+        killed_mid_job,
+        "the job ended before it could be killed mid-way"
+    );
+
+    let d2 = TestDaemon::start_with(DaemonOptions {
+        state_dir: Some(d.state_dir.clone()),
+        ..Default::default()
+    });
+    d2.wait_repo("default");
+    backupd_tests::wait_queue_idle(&d2, std::time::Duration::from_secs(300));
+    let job = json_ok(&d2.ctl(&["--json", "queue", "job", &id.to_string()]));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let list = key_list(&d2, "default");
+    assert_eq!(version(&list, 1)["retired"], true, "{list:#}");
+    assert_eq!(version(&list, 1)["packs"], 0, "{list:#}");
+    d2.check_clean(None);
+    d2.restore_and_compare(
+        &src,
+        &d2.dir.path().join("r"),
+        &[],
+        CompareOptions::default(),
+    );
+}

@@ -219,6 +219,8 @@ pub struct KindTimeouts {
     pub rebuild_index: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub noop: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub reencrypt: Option<Duration>,
 }
 
 impl KindTimeouts {
@@ -231,6 +233,7 @@ impl KindTimeouts {
             "forget" => self.forget,
             "rebuild-index" => self.rebuild_index,
             "noop" => self.noop,
+            "reencrypt" => self.reencrypt,
             _ => None,
         }
     }
@@ -422,6 +425,7 @@ impl Config {
             ("queue.timeouts.forget", q.timeouts.forget),
             ("queue.timeouts.rebuild-index", q.timeouts.rebuild_index),
             ("queue.timeouts.noop", q.timeouts.noop),
+            ("queue.timeouts.reencrypt", q.timeouts.reencrypt),
         ] {
             if value.is_some_and(|v| v < Duration::from_secs(1)) {
                 return Err(invalid(key, format!("is {value:?}; expected at least 1s")));

@@ -27,7 +27,7 @@ pub use source::*;
 use std::time::Duration;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// Everything a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -251,6 +251,7 @@ pub enum Response {
     Unlocked(Unlocked),
     Compliance(Box<ComplianceReport>),
     SecurityReport(Box<SecurityReport>),
+    Reencrypt(Box<ReencryptResult>),
 }
 
 /// What an import did, entry by entry.

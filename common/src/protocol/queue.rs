@@ -105,6 +105,17 @@ pub struct RebuildIndexRequest {
     pub repo: Option<String>,
 }
 
+/// `repo key reencrypt`: seal again under the current data-key version everything sealed by
+/// an older one, then retire those versions (their key material destroyed from the key files).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReencryptRequest {
+    pub repo: Option<String>,
+    /// Only versions below this one (`None`: every version but the current).
+    pub retire_below: Option<u32>,
+    /// Seal again but keep the old versions' key material.
+    pub keep_keys: bool,
+}
+
 /// Waits, then succeeds: for probing the queue and for tests. It can be told to fail its first
 /// `fail_attempts` attempts, retryably or (with `permanent`) not.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,7 +159,8 @@ repo_args!(
     RestoreRequest,
     CheckRequest,
     ForgetRequest,
-    RebuildIndexRequest
+    RebuildIndexRequest,
+    ReencryptRequest
 );
 
 impl JobArgs for NoopRequest {}
@@ -196,6 +208,7 @@ job_kinds! {
     Forget(ForgetRequest) = "forget",
     RebuildIndex(RebuildIndexRequest) = "rebuild-index",
     Noop(NoopRequest) = "noop",
+    Reencrypt(ReencryptRequest) = "reencrypt",
 }
 
 impl JobKind {

@@ -190,6 +190,29 @@ pub struct KeyChange {
     pub daemon_key_file: Option<String>,
 }
 
+/// What a `repo key reencrypt` job did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReencryptResult {
+    /// The current data-key version, which sealed everything written.
+    pub current: u32,
+    /// Objects sealed by versions below this one (other than the current) were sealed again.
+    pub below: u32,
+    pub packs_rewritten: u64,
+    pub packs_written: u64,
+    pub blobs: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub index_files_rewritten: u64,
+    pub snapshots_rewritten: u64,
+    /// Snapshots whose id changed (format 1 only: its snapshots are named by their sealed
+    /// bytes): old id, new id.
+    pub snapshots_renamed: Vec<(String, String)>,
+    /// Superseded index files and replaced packs an interrupted run had left.
+    pub leftovers_removed: u64,
+    /// Versions whose key material was destroyed by this job.
+    pub retired: Vec<u32>,
+}
+
 /// What `repo key rotate` did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRotation {

@@ -54,6 +54,14 @@ fn target(kind: &JobKind) -> String {
         ),
         JobKind::RebuildIndex(r) => repo(&r.repo),
         JobKind::Noop(r) => format!("{}", humantime::format_duration(r.duration)),
+        JobKind::Reencrypt(r) => format!(
+            "{}{}{}",
+            repo(&r.repo),
+            r.retire_below
+                .map(|v| format!(" (versions below {v})"))
+                .unwrap_or_default(),
+            if r.keep_keys { " --keep-keys" } else { "" }
+        ),
     }
 }
 
@@ -178,6 +186,7 @@ fn result_text(result: &Response) -> String {
             count(r.unreadable.len() as u64, "unreadable pack")
         ),
         Response::Noop { slept_ms } => format!("slept {slept_ms} ms"),
+        Response::Reencrypt(r) => super::results::reencrypt_summary(r),
         other => format!("{other:?}"),
     }
 }

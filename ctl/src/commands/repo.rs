@@ -203,7 +203,9 @@ pub async fn run(
             k @ (KeyCommand::Rotate { .. } | KeyCommand::List { .. } | KeyCommand::Remove { .. }),
         ) => super::repo_keys::run(client, k, out).await?,
         // Submitted as jobs by `commands::jobs`.
-        RepoCommand::Check(_) | RepoCommand::RebuildIndex(_) => {}
+        RepoCommand::Check(_)
+        | RepoCommand::RebuildIndex(_)
+        | RepoCommand::Key(KeyCommand::Reencrypt(_)) => {}
     }
     Ok(ExitCode::Ok)
 }

@@ -56,6 +56,8 @@ pub async fn run(client: &mut Client, cmd: &KeyCommand, out: &Output) -> Result<
         }
         // Handled in `commands::repo`.
         KeyCommand::Export { .. } | KeyCommand::Add { .. } | KeyCommand::Passwd { .. } => {}
+        // Submitted as a job by `commands::jobs`.
+        KeyCommand::Reencrypt(_) => {}
     }
     Ok(())
 }

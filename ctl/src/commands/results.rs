@@ -7,7 +7,8 @@ use crate::json::result::{FinishedView, ResultView};
 use crate::output::{count, count_as, Output};
 use crate::progress::bytes;
 use backupd_common::protocol::{
-    BackupDryRunResult, BackupResult, CheckResult, ForgetResult, JobId, Response, RestoreResult,
+    BackupDryRunResult, BackupResult, CheckResult, ForgetResult, JobId, ReencryptResult, Response,
+    RestoreResult,
 };
 
 /// The first 8 characters of an id, as tables show it (the whole id if shorter).
@@ -74,6 +75,7 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
                 return ExitCode::Warning;
             }
         }
+        Response::Reencrypt(r) => out.value(&finished, || reencrypt_summary(r)),
         Response::Noop { slept_ms } => out.value(&finished, || {
             format!("job {job} done (noop, {slept_ms} ms)")
         }),
@@ -247,6 +249,43 @@ fn check_text(r: &CheckResult) -> String {
                 ));
             }
         }
+    }
+    text
+}
+
+/// What a re-encryption did, in one paragraph.
+pub fn reencrypt_summary(r: &ReencryptResult) -> String {
+    let mut text = format!(
+        "re-encrypted under data-key version {}: {} rewritten into {} ({} blobs, {} read, {} \
+         written), {}, {}",
+        r.current,
+        count(r.packs_rewritten, "pack"),
+        count(r.packs_written, "new pack"),
+        r.blobs,
+        bytes(r.bytes_read),
+        bytes(r.bytes_written),
+        count(r.index_files_rewritten, "index file"),
+        count(r.snapshots_rewritten, "snapshot")
+    );
+    if r.leftovers_removed > 0 {
+        text.push_str(&format!(
+            "; {} of an interrupted run removed",
+            count(r.leftovers_removed, "leftover")
+        ));
+    }
+    match r.retired.as_slice() {
+        [] => text.push_str("; no version retired"),
+        versions => text.push_str(&format!(
+            "; retired (key material destroyed): version {}",
+            versions
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+    for (old, new) in &r.snapshots_renamed {
+        text.push_str(&format!("\nsnapshot {old} is now {new}"));
     }
     text
 }

@@ -67,6 +67,11 @@ pub enum KindView {
     RebuildIndex {
         repo: Option<String>,
     },
+    Reencrypt {
+        repo: Option<String>,
+        retire_below: Option<u32>,
+        keep_keys: bool,
+    },
     Noop {
         /// How long it sleeps (`sleep_ms`, not `duration_ms`: history entries carry a
         /// `duration_ms` of their own beside the arguments).
@@ -145,6 +150,11 @@ impl From<&JobKind> for KindView {
                 sleep_ms: ms(r.duration),
                 fail_attempts: r.fail_attempts,
                 permanent: r.permanent,
+            },
+            JobKind::Reencrypt(r) => Self::Reencrypt {
+                repo: r.repo.clone(),
+                retire_below: r.retire_below,
+                keep_keys: r.keep_keys,
             },
         }
     }
@@ -412,7 +422,7 @@ mod tests {
     use super::*;
     use backupd_common::protocol::{
         BackupRequest, CheckRequest, ForgetRequest, JobKind, JobState, NoopRequest, Priority,
-        RebuildIndexRequest, RestoreRequest,
+        RebuildIndexRequest, ReencryptRequest, RestoreRequest,
     };
 
     /// serde's flatten would write a clashing name twice; JSON readers keep one of the two.
@@ -425,6 +435,7 @@ mod tests {
             JobKind::Forget(ForgetRequest::default()),
             JobKind::RebuildIndex(RebuildIndexRequest::default()),
             JobKind::Noop(NoopRequest::default()),
+            JobKind::Reencrypt(ReencryptRequest::default()),
         ];
         for kind in kinds {
             let job = JobInfo {

@@ -182,6 +182,26 @@ pub enum ResultView {
     Noop {
         slept_ms: u64,
     },
+    Reencrypt {
+        current: u32,
+        below: u32,
+        packs_rewritten: u64,
+        packs_written: u64,
+        blobs: u64,
+        bytes_read: u64,
+        bytes_written: u64,
+        index_files_rewritten: u64,
+        snapshots_rewritten: u64,
+        snapshots_renamed: Vec<RenamedSnapshot>,
+        leftovers_removed: u64,
+        retired: Vec<u32>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub struct RenamedSnapshot {
+    pub old: String,
+    pub new: String,
 }
 
 impl ResultView {
@@ -196,6 +216,27 @@ impl ResultView {
             Response::RebuildIndex(r) => rebuild(r),
             Response::Noop { slept_ms } => Self::Noop {
                 slept_ms: *slept_ms,
+            },
+            Response::Reencrypt(r) => Self::Reencrypt {
+                current: r.current,
+                below: r.below,
+                packs_rewritten: r.packs_rewritten,
+                packs_written: r.packs_written,
+                blobs: r.blobs,
+                bytes_read: r.bytes_read,
+                bytes_written: r.bytes_written,
+                index_files_rewritten: r.index_files_rewritten,
+                snapshots_rewritten: r.snapshots_rewritten,
+                snapshots_renamed: r
+                    .snapshots_renamed
+                    .iter()
+                    .map(|(old, new)| RenamedSnapshot {
+                        old: old.clone(),
+                        new: new.clone(),
+                    })
+                    .collect(),
+                leftovers_removed: r.leftovers_removed,
+                retired: r.retired.clone(),
             },
             _ => return None,
         })

@@ -16,6 +16,7 @@ pub mod key_usage;
 pub mod leftovers;
 pub mod progress;
 pub mod rebuild;
+pub mod reencrypt;
 pub mod restore;
 pub mod sources;
 pub mod stats;

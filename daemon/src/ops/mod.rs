@@ -13,6 +13,7 @@ mod check;
 mod forget;
 mod noop;
 mod rebuild_index;
+mod reencrypt;
 pub mod repos;
 mod restore;
 pub mod view;
@@ -232,6 +233,7 @@ pub fn command(kind: &JobKind) -> &'static str {
         JobKind::Check(_) => "repo check",
         JobKind::RebuildIndex(_) => "repo rebuild-index",
         JobKind::Noop(_) => "queue add noop",
+        JobKind::Reencrypt(_) => "repo key reencrypt",
     }
 }
 
@@ -242,6 +244,7 @@ register! {
     Forget => forget::Forget,
     RebuildIndex => rebuild_index::RebuildIndex,
     Noop => noop::Noop,
+    Reencrypt => reencrypt::Reencrypt,
 }
 
 #[cfg(test)]

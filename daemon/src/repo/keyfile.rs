@@ -373,6 +373,33 @@ pub mod manage {
         Ok(out)
     }
 
+    /// Writes `next` into a new copy of every v2 key file (one per passphrase), then deletes the
+    /// files it replaces. Returns the names written and removed.
+    pub fn rewrite_rings(
+        repo: &Repository,
+        loaded: &super::super::keyring::Loaded,
+        next: &super::KeyRing,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let mut written = Vec::new();
+        let mut removed = Vec::new();
+        let mut slots = std::collections::HashSet::new();
+        for f in loaded.files.iter().filter(|f| f.generation.is_some()) {
+            // Stale copies of one passphrase (an earlier crash) become one file.
+            if slots.insert(f.file.wrapped.clone()) {
+                let file = f
+                    .file
+                    .rewrite(next)
+                    .map_err(|e| key_error(repo, &f.name, e))?;
+                written.push(put_file(repo, &file)?);
+            }
+            removed.push(f.name.clone());
+        }
+        for name in removed.iter().filter(|n| !written.contains(n)) {
+            remove(repo, name)?;
+        }
+        Ok((written, removed))
+    }
+
     pub fn remove(repo: &Repository, name: &str) -> Result<()> {
         Ok(repo.backend().delete(Key::new(FileKind::Key, name))?)
     }

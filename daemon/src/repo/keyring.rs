@@ -105,6 +105,22 @@ impl KeyRing {
         next
     }
 
+    /// The same ring with the key material of `versions` destroyed (never the current one),
+    /// in the next generation.
+    pub fn retired(&self, versions: &[u32]) -> Self {
+        let mut next = self.clone();
+        for v in &mut next.versions {
+            if v.version != self.current && versions.contains(&v.version) {
+                if let Some(key) = v.key.as_mut() {
+                    key.zeroize();
+                }
+                v.key = None;
+            }
+        }
+        next.generation = self.generation + 1;
+        next
+    }
+
     /// The current version's entry.
     pub fn current_key(&self) -> Option<&DataKey> {
         self.versions.iter().find(|v| v.version == self.current)

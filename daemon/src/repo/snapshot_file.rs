@@ -33,6 +33,26 @@ impl Repository {
         }
     }
 
+    /// Seals snapshot `id` again under the current data-key version and returns its id: the
+    /// same in format 2 (the file is replaced in one rename), a new one in format 1 (named by
+    /// its sealed bytes: the new file is written before the old one is deleted).
+    pub fn reseal_snapshot(&self, id: &SnapshotId) -> Result<SnapshotId> {
+        let name = id.to_hex();
+        let bytes = self.backend.get(Key::snapshot(&name))?;
+        let plain = open_sealed(&self.keys, &bytes, "snapshot", &name, SNAPSHOT_HINT)?;
+        let snapshot = self.read_snapshot(id)?;
+        let sealed = self.keys.seal(&plain);
+        let new = SnapshotId(self.snapshot_digest(&plain, &sealed));
+        self.backend.put(Key::snapshot(&new.to_hex()), &sealed)?;
+        if new != *id {
+            if let Some(catalog) = self.catalog.get() {
+                catalog.written(&new, &snapshot);
+            }
+            self.remove_snapshot(id)?;
+        }
+        Ok(new)
+    }
+
     /// Reads one snapshot, checking that it hashes to its name (an older snapshot copied over a
     /// newer one is refused, not read as the newer one): the file's bytes in format 1, the
     /// opened plaintext in format 2.

@@ -152,7 +152,8 @@ pub fn response(r: &mut Response, reader: Reader) {
         | Response::KeyChanged(_)
         | Response::KeyRotated(_)
         | Response::KeyList(_)
-        | Response::KeyRemoved(_) => *r = Response::Done,
+        | Response::KeyRemoved(_)
+        | Response::Reencrypt(_) => *r = Response::Done,
         Response::Health(h) => health(h),
         Response::Identity(_)
         | Response::Reloaded(_)

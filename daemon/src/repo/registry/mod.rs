@@ -133,6 +133,21 @@ pub enum RegistryError {
          to retire that passphrase, change it with `backupctl repo key passwd` instead"
     )]
     DaemonKey { name: String, id: String },
+    #[error(
+        "cannot retire data-key version 1 of repository {name:?}: version 1 key files of other \
+         passphrases still hold it ({files}); add each such passphrase again with `backupctl \
+         repo key add` (the new file holds no retired key) and remove the old file with \
+         `backupctl repo key remove ID`, or remove it, then run the re-encryption again"
+    )]
+    KeyStillHeld { name: String, files: String },
+    #[error(
+        "data-key versions of repository {name:?} still seal objects after re-encryption \
+         ({versions}), so none was retired: these are packs no index names (left by an \
+         interrupted backup; `backupctl repo rebuild-index` indexes any that hold data) or \
+         objects whose version could not be read (`backupctl repo check` names them); run \
+         `backupctl repo key reencrypt` again afterwards"
+    )]
+    KeyStillUsed { name: String, versions: String },
 }
 
 #[derive(Debug)]

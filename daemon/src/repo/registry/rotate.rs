@@ -23,7 +23,6 @@ use crate::repo::keyfile::{manage, Argon2Params, KeyFileError};
 use crate::repo::keyring::Loaded;
 use crate::repo::lock::LockMode;
 use crate::repo::{now_ns, RepoError, Repository};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -60,43 +59,31 @@ impl Registry {
         let next = loaded.ring.rotated(now_ns());
         let password = password::read(&entry)?;
         let mut written = Vec::new();
-        let mut removed = Vec::new();
+        let mut replaced_v1 = Vec::new();
         let mut kept_v1 = Vec::new();
-        let mut slots = HashSet::new();
-        let mut daemon_v1_done = false;
-        for f in &loaded.files {
-            if f.generation.is_some() {
-                // Stale copies of one passphrase (an earlier crash) become one file.
-                if slots.insert(f.file.wrapped.clone()) {
-                    let file = f
-                        .file
-                        .rewrite(&next)
-                        .map_err(|e| key_error(&repo, &f.name, e))?;
-                    written.push(manage::put_file(&repo, &file)?);
-                }
-                removed.push(f.name.clone());
-                continue;
-            }
+        for f in loaded.files.iter().filter(|f| f.generation.is_none()) {
             match f.file.unwrap_keys(&password) {
                 Ok(_) => {
-                    if !daemon_v1_done {
+                    if replaced_v1.is_empty() {
                         written.push(manage::put(
                             &repo,
                             &next,
                             &password,
                             Argon2Params::recommended(),
                         )?);
-                        daemon_v1_done = true;
                     }
-                    removed.push(f.name.clone());
+                    replaced_v1.push(f.name.clone());
                 }
                 Err(KeyFileError::WrongPassword) => kept_v1.push(f.name.clone()),
                 Err(e) => return Err(key_error(&repo, &f.name, e).into()),
             }
         }
-        for name in &removed {
+        let (rewritten, mut removed) = manage::rewrite_rings(&repo, &loaded, &next)?;
+        written.extend(rewritten);
+        for name in &replaced_v1 {
             manage::remove(&repo, name)?;
         }
+        removed.extend(replaced_v1);
         self.forget(&entry.name);
         for name in &kept_v1 {
             tracing::warn!(repo = %entry.name, key = %name, "a version 1 key file of another passphrase was not rewritten; add that passphrase again with `backupctl repo key add` and remove this file with `backupctl repo key remove`");
@@ -110,6 +97,75 @@ impl Registry {
             written,
             removed,
             kept_v1,
+        })
+    }
+
+    /// Destroys the key material of data-key versions `versions` (never the current one) in
+    /// every key file of repository `name`: the crypto-shredding step after a re-encryption left
+    /// nothing sealed by them. Refused while a version 1 key file of another passphrase still
+    /// holds version 1. Returns the versions retired now (already retired ones are skipped).
+    pub fn key_retire(
+        &self,
+        name: Option<&str>,
+        versions: &[u32],
+        cancel: &CancellationToken,
+    ) -> Result<RetireOutcome, RegistryError> {
+        let (entry, repo) = self.open(name)?;
+        let _one = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = repo.lock_waiting(LockMode::Exclusive, "key retire", ROTATE_WAIT, cancel)?;
+        let loaded = repo.key_ring()?;
+        let retiring: Vec<u32> = loaded
+            .ring
+            .versions
+            .iter()
+            .filter(|v| {
+                v.key.is_some() && v.version != loaded.ring.current && versions.contains(&v.version)
+            })
+            .map(|v| v.version)
+            .collect();
+        if retiring.is_empty() {
+            // A retirement that crashed after writing the new generation left older copies,
+            // which still hold the keys: finish it.
+            let newest = loaded.ring.generation;
+            let stale = loaded
+                .files
+                .iter()
+                .any(|f| f.generation.is_some_and(|g| g < newest));
+            let (written, removed) = if stale {
+                let done = manage::rewrite_rings(&repo, &loaded, &loaded.ring)?;
+                self.forget(&entry.name);
+                done
+            } else {
+                Default::default()
+            };
+            return Ok(RetireOutcome {
+                entry,
+                retired: Vec::new(),
+                written,
+                removed,
+            });
+        }
+        let v1_files: Vec<&str> = loaded
+            .files
+            .iter()
+            .filter(|f| f.generation.is_none())
+            .map(|f| f.name.as_str())
+            .collect();
+        if retiring.contains(&1) && !v1_files.is_empty() {
+            return Err(RegistryError::KeyStillHeld {
+                name: entry.name,
+                files: v1_files.join(", "),
+            });
+        }
+        let next = loaded.ring.retired(&retiring);
+        let (written, removed) = manage::rewrite_rings(&repo, &loaded, &next)?;
+        self.forget(&entry.name);
+        tracing::info!(repo = %entry.name, versions = ?retiring, generation = next.generation, "data-key versions retired: their key material is destroyed");
+        Ok(RetireOutcome {
+            entry,
+            retired: retiring,
+            written,
+            removed,
         })
     }
 
@@ -192,6 +248,15 @@ impl Registry {
             removed,
         })
     }
+}
+
+/// What a retirement did.
+#[derive(Debug)]
+pub struct RetireOutcome {
+    pub entry: RepoEntry,
+    pub retired: Vec<u32>,
+    pub written: Vec<String>,
+    pub removed: Vec<String>,
 }
 
 fn key_error(repo: &Repository, name: &str, source: KeyFileError) -> RepoError {

@@ -13,8 +13,8 @@ use super::{legacy_version, versioned};
 use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     ActingUser, Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo,
-    JobKind, JobState, NoopRequest, Overwrite, PathChange, Priority, RebuildIndexRequest, Response,
-    RestoreRequest, SnapshotFilter,
+    JobKind, JobState, NoopRequest, Overwrite, PathChange, Priority, RebuildIndexRequest,
+    ReencryptRequest, Response, RestoreRequest, SnapshotFilter,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -121,6 +121,14 @@ pub enum KindRecord {
     Forget(ForgetArgs),
     RebuildIndex(RepoArgs),
     Noop(NoopArgs),
+    Reencrypt(ReencryptArgs),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReencryptArgs {
+    pub repo: Option<String>,
+    pub retire_below: Option<u32>,
+    pub keep_keys: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -555,6 +563,15 @@ impl From<&JobKind> for KindRecord {
             JobKind::RebuildIndex(RebuildIndexRequest { repo }) => {
                 Self::RebuildIndex(RepoArgs { repo })
             }
+            JobKind::Reencrypt(ReencryptRequest {
+                repo,
+                retire_below,
+                keep_keys,
+            }) => Self::Reencrypt(ReencryptArgs {
+                repo,
+                retire_below,
+                keep_keys,
+            }),
             JobKind::Noop(NoopRequest {
                 duration,
                 fail_attempts,
@@ -695,6 +712,11 @@ impl From<KindRecord> for JobKind {
                 snapshots: a.snapshots,
             }),
             KindRecord::RebuildIndex(a) => Self::RebuildIndex(RebuildIndexRequest { repo: a.repo }),
+            KindRecord::Reencrypt(a) => Self::Reencrypt(ReencryptRequest {
+                repo: a.repo,
+                retire_below: a.retire_below,
+                keep_keys: a.keep_keys,
+            }),
             KindRecord::Noop(a) => Self::Noop(NoopRequest {
                 duration: a.duration,
                 fail_attempts: a.fail_attempts,
@@ -714,6 +736,7 @@ impl KindRecord {
             Self::Forget(_) => "forget",
             Self::RebuildIndex(_) => "rebuild-index",
             Self::Noop(_) => "noop",
+            Self::Reencrypt(_) => "reencrypt",
         }
     }
 
@@ -724,6 +747,7 @@ impl KindRecord {
             Self::Check(a) => a.repo.as_deref(),
             Self::Forget(a) => a.repo.as_deref(),
             Self::RebuildIndex(a) => a.repo.as_deref(),
+            Self::Reencrypt(a) => a.repo.as_deref(),
             Self::Noop(_) => None,
         }
     }
