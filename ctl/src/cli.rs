@@ -238,7 +238,8 @@ pub struct HistoryArgs {
     /// Only jobs on this repository.
     #[arg(long, value_name = "NAME")]
     pub repo: Option<String>,
-    /// Only jobs of this kind (backup, restore, check, forget, rebuild-index, noop).
+    /// Only jobs of this kind (backup, restore, check, forget, rebuild-index, noop, reencrypt,
+    /// migrate).
     #[arg(long, value_name = "KIND")]
     pub kind: Option<String>,
 }
@@ -260,6 +261,8 @@ pub enum AddCommand {
     /// Seal old data-key versions' objects again and retire them (as `backupctl repo key
     /// reencrypt`).
     Reencrypt(ReencryptArgs),
+    /// Convert a repository to a newer format (as `backupctl repo migrate`).
+    Migrate(MigrateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -348,6 +351,9 @@ pub enum RepoCommand {
     Check(CheckArgs),
     /// Rebuild the index from the packs alone (after losing or damaging index files).
     RebuildIndex(RebuildArgs),
+    /// Convert a repository in place to a newer format (a queued, resumable job; the
+    /// repository stays readable throughout).
+    Migrate(MigrateArgs),
     /// Key management.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -440,6 +446,18 @@ pub enum KeyCommand {
     /// resumable job), then retire the old versions: their key material is destroyed from
     /// the key files.
     Reencrypt(ReencryptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Repository name (default: the default repository).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// The format to convert to (2 is the newest).
+    #[arg(long, value_name = "VERSION")]
+    pub to: u32,
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 #[derive(Debug, Args)]

@@ -86,6 +86,7 @@ pub async fn run(
     tracker.spawn(
         security::key_rotation::KeyRotation {
             repos: repos.clone(),
+            queue: queue.clone(),
             audit: audit.clone(),
             settings: settings.clone(),
             daemon_uid: process.daemon_uid,

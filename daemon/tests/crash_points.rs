@@ -10,7 +10,7 @@ use support::{kdf, prune_to_last};
 use backupd::engine::backup::{backup, BackupOptions};
 use backupd::engine::progress::Progress;
 use backupd::engine::rebuild::rebuild_index;
-use backupd::engine::reencrypt::{reencrypt, ReencryptReport};
+use backupd::engine::reencrypt::{migrate, reencrypt, ReencryptReport};
 use backupd::repo::backend::LocalBackend;
 use backupd::repo::keyfile::manage;
 use backupd::repo::Repository;
@@ -240,4 +240,31 @@ fn reencrypt_crashed_at_every_step_then_run_again_loses_nothing_and_leaves_no_ol
     // Four index files, each: packs written, index written, old index and packs deleted; then
     // four snapshots.
     assert!(steps >= 16, "only {steps} crash points in a re-encryption");
+}
+
+#[test]
+fn migrate_crashed_at_every_step_then_run_again_loses_nothing_and_ends_in_format_2() {
+    let template = tempfile::tempdir().expect("tempdir");
+    let repo_dir = template.path().join("repo");
+    let local = LocalBackend::new(&repo_dir);
+    let repo =
+        Repository::init_on_version(Arc::new(local), b"pw", kdf(), 1).expect("format 1 repo");
+    let src = template.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    write_random(&src.join("a"), 400_000, 31);
+    backup_src(&repo, &src).expect("backup 1");
+    write_random(&src.join("b"), 1_200_000, 32);
+    backup_src(&repo, &src).expect("backup 2");
+    drop(repo);
+    let run = |repo: &Repository| migrate(repo, 2, &Progress::default(), &CancellationToken::new());
+    let steps = crash_at_every_step_of(&template, "migrate", run, |repo| {
+        let report = run(repo)?;
+        assert!(report.remaining.is_empty(), "{report:?}");
+        let config = backupd::repo::read_config(repo.backend()).expect("config");
+        assert_eq!((config.version, config.migrating_from), (2, None));
+        Ok(report)
+    });
+    // The config twice, two index files (packs written, index written, old ones deleted),
+    // two snapshots.
+    assert!(steps >= 10, "only {steps} crash points in a migration");
 }

@@ -42,6 +42,8 @@ fn schema_of(command: &str) -> String {
     match command {
         "queue-add-check" => "repo-check".into(),
         "queue-add-rebuild-index" => "repo-rebuild-index".into(),
+        "queue-add-reencrypt" => "repo-key-reencrypt".into(),
+        "queue-add-migrate" => "repo-migrate".into(),
         "queue-add-backup" | "queue-add-restore" | "queue-add-forget" => {
             command.trim_start_matches("queue-add-").to_owned()
         }
@@ -218,6 +220,10 @@ fn every_json_output_matches_its_schema() {
         &["repo", "key", "rotate", "--repo", "extra"],
     );
     c.run("repo-key-list", &["repo", "key", "list", "--repo", "extra"]);
+    c.run(
+        "repo-key-reencrypt",
+        &["repo", "key", "reencrypt", "--repo", "extra"],
+    );
     let pw3 = d.dir.path().join("pw3");
     std::fs::write(&pw3, "horse three").expect("pw");
     let added = c.run(
@@ -249,6 +255,8 @@ fn every_json_output_matches_its_schema() {
     c.run("repo-check", &["repo", "check", "--read-data"]);
     c.run("repo-check", &["queue", "add", "check"]);
     c.run("repo-rebuild-index", &["repo", "rebuild-index"]);
+    c.run("repo-key-reencrypt", &["queue", "add", "reencrypt"]);
+    c.run("repo-migrate", &["repo", "migrate", "--to", "2"]);
     c.run("forget", &["forget", "--keep-last", "1", "--dry-run"]);
     c.run("forget", &["forget", "--keep-last", "2", "--prune"]);
     let noop = c.run("queue-add-noop", &["queue", "add", "noop"]);

@@ -389,3 +389,49 @@ fn reencrypt_killed_with_sigkill_continues_after_the_restart_and_loses_nothing()
         CompareOptions::default(),
     );
 }
+
+#[test]
+fn key_reencrypt_after_queues_a_low_priority_reencryption_that_retires_the_old_version() {
+    let mut d = TestDaemon::start();
+    d.wait_repo("default");
+    let src = d.dir.path().join("a");
+    fill(&src, 21);
+    backup(&d, "default", &src);
+    json_ok(&d.ctl(&["--json", "repo", "key", "rotate"]));
+    d.stop();
+    // Version 2 is older than one second by now: the start-up check queues the job.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let d2 = TestDaemon::start_with(DaemonOptions {
+        state_dir: Some(d.state_dir.clone()),
+        config: Some("[security]\nkey_reencrypt_after = \"1s\"\n".into()),
+        ..Default::default()
+    });
+    d2.wait_repo("default");
+    let list = backupd_tests::wait_until(
+        "the automatic re-encryption",
+        std::time::Duration::from_secs(60),
+        || {
+            let list = key_list(&d2, "default");
+            (version(&list, 1)["retired"] == true).then_some(list)
+        },
+    );
+    assert_eq!(version(&list, 1)["packs"], 0, "{list:#}");
+    let history = json_ok(&d2.ctl(&["--json", "queue", "history", "--kind", "reencrypt"]));
+    assert_eq!(history[0]["outcome"], "succeeded", "{history:#}");
+    let id = history[0]["id"].as_u64().expect("id").to_string();
+    let job = json_ok(&d2.ctl(&["--json", "queue", "job", &id]));
+    assert_eq!(job["priority"], "low", "{job:#}");
+    let out = d2.ctl(&["--json", "security", "audit"]);
+    let audited = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|e| e["event"] == "key" && e["request"] == "repo key reencrypt");
+    assert!(audited, "no audit entry for the queued re-encryption");
+    d2.check_clean(None);
+    d2.restore_and_compare(
+        &src,
+        &d2.dir.path().join("r"),
+        &[],
+        CompareOptions::default(),
+    );
+}

@@ -221,6 +221,8 @@ pub struct KindTimeouts {
     pub noop: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub reencrypt: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub migrate: Option<Duration>,
 }
 
 impl KindTimeouts {
@@ -234,6 +236,7 @@ impl KindTimeouts {
             "rebuild-index" => self.rebuild_index,
             "noop" => self.noop,
             "reencrypt" => self.reencrypt,
+            "migrate" => self.migrate,
             _ => None,
         }
     }
@@ -426,6 +429,7 @@ impl Config {
             ("queue.timeouts.rebuild-index", q.timeouts.rebuild_index),
             ("queue.timeouts.noop", q.timeouts.noop),
             ("queue.timeouts.reencrypt", q.timeouts.reencrypt),
+            ("queue.timeouts.migrate", q.timeouts.migrate),
         ] {
             if value.is_some_and(|v| v < Duration::from_secs(1)) {
                 return Err(invalid(key, format!("is {value:?}; expected at least 1s")));

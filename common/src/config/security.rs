@@ -30,8 +30,9 @@ pub struct SecurityConfig {
     /// default) never rotates automatically.
     #[serde(with = "humantime_serde")]
     pub key_rotation: Duration,
-    /// Re-encrypt packs sealed by older versions this long after a rotation. Accepted and
-    /// reported by compliance; the re-encryption job is planned, nothing runs yet.
+    /// Queue a low-priority re-encryption (which then retires the older versions) once the
+    /// current version is older than this while an older one still has key material; "0"
+    /// (the default) never does.
     #[serde(with = "humantime_serde")]
     pub key_reencrypt_after: Duration,
 }

@@ -252,6 +252,8 @@ pub enum Response {
     Compliance(Box<ComplianceReport>),
     SecurityReport(Box<SecurityReport>),
     Reencrypt(Box<ReencryptResult>),
+    /// What a `repo migrate` job did (`retired` is empty, `below` 0).
+    Migrate(Box<ReencryptResult>),
 }
 
 /// What an import did, entry by entry.

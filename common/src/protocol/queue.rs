@@ -116,6 +116,13 @@ pub struct ReencryptRequest {
     pub keep_keys: bool,
 }
 
+/// `repo migrate --to V`: convert a repository in place to format `to`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrateRequest {
+    pub repo: Option<String>,
+    pub to: u32,
+}
+
 /// Waits, then succeeds: for probing the queue and for tests. It can be told to fail its first
 /// `fail_attempts` attempts, retryably or (with `permanent`) not.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,7 +167,8 @@ repo_args!(
     CheckRequest,
     ForgetRequest,
     RebuildIndexRequest,
-    ReencryptRequest
+    ReencryptRequest,
+    MigrateRequest
 );
 
 impl JobArgs for NoopRequest {}
@@ -209,6 +217,7 @@ job_kinds! {
     RebuildIndex(RebuildIndexRequest) = "rebuild-index",
     Noop(NoopRequest) = "noop",
     Reencrypt(ReencryptRequest) = "reencrypt",
+    Migrate(MigrateRequest) = "migrate",
 }
 
 impl JobKind {

@@ -1,11 +1,13 @@
 //! Commands that submit a job (`backup`, `restore`, `forget`, `repo check`,
-//! `repo rebuild-index`, `repo key reencrypt`, `queue add KIND`): the request is built and
-//! checked locally, submitted, and followed to its end unless `--no-wait`. Ctrl-C while following detaches: the job goes on.
+//! `repo rebuild-index`, `repo key reencrypt`, `repo migrate`, `queue add KIND`): the request
+//! is built and checked locally, submitted, and followed to its end unless `--no-wait`. Ctrl-C
+//! while following detaches: the job goes on.
 
 use super::{results, Failure, Paths};
 use crate::cli::{
-    AddCommand, BackupArgs, CheckArgs, Command, ForgetArgs, JobArgs, KeyCommand, NoopArgs,
-    OverwriteArg, PriorityArg, QueueCommand, RebuildArgs, ReencryptArgs, RepoCommand, RestoreArgs,
+    AddCommand, BackupArgs, CheckArgs, Command, ForgetArgs, JobArgs, KeyCommand, MigrateArgs,
+    NoopArgs, OverwriteArg, PriorityArg, QueueCommand, RebuildArgs, ReencryptArgs, RepoCommand,
+    RestoreArgs,
 };
 use crate::client::Client;
 use crate::exit::ExitCode;
@@ -16,8 +18,8 @@ use backupd_common::client::ClientError;
 use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     BackupRequest, CheckRequest, ForgetRequest, JobId, JobInfo, JobKind, JobOptions, JobSpec,
-    JobState, NoopRequest, Overwrite, Priority, RebuildIndexRequest, ReencryptRequest,
-    RestoreRequest,
+    JobState, MigrateRequest, NoopRequest, Overwrite, Priority, RebuildIndexRequest,
+    ReencryptRequest, RestoreRequest,
 };
 use std::time::UNIX_EPOCH;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -38,6 +40,7 @@ pub fn prepare(command: &Command, paths: Paths) -> Result<Option<Prepared>, Fail
         Command::Repo(RepoCommand::Check(a)) => (check(a), &a.job),
         Command::Repo(RepoCommand::RebuildIndex(a)) => (rebuild(a), &a.job),
         Command::Repo(RepoCommand::Key(KeyCommand::Reencrypt(a))) => (reencrypt(a), &a.job),
+        Command::Repo(RepoCommand::Migrate(a)) => (migrate(a), &a.job),
         Command::Queue(QueueCommand::Add(add)) => match add {
             AddCommand::Backup(a) => (backup(a, paths)?, &a.job),
             AddCommand::Restore(a) => (restore(a, paths)?, &a.job),
@@ -46,6 +49,7 @@ pub fn prepare(command: &Command, paths: Paths) -> Result<Option<Prepared>, Fail
             AddCommand::RebuildIndex(a) => (rebuild(a), &a.job),
             AddCommand::Noop(a) => (noop(a), &a.job),
             AddCommand::Reencrypt(a) => (reencrypt(a), &a.job),
+            AddCommand::Migrate(a) => (migrate(a), &a.job),
         },
         _ => return Ok(None),
     };
@@ -211,6 +215,13 @@ fn reencrypt(a: &ReencryptArgs) -> JobKind {
         repo: a.repo.clone(),
         retire_below: a.retire_below,
         keep_keys: a.keep_keys,
+    })
+}
+
+fn migrate(a: &MigrateArgs) -> JobKind {
+    JobKind::Migrate(MigrateRequest {
+        repo: a.repo.clone(),
+        to: a.to,
     })
 }
 

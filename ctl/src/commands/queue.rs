@@ -62,6 +62,7 @@ fn target(kind: &JobKind) -> String {
                 .unwrap_or_default(),
             if r.keep_keys { " --keep-keys" } else { "" }
         ),
+        JobKind::Migrate(r) => format!("{} to format {}", repo(&r.repo), r.to),
     }
 }
 
@@ -186,7 +187,7 @@ fn result_text(result: &Response) -> String {
             count(r.unreadable.len() as u64, "unreadable pack")
         ),
         Response::Noop { slept_ms } => format!("slept {slept_ms} ms"),
-        Response::Reencrypt(r) => super::results::reencrypt_summary(r),
+        Response::Reencrypt(r) | Response::Migrate(r) => super::results::reencrypt_summary(r),
         other => format!("{other:?}"),
     }
 }

@@ -205,6 +205,7 @@ pub async fn run(
         // Submitted as jobs by `commands::jobs`.
         RepoCommand::Check(_)
         | RepoCommand::RebuildIndex(_)
+        | RepoCommand::Migrate(_)
         | RepoCommand::Key(KeyCommand::Reencrypt(_)) => {}
     }
     Ok(ExitCode::Ok)

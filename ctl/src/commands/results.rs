@@ -75,7 +75,9 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
                 return ExitCode::Warning;
             }
         }
-        Response::Reencrypt(r) => out.value(&finished, || reencrypt_summary(r)),
+        Response::Reencrypt(r) | Response::Migrate(r) => {
+            out.value(&finished, || reencrypt_summary(r))
+        }
         Response::Noop { slept_ms } => out.value(&finished, || {
             format!("job {job} done (noop, {slept_ms} ms)")
         }),
@@ -256,7 +258,7 @@ fn check_text(r: &CheckResult) -> String {
 /// What a re-encryption did, in one paragraph.
 pub fn reencrypt_summary(r: &ReencryptResult) -> String {
     let mut text = format!(
-        "re-encrypted under data-key version {}: {} rewritten into {} ({} blobs, {} read, {} \
+        "sealed again under data-key version {}: {} rewritten into {} ({} blobs, {} read, {} \
          written), {}, {}",
         r.current,
         count(r.packs_rewritten, "pack"),

@@ -72,6 +72,10 @@ pub enum KindView {
         retire_below: Option<u32>,
         keep_keys: bool,
     },
+    Migrate {
+        repo: Option<String>,
+        to: u32,
+    },
     Noop {
         /// How long it sleeps (`sleep_ms`, not `duration_ms`: history entries carry a
         /// `duration_ms` of their own beside the arguments).
@@ -155,6 +159,10 @@ impl From<&JobKind> for KindView {
                 repo: r.repo.clone(),
                 retire_below: r.retire_below,
                 keep_keys: r.keep_keys,
+            },
+            JobKind::Migrate(r) => Self::Migrate {
+                repo: r.repo.clone(),
+                to: r.to,
             },
         }
     }
@@ -421,8 +429,8 @@ impl From<&JobEvent> for EventView {
 mod tests {
     use super::*;
     use backupd_common::protocol::{
-        BackupRequest, CheckRequest, ForgetRequest, JobKind, JobState, NoopRequest, Priority,
-        RebuildIndexRequest, ReencryptRequest, RestoreRequest,
+        BackupRequest, CheckRequest, ForgetRequest, JobKind, JobState, MigrateRequest, NoopRequest,
+        Priority, RebuildIndexRequest, ReencryptRequest, RestoreRequest,
     };
 
     /// serde's flatten would write a clashing name twice; JSON readers keep one of the two.
@@ -436,6 +444,7 @@ mod tests {
             JobKind::RebuildIndex(RebuildIndexRequest::default()),
             JobKind::Noop(NoopRequest::default()),
             JobKind::Reencrypt(ReencryptRequest::default()),
+            JobKind::Migrate(MigrateRequest::default()),
         ];
         for kind in kinds {
             let job = JobInfo {

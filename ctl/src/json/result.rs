@@ -3,7 +3,7 @@
 
 use backupd_common::protocol::{
     BackupDryRunResult, BackupResult, CheckResult, ForgetResult, PruneSummary, RebuildResult,
-    Response, RestoreResult, SnapshotStatsView,
+    ReencryptResult, Response, RestoreResult, SnapshotStatsView,
 };
 use serde::Serialize;
 
@@ -182,20 +182,24 @@ pub enum ResultView {
     Noop {
         slept_ms: u64,
     },
-    Reencrypt {
-        current: u32,
-        below: u32,
-        packs_rewritten: u64,
-        packs_written: u64,
-        blobs: u64,
-        bytes_read: u64,
-        bytes_written: u64,
-        index_files_rewritten: u64,
-        snapshots_rewritten: u64,
-        snapshots_renamed: Vec<RenamedSnapshot>,
-        leftovers_removed: u64,
-        retired: Vec<u32>,
-    },
+    Reencrypt(ReencryptView),
+    Migrate(ReencryptView),
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReencryptView {
+    pub current: u32,
+    pub below: u32,
+    pub packs_rewritten: u64,
+    pub packs_written: u64,
+    pub blobs: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub index_files_rewritten: u64,
+    pub snapshots_rewritten: u64,
+    pub snapshots_renamed: Vec<RenamedSnapshot>,
+    pub leftovers_removed: u64,
+    pub retired: Vec<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -217,27 +221,8 @@ impl ResultView {
             Response::Noop { slept_ms } => Self::Noop {
                 slept_ms: *slept_ms,
             },
-            Response::Reencrypt(r) => Self::Reencrypt {
-                current: r.current,
-                below: r.below,
-                packs_rewritten: r.packs_rewritten,
-                packs_written: r.packs_written,
-                blobs: r.blobs,
-                bytes_read: r.bytes_read,
-                bytes_written: r.bytes_written,
-                index_files_rewritten: r.index_files_rewritten,
-                snapshots_rewritten: r.snapshots_rewritten,
-                snapshots_renamed: r
-                    .snapshots_renamed
-                    .iter()
-                    .map(|(old, new)| RenamedSnapshot {
-                        old: old.clone(),
-                        new: new.clone(),
-                    })
-                    .collect(),
-                leftovers_removed: r.leftovers_removed,
-                retired: r.retired.clone(),
-            },
+            Response::Reencrypt(r) => Self::Reencrypt(ReencryptView::from(r.as_ref())),
+            Response::Migrate(r) => Self::Migrate(ReencryptView::from(r.as_ref())),
             _ => return None,
         })
     }
@@ -352,4 +337,30 @@ pub struct FinishedView<'a> {
     pub job: u64,
     #[serde(flatten)]
     pub result: &'a ResultView,
+}
+
+impl From<&ReencryptResult> for ReencryptView {
+    fn from(r: &ReencryptResult) -> Self {
+        Self {
+            current: r.current,
+            below: r.below,
+            packs_rewritten: r.packs_rewritten,
+            packs_written: r.packs_written,
+            blobs: r.blobs,
+            bytes_read: r.bytes_read,
+            bytes_written: r.bytes_written,
+            index_files_rewritten: r.index_files_rewritten,
+            snapshots_rewritten: r.snapshots_rewritten,
+            snapshots_renamed: r
+                .snapshots_renamed
+                .iter()
+                .map(|(old, new)| RenamedSnapshot {
+                    old: old.clone(),
+                    new: new.clone(),
+                })
+                .collect(),
+            leftovers_removed: r.leftovers_removed,
+            retired: r.retired.clone(),
+        }
+    }
 }

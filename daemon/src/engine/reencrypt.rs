@@ -18,10 +18,12 @@ use super::progress::Progress;
 use super::rebuild::sealed_pack_header;
 use super::EngineError;
 use crate::repo::backend::{FileKind, Key};
+use crate::repo::crypto::SealFormat;
 use crate::repo::index::IndexedPack;
 use crate::repo::lock::LockMode;
 use crate::repo::pack::{self, PackBuilder, PackEntry};
-use crate::repo::{RepoError, Repository, LOCK_WAIT};
+use crate::repo::RepoConfig;
+use crate::repo::{RepoError, Repository, FORMAT_VERSION, LOCK_WAIT};
 use backupd_common::ids::{IndexId, PackId, SnapshotId};
 use std::collections::{BTreeMap, HashSet};
 use tokio_util::sync::CancellationToken;
@@ -29,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 /// What a re-encryption did and what is left.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReencryptReport {
-    /// The versions whose objects were sealed again (all below this one, except the current).
+    /// The versions whose objects were sealed again (all below this one, except the current);
+    /// 0 for a migration.
     pub below: u32,
     pub current: u32,
     pub packs_rewritten: u64,
@@ -64,8 +67,72 @@ pub fn reencrypt(
              retired; rotate first (`backupctl repo key rotate`), then re-encrypt"
         )));
     }
-    let old = |v: u32| v < below;
     let _lock = repo.lock_waiting(LockMode::Exclusive, "key reencrypt", LOCK_WAIT, cancel)?;
+    let keys = repo.keys();
+    let old = |sealed: &[u8]| keys.key_version_of(sealed).is_ok_and(|v| v < below);
+    let mut report = reseal_locked(repo, &old, progress, cancel)?;
+    report.below = below;
+    Ok(report)
+}
+
+/// `repo migrate --to 2`: converts a format 1 repository in place. The config first says
+/// format 2 with `migrating_from: 1` (readers then take either layout, writers seal format 2),
+/// then every object in the format 1 layout is sealed again as re-encryption does, then the
+/// config says format 2 alone. A re-run after a crash continues; on a format 2 repository it
+/// does nothing. Returns the report and the repository as it is now (its seal format changed:
+/// the caller drops cached handles).
+pub fn migrate(
+    repo: &Repository,
+    to: u32,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<ReencryptReport, EngineError> {
+    if to != FORMAT_VERSION {
+        return Err(EngineError::InvalidArgument(format!(
+            "--to {to}: this build migrates to format {FORMAT_VERSION} only"
+        )));
+    }
+    let config = repo.config().clone();
+    if config.version == to && config.migrating_from.is_none() {
+        return Ok(ReencryptReport {
+            current: repo.keys().current,
+            ..Default::default()
+        });
+    }
+    let _lock = repo.lock_waiting(LockMode::Exclusive, "migrate", LOCK_WAIT, cancel)?;
+    let migrating = repo.rewrite_config(RepoConfig {
+        version: to,
+        migrating_from: Some(config.migrating_from.unwrap_or(config.version)),
+        ..config.clone()
+    })?;
+    let keys = migrating.keys();
+    let v1 = |sealed: &[u8]| keys.layout_of(sealed) == SealFormat::V1;
+    let report = reseal_locked(&migrating, &v1, progress, cancel)?;
+    if !report.remaining.is_empty() {
+        return Err(EngineError::InvalidArgument(format!(
+            "objects still in the format 1 layout after the migration ({}): packs no index \
+             names (run `backupctl repo rebuild-index`) or objects `backupctl repo check` \
+             reports; the repository stays readable in both layouts, run the migration again \
+             afterwards",
+            report.remaining.values().sum::<u64>()
+        )));
+    }
+    migrating.rewrite_config(RepoConfig {
+        version: to,
+        migrating_from: None,
+        ..config
+    })?;
+    Ok(report)
+}
+
+/// Seals again, under the current version and layout, every object `stale` selects (by its
+/// sealed bytes). The caller holds the exclusive lock.
+fn reseal_locked(
+    repo: &Repository,
+    stale: &impl Fn(&[u8]) -> bool,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<ReencryptReport, EngineError> {
     repo.reload_index()?;
     if let Some((name, reason)) = repo.with_index(|i| i.unreadable().first().cloned()) {
         return Err(EngineError::InvalidArgument(format!(
@@ -74,11 +141,10 @@ pub fn reencrypt(
         )));
     }
     let mut report = ReencryptReport {
-        below,
-        current,
+        current: repo.keys().current,
         ..Default::default()
     };
-    let plan = plan(repo, &old, cancel)?;
+    let plan = plan(repo, stale, cancel)?;
     let total_packs: usize = plan.iter().map(|f| f.old_packs.len()).sum();
     let total_bytes: u64 = plan.iter().map(|f| f.old_bytes).sum();
     progress.set_totals(total_packs as u64, total_bytes);
@@ -89,9 +155,9 @@ pub fn reencrypt(
         rewrite_index_file(repo, file, progress, cancel, &mut report)?;
     }
     repo.reload_index()?;
-    report.leftovers_removed = remove_leftovers(repo, &old)?;
-    reseal_snapshots(repo, &old, cancel, &mut report)?;
-    report.remaining = census(repo, &old)?;
+    report.leftovers_removed = remove_leftovers(repo, stale)?;
+    reseal_snapshots(repo, stale, cancel, &mut report)?;
+    report.remaining = census(repo, stale)?;
     Ok(report)
 }
 
@@ -106,7 +172,7 @@ struct FilePlan {
 
 fn plan(
     repo: &Repository,
-    old: &impl Fn(u32) -> bool,
+    stale: &impl Fn(&[u8]) -> bool,
     cancel: &CancellationToken,
 ) -> Result<Vec<FilePlan>, EngineError> {
     let mut files: Vec<IndexId> = repo.with_index(|i| i.files().iter().copied().collect());
@@ -117,12 +183,7 @@ fn plan(
             return Err(EngineError::Cancelled);
         }
         let name = id.to_hex();
-        let sealed_old = old(object_version(
-            repo,
-            Key::index(&name),
-            "index file",
-            &name,
-        )?);
+        let sealed_old = stale(&repo.backend().get(Key::index(&name))?);
         let packs = repo.read_index_file(&name)?.packs;
         let mut old_packs = HashSet::new();
         let mut old_bytes = 0;
@@ -131,11 +192,11 @@ fn plan(
             let (header, _) = sealed_pack_header(repo, &pack_name).map_err(|reason| {
                 unreadable("pack", &pack_name, reason, "run `backupctl repo check`")
             })?;
-            let version = repo
-                .keys()
+            // A pack whose version no held key names cannot be sealed again: say so.
+            repo.keys()
                 .key_version_of(&header)
                 .map_err(|e| unreadable("pack", &pack_name, e.to_string(), KEY_HINT))?;
-            if old(version) {
+            if stale(&header) {
                 old_packs.insert(p.id);
                 old_bytes += repo.backend().size(Key::pack(&pack_name))?;
             }
@@ -163,19 +224,6 @@ fn unreadable(what: &'static str, name: &str, reason: String, hint: &'static str
         reason,
         hint,
     })
-}
-
-/// The data-key version that sealed a whole object (index file, snapshot).
-fn object_version(
-    repo: &Repository,
-    key: Key<'_>,
-    what: &'static str,
-    name: &str,
-) -> Result<u32, EngineError> {
-    let bytes = repo.backend().get(key)?;
-    repo.keys()
-        .key_version_of(&bytes)
-        .map_err(|e| unreadable(what, name, e.to_string(), KEY_HINT))
 }
 
 fn rewrite_index_file(
@@ -270,7 +318,7 @@ fn resealed_blob(
 /// Removes what an interrupted run left: index files a live one supersedes, and packs no index
 /// names that an old version sealed and whose every blob is indexed elsewhere. The caller
 /// holds the exclusive lock and has just reloaded the index.
-fn remove_leftovers(repo: &Repository, old: &impl Fn(u32) -> bool) -> Result<u64, EngineError> {
+fn remove_leftovers(repo: &Repository, stale: &impl Fn(&[u8]) -> bool) -> Result<u64, EngineError> {
     let mut removed = 0;
     let live = repo.with_index(|i| i.files().clone());
     for name in repo.backend().list(FileKind::Index)? {
@@ -288,7 +336,7 @@ fn remove_leftovers(repo: &Repository, old: &impl Fn(u32) -> bool) -> Result<u64
         let Ok((header, start)) = sealed_pack_header(repo, &name) else {
             continue;
         };
-        if !repo.keys().key_version_of(&header).is_ok_and(old) {
+        if !stale(&header) {
             continue;
         }
         let Ok(entries) = pack::decode_header(repo.keys(), &header, start) else {
@@ -304,7 +352,7 @@ fn remove_leftovers(repo: &Repository, old: &impl Fn(u32) -> bool) -> Result<u64
 
 fn reseal_snapshots(
     repo: &Repository,
-    old: &impl Fn(u32) -> bool,
+    stale: &impl Fn(&[u8]) -> bool,
     cancel: &CancellationToken,
     report: &mut ReencryptReport,
 ) -> Result<(), EngineError> {
@@ -313,12 +361,7 @@ fn reseal_snapshots(
             return Err(EngineError::Cancelled);
         }
         let name = id.to_hex();
-        if !old(object_version(
-            repo,
-            Key::snapshot(&name),
-            "snapshot",
-            &name,
-        )?) {
+        if !stale(&repo.backend().get(Key::snapshot(&name))?) {
             continue;
         }
         let new = repo.reseal_snapshot(&id)?;
@@ -330,17 +373,19 @@ fn reseal_snapshots(
     Ok(())
 }
 
-/// Objects (packs, index files, snapshots) still sealed by an old version, per version.
-/// Objects whose version cannot be told are not counted here; `check` reports them.
+/// Objects (packs, index files, snapshots) `stale` still selects, per data-key version (0: a
+/// version that cannot be told).
 pub fn census(
     repo: &Repository,
-    old: &impl Fn(u32) -> bool,
+    stale: &impl Fn(&[u8]) -> bool,
 ) -> Result<BTreeMap<u32, u64>, EngineError> {
     let mut left = BTreeMap::new();
     let keys = repo.keys();
     let mut count = |sealed: &[u8]| {
-        if let Some(v) = keys.key_version_of(sealed).ok().filter(|v| old(*v)) {
-            *left.entry(v).or_insert(0) += 1;
+        if stale(sealed) {
+            *left
+                .entry(keys.key_version_of(sealed).unwrap_or(0))
+                .or_insert(0) += 1;
         }
     };
     for name in repo.backend().list(FileKind::Pack)? {

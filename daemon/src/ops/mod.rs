@@ -11,6 +11,7 @@
 mod backup;
 mod check;
 mod forget;
+mod migrate;
 mod noop;
 mod rebuild_index;
 mod reencrypt;
@@ -234,6 +235,7 @@ pub fn command(kind: &JobKind) -> &'static str {
         JobKind::RebuildIndex(_) => "repo rebuild-index",
         JobKind::Noop(_) => "queue add noop",
         JobKind::Reencrypt(_) => "repo key reencrypt",
+        JobKind::Migrate(_) => "repo migrate",
     }
 }
 
@@ -245,14 +247,15 @@ register! {
     RebuildIndex => rebuild_index::RebuildIndex,
     Noop => noop::Noop,
     Reencrypt => reencrypt::Reencrypt,
+    Migrate => migrate::Migrate,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use backupd_common::protocol::{
-        BackupRequest, CheckRequest, ForgetRequest, NoopRequest, RebuildIndexRequest,
-        RestoreRequest,
+        BackupRequest, CheckRequest, ForgetRequest, MigrateRequest, NoopRequest,
+        RebuildIndexRequest, ReencryptRequest, RestoreRequest,
     };
 
     fn kinds() -> Vec<JobKind> {
@@ -274,8 +277,13 @@ mod tests {
                 repo: repo.clone(),
                 ..Default::default()
             }),
-            JobKind::RebuildIndex(RebuildIndexRequest { repo }),
+            JobKind::RebuildIndex(RebuildIndexRequest { repo: repo.clone() }),
             JobKind::Noop(NoopRequest::default()),
+            JobKind::Reencrypt(ReencryptRequest {
+                repo: repo.clone(),
+                ..Default::default()
+            }),
+            JobKind::Migrate(MigrateRequest { repo, to: 2 }),
         ]
     }
 
@@ -319,7 +327,9 @@ mod tests {
                 RepoManage,
                 SnapshotForget,
                 RepoManage,
-                QueueManage
+                QueueManage,
+                RepoKey,
+                RepoManage
             ]
         );
     }
@@ -336,7 +346,9 @@ mod tests {
                 Some(false),
                 Some(true),
                 Some(true),
-                None
+                None,
+                Some(true),
+                Some(true)
             ]
         );
         let dry = JobKind::Forget(ForgetRequest {
@@ -373,7 +385,7 @@ mod tests {
             .iter()
             .map(|k| acts_as(k, &user, |_| false))
             .collect();
-        assert_eq!(got, vec![own, own, None, None, None, None]);
+        assert_eq!(got, vec![own, own, None, None, None, None, None, None]);
         // Holding the kind's `*.any` permission: the daemon's own rights.
         let asked = std::cell::RefCell::new(Vec::new());
         for kind in kinds() {
@@ -392,8 +404,11 @@ mod tests {
     }
 
     #[test]
-    fn only_backups_coalesce() {
+    fn only_backups_and_reencryptions_coalesce() {
         let got: Vec<_> = kinds().iter().map(coalesces).collect();
-        assert_eq!(got, vec![true, false, false, false, false, false]);
+        assert_eq!(
+            got,
+            vec![true, false, false, false, false, false, true, false]
+        );
     }
 }

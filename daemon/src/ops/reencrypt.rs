@@ -4,7 +4,7 @@
 //! crash or cancellation continues with what is still sealed by an old version.
 
 use super::{Claim, Operation, Run};
-use crate::engine::reencrypt::reencrypt;
+use crate::engine::reencrypt::{reencrypt, ReencryptReport};
 use crate::error::Error;
 use crate::repo::registry::RegistryError;
 use backupd_common::protocol::{Permission, ReencryptRequest, ReencryptResult, Response};
@@ -55,23 +55,28 @@ impl Operation for Reencrypt {
             retired = ?retired,
             "re-encryption finished"
         );
-        Ok(Response::Reencrypt(Box::new(ReencryptResult {
-            current: report.current,
-            below: report.below,
-            packs_rewritten: report.packs_rewritten,
-            packs_written: report.packs_written,
-            blobs: report.blobs,
-            bytes_read: report.bytes_read,
-            bytes_written: report.bytes_written,
-            index_files_rewritten: report.index_files_rewritten,
-            snapshots_rewritten: report.snapshots_rewritten,
-            snapshots_renamed: report
-                .snapshots_renamed
-                .iter()
-                .map(|(a, b)| (a.to_hex(), b.to_hex()))
-                .collect(),
-            leftovers_removed: report.leftovers_removed,
-            retired,
-        })))
+        Ok(Response::Reencrypt(Box::new(result(&report, retired))))
+    }
+}
+
+/// The wire result of a re-encryption or migration.
+pub fn result(report: &ReencryptReport, retired: Vec<u32>) -> ReencryptResult {
+    ReencryptResult {
+        current: report.current,
+        below: report.below,
+        packs_rewritten: report.packs_rewritten,
+        packs_written: report.packs_written,
+        blobs: report.blobs,
+        bytes_read: report.bytes_read,
+        bytes_written: report.bytes_written,
+        index_files_rewritten: report.index_files_rewritten,
+        snapshots_rewritten: report.snapshots_rewritten,
+        snapshots_renamed: report
+            .snapshots_renamed
+            .iter()
+            .map(|(a, b)| (a.to_hex(), b.to_hex()))
+            .collect(),
+        leftovers_removed: report.leftovers_removed,
+        retired,
     }
 }

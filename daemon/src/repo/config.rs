@@ -1,6 +1,7 @@
 //! The repository's plaintext `config` file: format name and version, id, chunker sizes.
 
 use super::backend::{Backend, ErrorKind, Key};
+use super::crypto::SealFormat;
 use super::{RepoError, Result, FORMAT_NAME, FORMAT_VERSION, MIN_FORMAT_VERSION};
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,21 @@ pub struct RepoConfig {
     pub chunk_min: u32,
     pub chunk_avg: u32,
     pub chunk_max: u32,
+    /// Set while `repo migrate` converts a repository of this older format to `version`: its
+    /// objects are then in either layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrating_from: Option<u32>,
+}
+
+impl RepoConfig {
+    /// How this repository's objects are sealed and read.
+    pub fn seal_format(&self) -> Option<SealFormat> {
+        match (self.migrating_from, self.version) {
+            (Some(1), 2) => Some(SealFormat::Migrating),
+            (Some(_), _) => None,
+            (None, version) => SealFormat::of_repository_version(version),
+        }
+    }
 }
 
 pub fn read_config(backend: &dyn Backend) -> Result<RepoConfig> {
@@ -46,6 +62,12 @@ pub fn read_config(backend: &dyn Backend) -> Result<RepoConfig> {
     }
     // No compatible higher version: a newer format may store what this build cannot see.
     if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version) {
+        return Err(RepoError::UnsupportedVersion {
+            location,
+            found: config.version,
+        });
+    }
+    if config.seal_format().is_none() {
         return Err(RepoError::UnsupportedVersion {
             location,
             found: config.version,

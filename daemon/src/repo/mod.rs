@@ -224,6 +224,7 @@ impl Repository {
             chunk_min: CHUNK_MIN,
             chunk_avg: CHUNK_AVG,
             chunk_max: CHUNK_MAX,
+            migrating_from: None,
         };
         // The config goes last: a directory without it is not (yet) a repository.
         let config_json = serde_json::to_vec_pretty(&config).unwrap_or_default();
@@ -286,7 +287,7 @@ impl Repository {
         .ring
         .master_keys();
         // `read_config` refused versions this build has no seal layout for.
-        keys.seal_format = SealFormat::of_repository_version(config.version).unwrap_or_default();
+        keys.seal_format = config.seal_format().unwrap_or_default();
         let repo = Self {
             backend,
             config,
@@ -294,6 +295,29 @@ impl Repository {
             index: RwLock::new(Index::default()),
             catalog: Default::default(),
         };
+        repo.reload_index()?;
+        Ok(repo)
+    }
+
+    /// Replaces the `config` file (one rename) and returns the repository as that config
+    /// makes it: same keys and catalog, the seal format it names, the index read again. The
+    /// caller holds the exclusive lock and drops `self` for the result.
+    pub fn rewrite_config(&self, config: RepoConfig) -> Result<Self> {
+        let json = serde_json::to_vec_pretty(&config).unwrap_or_default();
+        self.backend.put(Key::config(), &json)?;
+        let config = read_config(self.backend.as_ref())?;
+        let mut keys = self.keys.clone();
+        keys.seal_format = config.seal_format().unwrap_or_default();
+        let repo = Self {
+            backend: self.backend.clone(),
+            config,
+            keys,
+            index: RwLock::new(Index::default()),
+            catalog: Default::default(),
+        };
+        if let Some(catalog) = self.catalog.get() {
+            repo.attach_snapshot_cache(catalog.clone());
+        }
         repo.reload_index()?;
         Ok(repo)
     }

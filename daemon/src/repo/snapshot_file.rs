@@ -29,7 +29,7 @@ impl Repository {
     fn snapshot_digest(&self, plain: &[u8], sealed: &[u8]) -> [u8; 32] {
         match self.keys.seal_format {
             SealFormat::V1 => sha256(sealed),
-            SealFormat::V2 => sha256(plain),
+            SealFormat::V2 | SealFormat::Migrating => sha256(plain),
         }
     }
 
@@ -64,11 +64,15 @@ impl Repository {
                 let bytes = read_named(self.backend(), key, "snapshot file", SNAPSHOT_HINT)?;
                 open_sealed(&self.keys, &bytes, "snapshot", &name, SNAPSHOT_HINT)?
             }
-            SealFormat::V2 => {
+            format @ (SealFormat::V2 | SealFormat::Migrating) => {
                 let bytes = self.backend.get(key)?;
                 let plain = open_sealed(&self.keys, &bytes, "snapshot", &name, SNAPSHOT_HINT)?;
                 let actual = sha256_hex(&plain);
-                if actual != name {
+                // During a migration a format 1 snapshot keeps its name until it is sealed again.
+                let v1_named = format == SealFormat::Migrating
+                    && self.keys.layout_of(&bytes) == SealFormat::V1
+                    && sha256_hex(&bytes) == name;
+                if actual != name && !v1_named {
                     return Err(RepoError::NameMismatch {
                         what: "snapshot file",
                         object: self.backend.describe(key),

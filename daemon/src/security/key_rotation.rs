@@ -1,15 +1,21 @@
-//! Automatic data-key rotation: `[security] key_rotation` ("0", the default, turns it off).
-//! A service on the task tracker checks every registered repository at start and every hour,
-//! and rotates one whose current data-key version is older than the policy
-//! (`Registry::key_rotate`, the same path as `backupctl repo key rotate`). Each rotation, and
-//! each failed one, is logged and written to the audit log as a `key` event of the daemon's
-//! uid. Stops when its token is cancelled; a round in progress finishes on its blocking thread
+//! Automatic data-key rotation and re-encryption: `[security] key_rotation` and
+//! `key_reencrypt_after` ("0", the default, turns each off). A service on the task tracker
+//! checks every registered repository at start and every hour: it rotates one whose current
+//! data-key version is older than `key_rotation` (`Registry::key_rotate`, the same path as
+//! `backupctl repo key rotate`), and queues a low-priority `repo key reencrypt` job for one
+//! whose current version is older than `key_reencrypt_after` while an older version still has
+//! key material (the job coalesces with one already queued). Each rotation, queued job and
+//! failure is logged and written to the audit log as a `key` event of the daemon's uid. Stops when its token is cancelled; a round in progress finishes on its blocking thread
 //! (the rotation itself gives up waiting for the repository's lock on cancellation).
 
 use crate::context::SettingsHandle;
+use crate::queue::Queue;
 use crate::repo::registry::Registry;
 use crate::security::audit::{Audit, NewEntry};
-use backupd_common::protocol::{AuditOutcome, AuditTarget, EventType, Severity};
+use backupd_common::protocol::{
+    AuditOutcome, AuditTarget, EventType, JobKind, JobOptions, JobSpec, Priority, ReencryptRequest,
+    Severity,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +30,7 @@ pub fn due(created_ns: i64, now_ns: i64, policy: Duration) -> bool {
 
 pub struct KeyRotation {
     pub repos: Arc<Registry>,
+    pub queue: Arc<Queue>,
     pub audit: Arc<Audit>,
     pub settings: SettingsHandle,
     pub daemon_uid: u32,
@@ -39,14 +46,97 @@ impl KeyRotation {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let policy = this.settings.get().config.security.key_rotation;
-            if policy.is_zero() {
+            let security = this.settings.get().config.security.clone();
+            let (policy, reencrypt_after) = (security.key_rotation, security.key_reencrypt_after);
+            if policy.is_zero() && reencrypt_after.is_zero() {
                 continue;
             }
             let (round, token) = (this.clone(), cancel.clone());
-            if let Err(e) = tokio::task::spawn_blocking(move || round.round(policy, &token)).await {
-                tracing::warn!(error = %e, "the key rotation check failed; trying again in an hour");
+            let due = tokio::task::spawn_blocking(move || {
+                if !policy.is_zero() {
+                    round.round(policy, &token);
+                }
+                round.reencryption_due(reencrypt_after)
+            })
+            .await;
+            match due {
+                Ok(names) => this.queue_reencryptions(names, reencrypt_after).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the key rotation check failed; trying again in an hour")
+                }
             }
+        }
+    }
+
+    /// The repositories whose current data key is older than `after` while an older version
+    /// still has key material. Blocking.
+    fn reencryption_due(&self, after: Duration) -> Vec<String> {
+        if after.is_zero() {
+            return Vec::new();
+        }
+        let Ok(entries) = self.repos.list() else {
+            return Vec::new();
+        };
+        let now = crate::repo::now_ns();
+        entries
+            .into_iter()
+            .filter(|entry| {
+                let Ok((_, _, loaded)) = self.repos.key_files(Some(&entry.name)) else {
+                    return false;
+                };
+                let ring = &loaded.ring;
+                let old_material = ring
+                    .versions
+                    .iter()
+                    .any(|v| v.version != ring.current && v.key.is_some());
+                old_material
+                    && ring
+                        .current_key()
+                        .is_some_and(|k| due(k.created_ns, now, after))
+            })
+            .map(|entry| entry.name)
+            .collect()
+    }
+
+    async fn queue_reencryptions(&self, names: Vec<String>, after: Duration) {
+        let q = self.settings.get().config.queue.clone();
+        for name in names {
+            let spec = JobSpec {
+                kind: JobKind::Reencrypt(ReencryptRequest {
+                    repo: Some(name.clone()),
+                    ..Default::default()
+                }),
+                options: JobOptions {
+                    priority: Priority::Low,
+                    ..Default::default()
+                },
+            };
+            let (outcome, message) = match self
+                .queue
+                .submit_internal(spec, self.daemon_uid, &q)
+                .await
+            {
+                Ok(s) if s.coalesced => continue,
+                Ok(s) => {
+                    tracing::info!(repo = %name, job = s.id, "re-encryption queued (security.key_reencrypt_after)");
+                    (
+                        AuditOutcome::Ok,
+                        format!(
+                            "re-encryption queued as job {} (security.key_reencrypt_after {})",
+                            s.id,
+                            humantime::format_duration(after)
+                        ),
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(repo = %name, error = %e, "cannot queue the re-encryption; trying again in an hour");
+                    (
+                        AuditOutcome::Error,
+                        format!("queuing the re-encryption failed: {e}"),
+                    )
+                }
+            };
+            self.record(&name, "repo key reencrypt", outcome, message);
         }
     }
 
@@ -95,11 +185,11 @@ impl KeyRotation {
                     )
                 }
             };
-            self.record(&entry.name, outcome, message);
+            self.record(&entry.name, "repo key rotate", outcome, message);
         }
     }
 
-    fn record(&self, repo: &str, outcome: AuditOutcome, message: String) {
+    fn record(&self, repo: &str, request: &str, outcome: AuditOutcome, message: String) {
         let entry = NewEntry {
             uid: self.daemon_uid,
             gid: 0,
@@ -108,7 +198,7 @@ impl KeyRotation {
             permission: None,
             event: EventType::Key,
             severity: Severity::Warning,
-            request: "repo key rotate".into(),
+            request: request.into(),
             target: AuditTarget {
                 repo: Some(repo.to_owned()),
                 ..Default::default()

@@ -153,7 +153,8 @@ pub fn response(r: &mut Response, reader: Reader) {
         | Response::KeyRotated(_)
         | Response::KeyList(_)
         | Response::KeyRemoved(_)
-        | Response::Reencrypt(_) => *r = Response::Done,
+        | Response::Reencrypt(_)
+        | Response::Migrate(_) => *r = Response::Done,
         Response::Health(h) => health(h),
         Response::Identity(_)
         | Response::Reloaded(_)

@@ -569,7 +569,7 @@ impl Registry {
     }
 
     /// Drops the cached handle of a repository (its registration changed or it vanished).
-    fn forget(&self, name: &str) {
+    pub(crate) fn forget(&self, name: &str) {
         self.open
             .lock()
             .unwrap_or_else(|p| p.into_inner())

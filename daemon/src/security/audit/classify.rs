@@ -46,6 +46,7 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
                 JobKind::Noop(_) => (E::Queue, S::Debug),
                 // Retires data keys: destroys key material for good.
                 JobKind::Reencrypt(_) => (E::Key, S::Warning),
+                JobKind::Migrate(_) => (E::Repo, S::Warning),
             },
             QueueRequest::Status | QueueRequest::Workers { count: None } => return None,
             // Job records carry results: paths, snapshot ids, errors.
@@ -180,6 +181,7 @@ fn queue_target(t: &mut AuditTarget, r: &QueueRequest) {
             JobKind::Check(c) => t.repo = c.repo.clone(),
             JobKind::RebuildIndex(r) => t.repo = r.repo.clone(),
             JobKind::Reencrypt(r) => t.repo = r.repo.clone(),
+            JobKind::Migrate(r) => t.repo = r.repo.clone(),
             JobKind::Forget(f) => {
                 t.repo = f.repo.clone();
                 t.snapshot = first(&f.snapshots);

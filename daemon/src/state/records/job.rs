@@ -13,8 +13,8 @@ use super::{legacy_version, versioned};
 use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     ActingUser, Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo,
-    JobKind, JobState, NoopRequest, Overwrite, PathChange, Priority, RebuildIndexRequest,
-    ReencryptRequest, Response, RestoreRequest, SnapshotFilter,
+    JobKind, JobState, MigrateRequest, NoopRequest, Overwrite, PathChange, Priority,
+    RebuildIndexRequest, ReencryptRequest, Response, RestoreRequest, SnapshotFilter,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -122,6 +122,13 @@ pub enum KindRecord {
     RebuildIndex(RepoArgs),
     Noop(NoopArgs),
     Reencrypt(ReencryptArgs),
+    Migrate(MigrateArgs),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MigrateArgs {
+    pub repo: Option<String>,
+    pub to: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -572,6 +579,9 @@ impl From<&JobKind> for KindRecord {
                 retire_below,
                 keep_keys,
             }),
+            JobKind::Migrate(MigrateRequest { repo, to }) => {
+                Self::Migrate(MigrateArgs { repo, to })
+            }
             JobKind::Noop(NoopRequest {
                 duration,
                 fail_attempts,
@@ -717,6 +727,10 @@ impl From<KindRecord> for JobKind {
                 retire_below: a.retire_below,
                 keep_keys: a.keep_keys,
             }),
+            KindRecord::Migrate(a) => Self::Migrate(MigrateRequest {
+                repo: a.repo,
+                to: a.to,
+            }),
             KindRecord::Noop(a) => Self::Noop(NoopRequest {
                 duration: a.duration,
                 fail_attempts: a.fail_attempts,
@@ -737,6 +751,7 @@ impl KindRecord {
             Self::RebuildIndex(_) => "rebuild-index",
             Self::Noop(_) => "noop",
             Self::Reencrypt(_) => "reencrypt",
+            Self::Migrate(_) => "migrate",
         }
     }
 
@@ -748,6 +763,7 @@ impl KindRecord {
             Self::Forget(a) => a.repo.as_deref(),
             Self::RebuildIndex(a) => a.repo.as_deref(),
             Self::Reencrypt(a) => a.repo.as_deref(),
+            Self::Migrate(a) => a.repo.as_deref(),
             Self::Noop(_) => None,
         }
     }
