@@ -405,7 +405,11 @@ fn ctrl_c_mid_stream_stops_the_daemon_side_and_leaves_no_temporary_file() {
     feed.write_all(&pseudo_random_bytes(3 * MIB, 11))
         .expect("feed");
     d.wait_connections(2, std::time::Duration::from_secs(10));
-    assert_eq!(names(&dir).len(), 1, "the temporary file exists while it runs");
+    assert_eq!(
+        names(&dir).len(),
+        1,
+        "the temporary file exists while it runs"
+    );
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
     let out = child.wait_with_output().expect("backupctl");
