@@ -1,7 +1,7 @@
 //! A client connection: connect, Hello/Welcome, then requests answered in order. Used by
 //! backupctl, the end-to-end tests and the benchmarks; it knows nothing of commands or output.
 
-use crate::codec::{FrameError, MessageCodec, DEFAULT_MAX_FRAME};
+use crate::codec::{self, FrameError, MessageCodec, DEFAULT_MAX_FRAME};
 use crate::error::ErrorReply;
 use crate::ids::RequestId;
 use crate::protocol::{
@@ -9,8 +9,10 @@ use crate::protocol::{
 };
 use futures::{SinkExt, StreamExt};
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
 
@@ -234,11 +236,83 @@ impl Connection {
     pub async fn call_streaming(
         &mut self,
         request: Request,
-        mut on_progress: impl FnMut(Progress),
+        on_progress: impl FnMut(Progress),
     ) -> Result<Response, ClientError> {
+        let id = self.next_request_id();
+        send_or_last_word(&mut self.framed, ClientMessage::Request { id, request }).await?;
+        self.receive(id, on_progress).await
+    }
+
+    /// As [`Connection::call_streaming`], passing `fds` with the request's frame (`SCM_RIGHTS`
+    /// on its first byte; docs/PROTOCOL.md, "Passing files"). The daemon gets the open files
+    /// themselves, with the access this process opened them with, and no path.
+    pub async fn call_passing(
+        &mut self,
+        request: Request,
+        fds: &[BorrowedFd<'_>],
+        on_progress: impl FnMut(Progress),
+    ) -> Result<Response, ClientError> {
+        let id = self.next_request_id();
+        let payload = codec::encode_payload(&ClientMessage::Request { id, request })?;
+        let len = u32::try_from(payload.len())
+            .map_err(|_| FrameError::Encode("request too large for a frame".into()))?;
+        let mut frame = Vec::with_capacity(4 + payload.len());
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&payload);
+        if let Err(write_error) = self.send_passing(&frame, fds).await {
+            // As in `send_or_last_word`: the daemon's reason beats "Broken pipe".
+            return match tokio::time::timeout(LAST_WORD_WAIT, self.framed.next()).await {
+                Ok(Some(Ok(ServerMessage::Fatal(e)))) => Err(ClientError::Remote(e)),
+                _ => Err(FrameError::Io(write_error).into()),
+            };
+        }
+        self.receive(id, on_progress).await
+    }
+
+    /// Writes `frame` with `fds` attached to its first bytes, then the rest of it. The codec's
+    /// write buffer is empty here: every earlier message was flushed whole.
+    async fn send_passing(&mut self, frame: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let stream = self.framed.get_ref();
+        let sent = loop {
+            stream.writable().await?;
+            let attempt = stream.try_io(Interest::WRITABLE, || {
+                let mut space = vec![std::mem::MaybeUninit::uninit(); fds_space(fds.len())];
+                let mut control = SendAncillaryBuffer::new(&mut space);
+                if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+                    return Err(io::Error::other("too many descriptors for one message"));
+                }
+                rustix::net::sendmsg(
+                    stream,
+                    &[io::IoSlice::new(frame)],
+                    &mut control,
+                    SendFlags::NOSIGNAL,
+                )
+                .map_err(io::Error::from)
+            });
+            match attempt {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let stream = self.framed.get_mut();
+        stream.write_all(&frame[sent..]).await?;
+        stream.flush().await
+    }
+
+    fn next_request_id(&mut self) -> RequestId {
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        send_or_last_word(&mut self.framed, ClientMessage::Request { id, request }).await?;
+        id
+    }
+
+    /// Progress frames of request `id` to `on_progress` until its final reply.
+    async fn receive(
+        &mut self,
+        id: RequestId,
+        mut on_progress: impl FnMut(Progress),
+    ) -> Result<Response, ClientError> {
         loop {
             match self.framed.next().await {
                 Some(Ok(ServerMessage::Progress { id: got, progress })) if got == id => {
@@ -254,6 +328,11 @@ impl Connection {
             }
         }
     }
+}
+
+/// Control-message space for `n` descriptors.
+fn fds_space(n: usize) -> usize {
+    rustix::cmsg_space!(ScmRights(n))
 }
 
 #[cfg(test)]

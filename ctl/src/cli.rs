@@ -90,6 +90,12 @@ pub enum SecurityCommand {
     Compliance(crate::commands::security_alerts::ComplianceArgs),
     /// A security score with what lowered it, denials and alerts, key ages.
     Report(crate::commands::security_alerts::ReportArgs),
+    /// Seal a file with a repository's current data key (streamed, chunked AES-256-GCM); the
+    /// key never leaves the daemon.
+    Encrypt(crate::commands::security_files::CryptArgs),
+    /// Open a file sealed by `security encrypt` with whichever key version sealed it; every
+    /// chunk is verified before its plaintext is written.
+    Decrypt(crate::commands::security_files::CryptArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 use backupd_common::client::{ClientError, Connection, TrustedDaemon};
 use backupd_common::protocol::{AlertInfo, ComplianceReport, Framework, SecurityReport, Unlocked};
 use backupd_common::protocol::{AuditEntry, AuditQuery, VerifyReport};
+use backupd_common::protocol::{FileCryptRequest, FileCryptResult};
 use backupd_common::protocol::{
     HealthReport, HistoryEntry, HistoryQuery, Identity, ImportReport, JobEvent, JobId, JobInfo,
     JobSpec, KeyChange, KeyExport, OperationProgress, Progress, QueueRequest, QueueStatus,
@@ -11,6 +12,7 @@ use backupd_common::protocol::{
     StatsResult, Submitted, SystemRequest,
 };
 use backupd_common::protocol::{KeyListing, KeyRemoval, KeyRotation};
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -497,6 +499,42 @@ impl Client {
         match self.security_call(SecurityRequest::Report { days }).await? {
             Response::SecurityReport(r) => Ok(*r),
             other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// `security encrypt|decrypt`.
+impl Client {
+    /// Seals (`encrypt`) or opens the open file `input` into `output` with repository `repo`'s
+    /// keys; the daemon gets the two descriptors, never a path.
+    pub async fn file_crypt(
+        &mut self,
+        encrypt: bool,
+        repo: Option<String>,
+        input: BorrowedFd<'_>,
+        output: BorrowedFd<'_>,
+        mut on_progress: impl FnMut(OperationProgress),
+    ) -> Result<FileCryptResult, ClientError> {
+        let files = FileCryptRequest {
+            repo,
+            ..FileCryptRequest::default()
+        };
+        let request = Request::Security(if encrypt {
+            SecurityRequest::Encrypt(files)
+        } else {
+            SecurityRequest::Decrypt(files)
+        });
+        let reply = self
+            .conn
+            .call_passing(request, &[input, output], |p| {
+                if let Progress::Operation(o) = p {
+                    on_progress(o)
+                }
+            })
+            .await?;
+        match (encrypt, reply) {
+            (true, Response::Encrypted(r)) | (false, Response::Decrypted(r)) => Ok(r),
+            (_, other) => Err(unexpected(other)),
         }
     }
 }

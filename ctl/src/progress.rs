@@ -73,6 +73,29 @@ impl Bar {
         self.drawn = true;
     }
 
+    /// Bytes only, for work on one stream (`security encrypt|decrypt`).
+    pub fn update_bytes(&mut self, p: &OperationProgress) {
+        if !self.enabled {
+            return;
+        }
+        let secs = (p.elapsed_ms as f64 / 1000.0).max(0.001);
+        let rate = p.bytes_done as f64 / secs;
+        let mut line = match p.bytes_total {
+            Some(total) if total > 0 => format!(
+                "{:5.1}% {} / {}",
+                (p.bytes_done as f64 / total as f64 * 100.0).min(100.0),
+                bytes(p.bytes_done),
+                bytes(total)
+            ),
+            _ => bytes(p.bytes_done),
+        };
+        line.push_str(&format!(" {}/s", bytes(rate as u64)));
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{line}");
+        let _ = err.flush();
+        self.drawn = true;
+    }
+
     pub fn finish(&mut self) {
         if self.drawn {
             let _ = write!(std::io::stderr(), "\r\x1b[2K");

@@ -31,6 +31,9 @@ pub enum Error {
     Source(#[from] SourceError),
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
+    /// `security encrypt|decrypt`.
+    #[error(transparent)]
+    FileCrypt(#[from] crate::security::file_crypt::FileCryptError),
     #[error("the daemon is shutting down; retry once it is back")]
     ShuttingDown,
     #[error(
@@ -139,6 +142,7 @@ impl Classify for Error {
             Self::Source(e) => e.class(),
             Self::JobState { .. } => class(Conflict, false),
             Self::Export(_) => class(InvalidArgument, false),
+            Self::FileCrypt(e) => e.class(),
             Self::RateLimited { .. } => class(Busy, true),
             Self::InvalidWorkers(_) => class(InvalidArgument, false),
             Self::PlannedFailure { retryable, .. } => {
@@ -164,6 +168,41 @@ impl Classify for crate::security::bindings::BindingError {
             E::NotFound { .. } | E::NoneMatch { .. } => class(ErrorCode::NotFound, false),
             E::Declared { .. } | E::TooMany { .. } => class(ErrorCode::Conflict, false),
             E::State(e) => e.class(),
+        }
+    }
+}
+
+impl Classify for crate::security::file_crypt::FileCryptError {
+    fn class(&self) -> Class {
+        use crate::repo::sealed_file::SealedFileError as S;
+        use crate::security::file_crypt::FileCryptError as E;
+        use ErrorCode::*;
+        match self {
+            E::Descriptors { .. } | E::Descriptor { .. } | E::SameFile { .. } => {
+                class(InvalidArgument, false)
+            }
+            E::Registry(e) => e.class(),
+            E::Sealed { source, .. } => match source {
+                // What the client passed is not (or no longer) a sound sealed file.
+                S::NotSealed { .. }
+                | S::UnknownFormat { .. }
+                | S::NoMatchingKey
+                | S::Truncated { .. }
+                | S::Authentication { .. } => class(InvalidArgument, false),
+                // The key that would open it is gone for good.
+                S::Retired { .. } => class(NotFound, false),
+                S::Read(e) | S::Write(e)
+                    if matches!(
+                        e.raw_os_error().map(nix::errno::Errno::from_raw),
+                        Some(nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT)
+                    ) =>
+                {
+                    class(NoSpace, false)
+                }
+                // The client's file cannot be read or written (a closed pipe, an I/O error).
+                S::Read(_) | S::Write(_) => class(Unavailable, false),
+                S::Stopped { .. } => class(Unavailable, true),
+            },
         }
     }
 }

@@ -390,6 +390,17 @@ fn every_json_output_matches_its_schema() {
     c.run("security-unlock", &["security", "unlock", "--uid", "4242"]);
     c.run_exiting("security-compliance", &["security", "compliance"], 1);
     c.run("security-report", &["security", "report", "--days", "3"]);
+    let sealed = d.dir.path().join("a.enc");
+    let opened = d.dir.path().join("a.out");
+    let plain = src.join("sub/a.txt");
+    c.run(
+        "security-encrypt",
+        &["security", "encrypt", s(&plain), s(&sealed)],
+    );
+    c.run(
+        "security-decrypt",
+        &["security", "decrypt", s(&sealed), s(&opened)],
+    );
     let mut follower = Command::new(bin("backupctl"))
         .arg("--socket")
         .arg(&d.socket)

@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod file_crypt;
 pub mod queue;
 pub mod repo;
 pub mod security;
@@ -16,6 +17,7 @@ use crate::error::ErrorReply;
 use crate::ids::RequestId;
 pub use alerts::*;
 pub use audit::*;
+pub use file_crypt::*;
 pub use queue::*;
 pub use repo::*;
 pub use security::{
@@ -123,6 +125,17 @@ impl Request {
             Self::Queue(r) => r.permission(),
             Self::Source(r) => r.permission(),
             Self::Security(r) => r.permission(),
+        }
+    }
+
+    /// How many file descriptors the request's frame carries (`SCM_RIGHTS`, docs/PROTOCOL.md,
+    /// "Passing files"); descriptors sent with any other request are closed unread.
+    pub fn descriptors(&self) -> usize {
+        match self {
+            Self::Security(SecurityRequest::Encrypt(_) | SecurityRequest::Decrypt(_)) => {
+                FILE_CRYPT_DESCRIPTORS
+            }
+            _ => 0,
         }
     }
 
@@ -254,6 +267,10 @@ pub enum Response {
     Reencrypt(Box<ReencryptResult>),
     /// What a `repo migrate` job did (`retired` is empty, `below` 0).
     Migrate(Box<ReencryptResult>),
+    /// `security encrypt`: what was sealed.
+    Encrypted(FileCryptResult),
+    /// `security decrypt`: what was opened.
+    Decrypted(FileCryptResult),
 }
 
 /// What an import did, entry by entry.

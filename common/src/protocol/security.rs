@@ -16,7 +16,8 @@ pub enum Permission {
     RepoRead,
     /// Create, register, remove, check and re-index repositories.
     RepoManage,
-    /// Export a repository's key, add key files, change passphrases.
+    /// Export a repository's key, add key files, change passphrases, rotate data keys, encrypt
+    /// and decrypt files with a repository's data key.
     RepoKey,
     /// Back up paths the requester can read, as the requester.
     BackupOwn,
@@ -260,6 +261,15 @@ pub enum SecurityRequest {
     /// -> [`crate::protocol::Response::SecurityReport`] over the last `days` (1–366). Not
     /// streamed.
     Report { days: u32 },
+    /// Seal the passed input into the passed output with the repository's current data key
+    /// (docs/FORMAT.md, "Sealed files"). Carries two descriptors (`SCM_RIGHTS`): input, output.
+    /// Streams `Progress::Operation` about once a second, then
+    /// [`crate::protocol::Response::Encrypted`].
+    Encrypt(super::file_crypt::FileCryptRequest),
+    /// Open a sealed file: verify each chunk, write its plaintext once it authenticates. Same
+    /// descriptors and frames as `Encrypt`, then [`crate::protocol::Response::Decrypted`]; an
+    /// error names the chunk that failed and why.
+    Decrypt(super::file_crypt::FileCryptRequest),
 }
 
 impl SecurityRequest {
@@ -272,6 +282,8 @@ impl SecurityRequest {
                 Permission::SecurityRead
             }
             Self::AckAlert { .. } | Self::Unlock { .. } => Permission::SecurityManage,
+            // Whoever can seal and open files with a repository's data key holds its key.
+            Self::Encrypt(_) | Self::Decrypt(_) => Permission::RepoKey,
         }
     }
 
@@ -288,6 +300,8 @@ impl SecurityRequest {
             Self::Unlock { .. } => "security unlock",
             Self::Compliance { .. } => "security compliance",
             Self::Report { .. } => "security report",
+            Self::Encrypt(_) => "security encrypt",
+            Self::Decrypt(_) => "security decrypt",
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod repo_keys;
 pub mod results;
 pub mod security_alerts;
 pub mod security_audit;
+pub mod security_files;
 pub mod security_roles;
 pub mod snapshots;
 pub mod source;
@@ -135,6 +136,12 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
                 security_alerts::compliance(&mut client, a, out).await
             }
             SecurityCommand::Report(a) => security_alerts::report(&mut client, a, out).await,
+            SecurityCommand::Encrypt(a) => {
+                security_files::run(&mut client, a, true, out, paths).await
+            }
+            SecurityCommand::Decrypt(a) => {
+                security_files::run(&mut client, a, false, out, paths).await
+            }
         },
         // Submitted above.
         Command::Backup(_) | Command::Restore(_) | Command::Forget(_) => Ok(ExitCode::Ok),

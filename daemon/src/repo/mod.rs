@@ -17,6 +17,7 @@ pub mod location;
 pub mod lock;
 pub mod pack;
 pub mod registry;
+pub mod sealed_file;
 pub mod snapshot;
 mod snapshot_file;
 pub mod snapshots;

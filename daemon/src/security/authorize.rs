@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use backupd_common::protocol::{
-    GrantSource, Permission, QueueRequest, RepoRequest, Request, SourceRequest,
+    GrantSource, Permission, QueueRequest, RepoRequest, Request, SecurityRequest, SourceRequest,
 };
 
 /// The repository a request that names none concerns, when it concerns one.
@@ -41,6 +41,9 @@ pub fn repository(request: &Request) -> Option<String> {
         Request::Snapshots(s) => named(s.repo.as_deref()),
         Request::Queue(QueueRequest::Submit(spec)) => spec.kind.repo().and_then(named),
         Request::Source(SourceRequest::Add(spec)) => named(spec.repo.as_deref()),
+        Request::Security(SecurityRequest::Encrypt(f) | SecurityRequest::Decrypt(f)) => {
+            named(f.repo.as_deref())
+        }
         Request::System(_) | Request::Queue(_) | Request::Source(_) | Request::Security(_) => None,
     }
 }

@@ -77,6 +77,8 @@ pub fn kind(r: &Request) -> &'static str {
             S::Unlock { .. } => "security.unlock",
             S::Compliance { .. } => "security.compliance",
             S::Report { .. } => "security.report",
+            S::Encrypt(_) => "security.encrypt",
+            S::Decrypt(_) => "security.decrypt",
         },
     }
 }
@@ -192,6 +194,8 @@ pub fn every_kind() -> Vec<Request> {
             frameworks: Vec::new(),
         }),
         Request::Security(SecurityRequest::Report { days: 30 }),
+        Request::Security(SecurityRequest::Encrypt(FileCryptRequest::default())),
+        Request::Security(SecurityRequest::Decrypt(FileCryptRequest::default())),
     ]
 }
 
@@ -229,5 +233,7 @@ mod tests {
         assert_eq!(by_kind["queue.submit.restore"], Permission::RestoreOwn);
         assert_eq!(by_kind["security.grant"], Permission::SecurityManage);
         assert_eq!(by_kind["security.check"], Permission::SecurityRead);
+        assert_eq!(by_kind["security.encrypt"], Permission::RepoKey);
+        assert_eq!(by_kind["security.decrypt"], Permission::RepoKey);
     }
 }

@@ -9,6 +9,7 @@ pub mod bindings;
 pub mod catalogue;
 pub mod compliance;
 pub mod detect;
+pub mod file_crypt;
 pub mod fsid;
 pub mod key_rotation;
 pub mod report;

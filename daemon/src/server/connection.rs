@@ -11,7 +11,7 @@
 //! callers pass through [`redact`] (no job arguments, results or error texts).
 
 use super::dispatch::dispatch;
-use super::frames::{self, FrameReader, ReadError};
+use super::frames::{self, FrameReader, Passed, ReadError};
 use super::handlers::{After, Reply, StreamItem};
 use super::redact;
 use super::slots::{Refusal, Slot};
@@ -62,8 +62,9 @@ pub fn peer_text(text: &str) -> String {
 struct Conn {
     reader: FrameReader,
     writer: Writer,
-    /// Requests received while a streamed reply was in progress, answered next.
-    ahead: VecDeque<ClientMessage>,
+    /// Requests received while a streamed reply was in progress (with the descriptors passed
+    /// with them), answered next.
+    ahead: VecDeque<(ClientMessage, Passed)>,
 }
 
 /// Serves one connection from `identity`; `_slot` is its place under the connection caps.
@@ -105,7 +106,7 @@ pub async fn serve(
             }
             return fatal_read(&mut conn.writer, e).await;
         }
-        Ok(Ok(Some(ClientMessage::Hello(hello)))) => {
+        Ok(Ok(Some((ClientMessage::Hello(hello), _)))) => {
             let client = peer_text(&hello.client);
             if hello.protocol_version != PROTOCOL_VERSION {
                 let msg = format!(
@@ -120,7 +121,7 @@ pub async fn serve(
             }
             tracing::debug!(uid = identity.uid, pid = ?identity.pid, %client, "client connected");
         }
-        Ok(Ok(Some(ClientMessage::Request { .. }))) => {
+        Ok(Ok(Some((ClientMessage::Request { .. }, _)))) => {
             let msg = "the first message must be Hello; see docs/PROTOCOL.md".to_owned();
             server.services.security.handshake_failed(&identity, &msg);
             return fatal(&mut conn.writer, ErrorCode::Malformed, msg).await;
@@ -158,12 +159,14 @@ pub async fn serve(
                 }
             }
         };
+        let (message, passed) = message;
         match message {
             ClientMessage::Hello(_) => {
                 let msg = "Hello sent twice on one connection".to_owned();
                 return fatal(&mut conn.writer, ErrorCode::Malformed, msg).await;
             }
             ClientMessage::Request { id, request } => {
+                let request = super::passing::accept(request, passed);
                 match answer(&server, &identity, &mut conn, id, request, &cancel).await {
                     Ok(Some(After::Shutdown)) => {
                         server.services.shutdown.cancel();
@@ -177,21 +180,30 @@ pub async fn serve(
     }
 }
 
-/// The next decoded message; `Ok(None)` when the client closed its side.
-async fn read_message(reader: &mut FrameReader) -> Result<Option<ClientMessage>, ReadError> {
+/// The next decoded message and the descriptors passed with it; `Ok(None)` when the client
+/// closed its side.
+async fn read_message(
+    reader: &mut FrameReader,
+) -> Result<Option<(ClientMessage, Passed)>, ReadError> {
     match reader.next_frame().await? {
         None => Ok(None),
-        Some(frame) => frames::decode(frame).await.map(Some),
+        Some(frame) => decode_passing(frame).await.map(Some),
     }
 }
 
-/// Checks, dispatches and answers one request. `Err` means the connection is unusable.
+async fn decode_passing(mut frame: frames::RawFrame) -> Result<(ClientMessage, Passed), ReadError> {
+    let passed = frame.take_fds();
+    Ok((frames::decode(frame).await?, passed))
+}
+
+/// Checks, dispatches and answers one request (with the descriptors it carries, which are
+/// closed unused when it is denied). `Err` means the connection is unusable.
 async fn answer(
     server: &Arc<Server>,
     identity: &Identity,
     conn: &mut Conn,
     id: RequestId,
-    request: Request,
+    (request, passed): (Request, Passed),
     cancel: &CancellationToken,
 ) -> Result<Option<After>, ()> {
     let security = server.services.security.clone();
@@ -216,7 +228,7 @@ async fn answer(
     let reader = redact::Reader::of(identity);
     // The request moves into its handler; what the security service records is read from a copy.
     let seen = request.clone();
-    let outcome = dispatch(server, identity, request).await;
+    let outcome = dispatch(server, identity, request, passed).await;
     match outcome.reply {
         Reply::Now(result) => {
             security.after_request(identity, &seen, Outcome::Answered(&result));
@@ -286,7 +298,7 @@ async fn read_during_stream(
             return Err(());
         }
     };
-    match frames::decode(frame).await {
+    match decode_passing(frame).await {
         Ok(message) if conn.ahead.len() < MAX_AHEAD => {
             conn.ahead.push_back(message);
             Ok(())

@@ -1,11 +1,19 @@
 //! From request to handler: one `match`, nothing else.
 
+use super::frames::Passed;
 use super::handlers::{self, Outcome};
 use super::Server;
 use backupd_common::protocol::{Identity, Request, SecurityRequest};
 use std::sync::Arc;
 
-pub async fn dispatch(server: &Arc<Server>, identity: &Identity, request: Request) -> Outcome {
+/// `passed`: the descriptors the request carries (see `super::passing`); only file requests
+/// take them.
+pub async fn dispatch(
+    server: &Arc<Server>,
+    identity: &Identity,
+    request: Request,
+    passed: Passed,
+) -> Outcome {
     match request {
         Request::System(r) => handlers::system::handle(server, identity, r).await,
         Request::Repo(r) => handlers::repo::handle(&server.services, identity, r).await,
@@ -23,6 +31,9 @@ pub async fn dispatch(server: &Arc<Server>, identity: &Identity, request: Reques
             | SecurityRequest::Bindings
             | SecurityRequest::Check { .. }),
         ) => handlers::security_roles::handle(&server.services, identity, r).await,
+        Request::Security(r @ (SecurityRequest::Encrypt(_) | SecurityRequest::Decrypt(_))) => {
+            handlers::security_files::handle(&server.services, r, passed)
+        }
         Request::Security(r) => handlers::security_alerts::handle(server, identity, r).await,
     }
 }

@@ -7,14 +7,22 @@
 //! and every partial state (bytes read so far, budget granted, budget wait deadline) lives in
 //! the reader, not in the future. Decoding is [`decode`]'s job: small frames inline, large ones
 //! on the blocking pool so a big submission never stalls the async workers.
+//!
+//! Every read is a `recvmsg` with room for [`MAX_PASSED_FDS`] descriptors: a client may pass
+//! open files with a frame (`SCM_RIGHTS`, docs/PROTOCOL.md, "Passing files"). Descriptors that
+//! arrive while a frame is read belong to that frame ([`RawFrame::take_fds`]); they are received
+//! close-on-exec, and whatever the request does not take is closed when the frame is dropped.
+//! More than fit in one message are closed by the kernel and the frame is marked so.
 
 use backupd_common::codec::{self, Claim, FrameError, UNBUDGETED_FRAME};
 use backupd_common::protocol::ClientMessage;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::Interest;
 use tokio::net::unix::OwnedReadHalf;
+use tokio::net::UnixStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::bytes::BytesMut;
@@ -23,6 +31,10 @@ use tokio_util::bytes::BytesMut;
 const BUDGET_WAIT: Duration = Duration::from_secs(5);
 /// Frames larger than this are decoded on the blocking pool.
 const INLINE_DECODE: usize = 64 * 1024;
+/// Most bytes one read asks for.
+const READ_WINDOW: usize = 256 * 1024;
+/// Descriptors one frame may carry; more are closed unread.
+pub const MAX_PASSED_FDS: usize = backupd_common::protocol::FILE_CRYPT_DESCRIPTORS;
 
 /// The daemon-wide budget of bytes in partly received frames (`server.frame_budget_bytes`).
 #[derive(Debug)]
@@ -70,11 +82,34 @@ impl From<FrameError> for ReadError {
     }
 }
 
-/// A complete frame's payload, holding its share of the budget until it is decoded.
+/// A complete frame's payload, holding its share of the budget until it is decoded, and the
+/// descriptors that came with it.
 #[derive(Debug)]
 pub struct RawFrame {
     payload: BytesMut,
     _budget: Option<OwnedSemaphorePermit>,
+    fds: Passed,
+}
+
+impl RawFrame {
+    /// The descriptors passed with this frame (closed when dropped).
+    pub fn take_fds(&mut self) -> Passed {
+        std::mem::take(&mut self.fds)
+    }
+}
+
+/// Descriptors passed with one frame, in the order they were sent.
+#[derive(Debug, Default)]
+pub struct Passed {
+    pub fds: Vec<OwnedFd>,
+    /// The client sent more than [`MAX_PASSED_FDS`]: the kernel closed the rest.
+    pub overflow: bool,
+}
+
+impl Passed {
+    pub fn is_empty(&self) -> bool {
+        self.fds.is_empty() && !self.overflow
+    }
 }
 
 /// The frame being received after its length prefix was read.
@@ -94,6 +129,8 @@ pub struct FrameReader {
     body: Option<Body>,
     limit: usize,
     budget: Arc<FrameBudget>,
+    /// Descriptors received since the current frame began.
+    fds: Passed,
 }
 
 impl FrameReader {
@@ -104,6 +141,7 @@ impl FrameReader {
             body: None,
             limit,
             budget,
+            fds: Passed::default(),
         }
     }
 
@@ -165,6 +203,7 @@ impl FrameReader {
                 return Ok(Some(RawFrame {
                     payload,
                     _budget: budget,
+                    fds: std::mem::take(&mut self.fds),
                 }));
             }
             let missing = len - self.buf.len();
@@ -175,15 +214,64 @@ impl FrameReader {
     }
 
     /// Reads at most `want` more bytes into the buffer (never past the current frame, so the
-    /// budget accounts for every buffered byte); `false` at end of stream.
+    /// budget accounts for every buffered byte, and descriptors sent with the next frame stay
+    /// with it); `false` at end of stream. Cancel-safe: the read happens in one synchronous step.
     async fn fill(&mut self, want: usize) -> io::Result<bool> {
-        self.buf.reserve(want);
-        let n = (&mut self.half)
-            .take(want as u64)
-            .read_buf(&mut self.buf)
-            .await?;
-        Ok(n > 0)
+        let stream: &UnixStream = self.half.as_ref();
+        loop {
+            stream.readable().await?;
+            let (buf, fds) = (&mut self.buf, &mut self.fds);
+            match stream.try_io(Interest::READABLE, || receive(stream, buf, want, fds)) {
+                Ok(n) => return Ok(n > 0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
+}
+
+/// One `recvmsg` of at most `want` bytes appended to `buf`, with any descriptors appended to
+/// `fds` (at most [`MAX_PASSED_FDS`] per frame; further ones are closed here).
+fn receive(
+    stream: &UnixStream,
+    buf: &mut BytesMut,
+    want: usize,
+    fds: &mut Passed,
+) -> io::Result<usize> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+    let mut space =
+        [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_PASSED_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    // Zeroed room for what one call can bring (a socket buffer's worth), not for all of a large
+    // frame at every call.
+    let want = want.min(READ_WINDOW);
+    let start = buf.len();
+    buf.resize(start + want, 0);
+    let received = rustix::net::recvmsg(
+        stream,
+        &mut [io::IoSliceMut::new(&mut buf[start..])],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    );
+    let got = received.as_ref().map_or(0, |r| r.bytes);
+    buf.truncate(start + got);
+    let received = received?;
+    if received.flags.contains(ReturnFlags::CTRUNC) {
+        fds.overflow = true;
+    }
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(passed) = message {
+            for fd in passed {
+                if fds.fds.len() < MAX_PASSED_FDS {
+                    fds.fds.push(fd);
+                } else {
+                    fds.overflow = true;
+                }
+            }
+        }
+    }
+    Ok(received.bytes)
 }
 
 /// Decodes a client message with the strict claim limit (see `codec::Claim::Strict`); large

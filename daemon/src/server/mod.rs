@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod frames;
 pub mod handlers;
 pub mod listener;
+pub mod passing;
 pub mod redact;
 pub mod slots;
 

@@ -174,6 +174,8 @@ pub fn response(r: &mut Response, reader: Reader) {
         | Response::Unlocked(_)
         | Response::Compliance(_)
         | Response::SecurityReport(_) => {}
+        // Counts, a repository name and a key version: no file names.
+        Response::Encrypted(_) | Response::Decrypted(_) => {}
     }
 }
 

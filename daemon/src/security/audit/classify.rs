@@ -77,6 +77,8 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
             SecurityRequest::AckAlert { .. } => (E::Alert, S::Notice),
             // Lifting a lockout lets a uid that set off an alert back in.
             SecurityRequest::Unlock { .. } => (E::Security, S::Warning),
+            // Work with a repository's data key on files outside it.
+            SecurityRequest::Encrypt(_) | SecurityRequest::Decrypt(_) => (E::Key, S::Notice),
         },
     };
     Some(class)
@@ -153,6 +155,11 @@ pub fn target(request: &Request) -> AuditTarget {
                 t.repo = repo.clone();
             }
             SecurityRequest::AckAlert { id } => t.name = Some(format!("alert {id}")),
+            // The files as the daemon's kernel names the passed descriptors.
+            SecurityRequest::Encrypt(f) | SecurityRequest::Decrypt(f) => {
+                t.repo = f.repo.clone();
+                push_paths(&mut t, &[f.input.clone(), f.output.clone()]);
+            }
             SecurityRequest::Unlock { uid } => t.name = Some(format!("uid {uid}")),
             SecurityRequest::Audit(_)
             | SecurityRequest::AuditVerify

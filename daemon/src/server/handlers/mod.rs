@@ -6,6 +6,7 @@ pub mod repo;
 pub mod repo_keys;
 pub mod security_alerts;
 pub mod security_audit;
+pub mod security_files;
 pub mod security_roles;
 pub mod snapshots;
 pub mod source;
