@@ -562,3 +562,24 @@ fn a_file_the_caller_cannot_read_is_refused_although_the_daemon_is_root() {
         .expect("stderr");
     assert!(child.wait().expect("wait").success(), "{stderr}");
 }
+
+#[test]
+fn a_file_sealed_by_a_version_the_reencryption_retired_no_longer_opens_and_says_why() {
+    let d = daemon();
+    let dir = d.dir.path();
+    let a = dir.join("a");
+    std::fs::write(&a, b"sealed under version 1, shredded later").expect("a");
+    assert_eq!(encrypt(&d, &a, &dir.join("a.enc"))["key_version"], 1);
+    let rotated = d.ctl(&["repo", "key", "rotate"]);
+    assert!(rotated.status.success(), "{}", text(&rotated));
+    let r = json_ok(&d.ctl(&["--json", "repo", "key", "reencrypt"]));
+    assert_eq!(r["retired"], serde_json::json!([1]), "{r:#}");
+    let out = decrypt(&d, &dir.join("a.enc"), &dir.join("a.out"));
+    assert!(!out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &text(&out);
+    assert!(
+        said.contains("version 1") && said.contains("retired"),
+        "{said}"
+    );
+    assert!(!dir.join("a.out").exists(), "nothing written");
+}
