@@ -842,3 +842,35 @@ fn progress_moves_while_one_large_file_is_read() {
     );
     assert_eq!(progress.sample().bytes_done, size);
 }
+
+#[test]
+fn a_named_parent_that_no_longer_exists_makes_a_full_walk_not_a_failure() {
+    use backupd::engine::incremental::Change;
+    let f = Fixture::new();
+    std::fs::write(f.src().join("a"), b"one").expect("a");
+    std::fs::write(f.src().join("b"), b"one").expect("b");
+    let first = f.backup();
+    // Both files change, but the change list names only `a`, against a parent that is gone
+    // (forgotten, or renamed by a migration): trusting the list would miss `b`.
+    std::fs::write(f.src().join("a"), b"two").expect("a");
+    std::fs::write(f.src().join("b"), b"two").expect("b");
+    let gone = backupd_common::ids::SnapshotId([7; 32]);
+    assert_ne!(gone, first.id);
+    let out = backup(
+        &f.repo,
+        &BackupOptions {
+            paths: vec![f.src()],
+            parent: Some(gone),
+            changes: Some(vec![(f.src().join("a"), Change::Entry)]),
+            ..Default::default()
+        },
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+    .expect("the backup falls back instead of failing");
+    assert!(!out.incremental, "a full walk");
+    let (target, outcome) = f.restore_to("restored", &out.id.to_hex());
+    assert!(outcome.failed.is_empty());
+    assert_eq!(std::fs::read(target.join("a")).expect("a"), b"two");
+    assert_eq!(std::fs::read(target.join("b")).expect("b"), b"two");
+}

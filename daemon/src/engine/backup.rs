@@ -267,7 +267,7 @@ fn build(
         super::adopt::adopt_unindexed_packs(repo, &lock)?;
     }
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
-    let parent = find_parent(repo, opts, &host, &sources)?;
+    let (parent, named_parent_gone) = find_parent(repo, opts, &host, &sources)?;
     let parent_tree = match &parent {
         Some((_, snap)) => Some(repo.load_tree(&snap.tree)?),
         None => None,
@@ -309,6 +309,8 @@ fn build(
 
     let prefixes = PrefixTree::build(&sources);
     let patch = match (&opts.changes, &parent_tree) {
+        // Changes are relative to the named parent; another one would hide what changed since.
+        (Some(_), _) if named_parent_gone => None,
         (Some(changes), Some(tree)) => Some((Dirty::build(changes, &sources), tree)),
         _ => None,
     };
@@ -440,17 +442,28 @@ fn dirty_covers(dirty: &Dirty, path: &[u8]) -> bool {
     node.mark.is_some()
 }
 
+/// The parent snapshot, and whether a parent named in the options no longer exists (forgotten,
+/// or renamed by a re-encryption or migration of a format 1 repository): the backup then walks
+/// everything against the newest snapshot of the same paths instead of failing.
 fn find_parent(
     repo: &Repository,
     opts: &BackupOptions,
     host: &str,
     sources: &[PathBuf],
-) -> Result<Option<(SnapshotId, Snapshot)>, EngineError> {
+) -> Result<(Option<(SnapshotId, Snapshot)>, bool), EngineError> {
     if opts.force {
-        return Ok(None);
+        return Ok((None, false));
     }
+    let mut named_gone = false;
     if let Some(id) = &opts.parent {
-        return Ok(Some((*id, repo.read_snapshot(id)?)));
+        match repo.read_snapshot(id) {
+            Ok(snap) => return Ok((Some((*id, snap)), false)),
+            Err(e) if snapshot_gone(repo, id) => {
+                tracing::warn!(parent = %id.short(), error = %e, "the parent snapshot no longer exists; backing up everything against the newest snapshot of these paths");
+                named_gone = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     let paths: Vec<Vec<u8>> = sources
         .iter()
@@ -459,9 +472,17 @@ fn find_parent(
     // Headers (the daemon's catalog) find it; only the parent itself is read.
     let found = repo.newest_snapshot_header(&|s| s.host == host && s.paths == paths)?;
     match found {
-        Some((id, _)) => Ok(Some((id, repo.read_snapshot(&id)?))),
-        None => Ok(None),
+        Some((id, _)) => Ok((Some((id, repo.read_snapshot(&id)?)), named_gone)),
+        None => Ok((None, named_gone)),
     }
+}
+
+fn snapshot_gone(repo: &Repository, id: &SnapshotId) -> bool {
+    use crate::repo::backend::{ErrorKind, Key};
+    matches!(
+        repo.backend().size(Key::snapshot(&id.to_hex())),
+        Err(e) if e.kind == ErrorKind::NotFound
+    )
 }
 
 thread_local! {
