@@ -231,6 +231,20 @@ impl TestDaemon {
             .expect("run backupctl as nobody")
     }
 
+    /// Runs backupctl as `uid` (group `uid`, HOME `/`) against this daemon; needs root.
+    pub fn ctl_as(&self, uid: u32, args: &[&str]) -> Output {
+        Command::new(bin("backupctl"))
+            .uid(uid)
+            .gid(uid)
+            .env("HOME", "/")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run backupctl as another uid")
+    }
+
     /// Health as JSON, asked by root.
     pub fn health(&self) -> serde_json::Value {
         json_ok(&self.ctl(&["--json", "system", "health"]))

@@ -421,19 +421,6 @@ fn ctrl_c_mid_stream_stops_the_daemon_side_and_leaves_no_temporary_file() {
     d.wait_log_line(&["client left"], std::time::Duration::from_secs(10));
 }
 
-fn as_uid(d: &TestDaemon, uid: u32, args: &[&str]) -> Output {
-    Command::new(bin("backupctl"))
-        .uid(uid)
-        .gid(uid)
-        .env("HOME", "/")
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run backupctl as another uid")
-}
-
 #[test]
 fn a_caller_without_repo_key_is_denied() {
     assert!(
@@ -451,8 +438,7 @@ fn a_caller_without_repo_key_is_denied() {
     let dir = shared_tempdir();
     std::fs::write(dir.path().join("mine"), b"x").expect("write");
     chown_tree(dir.path(), NOBODY, NOBODY);
-    let out = as_uid(
-        &d,
+    let out = d.ctl_as(
         NOBODY,
         &[
             "security",
@@ -492,8 +478,7 @@ fn a_file_the_caller_cannot_read_is_refused_although_the_daemon_is_root() {
     chown_tree(&home, uid, uid);
 
     // The user's own file works: the role is not what refuses below.
-    let ok = as_uid(
-        &d,
+    let ok = d.ctl_as(
         uid,
         &[
             "security",
@@ -504,8 +489,7 @@ fn a_file_the_caller_cannot_read_is_refused_although_the_daemon_is_root() {
     );
     assert!(ok.status.success(), "{}", text(&ok));
     // Root's file: backupctl, running as the user, cannot open it, so the daemon never gets it.
-    let out = as_uid(
-        &d,
+    let out = d.ctl_as(
         uid,
         &[
             "security",
@@ -522,8 +506,7 @@ fn a_file_the_caller_cannot_read_is_refused_although_the_daemon_is_root() {
     );
     assert!(!home.join("stolen.enc").exists());
     // Nor can it write where the user may not.
-    let out = as_uid(
-        &d,
+    let out = d.ctl_as(
         uid,
         &[
             "security",

@@ -215,20 +215,30 @@ fn every_passphrase_follows_a_rotation_and_remove_keeps_the_daemons_and_the_last
     );
 }
 
+/// Stops `d`, waits a little over a second (so its keys are older than a "1s" policy) and
+/// starts a daemon on the same state with `config`.
+fn restarted_a_second_later(d: &mut TestDaemon, config: &str) -> TestDaemon {
+    d.stop();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let d2 = TestDaemon::start_with(DaemonOptions {
+        state_dir: Some(d.state_dir.clone()),
+        config: Some(config.into()),
+        ..Default::default()
+    });
+    d2.wait_repo("default");
+    d2
+}
+
 #[test]
 fn a_daemon_with_key_rotation_rotates_an_older_key_at_start_and_audits_it() {
     let mut d = TestDaemon::start();
     d.wait_repo("default");
     assert_eq!(key_list(&d, "default")["current"], 1);
-    d.stop();
-    // The key is older than one second by now: the start-up check rotates it.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let d2 = TestDaemon::start_with(DaemonOptions {
-        state_dir: Some(d.state_dir.clone()),
-        config: Some("[security]\nkey_rotation = \"1s\"\nkey_reencrypt_after = \"30d\"\n".into()),
-        ..Default::default()
-    });
-    d2.wait_repo("default");
+    // The key is older than one second by then: the start-up check rotates it.
+    let d2 = restarted_a_second_later(
+        &mut d,
+        "[security]\nkey_rotation = \"1s\"\nkey_reencrypt_after = \"30d\"\n",
+    );
     let rotated = backupd_tests::wait_until(
         "the start-up rotation",
         std::time::Duration::from_secs(30),
@@ -398,15 +408,8 @@ fn key_reencrypt_after_queues_a_low_priority_reencryption_that_retires_the_old_v
     fill(&src, 21);
     backup(&d, "default", &src);
     json_ok(&d.ctl(&["--json", "repo", "key", "rotate"]));
-    d.stop();
-    // Version 2 is older than one second by now: the start-up check queues the job.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let d2 = TestDaemon::start_with(DaemonOptions {
-        state_dir: Some(d.state_dir.clone()),
-        config: Some("[security]\nkey_reencrypt_after = \"1s\"\n".into()),
-        ..Default::default()
-    });
-    d2.wait_repo("default");
+    // Version 2 is older than one second by then: the start-up check queues the job.
+    let d2 = restarted_a_second_later(&mut d, "[security]\nkey_reencrypt_after = \"1s\"\n");
     let list = backupd_tests::wait_until(
         "the automatic re-encryption",
         std::time::Duration::from_secs(60),

@@ -4,13 +4,12 @@
 //! ([`spare_uid_at`]), so nothing is left behind on the machine.
 
 use backupd_tests::{
-    bin, chown_tree, is_root, json_ok, pseudo_random_bytes, s, shared_tempdir, spare_uid_at, text,
+    chown_tree, is_root, json_ok, pseudo_random_bytes, s, shared_tempdir, spare_uid_at, text,
     DaemonOptions, TestDaemon,
 };
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 /// Every uid without a binding is a `user`; the socket is open to all.
@@ -27,18 +26,6 @@ fn daemon(extra: &str) -> TestDaemon {
     });
     d.open_to_all();
     d
-}
-
-fn as_uid(d: &TestDaemon, uid: u32, args: &[&str]) -> Output {
-    Command::new(bin("backupctl"))
-        .uid(uid)
-        .gid(uid)
-        .env("HOME", "/")
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(args)
-        .output()
-        .expect("run backupctl as another uid")
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -89,17 +76,13 @@ fn a_user_backs_up_and_restores_their_own_files_owned_by_them_without_setuid() {
     mkdir(&out, 0o700);
     chown_tree(&out, alice, alice);
 
-    let backup = as_uid(&d, alice, &["--json", "backup", s(&a_home)]);
+    let backup = d.ctl_as(alice, &["--json", "backup", s(&a_home)]);
     let b = json_ok(&backup);
     assert_eq!(b["skipped"], serde_json::json!([]), "{b:#}");
     let snap = b["snapshot"].as_str().expect("snapshot id").to_owned();
 
     let spec = format!("{snap}:{}", s(&a_home));
-    let r = json_ok(&as_uid(
-        &d,
-        alice,
-        &["--json", "restore", &spec, "--target", s(&out)],
-    ));
+    let r = json_ok(&d.ctl_as(alice, &["--json", "restore", &spec, "--target", s(&out)]));
     assert_eq!(r["failed"], serde_json::json!([]), "{r:#}");
     for name in ["notes.txt", "big.bin", "tool", "docs/plan.txt"] {
         let (orig, back) = (a_home.join(name), out.join(name));
@@ -134,7 +117,7 @@ fn a_user_cannot_back_up_a_root_only_file_and_its_content_never_reaches_the_repo
     chown_tree(&public.join("mine.txt"), alice, alice);
     write(&public.join("secret"), b"TOP SECRET, root only", 0o600);
 
-    let out = as_uid(&d, alice, &["--json", "backup", s(&public)]);
+    let out = d.ctl_as(alice, &["--json", "backup", s(&public)]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -176,7 +159,7 @@ fn a_user_cannot_back_up_a_root_only_file_and_its_content_never_reaches_the_repo
     let private = base.path().join("private");
     mkdir(&private, 0o700);
     write(&private.join("f"), b"x", 0o644);
-    let out = as_uid(&d, alice, &["backup", s(&private.join("f"))]);
+    let out = d.ctl_as(alice, &["backup", s(&private.join("f"))]);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("ermission denied"),
@@ -192,13 +175,13 @@ fn a_user_cannot_restore_into_etc_or_another_users_home() {
     let (alice, bob) = (spare_uid_at(0), spare_uid_at(1));
     let a_home = home(base.path(), "alice", alice);
     let b_home = home(base.path(), "bob", bob);
-    let b = json_ok(&as_uid(&d, alice, &["--json", "backup", s(&a_home)]));
+    let b = json_ok(&d.ctl_as(alice, &["--json", "backup", s(&a_home)]));
     let spec = format!("{}:{}", b["snapshot"].as_str().expect("id"), s(&a_home));
 
     let etc = format!("/etc/backupd-on-behalf-{}", std::process::id());
     let stolen = b_home.join("stolen");
     for target in [etc.as_str(), s(&stolen)] {
-        let out = as_uid(&d, alice, &["restore", &spec, "--target", target]);
+        let out = d.ctl_as(alice, &["restore", &spec, "--target", target]);
         assert!(
             !out.status.success(),
             "restore into {target}: {}",
@@ -221,7 +204,7 @@ fn a_user_cannot_restore_into_etc_or_another_users_home() {
     );
 
     // No target: the daemon's restore area is root's, so a user must name one.
-    let out = as_uid(&d, alice, &["restore", &spec]);
+    let out = d.ctl_as(alice, &["restore", &spec]);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--target"),
@@ -244,11 +227,7 @@ fn a_user_backup_never_merges_into_a_queued_root_backup() {
     let blocker = d.submit(&["queue", "add", "noop", "--duration", "60s"]);
     d.wait_job(blocker, &["running"], Duration::from_secs(10));
     let root_job = json_ok(&d.ctl(&["--json", "backup", "--no-wait", s(&public)]));
-    let user_job = json_ok(&as_uid(
-        &d,
-        alice,
-        &["--json", "backup", "--no-wait", s(&public)],
-    ));
+    let user_job = json_ok(&d.ctl_as(alice, &["--json", "backup", "--no-wait", s(&public)]));
     assert_ne!(
         root_job["id"], user_job["id"],
         "a user's submission rides on no root job"
@@ -290,7 +269,7 @@ fn a_user_cannot_restore_or_build_on_a_snapshot_they_did_not_make() {
 
     // Root's snapshot does not exist for the user: the same answer as a made-up id.
     for spec in [root_snap.as_str(), "latest", "0123abcd"] {
-        let res = as_uid(&d, alice, &["--json", "restore", spec, "--target", s(&out)]);
+        let res = d.ctl_as(alice, &["--json", "restore", spec, "--target", s(&out)]);
         assert!(!res.status.success(), "{spec}: {}", text(&res));
         assert_eq!(
             json(&res)["error"]["code"],
@@ -312,7 +291,7 @@ fn a_user_cannot_restore_or_build_on_a_snapshot_they_did_not_make() {
 
     // A backup by the user of the same directory has root's snapshot as its parent, yet the
     // unchanged root-only file is not taken over from it: the kernel is asked again.
-    let res = as_uid(&d, alice, &["--json", "backup", s(&public)]);
+    let res = d.ctl_as(alice, &["--json", "backup", s(&public)]);
     assert_eq!(res.status.code(), Some(1), "partial: {}", text(&res));
     let skipped = json(&res)["skipped"].clone();
     assert_eq!(skipped.as_array().map(Vec::len), Some(1), "{skipped:#}");
@@ -325,13 +304,13 @@ fn a_user_sees_counts_and_restores_latest_among_their_own_snapshots_only() {
     let (alice, bob) = (spare_uid_at(0), spare_uid_at(1));
     let a_home = home(base.path(), "alice", alice);
     let b_home = home(base.path(), "bob", bob);
-    let a_backup = json_ok(&as_uid(&d, alice, &["--json", "backup", s(&a_home)]));
+    let a_backup = json_ok(&d.ctl_as(alice, &["--json", "backup", s(&a_home)]));
     let a_snap = a_backup["snapshot"].as_str().expect("id").to_owned();
     // The job says whose rights it worked with.
     let job = a_backup["job"].as_u64().expect("job id").to_string();
-    let info = json_ok(&as_uid(&d, alice, &["--json", "queue", "job", &job]));
+    let info = json_ok(&d.ctl_as(alice, &["--json", "queue", "job", &job]));
     assert_eq!(info["acts_as_uid"], alice, "{info:#}");
-    let b_snap = json_ok(&as_uid(&d, bob, &["--json", "backup", s(&b_home)]))["snapshot"]
+    let b_snap = json_ok(&d.ctl_as(bob, &["--json", "backup", s(&b_home)]))["snapshot"]
         .as_str()
         .expect("id")
         .to_owned();
@@ -345,7 +324,7 @@ fn a_user_sees_counts_and_restores_latest_among_their_own_snapshots_only() {
         .to_owned();
 
     // The listing: only alice's own, with its owner.
-    let list = json(&as_uid(&d, alice, &["--json", "snapshots"]));
+    let list = json(&d.ctl_as(alice, &["--json", "snapshots"]));
     let ids: Vec<&str> = list
         .as_array()
         .unwrap_or_else(|| panic!("a list: {list:#}"))
@@ -360,7 +339,7 @@ fn a_user_sees_counts_and_restores_latest_among_their_own_snapshots_only() {
         Some(3),
         "root sees all: {all:#}"
     );
-    let text_list = as_uid(&d, alice, &["snapshots"]);
+    let text_list = d.ctl_as(alice, &["snapshots"]);
     assert!(text_list.status.success(), "{}", text(&text_list));
     let shown = String::from_utf8_lossy(&text_list.stdout);
     assert!(
@@ -369,10 +348,10 @@ fn a_user_sees_counts_and_restores_latest_among_their_own_snapshots_only() {
     );
 
     // `stats`: alice's snapshot only; naming bob's is the same as naming nothing.
-    let st = json_ok(&as_uid(&d, alice, &["--json", "stats"]));
+    let st = json_ok(&d.ctl_as(alice, &["--json", "stats"]));
     assert_eq!(st["snapshots"], serde_json::json!([a_snap]), "{st:#}");
     assert_eq!(st["files"], 4, "{st:#}");
-    let other = as_uid(&d, alice, &["--json", "stats", &b_snap]);
+    let other = d.ctl_as(alice, &["--json", "stats", &b_snap]);
     assert_eq!(
         json(&other)["error"]["code"],
         "NotFound",
@@ -380,35 +359,30 @@ fn a_user_sees_counts_and_restores_latest_among_their_own_snapshots_only() {
         text(&other)
     );
     // The packs on storage hold everyone's data: a user's view does not count them.
-    let raw = json_ok(&as_uid(&d, alice, &["--json", "stats", "--mode", "raw"]));
+    let raw = json_ok(&d.ctl_as(alice, &["--json", "stats", "--mode", "raw"]));
     assert_eq!(raw["raw"]["packs"], serde_json::Value::Null, "{raw:#}");
 
     // `latest` is alice's newest, though root's is newer.
     let out = base.path().join("out");
     mkdir(&out, 0o700);
     chown_tree(&out, alice, alice);
-    let r = json_ok(&as_uid(
-        &d,
-        alice,
-        &["--json", "restore", "latest", "--target", s(&out)],
-    ));
+    let r = json_ok(&d.ctl_as(alice, &["--json", "restore", "latest", "--target", s(&out)]));
     assert_eq!(r["snapshot"], a_snap.as_str(), "{r:#}");
     assert_ne!(r["snapshot"], r_snap.as_str());
 
     // A prefix is matched among alice's own: bob's never makes it ambiguous, and never matches.
-    let res = as_uid(
-        &d,
+    let res = d.ctl_as(
         alice,
         &["--json", "restore", &b_snap[..12], "--target", s(&out)],
     );
     assert_eq!(json(&res)["error"]["code"], "NotFound", "{}", text(&res));
 
     // Repositories are listed, without where they live.
-    let repos = json_ok(&as_uid(&d, alice, &["--json", "repo", "list"]));
+    let repos = json_ok(&d.ctl_as(alice, &["--json", "repo", "list"]));
     assert_eq!(repos[0]["name"], "default", "{repos:#}");
     assert_eq!(repos[0]["path"], "(hidden: admins only)", "{repos:#}");
     assert_eq!(repos[0]["key_file"], "(hidden: admins only)", "{repos:#}");
-    let info = json_ok(&as_uid(&d, alice, &["--json", "repo", "info"]));
+    let info = json_ok(&d.ctl_as(alice, &["--json", "repo", "info"]));
     assert_eq!(info["location"], "(hidden: admins only)", "{info:#}");
     let root_view = json_ok(&d.ctl(&["--json", "repo", "list"]));
     assert_ne!(root_view[0]["path"], "(hidden: admins only)");
@@ -428,7 +402,7 @@ fn a_role_granted_or_revoked_mid_connection_decides_the_next_reply() {
     let base = shared_tempdir();
     let alice = spare_uid_at(0);
     let a_home = home(base.path(), "alice", alice);
-    json_ok(&as_uid(&d, alice, &["--json", "backup", s(&a_home)]));
+    json_ok(&d.ctl_as(alice, &["--json", "backup", s(&a_home)]));
     let public = base.path().join("public");
     mkdir(&public, 0o755);
     write(&public.join("f"), b"root's", 0o644);
