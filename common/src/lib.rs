@@ -11,6 +11,7 @@ pub mod ids;
 pub mod paths;
 pub mod plural;
 pub mod protocol;
+pub mod schedule;
 
 /// Version of this build, shared by backupd and backupctl.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
