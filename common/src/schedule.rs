@@ -108,10 +108,97 @@ impl Schedule {
     }
 }
 
-/// A plain interval between runs (`--every 10m`), counted from the end of the last run's
-/// submission, not from a calendar.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Every(pub Duration);
+/// When something runs: a calendar schedule, or a plain interval after the last run
+/// (`every 10m` in the config, `--every 10m` on a source).
+#[derive(Clone, Debug, PartialEq)]
+pub enum When {
+    Calendar(Schedule),
+    Every(Duration),
+}
+
+/// Intervals shorter than this are refused: a schedule is not a busy loop.
+pub const MIN_EVERY: Duration = Duration::from_secs(1);
+
+impl When {
+    /// `every DURATION`, or a calendar schedule.
+    pub fn parse(text: &str) -> Result<Self, ScheduleError> {
+        match text.trim().strip_prefix("every ") {
+            Some(d) => Self::every(d.trim()).map_err(|reason| ScheduleError {
+                text: text.to_owned(),
+                reason,
+            }),
+            None => text.parse().map(Self::Calendar),
+        }
+    }
+
+    fn every(text: &str) -> Result<Self, String> {
+        let d = humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?} is not a duration such as \"10m\" ({e})"))?;
+        if d < MIN_EVERY {
+            return Err(format!("{text:?} is shorter than 1s"));
+        }
+        Ok(Self::Every(d))
+    }
+
+    /// The first run after one at `last_ns` (ns since the epoch).
+    pub fn next_after(&self, last_ns: i64) -> Option<i64> {
+        match self {
+            Self::Calendar(s) => s.next_after(last_ns),
+            Self::Every(d) => {
+                Some(last_ns.saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)))
+            }
+        }
+    }
+}
+
+impl fmt::Display for When {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Calendar(s) => s.fmt(f),
+            Self::Every(d) => write!(f, "every {}", humantime::format_duration(*d)),
+        }
+    }
+}
+
+/// A source's schedule and retention settings, checked alike by `--check-config` and by the
+/// daemon on `source add|set`: the field that is wrong and why.
+pub fn policy_problem(
+    policy: &crate::protocol::SourcePolicy,
+) -> Option<(&'static str, String)> {
+    if let Some(text) = &policy.schedule {
+        if let Err(e) = text.parse::<Schedule>() {
+            return Some(("schedule", e.reason));
+        }
+    }
+    if let Some(every) = policy.every {
+        if every < MIN_EVERY {
+            return Some(("every", "is shorter than 1s".into()));
+        }
+    }
+    if policy.jitter > Duration::ZERO && !policy.is_scheduled() {
+        return Some((
+            "jitter",
+            "is set without a schedule or an interval; it delays scheduled runs".into(),
+        ));
+    }
+    if let Some(every) = policy.retention_every {
+        if every < MIN_EVERY {
+            return Some(("retention_every", "is shorter than 1s".into()));
+        }
+    }
+    if let crate::protocol::Retention::Keep(rules) = &policy.retention {
+        if rules.is_empty() {
+            return Some((
+                "keep",
+                "has no rule; give at least one keep rule, or keep everything".into(),
+            ));
+        }
+    }
+    if policy.rpo.is_some_and(|r| r < MIN_EVERY) {
+        return Some(("rpo", "is shorter than 1s".into()));
+    }
+    None
+}
 
 /// Weekday names, Monday first, with cron's spelling: any prefix of at least three letters of
 /// the English name is accepted (`Sun`, `sunday`).

@@ -173,7 +173,22 @@ fn corpus() -> Vec<ClientMessage> {
             debounce: Duration::from_secs(2),
             max_delay: Duration::from_secs(60),
             rescan_every: Duration::from_secs(3600),
+            policy: backupd_common::protocol::SourcePolicy {
+                schedule: Some("daily 02:00".into()),
+                every: Some(Duration::from_secs(600)),
+                jitter: Duration::from_secs(60),
+                retention: backupd_common::protocol::Retention::Keep(
+                    backupd_common::protocol::KeepRules {
+                        last: 3,
+                        within: Some(Duration::from_secs(3600)),
+                        ..Default::default()
+                    },
+                ),
+                retention_every: Some(Duration::from_secs(60)),
+                rpo: None,
+            },
         })),
+        Request::Source(SourceRequest::Show { name: "s".into() }),
         Request::Source(SourceRequest::List),
         Request::Source(SourceRequest::Remove { name: "s".into() }),
     ]);

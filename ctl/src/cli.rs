@@ -102,8 +102,15 @@ pub enum SecurityCommand {
 pub enum SourceCommand {
     /// Back up a directory continuously: every change is in a snapshot seconds later.
     Add(SourceAddArgs),
-    /// Sources with their watching state, pending changes and last snapshot.
+    /// Sources with their watching state, schedule, pending changes and last snapshot.
     List,
+    /// Change a source's schedule, retention or watching; what is not given stays.
+    Set(SourceSetArgs),
+    /// A source in full: its schedule, and what its retention would keep and forget now.
+    Show {
+        /// The source's name, as `source list` shows it.
+        name: String,
+    },
     /// Stop backing up a source (its snapshots stay).
     Remove {
         /// The source's name, as `source list` shows it.
@@ -136,6 +143,87 @@ pub struct SourceAddArgs {
     /// Full (metadata-only) scan this often, as a backstop.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1day", value_name = "DURATION")]
     pub rescan_every: Duration,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SourceSetArgs {
+    /// The source's name, as `source list` shows it.
+    pub name: String,
+    /// Watch with inotify (again).
+    #[arg(long, conflicts_with = "no_watch")]
+    pub watch: bool,
+    /// Stop watching: back up only on the schedule (or, without one, scan every 10 minutes).
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Drop the schedule and the interval (and the jitter).
+    #[arg(long, conflicts_with_all = ["schedule", "every"])]
+    pub no_schedule: bool,
+    /// Go back to the default retention.
+    #[arg(long, conflicts_with_all = ["keep_all", "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within"])]
+    pub default_retention: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+// When a source is backed up besides watching, what retention keeps, its RPO (`source add`
+// and `source set`). A plain comment: see `JobArgs`.
+#[derive(Debug, Args, Default, Clone)]
+pub struct PolicyArgs {
+    /// Back up on a calendar schedule: `hourly`, `daily 02:00`, `weekly Sun 03:00`,
+    /// `monthly 1 04:00`, a systemd calendar event (`*-*-* 04:00:00`, `Mon..Fri 22:30`,
+    /// `*:0/15`) or a cron pattern (`0 2 * * *`), in the machine's time zone. A run missed
+    /// while the daemon was down happens once at its next start.
+    #[arg(long, value_name = "WHEN", value_parser = parse_schedule)]
+    pub schedule: Option<String>,
+    /// Back up every DURATION (e.g. `10m`) instead of, or besides, a calendar schedule.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub every: Option<Duration>,
+    /// Start each scheduled run up to DURATION later (fixed per host, source and slot), so that
+    /// a fleet does not start together.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub jitter: Option<Duration>,
+    /// Retention: keep the N newest snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Retention: keep the newest snapshot of each of the last N hours that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Retention: ... of each of the last N days.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Retention: ... of each of the last N weeks.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Retention: ... of each of the last N months.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Retention: ... of each of the last N years.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Retention: keep every snapshot younger than DURATION (counted from the newest).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub keep_within: Option<Duration>,
+    /// Never forget this source's snapshots automatically. Without any --keep-* or this, the
+    /// default applies: everything for 1 h, hourly for 48 h, daily for 30 days, weekly for 8
+    /// weeks, monthly for 12 months.
+    #[arg(long, conflicts_with_all = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within"])]
+    pub keep_all: bool,
+    /// Apply retention at most this often (default: the daemon's maintenance.retention_every,
+    /// 1 h).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub retention_every: Option<Duration>,
+    /// `system health` is degraded when the source has had no successful snapshot for this
+    /// long (default: 1 h watched, 24 h not watched).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub rpo: Option<Duration>,
+}
+
+fn parse_schedule(text: &str) -> Result<String, String> {
+    text.parse::<backupd_common::schedule::Schedule>()
+        .map(|s| s.as_str().to_owned())
+        .map_err(|e| e.reason)
 }
 
 // How a job runs; every command that submits a job takes these. A plain comment, not a doc

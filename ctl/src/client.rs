@@ -8,7 +8,8 @@ use backupd_common::protocol::{
     HealthReport, HistoryEntry, HistoryQuery, Identity, ImportReport, JobEvent, JobId, JobInfo,
     JobSpec, KeyChange, KeyExport, OperationProgress, Progress, QueueRequest, QueueStatus,
     ReloadReport, RepoDetails, RepoInfo, RepoRequest, Request, Response, Secret, SecurityRequest,
-    SecurityResponse, SnapshotInfo, SnapshotsRequest, SourceInfo, SourceRequest, StatsRequest,
+    SecurityResponse, SnapshotInfo, SnapshotsRequest, SourceDetail, SourceInfo, SourceRequest,
+    StatsRequest,
     StatsResult, Submitted, SystemRequest,
 };
 use backupd_common::protocol::{KeyListing, KeyRemoval, KeyRotation};
@@ -416,6 +417,16 @@ impl Client {
     pub async fn source(&mut self, request: SourceRequest) -> Result<SourceInfo, ClientError> {
         match self.conn.call(Request::Source(request)).await? {
             Response::Source(s) => Ok(*s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn source_detail(&mut self, name: &str) -> Result<SourceDetail, ClientError> {
+        let request = Request::Source(SourceRequest::Show {
+            name: name.to_owned(),
+        });
+        match self.conn.call(request).await? {
+            Response::SourceDetail(d) => Ok(*d),
             other => Err(unexpected(other)),
         }
     }

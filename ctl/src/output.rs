@@ -145,10 +145,75 @@ pub fn health_table(h: &HealthReport) -> String {
     for note in &h.notes {
         rows.push(("note", note.clone()));
     }
+    for s in &h.sources {
+        rows.push(("source", source_health(s)));
+    }
+    for r in &h.repositories {
+        rows.push(("repository", repo_maintenance(r)));
+    }
     rows.iter()
         .map(|(k, v)| format!("{:<12} {v}", format!("{k}:")))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+fn when(ns: Option<i64>) -> String {
+    ns.map(crate::commands::queue::time)
+        .unwrap_or_else(|| "never".to_owned())
+}
+
+fn timer(name: &str, t: &backupd_common::protocol::TimerState) -> String {
+    let Some(schedule) = &t.schedule else {
+        return format!("{name} off");
+    };
+    let mut text = format!(
+        "{name} {schedule}: last {}{}, next {}",
+        when(t.last_run_ns),
+        t.last_outcome
+            .as_ref()
+            .map(|o| format!(" ({o})"))
+            .unwrap_or_else(|| if t.last_job.is_some() { " (running)".into() } else { String::new() }),
+        when(t.next_run_ns)
+    );
+    if t.overdue {
+        text.push_str(", OVERDUE");
+    }
+    if let Some(e) = &t.last_error {
+        text.push_str(&format!(" [{e}]"));
+    }
+    text
+}
+
+fn source_health(s: &backupd_common::protocol::SourceHealth) -> String {
+    let mut text = format!(
+        "{}: last success {}, last failure {}, next run {}, {} snapshots, {} RPO {}",
+        s.name,
+        when(s.last_success_ns),
+        when(s.last_failure_ns),
+        s.next_run_ns
+            .map(crate::commands::queue::time)
+            .unwrap_or_else(|| "on change".to_owned()),
+        s.snapshots
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "?".into()),
+        if s.within_rpo { "within" } else { "PAST" },
+        human_duration(s.rpo_ms / 1000)
+    );
+    text.push_str(&format!("\n{:<12}   {}", "", timer("retention", &s.retention)));
+    text
+}
+
+fn repo_maintenance(r: &backupd_common::protocol::RepoMaintenance) -> String {
+    let pad = format!("\n{:<12}   ", "");
+    format!(
+        "{}{pad}{}{pad}{}{pad}{} (next subset {}/{})",
+        r.name,
+        timer("prune", &r.prune),
+        timer("check", &r.check),
+        timer("read-data", &r.read_data),
+        r.read_data_next.0,
+        r.read_data_next.1
+    )
 }
 
 pub fn health_line(h: &HealthReport) -> String {

@@ -82,6 +82,10 @@ pub struct Source {
     pub debounce_ms: u64,
     pub max_delay_ms: u64,
     pub rescan_every_ms: u64,
+    /// Schedule, retention and RPO, as the state database stores them; absent in documents
+    /// written before schedules existed (no schedule, default retention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::state::records::source::PolicyRecord>,
 }
 
 /// Parses and checks a document: format, then version, then the fields.
@@ -144,6 +148,7 @@ pub fn build(repos: &[RepoEntry], sources: &[SourceSpec]) -> Document {
             debounce_ms: s.debounce.as_millis() as u64,
             max_delay_ms: s.max_delay.as_millis() as u64,
             rescan_every_ms: s.rescan_every.as_millis() as u64,
+            policy: Some((&s.policy).into()),
         });
     }
     doc
@@ -226,6 +231,7 @@ pub async fn import(
             debounce: Duration::from_millis(s.debounce_ms),
             max_delay: Duration::from_millis(s.max_delay_ms),
             rescan_every: Duration::from_millis(s.rescan_every_ms),
+            policy: s.policy.map(Into::into).unwrap_or_default(),
         };
         match sources.add(spec, false).await {
             Ok(_) => report.added.push(item("source", &s.name, None)),
@@ -263,6 +269,7 @@ mod tests {
                 watch: true,
                 debounce: Duration::from_secs(2),
                 max_delay: Duration::from_secs(60),
+                policy: Default::default(),
                 rescan_every: Duration::from_secs(86_400),
             }],
         )

@@ -21,6 +21,7 @@ pub mod reload;
 pub mod repo;
 pub mod security;
 pub mod server;
+pub mod schedule;
 pub mod settings;
 pub mod state;
 pub mod systemd;
@@ -83,6 +84,7 @@ pub async fn run(
     tracker.spawn(systemd::watchdog(cancel.child_token()));
     tracker.spawn(services.reloader.clone().run(cancel.child_token()));
     tracker.spawn(scheduler.run(cancel.child_token()));
+    tracker.spawn(services.timers.clone().run(cancel.child_token()));
     tracker.spawn(
         security::key_rotation::KeyRotation {
             repos: repos.clone(),
@@ -256,6 +258,17 @@ async fn build(
         })??;
         Arc::new(opened)
     };
+    let timers = {
+        let handles = schedule::Handles {
+            sources: sources.clone(),
+            queue: queue.clone(),
+            repos: repos.clone(),
+            settings: settings.clone(),
+            alerts: alerts.clone(),
+            daemon_uid: process.daemon_uid,
+        };
+        Arc::new(schedule::Timers::open(&state, handles)?)
+    };
     let services = Services {
         security,
         queue,
@@ -263,6 +276,7 @@ async fn build(
         repos,
         reloader,
         alerts,
+        timers,
         settings,
         tasks: tracker.clone(),
         shutdown: cancel.clone(),

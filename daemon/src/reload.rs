@@ -163,6 +163,10 @@ impl Reloader {
             self.queue.set_history_retention(&new.config.history)?;
             applied.push("history".to_owned());
         }
+        if old.config.maintenance != new.config.maintenance {
+            // The scheduler reads it at its next wake-up.
+            applied.push("maintenance".to_owned());
+        }
         let repos = self.repos.clone();
         let declared = new.config.repositories.clone();
         let changed = tokio::task::spawn_blocking(move || {

@@ -55,6 +55,7 @@ fn catalog_follows_writes_other_writers_and_its_own_loss() {
         debounce: Duration::from_secs(2),
         max_delay: Duration::from_secs(60),
         rescan_every: Duration::from_secs(86_400),
+        policy: Default::default(),
     };
     state
         .tree("sources")

@@ -106,6 +106,8 @@ fn a_release_state_directory_opens_with_every_job_source_and_repository() {
             debounce: Duration::from_secs(3),
             max_delay: Duration::from_secs(90),
             rescan_every: Duration::from_secs(7200),
+            // Written before schedules existed: none, and the default retention.
+            policy: Default::default(),
         }]
     );
 

@@ -5,6 +5,7 @@
 //!
 //! Keys in errors count tables from 1: `repository[2].key_file` is the second `[[repository]]`.
 
+use crate::protocol::{KeepRules, Retention, SourcePolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -52,6 +53,39 @@ pub struct SourceConfig {
     pub max_delay: Duration,
     #[serde(default = "rescan", with = "humantime_serde")]
     pub rescan_every: Duration,
+    /// A calendar schedule (`daily 02:00`; see `backupd_common::schedule`).
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// A plain interval between scheduled backups.
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
+    /// Scheduled runs start up to this much later (fixed per host, source and slot).
+    #[serde(default, with = "humantime_serde")]
+    pub jitter: Option<Duration>,
+    /// Retention rules (restic's `--keep-*`); none given: the default for sources.
+    #[serde(default)]
+    pub keep_last: Option<u32>,
+    #[serde(default)]
+    pub keep_hourly: Option<u32>,
+    #[serde(default)]
+    pub keep_daily: Option<u32>,
+    #[serde(default)]
+    pub keep_weekly: Option<u32>,
+    #[serde(default)]
+    pub keep_monthly: Option<u32>,
+    #[serde(default)]
+    pub keep_yearly: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub keep_within: Option<Duration>,
+    /// Never forget the source's snapshots automatically.
+    #[serde(default)]
+    pub keep_all: bool,
+    /// Retention runs at most this often; default `[maintenance] retention_every`.
+    #[serde(default, with = "humantime_serde")]
+    pub retention_every: Option<Duration>,
+    /// Longest time without a successful snapshot before `system health` is degraded.
+    #[serde(default, with = "humantime_serde")]
+    pub rpo: Option<Duration>,
 }
 
 fn yes() -> bool {
@@ -71,6 +105,41 @@ impl SourceConfig {
     /// The source's name: given, or derived from the path.
     pub fn name(&self) -> String {
         self.name.clone().unwrap_or_else(|| name_for(&self.path))
+    }
+
+    /// Its schedule, retention and RPO as `source add` would set them.
+    pub fn policy(&self) -> SourcePolicy {
+        let keep = [
+            self.keep_last,
+            self.keep_hourly,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+        ];
+        let retention = if self.keep_all {
+            Retention::KeepAll
+        } else if keep.iter().all(Option::is_none) && self.keep_within.is_none() {
+            Retention::Default
+        } else {
+            Retention::Keep(KeepRules {
+                last: self.keep_last.unwrap_or(0),
+                hourly: self.keep_hourly.unwrap_or(0),
+                daily: self.keep_daily.unwrap_or(0),
+                weekly: self.keep_weekly.unwrap_or(0),
+                monthly: self.keep_monthly.unwrap_or(0),
+                yearly: self.keep_yearly.unwrap_or(0),
+                within: self.keep_within,
+            })
+        };
+        SourcePolicy {
+            schedule: self.schedule.clone(),
+            every: self.every,
+            jitter: self.jitter.unwrap_or_default(),
+            retention,
+            retention_every: self.retention_every,
+            rpo: self.rpo,
+        }
     }
 }
 
@@ -223,6 +292,22 @@ pub fn validate_sources(sources: &[SourceConfig]) -> Result<(), Problem> {
                 key("rescan_every"),
                 format!("is {:?}; expected at least 1m", s.rescan_every),
             ));
+        }
+        if s.keep_all
+            && (s.keep_within.is_some()
+                || [s.keep_last, s.keep_hourly, s.keep_daily]
+                    .iter()
+                    .chain(&[s.keep_weekly, s.keep_monthly, s.keep_yearly])
+                    .any(Option::is_some))
+        {
+            return Err((
+                key("keep_all"),
+                "is set together with keep_* rules; give one or the other".to_owned(),
+            ));
+        }
+        if let Some((field, message)) = crate::schedule::policy_problem(&s.policy()) {
+            let field = if field == "keep" { "keep_last" } else { field };
+            return Err((key(field), message));
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod declared;
 pub mod detect;
+pub mod maintenance;
 pub mod security;
 
 pub use declared::{RepositoryConfig, SourceConfig};
@@ -47,6 +48,7 @@ pub struct Config {
     pub history: HistoryConfig,
     pub security: security::SecurityConfig,
     pub audit: audit::AuditConfig,
+    pub maintenance: maintenance::MaintenanceConfig,
     /// `[[repository]]` tables: repositories registered at start and on reload.
     #[serde(rename = "repository", skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<RepositoryConfig>,
@@ -312,6 +314,9 @@ impl Config {
             message,
         };
         if let Some((key, message)) = self.audit.problem() {
+            return Err(invalid(key, message));
+        }
+        if let Some((key, message)) = self.maintenance.problem() {
             return Err(invalid(key, message));
         }
         if let Some((key, message)) = self.security.detect.invalid() {

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod file_crypt;
 pub mod queue;
 pub mod repo;
+pub mod schedule;
 pub mod security;
 pub mod source;
 
@@ -20,6 +21,7 @@ pub use audit::*;
 pub use file_crypt::*;
 pub use queue::*;
 pub use repo::*;
+pub use schedule::*;
 pub use security::{
     BindingInfo, CheckAnswer, Expiry, GrantSource, Permission, RevokeTarget, Role, SecurityRequest,
     SecurityResponse, Subject,
@@ -29,7 +31,7 @@ pub use source::*;
 use std::time::Duration;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// Everything a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -271,6 +273,8 @@ pub enum Response {
     Encrypted(FileCryptResult),
     /// `security decrypt`: what was opened.
     Decrypted(FileCryptResult),
+    /// `source show`.
+    SourceDetail(Box<SourceDetail>),
 }
 
 /// What an import did, entry by entry.
@@ -336,6 +340,10 @@ pub struct HealthReport {
     pub socket_activated: bool,
     pub connections: u32,
     pub notes: Vec<String>,
+    /// Per source: last backups, schedule, retention and RPO.
+    pub sources: Vec<SourceHealth>,
+    /// Per repository: prune and verification schedules.
+    pub repositories: Vec<RepoMaintenance>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -512,6 +512,14 @@ pub struct ForgetRequest {
     /// records written before it existed.)
     #[serde(default)]
     pub snapshots: Vec<String>,
+    /// Apply the rules only to snapshots of exactly these paths made with the daemon's own
+    /// rights (a source's), and keep the newest of each host whatever the rules say. Empty:
+    /// every snapshot, grouped by host and paths.
+    #[serde(default)]
+    pub paths: Vec<Vec<u8>>,
+    /// The source whose retention this is (for the history and logs).
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -172,6 +172,8 @@ fn forget(a: &ForgetArgs) -> Result<JobKind, Failure> {
         prune: a.prune,
         dry_run: a.dry_run,
         snapshots: a.snapshots.clone(),
+        paths: Vec::new(),
+        source: None,
     };
     let any_count = [
         r.keep_last,

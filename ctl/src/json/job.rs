@@ -63,6 +63,9 @@ pub enum KindView {
         keep_within_ms: Option<u64>,
         prune: bool,
         dry_run: bool,
+        /// A source's retention: the source, and the paths its snapshots hold.
+        source: Option<String>,
+        paths: Vec<String>,
     },
     RebuildIndex {
         repo: Option<String>,
@@ -146,6 +149,8 @@ impl From<&JobKind> for KindView {
                 keep_within_ms: r.keep_within.map(ms),
                 prune: r.prune,
                 dry_run: r.dry_run,
+                source: r.source.clone(),
+                paths: r.paths.iter().map(|p| super::path(p)).collect(),
             },
             JobKind::RebuildIndex(r) => Self::RebuildIndex {
                 repo: r.repo.clone(),

@@ -296,6 +296,13 @@ fn check(r: &CheckResult) -> ResultView {
     }
 }
 
+impl ResultView {
+    /// A forget result's view (`source show` embeds a retention dry run).
+    pub fn of_forget(r: &ForgetResult) -> Self {
+        forget(r)
+    }
+}
+
 fn forget(r: &ForgetResult) -> ResultView {
     ResultView::Forget {
         dry_run: r.dry_run,

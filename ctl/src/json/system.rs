@@ -1,7 +1,9 @@
 //! `system ...`: health, identity, reload, import.
 
+use super::time;
 use backupd_common::protocol::{
-    HealthReport, HealthStatus, Identity, ImportItem, ImportReport, ReloadReport, RunMode,
+    HealthReport, HealthStatus, Identity, ImportItem, ImportReport, ReloadReport,
+    RepoMaintenance, RunMode, SourceHealth, TimerState,
 };
 use serde::Serialize;
 
@@ -21,6 +23,89 @@ pub struct HealthView {
     pub config_file: Option<String>,
     pub connections: u32,
     pub notes: Vec<String>,
+    pub sources: Vec<SourceHealthView>,
+    pub repositories: Vec<RepoMaintenanceView>,
+}
+
+/// A scheduled operation.
+#[derive(Debug, Serialize)]
+pub struct TimerView {
+    /// `daily 04:00`, `every 1h`; null: not scheduled.
+    pub schedule: Option<String>,
+    pub last_run: Option<String>,
+    pub next_run: Option<String>,
+    pub last_job: Option<u64>,
+    /// How its last job ended (`succeeded`, `dead-letter`, `problems`, ...), `nothing new`,
+    /// `requested`, or null while it runs.
+    pub last_outcome: Option<String>,
+    pub last_error: Option<String>,
+    pub overdue: bool,
+}
+
+impl From<&TimerState> for TimerView {
+    fn from(t: &TimerState) -> Self {
+        Self {
+            schedule: t.schedule.clone(),
+            last_run: t.last_run_ns.map(time),
+            next_run: t.next_run_ns.map(time),
+            last_job: t.last_job,
+            last_outcome: t.last_outcome.clone(),
+            last_error: t.last_error.clone(),
+            overdue: t.overdue,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceHealthView {
+    pub name: String,
+    pub last_success: Option<String>,
+    pub last_failure: Option<String>,
+    pub last_error: Option<String>,
+    pub next_run: Option<String>,
+    /// Its snapshots in the repository; null when not counted yet.
+    pub snapshots: Option<u64>,
+    pub rpo_ms: u64,
+    pub within_rpo: bool,
+    pub retention: TimerView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RepoMaintenanceView {
+    pub name: String,
+    pub prune: TimerView,
+    pub check: TimerView,
+    pub read_data: TimerView,
+    /// The subset the next read-data run reads, as `N/M`.
+    pub read_data_next: String,
+}
+
+impl From<&SourceHealth> for SourceHealthView {
+    fn from(s: &SourceHealth) -> Self {
+        Self {
+            name: s.name.clone(),
+            last_success: s.last_success_ns.map(time),
+            last_failure: s.last_failure_ns.map(time),
+            last_error: s.last_error.clone(),
+            next_run: s.next_run_ns.map(time),
+            snapshots: s.snapshots,
+            rpo_ms: s.rpo_ms,
+            within_rpo: s.within_rpo,
+            retention: TimerView::from(&s.retention),
+        }
+    }
+}
+
+impl From<&RepoMaintenance> for RepoMaintenanceView {
+    fn from(r: &RepoMaintenance) -> Self {
+        Self {
+            name: r.name.clone(),
+            prune: TimerView::from(&r.prune),
+            check: TimerView::from(&r.check),
+            read_data: TimerView::from(&r.read_data),
+            read_data_next: format!("{}/{}", r.read_data_next.0, r.read_data_next.1),
+        }
+    }
 }
 
 impl From<&HealthReport> for HealthView {
@@ -45,6 +130,12 @@ impl From<&HealthReport> for HealthView {
             config_file: h.config_file.clone(),
             connections: h.connections,
             notes: h.notes.clone(),
+            sources: h.sources.iter().map(SourceHealthView::from).collect(),
+            repositories: h
+                .repositories
+                .iter()
+                .map(RepoMaintenanceView::from)
+                .collect(),
         }
     }
 }

@@ -53,6 +53,10 @@ pub struct ForgetOptions {
     pub dry_run: bool,
     /// Snapshots to remove whatever the policy says (ids or unique prefixes of file names).
     pub snapshots: Vec<String>,
+    /// A source's retention: the policy applies only to snapshots of exactly these paths made
+    /// with the daemon's own rights, and the newest of each host is always kept. Empty: every
+    /// snapshot.
+    pub paths: Vec<Vec<u8>>,
     pub zstd_level: i32,
 }
 
@@ -223,8 +227,9 @@ pub fn forget(
     } else {
         repo.snapshots()?
     };
+    let scoped = !opts.paths.is_empty();
     for (id, s) in policy_snapshots {
-        if named.contains(&id) {
+        if named.contains(&id) || scoped && (s.paths != opts.paths || s.owner_uid.is_some()) {
             continue;
         }
         groups
@@ -235,7 +240,15 @@ pub fn forget(
     for (_, mut snaps) in groups {
         snaps.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
         let times: Vec<i64> = snaps.iter().map(|s| s.1).collect();
-        for ((id, time_ns, host), reasons) in snaps.into_iter().zip(decide(&opts.policy, &times)) {
+        let mut decided = decide(&opts.policy, &times);
+        if let Some(newest) = decided.first_mut().filter(|_| scoped) {
+            // A source always keeps its newest snapshot: the next incremental backup's
+            // parent, and the only copy of its latest state.
+            if newest.is_empty() {
+                newest.push("newest".to_owned());
+            }
+        }
+        for ((id, time_ns, host), reasons) in snaps.into_iter().zip(decided) {
             report.decisions.push(Decision {
                 snapshot: id.to_hex(),
                 time_ns,

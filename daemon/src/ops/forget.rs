@@ -54,6 +54,7 @@ impl Operation for Forget {
             prune: r.prune,
             dry_run: r.dry_run,
             snapshots: r.snapshots,
+            paths: r.paths,
             zstd_level: crate::engine::backup::DEFAULT_ZSTD_LEVEL,
         };
         let out = forget(&repo, &opts, run.progress, run.cancel)?;

@@ -63,6 +63,8 @@ pub fn kind(r: &Request) -> &'static str {
         Request::Source(s) => match s {
             So::Add(_) => "source.add",
             So::List => "source.list",
+            So::Set(_) => "source.set",
+            So::Show { .. } => "source.show",
             So::Remove { .. } => "source.remove",
         },
         Request::Security(s) => match s {
@@ -169,8 +171,10 @@ pub fn every_kind() -> Vec<Request> {
             debounce: Duration::from_secs(1),
             max_delay: Duration::from_secs(1),
             rescan_every: Duration::from_secs(1),
+            policy: Default::default(),
         })),
         Request::Source(SourceRequest::List),
+        Request::Source(SourceRequest::Show { name: "s".into() }),
         Request::Source(SourceRequest::Remove { name: "s".into() }),
         Request::Security(SecurityRequest::Grant {
             role: Role::User,

@@ -47,6 +47,8 @@ pub struct Services {
     pub shutdown: CancellationToken,
     /// Who may do what, and what is recorded about it.
     pub security: Arc<Security>,
+    /// Schedules, retention and maintenance.
+    pub timers: Arc<crate::schedule::Timers>,
 }
 
 /// The server's own state next to the services it serves: who the daemon is, its socket, and

@@ -114,6 +114,23 @@ fn health(h: &mut HealthReport) {
         *note = "an alert needs an administrator (details in `backupctl system health` as root)"
             .to_owned();
     }
+    // Source names are often directory names; error texts name paths.
+    for s in &mut h.sources {
+        s.name = HIDDEN.to_owned();
+        hide_error(&mut s.last_error);
+        hide_error(&mut s.retention.last_error);
+    }
+    for r in &mut h.repositories {
+        for t in [&mut r.prune, &mut r.check, &mut r.read_data] {
+            hide_error(&mut t.last_error);
+        }
+    }
+}
+
+fn hide_error(e: &mut Option<String>) {
+    if e.is_some() {
+        *e = Some(HIDDEN.to_owned());
+    }
 }
 
 /// Redacts a final reply for `reader`.
@@ -131,6 +148,13 @@ pub fn response(r: &mut Response, reader: Reader) {
         }
         Response::History(entries) => entries.iter_mut().for_each(history),
         Response::Source(s) => source(s),
+        Response::SourceDetail(d) => {
+            source(&mut d.info);
+            // The plan lists snapshots by host and time, which is the snapshot listing's
+            // business (scoped per owner there).
+            d.retention_plan = None;
+            hide_error(&mut d.retention_error);
+        }
         Response::Sources(list) => list.iter_mut().for_each(source),
         Response::Repo(r) => repo(r),
         Response::Repos(list) => list.iter_mut().for_each(repo),

@@ -29,7 +29,13 @@ pub struct Timing {
     pub debounce: Duration,
     pub max_delay: Duration,
     pub rescan_every: Duration,
+    /// Scan at start and periodically on its own. Off for a source that is backed up on a
+    /// schedule and not watched: the scheduler asks for its scans ([`Event::Rescan`]).
+    pub periodic: bool,
 }
+
+/// "Never" for a source without periodic scans (far enough, small enough for `Instant`).
+const NEVER: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 #[derive(Debug)]
 pub enum Event {
@@ -101,7 +107,8 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// A source that starts with a scan (it catches what changed while the daemon was down).
+    /// A source that starts with a scan (it catches what changed while the daemon was down),
+    /// unless it is only backed up on its schedule.
     pub fn new(timing: Timing, watching: bool, now: Instant) -> Self {
         let mut m = Self {
             timing,
@@ -109,7 +116,7 @@ impl Machine {
             dirty: DirtySet::default(),
             first_change: None,
             last_change: None,
-            rescan: true,
+            rescan: timing.periodic || watching,
             next_scan: now,
             not_before: None,
             in_flight: None,
@@ -121,7 +128,9 @@ impl Machine {
     }
 
     fn scan_every(&self) -> Duration {
-        if self.watching {
+        if !self.timing.periodic && !self.watching {
+            NEVER
+        } else if self.watching {
             self.timing.rescan_every
         } else {
             self.timing.rescan_every.min(FALLBACK_SCAN)

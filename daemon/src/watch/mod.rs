@@ -92,6 +92,7 @@ pub fn spec_of(c: &SourceConfig) -> SourceSpec {
         debounce: c.debounce,
         max_delay: c.max_delay,
         rescan_every: c.rescan_every,
+        policy: c.policy(),
     }
 }
 
@@ -180,6 +181,13 @@ impl Sources {
         }
         crate::engine::excludes::Excludes::new(&spec.excludes, &[])
             .map_err(|e| invalid(e.to_string()))?;
+        if let Some((field, message)) = backupd_common::schedule::policy_problem(&spec.policy) {
+            let flag = match field {
+                "keep" => "--keep-*".to_owned(),
+                other => format!("--{}", other.replace('_', "-")),
+            };
+            return Err(invalid(format!("{flag} {message}")));
+        }
         Ok(())
     }
 
@@ -301,10 +309,12 @@ impl Sources {
             scans: 0,
             incremental_backups: 0,
             note: None,
+            next_run_ns: None,
         };
         let handle = Arc::new(SourceHandle {
             status: Mutex::new(info.clone()),
             stop: self.cancel.child_token(),
+            scan: tokio::sync::Notify::new(),
         });
         self.lock().insert(spec.name.clone(), handle.clone());
         let task = source::SourceTask {
@@ -336,6 +346,40 @@ impl Sources {
         self.lock().values().map(|h| h.info()).collect()
     }
 
+    pub fn get(&self, name: &str) -> Result<SourceInfo, SourceError> {
+        self.lock()
+            .get(name)
+            .map(|h| h.info())
+            .ok_or_else(|| SourceError::Unknown(name.to_owned()))
+    }
+
+    /// Replaces a source's spec (persisted unless it is transient) and restarts its task.
+    /// A source declared in the config file gets its declaration back at the next reload.
+    pub async fn set(&self, spec: SourceSpec) -> Result<SourceInfo, Error> {
+        self.validate_in(&spec)?;
+        let old = self.get(&spec.name)?;
+        if !old.transient {
+            self.persist(&spec).await?;
+        }
+        if let Some(handle) = self.lock().remove(&spec.name) {
+            handle.stop.cancel();
+        }
+        let info = self.start(spec, old.transient);
+        tracing::info!(source = %info.spec.name, "source changed");
+        Ok(info)
+    }
+
+    /// Asks a source for a full scan now (its scheduled run); false if it is not running.
+    pub fn scan_now(&self, name: &str) -> bool {
+        match self.lock().get(name) {
+            Some(h) => {
+                h.scan.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Starts the persisted sources not yet running (declared ones are started first, by
     /// [`Sources::apply_declared`]) and the `--watch` directories of this run.
     pub fn start_all(&self, watch: &[PathBuf]) {
@@ -365,6 +409,7 @@ impl Sources {
                 debounce: DEFAULT_DEBOUNCE,
                 max_delay: DEFAULT_MAX_DELAY,
                 rescan_every: DEFAULT_RESCAN,
+                policy: Default::default(),
             };
             match self.validate(&spec) {
                 Ok(()) => {

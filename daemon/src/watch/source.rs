@@ -26,6 +26,8 @@ use tracing::Instrument;
 pub struct SourceHandle {
     pub status: Mutex<SourceInfo>,
     pub stop: CancellationToken,
+    /// The scheduler asks for a full scan (a scheduled run).
+    pub scan: tokio::sync::Notify,
 }
 
 impl SourceHandle {
@@ -167,6 +169,7 @@ impl Shell {
             debounce: self.spec.debounce,
             max_delay: self.spec.max_delay,
             rescan_every: self.spec.rescan_every,
+            periodic: self.spec.watch || !self.spec.policy.is_scheduled(),
         };
         let mut machine = Machine::new(timing, self.raw_rx.is_some(), Instant::now());
         let mut events = self.handles.queue.subscribe();
@@ -180,6 +183,10 @@ impl Shell {
                 _ = tokio::time::sleep_until(machine.deadline()) => Event::Tick,
                 raw = recv_raw(&mut self.raw_rx) => self.on_raw(raw).await,
                 queued = events.recv() => self.on_job_event(machine.job(), queued),
+                _ = self.source.scan.notified() => {
+                    tracing::info!("scheduled backup");
+                    Event::Rescan
+                }
             };
         }
     }

@@ -62,8 +62,8 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
             QueueRequest::Workers { count: Some(_) } => (E::Config, S::Notice),
         },
         Request::Source(r) => match r {
-            SourceRequest::List => return None,
-            SourceRequest::Add(_) => (E::Source, S::Notice),
+            SourceRequest::List | SourceRequest::Show { .. } => return None,
+            SourceRequest::Add(_) | SourceRequest::Set(_) => (E::Source, S::Notice),
             SourceRequest::Remove { .. } => (E::Source, S::Warning),
         },
         Request::Security(r) => match r {
@@ -127,12 +127,14 @@ pub fn target(request: &Request) -> AuditTarget {
         }
         Request::Queue(r) => queue_target(&mut t, r),
         Request::Source(r) => match r {
-            SourceRequest::Add(spec) => {
+            SourceRequest::Add(spec) | SourceRequest::Set(spec) => {
                 t.name = Some(spec.name.clone());
                 t.repo = spec.repo.clone();
                 push_paths(&mut t, std::slice::from_ref(&spec.path));
             }
-            SourceRequest::Remove { name } => t.name = Some(name.clone()),
+            SourceRequest::Remove { name } | SourceRequest::Show { name } => {
+                t.name = Some(name.clone())
+            }
             SourceRequest::List => {}
         },
         Request::Security(r) => match r {

@@ -46,7 +46,9 @@ pub fn health(server: &Server) -> HealthReport {
     let services = &server.services;
     let process = &server.process;
     let settings = services.settings.get();
-    let notes = services.alerts.notes();
+    let own = services.timers.health();
+    let mut notes = services.alerts.notes();
+    notes.extend(own.notes);
     let status = if services.shutdown.is_cancelled() {
         HealthStatus::Stopping
     } else if notes.is_empty() {
@@ -70,6 +72,8 @@ pub fn health(server: &Server) -> HealthReport {
         socket_activated: server.socket_activated,
         connections: u32::try_from(server.slots.live()).unwrap_or(u32::MAX),
         notes,
+        sources: own.sources,
+        repositories: own.repositories,
     }
 }
 

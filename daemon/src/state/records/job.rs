@@ -240,6 +240,11 @@ pub struct ForgetArgs {
     pub dry_run: bool,
     #[serde(default)]
     pub snapshots: Vec<String>,
+    /// A source's retention: only snapshots of these paths (raw bytes).
+    #[serde(default)]
+    pub paths: Vec<Vec<u8>>,
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -647,8 +652,12 @@ fn forget_args(r: ForgetRequest) -> ForgetArgs {
         prune,
         dry_run,
         snapshots,
+        paths,
+        source,
     } = r;
     ForgetArgs {
+        paths,
+        source,
         repo,
         keep_last,
         keep_hourly,
@@ -720,6 +729,8 @@ impl From<KindRecord> for JobKind {
                 prune: a.prune,
                 dry_run: a.dry_run,
                 snapshots: a.snapshots,
+                paths: a.paths,
+                source: a.source,
             }),
             KindRecord::RebuildIndex(a) => Self::RebuildIndex(RebuildIndexRequest { repo: a.repo }),
             KindRecord::Reencrypt(a) => Self::Reencrypt(ReencryptRequest {
@@ -771,6 +782,8 @@ impl KindRecord {
     pub fn source(&self) -> Option<&str> {
         match self {
             Self::Backup(a) => a.source.as_deref(),
+            // A source's retention.
+            Self::Forget(a) => a.source.as_deref(),
             _ => None,
         }
     }

@@ -12,6 +12,7 @@ pub mod binding;
 pub mod history;
 pub mod job;
 pub mod source;
+pub mod timer;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

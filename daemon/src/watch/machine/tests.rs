@@ -11,6 +11,7 @@ fn timing() -> Timing {
         debounce: 2 * SEC,
         max_delay: 5 * SEC,
         rescan_every: 3600 * SEC,
+        periodic: true,
     }
 }
 
@@ -271,4 +272,26 @@ async fn without_inotify_scans_come_at_least_every_ten_minutes() {
     // A scan still running when the next is due: the next waits for it, no pile-up.
     sim.end_ok("s2");
     assert_eq!(sim.submits()[2], (1300 * SEC, true, 0));
+}
+
+#[test]
+fn a_scheduled_source_that_is_not_watched_scans_only_when_asked() {
+    let t0 = Instant::now();
+    let timing = Timing {
+        periodic: false,
+        ..timing()
+    };
+    let mut m = Machine::new(timing, false, t0);
+    assert!(m.on(Event::Tick, t0).is_empty(), "no scan at start");
+    let much_later = t0 + 30 * 86_400 * SEC;
+    assert!(m.deadline() > much_later, "no periodic scan");
+    assert!(m.on(Event::Tick, much_later).is_empty());
+    let actions = m.on(Event::Rescan, much_later);
+    assert_eq!(
+        actions,
+        vec![Action::Submit {
+            changes: None,
+            parent: None
+        }]
+    );
 }

@@ -1,0 +1,211 @@
+//! What `system health` says about the daemon's own operations: per source its last backups,
+//! next scheduled run, snapshots and RPO; per repository its prune and verification timers.
+//! Built by the scheduler at every wake-up (blocking: history scans, snapshot listings), read
+//! by health requests from memory.
+
+use super::plan::{self, Task, Timer};
+use super::Handles;
+use crate::queue::Queue;
+use crate::state::records::timer::TimerRecord;
+use backupd_common::protocol::{
+    HistoryQuery, JobState, RepoMaintenance, SourceHealth, SourceInfo, TimerState,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A timer that has not fired this long after it was due is reported overdue.
+const OVERDUE_AFTER_NS: i64 = 3600 * 1_000_000_000;
+/// The RPO of a watched source, and of one that is not, when none is set.
+pub const WATCHED_RPO: Duration = Duration::from_secs(3600);
+pub const SCHEDULED_RPO: Duration = Duration::from_secs(86_400);
+
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub sources: Vec<SourceHealth>,
+    pub repositories: Vec<RepoMaintenance>,
+    /// Why `system health` is degraded (a source past its RPO).
+    pub notes: Vec<String>,
+    pub next_due_ns: Option<i64>,
+    pub next_backup: BTreeMap<String, i64>,
+    pub next_retention: BTreeMap<String, i64>,
+    /// Snapshots per source, counted at `counted_ns`.
+    pub snapshot_counts: BTreeMap<String, u64>,
+    pub counted_ns: Option<i64>,
+}
+
+/// One timer as the scheduler left it.
+pub struct TimerView {
+    pub timer: Timer,
+    pub record: TimerRecord,
+    pub due_ns: Option<i64>,
+}
+
+/// The finish time of the newest backup of `source` in the history that succeeded (or, with
+/// `success` false, failed), and its error.
+pub fn last_backup(queue: &Queue, source: &str, success: bool) -> Option<(i64, Option<String>)> {
+    let query = HistoryQuery {
+        limit: 200,
+        source: Some(source.to_owned()),
+        kind: Some("backup".into()),
+        ..Default::default()
+    };
+    let entries = queue.history(&query).ok()?;
+    entries
+        .into_iter()
+        .find(|e| (e.outcome == JobState::Succeeded) == success)
+        .map(|e| (e.finished_ns, e.error))
+}
+
+fn state(view: Option<&TimerView>, now: i64) -> TimerState {
+    let Some(v) = view else {
+        return TimerState::default();
+    };
+    let r = &v.record;
+    TimerState {
+        schedule: Some(v.timer.when.to_string()),
+        last_run_ns: r.last_run_ns,
+        next_run_ns: v.due_ns,
+        last_job: r.last_job,
+        last_outcome: r.last_outcome.clone(),
+        last_error: r.last_error.clone(),
+        overdue: v.due_ns.is_some_and(|d| now - d > OVERDUE_AFTER_NS),
+    }
+}
+
+pub fn rpo_of(info: &SourceInfo) -> Duration {
+    info.spec.policy.rpo.unwrap_or(if info.spec.watch {
+        WATCHED_RPO
+    } else {
+        SCHEDULED_RPO
+    })
+}
+
+/// Builds the report. `seen_ns` is when the scheduler first saw each source: a new source
+/// is not past its RPO before it has existed that long.
+pub fn build(
+    h: &Handles,
+    sources: &[SourceInfo],
+    views: &[TimerView],
+    seen_ns: &BTreeMap<String, i64>,
+    now: i64,
+    count: bool,
+    previous: &Report,
+) -> Report {
+    let by_key: BTreeMap<String, &TimerView> =
+        views.iter().map(|v| (v.timer.task.key(), v)).collect();
+    let mut report = Report {
+        snapshot_counts: previous.snapshot_counts.clone(),
+        counted_ns: previous.counted_ns,
+        ..Default::default()
+    };
+    if count {
+        report.snapshot_counts = count_snapshots(h, sources);
+        report.counted_ns = Some(now);
+    }
+    for v in views {
+        if let Some(d) = v.due_ns.filter(|d| *d > now) {
+            report.next_due_ns = Some(report.next_due_ns.map_or(d, |n| n.min(d)));
+        }
+    }
+    for info in sources {
+        let name = &info.spec.name;
+        let backup = by_key.get(&Task::Backup { source: name.clone() }.key());
+        let retention = by_key.get(&Task::Retention { source: name.clone() }.key());
+        let success = last_backup(&h.queue, name, true);
+        let failure = last_backup(&h.queue, name, false);
+        let last_success_ns = success
+            .map(|s| s.0)
+            .into_iter()
+            .chain(info.last_snapshot_ns)
+            .max();
+        let rpo = rpo_of(info);
+        let rpo_ns = i64::try_from(rpo.as_nanos()).unwrap_or(i64::MAX);
+        let since = last_success_ns.or_else(|| seen_ns.get(name).copied()).unwrap_or(now);
+        let within_rpo = now.saturating_sub(since) <= rpo_ns;
+        if !within_rpo {
+            report.notes.push(format!(
+                "source {name} has had no successful backup for {} (its RPO is {}){}",
+                humantime::format_duration(Duration::from_secs(
+                    (now.saturating_sub(since) / 1_000_000_000).max(0) as u64
+                )),
+                humantime::format_duration(rpo),
+                failure
+                    .as_ref()
+                    .and_then(|f| f.1.as_ref())
+                    .map(|e| format!("; the last failure: {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+        let next_run_ns = backup.and_then(|v| v.due_ns);
+        if let Some(n) = next_run_ns {
+            report.next_backup.insert(name.clone(), n);
+        }
+        if let Some(n) = retention.and_then(|v| v.due_ns) {
+            report.next_retention.insert(name.clone(), n);
+        }
+        report.sources.push(SourceHealth {
+            name: name.clone(),
+            last_success_ns,
+            last_failure_ns: failure.as_ref().map(|f| f.0),
+            last_error: failure.and_then(|f| f.1),
+            next_run_ns,
+            snapshots: report.snapshot_counts.get(name).copied(),
+            rpo_ms: rpo.as_millis() as u64,
+            within_rpo,
+            retention: state(retention.copied(), now),
+        });
+    }
+    let mut repos: BTreeMap<String, RepoMaintenance> = BTreeMap::new();
+    let subsets = h.settings.get().config.maintenance.read_data_subsets;
+    for v in views {
+        let (repo, slot) = match &v.timer.task {
+            Task::Prune { repo } => (repo, 0),
+            Task::Check { repo } => (repo, 1),
+            Task::ReadData { repo } => (repo, 2),
+            Task::Backup { .. } | Task::Retention { .. } => continue,
+        };
+        let entry = repos.entry(repo.clone()).or_insert_with(|| RepoMaintenance {
+            name: repo.clone(),
+            prune: TimerState::default(),
+            check: TimerState::default(),
+            read_data: TimerState::default(),
+            read_data_next: plan::subset(0, subsets),
+        });
+        let s = state(Some(v), now);
+        match slot {
+            0 => entry.prune = s,
+            1 => entry.check = s,
+            _ => {
+                entry.read_data = s;
+                entry.read_data_next = plan::subset(v.record.position, subsets);
+            }
+        }
+    }
+    report.repositories = repos.into_values().collect();
+    report
+}
+
+/// Snapshots per source, from each repository's snapshot headers (the catalog).
+fn count_snapshots(h: &Handles, sources: &[SourceInfo]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    let mut by_repo: BTreeMap<Option<String>, Vec<&SourceInfo>> = BTreeMap::new();
+    for s in sources {
+        by_repo.entry(s.spec.repo.clone()).or_default().push(s);
+    }
+    for (repo, list) in by_repo {
+        let Ok((_, opened)) = h.repos.open(repo.as_deref()) else {
+            continue;
+        };
+        let Ok(headers) = opened.snapshot_headers() else {
+            continue;
+        };
+        for s in list {
+            let n = headers
+                .iter()
+                .filter(|(_, hd)| hd.paths == [s.spec.path.clone()] && hd.owner_uid.is_none())
+                .count();
+            counts.insert(s.spec.name.clone(), n as u64);
+        }
+    }
+    counts
+}
