@@ -37,10 +37,11 @@ impl Task {
         }
     }
 
-    /// A timer that never ran fires at once (a new source's first backup, its first
-    /// retention), rather than at its first slot after it was created (maintenance).
+    /// A timer that never ran fires at once (a new source's first backup) rather than at its
+    /// first slot after it was created (retention: `retention_every` after the source was
+    /// added or its policy first set, which leaves time to read `source show`'s plan).
     pub fn runs_at_once(&self) -> bool {
-        matches!(self, Self::Backup { .. } | Self::Retention { .. })
+        matches!(self, Self::Backup { .. })
     }
 
     pub fn describe(&self) -> String {
