@@ -271,6 +271,10 @@ pub enum Response {
     Encrypted(FileCryptResult),
     /// `security decrypt`: what was opened.
     Decrypted(FileCryptResult),
+    /// What a `repo prune` job did.
+    Prune(PruneSummary),
+    /// What a `repo compact` job did.
+    Compact(CompactSummary),
 }
 
 /// What an import did, entry by entry.

@@ -168,14 +168,8 @@ mod tests {
             );
             let (bytes, entries) = b.finish(repo.keys());
             let id = repo.write_pack(&bytes, &entries).expect("pack");
-            repo.write_index(
-                vec![IndexedPack {
-                    id,
-                    blobs: entries,
-                }],
-                vec![],
-            )
-            .expect("index");
+            repo.write_index(vec![IndexedPack { id, blobs: entries }], vec![])
+                .expect("index");
         }
         repo
     }
@@ -205,7 +199,10 @@ mod tests {
         let before = packs_of(&repo);
         let report = run(&repo, false);
         assert!(!report.skipped);
-        assert_eq!((report.index_files_before, report.index_files_after), (20, 1));
+        assert_eq!(
+            (report.index_files_before, report.index_files_after),
+            (20, 1)
+        );
         let reopened = Repository::open(&dir.path().join("repo"), b"pw").expect("open");
         assert_eq!(packs_of(&reopened), before);
         assert_eq!(reopened.with_index(|i| i.blob_count()), 20);
@@ -236,9 +233,14 @@ mod tests {
         });
         // A crash before the superseding file: a new file without `supersedes` names packs the
         // old ones name too.
-        repo.write_index(all[..5].to_vec(), vec![]).expect("partial");
+        repo.write_index(all[..5].to_vec(), vec![])
+            .expect("partial");
         let reopened = Repository::open(&dir.path().join("repo"), b"pw").expect("open");
-        assert_eq!(packs_of(&reopened), before, "each pack once, with its entries");
+        assert_eq!(
+            packs_of(&reopened),
+            before,
+            "each pack once, with its entries"
+        );
         // The run again, crashed after its superseding file, before any old file was deleted.
         let old = index_files(&repo).expect("list");
         repo.write_index(all, old).expect("superseding");
@@ -247,7 +249,10 @@ mod tests {
         assert_eq!(reopened.with_index(|i| i.files().len()), 1);
         // The next run finishes the job whatever the threshold says.
         let report = run(&reopened, false);
-        assert_eq!((report.index_files_before, report.index_files_after), (14, 1));
+        assert_eq!(
+            (report.index_files_before, report.index_files_after),
+            (14, 1)
+        );
         let reopened = Repository::open(&dir.path().join("repo"), b"pw").expect("open");
         assert_eq!(packs_of(&reopened), before);
     }
