@@ -44,6 +44,7 @@ fn schema_of(command: &str) -> String {
         "queue-add-rebuild-index" => "repo-rebuild-index".into(),
         "queue-add-reencrypt" => "repo-key-reencrypt".into(),
         "queue-add-migrate" => "repo-migrate".into(),
+        "queue-add-prune" => "repo-prune".into(),
         "queue-add-backup" | "queue-add-restore" | "queue-add-forget" => {
             command.trim_start_matches("queue-add-").to_owned()
         }
