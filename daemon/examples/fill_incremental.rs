@@ -26,7 +26,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut parent = None;
     for i in 0..n {
         // Different content each time, so each backup stores one new blob.
-        std::fs::write(&changing, format!("change {i} {:?}\n", std::time::SystemTime::now()))?;
+        std::fs::write(
+            &changing,
+            format!("change {i} {:?}\n", std::time::SystemTime::now()),
+        )?;
         let out = backup(
             &repo,
             &BackupOptions {

@@ -296,7 +296,10 @@ fn compaction_crashed_at_every_step_then_run_again_loses_nothing_and_ends_in_one
     let index_dir = template.path().join("repo/index");
     let steps = crash_at_every_step_of(&template, "compaction", compact_index, |repo| {
         let report = compact_index(repo)?;
-        assert!(!report.skipped, "a crashed compaction's leftovers are always finished");
+        assert!(
+            !report.skipped,
+            "a crashed compaction's leftovers are always finished"
+        );
         Ok(report)
     });
     // One index file written, twelve deleted.

@@ -124,7 +124,10 @@ fn prune_without_forgetting_deletes_what_forgotten_snapshots_held_and_compacts()
     let out = json_ok(&d.ctl(&["--json", "repo", "prune", "--repo", "r"]));
     assert_eq!(out["kind"], "prune", "{out}");
     assert!(out["blobs_removed"].as_u64() >= Some(6), "{out}");
-    assert!(out["bytes_after"].as_u64() < out["bytes_before"].as_u64(), "{out}");
+    assert!(
+        out["bytes_after"].as_u64() < out["bytes_before"].as_u64(),
+        "{out}"
+    );
     assert!(out["index_files_before"].as_u64() >= Some(12), "{out}");
     assert_eq!(out["index_files_after"], 1, "{out}");
     assert_eq!(index_files(&repo).len(), 1);
@@ -176,7 +179,10 @@ fn kill_9_during_compaction_loses_nothing_and_the_next_compaction_finishes_it() 
             d.signal(nix::sys::signal::Signal::SIGKILL);
             break now;
         }
-        assert!(Instant::now() < deadline, "compaction job {job} never wrote its index");
+        assert!(
+            Instant::now() < deadline,
+            "compaction job {job} never wrote its index"
+        );
         std::thread::sleep(Duration::from_millis(1));
     };
     d.wait_exit(Duration::from_secs(5)).expect("killed");

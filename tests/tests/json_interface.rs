@@ -260,6 +260,9 @@ fn every_json_output_matches_its_schema() {
     c.run("repo-migrate", &["repo", "migrate", "--to", "2"]);
     c.run("forget", &["forget", "--keep-last", "1", "--dry-run"]);
     c.run("forget", &["forget", "--keep-last", "2", "--prune"]);
+    c.run("repo-prune", &["repo", "prune"]);
+    c.run("repo-prune", &["queue", "add", "prune", "--compact-only"]);
+    c.run("repo-compact", &["repo", "compact"]);
     let noop = c.run("queue-add-noop", &["queue", "add", "noop"]);
     let noop = noop["job"].as_u64().expect("job id").to_string();
     c.run("queue-job", &["queue", "job", &noop]);
