@@ -113,3 +113,9 @@ print(f"  forget --keep-last: {f['removed']} snapshots removed in {forget_ms} ms
 print(f"  repo prune: {p['index_files_before']} -> {p['index_files_after']} index files, "
       f"{p['packs_deleted']} packs deleted, {p['packs_repacked']} repacked in {prune_ms} ms")
 PY
+# Measured once (PROFILE=dev, 2 shared cores with other builds running, so noisy):
+#   many      10000 snapshots 10000 index files | first listing 2079 ms | after restart 122 ms | warm p50 171 ms | repo check 1127 ms
+#   compacted   100 snapshots     1 index file  | first listing   12 ms | after restart   5 ms | warm p50   5 ms | repo check   24 ms
+#   fresh       100 snapshots   100 index files | first listing   11 ms | after restart   8 ms | warm p50   5 ms | repo check   23 ms
+#   repo compact (all kept): 10000 -> 1 index files in 45.6 s (nearly all of it one directory fsync per deleted file)
+#   forget --keep-last 100: 9900 removed in 69.3 s; repo prune: 10000 -> 1 index files, 9899 packs deleted in 99.0 s
