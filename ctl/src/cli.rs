@@ -333,7 +333,7 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "NAME")]
     pub repo: Option<String>,
     /// Only jobs of this kind (backup, restore, check, forget, rebuild-index, noop, reencrypt,
-    /// migrate).
+    /// migrate, prune).
     #[arg(long, value_name = "KIND")]
     pub kind: Option<String>,
 }
@@ -357,6 +357,9 @@ pub enum AddCommand {
     Reencrypt(ReencryptArgs),
     /// Convert a repository to a newer format (as `backupctl repo migrate`).
     Migrate(MigrateArgs),
+    /// Delete data no snapshot needs and compact the index (as `backupctl repo prune`; with
+    /// --compact-only as `backupctl repo compact`).
+    Prune(PruneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -448,6 +451,12 @@ pub enum RepoCommand {
     /// Convert a repository in place to a newer format (a queued, resumable job; the
     /// repository stays readable throughout).
     Migrate(MigrateArgs),
+    /// Delete the data no snapshot needs (repacking partly used packs) and compact the index,
+    /// forgetting no snapshot (exclusive: backups of the repository wait).
+    Prune(PruneArgs),
+    /// Merge many small index files (one per incremental backup) into few, reading no
+    /// snapshot and touching no pack; does nothing while there are few.
+    Compact(CompactArgs),
     /// Key management.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -540,6 +549,27 @@ pub enum KeyCommand {
     /// resumable job), then retire the old versions: their key material is destroyed from
     /// the key files.
     Reencrypt(ReencryptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Repository name (default: the default repository).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Only merge the index files (what `repo compact` submits).
+    #[arg(long)]
+    pub compact_only: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Repository name (default: the default repository).
+    #[arg(long)]
+    pub repo: Option<String>,
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 #[derive(Debug, Args)]

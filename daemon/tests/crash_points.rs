@@ -268,3 +268,45 @@ fn migrate_crashed_at_every_step_then_run_again_loses_nothing_and_ends_in_format
     // two snapshots.
     assert!(steps >= 10, "only {steps} crash points in a migration");
 }
+
+fn compact_index(
+    repo: &Repository,
+) -> Result<backupd::engine::compact::CompactReport, backupd::engine::EngineError> {
+    backupd::engine::compact::compact(
+        repo,
+        &backupd::engine::compact::CompactOptions::default(),
+        &Progress::default(),
+        &CancellationToken::new(),
+    )
+}
+
+#[test]
+fn compaction_crashed_at_every_step_then_run_again_loses_nothing_and_ends_in_one_file() {
+    // Twelve one-file incremental backups: twelve index files.
+    let template = tempfile::tempdir().expect("tempdir");
+    let repo = Repository::init_with(&template.path().join("repo"), b"pw", kdf()).expect("init");
+    let src = template.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    write_random(&src.join("steady"), 400_000, 40);
+    for i in 0..12 {
+        write_random(&src.join("changing"), 5_000, 41 + i);
+        backup_src(&repo, &src).expect("backup");
+    }
+    drop(repo);
+    let index_dir = template.path().join("repo/index");
+    let steps = crash_at_every_step_of(&template, "compaction", compact_index, |repo| {
+        let report = compact_index(repo)?;
+        assert!(
+            !report.skipped,
+            "a crashed compaction's leftovers are always finished"
+        );
+        Ok(report)
+    });
+    // One index file written, twelve deleted.
+    assert!(steps >= 13, "only {steps} crash points in a compaction");
+    assert_eq!(
+        std::fs::read_dir(&index_dir).expect("index dir").count(),
+        12,
+        "the template itself is untouched"
+    );
+}

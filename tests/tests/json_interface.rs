@@ -44,6 +44,7 @@ fn schema_of(command: &str) -> String {
         "queue-add-rebuild-index" => "repo-rebuild-index".into(),
         "queue-add-reencrypt" => "repo-key-reencrypt".into(),
         "queue-add-migrate" => "repo-migrate".into(),
+        "queue-add-prune" => "repo-prune".into(),
         "queue-add-backup" | "queue-add-restore" | "queue-add-forget" => {
             command.trim_start_matches("queue-add-").to_owned()
         }
@@ -259,6 +260,9 @@ fn every_json_output_matches_its_schema() {
     c.run("repo-migrate", &["repo", "migrate", "--to", "2"]);
     c.run("forget", &["forget", "--keep-last", "1", "--dry-run"]);
     c.run("forget", &["forget", "--keep-last", "2", "--prune"]);
+    c.run("repo-prune", &["repo", "prune"]);
+    c.run("repo-prune", &["queue", "add", "prune", "--compact-only"]);
+    c.run("repo-compact", &["repo", "compact"]);
     let noop = c.run("queue-add-noop", &["queue", "add", "noop"]);
     let noop = noop["job"].as_u64().expect("job id").to_string();
     c.run("queue-job", &["queue", "job", &noop]);

@@ -225,6 +225,8 @@ pub struct KindTimeouts {
     pub reencrypt: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub migrate: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub prune: Option<Duration>,
 }
 
 impl KindTimeouts {
@@ -239,6 +241,7 @@ impl KindTimeouts {
             "noop" => self.noop,
             "reencrypt" => self.reencrypt,
             "migrate" => self.migrate,
+            "prune" => self.prune,
             _ => None,
         }
     }
@@ -435,6 +438,7 @@ impl Config {
             ("queue.timeouts.noop", q.timeouts.noop),
             ("queue.timeouts.reencrypt", q.timeouts.reencrypt),
             ("queue.timeouts.migrate", q.timeouts.migrate),
+            ("queue.timeouts.prune", q.timeouts.prune),
         ] {
             if value.is_some_and(|v| v < Duration::from_secs(1)) {
                 return Err(invalid(key, format!("is {value:?}; expected at least 1s")));

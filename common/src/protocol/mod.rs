@@ -275,6 +275,10 @@ pub enum Response {
     Decrypted(FileCryptResult),
     /// `source show`.
     SourceDetail(Box<SourceDetail>),
+    /// What a `repo prune` job did.
+    Prune(PruneSummary),
+    /// What a `repo compact` job did.
+    Compact(CompactSummary),
 }
 
 /// What an import did, entry by entry.

@@ -105,6 +105,15 @@ pub struct RebuildIndexRequest {
     pub repo: Option<String>,
 }
 
+/// `repo prune`: delete the data no snapshot needs and compact the index, forgetting no
+/// snapshot. With `compact_only` (`repo compact`), only merge the index files: no snapshot
+/// tree is walked and no pack is touched. Answered by `Response::Prune` or `Response::Compact`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneRequest {
+    pub repo: Option<String>,
+    pub compact_only: bool,
+}
+
 /// `repo key reencrypt`: seal again under the current data-key version everything sealed by
 /// an older one, then retire those versions (their key material destroyed from the key files).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,7 +177,8 @@ repo_args!(
     ForgetRequest,
     RebuildIndexRequest,
     ReencryptRequest,
-    MigrateRequest
+    MigrateRequest,
+    PruneRequest
 );
 
 impl JobArgs for NoopRequest {}
@@ -218,6 +228,7 @@ job_kinds! {
     Noop(NoopRequest) = "noop",
     Reencrypt(ReencryptRequest) = "reencrypt",
     Migrate(MigrateRequest) = "migrate",
+    Prune(PruneRequest) = "prune",
 }
 
 impl JobKind {

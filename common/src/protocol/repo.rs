@@ -556,6 +556,23 @@ pub struct PruneSummary {
     /// What prune kept and why, as sentences.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Index files before and after: prune rewrites the whole index into few files.
+    #[serde(default)]
+    pub index_files_before: u64,
+    #[serde(default)]
+    pub index_files_after: u64,
+}
+
+/// What a `repo compact` job did: the index merged into few files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactSummary {
+    pub index_files_before: u64,
+    pub index_files_after: u64,
+    /// Packs and blob entries the index holds (compaction changes neither).
+    pub packs: u64,
+    pub blobs: u64,
+    /// Nothing was rewritten: the index was already in few files.
+    pub skipped: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

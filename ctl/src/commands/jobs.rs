@@ -1,7 +1,7 @@
 //! Commands that submit a job (`backup`, `restore`, `forget`, `repo check`,
-//! `repo rebuild-index`, `repo key reencrypt`, `repo migrate`, `queue add KIND`): the request
-//! is built and checked locally, submitted, and followed to its end unless `--no-wait`. Ctrl-C
-//! while following detaches: the job goes on.
+//! `repo rebuild-index`, `repo key reencrypt`, `repo migrate`, `repo prune`, `repo compact`,
+//! `queue add KIND`): the request is built and checked locally, submitted, and followed to its
+//! end unless `--no-wait`. Ctrl-C while following detaches: the job goes on.
 
 use super::{results, Failure, Paths};
 use crate::cli::{
@@ -18,7 +18,7 @@ use backupd_common::client::ClientError;
 use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     BackupRequest, CheckRequest, ForgetRequest, JobId, JobInfo, JobKind, JobOptions, JobSpec,
-    JobState, MigrateRequest, NoopRequest, Overwrite, Priority, RebuildIndexRequest,
+    JobState, MigrateRequest, NoopRequest, Overwrite, Priority, PruneRequest, RebuildIndexRequest,
     ReencryptRequest, RestoreRequest,
 };
 use std::time::UNIX_EPOCH;
@@ -41,6 +41,8 @@ pub fn prepare(command: &Command, paths: Paths) -> Result<Option<Prepared>, Fail
         Command::Repo(RepoCommand::RebuildIndex(a)) => (rebuild(a), &a.job),
         Command::Repo(RepoCommand::Key(KeyCommand::Reencrypt(a))) => (reencrypt(a), &a.job),
         Command::Repo(RepoCommand::Migrate(a)) => (migrate(a), &a.job),
+        Command::Repo(RepoCommand::Prune(a)) => (prune(&a.repo, a.compact_only), &a.job),
+        Command::Repo(RepoCommand::Compact(a)) => (prune(&a.repo, true), &a.job),
         Command::Queue(QueueCommand::Add(add)) => match add {
             AddCommand::Backup(a) => (backup(a, paths)?, &a.job),
             AddCommand::Restore(a) => (restore(a, paths)?, &a.job),
@@ -50,6 +52,7 @@ pub fn prepare(command: &Command, paths: Paths) -> Result<Option<Prepared>, Fail
             AddCommand::Noop(a) => (noop(a), &a.job),
             AddCommand::Reencrypt(a) => (reencrypt(a), &a.job),
             AddCommand::Migrate(a) => (migrate(a), &a.job),
+            AddCommand::Prune(a) => (prune(&a.repo, a.compact_only), &a.job),
         },
         _ => return Ok(None),
     };
@@ -224,6 +227,13 @@ fn migrate(a: &MigrateArgs) -> JobKind {
     JobKind::Migrate(MigrateRequest {
         repo: a.repo.clone(),
         to: a.to,
+    })
+}
+
+fn prune(repo: &Option<String>, compact_only: bool) -> JobKind {
+    JobKind::Prune(PruneRequest {
+        repo: repo.clone(),
+        compact_only,
     })
 }
 

@@ -63,6 +63,8 @@ fn target(kind: &JobKind) -> String {
             if r.keep_keys { " --keep-keys" } else { "" }
         ),
         JobKind::Migrate(r) => format!("{} to format {}", repo(&r.repo), r.to),
+        JobKind::Prune(r) if r.compact_only => format!("{} (compact only)", repo(&r.repo)),
+        JobKind::Prune(r) => repo(&r.repo),
     }
 }
 
@@ -188,6 +190,8 @@ fn result_text(result: &Response) -> String {
         ),
         Response::Noop { slept_ms } => format!("slept {slept_ms} ms"),
         Response::Reencrypt(r) | Response::Migrate(r) => super::results::reencrypt_summary(r),
+        Response::Prune(p) => super::results::prune_text(p),
+        Response::Compact(c) => super::results::compact_text(c),
         other => format!("{other:?}"),
     }
 }

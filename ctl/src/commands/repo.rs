@@ -206,6 +206,8 @@ pub async fn run(
         RepoCommand::Check(_)
         | RepoCommand::RebuildIndex(_)
         | RepoCommand::Migrate(_)
+        | RepoCommand::Prune(_)
+        | RepoCommand::Compact(_)
         | RepoCommand::Key(KeyCommand::Reencrypt(_)) => {}
     }
     Ok(ExitCode::Ok)

@@ -7,8 +7,8 @@ use crate::json::result::{FinishedView, ResultView};
 use crate::output::{count, count_as, Output};
 use crate::progress::bytes;
 use backupd_common::protocol::{
-    BackupDryRunResult, BackupResult, CheckResult, ForgetResult, JobId, ReencryptResult, Response,
-    RestoreResult,
+    BackupDryRunResult, BackupResult, CheckResult, CompactSummary, ForgetResult, JobId,
+    PruneSummary, ReencryptResult, Response, RestoreResult,
 };
 
 /// The first 8 characters of an id, as tables show it (the whole id if shorter).
@@ -78,6 +78,8 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
         Response::Reencrypt(r) | Response::Migrate(r) => {
             out.value(&finished, || reencrypt_summary(r))
         }
+        Response::Prune(p) => out.value(&finished, || prune_text(p)),
+        Response::Compact(c) => out.value(&finished, || compact_text(c)),
         Response::Noop { slept_ms } => out.value(&finished, || {
             format!("job {job} done (noop, {slept_ms} ms)")
         }),
@@ -189,20 +191,48 @@ fn forget_text(r: &ForgetResult) -> String {
         }
     ));
     if let Some(p) = &r.prune {
-        text.push_str(&format!(
-            "\npruned: {} deleted, {} repacked into {}, {} removed; {} -> {}",
-            count(p.packs_deleted, "pack"),
-            count(p.packs_repacked, "pack"),
-            p.packs_written,
-            count(p.blobs_removed, "blob"),
-            bytes(p.bytes_before),
-            bytes(p.bytes_after)
-        ));
-        for note in &p.notes {
-            text.push_str(&format!("\nnote: {note}"));
-        }
+        text.push('\n');
+        text.push_str(&prune_text(p));
     }
     text
+}
+
+/// What a prune did (`forget --prune`, `repo prune`).
+pub fn prune_text(p: &PruneSummary) -> String {
+    let mut text = format!(
+        "pruned: {} deleted, {} repacked into {}, {} removed; {} -> {}; {} -> {}",
+        count(p.packs_deleted, "pack"),
+        count(p.packs_repacked, "pack"),
+        p.packs_written,
+        count(p.blobs_removed, "blob"),
+        bytes(p.bytes_before),
+        bytes(p.bytes_after),
+        count(p.index_files_before, "index file"),
+        p.index_files_after
+    );
+    for note in &p.notes {
+        text.push_str(&format!("\nnote: {note}"));
+    }
+    text
+}
+
+/// What a compaction did.
+pub fn compact_text(c: &CompactSummary) -> String {
+    if c.skipped {
+        format!(
+            "nothing to compact: {} hold the index of {}",
+            count(c.index_files_before, "index file"),
+            count(c.packs, "pack")
+        )
+    } else {
+        format!(
+            "index compacted: {} -> {} ({}, {})",
+            count(c.index_files_before, "index file"),
+            c.index_files_after,
+            count(c.packs, "pack"),
+            count(c.blobs, "blob")
+        )
+    }
 }
 
 fn check_text(r: &CheckResult) -> String {

@@ -79,6 +79,11 @@ pub enum KindView {
         repo: Option<String>,
         to: u32,
     },
+    Prune {
+        repo: Option<String>,
+        /// `repo compact`: only the index files are merged.
+        compact_only: bool,
+    },
     Noop {
         /// How long it sleeps (`sleep_ms`, not `duration_ms`: history entries carry a
         /// `duration_ms` of their own beside the arguments).
@@ -168,6 +173,10 @@ impl From<&JobKind> for KindView {
             JobKind::Migrate(r) => Self::Migrate {
                 repo: r.repo.clone(),
                 to: r.to,
+            },
+            JobKind::Prune(r) => Self::Prune {
+                repo: r.repo.clone(),
+                compact_only: r.compact_only,
             },
         }
     }
@@ -435,7 +444,7 @@ mod tests {
     use super::*;
     use backupd_common::protocol::{
         BackupRequest, CheckRequest, ForgetRequest, JobKind, JobState, MigrateRequest, NoopRequest,
-        Priority, RebuildIndexRequest, ReencryptRequest, RestoreRequest,
+        Priority, PruneRequest, RebuildIndexRequest, ReencryptRequest, RestoreRequest,
     };
 
     /// serde's flatten would write a clashing name twice; JSON readers keep one of the two.
@@ -450,6 +459,7 @@ mod tests {
             JobKind::Noop(NoopRequest::default()),
             JobKind::Reencrypt(ReencryptRequest::default()),
             JobKind::Migrate(MigrateRequest::default()),
+            JobKind::Prune(PruneRequest::default()),
         ];
         for kind in kinds {
             let job = JobInfo {

@@ -80,6 +80,19 @@ pub struct PruneView {
     pub unindexed_kept_until: Option<String>,
     /// What prune kept and why.
     pub notes: Vec<String>,
+    /// Prune rewrites the whole index into few files.
+    pub index_files_before: u64,
+    pub index_files_after: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CompactView {
+    pub index_files_before: u64,
+    pub index_files_after: u64,
+    pub packs: u64,
+    pub blobs: u64,
+    /// Nothing was rewritten: the index was already in few files.
+    pub skipped: bool,
 }
 
 impl From<&PruneSummary> for PruneView {
@@ -94,6 +107,8 @@ impl From<&PruneSummary> for PruneView {
             unindexed_kept: p.unindexed_kept,
             unindexed_kept_until: p.unindexed_kept_until.clone(),
             notes: p.notes.clone(),
+            index_files_before: p.index_files_before,
+            index_files_after: p.index_files_after,
         }
     }
 }
@@ -184,6 +199,10 @@ pub enum ResultView {
     },
     Reencrypt(ReencryptView),
     Migrate(ReencryptView),
+    /// `repo prune`.
+    Prune(PruneView),
+    /// `repo compact`.
+    Compact(CompactView),
 }
 
 #[derive(Debug, Serialize)]
@@ -223,6 +242,14 @@ impl ResultView {
             },
             Response::Reencrypt(r) => Self::Reencrypt(ReencryptView::from(r.as_ref())),
             Response::Migrate(r) => Self::Migrate(ReencryptView::from(r.as_ref())),
+            Response::Prune(p) => Self::Prune(PruneView::from(p)),
+            Response::Compact(c) => Self::Compact(CompactView {
+                index_files_before: c.index_files_before,
+                index_files_after: c.index_files_after,
+                packs: c.packs,
+                blobs: c.blobs,
+                skipped: c.skipped,
+            }),
             _ => return None,
         })
     }

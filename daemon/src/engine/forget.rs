@@ -7,13 +7,14 @@
 //! `keep-within D` keeps everything younger than D relative to the newest snapshot. A snapshot
 //! is kept if any rule keeps it; the reasons are reported.
 
+use super::compact;
 use super::progress::Progress;
 use super::EngineError;
 use crate::repo::backend::{FileKind, Key};
 use crate::repo::index::IndexedPack;
 use crate::repo::pack::{PackBuilder, PackEntry};
 use crate::repo::Repository;
-use backupd_common::ids::{BlobId, IndexId, PackId, SnapshotId};
+use backupd_common::ids::{BlobId, PackId, SnapshotId};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -90,6 +91,9 @@ pub struct PruneReport {
     pub unindexed_kept: usize,
     /// When the last of them leaves the window (ns since the epoch).
     pub unindexed_kept_until_ns: Option<i64>,
+    /// Index files before and after: prune rewrites the whole index, so it compacts it too.
+    pub index_files_before: u64,
+    pub index_files_after: u64,
 }
 
 /// Snapshots are grouped by host and backed-up paths.
@@ -297,6 +301,19 @@ fn used_blobs(repo: &Repository) -> Result<HashSet<BlobId>, EngineError> {
     Ok(used)
 }
 
+/// Deletes data no snapshot needs and compacts the index, without forgetting a snapshot
+/// (`backupctl repo prune`, and the scheduler's weekly prune).
+pub fn prune(
+    repo: &Repository,
+    zstd_level: i32,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<PruneReport, EngineError> {
+    use crate::repo::lock::LockMode;
+    let _lock = repo.lock_waiting(LockMode::Exclusive, "prune", crate::repo::LOCK_WAIT, cancel)?;
+    prune_locked(repo, zstd_level, progress, cancel)
+}
+
 /// Deletes unused data. The caller holds the exclusive lock.
 fn prune_locked(
     repo: &Repository,
@@ -305,12 +322,7 @@ fn prune_locked(
     cancel: &CancellationToken,
 ) -> Result<PruneReport, EngineError> {
     repo.reload_index()?;
-    if let Some((name, reason)) = repo.with_index(|i| i.unreadable().first().cloned()) {
-        return Err(EngineError::InvalidArgument(format!(
-            "refusing to prune: index file {name} is unreadable ({reason}); its packs would look \
-             unused. Run `backupctl repo rebuild-index` first"
-        )));
-    }
+    compact::refuse_unreadable(repo, "prune")?;
     let used = used_blobs(repo)?;
     if let Some(missing) = used.iter().find(|b| !repo.has_blob(b)) {
         return Err(EngineError::InvalidArgument(format!(
@@ -387,12 +399,7 @@ fn prune_locked(
     // index supersedes every index file on disk, not only the ones loaded: a file a crashed
     // prune already superseded (but did not delete yet) must not outlive its successor, or it
     // would come back to life naming packs this run deletes.
-    let old_indexes: Vec<IndexId> = repo
-        .backend()
-        .list(FileKind::Index)?
-        .iter()
-        .filter_map(|n| IndexId::from_hex(n))
-        .collect();
+    let old_indexes = compact::index_files(repo)?;
     let packs_indexed: HashSet<String> = delete
         .iter()
         .chain(repack.iter().map(|(p, _)| p))
@@ -401,10 +408,9 @@ fn prune_locked(
     let mut all = keep;
     all.extend(written);
     let live: HashSet<String> = all.iter().map(|p| p.id.to_hex()).collect();
-    repo.write_index(all, old_indexes.clone())?;
-    for id in &old_indexes {
-        repo.backend().delete(Key::index(&id.to_hex()))?;
-    }
+    all.sort_by_key(|p| p.id);
+    report.index_files_before = old_indexes.len() as u64;
+    report.index_files_after = compact::replace_index(repo, all, &old_indexes)?;
     // A pack no index names may belong to a backup still running (its index comes last);
     // only packs older than the safety window are taken to be leftovers of interrupted
     // backups, and the others are reported as kept.

@@ -7,6 +7,7 @@ pub mod adopt;
 pub mod backup;
 pub mod check;
 pub mod chunker;
+pub mod compact;
 pub mod dirfd;
 pub mod excludes;
 pub mod forget;

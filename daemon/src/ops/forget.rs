@@ -2,7 +2,7 @@
 //! Exclusive claim unless a dry run: it rewrites the index and deletes packs.
 
 use super::{Claim, Operation, Run};
-use crate::engine::forget::{forget, ForgetOptions, Policy};
+use crate::engine::forget::{forget, ForgetOptions, Policy, PruneReport};
 use crate::engine::leftovers::kept_note;
 use crate::engine::EngineError;
 use crate::error::Error;
@@ -72,20 +72,27 @@ impl Operation for Forget {
                     reasons: d.reasons,
                 })
                 .collect(),
-            prune: out.prune.map(|p| PruneSummary {
-                packs_deleted: p.packs_deleted as u64,
-                packs_repacked: p.packs_repacked as u64,
-                packs_written: p.packs_written as u64,
-                blobs_removed: p.blobs_removed as u64,
-                bytes_before: p.bytes_before,
-                bytes_after: p.bytes_after,
-                unindexed_kept: p.unindexed_kept as u64,
-                unindexed_kept_until: p.unindexed_kept_until_ns.map(format_rfc3339),
-                notes: (p.unindexed_kept > 0)
-                    .then(|| kept_note(p.unindexed_kept, p.unindexed_kept_until_ns))
-                    .into_iter()
-                    .collect(),
-            }),
+            prune: out.prune.map(summary),
         }))
+    }
+}
+
+/// What a prune did, as the wire says it (`forget --prune` and `repo prune`).
+pub fn summary(p: PruneReport) -> PruneSummary {
+    PruneSummary {
+        packs_deleted: p.packs_deleted as u64,
+        packs_repacked: p.packs_repacked as u64,
+        packs_written: p.packs_written as u64,
+        blobs_removed: p.blobs_removed as u64,
+        bytes_before: p.bytes_before,
+        bytes_after: p.bytes_after,
+        unindexed_kept: p.unindexed_kept as u64,
+        unindexed_kept_until: p.unindexed_kept_until_ns.map(format_rfc3339),
+        notes: (p.unindexed_kept > 0)
+            .then(|| kept_note(p.unindexed_kept, p.unindexed_kept_until_ns))
+            .into_iter()
+            .collect(),
+        index_files_before: p.index_files_before,
+        index_files_after: p.index_files_after,
     }
 }

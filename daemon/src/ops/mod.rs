@@ -13,6 +13,7 @@ mod check;
 mod forget;
 mod migrate;
 mod noop;
+mod prune;
 mod rebuild_index;
 mod reencrypt;
 pub mod repos;
@@ -236,6 +237,8 @@ pub fn command(kind: &JobKind) -> &'static str {
         JobKind::Noop(_) => "queue add noop",
         JobKind::Reencrypt(_) => "repo key reencrypt",
         JobKind::Migrate(_) => "repo migrate",
+        JobKind::Prune(r) if r.compact_only => "repo compact",
+        JobKind::Prune(_) => "repo prune",
     }
 }
 
@@ -248,13 +251,14 @@ register! {
     Noop => noop::Noop,
     Reencrypt => reencrypt::Reencrypt,
     Migrate => migrate::Migrate,
+    Prune => prune::Prune,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use backupd_common::protocol::{
-        BackupRequest, CheckRequest, ForgetRequest, MigrateRequest, NoopRequest,
+        BackupRequest, CheckRequest, ForgetRequest, MigrateRequest, NoopRequest, PruneRequest,
         RebuildIndexRequest, ReencryptRequest, RestoreRequest,
     };
 
@@ -283,7 +287,14 @@ mod tests {
                 repo: repo.clone(),
                 ..Default::default()
             }),
-            JobKind::Migrate(MigrateRequest { repo, to: 2 }),
+            JobKind::Migrate(MigrateRequest {
+                repo: repo.clone(),
+                to: 2,
+            }),
+            JobKind::Prune(PruneRequest {
+                repo,
+                compact_only: false,
+            }),
         ]
     }
 
@@ -329,7 +340,8 @@ mod tests {
                 RepoManage,
                 QueueManage,
                 RepoKey,
-                RepoManage
+                RepoManage,
+                SnapshotForget
             ]
         );
     }
@@ -347,6 +359,7 @@ mod tests {
                 Some(true),
                 Some(true),
                 None,
+                Some(true),
                 Some(true),
                 Some(true)
             ]
@@ -385,7 +398,10 @@ mod tests {
             .iter()
             .map(|k| acts_as(k, &user, |_| false))
             .collect();
-        assert_eq!(got, vec![own, own, None, None, None, None, None, None]);
+        assert_eq!(
+            got,
+            vec![own, own, None, None, None, None, None, None, None]
+        );
         // Holding the kind's `*.any` permission: the daemon's own rights.
         let asked = std::cell::RefCell::new(Vec::new());
         for kind in kinds() {

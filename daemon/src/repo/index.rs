@@ -47,7 +47,6 @@ struct Slot {
 pub struct Index {
     blobs: HashMap<BlobId, Slot>,
     pack_ids: Vec<PackId>,
-    pack_numbers: HashMap<PackId, u32>,
     packs: HashMap<PackId, Vec<PackEntry>>,
     files: HashSet<IndexId>,
     /// Index files that could not be read or decoded (name, reason).
@@ -63,19 +62,16 @@ impl Index {
     }
 
     pub fn add_pack(&mut self, pack: PackId, entries: &[PackEntry]) {
-        self.packs
-            .entry(pack)
-            .or_default()
-            .extend_from_slice(entries);
-        let number = match self.pack_numbers.get(&pack) {
-            Some(n) => *n,
-            None => {
-                let n = self.pack_ids.len() as u32;
-                self.pack_ids.push(pack);
-                self.pack_numbers.insert(pack, n);
-                n
-            }
-        };
+        // A pack is immutable and named by its hash, so every index file that names it lists
+        // the same entries; two files name one pack when a compaction or prune crashed before
+        // writing the file that supersedes the old ones. The first wins, as for blobs, or the
+        // pack would count its blobs twice.
+        if self.packs.contains_key(&pack) {
+            return;
+        }
+        self.packs.insert(pack, entries.to_vec());
+        let number = self.pack_ids.len() as u32;
+        self.pack_ids.push(pack);
         for e in entries {
             // First location wins; a duplicate in another pack is redundant data for prune.
             self.blobs.entry(e.id).or_insert(Slot {

@@ -24,7 +24,8 @@ use crate::state::{State, StateError};
 use crate::watch::Sources;
 use backupd_common::config::maintenance;
 use backupd_common::protocol::{
-    CheckRequest, ForgetRequest, JobKind, JobOptions, JobSpec, JobState, Priority, Response,
+    CheckRequest, ForgetRequest, JobKind, JobOptions, JobSpec, JobState, Priority, PruneRequest,
+    Response,
     SourceInfo,
 };
 use backupd_common::schedule::{Schedule, When};
@@ -430,12 +431,12 @@ impl Timers {
 /// Snapshot counts per source are refreshed this often (they list the repository).
 const COUNT_EVERY_NS: i64 = 60 * 1_000_000_000;
 
-/// The scheduled prune job of a repository.
+/// The scheduled prune job of a repository: deletes what no snapshot needs and compacts
+/// the index.
 fn prune_job(repo: &str) -> JobKind {
-    JobKind::Forget(ForgetRequest {
+    JobKind::Prune(PruneRequest {
         repo: Some(repo.to_owned()),
-        prune: true,
-        ..Default::default()
+        compact_only: false,
     })
 }
 

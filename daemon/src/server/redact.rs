@@ -178,7 +178,9 @@ pub fn response(r: &mut Response, reader: Reader) {
         | Response::KeyList(_)
         | Response::KeyRemoved(_)
         | Response::Reencrypt(_)
-        | Response::Migrate(_) => *r = Response::Done,
+        | Response::Migrate(_)
+        | Response::Prune(_)
+        | Response::Compact(_) => *r = Response::Done,
         Response::Health(h) => health(h),
         Response::Identity(_)
         | Response::Reloaded(_)

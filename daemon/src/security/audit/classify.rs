@@ -47,6 +47,7 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
                 // Retires data keys: destroys key material for good.
                 JobKind::Reencrypt(_) => (E::Key, S::Warning),
                 JobKind::Migrate(_) => (E::Repo, S::Warning),
+                JobKind::Prune(_) => (E::Forget, S::Notice),
             },
             QueueRequest::Status | QueueRequest::Workers { count: None } => return None,
             // Job records carry results: paths, snapshot ids, errors.
@@ -191,6 +192,7 @@ fn queue_target(t: &mut AuditTarget, r: &QueueRequest) {
             JobKind::RebuildIndex(r) => t.repo = r.repo.clone(),
             JobKind::Reencrypt(r) => t.repo = r.repo.clone(),
             JobKind::Migrate(r) => t.repo = r.repo.clone(),
+            JobKind::Prune(r) => t.repo = r.repo.clone(),
             JobKind::Forget(f) => {
                 t.repo = f.repo.clone();
                 t.snapshot = first(&f.snapshots);

@@ -13,7 +13,7 @@ use super::{legacy_version, versioned};
 use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     ActingUser, Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo,
-    JobKind, JobState, MigrateRequest, NoopRequest, Overwrite, PathChange, Priority,
+    JobKind, JobState, MigrateRequest, NoopRequest, Overwrite, PathChange, Priority, PruneRequest,
     RebuildIndexRequest, ReencryptRequest, Response, RestoreRequest, SnapshotFilter,
 };
 use serde::{Deserialize, Serialize};
@@ -123,6 +123,13 @@ pub enum KindRecord {
     Noop(NoopArgs),
     Reencrypt(ReencryptArgs),
     Migrate(MigrateArgs),
+    Prune(PruneArgs),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PruneArgs {
+    pub repo: Option<String>,
+    pub compact_only: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -587,6 +594,9 @@ impl From<&JobKind> for KindRecord {
             JobKind::Migrate(MigrateRequest { repo, to }) => {
                 Self::Migrate(MigrateArgs { repo, to })
             }
+            JobKind::Prune(PruneRequest { repo, compact_only }) => {
+                Self::Prune(PruneArgs { repo, compact_only })
+            }
             JobKind::Noop(NoopRequest {
                 duration,
                 fail_attempts,
@@ -742,6 +752,10 @@ impl From<KindRecord> for JobKind {
                 repo: a.repo,
                 to: a.to,
             }),
+            KindRecord::Prune(a) => Self::Prune(PruneRequest {
+                repo: a.repo,
+                compact_only: a.compact_only,
+            }),
             KindRecord::Noop(a) => Self::Noop(NoopRequest {
                 duration: a.duration,
                 fail_attempts: a.fail_attempts,
@@ -763,6 +777,7 @@ impl KindRecord {
             Self::Noop(_) => "noop",
             Self::Reencrypt(_) => "reencrypt",
             Self::Migrate(_) => "migrate",
+            Self::Prune(_) => "prune",
         }
     }
 
@@ -775,6 +790,7 @@ impl KindRecord {
             Self::RebuildIndex(a) => a.repo.as_deref(),
             Self::Reencrypt(a) => a.repo.as_deref(),
             Self::Migrate(a) => a.repo.as_deref(),
+            Self::Prune(a) => a.repo.as_deref(),
             Self::Noop(_) => None,
         }
     }
