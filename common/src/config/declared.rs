@@ -5,6 +5,7 @@
 //!
 //! Keys in errors count tables from 1: `repository[2].key_file` is the second `[[repository]]`.
 
+use super::hooks::HooksConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -52,6 +53,9 @@ pub struct SourceConfig {
     pub max_delay: Duration,
     #[serde(default = "rescan", with = "humantime_serde")]
     pub rescan_every: Duration,
+    /// Commands run around this source's backups, inside the global `[hooks]`.
+    #[serde(default)]
+    pub hooks: HooksConfig,
 }
 
 fn yes() -> bool {
@@ -224,6 +228,7 @@ pub fn validate_sources(sources: &[SourceConfig]) -> Result<(), Problem> {
                 format!("is {:?}; expected at least 1m", s.rescan_every),
             ));
         }
+        s.hooks.validate(&key("hooks"), false)?;
     }
     Ok(())
 }
