@@ -14,6 +14,7 @@ pub mod context;
 pub mod engine;
 pub mod error;
 pub mod export;
+pub mod hooks;
 pub mod memory;
 pub mod ops;
 pub mod queue;
