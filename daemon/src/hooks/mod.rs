@@ -46,8 +46,9 @@ pub enum HookError {
         source: std::io::Error,
     },
     #[error(
-        "{stage} hook {program} failed with {status}: {output}; the job's work did not run \
-         (the hook's output: `backupctl queue log {job}`)"
+        "{stage} hook {program} failed with {status}: {output}{} (the hook's output: \
+         `backupctl queue log {job}`)",
+        consequence(stage)
     )]
     Failed {
         stage: &'static str,
@@ -59,10 +60,11 @@ pub enum HookError {
         output: String,
     },
     #[error(
-        "{stage} hook {program} did not finish within its timeout of {} and was killed; the \
-         job's work did not run (raise `timeout` in {origin} of the config file; the hook's \
-         output: `backupctl queue log {job}`)",
-        humantime::format_duration(*timeout)
+        "{stage} hook {program} did not finish within its timeout of {} and was killed{} \
+         (raise `timeout` in {origin} of the config file; the hook's output: `backupctl queue \
+         log {job}`)",
+        humantime::format_duration(*timeout),
+        consequence(stage)
     )]
     TimedOut {
         stage: &'static str,
@@ -76,6 +78,15 @@ pub enum HookError {
         stage: &'static str,
         program: String,
     },
+}
+
+/// What a failed hook of `stage` did to its job, for messages.
+fn consequence(stage: &str) -> &'static str {
+    if stage == HookStage::Before.as_str() {
+        "; the job's work did not run"
+    } else {
+        ""
+    }
 }
 
 /// One table of hooks that applies to a job.
@@ -447,12 +458,19 @@ mod tests {
             state: JobState::RetryWait,
             ..ended
         };
-        assert_eq!(retried.final_stage(), None, "on_failure waits for the last attempt");
+        assert_eq!(
+            retried.final_stage(),
+            None,
+            "on_failure waits for the last attempt"
+        );
     }
 
     #[test]
     fn a_failed_hooks_message_quotes_its_last_lines() {
-        assert_eq!(last_lines(b"one\n\ntwo\nthree\nfour\n"), "two / three / four");
+        assert_eq!(
+            last_lines(b"one\n\ntwo\nthree\nfour\n"),
+            "two / three / four"
+        );
         assert_eq!(last_lines(b"  \n"), "it printed nothing");
         assert!(last_lines("é".repeat(400).as_bytes()).starts_with('…'));
     }
