@@ -66,7 +66,9 @@ impl FromStr for Schedule {
         };
         let trimmed = text.trim();
         if trimmed.is_empty() {
-            return Err(err("is empty; try `daily 02:00`, `hourly` or `0 2 * * *`".into()));
+            return Err(err(
+                "is empty; try `daily 02:00`, `hourly` or `0 2 * * *`".into()
+            ));
         }
         let (pattern, both_days) = translate(trimmed).map_err(err)?;
         let cron = CronParser::builder()
@@ -162,9 +164,7 @@ impl fmt::Display for When {
 
 /// A source's schedule and retention settings, checked alike by `--check-config` and by the
 /// daemon on `source add|set`: the field that is wrong and why.
-pub fn policy_problem(
-    policy: &crate::protocol::SourcePolicy,
-) -> Option<(&'static str, String)> {
+pub fn policy_problem(policy: &crate::protocol::SourcePolicy) -> Option<(&'static str, String)> {
     if let Some(text) = &policy.schedule {
         if let Err(e) = text.parse::<Schedule>() {
             return Some(("schedule", e.reason));
@@ -227,7 +227,11 @@ fn field(value: &str, what: &str, max: u32) -> Result<String, String> {
         let converted = if part == "*" {
             "*".to_owned()
         } else if let Some((start, step)) = part.split_once('/') {
-            let start = if start == "*" { "*".to_owned() } else { number(start, what, max)? };
+            let start = if start == "*" {
+                "*".to_owned()
+            } else {
+                number(start, what, max)?
+            };
             format!("{start}/{}", number(step, what, max.max(1))?)
         } else if let Some((a, b)) = part.split_once("..") {
             format!("{}-{}", number(a, what, max)?, number(b, what, max)?)
@@ -302,7 +306,11 @@ fn translate(text: &str) -> Result<(String, bool), String> {
     let time = |w: Option<&&str>| w.map_or(Ok("0 0 0".to_owned()), |t| time_of_day(t));
     let extra = |n: usize| {
         if words.len() > n {
-            Err(format!("unexpected {:?} after `{}`", words[n..].join(" "), words[..n].join(" ")))
+            Err(format!(
+                "unexpected {:?} after `{}`",
+                words[n..].join(" "),
+                words[..n].join(" ")
+            ))
         } else {
             Ok(())
         }
@@ -327,7 +335,11 @@ fn translate(text: &str) -> Result<(String, bool), String> {
                 Some(w) => (weekdays(w)?, words.get(2)),
                 None => ("MON".to_owned(), None),
             };
-            extra(if words.get(1).is_some_and(|w| !w.contains(':')) { 3 } else { 2 })?;
+            extra(if words.get(1).is_some_and(|w| !w.contains(':')) {
+                3
+            } else {
+                2
+            })?;
             return Ok((format!("{} * * {day}", time(at)?), false));
         }
         "monthly" => {
@@ -336,7 +348,11 @@ fn translate(text: &str) -> Result<(String, bool), String> {
                 Some(w) => (field(w, "day", 31)?, words.get(2)),
                 None => ("1".to_owned(), None),
             };
-            extra(if words.get(1).is_some_and(|w| !w.contains(':')) { 3 } else { 2 })?;
+            extra(if words.get(1).is_some_and(|w| !w.contains(':')) {
+                3
+            } else {
+                2
+            })?;
             return Ok((format!("{} {day} * *", time(at)?), false));
         }
         "yearly" | "annually" => {
@@ -385,7 +401,11 @@ mod tests {
     }
 
     fn next(s: &str, from: i64) -> DateTime<Local> {
-        let ns = s.parse::<Schedule>().expect(s).next_after(from).expect("occurs");
+        let ns = s
+            .parse::<Schedule>()
+            .expect(s)
+            .next_after(from)
+            .expect("occurs");
         Local.from_utc_datetime(&DateTime::<Utc>::from_timestamp_nanos(ns).naive_utc())
     }
 
@@ -411,7 +431,11 @@ mod tests {
             ("@daily", (2, 0, 0)),
         ] {
             let t = next(text, from);
-            let day = if t.month() == 12 { t.day() } else { 31 + t.day() };
+            let day = if t.month() == 12 {
+                t.day()
+            } else {
+                31 + t.day()
+            };
             // `*-*-01 03:00` after Dec 1st 10:17 is Jan 1st.
             let want_day = if text == "*-*-01 03:00" { 32 } else { d };
             assert_eq!((day, t.hour(), t.minute()), (want_day, h, m), "{text}");

@@ -73,6 +73,7 @@ fn corpus() -> Vec<ClientMessage> {
         JobKind::Check(CheckRequest {
             repo: None,
             read_data_percent: 10,
+            read_data_subset: None,
         }),
         JobKind::Forget(ForgetRequest {
             keep_last: 3,

@@ -481,11 +481,33 @@ pub struct CheckArgs {
     /// Decrypt and verify every pack.
     #[arg(long, conflicts_with = "read_data_subset")]
     pub read_data: bool,
-    /// Decrypt and verify this percentage of the packs.
-    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(1..=100))]
-    pub read_data_subset: Option<u8>,
+    /// Decrypt and verify part N of M of the packs (`3/20`: reading parts 1 to 20 in turn
+    /// reads every pack once), or a fixed percentage of them (`10` or `10%`). Not together
+    /// with --read-data.
+    #[arg(long, value_name = "N/M|PCT", value_parser = parse_read_data_subset)]
+    pub read_data_subset: Option<ReadDataSubset>,
     #[command(flatten)]
     pub job: JobArgs,
+}
+
+/// What `--read-data-subset` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadDataSubset {
+    Percent(u8),
+    Part(backupd_common::protocol::Subset),
+}
+
+fn parse_read_data_subset(text: &str) -> Result<ReadDataSubset, String> {
+    if text.contains('/') {
+        return text.parse().map(ReadDataSubset::Part);
+    }
+    let digits = text.trim().strip_suffix('%').unwrap_or(text.trim());
+    match digits.parse::<u8>() {
+        Ok(p) if (1..=100).contains(&p) => Ok(ReadDataSubset::Percent(p)),
+        _ => Err(format!(
+            "{text:?} is neither a part such as 3/20 nor a percentage from 1 to 100"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -9,8 +9,7 @@ use backupd_common::protocol::{
     JobSpec, KeyChange, KeyExport, OperationProgress, Progress, QueueRequest, QueueStatus,
     ReloadReport, RepoDetails, RepoInfo, RepoRequest, Request, Response, Secret, SecurityRequest,
     SecurityResponse, SnapshotInfo, SnapshotsRequest, SourceDetail, SourceInfo, SourceRequest,
-    StatsRequest,
-    StatsResult, Submitted, SystemRequest,
+    StatsRequest, StatsResult, Submitted, SystemRequest,
 };
 use backupd_common::protocol::{KeyListing, KeyRemoval, KeyRotation};
 use std::os::fd::BorrowedFd;

@@ -172,7 +172,11 @@ fn timer(name: &str, t: &backupd_common::protocol::TimerState) -> String {
         t.last_outcome
             .as_ref()
             .map(|o| format!(" ({o})"))
-            .unwrap_or_else(|| if t.last_job.is_some() { " (running)".into() } else { String::new() }),
+            .unwrap_or_else(|| if t.last_job.is_some() {
+                " (running)".into()
+            } else {
+                String::new()
+            }),
         when(t.next_run_ns)
     );
     if t.overdue {
@@ -199,7 +203,11 @@ fn source_health(s: &backupd_common::protocol::SourceHealth) -> String {
         if s.within_rpo { "within" } else { "PAST" },
         human_duration(s.rpo_ms / 1000)
     );
-    text.push_str(&format!("\n{:<12}   {}", "", timer("retention", &s.retention)));
+    text.push_str(&format!(
+        "\n{:<12}   {}",
+        "",
+        timer("retention", &s.retention)
+    ));
     text
 }
 

@@ -59,6 +59,9 @@ pub enum Error {
         command: &'static str,
         source: Box<Error>,
     },
+    /// A `before` hook failed, so the job's work did not run.
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
     #[error("internal error: {0}")]
     Internal(String),
     /// A task panicked or was aborted: a bug, which retrying would only repeat.
@@ -143,6 +146,7 @@ impl Classify for Error {
             Self::JobState { .. } => class(Conflict, false),
             Self::Export(_) => class(InvalidArgument, false),
             Self::FileCrypt(e) => e.class(),
+            Self::Hook(e) => e.class(),
             Self::RateLimited { .. } => class(Busy, true),
             Self::InvalidWorkers(_) => class(InvalidArgument, false),
             Self::PlannedFailure { retryable, .. } => {
@@ -151,6 +155,21 @@ impl Classify for Error {
                 } else {
                     class(InvalidArgument, false)
                 }
+            }
+        }
+    }
+}
+
+impl Classify for crate::hooks::HookError {
+    /// A hook that ran and failed reports a precondition that may hold later (a database busy,
+    /// a mount missing): the attempt counts as failed and the queue retries it with back-off.
+    /// A hook that cannot start is a mistake in the config file; retrying cannot fix it.
+    fn class(&self) -> Class {
+        use crate::hooks::HookError as E;
+        match self {
+            E::Spawn { .. } => class(ErrorCode::InvalidArgument, false),
+            E::Failed { .. } | E::TimedOut { .. } | E::Stopped { .. } => {
+                class(ErrorCode::Unavailable, true)
             }
         }
     }

@@ -93,6 +93,7 @@ fn check_all(repo: &Repository) -> CheckReport {
         repo,
         &CheckOptions {
             read_data_percent: 100,
+            ..Default::default()
         },
         &Progress::default(),
         &CancellationToken::new(),

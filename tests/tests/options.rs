@@ -86,6 +86,69 @@ fn read_data_subset_reads_a_share_of_the_packs_and_read_data_all_of_them() {
 }
 
 #[test]
+fn read_data_subsets_together_read_every_pack_and_the_one_holding_damage_finds_it() {
+    let d = TestDaemon::start();
+    let src = d.dir.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    // One pack per backup: 16 packs, so each half is very likely not empty (it does not
+    // need to be: the halves must only add up).
+    for i in 0..16u64 {
+        std::fs::write(
+            src.join("file"),
+            backupd_tests::pseudo_random_bytes(20_000, i + 1000),
+        )
+        .expect("write");
+        json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
+    }
+    let part = |n: &str| {
+        let out = d.ctl(&["--json", "repo", "check", "--read-data-subset", n]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("check json")
+    };
+    let (first, second) = (part("1/2"), part("2/2"));
+    assert_eq!(first["subset"], "1/2", "{first}");
+    assert_eq!(second["subset"], "2/2", "{second}");
+    let packs = first["packs"].as_u64().expect("packs");
+    assert!(packs >= 16, "{first}");
+    let read = |v: &serde_json::Value| v["packs_read"].as_u64().expect("packs_read");
+    assert_eq!(read(&first) + read(&second), packs, "{first}\n{second}");
+
+    // Damage one pack: exactly one of the halves reads it, and that one says so.
+    let data = d.state_dir.join("repository").join("data");
+    let pack = std::fs::read_dir(&data)
+        .expect("data dir")
+        .flatten()
+        .flat_map(|dir| std::fs::read_dir(dir.path()).expect("pack dir").flatten())
+        .map(|e| e.path())
+        .next()
+        .expect("a pack");
+    let mut bytes = std::fs::read(&pack).expect("read pack");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&pack, bytes).expect("write pack");
+    let name = pack
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("pack name")
+        .to_owned();
+    let damaged = |v: &serde_json::Value| v["damaged_packs"].to_string().contains(&name);
+    let (first, second) = (part("1/2"), part("2/2"));
+    assert!(
+        damaged(&first) != damaged(&second),
+        "the damaged pack {name} is found by exactly one half:\n{first}\n{second}"
+    );
+    // A part and a percentage together are refused, and so is a part that is not one.
+    let out = d.ctl(&["repo", "check", "--read-data", "--read-data-subset", "1/2"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = d.ctl(&["repo", "check", "--read-data-subset", "3/2"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("count from 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn passphrases_come_from_an_env_var_a_command_a_file_and_a_descriptor() {
     let d = TestDaemon::start();
     let repo = d.dir.path().join("pw-repo");

@@ -55,8 +55,16 @@ fn a_calendar_schedule_fires_and_makes_snapshots() {
     d.wait_repo("default");
     // Every 4 seconds, as a systemd calendar event; not watched: only the schedule backs it up.
     let out = d.ctl(&[
-        "--json", "source", "add", s(tree.path()), "--name", "cal", "--no-watch", "--schedule",
-        "*:*:0/4", "--keep-all",
+        "--json",
+        "source",
+        "add",
+        s(tree.path()),
+        "--name",
+        "cal",
+        "--no-watch",
+        "--schedule",
+        "*:*:0/4",
+        "--keep-all",
     ]);
     let added = json_ok(&out);
     assert_eq!(added["schedule"], "*:*:0/4");
@@ -65,7 +73,10 @@ fn a_calendar_schedule_fires_and_makes_snapshots() {
     let first = wait_backups(&d, "cal", 1, Duration::from_secs(30));
     std::fs::write(tree.path().join("b.txt"), b"two").expect("write");
     let later = wait_backups(&d, "cal", first.len() + 2, Duration::from_secs(30));
-    assert!(later.iter().all(|b| b["outcome"] == "succeeded"), "{later:#?}");
+    assert!(
+        later.iter().all(|b| b["outcome"] == "succeeded"),
+        "{later:#?}"
+    );
     // The change made after the first run is in a scheduled snapshot.
     let snap = later.last().expect("a backup")["snapshot"]
         .as_str()
@@ -86,7 +97,10 @@ fn a_calendar_schedule_fires_and_makes_snapshots() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_nanos() as i64;
-    assert!(next > now - 5_000_000_000 && next < now + 10_000_000_000, "{listed:#}");
+    assert!(
+        next > now - 5_000_000_000 && next < now + 10_000_000_000,
+        "{listed:#}"
+    );
     let table = text(&d.ctl(&["source", "list"]));
     assert!(table.contains("schedule: *:*:0/4; next "), "{table}");
 }
@@ -100,8 +114,15 @@ fn a_run_missed_while_the_daemon_was_down_happens_once_at_start() {
     d.wait_repo("default");
     let every = 12;
     let out = d.ctl(&[
-        "source", "add", s(tree.path()), "--name", "nightly", "--no-watch", "--every",
-        &format!("{every}s"), "--keep-all",
+        "source",
+        "add",
+        s(tree.path()),
+        "--name",
+        "nightly",
+        "--no-watch",
+        "--every",
+        &format!("{every}s"),
+        "--keep-all",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     wait_backups(&d, "nightly", 1, Duration::from_secs(30));
@@ -111,7 +132,11 @@ fn a_run_missed_while_the_daemon_was_down_happens_once_at_start() {
     // not scan just because the daemon started.
     let mut d = TestDaemon::start_with(with_state(state.path()));
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(backups(&d, "nightly").len(), 1, "no run at a start that missed nothing");
+    assert_eq!(
+        backups(&d, "nightly").len(),
+        1,
+        "no run at a start that missed nothing"
+    );
     d.stop();
 
     // Down for more than two slots: one catch-up run at start, not one per missed slot.
@@ -125,7 +150,9 @@ fn a_run_missed_while_the_daemon_was_down_happens_once_at_start() {
         "the catch-up run came {caught_up_in:?} after the start, not at once"
     );
     // Until the next slot (counted from the catch-up run), nothing else runs.
-    std::thread::sleep(Duration::from_secs(every).saturating_sub(caught_up_in + Duration::from_secs(3)));
+    std::thread::sleep(
+        Duration::from_secs(every).saturating_sub(caught_up_in + Duration::from_secs(3)),
+    );
     assert_eq!(
         backups(&d, "nightly").len(),
         2,
@@ -156,17 +183,33 @@ fn retention_keeps_what_source_show_predicted_and_the_kept_snapshots_restore() {
     for i in 0..300i64 {
         let t = now - 7200 - (299 - i) * step;
         std::fs::write(&counter, i.to_string()).expect("write");
-        let out = d.ctl(&[
-            "--json", "backup", s(tree.path()), "--time", &t.to_string(),
-        ]);
+        let out = d.ctl(&["--json", "backup", s(tree.path()), "--time", &t.to_string()]);
         let done = json_ok(&out);
-        by_time.insert(t, (i, done["snapshot"].as_str().expect("snapshot").to_owned()));
+        by_time.insert(
+            t,
+            (i, done["snapshot"].as_str().expect("snapshot").to_owned()),
+        );
     }
     std::fs::write(&counter, b"now").expect("write");
     let out = d.ctl(&[
-        "--json", "source", "add", s(tree.path()), "--name", "week", "--debounce", "500ms",
-        "--keep-within", "1h", "--keep-hourly", "12", "--keep-daily", "5", "--keep-weekly", "2",
-        "--retention-every", "20s",
+        "--json",
+        "source",
+        "add",
+        s(tree.path()),
+        "--name",
+        "week",
+        "--debounce",
+        "500ms",
+        "--keep-within",
+        "1h",
+        "--keep-hourly",
+        "12",
+        "--keep-daily",
+        "5",
+        "--keep-weekly",
+        "2",
+        "--retention-every",
+        "20s",
     ]);
     let added = json_ok(&out);
     assert_eq!(added["retention"], "keep");
@@ -178,7 +221,11 @@ fn retention_keeps_what_source_show_predicted_and_the_kept_snapshots_restore() {
         .as_array()
         .unwrap_or_else(|| panic!("no plan: {shown:#}"))
         .clone();
-    assert_eq!(plan.len(), 301, "every snapshot of the source is in the plan");
+    assert_eq!(
+        plan.len(),
+        301,
+        "every snapshot of the source is in the plan"
+    );
     let predicted: BTreeSet<String> = plan
         .iter()
         .filter(|x| x["keep"] == true)

@@ -5,6 +5,7 @@
 //!
 //! Keys in errors count tables from 1: `repository[2].key_file` is the second `[[repository]]`.
 
+use super::hooks::HooksConfig;
 use crate::protocol::{KeepRules, Retention, SourcePolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -86,6 +87,9 @@ pub struct SourceConfig {
     /// Longest time without a successful snapshot before `system health` is degraded.
     #[serde(default, with = "humantime_serde")]
     pub rpo: Option<Duration>,
+    /// Commands run around this source's backups, inside the global `[hooks]`.
+    #[serde(default)]
+    pub hooks: HooksConfig,
 }
 
 fn yes() -> bool {
@@ -309,6 +313,7 @@ pub fn validate_sources(sources: &[SourceConfig]) -> Result<(), Problem> {
             let field = if field == "keep" { "keep_last" } else { field };
             return Err((key(field), message));
         }
+        s.hooks.validate(&key("hooks"), false)?;
     }
     Ok(())
 }

@@ -4,10 +4,12 @@
 pub mod audit;
 pub mod declared;
 pub mod detect;
+pub mod hooks;
 pub mod maintenance;
 pub mod security;
 
 pub use declared::{RepositoryConfig, SourceConfig};
+pub use hooks::{HookStage, HooksConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,6 +51,8 @@ pub struct Config {
     pub security: security::SecurityConfig,
     pub audit: audit::AuditConfig,
     pub maintenance: maintenance::MaintenanceConfig,
+    /// Commands run around jobs of the kinds it names (docs/OPERATIONS.md, "Hooks").
+    pub hooks: HooksConfig,
     /// `[[repository]]` tables: repositories registered at start and on reload.
     #[serde(rename = "repository", skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<RepositoryConfig>,
@@ -480,6 +484,9 @@ impl Config {
                 }
             }
         }
+        self.hooks
+            .validate("hooks", true)
+            .map_err(|(key, message)| invalid(&key, message))?;
         declared::validate_repositories(&self.repositories)
             .and_then(|()| declared::validate_sources(&self.sources))
             .and_then(|()| self.security.validate())
@@ -623,6 +630,17 @@ mod tests {
                 "[[source]]\npath = \"/x\"\nrescan_every = \"10s\"\n",
                 "source[1].rescan_every",
             ),
+            (
+                "[[source]]\npath = \"/x\"\n[[source]]\npath = \"/y\"\n\
+                 hooks = { before = [\"dump.sh\"] }\n",
+                "source[2].hooks.before",
+            ),
+            (
+                "[[source]]\npath = \"/x\"\n[source.hooks]\nkinds = [\"check\"]\n",
+                "source[1].hooks.kinds",
+            ),
+            ("[hooks]\non_success = []\n", "hooks.on_success"),
+            ("[hooks]\nkinds = [\"backups\"]\n", "hooks.kinds"),
         ];
         for (text, key) in cases {
             let err = parse(text).expect_err(key);
@@ -633,6 +651,24 @@ mod tests {
         }
         let err = parse("[[source]]\npath = \"/x\"\nwatched = true\n").expect_err("unknown");
         assert!(err.to_string().contains("watched"), "{err}");
+    }
+
+    #[test]
+    fn global_and_source_hooks_parse() {
+        let c = parse(
+            "[hooks]\nafter = [\"/usr/bin/logger\", \"done\"]\nkinds = [\"backup\", \"check\"]\n\
+             [[source]]\npath = \"/srv/db\"\n[source.hooks]\n\
+             before = [\"/usr/local/bin/dump-db\"]\ntimeout = \"20m\"\n",
+        )
+        .expect("parses");
+        assert!(c.hooks.runs_for("check"));
+        assert_eq!(
+            c.hooks.command(HookStage::After).map(<[String]>::len),
+            Some(2)
+        );
+        let h = &c.sources[0].hooks;
+        assert_eq!(h.timeout, Duration::from_secs(1200));
+        assert!(h.command(HookStage::Before).is_some() && h.command(HookStage::After).is_none());
     }
 
     #[test]

@@ -98,6 +98,70 @@ pub struct CheckRequest {
     pub repo: Option<String>,
     /// 0: structure only; 1–100: decrypt and verify that share of the packs.
     pub read_data_percent: u8,
+    /// Decrypt and verify one part of the packs instead (`read_data_percent` must be 0):
+    /// reading parts 1 to `count` in turn reads every pack once.
+    #[serde(default)]
+    pub read_data_subset: Option<Subset>,
+}
+
+/// Part `index` (1-based) of `count` of a repository's packs, as `--read-data-subset 3/20`
+/// names it: the parts 1..=count partition the packs, whatever they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subset {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Subset {
+    /// The largest `count`: beyond it a part holds too few packs to mean anything.
+    pub const MAX_COUNT: u32 = 10_000;
+
+    /// `N/M` with 1 ≤ N ≤ M ≤ [`Self::MAX_COUNT`].
+    pub fn new(index: u32, count: u32) -> Result<Self, String> {
+        if count == 0 || count > Self::MAX_COUNT {
+            return Err(format!(
+                "{index}/{count}: the number of parts must be 1 to {}",
+                Self::MAX_COUNT
+            ));
+        }
+        if index == 0 || index > count {
+            return Err(format!(
+                "{index}/{count}: the part must be 1 to {count} (parts count from 1)"
+            ));
+        }
+        Ok(Self { index, count })
+    }
+
+    /// Whether the pack whose id starts with `id` is in this part. Pack ids are keyed hashes,
+    /// so their first bytes spread the packs evenly over the parts.
+    pub fn holds(&self, id: &[u8]) -> bool {
+        let mut first = [0u8; 8];
+        let n = id.len().min(8);
+        first[..n].copy_from_slice(&id[..n]);
+        u64::from_be_bytes(first) % u64::from(self.count) == u64::from(self.index - 1)
+    }
+}
+
+impl std::fmt::Display for Subset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for Subset {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (n, m) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not a part such as 3/20"))?;
+        let number = |t: &str| {
+            t.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{text:?} is not a part such as 3/20"))
+        };
+        Self::new(number(n)?, number(m)?)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -515,5 +579,30 @@ impl QueueRequest {
             Self::Workers { .. } => "queue workers",
             Self::Events { .. } => "events",
         }
+    }
+}
+
+#[cfg(test)]
+mod subset_tests {
+    use super::Subset;
+
+    #[test]
+    fn parts_parse_as_n_of_m_and_bad_ones_say_why() {
+        let s: Subset = "3/20".parse().expect("parses");
+        assert_eq!(
+            s,
+            Subset {
+                index: 3,
+                count: 20
+            }
+        );
+        assert_eq!(s.to_string(), "3/20");
+        for bad in ["0/20", "21/20", "1/0", "3", "a/b", "1/20000"] {
+            assert!(bad.parse::<Subset>().is_err(), "{bad}");
+        }
+        assert!("0/5"
+            .parse::<Subset>()
+            .expect_err("zero")
+            .contains("count from 1"));
     }
 }

@@ -585,6 +585,9 @@ pub struct CheckResult {
     pub damaged_packs: Vec<String>,
     pub problems: Vec<CheckProblem>,
     pub notes: Vec<String>,
+    /// The part of the packs read (`3/20`), when the check read one.
+    #[serde(default)]
+    pub subset: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

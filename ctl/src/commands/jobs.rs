@@ -199,13 +199,17 @@ fn forget(a: &ForgetArgs) -> Result<JobKind, Failure> {
 }
 
 fn check(a: &CheckArgs) -> JobKind {
+    use crate::cli::ReadDataSubset;
+    let (read_data_percent, read_data_subset) = match (a.read_data, a.read_data_subset) {
+        (true, _) => (100, None),
+        (false, Some(ReadDataSubset::Percent(p))) => (p, None),
+        (false, Some(ReadDataSubset::Part(part))) => (0, Some(part)),
+        (false, None) => (0, None),
+    };
     JobKind::Check(CheckRequest {
         repo: a.repo.clone(),
-        read_data_percent: if a.read_data {
-            100
-        } else {
-            a.read_data_subset.unwrap_or(0)
-        },
+        read_data_percent,
+        read_data_subset,
     })
 }
 

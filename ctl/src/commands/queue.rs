@@ -45,7 +45,10 @@ fn target(kind: &JobKind) -> String {
                 .as_deref()
                 .map_or("(the daemon's restore directory)".into(), lossy)
         ),
-        JobKind::Check(r) => format!("{} (read data {}%)", repo(&r.repo), r.read_data_percent),
+        JobKind::Check(r) => match r.read_data_subset {
+            Some(part) => format!("{} (read data part {part})", repo(&r.repo)),
+            None => format!("{} (read data {}%)", repo(&r.repo), r.read_data_percent),
+        },
         JobKind::Forget(r) => format!(
             "{}{}{}",
             repo(&r.repo),

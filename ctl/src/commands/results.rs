@@ -244,6 +244,9 @@ fn check_text(r: &CheckResult) -> String {
         count(r.packs, "pack"),
         count(r.packs_read, "pack")
     );
+    if let Some(part) = &r.subset {
+        text.push_str(&format!(" (part {part} of the packs)"));
+    }
     for note in &r.notes {
         text.push_str(&format!("\nnote: {note}"));
     }

@@ -74,7 +74,10 @@ fn schedule_text(p: &SourcePolicy) -> Option<String> {
     }
     let mut text = parts.join(" and ");
     if !p.jitter.is_zero() {
-        text.push_str(&format!(" (+ up to {})", humantime::format_duration(p.jitter)));
+        text.push_str(&format!(
+            " (+ up to {})",
+            humantime::format_duration(p.jitter)
+        ));
     }
     Some(text)
 }
@@ -127,7 +130,10 @@ fn show_text(d: &backupd_common::protocol::SourceDetail) -> String {
         text.push_str(&format!("\n  rpo: {}", humantime::format_duration(rpo)));
     }
     if let Some(n) = d.next_retention_ns {
-        text.push_str(&format!("\n  next retention run: {}", super::queue::time(n)));
+        text.push_str(&format!(
+            "\n  next retention run: {}",
+            super::queue::time(n)
+        ));
     }
     if let Some(e) = &d.retention_error {
         text.push_str(&format!("\n  retention plan unavailable: {e}"));

@@ -50,6 +50,8 @@ pub enum KindView {
     Check {
         repo: Option<String>,
         read_data_percent: u8,
+        /// The part of the packs to read, `3/20`.
+        read_data_subset: Option<String>,
     },
     Forget {
         repo: Option<String>,
@@ -141,6 +143,7 @@ impl From<&JobKind> for KindView {
             JobKind::Check(r) => Self::Check {
                 repo: r.repo.clone(),
                 read_data_percent: r.read_data_percent,
+                read_data_subset: r.read_data_subset.map(|s| s.to_string()),
             },
             JobKind::Forget(r) => Self::Forget {
                 repo: r.repo.clone(),

@@ -181,6 +181,8 @@ pub enum ResultView {
         damaged_packs: Vec<String>,
         problems: Vec<ProblemView>,
         notes: Vec<String>,
+        /// The part of the packs read (`3/20`), when a part was asked for.
+        subset: Option<String>,
     },
     Forget {
         dry_run: bool,
@@ -320,6 +322,7 @@ fn check(r: &CheckResult) -> ResultView {
             })
             .collect(),
         notes: r.notes.clone(),
+        subset: r.subset.clone(),
     }
 }
 

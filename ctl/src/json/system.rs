@@ -2,8 +2,8 @@
 
 use super::time;
 use backupd_common::protocol::{
-    HealthReport, HealthStatus, Identity, ImportItem, ImportReport, ReloadReport,
-    RepoMaintenance, RunMode, SourceHealth, TimerState,
+    HealthReport, HealthStatus, Identity, ImportItem, ImportReport, ReloadReport, RepoMaintenance,
+    RunMode, SourceHealth, TimerState,
 };
 use serde::Serialize;
 

@@ -10,6 +10,7 @@ use crate::repo::tree::NodeKind;
 use crate::repo::Repository;
 use backupd_common::ids::{BlobId, PackId, SnapshotId};
 use backupd_common::plural::{count, count_as};
+use backupd_common::protocol::Subset;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
@@ -20,6 +21,24 @@ use tokio_util::sync::CancellationToken;
 pub struct CheckOptions {
     /// Percentage of packs to read fully (0 = structure only, 100 = all).
     pub read_data_percent: u8,
+    /// Read this part of the packs instead of a percentage.
+    pub read_data_subset: Option<Subset>,
+}
+
+impl CheckOptions {
+    /// Whether the data of pack `pid` is read.
+    fn reads(&self, pid: &PackId) -> bool {
+        match (self.read_data_subset, self.read_data_percent) {
+            (Some(part), _) => part.holds(&pid.0),
+            (None, 0) => false,
+            (None, 100..) => true,
+            (None, percent) => {
+                // A fixed share: the packs whose id's second byte falls under it.
+                let cut = (percent as u32 * 256 / 100) as u8;
+                pid.0[1] < cut.max(1)
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -326,17 +345,12 @@ pub fn check(
     }
 
     // Read data.
-    if opts.read_data_percent > 0 {
-        let mut to_read: Vec<PackId> = indexed
+    if opts.read_data_percent > 0 || opts.read_data_subset.is_some() {
+        let to_read: Vec<PackId> = indexed
             .iter()
-            .filter(|p| on_disk.contains(&p.to_hex()))
+            .filter(|p| on_disk.contains(&p.to_hex()) && opts.reads(p))
             .copied()
             .collect();
-        if opts.read_data_percent < 100 {
-            // A deterministic subset: the packs whose id's second byte falls under the share.
-            let cut = (opts.read_data_percent as u32 * 256 / 100) as u8;
-            to_read.retain(|p| p.0[1] < cut.max(1));
-        }
         let total: u64 = to_read.len() as u64;
         progress.set_totals(total, 0);
         for pid in &to_read {
@@ -434,4 +448,50 @@ pub fn check(
     }
     report.damaged_packs.sort();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_data_subsets_partition_the_packs() {
+        let packs: Vec<PackId> = (0u32..2000)
+            .map(|i| {
+                let mut id = [0u8; 32];
+                let digest = <sha2::Sha256 as sha2::Digest>::digest(i.to_le_bytes());
+                id.copy_from_slice(&digest);
+                PackId(id)
+            })
+            .collect();
+        let count = 20;
+        let mut sizes = Vec::new();
+        for pid in &packs {
+            let parts: Vec<u32> = (1..=count)
+                .filter(|&n| {
+                    CheckOptions {
+                        read_data_subset: Some(Subset::new(n, count).expect("part")),
+                        ..Default::default()
+                    }
+                    .reads(pid)
+                })
+                .collect();
+            assert_eq!(parts.len(), 1, "{pid:?} is in parts {parts:?}");
+        }
+        for n in 1..=count {
+            let opts = CheckOptions {
+                read_data_subset: Some(Subset::new(n, count).expect("part")),
+                ..Default::default()
+            };
+            sizes.push(packs.iter().filter(|p| opts.reads(p)).count());
+        }
+        // 100 per part on average: each part gets a fair share.
+        assert!(sizes.iter().all(|&s| (50..=150).contains(&s)), "{sizes:?}");
+        let all = CheckOptions {
+            read_data_percent: 100,
+            ..Default::default()
+        };
+        assert!(packs.iter().all(|p| all.reads(p)));
+        assert!(!packs.iter().any(|p| CheckOptions::default().reads(p)));
+    }
 }

@@ -26,7 +26,7 @@ pub enum StopReason {
 }
 
 /// How an attempt ended.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Ending {
     Succeeded(Response),
     Failed { error: ErrorReply, retryable: bool },

@@ -168,24 +168,35 @@ impl RunTask {
     async fn run(self, s: Scheduler) {
         let id = self.id;
         let queue = &s.queue;
-        let mut handle = {
+        joblog::open(id);
+        let hooks = self.hooks(&s).await;
+        let work = {
             let (env, kind, attempt) = (s.env.clone(), self.kind, self.attempt);
             let acts_as = self.acts_as;
             let (progress, cancel) = (self.progress.clone(), self.cancel.clone());
-            joblog::open(id);
-            tokio::task::spawn_blocking(move || {
-                // Events of the run (engine warnings, skipped files) go to the job's log.
-                let _span = tracing::info_span!(joblog::SPAN, id).entered();
-                let run = ops::Run {
-                    env: &env,
-                    attempt,
-                    acts_as,
-                    progress: &progress,
-                    cancel: &cancel,
-                };
-                ops::run(kind, &run)
-            })
+            let hooks = hooks.clone();
+            async move {
+                if let Some(hooks) = &hooks {
+                    if let Err(e) = hooks.before(&cancel).await {
+                        return Ok(Err(e.into()));
+                    }
+                }
+                tokio::task::spawn_blocking(move || {
+                    // Events of the run (engine warnings, skipped files) go to the job's log.
+                    let _span = tracing::info_span!(joblog::SPAN, id).entered();
+                    let run = ops::Run {
+                        env: &env,
+                        attempt,
+                        acts_as,
+                        progress: &progress,
+                        cancel: &cancel,
+                    };
+                    ops::run(kind, &run)
+                })
+                .await
+            }
         };
+        tokio::pin!(work);
         let deadline = tokio::time::sleep(self.timeout);
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
@@ -194,7 +205,7 @@ impl RunTask {
         let mut timed_out = false;
         let joined = loop {
             tokio::select! {
-                joined = &mut handle => break joined,
+                joined = &mut work => break joined,
                 _ = &mut deadline, if !timed_out => {
                     timed_out = true;
                     if self.stop.set(StopReason::TimedOut).is_ok() {
@@ -215,6 +226,13 @@ impl RunTask {
             }),
         };
         let settings = s.settings.get();
+        if let Some(hooks) = &hooks {
+            // The job's end is settled before its hooks hear of it, and recorded after they
+            // ran, so their output is in its log; nothing they do changes it.
+            if let Some(ended) = queue.preview(id, &ending, &settings.config.queue) {
+                hooks.after(&crate::hooks::Ended::of(&ended)).await;
+            }
+        }
         queue.finish(id, ending, &settings.config.queue);
         if let Err(e) = queue.flush().await {
             tracing::error!(job = id, error = %e, "cannot persist job end");
@@ -225,7 +243,42 @@ impl RunTask {
     }
 }
 
+impl RunTask {
+    /// The hooks of this attempt, from the config in force as it starts (a reload during the
+    /// job changes nothing for it); `None` when no hook applies.
+    async fn hooks(&self, s: &Scheduler) -> Option<Arc<crate::hooks::Hooks>> {
+        let sets = crate::hooks::plan(&s.settings.get().config, &self.kind, self.acts_as);
+        if sets.is_empty() {
+            return None;
+        }
+        let mut repository = ops::claim(&self.kind).map(|c| c.repo).unwrap_or_default();
+        if repository.is_empty() {
+            // The default repository, by its name: hooks may pass it to `backupctl --repo`.
+            let repos = s.env.repos.clone();
+            repository = tokio::task::spawn_blocking(move || repos.entry(None).map(|e| e.name))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+        }
+        let facts = crate::hooks::JobFacts::new(self.id, &self.kind, repository, self.attempt);
+        Some(Arc::new(crate::hooks::Hooks::new(sets, facts)))
+    }
+}
+
 impl Queue {
+    /// The job as it will be once the attempt's `ending` is recorded; nothing changes yet.
+    fn preview(
+        &self,
+        id: JobId,
+        ending: &Ending,
+        q: &backupd_common::config::QueueConfig,
+    ) -> Option<backupd_common::protocol::JobInfo> {
+        let mut j = self.lock().jobs.get(&id)?.clone();
+        job::finish(&mut j, ending.clone(), self.clock.now(), 0.0, q.backoff_max);
+        Some(j)
+    }
+
     fn progress_event(&self, id: JobId, sample: backupd_common::protocol::OperationProgress) {
         let mut inner = self.lock();
         let Some(mut j) = inner.jobs.get(&id).cloned() else {

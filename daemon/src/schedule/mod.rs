@@ -25,8 +25,7 @@ use crate::watch::Sources;
 use backupd_common::config::maintenance;
 use backupd_common::protocol::{
     CheckRequest, ForgetRequest, JobKind, JobOptions, JobSpec, JobState, Priority, PruneRequest,
-    Response,
-    SourceInfo,
+    Response, SourceInfo, Subset,
 };
 use backupd_common::schedule::{Schedule, When};
 use plan::{Task, Timer};
@@ -153,9 +152,24 @@ impl Timers {
         });
         for r in repos {
             for (text, task) in [
-                (&m.prune, Task::Prune { repo: r.name.clone() }),
-                (&m.check, Task::Check { repo: r.name.clone() }),
-                (&m.read_data, Task::ReadData { repo: r.name.clone() }),
+                (
+                    &m.prune,
+                    Task::Prune {
+                        repo: r.name.clone(),
+                    },
+                ),
+                (
+                    &m.check,
+                    Task::Check {
+                        repo: r.name.clone(),
+                    },
+                ),
+                (
+                    &m.read_data,
+                    Task::ReadData {
+                        repo: r.name.clone(),
+                    },
+                ),
             ] {
                 // Validated with the configuration; `off` is None.
                 if let Ok(Some(when)) = maintenance::when(text) {
@@ -234,9 +248,7 @@ impl Timers {
             })
             .collect();
         let previous = self.report().clone();
-        let count = previous
-            .counted_ns
-            .is_none_or(|t| now - t > COUNT_EVERY_NS);
+        let count = previous.counted_ns.is_none_or(|t| now - t > COUNT_EVERY_NS);
         let report = report::build(&self.h, &sources, &states, &seen, now, count, &previous);
         *self.report() = report;
         fire
@@ -257,15 +269,15 @@ impl Timers {
             return;
         }
         let failure = match (&job.state, &job.result) {
-            (JobState::Succeeded, Some(Response::Check(c))) if !c.problems.is_empty() => Some(
-                format!(
+            (JobState::Succeeded, Some(Response::Check(c))) if !c.problems.is_empty() => {
+                Some(format!(
                     "{} found {} problem{}: {}",
                     task.describe(),
                     c.problems.len(),
                     if c.problems.len() == 1 { "" } else { "s" },
                     c.problems[0].message
-                ),
-            ),
+                ))
+            }
             (JobState::Succeeded, _) => None,
             (state, _) => Some(format!(
                 "{} (job {id}) ended {}: {}",
@@ -316,7 +328,14 @@ impl Timers {
                 tracing::info!(source = %source, asked, "scheduled backup due");
                 rec.last_run_ns = Some(now);
                 rec.last_job = None;
-                rec.last_outcome = Some(if asked { "requested" } else { "source not running" }.into());
+                rec.last_outcome = Some(
+                    if asked {
+                        "requested"
+                    } else {
+                        "source not running"
+                    }
+                    .into(),
+                );
                 rec.last_error = None;
                 self.put(key, rec);
                 return None;
@@ -351,7 +370,8 @@ impl Timers {
             }
             Task::Prune { repo } => {
                 let busy = self.h.queue.unfinished().iter().any(|j| {
-                    matches!(&j.kind, JobKind::Backup(_)) && j.kind.repo() == Some(Some(repo.as_str()))
+                    matches!(&j.kind, JobKind::Backup(_))
+                        && j.kind.repo() == Some(Some(repo.as_str()))
                 });
                 if busy {
                     tracing::debug!(repo = %repo, "scheduled prune waits for the repository's backups");
@@ -368,7 +388,8 @@ impl Timers {
                 })
             }
             Task::ReadData { repo } => {
-                let subset = plan::subset(rec.position, settings.config.maintenance.read_data_subsets);
+                let subset =
+                    plan::subset(rec.position, settings.config.maintenance.read_data_subsets);
                 rec.position += 1;
                 rec.last_run_ns = Some(now);
                 read_data_job(repo, subset)
@@ -392,7 +413,11 @@ impl Timers {
             },
         };
         let q = self.h.settings.get().config.queue.clone();
-        let result = self.h.queue.submit_internal(spec, self.h.daemon_uid, &q).await;
+        let result = self
+            .h
+            .queue
+            .submit_internal(spec, self.h.daemon_uid, &q)
+            .await;
         let mut rec = self.record(&key, now_ns());
         match result {
             Ok(s) => {
@@ -444,6 +469,10 @@ fn prune_job(repo: &str) -> JobKind {
 fn read_data_job(repo: &str, subset: (u32, u32)) -> JobKind {
     JobKind::Check(CheckRequest {
         repo: Some(repo.to_owned()),
-        read_data_percent: (100 / subset.1).max(1) as u8,
+        read_data_percent: 0,
+        read_data_subset: Some(Subset {
+            index: subset.0,
+            count: subset.1,
+        }),
     })
 }

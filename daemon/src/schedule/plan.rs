@@ -82,12 +82,7 @@ pub fn jitter_ns(host: &str, key: &str, slot_ns: i64, jitter: Duration) -> i64 {
 
 /// When `timer` is due: its first slot after `last_run_ns` (or after `created_ns` when it
 /// never ran and does not run at once), plus jitter. `None`: never again.
-pub fn due_ns(
-    timer: &Timer,
-    host: &str,
-    last_run_ns: Option<i64>,
-    created_ns: i64,
-) -> Option<i64> {
+pub fn due_ns(timer: &Timer, host: &str, last_run_ns: Option<i64>, created_ns: i64) -> Option<i64> {
     let from = match last_run_ns {
         Some(t) => t,
         None if timer.task.runs_at_once() => return Some(created_ns),
@@ -119,12 +114,7 @@ mod tests {
 
     #[test]
     fn a_missed_slot_fires_once_and_the_next_counts_from_that_run() {
-        let t = timer(
-            Task::Check {
-                repo: "r".into(),
-            },
-            "every 1h",
-        );
+        let t = timer(Task::Check { repo: "r".into() }, "every 1h");
         // Last run 10 h ago: due (long past), once.
         let now = 100 * 3600 * S;
         let last = now - 10 * 3600 * S;
@@ -137,12 +127,7 @@ mod tests {
     #[test]
     fn a_new_source_runs_at_once_a_new_maintenance_timer_waits_for_its_slot() {
         let created = 50 * S;
-        let backup = timer(
-            Task::Backup {
-                source: "s".into(),
-            },
-            "every 1h",
-        );
+        let backup = timer(Task::Backup { source: "s".into() }, "every 1h");
         assert_eq!(due_ns(&backup, "h", None, created), Some(created));
         let prune = timer(Task::Prune { repo: "r".into() }, "every 1h");
         assert_eq!(due_ns(&prune, "h", None, created), Some(created + 3600 * S));

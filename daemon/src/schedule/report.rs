@@ -109,8 +109,18 @@ pub fn build(
     }
     for info in sources {
         let name = &info.spec.name;
-        let backup = by_key.get(&Task::Backup { source: name.clone() }.key());
-        let retention = by_key.get(&Task::Retention { source: name.clone() }.key());
+        let backup = by_key.get(
+            &Task::Backup {
+                source: name.clone(),
+            }
+            .key(),
+        );
+        let retention = by_key.get(
+            &Task::Retention {
+                source: name.clone(),
+            }
+            .key(),
+        );
         let success = last_backup(&h.queue, name, true);
         let failure = last_backup(&h.queue, name, false);
         let last_success_ns = success
@@ -120,7 +130,9 @@ pub fn build(
             .max();
         let rpo = rpo_of(info);
         let rpo_ns = i64::try_from(rpo.as_nanos()).unwrap_or(i64::MAX);
-        let since = last_success_ns.or_else(|| seen_ns.get(name).copied()).unwrap_or(now);
+        let since = last_success_ns
+            .or_else(|| seen_ns.get(name).copied())
+            .unwrap_or(now);
         let within_rpo = now.saturating_sub(since) <= rpo_ns;
         if !within_rpo {
             report.notes.push(format!(
@@ -164,13 +176,15 @@ pub fn build(
             Task::ReadData { repo } => (repo, 2),
             Task::Backup { .. } | Task::Retention { .. } => continue,
         };
-        let entry = repos.entry(repo.clone()).or_insert_with(|| RepoMaintenance {
-            name: repo.clone(),
-            prune: TimerState::default(),
-            check: TimerState::default(),
-            read_data: TimerState::default(),
-            read_data_next: plan::subset(0, subsets),
-        });
+        let entry = repos
+            .entry(repo.clone())
+            .or_insert_with(|| RepoMaintenance {
+                name: repo.clone(),
+                prune: TimerState::default(),
+                check: TimerState::default(),
+                read_data: TimerState::default(),
+                read_data_next: plan::subset(0, subsets),
+            });
         let s = state(Some(v), now);
         match slot {
             0 => entry.prune = s,

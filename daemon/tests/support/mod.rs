@@ -18,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 pub fn check_repo(repo: &Repository, read_data_percent: u8) -> Result<CheckReport, EngineError> {
     check(
         repo,
-        &CheckOptions { read_data_percent },
+        &CheckOptions {
+            read_data_percent,
+            ..Default::default()
+        },
         &Progress::default(),
         &CancellationToken::new(),
     )

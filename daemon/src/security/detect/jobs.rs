@@ -46,7 +46,9 @@ pub async fn watch(detector: Arc<Detector>, queue: Arc<Queue>, cancel: Cancellat
                 detector.restore_finished(job.submitter_uid, r.files);
                 drills.put_drill(RESTORE_KEY, finished)
             }
-            (JobKind::Check(c), Some(Response::Check(_))) if c.read_data_percent >= 100 => {
+            (JobKind::Check(c), Some(Response::Check(_)))
+                if c.read_data_percent >= 100 && c.read_data_subset.is_none() =>
+            {
                 let repo = c.repo.clone().unwrap_or_default();
                 drills.put_drill(&read_data_key(&repo), finished)
             }

@@ -66,22 +66,25 @@ async fn show(services: &Services, name: &str) -> Result<Response, Error> {
                 source,
             })?;
             match planned {
-                Ok(report) => (Some(ForgetResult {
-                    dry_run: true,
-                    removed: report.removed as u64,
-                    decisions: report
-                        .decisions
-                        .into_iter()
-                        .map(|d| ForgetDecision {
-                            time: crate::repo::format_rfc3339(d.time_ns),
-                            snapshot: d.snapshot,
-                            host: d.host,
-                            keep: d.keep,
-                            reasons: d.reasons,
-                        })
-                        .collect(),
-                    prune: None,
-                }), None),
+                Ok(report) => (
+                    Some(ForgetResult {
+                        dry_run: true,
+                        removed: report.removed as u64,
+                        decisions: report
+                            .decisions
+                            .into_iter()
+                            .map(|d| ForgetDecision {
+                                time: crate::repo::format_rfc3339(d.time_ns),
+                                snapshot: d.snapshot,
+                                host: d.host,
+                                keep: d.keep,
+                                reasons: d.reasons,
+                            })
+                            .collect(),
+                        prune: None,
+                    }),
+                    None,
+                ),
                 Err(e) => (None, Some(e.to_string())),
             }
         }

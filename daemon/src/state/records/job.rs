@@ -14,7 +14,7 @@ use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     ActingUser, Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo,
     JobKind, JobState, MigrateRequest, NoopRequest, Overwrite, PathChange, Priority, PruneRequest,
-    RebuildIndexRequest, ReencryptRequest, Response, RestoreRequest, SnapshotFilter,
+    RebuildIndexRequest, ReencryptRequest, Response, RestoreRequest, SnapshotFilter, Subset,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -231,6 +231,9 @@ impl From<OverwriteArg> for Overwrite {
 pub struct CheckArgs {
     pub repo: Option<String>,
     pub read_data_percent: u8,
+    /// `[index, count]`; absent in records written before parts existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_data_subset: Option<(u32, u32)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -574,9 +577,11 @@ impl From<&JobKind> for KindRecord {
             JobKind::Check(CheckRequest {
                 repo,
                 read_data_percent,
+                read_data_subset,
             }) => Self::Check(CheckArgs {
                 repo,
                 read_data_percent,
+                read_data_subset: read_data_subset.map(|s| (s.index, s.count)),
             }),
             JobKind::Forget(r) => Self::Forget(forget_args(r)),
             JobKind::RebuildIndex(RebuildIndexRequest { repo }) => {
@@ -726,6 +731,11 @@ impl From<KindRecord> for JobKind {
             KindRecord::Check(a) => Self::Check(CheckRequest {
                 repo: a.repo,
                 read_data_percent: a.read_data_percent,
+                // A stored part is valid (it was checked at submission); `Subset::new` is not
+                // asked again, so the record reads whatever a later limit says.
+                read_data_subset: a
+                    .read_data_subset
+                    .map(|(index, count)| Subset { index, count }),
             }),
             KindRecord::Forget(a) => Self::Forget(ForgetRequest {
                 repo: a.repo,
