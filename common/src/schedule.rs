@@ -114,7 +114,7 @@ impl Schedule {
 /// (`every 10m` in the config, `--every 10m` on a source).
 #[derive(Clone, Debug, PartialEq)]
 pub enum When {
-    Calendar(Schedule),
+    Calendar(Box<Schedule>),
     Every(Duration),
 }
 
@@ -129,7 +129,7 @@ impl When {
                 text: text.to_owned(),
                 reason,
             }),
-            None => text.parse().map(Self::Calendar),
+            None => text.parse().map(|s| Self::Calendar(Box::new(s))),
         }
     }
 

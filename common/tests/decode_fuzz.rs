@@ -165,7 +165,7 @@ fn corpus() -> Vec<ClientMessage> {
             follow: true,
             backlog: 20,
         }),
-        Request::Source(SourceRequest::Add(SourceSpec {
+        Request::Source(SourceRequest::Add(Box::new(SourceSpec {
             name: "s".into(),
             path: b"/home".to_vec(),
             repo: None,
@@ -188,7 +188,7 @@ fn corpus() -> Vec<ClientMessage> {
                 retention_every: Some(Duration::from_secs(60)),
                 rpo: None,
             },
-        })),
+        }))),
         Request::Source(SourceRequest::Show { name: "s".into() }),
         Request::Source(SourceRequest::List),
         Request::Source(SourceRequest::Remove { name: "s".into() }),

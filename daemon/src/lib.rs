@@ -85,7 +85,6 @@ pub async fn run(
     tracker.spawn(systemd::watchdog(cancel.child_token()));
     tracker.spawn(services.reloader.clone().run(cancel.child_token()));
     tracker.spawn(scheduler.run(cancel.child_token()));
-    tracker.spawn(services.timers.clone().run(cancel.child_token()));
     tracker.spawn(
         security::key_rotation::KeyRotation {
             repos: repos.clone(),
@@ -99,6 +98,8 @@ pub async fn run(
     let now = settings.get();
     sources.apply_declared(&now.config.sources).await;
     sources.start_all(&now.overrides.watch);
+    // After the sources: its first plan must see them, or a missed run waits a whole tick.
+    tracker.spawn(services.timers.clone().run(cancel.child_token()));
 
     {
         let repos = repos.clone();

@@ -321,6 +321,27 @@ fn every_json_output_matches_its_schema() {
         ],
     );
     c.run("source-list", &["source", "list"]);
+    c.run(
+        "source-set",
+        &[
+            "source",
+            "set",
+            "w",
+            "--schedule",
+            "daily 02:00",
+            "--jitter",
+            "5m",
+            "--keep-daily",
+            "7",
+        ],
+    );
+    c.run("source-list", &["source", "list"]);
+    c.run("source-show", &["source", "show", "w"]);
+    c.run(
+        "source-set",
+        &["source", "set", "w", "--keep-all", "--no-schedule"],
+    );
+    c.run("source-show", &["source", "show", "w"]);
     c.run("source-remove", &["source", "remove", "w"]);
 
     let export = d.dir.path().join("export.json");

@@ -285,3 +285,180 @@ fn retention_keeps_what_source_show_predicted_and_the_kept_snapshots_restore() {
         );
     }
 }
+
+/// Finished jobs of `kind`, oldest first, with their full records.
+fn jobs_of(d: &TestDaemon, kind: &str) -> Vec<Value> {
+    let list = json_ok(&d.ctl(&[
+        "--json", "queue", "history", "--kind", kind, "--limit", "1000",
+    ]));
+    let mut list = list.as_array().expect("history").clone();
+    list.reverse();
+    list.iter()
+        .map(|e| d.job(e["id"].as_u64().expect("id")))
+        .collect()
+}
+
+fn default_repo_health(d: &TestDaemon) -> Value {
+    d.health()["repositories"]
+        .as_array()
+        .expect("repositories")
+        .iter()
+        .find(|r| r["name"] == "default")
+        .cloned()
+        .expect("default repository in health")
+}
+
+const ROTATING: &str = "[maintenance]\nprune = \"off\"\ncheck = \"off\"\n\
+                        read_data = \"every 2s\"\nread_data_subsets = 3\njitter = \"0s\"\n";
+
+#[test]
+fn verification_rotates_through_the_subsets_remembers_where_it_was_and_alerts_on_damage() {
+    let tree = tempfile::tempdir().expect("tree");
+    for i in 0..40 {
+        let data = backupd_tests::pseudo_random_bytes(64 * 1024, i);
+        std::fs::write(tree.path().join(format!("f{i}")), data).expect("write");
+    }
+    let state = tempfile::tempdir().expect("state");
+    let options = || DaemonOptions {
+        state_dir: Some(state.path().to_owned()),
+        config: Some(ROTATING.into()),
+        ..Default::default()
+    };
+    let mut d = TestDaemon::start_with(options());
+    d.wait_repo("default");
+    let out = d.ctl(&["backup", s(tree.path())]);
+    assert!(out.status.success(), "{}", text(&out));
+    let checks = wait_until_else(
+        "four scheduled read-data checks",
+        Duration::from_secs(60),
+        || {
+            let c = jobs_of(&d, "check");
+            (c.len() >= 4).then_some(c)
+        },
+        || d.log_text(),
+    );
+    let parts: Vec<&str> = checks
+        .iter()
+        .map(|j| j["read_data_subset"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(parts[..4], ["1/3", "2/3", "3/3", "1/3"], "{checks:#?}");
+    assert!(checks.iter().all(|j| j["priority"] == "low"), "{checks:#?}");
+    // Every pack is read once per round.
+    let read: u64 = checks[..3]
+        .iter()
+        .map(|j| j["result"]["packs_read"].as_u64().expect("packs_read"))
+        .sum();
+    assert_eq!(read, checks[0]["result"]["packs"].as_u64().expect("packs"));
+    let repo = default_repo_health(&d);
+    assert_eq!(repo["read_data"]["schedule"], "every 2s", "{repo:#}");
+    assert_eq!(repo["prune"]["schedule"], Value::Null, "{repo:#}");
+    d.stop();
+
+    // The rotation survives a restart: the next run reads the part after the last one.
+    let done = jobs_of_state(state.path());
+    let d = TestDaemon::start_with(options());
+    let next = format!("{}/3", done % 3 + 1);
+    let after = wait_until_else(
+        "a read-data check after the restart",
+        Duration::from_secs(30),
+        || {
+            let c = jobs_of(&d, "check");
+            (c.len() > done).then_some(c)
+        },
+        || d.log_text(),
+    );
+    assert_eq!(after[done]["read_data_subset"], next.as_str());
+
+    // Damage a pack: within one round a scheduled check finds it, and health is degraded.
+    let data = state.path().join("repository").join("data");
+    let pack = std::fs::read_dir(&data)
+        .expect("data dir")
+        .flatten()
+        .flat_map(|dir| std::fs::read_dir(dir.path()).expect("pack dir").flatten())
+        .map(|e| e.path())
+        .next()
+        .expect("a pack");
+    let mut bytes = std::fs::read(&pack).expect("read pack");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&pack, bytes).expect("write pack");
+    let health = wait_until_else(
+        "health degraded by a failed verification",
+        Duration::from_secs(60),
+        || {
+            let h = d.health();
+            (h["status"] == "degraded").then_some(h)
+        },
+        || format!("{:#}\n{}", d.health(), d.log_text()),
+    );
+    let notes = health["notes"].to_string();
+    assert!(
+        notes.contains("scheduled data verification of repository default found"),
+        "{health:#}"
+    );
+    let repo = default_repo_health(&d);
+    assert_eq!(repo["read_data"]["last_outcome"], "problems", "{repo:#}");
+}
+
+/// Read-data checks the daemon recorded in the state directory before it stopped, counted
+/// through a short-lived daemon's history (the state is the daemon's, not the test's).
+fn jobs_of_state(state: &Path) -> usize {
+    let d = TestDaemon::start_with(DaemonOptions {
+        state_dir: Some(state.to_owned()),
+        config: Some(
+            "[maintenance]\nprune = \"off\"\ncheck = \"off\"\nread_data = \"off\"\n".into(),
+        ),
+        ..Default::default()
+    });
+    let n = jobs_of(&d, "check").len();
+    drop(d);
+    n
+}
+
+#[test]
+fn a_scheduled_prune_removes_forgotten_data_and_leaves_a_clean_repository() {
+    let tree = tempfile::tempdir().expect("tree");
+    let d = TestDaemon::start_with(DaemonOptions {
+        config: Some(
+            "[maintenance]\nprune = \"every 3s\"\ncheck = \"off\"\nread_data = \"off\"\n\
+             jitter = \"0s\"\n"
+                .into(),
+        ),
+        ..Default::default()
+    });
+    d.wait_repo("default");
+    for i in 0..4u64 {
+        let data = backupd_tests::pseudo_random_bytes(256 * 1024, 100 + i);
+        std::fs::write(tree.path().join("data.bin"), data).expect("write");
+        let out = d.ctl(&["backup", s(tree.path())]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = d.ctl(&["forget", "--keep-last", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = jobs_of(&d, "prune").len();
+    let prunes = wait_until_else(
+        "a scheduled prune after the forget",
+        Duration::from_secs(60),
+        || {
+            let p = jobs_of(&d, "prune");
+            (p.len() > before + 1).then_some(p)
+        },
+        || d.log_text(),
+    );
+    let last = prunes.last().expect("a prune");
+    assert_eq!(last["state"], "succeeded", "{last:#}");
+    assert_eq!(last["priority"], "low", "{last:#}");
+    let check = json_ok(&d.ctl(&["--json", "repo", "check", "--read-data"]));
+    assert!(
+        check["problems"].as_array().expect("problems").is_empty(),
+        "{check:#}"
+    );
+    assert_eq!(check["snapshots"], 1);
+    // What the forgotten snapshots alone held is gone: one file's worth of packs is left.
+    let bytes_after = prunes
+        .iter()
+        .filter_map(|p| p["result"]["bytes_after"].as_u64())
+        .min()
+        .expect("a prune result");
+    assert!(bytes_after < 600 * 1024, "{prunes:#?}");
+}

@@ -210,12 +210,12 @@ mod tests {
             key("[hooks]\nkinds = [\"backup\"]\n", false),
             "source[1].hooks.kinds"
         );
-        let (k, message) = parse("[hooks]\nkinds = [\"backup\", \"prune\"]\n")
+        let (k, message) = parse("[hooks]\nkinds = [\"backup\", \"defrag\"]\n")
             .validate("hooks", true)
             .expect_err("unknown kind");
         assert_eq!(k, "hooks.kinds");
         assert!(
-            message.contains("\"prune\"") && message.contains("rebuild-index"),
+            message.contains("\"defrag\"") && message.contains("rebuild-index"),
             "{message}"
         );
         let h = parse("[hooks]\nkinds = [\"check\", \"forget\"]\n");

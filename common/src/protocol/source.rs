@@ -181,11 +181,11 @@ pub struct SourceDetail {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SourceRequest {
     /// -> `Response::Source`; the first backup is queued at once.
-    Add(SourceSpec),
+    Add(Box<SourceSpec>),
     /// -> `Response::Sources`.
     List,
     /// Replace a source's spec (same name) and restart it -> `Response::Source`.
-    Set(SourceSpec),
+    Set(Box<SourceSpec>),
     /// -> `Response::SourceDetail`.
     Show { name: String },
     /// -> `Response::Source` (as it was); its snapshots stay.

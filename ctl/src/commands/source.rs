@@ -193,7 +193,7 @@ pub async fn run(
                     p
                 },
             };
-            let s = client.source(SourceRequest::Add(spec)).await?;
+            let s = client.source(SourceRequest::Add(Box::new(spec))).await?;
             out.value(&SourceView::from(&s), || format!("added {}", line(&s)));
         }
         SourceCommand::List => {
@@ -231,7 +231,7 @@ pub async fn run(
                 spec.policy.retention = Retention::Default;
             }
             apply(&a.policy, &mut spec.policy);
-            let s = client.source(SourceRequest::Set(spec)).await?;
+            let s = client.source(SourceRequest::Set(Box::new(spec))).await?;
             out.value(&SourceView::from(&s), || format!("changed {}", line(&s)));
         }
         SourceCommand::Show { name } => {

@@ -99,7 +99,7 @@ impl From<&SourceDetail> for SourceDetailView {
             retention_plan: d
                 .retention_plan
                 .as_ref()
-                .map(|p| super::result::ResultView::of_forget(p)),
+                .map(super::result::ResultView::of_forget),
             retention_error: d.retention_error.clone(),
         }
     }

@@ -420,11 +420,11 @@ mod tests {
     }
 
     #[test]
-    fn only_backups_and_reencryptions_coalesce() {
+    fn only_backups_reencryptions_and_prunes_coalesce() {
         let got: Vec<_> = kinds().iter().map(coalesces).collect();
         assert_eq!(
             got,
-            vec![true, false, false, false, false, false, true, false]
+            vec![true, false, false, false, false, false, true, false, true]
         );
     }
 }

@@ -125,7 +125,10 @@ impl Timers {
             let p = &s.spec.policy;
             let name = s.spec.name.clone();
             let when = match (&p.schedule, p.every) {
-                (Some(text), _) => text.parse::<Schedule>().ok().map(When::Calendar),
+                (Some(text), _) => text
+                    .parse::<Schedule>()
+                    .ok()
+                    .map(|s| When::Calendar(Box::new(s))),
                 (None, Some(every)) => Some(When::Every(every)),
                 (None, None) => None,
             };

@@ -164,7 +164,7 @@ pub fn every_kind() -> Vec<Request> {
             follow: false,
             backlog: 0,
         }),
-        Request::Source(SourceRequest::Add(SourceSpec {
+        Request::Source(SourceRequest::Add(Box::new(SourceSpec {
             name: "s".into(),
             path: b"/s".to_vec(),
             repo: None,
@@ -174,7 +174,7 @@ pub fn every_kind() -> Vec<Request> {
             max_delay: Duration::from_secs(1),
             rescan_every: Duration::from_secs(1),
             policy: Default::default(),
-        })),
+        }))),
         Request::Source(SourceRequest::List),
         Request::Source(SourceRequest::Show { name: "s".into() }),
         Request::Source(SourceRequest::Remove { name: "s".into() }),

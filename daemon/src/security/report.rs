@@ -190,6 +190,7 @@ mod tests {
             socket_mode: Ok(0o600),
             last_restore: None,
             sources: Vec::new(),
+            keep_all: Vec::new(),
         };
         let control = |id: &str| ControlResult {
             id: id.into(),

@@ -271,13 +271,21 @@ fn measure(
             }
         },
         "source-retention" if facts.sources.is_empty() => (Warn, "no watched sources".to_owned()),
+        "source-retention" if facts.keep_all.is_empty() => (
+            Pass,
+            format!(
+                "every source ({}) has a retention policy the daemon applies",
+                facts.sources.join(", ")
+            ),
+        ),
         "source-retention" => (
             Fail,
             format!(
-                "{} source(s) ({}) and none has a retention policy: backupd stores no \
-                 retention policies yet; `forget` applies keep rules only when it is run",
+                "{} of {} source(s) keep every snapshot forever (--keep-all): {}; give them \
+                 keep rules (`backupctl source set NAME --keep-daily 30 ...`)",
+                facts.keep_all.len(),
                 facts.sources.len(),
-                facts.sources.join(", ")
+                facts.keep_all.join(", ")
             ),
         ),
         "read-data-check" => {
@@ -383,6 +391,7 @@ mod tests {
             socket_mode: Ok(0o660),
             last_restore: Some(now - 5 * DAY_NS),
             sources: Vec::new(),
+            keep_all: Vec::new(),
         }
     }
 
@@ -416,6 +425,7 @@ mod tests {
         f.last_restore = Some(f.now_ns - 91 * DAY_NS);
         f.socket_mode = Ok(0o666);
         f.sources = vec!["home".into()];
+        f.keep_all = vec!["home".into()];
         let evidence = Evidence {
             audit_chain: Some(ChainSummary {
                 ok: false,

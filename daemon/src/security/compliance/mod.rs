@@ -64,6 +64,8 @@ pub struct Facts {
     pub socket_mode: Result<u32, String>,
     pub last_restore: Option<i64>,
     pub sources: Vec<String>,
+    /// Sources whose snapshots are never forgotten automatically (`--keep-all`).
+    pub keep_all: Vec<String>,
 }
 
 /// The handles facts are read from.
@@ -133,6 +135,12 @@ pub fn facts(s: &Sources<'_>) -> Facts {
         socket_mode,
         last_restore: last_restore(s),
         sources: s.sources.iter().map(|x| x.spec.name.clone()).collect(),
+        keep_all: s
+            .sources
+            .iter()
+            .filter(|x| x.spec.policy.retention.rules().is_none())
+            .map(|x| x.spec.name.clone())
+            .collect(),
     }
 }
 

@@ -15,12 +15,12 @@ pub async fn handle(services: &Services, request: SourceRequest) -> Outcome {
     };
     match request {
         SourceRequest::Add(spec) => {
-            let added = services.sources.add(spec, false).await;
+            let added = services.sources.add(*spec, false).await;
             services.timers.wake();
             Outcome::result(added.map(|s| Response::Source(Box::new(s))))
         }
         SourceRequest::Set(spec) => {
-            let set = services.sources.set(spec).await;
+            let set = services.sources.set(*spec).await;
             services.timers.wake();
             Outcome::result(set.map(|s| Response::Source(Box::new(s))))
         }
