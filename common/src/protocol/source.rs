@@ -47,6 +47,13 @@ pub struct SourcePolicy {
 }
 
 impl SourcePolicy {
+    /// The RPO in force: the one set, else 1 h for a watched source and 24 h for one that is
+    /// not.
+    pub fn rpo_for(&self, watched: bool) -> Duration {
+        self.rpo
+            .unwrap_or(Duration::from_secs(if watched { 3600 } else { 86_400 }))
+    }
+
     /// Backed up on a schedule or an interval.
     pub fn is_scheduled(&self) -> bool {
         self.schedule.is_some() || self.every.is_some()

@@ -140,11 +140,7 @@ impl From<&SourceInfo> for SourceView {
             },
             keep: s.spec.policy.retention.rules().as_ref().map(KeepView::from),
             retention_every_ms: s.spec.policy.retention_every.map(ms),
-            rpo_ms: ms(s.spec.policy.rpo.unwrap_or(if s.spec.watch {
-                std::time::Duration::from_secs(3600)
-            } else {
-                std::time::Duration::from_secs(86_400)
-            })),
+            rpo_ms: ms(s.spec.policy.rpo_for(s.spec.watch)),
         }
     }
 }

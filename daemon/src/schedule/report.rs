@@ -15,9 +15,6 @@ use std::time::Duration;
 
 /// A timer that has not fired this long after it was due is reported overdue.
 const OVERDUE_AFTER_NS: i64 = 3600 * 1_000_000_000;
-/// The RPO of a watched source, and of one that is not, when none is set.
-pub const WATCHED_RPO: Duration = Duration::from_secs(3600);
-pub const SCHEDULED_RPO: Duration = Duration::from_secs(86_400);
 
 #[derive(Clone, Debug, Default)]
 pub struct Report {
@@ -72,14 +69,6 @@ fn state(view: Option<&TimerView>, now: i64) -> TimerState {
     }
 }
 
-pub fn rpo_of(info: &SourceInfo) -> Duration {
-    info.spec.policy.rpo.unwrap_or(if info.spec.watch {
-        WATCHED_RPO
-    } else {
-        SCHEDULED_RPO
-    })
-}
-
 /// Builds the report. `seen_ns` is when the scheduler first saw each source: a new source
 /// is not past its RPO before it has existed that long.
 pub fn build(
@@ -128,7 +117,7 @@ pub fn build(
             .into_iter()
             .chain(info.last_snapshot_ns)
             .max();
-        let rpo = rpo_of(info);
+        let rpo = info.spec.policy.rpo_for(info.spec.watch);
         let rpo_ns = i64::try_from(rpo.as_nanos()).unwrap_or(i64::MAX);
         let since = last_success_ns
             .or_else(|| seen_ns.get(name).copied())
