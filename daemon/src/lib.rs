@@ -17,6 +17,7 @@ pub mod export;
 pub mod hooks;
 pub mod memory;
 pub mod ops;
+pub mod perf;
 pub mod queue;
 pub mod reload;
 pub mod repo;
@@ -100,6 +101,7 @@ pub async fn run(
     sources.start_all(&now.overrides.watch);
     // After the sources: its first plan must see them, or a missed run waits a whole tick.
     tracker.spawn(services.timers.clone().run(cancel.child_token()));
+    tracker.spawn(services.perf.clone().run(cancel.child_token()));
 
     {
         let repos = repos.clone();
@@ -183,11 +185,13 @@ async fn build(
         alerts.clone(),
     ));
     let queue = Arc::new(queue);
+    let tuning = perf::Tuning::new(perf::configured(&settings.get().config));
     let scheduler = queue::worker::Scheduler {
         queue: queue.clone(),
         env: ops::Env {
             repos: repos.clone(),
             state_dir: process.state_dir.clone(),
+            tuning: tuning.clone(),
         },
         settings: settings.clone(),
         tasks: tracker.clone(),
@@ -271,7 +275,25 @@ async fn build(
         };
         Arc::new(schedule::Timers::open(&state, handles)?)
     };
+    let perf = {
+        let handles = perf::Handles {
+            queue: queue.clone(),
+            sources: sources.clone(),
+            repos: repos.clone(),
+            settings: settings.clone(),
+            state_dir: process.state_dir.clone(),
+        };
+        let state = state.clone();
+        let opened = tokio::task::spawn_blocking(move || perf::Perf::open(&state, handles, tuning))
+            .await
+            .map_err(|source| Error::TaskFailed {
+                task: "the performance monitor open task".into(),
+                source,
+            })??;
+        Arc::new(opened)
+    };
     let services = Services {
+        perf,
         security,
         queue,
         sources,

@@ -6,6 +6,7 @@ pub mod declared;
 pub mod detect;
 pub mod hooks;
 pub mod maintenance;
+pub mod perf;
 pub mod security;
 
 pub use declared::{RepositoryConfig, SourceConfig};
@@ -51,6 +52,10 @@ pub struct Config {
     pub security: security::SecurityConfig,
     pub audit: audit::AuditConfig,
     pub maintenance: maintenance::MaintenanceConfig,
+    /// The performance monitor, bottleneck thresholds and tuner.
+    pub perf: perf::PerfConfig,
+    /// The optional Prometheus endpoint.
+    pub metrics: perf::MetricsConfig,
     /// Commands run around jobs of the kinds it names (docs/OPERATIONS.md, "Hooks").
     pub hooks: HooksConfig,
     /// `[[repository]]` tables: repositories registered at start and on reload.
@@ -324,6 +329,9 @@ impl Config {
             return Err(invalid(key, message));
         }
         if let Some((key, message)) = self.maintenance.problem() {
+            return Err(invalid(key, message));
+        }
+        if let Some((key, message)) = self.perf.problem().or_else(|| self.metrics.problem()) {
             return Err(invalid(key, message));
         }
         if let Some((key, message)) = self.security.detect.invalid() {

@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod file_crypt;
+pub mod perf;
 pub mod queue;
 pub mod repo;
 pub mod schedule;
@@ -19,6 +20,7 @@ use crate::ids::RequestId;
 pub use alerts::*;
 pub use audit::*;
 pub use file_crypt::*;
+pub use perf::*;
 pub use queue::*;
 pub use repo::*;
 pub use schedule::*;
@@ -31,7 +33,7 @@ pub use source::*;
 use std::time::Duration;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 11;
+pub const PROTOCOL_VERSION: u32 = 12;
 
 /// Everything a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -102,6 +104,8 @@ pub enum Request {
     Source(SourceRequest),
     /// Roles, bindings, the audit log, alerts, compliance: `backupctl security ...`.
     Security(SecurityRequest),
+    /// The performance monitor and tuner: `backupctl perf ...`.
+    Perf(PerfRequest),
 }
 
 impl Request {
@@ -127,6 +131,8 @@ impl Request {
             Self::Queue(r) => r.permission(),
             Self::Source(r) => r.permission(),
             Self::Security(r) => r.permission(),
+            Self::Perf(r) if r.changes_state() => Permission::SystemManage,
+            Self::Perf(_) => Permission::SystemRead,
         }
     }
 
@@ -161,6 +167,7 @@ impl Request {
             Self::Queue(r) => r.name(),
             Self::Source(r) => r.name(),
             Self::Security(r) => r.name(),
+            Self::Perf(r) => r.name(),
         }
     }
 }
@@ -279,6 +286,16 @@ pub enum Response {
     Prune(PruneSummary),
     /// What a `repo compact` job did.
     Compact(CompactSummary),
+    PerfCurrent(Box<PerfCurrent>),
+    PerfReport(Box<PerfReport>),
+    /// `perf metrics`: samples, oldest first.
+    PerfSamples(Vec<PerfSample>),
+    /// `perf bottlenecks`: newest first.
+    Bottlenecks(Vec<Bottleneck>),
+    /// `perf history`: newest first.
+    TuningHistory(Vec<TuningChange>),
+    /// `perf optimize` and `perf auto`.
+    Optimized(Box<Optimized>),
 }
 
 /// What an import did, entry by entry.
@@ -348,6 +365,8 @@ pub struct HealthReport {
     pub sources: Vec<SourceHealth>,
     /// Per repository: prune and verification schedules.
     pub repositories: Vec<RepoMaintenance>,
+    /// The health score and what lowered it.
+    pub score: HealthScore,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

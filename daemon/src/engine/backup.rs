@@ -54,6 +54,10 @@ pub struct BackupOptions {
     /// equals the parent.
     pub force: bool,
     pub zstd_level: i32,
+    /// Size packs are closed at (the tuner lowers it under memory pressure).
+    pub pack_bytes: usize,
+    /// The engine threads and priority the backup runs with (`None`: the shared pool).
+    pub lane: Option<super::Lane>,
     /// Paths never backed up (the daemon adds its state dir).
     pub always_exclude: Vec<PathBuf>,
     /// Only these paths changed since the parent: the snapshot is the parent's tree with them
@@ -82,6 +86,8 @@ impl Default for BackupOptions {
             parent: None,
             force: false,
             zstd_level: DEFAULT_ZSTD_LEVEL,
+            pack_bytes: crate::repo::pack::TARGET_PACK_SIZE,
+            lane: None,
             always_exclude: Vec::new(),
             changes: None,
             reuse_unindexed: false,
@@ -185,7 +191,7 @@ pub fn backup(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<BackupOutcome, EngineError> {
-    let built = super::on_workers(opts.identity.as_ref(), || {
+    let built = super::on_workers(opts.identity.as_ref(), opts.lane, || {
         build(repo, opts, false, progress, cancel)
     })?;
     let snap = &built.snapshot;
@@ -219,7 +225,7 @@ pub fn dry_run(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<DryRunOutcome, EngineError> {
-    let built = super::on_workers(opts.identity.as_ref(), || {
+    let built = super::on_workers(opts.identity.as_ref(), opts.lane, || {
         build(repo, opts, true, progress, cancel)
     })?;
     Ok(DryRunOutcome {
@@ -295,7 +301,7 @@ fn build(
             max: config.chunk_max,
             seed: keys.chunker_seed,
         },
-        packer: Mutex::new(PackBuilder::new()),
+        packer: Mutex::new(PackBuilder::with_target(opts.pack_bytes)),
         pending: Mutex::new(HashSet::new()),
         written: Mutex::new(Vec::new()),
         hardlinks: Mutex::new(HashMap::new()),
@@ -565,7 +571,10 @@ impl Session<'_> {
         let full = {
             let mut packer = self.packer.lock().unwrap_or_else(|p| p.into_inner());
             let full = if packer.would_overflow(sealed.len()) {
-                Some(std::mem::take(&mut *packer))
+                Some(std::mem::replace(
+                    &mut *packer,
+                    PackBuilder::with_target(self.opts.pack_bytes),
+                ))
             } else {
                 None
             };
@@ -979,6 +988,7 @@ impl Session<'_> {
             self.store(BlobKind::Data, chunk, id)?;
             content.push(id);
             self.progress.add(0, chunk.len() as u64);
+            crate::perf::counters::add_read(chunk.len() as u64);
             reported += chunk.len() as u64;
             Ok(())
         };
@@ -993,6 +1003,7 @@ impl Session<'_> {
         };
         let read = match small {
             Ok(Some(data)) => {
+                crate::perf::counters::add_read(data.len() as u64);
                 let stored = if data.is_empty() {
                     Ok(())
                 } else {

@@ -44,28 +44,83 @@ pub fn pool() -> &'static rayon::ThreadPool {
     })
 }
 
-/// Runs `work` on the engine's workers: the shared pool for the daemon's own jobs; for a job
-/// acting for a user, a pool of its own whose every thread has switched to the user's
-/// file-system identity before `work` starts (a shared worker would carry one job's identity
-/// into another's tasks). Such a pool ends with the job.
-pub fn on_workers<R: Send>(
-    identity: Option<&Arc<FsIdentity>>,
-    work: impl FnOnce() -> Result<R, EngineError> + Send,
-) -> Result<R, EngineError> {
-    let Some(identity) = identity else {
-        return pool().install(work);
-    };
+/// How a background job's engine threads run: how many, and at which CPU and I/O priority
+/// (the tuner's `threads`, `nice` and `io_class`). `None` where a job runs on the shared pool
+/// at the daemon's own priority (restores: someone is waiting for them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Lane {
+    pub threads: usize,
+    pub nice: i32,
+    pub io: backupd_common::protocol::IoClass,
+}
+
+/// Pools kept for lanes. Few lanes exist at once (the tuner moves one step per round); the
+/// oldest beyond this is dropped and its threads end once its last job does.
+const LANE_POOLS: usize = 6;
+
+fn lane_pool(lane: Lane) -> Result<Arc<rayon::ThreadPool>, EngineError> {
+    static POOLS: std::sync::Mutex<Vec<(Lane, Arc<rayon::ThreadPool>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, pool)) = pools.iter().find(|(l, _)| *l == lane) {
+        return Ok(pool.clone());
+    }
+    let pool = Arc::new(build_pool("engine-bg", lane.threads, Some(lane), None)?);
+    if pools.len() >= LANE_POOLS {
+        pools.remove(0);
+    }
+    pools.push((lane, pool.clone()));
+    Ok(pool)
+}
+
+fn build_pool(
+    name: &'static str,
+    threads: usize,
+    lane: Option<Lane>,
+    identity: Option<Arc<FsIdentity>>,
+) -> Result<rayon::ThreadPool, EngineError> {
     let own = rayon::ThreadPoolBuilder::new()
-        .thread_name(|i| format!("engine-user-{i}"))
+        .thread_name(move |i| format!("{name}-{i}"))
         .stack_size(WORKER_STACK)
-        .num_threads(pool().current_num_threads())
+        .num_threads(threads.max(1))
         .build()
         .map_err(|e| EngineError::Workers(e.to_string()))?;
     // `broadcast` runs once on every thread of the pool and waits for all of them.
-    for switched in own.broadcast(|_| fsid::become_user(identity)) {
-        switched?;
+    for done in own.broadcast(|_| -> Result<(), EngineError> {
+        if let Some(lane) = lane {
+            // A priority that cannot be set (a container without the capability) costs the
+            // machine some responsiveness, not the backup: log and go on.
+            if let Err(e) = crate::perf::priority::apply_to_this_thread(lane.nice, lane.io) {
+                tracing::debug!(error = %e, "cannot set an engine thread's priority");
+            }
+        }
+        if let Some(identity) = &identity {
+            fsid::become_user(identity)?;
+        }
+        Ok(())
+    }) {
+        done?;
     }
-    own.install(work)
+    Ok(own)
+}
+
+/// Runs `work` on the engine's workers: the shared pool, or the pool of `lane` for a
+/// background job; for a job acting for a user, a pool of its own whose every thread has
+/// switched to the user's file-system identity before `work` starts (a shared worker would
+/// carry one job's identity into another's tasks). Such a pool ends with the job.
+pub fn on_workers<R: Send>(
+    identity: Option<&Arc<FsIdentity>>,
+    lane: Option<Lane>,
+    work: impl FnOnce() -> Result<R, EngineError> + Send,
+) -> Result<R, EngineError> {
+    match (identity, lane) {
+        (None, None) => pool().install(work),
+        (None, Some(lane)) => lane_pool(lane)?.install(work),
+        (Some(identity), lane) => {
+            let threads = lane.map_or(pool().current_num_threads(), |l| l.threads);
+            build_pool("engine-user", threads, lane, Some(identity.clone()))?.install(work)
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

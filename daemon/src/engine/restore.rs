@@ -96,7 +96,7 @@ pub fn restore(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<RestoreOutcome, EngineError> {
-    super::on_workers(opts.identity.as_ref(), || {
+    super::on_workers(opts.identity.as_ref(), None, || {
         restore_on_pool(repo, opts, progress, cancel)
     })
 }
@@ -473,7 +473,9 @@ impl Run<'_> {
             let data = repo
                 .read_blob(id)
                 .map_err(|e| format!("damaged data: {e}"))?;
-            write_sparse_at(f, &data, *offset).map_err(|e| format!("write: {e}"))
+            write_sparse_at(f, &data, *offset).map_err(|e| format!("write: {e}"))?;
+            crate::perf::counters::add_restored(data.len() as u64);
+            Ok(())
         };
         if node.content.len() > 1 {
             node.content

@@ -77,6 +77,7 @@ impl Operation for Backup {
                 })
                 .collect()
         });
+        let tuned = run.env.tuning.get();
         let opts = BackupOptions {
             paths: r.paths.into_iter().map(path_of).collect(),
             excludes: r.excludes,
@@ -93,6 +94,9 @@ impl Operation for Backup {
             // A retry may adopt the packs its failed attempt left unindexed.
             reuse_unindexed: run.attempt > 1,
             identity,
+            zstd_level: tuned.zstd_level,
+            pack_bytes: usize::try_from(tuned.pack_bytes).unwrap_or(usize::MAX),
+            lane: Some(run.env.tuning.lane()),
             ..Default::default()
         };
         if r.dry_run {

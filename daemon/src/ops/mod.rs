@@ -57,6 +57,8 @@ pub struct Env {
     pub repos: Arc<Registry>,
     /// Never backed up: the daemon's own state.
     pub state_dir: PathBuf,
+    /// The tuner's values: background jobs read them when they start.
+    pub tuning: crate::perf::Tuning,
 }
 
 /// One attempt of a job, as its operation sees it.

@@ -55,11 +55,20 @@ struct Inner {
     running: HashMap<JobId, Running>,
     next_id: JobId,
     workers: u32,
+    /// The tuner's limit on `workers` under CPU pressure (`None`: no limit).
+    worker_cap: Option<u32>,
     /// False once the daemon stops: nothing new starts.
     accepting: bool,
     seq: u64,
     recent: VecDeque<JobEvent>,
     limiter: limit::RateLimiter,
+}
+
+impl Inner {
+    fn effective_workers(&self) -> u32 {
+        self.worker_cap
+            .map_or(self.workers, |cap| self.workers.min(cap))
+    }
 }
 
 /// A job being run by a worker.
@@ -123,6 +132,7 @@ impl Queue {
                 running: HashMap::new(),
                 next_id,
                 workers: q.workers,
+                worker_cap: None,
                 accepting: true,
                 seq: 0,
                 recent: VecDeque::new(),
@@ -438,6 +448,36 @@ impl Queue {
 
     pub fn workers(&self) -> u32 {
         self.lock().workers
+    }
+
+    /// Jobs that may run at once now: the configured workers, or fewer while the tuner caps
+    /// them.
+    pub fn effective_workers(&self) -> u32 {
+        self.lock().effective_workers()
+    }
+
+    /// The tuner's cap (`None` lifts it). The configured count is untouched, so a reload or
+    /// `queue workers N` keeps the cap in force.
+    pub fn set_worker_cap(&self, cap: Option<u32>) {
+        let old = std::mem::replace(&mut self.lock().worker_cap, cap.map(|c| c.max(1)));
+        if old != cap {
+            tracing::info!(?old, new = ?cap, "queue worker cap changed by the tuner");
+        }
+        self.wake.notify_one();
+    }
+
+    /// Jobs waiting to run and running now.
+    pub fn depth(&self) -> (u32, u32) {
+        let inner = self.lock();
+        let waiting = inner
+            .jobs
+            .values()
+            .filter(|j| matches!(j.state, JobState::Queued | JobState::RetryWait))
+            .count();
+        (
+            u32::try_from(waiting).unwrap_or(u32::MAX),
+            u32::try_from(inner.running.len()).unwrap_or(u32::MAX),
+        )
     }
 
     /// Changes the number of workers; running jobs beyond a lower count finish undisturbed.

@@ -54,6 +54,7 @@ fn harness(q: QueueConfig) -> Harness {
         env: crate::ops::Env {
             repos,
             state_dir: dir.path().to_owned(),
+            tuning: crate::perf::Tuning::new(crate::perf::configured(&settings.config)),
         },
         settings: SettingsHandle::new(settings),
         tasks: TaskTracker::new(),

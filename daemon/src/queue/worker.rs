@@ -81,7 +81,7 @@ impl Scheduler {
                 inner.jobs.insert(id, j);
             }
         }
-        let free = (inner.workers as usize).saturating_sub(inner.running.len());
+        let free = (inner.effective_workers() as usize).saturating_sub(inner.running.len());
         if free > 0 {
             let claims: Vec<ops::Claim> = inner
                 .running

@@ -156,6 +156,8 @@ pub fn decode_blob(
 /// A pack being filled in memory.
 #[derive(Debug)]
 pub struct PackBuilder {
+    /// Size the pack is closed at.
+    target: usize,
     buf: Vec<u8>,
     entries: Vec<PackEntry>,
 }
@@ -168,10 +170,18 @@ impl Default for PackBuilder {
 
 impl PackBuilder {
     pub fn new() -> Self {
+        Self::with_target(TARGET_PACK_SIZE)
+    }
+
+    /// A builder that closes its pack at `target` bytes (the tuner lowers it under memory
+    /// pressure; at least 1 MiB).
+    pub fn with_target(target: usize) -> Self {
+        let target = target.clamp(1 << 20, TARGET_PACK_SIZE);
         // Room for the blobs plus the sealed header, so finishing never reallocates.
-        let mut buf = Vec::with_capacity(TARGET_PACK_SIZE + 1024 * 1024);
+        let mut buf = Vec::with_capacity(target + 1024 * 1024);
         buf.extend_from_slice(PACK_MAGIC);
         Self {
+            target,
             buf,
             entries: Vec::new(),
         }
@@ -199,7 +209,7 @@ impl PackBuilder {
     /// Whether adding `len` more bytes would take a non-empty pack past the target size (the
     /// pack is then closed first, so packs never reallocate and stay near 16 MiB).
     pub fn would_overflow(&self, len: usize) -> bool {
-        !self.entries.is_empty() && self.buf.len() + len > TARGET_PACK_SIZE
+        !self.entries.is_empty() && self.buf.len() + len > self.target
     }
 
     /// Appends the sealed header and returns the pack's bytes and entries.

@@ -44,7 +44,11 @@ pub fn repository(request: &Request) -> Option<String> {
         Request::Security(SecurityRequest::Encrypt(f) | SecurityRequest::Decrypt(f)) => {
             named(f.repo.as_deref())
         }
-        Request::System(_) | Request::Queue(_) | Request::Source(_) | Request::Security(_) => None,
+        Request::System(_)
+        | Request::Queue(_)
+        | Request::Source(_)
+        | Request::Security(_)
+        | Request::Perf(_) => None,
     }
 }
 

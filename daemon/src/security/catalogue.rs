@@ -83,6 +83,15 @@ pub fn kind(r: &Request) -> &'static str {
             S::Encrypt(_) => "security.encrypt",
             S::Decrypt(_) => "security.decrypt",
         },
+        Request::Perf(p) => match p {
+            PerfRequest::Current => "perf.current",
+            PerfRequest::Report { .. } => "perf.report",
+            PerfRequest::Metrics { .. } => "perf.metrics",
+            PerfRequest::Bottlenecks { .. } => "perf.bottlenecks",
+            PerfRequest::History { .. } => "perf.history",
+            PerfRequest::Optimize => "perf.optimize",
+            PerfRequest::Auto { .. } => "perf.auto",
+        },
     }
 }
 
@@ -202,6 +211,16 @@ pub fn every_kind() -> Vec<Request> {
         Request::Security(SecurityRequest::Report { days: 30 }),
         Request::Security(SecurityRequest::Encrypt(FileCryptRequest::default())),
         Request::Security(SecurityRequest::Decrypt(FileCryptRequest::default())),
+        Request::Perf(PerfRequest::Current),
+        Request::Perf(PerfRequest::Report { since_ms: 1 }),
+        Request::Perf(PerfRequest::Metrics {
+            since_ms: 1,
+            max_points: 1,
+        }),
+        Request::Perf(PerfRequest::Bottlenecks { since_ms: 1 }),
+        Request::Perf(PerfRequest::History { since_ms: 1 }),
+        Request::Perf(PerfRequest::Optimize),
+        Request::Perf(PerfRequest::Auto { on: true }),
     ]
 }
 

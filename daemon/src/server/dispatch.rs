@@ -35,5 +35,6 @@ pub async fn dispatch(
             handlers::security_files::handle(&server.services, r, passed)
         }
         Request::Security(r) => handlers::security_alerts::handle(server, identity, r).await,
+        Request::Perf(r) => handlers::perf::handle(&server.services, r).await,
     }
 }

@@ -49,6 +49,8 @@ pub struct Services {
     pub security: Arc<Security>,
     /// Schedules, retention and maintenance.
     pub timers: Arc<crate::schedule::Timers>,
+    /// Samples, bottlenecks, the tuner.
+    pub perf: Arc<crate::perf::Perf>,
 }
 
 /// The server's own state next to the services it serves: who the daemon is, its socket, and

@@ -125,6 +125,35 @@ fn health(h: &mut HealthReport) {
             hide_error(&mut t.last_error);
         }
     }
+    // Factor details name sources, paths and error texts.
+    for f in &mut h.score.factors {
+        f.detail = HIDDEN.to_owned();
+    }
+}
+
+/// Disk paths name sources' directories: a non-admin sees what a disk holds by kind only.
+fn disk(path: &mut String, holds: &mut Vec<String>) {
+    *path = HIDDEN.to_owned();
+    for h in holds.iter_mut() {
+        if let Some((kind, _)) = h.split_once(' ') {
+            *h = kind.to_owned();
+        }
+    }
+    holds.dedup();
+}
+
+fn perf_sample(s: &mut backupd_common::protocol::PerfSample) {
+    for d in &mut s.disks {
+        disk(&mut d.path, &mut d.holds);
+    }
+}
+
+fn bottleneck(b: &mut backupd_common::protocol::Bottleneck) {
+    if b.kind == backupd_common::protocol::BottleneckKind::Disk {
+        b.subject = HIDDEN.to_owned();
+        b.reason = format!("a disk {:.1} % full or filling", b.peak);
+        b.actions.clear();
+    }
 }
 
 fn hide_error(e: &mut Option<String>) {
@@ -182,6 +211,25 @@ pub fn response(r: &mut Response, reader: Reader) {
         | Response::Prune(_)
         | Response::Compact(_) => *r = Response::Done,
         Response::Health(h) => health(h),
+        Response::PerfCurrent(c) => {
+            c.sample.iter_mut().for_each(perf_sample);
+            c.open_bottlenecks.iter_mut().for_each(bottleneck);
+        }
+        Response::PerfSamples(list) => list.iter_mut().for_each(perf_sample),
+        Response::Bottlenecks(list) => list.iter_mut().for_each(bottleneck),
+        Response::PerfReport(r) => {
+            for d in &mut r.disks {
+                disk(&mut d.path, &mut d.holds);
+            }
+            r.recommendations.clear();
+        }
+        // Tunables and the metrics that moved them: no paths (disk metrics name paths).
+        Response::TuningHistory(list) => {
+            for ch in list.iter_mut().filter(|ch| ch.metric.contains('/')) {
+                ch.metric = "repository disk".to_owned();
+            }
+        }
+        Response::Optimized(_) => {}
         Response::Identity(_)
         | Response::Reloaded(_)
         | Response::ShuttingDown

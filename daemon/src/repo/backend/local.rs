@@ -182,6 +182,7 @@ impl LocalBackend {
             let _ = std::fs::remove_file(&temp);
             return Err(e);
         }
+        crate::perf::counters::add_stored(data.len() as u64);
         Ok(temp)
     }
 

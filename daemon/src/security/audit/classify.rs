@@ -5,8 +5,9 @@
 
 use backupd_common::paths::escape_path;
 use backupd_common::protocol::{
-    AuditTarget, EventType, JobKind, QueueRequest, RepoRequest, Request, SecurityRequest, Severity,
-    SourceRequest, SystemRequest, MAX_TARGET_PATHS, MAX_TARGET_PATH_CHARS,
+    AuditTarget, EventType, JobKind, PerfRequest, QueueRequest, RepoRequest, Request,
+    SecurityRequest, Severity, SourceRequest, SystemRequest, MAX_TARGET_PATHS,
+    MAX_TARGET_PATH_CHARS,
 };
 
 /// How a request is recorded when it is answered; `None`: not recorded (its denial still is).
@@ -81,6 +82,8 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
             // Work with a repository's data key on files outside it.
             SecurityRequest::Encrypt(_) | SecurityRequest::Decrypt(_) => (E::Key, S::Notice),
         },
+        Request::Perf(r) if r.changes_state() => (E::Config, S::Notice),
+        Request::Perf(_) => return None,
     };
     Some(class)
 }
@@ -171,6 +174,13 @@ pub fn target(request: &Request) -> AuditTarget {
             | SecurityRequest::Compliance { .. }
             | SecurityRequest::Report { .. } => {}
         },
+        Request::Perf(PerfRequest::Auto { on }) => {
+            t.name = Some(format!(
+                "automatic tuning {}",
+                if *on { "on" } else { "off" }
+            ));
+        }
+        Request::Perf(_) => {}
     }
     t
 }

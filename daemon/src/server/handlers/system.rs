@@ -56,7 +56,21 @@ pub fn health(server: &Server) -> HealthReport {
     } else {
         HealthStatus::Degraded
     };
+    let config = &settings.config.perf;
+    let bottlenecks = services.perf.open_bottlenecks();
+    let forecasts = services.perf.forecasts();
+    let score = crate::perf::health::score(&crate::perf::health::Inputs {
+        bottlenecks: &bottlenecks,
+        sources: &own.sources,
+        repositories: &own.repositories,
+        dead_letters: services.queue.dead_letters().len() as u64,
+        forecasts: &forecasts,
+        now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
+        disk_full_warning_ns: i64::try_from(config.disk_full_warning.as_nanos())
+            .unwrap_or(i64::MAX),
+    });
     HealthReport {
+        score,
         status,
         version: backupd_common::VERSION.to_owned(),
         protocol_version: PROTOCOL_VERSION,

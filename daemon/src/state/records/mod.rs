@@ -11,6 +11,7 @@
 pub mod binding;
 pub mod history;
 pub mod job;
+pub mod perf;
 pub mod source;
 pub mod timer;
 
