@@ -67,6 +67,26 @@ pub enum Command {
     /// security report.
     #[command(subcommand)]
     Security(SecurityCommand),
+    /// A live full-screen view of the daemon: health score, sources, running jobs with
+    /// progress, resource sparklines and alerts (q, Esc or Ctrl-C quits; needs a terminal, no
+    /// --json).
+    Dashboard(DashboardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// How often the screen is refreshed from the daemon, e.g. `2s`, `500ms` (at least 100ms).
+    #[arg(long, value_parser = parse_interval, default_value = "2s", value_name = "DURATION")]
+    pub interval: Duration,
+}
+
+/// A refresh interval: below 100 ms the dashboard would keep the daemon busy answering it.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("{text} is shorter than 100ms"));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,7 @@ use backupd_common::protocol::{
     StatsRequest, StatsResult, Submitted, SystemRequest,
 };
 use backupd_common::protocol::{KeyListing, KeyRemoval, KeyRotation};
+use backupd_common::protocol::{PerfCurrent, PerfRequest, PerfSample};
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::time::Duration;
@@ -545,6 +546,32 @@ impl Client {
         match (encrypt, reply) {
             (true, Response::Encrypted(r)) | (false, Response::Decrypted(r)) => Ok(r),
             (_, other) => Err(unexpected(other)),
+        }
+    }
+}
+
+/// `perf` reads, as `backupctl dashboard` shows them.
+impl Client {
+    pub async fn perf_current(&mut self) -> Result<PerfCurrent, ClientError> {
+        match self.conn.call(Request::Perf(PerfRequest::Current)).await? {
+            Response::PerfCurrent(c) => Ok(*c),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The samples of the last `since`, oldest first, thinned evenly to at most `max_points`.
+    pub async fn perf_metrics(
+        &mut self,
+        since: Duration,
+        max_points: u32,
+    ) -> Result<Vec<PerfSample>, ClientError> {
+        let request = Request::Perf(PerfRequest::Metrics {
+            since_ms: u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+            max_points,
+        });
+        match self.conn.call(request).await? {
+            Response::PerfSamples(s) => Ok(s),
+            other => Err(unexpected(other)),
         }
     }
 }

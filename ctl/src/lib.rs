@@ -1,11 +1,13 @@
 //! backupctl: the command-line client of backupd. `main.rs` only calls [`run`].
 //!
 //! One typed helper per request lives in `client`; `commands/<group>.rs` mirror backupd's
-//! command groups; `output` prints tables, `json` defines the `--json` interface; `exit` owns the exit codes.
+//! command groups; `dashboard` is the full-screen live view;
+//! `output` prints tables, `json` defines the `--json` interface; `exit` owns the exit codes.
 
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod dashboard;
 pub mod exit;
 pub mod json;
 pub mod output;

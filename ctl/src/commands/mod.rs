@@ -110,6 +110,11 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
     let paths = Paths {
         escaped: cli.escaped_paths,
     };
+    // The dashboard connects (and reconnects) on its own: an absent daemon is something it
+    // shows, not a reason to fail.
+    if let Command::Dashboard(args) = &cli.command {
+        return crate::dashboard::run(cli, args, out).await;
+    }
     // Local checks first: no daemon round trip for a bad command line.
     let job = jobs::prepare(&cli.command, paths)?;
     let mut client = Client::connect(&socket, cli.socket_owner).await?;
@@ -143,7 +148,9 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
                 security_files::run(&mut client, a, false, out, paths).await
             }
         },
-        // Submitted above.
-        Command::Backup(_) | Command::Restore(_) | Command::Forget(_) => Ok(ExitCode::Ok),
+        // Submitted (or shown) above.
+        Command::Backup(_) | Command::Restore(_) | Command::Forget(_) | Command::Dashboard(_) => {
+            Ok(ExitCode::Ok)
+        }
     }
 }

@@ -24,7 +24,7 @@ pub fn lossy(b: &[u8]) -> String {
 }
 
 /// What the job works on, in a few words.
-fn target(kind: &JobKind) -> String {
+pub(crate) fn target(kind: &JobKind) -> String {
     let repo = |r: &Option<String>| r.clone().unwrap_or_else(|| "default".into());
     match kind {
         JobKind::Backup(r) if r.paths.is_empty() => format!("(hidden) -> {}", repo(&r.repo)),
