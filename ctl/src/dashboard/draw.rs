@@ -64,7 +64,7 @@ pub fn draw(frame: &mut Frame<'_>, view: &View) {
         Constraint::Length(p.alerts),
     ])
     .areas(area);
-    frame.render_widget(Paragraph::new(header_lines(view)), header);
+    frame.render_widget(Paragraph::new(header_lines(view, header.width)), header);
     // Side by side where both get room for a name and a gauge; stacked on narrow terminals.
     let [sources, queue] = if main.width >= 64 {
         Layout::horizontal([Constraint::Percentage(50); 2]).areas(main)
@@ -78,26 +78,39 @@ pub fn draw(frame: &mut Frame<'_>, view: &View) {
 }
 
 /// The status line, and the banner while the daemon cannot be reached.
-fn header_lines(view: &View) -> Vec<Line<'static>> {
-    let mut first = vec![Span::styled(
-        " backupd",
-        Style::new().add_modifier(Modifier::BOLD),
-    )];
+fn header_lines(view: &View, width: u16) -> Vec<Line<'static>> {
+    // Narrower than this the name and version give their room to the score.
+    let narrow = width < 48;
+    let mut first = Vec::new();
+    if !narrow {
+        first.push(Span::styled(
+            " backupd",
+            Style::new().add_modifier(Modifier::BOLD),
+        ));
+    }
     match &view.health {
-        Section::Ready(h) => first.extend(health_spans(h)),
+        Section::Ready(h) => first.extend(health_spans(h, narrow)),
         Section::Failed(message) => first.push(Span::styled(
             format!(" · health: {message}"),
             Style::new().fg(Color::Red),
         )),
         Section::Waiting => first.push(Span::raw(" · waiting for the daemon")),
     }
-    first.push(Span::styled(
+    // The keys (and the refresh interval) at the right edge, as much as there is room for.
+    let used: usize = first.iter().map(Span::width).sum();
+    let hints = [
         format!(
-            " · every {} · q quits",
+            "q quits · every {} ",
             humantime::format_duration(view.interval)
         ),
-        Style::new().fg(Color::DarkGray),
-    ));
+        "q quits ".to_owned(),
+    ];
+    let room = usize::from(width).saturating_sub(used + 2);
+    if let Some(hint) = hints.into_iter().find(|h| h.chars().count() <= room) {
+        let gap = usize::from(width) - used - hint.chars().count();
+        first.push(Span::raw(" ".repeat(gap)));
+        first.push(Span::styled(hint, Style::new().fg(Color::DarkGray)));
+    }
     let mut lines = vec![Line::from(first)];
     match &view.link {
         Link::Up => {}
@@ -107,6 +120,12 @@ fn header_lines(view: &View) -> Vec<Line<'static>> {
                 Some(secs) => format!(" (showing data from {} ago)", age(*secs)),
                 None => String::new(),
             };
+            // The reason is what gets cut: "retrying" says the dashboard goes on.
+            let frame = format!(" daemon unreachable: , retrying{stale}");
+            let reason = fit(
+                reason,
+                usize::from(width).saturating_sub(frame.chars().count()),
+            );
             lines.push(Line::styled(
                 format!(" daemon unreachable: {reason}, retrying{stale}"),
                 Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
@@ -116,22 +135,27 @@ fn header_lines(view: &View) -> Vec<Line<'static>> {
     lines
 }
 
-fn health_spans(h: &HealthReport) -> Vec<Span<'static>> {
+fn health_spans(h: &HealthReport, narrow: bool) -> Vec<Span<'static>> {
     let status = match h.status {
         HealthStatus::Ok => ("ok", Color::Green),
         HealthStatus::Degraded => ("degraded", Color::Yellow),
         HealthStatus::Stopping => ("stopping", Color::Red),
     };
+    // The score first: on a narrow terminal what is cut is the rest.
     vec![
-        Span::raw(format!(" {} · up {} · ", h.version, age(h.uptime_secs))),
-        Span::styled(status.0, Style::new().fg(status.1)),
-        Span::raw(" · score "),
+        Span::raw(match narrow {
+            true => " score ".to_owned(),
+            false => format!(" {} · score ", h.version),
+        }),
         Span::styled(
             format!("{}/100 {}", h.score.score, h.score.level.as_str()),
             Style::new()
                 .fg(level_color(h.score.level))
                 .add_modifier(Modifier::BOLD),
         ),
+        Span::raw(" · status "),
+        Span::styled(status.0, Style::new().fg(status.1)),
+        Span::raw(format!(" · up {}", age(h.uptime_secs))),
     ]
 }
 

@@ -15,11 +15,35 @@ use ratatui::Frame;
 
 const DIM: Style = Style::new().fg(Color::DarkGray);
 
-/// A bordered panel titled `title`; returns its inner area.
+/// A bordered panel titled `title`; returns its inner area. Under three rows a border would
+/// leave no room inside, so the title becomes the first line and the rest is the content.
 fn panel(frame: &mut Frame<'_>, area: Rect, title: String) -> Rect {
+    if area.height < 3 {
+        let first = Rect {
+            height: area.height.min(1),
+            ..area
+        };
+        let text = fit(title.trim(), usize::from(area.width));
+        let bold = Style::new().add_modifier(Modifier::BOLD);
+        frame.render_widget(Paragraph::new(Line::styled(text, bold)), first);
+        return Rect {
+            y: area.y + first.height,
+            height: area.height - first.height,
+            ..area
+        };
+    }
     let width = usize::from(area.width.saturating_sub(4));
     frame.render_widget(Block::bordered().title(fit(&title, width)), area);
     inner(area)
+}
+
+/// How many of `total` items to list in `room` rows: all if they fit, else one less to make
+/// room for a "+N more" line, unless that line would be all there is.
+fn listed(total: usize, room: usize) -> usize {
+    match total <= room || room < 2 {
+        true => total.min(room),
+        false => room - 1,
+    }
 }
 
 /// A section that has no data to show: why, in one dim or red line.
@@ -42,40 +66,48 @@ pub fn sources(frame: &mut Frame<'_>, area: Rect, view: &View) {
         frame.render_widget(Paragraph::new(hint), body);
         return;
     }
-    // One row is the header; when the rest cannot hold every source the last one says how
-    // many are left out.
-    let room = usize::from(body.height.saturating_sub(1));
-    let shown = if sources.len() > room {
-        room.saturating_sub(1)
-    } else {
-        sources.len()
-    };
-    let widths = [
-        Constraint::Min(6),
-        Constraint::Length(9),
-        Constraint::Length(13),
-    ];
-    let name_width = usize::from(body.width.saturating_sub(9 + 13 + 2)).max(6);
+    // A header row where there is room for it and a row under it; the "last" column where
+    // there is width for a name beside it.
+    let with_header = body.height >= 3;
+    let with_last = body.width >= STATE_WIDTH + LAST_WIDTH + 2 + MIN_NAME;
+    let room = usize::from(body.height - u16::from(with_header));
+    let shown = listed(sources.len(), room);
+    let mut widths = vec![Constraint::Fill(1), Constraint::Length(STATE_WIDTH)];
+    let mut used = STATE_WIDTH + 1;
+    if with_last {
+        widths.push(Constraint::Length(LAST_WIDTH));
+        used += LAST_WIDTH + 1;
+    }
+    let name_width = usize::from(body.width.saturating_sub(used)).max(1);
     let mut rows: Vec<Row<'_>> = sources
         .iter()
         .take(shown)
-        .map(|s| source_row(s, view, name_width))
+        .map(|s| source_row(s, view, name_width, with_last))
         .collect();
     if shown < sources.len() {
         rows.push(Row::new([format!("+{} more", sources.len() - shown)]).style(DIM));
     }
-    let header = Row::new(["name", "state", "last"]).style(DIM);
-    frame.render_widget(Table::new(rows, widths).header(header), body);
+    let mut table = Table::new(rows, widths);
+    if with_header {
+        table = table.header(Row::new(["name", "state", "last"]).style(DIM));
+    }
+    frame.render_widget(table, body);
 }
 
-fn source_row(s: &SourceInfo, view: &View, name_width: usize) -> Row<'static> {
+/// `watching`; `3f9a1c2b 12m`, `3f9a1c2b 300d`.
+const STATE_WIDTH: u16 = 8;
+const LAST_WIDTH: u16 = 13;
+/// Narrower than this, a name gives up the "last" column's room.
+const MIN_NAME: u16 = 10;
+
+fn source_row(s: &SourceInfo, view: &View, name_width: usize, with_last: bool) -> Row<'static> {
     let running = |id| {
         view.queue
             .ready()
             .is_some_and(|q| q.running.iter().any(|j| j.id == id))
     };
     let (state, color) = match (s.job, s.state) {
-        (Some(id), _) if running(id) => ("backing up", Color::Cyan),
+        (Some(id), _) if running(id) => ("backup", Color::Cyan),
         (Some(_), _) => ("queued", Color::Cyan),
         (None, WatchState::Watching) => ("watching", Color::Green),
         (None, WatchState::Starting) => ("starting", Color::Yellow),
@@ -83,15 +115,35 @@ fn source_row(s: &SourceInfo, view: &View, name_width: usize) -> Row<'static> {
         (None, WatchState::NotWatched) => ("scans", Color::Reset),
     };
     let last = match (&s.last_snapshot, s.last_snapshot_ns) {
-        (Some(id), Some(ns)) => format!("{} {}", short(id), ago(view.now_ns, ns)),
+        (Some(id), Some(ns)) => {
+            let secs = view.now_ns.saturating_sub(ns).max(0) / 1_000_000_000;
+            format!(
+                "{} {}",
+                short(id),
+                unit_age(u64::try_from(secs).unwrap_or(0))
+            )
+        }
         (Some(id), None) => short(id).to_owned(),
         _ => "never".to_owned(),
     };
-    Row::new([
+    let mut cells = vec![
         Span::raw(fit(&s.spec.name, name_width)),
         Span::styled(state, Style::new().fg(color)),
-        Span::raw(last),
-    ])
+    ];
+    if with_last {
+        cells.push(Span::raw(last));
+    }
+    Row::new(cells)
+}
+
+/// `45s`, `12m`, `3h`, `12d`: one unit, for a narrow column.
+fn unit_age(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
 }
 
 fn short(id: &str) -> &str {
@@ -123,7 +175,10 @@ pub fn queue(frame: &mut Frame<'_>, area: Rect, view: &View) {
     line(frame, &mut y, counts_line(q));
     // Each running job: what it is, then its gauge. Jobs that do not fit are counted.
     for (i, job) in q.running.iter().enumerate() {
-        if bottom.saturating_sub(y) < 2 {
+        // Two rows for this job, and one more for the count when others follow.
+        let rows = bottom.saturating_sub(y);
+        let last = i + 1 == q.running.len();
+        if rows < 2 || (!last && rows < 3) {
             let left = q.running.len() - i;
             line(
                 frame,
@@ -395,10 +450,10 @@ pub fn alerts(frame: &mut Frame<'_>, area: Rect, view: &View) {
         };
         lines.push(quiet);
     }
-    let room = usize::from(body.height);
-    if lines.len() > room && room > 0 {
-        let left = lines.len() - (room - 1);
-        lines.truncate(room - 1);
+    let shown = listed(lines.len(), usize::from(body.height));
+    if shown < lines.len() {
+        let left = lines.len() - shown;
+        lines.truncate(shown);
         lines.push(Line::styled(format!("+{left} more"), DIM));
     }
     frame.render_widget(Paragraph::new(lines), body);

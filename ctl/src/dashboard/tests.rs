@@ -216,9 +216,14 @@ fn an_80x24_screen_shows_score_sources_a_gauge_sparklines_and_alerts() {
         "{text}"
     );
     assert!(text.contains("webroot"), "{text}");
+    assert!(lines[0].ends_with("q quits "), "{text}");
+    let webroot = lines
+        .iter()
+        .find(|l| l.contains("webroot "))
+        .unwrap_or_else(|| panic!("no webroot row: {text}"));
     assert!(
-        text.contains("backing up"),
-        "source with a running job: {text}"
+        webroot.contains(" backup "),
+        "source with a running job: {webroot}"
     );
     assert!(
         text.contains("3f9a1c2b 5m"),
@@ -256,19 +261,26 @@ fn an_80x24_screen_shows_score_sources_a_gauge_sparklines_and_alerts() {
 fn an_unreachable_daemon_is_said_and_the_last_data_stays() {
     let mut view = full_view();
     view.link = Link::Down {
-        reason: "no daemon answers on /run/backupd.sock: Connection refused".into(),
+        reason: "no daemon answers on /run/backupd/backupd.sock: Connection refused (os error 111)"
+            .into(),
         stale_secs: Some(14),
     };
-    let text = screen(&render(&view, 120, 24));
+    let lines = render(&view, 120, 24);
     assert!(
-        text.contains("daemon unreachable: no daemon answers on /run/backupd.sock"),
-        "{text}"
+        lines[1].contains("daemon unreachable: no daemon answers on /run/backupd/backupd.sock"),
+        "{lines:#?}"
+    );
+    // At 80 columns the reason is cut, not the promise to retry.
+    let lines = render(&view, 80, 24);
+    assert!(
+        lines[1].starts_with(" daemon unreachable: no daemon"),
+        "{lines:#?}"
     );
     assert!(
-        text.contains("retrying (showing data from 14s ago)"),
-        "{text}"
+        lines[1].contains("…, retrying (showing data from 14s ago)"),
+        "{lines:#?}"
     );
-    assert!(text.contains("webroot"), "{text}");
+    assert!(screen(&lines).contains("webroot"), "{lines:#?}");
 }
 
 #[test]
@@ -362,8 +374,9 @@ fn tiny_and_odd_sizes_do_not_panic() {
         hostile,
         View::connecting(Duration::from_secs(2)),
     ];
-    let text = screen(&render(&views[0], 20, 5));
-    assert!(text.contains("backupd"), "{text}");
+    let lines = render(&views[0], 20, 5);
+    assert!(lines[0].contains("score 73/100"), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("webroot")), "{lines:#?}");
     for view in &views {
         for (w, h) in [(20, 5), (0, 0), (1, 1), (80, 1), (1, 24), (200, 60)] {
             render(view, w, h);
