@@ -1,11 +1,13 @@
 //! Support for the end-to-end tests: locate the built binaries, run a real `backupd` on a temp
 //! socket ([`TestDaemon`], killed on drop), drive it with `backupctl`, and speak raw frames
 //! ([`RawConn`]) for hostile-input tests. Waiting (`wait`), checking and restoring (`verify`)
-//! are shared here so that no test file writes its own.
+//! are shared here so that no test file writes its own; [`Tmux`] is a real terminal for
+//! full-screen commands.
 
 mod attacker;
 mod raw;
 mod smallfs;
+mod tmux;
 pub mod treecmp;
 mod verify;
 mod wait;
@@ -13,6 +15,7 @@ mod wait;
 pub use attacker::Attacker;
 pub use raw::RawConn;
 pub use smallfs::SmallFs;
+pub use tmux::{shell_quote, Tmux};
 pub use wait::{poll_until, wait_until, wait_until_else};
 
 use std::io::Read;

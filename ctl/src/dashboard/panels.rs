@@ -274,7 +274,12 @@ fn progress_label(p: &OperationProgress) -> (f64, String) {
         }
         _ => (
             0.0,
-            format!("{} files, {}", p.files_done, bytes(p.bytes_done)),
+            format!(
+                "{} files, {} · {}",
+                p.files_done,
+                bytes(p.bytes_done),
+                age(p.elapsed_ms / 1000)
+            ),
         ),
     }
 }
