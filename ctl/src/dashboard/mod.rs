@@ -23,6 +23,7 @@ use futures::StreamExt;
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 use std::io::{IsTerminal, Stdout};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -131,6 +132,7 @@ impl Screen {
     fn enter() -> std::io::Result<Self> {
         install_panic_hook();
         terminal::enable_raw_mode()?;
+        TAKEN.store(true, Ordering::SeqCst);
         // From here on a failure must undo what was done: `restore` undoes all of it and
         // each step is harmless when it was not done.
         let entered = crossterm::execute!(
@@ -155,9 +157,16 @@ impl Drop for Screen {
     }
 }
 
-/// Raw mode off, alternate screen left, cursor shown. Safe to call more than once (the panic
-/// hook and the guard's drop both do on a panic).
+/// Whether the terminal is ours (raw, alternate screen) and not yet given back.
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Raw mode off, alternate screen left, cursor shown; once. The panic hook and the guard's drop
+/// both call it on a panic, and leaving the alternate screen a second time would move the
+/// cursor back to where it was when the dashboard started, over the panic message.
 fn restore() {
+    if !TAKEN.swap(false, Ordering::SeqCst) {
+        return;
+    }
     let _ = terminal::disable_raw_mode();
     let _ = crossterm::execute!(
         std::io::stdout(),
