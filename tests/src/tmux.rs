@@ -10,6 +10,8 @@ use std::time::Duration;
 
 pub struct Tmux {
     name: String,
+    /// The server's socket: tmux leaves it behind when the server is killed.
+    socket: Option<std::path::PathBuf>,
     _config: tempfile::TempDir,
 }
 
@@ -27,8 +29,9 @@ impl Tmux {
         // remain-on-exit from the start: set afterwards, a command that ends at once would take
         // its pane (and its exit status) with it.
         std::fs::write(&conf, "set-option -g remain-on-exit on\n").expect("tmux config");
-        let tmux = Self {
+        let mut tmux = Self {
             name: format!("backupd-{test}-{}", std::process::id()),
+            socket: None,
             _config: config,
         };
         let out = tmux.run_with_config(
@@ -48,6 +51,7 @@ impl Tmux {
             "tmux new-session: {}",
             crate::text(&out)
         );
+        tmux.socket = Some(tmux.format("#{socket_path}").into());
         tmux
     }
 
@@ -164,6 +168,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
+        if let Some(socket) = &self.socket {
+            let _ = std::fs::remove_file(socket);
+        }
     }
 }
 
