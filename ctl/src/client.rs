@@ -1,6 +1,7 @@
 //! One typed helper per request, so no command handles an unexpected response.
 
 use backupd_common::client::{ClientError, Connection, TrustedDaemon};
+use backupd_common::protocol::PerfRequest;
 use backupd_common::protocol::{AlertInfo, ComplianceReport, Framework, SecurityReport, Unlocked};
 use backupd_common::protocol::{AuditEntry, AuditQuery, VerifyReport};
 use backupd_common::protocol::{FileCryptRequest, FileCryptResult};
@@ -448,6 +449,13 @@ impl Client {
             Response::Security(r) => Ok(r),
             other => Err(unexpected(other)),
         }
+    }
+}
+
+impl Client {
+    /// A `perf` request; the command matches the reply.
+    pub async fn perf(&mut self, request: PerfRequest) -> Result<Response, ClientError> {
+        self.conn.call(Request::Perf(request)).await
     }
 }
 
