@@ -275,6 +275,18 @@ impl Perf {
             this
         });
         inner.next_id = id;
+        let mut changes = changes;
+        if !self.auto(&inner) {
+            // Said where the bottleneck is stored and where it is kept open alike.
+            const NOTE: &str = "none: automatic tuning is off (`backupctl perf auto on`)";
+            let opened: Vec<u64> = changes.opened.iter().map(|b| b.id).collect();
+            for b in inner.tracker.open.iter_mut().filter(|b| opened.contains(&b.id)) {
+                b.actions.push(NOTE.into());
+            }
+            for b in &mut changes.opened {
+                b.actions.push(NOTE.into());
+            }
+        }
         for b in &changes.opened {
             tracing::warn!(kind = %b.kind, severity = b.severity.as_str(), reason = %b.reason, "bottleneck");
         }
