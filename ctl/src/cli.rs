@@ -88,6 +88,7 @@ pub enum PerfCommand {
     Optimize,
     /// Turn automatic tuning on or off (off puts the configured values back in force).
     Auto {
+        /// `on`: a tuning round every perf.optimize_every; `off`: the configured values.
         #[arg(value_enum)]
         state: OnOff,
     },
