@@ -42,8 +42,7 @@ pub fn exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<HttpReply> 
 pub fn request(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<HttpReply> {
     exchange(
         addr,
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
     )
 }
 

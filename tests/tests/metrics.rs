@@ -14,7 +14,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-
 const FINISHED: &str = r#"backupd_jobs_finished_total{kind="backup",outcome="succeeded"}"#;
 const DURATIONS: &str = r#"backupd_job_duration_seconds_count{kind="backup"}"#;
 
@@ -99,9 +98,12 @@ fn a_backup_is_counted_and_promtool_finds_the_exposition_clean() {
     let out = d.ctl(&["backup", s(&src)]);
     assert!(out.status.success(), "{}", text(&out));
 
-    let after = scrape_until(addr, "the backup in the metrics", Duration::from_secs(10), |s| {
-        (s.get(FINISHED) >= Some(&1.0) && s.get(DURATIONS) >= Some(&1.0)).then(|| s.clone())
-    });
+    let after = scrape_until(
+        addr,
+        "the backup in the metrics",
+        Duration::from_secs(10),
+        |s| (s.get(FINISHED) >= Some(&1.0) && s.get(DURATIONS) >= Some(&1.0)).then(|| s.clone()),
+    );
     let get = |series: &str| {
         *after
             .get(series)
@@ -130,7 +132,10 @@ fn a_backup_is_counted_and_promtool_finds_the_exposition_clean() {
         .expect("clock")
         .as_secs_f64();
     let started = get("process_start_time_seconds");
-    assert!(started <= now && started > now - 600.0, "{started} vs {now}");
+    assert!(
+        started <= now && started > now - 600.0,
+        "{started} vs {now}"
+    );
 
     // A watched source: its lag appears once its first snapshot is made.
     let docs = d.dir.path().join("docs");
@@ -138,11 +143,13 @@ fn a_backup_is_counted_and_promtool_finds_the_exposition_clean() {
     std::fs::write(docs.join("note"), "hello").expect("write");
     json_ok(&d.ctl(&["--json", "source", "add", s(&docs), "--name", "docs"]));
     let lag = scrape_until(addr, "the source's lag", Duration::from_secs(30), |s| {
-        s.get(r#"backupd_source_lag_seconds{source="docs"}"#).copied()
+        s.get(r#"backupd_source_lag_seconds{source="docs"}"#)
+            .copied()
     });
     assert!((0.0..60.0).contains(&lag), "{lag}");
     let rpo = scrape_until(addr, "the source's RPO", Duration::from_secs(20), |s| {
-        s.get(r#"backupd_source_rpo_seconds{source="docs"}"#).copied()
+        s.get(r#"backupd_source_rpo_seconds{source="docs"}"#)
+            .copied()
     });
     assert!(rpo > 0.0, "{rpo}");
 
@@ -229,7 +236,9 @@ fn a_prometheus_server_scrapes_the_health_score() {
             let series = v["data"]["result"].as_array()?.first()?.clone();
             assert_eq!(series["metric"]["job"], "backupd", "{v}");
             let stored = series["value"][1].as_str()?.parse::<f64>().ok()?;
-            let served = samples(&scrape(target).ok()?).get("backupd_health_score").copied();
+            let served = samples(&scrape(target).ok()?)
+                .get("backupd_health_score")
+                .copied();
             (served == Some(stored)).then_some(stored)
         },
         || format!("last answer: {}", last.borrow()),
@@ -239,7 +248,7 @@ fn a_prometheus_server_scrapes_the_health_score() {
 }
 
 /// Whether the daemon has closed `s` (EOF or reset), without waiting.
-fn is_closed(s: &mut TcpStream) -> bool {
+fn is_closed(mut s: &TcpStream) -> bool {
     s.set_nonblocking(true).expect("nonblocking");
     let mut buf = [0u8; 256];
     match s.read(&mut buf) {
@@ -249,8 +258,8 @@ fn is_closed(s: &mut TcpStream) -> bool {
     }
 }
 
-fn count_closed(idle: &mut [TcpStream]) -> usize {
-    idle.iter_mut().filter(|s| is_closed(s)).count()
+fn count_closed(idle: &[TcpStream]) -> usize {
+    idle.iter().filter(|s| is_closed(s)).count()
 }
 
 #[test]
@@ -291,20 +300,26 @@ fn idle_connections_oversized_requests_and_wrong_methods_do_not_hurt_the_endpoin
     // 100 connections that send nothing: those over the limit are closed at once, the rest
     // when their request head has not come within the header timeout; then a scrape works.
     let started = Instant::now();
-    let mut idle: Vec<TcpStream> = (0..100)
+    let idle: Vec<TcpStream> = (0..100)
         .map(|_| TcpStream::connect(addr).expect("connect"))
         .collect();
     // Well before the header timeout (5 s): only the 16 that hold a slot are still open.
-    wait_until("the connections over the limit closed", Duration::from_secs(3), || {
-        (count_closed(&mut idle) >= 100 - 16).then_some(())
-    });
-    let body = wait_until("a scrape past the idle ones", Duration::from_secs(15), || {
-        scrape(addr).ok()
-    });
+    wait_until(
+        "the connections over the limit closed",
+        Duration::from_secs(3),
+        || (count_closed(&idle) >= 100 - 16).then_some(()),
+    );
+    let body = wait_until(
+        "a scrape past the idle ones",
+        Duration::from_secs(15),
+        || scrape(addr).ok(),
+    );
     assert!(body.contains("backupd_health_score"), "{body}");
-    wait_until("every idle connection closed", Duration::from_secs(10), || {
-        (count_closed(&mut idle) == 100).then_some(())
-    });
+    wait_until(
+        "every idle connection closed",
+        Duration::from_secs(10),
+        || (count_closed(&idle) == 100).then_some(()),
+    );
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{:?}",
@@ -334,7 +349,10 @@ fn a_taken_port_is_logged_and_a_reload_moves_the_endpoint() {
     });
     // The daemon runs on; the log names the key and the address.
     assert!(d.ctl(&["system", "health"]).status.success());
-    let line = d.wait_log_line(&["metrics.listen", &taken_addr.to_string()], Duration::from_secs(5));
+    let line = d.wait_log_line(
+        &["metrics.listen", &taken_addr.to_string()],
+        Duration::from_secs(5),
+    );
     assert!(line.contains("ERROR"), "{line}");
     assert!(!listening_ports(d.pid()).contains(&taken_addr.port()));
 
@@ -342,7 +360,11 @@ fn a_taken_port_is_logged_and_a_reload_moves_the_endpoint() {
     let free = addr(free_port());
     std::fs::write(d.config_path(), metrics_config(free)).expect("write");
     let report = json_ok(&d.ctl(&["--json", "system", "reload"]));
-    assert_eq!(report["applied"], serde_json::json!(["metrics.listen"]), "{report}");
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["metrics.listen"]),
+        "{report}"
+    );
     scrape(free).expect("scrape on the new address");
 
     // A reload to the taken port is rejected whole and the endpoint stays where it was.

@@ -112,7 +112,11 @@ pub fn encode(s: &Scrape, o: &Observed) -> Result<String, std::fmt::Error> {
             version: backupd_common::VERSION,
         })
         .set(1);
-    r.register("build_info", "The running daemon's version, always 1", build);
+    r.register(
+        "build_info",
+        "The running daemon's version, always 1",
+        build,
+    );
 
     jobs(r, s, o);
     repositories(r, o);
@@ -415,7 +419,10 @@ mod tests {
                     "+Inf" => f64::INFINITY,
                     v => v.parse().unwrap_or_else(|_| panic!("{line}: value")),
                 };
-                assert!(out.insert(series.to_owned(), value).is_none(), "{line} twice");
+                assert!(
+                    out.insert(series.to_owned(), value).is_none(),
+                    "{line} twice"
+                );
             }
         }
         out
@@ -454,7 +461,10 @@ mod tests {
         assert_eq!(get("process_open_fds"), 7.0);
         assert_eq!(get("process_max_fds"), 1024.0);
         assert_eq!(get("process_start_time_seconds"), 1_700_000_000.25);
-        let version = format!("backupd_build_info{{version=\"{}\"}}", backupd_common::VERSION);
+        let version = format!(
+            "backupd_build_info{{version=\"{}\"}}",
+            backupd_common::VERSION
+        );
         assert_eq!(get(&version), 1.0);
         // Every job kind is there from the start, at zero.
         assert_eq!(

@@ -37,8 +37,7 @@ pub struct Scrape {
 /// Reads the services. Blocking (the `/proc` reads); the rest is memory.
 pub fn gather(h: &Handles) -> Scrape {
     let settings = h.settings.get();
-    let assessment =
-        crate::perf::health::assess(&h.perf, &h.timers, &h.queue, &settings.config);
+    let assessment = crate::perf::health::assess(&h.perf, &h.timers, &h.queue, &settings.config);
     let rpo: BTreeMap<&str, u64> = assessment
         .schedule
         .sources

@@ -187,11 +187,7 @@ impl Metrics {
 
     /// Follows the job events and serves connections until `cancel` fires.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let events = self
-            .events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner()).take();
         let observe = async {
             if let Some(events) = events {
                 self.observe(events, &cancel).await;

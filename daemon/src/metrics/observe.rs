@@ -390,7 +390,11 @@ mod tests {
         let mut progress = event(&j, JobState::Running);
         progress.progress = Some(Default::default());
         o.on_event(&progress, Some(&j));
-        assert_eq!(count(&o, "backup", "succeeded"), 0, "progress is not an end");
+        assert_eq!(
+            count(&o, "backup", "succeeded"),
+            0,
+            "progress is not an end"
+        );
 
         let mut strange = event(&j, JobState::Running);
         strange.kind = "not-a-kind".into();
