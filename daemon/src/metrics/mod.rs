@@ -43,8 +43,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     #[error(
-        "metrics.listen: cannot listen on {addr}: {source}; the metrics endpoint is off until \
-         metrics.listen names a free address and the configuration is reloaded"
+        "metrics.listen: cannot listen on {addr}: {source}{}; the metrics endpoint is off \
+         until metrics.listen names an address it can listen on and the configuration is \
+         reloaded",
+        bind_hint(source)
     )]
     Bind {
         addr: SocketAddr,
@@ -53,6 +55,17 @@ pub enum MetricsError {
     },
     #[error("rendering the metrics failed: {0}")]
     Render(String),
+}
+
+/// What to do about a bind error whose cause is not plain from its text.
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    if e.raw_os_error() == Some(libc::EAFNOSUPPORT) {
+        // The shipped unit's RestrictAddressFamilies=AF_UNIX.
+        " (under the shipped systemd unit, add the drop-in of docs/OPERATIONS.md, \
+         \"Prometheus metrics\", that allows AF_INET)"
+    } else {
+        ""
+    }
 }
 
 /// What the endpoint reads.
@@ -266,5 +279,29 @@ impl Metrics {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bind_error_names_the_key_the_address_and_for_a_sandbox_the_fix() {
+        let addr: SocketAddr = "127.0.0.1:9911".parse().expect("addr");
+        let sandboxed = MetricsError::Bind {
+            addr,
+            source: std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT),
+        }
+        .to_string();
+        assert!(sandboxed.starts_with("metrics.listen: cannot listen on 127.0.0.1:9911"));
+        assert!(sandboxed.contains("drop-in"), "{sandboxed}");
+        let taken = MetricsError::Bind {
+            addr,
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        }
+        .to_string();
+        assert!(taken.contains("127.0.0.1:9911"), "{taken}");
+        assert!(!taken.contains("drop-in"), "{taken}");
     }
 }
