@@ -97,7 +97,6 @@ impl Operation for Backup {
             zstd_level: tuned.zstd_level,
             pack_bytes: usize::try_from(tuned.pack_bytes).unwrap_or(usize::MAX),
             lane: Some(run.env.tuning.lane()),
-            ..Default::default()
         };
         if r.dry_run {
             let out = dry_run(&repo, &opts, run.progress, run.cancel)?;
