@@ -67,10 +67,58 @@ pub enum Command {
     /// security report.
     #[command(subcommand)]
     Security(SecurityCommand),
+    /// Performance: samples of the machine and the daemon, bottlenecks, the tuner.
+    #[command(subcommand)]
+    Perf(PerfCommand),
     /// A live full-screen view of the daemon: health score, sources, running jobs with
     /// progress, resource sparklines and alerts (q, Esc or Ctrl-C quits; needs a terminal, no
     /// --json).
     Dashboard(DashboardArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PerfCommand {
+    /// The newest sample, open bottlenecks, and the tunables in force and configured.
+    Current,
+    /// Averages, peaks, time in each bottleneck, disk forecasts and recommendations.
+    Report(PerfWindow),
+    /// The stored samples of a window, oldest first.
+    Metrics(PerfMetricsArgs),
+    /// Bottlenecks open now or ended within the window, newest first.
+    Bottlenecks(PerfWindow),
+    /// The tuner's changes within the window, newest first.
+    History(PerfWindow),
+    /// Run one tuning round now; prints what changed or why nothing did.
+    Optimize,
+    /// Turn automatic tuning on or off (off puts the configured values back in force).
+    Auto {
+        /// `on`: a tuning round every perf.optimize_every; `off`: the configured values.
+        #[arg(value_enum)]
+        state: OnOff,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct PerfWindow {
+    /// How far back to look.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "24h", value_name = "DURATION")]
+    pub since: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct PerfMetricsArgs {
+    /// How far back to look.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1h", value_name = "DURATION")]
+    pub since: std::time::Duration,
+    /// At most this many samples, evenly spread over the window (0: all).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_points: u32,
 }
 
 #[derive(Debug, Args)]

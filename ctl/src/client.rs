@@ -452,6 +452,37 @@ impl Client {
     }
 }
 
+impl Client {
+    /// A `perf` request; the command matches the reply.
+    pub async fn perf(&mut self, request: PerfRequest) -> Result<Response, ClientError> {
+        self.conn.call(Request::Perf(request)).await
+    }
+
+    // Typed reads for `backupctl dashboard`, which keeps their answers.
+    pub async fn perf_current(&mut self) -> Result<PerfCurrent, ClientError> {
+        match self.conn.call(Request::Perf(PerfRequest::Current)).await? {
+            Response::PerfCurrent(c) => Ok(*c),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The samples of the last `since`, oldest first, thinned evenly to at most `max_points`.
+    pub async fn perf_metrics(
+        &mut self,
+        since: Duration,
+        max_points: u32,
+    ) -> Result<Vec<PerfSample>, ClientError> {
+        let request = Request::Perf(PerfRequest::Metrics {
+            since_ms: u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+            max_points,
+        });
+        match self.conn.call(request).await? {
+            Response::PerfSamples(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
 fn job(response: Response) -> Result<JobInfo, ClientError> {
     match response {
         Response::Job(j) => Ok(*j),
@@ -546,32 +577,6 @@ impl Client {
         match (encrypt, reply) {
             (true, Response::Encrypted(r)) | (false, Response::Decrypted(r)) => Ok(r),
             (_, other) => Err(unexpected(other)),
-        }
-    }
-}
-
-/// `perf` reads, as `backupctl dashboard` shows them.
-impl Client {
-    pub async fn perf_current(&mut self) -> Result<PerfCurrent, ClientError> {
-        match self.conn.call(Request::Perf(PerfRequest::Current)).await? {
-            Response::PerfCurrent(c) => Ok(*c),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// The samples of the last `since`, oldest first, thinned evenly to at most `max_points`.
-    pub async fn perf_metrics(
-        &mut self,
-        since: Duration,
-        max_points: u32,
-    ) -> Result<Vec<PerfSample>, ClientError> {
-        let request = Request::Perf(PerfRequest::Metrics {
-            since_ms: u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
-            max_points,
-        });
-        match self.conn.call(request).await? {
-            Response::PerfSamples(s) => Ok(s),
-            other => Err(unexpected(other)),
         }
     }
 }

@@ -141,7 +141,14 @@ pub fn health_table(h: &HealthReport) -> String {
                 .unwrap_or_else(|| "embedded defaults".to_owned()),
         ),
         ("connections", h.connections.to_string()),
+        (
+            "score",
+            format!("{} ({})", h.score.score, h.score.level.as_str()),
+        ),
     ];
+    for f in &h.score.factors {
+        rows.push(("  -", format!("{} -{}: {}", f.name, f.penalty, f.detail)));
+    }
     for note in &h.notes {
         rows.push(("note", note.clone()));
     }
@@ -226,8 +233,9 @@ fn repo_maintenance(r: &backupd_common::protocol::RepoMaintenance) -> String {
 
 pub fn health_line(h: &HealthReport) -> String {
     format!(
-        "{} up {} pid {} connections {}",
+        "{} score {} up {} pid {} connections {}",
         lower(&h.status),
+        h.score.score,
         human_duration(h.uptime_secs),
         h.pid,
         h.connections

@@ -23,6 +23,9 @@ pub enum Error {
     Audit(#[from] crate::security::audit::AuditError),
     #[error(transparent)]
     Listen(#[from] ListenError),
+    /// The metrics endpoint cannot serve where `metrics.listen` says (on a reload).
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
@@ -141,6 +144,7 @@ impl Classify for Error {
             Self::Listen(_) | Self::Internal(_) | Self::TaskFailed { .. } | Self::Audit(_) => {
                 class(Internal, false)
             }
+            Self::Metrics(e) => e.class(),
             Self::JobNotFound { .. } => class(NotFound, false),
             Self::Source(e) => e.class(),
             Self::JobState { .. } => class(Conflict, false),
@@ -156,6 +160,23 @@ impl Classify for Error {
                     class(InvalidArgument, false)
                 }
             }
+        }
+    }
+}
+
+impl Classify for crate::metrics::MetricsError {
+    /// An address another process holds is a conflict the administrator resolves; one this
+    /// user may not bind (a port below 1024) is a permission; any other is a wrong address.
+    fn class(&self) -> Class {
+        use crate::metrics::MetricsError as E;
+        use std::io::ErrorKind as K;
+        match self {
+            E::Bind { source, .. } => match source.kind() {
+                K::AddrInUse => class(ErrorCode::Conflict, false),
+                K::PermissionDenied => class(ErrorCode::PermissionDenied, false),
+                _ => class(ErrorCode::InvalidArgument, false),
+            },
+            E::Render(_) => class(ErrorCode::Internal, false),
         }
     }
 }

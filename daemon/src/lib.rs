@@ -16,6 +16,7 @@ pub mod error;
 pub mod export;
 pub mod hooks;
 pub mod memory;
+pub mod metrics;
 pub mod ops;
 pub mod perf;
 pub mod queue;
@@ -67,7 +68,7 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let process = Process::current(&settings);
     let settings = SettingsHandle::new(settings);
-    let (services, scheduler) = build(
+    let (services, scheduler, metrics) = build(
         stores,
         &process,
         settings.clone(),
@@ -102,6 +103,10 @@ pub async fn run(
     // After the sources: its first plan must see them, or a missed run waits a whole tick.
     tracker.spawn(services.timers.clone().run(cancel.child_token()));
     tracker.spawn(services.perf.clone().run(cancel.child_token()));
+    // Bound before the daemon says it is ready, so that a scraper (or a test) that starts
+    // after readiness finds the port open.
+    metrics.start().await;
+    tracker.spawn(metrics.run(cancel.child_token()));
 
     {
         let repos = repos.clone();
@@ -160,7 +165,7 @@ pub async fn run(
 }
 
 /// Builds each service from the handles it needs: the queue's scheduler, the sources, the
-/// reloader, and the handles request handlers get. Nothing runs yet.
+/// reloader, the metrics endpoint, and the handles request handlers get. Nothing runs yet.
 async fn build(
     stores: Stores,
     process: &Process,
@@ -168,7 +173,7 @@ async fn build(
     log_reload: Option<LogReload>,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
-) -> Result<(Services, queue::worker::Scheduler), Error> {
+) -> Result<(Services, queue::worker::Scheduler, Arc<metrics::Metrics>), Error> {
     let Stores {
         state,
         queue,
@@ -215,14 +220,6 @@ async fn build(
         })??;
         Arc::new(opened)
     };
-    let reloader = Arc::new(reload::Reloader::new(
-        settings.clone(),
-        queue.clone(),
-        repos.clone(),
-        sources.clone(),
-        log_reload,
-    ));
-
     let audit = {
         let (state, dir, settings) = (state.clone(), process.state_dir.clone(), settings.clone());
         let opened = tokio::task::spawn_blocking(move || {
@@ -292,6 +289,23 @@ async fn build(
             })??;
         Arc::new(opened)
     };
+    // Subscribes to the job events here, before the scheduler can run a job.
+    let metrics = Arc::new(metrics::Metrics::new(metrics::Handles {
+        queue: queue.clone(),
+        sources: sources.clone(),
+        perf: perf.clone(),
+        timers: timers.clone(),
+        settings: settings.clone(),
+        tasks: tracker.clone(),
+    }));
+    let reloader = Arc::new(reload::Reloader::new(
+        settings.clone(),
+        queue.clone(),
+        repos.clone(),
+        sources.clone(),
+        metrics.clone(),
+        log_reload,
+    ));
     let services = Services {
         perf,
         security,
@@ -305,5 +319,5 @@ async fn build(
         tasks: tracker.clone(),
         shutdown: cancel.clone(),
     };
-    Ok((services, scheduler))
+    Ok((services, scheduler, metrics))
 }

@@ -6,6 +6,7 @@
 
 use crate::context::SettingsHandle;
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::repo::registry::Registry;
 use crate::watch::Sources;
@@ -20,6 +21,8 @@ pub struct Reloader {
     pub queue: Arc<Queue>,
     pub repos: Arc<Registry>,
     pub sources: Arc<Sources>,
+    /// Rebinds the Prometheus endpoint when `metrics.listen` changes.
+    pub metrics: Arc<Metrics>,
     /// Changes the log filter (owned by `main`'s tracing setup); none in tests.
     pub log_reload: Option<LogReload>,
     /// Serialises reloads (SIGHUP and `system reload` may race).
@@ -32,6 +35,7 @@ impl Reloader {
         queue: Arc<Queue>,
         repos: Arc<Registry>,
         sources: Arc<Sources>,
+        metrics: Arc<Metrics>,
         log_reload: Option<LogReload>,
     ) -> Self {
         Self {
@@ -39,6 +43,7 @@ impl Reloader {
             queue,
             repos,
             sources,
+            metrics,
             log_reload,
             lock: tokio::sync::Mutex::new(()),
         }
@@ -143,6 +148,25 @@ impl Reloader {
                 restart_required.push(key.to_owned());
             }
         }
+        // The new address is bound before anything changes: one that cannot be bound rejects
+        // the reload and the endpoint stays where it was. With the key unchanged, an endpoint
+        // that could not be bound before is tried again, and a failure only logged.
+        let (om, nm) = (&old.config.metrics, &new.config.metrics);
+        let rebind = match self.metrics.prepare(nm.listen).await {
+            Ok(rebind) => Some(rebind),
+            Err(e) if om.listen != nm.listen => {
+                tracing::error!(error = %e, "reload rejected");
+                return Err(e.into());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the metrics endpoint is still off");
+                None
+            }
+        };
+        if om.allow_public != nm.allow_public {
+            // Only validation reads it, and the new file passed.
+            applied.push("metrics.allow_public".to_owned());
+        }
         if old.log_level != new.log_level {
             if let Err(message) = self.set_log_level(&new.log_level) {
                 let e = Error::Internal(format!(
@@ -156,6 +180,9 @@ impl Reloader {
             applied.push("daemon.log_level".to_owned());
         }
 
+        if rebind.is_some_and(|r| self.metrics.commit(r)) {
+            applied.push("metrics.listen".to_owned());
+        }
         if oq.workers != nq.workers {
             self.queue.set_workers(nq.workers)?;
         }

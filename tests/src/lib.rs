@@ -1,11 +1,12 @@
 //! Support for the end-to-end tests: locate the built binaries, run a real `backupd` on a temp
 //! socket ([`TestDaemon`], killed on drop), drive it with `backupctl`, and speak raw frames
-//! ([`RawConn`]) for hostile-input tests. Waiting (`wait`), checking and restoring (`verify`)
-//! are shared here so that no test file writes its own; [`Tmux`] is a real terminal for
-//! full-screen commands.
+//! ([`RawConn`]) for hostile-input tests, and scrape its Prometheus endpoint ([`scrape`]).
+//! Waiting (`wait`), checking and restoring (`verify`) are shared here so that no test file
+//! writes its own; [`Tmux`] is a real terminal for full-screen commands.
 
 mod attacker;
 mod raw;
+pub mod scrape;
 mod smallfs;
 mod tmux;
 pub mod treecmp;

@@ -186,7 +186,7 @@ impl Checker<'_> {
 #[test]
 fn every_json_output_matches_its_schema() {
     let d = TestDaemon::start_with(DaemonOptions {
-        config: Some("[queue]\nworkers = 2\n".into()),
+        config: Some("[queue]\nworkers = 2\n[perf]\nsample_every = \"1s\"\n".into()),
         ..Default::default()
     });
     d.wait_repo("default");
@@ -432,6 +432,16 @@ fn every_json_output_matches_its_schema() {
     c.run("security-unlock", &["security", "unlock", "--uid", "4242"]);
     c.run_exiting("security-compliance", &["security", "compliance"], 1);
     c.run("security-report", &["security", "report", "--days", "3"]);
+    wait_until("a performance sample", Duration::from_secs(20), || {
+        (!c.run("perf-current", &["perf", "current"])["sample"].is_null()).then_some(())
+    });
+    c.run("perf-metrics", &["perf", "metrics", "--max-points", "10"]);
+    c.run("perf-report", &["perf", "report", "--since", "1h"]);
+    c.run("perf-bottlenecks", &["perf", "bottlenecks"]);
+    c.run("perf-optimize", &["perf", "optimize"]);
+    c.run("perf-history", &["perf", "history"]);
+    c.run("perf-auto", &["perf", "auto", "off"]);
+    c.run("perf-auto", &["perf", "auto", "on"]);
     let sealed = d.dir.path().join("a.enc");
     let opened = d.dir.path().join("a.out");
     let plain = src.join("sub/a.txt");

@@ -190,10 +190,10 @@ mod tests {
         assert_eq!(parse_io_class("idle"), Ok(None));
         assert_eq!(parse_io_class("best-effort/7"), Ok(Some(7)));
         assert!(parse_io_class("best-effort/8")
-            .expect_err("level 8")
+            .expect_err("level 8 is refused")
             .contains("0 (first)"));
         assert!(parse_io_class("realtime")
-            .expect_err("realtime")
+            .expect_err("realtime is refused")
             .contains("idle"));
     }
 

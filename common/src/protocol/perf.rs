@@ -281,8 +281,8 @@ pub struct PerfReport {
     pub queued: Stat,
     /// Per disk: usage now and the forecast.
     pub disks: Vec<DiskForecast>,
-    /// Seconds spent in each kind of bottleneck within the window.
-    pub bottleneck_secs: Vec<(BottleneckKind, u64)>,
+    /// Milliseconds spent in each kind of bottleneck within the window.
+    pub bottleneck_ms: Vec<(BottleneckKind, u64)>,
     pub bottlenecks: u32,
     pub tuning_changes: u32,
     pub recommendations: Vec<String>,

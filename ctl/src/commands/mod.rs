@@ -2,6 +2,7 @@
 
 pub mod history;
 pub mod jobs;
+pub mod perf;
 pub mod queue;
 pub mod repo;
 pub mod repo_keys;
@@ -129,6 +130,7 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         Command::Queue(cmd) => queue::run(&mut client, cmd, out).await,
         Command::Events(a) => queue::events(&mut client, a, out).await,
         Command::Source(cmd) => source::run(&mut client, cmd, out, paths).await,
+        Command::Perf(cmd) => perf::run(&mut client, cmd, out).await,
         Command::Security(cmd) => match cmd {
             SecurityCommand::Grant(a) => security_roles::grant(&mut client, a, out).await,
             SecurityCommand::Revoke(a) => security_roles::revoke(&mut client, a, out).await,

@@ -11,6 +11,7 @@ pub mod file_crypt;
 pub mod history;
 pub mod job;
 pub mod path;
+pub mod perf;
 pub mod repo;
 pub mod repo_keys;
 pub mod result;

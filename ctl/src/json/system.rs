@@ -25,6 +25,8 @@ pub struct HealthView {
     pub notes: Vec<String>,
     pub sources: Vec<SourceHealthView>,
     pub repositories: Vec<RepoMaintenanceView>,
+    /// The health score (0-100), its level and what lowered it.
+    pub score: super::perf::ScoreView,
 }
 
 /// A scheduled operation.
@@ -136,6 +138,7 @@ impl From<&HealthReport> for HealthView {
                 .iter()
                 .map(RepoMaintenanceView::from)
                 .collect(),
+            score: super::perf::ScoreView::from(&h.score),
         }
     }
 }

@@ -1,10 +1,53 @@
-//! The health score: 100 minus a bounded penalty per factor. Pure: the caller gathers the
-//! inputs (docs/OPERATIONS.md, "Health score", lists the weights).
+//! The health score: 100 minus a bounded penalty per factor (docs/OPERATIONS.md, "Health
+//! score", lists the weights). [`score`] is pure; [`assess`] is the one place its inputs are
+//! gathered from the services, for `system health` and the metrics endpoint alike, so the two
+//! cannot disagree.
 
+use crate::perf::Perf;
+use crate::queue::Queue;
+use crate::schedule::{report, Timers};
+use backupd_common::config::Config;
 use backupd_common::protocol::{
     Bottleneck, DiskForecast, HealthFactor, HealthLevel, HealthScore, RepoMaintenance, Severity,
     SourceHealth,
 };
+
+/// The score with what it was computed from that its readers also show.
+#[derive(Debug)]
+pub struct Assessment {
+    pub score: HealthScore,
+    /// The scheduler's view: per source and per repository, and the notes that make
+    /// `system health` degraded.
+    pub schedule: report::Report,
+    /// The bottlenecks open now.
+    pub bottlenecks: Vec<Bottleneck>,
+    /// Jobs in the dead-letter queue.
+    pub dead_letters: u64,
+}
+
+/// Gathers the inputs from the services and scores them. Cheap: every read is from memory.
+pub fn assess(perf: &Perf, timers: &Timers, queue: &Queue, config: &Config) -> Assessment {
+    let schedule = timers.health();
+    let bottlenecks = perf.open_bottlenecks();
+    let forecasts = perf.forecasts();
+    let dead_letters = queue.dead_letter_count();
+    let score = score(&Inputs {
+        bottlenecks: &bottlenecks,
+        sources: &schedule.sources,
+        repositories: &schedule.repositories,
+        dead_letters,
+        forecasts: &forecasts,
+        now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
+        disk_full_warning_ns: i64::try_from(config.perf.disk_full_warning.as_nanos())
+            .unwrap_or(i64::MAX),
+    });
+    Assessment {
+        score,
+        schedule,
+        bottlenecks,
+        dead_letters,
+    }
+}
 
 /// What the score is computed from.
 #[derive(Debug, Default)]

@@ -126,6 +126,9 @@ struct Inner {
     last_round_ns: i64,
     last_compact_ns: i64,
     next_id: u64,
+    /// The configured values the tunables were last fitted to: a reload that changes them
+    /// refits the tuned values instead of discarding them.
+    configured: Tunables,
 }
 
 pub struct Perf {
@@ -150,12 +153,20 @@ impl Perf {
         let store = store::Store::open(state)?;
         let config = configured(&h.settings.get().config);
         let saved = store.tuned();
-        let tunables = saved
+        let auto = saved
             .as_ref()
-            .map_or_else(|| config.clone(), |r| within(&r.tunables(), &config));
+            .and_then(|r| r.auto)
+            .unwrap_or(h.settings.get().config.perf.auto);
+        let tunables = match &saved {
+            Some(r) if auto => within(&r.tunables(), &config),
+            _ => config.clone(),
+        };
         // Bottlenecks left open by a previous run end where its samples ended.
         let tracker = bottleneck::Tracker::default();
-        let last = store.last_sample().map(|s| s.time_ns);
+        // The last sample stands for its whole span.
+        let last = store
+            .last_sample()
+            .map(|s| s.time_ns + i64::from(s.span_secs) * SEC_NS);
         for mut b in store.bottlenecks(i64::MAX) {
             if b.ended_ns.is_none() {
                 b.ended_ns = Some(last.unwrap_or(b.started_ns).max(b.started_ns));
@@ -174,6 +185,7 @@ impl Perf {
                 last_round_ns: now_ns(),
                 last_compact_ns: 0,
                 next_id,
+                configured: config,
             }),
             store,
             h,
@@ -263,6 +275,23 @@ impl Perf {
             this
         });
         inner.next_id = id;
+        let mut changes = changes;
+        if !self.auto(&inner) {
+            // Said where the bottleneck is stored and where it is kept open alike.
+            const NOTE: &str = "none: automatic tuning is off (`backupctl perf auto on`)";
+            let opened: Vec<u64> = changes.opened.iter().map(|b| b.id).collect();
+            for b in inner
+                .tracker
+                .open
+                .iter_mut()
+                .filter(|b| opened.contains(&b.id))
+            {
+                b.actions.push(NOTE.into());
+            }
+            for b in &mut changes.opened {
+                b.actions.push(NOTE.into());
+            }
+        }
         for b in &changes.opened {
             tracing::warn!(kind = %b.kind, severity = b.severity.as_str(), reason = %b.reason, "bottleneck");
         }
@@ -404,15 +433,21 @@ impl Perf {
         }
     }
 
-    /// A reload changed the configuration: keep the tuned values, within the new bounds.
-    pub fn reconfigured(&self) {
+    /// Follows a reload: when the configured values changed, the tuned values stay, within
+    /// the new bounds (with tuning off, the new configured values are in force).
+    pub fn follow_config(&self) {
         let configured = configured(&self.h.settings.get().config);
-        let inner = self.lock();
+        let mut inner = self.lock();
+        if inner.configured == configured {
+            return;
+        }
         let t = if self.auto(&inner) {
             within(&self.tuning.get(), &configured)
         } else {
-            configured
+            configured.clone()
         };
+        tracing::info!(tunables = ?t, "configuration changed; tuned values refitted");
+        inner.configured = configured;
         self.apply(&t);
         self.save(&inner, &t);
     }
@@ -507,22 +542,22 @@ impl Perf {
             }
         };
         let has_pressure = samples.iter().any(|s| s.pressure.is_some());
-        let mut bottleneck_secs: Vec<(BottleneckKind, u64)> = BottleneckKind::ALL
+        let mut bottleneck_ms: Vec<(BottleneckKind, u64)> = BottleneckKind::ALL
             .iter()
             .map(|k| {
-                let secs = bottlenecks
+                let ms = bottlenecks
                     .iter()
                     .filter(|b| b.kind == *k)
                     .map(|b| {
                         let start = b.started_ns.max(from);
                         let end = b.ended_ns.unwrap_or(until);
-                        ((end - start).max(0) / SEC_NS) as u64
+                        ((end - start).max(0) / 1_000_000) as u64
                     })
                     .sum();
-                (*k, secs)
+                (*k, ms)
             })
             .collect();
-        bottleneck_secs.retain(|(_, s)| *s > 0);
+        bottleneck_ms.retain(|(_, s)| *s > 0);
         let forecasts = self.forecasts();
         let mut report = PerfReport {
             since_ns: from,
@@ -540,7 +575,7 @@ impl Perf {
             restored_bps: stat(&|s| s.restored_bps as f64),
             queued: stat(&|s| f64::from(s.queued)),
             disks: forecasts,
-            bottleneck_secs,
+            bottleneck_ms,
             bottlenecks: bottlenecks.len() as u32,
             tuning_changes: changes.len() as u32,
             recommendations: Vec::new(),
@@ -560,6 +595,7 @@ impl Perf {
             }
             let me = self.clone();
             let result = tokio::task::spawn_blocking(move || {
+                me.follow_config();
                 me.sample_now();
                 let due = {
                     let inner = me.lock();
@@ -599,10 +635,10 @@ fn thin(all: Vec<PerfSample>, max: usize) -> Vec<PerfSample> {
 fn recommend(r: &PerfReport, c: &PerfConfig, t: &Tunables) -> Vec<String> {
     let mut out = Vec::new();
     let secs = |k: BottleneckKind| {
-        r.bottleneck_secs
+        r.bottleneck_ms
             .iter()
             .find(|(kind, _)| *kind == k)
-            .map_or(0, |(_, s)| *s)
+            .map_or(0, |(_, ms)| *ms / 1000)
     };
     let window = ((r.until_ns - r.since_ns) / SEC_NS).max(1) as u64;
     if secs(BottleneckKind::Cpu) * 10 > window {

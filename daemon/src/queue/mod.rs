@@ -402,6 +402,15 @@ impl Queue {
             .collect()
     }
 
+    /// How many jobs are in the dead-letter queue, without copying them.
+    pub fn dead_letter_count(&self) -> u64 {
+        self.lock()
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::DeadLetter)
+            .count() as u64
+    }
+
     pub async fn retry_dead_letter(&self, id: JobId) -> Result<JobInfo, Error> {
         let job = {
             let mut inner = self.lock();

@@ -127,13 +127,13 @@ fn health(h: &mut HealthReport) {
     }
     // Factor details name sources, paths and error texts.
     for f in &mut h.score.factors {
-        f.detail = HIDDEN.to_owned();
+        f.detail = HIDDEN_LOCATION.to_owned();
     }
 }
 
 /// Disk paths name sources' directories: a non-admin sees what a disk holds by kind only.
 fn disk(path: &mut String, holds: &mut Vec<String>) {
-    *path = HIDDEN.to_owned();
+    *path = HIDDEN_LOCATION.to_owned();
     for h in holds.iter_mut() {
         if let Some((kind, _)) = h.split_once(' ') {
             *h = kind.to_owned();
@@ -150,7 +150,7 @@ fn perf_sample(s: &mut backupd_common::protocol::PerfSample) {
 
 fn bottleneck(b: &mut backupd_common::protocol::Bottleneck) {
     if b.kind == backupd_common::protocol::BottleneckKind::Disk {
-        b.subject = HIDDEN.to_owned();
+        b.subject = HIDDEN_LOCATION.to_owned();
         b.reason = format!("a disk {:.1} % full or filling", b.peak);
         b.actions.clear();
     }

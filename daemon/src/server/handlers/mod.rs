@@ -25,8 +25,8 @@ pub enum StreamItem {
     Final(Result<Response, ErrorReply>),
 }
 
-// One per request, moved once into the connection's writer: boxing the response would add an
-// allocation per reply and save nothing.
+// A reply is built once per request and moved straight to the connection's writer: boxing the
+// immediate response to shrink the enum would only add an allocation to every request.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Reply {

@@ -46,9 +46,14 @@ pub fn health(server: &Server) -> HealthReport {
     let services = &server.services;
     let process = &server.process;
     let settings = services.settings.get();
-    let own = services.timers.health();
+    let own = crate::perf::health::assess(
+        &services.perf,
+        &services.timers,
+        &services.queue,
+        &settings.config,
+    );
     let mut notes = services.alerts.notes();
-    notes.extend(own.notes);
+    notes.extend(own.schedule.notes);
     let status = if services.shutdown.is_cancelled() {
         HealthStatus::Stopping
     } else if notes.is_empty() {
@@ -56,21 +61,8 @@ pub fn health(server: &Server) -> HealthReport {
     } else {
         HealthStatus::Degraded
     };
-    let config = &settings.config.perf;
-    let bottlenecks = services.perf.open_bottlenecks();
-    let forecasts = services.perf.forecasts();
-    let score = crate::perf::health::score(&crate::perf::health::Inputs {
-        bottlenecks: &bottlenecks,
-        sources: &own.sources,
-        repositories: &own.repositories,
-        dead_letters: services.queue.dead_letters().len() as u64,
-        forecasts: &forecasts,
-        now_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
-        disk_full_warning_ns: i64::try_from(config.disk_full_warning.as_nanos())
-            .unwrap_or(i64::MAX),
-    });
     HealthReport {
-        score,
+        score: own.score,
         status,
         version: backupd_common::VERSION.to_owned(),
         protocol_version: PROTOCOL_VERSION,
@@ -86,8 +78,8 @@ pub fn health(server: &Server) -> HealthReport {
         socket_activated: server.socket_activated,
         connections: u32::try_from(server.slots.live()).unwrap_or(u32::MAX),
         notes,
-        sources: own.sources,
-        repositories: own.repositories,
+        sources: own.schedule.sources,
+        repositories: own.schedule.repositories,
     }
 }
 
