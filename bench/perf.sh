@@ -13,8 +13,9 @@
 #    it acts within one backup). For each: the hog's throughput while the backup ran, as a
 #    share of the hog alone, and the backup's duration.
 #
-# usage: bench/perf.sh            env: IDLE (s), BENCH_DATA (default /tmp/bench-data),
-#                                      BENCH_WORK, ROUNDS (default 2)
+# usage: bench/perf.sh            env: IDLE (s; 0 skips part 1), BENCH_DATA (default
+#                                      /tmp/bench-data), BENCH_WORK, ROUNDS (default 2),
+#                                      MODES (default "nice0-off default-off tuner-on")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -48,6 +49,7 @@ start() {
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
+if [ "$IDLE" -gt 0 ]; then
 echo "== idle cost (${IDLE}s, both daemons at once)"
 start sampling $'[perf]\nsample_every = "1s"\noptimize_every = "10s"'; ON=$DPID
 start quiet $'[perf]\nsample_every = "1d"\noptimize_every = "1d"'; OFF=$DPID
@@ -63,6 +65,7 @@ printf '  sampling every 1 s: %s s CPU in %s s; sampling off: %s s\n' "$on_s" "$
 printf '  per sample: %s ms CPU -> default (every 30 s): %s %% of one CPU\n' "$per_sample_ms" "$default_pct"
 printf '  RSS: %s KiB sampling, %s KiB off (difference %s KiB)\n' "$rss_on" "$rss_off" "$((rss_on - rss_off))"
 kill "$ON" "$OFF"; wait "$ON" "$OFF" 2>/dev/null || true
+fi
 
 # rate_between FILE LINE_A LINE_B -> iterations/s between two marks of the hog
 rate_between() {
@@ -100,7 +103,7 @@ declare -A CONF=(
   [default-off]=$'[perf]\nauto = false'
   [tuner-on]=$'[perf]\nauto = true\nsample_every = "1s"\noptimize_every = "3s"'
 )
-MODES=(nice0-off default-off tuner-on)
+read -r -a MODES <<< "${MODES:-nice0-off default-off tuner-on}"
 declare -A SUM_HOG SUM_T
 echo "== backup of $(du -sh "$SRC" | cut -f1) next to a CPU hog ($(nproc) busy processes), $ROUNDS rounds"
 for r in $(seq "$ROUNDS"); do

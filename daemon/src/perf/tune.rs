@@ -13,6 +13,11 @@ use backupd_common::protocol::{IoClass, PerfSample, Tunables, TuningChange};
 pub const RELIEF_MARGIN: f64 = 15.0;
 /// Calm rounds in a row before a tunable moves back one step.
 pub const CALM_ROUNDS: u32 = 2;
+/// Below this share of all CPUs the daemon's own use is not what loads the machine: fewer
+/// threads or jobs would only make backups slower (measured with bench/perf.sh: at nice 19
+/// a backup next to a CPU hog took 6 times as long with one thread fewer, and the hog gained
+/// nothing), so the tuner stops at the nice level.
+pub const DAEMON_CPU_SIGNIFICANT: f64 = 20.0;
 /// Bounds.
 pub const MIN_PACK_BYTES: u64 = 4 << 20;
 pub const MAX_ZSTD_LEVEL: i32 = 9;
@@ -96,6 +101,7 @@ pub fn round(
             notes,
         };
     };
+    let daemon_cpu = avg(samples, |x| f64::from(x.daemon_cpu_percent)).unwrap_or(0.0);
     let memory = avg(samples, PerfSample::memory_percent).unwrap_or(0.0);
     let iowait = avg(samples, |x| f64::from(x.iowait_percent)).unwrap_or(0.0);
     let io_pressure = avg(samples, |x| {
@@ -116,6 +122,11 @@ pub fn round(
                 "CPU pressure: backups yield the CPU to other work",
             );
             t.nice = new;
+        } else if daemon_cpu < DAEMON_CPU_SIGNIFICANT {
+            notes.push(format!(
+                "{metric}: backups already run at nice {MAX_NICE} and the daemon uses {daemon_cpu:.1} % \
+                 (below {DAEMON_CPU_SIGNIFICANT} %): fewer threads would only slow them down"
+            ));
         } else if t.threads > 1 {
             s.record(
                 "threads",
@@ -362,6 +373,7 @@ mod tests {
             .map(|i| PerfSample {
                 time_ns: i,
                 cpu_percent: cpu,
+                daemon_cpu_percent: cpu / 2.0,
                 iowait_percent: iowait,
                 memory_used_bytes: mem_pct,
                 memory_total_bytes: 100,
@@ -411,6 +423,28 @@ mod tests {
         }
         assert_eq!(seen, ["nice", "nice", "threads", "workers"]);
         assert_eq!((t.nice, t.threads, t.workers), (19, 1, 1));
+    }
+
+    #[test]
+    fn when_others_load_the_cpu_the_tuner_stops_at_the_nice_level() {
+        let mut t = configured();
+        let mut calm = Calm::default();
+        let mut busy = samples(98.0, 10, 0.0, 10);
+        for s in &mut busy {
+            s.daemon_cpu_percent = 3.0;
+        }
+        for _ in 0..5 {
+            if let Some(n) = go(&t, &mut calm, &busy, false).tunables {
+                t = n;
+            }
+        }
+        assert_eq!((t.nice, t.threads, t.workers), (19, 2, 2));
+        let r = go(&t, &mut calm, &busy, false);
+        assert!(
+            r.notes[0].contains("would only slow them down"),
+            "{:?}",
+            r.notes
+        );
     }
 
     #[test]
