@@ -13,10 +13,10 @@ use backupd_common::protocol::{IoClass, PerfSample, Tunables, TuningChange};
 pub const RELIEF_MARGIN: f64 = 15.0;
 /// Calm rounds in a row before a tunable moves back one step.
 pub const CALM_ROUNDS: u32 = 2;
-/// Below this share of all CPUs the daemon's own use is not what loads the machine: fewer
-/// threads or jobs would only make backups slower (measured with bench/perf.sh: at nice 19
-/// a backup next to a CPU hog took 6 times as long with one thread fewer, and the hog gained
-/// nothing), so the tuner stops at the nice level.
+/// Below this share of all CPUs the daemon's own use is not what loads the machine: at nice 19
+/// its threads already yield, so fewer threads or jobs would give the other work nothing
+/// (bench/perf.sh next to a CPU hog: with one thread fewer the backup took 180 s and the hog
+/// kept 78 %; without that step 183 s and 82 %), and the tuner stops at the nice level.
 pub const DAEMON_CPU_SIGNIFICANT: f64 = 20.0;
 /// Bounds.
 pub const MIN_PACK_BYTES: u64 = 4 << 20;
