@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 /// runs with the requester's own file-system rights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Permission {
-    /// Read the daemon's health and one's own identity.
+    /// Read the daemon's health, its performance samples, bottlenecks and tuning history, and
+    /// one's own identity.
     SystemRead,
-    /// Reload the configuration, shut the daemon down, export and import its state.
+    /// Reload the configuration, shut the daemon down, export and import its state, run or
+    /// switch off the performance tuner.
     SystemManage,
     /// List repositories, read their details and statistics.
     RepoRead,
