@@ -18,6 +18,7 @@ pub mod tune;
 use crate::context::SettingsHandle;
 use crate::queue::Queue;
 use crate::repo::location::Location;
+use crate::repo::now_ns;
 use crate::repo::registry::Registry;
 use crate::state::records::perf::TunedRecord;
 use crate::state::{State, StateError};
@@ -38,6 +39,8 @@ const SEC_NS: i64 = 1_000_000_000;
 const FORECAST_WINDOW_NS: i64 = 6 * 3600 * SEC_NS;
 /// How often old samples are downsampled and expired.
 const COMPACT_EVERY_NS: i64 = 10 * 60 * SEC_NS;
+/// How long a computed baseline is reused.
+const BASELINE_REFRESH_NS: i64 = 10 * 60 * SEC_NS;
 /// The baseline looks at the last week.
 const BASELINE_WINDOW_NS: i64 = 7 * 86_400 * SEC_NS;
 
@@ -126,6 +129,11 @@ struct Inner {
     last_round_ns: i64,
     last_compact_ns: i64,
     next_id: u64,
+    /// The baseline of one hour of the day and when it was computed: it reads a week of
+    /// samples, and the dashboard asks for it every few seconds.
+    baseline: Option<(u32, i64, Option<Baseline>)>,
+    /// The samples the disk forecast is fitted on (time and disks only), oldest first.
+    recent: std::collections::VecDeque<PerfSample>,
     /// The configured values the tunables were last fitted to: a reload that changes them
     /// refits the tuned values instead of discarding them.
     configured: Tunables,
@@ -136,10 +144,6 @@ pub struct Perf {
     h: Handles,
     tuning: Tuning,
     inner: Mutex<Inner>,
-}
-
-fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 fn since(window: Duration) -> i64 {
@@ -185,6 +189,12 @@ impl Perf {
                 last_round_ns: now_ns(),
                 last_compact_ns: 0,
                 next_id,
+                baseline: None,
+                recent: store
+                    .samples(now_ns() - FORECAST_WINDOW_NS)
+                    .into_iter()
+                    .map(disks_only)
+                    .collect(),
                 configured: config,
             }),
             store,
@@ -262,8 +272,15 @@ impl Perf {
         if let Err(e) = self.store.add_sample(&s) {
             tracing::warn!(error = %e, "cannot store a performance sample");
         }
-        let history = self.store.samples(now - FORECAST_WINDOW_NS);
-        inner.forecasts = bottleneck::forecast(&history);
+        inner.recent.push_back(disks_only(s.clone()));
+        while inner
+            .recent
+            .front()
+            .is_some_and(|old| old.time_ns < now - FORECAST_WINDOW_NS)
+        {
+            inner.recent.pop_front();
+        }
+        inner.forecasts = bottleneck::forecast(inner.recent.make_contiguous());
         let detections = {
             let tracker = &inner.tracker;
             bottleneck::detect(&s, &inner.forecasts, &c, |k, subj| tracker.is_open(k, subj))
@@ -463,9 +480,11 @@ impl Perf {
     /// `perf current`. Blocking (reads the store).
     pub fn current(&self) -> PerfCurrent {
         let c = self.config();
-        let inner = self.lock();
+        let mut inner = self.lock();
         let sample = self.store.last_sample();
-        let baseline = sample.as_ref().and_then(|s| self.baseline(s.time_ns));
+        let baseline = sample
+            .as_ref()
+            .and_then(|s| self.cached_baseline(&mut inner, s.time_ns));
         PerfCurrent {
             sample,
             baseline,
@@ -475,6 +494,20 @@ impl Perf {
             configured: configured(&self.h.settings.get().config),
             sample_interval_ms: c.sample_every.as_millis() as u64,
             optimize_interval_ms: c.optimize_every.as_millis() as u64,
+        }
+    }
+
+    /// [`Self::baseline`], recomputed when the hour changes or every 10 minutes.
+    fn cached_baseline(&self, inner: &mut Inner, at_ns: i64) -> Option<Baseline> {
+        use chrono::{Local, TimeZone, Timelike};
+        let hour = Local.timestamp_nanos(at_ns).hour();
+        match inner.baseline {
+            Some((h, at, b)) if h == hour && at_ns - at < BASELINE_REFRESH_NS => b,
+            _ => {
+                let b = self.baseline(at_ns);
+                inner.baseline = Some((hour, at_ns, b));
+                b
+            }
         }
     }
 
@@ -580,7 +613,7 @@ impl Perf {
             tuning_changes: changes.len() as u32,
             recommendations: Vec::new(),
         };
-        report.recommendations = recommend(&report, &self.config(), &self.current().tunables);
+        report.recommendations = recommend(&report, &self.config(), &self.tuning.get());
         report
     }
 
@@ -612,6 +645,15 @@ impl Perf {
                 tracing::error!(error = %e, "the performance monitor's sampling task failed");
             }
         }
+    }
+}
+
+/// What the disk forecast needs of a sample.
+fn disks_only(s: PerfSample) -> PerfSample {
+    PerfSample {
+        time_ns: s.time_ns,
+        disks: s.disks,
+        ..Default::default()
     }
 }
 
