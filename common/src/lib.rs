@@ -11,6 +11,7 @@ pub mod ids;
 pub mod paths;
 pub mod plural;
 pub mod protocol;
+pub mod rate;
 pub mod schedule;
 
 /// Version of this build, shared by backupd and backupctl.

@@ -28,6 +28,7 @@ pub mod server;
 pub mod settings;
 pub mod state;
 pub mod systemd;
+pub mod throttle;
 pub mod watch;
 
 use context::{Process, SettingsHandle, Stores};
@@ -197,6 +198,7 @@ async fn build(
             repos: repos.clone(),
             state_dir: process.state_dir.clone(),
             tuning: tuning.clone(),
+            bandwidth: throttle::Bucket::new(settings.get().config.sync.bwlimit),
         },
         settings: settings.clone(),
         tasks: tracker.clone(),

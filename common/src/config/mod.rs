@@ -8,6 +8,7 @@ pub mod hooks;
 pub mod maintenance;
 pub mod perf;
 pub mod security;
+pub mod sync;
 
 pub use declared::{RepositoryConfig, SourceConfig};
 pub use hooks::{HookStage, HooksConfig};
@@ -58,6 +59,8 @@ pub struct Config {
     pub metrics: perf::MetricsConfig,
     /// Commands run around jobs of the kinds it names (docs/OPERATIONS.md, "Hooks").
     pub hooks: HooksConfig,
+    /// Limits shared by directory sync and repository replication.
+    pub sync: sync::SyncConfig,
     /// `[[repository]]` tables: repositories registered at start and on reload.
     #[serde(rename = "repository", skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<RepositoryConfig>,
@@ -329,6 +332,9 @@ impl Config {
             return Err(invalid(key, message));
         }
         if let Some((key, message)) = self.maintenance.problem() {
+            return Err(invalid(key, message));
+        }
+        if let Some((key, message)) = self.sync.problem() {
             return Err(invalid(key, message));
         }
         if let Some((key, message)) = self.perf.problem().or_else(|| self.metrics.problem()) {

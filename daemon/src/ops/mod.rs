@@ -59,6 +59,8 @@ pub struct Env {
     pub state_dir: PathBuf,
     /// The tuner's values: background jobs read them when they start.
     pub tuning: crate::perf::Tuning,
+    /// `[sync] bwlimit`: one bucket shared by every transfer under it.
+    pub bandwidth: crate::throttle::Bucket,
 }
 
 /// One attempt of a job, as its operation sees it.

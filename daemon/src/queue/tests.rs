@@ -55,6 +55,7 @@ fn harness(q: QueueConfig) -> Harness {
             repos,
             state_dir: dir.path().to_owned(),
             tuning: crate::perf::Tuning::new(crate::perf::configured(&settings.config)),
+            bandwidth: crate::throttle::Bucket::default(),
         },
         settings: SettingsHandle::new(settings),
         tasks: TaskTracker::new(),

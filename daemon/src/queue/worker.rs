@@ -170,6 +170,8 @@ impl RunTask {
         let queue = &s.queue;
         joblog::open(id);
         let hooks = self.hooks(&s).await;
+        // `[sync] bwlimit` as it is now: a reload applies to the next job that starts.
+        s.env.bandwidth.set(s.settings.get().config.sync.bwlimit);
         let work = {
             let (env, kind, attempt) = (s.env.clone(), self.kind, self.attempt);
             let acts_as = self.acts_as;
