@@ -375,7 +375,7 @@ impl Classify for SourceError {
     fn class(&self) -> Class {
         use ErrorCode::*;
         match self {
-            Self::Exists(_) => class(Conflict, false),
+            Self::Exists(_) | Self::SamePath { .. } => class(Conflict, false),
             Self::Unknown(_) => class(NotFound, false),
             Self::State(e) => e.class(),
             Self::InvalidName(_) | Self::Path { .. } | Self::Invalid { .. } => {

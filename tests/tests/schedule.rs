@@ -462,3 +462,42 @@ fn a_scheduled_prune_removes_forgotten_data_and_leaves_a_clean_repository() {
         .expect("a prune result");
     assert!(bytes_after < 600 * 1024, "{prunes:#?}");
 }
+
+#[test]
+fn a_second_source_of_the_same_directory_and_repository_is_refused() {
+    let tree = tempfile::tempdir().expect("tree");
+    let d = TestDaemon::start();
+    d.wait_repo("default");
+    let first = d.ctl(&[
+        "source",
+        "add",
+        s(tree.path()),
+        "--name",
+        "first",
+        "--no-watch",
+    ]);
+    assert!(first.status.success(), "{}", text(&first));
+    // Its retention would apply to the first one's snapshots as well.
+    let second = d.ctl(&[
+        "source",
+        "add",
+        s(tree.path()),
+        "--name",
+        "second",
+        "--every",
+        "1h",
+    ]);
+    assert!(!second.status.success(), "{}", text(&second));
+    let message = text(&second);
+    assert!(
+        message.contains("already backed up") && message.contains("\"first\""),
+        "{message}"
+    );
+    let names: Vec<Value> = json_ok(&d.ctl(&["--json", "source", "list"]))
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|x| x["name"].clone())
+        .collect();
+    assert_eq!(names, vec![Value::from("first")]);
+}

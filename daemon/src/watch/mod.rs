@@ -49,6 +49,16 @@ pub enum SourceError {
     Exists(String),
     #[error("no source named {0:?}; `backupctl source list` shows them")]
     Unknown(String),
+    #[error(
+        "{path} is already backed up into repository {repo} by source {other:?}: change that \
+         source (`backupctl source set {other} ...`) instead of adding a second one, whose \
+         retention would forget the other's snapshots"
+    )]
+    SamePath {
+        path: String,
+        repo: String,
+        other: String,
+    },
     #[error("source path {path}: {reason}")]
     Path { path: PathBuf, reason: String },
     #[error("source {name}: {reason}")]
@@ -282,8 +292,26 @@ impl Sources {
     /// Adds (and, unless transient, persists) a source and starts its task.
     pub async fn add(&self, spec: SourceSpec, transient: bool) -> Result<SourceInfo, Error> {
         self.validate_in(&spec)?;
-        if self.lock().contains_key(&spec.name) {
-            return Err(SourceError::Exists(spec.name).into());
+        let repo_of = |s: &SourceSpec| s.repo.clone().unwrap_or_else(|| "default".into());
+        {
+            let running = self.lock();
+            if running.contains_key(&spec.name) {
+                return Err(SourceError::Exists(spec.name).into());
+            }
+            // A source's retention applies to every snapshot of its directory in its
+            // repository, so two sources of one directory would forget each other's.
+            let twin = running
+                .values()
+                .map(|h| h.info().spec)
+                .find(|other| other.path == spec.path && repo_of(other) == repo_of(&spec));
+            if let Some(other) = twin {
+                return Err(SourceError::SamePath {
+                    path: backupd_common::paths::escape_path(&spec.path),
+                    repo: repo_of(&spec),
+                    other: other.name,
+                }
+                .into());
+            }
         }
         if !transient {
             self.persist(&spec).await?;
