@@ -18,6 +18,7 @@ mod rebuild_index;
 mod reencrypt;
 pub mod repos;
 mod restore;
+mod sync;
 pub mod view;
 
 use crate::engine::progress::Progress;
@@ -61,6 +62,8 @@ pub struct Env {
     pub tuning: crate::perf::Tuning,
     /// `[sync] bwlimit`: one bucket shared by every transfer under it.
     pub bandwidth: crate::throttle::Bucket,
+    /// The sync pairs' store (`None` where no sync service runs: queue unit tests).
+    pub sync: Option<crate::sync::Shared>,
 }
 
 /// One attempt of a job, as its operation sees it.
@@ -243,6 +246,7 @@ pub fn command(kind: &JobKind) -> &'static str {
         JobKind::Migrate(_) => "repo migrate",
         JobKind::Prune(r) if r.compact_only => "repo compact",
         JobKind::Prune(_) => "repo prune",
+        JobKind::Sync(_) => "sync run",
     }
 }
 
@@ -256,6 +260,7 @@ register! {
     Reencrypt => reencrypt::Reencrypt,
     Migrate => migrate::Migrate,
     Prune => prune::Prune,
+    Sync => sync::Sync,
 }
 
 #[cfg(test)]
