@@ -268,7 +268,7 @@ mod tests {
     use super::*;
     use backupd_common::protocol::{
         BackupRequest, CheckRequest, ForgetRequest, MigrateRequest, NoopRequest, PruneRequest,
-        RebuildIndexRequest, ReencryptRequest, RestoreRequest,
+        RebuildIndexRequest, ReencryptRequest, RestoreRequest, SyncRunRequest,
     };
 
     fn kinds() -> Vec<JobKind> {
@@ -304,6 +304,7 @@ mod tests {
                 repo,
                 compact_only: false,
             }),
+            JobKind::Sync(SyncRunRequest { pair: "p".into() }),
         ]
     }
 
@@ -350,7 +351,8 @@ mod tests {
                 QueueManage,
                 RepoKey,
                 RepoManage,
-                SnapshotForget
+                SnapshotForget,
+                SyncManage
             ]
         );
     }
@@ -368,6 +370,7 @@ mod tests {
                 Some(true),
                 Some(true),
                 None,
+                Some(true),
                 Some(true),
                 Some(true),
                 Some(true)
@@ -409,7 +412,7 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![own, own, None, None, None, None, None, None, None]
+            vec![own, own, None, None, None, None, None, None, None, None]
         );
         // Holding the kind's `*.any` permission: the daemon's own rights.
         let asked = std::cell::RefCell::new(Vec::new());
@@ -433,7 +436,7 @@ mod tests {
         let got: Vec<_> = kinds().iter().map(coalesces).collect();
         assert_eq!(
             got,
-            vec![true, false, false, false, false, false, true, false, true]
+            vec![true, false, false, false, false, false, true, false, true, false]
         );
     }
 }

@@ -1,6 +1,8 @@
-//! `sync`: one run of a directory sync pair (`crate::sync::run`). Claims no repository; a
-//! pair's runs never overlap (its task queues one at a time) and at most `[sync]
-//! max_transfers` sync jobs run at once (`queue::pick`).
+//! `sync`: one run of a directory sync pair (`crate::sync::run`). It works on no repository;
+//! its claim is on the name `sync:PAIR` (no repository can be named so: `:` is not allowed in
+//! names), exclusive, so that two runs of one pair never overlap (a run requeued after a crash
+//! and the one the pair's task queues at start). At most `[sync] max_transfers` sync jobs run
+//! at once (`queue::pick::cap_sync`).
 
 use super::{Claim, Operation, Run};
 use crate::error::Error;
@@ -17,8 +19,11 @@ impl Operation for Sync {
     const TIMEOUT_KEY: &'static str = "sync";
     const PERMISSION: Permission = Permission::SyncManage;
 
-    fn claim(_: &SyncRunRequest) -> Option<Claim> {
-        None
+    fn claim(r: &SyncRunRequest) -> Option<Claim> {
+        Some(Claim {
+            repo: format!("sync:{}", r.pair),
+            exclusive: true,
+        })
     }
 
     fn redact(_: &mut SyncRunRequest) {}
