@@ -84,9 +84,11 @@ pub fn scan(root: &Path, excludes: &Excludes, warnings: &mut Vec<String>) -> io:
                 continue;
             }
             let path = join(&rel, &name);
-            let abs: PathBuf = root.join(OsStr::from_bytes(&path));
-            if excludes.excludes(&abs, &name) {
-                continue;
+            if !excludes.is_empty() {
+                let abs: PathBuf = root.join(OsStr::from_bytes(&path));
+                if excludes.excludes(&abs, &name) {
+                    continue;
+                }
             }
             let st = match dir.stat_at(&name) {
                 Ok(st) => st,

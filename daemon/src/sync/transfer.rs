@@ -1,11 +1,13 @@
 //! Copies one entry from one side of a pair to the other. A file goes in [`CHUNK`]-sized
-//! chunks into a temporary in the target's directory; each chunk is synced and its SHA-256
-//! recorded in the pair's state before the next one, so an interrupted transfer (kill -9, a
-//! restart, a vanished target) resumes after the last chunk that was written, synced and is
-//! read back equal. The finished temporary is read back whole and its SHA-256 compared with
-//! what was read from the source, gets the source's metadata (`engine::fsmeta`, the same code
-//! restores use) and is renamed into place. A source that changed while it was copied
-//! (size, mtime or ctime) is copied again, never half.
+//! chunks into a temporary in the target's directory; for a file of more than one chunk the
+//! SHA-256 of each chunk written is recorded in the pair's state, so an interrupted transfer
+//! (kill -9, a restart, a vanished target) resumes after the last chunk that reads back equal
+//! to its recorded hash. The finished temporary is read back chunk by chunk and compared with
+//! the hashes of what was read from the source, fsynced (a one-chunk file: with the whole
+//! target file system at the end of the run, before the run records it), gets the source's
+//! metadata (`engine::fsmeta`, the same code restores use) and is renamed into place. A
+//! source that changed while it was copied (size, mtime or ctime) is copied again, never
+//! half.
 //!
 //! Everything goes through held directory descriptors ([`DirFd`]); no name is followed.
 
@@ -195,31 +197,44 @@ fn copy_link(
     })
 }
 
-/// How many chunks of `temp` (in `dir`) still hold what `partial` says; 0 when there is no
-/// usable partial transfer. Feeds those chunks to `whole`.
+/// The content hash the pair's state records: SHA-256 over the SHA-256 of each [`CHUNK`] of
+/// the file in order (one pass of hashing serves the per-chunk checks and the file's hash).
+pub fn content_hash(digests: &[[u8; 32]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for d in digests {
+        h.update(d);
+    }
+    h.finalize().into()
+}
+
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    hex::decode(text).ok()?.try_into().ok()
+}
+
+/// The chunks of the temporary `partial` names that still hold what it recorded (read back
+/// and hashed), with their digests; `None` when the transfer cannot be resumed.
 fn resumable(
     dir: &DirFd,
     partial: &PartialRecord,
     source: &Stamp,
-    whole: &mut Sha256,
-) -> Option<(File, u64)> {
+) -> Option<(File, Vec<[u8; 32]>)> {
     if partial.source != record(source) || partial.chunk_size != CHUNK {
         return None;
     }
     let file = open_rw(dir, &partial.temp).ok()?;
     let mut buf = vec![0u8; CHUNK as usize];
-    let mut good = 0u64;
+    let mut good = Vec::new();
     for (i, want) in partial.chunks.iter().enumerate() {
         let off = i as u64 * CHUNK;
-        let len = (source.size - off).min(CHUNK) as usize;
-        if file.read_exact_at(&mut buf[..len], off).is_err() {
+        let len = (source.size.saturating_sub(off)).min(CHUNK) as usize;
+        let Some(want) = unhex(want) else { break };
+        if len == 0 || file.read_exact_at(&mut buf[..len], off).is_err() {
             break;
         }
-        if hex::encode(Sha256::digest(&buf[..len])) != *want {
+        if <[u8; 32]>::from(Sha256::digest(&buf[..len])) != want {
             break;
         }
-        whole.update(&buf[..len]);
-        good += 1;
+        good.push(want);
     }
     Some((file, good))
 }
@@ -233,34 +248,41 @@ fn copy_file(
 ) -> Result<Copied, SyncError> {
     let src = from_dir.open_read(name).map_err(io_err(rel, "open"))?;
     let st = nix::sys::stat::fstat(&src).map_err(|e| io_err(rel, "fstat")(e.into()))?;
-    let stamp = stamp_of(&st).filter(|s| s.kind == Kind::File).ok_or_else(|| SyncError::Skipped {
-        path: String::from_utf8_lossy(rel).into_owned(),
-        reason: "replaced by something that is not a file".into(),
-    })?;
+    let stamp = stamp_of(&st)
+        .filter(|s| s.kind == Kind::File)
+        .ok_or_else(|| SyncError::Skipped {
+            path: String::from_utf8_lossy(rel).into_owned(),
+            reason: "replaced by something that is not a file".into(),
+        })?;
+    // A file of one chunk restarts from 0 anyway: no partial record, no fsync of its own
+    // (the run syncs the target file system once before it records the file as synced).
+    let multi = stamp.size > CHUNK;
     let temp = temp_name(name);
-    let mut whole = Sha256::new();
-    let partial = ctx.store.partial(ctx.pair, rel);
-    let resumed = partial
-        .as_ref()
-        .filter(|p| p.temp == temp)
-        .and_then(|p| resumable(to_dir, p, &stamp, &mut whole));
-    let (out, mut chunks, start) = match resumed {
-        Some((file, good)) if good > 0 => {
-            let chunks = partial.map(|p| p.chunks).unwrap_or_default();
-            let kept: Vec<String> = chunks.into_iter().take(good as usize).collect();
-            tracing::info!(path = %String::from_utf8_lossy(rel), chunks = good, "resuming an interrupted transfer");
-            (file, kept, good * CHUNK)
+    let resumed = if multi {
+        ctx.store
+            .partial(ctx.pair, rel)
+            .filter(|p| p.temp == temp)
+            .and_then(|p| resumable(to_dir, &p, &stamp))
+    } else {
+        None
+    };
+    let (out, mut digests) = match resumed {
+        Some((file, good)) if !good.is_empty() => {
+            tracing::info!(path = %String::from_utf8_lossy(rel), chunks = good.len(), "resuming an interrupted transfer");
+            (file, good)
         }
         _ => {
-            whole = Sha256::new();
             let _ = to_dir.unlink(&temp);
-            let file = to_dir.create_new(&temp, 0o600).map_err(io_err(rel, "create"))?;
-            (file, Vec::new(), 0)
+            let file = to_dir
+                .create_new(&temp, 0o600)
+                .map_err(io_err(rel, "create"))?;
+            (file, Vec::new())
         }
     };
-    let resumed_bytes = start.min(stamp.size);
+    let start = (digests.len() as u64 * CHUNK).min(stamp.size);
+    let resumed_bytes = start;
     ctx.current.set(rel, resumed_bytes, stamp.size);
-    let mut buf = vec![0u8; CHUNK as usize];
+    let mut buf = vec![0u8; CHUNK.min(stamp.size.max(1)) as usize];
     let mut off = start;
     let mut copied = 0u64;
     while off < stamp.size {
@@ -281,58 +303,61 @@ fn copy_file(
         if !pace(ctx.buckets, len as u64, ctx.cancel) {
             return Err(SyncError::Cancelled);
         }
-        out.write_all_at(&buf[..len], off).map_err(io_err(rel, "write"))?;
-        out.sync_data().map_err(io_err(rel, "fsync"))?;
-        let chunk = &buf[..len];
-        whole.update(chunk);
-        chunks.push(hex::encode(Sha256::digest(chunk)));
-        ctx.store.put_partial(
-            ctx.pair,
-            rel,
-            PartialRecord {
-                v: 1,
-                temp: temp.clone(),
-                source: record(&stamp),
-                chunks: chunks.clone(),
-                chunk_size: CHUNK,
-            },
-        )?;
+        out.write_all_at(&buf[..len], off)
+            .map_err(io_err(rel, "write"))?;
+        digests.push(Sha256::digest(&buf[..len]).into());
+        if multi {
+            ctx.store.put_partial(
+                ctx.pair,
+                rel,
+                PartialRecord {
+                    v: 1,
+                    temp: temp.clone(),
+                    source: record(&stamp),
+                    chunks: digests.iter().map(hex::encode).collect(),
+                    chunk_size: CHUNK,
+                },
+            )?;
+        }
         off += len as u64;
         copied += len as u64;
-        ctx.progress.bytes_done.fetch_add(len as u64, Ordering::Relaxed);
+        ctx.progress
+            .bytes_done
+            .fetch_add(len as u64, Ordering::Relaxed);
         ctx.current.set(rel, off, stamp.size);
     }
     out.set_len(stamp.size).map_err(io_err(rel, "truncate"))?;
-    out.sync_all().map_err(io_err(rel, "fsync"))?;
     // Changed while it was read: the copy is not of one version of the file.
     let after = nix::sys::stat::fstat(&src).map_err(|e| io_err(rel, "fstat")(e.into()))?;
-    if stamp_of(&after) != Some(stamp) {
-        drop(out);
+    let discard = |e: SyncError| {
         let _ = to_dir.unlink(&temp);
         let _ = ctx.store.remove_partial(ctx.pair, rel);
-        return Err(SyncError::ChangedWhileCopied {
+        e
+    };
+    if stamp_of(&after) != Some(stamp) {
+        drop(out);
+        return Err(discard(SyncError::ChangedWhileCopied {
             path: String::from_utf8_lossy(rel).into_owned(),
-        });
+        }));
     }
-    let hash: [u8; 32] = whole.finalize().into();
-    // Read back what was written.
-    let mut check = Sha256::new();
+    if multi {
+        out.sync_all().map_err(io_err(rel, "fsync"))?;
+    }
+    // Read back what was written, chunk by chunk against what was read.
     let mut pos = 0u64;
-    while pos < stamp.size {
+    for want in &digests {
         let len = (stamp.size - pos).min(CHUNK) as usize;
         out.read_exact_at(&mut buf[..len], pos)
             .map_err(io_err(rel, "read back"))?;
-        check.update(&buf[..len]);
+        if <[u8; 32]>::from(Sha256::digest(&buf[..len])) != *want {
+            drop(out);
+            return Err(discard(SyncError::VerifyFailed {
+                path: String::from_utf8_lossy(rel).into_owned(),
+            }));
+        }
         pos += len as u64;
     }
-    if <[u8; 32]>::from(check.finalize()) != hash {
-        drop(out);
-        let _ = to_dir.unlink(&temp);
-        let _ = ctx.store.remove_partial(ctx.pair, rel);
-        return Err(SyncError::VerifyFailed {
-            path: String::from_utf8_lossy(rel).into_owned(),
-        });
-    }
+    let hash = content_hash(&digests);
     let mut node = fsmeta::capture(&st, name.to_vec(), ctx.names);
     node.xattrs = fsmeta::xattrs_fd(&src).unwrap_or_default();
     for w in fsmeta::apply_fd(&out, &node, ctx.as_root, false) {
@@ -341,8 +366,9 @@ fn copy_file(
     to_dir
         .rename(&temp, to_dir, name)
         .map_err(io_err(rel, "rename"))?;
-    let _ = to_dir.file().sync_all();
-    ctx.store.remove_partial(ctx.pair, rel)?;
+    if multi {
+        ctx.store.remove_partial(ctx.pair, rel)?;
+    }
     let dst = stamp_of(&nix::sys::stat::fstat(&out).map_err(|e| io_err(rel, "fstat")(e.into()))?)
         .unwrap_or(stamp);
     Ok(Copied {
@@ -354,23 +380,25 @@ fn copy_file(
     })
 }
 
-/// SHA-256 of an entry's content (a symlink: its target), read through `dir`.
+/// An entry's content hash as the state records it ([`content_hash`]; a symlink: SHA-256 of
+/// its target), read through `dir`.
 pub fn hash_entry(dir: &DirFd, name: &[u8], kind: Kind) -> io::Result<[u8; 32]> {
     match kind {
         Kind::Dir => Ok([0; 32]),
         Kind::Symlink => Ok(Sha256::digest(dir.read_link(name)?).into()),
         Kind::File => {
             let f = dir.open_read(name)?;
-            let mut h = Sha256::new();
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = io::Read::read(&mut &f, &mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
+            let size = f.metadata()?.len();
+            let mut buf = vec![0u8; CHUNK.min(size.max(1)) as usize];
+            let mut digests = Vec::new();
+            let mut pos = 0u64;
+            while pos < size {
+                let len = (size - pos).min(CHUNK) as usize;
+                f.read_exact_at(&mut buf[..len], pos)?;
+                digests.push(Sha256::digest(&buf[..len]).into());
+                pos += len as u64;
             }
-            Ok(h.finalize().into())
+            Ok(content_hash(&digests))
         }
     }
 }
