@@ -511,8 +511,17 @@ fn every_json_output_matches_its_schema() {
     c.run(
         "sync-add",
         &[
-            "sync", "add", "--name", "pair", "--mode", "two-way", "--strategy", "manual",
-            "--no-watch", s(&ssrc), s(&sdst),
+            "sync",
+            "add",
+            "--name",
+            "pair",
+            "--mode",
+            "two-way",
+            "--strategy",
+            "manual",
+            "--no-watch",
+            s(&ssrc),
+            s(&sdst),
         ],
     );
     wait_until("the pair's first run", Duration::from_secs(30), || {
@@ -526,7 +535,10 @@ fn every_json_output_matches_its_schema() {
     c.run("sync-show", &["sync", "show", "pair"]);
     c.run("sync-history", &["sync", "history", "pair"]);
     c.run("sync-conflicts", &["sync", "conflicts", "pair"]);
-    c.run("sync-resolve", &["sync", "resolve", "pair", "f", "--take", "local"]);
+    c.run(
+        "sync-resolve",
+        &["sync", "resolve", "pair", "f", "--take", "local"],
+    );
     c.run("sync-pause", &["sync", "pause", "pair"]);
     c.run("sync-resume", &["sync", "resume", "pair"]);
     c.run("sync-remove", &["sync", "remove", "pair"]);

@@ -49,7 +49,11 @@ fn run(d: &TestDaemon, name: &str) -> Value {
 fn run_pending(d: &TestDaemon, name: &str) -> Value {
     let out = d.ctl(&["--json", "sync", "run", name]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("sync resolve"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sync resolve"),
+        "{}",
+        text(&out)
+    );
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
@@ -107,11 +111,17 @@ fn a_watched_mirror_follows_creates_edits_renames_deletes_and_directory_moves() 
     std::fs::set_permissions(src.join("kept.txt"), std::fs::Permissions::from_mode(0o600))
         .expect("chmod");
     wait_synced(&d, &src, &dst, Duration::from_secs(30));
-    assert_eq!(std::fs::read(dst.join("a.txt")).expect("read"), b"second, longer");
+    assert_eq!(
+        std::fs::read(dst.join("a.txt")).expect("read"),
+        b"second, longer"
+    );
     assert!(!dst.join("docs/big.bin").exists());
     // What left DST went to its trash, not away.
     let trash = dst.join(TRASH);
-    let runs: Vec<_> = std::fs::read_dir(&trash).expect("trash").flatten().collect();
+    let runs: Vec<_> = std::fs::read_dir(&trash)
+        .expect("trash")
+        .flatten()
+        .collect();
     assert!(!runs.is_empty(), "nothing in {}", trash.display());
     let trashed = walk_names(&trash);
     assert!(
@@ -152,7 +162,12 @@ fn walk_names(root: &Path) -> Vec<String> {
 }
 
 /// A two-way pair (not watched) with `f` = "base" synced to both sides.
-fn two_way(d: &TestDaemon, t: &Path, name: &str, strategy: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+fn two_way(
+    d: &TestDaemon,
+    t: &Path,
+    name: &str,
+    strategy: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let (src, dst) = (t.join(format!("{name}-src")), t.join(format!("{name}-dst")));
     std::fs::create_dir_all(&src).expect("mkdir");
     std::fs::create_dir_all(&dst).expect("mkdir");
@@ -161,8 +176,16 @@ fn two_way(d: &TestDaemon, t: &Path, name: &str, strategy: &str) -> (std::path::
     add(
         d,
         &[
-            "--name", name, "--mode", "two-way", "--strategy", strategy, "--delete", "--no-watch",
-            s(&src), s(&dst),
+            "--name",
+            name,
+            "--mode",
+            "two-way",
+            "--strategy",
+            strategy,
+            "--delete",
+            "--no-watch",
+            s(&src),
+            s(&dst),
         ],
     );
     wait_first_run(d, name);
@@ -195,9 +218,17 @@ fn two_way_conflicts_end_as_each_strategy_says_and_delete_versus_change_is_a_con
         let r = run(&d, strategy);
         assert_eq!(r["conflicts"], 1, "{strategy}: {r}");
         for side in [&src, &dst] {
-            assert_eq!(std::fs::read(side.join("f")).expect("read"), want, "{strategy}");
+            assert_eq!(
+                std::fs::read(side.join("f")).expect("read"),
+                want,
+                "{strategy}"
+            );
         }
-        assert!(diffs(&src, &dst).is_empty(), "{strategy}: {:?}", diffs(&src, &dst));
+        assert!(
+            diffs(&src, &dst).is_empty(),
+            "{strategy}: {:?}",
+            diffs(&src, &dst)
+        );
     }
 
     // keep-both: SRC's version wins, DST's is kept under a conflict name on both sides.
@@ -224,7 +255,9 @@ fn two_way_conflicts_end_as_each_strategy_says_and_delete_versus_change_is_a_con
     assert_eq!(listed[0]["path"], "f", "{listed}");
     assert_eq!(std::fs::read(src.join("f")).expect("read"), local);
     assert_eq!(std::fs::read(dst.join("f")).expect("read"), remote);
-    let left = json_ok(&d.ctl(&["--json", "sync", "resolve", "manual", "f", "--take", "remote"]));
+    let left = json_ok(&d.ctl(&[
+        "--json", "sync", "resolve", "manual", "f", "--take", "remote",
+    ]));
     assert_eq!(left, serde_json::json!([]));
     run(&d, "manual");
     assert_eq!(std::fs::read(src.join("f")).expect("read"), remote);
@@ -238,7 +271,10 @@ fn two_way_conflicts_end_as_each_strategy_says_and_delete_versus_change_is_a_con
     std::fs::write(src.join("g"), b"changed g").expect("write");
     let r = run(&d, "delchange");
     assert_eq!(r["conflicts"], 1, "{r}");
-    assert_eq!(std::fs::read(dst.join("g")).expect("restored"), b"changed g");
+    assert_eq!(
+        std::fs::read(dst.join("g")).expect("restored"),
+        b"changed g"
+    );
     // Under manual it waits for a decision.
     let (src, dst) = two_way(&d, t.path(), "delchange-manual", "manual");
     std::fs::remove_file(dst.join("g")).expect("rm");
@@ -251,7 +287,9 @@ fn two_way_conflicts_end_as_each_strategy_says_and_delete_versus_change_is_a_con
     let r = run_pending(&d, "delchange-manual");
     assert_eq!(r["files_deleted"], 1, "{r}");
     assert!(!src.join("f").exists());
-    assert!(walk_names(&src.join(TRASH)).iter().any(|n| n.ends_with("/f")));
+    assert!(walk_names(&src.join(TRASH))
+        .iter()
+        .any(|n| n.ends_with("/f")));
 }
 
 #[test]
@@ -270,7 +308,15 @@ fn a_transfer_killed_mid_file_resumes_after_the_last_chunk() {
     let mut d = TestDaemon::start_with(options());
     add(
         &d,
-        &["--name", "big", "--no-watch", "--bwlimit", "10MiB/s", s(&src), s(&dst)],
+        &[
+            "--name",
+            "big",
+            "--no-watch",
+            "--bwlimit",
+            "10MiB/s",
+            s(&src),
+            s(&dst),
+        ],
     );
     // Well into the file: at least three chunks written and synced.
     wait_until("the transfer to get going", Duration::from_secs(30), || {
@@ -279,7 +325,10 @@ fn a_transfer_killed_mid_file_resumes_after_the_last_chunk() {
     });
     d.signal(nix::sys::signal::Signal::SIGKILL);
     d.wait_exit(Duration::from_secs(10));
-    assert!(!dst.join("large.bin").exists(), "not renamed into place half-copied");
+    assert!(
+        !dst.join("large.bin").exists(),
+        "not renamed into place half-copied"
+    );
 
     let d = TestDaemon::start_with(options());
     // The run that resumed (the pair's own start-up run finds nothing left to do).
@@ -291,8 +340,14 @@ fn a_transfer_killed_mid_file_resumes_after_the_last_chunk() {
             .cloned()
     });
     let copied = resumed["bytes_copied"].as_u64().expect("bytes_copied");
-    assert!(copied < size, "copied {copied} of {size} after the restart: {resumed}");
-    assert_eq!(copied + resumed["bytes_resumed"].as_u64().expect("resumed"), size);
+    assert!(
+        copied < size,
+        "copied {copied} of {size} after the restart: {resumed}"
+    );
+    assert_eq!(
+        copied + resumed["bytes_resumed"].as_u64().expect("resumed"),
+        size
+    );
     assert!(diffs(&src, &dst).is_empty(), "{:?}", diffs(&src, &dst));
 }
 
@@ -308,7 +363,15 @@ fn a_dst_that_disappears_mid_run_fails_it_retryably_and_the_next_run_completes()
     std::fs::write(src.join("large.bin"), pseudo_random_bytes(30 << 20, 3)).expect("write");
     add(
         &d,
-        &["--name", "gone", "--no-watch", "--bwlimit", "8MiB/s", s(&src), s(&dst)],
+        &[
+            "--name",
+            "gone",
+            "--no-watch",
+            "--bwlimit",
+            "8MiB/s",
+            s(&src),
+            s(&dst),
+        ],
     );
     let job = wait_until("the transfer to start", Duration::from_secs(30), || {
         let v = show(&d, "gone");
@@ -321,9 +384,15 @@ fn a_dst_that_disappears_mid_run_fails_it_retryably_and_the_next_run_completes()
         let j = json_ok(&d.ctl(&["--json", "queue", "job", &job.to_string()]));
         (j["state"] == "retry-wait").then_some(j)
     });
-    let error = failed["error"]["message"].as_str().unwrap_or_default().to_owned();
+    let error = failed["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(error.contains("not reachable"), "{failed}");
-    assert!(!away.join("dst/large.bin").exists(), "written into the moved directory");
+    assert!(
+        !away.join("dst/large.bin").exists(),
+        "written into the moved directory"
+    );
     std::fs::rename(&away, &parent).expect("back");
     let r = run(&d, "gone");
     assert!(r["bytes_resumed"].as_u64() > Some(0), "{r}");
@@ -358,7 +427,10 @@ fn overlapping_pairs_are_refused_and_symlinks_are_copied_as_links_not_followed()
     wait_first_run(&d, "links");
     let meta = std::fs::symlink_metadata(dst.join("link")).expect("copied");
     assert!(meta.file_type().is_symlink());
-    assert_eq!(std::fs::read_link(dst.join("link")).expect("target"), outside);
+    assert_eq!(
+        std::fs::read_link(dst.join("link")).expect("target"),
+        outside
+    );
     assert!(std::fs::symlink_metadata(dst.join("root"))
         .expect("copied")
         .file_type()
@@ -374,13 +446,27 @@ fn bwlimit_limits_a_pairs_transfers() {
     std::fs::create_dir_all(&src).expect("mkdir");
     std::fs::create_dir_all(&dst).expect("mkdir");
     std::fs::write(src.join("f.bin"), pseudo_random_bytes(16 << 20, 5)).expect("write");
-    add(&d, &["--name", "slow", "--no-watch", "--bwlimit", "8MiB/s", s(&src), s(&dst)]);
+    add(
+        &d,
+        &[
+            "--name",
+            "slow",
+            "--no-watch",
+            "--bwlimit",
+            "8MiB/s",
+            s(&src),
+            s(&dst),
+        ],
+    );
     wait_first_run(&d, "slow");
     let h = json_ok(&d.ctl(&["--json", "sync", "history", "slow"]));
     let r = &h[0];
     assert_eq!(r["outcome"], "succeeded", "{h}");
     let rate = r["bytes_per_sec"].as_u64().expect("rate");
     // 16 MiB at 8 MiB/s: about 2 s; generous, but it must be limited at all.
-    assert!(rate < 8 << 20 << 1, "{rate} B/s is not limited to about 8 MiB/s: {r}");
+    assert!(
+        rate < 8 << 20 << 1,
+        "{rate} B/s is not limited to about 8 MiB/s: {r}"
+    );
     assert!(r["duration_ms"].as_u64() >= Some(1200), "{r}");
 }

@@ -31,8 +31,8 @@ pub use security::{
 };
 use serde::{Deserialize, Serialize};
 pub use source::*;
-pub use sync::*;
 use std::time::Duration;
+pub use sync::*;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
 pub const PROTOCOL_VERSION: u32 = 13;

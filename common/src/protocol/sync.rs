@@ -180,16 +180,29 @@ pub enum SyncRequest {
     /// -> `Response::SyncPairs`.
     List,
     /// -> `Response::SyncPair`.
-    Show { name: String },
+    Show {
+        name: String,
+    },
     /// -> `Response::SyncPair` (as it was); both trees stay as they are.
-    Remove { name: String },
+    Remove {
+        name: String,
+    },
     /// Stops watching and scheduled runs -> `Response::SyncPair`.
-    Pause { name: String },
-    Resume { name: String },
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
     /// -> `Response::SyncHistory`, newest first.
-    History { name: String, limit: u32 },
+    History {
+        name: String,
+        limit: u32,
+    },
     /// -> `Response::SyncConflicts`.
-    Conflicts { name: String },
+    Conflicts {
+        name: String,
+    },
     /// Settles a conflict of a pair with `--strategy manual`; the file is synced at the next
     /// run, which is queued -> `Response::SyncConflicts` (those left).
     Resolve {

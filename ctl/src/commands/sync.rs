@@ -176,16 +176,38 @@ pub async fn run(
             }
             other => Err(unexpected(other)),
         },
-        SyncCommand::Show(n) => one(client.sync(SyncRequest::Show { name: n.name.clone() }).await?, out),
-        SyncCommand::Remove(n) => {
-            one(client.sync(SyncRequest::Remove { name: n.name.clone() }).await?, out)
-        }
-        SyncCommand::Pause(n) => {
-            one(client.sync(SyncRequest::Pause { name: n.name.clone() }).await?, out)
-        }
-        SyncCommand::Resume(n) => {
-            one(client.sync(SyncRequest::Resume { name: n.name.clone() }).await?, out)
-        }
+        SyncCommand::Show(n) => one(
+            client
+                .sync(SyncRequest::Show {
+                    name: n.name.clone(),
+                })
+                .await?,
+            out,
+        ),
+        SyncCommand::Remove(n) => one(
+            client
+                .sync(SyncRequest::Remove {
+                    name: n.name.clone(),
+                })
+                .await?,
+            out,
+        ),
+        SyncCommand::Pause(n) => one(
+            client
+                .sync(SyncRequest::Pause {
+                    name: n.name.clone(),
+                })
+                .await?,
+            out,
+        ),
+        SyncCommand::Resume(n) => one(
+            client
+                .sync(SyncRequest::Resume {
+                    name: n.name.clone(),
+                })
+                .await?,
+            out,
+        ),
         SyncCommand::History(a) => {
             let request = SyncRequest::History {
                 name: a.name.clone(),
@@ -210,7 +232,10 @@ pub async fn run(
                                     count(r.result.conflicts, "conflict"),
                                     r.result.duration_ms,
                                     bytes(r.result.bytes_per_sec),
-                                    r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                                    r.error
+                                        .as_ref()
+                                        .map(|e| format!(": {e}"))
+                                        .unwrap_or_default()
                                 )
                             })
                             .collect::<Vec<_>>()
@@ -222,7 +247,12 @@ pub async fn run(
             }
         }
         SyncCommand::Conflicts(n) => {
-            match client.sync(SyncRequest::Conflicts { name: n.name.clone() }).await? {
+            match client
+                .sync(SyncRequest::Conflicts {
+                    name: n.name.clone(),
+                })
+                .await?
+            {
                 Response::SyncConflicts(list) => {
                     conflicts_out(&list, out);
                     Ok(ExitCode::Ok)

@@ -43,10 +43,16 @@ impl Operation for Sync {
         let outcome = run(&env, &r.pair);
         current.clear();
         let finished = now_ns();
-        let recorded = outcome.as_ref().map(Clone::clone).map_err(ToString::to_string);
+        let recorded = outcome
+            .as_ref()
+            .map(Clone::clone)
+            .map_err(ToString::to_string);
         // A removed pair has nothing to record into.
         if !matches!(outcome, Err(SyncError::Unknown(_))) {
-            if let Err(e) = shared.store.push_run(&r.pair, RunRecord::new(None, started, finished, &recorded)) {
+            if let Err(e) = shared
+                .store
+                .push_run(&r.pair, RunRecord::new(None, started, finished, &recorded))
+            {
                 tracing::warn!(pair = %r.pair, error = %e, "cannot record the sync run");
             }
         }

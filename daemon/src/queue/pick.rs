@@ -55,7 +55,7 @@ pub fn pick(ordered: &[&JobInfo], running: &[Claim], free: usize) -> Vec<JobId> 
 
 /// `ordered` without the sync jobs beyond `[sync] max_transfers` (`max`), given `running`
 /// sync jobs already running: the rest wait their turn in order.
-pub fn cap_sync<'a>(ordered: Vec<&'a JobInfo>, running: usize, max: usize) -> Vec<&'a JobInfo> {
+pub fn cap_sync(ordered: Vec<&JobInfo>, running: usize, max: usize) -> Vec<&JobInfo> {
     let mut left = max.saturating_sub(running);
     ordered
         .into_iter()
@@ -87,12 +87,24 @@ mod tests {
         let sync = |id| {
             job(
                 id,
-                JobKind::Sync(backupd_common::protocol::SyncRunRequest { pair: format!("p{id}") }),
+                JobKind::Sync(backupd_common::protocol::SyncRunRequest {
+                    pair: format!("p{id}"),
+                }),
                 Priority::Normal,
                 id as i64,
             )
         };
-        let jobs = [sync(1), sync(2), job(3, JobKind::Noop(NoopRequest::default()), Priority::Normal, 3), sync(4)];
+        let jobs = [
+            sync(1),
+            sync(2),
+            job(
+                3,
+                JobKind::Noop(NoopRequest::default()),
+                Priority::Normal,
+                3,
+            ),
+            sync(4),
+        ];
         let ordered: Vec<&JobInfo> = jobs.iter().collect();
         let ids = |v: Vec<&JobInfo>| v.iter().map(|j| j.id).collect::<Vec<_>>();
         assert_eq!(ids(cap_sync(ordered.clone(), 0, 3)), vec![1, 2, 3, 4]);

@@ -81,7 +81,9 @@ impl crate::error::Classify for SyncError {
         use backupd_common::error::ErrorCode::*;
         let c = |code, retryable| crate::error::Class { code, retryable };
         match self {
-            Self::InvalidName(_) | Self::Invalid { .. } | Self::Path { .. } => c(InvalidArgument, false),
+            Self::InvalidName(_) | Self::Invalid { .. } | Self::Path { .. } => {
+                c(InvalidArgument, false)
+            }
             Self::Exists(_) => c(Conflict, false),
             Self::Unknown(_) | Self::NoConflict { .. } => c(NotFound, false),
             Self::SideGone { .. } | Self::Io { .. } | Self::ChangedWhileCopied { .. } => {
@@ -278,7 +280,10 @@ impl Pairs {
     }
 
     fn start(&self, spec: SyncSpec) {
-        let handle = Arc::new(task::PairHandle::new(spec.clone(), self.cancel.child_token()));
+        let handle = Arc::new(task::PairHandle::new(
+            spec.clone(),
+            self.cancel.child_token(),
+        ));
         if let Some(old) = self.lock().insert(spec.name.clone(), handle.clone()) {
             old.stop.cancel();
         }
@@ -389,7 +394,12 @@ impl Pairs {
     }
 
     /// Records how a conflict ends; the next run (asked for now) carries it out.
-    pub fn resolve(&self, name: &str, path: &[u8], take: Take) -> Result<Vec<SyncConflict>, SyncError> {
+    pub fn resolve(
+        &self,
+        name: &str,
+        path: &[u8],
+        take: Take,
+    ) -> Result<Vec<SyncConflict>, SyncError> {
         self.store().pair(name)?;
         let path = path.strip_prefix(b"/").unwrap_or(path);
         let found: Option<ConflictRecord> = self

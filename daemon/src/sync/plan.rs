@@ -151,8 +151,12 @@ pub fn plan(
                         Keep
                     }
                 }
-                (Some(s), None) => one_side(known.is_some(), changed(s, Side::Src), Side::Src, delete),
-                (None, Some(d)) => one_side(known.is_some(), changed(d, Side::Dst), Side::Dst, delete),
+                (Some(s), None) => {
+                    one_side(known.is_some(), changed(s, Side::Src), Side::Src, delete)
+                }
+                (None, Some(d)) => {
+                    one_side(known.is_some(), changed(d, Side::Dst), Side::Dst, delete)
+                }
                 (Some(s), Some(d)) if dirs(s, d) => Keep,
                 (Some(s), Some(d)) => match (changed(s, Side::Src), changed(d, Side::Dst)) {
                     (false, false) => Keep,
@@ -254,6 +258,16 @@ mod tests {
         }
     }
 
+    /// name, --delete, the state's record, SRC now, DST now, the decision wanted.
+    type Case = (
+        &'static str,
+        bool,
+        Option<Known>,
+        Option<Stamp>,
+        Option<Stamp>,
+        Decision,
+    );
+
     fn known(src: Stamp, dst: Stamp) -> Known {
         Known {
             src,
@@ -266,20 +280,85 @@ mod tests {
     fn mirror_decisions_follow_src() {
         let (a, b, c) = (f(1, 10), f(1, 11), f(2, 12));
         let k = known(a, b);
-        let cases: Vec<(&str, bool, Option<Known>, Option<Stamp>, Option<Stamp>, Decision)> = vec![
+        let cases: Vec<Case> = vec![
             ("unchanged", true, Some(k), Some(a), Some(b), Keep),
-            ("src edited", true, Some(k), Some(c), Some(b), Copy { from: Side::Src }),
-            ("dst edited: restored", true, Some(k), Some(a), Some(c), Copy { from: Side::Src }),
-            ("new in src", true, None, Some(a), None, Copy { from: Side::Src }),
-            ("dst lost the file", true, Some(k), Some(a), None, Copy { from: Side::Src }),
-            ("deleted in src", true, Some(k), None, Some(b), Trash(Side::Dst)),
-            ("deleted in src, --no-delete", false, Some(k), None, Some(b), Forget),
-            ("only in dst, --delete", true, None, None, Some(b), Trash(Side::Dst)),
+            (
+                "src edited",
+                true,
+                Some(k),
+                Some(c),
+                Some(b),
+                Copy { from: Side::Src },
+            ),
+            (
+                "dst edited: restored",
+                true,
+                Some(k),
+                Some(a),
+                Some(c),
+                Copy { from: Side::Src },
+            ),
+            (
+                "new in src",
+                true,
+                None,
+                Some(a),
+                None,
+                Copy { from: Side::Src },
+            ),
+            (
+                "dst lost the file",
+                true,
+                Some(k),
+                Some(a),
+                None,
+                Copy { from: Side::Src },
+            ),
+            (
+                "deleted in src",
+                true,
+                Some(k),
+                None,
+                Some(b),
+                Trash(Side::Dst),
+            ),
+            (
+                "deleted in src, --no-delete",
+                false,
+                Some(k),
+                None,
+                Some(b),
+                Forget,
+            ),
+            (
+                "only in dst, --delete",
+                true,
+                None,
+                None,
+                Some(b),
+                Trash(Side::Dst),
+            ),
             ("only in dst, --no-delete", false, None, None, Some(b), Keep),
             ("gone on both", true, Some(k), None, None, Forget),
-            ("both present, no record", true, None, Some(a), Some(b), Compare { otherwise: Otherwise::CopyFromSrc }),
+            (
+                "both present, no record",
+                true,
+                None,
+                Some(a),
+                Some(b),
+                Compare {
+                    otherwise: Otherwise::CopyFromSrc,
+                },
+            ),
             ("dirs", true, None, Some(dir()), Some(dir()), Keep),
-            ("file replaced a dir", true, None, Some(a), Some(dir()), Copy { from: Side::Src }),
+            (
+                "file replaced a dir",
+                true,
+                None,
+                Some(a),
+                Some(dir()),
+                Copy { from: Side::Src },
+            ),
         ];
         for (name, delete, k, s, d, want) in cases {
             let got = plan(SyncMode::Mirror, delete, k.as_ref(), s.as_ref(), d.as_ref());
@@ -292,24 +371,110 @@ mod tests {
         let (a, b) = (f(1, 10), f(1, 11));
         let (a2, b2) = (f(5, 5), f(6, 6));
         let k = known(a, b);
-        let cases: Vec<(&str, bool, Option<Known>, Option<Stamp>, Option<Stamp>, Decision)> = vec![
+        let cases: Vec<Case> = vec![
             ("unchanged", true, Some(k), Some(a), Some(b), Keep),
-            ("changed in src", true, Some(k), Some(a2), Some(b), Copy { from: Side::Src }),
+            (
+                "changed in src",
+                true,
+                Some(k),
+                Some(a2),
+                Some(b),
+                Copy { from: Side::Src },
+            ),
             // Older mtime than the other side, still the only change: it wins.
-            ("changed in dst", true, Some(k), Some(a), Some(b2), Copy { from: Side::Dst }),
-            ("changed on both", true, Some(k), Some(a2), Some(b2), Compare { otherwise: Otherwise::Conflict }),
-            ("new in src", true, None, Some(a), None, Copy { from: Side::Src }),
-            ("new in dst", true, None, None, Some(b), Copy { from: Side::Dst }),
-            ("new on both", true, None, Some(a), Some(b), Compare { otherwise: Otherwise::Conflict }),
-            ("deleted in dst", true, Some(k), Some(a), None, Trash(Side::Src)),
-            ("deleted in src", true, Some(k), None, Some(b), Trash(Side::Dst)),
-            ("deleted in dst, --no-delete", false, Some(k), Some(a), None, Copy { from: Side::Src }),
-            ("deleted in dst, changed in src", true, Some(k), Some(a2), None,
-                Conflict(super::Conflict::DeleteChanged { deleted: Side::Dst })),
-            ("deleted in src, changed in dst", true, Some(k), None, Some(b2),
-                Conflict(super::Conflict::DeleteChanged { deleted: Side::Src })),
+            (
+                "changed in dst",
+                true,
+                Some(k),
+                Some(a),
+                Some(b2),
+                Copy { from: Side::Dst },
+            ),
+            (
+                "changed on both",
+                true,
+                Some(k),
+                Some(a2),
+                Some(b2),
+                Compare {
+                    otherwise: Otherwise::Conflict,
+                },
+            ),
+            (
+                "new in src",
+                true,
+                None,
+                Some(a),
+                None,
+                Copy { from: Side::Src },
+            ),
+            (
+                "new in dst",
+                true,
+                None,
+                None,
+                Some(b),
+                Copy { from: Side::Dst },
+            ),
+            (
+                "new on both",
+                true,
+                None,
+                Some(a),
+                Some(b),
+                Compare {
+                    otherwise: Otherwise::Conflict,
+                },
+            ),
+            (
+                "deleted in dst",
+                true,
+                Some(k),
+                Some(a),
+                None,
+                Trash(Side::Src),
+            ),
+            (
+                "deleted in src",
+                true,
+                Some(k),
+                None,
+                Some(b),
+                Trash(Side::Dst),
+            ),
+            (
+                "deleted in dst, --no-delete",
+                false,
+                Some(k),
+                Some(a),
+                None,
+                Copy { from: Side::Src },
+            ),
+            (
+                "deleted in dst, changed in src",
+                true,
+                Some(k),
+                Some(a2),
+                None,
+                Conflict(super::Conflict::DeleteChanged { deleted: Side::Dst }),
+            ),
+            (
+                "deleted in src, changed in dst",
+                true,
+                Some(k),
+                None,
+                Some(b2),
+                Conflict(super::Conflict::DeleteChanged { deleted: Side::Src }),
+            ),
             ("gone on both", true, Some(k), None, None, Forget),
-            ("new dir in dst", true, None, None, Some(dir()), Copy { from: Side::Dst }),
+            (
+                "new dir in dst",
+                true,
+                None,
+                None,
+                Some(dir()),
+                Copy { from: Side::Dst },
+            ),
         ];
         for (name, delete, k, s, d, want) in cases {
             let got = plan(SyncMode::TwoWay, delete, k.as_ref(), s.as_ref(), d.as_ref());
@@ -329,15 +494,29 @@ mod tests {
             (Larger, Some(old_small), Some(new_big), Take(Side::Dst)),
             (Local, Some(old_small), Some(new_big), Take(Side::Src)),
             (Remote, Some(new_big), Some(old_small), Take(Side::Dst)),
-            (SyncStrategy::KeepBoth, Some(old_small), Some(new_big), Resolution::KeepBoth),
+            (
+                SyncStrategy::KeepBoth,
+                Some(old_small),
+                Some(new_big),
+                Resolution::KeepBoth,
+            ),
             (Manual, Some(old_small), Some(new_big), Pending),
             (Newer, None, Some(old_small), Take(Side::Dst)),
             (Larger, Some(old_small), None, Take(Side::Src)),
-            (SyncStrategy::KeepBoth, None, Some(old_small), Take(Side::Dst)),
+            (
+                SyncStrategy::KeepBoth,
+                None,
+                Some(old_small),
+                Take(Side::Dst),
+            ),
             (Manual, None, Some(old_small), Pending),
         ];
         for (strategy, s, d, want) in cases {
-            assert_eq!(resolve(strategy, s.as_ref(), d.as_ref()), want, "{strategy:?} {s:?} {d:?}");
+            assert_eq!(
+                resolve(strategy, s.as_ref(), d.as_ref()),
+                want,
+                "{strategy:?} {s:?} {d:?}"
+            );
         }
     }
 }

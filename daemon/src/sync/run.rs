@@ -5,7 +5,7 @@
 //! retryable error, and what was done so far stays recorded.
 
 use super::plan::{self, Decision, Kind, Known, Otherwise, Resolution, Side, Stamp};
-use super::scan::{self, join, Entry, Tree, TRASH};
+use super::scan::{self, Entry, Tree, TRASH};
 use super::store::Store;
 use super::transfer::{self, Copied, Ctx};
 use super::{Current, SyncError};
@@ -91,7 +91,11 @@ impl Root {
         Ok((dir, name))
     }
 
-    fn io<'p>(&self, rel: &'p [u8], op: &'static str) -> impl FnOnce(std::io::Error) -> SyncError + 'p {
+    fn io<'p>(
+        &self,
+        rel: &'p [u8],
+        op: &'static str,
+    ) -> impl FnOnce(std::io::Error) -> SyncError + 'p {
         move |source| SyncError::Io {
             path: String::from_utf8_lossy(rel).into_owned(),
             op,
@@ -105,13 +109,18 @@ impl Root {
             let top = match self.dir.open_dir(TRASH) {
                 Ok(d) => d,
                 Err(_) => {
-                    self.dir.mkdir(TRASH, 0o700).map_err(self.io(rel, "mkdir trash"))?;
-                    self.dir.open_dir(TRASH).map_err(self.io(rel, "open trash"))?
+                    self.dir
+                        .mkdir(TRASH, 0o700)
+                        .map_err(self.io(rel, "mkdir trash"))?;
+                    self.dir
+                        .open_dir(TRASH)
+                        .map_err(self.io(rel, "open trash"))?
                 }
             };
             let name = stamp.as_bytes();
             if top.stat_at(name).is_err() {
-                top.mkdir(name, 0o700).map_err(self.io(rel, "mkdir trash"))?;
+                top.mkdir(name, 0o700)
+                    .map_err(self.io(rel, "mkdir trash"))?;
             }
             self.trash = Some(top.open_dir(name).map_err(self.io(rel, "open trash"))?);
         }
@@ -132,7 +141,8 @@ impl Root {
             target = [name, format!(".{n}").as_bytes()].concat();
             n += 1;
         }
-        from.rename(name, &to, &target).map_err(self.io(rel, "move to trash"))
+        from.rename(name, &to, &target)
+            .map_err(self.io(rel, "move to trash"))
     }
 }
 
@@ -214,7 +224,10 @@ pub fn run(env: &RunEnv<'_>, pair: &str) -> Result<SyncResult, SyncError> {
         let k = scope.spawn(|| env.store.known(pair));
         let s = scan::scan(&src.path, &excludes, &mut warnings);
         let (d, w) = d.join().unwrap_or_else(|_| {
-            (Err(std::io::Error::other("the scan thread panicked")), Vec::new())
+            (
+                Err(std::io::Error::other("the scan thread panicked")),
+                Vec::new(),
+            )
         });
         let k = k.join().unwrap_or(Err(SyncError::NotRunning));
         warnings.extend(w);
@@ -231,7 +244,10 @@ pub fn run(env: &RunEnv<'_>, pair: &str) -> Result<SyncResult, SyncError> {
     let loaded = started.elapsed();
     let mut runner = Runner {
         env,
-        own: Bucket::new(spec.bwlimit.and_then(backupd_common::rate::Rate::from_bytes_per_sec)),
+        own: Bucket::new(
+            spec.bwlimit
+                .and_then(backupd_common::rate::Rate::from_bytes_per_sec),
+        ),
         spec,
         src,
         dst,
@@ -263,7 +279,9 @@ pub fn run(env: &RunEnv<'_>, pair: &str) -> Result<SyncResult, SyncError> {
         }
     }
     // Whatever was done is recorded, even when the run stops half-way.
-    let recorded = env.store.update_known(pair, std::mem::take(&mut runner.changes));
+    let recorded = env
+        .store
+        .update_known(pair, std::mem::take(&mut runner.changes));
     outcome?;
     recorded?;
     runner.finish_dirs(&s_tree, &d_tree);
@@ -291,7 +309,12 @@ impl Runner<'_> {
         }
     }
 
-    fn walk(&mut self, known: &HashMap<Vec<u8>, Known>, s: &Tree, d: &Tree) -> Result<(), SyncError> {
+    fn walk(
+        &mut self,
+        known: &HashMap<Vec<u8>, Known>,
+        s: &Tree,
+        d: &Tree,
+    ) -> Result<(), SyncError> {
         let paths: BTreeSet<&Vec<u8>> = s.keys().chain(d.keys()).collect();
         let user_takes: HashMap<Vec<u8>, String> = self
             .env
@@ -301,9 +324,14 @@ impl Runner<'_> {
             .filter_map(|(p, c)| Some((p, c.take?)))
             .collect();
         let total = s.values().filter(|e| e.stamp.kind == Kind::File).count() as u64;
-        self.env.progress.files_total.store(total, Ordering::Relaxed);
-        self.env.progress.totals_known.store(true, Ordering::Relaxed);
-        let mut skip_under: Option<Vec<u8>> = None;
+        self.env
+            .progress
+            .files_total
+            .store(total, Ordering::Relaxed);
+        self.env
+            .progress
+            .totals_known
+            .store(true, Ordering::Relaxed);
         for (i, path) in paths.into_iter().enumerate() {
             if self.env.cancel.is_cancelled() {
                 return Err(SyncError::Cancelled);
@@ -311,14 +339,6 @@ impl Runner<'_> {
             if i % 256 == 0 {
                 self.src.check()?;
                 self.dst.check()?;
-            }
-            // Below a directory that moved to a trash whole.
-            if let Some(prefix) = &skip_under {
-                if path.starts_with(prefix) && path.get(prefix.len()) == Some(&b'/') {
-                    self.changes.push((path.clone(), None));
-                    continue;
-                }
-                skip_under = None;
             }
             let (se, de) = (s.get(path), d.get(path));
             let k = known.get(path);
@@ -330,7 +350,7 @@ impl Runner<'_> {
                 de.map(|e| &e.stamp),
             );
             let take = user_takes.get(path).map(String::as_str);
-            if let Err(e) = self.act(path, decision, se, de, take, &mut skip_under) {
+            if let Err(e) = self.act(path, decision, se, de, take) {
                 match e {
                     SyncError::Cancelled | SyncError::SideGone { .. } | SyncError::Db(_) => {
                         return Err(e)
@@ -355,7 +375,6 @@ impl Runner<'_> {
         se: Option<&Entry>,
         de: Option<&Entry>,
         take: Option<&str>,
-        skip_under: &mut Option<Vec<u8>>,
     ) -> Result<(), SyncError> {
         match decision {
             Decision::Keep => Ok(()),
@@ -369,7 +388,7 @@ impl Runner<'_> {
                     Side::Src => se,
                     Side::Dst => de,
                 };
-                self.remove(path, side, entry, skip_under)
+                self.remove(path, side, entry)
             }
             Decision::Compare { otherwise } => {
                 let (Some(s), Some(d)) = (se, de) else {
@@ -418,14 +437,23 @@ impl Runner<'_> {
             Some("local") => Resolution::Take(Side::Src),
             Some("remote") => Resolution::Take(Side::Dst),
             Some("both") => Resolution::KeepBoth,
-            _ => plan::resolve(self.spec.strategy, se.map(|e| &e.stamp), de.map(|e| &e.stamp)),
+            _ => plan::resolve(
+                self.spec.strategy,
+                se.map(|e| &e.stamp),
+                de.map(|e| &e.stamp),
+            ),
         };
         let pair = self.result.pair.clone();
         tracing::info!(pair = %pair, path = %String::from_utf8_lossy(path), ?resolution, "sync conflict");
         match resolution {
             Resolution::Pending => {
                 let side = |e: Option<&Entry>| e.map(|e| (e.stamp.size, e.stamp.mtime_ns));
-                let existing = self.env.store.conflicts(&pair)?.into_iter().find(|(p, _)| p == path);
+                let existing = self
+                    .env
+                    .store
+                    .conflicts(&pair)?
+                    .into_iter()
+                    .find(|(p, _)| p == path);
                 if existing.is_none() {
                     self.env.store.put_conflict(
                         &pair,
@@ -453,8 +481,7 @@ impl Runner<'_> {
                         Side::Src => se,
                         Side::Dst => de,
                     };
-                    let mut none = None;
-                    self.remove(path, winner.other(), loser, &mut none)?;
+                    self.remove(path, winner.other(), loser)?;
                 }
             }
             Resolution::KeepBoth => {
@@ -463,7 +490,8 @@ impl Runner<'_> {
                     let aside = conflict_name(path, &self.host, &self.stamp);
                     let (dir, name) = self.dst.parent_of(path, false)?;
                     let (_, aside_name) = self.dst.parent_of(&aside, false)?;
-                    dir.rename(name, &dir, aside_name).map_err(self.dst.io(path, "rename"))?;
+                    dir.rename(name, &dir, aside_name)
+                        .map_err(self.dst.io(path, "rename"))?;
                     let moved = Entry {
                         stamp: d.stamp,
                         mode: d.mode,
@@ -480,7 +508,13 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn copy(&mut self, path: &[u8], from: Side, se: Option<&Entry>, de: Option<&Entry>) -> Result<(), SyncError> {
+    fn copy(
+        &mut self,
+        path: &[u8],
+        from: Side,
+        se: Option<&Entry>,
+        de: Option<&Entry>,
+    ) -> Result<(), SyncError> {
         let to = from.other();
         let (from_entry, to_entry) = match from {
             Side::Src => (se, de),
@@ -489,8 +523,7 @@ impl Runner<'_> {
         // A directory in the way of a file or link goes to the trash first (never merged).
         if let (Some(f), Some(t)) = (from_entry, to_entry) {
             if t.stamp.kind == Kind::Dir && f.stamp.kind != Kind::Dir {
-                let mut none = None;
-                self.remove(path, to, to_entry, &mut none)?;
+                self.remove(path, to, to_entry)?;
             }
         }
         let (from_dir, name) = self.root(from).parent_of(path, false)?;
@@ -520,7 +553,14 @@ impl Runner<'_> {
             Side::Src => (copied.src, copied.dst),
             Side::Dst => (copied.dst, copied.src),
         };
-        self.changes.push((path.to_vec(), Some(Known { src, dst, hash: copied.hash })));
+        self.changes.push((
+            path.to_vec(),
+            Some(Known {
+                src,
+                dst,
+                hash: copied.hash,
+            }),
+        ));
         // The parent's times changed on the target: set them back from `from` at the end.
         self.touch_parents(path, from);
         if copied.src.kind == Kind::Dir {
@@ -537,13 +577,7 @@ impl Runner<'_> {
         }
     }
 
-    fn remove(
-        &mut self,
-        path: &[u8],
-        side: Side,
-        entry: Option<&Entry>,
-        skip_under: &mut Option<Vec<u8>>,
-    ) -> Result<(), SyncError> {
+    fn remove(&mut self, path: &[u8], side: Side, entry: Option<&Entry>) -> Result<(), SyncError> {
         let Some(entry) = entry else {
             return Ok(());
         };
@@ -551,7 +585,6 @@ impl Runner<'_> {
             // Its files are decided on their own (a change under it is a conflict, not lost);
             // the directory goes once it is empty.
             self.rmdirs.push((path.to_vec(), side));
-            let _ = skip_under;
             return Ok(());
         }
         let stamp = self.stamp.clone();
@@ -572,7 +605,13 @@ impl Runner<'_> {
         for (path, side) in rmdirs.iter().rev() {
             let root = self.root(*side);
             if let Ok((dir, name)) = root.parent_of(path, false) {
-                if nix::unistd::unlinkat(&dir.file(), Path::new(OsStr::from_bytes(name)), nix::unistd::UnlinkatFlags::RemoveDir).is_ok() {
+                if nix::unistd::unlinkat(
+                    dir.file(),
+                    Path::new(OsStr::from_bytes(name)),
+                    nix::unistd::UnlinkatFlags::RemoveDir,
+                )
+                .is_ok()
+                {
                     self.changes.push((path.clone(), None));
                     self.touch_parents(path, side.other());
                 }
@@ -580,14 +619,14 @@ impl Runner<'_> {
         }
         if self.spec.mode == SyncMode::Mirror {
             for (path, e) in s.iter().filter(|(_, e)| e.stamp.kind == Kind::Dir) {
-                let differs = d.get(path).is_none_or(|t| t.mode != e.mode || t.stamp.mtime_ns != e.stamp.mtime_ns);
+                let differs = d
+                    .get(path)
+                    .is_none_or(|t| t.mode != e.mode || t.stamp.mtime_ns != e.stamp.mtime_ns);
                 if differs {
                     self.touched.entry(path.clone()).or_insert(Side::Src);
                 }
             }
         }
-        let forget: Vec<Vec<u8>> = self.changes.iter().filter(|(_, k)| k.is_none()).map(|(p, _)| p.clone()).collect();
-        let _ = forget;
         let touched = std::mem::take(&mut self.touched);
         for (path, from) in touched.iter().rev() {
             let (fr, tr) = (self.root(*from), self.root(from.other()));
@@ -604,7 +643,6 @@ impl Runner<'_> {
                 tracing::debug!(path = %String::from_utf8_lossy(path), warning = %w, "directory metadata not applied");
             }
         }
-        let _ = join;
     }
 }
 

@@ -149,7 +149,10 @@ mod tests {
         std::os::unix::fs::symlink("/etc", root.join("link")).expect("link");
         let excludes = Excludes::new(&[], &[]).expect("excludes");
         let tree = scan(root, &excludes, &mut Vec::new()).expect("scan");
-        let names: Vec<_> = tree.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+        let names: Vec<_> = tree
+            .keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
         assert_eq!(names, ["a", "a/b", "a/b/f", "link"]);
         assert_eq!(tree[&b"link".to_vec()].stamp.kind, Kind::Symlink);
     }

@@ -6,8 +6,8 @@
 
 use super::plan::Known;
 use super::SyncError;
-use crate::state::records::sync::{ConflictRecord, PartialRecord, RunRecord, SyncPairRecord};
 use crate::state::records;
+use crate::state::records::sync::{ConflictRecord, PartialRecord, RunRecord, SyncPairRecord};
 use crate::state::State;
 use std::collections::HashMap;
 
@@ -89,22 +89,20 @@ impl Store {
         let config = bincode::config::standard();
         for item in tree.iter() {
             let (key, value) = item?;
-            match value.split_first() {
-                Some((&FILE_V1, rest)) => {
-                    if let Ok((k, _)) = bincode::serde::decode_from_slice::<Known, _>(rest, config)
-                    {
-                        out.insert(key.to_vec(), k);
-                    }
+            // An unreadable or newer record is as if unknown: the file is compared again.
+            if let Some((&FILE_V1, rest)) = value.split_first() {
+                if let Ok((k, _)) = bincode::serde::decode_from_slice::<Known, _>(rest, config) {
+                    out.insert(key.to_vec(), k);
                 }
-                // An unreadable or newer record is as if unknown: the file is compared again.
-                _ => {}
             }
         }
         Ok(out)
     }
 
     pub fn files_count(&self, pair: &str) -> u64 {
-        self.tree("files", pair).map(|t| t.len() as u64).unwrap_or(0)
+        self.tree("files", pair)
+            .map(|t| t.len() as u64)
+            .unwrap_or(0)
     }
 
     /// Applies per-file changes: `Some` records, `None` forgets.
@@ -212,4 +210,3 @@ impl Store {
             .collect())
     }
 }
-

@@ -55,7 +55,10 @@ impl PairHandle {
     }
 
     pub fn info(&self) -> SyncInfo {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn update(&self, f: impl FnOnce(&mut SyncInfo)) {
@@ -76,13 +79,19 @@ async fn recv(rx: &mut Option<mpsc::Receiver<Raw>>) -> Option<Raw> {
 }
 
 /// A watcher on `root` (blocking work off the async threads).
-async fn watch(root: PathBuf, excludes: Excludes) -> Result<(Arc<Mutex<Watcher>>, mpsc::Receiver<Raw>), String> {
+async fn watch(
+    root: PathBuf,
+    excludes: Excludes,
+) -> Result<(Arc<Mutex<Watcher>>, mpsc::Receiver<Raw>), String> {
     let skip = vec![root.join(OsStr::from_bytes(super::scan::TRASH))];
     let (w, rx) = Watcher::new(root.clone(), skip, excludes).map_err(|e| e.to_string())?;
     let w = Arc::new(Mutex::new(w));
     let shared = w.clone();
     tokio::task::spawn_blocking(move || {
-        shared.lock().unwrap_or_else(|p| p.into_inner()).add_tree(&root)
+        shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add_tree(&root)
     })
     .await
     .map_err(|e| e.to_string())?
@@ -148,7 +157,10 @@ impl PairTask {
         loop {
             let actions = machine.on(event, Instant::now());
             self.act(&mut machine, actions).await;
-            let next_scheduled = whens.iter().filter_map(|w| w.next_after(last_scheduled)).min();
+            let next_scheduled = whens
+                .iter()
+                .filter_map(|w| w.next_after(last_scheduled))
+                .min();
             self.pair.update(|s| {
                 s.job = machine.job();
                 s.next_run_ns = next_scheduled;
@@ -245,7 +257,10 @@ impl PairTask {
             return Event::Tick;
         }
         let job = queue.job(id);
-        let finished_ns = job.as_ref().and_then(|j| j.finished_ns).unwrap_or_else(now_ns);
+        let finished_ns = job
+            .as_ref()
+            .and_then(|j| j.finished_ns)
+            .unwrap_or_else(now_ns);
         let outcome = match job {
             None => Err("the sync job is gone".to_owned()),
             Some(j) => match (&j.result, j.state) {

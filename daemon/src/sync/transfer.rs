@@ -115,10 +115,12 @@ pub fn copy_entry(
         Kind::Symlink => copy_link(rel, from_dir, to_dir, name, stamp),
         Kind::Dir => {
             make_dir(rel, to_dir, name, st.st_mode & 0o7777)?;
-            let dst = stamp_of(&to_dir.stat_at(name).map_err(io_err(rel, "stat"))?)
-                .ok_or_else(|| SyncError::Skipped {
-                    path: String::from_utf8_lossy(rel).into_owned(),
-                    reason: "the target is not a directory".into(),
+            let dst =
+                stamp_of(&to_dir.stat_at(name).map_err(io_err(rel, "stat"))?).ok_or_else(|| {
+                    SyncError::Skipped {
+                        path: String::from_utf8_lossy(rel).into_owned(),
+                        reason: "the target is not a directory".into(),
+                    }
                 })?;
             Ok(Copied {
                 src: stamp,
@@ -152,7 +154,9 @@ fn make_dir(rel: &[u8], to_dir: &DirFd, name: &[u8], mode: u32) -> Result<(), Sy
             path: String::from_utf8_lossy(rel).into_owned(),
             reason: "something else is in the way of the directory".into(),
         }),
-        Err(_) => to_dir.mkdir(name, mode | 0o700).map_err(io_err(rel, "mkdir")),
+        Err(_) => to_dir
+            .mkdir(name, mode | 0o700)
+            .map_err(io_err(rel, "mkdir")),
     }
 }
 

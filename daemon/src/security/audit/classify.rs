@@ -4,9 +4,9 @@
 //! monitoring loop must not fill the log, and the read path must stay as fast as without it.
 
 use backupd_common::paths::escape_path;
-use backupd_common::protocol::{SyncRequest, 
+use backupd_common::protocol::{
     AuditTarget, EventType, JobKind, PerfRequest, QueueRequest, RepoRequest, Request,
-    SecurityRequest, Severity, SourceRequest, SystemRequest, MAX_TARGET_PATHS,
+    SecurityRequest, Severity, SourceRequest, SyncRequest, SystemRequest, MAX_TARGET_PATHS,
     MAX_TARGET_PATH_CHARS,
 };
 

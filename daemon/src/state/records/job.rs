@@ -773,7 +773,9 @@ impl From<KindRecord> for JobKind {
                 repo: a.repo,
                 compact_only: a.compact_only,
             }),
-            KindRecord::Sync(a) => Self::Sync(backupd_common::protocol::SyncRunRequest { pair: a.pair }),
+            KindRecord::Sync(a) => {
+                Self::Sync(backupd_common::protocol::SyncRunRequest { pair: a.pair })
+            }
             KindRecord::Noop(a) => Self::Noop(NoopRequest {
                 duration: a.duration,
                 fail_attempts: a.fail_attempts,

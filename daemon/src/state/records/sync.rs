@@ -178,7 +178,12 @@ pub struct RunRecord {
 versioned!(RunRecord, 1);
 
 impl RunRecord {
-    pub fn new(job: Option<u64>, started_ns: i64, finished_ns: i64, r: &Result<SyncResult, String>) -> Self {
+    pub fn new(
+        job: Option<u64>,
+        started_ns: i64,
+        finished_ns: i64,
+        r: &Result<SyncResult, String>,
+    ) -> Self {
         let empty = SyncResult::default();
         let (outcome, error, res) = match r {
             Ok(res) => ("succeeded", None, res),
