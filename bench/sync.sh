@@ -7,7 +7,11 @@
 # usage: bench/sync.sh
 # env:   BENCH_DATA (default /tmp/bench-data), BENCH_WORK (default: a new dir under /tmp, removed
 #        at the end unless KEEP=1), PROFILE (release | dev, default release: the binaries under
-#        target/PROFILE are built unless BIN_DIR names a directory holding them).
+#        target/PROFILE are built unless BIN_DIR names a directory holding them), BIG_MIB (size
+#        of the large file, default 1024).
+#
+# The mixed set is synced from where mkdata.sh made it (no copy: disk is scarce); the 1 % change
+# is undone at the end (sizes and mtimes put back), so the shared data stays as generated.
 #
 # Times: `backupd` is the run's own duration as the job reports it (duration_ms: scan, plan,
 # copy, record) and, beside it, the wall time of `backupctl sync run` (queue and socket round
@@ -34,6 +38,12 @@ fi
 SOCK=$WORK/backupd.sock
 DPID=
 cleanup() {
+  [ -f "$WORK/undo.json" ] && python3 - "$WORK/undo.json" <<'UNDO'
+import json, os, sys
+for p, (size, atime, mtime) in json.load(open(sys.argv[1])).items():
+    os.truncate(p, size)
+    os.utime(p, ns=(atime, mtime))
+UNDO
   [ -n "$DPID" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
   [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
 }
@@ -70,8 +80,7 @@ first() {
 }
 field() { echo "$RUN" | jq -r ".$1"; }
 
-SRC=$WORK/src
-cp -a "$DATA/mixed" "$SRC"
+SRC=$DATA/mixed
 mkdir -p "$WORK/dst-b" "$WORK/dst-r"
 BYTES=$(du -sb "$SRC" | cut -f1); FILES=$(find "$SRC" -type f | wc -l)
 find "$SRC" -type f -exec cat {} + >/dev/null
@@ -93,9 +102,14 @@ printf '%-28s %12s %12s %12s %8s\n' "unchanged re-run" "$B" "$WALL" "$R" "$(rati
 UNCHANGED_MS=$B UNCHANGED_WALL=$WALL
 
 # 1 % of the files: 64 bytes appended to every 100th file (sorted order).
-python3 - "$SRC" <<'EOF'
-import os, sys
+python3 - "$SRC" "$WORK/undo.json" <<'EOF'
+import json, os, sys
 files = sorted(os.path.join(d, f) for d, _, fs in os.walk(sys.argv[1]) for f in fs)
+undo = {}
+for p in files[::100]:
+    st = os.stat(p)
+    undo[p] = (st.st_size, st.st_atime_ns, st.st_mtime_ns)
+json.dump(undo, open(sys.argv[2], "w"))
 for p in files[::100]:
     with open(p, "ab") as f:
         f.write(b"changed by bench/sync.sh\n")
@@ -104,18 +118,23 @@ EOF
 run bench; B=$(field duration_ms); rsync_timed "$SRC" "$WORK/dst-r"
 printf '%-28s %12s %12s %12s %8s\n' "1% changed" "$B" "$WALL" "$R" "$(ratio "$B" "$R")"
 printf '  backupd copied %s files, %s bytes\n' "$(field files_copied)" "$(field bytes_copied)"
-diff -r "$SRC" "$WORK/dst-b" -x .backupd-trash >/dev/null && echo "  dst equals src (diff -r)" || echo "  DST DIFFERS"
+if D=$(diff -rq -x .backupd-trash "$SRC" "$WORK/dst-b" 2>&1); then echo "  backupd's DST equals SRC (diff -r)"; else echo "  backupd's DST DIFFERS: $(echo "$D" | head -3)"; fi
+if D=$(diff -rq "$SRC" "$WORK/dst-r" 2>&1); then echo "  rsync's DST equals SRC (diff -r)"; else echo "  rsync's DST DIFFERS: $(echo "$D" | head -3)"; fi
 
-# Large file: 1 GiB incompressible.
+rm -rf "$WORK/dst-b" "$WORK/dst-r"
+
+# Large file: BIG_MIB (1 GiB) incompressible.
+BIG_MIB=${BIG_MIB:-1024}
 mkdir -p "$WORK/big" "$WORK/big-b" "$WORK/big-r"
-head -c 1073741824 /dev/urandom > "$WORK/big/large.bin"
+head -c $((BIG_MIB << 20)) /dev/urandom > "$WORK/big/large.bin"
 cat "$WORK/big/large.bin" >/dev/null
 ctl --json sync add --name big --no-watch "$WORK/big" "$WORK/big-b" >/dev/null
 first big
 B=$(field duration_ms); rsync_timed "$WORK/big" "$WORK/big-r"
-printf '%-28s %12s %12s %12s %8s\n' "1 GiB file" "$B" "-" "$R" "$(ratio "$B" "$R")"
+printf '%-28s %12s %12s %12s %8s\n' "$BIG_MIB MiB file" "$B" "-" "$R" "$(ratio "$B" "$R")"
 BIG_MBS=$(echo "scale=1; $(field bytes_per_sec) / 1000000" | bc)
-RSYNC_MBS=$(echo "scale=1; 1073.741824 * 1000 / $R" | bc)
+RSYNC_MBS=$(echo "scale=1; $BIG_MIB * 1.048576 * 1000 / $R" | bc)
+rm -rf "$WORK/big" "$WORK/big-b" "$WORK/big-r"
 
 # --bwlimit: 96 MiB at 20 MiB/s.
 mkdir -p "$WORK/bw" "$WORK/bw-b"
