@@ -63,6 +63,9 @@ pub enum Command {
     /// Watched sources: directories backed up continuously.
     #[command(subcommand)]
     Source(SourceCommand),
+    /// Directory sync pairs: keep a directory mirrored to another (or both in step).
+    #[command(subcommand)]
+    Sync(SyncCommand),
     /// Access control and its evidence: roles, the audit log, alerts, lockouts, compliance, the
     /// security report.
     #[command(subcommand)]
@@ -184,6 +187,148 @@ pub enum SourceCommand {
         /// The source's name, as `source list` shows it.
         name: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Keep DST in step with SRC (mirror) or both with each other (two-way); the first run is
+    /// queued at once.
+    Add(SyncAddArgs),
+    /// Pairs with their state, last run and pending conflicts.
+    List,
+    /// A pair in full, with the file being copied now.
+    Show(SyncName),
+    /// Forget a pair (both directories stay as they are).
+    Remove(SyncName),
+    /// Run a pair now (a `sync` job; waits for it unless --no-wait).
+    Run(SyncRunArgs),
+    /// Stop watching and scheduled runs of a pair.
+    Pause(SyncName),
+    /// Watch and schedule a paused pair again.
+    Resume(SyncName),
+    /// A pair's runs, newest first: files and bytes copied, deleted, conflicts, throughput.
+    History(SyncHistoryArgs),
+    /// Conflicts of a pair with --strategy manual, waiting for `sync resolve`.
+    Conflicts(SyncName),
+    /// Settle a conflict: take SRC's version (local), DST's (remote) or both (DST's kept as
+    /// NAME.conflict-HOST-TIME); the pair runs at once.
+    Resolve(SyncResolveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncName {
+    /// The pair's name, as `sync list` shows it.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncRunArgs {
+    /// The pair's name, as `sync list` shows it.
+    pub name: String,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncHistoryArgs {
+    /// The pair's name, as `sync list` shows it.
+    pub name: String,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncResolveArgs {
+    /// The pair's name, as `sync list` shows it.
+    pub name: String,
+    /// The conflicting file, relative to the pair's directories (as `sync conflicts` shows it).
+    pub path: PathBuf,
+    /// Which version wins.
+    #[arg(long, value_enum)]
+    pub take: TakeArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TakeArg {
+    Local,
+    Remote,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncModeArg {
+    /// DST follows SRC; changes made in DST are overwritten.
+    #[default]
+    Mirror,
+    /// Changes flow both ways; a file changed on both sides is a conflict.
+    TwoWay,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum StrategyArg {
+    /// The later mtime wins.
+    #[default]
+    Newer,
+    /// The larger file wins.
+    Larger,
+    /// SRC wins.
+    Local,
+    /// DST wins.
+    Remote,
+    /// SRC wins; DST's version is kept as NAME.conflict-HOST-TIME.
+    KeepBoth,
+    /// Nothing is decided: `sync conflicts`, `sync resolve`.
+    Manual,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncAddArgs {
+    /// Name of the pair.
+    #[arg(long)]
+    pub name: String,
+    /// The directory synced from (SRC, "local").
+    pub src: PathBuf,
+    /// The directory synced to (DST, "remote"): any mounted directory.
+    pub dst: PathBuf,
+    #[arg(long, value_enum, default_value_t = SyncModeArg::Mirror)]
+    pub mode: SyncModeArg,
+    /// How a two-way conflict is decided.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Newer)]
+    pub strategy: StrategyArg,
+    /// Propagate deletions (into the other side's .backupd-trash/); the default for mirror.
+    #[arg(long, conflicts_with = "no_delete")]
+    pub delete: bool,
+    /// Do not propagate deletions; the default for two-way.
+    #[arg(long)]
+    pub no_delete: bool,
+    /// Glob to leave out, as for `backup`. Repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Watch with inotify and sync each change after --debounce (the default).
+    #[arg(long, conflicts_with = "no_watch")]
+    pub watch: bool,
+    /// Do not watch: run on the schedule, on `sync run`, and once a day.
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Quiet time after the last change before a run is queued.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", value_name = "DURATION")]
+    pub debounce: Duration,
+    /// Run on a calendar schedule (as `source add --schedule`).
+    #[arg(long, value_name = "WHEN", value_parser = parse_schedule)]
+    pub schedule: Option<String>,
+    /// Run every DURATION.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub every: Option<Duration>,
+    /// The pair's bandwidth limit, e.g. 20MiB/s (`[sync] bwlimit` applies as well).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub bwlimit: Option<u64>,
+}
+
+fn parse_rate(text: &str) -> Result<u64, String> {
+    backupd_common::rate::Rate::parse_limit(text)
+        .map(|r| r.map_or(0, backupd_common::rate::Rate::bytes_per_sec))
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -431,6 +431,14 @@ impl Client {
         }
     }
 
+    /// A `sync` request; the command matches the reply.
+    pub async fn sync(
+        &mut self,
+        request: backupd_common::protocol::SyncRequest,
+    ) -> Result<Response, ClientError> {
+        self.conn.call(Request::Sync(request)).await
+    }
+
     pub async fn sources(&mut self) -> Result<Vec<SourceInfo>, ClientError> {
         match self.conn.call(Request::Source(SourceRequest::List)).await? {
             Response::Sources(s) => Ok(s),

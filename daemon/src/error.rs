@@ -33,6 +33,8 @@ pub enum Error {
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
+    #[error(transparent)]
     Export(#[from] crate::export::ExportError),
     /// `security encrypt|decrypt`.
     #[error(transparent)]
@@ -147,6 +149,7 @@ impl Classify for Error {
             Self::Metrics(e) => e.class(),
             Self::JobNotFound { .. } => class(NotFound, false),
             Self::Source(e) => e.class(),
+            Self::Sync(e) => e.class(),
             Self::JobState { .. } => class(Conflict, false),
             Self::Export(_) => class(InvalidArgument, false),
             Self::FileCrypt(e) => e.class(),

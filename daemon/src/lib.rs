@@ -27,6 +27,7 @@ pub mod security;
 pub mod server;
 pub mod settings;
 pub mod state;
+pub mod sync;
 pub mod systemd;
 pub mod throttle;
 pub mod watch;
@@ -101,6 +102,7 @@ pub async fn run(
     let now = settings.get();
     sources.apply_declared(&now.config.sources).await;
     sources.start_all(&now.overrides.watch);
+    services.pairs.start_all();
     // After the sources: its first plan must see them, or a missed run waits a whole tick.
     tracker.spawn(services.timers.clone().run(cancel.child_token()));
     tracker.spawn(services.perf.clone().run(cancel.child_token()));
@@ -192,6 +194,7 @@ async fn build(
     ));
     let queue = Arc::new(queue);
     let tuning = perf::Tuning::new(perf::configured(&settings.get().config));
+    let sync_shared = sync::Shared::open(&state, settings.clone())?;
     let scheduler = queue::worker::Scheduler {
         queue: queue.clone(),
         env: ops::Env {
@@ -199,6 +202,7 @@ async fn build(
             state_dir: process.state_dir.clone(),
             tuning: tuning.clone(),
             bandwidth: throttle::Bucket::new(settings.get().config.sync.bwlimit),
+            sync: Some(sync_shared.clone()),
         },
         settings: settings.clone(),
         tasks: tracker.clone(),
@@ -308,7 +312,20 @@ async fn build(
         metrics.clone(),
         log_reload,
     ));
+    let pairs = Arc::new(sync::Pairs::new(
+        sync::Handles {
+            queue: queue.clone(),
+            settings: settings.clone(),
+            repos: repos.clone(),
+            state_dir: process.state_dir.clone(),
+            daemon_uid: process.daemon_uid,
+            shared: sync_shared,
+        },
+        tracker.clone(),
+        cancel.child_token(),
+    ));
     let services = Services {
+        pairs,
         perf,
         security,
         queue,

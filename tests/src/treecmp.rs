@@ -28,7 +28,7 @@ fn xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn walk(root: &Path) -> Vec<PathBuf> {
+fn walk(root: &Path, skip_top: &[&str]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -36,6 +36,9 @@ fn walk(root: &Path) -> Vec<PathBuf> {
             continue;
         };
         for e in rd.flatten() {
+            if rel.as_os_str().is_empty() && skip_top.iter().any(|s| e.file_name() == *s) {
+                continue;
+            }
             let r = rel.join(e.file_name());
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 stack.push(r.clone());
@@ -49,8 +52,19 @@ fn walk(root: &Path) -> Vec<PathBuf> {
 
 /// Differences between `a` and `b` (empty when they are equal).
 pub fn compare_trees(a: &Path, b: &Path, opts: CompareOptions) -> Vec<String> {
+    compare_trees_skipping(a, b, opts, &[])
+}
+
+/// [`compare_trees`] leaving out the entries named `skip_top` at the top of either tree (a
+/// sync pair's `.backupd-trash`). The roots' own metadata is not compared.
+pub fn compare_trees_skipping(
+    a: &Path,
+    b: &Path,
+    opts: CompareOptions,
+    skip_top: &[&str],
+) -> Vec<String> {
     let mut diffs = Vec::new();
-    let (la, lb) = (walk(a), walk(b));
+    let (la, lb) = (walk(a, skip_top), walk(b, skip_top));
     if la != lb {
         // Sets, not `Vec::contains`: a failed 200k-file comparison must fail in seconds.
         let (sa, sb): (std::collections::HashSet<_>, std::collections::HashSet<_>) =

@@ -503,6 +503,46 @@ fn every_json_output_matches_its_schema() {
         "the last event is the alert: {alert_line}"
     );
 
+    // Sync pairs: a two-way pair with a conflict left for `sync resolve`.
+    let (ssrc, sdst) = (d.dir.path().join("sync-src"), d.dir.path().join("sync-dst"));
+    std::fs::create_dir_all(&ssrc).expect("mkdir");
+    std::fs::create_dir_all(&sdst).expect("mkdir");
+    std::fs::write(ssrc.join("f"), b"base").expect("write");
+    c.run(
+        "sync-add",
+        &[
+            "sync",
+            "add",
+            "--name",
+            "pair",
+            "--mode",
+            "two-way",
+            "--strategy",
+            "manual",
+            "--no-watch",
+            s(&ssrc),
+            s(&sdst),
+        ],
+    );
+    wait_until("the pair's first run", Duration::from_secs(30), || {
+        let v = json_ok(&d.ctl(&["--json", "sync", "show", "pair"]));
+        (v["last_outcome"] == "succeeded" && v["job"].is_null()).then_some(())
+    });
+    std::fs::write(ssrc.join("f"), b"local").expect("write");
+    std::fs::write(sdst.join("f"), b"remote, longer").expect("write");
+    c.run_exiting("sync-run", &["sync", "run", "pair"], 1);
+    c.run("sync-list", &["sync", "list"]);
+    c.run("sync-show", &["sync", "show", "pair"]);
+    c.run("sync-history", &["sync", "history", "pair"]);
+    c.run("sync-conflicts", &["sync", "conflicts", "pair"]);
+    c.run(
+        "sync-resolve",
+        &["sync", "resolve", "pair", "f", "--take", "local"],
+    );
+    c.run("sync-pause", &["sync", "pause", "pair"]);
+    c.run("sync-resume", &["sync", "resume", "pair"]);
+    c.run("sync-remove", &["sync", "remove", "pair"]);
+
     c.run("system-shutdown", &["system", "shutdown"]);
     let missing: Vec<_> = c
         .schemas

@@ -239,6 +239,8 @@ pub struct KindTimeouts {
     pub migrate: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub prune: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub sync: Option<Duration>,
 }
 
 impl KindTimeouts {
@@ -254,6 +256,7 @@ impl KindTimeouts {
             "reencrypt" => self.reencrypt,
             "migrate" => self.migrate,
             "prune" => self.prune,
+            "sync" => self.sync,
             _ => None,
         }
     }
@@ -457,6 +460,7 @@ impl Config {
             ("queue.timeouts.reencrypt", q.timeouts.reencrypt),
             ("queue.timeouts.migrate", q.timeouts.migrate),
             ("queue.timeouts.prune", q.timeouts.prune),
+            ("queue.timeouts.sync", q.timeouts.sync),
         ] {
             if value.is_some_and(|v| v < Duration::from_secs(1)) {
                 return Err(invalid(key, format!("is {value:?}; expected at least 1s")));

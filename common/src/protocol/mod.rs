@@ -14,6 +14,7 @@ pub mod repo;
 pub mod schedule;
 pub mod security;
 pub mod source;
+pub mod sync;
 
 use crate::error::ErrorReply;
 use crate::ids::RequestId;
@@ -31,9 +32,10 @@ pub use security::{
 use serde::{Deserialize, Serialize};
 pub use source::*;
 use std::time::Duration;
+pub use sync::*;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 12;
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// Everything a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,6 +108,8 @@ pub enum Request {
     Security(SecurityRequest),
     /// The performance monitor and tuner: `backupctl perf ...`.
     Perf(PerfRequest),
+    /// Directory sync pairs: `backupctl sync ...` (runs are jobs of kind `sync`).
+    Sync(SyncRequest),
 }
 
 impl Request {
@@ -133,6 +137,7 @@ impl Request {
             Self::Security(r) => r.permission(),
             Self::Perf(r) if r.changes_state() => Permission::SystemManage,
             Self::Perf(_) => Permission::SystemRead,
+            Self::Sync(r) => r.permission(),
         }
     }
 
@@ -168,6 +173,7 @@ impl Request {
             Self::Source(r) => r.name(),
             Self::Security(r) => r.name(),
             Self::Perf(r) => r.name(),
+            Self::Sync(r) => r.name(),
         }
     }
 }
@@ -296,6 +302,13 @@ pub enum Response {
     TuningHistory(Vec<TuningChange>),
     /// `perf optimize` and `perf auto`.
     Optimized(Box<Optimized>),
+    SyncPair(Box<SyncInfo>),
+    SyncPairs(Vec<SyncInfo>),
+    /// What a `sync` job did.
+    Sync(Box<SyncResult>),
+    /// `sync history`: newest first.
+    SyncHistory(Vec<SyncRun>),
+    SyncConflicts(Vec<SyncConflict>),
 }
 
 /// What an import did, entry by entry.

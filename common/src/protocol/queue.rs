@@ -246,6 +246,7 @@ repo_args!(
 );
 
 impl JobArgs for NoopRequest {}
+impl JobArgs for super::SyncRunRequest {}
 
 /// Declares [`JobKind`] and its per-kind accessors from one list, so a new kind is one line
 /// here (the wire enum) and one operation in the daemon. Order is the wire encoding: append only.
@@ -293,6 +294,7 @@ job_kinds! {
     Reencrypt(ReencryptRequest) = "reencrypt",
     Migrate(MigrateRequest) = "migrate",
     Prune(PruneRequest) = "prune",
+    Sync(super::SyncRunRequest) = "sync",
 }
 
 impl JobKind {

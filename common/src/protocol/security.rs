@@ -48,6 +48,10 @@ pub enum Permission {
     SecurityRead,
     /// Grant and revoke roles, acknowledge alerts, lift lockouts.
     SecurityManage,
+    /// List directory sync pairs, their history and conflicts.
+    SyncRead,
+    /// Add, remove, pause, resume and run directory sync pairs, resolve their conflicts.
+    SyncManage,
 }
 
 impl Permission {
@@ -68,6 +72,8 @@ impl Permission {
         Self::QueueManage,
         Self::SourceRead,
         Self::SourceManage,
+        Self::SyncRead,
+        Self::SyncManage,
         Self::AuditRead,
         Self::SecurityRead,
         Self::SecurityManage,
@@ -94,6 +100,8 @@ impl Permission {
             Self::AuditRead => "audit.read",
             Self::SecurityRead => "security.read",
             Self::SecurityManage => "security.manage",
+            Self::SyncRead => "sync.read",
+            Self::SyncManage => "sync.manage",
         }
     }
 }
@@ -165,9 +173,13 @@ impl Role {
                     | RestoreOwn
                     | QueueRead
                     | SourceRead
+                    | SyncRead
             ),
             // Watch: the daemon's health, the queue, the repositories' names.
-            Self::Viewer => matches!(permission, SystemRead | RepoRead | QueueRead | SourceRead),
+            Self::Viewer => matches!(
+                permission,
+                SystemRead | RepoRead | QueueRead | SourceRead | SyncRead
+            ),
         }
     }
 }

@@ -43,6 +43,12 @@ pub fn prepare(command: &Command, paths: Paths) -> Result<Option<Prepared>, Fail
         Command::Repo(RepoCommand::Migrate(a)) => (migrate(a), &a.job),
         Command::Repo(RepoCommand::Prune(a)) => (prune(&a.repo, a.compact_only), &a.job),
         Command::Repo(RepoCommand::Compact(a)) => (prune(&a.repo, true), &a.job),
+        Command::Sync(crate::cli::SyncCommand::Run(a)) => (
+            JobKind::Sync(backupd_common::protocol::SyncRunRequest {
+                pair: a.name.clone(),
+            }),
+            &a.job,
+        ),
         Command::Queue(QueueCommand::Add(add)) => match add {
             AddCommand::Backup(a) => (backup(a, paths)?, &a.job),
             AddCommand::Restore(a) => (restore(a, paths)?, &a.job),

@@ -14,6 +14,7 @@ pub mod security_roles;
 pub mod snapshots;
 pub mod source;
 pub mod stats;
+pub mod sync;
 pub mod system;
 
 use crate::cli::{Cli, Command, SecurityCommand};
@@ -131,6 +132,7 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         Command::Events(a) => queue::events(&mut client, a, out).await,
         Command::Source(cmd) => source::run(&mut client, cmd, out, paths).await,
         Command::Perf(cmd) => perf::run(&mut client, cmd, out).await,
+        Command::Sync(cmd) => sync::run(&mut client, cmd, out, paths).await,
         Command::Security(cmd) => match cmd {
             SecurityCommand::Grant(a) => security_roles::grant(&mut client, a, out).await,
             SecurityCommand::Revoke(a) => security_roles::revoke(&mut client, a, out).await,

@@ -57,6 +57,7 @@ pub(crate) fn target(kind: &JobKind) -> String {
         ),
         JobKind::RebuildIndex(r) => repo(&r.repo),
         JobKind::Noop(r) => format!("{}", humantime::format_duration(r.duration)),
+        JobKind::Sync(r) => format!("pair {}", r.pair),
         JobKind::Reencrypt(r) => format!(
             "{}{}{}",
             repo(&r.repo),

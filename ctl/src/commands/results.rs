@@ -83,6 +83,27 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
         Response::Noop { slept_ms } => out.value(&finished, || {
             format!("job {job} done (noop, {slept_ms} ms)")
         }),
+        Response::Sync(r) => {
+            out.value(&finished, || super::sync::result_text(job, r));
+            if r.conflicts_pending > 0 {
+                eprintln!(
+                    "backupctl: sync {}: {} waiting: `backupctl sync conflicts {}` lists them, \
+                     `backupctl sync resolve` settles them",
+                    r.pair,
+                    count(r.conflicts_pending, "conflict"),
+                    r.pair
+                );
+                return ExitCode::Warning;
+            }
+            if !r.warnings.is_empty() {
+                eprintln!(
+                    "backupctl: sync {} is partial: {}",
+                    r.pair,
+                    count(r.warnings.len() as u64, "problem")
+                );
+                return ExitCode::Warning;
+            }
+        }
         _ => {}
     }
     ExitCode::Ok

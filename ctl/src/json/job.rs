@@ -86,6 +86,9 @@ pub enum KindView {
         /// `repo compact`: only the index files are merged.
         compact_only: bool,
     },
+    Sync {
+        pair: String,
+    },
     Noop {
         /// How long it sleeps (`sleep_ms`, not `duration_ms`: history entries carry a
         /// `duration_ms` of their own beside the arguments).
@@ -180,6 +183,9 @@ impl From<&JobKind> for KindView {
             JobKind::Prune(r) => Self::Prune {
                 repo: r.repo.clone(),
                 compact_only: r.compact_only,
+            },
+            JobKind::Sync(r) => Self::Sync {
+                pair: r.pair.clone(),
             },
         }
     }

@@ -18,6 +18,7 @@ pub mod result;
 pub mod security_alerts;
 pub mod security_roles;
 pub mod source;
+pub mod sync;
 pub mod system;
 
 use std::time::{Duration, UNIX_EPOCH};

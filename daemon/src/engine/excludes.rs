@@ -131,6 +131,12 @@ impl Excludes {
         })
     }
 
+    /// Whether no pattern and no rule excludes anything by path or name (a walk may then skip
+    /// building each entry's path for [`Excludes::excludes`]).
+    pub fn is_empty(&self) -> bool {
+        self.names.is_none() && self.paths.is_none() && self.always.is_empty()
+    }
+
     /// Whether `path` (absolute) with file name `name` is excluded by pattern or rule.
     pub fn excludes(&self, path: &Path, name: &[u8]) -> bool {
         if self.always.iter().any(|p| p == path) {

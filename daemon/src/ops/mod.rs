@@ -18,6 +18,7 @@ mod rebuild_index;
 mod reencrypt;
 pub mod repos;
 mod restore;
+mod sync;
 pub mod view;
 
 use crate::engine::progress::Progress;
@@ -61,6 +62,8 @@ pub struct Env {
     pub tuning: crate::perf::Tuning,
     /// `[sync] bwlimit`: one bucket shared by every transfer under it.
     pub bandwidth: crate::throttle::Bucket,
+    /// The sync pairs' store (`None` where no sync service runs: queue unit tests).
+    pub sync: Option<crate::sync::Shared>,
 }
 
 /// One attempt of a job, as its operation sees it.
@@ -243,6 +246,7 @@ pub fn command(kind: &JobKind) -> &'static str {
         JobKind::Migrate(_) => "repo migrate",
         JobKind::Prune(r) if r.compact_only => "repo compact",
         JobKind::Prune(_) => "repo prune",
+        JobKind::Sync(_) => "sync run",
     }
 }
 
@@ -256,6 +260,7 @@ register! {
     Reencrypt => reencrypt::Reencrypt,
     Migrate => migrate::Migrate,
     Prune => prune::Prune,
+    Sync => sync::Sync,
 }
 
 #[cfg(test)]
@@ -263,7 +268,7 @@ mod tests {
     use super::*;
     use backupd_common::protocol::{
         BackupRequest, CheckRequest, ForgetRequest, MigrateRequest, NoopRequest, PruneRequest,
-        RebuildIndexRequest, ReencryptRequest, RestoreRequest,
+        RebuildIndexRequest, ReencryptRequest, RestoreRequest, SyncRunRequest,
     };
 
     fn kinds() -> Vec<JobKind> {
@@ -299,6 +304,7 @@ mod tests {
                 repo,
                 compact_only: false,
             }),
+            JobKind::Sync(SyncRunRequest { pair: "p".into() }),
         ]
     }
 
@@ -345,7 +351,8 @@ mod tests {
                 QueueManage,
                 RepoKey,
                 RepoManage,
-                SnapshotForget
+                SnapshotForget,
+                SyncManage
             ]
         );
     }
@@ -363,6 +370,7 @@ mod tests {
                 Some(true),
                 Some(true),
                 None,
+                Some(true),
                 Some(true),
                 Some(true),
                 Some(true)
@@ -404,7 +412,7 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![own, own, None, None, None, None, None, None, None]
+            vec![own, own, None, None, None, None, None, None, None, None]
         );
         // Holding the kind's `*.any` permission: the daemon's own rights.
         let asked = std::cell::RefCell::new(Vec::new());
@@ -428,7 +436,7 @@ mod tests {
         let got: Vec<_> = kinds().iter().map(coalesces).collect();
         assert_eq!(
             got,
-            vec![true, false, false, false, false, false, true, false, true]
+            vec![true, false, false, false, false, false, true, false, true, false]
         );
     }
 }

@@ -53,6 +53,25 @@ pub fn pick(ordered: &[&JobInfo], running: &[Claim], free: usize) -> Vec<JobId> 
     chosen
 }
 
+/// `ordered` without the sync jobs beyond `[sync] max_transfers` (`max`), given `running`
+/// sync jobs already running: the rest wait their turn in order.
+pub fn cap_sync(ordered: Vec<&JobInfo>, running: usize, max: usize) -> Vec<&JobInfo> {
+    let mut left = max.saturating_sub(running);
+    ordered
+        .into_iter()
+        .filter(|j| {
+            if !matches!(j.kind, backupd_common::protocol::JobKind::Sync(_)) {
+                return true;
+            }
+            if left == 0 {
+                return false;
+            }
+            left -= 1;
+            true
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +81,36 @@ mod tests {
     };
 
     const SEC: i64 = 1_000_000_000;
+
+    #[test]
+    fn at_most_max_transfers_sync_jobs_start() {
+        let sync = |id| {
+            job(
+                id,
+                JobKind::Sync(backupd_common::protocol::SyncRunRequest {
+                    pair: format!("p{id}"),
+                }),
+                Priority::Normal,
+                id as i64,
+            )
+        };
+        let jobs = [
+            sync(1),
+            sync(2),
+            job(
+                3,
+                JobKind::Noop(NoopRequest::default()),
+                Priority::Normal,
+                3,
+            ),
+            sync(4),
+        ];
+        let ordered: Vec<&JobInfo> = jobs.iter().collect();
+        let ids = |v: Vec<&JobInfo>| v.iter().map(|j| j.id).collect::<Vec<_>>();
+        assert_eq!(ids(cap_sync(ordered.clone(), 0, 3)), vec![1, 2, 3, 4]);
+        assert_eq!(ids(cap_sync(ordered.clone(), 2, 3)), vec![1, 3]);
+        assert_eq!(ids(cap_sync(ordered, 3, 3)), vec![3]);
+    }
 
     fn job(id: JobId, kind: JobKind, priority: Priority, submitted: i64) -> JobInfo {
         let spec = JobSpec {

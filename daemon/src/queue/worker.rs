@@ -90,6 +90,17 @@ impl Scheduler {
                 .collect();
             let chosen = {
                 let ordered = pick::order(inner.jobs.values(), now, q.aging);
+                let running_sync = inner
+                    .running
+                    .keys()
+                    .filter(|id| {
+                        inner.jobs.get(id).is_some_and(|j| {
+                            matches!(j.kind, backupd_common::protocol::JobKind::Sync(_))
+                        })
+                    })
+                    .count();
+                let max_sync = settings.config.sync.max_transfers as usize;
+                let ordered = pick::cap_sync(ordered, running_sync, max_sync);
                 pick::pick(&ordered, &claims, free)
             };
             for id in chosen {

@@ -48,7 +48,8 @@ pub fn repository(request: &Request) -> Option<String> {
         | Request::Queue(_)
         | Request::Source(_)
         | Request::Security(_)
-        | Request::Perf(_) => None,
+        | Request::Perf(_)
+        | Request::Sync(_) => None,
     }
 }
 

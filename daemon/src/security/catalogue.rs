@@ -49,6 +49,7 @@ pub fn kind(r: &Request) -> &'static str {
                 JobKind::Reencrypt(_) => "queue.submit.reencrypt",
                 JobKind::Migrate(_) => "queue.submit.migrate",
                 JobKind::Prune(_) => "queue.submit.prune",
+                JobKind::Sync(_) => "queue.submit.sync",
             },
             Q::Status => "queue.status",
             Q::Job { .. } => "queue.job",
@@ -91,6 +92,17 @@ pub fn kind(r: &Request) -> &'static str {
             PerfRequest::History { .. } => "perf.history",
             PerfRequest::Optimize => "perf.optimize",
             PerfRequest::Auto { .. } => "perf.auto",
+        },
+        Request::Sync(s) => match s {
+            SyncRequest::Add(_) => "sync.add",
+            SyncRequest::List => "sync.list",
+            SyncRequest::Show { .. } => "sync.show",
+            SyncRequest::Remove { .. } => "sync.remove",
+            SyncRequest::Pause { .. } => "sync.pause",
+            SyncRequest::Resume { .. } => "sync.resume",
+            SyncRequest::History { .. } => "sync.history",
+            SyncRequest::Conflicts { .. } => "sync.conflicts",
+            SyncRequest::Resolve { .. } => "sync.resolve",
         },
     }
 }
@@ -221,6 +233,36 @@ pub fn every_kind() -> Vec<Request> {
         Request::Perf(PerfRequest::History { since_ms: 1 }),
         Request::Perf(PerfRequest::Optimize),
         Request::Perf(PerfRequest::Auto { on: true }),
+        Request::Sync(SyncRequest::Add(Box::new(SyncSpec {
+            name: "p".into(),
+            src: b"/a".to_vec(),
+            dst: b"/b".to_vec(),
+            mode: Default::default(),
+            strategy: Default::default(),
+            delete: true,
+            excludes: Vec::new(),
+            watch: false,
+            debounce: std::time::Duration::from_secs(1),
+            schedule: None,
+            every: None,
+            bwlimit: None,
+        }))),
+        Request::Sync(SyncRequest::List),
+        Request::Sync(SyncRequest::Show { name: "p".into() }),
+        Request::Sync(SyncRequest::Remove { name: "p".into() }),
+        Request::Sync(SyncRequest::Pause { name: "p".into() }),
+        Request::Sync(SyncRequest::Resume { name: "p".into() }),
+        Request::Sync(SyncRequest::History {
+            name: "p".into(),
+            limit: 1,
+        }),
+        Request::Sync(SyncRequest::Conflicts { name: "p".into() }),
+        Request::Sync(SyncRequest::Resolve {
+            name: "p".into(),
+            path: b"f".to_vec(),
+            take: Take::Local,
+        }),
+        submit(JobKind::Sync(SyncRunRequest { pair: "p".into() })),
     ]
 }
 

@@ -209,7 +209,12 @@ pub fn response(r: &mut Response, reader: Reader) {
         | Response::Reencrypt(_)
         | Response::Migrate(_)
         | Response::Prune(_)
-        | Response::Compact(_) => *r = Response::Done,
+        | Response::Compact(_)
+        | Response::Sync(_)
+        | Response::SyncPair(_)
+        | Response::SyncPairs(_)
+        | Response::SyncHistory(_)
+        | Response::SyncConflicts(_) => *r = Response::Done,
         Response::Health(h) => health(h),
         Response::PerfCurrent(c) => {
             c.sample.iter_mut().for_each(perf_sample);

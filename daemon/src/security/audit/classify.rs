@@ -6,7 +6,7 @@
 use backupd_common::paths::escape_path;
 use backupd_common::protocol::{
     AuditTarget, EventType, JobKind, PerfRequest, QueueRequest, RepoRequest, Request,
-    SecurityRequest, Severity, SourceRequest, SystemRequest, MAX_TARGET_PATHS,
+    SecurityRequest, Severity, SourceRequest, SyncRequest, SystemRequest, MAX_TARGET_PATHS,
     MAX_TARGET_PATH_CHARS,
 };
 
@@ -49,6 +49,7 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
                 JobKind::Reencrypt(_) => (E::Key, S::Warning),
                 JobKind::Migrate(_) => (E::Repo, S::Warning),
                 JobKind::Prune(_) => (E::Forget, S::Notice),
+                JobKind::Sync(_) => (E::Source, S::Info),
             },
             QueueRequest::Status | QueueRequest::Workers { count: None } => return None,
             // Job records carry results: paths, snapshot ids, errors.
@@ -84,6 +85,17 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
         },
         Request::Perf(r) if r.changes_state() => (E::Config, S::Notice),
         Request::Perf(_) => return None,
+        Request::Sync(r) => match r {
+            SyncRequest::List
+            | SyncRequest::Show { .. }
+            | SyncRequest::History { .. }
+            | SyncRequest::Conflicts { .. } => return None,
+            SyncRequest::Add(_)
+            | SyncRequest::Pause { .. }
+            | SyncRequest::Resume { .. }
+            | SyncRequest::Resolve { .. } => (E::Source, S::Notice),
+            SyncRequest::Remove { .. } => (E::Source, S::Warning),
+        },
     };
     Some(class)
 }
@@ -181,6 +193,23 @@ pub fn target(request: &Request) -> AuditTarget {
             ));
         }
         Request::Perf(_) => {}
+        Request::Sync(r) => match r {
+            SyncRequest::Add(spec) => {
+                t.name = Some(spec.name.clone());
+                push_paths(&mut t, &[spec.src.clone(), spec.dst.clone()]);
+            }
+            SyncRequest::Resolve { name, path, .. } => {
+                t.name = Some(name.clone());
+                push_paths(&mut t, std::slice::from_ref(path));
+            }
+            SyncRequest::Show { name }
+            | SyncRequest::Remove { name }
+            | SyncRequest::Pause { name }
+            | SyncRequest::Resume { name }
+            | SyncRequest::History { name, .. }
+            | SyncRequest::Conflicts { name } => t.name = Some(name.clone()),
+            SyncRequest::List => {}
+        },
     }
     t
 }
@@ -188,6 +217,7 @@ pub fn target(request: &Request) -> AuditTarget {
 fn queue_target(t: &mut AuditTarget, r: &QueueRequest) {
     match r {
         QueueRequest::Submit(spec) => match &spec.kind {
+            JobKind::Sync(s) => t.name = Some(s.pair.clone()),
             JobKind::Backup(b) => {
                 t.repo = b.repo.clone();
                 push_paths(t, &b.paths);

@@ -11,6 +11,7 @@ pub mod security_files;
 pub mod security_roles;
 pub mod snapshots;
 pub mod source;
+pub mod sync;
 pub mod system;
 
 use crate::error::Error;

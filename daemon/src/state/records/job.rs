@@ -124,6 +124,12 @@ pub enum KindRecord {
     Reencrypt(ReencryptArgs),
     Migrate(MigrateArgs),
     Prune(PruneArgs),
+    Sync(SyncArgs),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncArgs {
+    pub pair: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -602,6 +608,7 @@ impl From<&JobKind> for KindRecord {
             JobKind::Prune(PruneRequest { repo, compact_only }) => {
                 Self::Prune(PruneArgs { repo, compact_only })
             }
+            JobKind::Sync(s) => Self::Sync(SyncArgs { pair: s.pair }),
             JobKind::Noop(NoopRequest {
                 duration,
                 fail_attempts,
@@ -766,6 +773,9 @@ impl From<KindRecord> for JobKind {
                 repo: a.repo,
                 compact_only: a.compact_only,
             }),
+            KindRecord::Sync(a) => {
+                Self::Sync(backupd_common::protocol::SyncRunRequest { pair: a.pair })
+            }
             KindRecord::Noop(a) => Self::Noop(NoopRequest {
                 duration: a.duration,
                 fail_attempts: a.fail_attempts,
@@ -788,6 +798,7 @@ impl KindRecord {
             Self::Reencrypt(_) => "reencrypt",
             Self::Migrate(_) => "migrate",
             Self::Prune(_) => "prune",
+            Self::Sync(_) => "sync",
         }
     }
 
@@ -801,7 +812,7 @@ impl KindRecord {
             Self::Reencrypt(a) => a.repo.as_deref(),
             Self::Migrate(a) => a.repo.as_deref(),
             Self::Prune(a) => a.repo.as_deref(),
-            Self::Noop(_) => None,
+            Self::Noop(_) | Self::Sync(_) => None,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod history;
 pub mod job;
 pub mod perf;
 pub mod source;
+pub mod sync;
 pub mod timer;
 
 use serde::de::DeserializeOwned;
