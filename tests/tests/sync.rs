@@ -141,6 +141,10 @@ fn a_watched_mirror_follows_creates_edits_renames_deletes_and_directory_moves() 
         runs.iter().any(|r| r["files_copied"].as_u64() > Some(0)),
         "{history}"
     );
+    assert!(
+        runs.iter().all(|r| r["job"].as_u64().is_some()),
+        "every run names its job: {history}"
+    );
     let list = json_ok(&d.ctl(&["--json", "sync", "list"]));
     assert_eq!(list[0]["name"], "m");
     assert_eq!(list[0]["state"], "watching");

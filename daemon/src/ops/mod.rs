@@ -69,6 +69,8 @@ pub struct Env {
 /// One attempt of a job, as its operation sees it.
 pub struct Run<'a> {
     pub env: &'a Env,
+    /// The job this attempt belongs to.
+    pub job: u64,
     /// 1 for the first attempt.
     pub attempt: u32,
     /// The user whose file-system rights the job's work on files runs with (`None`: the

@@ -49,16 +49,22 @@ impl Operation for Sync {
             .map_err(ToString::to_string);
         // A removed pair has nothing to record into.
         if !matches!(outcome, Err(SyncError::Unknown(_))) {
-            if let Err(e) = shared
-                .store
-                .push_run(&r.pair, RunRecord::new(None, started, finished, &recorded))
-            {
+            if let Err(e) = shared.store.push_run(
+                &r.pair,
+                RunRecord::new(Some(job.job), started, finished, &recorded),
+            ) {
                 tracing::warn!(pair = %r.pair, error = %e, "cannot record the sync run");
             }
         }
         match outcome {
             Ok(r) => Ok(Response::Sync(Box::new(r))),
             Err(SyncError::Cancelled) => Err(crate::engine::EngineError::Cancelled.into()),
+            // Removed while its run waited: nothing is left to sync, which is not a failure
+            // worth a dead letter.
+            Err(SyncError::Unknown(pair)) => {
+                tracing::info!(%pair, "the sync pair was removed before its run; nothing done");
+                Ok(Response::Sync(Box::default()))
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -199,6 +199,7 @@ impl RunTask {
                     let _span = tracing::info_span!(joblog::SPAN, id).entered();
                     let run = ops::Run {
                         env: &env,
+                        job: id,
                         attempt,
                         acts_as,
                         progress: &progress,

@@ -103,7 +103,9 @@ impl PairTask {
     pub async fn run(self, cancel: CancellationToken) {
         let spec = self.pair.info().spec;
         let name = spec.name.clone();
-        let mut watchers = Vec::new();
+        // Indexed by side (0: SRC, 1: DST), so a side whose watch failed leaves a hole instead
+        // of shifting the other side's watcher onto its events.
+        let mut watchers: [Option<Arc<Mutex<Watcher>>>; 2] = [None, None];
         let mut rxs: Vec<Option<mpsc::Receiver<Raw>>> = vec![None, None];
         if spec.watch {
             let mut roots = vec![spec.src.clone()];
@@ -116,7 +118,7 @@ impl PairTask {
                 };
                 match watch(PathBuf::from(OsStr::from_bytes(&root)), excludes).await {
                     Ok((w, rx)) => {
-                        watchers.push(w);
+                        watchers[i] = Some(w);
                         rxs[i] = Some(rx);
                     }
                     Err(e) => {
@@ -185,7 +187,7 @@ impl PairTask {
                 _ = self.pair.scan.notified() => Event::Rescan,
             };
         }
-        for w in watchers {
+        for w in watchers.into_iter().flatten() {
             w.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
         tracing::info!(pair = %name, "sync pair stopped");
@@ -278,8 +280,8 @@ impl PairTask {
 }
 
 /// One inotify event as the machine sees it; new directories are watched first.
-async fn on_raw(watchers: &[Arc<Mutex<Watcher>>], i: usize, raw: Option<Raw>) -> Event {
-    let Some(w) = watchers.get(i).cloned() else {
+async fn on_raw(watchers: &[Option<Arc<Mutex<Watcher>>>], i: usize, raw: Option<Raw>) -> Event {
+    let Some(w) = watchers.get(i).cloned().flatten() else {
         return Event::Tick;
     };
     let event = match raw {
