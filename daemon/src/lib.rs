@@ -21,6 +21,7 @@ pub mod ops;
 pub mod perf;
 pub mod queue;
 pub mod reload;
+pub mod replication;
 pub mod repo;
 pub mod schedule;
 pub mod security;
@@ -191,6 +192,17 @@ async fn build(
         alerts.clone(),
     ));
     let queue = Arc::new(queue);
+    let replications = Arc::new(replication::Replications::open(&state, repos.clone())?);
+    {
+        let settings = settings.clone();
+        tracker.spawn(replication::follow_backups(
+            replications.clone(),
+            queue.clone(),
+            process.daemon_uid,
+            move || settings.get().config.queue.clone(),
+            cancel.child_token(),
+        ));
+    }
     let tuning = perf::Tuning::new(perf::configured(&settings.get().config));
     let scheduler = queue::worker::Scheduler {
         queue: queue.clone(),
@@ -199,6 +211,7 @@ async fn build(
             state_dir: process.state_dir.clone(),
             tuning: tuning.clone(),
             bandwidth: throttle::Bucket::new(settings.get().config.sync.bwlimit),
+            replications: Some(replications.clone()),
         },
         settings: settings.clone(),
         tasks: tracker.clone(),
@@ -271,6 +284,7 @@ async fn build(
             settings: settings.clone(),
             alerts: alerts.clone(),
             daemon_uid: process.daemon_uid,
+            replications: replications.clone(),
         };
         Arc::new(schedule::Timers::open(&state, handles)?)
     };
@@ -320,6 +334,7 @@ async fn build(
         settings,
         tasks: tracker.clone(),
         shutdown: cancel.clone(),
+        replications,
     };
     Ok((services, scheduler, metrics))
 }

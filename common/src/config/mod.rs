@@ -239,6 +239,8 @@ pub struct KindTimeouts {
     pub migrate: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub prune: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub replicate: Option<Duration>,
 }
 
 impl KindTimeouts {
@@ -254,6 +256,7 @@ impl KindTimeouts {
             "reencrypt" => self.reencrypt,
             "migrate" => self.migrate,
             "prune" => self.prune,
+            "replicate" => self.replicate,
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod file_crypt;
 pub mod perf;
 pub mod queue;
+pub mod replicate;
 pub mod repo;
 pub mod schedule;
 pub mod security;
@@ -22,6 +23,7 @@ pub use audit::*;
 pub use file_crypt::*;
 pub use perf::*;
 pub use queue::*;
+pub use replicate::*;
 pub use repo::*;
 pub use schedule::*;
 pub use security::{
@@ -33,7 +35,7 @@ pub use source::*;
 use std::time::Duration;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 12;
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// Everything a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,8 +127,14 @@ impl Request {
                 | RepoRequest::KeyRemove { .. },
             ) => Permission::RepoKey,
             Self::Repo(
-                RepoRequest::Init { .. } | RepoRequest::Add { .. } | RepoRequest::Remove { .. },
+                RepoRequest::Init { .. }
+                | RepoRequest::Add { .. }
+                | RepoRequest::Remove { .. }
+                | RepoRequest::InitReplica(_)
+                | RepoRequest::ReplicateAdd(_)
+                | RepoRequest::ReplicateRemove { .. },
             ) => Permission::RepoManage,
+            Self::Repo(RepoRequest::ReplicateList) => Permission::RepoRead,
             Self::Snapshots(_) => Permission::SnapshotList,
             Self::Queue(r) => r.permission(),
             Self::Source(r) => r.permission(),
@@ -163,6 +171,10 @@ impl Request {
             Self::Repo(RepoRequest::KeyList { .. }) => "repo key list",
             Self::Repo(RepoRequest::KeyRemove { .. }) => "repo key remove",
             Self::Repo(RepoRequest::Stats(_)) => "stats",
+            Self::Repo(RepoRequest::InitReplica(_)) => "repo init",
+            Self::Repo(RepoRequest::ReplicateAdd(_)) => "repo replicate add",
+            Self::Repo(RepoRequest::ReplicateList) => "repo replicate list",
+            Self::Repo(RepoRequest::ReplicateRemove { .. }) => "repo replicate remove",
             Self::Snapshots(_) => "snapshots",
             Self::Queue(r) => r.name(),
             Self::Source(r) => r.name(),
@@ -296,6 +308,12 @@ pub enum Response {
     TuningHistory(Vec<TuningChange>),
     /// `perf optimize` and `perf auto`.
     Optimized(Box<Optimized>),
+    /// What a `replicate` job did.
+    Replicate(Box<ReplicateResult>),
+    /// `repo replicate add` and `remove`: the replication as stored (removed).
+    Replication(Box<ReplicationInfo>),
+    /// `repo replicate list`.
+    Replications(Vec<ReplicationInfo>),
 }
 
 /// What an import did, entry by entry.

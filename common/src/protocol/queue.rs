@@ -4,7 +4,8 @@
 //! to run the job again after a restart.
 
 use super::{
-    BackupRequest, ForgetRequest, OperationProgress, Permission, Response, RestoreRequest,
+    BackupRequest, ForgetRequest, OperationProgress, Permission, ReplicateRequest, Response,
+    RestoreRequest,
 };
 use crate::error::ErrorReply;
 use serde::{Deserialize, Serialize};
@@ -242,7 +243,8 @@ repo_args!(
     RebuildIndexRequest,
     ReencryptRequest,
     MigrateRequest,
-    PruneRequest
+    PruneRequest,
+    ReplicateRequest
 );
 
 impl JobArgs for NoopRequest {}
@@ -293,6 +295,7 @@ job_kinds! {
     Reencrypt(ReencryptRequest) = "reencrypt",
     Migrate(MigrateRequest) = "migrate",
     Prune(PruneRequest) = "prune",
+    Replicate(ReplicateRequest) = "replicate",
 }
 
 impl JobKind {

@@ -7,7 +7,7 @@ use super::{results, Failure, Paths};
 use crate::cli::{
     AddCommand, BackupArgs, CheckArgs, Command, ForgetArgs, JobArgs, KeyCommand, MigrateArgs,
     NoopArgs, OverwriteArg, PriorityArg, QueueCommand, RebuildArgs, ReencryptArgs, RepoCommand,
-    RestoreArgs,
+    ReplicateCommand, RestoreArgs,
 };
 use crate::client::Client;
 use crate::exit::ExitCode;
@@ -19,7 +19,7 @@ use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     BackupRequest, CheckRequest, ForgetRequest, JobId, JobInfo, JobKind, JobOptions, JobSpec,
     JobState, MigrateRequest, NoopRequest, Overwrite, Priority, PruneRequest, RebuildIndexRequest,
-    ReencryptRequest, RestoreRequest,
+    ReencryptRequest, ReplicateRequest, RestoreRequest,
 };
 use std::time::UNIX_EPOCH;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -43,6 +43,14 @@ pub fn prepare(command: &Command, paths: Paths) -> Result<Option<Prepared>, Fail
         Command::Repo(RepoCommand::Migrate(a)) => (migrate(a), &a.job),
         Command::Repo(RepoCommand::Prune(a)) => (prune(&a.repo, a.compact_only), &a.job),
         Command::Repo(RepoCommand::Compact(a)) => (prune(&a.repo, true), &a.job),
+        Command::Repo(RepoCommand::Replicate(ReplicateCommand::Run(a))) => (
+            // The stored replication's settings, read by the daemon when the job runs.
+            JobKind::Replicate(ReplicateRequest {
+                repo: Some(a.to.clone()),
+                ..Default::default()
+            }),
+            &a.job,
+        ),
         Command::Queue(QueueCommand::Add(add)) => match add {
             AddCommand::Backup(a) => (backup(a, paths)?, &a.job),
             AddCommand::Restore(a) => (restore(a, paths)?, &a.job),

@@ -86,6 +86,15 @@ pub enum KindView {
         /// `repo compact`: only the index files are merged.
         compact_only: bool,
     },
+    Replicate {
+        /// The replica.
+        repo: Option<String>,
+        /// The source (empty: the stored replication's, read when the job runs).
+        from: String,
+        verify: bool,
+        mirror_forget: bool,
+        bwlimit: Option<u64>,
+    },
     Noop {
         /// How long it sleeps (`sleep_ms`, not `duration_ms`: history entries carry a
         /// `duration_ms` of their own beside the arguments).
@@ -180,6 +189,13 @@ impl From<&JobKind> for KindView {
             JobKind::Prune(r) => Self::Prune {
                 repo: r.repo.clone(),
                 compact_only: r.compact_only,
+            },
+            JobKind::Replicate(r) => Self::Replicate {
+                repo: r.repo.clone(),
+                from: r.from.clone(),
+                verify: r.verify,
+                mirror_forget: r.mirror_forget,
+                bwlimit: r.bwlimit,
             },
         }
     }

@@ -14,6 +14,7 @@ pub mod path;
 pub mod perf;
 pub mod repo;
 pub mod repo_keys;
+pub mod replicate;
 pub mod result;
 pub mod security_alerts;
 pub mod security_roles;

@@ -205,6 +205,8 @@ pub enum ResultView {
     Prune(PruneView),
     /// `repo compact`.
     Compact(CompactView),
+    /// `repo replicate run`.
+    Replicate(super::replicate::ReplicateView),
 }
 
 #[derive(Debug, Serialize)]
@@ -245,6 +247,9 @@ impl ResultView {
             Response::Reencrypt(r) => Self::Reencrypt(ReencryptView::from(r.as_ref())),
             Response::Migrate(r) => Self::Migrate(ReencryptView::from(r.as_ref())),
             Response::Prune(p) => Self::Prune(PruneView::from(p)),
+            Response::Replicate(r) => {
+                Self::Replicate(super::replicate::ReplicateView::from(r.as_ref()))
+            }
             Response::Compact(c) => Self::Compact(CompactView {
                 index_files_before: c.index_files_before,
                 index_files_after: c.index_files_after,

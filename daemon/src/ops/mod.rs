@@ -16,6 +16,7 @@ mod noop;
 mod prune;
 mod rebuild_index;
 mod reencrypt;
+mod replicate;
 pub mod repos;
 mod restore;
 pub mod view;
@@ -61,6 +62,8 @@ pub struct Env {
     pub tuning: crate::perf::Tuning,
     /// `[sync] bwlimit`: one bucket shared by every transfer under it.
     pub bandwidth: crate::throttle::Bucket,
+    /// Where replication jobs record how they ended (`None` in tests of the queue alone).
+    pub replications: Option<Arc<crate::replication::Replications>>,
 }
 
 /// One attempt of a job, as its operation sees it.
@@ -243,6 +246,7 @@ pub fn command(kind: &JobKind) -> &'static str {
         JobKind::Migrate(_) => "repo migrate",
         JobKind::Prune(r) if r.compact_only => "repo compact",
         JobKind::Prune(_) => "repo prune",
+        JobKind::Replicate(_) => "repo replicate run",
     }
 }
 
@@ -256,6 +260,7 @@ register! {
     Reencrypt => reencrypt::Reencrypt,
     Migrate => migrate::Migrate,
     Prune => prune::Prune,
+    Replicate => replicate::Replicate,
 }
 
 #[cfg(test)]

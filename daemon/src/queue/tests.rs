@@ -56,6 +56,7 @@ fn harness(q: QueueConfig) -> Harness {
             state_dir: dir.path().to_owned(),
             tuning: crate::perf::Tuning::new(crate::perf::configured(&settings.config)),
             bandwidth: crate::throttle::Bucket::default(),
+            replications: None,
         },
         settings: SettingsHandle::new(settings),
         tasks: TaskTracker::new(),

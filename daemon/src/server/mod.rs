@@ -51,6 +51,8 @@ pub struct Services {
     pub timers: Arc<crate::schedule::Timers>,
     /// Samples, bottlenecks, the tuner.
     pub perf: Arc<crate::perf::Perf>,
+    /// Repository replications and their lag.
+    pub replications: Arc<crate::replication::Replications>,
 }
 
 /// The server's own state next to the services it serves: who the daemon is, its socket, and

@@ -209,7 +209,10 @@ pub fn response(r: &mut Response, reader: Reader) {
         | Response::Reencrypt(_)
         | Response::Migrate(_)
         | Response::Prune(_)
-        | Response::Compact(_) => *r = Response::Done,
+        | Response::Compact(_)
+        | Response::Replicate(_)
+        | Response::Replication(_)
+        | Response::Replications(_) => *r = Response::Done,
         Response::Health(h) => health(h),
         Response::PerfCurrent(c) => {
             c.sample.iter_mut().for_each(perf_sample);

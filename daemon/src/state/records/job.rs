@@ -14,7 +14,7 @@ use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     ActingUser, Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo,
     JobKind, JobState, MigrateRequest, NoopRequest, Overwrite, PathChange, Priority, PruneRequest,
-    RebuildIndexRequest, ReencryptRequest, Response, RestoreRequest, SnapshotFilter, Subset,
+    RebuildIndexRequest, ReencryptRequest, ReplicateRequest, Response, RestoreRequest, SnapshotFilter, Subset,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -124,6 +124,18 @@ pub enum KindRecord {
     Reencrypt(ReencryptArgs),
     Migrate(MigrateArgs),
     Prune(PruneArgs),
+    Replicate(ReplicateArgs),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplicateArgs {
+    /// The replica.
+    pub repo: Option<String>,
+    pub from: String,
+    pub verify: bool,
+    pub mirror_forget: bool,
+    #[serde(default)]
+    pub bwlimit: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -602,6 +614,19 @@ impl From<&JobKind> for KindRecord {
             JobKind::Prune(PruneRequest { repo, compact_only }) => {
                 Self::Prune(PruneArgs { repo, compact_only })
             }
+            JobKind::Replicate(ReplicateRequest {
+                repo,
+                from,
+                verify,
+                mirror_forget,
+                bwlimit,
+            }) => Self::Replicate(ReplicateArgs {
+                repo,
+                from,
+                verify,
+                mirror_forget,
+                bwlimit,
+            }),
             JobKind::Noop(NoopRequest {
                 duration,
                 fail_attempts,
@@ -766,6 +791,13 @@ impl From<KindRecord> for JobKind {
                 repo: a.repo,
                 compact_only: a.compact_only,
             }),
+            KindRecord::Replicate(a) => Self::Replicate(ReplicateRequest {
+                repo: a.repo,
+                from: a.from,
+                verify: a.verify,
+                mirror_forget: a.mirror_forget,
+                bwlimit: a.bwlimit,
+            }),
             KindRecord::Noop(a) => Self::Noop(NoopRequest {
                 duration: a.duration,
                 fail_attempts: a.fail_attempts,
@@ -788,6 +820,7 @@ impl KindRecord {
             Self::Reencrypt(_) => "reencrypt",
             Self::Migrate(_) => "migrate",
             Self::Prune(_) => "prune",
+            Self::Replicate(_) => "replicate",
         }
     }
 
@@ -801,6 +834,7 @@ impl KindRecord {
             Self::Reencrypt(a) => a.repo.as_deref(),
             Self::Migrate(a) => a.repo.as_deref(),
             Self::Prune(a) => a.repo.as_deref(),
+            Self::Replicate(a) => a.repo.as_deref(),
             Self::Noop(_) => None,
         }
     }
