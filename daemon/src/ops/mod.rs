@@ -268,7 +268,7 @@ mod tests {
     use super::*;
     use backupd_common::protocol::{
         BackupRequest, CheckRequest, ForgetRequest, MigrateRequest, NoopRequest, PruneRequest,
-        RebuildIndexRequest, ReencryptRequest, RestoreRequest,
+        RebuildIndexRequest, ReencryptRequest, ReplicateRequest, RestoreRequest,
     };
 
     fn kinds() -> Vec<JobKind> {
@@ -301,8 +301,13 @@ mod tests {
                 to: 2,
             }),
             JobKind::Prune(PruneRequest {
-                repo,
+                repo: repo.clone(),
                 compact_only: false,
+            }),
+            JobKind::Replicate(ReplicateRequest {
+                repo,
+                from: "src".into(),
+                ..Default::default()
             }),
         ]
     }
@@ -350,7 +355,8 @@ mod tests {
                 QueueManage,
                 RepoKey,
                 RepoManage,
-                SnapshotForget
+                SnapshotForget,
+                RepoManage
             ]
         );
     }
@@ -368,6 +374,7 @@ mod tests {
                 Some(true),
                 Some(true),
                 None,
+                Some(true),
                 Some(true),
                 Some(true),
                 Some(true)
@@ -409,7 +416,7 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![own, own, None, None, None, None, None, None, None]
+            vec![own, own, None, None, None, None, None, None, None, None]
         );
         // Holding the kind's `*.any` permission: the daemon's own rights.
         let asked = std::cell::RefCell::new(Vec::new());
@@ -429,11 +436,11 @@ mod tests {
     }
 
     #[test]
-    fn only_backups_reencryptions_and_prunes_coalesce() {
+    fn only_backups_reencryptions_prunes_and_replications_coalesce() {
         let got: Vec<_> = kinds().iter().map(coalesces).collect();
         assert_eq!(
             got,
-            vec![true, false, false, false, false, false, true, false, true]
+            vec![true, false, false, false, false, false, true, false, true, true]
         );
     }
 }
