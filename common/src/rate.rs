@@ -63,7 +63,7 @@ impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
         for (unit, size) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{unit}/s", self.0 / size);
             }
         }
@@ -108,12 +108,24 @@ mod tests {
 
     #[test]
     fn reads_the_usual_spellings() {
-        assert_eq!("20MiB/s".parse::<Rate>().unwrap().bytes_per_sec(), 20 << 20);
-        assert_eq!("20 MiB".parse::<Rate>().unwrap().bytes_per_sec(), 20 << 20);
-        assert_eq!("500KB/s".parse::<Rate>().unwrap().bytes_per_sec(), 500_000);
-        assert_eq!("1.5GiB".parse::<Rate>().unwrap().bytes_per_sec(), 3 << 29);
-        assert_eq!(Rate::parse_limit("off").unwrap(), None);
-        assert_eq!(Rate::parse_limit(" 0 ").unwrap(), None);
+        assert_eq!(
+            "20MiB/s".parse::<Rate>().expect("parses").bytes_per_sec(),
+            20 << 20
+        );
+        assert_eq!(
+            "20 MiB".parse::<Rate>().expect("parses").bytes_per_sec(),
+            20 << 20
+        );
+        assert_eq!(
+            "500KB/s".parse::<Rate>().expect("parses").bytes_per_sec(),
+            500_000
+        );
+        assert_eq!(
+            "1.5GiB".parse::<Rate>().expect("parses").bytes_per_sec(),
+            3 << 29
+        );
+        assert_eq!(Rate::parse_limit("off").expect("parses"), None);
+        assert_eq!(Rate::parse_limit(" 0 ").expect("parses"), None);
     }
 
     #[test]
@@ -121,16 +133,16 @@ mod tests {
         for bad in ["fast", "-1MiB", "10", "", "MiB/s"] {
             assert!(bad.parse::<Rate>().is_err(), "{bad:?} accepted");
         }
-        let e = "fast".parse::<Rate>().unwrap_err().to_string();
+        let e = "fast".parse::<Rate>().expect_err("refused").to_string();
         assert!(e.contains("\"fast\"") && e.contains("20MiB/s"), "{e}");
     }
 
     #[test]
     fn displays_what_parses_back() {
         for text in ["20MiB/s", "3GiB/s", "1536B/s", "7KiB/s"] {
-            let r: Rate = text.parse().unwrap();
+            let r: Rate = text.parse().expect("parses");
             assert_eq!(r.to_string(), text);
-            assert_eq!(r.to_string().parse::<Rate>().unwrap(), r);
+            assert_eq!(r.to_string().parse::<Rate>().expect("parses"), r);
         }
     }
 }

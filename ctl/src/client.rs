@@ -148,7 +148,11 @@ impl Client {
         &mut self,
         request: InitReplicaRequest,
     ) -> Result<RepoInfo, ClientError> {
-        match self.conn.call(Request::Repo(RepoRequest::InitReplica(request))).await? {
+        match self
+            .conn
+            .call(Request::Repo(RepoRequest::InitReplica(request)))
+            .await?
+        {
             Response::Repo(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -158,21 +162,33 @@ impl Client {
         &mut self,
         spec: ReplicationSpec,
     ) -> Result<ReplicationInfo, ClientError> {
-        match self.conn.call(Request::Repo(RepoRequest::ReplicateAdd(spec))).await? {
+        match self
+            .conn
+            .call(Request::Repo(RepoRequest::ReplicateAdd(spec)))
+            .await?
+        {
             Response::Replication(r) => Ok(*r),
             other => Err(unexpected(other)),
         }
     }
 
     pub async fn replicate_list(&mut self) -> Result<Vec<ReplicationInfo>, ClientError> {
-        match self.conn.call(Request::Repo(RepoRequest::ReplicateList)).await? {
+        match self
+            .conn
+            .call(Request::Repo(RepoRequest::ReplicateList))
+            .await?
+        {
             Response::Replications(r) => Ok(r),
             other => Err(unexpected(other)),
         }
     }
 
     pub async fn replicate_remove(&mut self, to: String) -> Result<ReplicationInfo, ClientError> {
-        match self.conn.call(Request::Repo(RepoRequest::ReplicateRemove { to })).await? {
+        match self
+            .conn
+            .call(Request::Repo(RepoRequest::ReplicateRemove { to }))
+            .await?
+        {
             Response::Replication(r) => Ok(*r),
             other => Err(unexpected(other)),
         }

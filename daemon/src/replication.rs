@@ -96,11 +96,13 @@ impl Replications {
 
     /// Removes the replication into `to`; the replica and its data stay.
     pub fn remove(&self, to: &str) -> Result<ReplicationInfo, Error> {
-        let record = self.get(to)?.ok_or_else(|| ReplicationError::NotFound {
-            to: to.to_owned(),
-        })?;
+        let record = self
+            .get(to)?
+            .ok_or_else(|| ReplicationError::NotFound { to: to.to_owned() })?;
         let info = self.info(&record);
-        self.tree.remove(to.as_bytes()).map_err(ReplicationError::from)?;
+        self.tree
+            .remove(to.as_bytes())
+            .map_err(ReplicationError::from)?;
         self.tree.flush().map_err(ReplicationError::from)?;
         Ok(info)
     }
@@ -138,9 +140,9 @@ impl Replications {
 
     /// The job that runs the replication into `to` now.
     pub fn job(&self, to: &str) -> Result<JobKind, Error> {
-        let r = self.get(to)?.ok_or_else(|| ReplicationError::NotFound {
-            to: to.to_owned(),
-        })?;
+        let r = self
+            .get(to)?
+            .ok_or_else(|| ReplicationError::NotFound { to: to.to_owned() })?;
         Ok(job_of(&r))
     }
 
@@ -164,9 +166,8 @@ impl Replications {
     /// Notes how a run into `to` ended (called by the job itself).
     pub fn finished(&self, to: &str, error: Option<String>) {
         self.update(to, |r| {
-            match &error {
-                None => r.last_success_ns = Some(now_ns()),
-                Some(_) => {}
+            if error.is_none() {
+                r.last_success_ns = Some(now_ns());
             }
             r.last_error = error.clone();
         });
@@ -252,7 +253,11 @@ impl Replications {
                     "replica {} is {} snapshot{} behind {} ({} old, its allowed lag is {}){}",
                     i.spec.to,
                     i.snapshots_behind.unwrap_or(0),
-                    if i.snapshots_behind == Some(1) { "" } else { "s" },
+                    if i.snapshots_behind == Some(1) {
+                        ""
+                    } else {
+                        "s"
+                    },
                     i.spec.from,
                     humantime::format_duration(Duration::from_secs(
                         i.lag.unwrap_or_default().as_secs()
@@ -346,7 +351,10 @@ pub async fn follow_backups(
                     ..Default::default()
                 },
             };
-            match queue.submit_internal(spec, daemon_uid, &queue_config()).await {
+            match queue
+                .submit_internal(spec, daemon_uid, &queue_config())
+                .await
+            {
                 Ok(s) => {
                     tracing::info!(job = s.id, replica = %to, "replication queued after a backup");
                     let r = replications.clone();

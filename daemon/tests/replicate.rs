@@ -92,7 +92,10 @@ impl Fixture {
     /// it checks clean reading all its data.
     fn assert_replica_good(&self, replica: &Repository, what: &str) {
         assert_checks_clean(replica, what);
-        let target = self.dir.path().join(format!("restore-{}", what.replace(' ', "-")));
+        let target = self
+            .dir
+            .path()
+            .join(format!("restore-{}", what.replace(' ', "-")));
         restore_and_compare(
             replica,
             "latest",
@@ -143,7 +146,11 @@ fn a_replica_sharing_the_data_key_gets_the_packs_as_they_are_and_restores() {
     f.assert_replica_good(&f.reopen_replica(), "shared key");
     // A second run finds nothing to do.
     let again = run(&f.source, &replica, ReplicateOptions::default()).expect("again");
-    assert_eq!((again.snapshots_copied, again.blobs_copied), (0, 0), "{again:?}");
+    assert_eq!(
+        (again.snapshots_copied, again.blobs_copied),
+        (0, 0),
+        "{again:?}"
+    );
     assert_eq!(again.snapshots_present, 1);
 }
 
@@ -201,16 +208,29 @@ fn a_replication_interrupted_twice_resumes_and_the_replica_checks_clean() {
         // First run: a pack written fails (the second of the source's packs copied as they
         // are; sealed again, all blobs fit one pack).
         let (faulty, replica) = f.faulty_replica();
-        faulty.fail_put(FileKind::Pack, if own_key { 1 } else { 2 }, ErrorKind::NoSpace);
+        faulty.fail_put(
+            FileKind::Pack,
+            if own_key { 1 } else { 2 },
+            ErrorKind::NoSpace,
+        );
         let first = run(&f.source, &replica, ReplicateOptions::default());
-        assert!(first.is_err(), "the injected failure ends the run: {first:?}");
-        assert!(ids(&f.reopen_replica()).is_empty(), "no snapshot before its data");
+        assert!(
+            first.is_err(),
+            "the injected failure ends the run: {first:?}"
+        );
+        assert!(
+            ids(&f.reopen_replica()).is_empty(),
+            "no snapshot before its data"
+        );
         // Second run: its first index file fails to be written.
         let (faulty, replica) = f.faulty_replica();
         faulty.fail_put(FileKind::Index, 1, ErrorKind::Transient);
         let second = run(&f.source, &replica, ReplicateOptions::default());
         assert!(second.is_err(), "the injected failure ends the run");
-        assert!(ids(&f.reopen_replica()).is_empty(), "no snapshot before its index");
+        assert!(
+            ids(&f.reopen_replica()).is_empty(),
+            "no snapshot before its index"
+        );
         // The half-done replica is still a valid repository.
         assert_checks_clean(&f.reopen_replica(), "after two interruptions");
         // Third run completes, reusing the packs the interrupted runs left.
@@ -254,7 +274,10 @@ fn mirror_forget_removes_what_the_source_forgot_and_without_it_the_replica_keeps
     assert_eq!(ids(&f.source).len(), 1);
     let kept = run(&f.source, &replica, ReplicateOptions::default()).expect("no mirror");
     assert_eq!(kept.snapshots_forgotten, 0);
-    assert!(ids(&replica).contains(&oldest), "without --mirror-forget it stays");
+    assert!(
+        ids(&replica).contains(&oldest),
+        "without --mirror-forget it stays"
+    );
     let mirrored = run(
         &f.source,
         &replica,
@@ -277,4 +300,3 @@ fn a_repository_that_is_no_replica_is_refused() {
     assert!(e.to_string().contains("not a replica"), "{e}");
     assert!(ids(&other).is_empty());
 }
-

@@ -52,7 +52,14 @@ fn init_replica(d: &TestDaemon, name: &str, extra: &[&str]) -> PathBuf {
 
 fn add(d: &TestDaemon, to: &str, extra: &[&str]) -> serde_json::Value {
     let mut args = vec![
-        "--json", "repo", "replicate", "add", "--from", "default", "--to", to,
+        "--json",
+        "repo",
+        "replicate",
+        "add",
+        "--from",
+        "default",
+        "--to",
+        to,
     ];
     args.extend_from_slice(extra);
     json_ok(&d.ctl(&args))
@@ -109,7 +116,10 @@ fn a_replica_restores_byte_for_byte_and_an_incremental_run_copies_only_the_new_b
     assert_eq!(snapshot_ids(&d, "r2"), snapshot_ids(&d, "default"));
     assert_replica_restores(&d, "r2", &src, "full");
     let l = listed(&d, "r2");
-    assert_eq!((l["snapshots_behind"].as_u64(), l["lag_ms"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (l["snapshots_behind"].as_u64(), l["lag_ms"].as_u64()),
+        (Some(0), Some(0))
+    );
     assert!(l["last_success"].is_string(), "{l:#}");
 
     // One small file changes: its chunk and the trees above it are all that is copied.
@@ -185,9 +195,11 @@ fn after_each_snapshot_replicates_without_a_command() {
     assert_eq!(a["trigger"], "after-each-snapshot", "{a:#}");
     backup(&d, &src);
     let want = snapshot_ids(&d, "default");
-    wait_until("the replica gets the snapshot", Duration::from_secs(60), || {
-        (snapshot_ids(&d, "auto") == want).then_some(())
-    });
+    wait_until(
+        "the replica gets the snapshot",
+        Duration::from_secs(60),
+        || (snapshot_ids(&d, "auto") == want).then_some(()),
+    );
     backupd_tests::wait_queue_idle(&d, Duration::from_secs(60));
     assert!(listed(&d, "auto")["last_job"].is_u64());
     assert_replica_restores(&d, "auto", &src, "auto");
@@ -207,16 +219,20 @@ fn a_replica_over_its_allowed_lag_is_listed_so_and_degrades_health() {
     assert!(l["lag_ms"].as_u64() >= Some(1000), "{l:#}");
     assert_eq!(l["over_lag"], true, "{l:#}");
     assert_eq!(l["max_lag_ms"], 1000);
-    let note = wait_until("health degraded by the replica", Duration::from_secs(60), || {
-        let h = d.health();
-        let notes = h["notes"].as_array()?.clone();
-        let note = notes
-            .iter()
-            .filter_map(|n| n.as_str())
-            .find(|n| n.contains("replica late"))?
-            .to_owned();
-        (h["status"] == "degraded").then_some(note)
-    });
+    let note = wait_until(
+        "health degraded by the replica",
+        Duration::from_secs(60),
+        || {
+            let h = d.health();
+            let notes = h["notes"].as_array()?.clone();
+            let note = notes
+                .iter()
+                .filter_map(|n| n.as_str())
+                .find(|n| n.contains("replica late"))?
+                .to_owned();
+            (h["status"] == "degraded").then_some(note)
+        },
+    );
     assert!(note.contains("1 snapshot behind default"), "{note}");
     // Caught up: no longer over its lag.
     run(&d, "late");
@@ -261,6 +277,9 @@ fn a_replication_interrupted_twice_by_kill_9_resumes_and_the_replica_checks_clea
     let result = &job["result"];
     assert!(result["packs_adopted"].as_u64() >= Some(1), "{job:#}");
     assert_eq!(result["snapshots_copied"], 1, "{job:#}");
-    assert_eq!(snapshot_ids(&daemon, "slow"), snapshot_ids(&daemon, "default"));
+    assert_eq!(
+        snapshot_ids(&daemon, "slow"),
+        snapshot_ids(&daemon, "default")
+    );
     assert_replica_restores(&daemon, "slow", &src, "after-kills");
 }

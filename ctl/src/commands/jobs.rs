@@ -6,8 +6,8 @@
 use super::{results, Failure, Paths};
 use crate::cli::{
     AddCommand, BackupArgs, CheckArgs, Command, ForgetArgs, JobArgs, KeyCommand, MigrateArgs,
-    NoopArgs, OverwriteArg, PriorityArg, QueueCommand, RebuildArgs, ReencryptArgs, RepoCommand,
-    ReplicateCommand, RestoreArgs,
+    NoopArgs, OverwriteArg, PriorityArg, QueueCommand, RebuildArgs, ReencryptArgs,
+    ReplicateCommand, RepoCommand, RestoreArgs,
 };
 use crate::client::Client;
 use crate::exit::ExitCode;

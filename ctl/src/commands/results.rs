@@ -356,7 +356,10 @@ pub fn replicate_text(r: &backupd_common::protocol::ReplicateResult) -> String {
         ));
     }
     if r.packs_verified > 0 {
-        text.push_str(&format!("; {} read back and verified", count(r.packs_verified, "pack")));
+        text.push_str(&format!(
+            "; {} read back and verified",
+            count(r.packs_verified, "pack")
+        ));
     }
     text
 }

@@ -252,9 +252,8 @@ impl Writer<'_> {
             return Err(EngineError::Cancelled);
         }
         let id = if verified {
-            let id = PackId::from_hex(&sha256_hex(bytes)).unwrap_or_else(|| {
-                unreachable!("a SHA-256 in hex is a pack id")
-            });
+            let id = PackId::from_hex(&sha256_hex(bytes))
+                .unwrap_or_else(|| unreachable!("a SHA-256 in hex is a pack id"));
             self.replica.backend().put(Key::pack(&id.to_hex()), bytes)?;
             id
         } else {
@@ -333,15 +332,34 @@ fn copy_blobs(
                 progress.add(n, bytes.len() as u64);
                 continue;
             }
-            reseal_from(source, replica, &bytes, 0, &entries, &mut builder, &mut writer, report)?;
+            reseal_from(
+                source,
+                replica,
+                &bytes,
+                0,
+                &entries,
+                &mut builder,
+                &mut writer,
+                report,
+            )?;
         } else {
             for e in &entries {
-                let sealed =
-                    source
-                        .backend()
-                        .get_range(Key::pack(&name), e.offset.into(), e.length as usize)?;
+                let sealed = source.backend().get_range(
+                    Key::pack(&name),
+                    e.offset.into(),
+                    e.length as usize,
+                )?;
                 let one = [PackEntry { offset: 0, ..*e }];
-                reseal_from(source, replica, &sealed, 0, &one, &mut builder, &mut writer, report)?;
+                reseal_from(
+                    source,
+                    replica,
+                    &sealed,
+                    0,
+                    &one,
+                    &mut builder,
+                    &mut writer,
+                    report,
+                )?;
             }
         }
         progress.add(
@@ -365,8 +383,9 @@ fn replica_opens_header(replica: &Repository, pack_bytes: &[u8]) -> bool {
     }
     let len = pack::trailer_len(&pack_bytes[n - 4..]) as u64;
     match pack::header_start(n as u64, len as u32) {
-        Ok(start) => pack::decode_header(replica.keys(), &pack_bytes[start as usize..n - 4], start)
-            .is_ok(),
+        Ok(start) => {
+            pack::decode_header(replica.keys(), &pack_bytes[start as usize..n - 4], start).is_ok()
+        }
         Err(_) => false,
     }
 }
@@ -393,12 +412,15 @@ fn reseal_from(
         let out = if replica.keys().open(sealed).is_ok() {
             sealed.to_vec()
         } else {
-            let plain = source.keys().open(sealed).map_err(|err| RepoError::Corrupt {
-                what: "blob",
-                name: e.id.to_hex(),
-                reason: err.to_string(),
-                hint: "run `backupctl repo check --read-data` on the source",
-            })?;
+            let plain = source
+                .keys()
+                .open(sealed)
+                .map_err(|err| RepoError::Corrupt {
+                    what: "blob",
+                    name: e.id.to_hex(),
+                    reason: err.to_string(),
+                    hint: "run `backupctl repo check --read-data` on the source",
+                })?;
             report.blobs_resealed += 1;
             replica.keys().seal(&plain)
         };

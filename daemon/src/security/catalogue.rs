@@ -155,13 +155,15 @@ pub fn every_kind() -> Vec<Request> {
             id: "0".into(),
         }),
         Request::Repo(R::Stats(StatsRequest::default())),
-        Request::Repo(R::InitReplica(backupd_common::protocol::InitReplicaRequest {
-            name: "r2".into(),
-            path: b"/r2".to_vec(),
-            password: None,
-            source: "r".into(),
-            own_data_key: false,
-        })),
+        Request::Repo(R::InitReplica(
+            backupd_common::protocol::InitReplicaRequest {
+                name: "r2".into(),
+                path: b"/r2".to_vec(),
+                password: None,
+                source: "r".into(),
+                own_data_key: false,
+            },
+        )),
         Request::Repo(R::ReplicateAdd(backupd_common::protocol::ReplicationSpec {
             from: "r".into(),
             to: "r2".into(),
