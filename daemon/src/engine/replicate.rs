@@ -69,7 +69,7 @@ pub struct ReplicateReport {
 
 /// Where the replica's writes are paced: called with the size of every object before it is
 /// written; false when the wait was cancelled.
-pub type Pace<'a> = &'a dyn Fn(u64) -> bool;
+pub type Pace<'a> = &'a (dyn Fn(u64) -> bool + Sync);
 
 /// Whether `replica` can be a replica of `source`: same blob-id key and chunker.
 pub fn is_replica_of(replica: &Repository, source: &Repository) -> bool {
@@ -111,6 +111,7 @@ pub fn replicate(
             source.location()
         )));
     }
+    let started = std::time::Instant::now();
     let dst_lock = replica.lock_waiting(LockMode::Exclusive, "replicate", LOCK_WAIT, cancel)?;
     let _src_lock =
         source.lock_waiting(LockMode::Shared, "replicate (source)", LOCK_WAIT, cancel)?;
@@ -147,7 +148,9 @@ pub fn replicate(
         &mut report,
         cancel,
     )?;
+    let walked = started.elapsed();
     let written = copy_blobs(source, replica, needed, pace, progress, cancel, &mut report)?;
+    let copied = started.elapsed();
     if options.verify {
         report.packs_verified = verify_packs(replica, &written)?;
     }
@@ -159,6 +162,12 @@ pub fn replicate(
         replica.copy_snapshot_from(source, id)?;
         report.snapshots_copied += 1;
     }
+    tracing::debug!(
+        walk_ms = walked.as_millis() as u64,
+        copy_ms = (copied - walked).as_millis() as u64,
+        snapshots_ms = (started.elapsed() - copied).as_millis() as u64,
+        "replication phases"
+    );
     if options.mirror_forget {
         for id in replica.snapshot_ids()? {
             if !source_ids.contains(&id) {
@@ -241,25 +250,30 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
+    /// Verifies and writes a pack built here.
     fn put_pack(
         &mut self,
         bytes: &[u8],
         entries: Vec<PackEntry>,
-        verified: bool,
         report: &mut ReplicateReport,
     ) -> Result<(), EngineError> {
         if !(self.pace)(bytes.len() as u64) {
             return Err(EngineError::Cancelled);
         }
-        let id = if verified {
-            let id = PackId::from_hex(&sha256_hex(bytes))
-                .unwrap_or_else(|| unreachable!("a SHA-256 in hex is a pack id"));
-            self.replica.backend().put(Key::pack(&id.to_hex()), bytes)?;
-            id
-        } else {
-            self.replica.write_pack(bytes, &entries)?
-        };
-        report.bytes_written += bytes.len() as u64;
+        let id = self.replica.write_pack(bytes, &entries)?;
+        self.stored(id, entries, bytes.len() as u64, report)
+    }
+
+    /// Notes a pack now stored in the replica; writes an index file every
+    /// [`INDEX_EVERY_PACKS`] packs.
+    fn stored(
+        &mut self,
+        id: PackId,
+        entries: Vec<PackEntry>,
+        len: u64,
+        report: &mut ReplicateReport,
+    ) -> Result<(), EngineError> {
+        report.bytes_written += len;
         report.blobs_copied += entries.len() as u64;
         self.written.push(id);
         self.unindexed.push(IndexedPack { id, blobs: entries });
@@ -283,7 +297,30 @@ impl Writer<'_> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a worker made of one source pack whose every blob the replica needs.
+enum Fetched {
+    /// Copied as it is (the replica's keys open it): stored, to be indexed.
+    Stored {
+        id: PackId,
+        entries: Vec<PackEntry>,
+        len: u64,
+    },
+    /// Its blobs, sealed for the replica, to go into new packs.
+    Blobs(Vec<(PackEntry, Vec<u8>, bool)>),
+}
+
+/// How many packs are read (and copied) at once: copying mostly waits on reads and fsyncs, so
+/// more than the cores (`BACKUPD_REPLICATE_WORKERS` overrides, for measurements).
+fn workers() -> usize {
+    std::env::var("BACKUPD_REPLICATE_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(8, |n| (4 * n.get()).clamp(4, 8))
+        })
+        .clamp(1, 16)
+}
+
 fn copy_blobs(
     source: &Repository,
     replica: &Repository,
@@ -313,54 +350,73 @@ fn copy_blobs(
             .filter_map(|p| i.pack_entries(p).map(|e| (*p, e.len())))
             .collect()
     });
-    for (pack_id, entries) in needed {
+    let (whole, partial): (Vec<_>, Vec<_>) = needed
+        .into_iter()
+        .partition(|(p, e)| source_entries.get(p) == Some(&e.len()));
+
+    // Whole packs, several at once; the index is written here, in the order they arrive.
+    let queue = std::sync::Mutex::new(whole.into_iter());
+    std::thread::scope(|scope| -> Result<(), EngineError> {
+        // Bounded: at most about two packs per worker in memory.
+        let workers = workers();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Fetched, EngineError>>(workers);
+        for _ in 0..workers {
+            let (tx, queue) = (tx.clone(), &queue);
+            scope.spawn(move || loop {
+                if cancel.is_cancelled() {
+                    return;
+                }
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                let Some((pack_id, entries)) = next else {
+                    return;
+                };
+                let fetched = fetch_whole(source, replica, pack_id, entries, pace);
+                let failed = fetched.is_err();
+                if tx.send(fetched).is_err() || failed {
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        for fetched in rx {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            match fetched? {
+                Fetched::Stored { id, entries, len } => {
+                    progress.add(entries.len() as u64, len);
+                    writer.stored(id, entries, len, report)?;
+                    report.packs_copied += 1;
+                }
+                Fetched::Blobs(blobs) => {
+                    progress.add(
+                        blobs.len() as u64,
+                        blobs.iter().map(|(e, ..)| u64::from(e.length)).sum(),
+                    );
+                    for (entry, sealed, resealed) in blobs {
+                        report.blobs_resealed += u64::from(resealed);
+                        add_blob(&entry, &sealed, &mut builder, &mut writer, report)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+
+    // Blobs of packs the replica needs only part of, one by one.
+    for (pack_id, entries) in partial {
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled);
         }
         let name = pack_id.to_hex();
-        let whole = source_entries.get(&pack_id) == Some(&entries.len());
-        if whole {
-            let bytes = source.backend().get(Key::pack(&name))?;
-            let same_keys = replica_opens_header(replica, &bytes);
-            if same_keys && sha256_hex(&bytes) == name {
-                let entries = source
-                    .with_index(|i| i.pack_entries(&pack_id).cloned())
-                    .unwrap_or_default();
-                let n = entries.len() as u64;
-                writer.put_pack(&bytes, entries, true, report)?;
-                report.packs_copied += 1;
-                progress.add(n, bytes.len() as u64);
-                continue;
-            }
-            reseal_from(
-                source,
-                replica,
-                &bytes,
-                0,
-                &entries,
-                &mut builder,
-                &mut writer,
-                report,
-            )?;
-        } else {
-            for e in &entries {
-                let sealed = source.backend().get_range(
-                    Key::pack(&name),
-                    e.offset.into(),
-                    e.length as usize,
-                )?;
-                let one = [PackEntry { offset: 0, ..*e }];
-                reseal_from(
-                    source,
-                    replica,
-                    &sealed,
-                    0,
-                    &one,
-                    &mut builder,
-                    &mut writer,
-                    report,
-                )?;
-            }
+        for e in &entries {
+            let sealed =
+                source
+                    .backend()
+                    .get_range(Key::pack(&name), e.offset.into(), e.length as usize)?;
+            let (sealed, resealed) = for_replica(source, replica, e, sealed)?;
+            report.blobs_resealed += u64::from(resealed);
+            add_blob(e, &sealed, &mut builder, &mut writer, report)?;
         }
         progress.add(
             entries.len() as u64,
@@ -372,6 +428,44 @@ fn copy_blobs(
     }
     writer.index(report)?;
     Ok(writer.written)
+}
+
+/// Reads a source pack whose every blob the replica needs: stores it as it is when the
+/// replica's keys open its header and its bytes match its name, else seals its blobs for the
+/// replica. Runs on a worker thread.
+fn fetch_whole(
+    source: &Repository,
+    replica: &Repository,
+    pack_id: PackId,
+    entries: Vec<PackEntry>,
+    pace: Pace<'_>,
+) -> Result<Fetched, EngineError> {
+    let name = pack_id.to_hex();
+    let bytes = source.backend().get(Key::pack(&name))?;
+    if replica_opens_header(replica, &bytes) && sha256_hex(&bytes) == name {
+        if !pace(bytes.len() as u64) {
+            return Err(EngineError::Cancelled);
+        }
+        replica.backend().put(Key::pack(&name), &bytes)?;
+        let entries = source
+            .with_index(|i| i.pack_entries(&pack_id).cloned())
+            .unwrap_or(entries);
+        return Ok(Fetched::Stored {
+            id: pack_id,
+            entries,
+            len: bytes.len() as u64,
+        });
+    }
+    let mut blobs = Vec::with_capacity(entries.len());
+    for e in entries {
+        let start = e.offset as usize;
+        let sealed = bytes
+            .get(start..start + e.length as usize)
+            .ok_or(RepoError::MissingBlob { id: e.id })?;
+        let (sealed, resealed) = for_replica(source, replica, &e, sealed.to_vec())?;
+        blobs.push((e, sealed, resealed));
+    }
+    Ok(Fetched::Blobs(blobs))
 }
 
 /// Whether the replica holds the data key that sealed the pack's header (then it holds the
@@ -390,46 +484,43 @@ fn replica_opens_header(replica: &Repository, pack_bytes: &[u8]) -> bool {
     }
 }
 
-/// Adds the blobs `entries` name in `bytes` (offsets relative to `base`) to `builder`, sealed
-/// for the replica: as they are when its keys open them, else opened and sealed again.
-#[allow(clippy::too_many_arguments)]
-fn reseal_from(
+/// A sealed blob of the source as the replica stores it: as it is when the replica's keys
+/// open it (it holds the data-key version that sealed it), else opened with the source's key
+/// and sealed with the replica's (payload unchanged). The flag says it was sealed again.
+fn for_replica(
     source: &Repository,
     replica: &Repository,
-    bytes: &[u8],
-    base: u64,
-    entries: &[PackEntry],
+    e: &PackEntry,
+    sealed: Vec<u8>,
+) -> Result<(Vec<u8>, bool), EngineError> {
+    if replica.keys().open(&sealed).is_ok() {
+        return Ok((sealed, false));
+    }
+    let plain = source
+        .keys()
+        .open(&sealed)
+        .map_err(|err| RepoError::Corrupt {
+            what: "blob",
+            name: e.id.to_hex(),
+            reason: err.to_string(),
+            hint: "run `backupctl repo check --read-data` on the source",
+        })?;
+    Ok((replica.keys().seal(&plain), true))
+}
+
+/// Adds one blob sealed for the replica to the pack being filled, closing it first when full.
+fn add_blob(
+    e: &PackEntry,
+    sealed: &[u8],
     builder: &mut PackBuilder,
     writer: &mut Writer<'_>,
     report: &mut ReplicateReport,
 ) -> Result<(), EngineError> {
-    for e in entries {
-        let start = (u64::from(e.offset) - base) as usize;
-        let sealed = bytes
-            .get(start..start + e.length as usize)
-            .ok_or(RepoError::MissingBlob { id: e.id })?;
-        // The replica's keys open it: it holds the data-key version that sealed it.
-        let out = if replica.keys().open(sealed).is_ok() {
-            sealed.to_vec()
-        } else {
-            let plain = source
-                .keys()
-                .open(sealed)
-                .map_err(|err| RepoError::Corrupt {
-                    what: "blob",
-                    name: e.id.to_hex(),
-                    reason: err.to_string(),
-                    hint: "run `backupctl repo check --read-data` on the source",
-                })?;
-            report.blobs_resealed += 1;
-            replica.keys().seal(&plain)
-        };
-        if builder.would_overflow(out.len()) {
-            let full = std::mem::take(builder);
-            flush(full, writer, report)?;
-        }
-        builder.add(e.id, e.kind, &out, e.raw_length as usize);
+    if builder.would_overflow(sealed.len()) {
+        let full = std::mem::take(builder);
+        flush(full, writer, report)?;
     }
+    builder.add(e.id, e.kind, sealed, e.raw_length as usize);
     Ok(())
 }
 
@@ -440,7 +531,7 @@ fn flush(
 ) -> Result<(), EngineError> {
     let (bytes, entries) = builder.finish(writer.replica.keys());
     // `write_pack` verifies every blob before the pack is stored.
-    writer.put_pack(&bytes, entries, false, report)?;
+    writer.put_pack(&bytes, entries, report)?;
     report.packs_written += 1;
     Ok(())
 }
