@@ -246,7 +246,7 @@ fn a_replica_over_its_allowed_lag_is_listed_so_and_degrades_health() {
 fn a_replication_interrupted_twice_by_kill_9_resumes_and_the_replica_checks_clean() {
     let first = TestDaemon::start();
     first.wait_repo("default");
-    // 40 MiB: three source packs, each about 2 s at 8 MiB/s.
+    // 40 MiB: three source packs (16, 16 and 8 MiB), 4 s, 4 s and 2 s at 4 MiB/s.
     let src = source_tree(&first, 40);
     json_ok(&backupd_tests::ctl_within(
         &first.socket,
@@ -254,15 +254,15 @@ fn a_replication_interrupted_twice_by_kill_9_resumes_and_the_replica_checks_clea
         Duration::from_secs(300),
     ));
     init_replica(&first, "slow", &[]);
-    add(&first, "slow", &["--bwlimit", "8MiB/s"]);
+    add(&first, "slow", &["--bwlimit", "4MiB/s"]);
     let state = first.state_dir.clone();
     let id = first.submit(&["repo", "replicate", "run", "slow"]);
     let mut daemon = first;
     let mut dead = Vec::new();
     for round in 0..2 {
         daemon.wait_job(id, &["running"], Duration::from_secs(60));
-        // Long enough to write a pack, far from the end.
-        std::thread::sleep(Duration::from_millis(3000));
+        // Long enough to write a pack, well before the end (6 s are left in the second round).
+        std::thread::sleep(Duration::from_millis(4500));
         assert_eq!(daemon.job(id)["state"], "running", "round {round}");
         daemon.signal(nix::sys::signal::Signal::SIGKILL);
         daemon.wait_exit(Duration::from_secs(10)).expect("killed");
