@@ -8,7 +8,9 @@
 #
 # usage: bench/replicate.sh [ROUNDS]     (default 3; medians are printed)
 # env:   BENCH_DATA (default /tmp/bench-data), BENCH_WORK (default: a new dir under /tmp),
-#        PROFILE (release or dev; default release), BIN_DIR (binaries to use instead)
+#        PROFILE (release or dev; default release), BIN_DIR (binaries to use instead),
+#        LOG_LEVEL (the daemon's, default warn; backupd=debug logs each run's phase timings),
+#        KEEP_LOG (copy the daemon's log there), BACKUPD_REPLICATE_WORKERS (packs copied at once)
 #
 # Data comes from ../shared/bench/mkdata.sh (deterministic); the one-file change from
 # ../shared/bench/mutate.sh -1 (undone at the end). Page cache: R1 is read once before timing,
