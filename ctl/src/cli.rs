@@ -639,8 +639,16 @@ pub enum RepoCommand {
         #[arg(long)]
         name: String,
         /// Directory of the repository.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, visible_alias = "location", value_name = "DIR")]
         path: PathBuf,
+        /// Create a replica of this registered repository: the same blob ids and chunker, so
+        /// `repo replicate` copies its data without chunking it again.
+        #[arg(long, value_name = "REPO")]
+        replica_of: Option<String>,
+        /// With --replica-of: a data key of its own instead of the source's (replication then
+        /// seals every blob again).
+        #[arg(long, requires = "replica_of")]
+        own_data_key: bool,
         #[command(flatten)]
         password: PasswordArgs,
     },
@@ -684,6 +692,67 @@ pub enum RepoCommand {
         /// Repository name (default: the default repository).
         name: Option<String>,
     },
+    /// Copy a repository's snapshots into a replica (`repo init --replica-of`).
+    #[command(subcommand)]
+    Replicate(ReplicateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplicateCommand {
+    /// Store a replication from a repository into its replica (replacing the one into the
+    /// same replica). Without a trigger it runs only on `repo replicate run`.
+    Add(ReplicateAddArgs),
+    /// Every replication, with how far each replica is behind.
+    List,
+    /// Copy now what the replica lacks (a queued, resumable job).
+    Run(ReplicateRunArgs),
+    /// Remove a replication; the replica and its data stay.
+    Remove {
+        /// The replica.
+        to: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("trigger").args(["after_each_snapshot", "schedule", "every"])))]
+pub struct ReplicateAddArgs {
+    /// The repository to copy.
+    #[arg(long, value_name = "REPO")]
+    pub from: String,
+    /// The replica (created with `repo init --replica-of`).
+    #[arg(long, value_name = "REPO")]
+    pub to: String,
+    /// Replicate after every successful backup into the source.
+    #[arg(long)]
+    pub after_each_snapshot: bool,
+    /// A calendar schedule, as `source add --schedule` takes it (`daily 02:00`).
+    #[arg(long, value_name = "SCHEDULE")]
+    pub schedule: Option<String>,
+    /// An interval after the last run (`6h`).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub every: Option<Duration>,
+    /// Read back and check every pack written.
+    #[arg(long)]
+    pub verify: bool,
+    /// Forget in the replica the snapshots the source no longer has (the replica's prune
+    /// then reclaims their space). Without it the replica keeps them.
+    #[arg(long)]
+    pub mirror_forget: bool,
+    /// Most bytes per second this replication writes (`20MiB/s`), besides `[sync] bwlimit`.
+    #[arg(long, value_name = "RATE")]
+    pub bwlimit: Option<String>,
+    /// How far behind the replica may fall before `system health` is degraded (default:
+    /// twice the schedule's interval, else 24h).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub max_lag: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicateRunArgs {
+    /// The replica.
+    pub to: String,
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 #[derive(Debug, Args)]

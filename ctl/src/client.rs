@@ -11,6 +11,7 @@ use backupd_common::protocol::{
     SecurityResponse, SnapshotInfo, SnapshotsRequest, SourceDetail, SourceInfo, SourceRequest,
     StatsRequest, StatsResult, Submitted, SystemRequest,
 };
+use backupd_common::protocol::{InitReplicaRequest, ReplicationInfo, ReplicationSpec};
 use backupd_common::protocol::{KeyListing, KeyRemoval, KeyRotation};
 use backupd_common::protocol::{PerfCurrent, PerfRequest, PerfSample};
 use std::os::fd::BorrowedFd;
@@ -139,6 +140,56 @@ impl Client {
         });
         match self.conn.call(request).await? {
             Response::Repo(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn repo_init_replica(
+        &mut self,
+        request: InitReplicaRequest,
+    ) -> Result<RepoInfo, ClientError> {
+        match self
+            .conn
+            .call(Request::Repo(RepoRequest::InitReplica(request)))
+            .await?
+        {
+            Response::Repo(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn replicate_add(
+        &mut self,
+        spec: ReplicationSpec,
+    ) -> Result<ReplicationInfo, ClientError> {
+        match self
+            .conn
+            .call(Request::Repo(RepoRequest::ReplicateAdd(spec)))
+            .await?
+        {
+            Response::Replication(r) => Ok(*r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn replicate_list(&mut self) -> Result<Vec<ReplicationInfo>, ClientError> {
+        match self
+            .conn
+            .call(Request::Repo(RepoRequest::ReplicateList))
+            .await?
+        {
+            Response::Replications(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn replicate_remove(&mut self, to: String) -> Result<ReplicationInfo, ClientError> {
+        match self
+            .conn
+            .call(Request::Repo(RepoRequest::ReplicateRemove { to }))
+            .await?
+        {
+            Response::Replication(r) => Ok(*r),
             other => Err(unexpected(other)),
         }
     }

@@ -93,6 +93,9 @@ pub enum Error {
     InvalidWorkers(u32),
     #[error("noop job: attempt {attempt} fails as it was asked to ({})", if *retryable { "retryable" } else { "permanent" })]
     PlannedFailure { attempt: u32, retryable: bool },
+    /// `repo replicate add|run|remove`.
+    #[error(transparent)]
+    Replication(#[from] crate::replication::ReplicationError),
 }
 
 /// How an error travels: its protocol code, and whether the queue retries the job.
@@ -156,6 +159,15 @@ impl Classify for Error {
             Self::Hook(e) => e.class(),
             Self::RateLimited { .. } => class(Busy, true),
             Self::InvalidWorkers(_) => class(InvalidArgument, false),
+            Self::Replication(e) => {
+                use crate::replication::ReplicationError as E;
+                match e {
+                    E::NotFound { .. } => class(NotFound, false),
+                    E::Invalid(_) => class(InvalidArgument, false),
+                    E::State(e) => e.class(),
+                    E::Sled(_) => class(Internal, false),
+                }
+            }
             Self::PlannedFailure { retryable, .. } => {
                 if *retryable {
                     class(Unavailable, true)

@@ -21,6 +21,7 @@ pub mod ops;
 pub mod perf;
 pub mod queue;
 pub mod reload;
+pub mod replication;
 pub mod repo;
 pub mod schedule;
 pub mod security;
@@ -193,6 +194,17 @@ async fn build(
         alerts.clone(),
     ));
     let queue = Arc::new(queue);
+    let replications = Arc::new(replication::Replications::open(&state, repos.clone())?);
+    {
+        let settings = settings.clone();
+        tracker.spawn(replication::follow_backups(
+            replications.clone(),
+            queue.clone(),
+            process.daemon_uid,
+            move || settings.get().config.queue.clone(),
+            cancel.child_token(),
+        ));
+    }
     let tuning = perf::Tuning::new(perf::configured(&settings.get().config));
     let sync_shared = sync::Shared::open(&state, settings.clone())?;
     let scheduler = queue::worker::Scheduler {
@@ -203,6 +215,7 @@ async fn build(
             tuning: tuning.clone(),
             bandwidth: throttle::Bucket::new(settings.get().config.sync.bwlimit),
             sync: Some(sync_shared.clone()),
+            replications: Some(replications.clone()),
         },
         settings: settings.clone(),
         tasks: tracker.clone(),
@@ -275,6 +288,7 @@ async fn build(
             settings: settings.clone(),
             alerts: alerts.clone(),
             daemon_uid: process.daemon_uid,
+            replications: replications.clone(),
         };
         Arc::new(schedule::Timers::open(&state, handles)?)
     };
@@ -337,6 +351,7 @@ async fn build(
         settings,
         tasks: tracker.clone(),
         shutdown: cancel.clone(),
+        replications,
     };
     Ok((services, scheduler, metrics))
 }

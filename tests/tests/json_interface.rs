@@ -280,6 +280,48 @@ fn every_json_output_matches_its_schema() {
     c.run("repo-prune", &["repo", "prune"]);
     c.run("repo-prune", &["queue", "add", "prune", "--compact-only"]);
     c.run("repo-compact", &["repo", "compact"]);
+    let replica = d.dir.path().join("replica");
+    c.run(
+        "repo-init",
+        &[
+            "repo",
+            "init",
+            "--name",
+            "replica",
+            "--location",
+            s(&replica),
+            "--replica-of",
+            "default",
+        ],
+    );
+    c.run(
+        "repo-replicate-add",
+        &[
+            "repo",
+            "replicate",
+            "add",
+            "--from",
+            "default",
+            "--to",
+            "replica",
+            "--every",
+            "1h",
+            "--verify",
+            "--bwlimit",
+            "50MiB/s",
+        ],
+    );
+    c.run("repo-replicate-list", &["repo", "replicate", "list"]);
+    let replicated = c.run(
+        "repo-replicate-run",
+        &["repo", "replicate", "run", "replica"],
+    );
+    let replicated = replicated["job"].as_u64().expect("job id").to_string();
+    c.run("queue-job", &["queue", "job", &replicated]);
+    c.run(
+        "repo-replicate-remove",
+        &["repo", "replicate", "remove", "replica"],
+    );
     let noop = c.run("queue-add-noop", &["queue", "add", "noop"]);
     let noop = noop["job"].as_u64().expect("job id").to_string();
     c.run("queue-job", &["queue", "job", &noop]);

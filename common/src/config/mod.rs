@@ -241,6 +241,7 @@ pub struct KindTimeouts {
     pub prune: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub sync: Option<Duration>,
+    pub replicate: Option<Duration>,
 }
 
 impl KindTimeouts {
@@ -257,6 +258,7 @@ impl KindTimeouts {
             "migrate" => self.migrate,
             "prune" => self.prune,
             "sync" => self.sync,
+            "replicate" => self.replicate,
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod file_crypt;
 pub mod perf;
 pub mod queue;
+pub mod replicate;
 pub mod repo;
 pub mod schedule;
 pub mod security;
@@ -23,6 +24,7 @@ pub use audit::*;
 pub use file_crypt::*;
 pub use perf::*;
 pub use queue::*;
+pub use replicate::*;
 pub use repo::*;
 pub use schedule::*;
 pub use security::{
@@ -129,8 +131,14 @@ impl Request {
                 | RepoRequest::KeyRemove { .. },
             ) => Permission::RepoKey,
             Self::Repo(
-                RepoRequest::Init { .. } | RepoRequest::Add { .. } | RepoRequest::Remove { .. },
+                RepoRequest::Init { .. }
+                | RepoRequest::Add { .. }
+                | RepoRequest::Remove { .. }
+                | RepoRequest::InitReplica(_)
+                | RepoRequest::ReplicateAdd(_)
+                | RepoRequest::ReplicateRemove { .. },
             ) => Permission::RepoManage,
+            Self::Repo(RepoRequest::ReplicateList) => Permission::RepoRead,
             Self::Snapshots(_) => Permission::SnapshotList,
             Self::Queue(r) => r.permission(),
             Self::Source(r) => r.permission(),
@@ -168,6 +176,10 @@ impl Request {
             Self::Repo(RepoRequest::KeyList { .. }) => "repo key list",
             Self::Repo(RepoRequest::KeyRemove { .. }) => "repo key remove",
             Self::Repo(RepoRequest::Stats(_)) => "stats",
+            Self::Repo(RepoRequest::InitReplica(_)) => "repo init",
+            Self::Repo(RepoRequest::ReplicateAdd(_)) => "repo replicate add",
+            Self::Repo(RepoRequest::ReplicateList) => "repo replicate list",
+            Self::Repo(RepoRequest::ReplicateRemove { .. }) => "repo replicate remove",
             Self::Snapshots(_) => "snapshots",
             Self::Queue(r) => r.name(),
             Self::Source(r) => r.name(),
@@ -309,6 +321,12 @@ pub enum Response {
     /// `sync history`: newest first.
     SyncHistory(Vec<SyncRun>),
     SyncConflicts(Vec<SyncConflict>),
+    /// What a `replicate` job did.
+    Replicate(Box<ReplicateResult>),
+    /// `repo replicate add` and `remove`: the replication as stored (removed).
+    Replication(Box<ReplicationInfo>),
+    /// `repo replicate list`.
+    Replications(Vec<ReplicationInfo>),
 }
 
 /// What an import did, entry by entry.

@@ -4,7 +4,8 @@
 //! to run the job again after a restart.
 
 use super::{
-    BackupRequest, ForgetRequest, OperationProgress, Permission, Response, RestoreRequest,
+    BackupRequest, ForgetRequest, OperationProgress, Permission, ReplicateRequest, Response,
+    RestoreRequest,
 };
 use crate::error::ErrorReply;
 use serde::{Deserialize, Serialize};
@@ -242,7 +243,8 @@ repo_args!(
     RebuildIndexRequest,
     ReencryptRequest,
     MigrateRequest,
-    PruneRequest
+    PruneRequest,
+    ReplicateRequest
 );
 
 impl JobArgs for NoopRequest {}
@@ -295,6 +297,7 @@ job_kinds! {
     Migrate(MigrateRequest) = "migrate",
     Prune(PruneRequest) = "prune",
     Sync(super::SyncRunRequest) = "sync",
+    Replicate(ReplicateRequest) = "replicate",
 }
 
 impl JobKind {

@@ -63,6 +63,15 @@ pub enum RepoRequest {
     /// Remove the key file whose name starts with `id` -> `Response::KeyRemoved`. Refused
     /// (`Conflict`) for the last one and for the only one the daemon's passphrase opens.
     KeyRemove { name: Option<String>, id: String },
+    /// `repo init --replica-of`: create a replica of a registered repository
+    /// -> `Response::Repo`.
+    InitReplica(super::InitReplicaRequest),
+    /// Store a replication (replacing the one into the same replica) -> `Response::Replication`.
+    ReplicateAdd(super::ReplicationSpec),
+    /// Every replication with its lag -> `Response::Replications`.
+    ReplicateList,
+    /// Remove the replication into `to` (the replica's data stays) -> `Response::Replication`.
+    ReplicateRemove { to: String },
 }
 
 /// Which snapshots a command considers. Every field given must match (every tag in `tags`).

@@ -6,8 +6,8 @@
 use super::{results, Failure, Paths};
 use crate::cli::{
     AddCommand, BackupArgs, CheckArgs, Command, ForgetArgs, JobArgs, KeyCommand, MigrateArgs,
-    NoopArgs, OverwriteArg, PriorityArg, QueueCommand, RebuildArgs, ReencryptArgs, RepoCommand,
-    RestoreArgs,
+    NoopArgs, OverwriteArg, PriorityArg, QueueCommand, RebuildArgs, ReencryptArgs,
+    ReplicateCommand, RepoCommand, RestoreArgs,
 };
 use crate::client::Client;
 use crate::exit::ExitCode;
@@ -19,7 +19,7 @@ use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     BackupRequest, CheckRequest, ForgetRequest, JobId, JobInfo, JobKind, JobOptions, JobSpec,
     JobState, MigrateRequest, NoopRequest, Overwrite, Priority, PruneRequest, RebuildIndexRequest,
-    ReencryptRequest, RestoreRequest,
+    ReencryptRequest, ReplicateRequest, RestoreRequest,
 };
 use std::time::UNIX_EPOCH;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -46,6 +46,14 @@ pub fn prepare(command: &Command, paths: Paths) -> Result<Option<Prepared>, Fail
         Command::Sync(crate::cli::SyncCommand::Run(a)) => (
             JobKind::Sync(backupd_common::protocol::SyncRunRequest {
                 pair: a.name.clone(),
+            }),
+            &a.job,
+        ),
+        Command::Repo(RepoCommand::Replicate(ReplicateCommand::Run(a))) => (
+            // The stored replication's settings, read by the daemon when the job runs.
+            JobKind::Replicate(ReplicateRequest {
+                repo: Some(a.to.clone()),
+                ..Default::default()
             }),
             &a.job,
         ),

@@ -6,6 +6,7 @@ pub mod perf;
 pub mod queue;
 pub mod repo;
 pub mod repo_keys;
+pub mod repo_replicate;
 pub mod results;
 pub mod security_alerts;
 pub mod security_audit;

@@ -69,6 +69,8 @@ pub(crate) fn target(kind: &JobKind) -> String {
         JobKind::Migrate(r) => format!("{} to format {}", repo(&r.repo), r.to),
         JobKind::Prune(r) if r.compact_only => format!("{} (compact only)", repo(&r.repo)),
         JobKind::Prune(r) => repo(&r.repo),
+        JobKind::Replicate(r) if r.from.is_empty() => format!("into {}", repo(&r.repo)),
+        JobKind::Replicate(r) => format!("{} into {}", r.from, repo(&r.repo)),
     }
 }
 
@@ -196,6 +198,7 @@ fn result_text(result: &Response) -> String {
         Response::Reencrypt(r) | Response::Migrate(r) => super::results::reencrypt_summary(r),
         Response::Prune(p) => super::results::prune_text(p),
         Response::Compact(c) => super::results::compact_text(c),
+        Response::Replicate(r) => super::results::replicate_text(r),
         other => format!("{other:?}"),
     }
 }

@@ -8,7 +8,7 @@ use crate::json::repo::{KeyChangeView, KeyView, RepoDetailsView, RepoView};
 use crate::output::{count, Output};
 use crate::password;
 use crate::progress::bytes;
-use backupd_common::protocol::{RepoDetails, RepoInfo};
+use backupd_common::protocol::{InitReplicaRequest, RepoDetails, RepoInfo};
 
 fn repo_line(r: &RepoInfo) -> String {
     format!(
@@ -88,13 +88,30 @@ pub async fn run(
         RepoCommand::Init {
             name,
             path,
+            replica_of,
+            own_data_key,
             password,
         } => {
             let secret = password::read(password).map_err(Failure::Local)?;
             let passphrase_given = secret.is_some();
-            let info = client
-                .repo_init(name.clone(), paths.abs(path)?, secret)
-                .await?;
+            let info = match replica_of {
+                Some(source) => {
+                    client
+                        .repo_init_replica(InitReplicaRequest {
+                            name: name.clone(),
+                            path: paths.abs(path)?,
+                            password: secret,
+                            source: source.clone(),
+                            own_data_key: *own_data_key,
+                        })
+                        .await?
+                }
+                None => {
+                    client
+                        .repo_init(name.clone(), paths.abs(path)?, secret)
+                        .await?
+                }
+            };
             out.value(&RepoView::from(&info), || {
                 format!("created {}", repo_line(&info))
             });
@@ -202,6 +219,7 @@ pub async fn run(
         RepoCommand::Key(
             k @ (KeyCommand::Rotate { .. } | KeyCommand::List { .. } | KeyCommand::Remove { .. }),
         ) => super::repo_keys::run(client, k, out).await?,
+        RepoCommand::Replicate(r) => super::repo_replicate::run(client, r, out).await?,
         // Submitted as jobs by `commands::jobs`.
         RepoCommand::Check(_)
         | RepoCommand::RebuildIndex(_)

@@ -80,6 +80,7 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
         }
         Response::Prune(p) => out.value(&finished, || prune_text(p)),
         Response::Compact(c) => out.value(&finished, || compact_text(c)),
+        Response::Replicate(r) => out.value(&finished, || replicate_text(r)),
         Response::Noop { slept_ms } => out.value(&finished, || {
             format!("job {job} done (noop, {slept_ms} ms)")
         }),
@@ -342,6 +343,44 @@ pub fn reencrypt_summary(r: &ReencryptResult) -> String {
     }
     for (old, new) in &r.snapshots_renamed {
         text.push_str(&format!("\nsnapshot {old} is now {new}"));
+    }
+    text
+}
+
+/// What a replication copied.
+pub fn replicate_text(r: &backupd_common::protocol::ReplicateResult) -> String {
+    let mut text = format!(
+        "replicated {} into {}: {} copied ({} already there), {} copied ({} already there, {} \
+         sealed again), {} written in {} ({} copied as they were), {} ms",
+        r.from,
+        r.to,
+        count(r.snapshots_copied, "snapshot"),
+        r.snapshots_present,
+        count(r.blobs_copied, "blob"),
+        r.blobs_present,
+        r.blobs_resealed,
+        crate::progress::bytes(r.bytes_written),
+        count(r.packs_copied + r.packs_written, "pack"),
+        r.packs_copied,
+        r.duration.as_millis()
+    );
+    if r.snapshots_forgotten > 0 {
+        text.push_str(&format!(
+            "; {} the source no longer has forgotten",
+            count(r.snapshots_forgotten, "snapshot")
+        ));
+    }
+    if r.packs_adopted > 0 {
+        text.push_str(&format!(
+            "; {} left by an interrupted run reused",
+            count(r.packs_adopted, "pack")
+        ));
+    }
+    if r.packs_verified > 0 {
+        text.push_str(&format!(
+            "; {} read back and verified",
+            count(r.packs_verified, "pack")
+        ));
     }
     text
 }

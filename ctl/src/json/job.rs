@@ -89,6 +89,15 @@ pub enum KindView {
     Sync {
         pair: String,
     },
+    Replicate {
+        /// The replica.
+        repo: Option<String>,
+        /// The source (empty: the stored replication's, read when the job runs).
+        from: String,
+        verify: bool,
+        mirror_forget: bool,
+        bwlimit: Option<u64>,
+    },
     Noop {
         /// How long it sleeps (`sleep_ms`, not `duration_ms`: history entries carry a
         /// `duration_ms` of their own beside the arguments).
@@ -186,6 +195,13 @@ impl From<&JobKind> for KindView {
             },
             JobKind::Sync(r) => Self::Sync {
                 pair: r.pair.clone(),
+            },
+            JobKind::Replicate(r) => Self::Replicate {
+                repo: r.repo.clone(),
+                from: r.from.clone(),
+                verify: r.verify,
+                mirror_forget: r.mirror_forget,
+                bwlimit: r.bwlimit,
             },
         }
     }

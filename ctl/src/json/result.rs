@@ -207,6 +207,8 @@ pub enum ResultView {
     Compact(CompactView),
     /// `sync run`.
     Sync(super::sync::SyncResultView),
+    /// `repo replicate run`.
+    Replicate(super::replicate::ReplicateView),
 }
 
 #[derive(Debug, Serialize)]
@@ -248,6 +250,9 @@ impl ResultView {
             Response::Migrate(r) => Self::Migrate(ReencryptView::from(r.as_ref())),
             Response::Prune(p) => Self::Prune(PruneView::from(p)),
             Response::Sync(r) => Self::Sync(super::sync::SyncResultView::from(r.as_ref())),
+            Response::Replicate(r) => {
+                Self::Replicate(super::replicate::ReplicateView::from(r.as_ref()))
+            }
             Response::Compact(c) => Self::Compact(CompactView {
                 index_files_before: c.index_files_before,
                 index_files_after: c.index_files_after,

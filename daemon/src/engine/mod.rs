@@ -18,6 +18,7 @@ pub mod leftovers;
 pub mod progress;
 pub mod rebuild;
 pub mod reencrypt;
+pub mod replicate;
 pub mod restore;
 pub mod sources;
 pub mod stats;

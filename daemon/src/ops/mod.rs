@@ -16,6 +16,7 @@ mod noop;
 mod prune;
 mod rebuild_index;
 mod reencrypt;
+mod replicate;
 pub mod repos;
 mod restore;
 mod sync;
@@ -64,6 +65,8 @@ pub struct Env {
     pub bandwidth: crate::throttle::Bucket,
     /// The sync pairs' store (`None` where no sync service runs: queue unit tests).
     pub sync: Option<crate::sync::Shared>,
+    /// Where replication jobs record how they ended (`None` in tests of the queue alone).
+    pub replications: Option<Arc<crate::replication::Replications>>,
 }
 
 /// One attempt of a job, as its operation sees it.
@@ -249,6 +252,7 @@ pub fn command(kind: &JobKind) -> &'static str {
         JobKind::Prune(r) if r.compact_only => "repo compact",
         JobKind::Prune(_) => "repo prune",
         JobKind::Sync(_) => "sync run",
+        JobKind::Replicate(_) => "repo replicate run",
     }
 }
 
@@ -263,6 +267,7 @@ register! {
     Migrate => migrate::Migrate,
     Prune => prune::Prune,
     Sync => sync::Sync,
+    Replicate => replicate::Replicate,
 }
 
 #[cfg(test)]
@@ -270,7 +275,7 @@ mod tests {
     use super::*;
     use backupd_common::protocol::{
         BackupRequest, CheckRequest, ForgetRequest, MigrateRequest, NoopRequest, PruneRequest,
-        RebuildIndexRequest, ReencryptRequest, RestoreRequest, SyncRunRequest,
+        RebuildIndexRequest, ReencryptRequest, ReplicateRequest, RestoreRequest, SyncRunRequest,
     };
 
     fn kinds() -> Vec<JobKind> {
@@ -303,10 +308,15 @@ mod tests {
                 to: 2,
             }),
             JobKind::Prune(PruneRequest {
-                repo,
+                repo: repo.clone(),
                 compact_only: false,
             }),
             JobKind::Sync(SyncRunRequest { pair: "p".into() }),
+            JobKind::Replicate(ReplicateRequest {
+                repo,
+                from: "src".into(),
+                ..Default::default()
+            }),
         ]
     }
 
@@ -354,7 +364,8 @@ mod tests {
                 RepoKey,
                 RepoManage,
                 SnapshotForget,
-                SyncManage
+                SyncManage,
+                RepoManage
             ]
         );
     }
@@ -434,11 +445,11 @@ mod tests {
     }
 
     #[test]
-    fn only_backups_reencryptions_and_prunes_coalesce() {
+    fn only_backups_reencryptions_prunes_and_replications_coalesce() {
         let got: Vec<_> = kinds().iter().map(coalesces).collect();
         assert_eq!(
             got,
-            vec![true, false, false, false, false, false, true, false, true, false]
+            vec![true, false, false, false, false, false, true, false, true, false, true]
         );
     }
 }

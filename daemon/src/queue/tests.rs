@@ -57,6 +57,7 @@ fn harness(q: QueueConfig) -> Harness {
             tuning: crate::perf::Tuning::new(crate::perf::configured(&settings.config)),
             bandwidth: crate::throttle::Bucket::default(),
             sync: None,
+            replications: None,
         },
         settings: SettingsHandle::new(settings),
         tasks: TaskTracker::new(),

@@ -201,14 +201,56 @@ impl Repository {
                 location: backend.location().clone(),
                 found: version,
             })?;
+        let mut keys = MasterKeys::generate();
+        keys.seal_format = seal_format;
+        let chunks = (CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
+        Self::init_with_keys(backend, password, kdf, version, keys, chunks)
+    }
+
+    /// Creates a replica of `source` on `backend` (docs/FORMAT.md, "Replicas"): the same
+    /// `id_key`, `chunker_seed` and chunk sizes, so blob ids and chunk boundaries are the
+    /// source's and replication copies blobs without chunking anything again. With
+    /// `own_data_key` the replica gets a fresh data key (replication then seals every blob
+    /// again); otherwise it holds the source's data-key versions too (packs are copied as
+    /// they are). Its own passphrase either way. The source must be in the current format.
+    pub fn init_replica_on(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        kdf: Argon2Params,
+        source: &Repository,
+        own_data_key: bool,
+    ) -> Result<Self> {
+        let config = source.config();
+        if config.version != FORMAT_VERSION || config.migrating_from.is_some() {
+            return Err(RepoError::UnsupportedVersion {
+                location: source.location().clone(),
+                found: config.version,
+            });
+        }
+        let mut keys = source.keys().clone();
+        if own_data_key {
+            keys.data_keys = vec![(1, rand::random())];
+            keys.current = 1;
+        }
+        keys.seal_format = SealFormat::default();
+        let chunks = (config.chunk_min, config.chunk_avg, config.chunk_max);
+        Self::init_with_keys(backend, password, kdf, FORMAT_VERSION, keys, chunks)
+    }
+
+    fn init_with_keys(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        kdf: Argon2Params,
+        version: u32,
+        keys: MasterKeys,
+        (chunk_min, chunk_avg, chunk_max): (u32, u32, u32),
+    ) -> Result<Self> {
         if backend.presence()? == Presence::Occupied {
             return Err(RepoError::NotEmpty {
                 location: backend.location().clone(),
             });
         }
         backend.create()?;
-        let mut keys = MasterKeys::generate();
-        keys.seal_format = seal_format;
         let keyfile = KeyFile::wrap(&keys, password, kdf).map_err(|source| RepoError::KeyFile {
             location: backend.location().clone(),
             name: "(new)".into(),
@@ -222,9 +264,9 @@ impl Repository {
             version,
             id: hex::encode(rand::random::<[u8; 16]>()),
             created: now_rfc3339(),
-            chunk_min: CHUNK_MIN,
-            chunk_avg: CHUNK_AVG,
-            chunk_max: CHUNK_MAX,
+            chunk_min,
+            chunk_avg,
+            chunk_max,
             migrating_from: None,
         };
         // The config goes last: a directory without it is not (yet) a repository.

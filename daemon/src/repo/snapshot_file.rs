@@ -53,6 +53,31 @@ impl Repository {
         Ok(new)
     }
 
+    /// Copies snapshot `id` from `source` (a repository of the same format whose blobs this one
+    /// holds): its plaintext, checked against its name, sealed with this repository's current
+    /// data key under the same name. The id stays the source's (format 2 names a snapshot by its
+    /// plaintext), which is how replication tells which snapshots a replica holds.
+    pub fn copy_snapshot_from(&self, source: &Repository, id: &SnapshotId) -> Result<Snapshot> {
+        let name = id.to_hex();
+        let key = Key::snapshot(&name);
+        let snapshot = source.read_snapshot(id)?;
+        let bytes = source.backend.get(key)?;
+        let plain = open_sealed(&source.keys, &bytes, "snapshot", &name, SNAPSHOT_HINT)?;
+        if sha256_hex(&plain) != name || self.keys.seal_format == SealFormat::V1 {
+            return Err(RepoError::NameMismatch {
+                what: "snapshot file",
+                object: source.backend.describe(key),
+                actual: sha256_hex(&plain),
+                hint: "a replica copies snapshots of a format 2 repository only; run `backupctl repo migrate --to 2` on the source",
+            });
+        }
+        self.backend.put(key, &self.keys.seal(&plain))?;
+        if let Some(catalog) = self.catalog.get() {
+            catalog.written(id, &snapshot);
+        }
+        Ok(snapshot)
+    }
+
     /// Reads one snapshot, checking that it hashes to its name (an older snapshot copied over a
     /// newer one is refused, not read as the newer one): the file's bytes in format 1, the
     /// opened plaintext in format 2.

@@ -47,6 +47,8 @@ pub struct Handles {
     pub alerts: Arc<Alerts>,
     /// Jobs are submitted as the daemon itself.
     pub daemon_uid: u32,
+    /// Scheduled replications are timers too; replicas over their lag degrade health.
+    pub replications: Arc<crate::replication::Replications>,
 }
 
 pub struct Timers {
@@ -183,6 +185,13 @@ impl Timers {
                     });
                 }
             }
+        }
+        for (to, when) in self.h.replications.timers() {
+            timers.push(Timer {
+                task: Task::Replicate { to },
+                when,
+                jitter: Duration::ZERO,
+            });
         }
         timers
     }
@@ -390,6 +399,16 @@ impl Timers {
                     ..Default::default()
                 })
             }
+            Task::Replicate { to } => {
+                rec.last_run_ns = Some(now);
+                match self.h.replications.job(to) {
+                    Ok(kind) => kind,
+                    Err(e) => {
+                        tracing::warn!(replica = %to, error = %e, "scheduled replication skipped");
+                        return None;
+                    }
+                }
+            }
             Task::ReadData { repo } => {
                 let subset =
                     plan::subset(rec.position, settings.config.maintenance.read_data_subsets);
@@ -425,6 +444,9 @@ impl Timers {
         match result {
             Ok(s) => {
                 tracing::info!(job = s.id, "{} queued", task.describe());
+                if let Task::Replicate { to } = task {
+                    self.h.replications.queued(to, s.id);
+                }
                 rec.last_job = Some(s.id);
                 rec.last_outcome = None;
             }

@@ -23,6 +23,8 @@ pub enum Task {
     Check { repo: String },
     /// Read the next subset of a repository's packs.
     ReadData { repo: String },
+    /// Copy into a replica what it lacks of its source.
+    Replicate { to: String },
 }
 
 impl Task {
@@ -34,6 +36,7 @@ impl Task {
             Self::Prune { repo } => format!("repo/{repo}/prune"),
             Self::Check { repo } => format!("repo/{repo}/check"),
             Self::ReadData { repo } => format!("repo/{repo}/read-data"),
+            Self::Replicate { to } => format!("repo/{to}/replicate"),
         }
     }
 
@@ -51,6 +54,7 @@ impl Task {
             Self::Prune { repo } => format!("scheduled prune of repository {repo}"),
             Self::Check { repo } => format!("scheduled check of repository {repo}"),
             Self::ReadData { repo } => format!("scheduled data verification of repository {repo}"),
+            Self::Replicate { to } => format!("scheduled replication into {to}"),
         }
     }
 }

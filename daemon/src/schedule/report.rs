@@ -163,7 +163,7 @@ pub fn build(
             Task::Prune { repo } => (repo, 0),
             Task::Check { repo } => (repo, 1),
             Task::ReadData { repo } => (repo, 2),
-            Task::Backup { .. } | Task::Retention { .. } => continue,
+            Task::Backup { .. } | Task::Retention { .. } | Task::Replicate { .. } => continue,
         };
         let entry = repos
             .entry(repo.clone())
@@ -185,6 +185,7 @@ pub fn build(
         }
     }
     report.repositories = repos.into_values().collect();
+    report.notes.extend(h.replications.health_notes());
     report
 }
 

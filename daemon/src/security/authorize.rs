@@ -36,9 +36,20 @@ pub fn repository(request: &Request) -> Option<String> {
             | RepoRequest::KeyList { name }
             | RepoRequest::KeyRemove { name, .. } => named(name.as_deref()),
             RepoRequest::Stats(s) => named(s.repo.as_deref()),
-            RepoRequest::List => None,
+            // Replication reads one repository and writes another: a binding scoped to
+            // either alone does not cover it.
+            RepoRequest::List
+            | RepoRequest::InitReplica(_)
+            | RepoRequest::ReplicateAdd(_)
+            | RepoRequest::ReplicateList
+            | RepoRequest::ReplicateRemove { .. } => None,
         },
         Request::Snapshots(s) => named(s.repo.as_deref()),
+        Request::Queue(QueueRequest::Submit(spec))
+            if matches!(spec.kind, backupd_common::protocol::JobKind::Replicate(_)) =>
+        {
+            None
+        }
         Request::Queue(QueueRequest::Submit(spec)) => spec.kind.repo().and_then(named),
         Request::Source(SourceRequest::Add(spec)) => named(spec.repo.as_deref()),
         Request::Security(SecurityRequest::Encrypt(f) | SecurityRequest::Decrypt(f)) => {

@@ -53,6 +53,8 @@ pub struct Services {
     pub perf: Arc<crate::perf::Perf>,
     /// Directory sync pairs.
     pub pairs: Arc<crate::sync::Pairs>,
+    /// Repository replications and their lag.
+    pub replications: Arc<crate::replication::Replications>,
 }
 
 /// The server's own state next to the services it serves: who the daemon is, its socket, and

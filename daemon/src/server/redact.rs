@@ -214,7 +214,10 @@ pub fn response(r: &mut Response, reader: Reader) {
         | Response::SyncPair(_)
         | Response::SyncPairs(_)
         | Response::SyncHistory(_)
-        | Response::SyncConflicts(_) => *r = Response::Done,
+        | Response::SyncConflicts(_)
+        | Response::Replicate(_)
+        | Response::Replication(_)
+        | Response::Replications(_) => *r = Response::Done,
         Response::Health(h) => health(h),
         Response::PerfCurrent(c) => {
             c.sample.iter_mut().for_each(perf_sample);

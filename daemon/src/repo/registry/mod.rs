@@ -439,11 +439,55 @@ impl Registry {
         self.init_now(name, &Location::local(path), password)
     }
 
+    /// Creates a replica of the registered repository `source` in the directory `path`
+    /// (docs/FORMAT.md, "Replicas"); without a password a random one is generated and kept.
+    pub fn init_replica(
+        &self,
+        name: &str,
+        path: &Path,
+        password: Option<&[u8]>,
+        source: &str,
+        own_data_key: bool,
+    ) -> Result<RepoEntry, RegistryError> {
+        self.wait_settled();
+        let (_, src) = self.open(Some(source))?;
+        let _one = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        self.init_now_with(
+            name,
+            &Location::local(path),
+            password,
+            |backend, password| {
+                Repository::init_replica_on(
+                    backend,
+                    password,
+                    Argon2Params::recommended(),
+                    &src,
+                    own_data_key,
+                )
+            },
+        )
+    }
+
     fn init_now_locked(
         &self,
         name: &str,
         location: &Location,
         password: Option<&[u8]>,
+    ) -> Result<RepoEntry, RegistryError> {
+        self.init_now_with(name, location, password, |backend, password| {
+            Repository::init_on(backend, password, Argon2Params::recommended())
+        })
+    }
+
+    fn init_now_with(
+        &self,
+        name: &str,
+        location: &Location,
+        password: Option<&[u8]>,
+        create: impl FnOnce(
+            Arc<dyn crate::repo::backend::Backend>,
+            &[u8],
+        ) -> crate::repo::Result<Repository>,
     ) -> Result<RepoEntry, RegistryError> {
         self.check_new(name, location)?;
         let key_file = self.key_path(name);
@@ -465,7 +509,7 @@ impl Registry {
         // The key is stored first: a repository whose passphrase was lost is lost.
         let created = self.write_key(&key_file, password)?;
         let backend = location.open_backend();
-        let repo = match Repository::init_on(backend, password, Argon2Params::recommended()) {
+        let repo = match create(backend, password) {
             Ok(r) => r,
             Err(e) => {
                 if created {

@@ -36,6 +36,9 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
             RepoRequest::KeyList { .. } => (E::Key, S::Info),
             // Reads what snapshots hold.
             RepoRequest::Stats(_) => (E::Repo, S::Info),
+            RepoRequest::InitReplica(_) | RepoRequest::ReplicateAdd(_) => (E::Repo, S::Notice),
+            RepoRequest::ReplicateRemove { .. } => (E::Repo, S::Warning),
+            RepoRequest::ReplicateList => return None,
         },
         Request::Snapshots(_) => (E::Repo, S::Info),
         Request::Queue(r) => match r {
@@ -50,6 +53,7 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
                 JobKind::Migrate(_) => (E::Repo, S::Warning),
                 JobKind::Prune(_) => (E::Forget, S::Notice),
                 JobKind::Sync(_) => (E::Source, S::Info),
+                JobKind::Replicate(_) => (E::Repo, S::Info),
             },
             QueueRequest::Status | QueueRequest::Workers { count: None } => return None,
             // Job records carry results: paths, snapshot ids, errors.
@@ -133,7 +137,13 @@ pub fn target(request: &Request) -> AuditTarget {
                 t.repo = s.repo.clone();
                 t.snapshot = first(&s.snapshots);
             }
-            RepoRequest::List => {}
+            RepoRequest::List | RepoRequest::ReplicateList => {}
+            RepoRequest::InitReplica(r) => {
+                t.repo = Some(r.name.clone());
+                push_paths(&mut t, std::slice::from_ref(&r.path));
+            }
+            RepoRequest::ReplicateAdd(spec) => t.repo = Some(spec.to.clone()),
+            RepoRequest::ReplicateRemove { to } => t.repo = Some(to.clone()),
         },
         Request::Snapshots(s) => {
             t.repo = s.repo.clone();
@@ -233,6 +243,7 @@ fn queue_target(t: &mut AuditTarget, r: &QueueRequest) {
             JobKind::Reencrypt(r) => t.repo = r.repo.clone(),
             JobKind::Migrate(r) => t.repo = r.repo.clone(),
             JobKind::Prune(r) => t.repo = r.repo.clone(),
+            JobKind::Replicate(r) => t.repo = r.repo.clone(),
             JobKind::Forget(f) => {
                 t.repo = f.repo.clone();
                 t.snapshot = first(&f.snapshots);

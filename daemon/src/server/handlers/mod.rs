@@ -5,6 +5,7 @@ pub mod perf;
 pub mod queue;
 pub mod repo;
 pub mod repo_keys;
+pub mod repo_replicate;
 pub mod security_alerts;
 pub mod security_audit;
 pub mod security_files;

@@ -102,5 +102,11 @@ pub async fn handle(services: &Services, identity: &Identity, request: RepoReque
                 .await,
             )
         }
+        RepoRequest::InitReplica(_)
+        | RepoRequest::ReplicateAdd(_)
+        | RepoRequest::ReplicateList
+        | RepoRequest::ReplicateRemove { .. } => {
+            super::repo_replicate::handle(services, request).await
+        }
     }
 }

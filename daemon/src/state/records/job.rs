@@ -14,7 +14,8 @@ use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     ActingUser, Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo,
     JobKind, JobState, MigrateRequest, NoopRequest, Overwrite, PathChange, Priority, PruneRequest,
-    RebuildIndexRequest, ReencryptRequest, Response, RestoreRequest, SnapshotFilter, Subset,
+    RebuildIndexRequest, ReencryptRequest, ReplicateRequest, Response, RestoreRequest,
+    SnapshotFilter, Subset,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -125,11 +126,23 @@ pub enum KindRecord {
     Migrate(MigrateArgs),
     Prune(PruneArgs),
     Sync(SyncArgs),
+    Replicate(ReplicateArgs),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SyncArgs {
     pub pair: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplicateArgs {
+    /// The replica.
+    pub repo: Option<String>,
+    pub from: String,
+    pub verify: bool,
+    pub mirror_forget: bool,
+    #[serde(default)]
+    pub bwlimit: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -609,6 +622,19 @@ impl From<&JobKind> for KindRecord {
                 Self::Prune(PruneArgs { repo, compact_only })
             }
             JobKind::Sync(s) => Self::Sync(SyncArgs { pair: s.pair }),
+            JobKind::Replicate(ReplicateRequest {
+                repo,
+                from,
+                verify,
+                mirror_forget,
+                bwlimit,
+            }) => Self::Replicate(ReplicateArgs {
+                repo,
+                from,
+                verify,
+                mirror_forget,
+                bwlimit,
+            }),
             JobKind::Noop(NoopRequest {
                 duration,
                 fail_attempts,
@@ -776,6 +802,13 @@ impl From<KindRecord> for JobKind {
             KindRecord::Sync(a) => {
                 Self::Sync(backupd_common::protocol::SyncRunRequest { pair: a.pair })
             }
+            KindRecord::Replicate(a) => Self::Replicate(ReplicateRequest {
+                repo: a.repo,
+                from: a.from,
+                verify: a.verify,
+                mirror_forget: a.mirror_forget,
+                bwlimit: a.bwlimit,
+            }),
             KindRecord::Noop(a) => Self::Noop(NoopRequest {
                 duration: a.duration,
                 fail_attempts: a.fail_attempts,
@@ -799,6 +832,7 @@ impl KindRecord {
             Self::Migrate(_) => "migrate",
             Self::Prune(_) => "prune",
             Self::Sync(_) => "sync",
+            Self::Replicate(_) => "replicate",
         }
     }
 
@@ -812,6 +846,7 @@ impl KindRecord {
             Self::Reencrypt(a) => a.repo.as_deref(),
             Self::Migrate(a) => a.repo.as_deref(),
             Self::Prune(a) => a.repo.as_deref(),
+            Self::Replicate(a) => a.repo.as_deref(),
             Self::Noop(_) | Self::Sync(_) => None,
         }
     }
