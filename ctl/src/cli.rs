@@ -291,6 +291,7 @@ pub struct SyncAddArgs {
     pub src: PathBuf,
     /// The directory synced to (DST, "remote"): any mounted directory.
     pub dst: PathBuf,
+    /// Mirror (SRC to DST) or two-way.
     #[arg(long, value_enum, default_value_t = SyncModeArg::Mirror)]
     pub mode: SyncModeArg,
     /// How a two-way conflict is decided.

@@ -241,6 +241,7 @@ pub struct KindTimeouts {
     pub prune: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub sync: Option<Duration>,
+    #[serde(with = "humantime_serde")]
     pub replicate: Option<Duration>,
 }
 

@@ -386,6 +386,7 @@ mod tests {
                 Some(true),
                 Some(true),
                 Some(true),
+                Some(true),
                 Some(true)
             ]
         );
@@ -425,7 +426,7 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![own, own, None, None, None, None, None, None, None, None]
+            vec![own, own, None, None, None, None, None, None, None, None, None]
         );
         // Holding the kind's `*.any` permission: the daemon's own rights.
         let asked = std::cell::RefCell::new(Vec::new());
