@@ -40,7 +40,7 @@ fn a_fresh_daemon_fails_compliance_on_the_missing_replica_and_drills() {
     assert!(replica["evidence"]
         .as_str()
         .unwrap_or_default()
-        .contains("does not replicate"));
+        .contains("no replica of default"));
     assert_eq!(control(&r, "restore-drill")["status"], "fail");
     assert_eq!(control(&r, "read-data-check")["status"], "fail");
     assert_eq!(control(&r, "key-age")["status"], "pass");
@@ -173,4 +173,50 @@ fn the_report_scores_what_lowered_it_and_counts_denials_and_alerts_by_uid() {
     let bad = d.ctl(&["security", "report", "--days", "0"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).contains("expected 1 to 366"), "{}", text(&bad));
+}
+
+#[test]
+fn the_replica_control_passes_once_a_replica_is_within_its_lag() {
+    let d = TestDaemon::start();
+    d.wait_repo("default");
+    let src = d.dir.path().join("src");
+    std::fs::create_dir_all(&src).expect("src");
+    std::fs::write(src.join("a"), b"replicated").expect("write");
+    json_ok(&d.ctl(&["--json", "backup", s(&src)]));
+    let offsite = d.dir.path().join("offsite");
+    json_ok(&d.ctl(&[
+        "--json",
+        "repo",
+        "init",
+        "--name",
+        "offsite",
+        "--location",
+        s(&offsite),
+        "--replica-of",
+        "default",
+    ]));
+    json_ok(&d.ctl(&[
+        "--json",
+        "repo",
+        "replicate",
+        "add",
+        "--from",
+        "default",
+        "--to",
+        "offsite",
+    ]));
+    // Added but never run: no copy exists yet.
+    let (_, before) = compliance(&d, "all");
+    assert_eq!(control(&before, "replica")["status"], "fail", "{before:#}");
+    json_ok(&d.ctl(&["--json", "repo", "replicate", "run", "offsite"]));
+    let (_, after) = compliance(&d, "all");
+    let replica = control(&after, "replica");
+    assert_eq!(replica["status"], "pass", "{after:#}");
+    assert!(
+        replica["evidence"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("default → offsite"),
+        "{replica}"
+    );
 }

@@ -191,6 +191,7 @@ mod tests {
             last_restore: None,
             sources: Vec::new(),
             keep_all: Vec::new(),
+            replicas: Vec::new(),
         };
         let control = |id: &str| ControlResult {
             id: id.into(),

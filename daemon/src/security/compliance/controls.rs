@@ -359,14 +359,46 @@ fn measure(
             if facts.repos.is_empty() {
                 return none_repos;
             }
-            let names: Vec<_> = facts.repos.iter().map(|r| r.name.as_str()).collect();
-            (
-                Fail,
-                format!(
-                    "no replica of {}: backupd does not replicate repositories yet",
-                    names.join(", ")
-                ),
-            )
+            // Every repository that is not itself a replica needs one within its lag.
+            let replica_names: Vec<&str> = facts.replicas.iter().map(|r| r.to.as_str()).collect();
+            let mut missing = Vec::new();
+            let mut behind = Vec::new();
+            let mut good = Vec::new();
+            for repo in facts.repos.iter().map(|r| r.name.as_str()) {
+                if replica_names.contains(&repo) {
+                    continue;
+                }
+                let of: Vec<_> = facts.replicas.iter().filter(|r| r.from == repo).collect();
+                match of.iter().find(|r| r.within_lag) {
+                    Some(r) => good.push(format!("{repo} → {}", r.to)),
+                    None if of.is_empty() => missing.push(repo),
+                    None => behind.push(format!(
+                        "{repo} (replica {} is over its allowed lag)",
+                        of.iter()
+                            .map(|r| r.to.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                }
+            }
+            if missing.is_empty() && behind.is_empty() {
+                (
+                    Pass,
+                    format!("replicated within their lag: {}", good.join(", ")),
+                )
+            } else {
+                let mut why = Vec::new();
+                if !missing.is_empty() {
+                    why.push(format!(
+                        "no replica of {} (`backupctl repo replicate add --from REPO --to REPLICA`)",
+                        missing.join(", ")
+                    ));
+                }
+                if !behind.is_empty() {
+                    why.push(format!("behind: {}", behind.join(", ")));
+                }
+                (Fail, why.join("; "))
+            }
         }
         _ => (Warn, "unknown control".to_owned()),
     }
@@ -392,6 +424,7 @@ mod tests {
             last_restore: Some(now - 5 * DAY_NS),
             sources: Vec::new(),
             keep_all: Vec::new(),
+            replicas: Vec::new(),
         }
     }
 
@@ -414,6 +447,46 @@ mod tests {
         assert_eq!(status(&r, "restore-drill"), ControlStatus::Pass);
         assert_eq!(status(&r, "replica"), ControlStatus::Fail);
         assert_eq!(r.len(), CONTROLS.len());
+    }
+
+    #[test]
+    fn the_replica_control_passes_only_with_a_replica_within_its_lag() {
+        use super::super::ReplicaFact;
+        let replica = |within_lag| ReplicaFact {
+            from: "default".into(),
+            to: "offsite".into(),
+            within_lag,
+        };
+        let mut f = facts();
+        let replica_status = |f: &Facts| {
+            let r = evaluate(
+                f,
+                &Evidence::default(),
+                &ComplianceConfig::default(),
+                Framework::ALL,
+            );
+            let c = r
+                .iter()
+                .find(|c| c.id == "replica")
+                .expect("replica")
+                .clone();
+            (c.status, c.evidence)
+        };
+        let (st, why) = replica_status(&f);
+        assert_eq!(st, ControlStatus::Fail);
+        assert!(why.contains("no replica of default"), "{why}");
+        f.replicas = vec![replica(false)];
+        let (st, why) = replica_status(&f);
+        assert_eq!(st, ControlStatus::Fail);
+        assert!(why.contains("over its allowed lag"), "{why}");
+        f.replicas = vec![replica(true)];
+        // The replica is a repository too; it needs no replica of its own.
+        let mut offsite = f.repos[0].clone();
+        offsite.name = "offsite".into();
+        f.repos.push(offsite);
+        let (st, why) = replica_status(&f);
+        assert_eq!(st, ControlStatus::Pass, "{why}");
+        assert!(why.contains("default → offsite"), "{why}");
     }
 
     #[test]

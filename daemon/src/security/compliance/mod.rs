@@ -66,6 +66,16 @@ pub struct Facts {
     pub sources: Vec<String>,
     /// Sources whose snapshots are never forgotten automatically (`--keep-all`).
     pub keep_all: Vec<String>,
+    /// Repository replications: source, replica, and whether the replica is within its
+    /// allowed lag.
+    pub replicas: Vec<ReplicaFact>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReplicaFact {
+    pub from: String,
+    pub to: String,
+    pub within_lag: bool,
 }
 
 /// The handles facts are read from.
@@ -76,6 +86,7 @@ pub struct Sources<'a> {
     pub sources: Vec<SourceInfo>,
     pub socket: &'a Path,
     pub restore_within: Duration,
+    pub replications: Vec<backupd_common::protocol::ReplicationInfo>,
 }
 
 fn parse_time(text: &str) -> Option<i64> {
@@ -134,6 +145,18 @@ pub fn facts(s: &Sources<'_>) -> Facts {
         socket: s.socket.display().to_string(),
         socket_mode,
         last_restore: last_restore(s),
+        replicas: s
+            .replications
+            .iter()
+            .map(|r| ReplicaFact {
+                from: r.spec.from.clone(),
+                to: r.spec.to.clone(),
+                // A replication that never completed holds no copy yet, lag or not.
+                within_lag: r.last_success_ns.is_some()
+                    && !r.over_lag
+                    && r.snapshots_behind.is_some(),
+            })
+            .collect(),
         sources: s.sources.iter().map(|x| x.spec.name.clone()).collect(),
         keep_all: s
             .sources

@@ -116,6 +116,7 @@ fn compliance_now(
         sources: s.sources.list(),
         socket: &server.socket,
         restore_within: cfg.restore_drill_within,
+        replications: s.replications.list(),
     };
     let facts = compliance::facts(&sources);
     let report = compliance::evaluate(&facts, &evidence(server), &cfg, frameworks);
