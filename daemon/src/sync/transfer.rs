@@ -286,50 +286,7 @@ fn copy_file(
     let start = (digests.len() as u64 * CHUNK).min(stamp.size);
     let resumed_bytes = start;
     ctx.current.set(rel, resumed_bytes, stamp.size);
-    let mut buf = vec![0u8; CHUNK.min(stamp.size.max(1)) as usize];
-    let mut off = start;
-    let mut copied = 0u64;
-    while off < stamp.size {
-        if ctx.cancel.is_cancelled() {
-            return Err(SyncError::Cancelled);
-        }
-        (ctx.alive)()?;
-        let len = (stamp.size - off).min(CHUNK) as usize;
-        src.read_exact_at(&mut buf[..len], off).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                SyncError::ChangedWhileCopied {
-                    path: String::from_utf8_lossy(rel).into_owned(),
-                }
-            } else {
-                io_err(rel, "read")(e)
-            }
-        })?;
-        if !pace(ctx.buckets, len as u64, ctx.cancel) {
-            return Err(SyncError::Cancelled);
-        }
-        out.write_all_at(&buf[..len], off)
-            .map_err(io_err(rel, "write"))?;
-        digests.push(Sha256::digest(&buf[..len]).into());
-        if multi {
-            ctx.store.put_partial(
-                ctx.pair,
-                rel,
-                PartialRecord {
-                    v: 1,
-                    temp: temp.clone(),
-                    source: record(&stamp),
-                    chunks: digests.iter().map(hex::encode).collect(),
-                    chunk_size: CHUNK,
-                },
-            )?;
-        }
-        off += len as u64;
-        copied += len as u64;
-        ctx.progress
-            .bytes_done
-            .fetch_add(len as u64, Ordering::Relaxed);
-        ctx.current.set(rel, off, stamp.size);
-    }
+    let copied = copy_chunks(ctx, rel, &src, &out, &stamp, start, &temp, &mut digests)?;
     out.set_len(stamp.size).map_err(io_err(rel, "truncate"))?;
     // Changed while it was read: the copy is not of one version of the file.
     let after = nix::sys::stat::fstat(&src).map_err(|e| io_err(rel, "fstat")(e.into()))?;
@@ -348,6 +305,7 @@ fn copy_file(
         out.sync_all().map_err(io_err(rel, "fsync"))?;
     }
     // Read back what was written, chunk by chunk against what was read.
+    let mut buf = vec![0u8; CHUNK.min(stamp.size.max(1)) as usize];
     let mut pos = 0u64;
     for want in &digests {
         let len = (stamp.size - pos).min(CHUNK) as usize;
@@ -381,6 +339,92 @@ fn copy_file(
         hash,
         bytes_copied: copied,
         bytes_resumed: resumed_bytes,
+    })
+}
+
+/// Copies `src` from `start` to its end into `out`, appending each chunk's SHA-256 to
+/// `digests` (and, for a file of several chunks, recording them for a resume). A reader
+/// thread reads and hashes the next chunk while this one is written, so reading, hashing and
+/// writing overlap on two cores. Returns the bytes written.
+#[allow(clippy::too_many_arguments)]
+fn copy_chunks(
+    ctx: &Ctx<'_>,
+    rel: &[u8],
+    src: &File,
+    out: &File,
+    stamp: &Stamp,
+    start: u64,
+    temp: &[u8],
+    digests: &mut Vec<[u8; 32]>,
+) -> Result<u64, SyncError> {
+    type Chunk = io::Result<(u64, Vec<u8>, [u8; 32])>;
+    let size = stamp.size;
+    let multi = size > CHUNK;
+    // Two chunks in flight at most: 10 MiB of buffers besides the one being written.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
+    let (give_back, take_back) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut off = start;
+            while off < size {
+                let len = (size - off).min(CHUNK) as usize;
+                let mut buf = take_back.try_recv().unwrap_or_default();
+                buf.resize(len, 0);
+                let chunk = match src.read_exact_at(&mut buf, off) {
+                    Ok(()) => {
+                        let digest = Sha256::digest(&buf).into();
+                        Ok((off, buf, digest))
+                    }
+                    Err(e) => Err(e),
+                };
+                let failed = chunk.is_err();
+                // The writer stopped (error, cancel): nothing more to read.
+                if tx.send(chunk).is_err() || failed {
+                    return;
+                }
+                off += len as u64;
+            }
+        });
+        let mut copied = 0u64;
+        for chunk in rx {
+            if ctx.cancel.is_cancelled() {
+                return Err(SyncError::Cancelled);
+            }
+            (ctx.alive)()?;
+            let (off, buf, digest) = chunk.map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    SyncError::ChangedWhileCopied {
+                        path: String::from_utf8_lossy(rel).into_owned(),
+                    }
+                } else {
+                    io_err(rel, "read")(e)
+                }
+            })?;
+            let len = buf.len() as u64;
+            if !pace(ctx.buckets, len, ctx.cancel) {
+                return Err(SyncError::Cancelled);
+            }
+            out.write_all_at(&buf, off).map_err(io_err(rel, "write"))?;
+            digests.push(digest);
+            if multi {
+                ctx.store.put_partial(
+                    ctx.pair,
+                    rel,
+                    PartialRecord {
+                        v: 1,
+                        temp: temp.to_vec(),
+                        source: record(stamp),
+                        chunks: digests.iter().map(hex::encode).collect(),
+                        chunk_size: CHUNK,
+                    },
+                )?;
+            }
+            let _ = give_back.send(buf);
+            copied += len;
+            ctx.progress.bytes_done.fetch_add(len, Ordering::Relaxed);
+            ctx.current.set(rel, off + len, size);
+        }
+        Ok(copied)
     })
 }
 
