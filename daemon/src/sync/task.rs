@@ -8,10 +8,11 @@ use super::Handles;
 use crate::engine::excludes::Excludes;
 use crate::repo::now_ns;
 use crate::watch::machine::{Action, Event, Machine, Timing};
+use crate::watch::source::job_ended;
 use crate::watch::watcher::Watcher;
 use backupd_common::protocol::{
-    JobId, JobKind, JobOptions, JobSpec, JobState, Priority, Response, SyncInfo, SyncMode,
-    SyncRunRequest, SyncSpec, WatchState,
+    JobId, JobKind, JobOptions, JobSpec, Priority, Response, SyncInfo, SyncMode, SyncRunRequest,
+    SyncSpec, WatchState,
 };
 use backupd_common::schedule::When;
 use std::ffi::OsStr;
@@ -244,38 +245,9 @@ impl PairTask {
         in_flight: Option<JobId>,
         event: Result<backupd_common::protocol::JobEvent, broadcast::error::RecvError>,
     ) -> Event {
-        let Some(id) = in_flight else {
-            return Event::Tick;
-        };
-        let queue = &self.handles.queue;
-        let ended = match event {
-            Ok(e) => e.job == id && e.state.is_final(),
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                queue.job(id).is_none_or(|j| j.state.is_final())
-            }
-            Err(broadcast::error::RecvError::Closed) => false,
-        };
-        if !ended {
-            return Event::Tick;
-        }
-        let job = queue.job(id);
-        let finished_ns = job
-            .as_ref()
-            .and_then(|j| j.finished_ns)
-            .unwrap_or_else(now_ns);
-        let outcome = match job {
-            None => Err("the sync job is gone".to_owned()),
-            Some(j) => match (&j.result, j.state) {
-                (Some(Response::Sync(_)), JobState::Succeeded) => Ok(format!("job {}", j.id)),
-                _ => Err(j.error.map(|e| e.message).unwrap_or_else(|| {
-                    format!("the sync job {} ended {}", j.id, j.state.as_str())
-                })),
-            },
-        };
-        Event::Ended {
-            outcome,
-            finished_ns,
-        }
+        job_ended(&self.handles.queue, in_flight, event, "sync", |j| {
+            matches!(j.result, Some(Response::Sync(_))).then(|| format!("job {}", j.id))
+        })
     }
 }
 

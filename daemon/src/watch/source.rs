@@ -319,39 +319,16 @@ impl Shell {
         in_flight: Option<JobId>,
         event: Result<backupd_common::protocol::JobEvent, broadcast::error::RecvError>,
     ) -> Event {
-        let Some(id) = in_flight else {
-            return Event::Tick;
-        };
-        let queue = &self.handles.queue;
-        let ended = match event {
-            Ok(e) => e.job == id && e.state.is_final(),
-            // Missed events: look the job up.
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                queue.job(id).is_none_or(|j| j.state.is_final())
-            }
-            Err(broadcast::error::RecvError::Closed) => false,
-        };
-        if !ended {
-            return Event::Tick;
-        }
-        let job = queue.job(id);
-        let finished_ns = job
-            .as_ref()
-            .and_then(|j| j.finished_ns)
-            .unwrap_or_else(now_ns);
-        let outcome = match job {
-            None => Err("the backup job is gone".to_owned()),
-            Some(j) => match (&j.result, j.state) {
-                (Some(Response::Backup(r)), JobState::Succeeded) => Ok(r.snapshot.clone()),
-                _ => Err(j.error.map(|e| e.message).unwrap_or_else(|| {
-                    format!("the backup job {} ended {}", j.id, j.state.as_str())
-                })),
+        job_ended(
+            &self.handles.queue,
+            in_flight,
+            event,
+            "backup",
+            |j| match &j.result {
+                Some(Response::Backup(r)) => Some(r.snapshot.clone()),
+                _ => None,
             },
-        };
-        Event::Ended {
-            outcome,
-            finished_ns,
-        }
+        )
     }
 
     /// Queues the source's backup: a full scan, or the changes against `parent`.
@@ -437,4 +414,50 @@ async fn rewatch(w: Shared, gone: Vec<PathBuf>, new: Vec<PathBuf>) -> Result<(),
         path: PathBuf::new(),
         message: e.to_string(),
     })?
+}
+
+/// What `event` says of the job in flight (its id): [`Event::Ended`] once it reached a final
+/// state (a missed event: the job is looked up), with `ok`'s answer for a succeeded job whose
+/// result is the expected one; otherwise [`Event::Tick`]. `what` names the kind in errors.
+/// Shared by sources (backups) and sync pairs (sync runs), which run on the same machine.
+pub(crate) fn job_ended(
+    queue: &crate::queue::Queue,
+    in_flight: Option<JobId>,
+    event: Result<backupd_common::protocol::JobEvent, broadcast::error::RecvError>,
+    what: &str,
+    ok: impl FnOnce(&backupd_common::protocol::JobInfo) -> Option<String>,
+) -> Event {
+    let Some(id) = in_flight else {
+        return Event::Tick;
+    };
+    let ended = match event {
+        Ok(e) => e.job == id && e.state.is_final(),
+        // Missed events: look the job up.
+        Err(broadcast::error::RecvError::Lagged(_)) => {
+            queue.job(id).is_none_or(|j| j.state.is_final())
+        }
+        Err(broadcast::error::RecvError::Closed) => false,
+    };
+    if !ended {
+        return Event::Tick;
+    }
+    let job = queue.job(id);
+    let finished_ns = job
+        .as_ref()
+        .and_then(|j| j.finished_ns)
+        .unwrap_or_else(now_ns);
+    let outcome = match job {
+        None => Err(format!("the {what} job is gone")),
+        Some(j) => match (j.state, ok(&j)) {
+            (JobState::Succeeded, Some(done)) => Ok(done),
+            _ => Err(j
+                .error
+                .map(|e| e.message)
+                .unwrap_or_else(|| format!("the {what} job {} ended {}", j.id, j.state.as_str()))),
+        },
+    };
+    Event::Ended {
+        outcome,
+        finished_ns,
+    }
 }
