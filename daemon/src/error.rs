@@ -96,6 +96,9 @@ pub enum Error {
     /// `repo replicate add|run|remove`.
     #[error(transparent)]
     Replication(#[from] crate::replication::ReplicationError),
+    /// `recovery ...`.
+    #[error(transparent)]
+    Recovery(#[from] crate::recovery::RecoveryError),
 }
 
 /// How an error travels: its protocol code, and whether the queue retries the job.
@@ -165,6 +168,17 @@ impl Classify for Error {
                     E::NotFound { .. } => class(NotFound, false),
                     E::Invalid(_) => class(InvalidArgument, false),
                     E::State(e) => e.class(),
+                    E::Sled(_) => class(Internal, false),
+                }
+            }
+            Self::Recovery(e) => {
+                use crate::recovery::RecoveryError as E;
+                match e {
+                    E::NotFound { .. } | E::NoSnapshot { .. } => class(NotFound, false),
+                    E::Invalid(_) => class(InvalidArgument, false),
+                    E::State { .. } => class(Conflict, false),
+                    E::Io { .. } => class(Unavailable, false),
+                    E::Store(e) => e.class(),
                     E::Sled(_) => class(Internal, false),
                 }
             }

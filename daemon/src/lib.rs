@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod ops;
 pub mod perf;
 pub mod queue;
+pub mod recovery;
 pub mod reload;
 pub mod replication;
 pub mod repo;
@@ -207,7 +208,7 @@ async fn build(
     }
     let tuning = perf::Tuning::new(perf::configured(&settings.get().config));
     let sync_shared = sync::Shared::open(&state, settings.clone())?;
-    let scheduler = queue::worker::Scheduler {
+    let mut scheduler = queue::worker::Scheduler {
         queue: queue.clone(),
         env: ops::Env {
             repos: repos.clone(),
@@ -216,6 +217,7 @@ async fn build(
             bandwidth: throttle::Bucket::new(settings.get().config.sync.bwlimit),
             sync: Some(sync_shared.clone()),
             replications: Some(replications.clone()),
+            recovery: None,
         },
         settings: settings.clone(),
         tasks: tracker.clone(),
@@ -239,6 +241,27 @@ async fn build(
         })??;
         Arc::new(opened)
     };
+    let recovery = {
+        let (state, repos, replications, queue, sources, dir) = (
+            state.clone(),
+            repos.clone(),
+            replications.clone(),
+            queue.clone(),
+            sources.clone(),
+            process.state_dir.clone(),
+        );
+        let opened = tokio::task::spawn_blocking(move || {
+            crate::recovery::Recovery::open(&state, repos, replications, queue, sources, dir)
+        })
+        .await
+        .map_err(|source| Error::TaskFailed {
+            task: "the recovery plans open task".into(),
+            source,
+        })??;
+        Arc::new(opened)
+    };
+    scheduler.env.recovery = Some(recovery.clone());
+    tracker.spawn(recovery.clone().run(cancel.child_token()));
     let audit = {
         let (state, dir, settings) = (state.clone(), process.state_dir.clone(), settings.clone());
         let opened = tokio::task::spawn_blocking(move || {
@@ -352,6 +375,7 @@ async fn build(
         tasks: tracker.clone(),
         shutdown: cancel.clone(),
         replications,
+        recovery,
     };
     Ok((services, scheduler, metrics))
 }

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod file_crypt;
 pub mod perf;
 pub mod queue;
+pub mod recovery_plan;
 pub mod replicate;
 pub mod repo;
 pub mod schedule;
@@ -24,6 +25,7 @@ pub use audit::*;
 pub use file_crypt::*;
 pub use perf::*;
 pub use queue::*;
+pub use recovery_plan::*;
 pub use replicate::*;
 pub use repo::*;
 pub use schedule::*;
@@ -37,7 +39,7 @@ use std::time::Duration;
 pub use sync::*;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 13;
+pub const PROTOCOL_VERSION: u32 = 14;
 
 /// Everything a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -112,6 +114,9 @@ pub enum Request {
     Perf(PerfRequest),
     /// Directory sync pairs: `backupctl sync ...` (runs are jobs of kind `sync`).
     Sync(SyncRequest),
+    /// Snapshot fitness, selection and recovery plans: `backupctl recovery ...` (running a plan
+    /// is a job of kind `recovery`).
+    Recovery(RecoveryRequest),
 }
 
 impl Request {
@@ -146,6 +151,14 @@ impl Request {
             Self::Perf(r) if r.changes_state() => Permission::SystemManage,
             Self::Perf(_) => Permission::SystemRead,
             Self::Sync(r) => r.permission(),
+            Self::Recovery(
+                RecoveryRequest::Fitness(_)
+                | RecoveryRequest::Select(_)
+                | RecoveryRequest::Status { .. }
+                | RecoveryRequest::List,
+            ) => Permission::SnapshotList,
+            // A plan names a target the daemon will replace as root.
+            Self::Recovery(RecoveryRequest::Plan(_)) => Permission::RestoreAny,
         }
     }
 
@@ -186,6 +199,7 @@ impl Request {
             Self::Security(r) => r.name(),
             Self::Perf(r) => r.name(),
             Self::Sync(r) => r.name(),
+            Self::Recovery(r) => r.name(),
         }
     }
 }
@@ -327,6 +341,13 @@ pub enum Response {
     Replication(Box<ReplicationInfo>),
     /// `repo replicate list`.
     Replications(Vec<ReplicationInfo>),
+    /// `recovery fitness`: best first.
+    Fitness(Vec<FitnessReport>),
+    Selection(Box<Selection>),
+    /// `recovery plan` and `status`, and what a `recovery` job left.
+    RecoveryPlan(Box<PlanInfo>),
+    /// `recovery list`: newest first.
+    RecoveryPlans(Vec<PlanInfo>),
 }
 
 /// What an import did, entry by entry.

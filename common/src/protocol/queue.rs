@@ -249,6 +249,7 @@ repo_args!(
 
 impl JobArgs for NoopRequest {}
 impl JobArgs for super::SyncRunRequest {}
+impl JobArgs for super::RecoveryJobRequest {}
 
 /// Declares [`JobKind`] and its per-kind accessors from one list, so a new kind is one line
 /// here (the wire enum) and one operation in the daemon. Order is the wire encoding: append only.
@@ -298,6 +299,7 @@ job_kinds! {
     Prune(PruneRequest) = "prune",
     Sync(super::SyncRunRequest) = "sync",
     Replicate(ReplicateRequest) = "replicate",
+    Recovery(super::RecoveryJobRequest) = "recovery",
 }
 
 impl JobKind {

@@ -138,6 +138,23 @@ impl DirFd {
         nix::fcntl::renameat(&self.0, component(from), &to_dir.0, component(to)).map_err(errno)
     }
 
+    /// Renames like [`DirFd::rename`] but fails with `EEXIST` instead of replacing anything.
+    pub fn rename_noreplace(&self, from: &[u8], to_dir: &DirFd, to: &[u8]) -> io::Result<()> {
+        nix::fcntl::renameat2(
+            &self.0,
+            component(from),
+            &to_dir.0,
+            component(to),
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        )
+        .map_err(errno)
+    }
+
+    /// Another descriptor of the same open directory.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self(self.0.try_clone()?))
+    }
+
     /// A hard link `to` (in `to_dir`) to `from` in this directory; `from` is not followed.
     pub fn link(&self, from: &[u8], to_dir: &DirFd, to: &[u8]) -> io::Result<()> {
         nix::unistd::linkat(
@@ -171,6 +188,16 @@ impl DirFd {
             &self.0,
             component(name),
             nix::unistd::UnlinkatFlags::NoRemoveDir,
+        )
+        .map_err(errno)
+    }
+
+    /// Removes the empty directory `name`.
+    pub fn rmdir(&self, name: &[u8]) -> io::Result<()> {
+        nix::unistd::unlinkat(
+            &self.0,
+            component(name),
+            nix::unistd::UnlinkatFlags::RemoveDir,
         )
         .map_err(errno)
     }

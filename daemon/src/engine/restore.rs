@@ -12,6 +12,7 @@
 //! rest is restored. An entry already at the target is replaced, compared or kept as
 //! [`Overwrite`] says ([`existing`]).
 
+mod compare;
 mod existing;
 mod plan;
 mod target;
@@ -25,6 +26,7 @@ use crate::security::fsid::FsIdentity;
 use backupd_common::ids::{BlobId, SnapshotId};
 use backupd_common::protocol::Overwrite;
 use existing::Existing;
+pub use compare::{compare, Comparison};
 pub use plan::Filter;
 use plan::{Entry, Plan};
 use rayon::prelude::*;
@@ -63,6 +65,8 @@ pub struct RestoreOptions {
     /// device nodes: the files are the user's by construction, and the kernel refuses what
     /// the user could not create or replace.
     pub identity: Option<Arc<FsIdentity>>,
+    /// Only these paths (relative to `subpath`, `/`-separated) and what is below them.
+    pub only: Option<Arc<HashSet<Vec<u8>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -114,45 +118,7 @@ fn restore_on_pool(
         cancel,
     )?;
     repo.refresh_index()?;
-    let (snap_id, snapshot) = repo.find_snapshot(&opts.snapshot, &opts.filter)?;
-    let filter = Filter::new(&opts.includes, &opts.excludes)?;
-
-    // Find the tree (or single node) to restore.
-    let mut tree = repo.load_tree(&snapshot.tree)?;
-    let mut snap_base = PathBuf::from("/");
-    let mut single: Option<Node> = None;
-    if let Some(sub) = &opts.subpath {
-        let not_found = || EngineError::NotInSnapshot {
-            path: sub.display().to_string(),
-            snapshot: snap_id.short(),
-        };
-        let comps: Vec<_> = sub
-            .components()
-            .filter_map(|c| match c {
-                std::path::Component::Normal(n) => Some(n.as_bytes().to_vec()),
-                _ => None,
-            })
-            .collect();
-        for (i, name) in comps.iter().enumerate() {
-            let node = tree.find(name).cloned().ok_or_else(not_found)?;
-            snap_base.push(OsStr::from_bytes(name));
-            match (node.kind, node.subtree) {
-                (NodeKind::Dir, Some(id)) => tree = repo.load_tree(&id)?,
-                _ if i + 1 == comps.len() => single = Some(node),
-                _ => return Err(not_found()),
-            }
-        }
-    }
-    // Where the restored entries lived: restoring there is "in place".
-    let original = match (&opts.subpath, &single) {
-        (None, _) => PathBuf::from("/"),
-        (Some(sub), Some(_)) => sub.parent().unwrap_or(Path::new("/")).to_path_buf(),
-        (Some(sub), None) => sub.clone(),
-    };
-    let plan = match single {
-        Some(node) => Plan::single(node),
-        None => Plan::build(repo, tree, &snap_base, &filter)?,
-    };
+    let (snap_id, plan, original) = plan_for(repo, opts)?;
 
     let root = target::open_target(&opts.target).map_err(|e| match e {
         target::OpenError::ReadOnly => EngineError::ReadOnlyTarget {
@@ -202,6 +168,74 @@ fn restore_on_pool(
     run.restore_others(&failed_dirs);
     run.apply_dir_metadata(&failed_dirs);
     Ok(run.outcome.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// How many files (and other entries) and bytes restoring `opts` writes.
+pub fn measure(repo: &Repository, opts: &RestoreOptions) -> Result<(u64, u64), EngineError> {
+    let (_, plan, _) = plan_for(repo, opts)?;
+    let bytes = plan
+        .items
+        .iter()
+        .map(|i| match &i.entry {
+            Entry::File(n) => n.size,
+            Entry::Other(_) => 0,
+        })
+        .sum();
+    Ok((plan.items.len() as u64, bytes))
+}
+
+/// Whether the entry named `node.name` in `dir` already holds what `node` records (the test
+/// `--overwrite if-changed` applies: kind, size, mtime, then the content itself).
+pub fn unchanged(repo: &Repository, dir: &super::dirfd::DirFd, node: &Node) -> bool {
+    existing::decide(repo, dir, node, Overwrite::IfChanged) == Existing::Unchanged
+}
+
+/// What `opts` restores from `repo`: the snapshot, the plan, and where the restored entries
+/// lived (restoring there is "in place").
+fn plan_for(
+    repo: &Repository,
+    opts: &RestoreOptions,
+) -> Result<(SnapshotId, Plan, PathBuf), EngineError> {
+    let (snap_id, snapshot) = repo.find_snapshot(&opts.snapshot, &opts.filter)?;
+    let filter = Filter::new(&opts.includes, &opts.excludes)?.only(opts.only.clone());
+
+    // Find the tree (or single node) to restore.
+    let mut tree = repo.load_tree(&snapshot.tree)?;
+    let mut snap_base = PathBuf::from("/");
+    let mut single: Option<Node> = None;
+    if let Some(sub) = &opts.subpath {
+        let not_found = || EngineError::NotInSnapshot {
+            path: sub.display().to_string(),
+            snapshot: snap_id.short(),
+        };
+        let comps: Vec<_> = sub
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n.as_bytes().to_vec()),
+                _ => None,
+            })
+            .collect();
+        for (i, name) in comps.iter().enumerate() {
+            let node = tree.find(name).cloned().ok_or_else(not_found)?;
+            snap_base.push(OsStr::from_bytes(name));
+            match (node.kind, node.subtree) {
+                (NodeKind::Dir, Some(id)) => tree = repo.load_tree(&id)?,
+                _ if i + 1 == comps.len() => single = Some(node),
+                _ => return Err(not_found()),
+            }
+        }
+    }
+    let original = match (&opts.subpath, &single) {
+        (None, _) => PathBuf::from("/"),
+        (Some(sub), Some(_)) => sub.parent().unwrap_or(Path::new("/")).to_path_buf(),
+        (Some(sub), None) => sub.clone(),
+    };
+    let plan = match single {
+        Some(node) => Plan::single(node),
+        None => Plan::build(repo, tree, &snap_base, &filter)?,
+    };
+
+    Ok((snap_id, plan, original))
 }
 
 /// One restore in progress: the plan, the open directories and the outcome so far.

@@ -15,6 +15,7 @@ mod migrate;
 mod noop;
 mod prune;
 mod rebuild_index;
+mod recovery;
 mod reencrypt;
 mod replicate;
 pub mod repos;
@@ -67,6 +68,8 @@ pub struct Env {
     pub sync: Option<crate::sync::Shared>,
     /// Where replication jobs record how they ended (`None` in tests of the queue alone).
     pub replications: Option<Arc<crate::replication::Replications>>,
+    /// Recovery plans (`None` where no recovery service runs: queue unit tests).
+    pub recovery: Option<Arc<crate::recovery::Recovery>>,
 }
 
 /// One attempt of a job, as its operation sees it.
@@ -253,6 +256,11 @@ pub fn command(kind: &JobKind) -> &'static str {
         JobKind::Prune(_) => "repo prune",
         JobKind::Sync(_) => "sync run",
         JobKind::Replicate(_) => "repo replicate run",
+        JobKind::Recovery(r) => match r.action {
+            backupd_common::protocol::RecoveryAction::Run { .. } => "recovery run",
+            backupd_common::protocol::RecoveryAction::Rollback => "recovery rollback",
+            backupd_common::protocol::RecoveryAction::Commit => "recovery commit",
+        },
     }
 }
 
@@ -268,6 +276,7 @@ register! {
     Prune => prune::Prune,
     Sync => sync::Sync,
     Replicate => replicate::Replicate,
+    Recovery => recovery::Recovery,
 }
 
 #[cfg(test)]

@@ -104,6 +104,7 @@ impl Operation for Restore {
             strip_setid: r.strip_setid,
             overwrite: r.overwrite,
             identity,
+            only: None,
         };
         let out = restore(&repo, &opts, run.progress, run.cancel)?;
         Ok(Response::Restore(RestoreResult {

@@ -55,6 +55,8 @@ pub struct Services {
     pub pairs: Arc<crate::sync::Pairs>,
     /// Repository replications and their lag.
     pub replications: Arc<crate::replication::Replications>,
+    /// Snapshot fitness and recovery plans.
+    pub recovery: Arc<crate::recovery::Recovery>,
 }
 
 /// The server's own state next to the services it serves: who the daemon is, its socket, and

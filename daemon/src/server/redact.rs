@@ -217,7 +217,12 @@ pub fn response(r: &mut Response, reader: Reader) {
         | Response::SyncConflicts(_)
         | Response::Replicate(_)
         | Response::Replication(_)
-        | Response::Replications(_) => *r = Response::Done,
+        | Response::Replications(_)
+        // Plans name targets on the machine.
+        | Response::RecoveryPlan(_)
+        | Response::RecoveryPlans(_) => *r = Response::Done,
+        // Scoped to the reader's own snapshots by the handler.
+        Response::Fitness(_) | Response::Selection(_) => {}
         Response::Health(h) => health(h),
         Response::PerfCurrent(c) => {
             c.sample.iter_mut().for_each(perf_sample);

@@ -10,7 +10,9 @@ use crate::repo::Repository;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Index of the restore target itself in [`Plan::dirs`].
 pub const TARGET: usize = 0;
@@ -49,6 +51,8 @@ pub struct Plan {
 pub struct Filter {
     includes: Option<GlobSet>,
     excludes: Option<GlobSet>,
+    /// Only these paths (relative to the restored base, `/`-separated) and what is below them.
+    only: Option<Arc<HashSet<Vec<u8>>>>,
 }
 
 fn globset(patterns: &[String]) -> Result<Option<GlobSet>, EngineError> {
@@ -72,7 +76,25 @@ impl Filter {
         Ok(Self {
             includes: globset(includes)?,
             excludes: globset(excludes)?,
+            only: None,
         })
+    }
+
+    /// Restricts the filter to `paths` (relative to the restored base) and what is below them.
+    pub fn only(mut self, paths: Option<Arc<HashSet<Vec<u8>>>>) -> Self {
+        self.only = paths;
+        self
+    }
+
+    /// Whether a whole subtree is wanted only in part (so directories are created only where
+    /// something under them is wanted).
+    fn selective(&self) -> bool {
+        self.includes.is_some() || self.only.is_some()
+    }
+
+    /// Whether `rel` is named by the `only` set (`true` without one).
+    fn named(&self, rel: &[u8]) -> bool {
+        self.only.as_ref().is_none_or(|set| set.contains(rel))
     }
 
     fn excluded(&self, snap_path: &Path, name: &[u8]) -> bool {
@@ -121,13 +143,16 @@ impl Plan {
             items: Vec::new(),
             refused: Vec::new(),
         };
-        // Pending directories: their tree, their index in `dirs`, their snapshot path.
-        let mut stack = vec![(tree, TARGET, snap_base.to_path_buf())];
-        while let Some((tree, dir, snap)) = stack.pop() {
+        // Pending directories: their tree, their index in `dirs`, their snapshot path, their
+        // path relative to the base and whether the `only` set names them or a parent.
+        let mut stack = vec![(tree, TARGET, snap_base.to_path_buf(), Vec::new(), false)];
+        while let Some((tree, dir, snap, rel, named)) = stack.pop() {
             // Children are pushed in reverse so they are planned in name order.
             let mut subdirs = Vec::new();
             for node in tree.nodes {
                 let child_snap = snap.join(OsStr::from_bytes(&node.name));
+                let child_rel = join_rel(&rel, &node.name);
+                let child_named = named || filter.named(&child_rel);
                 if !is_safe_name(&node.name) {
                     plan.refused.push((
                         display_bytes(child_snap.as_os_str().as_bytes()),
@@ -146,13 +171,20 @@ impl Plan {
                         plan.dirs.push(PlanDir {
                             parent: dir,
                             name: node.name.clone(),
-                            keep: filter.includes.is_none()
-                                || filter.wants(&child_snap, &node.name),
+                            keep: !filter.selective()
+                                || (child_named && filter.wants(&child_snap, &node.name)),
                             node: Some(node),
                         });
-                        subdirs.push((subtree, plan.dirs.len() - 1, child_snap));
+                        subdirs.push((
+                            subtree,
+                            plan.dirs.len() - 1,
+                            child_snap,
+                            child_rel,
+                            child_named,
+                        ));
                     }
                     (NodeKind::Dir, None) => {}
+                    _ if !child_named => {}
                     (NodeKind::File, _) if filter.wants(&child_snap, &node.name) => {
                         plan.items.push(Item {
                             dir,
@@ -203,6 +235,17 @@ impl Plan {
             .join(&b'/');
         display_bytes(&joined)
     }
+}
+
+/// `rel/name`, or `name` at the base.
+fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rel.len() + 1 + name.len());
+    if !rel.is_empty() {
+        out.extend_from_slice(rel);
+        out.push(b'/');
+    }
+    out.extend_from_slice(name);
+    out
 }
 
 fn target_dir() -> PlanDir {

@@ -5,7 +5,7 @@
 
 use backupd_common::paths::escape_path;
 use backupd_common::protocol::{
-    AuditTarget, EventType, JobKind, PerfRequest, QueueRequest, RepoRequest, Request,
+    AuditTarget, EventType, JobKind, PerfRequest, QueueRequest, RecoveryRequest, RepoRequest, Request,
     SecurityRequest, Severity, SourceRequest, SyncRequest, SystemRequest, MAX_TARGET_PATHS,
     MAX_TARGET_PATH_CHARS,
 };
@@ -54,6 +54,8 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
                 JobKind::Prune(_) => (E::Forget, S::Notice),
                 JobKind::Sync(_) => (E::Source, S::Info),
                 JobKind::Replicate(_) => (E::Repo, S::Info),
+                // Replaces directories as the daemon.
+                JobKind::Recovery(_) => (E::Restore, S::Warning),
             },
             QueueRequest::Status | QueueRequest::Workers { count: None } => return None,
             // Job records carry results: paths, snapshot ids, errors.
@@ -99,6 +101,12 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
             | SyncRequest::Resume { .. }
             | SyncRequest::Resolve { .. } => (E::Source, S::Notice),
             SyncRequest::Remove { .. } => (E::Source, S::Warning),
+        },
+        Request::Recovery(r) => match r {
+            RecoveryRequest::Status { .. } | RecoveryRequest::List => return None,
+            // Read what snapshots hold.
+            RecoveryRequest::Fitness(_) | RecoveryRequest::Select(_) => (E::Repo, S::Info),
+            RecoveryRequest::Plan(_) => (E::Restore, S::Notice),
         },
     };
     Some(class)
@@ -220,6 +228,17 @@ pub fn target(request: &Request) -> AuditTarget {
             | SyncRequest::Conflicts { name } => t.name = Some(name.clone()),
             SyncRequest::List => {}
         },
+        Request::Recovery(r) => match r {
+            RecoveryRequest::Plan(p) => {
+                t.repo = p.repo.clone();
+                t.snapshot = p.snapshot.clone();
+                let paths: Vec<Vec<u8>> = std::iter::once(p.path.clone()).chain(p.target.clone()).collect();
+                push_paths(&mut t, &paths);
+            }
+            RecoveryRequest::Status { plan } => t.name = Some(format!("recovery plan {plan}")),
+            RecoveryRequest::Fitness(f) | RecoveryRequest::Select(f) => t.repo = f.repo.clone(),
+            RecoveryRequest::List => {}
+        },
     }
     t
 }
@@ -244,6 +263,7 @@ fn queue_target(t: &mut AuditTarget, r: &QueueRequest) {
             JobKind::Migrate(r) => t.repo = r.repo.clone(),
             JobKind::Prune(r) => t.repo = r.repo.clone(),
             JobKind::Replicate(r) => t.repo = r.repo.clone(),
+            JobKind::Recovery(r) => t.name = Some(format!("recovery plan {}", r.plan)),
             JobKind::Forget(f) => {
                 t.repo = f.repo.clone();
                 t.snapshot = first(&f.snapshots);

@@ -14,7 +14,7 @@ use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     ActingUser, Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo,
     JobKind, JobState, MigrateRequest, NoopRequest, Overwrite, PathChange, Priority, PruneRequest,
-    RebuildIndexRequest, ReencryptRequest, ReplicateRequest, Response, RestoreRequest,
+    RebuildIndexRequest, ReencryptRequest, RecoveryAction, RecoveryJobRequest, ReplicateRequest, Response, RestoreRequest,
     SnapshotFilter, Subset,
 };
 use serde::{Deserialize, Serialize};
@@ -127,6 +127,16 @@ pub enum KindRecord {
     Prune(PruneArgs),
     Sync(SyncArgs),
     Replicate(ReplicateArgs),
+    Recovery(RecoveryArgs),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryArgs {
+    pub plan: String,
+    /// `run` (with `step`), `rollback` or `commit`.
+    pub action: String,
+    #[serde(default)]
+    pub step: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -635,6 +645,18 @@ impl From<&JobKind> for KindRecord {
                 mirror_forget,
                 bwlimit,
             }),
+            JobKind::Recovery(r) => {
+                let (action, step) = match r.action {
+                    RecoveryAction::Run { step } => ("run", step),
+                    RecoveryAction::Rollback => ("rollback", None),
+                    RecoveryAction::Commit => ("commit", None),
+                };
+                Self::Recovery(RecoveryArgs {
+                    plan: r.plan,
+                    action: action.to_owned(),
+                    step,
+                })
+            }
             JobKind::Noop(NoopRequest {
                 duration,
                 fail_attempts,
@@ -809,6 +831,14 @@ impl From<KindRecord> for JobKind {
                 mirror_forget: a.mirror_forget,
                 bwlimit: a.bwlimit,
             }),
+            KindRecord::Recovery(a) => Self::Recovery(RecoveryJobRequest {
+                plan: a.plan,
+                action: match a.action.as_str() {
+                    "rollback" => RecoveryAction::Rollback,
+                    "commit" => RecoveryAction::Commit,
+                    _ => RecoveryAction::Run { step: a.step },
+                },
+            }),
             KindRecord::Noop(a) => Self::Noop(NoopRequest {
                 duration: a.duration,
                 fail_attempts: a.fail_attempts,
@@ -833,6 +863,7 @@ impl KindRecord {
             Self::Prune(_) => "prune",
             Self::Sync(_) => "sync",
             Self::Replicate(_) => "replicate",
+            Self::Recovery(_) => "recovery",
         }
     }
 
@@ -847,7 +878,7 @@ impl KindRecord {
             Self::Migrate(a) => a.repo.as_deref(),
             Self::Prune(a) => a.repo.as_deref(),
             Self::Replicate(a) => a.repo.as_deref(),
-            Self::Noop(_) | Self::Sync(_) => None,
+            Self::Noop(_) | Self::Sync(_) | Self::Recovery(_) => None,
         }
     }
 

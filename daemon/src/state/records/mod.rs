@@ -12,6 +12,7 @@ pub mod binding;
 pub mod history;
 pub mod job;
 pub mod perf;
+pub mod recovery;
 pub mod replication;
 pub mod source;
 pub mod sync;
