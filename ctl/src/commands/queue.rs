@@ -8,6 +8,7 @@ use crate::json::{self, job::JobView};
 use crate::output::Output;
 use crate::progress::bytes;
 use backupd_common::protocol::{
+    RecoveryAction,
     AttemptOutcome, JobEvent, JobInfo, JobKind, JobState, OperationProgress, QueueStatus, Response,
 };
 use std::time::Duration;
@@ -71,6 +72,12 @@ pub(crate) fn target(kind: &JobKind) -> String {
         JobKind::Prune(r) => repo(&r.repo),
         JobKind::Replicate(r) if r.from.is_empty() => format!("into {}", repo(&r.repo)),
         JobKind::Replicate(r) => format!("{} into {}", r.from, repo(&r.repo)),
+        JobKind::Recovery(r) => match r.action {
+            RecoveryAction::Run { step: Some(n) } => format!("plan {} step {n}", r.plan),
+            RecoveryAction::Run { step: None } => format!("plan {}", r.plan),
+            RecoveryAction::Rollback => format!("plan {} rollback", r.plan),
+            RecoveryAction::Commit => format!("plan {} commit", r.plan),
+        },
     }
 }
 

@@ -4,6 +4,7 @@ use super::result::ResultView;
 use super::{ms, path, time};
 use backupd_common::error::ErrorReply;
 use backupd_common::protocol::{
+    RecoveryAction,
     Attempt, AttemptOutcome, JobEvent, JobInfo, JobKind, JobState, OperationProgress, QueueStatus,
     Submitted,
 };
@@ -97,6 +98,13 @@ pub enum KindView {
         verify: bool,
         mirror_forget: bool,
         bwlimit: Option<u64>,
+    },
+    Recovery {
+        plan: String,
+        /// `run`, `rollback` or `commit`.
+        action: &'static str,
+        /// `run --step N`; `null`: every step not done.
+        step: Option<u32>,
     },
     Noop {
         /// How long it sleeps (`sleep_ms`, not `duration_ms`: history entries carry a
@@ -203,6 +211,18 @@ impl From<&JobKind> for KindView {
                 mirror_forget: r.mirror_forget,
                 bwlimit: r.bwlimit,
             },
+            JobKind::Recovery(r) => {
+                let (action, step) = match r.action {
+                    RecoveryAction::Run { step } => ("run", step),
+                    RecoveryAction::Rollback => ("rollback", None),
+                    RecoveryAction::Commit => ("commit", None),
+                };
+                Self::Recovery {
+                    plan: r.plan.clone(),
+                    action,
+                    step,
+                }
+            }
         }
     }
 }

@@ -257,7 +257,7 @@ mod tests {
 
     fn check(id: u64, ok: bool, finished_ns: i64) -> HistoryEntry {
         HistoryEntry {
-            id: backupd_common::ids::JobId(id),
+            id,
             kind: "check".into(),
             repo: Some("main".into()),
             source: None,
