@@ -1,5 +1,7 @@
 //! The command line, as clap derive types.
 
+pub mod recovery;
+
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,6 +68,9 @@ pub enum Command {
     /// Directory sync pairs: keep a directory mirrored to another (or both in step).
     #[command(subcommand)]
     Sync(SyncCommand),
+    /// Recover: score and pick snapshots, plan a recovery, run it step by step, roll it back.
+    #[command(subcommand)]
+    Recovery(recovery::RecoveryCommand),
     /// Access control and its evidence: roles, the audit log, alerts, lockouts, compliance, the
     /// security report.
     #[command(subcommand)]

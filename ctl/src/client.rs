@@ -5,6 +5,9 @@ use backupd_common::protocol::{AlertInfo, ComplianceReport, Framework, SecurityR
 use backupd_common::protocol::{AuditEntry, AuditQuery, VerifyReport};
 use backupd_common::protocol::{FileCryptRequest, FileCryptResult};
 use backupd_common::protocol::{
+    FitnessReport, FitnessRequest, PlanInfo, PlanRequest, RecoveryRequest, Selection,
+};
+use backupd_common::protocol::{
     HealthReport, HistoryEntry, HistoryQuery, Identity, ImportReport, JobEvent, JobId, JobInfo,
     JobSpec, KeyChange, KeyExport, OperationProgress, Progress, QueueRequest, QueueStatus,
     ReloadReport, RepoDetails, RepoInfo, RepoRequest, Request, Response, Secret, SecurityRequest,
@@ -168,6 +171,64 @@ impl Client {
             .await?
         {
             Response::Replication(r) => Ok(*r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn recovery_fitness(
+        &mut self,
+        r: FitnessRequest,
+    ) -> Result<Vec<FitnessReport>, ClientError> {
+        match self
+            .conn
+            .call(Request::Recovery(RecoveryRequest::Fitness(r)))
+            .await?
+        {
+            Response::Fitness(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn recovery_select(&mut self, r: FitnessRequest) -> Result<Selection, ClientError> {
+        match self
+            .conn
+            .call(Request::Recovery(RecoveryRequest::Select(r)))
+            .await?
+        {
+            Response::Selection(r) => Ok(*r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn recovery_plan(&mut self, r: PlanRequest) -> Result<PlanInfo, ClientError> {
+        match self
+            .conn
+            .call(Request::Recovery(RecoveryRequest::Plan(r)))
+            .await?
+        {
+            Response::RecoveryPlan(p) => Ok(*p),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn recovery_status(&mut self, plan: String) -> Result<PlanInfo, ClientError> {
+        match self
+            .conn
+            .call(Request::Recovery(RecoveryRequest::Status { plan }))
+            .await?
+        {
+            Response::RecoveryPlan(p) => Ok(*p),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn recovery_list(&mut self) -> Result<Vec<PlanInfo>, ClientError> {
+        match self
+            .conn
+            .call(Request::Recovery(RecoveryRequest::List))
+            .await?
+        {
+            Response::RecoveryPlans(p) => Ok(p),
             other => Err(unexpected(other)),
         }
     }

@@ -4,6 +4,7 @@
 //! end unless `--no-wait`. Ctrl-C while following detaches: the job goes on.
 
 use super::{results, Failure, Paths};
+use crate::cli::recovery::RecoveryCommand;
 use crate::cli::{
     AddCommand, BackupArgs, CheckArgs, Command, ForgetArgs, JobArgs, KeyCommand, MigrateArgs,
     NoopArgs, OverwriteArg, PriorityArg, QueueCommand, RebuildArgs, ReencryptArgs,
@@ -19,7 +20,7 @@ use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     BackupRequest, CheckRequest, ForgetRequest, JobId, JobInfo, JobKind, JobOptions, JobSpec,
     JobState, MigrateRequest, NoopRequest, Overwrite, Priority, PruneRequest, RebuildIndexRequest,
-    ReencryptRequest, ReplicateRequest, RestoreRequest,
+    RecoveryAction, RecoveryJobRequest, ReencryptRequest, ReplicateRequest, RestoreRequest,
 };
 use std::time::UNIX_EPOCH;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -57,6 +58,16 @@ pub fn prepare(command: &Command, paths: Paths) -> Result<Option<Prepared>, Fail
             }),
             &a.job,
         ),
+        Command::Recovery(RecoveryCommand::Run(a)) => (
+            recovery_job(&a.plan, RecoveryAction::Run { step: a.step }),
+            &a.job,
+        ),
+        Command::Recovery(RecoveryCommand::Rollback(a)) => {
+            (recovery_job(&a.plan, RecoveryAction::Rollback), &a.job)
+        }
+        Command::Recovery(RecoveryCommand::Commit(a)) => {
+            (recovery_job(&a.plan, RecoveryAction::Commit), &a.job)
+        }
         Command::Queue(QueueCommand::Add(add)) => match add {
             AddCommand::Backup(a) => (backup(a, paths)?, &a.job),
             AddCommand::Restore(a) => (restore(a, paths)?, &a.job),
@@ -84,6 +95,13 @@ pub fn prepare(command: &Command, paths: Paths) -> Result<Option<Prepared>, Fail
         },
         wait,
     }))
+}
+
+fn recovery_job(plan: &str, action: RecoveryAction) -> JobKind {
+    JobKind::Recovery(RecoveryJobRequest {
+        plan: plan.to_owned(),
+        action,
+    })
 }
 
 fn options(a: &JobArgs) -> JobOptions {

@@ -4,6 +4,7 @@ pub mod history;
 pub mod jobs;
 pub mod perf;
 pub mod queue;
+pub mod recovery;
 pub mod repo;
 pub mod repo_keys;
 pub mod repo_replicate;
@@ -134,6 +135,7 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         Command::Source(cmd) => source::run(&mut client, cmd, out, paths).await,
         Command::Perf(cmd) => perf::run(&mut client, cmd, out).await,
         Command::Sync(cmd) => sync::run(&mut client, cmd, out, paths).await,
+        Command::Recovery(cmd) => recovery::run(&mut client, cmd, out, paths).await,
         Command::Security(cmd) => match cmd {
             SecurityCommand::Grant(a) => security_roles::grant(&mut client, a, out).await,
             SecurityCommand::Revoke(a) => security_roles::revoke(&mut client, a, out).await,

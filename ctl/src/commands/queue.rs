@@ -8,8 +8,8 @@ use crate::json::{self, job::JobView};
 use crate::output::Output;
 use crate::progress::bytes;
 use backupd_common::protocol::{
-    RecoveryAction,
-    AttemptOutcome, JobEvent, JobInfo, JobKind, JobState, OperationProgress, QueueStatus, Response,
+    AttemptOutcome, JobEvent, JobInfo, JobKind, JobState, OperationProgress, QueueStatus,
+    RecoveryAction, Response,
 };
 use std::time::Duration;
 

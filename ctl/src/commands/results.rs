@@ -81,6 +81,7 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
         Response::Prune(p) => out.value(&finished, || prune_text(p)),
         Response::Compact(c) => out.value(&finished, || compact_text(c)),
         Response::Replicate(r) => out.value(&finished, || replicate_text(r)),
+        Response::RecoveryPlan(p) => out.value(&finished, || super::recovery::plan_text(p)),
         Response::Noop { slept_ms } => out.value(&finished, || {
             format!("job {job} done (noop, {slept_ms} ms)")
         }),

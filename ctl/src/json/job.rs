@@ -4,9 +4,8 @@ use super::result::ResultView;
 use super::{ms, path, time};
 use backupd_common::error::ErrorReply;
 use backupd_common::protocol::{
-    RecoveryAction,
     Attempt, AttemptOutcome, JobEvent, JobInfo, JobKind, JobState, OperationProgress, QueueStatus,
-    Submitted,
+    RecoveryAction, Submitted,
 };
 use serde::Serialize;
 

@@ -209,6 +209,8 @@ pub enum ResultView {
     Sync(super::sync::SyncResultView),
     /// `repo replicate run`.
     Replicate(super::replicate::ReplicateView),
+    /// `recovery run|rollback|commit`: the plan afterwards.
+    Recovery(super::recovery::PlanView),
 }
 
 #[derive(Debug, Serialize)]
@@ -252,6 +254,9 @@ impl ResultView {
             Response::Sync(r) => Self::Sync(super::sync::SyncResultView::from(r.as_ref())),
             Response::Replicate(r) => {
                 Self::Replicate(super::replicate::ReplicateView::from(r.as_ref()))
+            }
+            Response::RecoveryPlan(p) => {
+                Self::Recovery(super::recovery::PlanView::from(p.as_ref()))
             }
             Response::Compact(c) => Self::Compact(CompactView {
                 index_files_before: c.index_files_before,

@@ -26,9 +26,10 @@ impl Operation for Recovery {
     fn redact(_: &mut RecoveryJobRequest) {}
 
     fn run(r: RecoveryJobRequest, job: &Run<'_>) -> Result<Response, Error> {
-        let plans = job.env.recovery.as_ref().ok_or_else(|| {
-            RecoveryError::Invalid("the recovery service is not running".into())
-        })?;
+        let plans =
+            job.env.recovery.as_ref().ok_or_else(|| {
+                RecoveryError::Invalid("the recovery service is not running".into())
+            })?;
         crate::recovery::act(plans, r, job).map(|p| Response::RecoveryPlan(Box::new(p)))
     }
 }

@@ -9,8 +9,8 @@
 //! | recency | 25 | taken within the RPO target before the requested time | linear to 0 at 7 days older than that |
 //! | accessibility | 15 | repository opens, a replica holds it, restore fits the RTO target | unreachable (−60), no replica (−20), estimated restore longer than the RTO (−20) |
 
-use backupd_common::protocol::{FitnessFactor, FitnessReport, HistoryEntry, JobState};
 use crate::repo::backend::human_bytes as format_bytes;
+use backupd_common::protocol::{FitnessFactor, FitnessReport, HistoryEntry, JobState};
 use std::time::Duration;
 
 pub const WEIGHTS: [(&str, u32); 4] = [
@@ -50,12 +50,7 @@ pub struct Facts<'a> {
 }
 
 pub fn score(f: &Facts<'_>) -> FitnessReport {
-    let factors = vec![
-        integrity(f),
-        completeness(f),
-        recency(f),
-        accessibility(f),
-    ];
+    let factors = vec![integrity(f), completeness(f), recency(f), accessibility(f)];
     let score = factors.iter().map(|x| x.score * x.weight).sum::<u32>() / 100;
     FitnessReport {
         snapshot: f.snapshot.clone(),
@@ -82,10 +77,7 @@ fn factor(name: &'static str, score: i64, evidence: Vec<String>) -> FitnessFacto
 
 fn integrity(f: &Facts<'_>) -> FitnessFactor {
     let last = f.checks.first();
-    let last_ok = f
-        .checks
-        .iter()
-        .find(|c| c.outcome == JobState::Succeeded);
+    let last_ok = f.checks.iter().find(|c| c.outcome == JobState::Succeeded);
     match (last, last_ok) {
         (Some(c), _) if c.outcome != JobState::Succeeded => factor(
             "integrity",
@@ -127,7 +119,10 @@ fn completeness(f: &Facts<'_>) -> FitnessFactor {
     let mut evidence = Vec::new();
     if f.skipped > 0 {
         score -= (10 * f.skipped as i64).min(60);
-        evidence.push(format!("{} path(s) could not be read and are missing", f.skipped));
+        evidence.push(format!(
+            "{} path(s) could not be read and are missing",
+            f.skipped
+        ));
     }
     if f.changed_during_read > 0 {
         score -= (5 * f.changed_during_read as i64).min(30);
@@ -198,7 +193,11 @@ fn accessibility(f: &Facts<'_>) -> FitnessFactor {
         format_bytes(f.bytes),
         age(estimate.as_nanos() as i64),
         format_bytes(rate),
-        if measured { "measured here" } else { "assumed, nothing measured yet" },
+        if measured {
+            "measured here"
+        } else {
+            "assumed, nothing measured yet"
+        },
         age(f.rto.as_nanos() as i64)
     ));
     factor("accessibility", score, evidence)
@@ -261,7 +260,11 @@ mod tests {
             kind: "check".into(),
             repo: Some("main".into()),
             source: None,
-            outcome: if ok { JobState::Succeeded } else { JobState::DeadLetter },
+            outcome: if ok {
+                JobState::Succeeded
+            } else {
+                JobState::DeadLetter
+            },
             error_class: None,
             error: (!ok).then(|| "pack 1234 damaged".into()),
             attempts: 1,
@@ -334,7 +337,10 @@ mod tests {
         assert_eq!(score(&f).factors[1].score, 75);
         // Source path missing.
         let other = [b"/etc".to_vec()];
-        assert_eq!(score(&facts(&[], &ok, &replicas, &other)).factors[1].score, 50);
+        assert_eq!(
+            score(&facts(&[], &ok, &replicas, &other)).factors[1].score,
+            50
+        );
         // 1 h + 3.5 days behind: recency 50.
         let mut f = facts(&[], &ok, &replicas, &paths);
         f.at_ns = f.time_ns + HOUR + 84 * HOUR;

@@ -132,9 +132,8 @@ impl Recovery {
             .tree
             .get(id.as_bytes())?
             .ok_or_else(|| RecoveryError::NotFound { plan: id.into() })?;
-        records::decode(&bytes).map_err(|e| {
-            RecoveryError::Invalid(format!("recovery plan {id} cannot be read: {e}"))
-        })
+        records::decode(&bytes)
+            .map_err(|e| RecoveryError::Invalid(format!("recovery plan {id} cannot be read: {e}")))
     }
 
     /// Stores `rec` and flushes: a step's state must survive a crash right after.
@@ -168,8 +167,7 @@ impl Recovery {
     }
 
     fn put_journal(&self, id: &str, j: &mut SwapJournal) -> Result<(), RecoveryError> {
-        self.tree
-            .insert(format!("{id}/swap"), records::encode(j))?;
+        self.tree.insert(format!("{id}/swap"), records::encode(j))?;
         self.state.flush_blocking()?;
         Ok(())
     }
@@ -248,7 +246,9 @@ impl Recovery {
             list.sort();
             let bytes = serde_json::to_vec(&list)
                 .map_err(|e| RecoveryError::Invalid(format!("selection: {e}")))?;
-            self.tree.insert(format!("{next}/only"), bytes).map_err(RecoveryError::from)?;
+            self.tree
+                .insert(format!("{next}/only"), bytes)
+                .map_err(RecoveryError::from)?;
         }
         self.put(&mut rec.record)?;
         Ok(self.info(&rec.record))
@@ -262,8 +262,13 @@ impl Recovery {
                 .is_some_and(|t| now_ns.saturating_sub(t) > keep.as_nanos() as i64);
             if rec.plan_state() == PlanState::Done && old {
                 match steps::commit(self, &rec.id) {
-                    Ok(_) => tracing::info!(plan = rec.id, "rollback copy of a finished recovery deleted after its retention"),
-                    Err(e) => tracing::warn!(plan = rec.id, error = %e, "cannot delete an expired rollback copy"),
+                    Ok(_) => tracing::info!(
+                        plan = rec.id,
+                        "rollback copy of a finished recovery deleted after its retention"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(plan = rec.id, error = %e, "cannot delete an expired rollback copy")
+                    }
                 }
             }
         }

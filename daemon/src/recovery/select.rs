@@ -244,7 +244,10 @@ fn no_snapshot(r: &FitnessRequest) -> Error {
         what.push(format!("holds {}", escape_path(p)));
     }
     if let Some(at) = r.at_ns {
-        what.push(format!("was taken at or before {}", crate::repo::format_rfc3339(at)));
+        what.push(format!(
+            "was taken at or before {}",
+            crate::repo::format_rfc3339(at)
+        ));
     }
     if let Some(s) = &r.source {
         what.push(format!("belongs to source {s}"));
@@ -279,10 +282,11 @@ pub fn plan(rec: &Recovery, r: PlanRequest, uid: u32) -> Result<Draft, Error> {
         at_ns: r.at_ns,
     };
     let (name, primary, list) = candidates(rec, &fr, Scope::All)?;
-    let mut scored: Vec<(FitnessReport, SnapshotHeader)> = score_all(rec, &name, &primary, &list, r.at_ns)
-        .into_iter()
-        .zip(list.iter().map(|(_, h)| h.clone()))
-        .collect();
+    let mut scored: Vec<(FitnessReport, SnapshotHeader)> =
+        score_all(rec, &name, &primary, &list, r.at_ns)
+            .into_iter()
+            .zip(list.iter().map(|(_, h)| h.clone()))
+            .collect();
     let mut notes = Vec::new();
     // Point in time: the newest fit snapshot (candidates are newest first).
     let pick = scored
@@ -356,7 +360,9 @@ pub fn plan(rec: &Recovery, r: PlanRequest, uid: u32) -> Result<Draft, Error> {
         }
         OnlyMode::All => "the selected entries; the rest of the target is left alone".to_owned(),
         OnlyMode::Missing => "only entries the target lacks".to_owned(),
-        OnlyMode::Different => "only entries the target lacks or holds with other content".to_owned(),
+        OnlyMode::Different => {
+            "only entries the target lacks or holds with other content".to_owned()
+        }
     }];
     selection_words.extend(r.includes.iter().map(|g| format!("include {g}")));
     selection_words.extend(r.excludes.iter().map(|g| format!("exclude {g}")));
@@ -398,7 +404,14 @@ pub fn plan(rec: &Recovery, r: PlanRequest, uid: u32) -> Result<Draft, Error> {
                     state: "pending".into(),
                     estimate_ms: *ms,
                     bytes: *b,
-                    files: if matches!(k, StepKind::Restore | StepKind::Verify | StepKind::PostCheck) { files } else { 0 },
+                    files: if matches!(
+                        k,
+                        StepKind::Restore | StepKind::Verify | StepKind::PostCheck
+                    ) {
+                        files
+                    } else {
+                        0
+                    },
                     started_ns: None,
                     finished_ns: None,
                     job: None,
@@ -449,7 +462,8 @@ fn refuse_dangerous_target(rec: &Recovery, target: &[u8]) -> Result<(), Error> {
              below it (or each top-level directory by itself)",
         ));
     }
-    let mut guarded: Vec<(String, PathBuf)> = vec![("the daemon's state".into(), rec.state_dir.clone())];
+    let mut guarded: Vec<(String, PathBuf)> =
+        vec![("the daemon's state".into(), rec.state_dir.clone())];
     for e in rec.repos.list().unwrap_or_default() {
         let crate::repo::location::Location::Local(p) = &e.location;
         guarded.push((format!("repository {}", e.name), p.clone()));
@@ -479,9 +493,8 @@ fn selection(
     if r.paths.is_empty() && r.changed_since_ns.is_none() && r.only == OnlyMode::All {
         return Ok(None);
     }
-    let root = lookup(repo, &header.tree, path)?.ok_or_else(|| {
-        invalid(format!("{} is not in the snapshot", escape_path(path)))
-    })?;
+    let root = lookup(repo, &header.tree, path)?
+        .ok_or_else(|| invalid(format!("{} is not in the snapshot", escape_path(path))))?;
     let prefixes: Vec<Vec<u8>> = r
         .paths
         .iter()
@@ -540,7 +553,9 @@ fn selection(
             r.only == OnlyMode::Different && !unchanged(repo, dir, node)
         });
     }
-    Ok(Some(Arc::new(files.into_iter().map(|(rel, _)| rel).collect())))
+    Ok(Some(Arc::new(
+        files.into_iter().map(|(rel, _)| rel).collect(),
+    )))
 }
 
 fn open_under(base: Option<&DirFd>, rel: &[u8]) -> Option<DirFd> {

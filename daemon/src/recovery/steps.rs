@@ -62,7 +62,10 @@ pub fn act(rec: &Recovery, req: RecoveryJobRequest, run: &Run<'_>) -> Result<Pla
             .into())
         }
         PlanState::Interrupted
-            if plan.steps.iter().any(|s| s.state == "interrupted" && s.job == Some(run.job)) =>
+            if plan
+                .steps
+                .iter()
+                .any(|s| s.state == "interrupted" && s.job == Some(run.job)) =>
         {
             return Err(RecoveryError::State {
                 plan: plan.id.clone(),
@@ -109,9 +112,16 @@ fn run_steps(
             None => return Ok(rec.info(plan)),
         },
         Some(n) => {
-            let i = (n as usize).checked_sub(1).filter(|i| *i < plan.steps.len()).ok_or_else(
-                || invalid(format!("plan {} has steps 1 to {}", plan.id, plan.steps.len())),
-            )?;
+            let i = (n as usize)
+                .checked_sub(1)
+                .filter(|i| *i < plan.steps.len())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "plan {} has steps 1 to {}",
+                        plan.id,
+                        plan.steps.len()
+                    ))
+                })?;
             if let Some(open) = first_open.filter(|o| *o < i) {
                 return Err(invalid(format!(
                     "step {n} ({}) needs step {} ({}) done first",
@@ -198,8 +208,12 @@ fn source_repo(rec: &Recovery, id: &str) -> Result<Arc<Repository>, Error> {
     let plan = rec.get(id)?;
     match rec.repos.open(Some(&plan.reading_from)) {
         Ok((_, repo)) => Ok(repo),
-        Err(e) => failover(rec, &plan, &format!("{} cannot be opened: {e}", plan.reading_from))
-            .map_err(|f| f.unwrap_or_else(|| e.into())),
+        Err(e) => failover(
+            rec,
+            &plan,
+            &format!("{} cannot be opened: {e}", plan.reading_from),
+        )
+        .map_err(|f| f.unwrap_or_else(|| e.into())),
     }
 }
 
@@ -217,7 +231,12 @@ fn failover(
         .find(|(n, _)| *n != plan.reading_from)
         .ok_or(None)?;
     let note = format!("failover to replica {name}: {why}");
-    tracing::warn!(plan = plan.id, replica = name, reason = why, "recovery fails over to a replica");
+    tracing::warn!(
+        plan = plan.id,
+        replica = name,
+        reason = why,
+        "recovery fails over to a replica"
+    );
     rec.update(&plan.id, |p| {
         p.reading_from = name.clone();
         p.failover = Some(note.clone());
@@ -234,7 +253,11 @@ fn options(rec: &Recovery, plan: &PlanRecord, target: PathBuf) -> Result<Restore
         target,
         includes: plan.includes.clone(),
         excludes: plan.excludes.clone(),
-        only: if plan.limited { rec.only(&plan.id)? } else { None },
+        only: if plan.limited {
+            rec.only(&plan.id)?
+        } else {
+            None
+        },
         // Back where it was: modes as recorded, setuid bits included.
         strip_setid: Some(false),
         ..Default::default()
@@ -274,8 +297,13 @@ fn preflight(rec: &Recovery, id: &str) -> Result<Done, Error> {
             e.into(),
         )
     })?;
-    let vfs = nix::sys::statvfs::statvfs(existing)
-        .map_err(|e| io("cannot stat the file system of", existing.as_os_str().as_bytes(), e.into()))?;
+    let vfs = nix::sys::statvfs::statvfs(existing).map_err(|e| {
+        io(
+            "cannot stat the file system of",
+            existing.as_os_str().as_bytes(),
+            e.into(),
+        )
+    })?;
     let free = vfs.blocks_available() as u64 * vfs.fragment_size() as u64;
     let need = plan.bytes + plan.bytes / 20 + SPACE_MARGIN;
     if free < need {
@@ -302,13 +330,25 @@ fn preflight(rec: &Recovery, id: &str) -> Result<Done, Error> {
 }
 
 /// Every blob the plan restores, each file's content in order.
-fn needed_blobs(repo: &Repository, plan: &PlanRecord, rec: &Recovery) -> Result<Vec<BlobId>, Error> {
+fn needed_blobs(
+    repo: &Repository,
+    plan: &PlanRecord,
+    rec: &Recovery,
+) -> Result<Vec<BlobId>, Error> {
     let (_, snap) = repo
         .find_snapshot(&plan.snapshot, &Default::default())
         .map_err(EngineError::from)?;
-    let only = if plan.limited { rec.only(&plan.id)? } else { None };
-    let root = select::lookup(repo, &snap.tree, &plan.path)?
-        .ok_or_else(|| invalid(format!("{} is not in the snapshot", escape_path(&plan.path))))?;
+    let only = if plan.limited {
+        rec.only(&plan.id)?
+    } else {
+        None
+    };
+    let root = select::lookup(repo, &snap.tree, &plan.path)?.ok_or_else(|| {
+        invalid(format!(
+            "{} is not in the snapshot",
+            escape_path(&plan.path)
+        ))
+    })?;
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     let mut stack = vec![(root, Vec::new())];
@@ -364,7 +404,10 @@ fn fetch(rec: &Recovery, id: &str, run: &Run<'_>) -> Result<Done, Error> {
                     bytes.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     run.progress.add(1, data.len() as u64);
                 }
-                Err(e) => bad.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string()),
+                Err(e) => bad
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(e.to_string()),
             }
         });
         if run.cancel.is_cancelled() {
@@ -414,7 +457,8 @@ fn restore_staging(rec: &Recovery, id: &str, run: &Run<'_>) -> Result<Done, Erro
         std::fs::create_dir_all(&target)
             .map_err(|e| io("cannot create the target", &plan.target, e))?;
     }
-    let root = DirFd::open_path(&target).map_err(|e| io("cannot open the target", &plan.target, e))?;
+    let root =
+        DirFd::open_path(&target).map_err(|e| io("cannot open the target", &plan.target, e))?;
     Layout::open(root, &swap::work_name(id), true)
         .map_err(|e| io("cannot create the work directory in", &plan.target, e))?;
     let staging = work_path(&plan).join("staging");
@@ -528,10 +572,20 @@ fn cleanup(rec: &Recovery, id: &str) -> Result<Done, Error> {
     // What is left in the staging copy was not swapped in (nothing, after a complete swap).
     let left = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
     if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .map_err(|e| io("cannot remove the staging copy", staging.as_os_str().as_bytes(), e))?;
-        std::fs::create_dir(&staging)
-            .map_err(|e| io("cannot recreate the staging directory", staging.as_os_str().as_bytes(), e))?;
+        std::fs::remove_dir_all(&staging).map_err(|e| {
+            io(
+                "cannot remove the staging copy",
+                staging.as_os_str().as_bytes(),
+                e,
+            )
+        })?;
+        std::fs::create_dir(&staging).map_err(|e| {
+            io(
+                "cannot recreate the staging directory",
+                staging.as_os_str().as_bytes(),
+                e,
+            )
+        })?;
     }
     Ok(done(format!(
         "staging copy removed ({left} leftover entr(ies)); the previous state stays in {} until \
@@ -550,8 +604,13 @@ fn rollback(rec: &Recovery, id: &str) -> Result<PlanInfo, Error> {
             let l = layout(&plan)?;
             swap::undo(&l, &j.units).map_err(|e| io("rollback failed in", &plan.target, e))?;
         }
-        std::fs::remove_dir_all(&work)
-            .map_err(|e| io("cannot remove the work directory", work.as_os_str().as_bytes(), e))?;
+        std::fs::remove_dir_all(&work).map_err(|e| {
+            io(
+                "cannot remove the work directory",
+                work.as_os_str().as_bytes(),
+                e,
+            )
+        })?;
     }
     let mut note = "rolled back: the target is as it was before the plan ran".to_owned();
     if plan.created_target {
@@ -559,9 +618,7 @@ fn rollback(rec: &Recovery, id: &str) -> Result<PlanInfo, Error> {
         match std::fs::remove_dir(&t) {
             Ok(()) => note.push_str(" (the target directory it created is removed)"),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => note.push_str(&format!(
-                " (the target directory it created was left: {e})"
-            )),
+            Err(e) => note.push_str(&format!(" (the target directory it created was left: {e})")),
         }
     }
     rec.update(id, |p| {
@@ -576,12 +633,18 @@ pub fn commit(rec: &Recovery, id: &str) -> Result<PlanInfo, Error> {
     let plan = rec.get(id)?;
     let work = work_path(&plan);
     if work.symlink_metadata().is_ok() {
-        std::fs::remove_dir_all(&work)
-            .map_err(|e| io("cannot remove the rollback copy", work.as_os_str().as_bytes(), e))?;
+        std::fs::remove_dir_all(&work).map_err(|e| {
+            io(
+                "cannot remove the rollback copy",
+                work.as_os_str().as_bytes(),
+                e,
+            )
+        })?;
     }
     rec.update(id, |p| {
         p.state = "committed".into();
-        p.notes.push("committed: the rollback copy is deleted".into());
+        p.notes
+            .push("committed: the rollback copy is deleted".into());
     })?;
     Ok(rec.status(id)?)
 }

@@ -189,8 +189,7 @@ pub fn apply(layout: &Layout, units: &[SwapUnit], limit: usize) -> io::Result<us
                 if done == limit {
                     return Ok(done);
                 }
-                move_entry(&t, &name, &r, &name)
-                    .map_err(|e| context(e, "move aside", &u.rel))?;
+                move_entry(&t, &name, &r, &name).map_err(|e| context(e, "move aside", &u.rel))?;
                 done += 1;
             }
         }
@@ -217,15 +216,13 @@ pub fn undo(layout: &Layout, units: &[SwapUnit]) -> io::Result<()> {
             let (s, _) = parent_of(&staging, &u.rel, true)
                 .map_err(|e| context(e, "open the staging directory", &u.rel))?;
             if !exists(&s, &name) && exists(&t, &name) {
-                move_entry(&t, &name, &s, &name)
-                    .map_err(|e| context(e, "take back", &u.rel))?;
+                move_entry(&t, &name, &s, &name).map_err(|e| context(e, "take back", &u.rel))?;
             }
         }
         if u.had_original {
             if let Ok((r, _)) = parent_of(&rollback, &u.rel, false) {
                 if exists(&r, &name) {
-                    move_entry(&r, &name, &t, &name)
-                        .map_err(|e| context(e, "put back", &u.rel))?;
+                    move_entry(&r, &name, &t, &name).map_err(|e| context(e, "put back", &u.rel))?;
                 }
             }
         }
@@ -236,10 +233,7 @@ pub fn undo(layout: &Layout, units: &[SwapUnit]) -> io::Result<()> {
 fn context(e: io::Error, what: &str, rel: &[u8]) -> io::Error {
     io::Error::new(
         e.kind(),
-        format!(
-            "{what} {}: {e}",
-            crate::engine::dirfd::display_bytes(rel)
-        ),
+        format!("{what} {}: {e}", crate::engine::dirfd::display_bytes(rel)),
     )
 }
 
@@ -265,7 +259,10 @@ mod tests {
                 let rel = p.strip_prefix(root).unwrap().display().to_string();
                 let ft = e.file_type().unwrap();
                 if ft.is_symlink() {
-                    out.insert(rel, format!("->{}", std::fs::read_link(&p).unwrap().display()));
+                    out.insert(
+                        rel,
+                        format!("->{}", std::fs::read_link(&p).unwrap().display()),
+                    );
                 } else if ft.is_dir() {
                     out.insert(rel, "dir".into());
                     stack.push(p);
@@ -350,12 +347,20 @@ mod tests {
                 let before = snapshot_of(d.path());
                 assert_eq!(apply(&open(d.path()), &units, stop).unwrap(), stop);
                 apply(&open(d.path()), &units, usize::MAX).unwrap();
-                assert_eq!(snapshot_of(d.path()), expected(full), "full={full} stop={stop}");
+                assert_eq!(
+                    snapshot_of(d.path()),
+                    expected(full),
+                    "full={full} stop={stop}"
+                );
                 // Undo after a crash.
                 let (d, _) = setup(full);
                 apply(&open(d.path()), &units, stop).unwrap();
                 undo(&open(d.path()), &units).unwrap();
-                assert_eq!(snapshot_of(d.path()), before, "undo full={full} stop={stop}");
+                assert_eq!(
+                    snapshot_of(d.path()),
+                    before,
+                    "undo full={full} stop={stop}"
+                );
             }
             // Undo after a complete swap, twice (idempotent).
             let (d, _) = setup(full);

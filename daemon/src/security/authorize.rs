@@ -3,7 +3,8 @@
 
 use crate::error::Error;
 use backupd_common::protocol::{
-    GrantSource, Permission, QueueRequest, RecoveryRequest, RepoRequest, Request, SecurityRequest, SourceRequest,
+    GrantSource, Permission, QueueRequest, RecoveryRequest, RepoRequest, Request, SecurityRequest,
+    SourceRequest,
 };
 
 /// The repository a request that names none concerns, when it concerns one.
@@ -61,9 +62,9 @@ pub fn repository(request: &Request) -> Option<String> {
         | Request::Security(_)
         | Request::Perf(_)
         | Request::Sync(_) => None,
-        Request::Recovery(
-            RecoveryRequest::Fitness(f) | RecoveryRequest::Select(f),
-        ) => named(f.repo.as_deref()),
+        Request::Recovery(RecoveryRequest::Fitness(f) | RecoveryRequest::Select(f)) => {
+            named(f.repo.as_deref())
+        }
         Request::Recovery(RecoveryRequest::Plan(p)) => named(p.repo.as_deref()),
         Request::Recovery(_) => None,
     }

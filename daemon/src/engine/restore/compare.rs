@@ -95,7 +95,11 @@ pub fn compare(
     }
     for (i, d) in plan.dirs.iter().enumerate().skip(1) {
         if d.keep && dirs.get(i).is_err() {
-            record(d.parent, &d.name, "directory missing or not a directory".into());
+            record(
+                d.parent,
+                &d.name,
+                "directory missing or not a directory".into(),
+            );
         }
     }
     let mut out = out.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -109,7 +113,9 @@ fn check_entry(
     dir: &crate::engine::dirfd::DirFd,
     node: &Node,
 ) -> Result<(), String> {
-    let st = dir.stat_at(&node.name).map_err(|e| format!("missing: {e}"))?;
+    let st = dir
+        .stat_at(&node.name)
+        .map_err(|e| format!("missing: {e}"))?;
     let kind = st.st_mode & libc::S_IFMT;
     let want = match node.kind {
         NodeKind::File => libc::S_IFREG,
@@ -128,7 +134,9 @@ fn check_entry(
             if u64::try_from(st.st_size).ok() != Some(node.size) {
                 return Err(format!("size {} instead of {}", st.st_size, node.size));
             }
-            let file = dir.open_read(&node.name).map_err(|e| format!("open: {e}"))?;
+            let file = dir
+                .open_read(&node.name)
+                .map_err(|e| format!("open: {e}"))?;
             verify_file(repo, &file, &node.content)
         }
         NodeKind::Symlink => match dir.read_link(&node.name) {

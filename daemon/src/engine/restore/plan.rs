@@ -8,9 +8,9 @@ use super::super::EngineError;
 use crate::repo::tree::{is_safe_name, Node, NodeKind, Tree};
 use crate::repo::Repository;
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 

@@ -5,9 +5,9 @@
 
 use backupd_common::paths::escape_path;
 use backupd_common::protocol::{
-    AuditTarget, EventType, JobKind, PerfRequest, QueueRequest, RecoveryRequest, RepoRequest, Request,
-    SecurityRequest, Severity, SourceRequest, SyncRequest, SystemRequest, MAX_TARGET_PATHS,
-    MAX_TARGET_PATH_CHARS,
+    AuditTarget, EventType, JobKind, PerfRequest, QueueRequest, RecoveryRequest, RepoRequest,
+    Request, SecurityRequest, Severity, SourceRequest, SyncRequest, SystemRequest,
+    MAX_TARGET_PATHS, MAX_TARGET_PATH_CHARS,
 };
 
 /// How a request is recorded when it is answered; `None`: not recorded (its denial still is).
@@ -232,7 +232,9 @@ pub fn target(request: &Request) -> AuditTarget {
             RecoveryRequest::Plan(p) => {
                 t.repo = p.repo.clone();
                 t.snapshot = p.snapshot.clone();
-                let paths: Vec<Vec<u8>> = std::iter::once(p.path.clone()).chain(p.target.clone()).collect();
+                let paths: Vec<Vec<u8>> = std::iter::once(p.path.clone())
+                    .chain(p.target.clone())
+                    .collect();
                 push_paths(&mut t, &paths);
             }
             RecoveryRequest::Status { plan } => t.name = Some(format!("recovery plan {plan}")),

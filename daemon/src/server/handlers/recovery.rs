@@ -13,7 +13,9 @@ pub async fn handle(services: &Services, identity: &Identity, request: RecoveryR
     let result = blocking(move || {
         Ok(match request {
             RecoveryRequest::Fitness(r) => Response::Fitness(recovery.fitness(&r, scope)?),
-            RecoveryRequest::Select(r) => Response::Selection(Box::new(recovery.select(&r, scope)?)),
+            RecoveryRequest::Select(r) => {
+                Response::Selection(Box::new(recovery.select(&r, scope)?))
+            }
             RecoveryRequest::Plan(r) => Response::RecoveryPlan(Box::new(recovery.plan(r, uid)?)),
             RecoveryRequest::Status { plan } => {
                 Response::RecoveryPlan(Box::new(recovery.status(&plan)?))

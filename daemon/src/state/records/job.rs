@@ -14,8 +14,8 @@ use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
     ActingUser, Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo,
     JobKind, JobState, MigrateRequest, NoopRequest, Overwrite, PathChange, Priority, PruneRequest,
-    RebuildIndexRequest, ReencryptRequest, RecoveryAction, RecoveryJobRequest, ReplicateRequest, Response, RestoreRequest,
-    SnapshotFilter, Subset,
+    RebuildIndexRequest, RecoveryAction, RecoveryJobRequest, ReencryptRequest, ReplicateRequest,
+    Response, RestoreRequest, SnapshotFilter, Subset,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
