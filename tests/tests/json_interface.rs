@@ -322,6 +322,31 @@ fn every_json_output_matches_its_schema() {
         "repo-replicate-remove",
         &["repo", "replicate", "remove", "replica"],
     );
+    c.run(
+        "recovery-fitness",
+        &["recovery", "fitness", "--path", s(&src)],
+    );
+    c.run(
+        "recovery-select",
+        &["recovery", "select", "--path", s(&src)],
+    );
+    let into = d.dir.path().join("recovered");
+    let plan = c.run(
+        "recovery-plan",
+        &["recovery", "plan", "--path", s(&src), "--target", s(&into)],
+    );
+    let plan = plan["id"].as_str().expect("plan id").to_owned();
+    c.run("recovery-status", &["recovery", "status", &plan]);
+    c.run("recovery-list", &["recovery", "list"]);
+    c.run("recovery-run", &["recovery", "run", &plan, "--step", "1"]);
+    c.run("recovery-run", &["recovery", "run", &plan]);
+    c.run("recovery-commit", &["recovery", "commit", &plan]);
+    let plan = c.run(
+        "recovery-plan",
+        &["recovery", "plan", "--path", s(&src), "--target", s(&into)],
+    );
+    let plan = plan["id"].as_str().expect("plan id").to_owned();
+    c.run("recovery-rollback", &["recovery", "rollback", &plan]);
     let noop = c.run("queue-add-noop", &["queue", "add", "noop"]);
     let noop = noop["job"].as_u64().expect("job id").to_string();
     c.run("queue-job", &["queue", "job", &noop]);

@@ -243,6 +243,8 @@ pub struct KindTimeouts {
     pub sync: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub replicate: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub recovery: Option<Duration>,
 }
 
 impl KindTimeouts {
@@ -260,6 +262,7 @@ impl KindTimeouts {
             "prune" => self.prune,
             "sync" => self.sync,
             "replicate" => self.replicate,
+            "recovery" => self.recovery,
             _ => None,
         }
     }
@@ -464,6 +467,8 @@ impl Config {
             ("queue.timeouts.migrate", q.timeouts.migrate),
             ("queue.timeouts.prune", q.timeouts.prune),
             ("queue.timeouts.sync", q.timeouts.sync),
+            ("queue.timeouts.replicate", q.timeouts.replicate),
+            ("queue.timeouts.recovery", q.timeouts.recovery),
         ] {
             if value.is_some_and(|v| v < Duration::from_secs(1)) {
                 return Err(invalid(key, format!("is {value:?}; expected at least 1s")));
