@@ -203,7 +203,7 @@ impl Client {
     pub async fn recovery_plan(&mut self, r: PlanRequest) -> Result<PlanInfo, ClientError> {
         match self
             .conn
-            .call(Request::Recovery(RecoveryRequest::Plan(r)))
+            .call(Request::Recovery(RecoveryRequest::Plan(Box::new(r))))
             .await?
         {
             Response::RecoveryPlan(p) => Ok(*p),

@@ -14,6 +14,10 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
 }
 
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).expect("read")
+}
+
 /// `cp -a`: a copy with every metadata, to compare against later.
 fn copy(from: &Path, to: &Path) {
     let st = Command::new("cp")
@@ -189,20 +193,14 @@ fn a_selective_recovery_restores_what_was_lost_and_leaves_what_survived() {
     assert_eq!(p["files"], 2, "docs/a.txt and img/logo.svg: {p:#}");
     let pid = id(&p);
     recovery(&d, &["run", &pid]);
-    assert_eq!(
-        std::fs::read_to_string(src.join("docs/a.txt")).unwrap(),
-        "a1\n"
-    );
+    assert_eq!(read(&src.join("docs/a.txt")), "a1\n");
     assert!(src.join("img/logo.svg").exists());
     // What survived is untouched; what the snapshot lacks stays.
     assert_eq!(
-        std::fs::read_to_string(src.join("index.html")).unwrap(),
+        read(&src.join("index.html")),
         "<h1>edited after the backup</h1>\n"
     );
-    assert_eq!(
-        std::fs::read_to_string(src.join("draft.txt")).unwrap(),
-        "kept\n"
-    );
+    assert_eq!(read(&src.join("draft.txt")), "kept\n");
     recovery(&d, &["commit", &pid]);
 
     // `different`: the edited file comes back too; equal files are not part of the plan.
@@ -210,18 +208,12 @@ fn a_selective_recovery_restores_what_was_lost_and_leaves_what_survived() {
     assert_eq!(p["files"], 1, "only index.html: {p:#}");
     let pid = id(&p);
     recovery(&d, &["run", &pid]);
-    assert_eq!(
-        std::fs::read_to_string(src.join("index.html")).unwrap(),
-        "<h1>v1</h1>\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(src.join("draft.txt")).unwrap(),
-        "kept\n"
-    );
+    assert_eq!(read(&src.join("index.html")), "<h1>v1</h1>\n");
+    assert_eq!(read(&src.join("draft.txt")), "kept\n");
     // Rollback of a selective recovery puts the edited file back.
     recovery(&d, &["rollback", &pid]);
     assert_eq!(
-        std::fs::read_to_string(src.join("index.html")).unwrap(),
+        read(&src.join("index.html")),
         "<h1>edited after the backup</h1>\n"
     );
 
@@ -243,10 +235,7 @@ fn a_selective_recovery_restores_what_was_lost_and_leaves_what_survived() {
     assert_eq!(p["files"], 2, "{p:#}");
     let pid = id(&p);
     recovery(&d, &["run", &pid]);
-    assert_eq!(
-        std::fs::read_to_string(elsewhere.join("docs/b.txt")).unwrap(),
-        "b1\n"
-    );
+    assert_eq!(read(&elsewhere.join("docs/b.txt")), "b1\n");
     assert!(!elsewhere.join("index.html").exists());
     // The target did not exist: rollback removes it again.
     recovery(&d, &["rollback", &pid]);

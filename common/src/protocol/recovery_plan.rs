@@ -13,7 +13,7 @@ pub enum RecoveryRequest {
     Select(FitnessRequest),
     /// Works out and stores a plan (nothing on disk changes) ->
     /// [`crate::protocol::Response::RecoveryPlan`], or `NotFound` when no snapshot qualifies.
-    Plan(PlanRequest),
+    Plan(Box<PlanRequest>),
     /// -> [`crate::protocol::Response::RecoveryPlan`].
     Status { plan: String },
     /// -> [`crate::protocol::Response::RecoveryPlans`], newest first.

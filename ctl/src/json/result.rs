@@ -210,7 +210,7 @@ pub enum ResultView {
     /// `repo replicate run`.
     Replicate(super::replicate::ReplicateView),
     /// `recovery run|rollback|commit`: the plan afterwards.
-    Recovery(super::recovery::PlanView),
+    Recovery(Box<super::recovery::PlanView>),
 }
 
 #[derive(Debug, Serialize)]
@@ -256,7 +256,7 @@ impl ResultView {
                 Self::Replicate(super::replicate::ReplicateView::from(r.as_ref()))
             }
             Response::RecoveryPlan(p) => {
-                Self::Recovery(super::recovery::PlanView::from(p.as_ref()))
+                Self::Recovery(Box::new(super::recovery::PlanView::from(p.as_ref())))
             }
             Response::Compact(c) => Self::Compact(CompactView {
                 index_files_before: c.index_files_before,

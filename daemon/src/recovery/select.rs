@@ -112,12 +112,15 @@ pub fn lookup(
     Ok(Some(node))
 }
 
-/// The snapshots `r` asks about, newest first, with the repository they are in.
-fn candidates(
-    rec: &Recovery,
-    r: &FitnessRequest,
-    scope: Scope,
-) -> Result<(String, Arc<Repository>, Vec<(SnapshotId, SnapshotHeader)>), Error> {
+/// The snapshots a request asks about, newest first, and the repository they are in.
+struct Candidates {
+    name: String,
+    repo: Arc<Repository>,
+    list: Vec<(SnapshotId, SnapshotHeader)>,
+}
+
+/// The snapshots `r` asks about.
+fn candidates(rec: &Recovery, r: &FitnessRequest, scope: Scope) -> Result<Candidates, Error> {
     let (entry, repo) = rec.repos.open(r.repo.as_deref())?;
     let at = r.at_ns.unwrap_or_else(crate::repo::now_ns);
     let mut list: Vec<_> = repo
@@ -148,7 +151,11 @@ fn candidates(
         }
         out.push((id, h));
     }
-    Ok((entry.name, repo, out))
+    Ok(Candidates {
+        name: entry.name,
+        repo,
+        list: out,
+    })
 }
 
 pub fn fitness(
@@ -156,8 +163,8 @@ pub fn fitness(
     r: &FitnessRequest,
     scope: Scope,
 ) -> Result<Vec<FitnessReport>, Error> {
-    let (name, repo, list) = candidates(rec, r, scope)?;
-    let mut out = score_all(rec, &name, &repo, &list, r.at_ns);
+    let c = candidates(rec, r, scope)?;
+    let mut out = score_all(rec, &c.name, &c.list, r.at_ns);
     out.sort_by(|a, b| b.score.cmp(&a.score).then(b.time_ns.cmp(&a.time_ns)));
     Ok(out)
 }
@@ -165,7 +172,6 @@ pub fn fitness(
 fn score_all(
     rec: &Recovery,
     name: &str,
-    _repo: &Repository,
     list: &[(SnapshotId, SnapshotHeader)],
     at_ns: Option<i64>,
 ) -> Vec<FitnessReport> {
@@ -281,12 +287,15 @@ pub fn plan(rec: &Recovery, r: PlanRequest, uid: u32) -> Result<Draft, Error> {
         path: Some(path.clone()),
         at_ns: r.at_ns,
     };
-    let (name, primary, list) = candidates(rec, &fr, Scope::All)?;
-    let mut scored: Vec<(FitnessReport, SnapshotHeader)> =
-        score_all(rec, &name, &primary, &list, r.at_ns)
-            .into_iter()
-            .zip(list.iter().map(|(_, h)| h.clone()))
-            .collect();
+    let Candidates {
+        name,
+        repo: primary,
+        list,
+    } = candidates(rec, &fr, Scope::All)?;
+    let mut scored: Vec<(FitnessReport, SnapshotHeader)> = score_all(rec, &name, &list, r.at_ns)
+        .into_iter()
+        .zip(list.iter().map(|(_, h)| h.clone()))
+        .collect();
     let mut notes = Vec::new();
     // Point in time: the newest fit snapshot (candidates are newest first).
     let pick = scored

@@ -208,28 +208,28 @@ fn source_repo(rec: &Recovery, id: &str) -> Result<Arc<Repository>, Error> {
     let plan = rec.get(id)?;
     match rec.repos.open(Some(&plan.reading_from)) {
         Ok((_, repo)) => Ok(repo),
-        Err(e) => failover(
-            rec,
-            &plan,
-            &format!("{} cannot be opened: {e}", plan.reading_from),
-        )
-        .map_err(|f| f.unwrap_or_else(|| e.into())),
+        Err(e) => {
+            let why = format!("{} cannot be opened: {e}", plan.reading_from);
+            failover(rec, &plan, &why)?.ok_or_else(|| e.into())
+        }
     }
 }
 
-/// Switches the plan to a replica (other than the one it reads from) holding its snapshot.
-/// `Err(None)`: there is none.
+/// Switches the plan to a replica (other than the one it reads from) holding its snapshot;
+/// `None` when there is none.
 fn failover(
     rec: &Recovery,
     plan: &PlanRecord,
     why: &str,
-) -> Result<Arc<Repository>, Option<Error>> {
+) -> Result<Option<Arc<Repository>>, Error> {
     let id = backupd_common::ids::SnapshotId::from_hex(&plan.snapshot)
-        .ok_or_else(|| Some(invalid("the plan's snapshot id is not hex")))?;
-    let (name, repo) = select::replicas_holding(rec, &plan.repo, &id)
+        .ok_or_else(|| invalid("the plan's snapshot id is not hex"))?;
+    let Some((name, repo)) = select::replicas_holding(rec, &plan.repo, &id)
         .into_iter()
         .find(|(n, _)| *n != plan.reading_from)
-        .ok_or(None)?;
+    else {
+        return Ok(None);
+    };
     let note = format!("failover to replica {name}: {why}");
     tracing::warn!(
         plan = plan.id,
@@ -241,9 +241,8 @@ fn failover(
         p.reading_from = name.clone();
         p.failover = Some(note.clone());
         p.notes.push(note.clone());
-    })
-    .map_err(|e| Some(e.into()))?;
-    Ok(repo)
+    })?;
+    Ok(Some(repo))
 }
 
 fn options(rec: &Recovery, plan: &PlanRecord, target: PathBuf) -> Result<RestoreOptions, Error> {
@@ -433,9 +432,8 @@ fn fetch(rec: &Recovery, id: &str, run: &Run<'_>) -> Result<Done, Error> {
             plan.reading_from,
             bad[0]
         );
-        match (attempt, failover(rec, &plan, &why)) {
-            (0, Ok(replica)) => repo = replica,
-            (_, Err(Some(e))) => return Err(e),
+        match (attempt, failover(rec, &plan, &why)?) {
+            (0, Some(replica)) => repo = replica,
             _ => {
                 return Err(invalid(format!(
                     "{why}; no replica of {} holds the snapshot. Run `backupctl repo check \
@@ -492,9 +490,8 @@ fn restore_staging(rec: &Recovery, id: &str, run: &Run<'_>) -> Result<Done, Erro
             Err(EngineError::Cancelled) => return Err(EngineError::Cancelled.into()),
             Err(e) => format!("{} failed: {e}", plan.reading_from),
         };
-        match (attempt, failover(rec, &plan, &why)) {
-            (0, Ok(replica)) => repo = replica,
-            (_, Err(Some(e))) => return Err(e),
+        match (attempt, failover(rec, &plan, &why)?) {
+            (0, Some(replica)) => repo = replica,
             _ => return Err(invalid(why)),
         }
     }

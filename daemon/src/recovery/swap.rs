@@ -249,25 +249,32 @@ mod tests {
         let mut out = BTreeMap::new();
         let mut stack = vec![root.to_path_buf()];
         while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let e = e.unwrap();
+            for e in std::fs::read_dir(&dir).expect("test setup") {
+                let e = e.expect("test setup");
                 let name = e.file_name();
                 if name.as_bytes().starts_with(WORK_PREFIX.as_bytes()) {
                     continue;
                 }
                 let p = e.path();
-                let rel = p.strip_prefix(root).unwrap().display().to_string();
-                let ft = e.file_type().unwrap();
+                let rel = p
+                    .strip_prefix(root)
+                    .expect("test setup")
+                    .display()
+                    .to_string();
+                let ft = e.file_type().expect("test setup");
                 if ft.is_symlink() {
                     out.insert(
                         rel,
-                        format!("->{}", std::fs::read_link(&p).unwrap().display()),
+                        format!(
+                            "->{}",
+                            std::fs::read_link(&p).expect("test setup").display()
+                        ),
                     );
                 } else if ft.is_dir() {
                     out.insert(rel, "dir".into());
                     stack.push(p);
                 } else {
-                    out.insert(rel, std::fs::read_to_string(&p).unwrap());
+                    out.insert(rel, std::fs::read_to_string(&p).expect("test setup"));
                 }
             }
         }
@@ -276,21 +283,22 @@ mod tests {
 
     fn write(root: &Path, rel: &str, content: &str) {
         let p = root.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
+        std::fs::create_dir_all(p.parent().expect("test setup")).expect("test setup");
+        std::fs::write(p, content).expect("test setup");
     }
 
     /// A target and a staged copy: some entries in both, some only in one.
     fn setup(full: bool) -> (tempfile::TempDir, Vec<u8>) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test setup");
         let t = dir.path();
         write(t, "keep.txt", "old keep");
         write(t, "gone.txt", "only in target");
         write(t, "sub/a.txt", "old a");
         write(t, "sub/deep/b.txt", "old b");
-        std::os::unix::fs::symlink("keep.txt", t.join("link")).unwrap();
+        std::os::unix::fs::symlink("keep.txt", t.join("link")).expect("test setup");
         let work = work_name("7");
-        let layout = Layout::open(DirFd::open_path(t).unwrap(), &work, true).unwrap();
+        let layout = Layout::open(DirFd::open_path(t).expect("test setup"), &work, true)
+            .expect("test setup");
         drop(layout);
         let s = t.join(std::ffi::OsStr::from_bytes(&work)).join("staging");
         write(&s, "keep.txt", "new keep");
@@ -299,7 +307,7 @@ mod tests {
         write(&s, "fresh.txt", "fresh");
         if full {
             write(&s, "sub/deep/b.txt", "old b");
-            std::os::unix::fs::symlink("fresh.txt", s.join("link")).unwrap();
+            std::os::unix::fs::symlink("fresh.txt", s.join("link")).expect("test setup");
         }
         (dir, work)
     }
@@ -332,21 +340,32 @@ mod tests {
         for full in [true, false] {
             let (dir, work) = setup(full);
             let units = {
-                let l = Layout::open(DirFd::open_path(dir.path()).unwrap(), &work, false).unwrap();
-                units(&l, full, &work).unwrap()
+                let l = Layout::open(
+                    DirFd::open_path(dir.path()).expect("test setup"),
+                    &work,
+                    false,
+                )
+                .expect("test setup");
+                units(&l, full, &work).expect("test setup")
             };
-            let open = |d: &Path| Layout::open(DirFd::open_path(d).unwrap(), &work, false).unwrap();
+            let open = |d: &Path| {
+                Layout::open(DirFd::open_path(d).expect("test setup"), &work, false)
+                    .expect("test setup")
+            };
             let renames = {
                 let (d, _) = setup(full);
-                apply(&open(d.path()), &units, usize::MAX).unwrap()
+                apply(&open(d.path()), &units, usize::MAX).expect("test setup")
             };
             assert!(renames >= units.len(), "full={full}: {renames} renames");
             for stop in 0..=renames {
                 // Finish after a crash.
                 let (d, _) = setup(full);
                 let before = snapshot_of(d.path());
-                assert_eq!(apply(&open(d.path()), &units, stop).unwrap(), stop);
-                apply(&open(d.path()), &units, usize::MAX).unwrap();
+                assert_eq!(
+                    apply(&open(d.path()), &units, stop).expect("test setup"),
+                    stop
+                );
+                apply(&open(d.path()), &units, usize::MAX).expect("test setup");
                 assert_eq!(
                     snapshot_of(d.path()),
                     expected(full),
@@ -354,8 +373,8 @@ mod tests {
                 );
                 // Undo after a crash.
                 let (d, _) = setup(full);
-                apply(&open(d.path()), &units, stop).unwrap();
-                undo(&open(d.path()), &units).unwrap();
+                apply(&open(d.path()), &units, stop).expect("test setup");
+                undo(&open(d.path()), &units).expect("test setup");
                 assert_eq!(
                     snapshot_of(d.path()),
                     before,
@@ -365,9 +384,9 @@ mod tests {
             // Undo after a complete swap, twice (idempotent).
             let (d, _) = setup(full);
             let before = snapshot_of(d.path());
-            apply(&open(d.path()), &units, usize::MAX).unwrap();
-            undo(&open(d.path()), &units).unwrap();
-            undo(&open(d.path()), &units).unwrap();
+            apply(&open(d.path()), &units, usize::MAX).expect("test setup");
+            undo(&open(d.path()), &units).expect("test setup");
+            undo(&open(d.path()), &units).expect("test setup");
             assert_eq!(snapshot_of(d.path()), before);
         }
     }
@@ -375,13 +394,18 @@ mod tests {
     #[test]
     fn an_entry_that_appears_in_the_target_during_the_swap_is_never_overwritten() {
         let (dir, work) = setup(false);
-        let l = Layout::open(DirFd::open_path(dir.path()).unwrap(), &work, false).unwrap();
-        let units = units(&l, false, &work).unwrap();
+        let l = Layout::open(
+            DirFd::open_path(dir.path()).expect("test setup"),
+            &work,
+            false,
+        )
+        .expect("test setup");
+        let units = units(&l, false, &work).expect("test setup");
         write(dir.path(), "fresh.txt", "a user's new file");
-        let err = apply(&l, &units, usize::MAX).unwrap_err();
+        let err = apply(&l, &units, usize::MAX).expect_err("fails");
         assert!(err.to_string().contains("fresh.txt"), "{err}");
         assert_eq!(
-            std::fs::read_to_string(dir.path().join("fresh.txt")).unwrap(),
+            std::fs::read_to_string(dir.path().join("fresh.txt")).expect("test setup"),
             "a user's new file"
         );
     }

@@ -16,7 +16,7 @@ pub async fn handle(services: &Services, identity: &Identity, request: RecoveryR
             RecoveryRequest::Select(r) => {
                 Response::Selection(Box::new(recovery.select(&r, scope)?))
             }
-            RecoveryRequest::Plan(r) => Response::RecoveryPlan(Box::new(recovery.plan(r, uid)?)),
+            RecoveryRequest::Plan(r) => Response::RecoveryPlan(Box::new(recovery.plan(*r, uid)?)),
             RecoveryRequest::Status { plan } => {
                 Response::RecoveryPlan(Box::new(recovery.status(&plan)?))
             }
