@@ -171,6 +171,27 @@ fn a_point_in_time_recovery_brings_back_the_tree_as_it_was_and_rollback_brings_b
     let listed = recovery(&d, &["list"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed:#}");
     assert_eq!(listed[0]["id"], p2_id.as_str(), "newest first");
+
+    // Only what changed between 10:00 and the 12:00 snapshot: one file edited, one added.
+    let changed = d.dir.path().join("changed");
+    let p3 = plan(
+        &d,
+        &[
+            "--path",
+            s(&src),
+            "--snapshot",
+            &v2,
+            "--changed-since",
+            "2026-11-29 10:00",
+            "--target",
+            s(&changed),
+        ],
+    );
+    assert_eq!(p3["files"], 2, "{p3:#}");
+    recovery(&d, &["run", &id(&p3)]);
+    assert_eq!(read(&changed.join("index.html")), "<h1>v2, defaced</h1>\n");
+    assert_eq!(read(&changed.join("new.html")), "new\n");
+    assert!(!changed.join("css").exists());
 }
 
 #[test]

@@ -153,15 +153,10 @@ fn restore_on_pool(
             ..Default::default()
         }),
     };
-    let total_bytes: u64 = plan
-        .items
-        .iter()
-        .filter_map(|i| match &i.entry {
-            Entry::File(n) => Some(n.size),
-            Entry::Other(_) => None,
-        })
-        .sum();
-    progress.set_totals((plan.items.len() + plan.dirs.len() - 1) as u64, total_bytes);
+    progress.set_totals(
+        (plan.items.len() + plan.dirs.len() - 1) as u64,
+        plan.bytes(),
+    );
 
     let failed_dirs = run.make_dirs();
     run.restore_files(&failed_dirs)?;
@@ -173,15 +168,7 @@ fn restore_on_pool(
 /// How many files (and other entries) and bytes restoring `opts` writes.
 pub fn measure(repo: &Repository, opts: &RestoreOptions) -> Result<(u64, u64), EngineError> {
     let (_, plan, _) = plan_for(repo, opts)?;
-    let bytes = plan
-        .items
-        .iter()
-        .map(|i| match &i.entry {
-            Entry::File(n) => n.size,
-            Entry::Other(_) => 0,
-        })
-        .sum();
-    Ok((plan.items.len() as u64, bytes))
+    Ok((plan.items.len() as u64, plan.bytes()))
 }
 
 /// Whether the entry named `node.name` in `dir` already holds what `node` records (the test

@@ -42,15 +42,7 @@ pub fn compare(
         },
     })?;
     let dirs = Dirs::new(&plan.dirs, root);
-    let total: u64 = plan
-        .items
-        .iter()
-        .map(|i| match &i.entry {
-            Entry::File(n) => n.size,
-            Entry::Other(_) => 0,
-        })
-        .sum();
-    progress.set_totals(plan.items.len() as u64, total);
+    progress.set_totals(plan.items.len() as u64, plan.bytes());
     let out = Mutex::new(Comparison {
         dirs: plan.dirs.iter().skip(1).filter(|d| d.keep).count() as u64,
         ..Default::default()

@@ -218,6 +218,17 @@ impl Plan {
         }
     }
 
+    /// The bytes of the regular files the plan restores.
+    pub fn bytes(&self) -> u64 {
+        self.items
+            .iter()
+            .map(|i| match &i.entry {
+                Entry::File(n) => n.size,
+                Entry::Other(_) => 0,
+            })
+            .sum()
+    }
+
     /// The path of `name` in directory `dir`, relative to the target, for messages.
     pub fn rel_path(&self, dir: usize, name: &[u8]) -> String {
         let mut parts = vec![name];
