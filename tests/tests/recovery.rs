@@ -406,6 +406,74 @@ fn many_files(root: &Path) {
     }
 }
 
+/// The primary repository is moved away while the restore step runs: the files it could not
+/// read come from the replica, and so does the rest of the plan.
+#[test]
+fn a_restore_step_whose_repository_disappears_midway_completes_from_the_replica() {
+    let d = TestDaemon::start();
+    let default = d.wait_repo("default");
+    let src = d.dir.path().join("big");
+    many_files(&src);
+    json_ok(&backupd_tests::ctl_within(
+        &d.socket,
+        &["--json", "backup", s(&src)],
+        Duration::from_secs(300),
+    ));
+    let snap_copy = d.dir.path().join("snap-copy");
+    copy(&src, &snap_copy);
+    let replica = d.dir.path().join("offsite");
+    json_ok(&d.ctl(&[
+        "--json",
+        "repo",
+        "init",
+        "--name",
+        "offsite",
+        "--location",
+        s(&replica),
+        "--replica-of",
+        "default",
+    ]));
+    json_ok(&d.ctl(&[
+        "--json",
+        "repo",
+        "replicate",
+        "add",
+        "--from",
+        "default",
+        "--to",
+        "offsite",
+    ]));
+    json_ok(&backupd_tests::ctl_within(
+        &d.socket,
+        &["--json", "repo", "replicate", "run", "offsite"],
+        Duration::from_secs(300),
+    ));
+    std::fs::remove_dir_all(src.join("d042")).expect("rm");
+
+    let p = plan(&d, &["--path", s(&src)]);
+    let pid = id(&p);
+    recovery(&d, &["run", &pid, "--step", "1"]);
+    recovery(&d, &["run", &pid, "--step", "2"]);
+    let job = d.submit(&["recovery", "run", &pid]);
+    d.wait_job(job, &["running"], Duration::from_secs(60));
+    let staging = src.join(format!(".backupd-recovery-{pid}/staging"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(staging.join("d001")).map_or(0, |d| d.count()) < 1 {
+        assert!(std::time::Instant::now() < deadline, "nothing staged");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let location = PathBuf::from(default["path"].as_str().expect("path"));
+    let moved = d.dir.path().join("primary-moved-away");
+    std::fs::rename(&location, &moved).expect("move the primary away");
+    let done = d.wait_job(job, &["succeeded", "dead-letter"], Duration::from_secs(120));
+    let result = &done["result"];
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    assert_eq!(result["state"], "done", "{done:#}");
+    assert_eq!(result["reading_from"], "offsite", "{done:#}");
+    assert_same(&snap_copy, &src, &pid);
+    std::fs::rename(&moved, &location).expect("move it back");
+}
+
 fn killed_in_restore_step() -> (TestDaemon, TestDaemon, PathBuf, PathBuf, PathBuf, String) {
     let first = TestDaemon::start();
     first.wait_repo("default");
