@@ -73,10 +73,41 @@ pub enum Command {
     /// Performance: samples of the machine and the daemon, bottlenecks, the tuner.
     #[command(subcommand)]
     Perf(PerfCommand),
+    /// Recovery: drills that prove snapshots restore, and the recovery objectives (RPO, RTO).
+    #[command(subcommand)]
+    Recovery(RecoveryCommand),
     /// A live full-screen view of the daemon: health score, sources, running jobs with
     /// progress, resource sparklines and alerts (q, Esc or Ctrl-C quits; needs a terminal, no
     /// --json).
     Dashboard(DashboardArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecoveryCommand {
+    /// Restore a random sample of the newest snapshot of a source (or repository) into
+    /// scratch space, verify it against the snapshot and the unchanged live files, measure the
+    /// restore throughput, and delete the scratch copy. Exits 1 when something did not match.
+    Drill(DrillArgs),
+    /// Per source: RPO achieved (age of the newest snapshot, worst gap over 30 days) and RTO
+    /// estimated (newest snapshot at the measured restore throughput) against their targets,
+    /// and the last drill. Exits 1 when a source misses an objective.
+    Objectives,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The watched source whose newest snapshot is drilled (its repository is used).
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// Repository (default: the source's, else the daemon's default repository).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Share of the snapshot's files restored: `1%`, `0.5%`, `100%` (default: the daemon's
+    /// maintenance.drill_sample, 1%).
+    #[arg(long, value_name = "PCT", value_parser = backupd_common::protocol::parse_sample)]
+    pub sample: Option<f64>,
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -432,6 +463,10 @@ pub struct PolicyArgs {
     /// long (default: 1 h watched, 24 h not watched).
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub rpo: Option<Duration>,
+    /// `system health` is degraded when restoring the source's newest snapshot is estimated to
+    /// take longer than this at the measured restore throughput (default: 4 h).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub rto: Option<Duration>,
 }
 
 fn parse_schedule(text: &str) -> Result<String, String> {
@@ -560,6 +595,8 @@ pub enum AddCommand {
     Restore(RestoreArgs),
     /// Check a repository (as `backupctl repo check`).
     Check(CheckArgs),
+    /// A recovery drill (as `backupctl recovery drill`).
+    Drill(DrillArgs),
     /// Remove snapshots by policy or id (as `backupctl forget`).
     Forget(ForgetArgs),
     /// Rebuild a repository's index from its packs (as `backupctl repo rebuild-index`).

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod ops;
 pub mod perf;
 pub mod queue;
+pub mod recovery;
 pub mod reload;
 pub mod replication;
 pub mod repo;
@@ -207,19 +208,6 @@ async fn build(
     }
     let tuning = perf::Tuning::new(perf::configured(&settings.get().config));
     let sync_shared = sync::Shared::open(&state, settings.clone())?;
-    let scheduler = queue::worker::Scheduler {
-        queue: queue.clone(),
-        env: ops::Env {
-            repos: repos.clone(),
-            state_dir: process.state_dir.clone(),
-            tuning: tuning.clone(),
-            bandwidth: throttle::Bucket::new(settings.get().config.sync.bwlimit),
-            sync: Some(sync_shared.clone()),
-            replications: Some(replications.clone()),
-        },
-        settings: settings.clone(),
-        tasks: tracker.clone(),
-    };
     let source_handles = watch::Handles {
         repos: repos.clone(),
         queue: queue.clone(),
@@ -238,6 +226,38 @@ async fn build(
             source,
         })??;
         Arc::new(opened)
+    };
+    let drills = {
+        let (state, alerts, dir) = (state.clone(), alerts.clone(), process.state_dir.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            // Scratch copies a crash left behind.
+            recovery::drill::remove_stale(&dir);
+            recovery::drills::Drills::open(&state, alerts)
+        })
+        .await
+        .map_err(|source| Error::TaskFailed {
+            task: "the drill records open task".into(),
+            source,
+        })??;
+        Arc::new(opened)
+    };
+    let scheduler = queue::worker::Scheduler {
+        queue: queue.clone(),
+        env: ops::Env {
+            repos: repos.clone(),
+            state_dir: process.state_dir.clone(),
+            tuning: tuning.clone(),
+            bandwidth: throttle::Bucket::new(settings.get().config.sync.bwlimit),
+            sync: Some(sync_shared.clone()),
+            replications: Some(replications.clone()),
+            drill: Some(ops::DrillHandles {
+                drills: drills.clone(),
+                sources: sources.clone(),
+                settings: settings.clone(),
+            }),
+        },
+        settings: settings.clone(),
+        tasks: tracker.clone(),
     };
     let audit = {
         let (state, dir, settings) = (state.clone(), process.state_dir.clone(), settings.clone());
@@ -289,6 +309,7 @@ async fn build(
             alerts: alerts.clone(),
             daemon_uid: process.daemon_uid,
             replications: replications.clone(),
+            drills: drills.clone(),
         };
         Arc::new(schedule::Timers::open(&state, handles)?)
     };
@@ -352,6 +373,7 @@ async fn build(
         tasks: tracker.clone(),
         shutdown: cancel.clone(),
         replications,
+        drills,
     };
     Ok((services, scheduler, metrics))
 }

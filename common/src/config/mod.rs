@@ -243,6 +243,8 @@ pub struct KindTimeouts {
     pub sync: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub replicate: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub drill: Option<Duration>,
 }
 
 impl KindTimeouts {
@@ -260,6 +262,7 @@ impl KindTimeouts {
             "prune" => self.prune,
             "sync" => self.sync,
             "replicate" => self.replicate,
+            "drill" => self.drill,
             _ => None,
         }
     }

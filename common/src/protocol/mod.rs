@@ -10,6 +10,7 @@ pub mod audit;
 pub mod file_crypt;
 pub mod perf;
 pub mod queue;
+pub mod recovery;
 pub mod replicate;
 pub mod repo;
 pub mod schedule;
@@ -24,6 +25,7 @@ pub use audit::*;
 pub use file_crypt::*;
 pub use perf::*;
 pub use queue::*;
+pub use recovery::*;
 pub use replicate::*;
 pub use repo::*;
 pub use schedule::*;
@@ -37,7 +39,7 @@ use std::time::Duration;
 pub use sync::*;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 13;
+pub const PROTOCOL_VERSION: u32 = 14;
 
 /// Everything a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -112,6 +114,9 @@ pub enum Request {
     Perf(PerfRequest),
     /// Directory sync pairs: `backupctl sync ...` (runs are jobs of kind `sync`).
     Sync(SyncRequest),
+    /// Recovery objectives (and, from other requests, fitness and plans): `backupctl
+    /// recovery ...` (drills are jobs of kind `drill`).
+    Recovery(RecoveryRequest),
 }
 
 impl Request {
@@ -146,6 +151,7 @@ impl Request {
             Self::Perf(r) if r.changes_state() => Permission::SystemManage,
             Self::Perf(_) => Permission::SystemRead,
             Self::Sync(r) => r.permission(),
+            Self::Recovery(r) => r.permission(),
         }
     }
 
@@ -186,6 +192,7 @@ impl Request {
             Self::Security(r) => r.name(),
             Self::Perf(r) => r.name(),
             Self::Sync(r) => r.name(),
+            Self::Recovery(r) => r.name(),
         }
     }
 }
@@ -327,6 +334,10 @@ pub enum Response {
     Replication(Box<ReplicationInfo>),
     /// `repo replicate list`.
     Replications(Vec<ReplicationInfo>),
+    /// What a `drill` job did.
+    Drill(Box<DrillResult>),
+    /// `recovery objectives`.
+    Objectives(Box<Objectives>),
 }
 
 /// What an import did, entry by entry.

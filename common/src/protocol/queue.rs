@@ -4,8 +4,8 @@
 //! to run the job again after a restart.
 
 use super::{
-    BackupRequest, ForgetRequest, OperationProgress, Permission, ReplicateRequest, Response,
-    RestoreRequest,
+    BackupRequest, DrillRequest, ForgetRequest, OperationProgress, Permission, ReplicateRequest,
+    Response, RestoreRequest,
 };
 use crate::error::ErrorReply;
 use serde::{Deserialize, Serialize};
@@ -244,7 +244,8 @@ repo_args!(
     ReencryptRequest,
     MigrateRequest,
     PruneRequest,
-    ReplicateRequest
+    ReplicateRequest,
+    DrillRequest
 );
 
 impl JobArgs for NoopRequest {}
@@ -298,6 +299,7 @@ job_kinds! {
     Prune(PruneRequest) = "prune",
     Sync(super::SyncRunRequest) = "sync",
     Replicate(ReplicateRequest) = "replicate",
+    Drill(DrillRequest) = "drill",
 }
 
 impl JobKind {

@@ -4,6 +4,8 @@ pub mod history;
 pub mod jobs;
 pub mod perf;
 pub mod queue;
+pub mod recovery_drill;
+pub mod recovery_objectives;
 pub mod repo;
 pub mod repo_keys;
 pub mod repo_replicate;
@@ -134,6 +136,9 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         Command::Source(cmd) => source::run(&mut client, cmd, out, paths).await,
         Command::Perf(cmd) => perf::run(&mut client, cmd, out).await,
         Command::Sync(cmd) => sync::run(&mut client, cmd, out, paths).await,
+        Command::Recovery(crate::cli::RecoveryCommand::Objectives) => {
+            recovery_objectives::run(&mut client, out).await
+        }
         Command::Security(cmd) => match cmd {
             SecurityCommand::Grant(a) => security_roles::grant(&mut client, a, out).await,
             SecurityCommand::Revoke(a) => security_roles::revoke(&mut client, a, out).await,
@@ -154,8 +159,10 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
             }
         },
         // Submitted (or shown) above.
-        Command::Backup(_) | Command::Restore(_) | Command::Forget(_) | Command::Dashboard(_) => {
-            Ok(ExitCode::Ok)
-        }
+        Command::Backup(_)
+        | Command::Restore(_)
+        | Command::Forget(_)
+        | Command::Dashboard(_)
+        | Command::Recovery(crate::cli::RecoveryCommand::Drill(_)) => Ok(ExitCode::Ok),
     }
 }

@@ -71,6 +71,14 @@ pub(crate) fn target(kind: &JobKind) -> String {
         JobKind::Prune(r) => repo(&r.repo),
         JobKind::Replicate(r) if r.from.is_empty() => format!("into {}", repo(&r.repo)),
         JobKind::Replicate(r) => format!("{} into {}", r.from, repo(&r.repo)),
+        JobKind::Drill(d) => format!(
+            "{}{}",
+            d.source
+                .as_ref()
+                .map(|s| format!("source {s} in "))
+                .unwrap_or_default(),
+            repo(&d.repo)
+        ),
     }
 }
 
@@ -199,6 +207,7 @@ fn result_text(result: &Response) -> String {
         Response::Prune(p) => super::results::prune_text(p),
         Response::Compact(c) => super::results::compact_text(c),
         Response::Replicate(r) => super::results::replicate_text(r),
+        Response::Drill(d) => super::recovery_drill::summary(d),
         other => format!("{other:?}"),
     }
 }

@@ -12,6 +12,7 @@ pub mod history;
 pub mod job;
 pub mod path;
 pub mod perf;
+pub mod recovery;
 pub mod replicate;
 pub mod repo;
 pub mod repo_keys;

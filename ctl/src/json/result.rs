@@ -209,6 +209,8 @@ pub enum ResultView {
     Sync(super::sync::SyncResultView),
     /// `repo replicate run`.
     Replicate(super::replicate::ReplicateView),
+    /// `recovery drill`.
+    Drill(super::recovery::DrillView),
 }
 
 #[derive(Debug, Serialize)]
@@ -253,6 +255,7 @@ impl ResultView {
             Response::Replicate(r) => {
                 Self::Replicate(super::replicate::ReplicateView::from(r.as_ref()))
             }
+            Response::Drill(d) => Self::Drill(super::recovery::DrillView::from(d.as_ref())),
             Response::Compact(c) => Self::Compact(CompactView {
                 index_files_before: c.index_files_before,
                 index_files_after: c.index_files_after,

@@ -10,6 +10,7 @@
 
 mod backup;
 mod check;
+mod drill;
 mod forget;
 mod migrate;
 mod noop;
@@ -27,6 +28,7 @@ use crate::error::Error;
 use crate::repo::registry::Registry;
 use crate::security::fsid::FsIdentity;
 use backupd_common::protocol::{ActingUser, Identity, JobKind, Permission, Response};
+pub use drill::DrillHandles;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -67,6 +69,8 @@ pub struct Env {
     pub sync: Option<crate::sync::Shared>,
     /// Where replication jobs record how they ended (`None` in tests of the queue alone).
     pub replications: Option<Arc<crate::replication::Replications>>,
+    /// What drills read and record (`None` in tests of the queue alone).
+    pub drill: Option<DrillHandles>,
 }
 
 /// One attempt of a job, as its operation sees it.
@@ -253,6 +257,7 @@ pub fn command(kind: &JobKind) -> &'static str {
         JobKind::Prune(_) => "repo prune",
         JobKind::Sync(_) => "sync run",
         JobKind::Replicate(_) => "repo replicate run",
+        JobKind::Drill(_) => "recovery drill",
     }
 }
 
@@ -268,14 +273,16 @@ register! {
     Prune => prune::Prune,
     Sync => sync::Sync,
     Replicate => replicate::Replicate,
+    Drill => drill::Drill,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use backupd_common::protocol::{
-        BackupRequest, CheckRequest, ForgetRequest, MigrateRequest, NoopRequest, PruneRequest,
-        RebuildIndexRequest, ReencryptRequest, ReplicateRequest, RestoreRequest, SyncRunRequest,
+        BackupRequest, CheckRequest, DrillRequest, ForgetRequest, MigrateRequest, NoopRequest,
+        PruneRequest, RebuildIndexRequest, ReencryptRequest, ReplicateRequest, RestoreRequest,
+        SyncRunRequest,
     };
 
     fn kinds() -> Vec<JobKind> {
@@ -313,9 +320,14 @@ mod tests {
             }),
             JobKind::Sync(SyncRunRequest { pair: "p".into() }),
             JobKind::Replicate(ReplicateRequest {
-                repo,
+                repo: repo.clone(),
                 from: "src".into(),
                 ..Default::default()
+            }),
+            JobKind::Drill(DrillRequest {
+                repo,
+                source: Some("s".into()),
+                sample_percent: Some(1.0),
             }),
         ]
     }
@@ -365,6 +377,7 @@ mod tests {
                 RepoManage,
                 SnapshotForget,
                 SyncManage,
+                RepoManage,
                 RepoManage
             ]
         );
@@ -387,7 +400,8 @@ mod tests {
                 Some(true),
                 Some(true),
                 Some(true),
-                Some(true)
+                Some(true),
+                Some(false)
             ]
         );
         let dry = JobKind::Forget(ForgetRequest {
@@ -426,7 +440,7 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![own, own, None, None, None, None, None, None, None, None, None]
+            vec![own, own, None, None, None, None, None, None, None, None, None, None]
         );
         // Holding the kind's `*.any` permission: the daemon's own rights.
         let asked = std::cell::RefCell::new(Vec::new());
@@ -450,7 +464,7 @@ mod tests {
         let got: Vec<_> = kinds().iter().map(coalesces).collect();
         assert_eq!(
             got,
-            vec![true, false, false, false, false, false, true, false, true, false, true]
+            vec![true, false, false, false, false, false, true, false, true, false, true, false]
         );
     }
 }

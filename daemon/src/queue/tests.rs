@@ -58,6 +58,7 @@ fn harness(q: QueueConfig) -> Harness {
             bandwidth: crate::throttle::Bucket::default(),
             sync: None,
             replications: None,
+            drill: None,
         },
         settings: SettingsHandle::new(settings),
         tasks: TaskTracker::new(),

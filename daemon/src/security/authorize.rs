@@ -60,7 +60,8 @@ pub fn repository(request: &Request) -> Option<String> {
         | Request::Source(_)
         | Request::Security(_)
         | Request::Perf(_)
-        | Request::Sync(_) => None,
+        | Request::Sync(_)
+        | Request::Recovery(_) => None,
     }
 }
 

@@ -55,6 +55,7 @@ pub fn kind(r: &Request) -> &'static str {
                 JobKind::Prune(_) => "queue.submit.prune",
                 JobKind::Sync(_) => "queue.submit.sync",
                 JobKind::Replicate(_) => "queue.submit.replicate",
+                JobKind::Drill(_) => "queue.submit.drill",
             },
             Q::Status => "queue.status",
             Q::Job { .. } => "queue.job",
@@ -108,6 +109,9 @@ pub fn kind(r: &Request) -> &'static str {
             SyncRequest::History { .. } => "sync.history",
             SyncRequest::Conflicts { .. } => "sync.conflicts",
             SyncRequest::Resolve { .. } => "sync.resolve",
+        },
+        Request::Recovery(r) => match r {
+            RecoveryRequest::Objectives => "recovery.objectives",
         },
     }
 }
@@ -289,6 +293,8 @@ pub fn every_kind() -> Vec<Request> {
             take: Take::Local,
         }),
         submit(JobKind::Sync(SyncRunRequest { pair: "p".into() })),
+        submit(JobKind::Drill(DrillRequest::default())),
+        Request::Recovery(RecoveryRequest::Objectives),
     ]
 }
 

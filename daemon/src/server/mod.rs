@@ -55,6 +55,8 @@ pub struct Services {
     pub pairs: Arc<crate::sync::Pairs>,
     /// Repository replications and their lag.
     pub replications: Arc<crate::replication::Replications>,
+    /// The last recovery drill of each source.
+    pub drills: Arc<crate::recovery::drills::Drills>,
 }
 
 /// The server's own state next to the services it serves: who the daemon is, its socket, and

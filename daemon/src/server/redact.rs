@@ -17,6 +17,9 @@ use backupd_common::protocol::{
     SourceInfo,
 };
 
+/// A source's name as a caller who does not administer the daemon sees it.
+const HIDDEN_NAME: &str = "(hidden)";
+
 /// Whom a reply is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reader {
@@ -217,7 +220,18 @@ pub fn response(r: &mut Response, reader: Reader) {
         | Response::SyncConflicts(_)
         | Response::Replicate(_)
         | Response::Replication(_)
-        | Response::Replications(_) => *r = Response::Done,
+        | Response::Replications(_)
+        | Response::Drill(_) => *r = Response::Done,
+        // Source names and drill errors name directories and files.
+        Response::Objectives(o) => {
+            for s in &mut o.sources {
+                s.name = HIDDEN_NAME.to_owned();
+                s.note = None;
+                if let Some(d) = &mut s.last_drill {
+                    d.error = None;
+                }
+            }
+        }
         Response::Health(h) => health(h),
         Response::PerfCurrent(c) => {
             c.sample.iter_mut().for_each(perf_sample);

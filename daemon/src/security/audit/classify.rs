@@ -5,9 +5,9 @@
 
 use backupd_common::paths::escape_path;
 use backupd_common::protocol::{
-    AuditTarget, EventType, JobKind, PerfRequest, QueueRequest, RepoRequest, Request,
-    SecurityRequest, Severity, SourceRequest, SyncRequest, SystemRequest, MAX_TARGET_PATHS,
-    MAX_TARGET_PATH_CHARS,
+    AuditTarget, EventType, JobKind, PerfRequest, QueueRequest, RecoveryRequest, RepoRequest,
+    Request, SecurityRequest, Severity, SourceRequest, SyncRequest, SystemRequest,
+    MAX_TARGET_PATHS, MAX_TARGET_PATH_CHARS,
 };
 
 /// How a request is recorded when it is answered; `None`: not recorded (its denial still is).
@@ -54,6 +54,8 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
                 JobKind::Prune(_) => (E::Forget, S::Notice),
                 JobKind::Sync(_) => (E::Source, S::Info),
                 JobKind::Replicate(_) => (E::Repo, S::Info),
+                // Restores data (into scratch space it deletes).
+                JobKind::Drill(_) => (E::Restore, S::Info),
             },
             QueueRequest::Status | QueueRequest::Workers { count: None } => return None,
             // Job records carry results: paths, snapshot ids, errors.
@@ -100,6 +102,8 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
             | SyncRequest::Resolve { .. } => (E::Source, S::Notice),
             SyncRequest::Remove { .. } => (E::Source, S::Warning),
         },
+        // Names sources and snapshots, as `snapshots` does.
+        Request::Recovery(RecoveryRequest::Objectives) => (E::Repo, S::Info),
     };
     Some(class)
 }
@@ -220,6 +224,7 @@ pub fn target(request: &Request) -> AuditTarget {
             | SyncRequest::Conflicts { name } => t.name = Some(name.clone()),
             SyncRequest::List => {}
         },
+        Request::Recovery(RecoveryRequest::Objectives) => {}
     }
     t
 }
@@ -244,6 +249,10 @@ fn queue_target(t: &mut AuditTarget, r: &QueueRequest) {
             JobKind::Migrate(r) => t.repo = r.repo.clone(),
             JobKind::Prune(r) => t.repo = r.repo.clone(),
             JobKind::Replicate(r) => t.repo = r.repo.clone(),
+            JobKind::Drill(d) => {
+                t.repo = d.repo.clone();
+                t.name = d.source.clone();
+            }
             JobKind::Forget(f) => {
                 t.repo = f.repo.clone();
                 t.snapshot = first(&f.snapshots);

@@ -3,6 +3,7 @@
 
 pub mod perf;
 pub mod queue;
+pub mod recovery;
 pub mod repo;
 pub mod repo_keys;
 pub mod repo_replicate;

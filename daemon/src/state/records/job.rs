@@ -12,10 +12,10 @@
 use super::{legacy_version, versioned};
 use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
-    ActingUser, Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo,
-    JobKind, JobState, MigrateRequest, NoopRequest, Overwrite, PathChange, Priority, PruneRequest,
-    RebuildIndexRequest, ReencryptRequest, ReplicateRequest, Response, RestoreRequest,
-    SnapshotFilter, Subset,
+    ActingUser, Attempt, AttemptOutcome, BackupRequest, CheckRequest, DrillRequest, ForgetRequest,
+    JobInfo, JobKind, JobState, MigrateRequest, NoopRequest, Overwrite, PathChange, Priority,
+    PruneRequest, RebuildIndexRequest, ReencryptRequest, ReplicateRequest, Response,
+    RestoreRequest, SnapshotFilter, Subset,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -127,6 +127,14 @@ pub enum KindRecord {
     Prune(PruneArgs),
     Sync(SyncArgs),
     Replicate(ReplicateArgs),
+    Drill(DrillArgs),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrillArgs {
+    pub repo: Option<String>,
+    pub source: Option<String>,
+    pub sample_percent: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -635,6 +643,15 @@ impl From<&JobKind> for KindRecord {
                 mirror_forget,
                 bwlimit,
             }),
+            JobKind::Drill(DrillRequest {
+                repo,
+                source,
+                sample_percent,
+            }) => Self::Drill(DrillArgs {
+                repo,
+                source,
+                sample_percent,
+            }),
             JobKind::Noop(NoopRequest {
                 duration,
                 fail_attempts,
@@ -809,6 +826,11 @@ impl From<KindRecord> for JobKind {
                 mirror_forget: a.mirror_forget,
                 bwlimit: a.bwlimit,
             }),
+            KindRecord::Drill(a) => Self::Drill(DrillRequest {
+                repo: a.repo,
+                source: a.source,
+                sample_percent: a.sample_percent,
+            }),
             KindRecord::Noop(a) => Self::Noop(NoopRequest {
                 duration: a.duration,
                 fail_attempts: a.fail_attempts,
@@ -833,6 +855,7 @@ impl KindRecord {
             Self::Prune(_) => "prune",
             Self::Sync(_) => "sync",
             Self::Replicate(_) => "replicate",
+            Self::Drill(_) => "drill",
         }
     }
 
@@ -847,6 +870,7 @@ impl KindRecord {
             Self::Migrate(a) => a.repo.as_deref(),
             Self::Prune(a) => a.repo.as_deref(),
             Self::Replicate(a) => a.repo.as_deref(),
+            Self::Drill(a) => a.repo.as_deref(),
             Self::Noop(_) | Self::Sync(_) => None,
         }
     }
@@ -856,6 +880,7 @@ impl KindRecord {
             Self::Backup(a) => a.source.as_deref(),
             // A source's retention.
             Self::Forget(a) => a.source.as_deref(),
+            Self::Drill(a) => a.source.as_deref(),
             _ => None,
         }
     }
