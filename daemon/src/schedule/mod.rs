@@ -271,7 +271,10 @@ impl Timers {
             })
             .collect();
         let previous = self.report().clone();
-        let count = previous.counted_ns.is_none_or(|t| now - t > COUNT_EVERY_NS);
+        // Also at once after a new snapshot: the RTO estimate is of the newest one.
+        let count = previous.counted_ns.is_none_or(|t| {
+            now - t > COUNT_EVERY_NS || sources.iter().any(|s| s.last_snapshot_ns > Some(t))
+        });
         let report = report::build(&self.h, &sources, &states, &seen, now, count, &previous);
         *self.report() = report;
         fire
