@@ -582,7 +582,7 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "NAME")]
     pub repo: Option<String>,
     /// Only jobs of this kind (backup, restore, check, forget, rebuild-index, noop, reencrypt,
-    /// migrate, prune).
+    /// migrate, prune, sync, replicate, drill).
     #[arg(long, value_name = "KIND")]
     pub kind: Option<String>,
 }
