@@ -266,3 +266,18 @@ fn the_drill_compliance_control_fails_before_a_drill_and_passes_after_one() {
         "{after:#}"
     );
 }
+
+#[test]
+fn scratch_copies_left_by_a_crash_are_removed_at_the_next_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let stale = state.join("drill").join("12-0badc0de");
+    std::fs::create_dir_all(stale.join("srv/docs")).expect("mkdir");
+    std::fs::write(stale.join("srv/docs/a"), b"restored before the crash").expect("write");
+    let d = TestDaemon::start_with(backupd_tests::DaemonOptions {
+        state_dir: Some(state.clone()),
+        ..Default::default()
+    });
+    assert!(!stale.exists(), "{}", d.log_text());
+    assert!(scratch_left(&d).is_empty());
+}

@@ -182,6 +182,55 @@ fn message(key: &str, r: &DrillRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use backupd_common::protocol::DrillMismatch;
+
+    fn result(ok: bool) -> DrillResult {
+        DrillResult {
+            repo: "default".into(),
+            snapshot: "ab".repeat(32),
+            sampled_files: 3,
+            mismatches: if ok {
+                Vec::new()
+            } else {
+                vec![DrillMismatch {
+                    path: "/srv/a".into(),
+                    reason: "damaged data".into(),
+                }]
+            },
+            ok,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_failed_drill_alerts_until_one_passes_and_its_alert_comes_back_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = State::open(dir.path()).expect("state");
+        let alerts = Arc::new(Alerts::default());
+        let drills = Drills::open(&state, alerts.clone()).expect("open");
+        let docs = Subject::Source("docs".into());
+        assert_eq!(drills.last("docs"), None);
+        drills.finished(&docs, 7, 100, &result(false));
+        let last = drills.last("docs").expect("recorded");
+        assert_eq!((last.job, last.ok, last.mismatches), (7, false, 1));
+        assert_eq!(last.error.as_deref(), Some("/srv/a: damaged data"));
+        assert_eq!(alerts.notes().len(), 1);
+        assert!(alerts.notes()[0].contains("recovery drill of source docs (job 7)"));
+        // A restart: the alert is raised again from the stored record.
+        let again = Arc::new(Alerts::default());
+        let reopened = Drills::open(&state, again.clone()).expect("reopen");
+        assert_eq!(again.notes(), alerts.notes());
+        reopened.finished(&docs, 8, 200, &result(true));
+        assert!(again.notes().is_empty(), "a passing drill clears it");
+        // A drill that could not run is recorded as failed, without an alert.
+        reopened.failed(&docs, 9, 300, "default", "no snapshot".into());
+        let last = reopened.last("docs").expect("recorded");
+        assert_eq!(
+            (last.job, last.ok, last.error.as_deref()),
+            (9, false, Some("no snapshot"))
+        );
+        assert!(again.notes().is_empty());
+    }
 
     #[test]
     fn a_drill_may_be_as_old_as_the_schedules_interval_plus_jitter_and_grace() {
