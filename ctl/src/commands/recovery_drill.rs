@@ -108,7 +108,23 @@ pub fn text(job: u64, d: &DrillResult) -> String {
     text
 }
 
-/// Milliseconds as a short human duration (`1m 30s`, `250ms`).
+/// Milliseconds as a short human duration: whole seconds from a second on (`1m 30s`), else
+/// milliseconds (`250ms`).
 pub fn human_ms(ms: u64) -> String {
-    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+    let d = if ms >= 1000 {
+        std::time::Duration::from_secs((ms + 500) / 1000)
+    } else {
+        std::time::Duration::from_millis(ms)
+    };
+    humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_in_whole_seconds_from_a_second_on() {
+        assert_eq!(super::human_ms(250), "250ms");
+        assert_eq!(super::human_ms(4_048), "4s");
+        assert_eq!(super::human_ms(213_600), "3m 34s");
+    }
 }
