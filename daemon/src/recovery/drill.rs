@@ -21,7 +21,7 @@ use backupd_common::paths::escape_path;
 use backupd_common::protocol::{DrillMismatch, DrillResult};
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -113,21 +113,21 @@ impl Scratch {
     fn create(state_dir: &Path, seed: u64) -> Result<Self, EngineError> {
         let root = state_dir.join(SCRATCH);
         let path = root.join(format!("{seed}-{:08x}", rand::random::<u32>()));
-        let made = std::fs::DirBuilder::new()
+        // Registered before it exists: another drill's `remove_stale` must never take it.
+        active().insert(path.clone());
+        let scratch = Self(path);
+        std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&root)
-            .and_then(|()| std::fs::DirBuilder::new().mode(0o700).create(&path));
-        made.map_err(|e| EngineError::Target {
-            path: path.display().to_string(),
-            reason: format!("cannot create the drill's scratch directory: {e}"),
-        })?;
-        active().insert(path.clone());
-        Ok(Self(path))
+            .and_then(|()| std::fs::DirBuilder::new().mode(0o700).create(&scratch.0))
+            .map_err(|e| EngineError::Target {
+                path: scratch.0.display().to_string(),
+                reason: format!("cannot create the drill's scratch directory: {e}"),
+            })?;
+        Ok(scratch)
     }
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 impl Drop for Scratch {
     fn drop(&mut self) {
