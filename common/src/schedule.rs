@@ -197,8 +197,14 @@ pub fn policy_problem(policy: &crate::protocol::SourcePolicy) -> Option<(&'stati
     if policy.rpo.is_some_and(|r| r < MIN_EVERY) {
         return Some(("rpo", "is shorter than 1s".into()));
     }
+    if policy.rto.is_some_and(|r| r < MIN_RTO) {
+        return Some(("rto", "is shorter than 1ms".into()));
+    }
     None
 }
+
+/// The shortest RTO target: a restore is measured in milliseconds.
+pub const MIN_RTO: Duration = Duration::from_millis(1);
 
 /// Weekday names, Monday first, with cron's spelling: any prefix of at least three letters of
 /// the English name is accepted (`Sun`, `sunday`).

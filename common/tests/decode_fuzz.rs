@@ -187,6 +187,7 @@ fn corpus() -> Vec<ClientMessage> {
                 ),
                 retention_every: Some(Duration::from_secs(60)),
                 rpo: None,
+                rto: None,
             },
         }))),
         Request::Source(SourceRequest::Show { name: "s".into() }),

@@ -68,7 +68,8 @@ pub enum Command {
     /// Directory sync pairs: keep a directory mirrored to another (or both in step).
     #[command(subcommand)]
     Sync(SyncCommand),
-    /// Recover: score and pick snapshots, plan a recovery, run it step by step, roll it back.
+    /// Recover: score and pick snapshots, plan a recovery, run it step by step, roll it back;
+    /// drills that prove snapshots restore, and the recovery objectives (RPO, RTO).
     #[command(subcommand)]
     Recovery(recovery::RecoveryCommand),
     /// Access control and its evidence: roles, the audit log, alerts, lockouts, compliance, the
@@ -437,6 +438,10 @@ pub struct PolicyArgs {
     /// long (default: 1 h watched, 24 h not watched).
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub rpo: Option<Duration>,
+    /// `system health` is degraded when restoring the source's newest snapshot is estimated to
+    /// take longer than this at the measured restore throughput (default: 4 h).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub rto: Option<Duration>,
 }
 
 fn parse_schedule(text: &str) -> Result<String, String> {
@@ -552,7 +557,7 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "NAME")]
     pub repo: Option<String>,
     /// Only jobs of this kind (backup, restore, check, forget, rebuild-index, noop, reencrypt,
-    /// migrate, prune).
+    /// migrate, prune, sync, replicate, drill).
     #[arg(long, value_name = "KIND")]
     pub kind: Option<String>,
 }
@@ -565,6 +570,8 @@ pub enum AddCommand {
     Restore(RestoreArgs),
     /// Check a repository (as `backupctl repo check`).
     Check(CheckArgs),
+    /// A recovery drill (as `backupctl recovery drill`).
+    Drill(recovery::DrillArgs),
     /// Remove snapshots by policy or id (as `backupctl forget`).
     Forget(ForgetArgs),
     /// Rebuild a repository's index from its packs (as `backupctl repo rebuild-index`).

@@ -644,6 +644,22 @@ impl Client {
         }
     }
 
+    /// `recovery objectives`.
+    pub async fn objectives(
+        &mut self,
+    ) -> Result<backupd_common::protocol::Objectives, ClientError> {
+        match self
+            .conn
+            .call(Request::Recovery(
+                backupd_common::protocol::RecoveryRequest::Objectives,
+            ))
+            .await?
+        {
+            Response::Objectives(o) => Ok(*o),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub async fn compliance(
         &mut self,
         frameworks: Vec<Framework>,

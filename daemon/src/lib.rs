@@ -208,20 +208,6 @@ async fn build(
     }
     let tuning = perf::Tuning::new(perf::configured(&settings.get().config));
     let sync_shared = sync::Shared::open(&state, settings.clone())?;
-    let mut scheduler = queue::worker::Scheduler {
-        queue: queue.clone(),
-        env: ops::Env {
-            repos: repos.clone(),
-            state_dir: process.state_dir.clone(),
-            tuning: tuning.clone(),
-            bandwidth: throttle::Bucket::new(settings.get().config.sync.bwlimit),
-            sync: Some(sync_shared.clone()),
-            replications: Some(replications.clone()),
-            recovery: None,
-        },
-        settings: settings.clone(),
-        tasks: tracker.clone(),
-    };
     let source_handles = watch::Handles {
         repos: repos.clone(),
         queue: queue.clone(),
@@ -260,8 +246,40 @@ async fn build(
         })??;
         Arc::new(opened)
     };
-    scheduler.env.recovery = Some(recovery.clone());
     tracker.spawn(recovery.clone().run(cancel.child_token()));
+    let drills = {
+        let (state, alerts, dir) = (state.clone(), alerts.clone(), process.state_dir.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            // Scratch copies a crash left behind.
+            crate::recovery::drill::remove_stale(&dir);
+            crate::recovery::drills::Drills::open(&state, alerts)
+        })
+        .await
+        .map_err(|source| Error::TaskFailed {
+            task: "the drill records open task".into(),
+            source,
+        })??;
+        Arc::new(opened)
+    };
+    let scheduler = queue::worker::Scheduler {
+        queue: queue.clone(),
+        env: ops::Env {
+            repos: repos.clone(),
+            state_dir: process.state_dir.clone(),
+            tuning: tuning.clone(),
+            bandwidth: throttle::Bucket::new(settings.get().config.sync.bwlimit),
+            sync: Some(sync_shared.clone()),
+            replications: Some(replications.clone()),
+            recovery: Some(recovery.clone()),
+            drill: Some(ops::DrillHandles {
+                drills: drills.clone(),
+                sources: sources.clone(),
+                settings: settings.clone(),
+            }),
+        },
+        settings: settings.clone(),
+        tasks: tracker.clone(),
+    };
     let audit = {
         let (state, dir, settings) = (state.clone(), process.state_dir.clone(), settings.clone());
         let opened = tokio::task::spawn_blocking(move || {
@@ -312,6 +330,7 @@ async fn build(
             alerts: alerts.clone(),
             daemon_uid: process.daemon_uid,
             replications: replications.clone(),
+            drills: drills.clone(),
         };
         Arc::new(schedule::Timers::open(&state, handles)?)
     };
@@ -376,6 +395,7 @@ async fn build(
         shutdown: cancel.clone(),
         replications,
         recovery,
+        drills,
     };
     Ok((services, scheduler, metrics))
 }

@@ -49,6 +49,7 @@ fn schema_of(command: &str) -> String {
         "queue-add-reencrypt" => "repo-key-reencrypt".into(),
         "queue-add-migrate" => "repo-migrate".into(),
         "queue-add-prune" => "repo-prune".into(),
+        "queue-add-drill" => "recovery-drill".into(),
         "queue-add-backup" | "queue-add-restore" | "queue-add-forget" => {
             command.trim_start_matches("queue-add-").to_owned()
         }
@@ -405,6 +406,15 @@ fn every_json_output_matches_its_schema() {
         ],
     );
     c.run("source-list", &["source", "list"]);
+    // A drill of the repository's newest snapshot (the backups of `src` above).
+    let drilled = c.run("recovery-drill", &["recovery", "drill", "--sample", "100%"]);
+    assert_eq!(drilled["ok"], true, "{drilled:#}");
+    c.run("recovery-drill", &["queue", "add", "drill"]);
+    // Exits 1 while a source misses an objective (`w` may have no snapshot yet).
+    let out = d.ctl(&["--json", "recovery", "objectives"]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    c.covered.insert("recovery-objectives".into());
+    conforms(&c.schemas, "recovery-objectives", &out);
     c.run(
         "source-set",
         &[

@@ -87,6 +87,9 @@ pub struct SourceConfig {
     /// Longest time without a successful snapshot before `system health` is degraded.
     #[serde(default, with = "humantime_serde")]
     pub rpo: Option<Duration>,
+    /// Longest acceptable estimated restore time of the newest snapshot (default 4h).
+    #[serde(default, with = "humantime_serde")]
+    pub rto: Option<Duration>,
     /// Commands run around this source's backups, inside the global `[hooks]`.
     #[serde(default)]
     pub hooks: HooksConfig,
@@ -143,6 +146,7 @@ impl SourceConfig {
             retention,
             retention_every: self.retention_every,
             rpo: self.rpo,
+            rto: self.rto,
         }
     }
 }

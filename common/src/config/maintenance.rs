@@ -22,6 +22,11 @@ pub struct MaintenanceConfig {
     /// How many subsets the packs are split into: all data is read once every this many
     /// `read_data` runs (20 weekly runs: 5 % a week, everything in 20 weeks).
     pub read_data_subsets: u32,
+    /// Run a recovery drill of every source (restore a sample of its newest snapshot into a
+    /// scratch directory, verify it, measure the throughput, delete it).
+    pub drill: String,
+    /// The share of a source's files a scheduled drill restores (`1%`, `100%`).
+    pub drill_sample: String,
     /// A scheduled maintenance run starts up to this much later (fixed per host, repository
     /// and slot).
     #[serde(with = "humantime_serde")]
@@ -36,6 +41,8 @@ impl Default for MaintenanceConfig {
             check: "daily 04:00".into(),
             read_data: "weekly Sat 04:30".into(),
             read_data_subsets: 20,
+            drill: "weekly Sun 05:00".into(),
+            drill_sample: "1%".into(),
             jitter: Duration::from_secs(600),
         }
     }
@@ -50,16 +57,25 @@ pub fn when(text: &str) -> Result<Option<When>, crate::schedule::ScheduleError> 
 }
 
 impl MaintenanceConfig {
+    /// `drill_sample` in percent (validated with the configuration; 1 % if it does not read).
+    pub fn drill_sample_percent(&self) -> f64 {
+        crate::protocol::parse_sample(&self.drill_sample).unwrap_or(1.0)
+    }
+
     /// The key that is wrong and why, for `Config::validate`.
     pub fn problem(&self) -> Option<(&'static str, String)> {
         for (key, text) in [
             ("maintenance.prune", &self.prune),
             ("maintenance.check", &self.check),
             ("maintenance.read_data", &self.read_data),
+            ("maintenance.drill", &self.drill),
         ] {
             if let Err(e) = when(text) {
                 return Some((key, format!("is {text:?}: {}", e.reason)));
             }
+        }
+        if let Err(e) = crate::protocol::parse_sample(&self.drill_sample) {
+            return Some(("maintenance.drill_sample", e));
         }
         if self.retention_every < crate::schedule::MIN_EVERY {
             return Some(("maintenance.retention_every", "is shorter than 1s".into()));

@@ -245,6 +245,7 @@ pub struct KindTimeouts {
     pub replicate: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub recovery: Option<Duration>,
+    pub drill: Option<Duration>,
 }
 
 impl KindTimeouts {
@@ -263,6 +264,7 @@ impl KindTimeouts {
             "sync" => self.sync,
             "replicate" => self.replicate,
             "recovery" => self.recovery,
+            "drill" => self.drill,
             _ => None,
         }
     }

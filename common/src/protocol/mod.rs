@@ -10,6 +10,7 @@ pub mod audit;
 pub mod file_crypt;
 pub mod perf;
 pub mod queue;
+pub mod recovery;
 pub mod recovery_plan;
 pub mod replicate;
 pub mod repo;
@@ -25,6 +26,7 @@ pub use audit::*;
 pub use file_crypt::*;
 pub use perf::*;
 pub use queue::*;
+pub use recovery::*;
 pub use recovery_plan::*;
 pub use replicate::*;
 pub use repo::*;
@@ -114,8 +116,8 @@ pub enum Request {
     Perf(PerfRequest),
     /// Directory sync pairs: `backupctl sync ...` (runs are jobs of kind `sync`).
     Sync(SyncRequest),
-    /// Snapshot fitness, selection and recovery plans: `backupctl recovery ...` (running a plan
-    /// is a job of kind `recovery`).
+    /// Snapshot fitness and selection, recovery plans and objectives: `backupctl recovery ...`
+    /// (running a plan is a job of kind `recovery`, a drill one of kind `drill`).
     Recovery(RecoveryRequest),
 }
 
@@ -151,14 +153,7 @@ impl Request {
             Self::Perf(r) if r.changes_state() => Permission::SystemManage,
             Self::Perf(_) => Permission::SystemRead,
             Self::Sync(r) => r.permission(),
-            Self::Recovery(
-                RecoveryRequest::Fitness(_)
-                | RecoveryRequest::Select(_)
-                | RecoveryRequest::Status { .. }
-                | RecoveryRequest::List,
-            ) => Permission::SnapshotList,
-            // A plan names a target the daemon will replace as root.
-            Self::Recovery(RecoveryRequest::Plan(_)) => Permission::RestoreAny,
+            Self::Recovery(r) => r.permission(),
         }
     }
 
@@ -348,6 +343,10 @@ pub enum Response {
     RecoveryPlan(Box<PlanInfo>),
     /// `recovery list`: newest first.
     RecoveryPlans(Vec<PlanInfo>),
+    /// What a `drill` job did.
+    Drill(Box<DrillResult>),
+    /// `recovery objectives`.
+    Objectives(Box<Objectives>),
 }
 
 /// What an import did, entry by entry.

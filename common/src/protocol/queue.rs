@@ -4,8 +4,8 @@
 //! to run the job again after a restart.
 
 use super::{
-    BackupRequest, ForgetRequest, OperationProgress, Permission, ReplicateRequest, Response,
-    RestoreRequest,
+    BackupRequest, DrillRequest, ForgetRequest, OperationProgress, Permission, ReplicateRequest,
+    Response, RestoreRequest,
 };
 use crate::error::ErrorReply;
 use serde::{Deserialize, Serialize};
@@ -244,7 +244,8 @@ repo_args!(
     ReencryptRequest,
     MigrateRequest,
     PruneRequest,
-    ReplicateRequest
+    ReplicateRequest,
+    DrillRequest
 );
 
 impl JobArgs for NoopRequest {}
@@ -300,6 +301,7 @@ job_kinds! {
     Sync(super::SyncRunRequest) = "sync",
     Replicate(ReplicateRequest) = "replicate",
     Recovery(super::RecoveryJobRequest) = "recovery",
+    Drill(DrillRequest) = "drill",
 }
 
 impl JobKind {

@@ -1,36 +1,9 @@
-//! `backupctl recovery fitness|select|plan|status|list` and the `recovery` job kind (`run`,
-//! `rollback`, `commit`): picking the snapshot to recover from and recovering it in steps that
-//! can be undone. docs/OPERATIONS.md, "Recovery plans", describes the steps.
+//! `backupctl recovery fitness|select|plan|status|list` (requests in [`super::RecoveryRequest`])
+//! and the `recovery` job kind (`run`, `rollback`, `commit`): picking the snapshot to recover
+//! from and recovering it in steps that can be undone. docs/OPERATIONS.md, "Recovering data",
+//! describes the steps.
 
 use serde::{Deserialize, Serialize};
-
-/// Read-only questions and plan management. Every variant answers once (not streamed).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum RecoveryRequest {
-    /// -> [`crate::protocol::Response::Fitness`]: the scored snapshots, best first.
-    Fitness(FitnessRequest),
-    /// -> [`crate::protocol::Response::Selection`].
-    Select(FitnessRequest),
-    /// Works out and stores a plan (nothing on disk changes) ->
-    /// [`crate::protocol::Response::RecoveryPlan`], or `NotFound` when no snapshot qualifies.
-    Plan(Box<PlanRequest>),
-    /// -> [`crate::protocol::Response::RecoveryPlan`].
-    Status { plan: String },
-    /// -> [`crate::protocol::Response::RecoveryPlans`], newest first.
-    List,
-}
-
-impl RecoveryRequest {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Fitness(_) => "recovery fitness",
-            Self::Select(_) => "recovery select",
-            Self::Plan(_) => "recovery plan",
-            Self::Status { .. } => "recovery status",
-            Self::List => "recovery list",
-        }
-    }
-}
 
 /// Which snapshots to score, and for what.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -44,7 +44,14 @@ pub struct SourcePolicy {
     /// Longest time without a successful snapshot before `system health` is degraded; `None`:
     /// 1 h for a watched source, 24 h for one that is not.
     pub rpo: Option<Duration>,
+    /// Longest acceptable time to restore the newest snapshot (recovery time objective),
+    /// against the measured restore throughput; `None`: [`DEFAULT_RTO`].
+    #[serde(default)]
+    pub rto: Option<Duration>,
 }
+
+/// The RTO of a source that sets none: 4 hours.
+pub const DEFAULT_RTO: Duration = Duration::from_secs(4 * 3600);
 
 impl SourcePolicy {
     /// The RPO in force: the one set, else 1 h for a watched source and 24 h for one that is
@@ -52,6 +59,11 @@ impl SourcePolicy {
     pub fn rpo_for(&self, watched: bool) -> Duration {
         self.rpo
             .unwrap_or(Duration::from_secs(if watched { 3600 } else { 86_400 }))
+    }
+
+    /// The RTO in force: the one set, else [`DEFAULT_RTO`].
+    pub fn rto_or_default(&self) -> Duration {
+        self.rto.unwrap_or(DEFAULT_RTO)
     }
 
     /// Backed up on a schedule or an interval.

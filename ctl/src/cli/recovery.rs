@@ -1,4 +1,5 @@
-//! `backupctl recovery ...`: the command line of snapshot fitness, selection and recovery plans.
+//! `backupctl recovery ...`: the command line of snapshot fitness, selection, recovery plans,
+//! drills and objectives.
 
 use crate::cli::JobArgs;
 use clap::{Args, Subcommand};
@@ -26,6 +27,14 @@ pub enum RecoveryCommand {
     Rollback(PlanJobArgs),
     /// Delete a finished plan's rollback copy: the recovery becomes final.
     Commit(PlanJobArgs),
+    /// Restore a random sample of the newest snapshot of a source (or repository) into
+    /// scratch space, verify it against the snapshot and the unchanged live files, measure the
+    /// restore throughput, and delete the scratch copy. Exits 1 when something did not match.
+    Drill(DrillArgs),
+    /// Per source: RPO achieved (age of the newest snapshot, worst gap over 30 days) and RTO
+    /// estimated (newest snapshot at the measured restore throughput) against their targets,
+    /// and the last drill. Exits 1 when a source misses an objective.
+    Objectives,
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +122,22 @@ pub struct RecoveryRunArgs {
 pub struct PlanJobArgs {
     /// The plan id.
     pub plan: String,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The watched source whose newest snapshot is drilled (its repository is used).
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// Repository (default: the source's, else the daemon's default repository).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Share of the snapshot's files restored: `1%`, `0.5%`, `100%` (default: the daemon's
+    /// maintenance.drill_sample, 1%).
+    #[arg(long, value_name = "PCT", value_parser = backupd_common::protocol::parse_sample)]
+    pub sample: Option<f64>,
     #[command(flatten)]
     pub job: JobArgs,
 }

@@ -1,6 +1,6 @@
 //! Commands that submit a job (`backup`, `restore`, `forget`, `repo check`,
 //! `repo rebuild-index`, `repo key reencrypt`, `repo migrate`, `repo prune`, `repo compact`,
-//! `queue add KIND`): the request is built and checked locally, submitted, and followed to its
+//! `recovery drill`, `queue add KIND`): the request is built and checked locally, submitted, and followed to its
 //! end unless `--no-wait`. Ctrl-C while following detaches: the job goes on.
 
 use super::{results, Failure, Paths};
@@ -39,6 +39,7 @@ pub fn prepare(command: &Command, paths: Paths) -> Result<Option<Prepared>, Fail
         Command::Restore(a) => (restore(a, paths)?, &a.job),
         Command::Forget(a) => (forget(a)?, &a.job),
         Command::Repo(RepoCommand::Check(a)) => (check(a), &a.job),
+        Command::Recovery(RecoveryCommand::Drill(a)) => (super::recovery_drill::kind(a), &a.job),
         Command::Repo(RepoCommand::RebuildIndex(a)) => (rebuild(a), &a.job),
         Command::Repo(RepoCommand::Key(KeyCommand::Reencrypt(a))) => (reencrypt(a), &a.job),
         Command::Repo(RepoCommand::Migrate(a)) => (migrate(a), &a.job),
@@ -72,6 +73,7 @@ pub fn prepare(command: &Command, paths: Paths) -> Result<Option<Prepared>, Fail
             AddCommand::Backup(a) => (backup(a, paths)?, &a.job),
             AddCommand::Restore(a) => (restore(a, paths)?, &a.job),
             AddCommand::Check(a) => (check(a), &a.job),
+            AddCommand::Drill(a) => (super::recovery_drill::kind(a), &a.job),
             AddCommand::Forget(a) => (forget(a)?, &a.job),
             AddCommand::RebuildIndex(a) => (rebuild(a), &a.job),
             AddCommand::Noop(a) => (noop(a), &a.job),

@@ -5,6 +5,8 @@ pub mod jobs;
 pub mod perf;
 pub mod queue;
 pub mod recovery;
+pub mod recovery_drill;
+pub mod recovery_objectives;
 pub mod repo;
 pub mod repo_keys;
 pub mod repo_replicate;
@@ -135,6 +137,9 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         Command::Source(cmd) => source::run(&mut client, cmd, out, paths).await,
         Command::Perf(cmd) => perf::run(&mut client, cmd, out).await,
         Command::Sync(cmd) => sync::run(&mut client, cmd, out, paths).await,
+        Command::Recovery(crate::cli::recovery::RecoveryCommand::Objectives) => {
+            recovery_objectives::run(&mut client, out).await
+        }
         Command::Recovery(cmd) => recovery::run(&mut client, cmd, out, paths).await,
         Command::Security(cmd) => match cmd {
             SecurityCommand::Grant(a) => security_roles::grant(&mut client, a, out).await,

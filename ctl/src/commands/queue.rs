@@ -78,6 +78,14 @@ pub(crate) fn target(kind: &JobKind) -> String {
             RecoveryAction::Rollback => format!("plan {} rollback", r.plan),
             RecoveryAction::Commit => format!("plan {} commit", r.plan),
         },
+        JobKind::Drill(d) => format!(
+            "{}{}",
+            d.source
+                .as_ref()
+                .map(|s| format!("source {s} in "))
+                .unwrap_or_default(),
+            repo(&d.repo)
+        ),
     }
 }
 
@@ -206,6 +214,7 @@ fn result_text(result: &Response) -> String {
         Response::Prune(p) => super::results::prune_text(p),
         Response::Compact(c) => super::results::compact_text(c),
         Response::Replicate(r) => super::results::replicate_text(r),
+        Response::Drill(d) => super::recovery_drill::summary(d),
         other => format!("{other:?}"),
     }
 }

@@ -5,7 +5,7 @@ use super::{Failure, Paths};
 use crate::cli::recovery::{FitnessArgs, OnlyArg, PlanArgs, RecoveryCommand};
 use crate::client::Client;
 use crate::exit::ExitCode;
-use crate::json::recovery::{FitnessView, PlanView, SelectionView};
+use crate::json::recovery_plan::{FitnessView, PlanView, SelectionView};
 use crate::json::{path, time};
 use crate::output::Output;
 use crate::progress::bytes;
@@ -232,8 +232,12 @@ pub async fn run(
                     .join("\n")
             });
         }
-        // Submitted as jobs by `commands::jobs`.
-        RecoveryCommand::Run(_) | RecoveryCommand::Rollback(_) | RecoveryCommand::Commit(_) => {}
+        // Submitted as jobs by `commands::jobs`, or shown by `recovery_objectives`.
+        RecoveryCommand::Run(_)
+        | RecoveryCommand::Rollback(_)
+        | RecoveryCommand::Commit(_)
+        | RecoveryCommand::Drill(_)
+        | RecoveryCommand::Objectives => {}
     }
     Ok(ExitCode::Ok)
 }

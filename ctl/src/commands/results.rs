@@ -82,6 +82,18 @@ pub fn print(job: JobId, result: &Response, out: &Output) -> ExitCode {
         Response::Compact(c) => out.value(&finished, || compact_text(c)),
         Response::Replicate(r) => out.value(&finished, || replicate_text(r)),
         Response::RecoveryPlan(p) => out.value(&finished, || super::recovery::plan_text(p)),
+        Response::Drill(d) => {
+            out.value(&finished, || super::recovery_drill::text(job, d));
+            if !d.ok {
+                eprintln!(
+                    "backupctl: recovery drill failed: {} of {} sampled file(s) did not come back \
+                     as the snapshot has them",
+                    d.mismatches.len(),
+                    d.sampled_files
+                );
+                return ExitCode::Warning;
+            }
+        }
         Response::Noop { slept_ms } => out.value(&finished, || {
             format!("job {job} done (noop, {slept_ms} ms)")
         }),

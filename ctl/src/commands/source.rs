@@ -50,6 +50,9 @@ fn apply(args: &PolicyArgs, policy: &mut SourcePolicy) {
     if let Some(r) = args.rpo {
         policy.rpo = Some(r);
     }
+    if let Some(r) = args.rto {
+        policy.rto = Some(r);
+    }
 }
 
 /// `default (within 1h, hourly 48, ...)`, `keep everything`, or the rules.
@@ -128,6 +131,9 @@ fn show_text(d: &backupd_common::protocol::SourceDetail) -> String {
     let mut text = line(&d.info);
     if let Some(rpo) = d.info.spec.policy.rpo {
         text.push_str(&format!("\n  rpo: {}", humantime::format_duration(rpo)));
+    }
+    if let Some(rto) = d.info.spec.policy.rto {
+        text.push_str(&format!("\n  rto: {}", humantime::format_duration(rto)));
     }
     if let Some(n) = d.next_retention_ns {
         text.push_str(&format!(

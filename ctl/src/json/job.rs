@@ -89,6 +89,12 @@ pub enum KindView {
     Sync {
         pair: String,
     },
+    Drill {
+        repo: Option<String>,
+        source: Option<String>,
+        /// Null: the daemon's maintenance.drill_sample.
+        sample_percent: Option<f64>,
+    },
     Replicate {
         /// The replica.
         repo: Option<String>,
@@ -202,6 +208,11 @@ impl From<&JobKind> for KindView {
             },
             JobKind::Sync(r) => Self::Sync {
                 pair: r.pair.clone(),
+            },
+            JobKind::Drill(d) => Self::Drill {
+                repo: d.repo.clone(),
+                source: d.source.clone(),
+                sample_percent: d.sample_percent,
             },
             JobKind::Replicate(r) => Self::Replicate {
                 repo: r.repo.clone(),

@@ -13,6 +13,7 @@ pub mod job;
 pub mod path;
 pub mod perf;
 pub mod recovery;
+pub mod recovery_plan;
 pub mod replicate;
 pub mod repo;
 pub mod repo_keys;

@@ -1,163 +1,191 @@
-//! `recovery fitness|select|plan|status|list|run|rollback|commit`.
+//! `recovery drill` (the result of a `drill` job) and `recovery objectives`.
 
-use super::{path, time};
-use backupd_common::protocol::{FitnessReport, PlanInfo, Selection, StepInfo};
+use super::time;
+use backupd_common::protocol::{DrillResult, DrillSummary, Objectives, SourceObjectives};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
-pub struct FitnessView {
-    pub snapshot: String,
-    pub time: String,
-    pub time_ns: i64,
+pub struct MismatchView {
+    pub path: String,
+    pub reason: String,
+}
+
+/// A drill's result (beside `job` and `kind` in a waited command's output).
+#[derive(Debug, Serialize)]
+pub struct DrillView {
+    pub ok: bool,
     pub repo: String,
     pub source: Option<String>,
-    /// 0–100.
-    pub score: u32,
-    pub factors: Vec<FactorView>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct FactorView {
-    /// `integrity`, `completeness`, `recency` or `accessibility`.
-    pub name: String,
-    pub score: u32,
-    /// Percent of the total; the four add up to 100.
-    pub weight: u32,
-    pub evidence: Vec<String>,
-}
-
-impl From<&FitnessReport> for FitnessView {
-    fn from(r: &FitnessReport) -> Self {
-        Self {
-            snapshot: r.snapshot.clone(),
-            time: time(r.time_ns),
-            time_ns: r.time_ns,
-            repo: r.repo.clone(),
-            source: r.source.clone(),
-            score: r.score,
-            factors: r
-                .factors
-                .iter()
-                .map(|f| FactorView {
-                    name: f.name.clone(),
-                    score: f.score,
-                    weight: f.weight,
-                    evidence: f.evidence.clone(),
-                })
-                .collect(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct SelectionView {
-    pub chosen: FitnessView,
-    pub runner_up: Option<FitnessView>,
-    pub reason: String,
-    pub candidates: u32,
-}
-
-impl From<&Selection> for SelectionView {
-    fn from(s: &Selection) -> Self {
-        Self {
-            chosen: FitnessView::from(&s.chosen),
-            runner_up: s.runner_up.as_ref().map(FitnessView::from),
-            reason: s.reason.clone(),
-            candidates: s.candidates,
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct StepView {
-    pub number: u32,
-    /// `preflight`, `fetch`, `restore`, `verify`, `swap`, `post-check`, `cleanup`.
-    pub kind: &'static str,
-    /// `pending`, `running`, `done`, `failed`, `interrupted`.
-    pub state: &'static str,
-    pub estimate_ms: u64,
-    pub bytes: u64,
-    pub files: u64,
-    pub started: Option<String>,
-    pub finished: Option<String>,
-    pub job: Option<u64>,
-    pub detail: Option<String>,
-}
-
-impl From<&StepInfo> for StepView {
-    fn from(s: &StepInfo) -> Self {
-        Self {
-            number: s.number,
-            kind: s.kind.as_str(),
-            state: s.state.as_str(),
-            estimate_ms: s.estimate_ms,
-            bytes: s.bytes,
-            files: s.files,
-            started: s.started_ns.map(time),
-            finished: s.finished_ns.map(time),
-            job: s.job,
-            detail: s.detail.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct PlanView {
-    pub id: String,
-    /// `planned`, `running`, `interrupted`, `failed`, `done`, `committed`, `rolled-back`.
-    pub state: &'static str,
-    pub created: String,
-    pub repo: String,
-    pub reading_from: String,
-    pub failover: Option<String>,
     pub snapshot: String,
     pub snapshot_time: String,
-    pub snapshot_time_ns: i64,
-    pub at: Option<String>,
-    pub at_ns: Option<i64>,
-    pub effective_rpo_ms: Option<u64>,
-    pub path: String,
-    pub target: String,
-    pub selection: Vec<String>,
-    pub files: u64,
-    pub bytes: u64,
-    pub rto_estimate_ms: u64,
-    /// Bytes per second the estimate assumes.
-    pub throughput: u64,
-    pub throughput_measured: bool,
-    pub fitness: Option<FitnessView>,
-    pub steps: Vec<StepView>,
-    pub rollback_dir: Option<String>,
+    pub sample_percent: f64,
+    pub snapshot_files: u64,
+    pub snapshot_bytes: u64,
+    pub sampled_files: u64,
+    pub files_restored: u64,
+    pub bytes_restored: u64,
+    pub verified: u64,
+    pub live_compared: u64,
+    pub live_changed: u64,
+    pub mismatches: Vec<MismatchView>,
+    pub restore_ms: u64,
+    pub duration_ms: u64,
+    pub bytes_per_sec: u64,
+    pub files_per_sec: f64,
+    pub rto_per_gb_ms: Option<u64>,
     pub notes: Vec<String>,
 }
 
-impl From<&PlanInfo> for PlanView {
-    fn from(p: &PlanInfo) -> Self {
+impl From<&DrillResult> for DrillView {
+    fn from(r: &DrillResult) -> Self {
         Self {
-            id: p.id.clone(),
-            state: p.state.as_str(),
-            created: time(p.created_ns),
-            repo: p.repo.clone(),
-            reading_from: p.reading_from.clone(),
-            failover: p.failover.clone(),
-            snapshot: p.snapshot.clone(),
-            snapshot_time: time(p.snapshot_time_ns),
-            snapshot_time_ns: p.snapshot_time_ns,
-            at: p.at_ns.map(time),
-            at_ns: p.at_ns,
-            effective_rpo_ms: p.effective_rpo_ms,
-            path: path(&p.path),
-            target: path(&p.target),
-            selection: p.selection.clone(),
-            files: p.files,
-            bytes: p.bytes,
-            rto_estimate_ms: p.rto_estimate_ms,
-            throughput: p.throughput,
-            throughput_measured: p.throughput_measured,
-            fitness: p.fitness.as_ref().map(FitnessView::from),
-            steps: p.steps.iter().map(StepView::from).collect(),
-            rollback_dir: p.rollback_dir.as_deref().map(path),
-            notes: p.notes.clone(),
+            ok: r.ok,
+            repo: r.repo.clone(),
+            source: r.source.clone(),
+            snapshot: r.snapshot.clone(),
+            snapshot_time: time(r.snapshot_time_ns),
+            sample_percent: r.sample_percent,
+            snapshot_files: r.snapshot_files,
+            snapshot_bytes: r.snapshot_bytes,
+            sampled_files: r.sampled_files,
+            files_restored: r.files_restored,
+            bytes_restored: r.bytes_restored,
+            verified: r.verified,
+            live_compared: r.live_compared,
+            live_changed: r.live_changed,
+            mismatches: r
+                .mismatches
+                .iter()
+                .map(|m| MismatchView {
+                    path: m.path.clone(),
+                    reason: m.reason.clone(),
+                })
+                .collect(),
+            restore_ms: r.restore_ms,
+            duration_ms: r.duration_ms,
+            bytes_per_sec: r.bytes_per_sec,
+            files_per_sec: r.files_per_sec,
+            rto_per_gb_ms: r.rto_per_gb_ms,
+            notes: r.notes.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastDrillView {
+    pub job: u64,
+    pub time: String,
+    pub ok: bool,
+    pub snapshot: Option<String>,
+    pub sampled_files: u64,
+    pub bytes_restored: u64,
+    pub mismatches: u64,
+    pub rto_per_gb_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl From<&DrillSummary> for LastDrillView {
+    fn from(d: &DrillSummary) -> Self {
+        Self {
+            job: d.job,
+            time: time(d.time_ns),
+            ok: d.ok,
+            snapshot: d.snapshot.clone(),
+            sampled_files: d.sampled_files,
+            bytes_restored: d.bytes_restored,
+            mismatches: d.mismatches,
+            rto_per_gb_ms: d.rto_per_gb_ms,
+            error: d.error.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RpoView {
+    pub target_ms: u64,
+    pub achieved_ms: Option<u64>,
+    pub worst_gap_ms: Option<u64>,
+    pub met: bool,
+    pub worst_gap_met: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RtoView {
+    pub target_ms: u64,
+    pub estimate_ms: Option<u64>,
+    pub snapshot_files: Option<u64>,
+    pub snapshot_bytes: Option<u64>,
+    pub met: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceObjectivesView {
+    pub name: String,
+    pub repo: Option<String>,
+    pub last_snapshot: Option<String>,
+    pub last_snapshot_time: Option<String>,
+    pub rpo: RpoView,
+    pub rto: RtoView,
+    pub last_drill: Option<LastDrillView>,
+    pub note: Option<String>,
+}
+
+impl From<&SourceObjectives> for SourceObjectivesView {
+    fn from(s: &SourceObjectives) -> Self {
+        Self {
+            name: s.name.clone(),
+            repo: s.repo.clone(),
+            last_snapshot: s.last_snapshot.clone(),
+            last_snapshot_time: s.last_snapshot_ns.map(time),
+            rpo: RpoView {
+                target_ms: s.rpo_target_ms,
+                achieved_ms: s.rpo_ms,
+                worst_gap_ms: s.worst_gap_ms,
+                met: s.rpo_met,
+                worst_gap_met: s.worst_gap_met,
+            },
+            rto: RtoView {
+                target_ms: s.rto_target_ms,
+                estimate_ms: s.rto_estimate_ms,
+                snapshot_files: s.snapshot_files,
+                snapshot_bytes: s.snapshot_bytes,
+                met: s.rto_met,
+            },
+            last_drill: s.last_drill.as_ref().map(LastDrillView::from),
+            note: s.note.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ThroughputView {
+    pub bytes_per_sec: u64,
+    pub files_per_sec: f64,
+    pub samples: u32,
+    pub measured: bool,
+    pub note: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ObjectivesView {
+    pub time: String,
+    pub throughput: ThroughputView,
+    pub sources: Vec<SourceObjectivesView>,
+}
+
+impl From<&Objectives> for ObjectivesView {
+    fn from(o: &Objectives) -> Self {
+        let t = &o.throughput;
+        Self {
+            time: time(o.time_ns),
+            throughput: ThroughputView {
+                bytes_per_sec: t.bytes_per_sec,
+                files_per_sec: t.files_per_sec,
+                samples: t.samples,
+                measured: t.measured,
+                note: t.note.clone(),
+            },
+            sources: o.sources.iter().map(SourceObjectivesView::from).collect(),
         }
     }
 }

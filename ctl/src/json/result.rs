@@ -210,7 +210,9 @@ pub enum ResultView {
     /// `repo replicate run`.
     Replicate(super::replicate::ReplicateView),
     /// `recovery run|rollback|commit`: the plan afterwards.
-    Recovery(Box<super::recovery::PlanView>),
+    Recovery(Box<super::recovery_plan::PlanView>),
+    /// `recovery drill`.
+    Drill(super::recovery::DrillView),
 }
 
 #[derive(Debug, Serialize)]
@@ -256,8 +258,9 @@ impl ResultView {
                 Self::Replicate(super::replicate::ReplicateView::from(r.as_ref()))
             }
             Response::RecoveryPlan(p) => {
-                Self::Recovery(Box::new(super::recovery::PlanView::from(p.as_ref())))
+                Self::Recovery(Box::new(super::recovery_plan::PlanView::from(p.as_ref())))
             }
+            Response::Drill(d) => Self::Drill(super::recovery::DrillView::from(d.as_ref())),
             Response::Compact(c) => Self::Compact(CompactView {
                 index_files_before: c.index_files_before,
                 index_files_after: c.index_files_after,

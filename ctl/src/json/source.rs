@@ -52,6 +52,8 @@ pub struct SourceView {
     pub retention_every_ms: Option<u64>,
     /// The RPO in force (explicit, or 1 h watched / 24 h not watched).
     pub rpo_ms: u64,
+    /// The RTO in force (explicit, or 4 h).
+    pub rto_ms: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -141,6 +143,7 @@ impl From<&SourceInfo> for SourceView {
             keep: s.spec.policy.retention.rules().as_ref().map(KeepView::from),
             retention_every_ms: s.spec.policy.retention_every.map(ms),
             rpo_ms: ms(s.spec.policy.rpo_for(s.spec.watch)),
+            rto_ms: ms(s.spec.policy.rto_or_default()),
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod backup;
 mod check;
+mod drill;
 mod forget;
 mod migrate;
 mod noop;
@@ -28,6 +29,7 @@ use crate::error::Error;
 use crate::repo::registry::Registry;
 use crate::security::fsid::FsIdentity;
 use backupd_common::protocol::{ActingUser, Identity, JobKind, Permission, Response};
+pub use drill::DrillHandles;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -70,6 +72,8 @@ pub struct Env {
     pub replications: Option<Arc<crate::replication::Replications>>,
     /// Recovery plans (`None` where no recovery service runs: queue unit tests).
     pub recovery: Option<Arc<crate::recovery::Recovery>>,
+    /// What drills read and record (`None` in tests of the queue alone).
+    pub drill: Option<DrillHandles>,
 }
 
 /// One attempt of a job, as its operation sees it.
@@ -261,6 +265,7 @@ pub fn command(kind: &JobKind) -> &'static str {
             backupd_common::protocol::RecoveryAction::Rollback => "recovery rollback",
             backupd_common::protocol::RecoveryAction::Commit => "recovery commit",
         },
+        JobKind::Drill(_) => "recovery drill",
     }
 }
 
@@ -277,14 +282,16 @@ register! {
     Sync => sync::Sync,
     Replicate => replicate::Replicate,
     Recovery => recovery::Recovery,
+    Drill => drill::Drill,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use backupd_common::protocol::{
-        BackupRequest, CheckRequest, ForgetRequest, MigrateRequest, NoopRequest, PruneRequest,
-        RebuildIndexRequest, ReencryptRequest, ReplicateRequest, RestoreRequest, SyncRunRequest,
+        BackupRequest, CheckRequest, DrillRequest, ForgetRequest, MigrateRequest, NoopRequest,
+        PruneRequest, RebuildIndexRequest, ReencryptRequest, ReplicateRequest, RestoreRequest,
+        SyncRunRequest,
     };
 
     fn kinds() -> Vec<JobKind> {
@@ -322,9 +329,14 @@ mod tests {
             }),
             JobKind::Sync(SyncRunRequest { pair: "p".into() }),
             JobKind::Replicate(ReplicateRequest {
-                repo,
+                repo: repo.clone(),
                 from: "src".into(),
                 ..Default::default()
+            }),
+            JobKind::Drill(DrillRequest {
+                repo,
+                source: Some("s".into()),
+                sample_percent: Some(1.0),
             }),
         ]
     }
@@ -374,6 +386,7 @@ mod tests {
                 RepoManage,
                 SnapshotForget,
                 SyncManage,
+                RepoManage,
                 RepoManage
             ]
         );
@@ -396,7 +409,8 @@ mod tests {
                 Some(true),
                 Some(true),
                 Some(true),
-                Some(true)
+                Some(true),
+                Some(false)
             ]
         );
         let dry = JobKind::Forget(ForgetRequest {
@@ -435,7 +449,7 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![own, own, None, None, None, None, None, None, None, None, None]
+            vec![own, own, None, None, None, None, None, None, None, None, None, None]
         );
         // Holding the kind's `*.any` permission: the daemon's own rights.
         let asked = std::cell::RefCell::new(Vec::new());
@@ -459,7 +473,7 @@ mod tests {
         let got: Vec<_> = kinds().iter().map(coalesces).collect();
         assert_eq!(
             got,
-            vec![true, false, false, false, false, false, true, false, true, false, true]
+            vec![true, false, false, false, false, false, true, false, true, false, true, false]
         );
     }
 }

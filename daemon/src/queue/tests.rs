@@ -59,6 +59,7 @@ fn harness(q: QueueConfig) -> Harness {
             sync: None,
             replications: None,
             recovery: None,
+            drill: None,
         },
         settings: SettingsHandle::new(settings),
         tasks: TaskTracker::new(),

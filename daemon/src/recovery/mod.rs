@@ -1,17 +1,28 @@
-//! Recovery: which snapshot to recover from ([`fitness`], selection) and recovering it through
-//! a stored **plan** whose steps run as `recovery` jobs and can be undone until committed
-//! ([`steps`], [`swap`]).
+//! Recovery: everything about getting data back rather than putting it away.
 //!
-//! Owns sled tree `recovery_plans` (records in `state::records::recovery`). Spawns one task,
-//! [`Recovery::run`], that commits plans whose rollback copy has been kept for
-//! [`KEEP_ROLLBACK`]; it stops with its token. Blocking API: callers run it off the async
-//! workers. Plans never delete anything of the target: what a recovery replaces is moved into
-//! the rollback copy, and only `commit` (or the retention) deletes that.
+//! - which snapshot to recover from ([`fitness`], selection) and recovering it through a stored
+//!   **plan** whose steps run as `recovery` jobs and can be undone until committed ([`steps`],
+//!   [`swap`]). [`Recovery`] owns sled tree `recovery_plans` (records in
+//!   `state::records::recovery`) and spawns one task, [`Recovery::run`], that commits plans
+//!   whose rollback copy has been kept for [`KEEP_ROLLBACK`]; it stops with its token. Plans
+//!   never delete anything of the target: what a recovery replaces is moved into the rollback
+//!   copy, and only `commit` (or the retention) deletes that;
+//! - recovery **drills** ([`drill`], [`drills`], [`sample`]: a sample of a snapshot restored into
+//!   scratch space, verified, measured and deleted; the `drill` job kind in `ops::drill`, fired
+//!   by the scheduler too) and the recovery **objectives** ([`objectives`]: RPO achieved against
+//!   its target, the RTO estimated from the measured restore throughput, [`throughput`]).
+//!
+//! Blocking API (repositories, sled, files): callers run it off the async workers.
 
+pub mod drill;
+pub mod drills;
 pub mod fitness;
+pub mod objectives;
+pub mod sample;
 mod select;
 mod steps;
 pub mod swap;
+pub mod throughput;
 
 use crate::queue::Queue;
 use crate::replication::Replications;

@@ -24,8 +24,8 @@ use crate::state::{State, StateError};
 use crate::watch::Sources;
 use backupd_common::config::maintenance;
 use backupd_common::protocol::{
-    CheckRequest, ForgetRequest, JobKind, JobOptions, JobSpec, JobState, Priority, PruneRequest,
-    Response, SourceInfo, Subset,
+    CheckRequest, DrillRequest, ForgetRequest, JobKind, JobOptions, JobSpec, JobState, Priority,
+    PruneRequest, Response, SourceInfo, Subset,
 };
 use backupd_common::schedule::{Schedule, When};
 use plan::{Task, Timer};
@@ -49,6 +49,8 @@ pub struct Handles {
     pub daemon_uid: u32,
     /// Scheduled replications are timers too; replicas over their lag degrade health.
     pub replications: Arc<crate::replication::Replications>,
+    /// Drills record their own outcome (and alert); the scheduler only fires them.
+    pub drills: Arc<crate::recovery::drills::Drills>,
 }
 
 pub struct Timers {
@@ -141,6 +143,15 @@ impl Timers {
                     },
                     when,
                     jitter: p.jitter,
+                });
+            }
+            if let Ok(Some(when)) = maintenance::when(&m.drill) {
+                timers.push(Timer {
+                    task: Task::Drill {
+                        source: name.clone(),
+                    },
+                    when,
+                    jitter: m.jitter,
                 });
             }
             if p.retention.rules().is_some() {
@@ -260,7 +271,10 @@ impl Timers {
             })
             .collect();
         let previous = self.report().clone();
-        let count = previous.counted_ns.is_none_or(|t| now - t > COUNT_EVERY_NS);
+        // Also at once after a new snapshot: the RTO estimate is of the newest one.
+        let count = previous.counted_ns.is_none_or(|t| {
+            now - t > COUNT_EVERY_NS || sources.iter().any(|s| s.last_snapshot_ns > Some(t))
+        });
         let report = report::build(&self.h, &sources, &states, &seen, now, count, &previous);
         *self.report() = report;
         fire
@@ -281,6 +295,17 @@ impl Timers {
             return;
         }
         let failure = match (&job.state, &job.result) {
+            // The drill raised its own alert (a manual drill does too); the timer says so.
+            (JobState::Succeeded, Some(Response::Drill(d))) if !d.ok => {
+                rec.last_outcome = Some("problems".into());
+                rec.last_error = Some(format!(
+                    "{} found {} mismatch(es)",
+                    task.describe(),
+                    d.mismatches.len()
+                ));
+                self.put(key, rec);
+                return;
+            }
             (JobState::Succeeded, Some(Response::Check(c))) if !c.problems.is_empty() => {
                 Some(format!(
                     "{} found {} problem{}: {}",
@@ -408,6 +433,16 @@ impl Timers {
                         return None;
                     }
                 }
+            }
+            Task::Drill { source } => {
+                let spec = &sources.iter().find(|s| &s.spec.name == source)?.spec;
+                let repo = self.h.repos.entry(spec.repo.as_deref()).ok()?.name;
+                rec.last_run_ns = Some(now);
+                JobKind::Drill(DrillRequest {
+                    repo: Some(repo),
+                    source: Some(source.clone()),
+                    sample_percent: Some(settings.config.maintenance.drill_sample_percent()),
+                })
             }
             Task::ReadData { repo } => {
                 let subset =

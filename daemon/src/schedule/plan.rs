@@ -25,6 +25,8 @@ pub enum Task {
     ReadData { repo: String },
     /// Copy into a replica what it lacks of its source.
     Replicate { to: String },
+    /// A recovery drill of a source's newest snapshot.
+    Drill { source: String },
 }
 
 impl Task {
@@ -37,6 +39,7 @@ impl Task {
             Self::Check { repo } => format!("repo/{repo}/check"),
             Self::ReadData { repo } => format!("repo/{repo}/read-data"),
             Self::Replicate { to } => format!("repo/{to}/replicate"),
+            Self::Drill { source } => format!("source/{source}/drill"),
         }
     }
 
@@ -55,6 +58,7 @@ impl Task {
             Self::Check { repo } => format!("scheduled check of repository {repo}"),
             Self::ReadData { repo } => format!("scheduled data verification of repository {repo}"),
             Self::Replicate { to } => format!("scheduled replication into {to}"),
+            Self::Drill { source } => format!("scheduled recovery drill of source {source}"),
         }
     }
 }

@@ -6,6 +6,8 @@
 use super::plan::{self, Task, Timer};
 use super::Handles;
 use crate::queue::Queue;
+use crate::recovery::drill::of_source;
+use crate::recovery::throughput::{self, Throughput};
 use crate::state::records::timer::TimerRecord;
 use backupd_common::protocol::{
     HistoryQuery, JobState, RepoMaintenance, SourceHealth, SourceInfo, TimerState,
@@ -28,6 +30,10 @@ pub struct Report {
     /// Snapshots per source, counted at `counted_ns`.
     pub snapshot_counts: BTreeMap<String, u64>,
     pub counted_ns: Option<i64>,
+    /// Bytes and files of each source's newest snapshot (what restoring it means), and the
+    /// restore throughput, measured at `counted_ns`: the RTO estimate.
+    pub newest_size: BTreeMap<String, (u64, u64)>,
+    pub throughput: Option<Throughput>,
 }
 
 /// One timer as the scheduler left it.
@@ -85,10 +91,13 @@ pub fn build(
     let mut report = Report {
         snapshot_counts: previous.snapshot_counts.clone(),
         counted_ns: previous.counted_ns,
+        newest_size: previous.newest_size.clone(),
+        throughput: previous.throughput,
         ..Default::default()
     };
     if count {
-        report.snapshot_counts = count_snapshots(h, sources);
+        (report.snapshot_counts, report.newest_size) = count_snapshots(h, sources);
+        report.throughput = Some(throughput::measured(&h.queue));
         report.counted_ns = Some(now);
     }
     for v in views {
@@ -137,6 +146,9 @@ pub fn build(
                     .unwrap_or_default()
             ));
         }
+        if let Some(note) = rto_note(info, &report) {
+            report.notes.push(note);
+        }
         let next_run_ns = backup.and_then(|v| v.due_ns);
         if let Some(n) = next_run_ns {
             report.next_backup.insert(name.clone(), n);
@@ -163,7 +175,10 @@ pub fn build(
             Task::Prune { repo } => (repo, 0),
             Task::Check { repo } => (repo, 1),
             Task::ReadData { repo } => (repo, 2),
-            Task::Backup { .. } | Task::Retention { .. } | Task::Replicate { .. } => continue,
+            Task::Backup { .. }
+            | Task::Retention { .. }
+            | Task::Replicate { .. }
+            | Task::Drill { .. } => continue,
         };
         let entry = repos
             .entry(repo.clone())
@@ -189,9 +204,33 @@ pub fn build(
     report
 }
 
-/// Snapshots per source, from each repository's snapshot headers (the catalog).
-fn count_snapshots(h: &Handles, sources: &[SourceInfo]) -> BTreeMap<String, u64> {
+/// Why `source` misses its RTO: restoring its newest snapshot at the measured throughput takes
+/// longer than the target. `None` while either is not known.
+fn rto_note(info: &SourceInfo, report: &Report) -> Option<String> {
+    let name = &info.spec.name;
+    let (bytes, files) = *report.newest_size.get(name)?;
+    let throughput = report.throughput?;
+    let estimate = throughput.estimate(bytes, files);
+    let target = info.spec.policy.rto_or_default();
+    (estimate > target).then(|| {
+        format!(
+            "source {name} misses its RTO: restoring its newest snapshot ({} files, {} bytes)              is estimated at {} (its RTO is {}; restore throughput {})",
+            files,
+            bytes,
+            humantime::format_duration(Duration::from_millis(estimate.as_millis() as u64)),
+            humantime::format_duration(target),
+            throughput.describe()
+        )
+    })
+}
+
+type Sizes = BTreeMap<String, (u64, u64)>;
+
+/// Snapshots per source, and the bytes and files of its newest, from each repository's
+/// snapshot headers (the catalog).
+fn count_snapshots(h: &Handles, sources: &[SourceInfo]) -> (BTreeMap<String, u64>, Sizes) {
     let mut counts = BTreeMap::new();
+    let mut newest = BTreeMap::new();
     let mut by_repo: BTreeMap<Option<String>, Vec<&SourceInfo>> = BTreeMap::new();
     for s in sources {
         by_repo.entry(s.spec.repo.clone()).or_default().push(s);
@@ -204,12 +243,15 @@ fn count_snapshots(h: &Handles, sources: &[SourceInfo]) -> BTreeMap<String, u64>
             continue;
         };
         for s in list {
-            let n = headers
+            let own: Vec<_> = headers
                 .iter()
-                .filter(|(_, hd)| hd.paths == [s.spec.path.clone()] && hd.owner_uid.is_none())
-                .count();
-            counts.insert(s.spec.name.clone(), n as u64);
+                .filter(|(_, hd)| of_source(hd, &s.spec.path))
+                .collect();
+            counts.insert(s.spec.name.clone(), own.len() as u64);
+            if let Some((_, hd)) = own.iter().max_by_key(|(_, hd)| hd.time_ns) {
+                newest.insert(s.spec.name.clone(), (hd.stats.bytes_total, hd.stats.files));
+            }
         }
     }
-    counts
+    (counts, newest)
 }

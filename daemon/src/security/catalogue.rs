@@ -56,6 +56,7 @@ pub fn kind(r: &Request) -> &'static str {
                 JobKind::Sync(_) => "queue.submit.sync",
                 JobKind::Replicate(_) => "queue.submit.replicate",
                 JobKind::Recovery(_) => "queue.submit.recovery",
+                JobKind::Drill(_) => "queue.submit.drill",
             },
             Q::Status => "queue.status",
             Q::Job { .. } => "queue.job",
@@ -111,6 +112,7 @@ pub fn kind(r: &Request) -> &'static str {
             SyncRequest::Resolve { .. } => "sync.resolve",
         },
         Request::Recovery(r) => match r {
+            RecoveryRequest::Objectives => "recovery.objectives",
             RecoveryRequest::Fitness(_) => "recovery.fitness",
             RecoveryRequest::Select(_) => "recovery.select",
             RecoveryRequest::Plan(_) => "recovery.plan",
@@ -303,6 +305,8 @@ pub fn every_kind() -> Vec<Request> {
             take: Take::Local,
         }),
         submit(JobKind::Sync(SyncRunRequest { pair: "p".into() })),
+        submit(JobKind::Drill(DrillRequest::default())),
+        Request::Recovery(RecoveryRequest::Objectives),
     ]
 }
 

@@ -192,6 +192,8 @@ mod tests {
             sources: Vec::new(),
             keep_all: Vec::new(),
             replicas: Vec::new(),
+            drills: Vec::new(),
+            drill_within: None,
         };
         let control = |id: &str| ControlResult {
             id: id.into(),

@@ -57,6 +57,8 @@ pub struct Services {
     pub replications: Arc<crate::replication::Replications>,
     /// Snapshot fitness and recovery plans.
     pub recovery: Arc<crate::recovery::Recovery>,
+    /// The last recovery drill of each source.
+    pub drills: Arc<crate::recovery::drills::Drills>,
 }
 
 /// The server's own state next to the services it serves: who the daemon is, its socket, and

@@ -17,6 +17,9 @@ use backupd_common::protocol::{
     SourceInfo,
 };
 
+/// A source's name as a caller who does not administer the daemon sees it.
+const HIDDEN_NAME: &str = "(hidden)";
+
 /// Whom a reply is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reader {
@@ -220,9 +223,20 @@ pub fn response(r: &mut Response, reader: Reader) {
         | Response::Replications(_)
         // Plans name targets on the machine.
         | Response::RecoveryPlan(_)
-        | Response::RecoveryPlans(_) => *r = Response::Done,
+        | Response::RecoveryPlans(_)
+        | Response::Drill(_) => *r = Response::Done,
         // Scoped to the reader's own snapshots by the handler.
         Response::Fitness(_) | Response::Selection(_) => {}
+        // Source names and drill errors name directories and files.
+        Response::Objectives(o) => {
+            for s in &mut o.sources {
+                s.name = HIDDEN_NAME.to_owned();
+                s.note = None;
+                if let Some(d) = &mut s.last_drill {
+                    d.error = None;
+                }
+            }
+        }
         Response::Health(h) => health(h),
         Response::PerfCurrent(c) => {
             c.sample.iter_mut().for_each(perf_sample);

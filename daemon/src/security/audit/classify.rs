@@ -56,6 +56,8 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
                 JobKind::Replicate(_) => (E::Repo, S::Info),
                 // Replaces directories as the daemon.
                 JobKind::Recovery(_) => (E::Restore, S::Warning),
+                // Restores data (into scratch space it deletes).
+                JobKind::Drill(_) => (E::Restore, S::Info),
             },
             QueueRequest::Status | QueueRequest::Workers { count: None } => return None,
             // Job records carry results: paths, snapshot ids, errors.
@@ -104,8 +106,11 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
         },
         Request::Recovery(r) => match r {
             RecoveryRequest::Status { .. } | RecoveryRequest::List => return None,
-            // Read what snapshots hold.
-            RecoveryRequest::Fitness(_) | RecoveryRequest::Select(_) => (E::Repo, S::Info),
+            // Read what snapshots hold; objectives name sources and snapshots, as `snapshots`
+            // does.
+            RecoveryRequest::Fitness(_)
+            | RecoveryRequest::Select(_)
+            | RecoveryRequest::Objectives => (E::Repo, S::Info),
             RecoveryRequest::Plan(_) => (E::Restore, S::Notice),
         },
     };
@@ -239,7 +244,7 @@ pub fn target(request: &Request) -> AuditTarget {
             }
             RecoveryRequest::Status { plan } => t.name = Some(format!("recovery plan {plan}")),
             RecoveryRequest::Fitness(f) | RecoveryRequest::Select(f) => t.repo = f.repo.clone(),
-            RecoveryRequest::List => {}
+            RecoveryRequest::List | RecoveryRequest::Objectives => {}
         },
     }
     t
@@ -266,6 +271,10 @@ fn queue_target(t: &mut AuditTarget, r: &QueueRequest) {
             JobKind::Prune(r) => t.repo = r.repo.clone(),
             JobKind::Replicate(r) => t.repo = r.repo.clone(),
             JobKind::Recovery(r) => t.name = Some(format!("recovery plan {}", r.plan)),
+            JobKind::Drill(d) => {
+                t.repo = d.repo.clone();
+                t.name = d.source.clone();
+            }
             JobKind::Forget(f) => {
                 t.repo = f.repo.clone();
                 t.snapshot = first(&f.snapshots);

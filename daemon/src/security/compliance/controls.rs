@@ -100,6 +100,16 @@ pub const CONTROLS: &[Control] = &[
         ],
     },
     Control {
+        id: "drill",
+        title: "every source passed a recovery drill within the drill schedule's interval",
+        clauses: &[
+            (Gdpr, "GDPR Art. 32(1)(d)"),
+            (Hipaa, "HIPAA §164.308(a)(7)(ii)(D)"),
+            (Iso27001, "ISO 27001 A.5.30"),
+            (Soc2, "SOC 2 A1.3"),
+        ],
+    },
+    Control {
         id: "socket-private",
         title: "the control socket is not world-writable",
         clauses: &[
@@ -326,6 +336,7 @@ fn measure(
                 ),
             )
         }
+        "drill" => drill(facts),
         "socket-private" => match facts.socket_mode {
             Err(ref e) => (Warn, format!("not measured: {e}")),
             Ok(mode) if mode & 0o002 != 0 => (
@@ -404,6 +415,55 @@ fn measure(
     }
 }
 
+/// Every source's last drill passed, recently enough; what is missing or failed, by source.
+fn drill(facts: &Facts) -> (ControlStatus, String) {
+    use ControlStatus::{Fail, Pass, Warn};
+    let now = facts.now_ns;
+    if facts.drills.is_empty() {
+        return (Warn, "no watched sources".to_owned());
+    }
+    let Some(within) = facts.drill_within else {
+        return (
+            Fail,
+            "recovery drills are off ([maintenance] drill = \"off\"); run `backupctl recovery \
+             drill --source NAME` or schedule them"
+                .to_owned(),
+        );
+    };
+    let within_ns = i64::try_from(within.as_nanos()).unwrap_or(i64::MAX);
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for d in &facts.drills {
+        match &d.last {
+            None => bad.push(format!("{}: never drilled", d.source)),
+            Some(l) if !l.ok => bad.push(format!(
+                "{}: last drill (job {}, {}) failed: {}",
+                d.source,
+                l.job,
+                since(now, Some(l.time_ns)),
+                l.error.as_deref().unwrap_or("no detail")
+            )),
+            Some(l) if now - l.time_ns > within_ns => bad.push(format!(
+                "{}: last drill passed {}, longer ago than allowed",
+                d.source,
+                since(now, Some(l.time_ns))
+            )),
+            Some(l) => good.push(format!("{} ({})", d.source, since(now, Some(l.time_ns)))),
+        }
+    }
+    let policy = format!("allowed age {}", humantime::format_duration(within));
+    if bad.is_empty() {
+        (Pass, format!("drilled: {} ({policy})", good.join(", ")))
+    } else {
+        (
+            Fail,
+            format!(
+                "{} ({policy}; `backupctl recovery drill --source NAME`)",
+                bad.join("; ")
+            ),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{BindingFact, ChainSummary, RepoFact};
@@ -425,6 +485,8 @@ mod tests {
             sources: Vec::new(),
             keep_all: Vec::new(),
             replicas: Vec::new(),
+            drills: Vec::new(),
+            drill_within: Some(std::time::Duration::from_secs(8 * 86_400)),
         }
     }
 
@@ -447,6 +509,61 @@ mod tests {
         assert_eq!(status(&r, "restore-drill"), ControlStatus::Pass);
         assert_eq!(status(&r, "replica"), ControlStatus::Fail);
         assert_eq!(r.len(), CONTROLS.len());
+    }
+
+    #[test]
+    fn the_drill_control_passes_only_when_every_source_passed_a_recent_drill() {
+        use super::super::DrillFact;
+        use backupd_common::protocol::DrillSummary;
+        let mut f = facts();
+        let run = |f: &Facts| {
+            let r = evaluate(
+                f,
+                &Evidence::default(),
+                &ComplianceConfig::default(),
+                Framework::ALL,
+            );
+            let c = r.iter().find(|c| c.id == "drill").expect("drill").clone();
+            (c.status, c.evidence)
+        };
+        assert_eq!(run(&f).0, ControlStatus::Warn, "no sources");
+        let drilled = |days: i64, ok: bool| DrillSummary {
+            job: 3,
+            time_ns: f.now_ns - days * DAY_NS,
+            ok,
+            error: (!ok).then(|| "/srv/a: differs".to_owned()),
+            ..Default::default()
+        };
+        f.drills = vec![
+            DrillFact {
+                source: "home".into(),
+                last: Some(drilled(2, true)),
+            },
+            DrillFact {
+                source: "www".into(),
+                last: None,
+            },
+        ];
+        let (st, why) = run(&f);
+        assert_eq!(st, ControlStatus::Fail);
+        assert!(
+            why.contains("www: never drilled") && !why.contains("home:"),
+            "{why}"
+        );
+        f.drills[1].last = Some(drilled(1, false));
+        let (st, why) = run(&f);
+        assert_eq!(st, ControlStatus::Fail);
+        assert!(
+            why.contains("www: last drill (job 3, 1 days ago) failed: /srv/a"),
+            "{why}"
+        );
+        f.drills[1].last = Some(drilled(9, true));
+        assert!(run(&f).1.contains("longer ago than allowed"));
+        f.drills[1].last = Some(drilled(7, true));
+        let (st, why) = run(&f);
+        assert_eq!(st, ControlStatus::Pass, "{why}");
+        f.drill_within = None;
+        assert_eq!(run(&f).0, ControlStatus::Fail, "drills off");
     }
 
     #[test]
@@ -499,6 +616,10 @@ mod tests {
         f.socket_mode = Ok(0o666);
         f.sources = vec!["home".into()];
         f.keep_all = vec!["home".into()];
+        f.drills = vec![super::super::DrillFact {
+            source: "home".into(),
+            last: None,
+        }];
         let evidence = Evidence {
             audit_chain: Some(ChainSummary {
                 ok: false,

@@ -12,7 +12,7 @@ use crate::repo::registry::Registry;
 use crate::security::detect::{jobs, Detector};
 use backupd_common::config::detect::ComplianceConfig;
 use backupd_common::protocol::{
-    ComplianceReport, Framework, HistoryQuery, JobState, Role, SourceInfo,
+    ComplianceReport, DrillSummary, Framework, HistoryQuery, JobState, Role, SourceInfo,
 };
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -69,6 +69,16 @@ pub struct Facts {
     /// Repository replications: source, replica, and whether the replica is within its
     /// allowed lag.
     pub replicas: Vec<ReplicaFact>,
+    /// Each source's last recovery drill.
+    pub drills: Vec<DrillFact>,
+    /// How old a source's last successful drill may be; `None`: drills are off.
+    pub drill_within: Option<Duration>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DrillFact {
+    pub source: String,
+    pub last: Option<DrillSummary>,
 }
 
 #[derive(Clone, Debug)]
@@ -87,6 +97,8 @@ pub struct Sources<'a> {
     pub socket: &'a Path,
     pub restore_within: Duration,
     pub replications: Vec<backupd_common::protocol::ReplicationInfo>,
+    pub drills: &'a crate::recovery::drills::Drills,
+    pub drill_within: Option<Duration>,
 }
 
 fn parse_time(text: &str) -> Option<i64> {
@@ -158,6 +170,15 @@ pub fn facts(s: &Sources<'_>) -> Facts {
             })
             .collect(),
         sources: s.sources.iter().map(|x| x.spec.name.clone()).collect(),
+        drills: s
+            .sources
+            .iter()
+            .map(|x| DrillFact {
+                source: x.spec.name.clone(),
+                last: s.drills.last(&x.spec.name),
+            })
+            .collect(),
+        drill_within: s.drill_within,
         keep_all: s
             .sources
             .iter()

@@ -1,5 +1,6 @@
 //! Feeds detection and the compliance evidence from finished jobs: each restore that succeeds
-//! counts toward mass export for the uid that submitted it and is a recovery drill; a check
+//! counts toward mass export for the uid that submitted it and is a recovery drill (as is a
+//! `drill` job that passed); a check
 //! that read all the data is recorded per repository. Runs as one task on the tracker until
 //! cancelled; a follower that falls behind loses those events (logged) and goes on.
 
@@ -44,6 +45,10 @@ pub async fn watch(detector: Arc<Detector>, queue: Arc<Queue>, cancel: Cancellat
         let recorded = match (&job.kind, &job.result) {
             (JobKind::Restore(_), Some(Response::Restore(r))) => {
                 detector.restore_finished(job.submitter_uid, r.files);
+                drills.put_drill(RESTORE_KEY, finished)
+            }
+            // A drill that passed is a test restore too (into scratch space: not an export).
+            (JobKind::Drill(_), Some(Response::Drill(d))) if d.ok => {
                 drills.put_drill(RESTORE_KEY, finished)
             }
             (JobKind::Check(c), Some(Response::Check(_)))

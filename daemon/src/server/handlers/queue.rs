@@ -5,7 +5,7 @@ use crate::error::Error;
 use crate::security::fsid::{self, FsIdentity};
 use crate::server::Services;
 use backupd_common::protocol::{
-    AlertInfo, Identity, JobId, JobSpec, Permission, Progress, QueueRequest, Response,
+    AlertInfo, Identity, JobId, JobKind, JobSpec, Permission, Progress, QueueRequest, Response,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +68,18 @@ async fn submit(
     mut spec: JobSpec,
 ) -> Result<Response, Error> {
     let command = crate::ops::command(&spec.kind);
+    // A drill of a source drills the source's repository.
+    if let JobKind::Drill(d) = &mut spec.kind {
+        if let Some(name) = &d.source {
+            let source = services
+                .sources
+                .get(name)
+                .map_err(|e| crate::ops::refused(command, e.into()))?;
+            if d.repo.is_none() {
+                d.repo = source.spec.repo;
+            }
+        }
+    }
     if let Some(field) = spec.kind.repo_mut() {
         let registry = services.repos.clone();
         let name = field.clone();

@@ -117,6 +117,11 @@ fn compliance_now(
         socket: &server.socket,
         restore_within: cfg.restore_drill_within,
         replications: s.replications.list(),
+        drills: &s.drills,
+        drill_within: crate::recovery::drills::allowed_age(
+            &s.settings.get().config.maintenance,
+            crate::repo::now_ns(),
+        ),
     };
     let facts = compliance::facts(&sources);
     let report = compliance::evaluate(&facts, &evidence(server), &cfg, frameworks);

@@ -95,6 +95,12 @@ impl HistoryRecord {
                 entry.files = r.files;
                 entry.bytes_read = r.bytes;
             }
+            // What the drill restored: it measures restore throughput as a restore does.
+            Some(Response::Drill(d)) => {
+                entry.files = d.files_restored;
+                entry.bytes_read = d.bytes_restored;
+                entry.snapshot = Some(d.snapshot);
+            }
             _ => {}
         }
         Some(entry)

@@ -12,10 +12,10 @@
 use super::{legacy_version, versioned};
 use backupd_common::error::{ErrorCode, ErrorReply};
 use backupd_common::protocol::{
-    ActingUser, Attempt, AttemptOutcome, BackupRequest, CheckRequest, ForgetRequest, JobInfo,
-    JobKind, JobState, MigrateRequest, NoopRequest, Overwrite, PathChange, Priority, PruneRequest,
-    RebuildIndexRequest, RecoveryAction, RecoveryJobRequest, ReencryptRequest, ReplicateRequest,
-    Response, RestoreRequest, SnapshotFilter, Subset,
+    ActingUser, Attempt, AttemptOutcome, BackupRequest, CheckRequest, DrillRequest, ForgetRequest,
+    JobInfo, JobKind, JobState, MigrateRequest, NoopRequest, Overwrite, PathChange, Priority,
+    PruneRequest, RebuildIndexRequest, RecoveryAction, RecoveryJobRequest, ReencryptRequest,
+    ReplicateRequest, Response, RestoreRequest, SnapshotFilter, Subset,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -128,6 +128,7 @@ pub enum KindRecord {
     Sync(SyncArgs),
     Replicate(ReplicateArgs),
     Recovery(RecoveryArgs),
+    Drill(DrillArgs),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,6 +138,13 @@ pub struct RecoveryArgs {
     pub action: String,
     #[serde(default)]
     pub step: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrillArgs {
+    pub repo: Option<String>,
+    pub source: Option<String>,
+    pub sample_percent: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -657,6 +665,15 @@ impl From<&JobKind> for KindRecord {
                     step,
                 })
             }
+            JobKind::Drill(DrillRequest {
+                repo,
+                source,
+                sample_percent,
+            }) => Self::Drill(DrillArgs {
+                repo,
+                source,
+                sample_percent,
+            }),
             JobKind::Noop(NoopRequest {
                 duration,
                 fail_attempts,
@@ -839,6 +856,11 @@ impl From<KindRecord> for JobKind {
                     _ => RecoveryAction::Run { step: a.step },
                 },
             }),
+            KindRecord::Drill(a) => Self::Drill(DrillRequest {
+                repo: a.repo,
+                source: a.source,
+                sample_percent: a.sample_percent,
+            }),
             KindRecord::Noop(a) => Self::Noop(NoopRequest {
                 duration: a.duration,
                 fail_attempts: a.fail_attempts,
@@ -864,6 +886,7 @@ impl KindRecord {
             Self::Sync(_) => "sync",
             Self::Replicate(_) => "replicate",
             Self::Recovery(_) => "recovery",
+            Self::Drill(_) => "drill",
         }
     }
 
@@ -878,6 +901,7 @@ impl KindRecord {
             Self::Migrate(a) => a.repo.as_deref(),
             Self::Prune(a) => a.repo.as_deref(),
             Self::Replicate(a) => a.repo.as_deref(),
+            Self::Drill(a) => a.repo.as_deref(),
             Self::Noop(_) | Self::Sync(_) | Self::Recovery(_) => None,
         }
     }
@@ -887,6 +911,7 @@ impl KindRecord {
             Self::Backup(a) => a.source.as_deref(),
             // A source's retention.
             Self::Forget(a) => a.source.as_deref(),
+            Self::Drill(a) => a.source.as_deref(),
             _ => None,
         }
     }

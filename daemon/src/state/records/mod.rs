@@ -9,6 +9,7 @@
 //! rewritten: a newer backupd may have written it.
 
 pub mod binding;
+pub mod drill;
 pub mod history;
 pub mod job;
 pub mod perf;

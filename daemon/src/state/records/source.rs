@@ -38,6 +38,10 @@ pub struct PolicyRecord {
     pub keep: Option<KeepRecord>,
     pub retention_every: Option<Duration>,
     pub rpo: Option<Duration>,
+    /// Absent in records written before it existed (and ignored by backupd that predates it):
+    /// the default RTO.
+    #[serde(default)]
+    pub rto: Option<Duration>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +64,7 @@ impl From<&SourcePolicy> for PolicyRecord {
             retention,
             retention_every,
             rpo,
+            rto,
         } = p.clone();
         let (retention, keep) = match retention {
             Retention::Default => ("default", None),
@@ -96,6 +101,7 @@ impl From<&SourcePolicy> for PolicyRecord {
             keep,
             retention_every,
             rpo,
+            rto,
         }
     }
 }
@@ -123,6 +129,7 @@ impl From<PolicyRecord> for SourcePolicy {
             retention,
             retention_every: r.retention_every,
             rpo: r.rpo,
+            rto: r.rto,
         }
     }
 }
