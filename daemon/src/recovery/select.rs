@@ -16,8 +16,7 @@ use crate::state::records::recovery::{only_name, PlanRecord, StepRecord};
 use backupd_common::ids::SnapshotId;
 use backupd_common::paths::escape_path;
 use backupd_common::protocol::{
-    FitnessReport, FitnessRequest, HistoryQuery, JobState, OnlyMode, PlanRequest, Selection,
-    StepKind,
+    FitnessReport, FitnessRequest, HistoryQuery, OnlyMode, PlanRequest, Selection, StepKind,
 };
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -27,36 +26,11 @@ use std::sync::Arc;
 
 /// At most this many snapshots are scored per request (newest first).
 const MAX_CANDIDATES: usize = 200;
-/// What a restore is assumed to reach before this machine has measured one.
-const ASSUMED_RATE: u64 = 50 << 20;
 
 /// A plan worked out but not stored yet.
 pub struct Draft {
     pub record: PlanRecord,
     pub only: Option<Arc<HashSet<Vec<u8>>>>,
-}
-
-/// This machine's restore throughput in bytes per second, and whether it was measured: the
-/// median of recent successful restores that moved at least 1 MiB.
-pub fn throughput(rec: &Recovery) -> (u64, bool) {
-    let q = HistoryQuery {
-        limit: 50,
-        kind: Some("restore".into()),
-        ..Default::default()
-    };
-    let mut rates: Vec<u64> = rec
-        .queue
-        .history(&q)
-        .unwrap_or_default()
-        .iter()
-        .filter(|h| h.outcome == JobState::Succeeded && h.bytes_read >= 1 << 20)
-        .map(|h| h.bytes_read * 1000 / h.duration_ms.max(1))
-        .collect();
-    if rates.is_empty() {
-        return (ASSUMED_RATE, false);
-    }
-    rates.sort_unstable();
-    (rates[rates.len() / 2].max(1), true)
 }
 
 /// The check jobs of `repo`, newest first.
@@ -176,7 +150,8 @@ fn score_all(
     at_ns: Option<i64>,
 ) -> Vec<FitnessReport> {
     let checks = checks(rec, name);
-    let throughput = throughput(rec);
+    let throughput = super::throughput::measured(&rec.queue);
+    let throughput = (throughput.bytes_per_sec as u64, throughput.measured);
     let reachable = Ok(());
     let at = at_ns.unwrap_or_else(crate::repo::now_ns);
     let sources = source_paths(rec);
@@ -351,15 +326,18 @@ pub fn plan(rec: &Recovery, r: PlanRequest, uid: u32) -> Result<Draft, Error> {
         ..Default::default()
     };
     let (files, bytes) = measure(&source_repo, &opts)?;
-    let (rate, measured) = throughput(rec);
-    let secs = |b: u64, factor: u64| (b * 1000 / (rate * factor).max(1)).max(1);
+    let measured_rate = super::throughput::measured(&rec.queue);
+    let (rate, measured) = (measured_rate.bytes_per_sec as u64, measured_rate.measured);
+    // The restore at the measured throughput; reading and verifying are assumed to go at
+    // twice that (no file is created).
+    let restore_ms = (measured_rate.estimate(bytes, files).as_millis() as u64).max(1);
     let estimates = [
         (StepKind::Preflight, 1000, 0),
-        (StepKind::Fetch, secs(bytes, 2), bytes),
-        (StepKind::Restore, secs(bytes, 1) + files / 5, bytes),
-        (StepKind::Verify, secs(bytes, 2), bytes),
+        (StepKind::Fetch, restore_ms / 2, bytes),
+        (StepKind::Restore, restore_ms, bytes),
+        (StepKind::Verify, restore_ms / 2, bytes),
         (StepKind::Swap, 1000 + files / 100, 0),
-        (StepKind::PostCheck, secs(bytes, 2), bytes),
+        (StepKind::PostCheck, restore_ms / 2, bytes),
         (StepKind::Cleanup, 1000, 0),
     ];
     let rto = estimates.iter().map(|(_, ms, _)| ms).sum();
