@@ -20,6 +20,7 @@ pub mod fitness;
 pub mod objectives;
 pub mod sample;
 mod select;
+mod selection;
 mod steps;
 pub mod swap;
 pub mod throughput;
