@@ -6,7 +6,7 @@
 //! |---|---|---|---|
 //! | integrity | 35 | a check of the repository succeeded after the snapshot was taken | no check since (60), the last check failed (0) |
 //! | completeness | 25 | nothing skipped, nothing changed while read, the source's path held | 10 per skipped path (max 60), 5 per file changed while read (max 30), the source's path missing (−50) |
-//! | recency | 25 | taken within the RPO target before the requested time | linear to 0 at 7 days older than that |
+//! | recency | 25 | taken within the RPO target (the source's) before the requested time | linear to 0 at 7 days older than that |
 //! | accessibility | 15 | repository opens, a replica holds it, restore fits the RTO target | unreachable (−60), no replica (−20), estimated restore longer than the RTO (−20) |
 
 use crate::repo::backend::human_bytes as format_bytes;

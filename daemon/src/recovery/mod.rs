@@ -45,9 +45,10 @@ pub use steps::act;
 const TREE: &str = "recovery_plans";
 /// How long a finished plan keeps its rollback copy before it is committed on its own.
 pub const KEEP_ROLLBACK: Duration = Duration::from_secs(7 * 24 * 3600);
-/// The targets a plan is measured against where the source sets none.
+/// The targets fitness measures against for a snapshot of no known source (a source's own are
+/// its `--rpo` and `--rto`).
 pub const DEFAULT_RPO: Duration = Duration::from_secs(3600);
-pub const DEFAULT_RTO: Duration = Duration::from_secs(4 * 3600);
+pub const DEFAULT_RTO: Duration = backupd_common::protocol::DEFAULT_RTO;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {

@@ -22,6 +22,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// At most this many snapshots are scored per request (newest first).
 const MAX_CANDIDATES: usize = 200;
@@ -160,11 +161,9 @@ fn score_all(
                 .into_iter()
                 .map(|(n, _)| n)
                 .collect();
-            let source_path = h
-                .source
-                .as_ref()
-                .and_then(|s| sources.get(s))
-                .map(Vec::as_slice);
+            let source = h.source.as_ref().and_then(|s| sources.get(s));
+            let source_path = source.map(|(p, _, _)| p.as_slice());
+            let (rpo, rto) = source.map_or((DEFAULT_RPO, DEFAULT_RTO), |(_, rpo, rto)| (*rpo, *rto));
             fitness::score(&Facts {
                 repo: name,
                 snapshot: id.to_hex(),
@@ -180,19 +179,22 @@ fn score_all(
                 replicas: &replicas,
                 throughput,
                 at_ns: at,
-                rpo: DEFAULT_RPO,
-                rto: DEFAULT_RTO,
+                rpo,
+                rto,
             })
         })
         .collect()
 }
 
-/// Each watched source's directory, by name.
-fn source_paths(rec: &Recovery) -> HashMap<String, Vec<u8>> {
+/// Each watched source's directory and its recovery targets (RPO, RTO), by name.
+fn source_paths(rec: &Recovery) -> HashMap<String, (Vec<u8>, Duration, Duration)> {
     rec.sources
         .persisted()
         .into_iter()
-        .map(|s| (s.name, s.path))
+        .map(|s| {
+            let targets = (s.policy.rpo_for(s.watch), s.policy.rto_or_default());
+            (s.name, (s.path, targets.0, targets.1))
+        })
         .collect()
 }
 
