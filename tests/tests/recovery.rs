@@ -529,6 +529,11 @@ fn killed_in_restore_step() -> (TestDaemon, TestDaemon, PathBuf, PathBuf, PathBu
 #[test]
 fn a_recovery_killed_in_its_restore_step_continues_with_run() {
     let (_first, d, src, snap_copy, _present, pid) = killed_in_restore_step();
+    // What a restore killed between creating a temporary file and renaming it leaves (the
+    // kill above may or may not have hit that moment): it must not reach the target.
+    let staged = src.join(format!(".backupd-recovery-{pid}/staging/d007"));
+    std::fs::create_dir_all(&staged).expect("mkdir");
+    write(&staged.join(".backupd-restore.00000000deadbeef"), "half a file");
     let done = recovery(&d, &["run", &pid]);
     assert_eq!(done["state"], "done", "{done:#}");
     assert_same(&snap_copy, &src, &pid);

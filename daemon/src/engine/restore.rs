@@ -25,7 +25,7 @@ use crate::repo::Repository;
 use crate::security::fsid::FsIdentity;
 use backupd_common::ids::{BlobId, SnapshotId};
 use backupd_common::protocol::Overwrite;
-pub use compare::{compare, Comparison};
+pub use compare::{compare, Comparison, Extras};
 use existing::Existing;
 pub use plan::Filter;
 use plan::{Entry, Plan};
@@ -628,10 +628,30 @@ impl Run<'_> {
     }
 }
 
+const TEMP_PREFIX: &str = ".backupd-restore.";
+
 /// A temporary name in the destination's directory: short and fixed-length, so any name that
 /// fits the file system's 255-byte limit can be restored.
 fn temp_name() -> Vec<u8> {
-    format!(".backupd-restore.{:016x}", rand::random::<u64>()).into_bytes()
+    format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()).into_bytes()
+}
+
+/// Deletes the temporary files an interrupted restore left anywhere under `root` (walked by
+/// descriptors, iteratively, never following a symlink); returns how many.
+pub fn remove_temporaries(root: &super::dirfd::DirFd) -> std::io::Result<u64> {
+    let mut removed = 0;
+    let mut stack = vec![root.try_clone()?];
+    while let Some(dir) = stack.pop() {
+        for name in dir.list()? {
+            if name.starts_with(TEMP_PREFIX.as_bytes()) {
+                dir.unlink(&name)?;
+                removed += 1;
+            } else if let Ok(sub) = dir.open_dir(&name) {
+                stack.push(sub);
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// File system block granularity for holes: zero blocks of this size are skipped, not written.

@@ -163,7 +163,8 @@ fn score_all(
                 .collect();
             let source = h.source.as_ref().and_then(|s| sources.get(s));
             let source_path = source.map(|(p, _, _)| p.as_slice());
-            let (rpo, rto) = source.map_or((DEFAULT_RPO, DEFAULT_RTO), |(_, rpo, rto)| (*rpo, *rto));
+            let (rpo, rto) =
+                source.map_or((DEFAULT_RPO, DEFAULT_RTO), |(_, rpo, rto)| (*rpo, *rto));
             fitness::score(&Facts {
                 repo: name,
                 snapshot: id.to_hex(),

@@ -14,7 +14,7 @@
 use super::swap::{self, Layout};
 use super::{select, Recovery, RecoveryError};
 use crate::engine::dirfd::DirFd;
-use crate::engine::restore::{compare, restore, RestoreOptions};
+use crate::engine::restore::{compare, remove_temporaries, restore, Extras, RestoreOptions};
 use crate::engine::EngineError;
 use crate::error::Error;
 use crate::ops::view::path_of;
@@ -457,8 +457,22 @@ fn restore_staging(rec: &Recovery, id: &str, run: &Run<'_>) -> Result<Done, Erro
     }
     let root =
         DirFd::open_path(&target).map_err(|e| io("cannot open the target", &plan.target, e))?;
-    Layout::open(root, &swap::work_name(id), true)
+    let layout = Layout::open(root, &swap::work_name(id), true)
         .map_err(|e| io("cannot create the work directory in", &plan.target, e))?;
+    // A restore killed midway leaves temporary files; the staged files stay (equal ones are
+    // kept by the re-run).
+    let staged = layout
+        .staging_dir()
+        .map_err(|e| io("cannot open the staging directory in", &plan.target, e))?;
+    let leftovers = remove_temporaries(&staged)
+        .map_err(|e| io("cannot clean the staging directory in", &plan.target, e))?;
+    if leftovers > 0 {
+        tracing::info!(
+            plan = id,
+            leftovers,
+            "temporary files of an interrupted restore removed"
+        );
+    }
     let staging = work_path(&plan).join("staging");
     let mut repo = source_repo(rec, id)?;
     for attempt in 0..2 {
@@ -512,7 +526,13 @@ fn verify(rec: &Recovery, id: &str, run: &Run<'_>, at: Where) -> Result<Done, Er
         Where::Target => target_path(&plan),
     };
     let opts = options(rec, &plan, dir)?;
-    let c = compare(&repo, &opts, run.progress, run.cancel)?;
+    // The staging copy must be exactly the selection; the target may hold more (a selective
+    // plan leaves the rest alone; the work directory is in it).
+    let extras = match at {
+        Where::Staging => Extras::Refused,
+        Where::Target => Extras::Allowed,
+    };
+    let c = compare(&repo, &opts, extras, run.progress, run.cancel)?;
     if let Some((path, why)) = c.mismatches.first() {
         return Err(invalid(format!(
             "{} entr(ies) differ from the snapshot (first: {path}: {why})",

@@ -57,6 +57,11 @@ impl Layout {
         self.work.open_dir(STAGING)
     }
 
+    /// The staging directory, opened (for the restore step's own housekeeping).
+    pub fn staging_dir(&self) -> io::Result<DirFd> {
+        self.staging()
+    }
+
     fn rollback(&self) -> io::Result<DirFd> {
         self.work.open_dir(ROLLBACK)
     }

@@ -13,6 +13,7 @@ use crate::engine::EngineError;
 use crate::repo::tree::{Node, NodeKind};
 use crate::repo::Repository;
 use rayon::prelude::*;
+use std::collections::HashSet;
 use std::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -26,10 +27,22 @@ pub struct Comparison {
     pub mismatches: Vec<(String, String)>,
 }
 
+/// What else [`compare`] looks for besides the plan's entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extras {
+    /// Entries the plan does not restore are someone else's business (a target with other
+    /// files in it).
+    Allowed,
+    /// The directory must hold exactly what the plan restores (a staging copy): anything else
+    /// (e.g. a temporary file an interrupted restore left) is a mismatch.
+    Refused,
+}
+
 /// Compares `opts.target` with what restoring `opts` would put there.
 pub fn compare(
     repo: &Repository,
     opts: &RestoreOptions,
+    extras: Extras,
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<Comparison, EngineError> {
@@ -92,6 +105,32 @@ pub fn compare(
                 &d.name,
                 "directory missing or not a directory".into(),
             );
+        }
+    }
+    if extras == Extras::Refused {
+        // What each kept directory should hold: its kept subdirectories and its items.
+        let mut expected: Vec<HashSet<&[u8]>> = vec![HashSet::new(); plan.dirs.len()];
+        for d in plan.dirs.iter().skip(1).filter(|d| d.keep) {
+            expected[d.parent].insert(&d.name);
+        }
+        for item in &plan.items {
+            let node = match &item.entry {
+                Entry::File(n) | Entry::Other(n) => n,
+            };
+            if node.kind != NodeKind::Socket {
+                expected[item.dir].insert(&node.name);
+            }
+        }
+        for (i, d) in plan.dirs.iter().enumerate() {
+            if !d.keep {
+                continue;
+            }
+            let Ok(fd) = dirs.get(i) else { continue };
+            for name in fd.list().unwrap_or_default() {
+                if !expected[i].contains(name.as_slice()) {
+                    record(i, &name, "not in the snapshot".into());
+                }
+            }
         }
     }
     let mut out = out.into_inner().unwrap_or_else(|p| p.into_inner());
