@@ -11,7 +11,7 @@ use crate::recovery::drill::{drill, DrillOptions};
 use crate::recovery::drills::{Drills, Subject};
 use crate::repo::now_ns;
 use crate::repo::registry::Registry;
-use backupd_common::protocol::{parse_sample, DrillRequest, Permission, Response};
+use backupd_common::protocol::{parse_sample, DrillRequest, DrillResult, Permission, Response};
 use std::sync::Arc;
 
 pub struct Drill;
@@ -42,48 +42,51 @@ impl Operation for Drill {
     }
 
     fn run(r: DrillRequest, run: &Run<'_>) -> Result<Response, Error> {
-        let handles = run.env.drill.as_ref();
-        let configured =
-            handles.map(|h| h.settings.get().config.maintenance.drill_sample_percent());
-        let sample_percent = percent(&r)?.or(configured).unwrap_or(DEFAULT_PERCENT);
-        let (entry, repo) = run.env.repos.open(r.repo.as_deref())?;
-        let source = match (&r.source, handles) {
-            (Some(name), Some(h)) => Some((name.clone(), h.sources.get(name)?.spec.path)),
-            (Some(name), None) => {
-                return Err(crate::watch::SourceError::Unknown(name.clone()).into())
-            }
-            (None, _) => None,
-        };
+        // The repository was pinned at submission.
+        let repo = r.repo.clone().unwrap_or_default();
         let subject = match &r.source {
             Some(name) => Subject::Source(name.clone()),
-            None => Subject::Repo(entry.name.clone()),
+            None => Subject::Repo(repo.clone()),
         };
-        let opts = DrillOptions {
-            source,
-            repo: entry.name.clone(),
-            sample_percent,
-            seed: run.job,
-            state_dir: run.env.state_dir.clone(),
+        let outcome = attempt(r, run);
+        let Some(drills) = run.env.drill.as_ref().map(|h| &h.drills) else {
+            return outcome.map(|d| Response::Drill(Box::new(d)));
         };
-        let outcome = drill(&repo, &opts, run.progress, run.cancel);
-        let drills = handles.map(|h| &h.drills);
         match outcome {
             Ok(result) => {
-                if let Some(d) = drills {
-                    d.finished(&subject, run.job, now_ns(), &result);
-                }
+                drills.finished(&subject, run.job, now_ns(), &result);
                 Ok(Response::Drill(Box::new(result)))
             }
             Err(e) => {
-                let e = Error::from(e);
                 // A cancelled or interrupted drill reached no verdict worth keeping.
-                if let (Some(d), false) = (drills, run.cancel.is_cancelled()) {
-                    d.failed(&subject, run.job, now_ns(), &entry.name, e.to_string());
+                if !run.cancel.is_cancelled() {
+                    drills.failed(&subject, run.job, now_ns(), &repo, e.to_string());
                 }
                 Err(e)
             }
         }
     }
+}
+
+/// One drill, up to its verdict.
+fn attempt(r: DrillRequest, run: &Run<'_>) -> Result<DrillResult, Error> {
+    let handles = run.env.drill.as_ref();
+    let configured = handles.map(|h| h.settings.get().config.maintenance.drill_sample_percent());
+    let sample_percent = percent(&r)?.or(configured).unwrap_or(DEFAULT_PERCENT);
+    let (entry, repo) = run.env.repos.open(r.repo.as_deref())?;
+    let source = match (&r.source, handles) {
+        (Some(name), Some(h)) => Some((name.clone(), h.sources.get(name)?.spec.path)),
+        (Some(name), None) => return Err(crate::watch::SourceError::Unknown(name.clone()).into()),
+        (None, _) => None,
+    };
+    let opts = DrillOptions {
+        source,
+        repo: entry.name,
+        sample_percent,
+        seed: run.job,
+        state_dir: run.env.state_dir.clone(),
+    };
+    Ok(drill(&repo, &opts, run.progress, run.cancel)?)
 }
 
 /// Without a configuration to read (tests of the queue alone).
