@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod browse;
 pub mod file_crypt;
 pub mod perf;
 pub mod queue;
@@ -21,6 +22,7 @@ use crate::error::ErrorReply;
 use crate::ids::RequestId;
 pub use alerts::*;
 pub use audit::*;
+pub use browse::*;
 pub use file_crypt::*;
 pub use perf::*;
 pub use queue::*;
@@ -37,7 +39,7 @@ use std::time::Duration;
 pub use sync::*;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 13;
+pub const PROTOCOL_VERSION: u32 = 14;
 
 /// Everything a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -112,6 +114,9 @@ pub enum Request {
     Perf(PerfRequest),
     /// Directory sync pairs: `backupctl sync ...` (runs are jobs of kind `sync`).
     Sync(SyncRequest),
+    /// Browsing snapshots: `backupctl ls`, `find`, `diff`, `cat` (answered directly, not
+    /// queued; see [`BrowseRequest`] for each reply).
+    Browse(BrowseRequest),
 }
 
 impl Request {
@@ -146,6 +151,9 @@ impl Request {
             Self::Perf(r) if r.changes_state() => Permission::SystemManage,
             Self::Perf(_) => Permission::SystemRead,
             Self::Sync(r) => r.permission(),
+            // `cat` reveals content, as a restore does; the others names and metadata.
+            Self::Browse(BrowseRequest::Cat(_)) => Permission::RestoreOwn,
+            Self::Browse(_) => Permission::SnapshotList,
         }
     }
 
@@ -186,6 +194,7 @@ impl Request {
             Self::Security(r) => r.name(),
             Self::Perf(r) => r.name(),
             Self::Sync(r) => r.name(),
+            Self::Browse(r) => r.name(),
         }
     }
 }
@@ -327,6 +336,14 @@ pub enum Response {
     Replication(Box<ReplicationInfo>),
     /// `repo replicate list`.
     Replications(Vec<ReplicationInfo>),
+    /// `ls`.
+    Listing(Box<Listing>),
+    /// `find`.
+    Found(Box<Found>),
+    /// `diff`.
+    Diff(Box<DiffResult>),
+    /// `cat`: the end of the content frames.
+    Cat(CatResult),
 }
 
 /// What an import did, entry by entry.
@@ -355,6 +372,8 @@ pub enum Progress {
     Audit(Box<AuditEntry>),
     /// A suspicious-activity alert, on `events` for callers holding `security.read`.
     Alert(AlertInfo),
+    /// `cat`: the next piece of the file's content (at most [`CAT_CHUNK`] bytes), in order.
+    Content(Vec<u8>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

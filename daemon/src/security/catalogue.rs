@@ -109,6 +109,12 @@ pub fn kind(r: &Request) -> &'static str {
             SyncRequest::Conflicts { .. } => "sync.conflicts",
             SyncRequest::Resolve { .. } => "sync.resolve",
         },
+        Request::Browse(b) => match b {
+            BrowseRequest::Ls(_) => "browse.ls",
+            BrowseRequest::Find(_) => "browse.find",
+            BrowseRequest::Diff(_) => "browse.diff",
+            BrowseRequest::Cat(_) => "browse.cat",
+        },
     }
 }
 
@@ -289,6 +295,10 @@ pub fn every_kind() -> Vec<Request> {
             take: Take::Local,
         }),
         submit(JobKind::Sync(SyncRunRequest { pair: "p".into() })),
+        Request::Browse(BrowseRequest::Ls(LsRequest::default())),
+        Request::Browse(BrowseRequest::Find(FindRequest::default())),
+        Request::Browse(BrowseRequest::Diff(DiffRequest::default())),
+        Request::Browse(BrowseRequest::Cat(CatRequest::default())),
     ]
 }
 
@@ -328,5 +338,9 @@ mod tests {
         assert_eq!(by_kind["security.check"], Permission::SecurityRead);
         assert_eq!(by_kind["security.encrypt"], Permission::RepoKey);
         assert_eq!(by_kind["security.decrypt"], Permission::RepoKey);
+        // Names and metadata are a listing; content is a restore.
+        assert_eq!(by_kind["browse.ls"], Permission::SnapshotList);
+        assert_eq!(by_kind["browse.diff"], Permission::SnapshotList);
+        assert_eq!(by_kind["browse.cat"], Permission::RestoreOwn);
     }
 }

@@ -37,5 +37,6 @@ pub async fn dispatch(
         Request::Security(r) => handlers::security_alerts::handle(server, identity, r).await,
         Request::Perf(r) => handlers::perf::handle(&server.services, r).await,
         Request::Sync(r) => handlers::sync::handle(&server.services, r).await,
+        Request::Browse(r) => handlers::browse::handle(&server.services, identity, r).await,
     }
 }

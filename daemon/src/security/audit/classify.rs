@@ -5,9 +5,9 @@
 
 use backupd_common::paths::escape_path;
 use backupd_common::protocol::{
-    AuditTarget, EventType, JobKind, PerfRequest, QueueRequest, RepoRequest, Request,
-    SecurityRequest, Severity, SourceRequest, SyncRequest, SystemRequest, MAX_TARGET_PATHS,
-    MAX_TARGET_PATH_CHARS,
+    AuditTarget, BrowseRequest, EventType, JobKind, PerfRequest, QueueRequest, RepoRequest,
+    Request, SecurityRequest, Severity, SourceRequest, SyncRequest, SystemRequest,
+    MAX_TARGET_PATHS, MAX_TARGET_PATH_CHARS,
 };
 
 /// How a request is recorded when it is answered; `None`: not recorded (its denial still is).
@@ -100,6 +100,12 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
             | SyncRequest::Resolve { .. } => (E::Source, S::Notice),
             SyncRequest::Remove { .. } => (E::Source, S::Warning),
         },
+        // Names and metadata of a snapshot's files, like a snapshot listing.
+        Request::Browse(BrowseRequest::Ls(_) | BrowseRequest::Find(_) | BrowseRequest::Diff(_)) => {
+            (E::Repo, S::Info)
+        }
+        // A file's content leaves the repository, as in a restore.
+        Request::Browse(BrowseRequest::Cat(_)) => (E::Restore, S::Info),
     };
     Some(class)
 }
@@ -220,8 +226,35 @@ pub fn target(request: &Request) -> AuditTarget {
             | SyncRequest::Conflicts { name } => t.name = Some(name.clone()),
             SyncRequest::List => {}
         },
+        Request::Browse(r) => browse_target(&mut t, r),
     }
     t
+}
+
+fn browse_target(t: &mut AuditTarget, r: &BrowseRequest) {
+    match r {
+        BrowseRequest::Ls(l) => {
+            t.repo = l.repo.clone();
+            t.snapshot = Some(l.snapshot.clone());
+            push_paths(t, l.path.as_slice());
+        }
+        BrowseRequest::Find(f) => {
+            t.repo = f.repo.clone();
+            t.name = Some(format!("pattern {}", escape_path(f.pattern.as_bytes())));
+            t.snapshot = first(&f.snapshots);
+            push_paths(t, f.path.as_slice());
+        }
+        BrowseRequest::Diff(d) => {
+            t.repo = d.repo.clone();
+            t.snapshot = Some(format!("{} {}", d.from, d.to));
+            push_paths(t, d.path.as_slice());
+        }
+        BrowseRequest::Cat(c) => {
+            t.repo = c.repo.clone();
+            t.snapshot = Some(c.snapshot.clone());
+            push_paths(t, std::slice::from_ref(&c.path));
+        }
+    }
 }
 
 fn queue_target(t: &mut AuditTarget, r: &QueueRequest) {
