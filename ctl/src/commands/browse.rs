@@ -157,8 +157,9 @@ fn long_table(entries: &[EntryInfo], label: impl Fn(&EntryInfo) -> String) -> St
     if let Some(c) = t.column_mut(3) {
         c.set_cell_alignment(CellAlignment::Right);
     }
+    // The preset pads every line with one leading space.
     t.lines()
-        .map(|l| l.trim_end().to_owned())
+        .map(|l| l.trim().to_owned())
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -306,7 +307,7 @@ pub async fn diff(
             };
             t.add_row([c.change.as_str().to_owned(), name, detail]);
         }
-        let mut text: Vec<String> = t.lines().map(|l| l.trim_end().to_owned()).collect();
+        let mut text: Vec<String> = t.lines().map(|l| l.trim().to_owned()).collect();
         text.push(format!(
             "{} -> {}: {} added, {} removed, {} modified, {} metadata only",
             short(&d.from),

@@ -132,7 +132,8 @@ impl<'a> View<'a> {
         Ok(())
     }
 
-    /// The snapshot `spec` names (`latest`: the newest `filter` accepts that holds `path`).
+    /// The snapshot `spec` names (`latest`: the newest `filter` accepts that holds `path`, a
+    /// normalized absolute path: one of its backed-up paths is it or above it).
     /// A caller limited to their own snapshots learns nothing of others': any failure other
     /// than "none of yours matches" reads as not found.
     pub fn snapshot(
@@ -141,8 +142,9 @@ impl<'a> View<'a> {
         filter: &SnapshotFilter,
         path: Option<&[u8]>,
     ) -> Result<(SnapshotId, Snapshot), EngineError> {
+        // Every snapshot holds the root.
         let filter = SnapshotFilter {
-            path: path.map(<[u8]>::to_vec),
+            path: path.filter(|p| *p != b"/").map(<[u8]>::to_vec),
             ..filter.clone()
         };
         match self.repo.find_snapshot_in(spec, &filter, self.scope) {
