@@ -156,6 +156,14 @@ fn version(node: &Node) -> Version {
     }
 }
 
+/// About what a version adds to the reply: its fields, a symlink's target, its ranges.
+fn version_cost(v: &Version) -> usize {
+    64 + match &v.key {
+        Key::Symlink(target) => target.len(),
+        _ => 0,
+    }
+}
+
 /// One tree's part of the answer: its matching entries and the subdirectories to go into.
 #[derive(Debug, Default)]
 struct Summary {
@@ -206,7 +214,7 @@ impl Results {
                 members.or(set);
             }
             None => {
-                self.bytes += 64;
+                self.bytes += version_cost(v);
                 versions.push((v.clone(), set.clone()));
             }
         }
@@ -214,7 +222,8 @@ impl Results {
             let Some((p, vs)) = self.paths.pop_last() else {
                 break;
             };
-            self.bytes = self.bytes.saturating_sub(p.len() + 64 * (1 + vs.len()));
+            let freed: usize = vs.iter().map(|(v, _)| version_cost(v)).sum();
+            self.bytes = self.bytes.saturating_sub(p.len() + 64 + freed);
             self.truncated = true;
         }
     }
@@ -304,36 +313,44 @@ pub fn search(
             }
         }
     }
-    let matches = results
-        .paths
-        .into_iter()
-        .map(|(path, mut versions)| {
-            versions.sort_by_key(|(_, set)| set.first());
-            FoundPath {
-                path,
-                versions: versions
-                    .into_iter()
-                    .map(|(v, set)| FoundVersion {
-                        kind: v.kind,
-                        size: v.size,
-                        mtime_ns: v.mtime_ns,
-                        content: match &v.key {
-                            Key::File { digest, .. } => Some(hex::encode(&digest[..8])),
-                            _ => None,
-                        },
-                        target: match v.key {
-                            Key::Symlink(t) => Some(t),
-                            _ => None,
-                        },
-                        snapshots: set.ranges(),
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
+    // The ranges are only known now: a path whose versions come and go in many runs costs
+    // more, so the byte budget is checked once more while the answer is assembled.
+    truncated |= results.truncated;
+    let mut matches = Vec::new();
+    let mut bytes = 0usize;
+    for (path, mut versions) in results.paths {
+        versions.sort_by_key(|(_, set)| set.first());
+        let versions: Vec<FoundVersion> = versions
+            .into_iter()
+            .map(|(v, set)| FoundVersion {
+                kind: v.kind,
+                size: v.size,
+                mtime_ns: v.mtime_ns,
+                content: match &v.key {
+                    Key::File { digest, .. } => Some(hex::encode(&digest[..8])),
+                    _ => None,
+                },
+                target: match v.key {
+                    Key::Symlink(t) => Some(t),
+                    _ => None,
+                },
+                snapshots: set.ranges(),
+            })
+            .collect();
+        bytes += path.len()
+            + versions
+                .iter()
+                .map(|v| 64 + v.target.as_ref().map_or(0, Vec::len) + 8 * v.snapshots.len())
+                .sum::<usize>();
+        if bytes > REPLY_BYTES {
+            truncated = true;
+            break;
+        }
+        matches.push(FoundPath { path, versions });
+    }
     Ok(Search {
         matches,
-        truncated: truncated || results.truncated,
+        truncated,
         unsafe_names,
     })
 }

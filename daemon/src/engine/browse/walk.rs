@@ -52,7 +52,9 @@ pub fn list(
             continue;
         };
         let full = child_path(dir, &node.name);
-        let cost = full.len() + node.target.len() + 64;
+        let names =
+            node.user.as_ref().map_or(0, String::len) + node.group.as_ref().map_or(0, String::len);
+        let cost = full.len() + node.target.len() + names + 64;
         if !budget.take(cost) {
             break;
         }
