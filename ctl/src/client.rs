@@ -560,21 +560,21 @@ impl Client {
     }
 
     pub async fn ls(&mut self, request: LsRequest) -> Result<Listing, ClientError> {
-        match self.browse(BrowseRequest::Ls(request)).await? {
+        match self.browse(BrowseRequest::Ls(Box::new(request))).await? {
             Response::Listing(l) => Ok(*l),
             other => Err(unexpected(other)),
         }
     }
 
     pub async fn find(&mut self, request: FindRequest) -> Result<Found, ClientError> {
-        match self.browse(BrowseRequest::Find(request)).await? {
+        match self.browse(BrowseRequest::Find(Box::new(request))).await? {
             Response::Found(f) => Ok(*f),
             other => Err(unexpected(other)),
         }
     }
 
     pub async fn diff(&mut self, request: DiffRequest) -> Result<DiffResult, ClientError> {
-        match self.browse(BrowseRequest::Diff(request)).await? {
+        match self.browse(BrowseRequest::Diff(Box::new(request))).await? {
             Response::Diff(d) => Ok(*d),
             other => Err(unexpected(other)),
         }
@@ -589,10 +589,13 @@ impl Client {
     ) -> Result<Option<CatResult>, ClientError> {
         let reply = self
             .conn
-            .call_streaming_until(Request::Browse(BrowseRequest::Cat(request)), |p| match p {
-                Progress::Content(bytes) => each(bytes),
-                _ => ControlFlow::Continue(()),
-            })
+            .call_streaming_until(
+                Request::Browse(BrowseRequest::Cat(Box::new(request))),
+                |p| match p {
+                    Progress::Content(bytes) => each(bytes),
+                    _ => ControlFlow::Continue(()),
+                },
+            )
             .await?;
         match reply {
             None => Ok(None),

@@ -9,17 +9,18 @@ use serde::{Deserialize, Serialize};
 /// The largest piece of a file's content one `Progress::Content` frame carries.
 pub const CAT_CHUNK: usize = 1 << 20;
 
+/// Each request boxed: they carry filters and paths, and `Request` stays small.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum BrowseRequest {
     /// A directory (or one entry) of a snapshot -> `Response::Listing`. Not streamed.
-    Ls(LsRequest),
+    Ls(Box<LsRequest>),
     /// Which snapshots hold files matching a glob -> `Response::Found`. Not streamed.
-    Find(FindRequest),
+    Find(Box<FindRequest>),
     /// What changed between two snapshots -> `Response::Diff`. Not streamed.
-    Diff(DiffRequest),
+    Diff(Box<DiffRequest>),
     /// A file's content: `Progress::Content` frames of at most [`CAT_CHUNK`] bytes, in order,
     /// then `Response::Cat`. Streamed.
-    Cat(CatRequest),
+    Cat(Box<CatRequest>),
 }
 
 impl BrowseRequest {

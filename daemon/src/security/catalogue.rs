@@ -295,10 +295,10 @@ pub fn every_kind() -> Vec<Request> {
             take: Take::Local,
         }),
         submit(JobKind::Sync(SyncRunRequest { pair: "p".into() })),
-        Request::Browse(BrowseRequest::Ls(LsRequest::default())),
-        Request::Browse(BrowseRequest::Find(FindRequest::default())),
-        Request::Browse(BrowseRequest::Diff(DiffRequest::default())),
-        Request::Browse(BrowseRequest::Cat(CatRequest::default())),
+        Request::Browse(BrowseRequest::Ls(Box::default())),
+        Request::Browse(BrowseRequest::Find(Box::default())),
+        Request::Browse(BrowseRequest::Diff(Box::default())),
+        Request::Browse(BrowseRequest::Cat(Box::default())),
     ]
 }
 

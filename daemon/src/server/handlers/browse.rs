@@ -21,7 +21,7 @@ pub async fn handle(services: &Services, identity: &Identity, request: BrowseReq
     let (registry, scope) = (services.repos.clone(), scope(identity));
     let cancel = services.shutdown.child_token();
     let request = match request {
-        BrowseRequest::Cat(r) => return cat(services, scope, r),
+        BrowseRequest::Cat(r) => return cat(services, scope, *r),
         other => other,
     };
     Outcome::result(
