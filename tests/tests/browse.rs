@@ -149,6 +149,9 @@ fn two_snapshots_are_listed_searched_compared_and_read_back_byte_for_byte() {
         deep.lines().collect::<Vec<_>>(),
         ["deeper/", "deeper/deep.txt"]
     );
+    // Above what was backed up, `latest` is the newest snapshot with something below.
+    let above = stdout(&d.ctl(&["ls", &format!("latest:{}", s(d.dir.path()))]));
+    assert_eq!(above.trim(), "src/", "{above}");
     let one = json_ok(&d.ctl(&["--json", "ls", &at(&first, "/a.txt")]));
     assert_eq!(one["entries"].as_array().map(Vec::len), Some(1), "{one:#}");
     assert_eq!(one["entries"][0]["size"], 5);

@@ -23,6 +23,7 @@ pub use walk::{cat, ls};
 use super::EngineError;
 use crate::repo::lock::{LockGuard, LockMode};
 use crate::repo::snapshot::Snapshot;
+use crate::repo::snapshots::matches;
 use crate::repo::tree::{is_safe_name, Node, NodeKind, Tree};
 use crate::repo::{RepoError, Repository, Scope};
 use backupd_common::ids::{BlobId, SnapshotId};
@@ -147,7 +148,15 @@ impl<'a> View<'a> {
             path: path.filter(|p| *p != b"/").map(<[u8]>::to_vec),
             ..filter.clone()
         };
-        match self.repo.find_snapshot_in(spec, &filter, self.scope) {
+        let found = self.repo.find_snapshot_in(spec, &filter, self.scope);
+        if let (Err(RepoError::NoMatchingSnapshot { .. }), "latest", Some(p)) =
+            (&found, spec, &filter.path)
+        {
+            if let Some(below) = self.newest_below(p, &filter)? {
+                return Ok(below);
+            }
+        }
+        match found {
             Ok(found) => Ok(found),
             Err(e) if self.scope == Scope::All => Err(e.into()),
             Err(
@@ -159,6 +168,39 @@ impl<'a> View<'a> {
                 prefix: spec.to_owned(),
             }
             .into()),
+        }
+    }
+}
+
+impl View<'_> {
+    /// `latest` for a directory above what was backed up (`ls latest:/home` when `/home/ann`
+    /// was): the newest snapshot the filter and scope accept with a backed-up path below it.
+    fn newest_below(
+        &self,
+        path: &[u8],
+        filter: &SnapshotFilter,
+    ) -> Result<Option<(SnapshotId, Snapshot)>, EngineError> {
+        let mut prefix = path.to_vec();
+        if !prefix.ends_with(b"/") {
+            prefix.push(b'/');
+        }
+        let others = SnapshotFilter {
+            path: None,
+            ..filter.clone()
+        };
+        let newest = self
+            .repo
+            .snapshot_headers()?
+            .into_iter()
+            .filter(|(_, h)| {
+                self.scope.admits(h.owner_uid)
+                    && matches(&others, h)
+                    && h.paths.iter().any(|p| p.starts_with(&prefix))
+            })
+            .max_by_key(|(id, h)| (h.time_ns, *id));
+        match newest {
+            Some((id, _)) => Ok(Some((id, self.repo.read_snapshot(&id)?))),
+            None => Ok(None),
         }
     }
 }
