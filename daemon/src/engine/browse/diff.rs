@@ -356,6 +356,19 @@ mod tests {
     }
 
     #[test]
+    fn trees_deeper_than_a_backup_goes_are_cut_not_recursed() {
+        use super::super::testing::chain;
+        let mut t = MemTrees::default();
+        let (a, b) = (
+            chain(&mut t, MAX_DEPTH + 50, 1),
+            chain(&mut t, MAX_DEPTH + 50, 2),
+        );
+        let c = walk(&mut t, b"/".to_vec(), Side::Tree(a), Side::Tree(b), 100).expect("ok");
+        assert!(c.truncated);
+        assert!(c.modified as usize >= MAX_DEPTH);
+    }
+
+    #[test]
     fn a_type_change_is_a_modification_and_its_old_contents_are_removed() {
         let mut t = MemTrees::default();
         let sub = t.put(vec![file("x", 1, 1)]);

@@ -552,6 +552,7 @@ fn choose(
 #[cfg(test)]
 mod tests {
     use super::super::testing::{dir, file, MemTrees};
+    use super::super::MAX_LIMIT;
     use super::*;
 
     /// `snapshots` roots of a tree with `width` directories of `files` files each, where
@@ -655,6 +656,22 @@ mod tests {
         assert!(s.truncated);
         assert_eq!(s.matches.len(), 7);
         assert_eq!(s.matches[6].path, b"/home/d1/f1");
+    }
+
+    #[test]
+    fn a_tree_deeper_than_a_backup_goes_is_cut_not_recursed() {
+        let mut t = MemTrees::default();
+        let root = super::super::testing::chain(&mut t, MAX_DEPTH + 50, 1);
+        for pattern in ["x", "d/x"] {
+            let p = Pattern::new(pattern).expect("compiles");
+            let s = search(&mut t, &p, starts(&[root]), 1, MAX_LIMIT).expect("searches");
+            assert!(s.truncated, "{pattern}");
+            assert!(
+                s.matches.len() >= MAX_DEPTH - 1,
+                "{pattern}: {}",
+                s.matches.len()
+            );
+        }
     }
 
     #[test]

@@ -361,7 +361,7 @@ pub(crate) mod testing {
     pub struct MemTrees {
         pub trees: HashMap<BlobId, Tree>,
         pub loads: u64,
-        next: u8,
+        next: u32,
     }
 
     impl MemTrees {
@@ -373,7 +373,9 @@ pub(crate) mod testing {
                 return *id;
             }
             self.next += 1;
-            let id = BlobId([self.next; 32]);
+            // Tree ids start with 0xee, unlike the content ids of `file` (a repeated byte).
+            let mut id = BlobId([0xee; 32]);
+            id.0[1..5].copy_from_slice(&self.next.to_le_bytes());
             self.trees.insert(id, tree);
             id
         }
@@ -396,6 +398,15 @@ pub(crate) mod testing {
         n.mtime_ns = mtime_ns;
         n.mode = 0o644;
         n
+    }
+
+    /// A chain of `depth` directories `d/d/d/...`, each holding a file `x`; its root tree.
+    pub fn chain(t: &mut MemTrees, depth: usize, content: u8) -> BlobId {
+        let mut below = t.put(vec![file("x", content, 0)]);
+        for _ in 0..depth {
+            below = t.put(vec![dir("d", below), file("x", content, 0)]);
+        }
+        below
     }
 
     pub fn dir(name: &str, tree: BlobId) -> Node {

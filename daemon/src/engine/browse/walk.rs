@@ -156,6 +156,16 @@ mod tests {
     }
 
     #[test]
+    fn a_listing_deeper_than_a_backup_goes_is_cut_not_recursed() {
+        let mut t = MemTrees::default();
+        let root = super::super::testing::chain(&mut t, MAX_DEPTH + 50, 1);
+        let mut budget = super::super::Budget::new(super::super::MAX_LIMIT);
+        let (entries, _) = list(&mut t, b"/", root, true, &mut budget).expect("lists");
+        assert!(budget.truncated);
+        assert!(entries.len() >= 2 * MAX_DEPTH - 2);
+    }
+
+    #[test]
     fn hostile_names_are_left_out_and_counted() {
         let mut t = MemTrees::default();
         let root = t.put(vec![file("..", 1, 0), file("a/b", 1, 0), file("ok", 1, 0)]);
