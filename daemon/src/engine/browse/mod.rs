@@ -1,5 +1,5 @@
-//! Browsing snapshots without restoring them: `ls` and `cat` ([`walk`]), `find` ([`find`]) and
-//! `diff` ([`diff`]).
+//! Browsing snapshots without restoring them: `ls` and `cat` ([`walk`]), `find` ([`find`]: the
+//! request; [`search`]: the memoized search over many snapshots) and `diff` ([`diff`]).
 //!
 //! A [`View`] is a repository opened for reading under a shared lock (as a restore takes it, so
 //! a prune cannot remove packs under the walk), seeing only the snapshots its [`Scope`] admits.
@@ -14,6 +14,7 @@
 
 mod diff;
 mod find;
+mod search;
 mod walk;
 
 pub use diff::diff;
