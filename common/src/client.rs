@@ -9,6 +9,7 @@ use crate::protocol::{
 };
 use futures::{SinkExt, StreamExt};
 use std::io;
+use std::ops::ControlFlow;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -236,8 +237,27 @@ impl Connection {
     pub async fn call_streaming(
         &mut self,
         request: Request,
-        on_progress: impl FnMut(Progress),
+        mut on_progress: impl FnMut(Progress),
     ) -> Result<Response, ClientError> {
+        let id = self.next_request_id();
+        send_or_last_word(&mut self.framed, ClientMessage::Request { id, request }).await?;
+        let done = self
+            .receive(id, |p| {
+                on_progress(p);
+                ControlFlow::Continue(())
+            })
+            .await?;
+        done.ok_or(ClientError::Closed)
+    }
+
+    /// As [`Connection::call_streaming`], but `on_progress` may stop early (`Break`, e.g. the
+    /// reader of `backupctl cat` went away): `Ok(None)` then, and the connection is left in the
+    /// middle of a reply, so the caller drops it; the daemon sees it close and stops.
+    pub async fn call_streaming_until(
+        &mut self,
+        request: Request,
+        on_progress: impl FnMut(Progress) -> ControlFlow<()>,
+    ) -> Result<Option<Response>, ClientError> {
         let id = self.next_request_id();
         send_or_last_word(&mut self.framed, ClientMessage::Request { id, request }).await?;
         self.receive(id, on_progress).await
@@ -266,7 +286,14 @@ impl Connection {
                 _ => Err(FrameError::Io(write_error).into()),
             };
         }
-        self.receive(id, on_progress).await
+        let mut on_progress = on_progress;
+        let done = self
+            .receive(id, |p| {
+                on_progress(p);
+                ControlFlow::Continue(())
+            })
+            .await?;
+        done.ok_or(ClientError::Closed)
     }
 
     /// Writes `frame` with `fds` attached to its first bytes, then the rest of it. The codec's
@@ -307,19 +334,22 @@ impl Connection {
         id
     }
 
-    /// Progress frames of request `id` to `on_progress` until its final reply.
+    /// Progress frames of request `id` to `on_progress` until its final reply (`None`: the
+    /// callback stopped first).
     async fn receive(
         &mut self,
         id: RequestId,
-        mut on_progress: impl FnMut(Progress),
-    ) -> Result<Response, ClientError> {
+        mut on_progress: impl FnMut(Progress) -> ControlFlow<()>,
+    ) -> Result<Option<Response>, ClientError> {
         loop {
             match self.framed.next().await {
                 Some(Ok(ServerMessage::Progress { id: got, progress })) if got == id => {
-                    on_progress(progress)
+                    if on_progress(progress).is_break() {
+                        return Ok(None);
+                    }
                 }
                 Some(Ok(ServerMessage::Reply { id: got, result })) if got == id => {
-                    return result.map_err(ClientError::Remote)
+                    return result.map(Some).map_err(ClientError::Remote)
                 }
                 Some(Ok(ServerMessage::Fatal(e))) => return Err(ClientError::Remote(e)),
                 Some(Ok(other)) => return Err(ClientError::Unexpected(format!("{other:?}"))),

@@ -57,6 +57,15 @@ pub enum Command {
     Stats(StatsArgs),
     /// Remove snapshots by a retention policy, optionally pruning unused data.
     Forget(ForgetArgs),
+    /// List a directory of a snapshot (or one entry), like `ls`.
+    Ls(LsArgs),
+    /// Which snapshots hold files matching a glob, and which versions of them.
+    Find(FindArgs),
+    /// What changed between two snapshots: added, removed, modified, metadata only.
+    Diff(DiffArgs),
+    /// Write a file of a snapshot to stdout, byte for byte (no --json: the output is the
+    /// file).
+    Cat(CatArgs),
     /// The job queue: submit, watch, cancel, retry.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -994,6 +1003,86 @@ pub struct RestoreArgs {
     pub filter: FilterArgs,
     #[command(flatten)]
     pub job: JobArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// SNAPSHOT[:PATH]; SNAPSHOT is `latest`, an id or a unique id prefix, PATH absolute
+    /// (default: the snapshot's root).
+    pub snapshot: String,
+    /// Mode, owner, size and modification time, like `ls -l` (and symlink targets).
+    #[arg(long, short = 'l')]
+    pub long: bool,
+    /// Everything below the directory, depth first.
+    #[arg(long, short = 'R')]
+    pub recursive: bool,
+    /// At most N entries (default 10,000; at most 100,000).
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    pub limit: u32,
+    /// Repository (default: the daemon's default repository).
+    #[arg(long)]
+    pub repo: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// A glob: without `/` it matches names (`*.conf`), with `/` whole paths (`/etc/**/*.conf`;
+    /// `*` stays within a directory, `**` crosses them; a pattern not starting with `/`
+    /// matches at any depth).
+    pub pattern: String,
+    /// Search only this snapshot (`latest`, an id or prefix). Repeatable.
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with_all = ["since", "until"])]
+    pub snapshot: Vec<String>,
+    /// Only snapshots taken at or after this time: RFC 3339, Unix seconds, or a duration
+    /// meaning that long ago (`7d`).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only snapshots taken at or before this time (as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only below this absolute path inside the snapshots.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// At most N paths (default 1,000; at most 100,000).
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    pub limit: u32,
+    /// Repository (default: the daemon's default repository).
+    #[arg(long)]
+    pub repo: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older snapshot (`latest`, an id or a unique id prefix).
+    pub from: String,
+    /// The newer snapshot.
+    pub to: String,
+    /// Only below this absolute path inside the snapshots.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// List at most N changes (default 10,000; at most 100,000); the counts cover all.
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    pub limit: u32,
+    /// Repository (default: the daemon's default repository).
+    #[arg(long)]
+    pub repo: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// SNAPSHOT:PATH; SNAPSHOT is `latest`, an id or a unique id prefix, PATH absolute.
+    pub snapshot: String,
+    /// Repository (default: the daemon's default repository).
+    #[arg(long)]
+    pub repo: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// What narrows `latest` (and a listing): every filter given must match.

@@ -3,6 +3,10 @@
 use backupd_common::client::{ClientError, Connection, TrustedDaemon};
 use backupd_common::protocol::{AlertInfo, ComplianceReport, Framework, SecurityReport, Unlocked};
 use backupd_common::protocol::{AuditEntry, AuditQuery, VerifyReport};
+use backupd_common::protocol::{
+    BrowseRequest, CatRequest, CatResult, DiffRequest, DiffResult, FindRequest, Found, Listing,
+    LsRequest,
+};
 use backupd_common::protocol::{FileCryptRequest, FileCryptResult};
 use backupd_common::protocol::{
     FitnessReport, FitnessRequest, PlanInfo, PlanRequest, RecoveryRequest, Selection,
@@ -17,6 +21,7 @@ use backupd_common::protocol::{
 use backupd_common::protocol::{InitReplicaRequest, ReplicationInfo, ReplicationSpec};
 use backupd_common::protocol::{KeyListing, KeyRemoval, KeyRotation};
 use backupd_common::protocol::{PerfCurrent, PerfRequest, PerfSample};
+use std::ops::ControlFlow;
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::time::Duration;
@@ -413,7 +418,10 @@ impl Client {
             .call_streaming(request, |p| match p {
                 Progress::Operation(o) => on_progress(o),
                 Progress::Event(e) => on_event(e),
-                Progress::Health(_) | Progress::Audit(_) | Progress::Alert(_) => {}
+                Progress::Health(_)
+                | Progress::Audit(_)
+                | Progress::Alert(_)
+                | Progress::Content(_) => {}
             })
             .await?;
         job(done)
@@ -477,7 +485,10 @@ impl Client {
             .call_streaming(request, |p| match p {
                 Progress::Event(e) => each(e),
                 Progress::Alert(a) => alert(a),
-                Progress::Health(_) | Progress::Operation(_) | Progress::Audit(_) => {}
+                Progress::Health(_)
+                | Progress::Operation(_)
+                | Progress::Audit(_)
+                | Progress::Content(_) => {}
             })
             .await?;
         match done {
@@ -599,6 +610,58 @@ impl Client {
         match self.conn.call(request).await? {
             Response::PerfSamples(s) => Ok(s),
             other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// `ls`, `find`, `diff`, `cat`.
+impl Client {
+    async fn browse(&mut self, request: BrowseRequest) -> Result<Response, ClientError> {
+        self.conn.call(Request::Browse(request)).await
+    }
+
+    pub async fn ls(&mut self, request: LsRequest) -> Result<Listing, ClientError> {
+        match self.browse(BrowseRequest::Ls(Box::new(request))).await? {
+            Response::Listing(l) => Ok(*l),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn find(&mut self, request: FindRequest) -> Result<Found, ClientError> {
+        match self.browse(BrowseRequest::Find(Box::new(request))).await? {
+            Response::Found(f) => Ok(*f),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn diff(&mut self, request: DiffRequest) -> Result<DiffResult, ClientError> {
+        match self.browse(BrowseRequest::Diff(Box::new(request))).await? {
+            Response::Diff(d) => Ok(*d),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Hands each piece of the file to `each` in order; `Ok(None)` when `each` stopped (its
+    /// `Break`), after which this client must be dropped.
+    pub async fn cat(
+        &mut self,
+        request: CatRequest,
+        mut each: impl FnMut(Vec<u8>) -> ControlFlow<()>,
+    ) -> Result<Option<CatResult>, ClientError> {
+        let reply = self
+            .conn
+            .call_streaming_until(
+                Request::Browse(BrowseRequest::Cat(Box::new(request))),
+                |p| match p {
+                    Progress::Content(bytes) => each(bytes),
+                    _ => ControlFlow::Continue(()),
+                },
+            )
+            .await?;
+        match reply {
+            None => Ok(None),
+            Some(Response::Cat(r)) => Ok(Some(r)),
+            Some(other) => Err(unexpected(other)),
         }
     }
 }

@@ -533,7 +533,10 @@ fn a_recovery_killed_in_its_restore_step_continues_with_run() {
     // kill above may or may not have hit that moment): it must not reach the target.
     let staged = src.join(format!(".backupd-recovery-{pid}/staging/d007"));
     std::fs::create_dir_all(&staged).expect("mkdir");
-    write(&staged.join(".backupd-restore.00000000deadbeef"), "half a file");
+    write(
+        &staged.join(".backupd-restore.00000000deadbeef"),
+        "half a file",
+    );
     let done = recovery(&d, &["run", &pid]);
     assert_eq!(done["state"], "done", "{done:#}");
     assert_same(&snap_copy, &src, &pid);

@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod browse;
 pub mod file_crypt;
 pub mod perf;
 pub mod queue;
@@ -23,6 +24,7 @@ use crate::error::ErrorReply;
 use crate::ids::RequestId;
 pub use alerts::*;
 pub use audit::*;
+pub use browse::*;
 pub use file_crypt::*;
 pub use perf::*;
 pub use queue::*;
@@ -119,6 +121,9 @@ pub enum Request {
     /// Snapshot fitness and selection, recovery plans and objectives: `backupctl recovery ...`
     /// (running a plan is a job of kind `recovery`, a drill one of kind `drill`).
     Recovery(RecoveryRequest),
+    /// Browsing snapshots: `backupctl ls`, `find`, `diff`, `cat` (answered directly, not
+    /// queued; see [`BrowseRequest`] for each reply).
+    Browse(BrowseRequest),
 }
 
 impl Request {
@@ -154,6 +159,9 @@ impl Request {
             Self::Perf(_) => Permission::SystemRead,
             Self::Sync(r) => r.permission(),
             Self::Recovery(r) => r.permission(),
+            // `cat` reveals content, as a restore does; the others names and metadata.
+            Self::Browse(BrowseRequest::Cat(_)) => Permission::RestoreOwn,
+            Self::Browse(_) => Permission::SnapshotList,
         }
     }
 
@@ -195,6 +203,7 @@ impl Request {
             Self::Perf(r) => r.name(),
             Self::Sync(r) => r.name(),
             Self::Recovery(r) => r.name(),
+            Self::Browse(r) => r.name(),
         }
     }
 }
@@ -347,6 +356,14 @@ pub enum Response {
     Drill(Box<DrillResult>),
     /// `recovery objectives`.
     Objectives(Box<Objectives>),
+    /// `ls`.
+    Listing(Box<Listing>),
+    /// `find`.
+    Found(Box<Found>),
+    /// `diff`.
+    Diff(Box<DiffResult>),
+    /// `cat`: the end of the content frames.
+    Cat(CatResult),
 }
 
 /// What an import did, entry by entry.
@@ -375,6 +392,8 @@ pub enum Progress {
     Audit(Box<AuditEntry>),
     /// A suspicious-activity alert, on `events` for callers holding `security.read`.
     Alert(AlertInfo),
+    /// `cat`: the next piece of the file's content (at most [`CAT_CHUNK`] bytes), in order.
+    Content(Vec<u8>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

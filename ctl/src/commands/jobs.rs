@@ -160,19 +160,7 @@ fn backup(a: &BackupArgs, paths: Paths) -> Result<JobKind, Failure> {
 }
 
 fn restore(a: &RestoreArgs, paths: Paths) -> Result<JobKind, Failure> {
-    let (snapshot, subpath) = match a.snapshot.split_once(':') {
-        Some((s, p)) if !p.is_empty() => (s.to_owned(), Some(paths.text(p.as_bytes())?)),
-        Some((s, _)) => (s.to_owned(), None),
-        None => (a.snapshot.clone(), None),
-    };
-    if let Some(p) = &subpath {
-        if !p.starts_with(b"/") {
-            return Err(Failure::Usage(format!(
-                "{:?}: the path inside the snapshot must be absolute",
-                String::from_utf8_lossy(p)
-            )));
-        }
-    }
+    let (snapshot, subpath) = paths.snapshot_path(&a.snapshot)?;
     Ok(JobKind::Restore(RestoreRequest {
         repo: a.repo.clone(),
         snapshot,

@@ -1,5 +1,6 @@
 //! Runs a parsed command line; one file per command group.
 
+pub mod browse;
 pub mod history;
 pub mod jobs;
 pub mod perf;
@@ -93,6 +94,25 @@ impl Paths {
         self.text(path.as_os_str().as_bytes())
     }
 
+    /// `SNAPSHOT[:PATH]` (as `restore`, `ls` and `cat` take it): the snapshot spec and the
+    /// absolute path inside it, if one is given.
+    pub fn snapshot_path(self, arg: &str) -> Result<(String, Option<Vec<u8>>), Failure> {
+        let (snapshot, path) = match arg.split_once(':') {
+            Some((s, p)) if !p.is_empty() => (s.to_owned(), Some(self.text(p.as_bytes())?)),
+            Some((s, _)) => (s.to_owned(), None),
+            None => (arg.to_owned(), None),
+        };
+        if let Some(p) = &path {
+            if !p.starts_with(b"/") {
+                return Err(Failure::Usage(format!(
+                    "{:?}: the path inside the snapshot must be absolute",
+                    String::from_utf8_lossy(p)
+                )));
+            }
+        }
+        Ok((snapshot, path))
+    }
+
     /// The bytes an argument's text means (e.g. the SUBPATH of `SNAPSHOT:SUBPATH`).
     pub fn text(self, arg: &[u8]) -> Result<Vec<u8>, Failure> {
         if !self.escaped {
@@ -122,6 +142,9 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         return crate::dashboard::run(cli, args, out).await;
     }
     // Local checks first: no daemon round trip for a bad command line.
+    if let (Command::Cat(_), true) = (&cli.command, out.is_json()) {
+        return Err(Failure::Usage(browse::CAT_NO_JSON.into()));
+    }
     let job = jobs::prepare(&cli.command, paths)?;
     let mut client = Client::connect(&socket, cli.socket_owner).await?;
     if let Some(job) = job {
@@ -131,6 +154,10 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         Command::System(cmd) => system::run(&mut client, cmd, out).await,
         Command::Repo(cmd) => repo::run(&mut client, cmd, out, paths).await,
         Command::Snapshots(a) => snapshots::run(&mut client, a, out, paths).await,
+        Command::Ls(a) => browse::ls(&mut client, a, out, paths).await,
+        Command::Find(a) => browse::find(&mut client, a, out, paths).await,
+        Command::Diff(a) => browse::diff(&mut client, a, out, paths).await,
+        Command::Cat(a) => browse::cat(&mut client, a, paths).await,
         Command::Stats(a) => stats::run(&mut client, a, out).await,
         Command::Queue(cmd) => queue::run(&mut client, cmd, out).await,
         Command::Events(a) => queue::events(&mut client, a, out).await,

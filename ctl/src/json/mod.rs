@@ -7,6 +7,7 @@
 //! precision matters, enums are lowercase strings, and a job's kind is `"kind"` with its
 //! arguments as fields beside it.
 
+pub mod browse;
 pub mod file_crypt;
 pub mod history;
 pub mod job;

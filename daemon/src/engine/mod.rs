@@ -5,6 +5,7 @@
 
 pub mod adopt;
 pub mod backup;
+pub mod browse;
 pub mod check;
 pub mod chunker;
 pub mod compact;

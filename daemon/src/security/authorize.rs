@@ -56,6 +56,7 @@ pub fn repository(request: &Request) -> Option<String> {
         Request::Security(SecurityRequest::Encrypt(f) | SecurityRequest::Decrypt(f)) => {
             named(f.repo.as_deref())
         }
+        Request::Browse(b) => named(b.repo()),
         Request::System(_)
         | Request::Queue(_)
         | Request::Source(_)

@@ -119,6 +119,12 @@ pub fn kind(r: &Request) -> &'static str {
             RecoveryRequest::Status { .. } => "recovery.status",
             RecoveryRequest::List => "recovery.list",
         },
+        Request::Browse(b) => match b {
+            BrowseRequest::Ls(_) => "browse.ls",
+            BrowseRequest::Find(_) => "browse.find",
+            BrowseRequest::Diff(_) => "browse.diff",
+            BrowseRequest::Cat(_) => "browse.cat",
+        },
     }
 }
 
@@ -307,6 +313,10 @@ pub fn every_kind() -> Vec<Request> {
         submit(JobKind::Sync(SyncRunRequest { pair: "p".into() })),
         submit(JobKind::Drill(DrillRequest::default())),
         Request::Recovery(RecoveryRequest::Objectives),
+        Request::Browse(BrowseRequest::Ls(Box::default())),
+        Request::Browse(BrowseRequest::Find(Box::default())),
+        Request::Browse(BrowseRequest::Diff(Box::default())),
+        Request::Browse(BrowseRequest::Cat(Box::default())),
     ]
 }
 
@@ -346,5 +356,9 @@ mod tests {
         assert_eq!(by_kind["security.check"], Permission::SecurityRead);
         assert_eq!(by_kind["security.encrypt"], Permission::RepoKey);
         assert_eq!(by_kind["security.decrypt"], Permission::RepoKey);
+        // Names and metadata are a listing; content is a restore.
+        assert_eq!(by_kind["browse.ls"], Permission::SnapshotList);
+        assert_eq!(by_kind["browse.diff"], Permission::SnapshotList);
+        assert_eq!(by_kind["browse.cat"], Permission::RestoreOwn);
     }
 }

@@ -38,5 +38,6 @@ pub async fn dispatch(
         Request::Perf(r) => handlers::perf::handle(&server.services, r).await,
         Request::Sync(r) => handlers::sync::handle(&server.services, r).await,
         Request::Recovery(r) => handlers::recovery::handle(&server.services, identity, r).await,
+        Request::Browse(r) => handlers::browse::handle(&server.services, identity, r).await,
     }
 }

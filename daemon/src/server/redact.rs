@@ -277,6 +277,8 @@ pub fn response(r: &mut Response, reader: Reader) {
         | Response::SecurityReport(_) => {}
         // Counts, a repository name and a key version: no file names.
         Response::Encrypted(_) | Response::Decrypted(_) => {}
+        // Only the caller's own snapshots were browsed (the handler's scope).
+        Response::Listing(_) | Response::Found(_) | Response::Diff(_) | Response::Cat(_) => {}
     }
 }
 
@@ -289,6 +291,8 @@ pub fn progress(p: &mut Progress, reader: Reader) {
         Progress::Event(e) => event(e, reader),
         Progress::Health(h) => health(h),
         Progress::Operation(_) | Progress::Audit(_) => {}
+        // A file of the caller's own snapshot (the handler's scope decided which).
+        Progress::Content(_) => {}
         // Sent only to followers holding `security.read`.
         Progress::Alert(_) => {}
     }

@@ -5,8 +5,8 @@
 
 use backupd_common::paths::escape_path;
 use backupd_common::protocol::{
-    AuditTarget, EventType, JobKind, PerfRequest, QueueRequest, RecoveryRequest, RepoRequest,
-    Request, SecurityRequest, Severity, SourceRequest, SyncRequest, SystemRequest,
+    AuditTarget, BrowseRequest, EventType, JobKind, PerfRequest, QueueRequest, RecoveryRequest,
+    RepoRequest, Request, SecurityRequest, Severity, SourceRequest, SyncRequest, SystemRequest,
     MAX_TARGET_PATHS, MAX_TARGET_PATH_CHARS,
 };
 
@@ -113,6 +113,12 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
             | RecoveryRequest::Objectives => (E::Repo, S::Info),
             RecoveryRequest::Plan(_) => (E::Restore, S::Notice),
         },
+        // Names and metadata of a snapshot's files, like a snapshot listing.
+        Request::Browse(BrowseRequest::Ls(_) | BrowseRequest::Find(_) | BrowseRequest::Diff(_)) => {
+            (E::Repo, S::Info)
+        }
+        // A file's content leaves the repository, as in a restore.
+        Request::Browse(BrowseRequest::Cat(_)) => (E::Restore, S::Info),
     };
     Some(class)
 }
@@ -246,8 +252,35 @@ pub fn target(request: &Request) -> AuditTarget {
             RecoveryRequest::Fitness(f) | RecoveryRequest::Select(f) => t.repo = f.repo.clone(),
             RecoveryRequest::List | RecoveryRequest::Objectives => {}
         },
+        Request::Browse(r) => browse_target(&mut t, r),
     }
     t
+}
+
+fn browse_target(t: &mut AuditTarget, r: &BrowseRequest) {
+    match r {
+        BrowseRequest::Ls(l) => {
+            t.repo = l.repo.clone();
+            t.snapshot = Some(l.snapshot.clone());
+            push_paths(t, l.path.as_slice());
+        }
+        BrowseRequest::Find(f) => {
+            t.repo = f.repo.clone();
+            t.name = Some(format!("pattern {}", escape_path(f.pattern.as_bytes())));
+            t.snapshot = first(&f.snapshots);
+            push_paths(t, f.path.as_slice());
+        }
+        BrowseRequest::Diff(d) => {
+            t.repo = d.repo.clone();
+            t.snapshot = Some(format!("{} {}", d.from, d.to));
+            push_paths(t, d.path.as_slice());
+        }
+        BrowseRequest::Cat(c) => {
+            t.repo = c.repo.clone();
+            t.snapshot = Some(c.snapshot.clone());
+            push_paths(t, std::slice::from_ref(&c.path));
+        }
+    }
 }
 
 fn queue_target(t: &mut AuditTarget, r: &QueueRequest) {
