@@ -71,6 +71,7 @@ pub struct PlanArgs {
     /// Recover from this snapshot instead of choosing one.
     #[arg(long)]
     pub snapshot: Option<String>,
+    /// Repository (default: the default repository).
     #[arg(long)]
     pub repo: Option<String>,
     /// Only this watched source's snapshots.
