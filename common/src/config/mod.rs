@@ -245,6 +245,7 @@ pub struct KindTimeouts {
     pub replicate: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub recovery: Option<Duration>,
+    #[serde(with = "humantime_serde")]
     pub drill: Option<Duration>,
 }
 
@@ -471,6 +472,7 @@ impl Config {
             ("queue.timeouts.sync", q.timeouts.sync),
             ("queue.timeouts.replicate", q.timeouts.replicate),
             ("queue.timeouts.recovery", q.timeouts.recovery),
+            ("queue.timeouts.drill", q.timeouts.drill),
         ] {
             if value.is_some_and(|v| v < Duration::from_secs(1)) {
                 return Err(invalid(key, format!("is {value:?}; expected at least 1s")));
