@@ -333,6 +333,10 @@ mod tests {
                 from: "src".into(),
                 ..Default::default()
             }),
+            JobKind::Recovery(backupd_common::protocol::RecoveryJobRequest {
+                plan: "1".into(),
+                ..Default::default()
+            }),
             JobKind::Drill(DrillRequest {
                 repo,
                 source: Some("s".into()),
@@ -387,6 +391,7 @@ mod tests {
                 SnapshotForget,
                 SyncManage,
                 RepoManage,
+                RestoreAny,
                 RepoManage
             ]
         );
@@ -405,6 +410,7 @@ mod tests {
                 Some(true),
                 Some(true),
                 None,
+                Some(true),
                 Some(true),
                 Some(true),
                 Some(true),
@@ -449,7 +455,7 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![own, own, None, None, None, None, None, None, None, None, None, None]
+            vec![own, own, None, None, None, None, None, None, None, None, None, None, None]
         );
         // Holding the kind's `*.any` permission: the daemon's own rights.
         let asked = std::cell::RefCell::new(Vec::new());
@@ -473,7 +479,10 @@ mod tests {
         let got: Vec<_> = kinds().iter().map(coalesces).collect();
         assert_eq!(
             got,
-            vec![true, false, false, false, false, false, true, false, true, false, true, false]
+            vec![
+                true, false, false, false, false, false, true, false, true, false, true, false,
+                false
+            ]
         );
     }
 }
