@@ -228,16 +228,15 @@ async fn build(
         Arc::new(opened)
     };
     let recovery = {
-        let (state, repos, replications, queue, sources, dir) = (
+        let (state, repos, replications, queue, sources) = (
             state.clone(),
             repos.clone(),
             replications.clone(),
             queue.clone(),
             sources.clone(),
-            process.state_dir.clone(),
         );
         let opened = tokio::task::spawn_blocking(move || {
-            crate::recovery::Recovery::open(&state, repos, replications, queue, sources, dir)
+            crate::recovery::Recovery::open(&state, repos, replications, queue, sources)
         })
         .await
         .map_err(|source| Error::TaskFailed {

@@ -330,15 +330,8 @@ fn fitness_scores_each_factor_with_evidence_and_select_says_why_the_runner_up_lo
     assert!(backupd_tests::text(&none).contains("no snapshot"));
 }
 
-#[test]
-fn a_recovery_fails_over_to_a_replica_when_the_repository_is_gone() {
-    let d = TestDaemon::start();
-    let default = d.wait_repo("default");
-    let src = d.dir.path().join("www");
-    tree_v1(&src);
-    backup_at(&d, &src, "2026-11-29T10:00:00Z");
-    let v1_copy = d.dir.path().join("v1-copy");
-    copy(&src, &v1_copy);
+/// A replica `offsite` of the default repository, holding everything it has now.
+fn replicate_into_offsite(d: &TestDaemon) {
     let replica = d.dir.path().join("offsite");
     json_ok(&d.ctl(&[
         "--json",
@@ -361,7 +354,23 @@ fn a_recovery_fails_over_to_a_replica_when_the_repository_is_gone() {
         "--to",
         "offsite",
     ]));
-    json_ok(&d.ctl(&["--json", "repo", "replicate", "run", "offsite"]));
+    json_ok(&backupd_tests::ctl_within(
+        &d.socket,
+        &["--json", "repo", "replicate", "run", "offsite"],
+        Duration::from_secs(300),
+    ));
+}
+
+#[test]
+fn a_recovery_fails_over_to_a_replica_when_the_repository_is_gone() {
+    let d = TestDaemon::start();
+    let default = d.wait_repo("default");
+    let src = d.dir.path().join("www");
+    tree_v1(&src);
+    backup_at(&d, &src, "2026-11-29T10:00:00Z");
+    let v1_copy = d.dir.path().join("v1-copy");
+    copy(&src, &v1_copy);
+    replicate_into_offsite(&d);
     tree_v2(&src);
 
     // Forced: --from-replica.
@@ -421,33 +430,7 @@ fn a_restore_step_whose_repository_disappears_midway_completes_from_the_replica(
     ));
     let snap_copy = d.dir.path().join("snap-copy");
     copy(&src, &snap_copy);
-    let replica = d.dir.path().join("offsite");
-    json_ok(&d.ctl(&[
-        "--json",
-        "repo",
-        "init",
-        "--name",
-        "offsite",
-        "--location",
-        s(&replica),
-        "--replica-of",
-        "default",
-    ]));
-    json_ok(&d.ctl(&[
-        "--json",
-        "repo",
-        "replicate",
-        "add",
-        "--from",
-        "default",
-        "--to",
-        "offsite",
-    ]));
-    json_ok(&backupd_tests::ctl_within(
-        &d.socket,
-        &["--json", "repo", "replicate", "run", "offsite"],
-        Duration::from_secs(300),
-    ));
+    replicate_into_offsite(&d);
     std::fs::remove_dir_all(src.join("d042")).expect("rm");
 
     let p = plan(&d, &["--path", s(&src)]);

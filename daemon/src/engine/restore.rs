@@ -171,6 +171,22 @@ pub fn measure(repo: &Repository, opts: &RestoreOptions) -> Result<(u64, u64), E
     Ok((plan.items.len() as u64, plan.bytes()))
 }
 
+/// Every blob restoring `opts` reads, each once, in the order the restore needs them.
+pub fn blobs(repo: &Repository, opts: &RestoreOptions) -> Result<Vec<BlobId>, EngineError> {
+    let (_, plan, _) = plan_for(repo, opts)?;
+    let mut seen = HashSet::new();
+    Ok(plan
+        .items
+        .iter()
+        .filter_map(|i| match &i.entry {
+            Entry::File(n) => Some(n),
+            Entry::Other(_) => None,
+        })
+        .flat_map(|n| n.content.iter().copied())
+        .filter(|b| seen.insert(*b))
+        .collect())
+}
+
 /// Whether the entry named `node.name` in `dir` already holds what `node` records (the test
 /// `--overwrite if-changed` applies: kind, size, mtime, then the content itself).
 pub fn unchanged(repo: &Repository, dir: &super::dirfd::DirFd, node: &Node) -> bool {

@@ -83,8 +83,6 @@ pub struct Recovery {
     replications: Arc<Replications>,
     queue: Arc<Queue>,
     sources: Arc<crate::watch::Sources>,
-    /// Never a recovery target: the daemon's own state.
-    state_dir: std::path::PathBuf,
     /// Serialises read-modify-write of records (ids, step states).
     write: Mutex<()>,
 }
@@ -98,7 +96,6 @@ impl Recovery {
         replications: Arc<Replications>,
         queue: Arc<Queue>,
         sources: Arc<crate::watch::Sources>,
-        state_dir: std::path::PathBuf,
     ) -> Result<Self, StateError> {
         let me = Self {
             tree: state.tree(TREE)?,
@@ -107,7 +104,6 @@ impl Recovery {
             replications,
             queue,
             sources,
-            state_dir,
             write: Mutex::new(()),
         };
         for mut rec in me.records() {

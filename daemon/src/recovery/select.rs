@@ -20,7 +20,7 @@ use backupd_common::protocol::{
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,19 +71,21 @@ pub fn lookup(
     root: &backupd_common::ids::BlobId,
     path: &[u8],
 ) -> Result<Option<Node>, Error> {
-    let mut node = Node::new(Vec::new(), NodeKind::Dir);
-    node.subtree = Some(*root);
-    for name in path.split(|b| *b == b'/').filter(|c| !c.is_empty()) {
-        let Some(sub) = node.subtree.filter(|_| node.kind == NodeKind::Dir) else {
-            return Ok(None);
-        };
-        let tree = repo.load_tree(&sub).map_err(EngineError::from)?;
-        match tree.find(name) {
-            Some(n) => node = n.clone(),
-            None => return Ok(None),
+    use crate::engine::browse::{components, locate, Located};
+    Ok(match locate(&mut &*repo, *root, &components(path)?)? {
+        None => None,
+        Some(
+            Located::Other(node)
+            | Located::Dir {
+                node: Some(node), ..
+            },
+        ) => Some(node),
+        Some(Located::Dir { tree, node: None }) => {
+            let mut root = Node::new(Vec::new(), NodeKind::Dir);
+            root.subtree = Some(tree);
+            Some(root)
         }
-    }
-    Ok(Some(node))
+    })
 }
 
 /// The snapshots a request asks about, newest first, and the repository they are in.
@@ -155,11 +157,24 @@ fn score_all(
     let reachable = Ok(());
     let at = at_ns.unwrap_or_else(crate::repo::now_ns);
     let sources = source_paths(rec);
+    // Each replica's snapshots listed once (one directory listing), not once per candidate.
+    let replica_sets: Vec<(String, HashSet<SnapshotId>)> = rec
+        .replications
+        .records()
+        .into_iter()
+        .filter(|r| r.from == name)
+        .filter_map(|r| {
+            let (_, replica) = rec.repos.open(Some(&r.to)).ok()?;
+            let ids = replica.snapshot_ids().ok()?;
+            Some((r.to, ids.into_iter().collect()))
+        })
+        .collect();
     list.iter()
         .map(|(id, h)| {
-            let replicas: Vec<String> = replicas_holding(rec, name, id)
-                .into_iter()
-                .map(|(n, _)| n)
+            let replicas: Vec<String> = replica_sets
+                .iter()
+                .filter(|(_, ids)| ids.contains(id))
+                .map(|(n, _)| n.clone())
                 .collect();
             let source = h.source.as_ref().and_then(|s| sources.get(s));
             let source_path = source.map(|(p, _, _)| p.as_slice());
@@ -451,14 +466,16 @@ fn refuse_dangerous_target(rec: &Recovery, target: &[u8]) -> Result<(), Error> {
              below it (or each top-level directory by itself)",
         ));
     }
-    let mut guarded: Vec<(String, PathBuf)> =
-        vec![("the daemon's state".into(), rec.state_dir.clone())];
-    for e in rec.repos.list().unwrap_or_default() {
-        let crate::repo::location::Location::Local(p) = &e.location;
-        guarded.push((format!("repository {}", e.name), p.clone()));
-    }
-    for (what, p) in guarded {
-        if p.starts_with(t) {
+    // The target as it resolves (its nearest existing ancestor), as the guarded paths are.
+    let resolved = t
+        .ancestors()
+        .find_map(|a| {
+            let real = std::fs::canonicalize(a).ok()?;
+            Some(real.join(t.strip_prefix(a).ok()?))
+        })
+        .unwrap_or_else(|| t.to_path_buf());
+    for (what, p) in rec.repos.protected_paths() {
+        if p.starts_with(&resolved) {
             return Err(invalid(format!(
                 "--target {}: it holds {what} ({}); recovering over it would move that aside. \
                  Recover into another directory, or narrow --path",

@@ -14,20 +14,17 @@
 use super::swap::{self, Layout};
 use super::{select, Recovery, RecoveryError};
 use crate::engine::dirfd::DirFd;
-use crate::engine::restore::{compare, remove_temporaries, restore, Extras, RestoreOptions};
+use crate::engine::restore::{blobs, compare, remove_temporaries, restore, Extras, RestoreOptions};
 use crate::engine::EngineError;
 use crate::error::Error;
 use crate::ops::view::path_of;
 use crate::ops::Run;
-use crate::repo::tree::NodeKind;
 use crate::repo::Repository;
 use crate::state::records::recovery::{parse_step_kind, PlanRecord, SwapJournal};
-use backupd_common::ids::BlobId;
 use backupd_common::paths::escape_path;
 use backupd_common::protocol::{
     Overwrite, PlanInfo, PlanState, RecoveryAction, RecoveryJobRequest, StepKind,
 };
-use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -328,68 +325,13 @@ fn preflight(rec: &Recovery, id: &str) -> Result<Done, Error> {
     )))
 }
 
-/// Every blob the plan restores, each file's content in order.
-fn needed_blobs(
-    repo: &Repository,
-    plan: &PlanRecord,
-    rec: &Recovery,
-) -> Result<Vec<BlobId>, Error> {
-    let (_, snap) = repo
-        .find_snapshot(&plan.snapshot, &Default::default())
-        .map_err(EngineError::from)?;
-    let only = if plan.limited {
-        rec.only(&plan.id)?
-    } else {
-        None
-    };
-    let root = select::lookup(repo, &snap.tree, &plan.path)?.ok_or_else(|| {
-        invalid(format!(
-            "{} is not in the snapshot",
-            escape_path(&plan.path)
-        ))
-    })?;
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    let mut stack = vec![(root, Vec::new())];
-    while let Some((node, rel)) = stack.pop() {
-        match node.kind {
-            NodeKind::Dir => {
-                let Some(sub) = node.subtree else { continue };
-                for n in repo.load_tree(&sub).map_err(EngineError::from)?.nodes {
-                    let child = if rel.is_empty() {
-                        n.name.clone()
-                    } else {
-                        [rel.as_slice(), b"/", &n.name].concat()
-                    };
-                    stack.push((n, child));
-                }
-            }
-            NodeKind::File => {
-                let wanted = only.as_ref().is_none_or(|o| {
-                    o.contains(&rel)
-                        || rel
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, b)| **b == b'/')
-                            .any(|(i, _)| o.contains(&rel[..i]))
-                });
-                if wanted {
-                    out.extend(node.content.iter().filter(|b| seen.insert(**b)).copied());
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(out)
-}
-
 /// Reads and verifies every blob the restore will need, before the target is touched.
 fn fetch(rec: &Recovery, id: &str, run: &Run<'_>) -> Result<Done, Error> {
     let mut repo = source_repo(rec, id)?;
     for attempt in 0..2 {
         let plan = rec.get(id)?;
         repo.refresh_index().map_err(EngineError::from)?;
-        let blobs = needed_blobs(&repo, &plan, rec)?;
+        let blobs = blobs(&repo, &options(rec, &plan, target_path(&plan))?)?;
         run.progress.set_totals(blobs.len() as u64, plan.bytes);
         let bad = std::sync::Mutex::new(Vec::new());
         let bytes = std::sync::atomic::AtomicU64::new(0);

@@ -231,15 +231,7 @@ impl Pairs {
                 dst.display()
             )));
         }
-        let state = std::fs::canonicalize(&self.handles.state_dir)
-            .unwrap_or_else(|_| self.handles.state_dir.clone());
-        let mut forbidden = vec![("the daemon's state directory", state)];
-        for repo in self.handles.repos.list().unwrap_or_default() {
-            if let Some(p) = repo.location.local_path() {
-                let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
-                forbidden.push(("a repository", p));
-            }
-        }
+        let forbidden = self.handles.repos.protected_paths();
         for side in [&src, &dst] {
             for (what, p) in &forbidden {
                 if overlaps(side, p) {

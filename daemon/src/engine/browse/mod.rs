@@ -206,6 +206,15 @@ impl View<'_> {
     }
 }
 
+/// A repository read as it is, for callers that hold its lock themselves (recovery plans).
+impl Trees for &Repository {
+    fn load(&mut self, id: &BlobId) -> Result<Tree, EngineError> {
+        let mut tree = self.load_tree(id)?;
+        tree.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(tree)
+    }
+}
+
 impl Trees for View<'_> {
     fn load(&mut self, id: &BlobId) -> Result<Tree, EngineError> {
         self.check_cancel()?;

@@ -239,6 +239,23 @@ impl Registry {
         cv.notify_all();
     }
 
+    /// What no sync pair or recovery may take over or move aside: the daemon's state directory
+    /// and every local repository, each resolved (symlinks followed) where it exists, with
+    /// what it is in words.
+    pub fn protected_paths(&self) -> Vec<(String, PathBuf)> {
+        let resolved = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+        let mut out = vec![(
+            "the daemon's state directory".to_owned(),
+            resolved(&self.state_dir),
+        )];
+        for repo in self.list().unwrap_or_default() {
+            if let Some(p) = repo.location.local_path() {
+                out.push((format!("repository {}", repo.name), resolved(p)));
+            }
+        }
+        out
+    }
+
     pub fn list(&self) -> Result<Vec<RepoEntry>, RegistryError> {
         self.wait_settled();
         self.list_now()
