@@ -4,17 +4,20 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
     /// Record audited requests. Off only to measure what auditing costs; compliance reports a
     /// disabled log as a failure.
     pub enabled: bool,
     /// How long entries are kept (sled and day files); at least one day.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
     /// A signed checkpoint after this many entries...
     pub checkpoint_every: u64,
     /// ...or when the last one is older than this, whichever comes first.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
     /// Also send each entry to the systemd journal when running under systemd.

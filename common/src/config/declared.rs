@@ -18,6 +18,7 @@ pub const SOURCE_MAX_DELAY: Duration = Duration::from_secs(60);
 pub const SOURCE_RESCAN: Duration = Duration::from_secs(86_400);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RepositoryConfig {
     /// The name jobs and sources use (`--repo NAME`).
@@ -34,60 +35,102 @@ pub struct RepositoryConfig {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// The directory to back up continuously (absolute).
     pub path: PathBuf,
-    /// Default: the directory's name, made valid (see [`name_for`]).
+    /// The source's name; default: the directory's name, made valid (letters, digits, `.`,
+    /// `_`, `-`).
     #[serde(default)]
     pub name: Option<String>,
     /// Repository name; default: the default repository.
     #[serde(default)]
     pub repo: Option<String>,
+    /// Globs of paths to leave out, as for `backupctl backup --exclude`.
     #[serde(default)]
     pub excludes: Vec<String>,
+    /// Watch the directory with inotify; `false`: only scan it every `rescan_every` (and on
+    /// its schedule).
     #[serde(default = "yes")]
     pub watch: bool,
+    /// Quiet time after the last change before a backup is queued.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(default = "debounce", with = "humantime_serde")]
     pub debounce: Duration,
+    /// Longest a change waits for its backup under continuous churn.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(default = "max_delay", with = "humantime_serde")]
     pub max_delay: Duration,
+    /// A full (metadata-only) scan this often, as a backstop for missed events.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(default = "rescan", with = "humantime_serde")]
     pub rescan_every: Duration,
-    /// A calendar schedule (`daily 02:00`; see `backupd_common::schedule`).
+    /// A calendar schedule for backups besides the watched changes (`daily 02:00`).
     #[serde(default)]
     pub schedule: Option<String>,
     /// A plain interval between scheduled backups.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(default, with = "humantime_serde")]
     pub every: Option<Duration>,
     /// Scheduled runs start up to this much later (fixed per host, source and slot).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(default, with = "humantime_serde")]
     pub jitter: Option<Duration>,
-    /// Retention rules (restic's `--keep-*`); none given: the default for sources.
+    /// Keep the newest this many snapshots. The `keep_*` rules work as restic's `--keep-*`;
+    /// none given: the default retention for sources.
     #[serde(default)]
     pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of this many hours.
     #[serde(default)]
     pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of this many days.
     #[serde(default)]
     pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of this many weeks.
     #[serde(default)]
     pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of this many months.
     #[serde(default)]
     pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of this many years.
     #[serde(default)]
     pub keep_yearly: Option<u32>,
+    /// Keep every snapshot younger than this.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(default, with = "humantime_serde")]
     pub keep_within: Option<Duration>,
     /// Never forget the source's snapshots automatically.
     #[serde(default)]
     pub keep_all: bool,
     /// Retention runs at most this often; default `[maintenance] retention_every`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(default, with = "humantime_serde")]
     pub retention_every: Option<Duration>,
     /// Longest time without a successful snapshot before `system health` is degraded.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(default, with = "humantime_serde")]
     pub rpo: Option<Duration>,
     /// Longest acceptable estimated restore time of the newest snapshot (default 4h).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(default, with = "humantime_serde")]
     pub rto: Option<Duration>,
     /// Commands run around this source's backups, inside the global `[hooks]`.

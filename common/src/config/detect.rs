@@ -10,11 +10,13 @@ pub const MAX_THRESHOLD: u32 = 10_000;
 
 /// Suspicious-activity patterns, per uid. Durations are humantime strings ("10m", "1h").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
     /// Brute force: this many denied or failed requests (and failed handshakes) ...
     pub brute_force_failures: u32,
     /// ... within this long.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub brute_force_window: Duration,
     /// Mass export: this many restores of more than `mass_export_files` files ...
@@ -24,11 +26,13 @@ pub struct DetectConfig {
     /// ... or this many key exports ...
     pub mass_export_key_exports: u32,
     /// ... within this long.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub mass_export_window: Duration,
     /// Unusual access: more than this many requests from a uid that is not an admin ...
     pub unusual_requests: u32,
     /// ... within this long.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub unusual_window: Duration,
     /// How many uids the detector follows at once; the one seen least recently is forgotten
@@ -89,16 +93,20 @@ impl DetectConfig {
 
 /// Policies the compliance controls measure against.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct ComplianceConfig {
     /// Oldest a repository's current data-key version may be (`security.key_rotation` takes
     /// its place when set).
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub key_max_age: Duration,
     /// A full `check --read-data` must have succeeded within this long.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub read_data_check_within: Duration,
     /// A restore (recovery drill) must have succeeded within this long.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub restore_drill_within: Duration,
 }

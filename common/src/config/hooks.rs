@@ -13,6 +13,7 @@ pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One table of hooks, the global one or a source's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct HooksConfig {
     /// Runs before the job's work; failing or timing out fails the attempt.
@@ -24,6 +25,8 @@ pub struct HooksConfig {
     /// Runs once when the job ends failed for good (dead letter, cancelled, timed out); not
     /// after an attempt that is retried.
     pub on_failure: Option<Vec<String>>,
+    /// A hook command still running after this long is killed and counts as failed.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Job kinds (`JobKind::NAMES`) the global hooks run for; default `["backup"]`. Not allowed

@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct MaintenanceConfig {
     /// Apply each source's retention at most this often (after it made snapshots); a source's
     /// `retention_every` overrides it.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub retention_every: Duration,
     /// Prune (and compact the index of) every repository.
@@ -29,6 +31,7 @@ pub struct MaintenanceConfig {
     pub drill_sample: String,
     /// A scheduled maintenance run starts up to this much later (fixed per host, repository
     /// and slot).
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub jitter: Duration,
 }

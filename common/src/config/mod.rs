@@ -16,6 +16,26 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// How the file writes a duration (`"30s"`, `"2h 30m"`; humantime), for the schema the packaging
+/// renders backupd.toml(5) from: the fields themselves are `Duration`s read by humantime_serde.
+#[cfg(feature = "schema")]
+pub struct HumanDuration;
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "HumanDuration".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "duration" })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -44,6 +64,7 @@ pub enum ConfigError {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub daemon: DaemonConfig,
@@ -70,6 +91,7 @@ pub struct Config {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonConfig {
     /// Socket path; default depends on the run mode (see `paths`). `--socket` overrides it.
@@ -81,6 +103,7 @@ pub struct DaemonConfig {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Octal permission bits of the socket file, e.g. "0660". Default: 0600 in user mode, 0660 in
@@ -97,9 +120,11 @@ pub struct ServerConfig {
     /// together never hold more than the rest, so root can always get in.
     pub admin_reserved_connections: usize,
     /// A connection silent for this long (between requests) is closed.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// A new connection must complete the Hello exchange within this time.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
     /// Largest frame accepted from an admin, or sent, in bytes. Before `Hello` and from
@@ -110,6 +135,7 @@ pub struct ServerConfig {
     /// with `Busy` and its connection closed.
     pub frame_budget_bytes: usize,
     /// On shutdown, how long running requests may take to finish before they are dropped.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
 }
@@ -144,23 +170,28 @@ impl Default for ServerConfig {
 
 /// The job queue. Durations are humantime strings such as "30s" or "2h".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// Jobs run at once (1–8); `backupctl queue workers N` changes it until the next restart.
     pub workers: u32,
     /// A queued job gains one priority level per this much waiting, so low priority work cannot
     /// starve.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub aging: Duration,
     /// Retries after a retryable failure, before the job goes to the dead-letter queue.
     pub retries: u32,
     /// Delay before the first retry; it doubles for each further one (plus up to 25 % jitter).
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub backoff: Duration,
     /// No retry delay grows beyond this.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
     /// Time one attempt may run before it is cancelled as timed out.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Per-kind timeouts overriding `timeout`.
@@ -171,6 +202,8 @@ pub struct QueueConfig {
     /// Finished jobs kept for `queue history` and the analytics (dead letters are kept until
     /// purged).
     pub history_max_jobs: usize,
+    /// Finished jobs older than this leave the live queue (see also `[history]`).
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub history_max_age: Duration,
     /// Job submissions per second each uid may make on average…
@@ -202,10 +235,14 @@ impl Default for QueueConfig {
 /// Independent of the live queue's `queue.history_max_*`. An entry goes when it is older than
 /// `max_age` or beyond the newest `max_entries`; 0 switches that limit off (not both).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct HistoryConfig {
+    /// Entries older than this go (0: no age limit).
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
+    /// Only the newest this many entries are kept (0: no count limit).
     pub max_entries: u64,
 }
 
@@ -219,32 +256,98 @@ impl Default for HistoryConfig {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 pub struct KindTimeouts {
+    /// Timeout of backup jobs; not set: `queue.timeout`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(with = "humantime_serde")]
     pub backup: Option<Duration>,
+    /// Timeout of restore jobs; not set: `queue.timeout`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(with = "humantime_serde")]
     pub restore: Option<Duration>,
+    /// Timeout of check jobs; not set: `queue.timeout`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(with = "humantime_serde")]
     pub check: Option<Duration>,
+    /// Timeout of forget jobs; not set: `queue.timeout`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(with = "humantime_serde")]
     pub forget: Option<Duration>,
+    /// Timeout of rebuild-index jobs; not set: `queue.timeout`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(with = "humantime_serde")]
     pub rebuild_index: Option<Duration>,
+    /// Timeout of noop jobs; not set: `queue.timeout`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(with = "humantime_serde")]
     pub noop: Option<Duration>,
+    /// Timeout of reencrypt jobs; not set: `queue.timeout`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(with = "humantime_serde")]
     pub reencrypt: Option<Duration>,
+    /// Timeout of migrate jobs; not set: `queue.timeout`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(with = "humantime_serde")]
     pub migrate: Option<Duration>,
+    /// Timeout of prune jobs; not set: `queue.timeout`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(with = "humantime_serde")]
     pub prune: Option<Duration>,
+    /// Timeout of sync jobs; not set: `queue.timeout`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(with = "humantime_serde")]
     pub sync: Option<Duration>,
+    /// Timeout of replicate jobs; not set: `queue.timeout`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(with = "humantime_serde")]
     pub replicate: Option<Duration>,
+    /// Timeout of recovery jobs; not set: `queue.timeout`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(with = "humantime_serde")]
     pub recovery: Option<Duration>,
+    /// Timeout of drill jobs; not set: `queue.timeout`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::config::HumanDuration>")
+    )]
     #[serde(with = "humantime_serde")]
     pub drill: Option<Duration>,
 }

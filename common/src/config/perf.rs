@@ -6,42 +6,57 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct PerfConfig {
     /// How often the machine and the daemon are sampled.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub sample_every: Duration,
     /// How often the tuner looks at the samples (when `auto` is on).
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub optimize_every: Duration,
     /// Whether the tuner changes anything on its own; `backupctl perf auto on|off` overrides
     /// it until the next change of this key.
     pub auto: bool,
     /// Samples are kept this long ...
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub keep: Duration,
     /// ... at full resolution for this long, then one per 5 minutes.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub keep_full: Duration,
-    /// Bottleneck thresholds in percent: a warning above them, critical above the `_critical`
-    /// ones.
+    /// CPU use in percent above which the CPU is a bottleneck (a warning).
     pub cpu_percent: f64,
+    /// CPU use in percent above which the bottleneck is critical.
     pub cpu_critical_percent: f64,
+    /// Memory use in percent above which memory is a bottleneck (a warning).
     pub memory_percent: f64,
+    /// Memory use in percent above which the bottleneck is critical.
     pub memory_critical_percent: f64,
+    /// Use of the file system holding the state or a repository, in percent, above which the
+    /// disk is a bottleneck (a warning).
     pub disk_percent: f64,
+    /// Disk use in percent above which the bottleneck is critical.
     pub disk_critical_percent: f64,
+    /// CPU time waiting for I/O in percent above which I/O is a bottleneck (a warning).
     pub iowait_percent: f64,
+    /// I/O wait in percent above which the bottleneck is critical.
     pub iowait_critical_percent: f64,
     /// `/proc/pressure/io` "some avg10" above this also counts as I/O pressure.
     pub io_pressure_percent: f64,
     /// A disk whose growth would fill it within this time is a warning before it crosses
     /// `disk_percent`.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub disk_full_warning: Duration,
-    /// Nice level and I/O class backups, checks and prunes start with: `best-effort/0..7` or
-    /// `idle`. Restores always run at the daemon's own priority.
+    /// Nice level backups, checks and prunes start with. Restores always run at the daemon's
+    /// own priority.
     pub nice: i32,
+    /// I/O class backups, checks and prunes start with: `best-effort/0` to `best-effort/7`, or
+    /// `idle`.
     pub io_class: String,
 }
 
@@ -157,6 +172,7 @@ impl PerfConfig {
 
 /// The Prometheus endpoint. Off unless `listen` is set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address to serve `GET /metrics` on, e.g. `127.0.0.1:9911`.

@@ -7,12 +7,15 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityConfig {
     /// The role of a uid that no binding names: a role name, or "none" to refuse such callers
     /// everything.
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub default_role: DefaultRole,
     /// How long a binding from `backupctl security grant` lasts when it names no `--expires`.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub binding_expiry: Duration,
     /// `[[security.binding]]` tables: bindings applied at start and on reload.
@@ -20,6 +23,7 @@ pub struct SecurityConfig {
     pub bindings: Vec<BindingConfig>,
     /// How long a uid that set off a suspicious-activity alert is refused everything; "0"
     /// (the default) turns lockout off. Root and the daemon's own uid are never locked out.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub lockout: std::time::Duration,
     /// `[security.detect]`: the thresholds of the suspicious-activity patterns.
@@ -28,11 +32,13 @@ pub struct SecurityConfig {
     pub compliance: super::detect::ComplianceConfig,
     /// Rotate a repository's data key when its current version is older than this; "0" (the
     /// default) never rotates automatically.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub key_rotation: Duration,
     /// Queue a low-priority re-encryption (which then retires the older versions) once the
     /// current version is older than this while an older one still has key material; "0"
     /// (the default) never does.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub key_reencrypt_after: Duration,
 }
@@ -54,9 +60,13 @@ impl Default for SecurityConfig {
 
 /// One `[[security.binding]]` table: a role for exactly one of `uid`, `user` or `group`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BindingConfig {
+    /// The role granted: `super-admin`, `admin`, `user` or `viewer`.
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub role: Role,
+    /// A numeric user id.
     #[serde(default)]
     pub uid: Option<u32>,
     /// A user name, resolved when the configuration is loaded.

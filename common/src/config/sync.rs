@@ -5,10 +5,12 @@ use crate::rate::Rate;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct SyncConfig {
     /// One limit shared by every sync transfer and replication at once (`off`: none). A pair's
     /// or replication's own `--bwlimit` applies as well; the lower one wins.
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     #[serde(with = "crate::rate::limit")]
     pub bwlimit: Option<Rate>,
     /// Sync jobs that may run at the same time.
