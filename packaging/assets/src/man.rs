@@ -97,6 +97,15 @@ mod tests {
                 "{want} missing: {names:?}"
             );
         }
+        // Every subcommand at every depth has its page.
+        let mut cmd = backupctl::cli::Cli::command().disable_help_subcommand(true);
+        cmd.build();
+        let mut stack = vec![cmd];
+        while let Some(cmd) = stack.pop() {
+            let page = format!("{}.1", page_name(&cmd));
+            assert!(names.contains(&page), "no page {page}");
+            stack.extend(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+        }
         let init = std::fs::read_to_string(dir.path().join("backupctl-repo-init.1")).expect("read");
         assert!(init.contains(".TH backupctl-repo-init 1"), "{init}");
         assert!(init.contains("backupctl(1)") || init.contains("backupctl\\-repo(1)"));
