@@ -2,7 +2,9 @@
 
 pub mod recovery;
 
-use clap::{Args, Parser, Subcommand};
+use crate::completion;
+use clap::{Args, Parser, Subcommand, ValueHint};
+use clap_complete::ArgValueCompleter;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -195,11 +197,13 @@ pub enum SourceCommand {
     /// A source in full: its schedule, and what its retention would keep and forget now.
     Show {
         /// The source's name, as `source list` shows it.
+        #[arg(add = ArgValueCompleter::new(completion::sources))]
         name: String,
     },
     /// Stop backing up a source (its snapshots stay).
     Remove {
         /// The source's name, as `source list` shows it.
+        #[arg(add = ArgValueCompleter::new(completion::sources))]
         name: String,
     },
 }
@@ -233,12 +237,14 @@ pub enum SyncCommand {
 #[derive(Debug, Args)]
 pub struct SyncName {
     /// The pair's name, as `sync list` shows it.
+    #[arg(add = ArgValueCompleter::new(completion::sync_pairs))]
     pub name: String,
 }
 
 #[derive(Debug, Args)]
 pub struct SyncRunArgs {
     /// The pair's name, as `sync list` shows it.
+    #[arg(add = ArgValueCompleter::new(completion::sync_pairs))]
     pub name: String,
     #[command(flatten)]
     pub job: JobArgs,
@@ -247,6 +253,7 @@ pub struct SyncRunArgs {
 #[derive(Debug, Args)]
 pub struct SyncHistoryArgs {
     /// The pair's name, as `sync list` shows it.
+    #[arg(add = ArgValueCompleter::new(completion::sync_pairs))]
     pub name: String,
     /// At most this many runs.
     #[arg(long, default_value_t = 20)]
@@ -256,6 +263,7 @@ pub struct SyncHistoryArgs {
 #[derive(Debug, Args)]
 pub struct SyncResolveArgs {
     /// The pair's name, as `sync list` shows it.
+    #[arg(add = ArgValueCompleter::new(completion::sync_pairs))]
     pub name: String,
     /// The conflicting file, relative to the pair's directories (as `sync conflicts` shows it).
     pub path: PathBuf,
@@ -303,8 +311,10 @@ pub struct SyncAddArgs {
     #[arg(long)]
     pub name: String,
     /// The directory synced from (SRC, "local").
+    #[arg(value_hint = ValueHint::DirPath)]
     pub src: PathBuf,
     /// The directory synced to (DST, "remote"): any mounted directory.
+    #[arg(value_hint = ValueHint::DirPath)]
     pub dst: PathBuf,
     /// Mirror (SRC to DST) or two-way.
     #[arg(long, value_enum, default_value_t = SyncModeArg::Mirror)]
@@ -350,12 +360,13 @@ fn parse_rate(text: &str) -> Result<u64, String> {
 #[derive(Debug, Args)]
 pub struct SourceAddArgs {
     /// The directory to back up.
+    #[arg(value_hint = ValueHint::DirPath)]
     pub path: PathBuf,
     /// Name of the source (default: the directory's name).
     #[arg(long)]
     pub name: Option<String>,
     /// Repository to back up into (default: the daemon's default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     /// Glob to leave out, as for `backup`. Repeatable.
     #[arg(long, value_name = "GLOB")]
@@ -379,6 +390,7 @@ pub struct SourceAddArgs {
 #[derive(Debug, Args)]
 pub struct SourceSetArgs {
     /// The source's name, as `source list` shows it.
+    #[arg(add = ArgValueCompleter::new(completion::sources))]
     pub name: String,
     /// Watch with inotify (again).
     #[arg(long, conflicts_with = "no_watch")]
@@ -560,10 +572,10 @@ pub struct HistoryArgs {
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub since: Option<std::time::Duration>,
     /// Only backups of this watched source.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(completion::sources))]
     pub source: Option<String>,
     /// Only jobs on this repository.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     /// Only jobs of this kind (backup, restore, check, forget, rebuild-index, noop, reencrypt,
     /// migrate, prune, sync, replicate, drill).
@@ -639,7 +651,7 @@ pub struct EventsArgs {
 #[derive(Debug, Args, Default)]
 pub struct PasswordArgs {
     /// Read the passphrase from this file (first line).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub password_file: Option<PathBuf>,
     /// Read the passphrase from this open file descriptor.
     #[arg(long, value_name = "FD")]
@@ -661,11 +673,11 @@ pub enum RepoCommand {
         #[arg(long)]
         name: String,
         /// Directory of the repository.
-        #[arg(long, visible_alias = "location", value_name = "DIR")]
+        #[arg(long, visible_alias = "location", value_name = "DIR", value_hint = ValueHint::DirPath)]
         path: PathBuf,
         /// Create a replica of this registered repository: the same blob ids and chunker, so
         /// `repo replicate` copies its data without chunking it again.
-        #[arg(long, value_name = "REPO")]
+        #[arg(long, value_name = "REPO", add = ArgValueCompleter::new(completion::repositories))]
         replica_of: Option<String>,
         /// With --replica-of: a data key of its own instead of the source's (replication then
         /// seals every blob again).
@@ -680,7 +692,7 @@ pub enum RepoCommand {
         #[arg(long)]
         name: String,
         /// Directory of the repository.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
         path: PathBuf,
         #[command(flatten)]
         password: PasswordArgs,
@@ -707,11 +719,13 @@ pub enum RepoCommand {
     /// (`repo add` registers it again).
     Remove {
         /// Repository name.
+        #[arg(add = ArgValueCompleter::new(completion::repositories))]
         name: String,
     },
     /// Format, chunker, compression, counts, sizes and deduplication of a repository.
     Info {
         /// Repository name (default: the default repository).
+        #[arg(add = ArgValueCompleter::new(completion::repositories))]
         name: Option<String>,
     },
     /// Copy a repository's snapshots into a replica (`repo init --replica-of`).
@@ -731,6 +745,7 @@ pub enum ReplicateCommand {
     /// Remove a replication; the replica and its data stay.
     Remove {
         /// The replica.
+        #[arg(add = ArgValueCompleter::new(completion::repositories))]
         to: String,
     },
 }
@@ -739,10 +754,10 @@ pub enum ReplicateCommand {
 #[command(group(clap::ArgGroup::new("trigger").args(["after_each_snapshot", "schedule", "every"])))]
 pub struct ReplicateAddArgs {
     /// The repository to copy.
-    #[arg(long, value_name = "REPO")]
+    #[arg(long, value_name = "REPO", add = ArgValueCompleter::new(completion::repositories))]
     pub from: String,
     /// The replica (created with `repo init --replica-of`).
-    #[arg(long, value_name = "REPO")]
+    #[arg(long, value_name = "REPO", add = ArgValueCompleter::new(completion::repositories))]
     pub to: String,
     /// Replicate after every successful backup into the source.
     #[arg(long)]
@@ -772,6 +787,7 @@ pub struct ReplicateAddArgs {
 #[derive(Debug, Args)]
 pub struct ReplicateRunArgs {
     /// The replica.
+    #[arg(add = ArgValueCompleter::new(completion::repositories))]
     pub to: String,
     #[command(flatten)]
     pub job: JobArgs,
@@ -780,7 +796,7 @@ pub struct ReplicateRunArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Repository to check (default: the daemon's default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     /// Decrypt and verify every pack.
     #[arg(long, conflicts_with = "read_data_subset")]
@@ -817,7 +833,7 @@ fn parse_read_data_subset(text: &str) -> Result<ReadDataSubset, String> {
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
     /// Repository whose index to rebuild (default: the daemon's default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     #[command(flatten)]
     pub job: JobArgs,
@@ -828,13 +844,14 @@ pub enum KeyCommand {
     /// Print the passphrase that opens a repository, to keep it safe elsewhere.
     Export {
         /// Repository name.
-        #[arg(default_value = "default")]
+        #[arg(default_value = "default", add = ArgValueCompleter::new(completion::repositories))]
         name: String,
     },
     /// Add a key file so that another passphrase opens the repository too (the daemon keeps
     /// using its own).
     Add {
         /// Repository name (default: the default repository).
+        #[arg(add = ArgValueCompleter::new(completion::repositories))]
         name: Option<String>,
         /// Where the new passphrase comes from.
         #[command(flatten)]
@@ -844,6 +861,7 @@ pub enum KeyCommand {
     /// no longer does.
     Passwd {
         /// Repository name (default: the default repository).
+        #[arg(add = ArgValueCompleter::new(completion::repositories))]
         name: Option<String>,
         /// Where the new passphrase comes from.
         #[command(flatten)]
@@ -853,13 +871,13 @@ pub enum KeyCommand {
     /// versions still open what they sealed.
     Rotate {
         /// Repository name (default: the default repository).
-        #[arg(long)]
+        #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
         repo: Option<String>,
     },
     /// Data-key versions (created, packs each still seals, current, retired) and key files.
     List {
         /// Repository name (default: the default repository).
-        #[arg(long)]
+        #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
         repo: Option<String>,
     },
     /// Remove one passphrase's key file (never the last one, nor the only one the daemon's
@@ -868,7 +886,7 @@ pub enum KeyCommand {
         /// The key file's name or a unique prefix of it (`repo key list` shows them).
         id: String,
         /// Repository name (default: the default repository).
-        #[arg(long)]
+        #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
         repo: Option<String>,
     },
     /// Seal everything an old data-key version sealed again under the current one (a queued,
@@ -880,7 +898,7 @@ pub enum KeyCommand {
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Repository name (default: the default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     /// Only merge the index files (what `repo compact` submits).
     #[arg(long)]
@@ -892,7 +910,7 @@ pub struct PruneArgs {
 #[derive(Debug, Args)]
 pub struct CompactArgs {
     /// Repository name (default: the default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     #[command(flatten)]
     pub job: JobArgs,
@@ -901,7 +919,7 @@ pub struct CompactArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// Repository name (default: the default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     /// The format to convert to (2 is the newest).
     #[arg(long, value_name = "VERSION")]
@@ -913,7 +931,7 @@ pub struct MigrateArgs {
 #[derive(Debug, Args)]
 pub struct ReencryptArgs {
     /// Repository name (default: the default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     /// Only versions below V (default: every version but the current one).
     #[arg(long, value_name = "V", value_parser = clap::value_parser!(u32).range(2..))]
@@ -931,13 +949,13 @@ pub struct BackupArgs {
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Repository to back up into (default: the daemon's default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     /// Glob to leave out; without `/` it matches names, with `/` absolute paths. Repeatable.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
     /// File with one exclude pattern per line. Repeatable.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub exclude_file: Vec<PathBuf>,
     /// Skip directories holding a valid CACHEDIR.TAG.
     #[arg(long)]
@@ -969,17 +987,18 @@ pub struct BackupArgs {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// SNAPSHOT[:SUBPATH]; SNAPSHOT is `latest`, an id or a unique id prefix.
+    #[arg(add = ArgValueCompleter::new(completion::snapshots))]
     pub snapshot: String,
     /// Directory to restore into, created if missing (default: the daemon's
     /// `<state_dir>/restore/<snapshot id>`, which it can write even under the systemd unit).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub target: Option<PathBuf>,
     /// What to do with a file that already exists at the target: replace it always, only if
     /// it differs from the snapshot's (size, mtime, content), or never.
     #[arg(long, value_enum, default_value_t = OverwriteArg::IfChanged, value_name = "WHEN")]
     pub overwrite: OverwriteArg,
     /// Repository to restore from (default: the daemon's default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     /// Only restore what matches. Repeatable.
     #[arg(long, value_name = "GLOB")]
@@ -1009,6 +1028,7 @@ pub struct RestoreArgs {
 pub struct LsArgs {
     /// SNAPSHOT[:PATH]; SNAPSHOT is `latest`, an id or a unique id prefix, PATH absolute
     /// (default: the snapshot's root).
+    #[arg(add = ArgValueCompleter::new(completion::snapshots))]
     pub snapshot: String,
     /// Mode, owner, size and modification time, like `ls -l` (and symlink targets).
     #[arg(long, short = 'l')]
@@ -1020,7 +1040,7 @@ pub struct LsArgs {
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
     pub limit: u32,
     /// Repository (default: the daemon's default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -1033,7 +1053,7 @@ pub struct FindArgs {
     /// matches at any depth).
     pub pattern: String,
     /// Search only this snapshot (`latest`, an id or prefix). Repeatable.
-    #[arg(long, value_name = "SNAPSHOT", conflicts_with_all = ["since", "until"])]
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with_all = ["since", "until"], add = ArgValueCompleter::new(completion::snapshots))]
     pub snapshot: Vec<String>,
     /// Only snapshots taken at or after this time: RFC 3339, Unix seconds, or a duration
     /// meaning that long ago (`7d`).
@@ -1049,7 +1069,7 @@ pub struct FindArgs {
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
     pub limit: u32,
     /// Repository (default: the daemon's default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -1058,8 +1078,10 @@ pub struct FindArgs {
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// The older snapshot (`latest`, an id or a unique id prefix).
+    #[arg(add = ArgValueCompleter::new(completion::snapshots))]
     pub from: String,
     /// The newer snapshot.
+    #[arg(add = ArgValueCompleter::new(completion::snapshots))]
     pub to: String,
     /// Only below this absolute path inside the snapshots.
     #[arg(long, value_name = "PATH")]
@@ -1068,7 +1090,7 @@ pub struct DiffArgs {
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
     pub limit: u32,
     /// Repository (default: the daemon's default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -1077,9 +1099,10 @@ pub struct DiffArgs {
 #[derive(Debug, Args)]
 pub struct CatArgs {
     /// SNAPSHOT:PATH; SNAPSHOT is `latest`, an id or a unique id prefix, PATH absolute.
+    #[arg(add = ArgValueCompleter::new(completion::snapshot_paths))]
     pub snapshot: String,
     /// Repository (default: the daemon's default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -1095,7 +1118,7 @@ pub struct FilterArgs {
     #[arg(long, value_name = "TAG")]
     pub tag: Vec<String>,
     /// Only snapshots of this watched source.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(completion::sources))]
     pub source: Option<String>,
 }
 
@@ -1131,10 +1154,10 @@ pub enum StatsModeArg {
 pub struct StatsArgs {
     /// Snapshots to count (`latest`, ids or prefixes; default: every snapshot the filters
     /// accept).
-    #[arg(value_name = "SNAPSHOT")]
+    #[arg(value_name = "SNAPSHOT", add = ArgValueCompleter::new(completion::snapshots))]
     pub snapshots: Vec<String>,
     /// Repository name (default: the default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     /// What to count.
     #[arg(long, value_enum, default_value_t = StatsModeArg::RestoreSize)]
@@ -1146,7 +1169,7 @@ pub struct StatsArgs {
 #[derive(Debug, Args)]
 pub struct SnapshotsArgs {
     /// Repository to list (default: the daemon's default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     /// Only snapshots that include this path (it, or a directory above it, was backed up).
     #[arg(long)]
@@ -1165,10 +1188,10 @@ pub struct SnapshotsArgs {
 pub struct ForgetArgs {
     /// Snapshots to remove by id or unique prefix (also unreadable ones, which `repo check`
     /// names); the --keep-* rules are then optional.
-    #[arg(value_name = "SNAPSHOT")]
+    #[arg(value_name = "SNAPSHOT", add = ArgValueCompleter::new(completion::snapshot_ids))]
     pub snapshots: Vec<String>,
     /// Repository to remove snapshots from (default: the daemon's default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     /// Keep the N newest snapshots.
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -1222,6 +1245,7 @@ pub enum SystemCommand {
     /// overwritten. Admin only.
     ImportState {
         /// The export file (`-` for stdin).
+        #[arg(value_hint = ValueHint::FilePath)]
         file: PathBuf,
     },
 }

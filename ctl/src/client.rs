@@ -14,9 +14,9 @@ use backupd_common::protocol::{
 use backupd_common::protocol::{
     HealthReport, HistoryEntry, HistoryQuery, Identity, ImportReport, JobEvent, JobId, JobInfo,
     JobSpec, KeyChange, KeyExport, OperationProgress, Progress, QueueRequest, QueueStatus,
-    ReloadReport, RepoDetails, RepoInfo, RepoRequest, Request, Response, Secret, SecurityRequest,
-    SecurityResponse, SnapshotInfo, SnapshotsRequest, SourceDetail, SourceInfo, SourceRequest,
-    StatsRequest, StatsResult, Submitted, SystemRequest,
+    ReloadReport, RepoDetails, RepoInfo, RepoRequest, Request, Response, Role, Secret,
+    SecurityRequest, SecurityResponse, SnapshotInfo, SnapshotsRequest, SourceDetail, SourceInfo,
+    SourceRequest, StatsRequest, StatsResult, Submitted, SystemRequest,
 };
 use backupd_common::protocol::{InitReplicaRequest, ReplicationInfo, ReplicationSpec};
 use backupd_common::protocol::{KeyListing, KeyRemoval, KeyRotation};
@@ -44,6 +44,12 @@ impl Client {
         Ok(Self {
             conn: Connection::connect_trusting(socket, &client, trusted).await?,
         })
+    }
+
+    /// The role the daemon granted this connection at the handshake (`None`: every request
+    /// is refused).
+    pub fn role(&self) -> Option<Role> {
+        self.conn.welcome().identity.role
     }
 
     pub async fn health(&mut self) -> Result<HealthReport, ClientError> {

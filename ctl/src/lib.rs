@@ -2,11 +2,13 @@
 //!
 //! One typed helper per request lives in `client`; `commands/<group>.rs` mirror backupd's
 //! command groups; `dashboard` is the full-screen live view;
-//! `output` prints tables, `json` defines the `--json` interface; `exit` owns the exit codes.
+//! `output` prints tables, `json` defines the `--json` interface; `exit` owns the exit codes;
+//! `completion` answers the shell's TAB (`COMPLETE=bash backupctl`).
 
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod completion;
 pub mod dashboard;
 pub mod exit;
 pub mod json;
@@ -14,11 +16,21 @@ pub mod output;
 pub mod password;
 pub mod progress;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use exit::ExitCode;
 
 /// Parses the command line, runs the command, returns the process exit code.
+///
+/// With `COMPLETE` set to a shell's name it only answers that shell's completion and exits:
+/// the registration script, or the candidates for the line after `--` (the protocol is
+/// written down in [`completion`]).
 pub fn run() -> i32 {
+    // `backupctl` from PATH, not the path this process was started by: the script a package
+    // installs must keep working wherever the binary was when it was generated.
+    clap_complete::CompleteEnv::with_factory(cli::Cli::command)
+        .bin("backupctl")
+        .completer("backupctl")
+        .complete();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

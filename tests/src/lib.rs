@@ -339,15 +339,20 @@ pub fn ctl(socket: &Path, args: &[&str]) -> Output {
 /// Runs backupctl with `--socket`, failing the test if it has not finished within `deadline`
 /// (a hung daemon must fail a test, not hang it).
 pub fn ctl_within(socket: &Path, args: &[&str], deadline: Duration) -> Output {
-    let mut child = Command::new(bin("backupctl"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
+    let mut cmd = Command::new(bin("backupctl"));
+    cmd.arg("--socket").arg(socket).args(args);
+    output_within(cmd, deadline, &format!("backupctl {args:?}"))
+}
+
+/// Runs `cmd` with no stdin and its output captured, failing the test (named `what`) if it has
+/// not finished within `deadline`.
+pub fn output_within(mut cmd: Command, deadline: Duration, what: &str) -> Output {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run backupctl");
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
     let drain = |r: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -369,11 +374,10 @@ pub fn ctl_within(socket: &Path, args: &[&str], deadline: Duration) -> Output {
             .take()
             .map(|s| Box::new(s) as Box<dyn Read + Send>),
     );
-    let Some(status) = poll_until(deadline, || child.try_wait().expect("try_wait backupctl"))
-    else {
+    let Some(status) = poll_until(deadline, || child.try_wait().expect("try_wait")) else {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("backupctl {args:?} did not finish within {deadline:?}");
+        panic!("{what} did not finish within {deadline:?}");
     };
     Output {
         status,

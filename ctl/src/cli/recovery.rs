@@ -2,7 +2,9 @@
 //! drills and objectives.
 
 use crate::cli::JobArgs;
+use crate::completion;
 use clap::{Args, Subcommand};
+use clap_complete::ArgValueCompleter;
 use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
@@ -19,6 +21,7 @@ pub enum RecoveryCommand {
     /// A plan's steps, their state and what each did.
     Status {
         /// The plan id.
+        #[arg(add = ArgValueCompleter::new(completion::recovery_plans))]
         plan: String,
     },
     /// Every plan, newest first.
@@ -40,10 +43,10 @@ pub enum RecoveryCommand {
 #[derive(Debug, Args)]
 pub struct FitnessArgs {
     /// Repository (default: the default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     /// Only this watched source's snapshots.
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::sources))]
     pub source: Option<String>,
     /// Only snapshots that hold this absolute path.
     #[arg(long)]
@@ -53,6 +56,7 @@ pub struct FitnessArgs {
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
     /// These snapshots (ids or prefixes); default: all that qualify.
+    #[arg(add = ArgValueCompleter::new(completion::snapshot_ids))]
     pub snapshots: Vec<String>,
 }
 
@@ -69,13 +73,13 @@ pub struct PlanArgs {
     #[arg(long, value_name = "TIME", conflicts_with = "snapshot")]
     pub at: Option<String>,
     /// Recover from this snapshot instead of choosing one.
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::snapshot_ids))]
     pub snapshot: Option<String>,
     /// Repository (default: the default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     /// Only this watched source's snapshots.
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::sources))]
     pub source: Option<String>,
     /// Only entries matching this glob (repeatable).
     #[arg(long, value_name = "GLOB")]
@@ -108,6 +112,7 @@ pub enum OnlyArg {
 #[derive(Debug, Args)]
 pub struct RecoveryRunArgs {
     /// The plan id.
+    #[arg(add = ArgValueCompleter::new(completion::recovery_plans))]
     pub plan: String,
     /// Only step N (1-based; the steps before it must be done).
     #[arg(long, value_name = "N", conflicts_with = "all")]
@@ -122,6 +127,7 @@ pub struct RecoveryRunArgs {
 #[derive(Debug, Args)]
 pub struct PlanJobArgs {
     /// The plan id.
+    #[arg(add = ArgValueCompleter::new(completion::recovery_plans))]
     pub plan: String,
     #[command(flatten)]
     pub job: JobArgs,
@@ -130,10 +136,10 @@ pub struct PlanJobArgs {
 #[derive(Debug, Args)]
 pub struct DrillArgs {
     /// The watched source whose newest snapshot is drilled (its repository is used).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(completion::sources))]
     pub source: Option<String>,
     /// Repository (default: the source's, else the daemon's default repository).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(completion::repositories))]
     pub repo: Option<String>,
     /// Share of the snapshot's files restored: `1%`, `0.5%`, `100%` (default: the daemon's
     /// maintenance.drill_sample, 1%).

@@ -29,10 +29,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Args)]
 pub struct CryptArgs {
     /// Repository whose data key is used (default: the daemon's default repository).
-    #[arg(long)]
+    #[arg(long, add = clap_complete::ArgValueCompleter::new(crate::completion::repositories))]
     pub repo: Option<String>,
     /// The file to read; `-` for standard input.
-    #[arg(value_name = "IN")]
+    #[arg(value_name = "IN", value_hint = clap::ValueHint::FilePath)]
     pub input: PathBuf,
     /// The file to write; `-` for standard output. A regular file is written under a temporary
     /// name beside it and renamed into place only once the whole file succeeded.

@@ -21,7 +21,7 @@ pub struct GrantArgs {
     #[command(flatten)]
     pub subject: SubjectArgs,
     /// Limit the binding to this repository (repeatable); without it, every repository.
-    #[arg(long = "repo", value_name = "NAME")]
+    #[arg(long = "repo", value_name = "NAME", add = clap_complete::ArgValueCompleter::new(crate::completion::repositories))]
     pub repos: Vec<String>,
     /// How long it lasts: a duration such as 90d or 1y, or `never` (super-admin only).
     /// Default: security.binding_expiry (1y).
@@ -69,7 +69,7 @@ pub struct CheckArgs {
     #[arg(value_parser = parse_permission)]
     pub permission: Permission,
     /// Ask about this repository; without it, about requests that name no repository.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = clap_complete::ArgValueCompleter::new(crate::completion::repositories))]
     pub repo: Option<String>,
 }
 
