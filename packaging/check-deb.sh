@@ -128,6 +128,16 @@ check "repo init outside /var/lib/backupd" backupctl repo init --name outside \
 check "backup into the default repository" backupctl backup "$WORK/data"
 check "backup into the outside repository" backupctl backup --repo outside "$WORK/data"
 check "default repository in /var/lib/backupd" test -f /var/lib/backupd/repository/config
+# The installed bash script, as bash runs it on TAB after `backupctl repo info `: the names come
+# from the installed daemon.
+offered=$(bash -c 'source /usr/share/bash-completion/completions/backupctl
+    COMP_WORDS=(backupctl repo info ""); COMP_CWORD=3
+    _clap_complete_backupctl backupctl "" info; printf "%s\n" "${COMPREPLY[@]}"' 2>&1 || true)
+if grep -qx outside <<<"$offered" && grep -qx default <<<"$offered"; then
+    ok "bash completion offers the daemon's repositories"
+else
+    fail "bash completion offered '$offered', not the repositories default and outside"
+fi
 kill "$DAEMON_PID"
 wait "$DAEMON_PID" || true
 DAEMON_PID=
