@@ -182,7 +182,6 @@ check_dir() { # path mode uid gid
 check_dir /var/lib/backupd 700 0 0
 check_dir /var/lib/backupd/restore 700 0 0
 check_dir /run/backupd 750 0 "${gid:-?}"
-check_dir /etc/backupd 755 0 0
 
 # --- 4. consistency between the files ----------------------------------------
 echo "== consistency"

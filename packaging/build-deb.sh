@@ -30,8 +30,10 @@ CHANGELOG_VERSION=$(sed -n '1s/^backupd (\([^)]*\)).*/\1/p' packaging/debian/cha
         "add a changelog entry for $VERSION" >&2
     exit 1
 }
-# Reproducible: man page dates and file times come from the last commit, not from the clock.
-SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s)
+# Reproducible: man page dates and file times come from the last commit (or, outside git, the
+# changelog's date), not from the clock.
+SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null \
+    || date -d "$(sed -n 's/^ -- .*>  //p' packaging/debian/changelog | head -n 1)" +%s)
 export SOURCE_DATE_EPOCH
 
 echo "== build (release)"
@@ -56,7 +58,8 @@ put 0644 systemd/backupd.socket /usr/lib/systemd/system/backupd.socket
 put 0644 systemd/user/backupd.service /usr/lib/systemd/user/backupd.service
 put 0644 systemd/backupd.sysusers /usr/lib/sysusers.d/backupd.conf
 put 0644 systemd/backupd.tmpfiles /usr/lib/tmpfiles.d/backupd.conf
-put 0644 "$OUT/assets/config.toml" /etc/backupd/config.toml
+# 0600: the admin may add password commands and hooks to it; only the daemon (root) reads it.
+put 0600 "$OUT/assets/config.toml" /etc/backupd/config.toml
 
 for page in "$OUT"/assets/man/*.[0-9]; do
     section=${page##*.}
@@ -95,10 +98,14 @@ SHLIBS=$(cd "$OUT/shlibs" && dpkg-shlibdeps -O "$ROOT/usr/bin/backupd" "$ROOT/us
     | sed -n 's/^shlibs:Depends=//p')
 [ -n "$SHLIBS" ] || { echo "build-deb: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
 
-(cd "$ROOT" && find . -path ./DEBIAN -prune -o -path ./etc -prune -o -type f -print0 \
-    | sort -z | xargs -0 md5sum | sed 's|  \./|  |') >"$ROOT/DEBIAN/md5sums"
+# Every file but the conffiles (dpkg tracks those itself), in a locale-independent order.
+(cd "$ROOT" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./|/|' \
+    | grep -vxF -f "$REPO/packaging/debian/conffiles" | LC_ALL=C sort | sed 's|^/||' \
+    | tr '\n' '\0' | xargs -0 md5sum) >"$ROOT/DEBIAN/md5sums"
 chmod 0644 "$ROOT/DEBIAN/md5sums"
-SIZE=$(du -sk --exclude=DEBIAN "$ROOT" | cut -f1)
+# Apparent sizes in KiB per file, as dpkg-gencontrol counts them: the same on any file system.
+SIZE=$(find "$ROOT" -path "$ROOT/DEBIAN" -prune -o -type f -printf '%s\n' \
+    | awk '{ kib += int(($1 + 1023) / 1024) } END { print kib + 0 }')
 sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$ARCH/" -e "s/@SIZE@/$SIZE/" -e "s/@SHLIBS@/$SHLIBS/" \
     packaging/debian/control.in >"$ROOT/DEBIAN/control"
 

@@ -22,18 +22,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
-DEB=${1:-$(ls -t target/debian/backupd_*.deb 2>/dev/null | head -n 1)}
+DEB=${1:-$(ls -t target/debian/backupd_*.deb 2>/dev/null | head -n 1 || true)}
 [[ -n $DEB && -f $DEB ]] || { echo "check-deb: no package; run packaging/build-deb.sh" >&2; exit 1; }
 DEB=$(realpath "$DEB")
 [[ $(id -u) -eq 0 ]] || { echo "check-deb: must run as root (dpkg -i)" >&2; exit 1; }
-if dpkg-query -W -f='${Status}' backupd 2>/dev/null | grep -q 'ok installed\|config-files'; then
-    echo "check-deb: backupd is installed on this machine; refusing to purge it" >&2
+status=$(dpkg-query -W -f='${db:Status-Status}' backupd 2>/dev/null || echo not-installed)
+if [[ $status != not-installed ]]; then
+    echo "check-deb: backupd is known to dpkg here ($status); refusing to purge it" >&2
     exit 1
 fi
-[[ ! -e /var/lib/backupd ]] || {
-    echo "check-deb: /var/lib/backupd exists; refusing to run where purge could delete state" >&2
-    exit 1
-}
+for path in /var/lib/backupd /etc/backupd /usr/bin/backupd /usr/bin/backupctl \
+    /usr/lib/systemd/system/backupd.service; do
+    if [[ -e $path || -L $path ]]; then
+        echo "check-deb: $path exists (an installation by hand?); refusing to install over it" >&2
+        exit 1
+    fi
+done
 
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
@@ -47,16 +51,20 @@ check() { # description command...
 WORK=$(mktemp -d /tmp/check-deb.XXXXXX)
 DAEMON_PID=
 cleanup() {
-    [[ -z $DAEMON_PID ]] || kill "$DAEMON_PID" 2>/dev/null || true
+    if [[ -n $DAEMON_PID ]]; then
+        kill "$DAEMON_PID" 2>/dev/null || true
+        wait "$DAEMON_PID" 2>/dev/null || true
+    fi
     dpkg -P backupd >/dev/null 2>&1 || true
     rm -rf /var/lib/backupd "$WORK"
 }
 trap cleanup EXIT
 
-for tool in lintian man; do
+for tool in lintian man systemd-analyze; do
     command -v "$tool" >/dev/null || {
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian man-db
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian man-db \
+            systemd
         break
     }
 done
@@ -75,6 +83,7 @@ fi
 echo "== install"
 dpkg -i "$DEB"
 check "group backupd exists" getent group backupd
+check "/etc/backupd/config.toml is root 0600" test "$(stat -c '%a %U' /etc/backupd/config.toml)" = "600 root"
 state_mode() { stat -c '%a %U %G' "$1" 2>/dev/null || echo missing; }
 [[ $(state_mode /var/lib/backupd) == "700 root root" ]] && ok "/var/lib/backupd 0700 root" \
     || fail "/var/lib/backupd is $(state_mode /var/lib/backupd)"
@@ -119,18 +128,18 @@ chmod 0600 "$WORK/outside.pass"
 /usr/bin/backupd >"$WORK/daemon.log" 2>&1 &
 DAEMON_PID=$!
 for _ in $(seq 1 100); do
-    backupctl system health >/dev/null 2>&1 && break
+    /usr/bin/backupctl system health >/dev/null 2>&1 && break
     sleep 0.1
 done
-check "backupctl talks to the installed daemon" backupctl system health
-check "repo init outside /var/lib/backupd" backupctl repo init --name outside \
+check "backupctl talks to the installed daemon" /usr/bin/backupctl system health
+check "repo init outside /var/lib/backupd" /usr/bin/backupctl repo init --name outside \
     --path "$WORK/outside/repo" --password-file "$WORK/outside.pass"
-check "backup into the default repository" backupctl backup "$WORK/data"
-check "backup into the outside repository" backupctl backup --repo outside "$WORK/data"
+check "backup into the default repository" /usr/bin/backupctl backup "$WORK/data"
+check "backup into the outside repository" /usr/bin/backupctl backup --repo outside "$WORK/data"
 check "default repository in /var/lib/backupd" test -f /var/lib/backupd/repository/config
 # The installed bash script, as bash runs it on TAB after `backupctl repo info `: the names come
 # from the installed daemon.
-offered=$(bash -c 'source /usr/share/bash-completion/completions/backupctl
+offered=$(PATH=/usr/bin:/bin bash -c 'source /usr/share/bash-completion/completions/backupctl
     COMP_WORDS=(backupctl repo info ""); COMP_CWORD=3
     _clap_complete_backupctl backupctl "" info; printf "%s\n" "${COMPREPLY[@]}"' 2>&1 || true)
 if grep -qx outside <<<"$offered" && grep -qx default <<<"$offered"; then
@@ -138,10 +147,10 @@ if grep -qx outside <<<"$offered" && grep -qx default <<<"$offered"; then
 else
     fail "bash completion offered '$offered', not the repositories default and outside"
 fi
-kill "$DAEMON_PID"
-wait "$DAEMON_PID" || true
+kill "$DAEMON_PID" 2>/dev/null || true
+wait "$DAEMON_PID" 2>/dev/null || true
 DAEMON_PID=
-(cd "$WORK/outside" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$WORK/outside.before"
+(cd "$WORK/outside" && find . -type f -print0 | sort -z | xargs -0r sha256sum) >"$WORK/outside.before"
 
 echo "== upgrade"
 sed -i 's/^#workers = 2$/workers = 1/' /etc/backupd/config.toml
@@ -152,7 +161,7 @@ grep -qx 'workers = 1' /etc/backupd/config.toml && ok "upgrade kept the admin's 
 
 echo "== remove"
 dpkg -r backupd
-check "binaries removed" test ! -e /usr/bin/backupd -a ! -e /usr/bin/backupctl
+check "binaries removed" test ! -e /usr/bin/backupd -a ! -L /usr/bin/backupd -a ! -e /usr/bin/backupctl
 check "config kept after remove" test -f /etc/backupd/config.toml
 check "state kept after remove" test -d /var/lib/backupd/repository
 
@@ -164,15 +173,17 @@ left=$(while read -r f; do if [[ -e $f || -L $f ]]; then echo "$f"; fi; done <"$
 for d in /etc/backupd /run/backupd /usr/share/doc/backupd /var/lib/backupd/state.sled; do
     check "$d removed" test ! -e "$d"
 done
-links=$(find /etc/systemd -name 'backupd.*' 2>/dev/null || true)
+links=$(find /etc/systemd /var/lib/systemd/deb-systemd-helper-enabled \
+    /var/lib/systemd/deb-systemd-helper-masked -name '*backupd*' 2>/dev/null || true)
 [[ -z $links ]] && ok "no unit links left" || fail "unit links left: $links"
 check "default repository kept" test -f /var/lib/backupd/repository/config
 check "repository keys kept" test -d /var/lib/backupd/keys
 grep -q 'purge kept' "$WORK/purge.out" && ok "purge says what it kept" || fail "purge kept data silently"
-(cd "$WORK/outside" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$WORK/outside.after"
+(cd "$WORK/outside" && find . -type f -print0 | sort -z | xargs -0r sha256sum) >"$WORK/outside.after"
 cmp -s "$WORK/outside.before" "$WORK/outside.after" && ok "repository outside untouched" \
     || fail "purge changed the repository outside /var/lib/backupd"
 other=$(ls -A /var/lib/backupd | grep -vx 'repository\|keys' || true)
+check "outside repository still has data" test -s "$WORK/outside.after"
 [[ -z $other ]] && ok "only the repository and keys remain" || fail "also left in state: $other"
 rm -rf /var/lib/backupd
 
@@ -180,7 +191,33 @@ echo "== install and purge with no repository"
 dpkg -i "$DEB" >/dev/null
 dpkg -P backupd >/dev/null
 check "no /var/lib/backupd after a purge with nothing to keep" test ! -e /var/lib/backupd
-getent group backupd >/dev/null && ok "group backupd stays (Debian policy: system groups are not removed)"
+check "group backupd stays (Debian policy: system groups are not removed)" getent group backupd
+
+echo "== purge rules on scratch roots (DPKG_ROOT)"
+# The package's postrm, run as dpkg --root runs it: only the scratch root may change.
+purge_in() { # root
+    DPKG_ROOT=$1 sh "$REPO/packaging/debian/postrm" purge >"$WORK/scratch-purge.out" 2>&1
+}
+S=$WORK/scratch1/var/lib/backupd
+mkdir -p "$S/state.sled" "$S/state.sled.corrupt-1" "$S/audit" "$S/drill/x" "$S/restore" \
+    "$S/repos/a/keys" "$S/repos/a/data" "$S/keys" "$WORK/scratch1/etc/backupd"
+touch "$S/audit.key" "$S/repos/a/config" "$S/notes.txt" "$S/state.sled/db"
+purge_in "$WORK/scratch1"
+check "state database, audit log and scratch purged" \
+    test ! -e "$S/state.sled" -a ! -e "$S/state.sled.corrupt-1" -a ! -e "$S/audit" \
+    -a ! -e "$S/audit.key" -a ! -e "$S/drill"
+check "a nested repository and an unknown file kept" test -f "$S/repos/a/config" -a -f "$S/notes.txt"
+check "empty keys/ and restore/ removed" test ! -e "$S/keys" -a ! -e "$S/restore"
+check "the kept entries are listed" grep -q "$S/notes.txt" "$WORK/scratch-purge.out"
+check "empty /etc/backupd of the root removed" test ! -e "$WORK/scratch1/etc/backupd"
+mkdir -p "$WORK/scratch2/var/lib" "$WORK/elsewhere/state.sled"
+ln -s "$WORK/elsewhere" "$WORK/scratch2/var/lib/backupd"
+purge_in "$WORK/scratch2"
+check "a symlinked /var/lib/backupd is left alone" test -d "$WORK/elsewhere/state.sled"
+mkdir -p "$WORK/scratch3/var/lib/backupd/state.sled" "$WORK/scratch3/var/lib/backupd/restore"
+purge_in "$WORK/scratch3"
+check "state with nothing to keep goes entirely" test ! -e "$WORK/scratch3/var/lib/backupd"
+check "the host was not touched by a scratch purge" test ! -e /var/lib/backupd
 
 echo
 if [[ $failures -ne 0 ]]; then

@@ -10,13 +10,16 @@ pub struct AuditConfig {
     /// Record audited requests. Off only to measure what auditing costs; compliance reports a
     /// disabled log as a failure.
     pub enabled: bool,
-    /// How long entries are kept (sled and day files); at least one day.
+    /// How long entries are kept (in the state database and the daily files); at least one
+    /// day.
     #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
-    /// A signed checkpoint after this many entries...
+    /// A signed checkpoint after this many entries, or after `checkpoint_interval`, whichever
+    /// comes first.
     pub checkpoint_every: u64,
-    /// ...or when the last one is older than this, whichever comes first.
+    /// A signed checkpoint when the last one is older than this, or after `checkpoint_every`
+    /// entries, whichever comes first.
     #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,

@@ -8,30 +8,36 @@ use std::time::Duration;
 /// Largest count threshold accepted: a window keeps at most this many timestamps per uid.
 pub const MAX_THRESHOLD: u32 = 10_000;
 
-/// Suspicious-activity patterns, per uid. Durations are humantime strings ("10m", "1h").
+/// Suspicious-activity patterns, per uid. Durations are written like "10m" or "1h".
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
-    /// Brute force: this many denied or failed requests (and failed handshakes) ...
+    /// Brute force: an alert when a uid makes this many denied or failed requests (and failed
+    /// handshakes) within `brute_force_window`.
     pub brute_force_failures: u32,
-    /// ... within this long.
+    /// The window `brute_force_failures` are counted in.
     #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub brute_force_window: Duration,
-    /// Mass export: this many restores of more than `mass_export_files` files ...
+    /// Mass export: an alert when a uid makes this many restores of more than
+    /// `mass_export_files` files (or `mass_export_key_exports` key exports) within
+    /// `mass_export_window`.
     pub mass_export_restores: u32,
-    /// ... (the file count a restore must exceed to count) ...
+    /// Mass export: the file count a restore must exceed to count towards
+    /// `mass_export_restores`.
     pub mass_export_files: u64,
-    /// ... or this many key exports ...
+    /// Mass export: an alert when a uid exports this many repository keys within
+    /// `mass_export_window`.
     pub mass_export_key_exports: u32,
-    /// ... within this long.
+    /// The window mass exports are counted in.
     #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub mass_export_window: Duration,
-    /// Unusual access: more than this many requests from a uid that is not an admin ...
+    /// Unusual access: an alert when a uid that is not an admin makes more than this many
+    /// requests within `unusual_window`.
     pub unusual_requests: u32,
-    /// ... within this long.
+    /// The window `unusual_requests` are counted in.
     #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub unusual_window: Duration,

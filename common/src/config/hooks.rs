@@ -29,7 +29,8 @@ pub struct HooksConfig {
     #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Job kinds (`JobKind::NAMES`) the global hooks run for; default `["backup"]`. Not allowed
+    /// Job kinds the global hooks run for (backup, check, drill, forget, migrate, noop, prune,
+    /// rebuild-index, recovery, reencrypt, replicate, restore, sync); not set: backups only. Not allowed
     /// in a source's table: its hooks run for its backups.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kinds: Option<Vec<String>>,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How the file writes a duration (`"30s"`, `"2h 30m"`; humantime), for the schema the packaging
+/// How the file writes a duration (`"30s"`, `"2h 30m"`; humantime syntax), for the schema the packaging
 /// renders backupd.toml(5) from: the fields themselves are `Duration`s read by humantime_serde.
 #[cfg(feature = "schema")]
 pub struct HumanDuration;
@@ -82,10 +82,10 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// Limits shared by directory sync and repository replication.
     pub sync: sync::SyncConfig,
-    /// `[[repository]]` tables: repositories registered at start and on reload.
+    /// Repositories registered at start and on reload, one table each.
     #[serde(rename = "repository", skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<RepositoryConfig>,
-    /// `[[source]]` tables: watched sources started at start and on reload.
+    /// Watched sources started at start and on reload, one table each.
     #[serde(rename = "source", skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceConfig>,
 }
@@ -94,7 +94,9 @@ pub struct Config {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonConfig {
-    /// Socket path; default depends on the run mode (see `paths`). `--socket` overrides it.
+    /// Socket path; default /run/backupd/backupd.sock as root, else
+    /// $XDG_RUNTIME_DIR/backupd/backupd.sock (/tmp/backupd-UID/ without XDG_RUNTIME_DIR).
+    /// `--socket` overrides it.
     pub socket: Option<PathBuf>,
     /// State directory; default depends on the run mode. `--state-dir` overrides it.
     pub state_dir: Option<PathBuf>,
@@ -127,12 +129,12 @@ pub struct ServerConfig {
     #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
-    /// Largest frame accepted from an admin, or sent, in bytes. Before `Hello` and from
-    /// non-admin uids the limit is `codec::RESTRICTED_MAX_FRAME` (64 KiB).
+    /// Largest frame accepted from an admin, or sent, in bytes. Before the handshake and from
+    /// uids that are not admins the limit is 64 KiB.
     pub max_frame_bytes: usize,
-    /// Bytes all connections together may hold in partly received frames larger than
-    /// `codec::UNBUDGETED_FRAME`; a frame that gets no share within a few seconds is answered
-    /// with `Busy` and its connection closed.
+    /// Bytes all connections together may hold in partly received frames larger than 4 KiB; a
+    /// frame that gets no share within a few seconds is answered with `Busy` and its connection
+    /// closed.
     pub frame_budget_bytes: usize,
     /// On shutdown, how long running requests may take to finish before they are dropped.
     #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
@@ -168,7 +170,7 @@ impl Default for ServerConfig {
     }
 }
 
-/// The job queue. Durations are humantime strings such as "30s" or "2h".
+/// The job queue. Durations are written like "30s" or "2h".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
@@ -206,9 +208,9 @@ pub struct QueueConfig {
     #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub history_max_age: Duration,
-    /// Job submissions per second each uid may make on average…
+    /// Job submissions per second each uid may make on average (bursts up to `submit_burst`).
     pub submit_rate: f64,
-    /// …and in a burst.
+    /// Job submissions each uid may make in a burst, above `submit_rate`.
     pub submit_burst: u32,
 }
 
@@ -231,7 +233,7 @@ impl Default for QueueConfig {
     }
 }
 
-/// `[history]`: how long finished jobs stay in the job history (`queue history`, analytics).
+/// How long finished jobs stay in the job history (`queue history`, analytics).
 /// Independent of the live queue's `queue.history_max_*`. An entry goes when it is older than
 /// `max_age` or beyond the newest `max_entries`; 0 switches that limit off (not both).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,11 +20,12 @@ pub struct PerfConfig {
     /// Whether the tuner changes anything on its own; `backupctl perf auto on|off` overrides
     /// it until the next change of this key.
     pub auto: bool,
-    /// Samples are kept this long ...
+    /// Samples are kept this long (at full resolution for `keep_full`, then one per 5
+    /// minutes).
     #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub keep: Duration,
-    /// ... at full resolution for this long, then one per 5 minutes.
+    /// Samples are kept at full resolution for this long, then one per 5 minutes until `keep`.
     #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub keep_full: Duration,

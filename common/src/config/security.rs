@@ -18,7 +18,7 @@ pub struct SecurityConfig {
     #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub binding_expiry: Duration,
-    /// `[[security.binding]]` tables: bindings applied at start and on reload.
+    /// Role bindings applied at start and on reload, one table each.
     #[serde(rename = "binding", skip_serializing_if = "Vec::is_empty")]
     pub bindings: Vec<BindingConfig>,
     /// How long a uid that set off a suspicious-activity alert is refused everything; "0"
@@ -26,9 +26,9 @@ pub struct SecurityConfig {
     #[cfg_attr(feature = "schema", schemars(with = "crate::config::HumanDuration"))]
     #[serde(with = "humantime_serde")]
     pub lockout: std::time::Duration,
-    /// `[security.detect]`: the thresholds of the suspicious-activity patterns.
+    /// The thresholds of the suspicious-activity patterns.
     pub detect: super::detect::DetectConfig,
-    /// `[security.compliance]`: the policies compliance controls measure against.
+    /// The policies compliance controls measure against.
     pub compliance: super::detect::ComplianceConfig,
     /// Rotate a repository's data key when its current version is older than this; "0" (the
     /// default) never rotates automatically.

@@ -60,11 +60,26 @@ fn render_key(out: &mut String, key: &Key, prefix: &str) {
     comment(out, &key.doc, &format!("{prefix}# "));
     match (&key.default, key.required) {
         (Some(value), _) => out.push_str(&format!("#{} = {}\n", key.name, inline(value))),
-        (None, true) => out.push_str(&format!("#{} =  # {}, required\n", key.name, key.kind)),
+        (None, true) => out.push_str(&format!(
+            "#{} = {}  # required ({})\n",
+            key.name,
+            placeholder(&key.kind),
+            key.kind
+        )),
         (None, false) => out.push_str(&format!(
             "{prefix}# {} ({}): not set by default\n",
             key.name, key.kind
         )),
+    }
+}
+
+/// An empty value of the key's kind, to be filled in, in a template.
+fn placeholder(kind: &str) -> &'static str {
+    match kind {
+        "integer" | "number" => "0",
+        "boolean" => "false",
+        k if k.starts_with("list") => "[]",
+        _ => "\"\"",
     }
 }
 
@@ -160,7 +175,10 @@ mod tests {
         assert!(text.contains("# Jobs run at once"), "{text}");
         assert!(text.contains("#workers = 2\n"));
         assert!(text.contains("\n#[[source]]\n"));
-        assert!(text.contains("#path =  # string, required\n"), "{text}");
+        assert!(
+            text.contains("#path = \"\"  # required (string)\n"),
+            "{text}"
+        );
         assert!(
             text.lines().all(|l| l.len() <= WIDTH + 40),
             "a line is far too long"

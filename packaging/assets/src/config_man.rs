@@ -87,7 +87,9 @@ pub fn render() -> anyhow::Result<String> {
     page.control("SH", ["EXAMPLE"]);
     page.control("PP", [] as [&str; 0]).text([roman(
         "Two workers, a repository and a watched source backed up into it, kept 7 daily and 4 \
-         weekly snapshots:",
+         weekly snapshots. Under the shipped systemd unit a repository outside /var/lib/backupd \
+         must also be made writable with a ReadWritePaths= drop-in (OPERATIONS.md, \"Restore \
+         targets and repository locations\").",
     )]);
     page.control("PP", [] as [&str; 0])
         .control("nf", [] as [&str; 0]);
@@ -102,7 +104,8 @@ pub fn render() -> anyhow::Result<String> {
 fn render_table(page: &mut Roff, table: &Table) {
     page.control("SS", [table.header().as_str()]);
     for paragraph in table.doc.split("\n\n").filter(|p| !p.is_empty()) {
-        page.control("PP", [] as [&str; 0]).text([roman(paragraph)]);
+        page.control("PP", [] as [&str; 0])
+            .text(marked_up(paragraph));
     }
     for key in &table.keys {
         render_key(page, key);
@@ -123,8 +126,17 @@ fn render_key(page: &mut Roff, key: &Key) {
         if i > 0 {
             page.control("IP", [] as [&str; 0]);
         }
-        page.text([roman(paragraph)]);
+        page.text(marked_up(paragraph));
     }
+}
+
+/// A doc comment's `code` spans in bold, the rest roman, as man pages set literal text.
+fn marked_up(text: &str) -> Vec<roff::Inline> {
+    text.split('`')
+        .enumerate()
+        .filter(|(_, part)| !part.is_empty())
+        .map(|(i, part)| if i % 2 == 1 { bold(part) } else { roman(part) })
+        .collect()
 }
 
 #[cfg(test)]
@@ -146,6 +158,10 @@ mod tests {
             "{page}"
         );
         assert!(page.contains("Jobs run at once"), "{page}");
+        assert!(
+            !page.contains('`'),
+            "code spans are set in bold, not backticks"
+        );
     }
 
     #[test]
