@@ -52,6 +52,11 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The variable that turns a run of backupctl into a completion request, and the program the
+/// registration scripts call back: shared with the packaging, which writes those scripts.
+pub const ENV_VAR: &str = "COMPLETE";
+pub const BIN: &str = "backupctl";
+
 /// The longest one TAB waits for the daemon: connecting, the handshake and the answer.
 pub const DEADLINE: Duration = Duration::from_secs(1);
 

@@ -28,8 +28,9 @@ pub fn run() -> i32 {
     // `backupctl` from PATH, not the path this process was started by: the script a package
     // installs must keep working wherever the binary was when it was generated.
     clap_complete::CompleteEnv::with_factory(cli::Cli::command)
-        .bin("backupctl")
-        .completer("backupctl")
+        .var(completion::ENV_VAR)
+        .bin(completion::BIN)
+        .completer(completion::BIN)
         .complete();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
