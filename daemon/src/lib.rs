@@ -10,6 +10,7 @@
 //! state flushed and the socket file removed.
 
 pub mod alerts;
+pub mod analytics;
 pub mod cli;
 pub mod context;
 pub mod engine;

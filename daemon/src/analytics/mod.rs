@@ -1,0 +1,19 @@
+//! Analytics over the job history (issue 19, in progress on this branch): the statistics are
+//! pure functions over numbers the history already holds, so they are tested without a daemon.
+//!
+//! - `baseline`: a metric's recent values per source, and whether a new one lies beyond three
+//!   robust standard deviations of them.
+//! - `predict`: the success rate of a source's jobs over a horizon, from a Beta-Binomial
+//!   posterior whose evidence decays with age.
+//! - `backtest`: how well `predict` did on held-out history (Brier score, calibration).
+//! - `synthetic`: deterministic job histories with documented regimes, for the backtest.
+//! - `ransomware`: the mass-encryption signal: incompressible changed data together with a jump
+//!   in files changed.
+//!
+//! Not wired into the daemon yet: no aggregates store, no requests, no alerts or holds.
+
+pub mod backtest;
+pub mod baseline;
+pub mod predict;
+pub mod ransomware;
+pub mod synthetic;
