@@ -9,6 +9,8 @@
 //! - `synthetic`: deterministic job histories with documented regimes, for the backtest.
 //! - `ransomware`: the mass-encryption signal: incompressible changed data together with a jump
 //!   in files changed.
+//! - `trends`: improving, stable or declining, from the least-squares slope and its t-test.
+//! - `risk`: the 0–100 risk score of a source from weighted factors, each with its evidence.
 //!
 //! Not wired into the daemon yet: no aggregates store, no requests, no alerts or holds.
 
@@ -16,4 +18,6 @@ pub mod backtest;
 pub mod baseline;
 pub mod predict;
 pub mod ransomware;
+pub mod risk;
 pub mod synthetic;
+pub mod trends;
