@@ -53,6 +53,11 @@ impl Baseline {
         baseline
     }
 
+    /// The values kept, oldest first.
+    pub fn values(&self) -> Vec<f64> {
+        self.values.iter().copied().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.values.len()
     }

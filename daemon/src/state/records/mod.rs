@@ -8,6 +8,7 @@
 //! A record with a `v` newer than this build knows is left in place and reported, never
 //! rewritten: a newer backupd may have written it.
 
+pub mod analytics;
 pub mod binding;
 pub mod drill;
 pub mod history;
