@@ -6,6 +6,7 @@
 //! meaning or order of an existing variant requires a new [`PROTOCOL_VERSION`].
 
 pub mod alerts;
+pub mod analytics;
 pub mod audit;
 pub mod browse;
 pub mod file_crypt;
@@ -23,6 +24,7 @@ pub mod sync;
 use crate::error::ErrorReply;
 use crate::ids::RequestId;
 pub use alerts::*;
+pub use analytics::*;
 pub use audit::*;
 pub use browse::*;
 pub use file_crypt::*;
@@ -43,7 +45,7 @@ use std::time::Duration;
 pub use sync::*;
 
 /// Version of the message set below. Client and daemon must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 14;
+pub const PROTOCOL_VERSION: u32 = 15;
 
 /// Everything a client sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -124,6 +126,8 @@ pub enum Request {
     /// Browsing snapshots: `backupctl ls`, `find`, `diff`, `cat` (answered directly, not
     /// queued; see [`BrowseRequest`] for each reply).
     Browse(BrowseRequest),
+    /// Analytics over the job history: `backupctl analytics ...`.
+    Analytics(AnalyticsRequest),
 }
 
 impl Request {
@@ -162,6 +166,9 @@ impl Request {
             // `cat` reveals content, as a restore does; the others names and metadata.
             Self::Browse(BrowseRequest::Cat(_)) => Permission::RestoreOwn,
             Self::Browse(_) => Permission::SnapshotList,
+            // Releasing a hold lets retention delete snapshots again: an admin's decision.
+            Self::Analytics(r) if r.changes_state() => Permission::SystemManage,
+            Self::Analytics(_) => Permission::SystemRead,
         }
     }
 
@@ -204,6 +211,7 @@ impl Request {
             Self::Sync(r) => r.name(),
             Self::Recovery(r) => r.name(),
             Self::Browse(r) => r.name(),
+            Self::Analytics(r) => r.name(),
         }
     }
 }
@@ -364,6 +372,20 @@ pub enum Response {
     Diff(Box<DiffResult>),
     /// `cat`: the end of the content frames.
     Cat(CatResult),
+    /// `analytics predict`: one per source.
+    Predictions(Vec<Prediction>),
+    Backtest(Box<BacktestReport>),
+    Estimates(Vec<Estimate>),
+    /// `analytics anomalies`: newest first.
+    Anomalies(Vec<AnomalyInfo>),
+    Trends(Vec<TrendInfo>),
+    Risk(Box<RiskReport>),
+    Recommendations(Vec<Recommendation>),
+    AnalyticsReport(Box<AnalyticsReport>),
+    /// `analytics hold list`.
+    Holds(Vec<HoldInfo>),
+    /// `analytics hold release`: the hold as it was.
+    HoldReleased(Box<HoldInfo>),
 }
 
 /// What an import did, entry by entry.
@@ -394,6 +416,8 @@ pub enum Progress {
     Alert(AlertInfo),
     /// `cat`: the next piece of the file's content (at most [`CAT_CHUNK`] bytes), in order.
     Content(Vec<u8>),
+    /// An anomaly in a source's backups, on `events` for callers holding `system.read`.
+    Anomaly(Box<AnomalyInfo>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
