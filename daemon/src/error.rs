@@ -99,6 +99,9 @@ pub enum Error {
     /// `recovery ...`.
     #[error(transparent)]
     Recovery(#[from] crate::recovery::RecoveryError),
+    /// `analytics ...`, and the holds forget reads.
+    #[error(transparent)]
+    Analytics(#[from] crate::analytics::AnalyticsError),
 }
 
 /// How an error travels: its protocol code, and whether the queue retries the job.
@@ -180,6 +183,14 @@ impl Classify for Error {
                     E::Io { .. } => class(Unavailable, false),
                     E::Store(e) => e.class(),
                     E::Sled(_) => class(Internal, false),
+                }
+            }
+            Self::Analytics(e) => {
+                use crate::analytics::AnalyticsError as E;
+                match e {
+                    E::State(e) => e.class(),
+                    E::NoHold { .. } | E::UnknownSource { .. } => class(NotFound, false),
+                    E::Aggregate(_) | E::Storage { .. } | E::Record(_) => class(Internal, false),
                 }
             }
             Self::PlannedFailure { retryable, .. } => {

@@ -197,6 +197,27 @@ async fn build(
         alerts.clone(),
     ));
     let queue = Arc::new(queue);
+    let analytics = {
+        let (state, alerts) = (state.clone(), alerts.clone());
+        let opened =
+            tokio::task::spawn_blocking(move || analytics::Analytics::open(&state, alerts))
+                .await
+                .map_err(|source| Error::TaskFailed {
+                    task: "the analytics open task".into(),
+                    source,
+                })??;
+        Arc::new(opened)
+    };
+    {
+        let analytics = analytics.clone();
+        queue.on_finished(Arc::new(move |entry, job| {
+            let paths = match &job.kind {
+                backupd_common::protocol::JobKind::Backup(b) => b.paths.as_slice(),
+                _ => &[],
+            };
+            analytics.finished(entry, paths);
+        }));
+    }
     let replications = Arc::new(replication::Replications::open(&state, repos.clone())?);
     {
         let settings = settings.clone();
@@ -277,6 +298,7 @@ async fn build(
                 sources: sources.clone(),
                 settings: settings.clone(),
             }),
+            analytics: Some(analytics.clone()),
         },
         settings: settings.clone(),
         tasks: tracker.clone(),
@@ -397,6 +419,7 @@ async fn build(
         replications,
         recovery,
         drills,
+        analytics,
     };
     Ok((services, scheduler, metrics))
 }

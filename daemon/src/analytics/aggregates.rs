@@ -5,7 +5,7 @@
 use super::baseline::{Baseline, Judgement};
 use super::predict::Outcome;
 use super::ransomware::{self, Signal};
-use crate::state::records::analytics::SourceStatsRecord;
+use crate::state::records::analytics::{DayRecord, RunSample, SourceStatsRecord};
 use crate::state::records::history::HistoryRecord;
 use crate::state::records::job::StateRecord;
 use crate::state::records::{self, RecordError};
@@ -14,12 +14,26 @@ use crate::state::{State, StateError};
 pub const TREE: &str = "analytics.sources";
 /// Outcomes kept per source for the success prediction.
 pub const OUTCOMES: usize = 2000;
+/// Successful runs kept per source for the duration estimate.
+pub const RUNS: usize = 200;
+/// Days of per-day figures kept per source for trends and charts.
+pub const DAYS: usize = 400;
+const DAY_NS: i64 = 86_400_000_000_000;
 
-/// The metrics judged for every successful backup.
+/// The metrics judged for every successful backup after the first, each with the least
+/// standard deviation it is judged with (so that noise around tiny values is not news).
 pub const DURATION: &str = "duration_s";
 pub const BYTES_ADDED: &str = "bytes_added";
-pub const FILES: &str = "files";
+pub const FILES: &str = "files_changed";
 pub const COMPRESSION: &str = "compression_ratio";
+pub const DEDUP: &str = "dedup_ratio";
+const FLOORS: [(&str, f64); 5] = [
+    (DURATION, 1.0),
+    (BYTES_ADDED, 1024.0 * 1024.0),
+    (FILES, 10.0),
+    (COMPRESSION, 0.05),
+    (DEDUP, 0.05),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregateError {
@@ -31,8 +45,8 @@ pub enum AggregateError {
         #[source]
         error: RecordError,
     },
-    #[error("cannot write the analytics of source {source_name:?}: {error}")]
-    Write {
+    #[error("cannot read or write the analytics of source {source_name:?}: {error}")]
+    Storage {
         source_name: String,
         #[source]
         error: sled::Error,
@@ -47,9 +61,25 @@ pub struct Observation {
     pub ransomware: Option<Signal>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Aggregates {
     tree: sled::Tree,
+}
+
+/// A backup's value of each judged metric (`None`: not measured by this backup).
+fn metric_values(job: &HistoryRecord) -> [(&'static str, Option<f64>); 5] {
+    [
+        (DURATION, Some(job.duration_ms as f64 / 1000.0)),
+        (BYTES_ADDED, Some(job.bytes_added as f64)),
+        (FILES, Some(job.files_read as f64)),
+        (COMPRESSION, job.compression_ratio),
+        // The share of what was read that the repository already had.
+        (
+            DEDUP,
+            (job.bytes_read > 0)
+                .then(|| 1.0 - (job.bytes_added as f64 / job.bytes_read as f64).min(1.0)),
+        ),
+    ]
 }
 
 impl Aggregates {
@@ -59,15 +89,16 @@ impl Aggregates {
         })
     }
 
-    fn load(&self, source: &str) -> Result<SourceStatsRecord, AggregateError> {
-        let bytes = self
-            .tree
-            .get(source)
-            .map_err(|error| AggregateError::Write {
-                source_name: source.to_owned(),
-                error,
-            })?;
-        match bytes {
+    fn storage(source: &str) -> impl FnOnce(sled::Error) -> AggregateError + '_ {
+        move |error| AggregateError::Storage {
+            source_name: source.to_owned(),
+            error,
+        }
+    }
+
+    /// The source's statistics (empty for a source with no finished backup).
+    pub fn load(&self, source: &str) -> Result<SourceStatsRecord, AggregateError> {
+        match self.tree.get(source).map_err(Self::storage(source))? {
             None => Ok(SourceStatsRecord::default()),
             Some(bytes) => records::decode(&bytes).map_err(|error| AggregateError::Record {
                 source_name: source.to_owned(),
@@ -76,68 +107,122 @@ impl Aggregates {
         }
     }
 
-    /// Takes in a finished job; only backups of a source count. Judges the new values against
-    /// the baselines before adding them.
+    /// Every source with statistics, by name.
+    pub fn sources(&self) -> Result<Vec<String>, AggregateError> {
+        self.tree
+            .iter()
+            .keys()
+            .map(|k| {
+                k.map(|k| String::from_utf8_lossy(&k).into_owned())
+                    .map_err(Self::storage(""))
+            })
+            .collect()
+    }
+
+    pub fn remove(&self, source: &str) -> Result<(), AggregateError> {
+        self.tree.remove(source).map_err(Self::storage(source))?;
+        Ok(())
+    }
+
+    /// Takes in a finished job; only backups of a source count, each once. Judges the new
+    /// values against the baselines before adding them.
     pub fn record(&self, job: &HistoryRecord) -> Result<Observation, AggregateError> {
         let (Some(source), "backup") = (job.source.as_deref(), job.kind.as_str()) else {
             return Ok(Observation::default());
         };
         let mut stats = self.load(source)?;
+        if job.id <= stats.last_job {
+            return Ok(Observation::default());
+        }
+        stats.last_job = job.id;
+        stats.repo.clone_from(&job.repo);
         let succeeded = job.outcome == StateRecord::Succeeded;
         stats.outcomes.push((job.finished_ns, succeeded));
         let excess = stats.outcomes.len().saturating_sub(OUTCOMES);
         stats.outcomes.drain(..excess);
+        let day = stats
+            .days
+            .entry(job.finished_ns.div_euclid(DAY_NS))
+            .or_insert_with(DayRecord::default);
+        day.jobs += 1;
+        if !succeeded {
+            day.failed += 1;
+        } else {
+            day.duration_ms += job.duration_ms;
+            day.bytes_read += job.bytes_read;
+            day.bytes_added += job.bytes_added;
+            day.size_bytes = job.bytes_total;
+        }
+        while stats.days.len() > DAYS {
+            stats.days.pop_first();
+        }
         let mut observation = Observation::default();
+        if succeeded {
+            stats.last_success_ns = Some(job.finished_ns);
+            stats.runs.push(RunSample {
+                finished_ns: job.finished_ns,
+                duration_ms: job.duration_ms,
+                files_read: job.files_read,
+                bytes_read: job.bytes_read,
+            });
+            let excess = stats.runs.len().saturating_sub(RUNS);
+            stats.runs.drain(..excess);
+        }
         if succeeded && !stats.seen_first {
             stats.seen_first = true;
         } else if succeeded {
-            let values = [
-                (DURATION, Some(job.duration_ms as f64 / 1000.0)),
-                (BYTES_ADDED, Some(job.bytes_added as f64)),
-                (FILES, Some(job.files as f64)),
-                (COMPRESSION, job.compression_ratio),
-            ];
-            let baseline = |stats: &SourceStatsRecord, name: &str| {
-                Baseline::from_values(stats.metrics.get(name).into_iter().flatten().copied())
-            };
-            if let (Some(ratio), ratios, files) = (
-                job.compression_ratio,
-                baseline(&stats, COMPRESSION),
-                baseline(&stats, FILES),
-            ) {
-                observation.ransomware =
-                    ransomware::judge(&ratios, &files, ratio, job.files as f64);
-            }
-            for (name, value) in values {
-                let Some(value) = value else { continue };
-                let mut base = baseline(&stats, name);
-                if let Some(judgement) = base.judge(value).filter(Judgement::is_anomaly) {
-                    observation.anomalies.push((name, judgement));
-                }
-                base.push(value);
-                stats.metrics.insert(name.to_owned(), base.values());
-            }
+            observation = Self::judge(&mut stats, job);
         }
         self.tree
             .insert(source, records::encode(&mut stats))
-            .map_err(|error| AggregateError::Write {
-                source_name: source.to_owned(),
-                error,
-            })?;
+            .map_err(Self::storage(source))?;
         Ok(observation)
     }
 
-    /// The source's recent outcomes as the success model takes them, aged from `now_ns`.
-    pub fn outcomes(&self, source: &str, now_ns: i64) -> Result<Vec<Outcome>, AggregateError> {
-        Ok(self
-            .load(source)?
-            .outcomes
+    /// Judges a successful backup's metrics against the source's baselines, then adds them.
+    fn judge(stats: &mut SourceStatsRecord, job: &HistoryRecord) -> Observation {
+        let baseline = |stats: &SourceStatsRecord, name: &str| {
+            Baseline::from_values(stats.metrics.get(name).into_iter().flatten().copied())
+        };
+        let mut observation = Observation::default();
+        if let Some(ratio) = job.compression_ratio {
+            observation.ransomware = ransomware::judge(
+                &baseline(stats, COMPRESSION),
+                &baseline(stats, FILES),
+                ratio,
+                job.files_read as f64,
+            );
+        }
+        for (name, value) in metric_values(job) {
+            let Some(value) = value else { continue };
+            let floor = FLOORS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0.0, |(_, f)| *f);
+            let mut base = baseline(stats, name);
+            if let Some(judgement) = base
+                .judge_at_least(value, floor)
+                .filter(Judgement::is_anomaly)
+            {
+                observation.anomalies.push((name, judgement));
+            }
+            base.push(value);
+            stats.metrics.insert(name.to_owned(), base.values());
+        }
+        observation
+    }
+}
+
+impl SourceStatsRecord {
+    /// The recent outcomes as the success model takes them, aged from `now_ns`.
+    pub fn outcomes_at(&self, now_ns: i64) -> Vec<Outcome> {
+        self.outcomes
             .iter()
             .map(|(finished, success)| Outcome {
                 age_days: (now_ns - finished).max(0) as f64 / 86_400e9,
                 success: *success,
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -169,6 +254,8 @@ mod tests {
             bytes_stored: (files as f64 * 10_000.0 / ratio) as u64,
             compression_ratio: Some(ratio),
             snapshot: None,
+            files_read: files,
+            bytes_total: files * 100_000,
         }
     }
 
@@ -237,7 +324,7 @@ mod tests {
                 .expect("record");
         }
         let now = (OUTCOMES as i64 + 10) * 3_600_000_000_000;
-        let outcomes = aggregates.outcomes("home", now).expect("outcomes");
+        let outcomes = aggregates.load("home").expect("load").outcomes_at(now);
         assert_eq!(outcomes.len(), OUTCOMES);
         assert_eq!(outcomes.last().map(|o| o.age_days), Some(0.0));
         assert_eq!(
@@ -257,6 +344,6 @@ mod tests {
         let mut manual = backup(2, true, 30, 10, 2.0);
         manual.source = None;
         aggregates.record(&manual).expect("record");
-        assert!(aggregates.outcomes("home", 0).expect("outcomes").is_empty());
+        assert!(aggregates.load("home").expect("load").outcomes.is_empty());
     }
 }

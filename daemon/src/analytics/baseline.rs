@@ -80,6 +80,13 @@ impl Baseline {
 
     /// `value` against the values so far; `None` until there are `MIN_OBSERVATIONS`.
     pub fn judge(&self, value: f64) -> Option<Judgement> {
+        self.judge_at_least(value, 0.0)
+    }
+
+    /// As [`Baseline::judge`], with the standard deviation taken as at least `floor`: a
+    /// backup of one file that takes 80 ms instead of 40 ms is not news, however steady the
+    /// source was.
+    pub fn judge_at_least(&self, value: f64, floor: f64) -> Option<Judgement> {
         if self.values.len() < MIN_OBSERVATIONS || !value.is_finite() {
             return None;
         }
@@ -88,6 +95,7 @@ impl Baseline {
         let mut deviations: Vec<f64> = sorted.iter().map(|v| (v - centre).abs()).collect();
         let spread = (MAD_TO_SIGMA * median(&mut deviations))
             .max(RELATIVE_FLOOR * centre.abs())
+            .max(floor)
             .max(f64::MIN_POSITIVE);
         Some(Judgement {
             value,

@@ -59,6 +59,25 @@ pub struct ForgetOptions {
     /// snapshot.
     pub paths: Vec<Vec<u8>>,
     pub zstd_level: i32,
+    /// Retention holds: snapshots they cover are kept whatever the policy says, and naming one
+    /// is refused.
+    pub holds: Vec<Hold>,
+}
+
+/// Snapshots of exactly `paths` made before `before_ns` are held (analytics' mass-encryption
+/// hold, docs/ANALYTICS.md).
+#[derive(Clone, Debug)]
+pub struct Hold {
+    pub paths: Vec<Vec<u8>>,
+    pub before_ns: i64,
+    /// The source it protects, for the decision's reason and the refusal.
+    pub source: String,
+}
+
+impl Hold {
+    fn covers(&self, paths: &[Vec<u8>], time_ns: i64) -> bool {
+        self.paths == paths && time_ns < self.before_ns
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -214,7 +233,17 @@ pub fn forget(
     };
     for id in &named {
         let (time_ns, host) = match repo.read_snapshot(id) {
-            Ok(s) => (s.time_ns, s.host),
+            Ok(s) => {
+                if let Some(hold) = opts.holds.iter().find(|h| h.covers(&s.paths, s.time_ns)) {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "snapshot {} is under the retention hold of source {:?} (suspected mass                          encryption); check the source's data, then release the hold with                          `backupctl analytics hold release {}` and run forget again",
+                        id.to_hex(),
+                        hold.source,
+                        hold.source
+                    )));
+                }
+                (s.time_ns, s.host)
+            }
             Err(_) => (0, String::new()),
         };
         report.decisions.push(Decision {
@@ -241,7 +270,7 @@ pub fn forget(
             .or_default()
             .push((id, s.time_ns, s.host));
     }
-    for (_, mut snaps) in groups {
+    for ((_, paths), mut snaps) in groups {
         snaps.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
         let times: Vec<i64> = snaps.iter().map(|s| s.1).collect();
         let mut decided = decide(&opts.policy, &times);
@@ -252,7 +281,10 @@ pub fn forget(
                 newest.push("newest".to_owned());
             }
         }
-        for ((id, time_ns, host), reasons) in snaps.into_iter().zip(decided) {
+        for ((id, time_ns, host), mut reasons) in snaps.into_iter().zip(decided) {
+            if let Some(hold) = opts.holds.iter().find(|h| h.covers(&paths, time_ns)) {
+                reasons.push(format!("held (source {})", hold.source));
+            }
             report.decisions.push(Decision {
                 snapshot: id.to_hex(),
                 time_ns,

@@ -56,6 +56,10 @@ impl Operation for Forget {
             snapshots: r.snapshots,
             paths: r.paths,
             zstd_level: crate::engine::backup::DEFAULT_ZSTD_LEVEL,
+            holds: match &run.env.analytics {
+                Some(analytics) => analytics.forget_holds()?,
+                None => Vec::new(),
+            },
         };
         let out = forget(&repo, &opts, run.progress, run.cancel)?;
         Ok(Response::Forget(ForgetResult {

@@ -74,6 +74,8 @@ pub struct Env {
     pub recovery: Option<Arc<crate::recovery::Recovery>>,
     /// What drills read and record (`None` in tests of the queue alone).
     pub drill: Option<DrillHandles>,
+    /// Retention holds forget respects (`None` in tests of the queue alone).
+    pub analytics: Option<Arc<crate::analytics::Analytics>>,
 }
 
 /// One attempt of a job, as its operation sees it.

@@ -157,6 +157,12 @@ impl Queue {
         Ok(queue)
     }
 
+    /// Calls `hook` with every job that reaches a final state, inside the transition (so it
+    /// must be quick and must not call back into the queue).
+    pub fn on_finished(&self, hook: store::FinishedHook) {
+        self.store.on_finished(hook);
+    }
+
     /// The same queue reading the time from `clock`.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;

@@ -12,17 +12,30 @@ use crate::state::records::job::JobRecord;
 use crate::state::{State, StateError};
 use backupd_common::config::HistoryConfig;
 use backupd_common::protocol::{HistoryEntry, HistoryQuery, JobId, JobInfo};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// Called with every job written in a final state (after its history entry), before anyone is
+/// told about it: the analytics take it in here.
+pub type FinishedHook = Arc<dyn Fn(&HistoryRecord, &JobInfo) + Send + Sync>;
 
 const META_TREE: &str = "queue";
 const NEXT_ID_KEY: &[u8] = b"next_id";
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     jobs: sled::Tree,
     meta: sled::Tree,
     history: Arc<History>,
     state: State,
+    finished: Arc<OnceLock<FinishedHook>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("history", &self.history)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -32,6 +45,7 @@ impl Store {
             meta: state.tree(META_TREE)?,
             history: Arc::new(History::open(state)?),
             state: state.clone(),
+            finished: Arc::default(),
         })
     }
 
@@ -82,9 +96,17 @@ impl Store {
             .insert(job.id.to_be_bytes(), records::encode(&mut record))
             .map_err(|e| self.write_err(e))?;
         if let Some(entry) = entry {
-            self.history.append(entry)?;
+            self.history.append(entry.clone())?;
+            if let Some(hook) = self.finished.get() {
+                hook(&entry, job);
+            }
         }
         Ok(())
+    }
+
+    /// Sets the hook called with every final job; the first one set stays.
+    pub fn on_finished(&self, hook: FinishedHook) {
+        let _ = self.finished.set(hook);
     }
 
     pub fn set_next_id(&self, next: JobId) -> Result<(), StateError> {

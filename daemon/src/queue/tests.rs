@@ -60,6 +60,7 @@ fn harness(q: QueueConfig) -> Harness {
             replications: None,
             recovery: None,
             drill: None,
+            analytics: None,
         },
         settings: SettingsHandle::new(settings),
         tasks: TaskTracker::new(),

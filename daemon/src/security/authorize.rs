@@ -62,7 +62,8 @@ pub fn repository(request: &Request) -> Option<String> {
         | Request::Source(_)
         | Request::Security(_)
         | Request::Perf(_)
-        | Request::Sync(_) => None,
+        | Request::Sync(_)
+        | Request::Analytics(_) => None,
         Request::Recovery(RecoveryRequest::Fitness(f) | RecoveryRequest::Select(f)) => {
             named(f.repo.as_deref())
         }

@@ -125,6 +125,18 @@ pub fn kind(r: &Request) -> &'static str {
             BrowseRequest::Diff(_) => "browse.diff",
             BrowseRequest::Cat(_) => "browse.cat",
         },
+        Request::Analytics(a) => match a {
+            AnalyticsRequest::Predict { .. } => "analytics.predict",
+            AnalyticsRequest::Backtest { .. } => "analytics.backtest",
+            AnalyticsRequest::Estimate { .. } => "analytics.estimate",
+            AnalyticsRequest::Anomalies { .. } => "analytics.anomalies",
+            AnalyticsRequest::Trends { .. } => "analytics.trends",
+            AnalyticsRequest::Risk { .. } => "analytics.risk",
+            AnalyticsRequest::Recommendations => "analytics.recommendations",
+            AnalyticsRequest::Report { .. } => "analytics.report",
+            AnalyticsRequest::Holds => "analytics.holds",
+            AnalyticsRequest::Release { .. } => "analytics.release",
+        },
     }
 }
 
@@ -317,6 +329,32 @@ pub fn every_kind() -> Vec<Request> {
         Request::Browse(BrowseRequest::Find(Box::default())),
         Request::Browse(BrowseRequest::Diff(Box::default())),
         Request::Browse(BrowseRequest::Cat(Box::default())),
+        Request::Analytics(AnalyticsRequest::Predict {
+            source: None,
+            days: 30,
+        }),
+        Request::Analytics(AnalyticsRequest::Backtest {
+            source: None,
+            days: 30,
+        }),
+        Request::Analytics(AnalyticsRequest::Estimate {
+            source: None,
+            bytes: None,
+            files: None,
+        }),
+        Request::Analytics(AnalyticsRequest::Anomalies {
+            since: None,
+            source: None,
+        }),
+        Request::Analytics(AnalyticsRequest::Trends {
+            source: None,
+            days: 30,
+        }),
+        Request::Analytics(AnalyticsRequest::Risk { source: None }),
+        Request::Analytics(AnalyticsRequest::Recommendations),
+        Request::Analytics(AnalyticsRequest::Report { days: 30 }),
+        Request::Analytics(AnalyticsRequest::Holds),
+        Request::Analytics(AnalyticsRequest::Release { source: "s".into() }),
     ]
 }
 

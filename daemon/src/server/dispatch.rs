@@ -39,5 +39,6 @@ pub async fn dispatch(
         Request::Sync(r) => handlers::sync::handle(&server.services, r).await,
         Request::Recovery(r) => handlers::recovery::handle(&server.services, identity, r).await,
         Request::Browse(r) => handlers::browse::handle(&server.services, identity, r).await,
+        Request::Analytics(r) => handlers::analytics::handle(&server.services, r).await,
     }
 }

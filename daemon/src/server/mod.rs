@@ -59,6 +59,8 @@ pub struct Services {
     pub recovery: Arc<crate::recovery::Recovery>,
     /// The last recovery drill of each source.
     pub drills: Arc<crate::recovery::drills::Drills>,
+    /// Job statistics, anomalies and retention holds.
+    pub analytics: Arc<crate::analytics::Analytics>,
 }
 
 /// The server's own state next to the services it serves: who the daemon is, its socket, and

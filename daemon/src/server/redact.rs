@@ -13,8 +13,8 @@
 
 use backupd_common::error::ErrorReply;
 use backupd_common::protocol::{
-    HealthReport, HistoryEntry, Identity, JobEvent, JobInfo, Progress, RepoInfo, Response,
-    SourceInfo,
+    AnomalyInfo, HealthReport, HistoryEntry, HoldInfo, Identity, JobEvent, JobInfo, Progress,
+    Recommendation, RepoInfo, Response, SourceInfo, SourceRisk,
 };
 
 /// A source's name as a caller who does not administer the daemon sees it.
@@ -279,7 +279,66 @@ pub fn response(r: &mut Response, reader: Reader) {
         Response::Encrypted(_) | Response::Decrypted(_) => {}
         // Only the caller's own snapshots were browsed (the handler's scope).
         Response::Listing(_) | Response::Found(_) | Response::Diff(_) | Response::Cat(_) => {}
+        // Source names are often directory names; evidence and actions name them too. The
+        // figures stay: they are what an observer monitors.
+        Response::Predictions(list) => list.iter_mut().for_each(|p| p.source = hidden()),
+        Response::Backtest(b) => {
+            for s in b.scores.iter_mut().filter(|s| !s.history.starts_with("synthetic:")) {
+                s.history = hidden();
+            }
+            b.estimates.iter_mut().for_each(|e| e.source = hidden());
+        }
+        Response::Estimates(list) => list.iter_mut().for_each(|e| {
+            e.source = e.source.as_ref().map(|_| hidden());
+        }),
+        Response::Anomalies(list) => list.iter_mut().for_each(anomaly),
+        Response::Trends(list) => list.iter_mut().for_each(|t| t.source = hidden()),
+        Response::Risk(r) => r.sources.iter_mut().for_each(risk),
+        Response::Recommendations(list) => list.iter_mut().for_each(recommendation),
+        Response::AnalyticsReport(r) => {
+            for s in &mut r.sources {
+                s.source = hidden();
+                s.prediction.source = hidden();
+                if let Some(e) = &mut s.estimate {
+                    e.source = Some(hidden());
+                }
+                s.trends.iter_mut().for_each(|t| t.source = hidden());
+                risk(&mut s.risk);
+                s.anomalies.iter_mut().for_each(anomaly);
+                s.hold.iter_mut().for_each(hold);
+            }
+            r.recommendations.iter_mut().for_each(recommendation);
+        }
+        Response::Holds(list) => list.iter_mut().for_each(hold),
+        Response::HoldReleased(h) => hold(h),
     }
+}
+
+fn hidden() -> String {
+    HIDDEN_NAME.to_owned()
+}
+
+fn anomaly(a: &mut AnomalyInfo) {
+    a.source = hidden();
+    a.detail = HIDDEN.to_owned();
+}
+
+fn risk(r: &mut SourceRisk) {
+    r.source = hidden();
+    for f in &mut r.factors {
+        f.evidence = HIDDEN.to_owned();
+    }
+}
+
+fn recommendation(r: &mut Recommendation) {
+    r.subject = hidden();
+    r.evidence = HIDDEN.to_owned();
+    r.action = HIDDEN.to_owned();
+}
+
+fn hold(h: &mut HoldInfo) {
+    h.source = hidden();
+    h.reason = HIDDEN.to_owned();
 }
 
 /// Redacts a streamed frame for `reader`.
@@ -295,6 +354,7 @@ pub fn progress(p: &mut Progress, reader: Reader) {
         Progress::Content(_) => {}
         // Sent only to followers holding `security.read`.
         Progress::Alert(_) => {}
+        Progress::Anomaly(a) => anomaly(a),
     }
 }
 

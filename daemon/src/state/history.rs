@@ -285,6 +285,8 @@ mod tests {
             bytes_stored: 0,
             compression_ratio: None,
             snapshot: None,
+            files_read: 0,
+            bytes_total: 0,
         }
     }
 

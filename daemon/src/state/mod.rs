@@ -212,6 +212,11 @@ impl State {
         })
     }
 
+    /// A new id, unique for the life of the database.
+    pub fn generate_id(&self) -> sled::Result<u64> {
+        self.db.generate_id()
+    }
+
     pub fn flush_blocking(&self) -> Result<(), StateError> {
         self.db
             .flush()

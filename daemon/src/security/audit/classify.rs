@@ -5,9 +5,9 @@
 
 use backupd_common::paths::escape_path;
 use backupd_common::protocol::{
-    AuditTarget, BrowseRequest, EventType, JobKind, PerfRequest, QueueRequest, RecoveryRequest,
-    RepoRequest, Request, SecurityRequest, Severity, SourceRequest, SyncRequest, SystemRequest,
-    MAX_TARGET_PATHS, MAX_TARGET_PATH_CHARS,
+    AnalyticsRequest, AuditTarget, BrowseRequest, EventType, JobKind, PerfRequest, QueueRequest,
+    RecoveryRequest, RepoRequest, Request, SecurityRequest, Severity, SourceRequest, SyncRequest,
+    SystemRequest, MAX_TARGET_PATHS, MAX_TARGET_PATH_CHARS,
 };
 
 /// How a request is recorded when it is answered; `None`: not recorded (its denial still is).
@@ -119,6 +119,9 @@ pub fn classify(request: &Request) -> Option<(EventType, Severity)> {
         }
         // A file's content leaves the repository, as in a restore.
         Request::Browse(BrowseRequest::Cat(_)) => (E::Restore, S::Info),
+        // Releasing a hold lets retention delete the snapshots it kept.
+        Request::Analytics(AnalyticsRequest::Release { .. }) => (E::Forget, S::Warning),
+        Request::Analytics(_) => return None,
     };
     Some(class)
 }
@@ -253,6 +256,10 @@ pub fn target(request: &Request) -> AuditTarget {
             RecoveryRequest::List | RecoveryRequest::Objectives => {}
         },
         Request::Browse(r) => browse_target(&mut t, r),
+        Request::Analytics(AnalyticsRequest::Release { source }) => {
+            t.name = Some(format!("retention hold of source {source}"));
+        }
+        Request::Analytics(_) => {}
     }
     t
 }

@@ -108,7 +108,7 @@ fn parse_time(text: &str) -> Option<i64> {
 
 /// When the current data-key version of `repo` was created (a version from a version 1 key file
 /// is dated with the repository's creation).
-fn current_key_created(repo: &crate::repo::Repository) -> Result<i64, String> {
+pub(crate) fn current_key_created(repo: &crate::repo::Repository) -> Result<i64, String> {
     let loaded = repo.key_ring().map_err(|e| e.to_string())?;
     if let Some(k) = loaded.ring.current_key() {
         return Ok(k.created_ns);

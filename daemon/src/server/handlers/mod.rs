@@ -1,6 +1,7 @@
 //! Request handlers, one file per command group. A handler returns an [`Outcome`]: the reply
 //! (single or streamed) and, for shutdown, what to do once the reply is out.
 
+pub mod analytics;
 pub mod browse;
 pub mod perf;
 pub mod queue;

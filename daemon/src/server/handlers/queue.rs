@@ -5,7 +5,8 @@ use crate::error::Error;
 use crate::security::fsid::{self, FsIdentity};
 use crate::server::Services;
 use backupd_common::protocol::{
-    AlertInfo, Identity, JobId, JobKind, JobSpec, Permission, Progress, QueueRequest, Response,
+    AlertInfo, AnomalyInfo, Identity, JobId, JobKind, JobSpec, Permission, Progress, QueueRequest,
+    Response,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +55,13 @@ pub async fn handle(services: &Services, identity: &Identity, request: QueueRequ
                 .security
                 .holds(identity, Permission::SecurityRead, None)
                 .then(|| services.security.detector().subscribe());
-            events(services, follow, backlog, alerts)
+            // Anomalies are analytics: for those who may read the system's state (redacted
+            // for non-admins like any analytics reply).
+            let anomalies = services
+                .security
+                .holds(identity, Permission::SystemRead, None)
+                .then(|| services.analytics.subscribe());
+            events(services, follow, backlog, alerts, anomalies)
         }
     }
 }
@@ -172,6 +179,7 @@ fn events(
     follow: bool,
     backlog: u32,
     mut alerts: Option<broadcast::Receiver<AlertInfo>>,
+    mut anomalies: Option<broadcast::Receiver<AnomalyInfo>>,
 ) -> Outcome {
     let (tx, rx) = mpsc::channel(64);
     let (queue, shutdown) = (services.queue.clone(), services.shutdown.clone());
@@ -193,6 +201,12 @@ fn events(
                     _ = tx.closed() => return,
                     Some(alert) = next_alert(&mut alerts) => {
                         if tx.send(StreamItem::Progress(Progress::Alert(alert))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(anomaly) = next_alert(&mut anomalies) => {
+                        let frame = Progress::Anomaly(Box::new(anomaly));
+                        if tx.send(StreamItem::Progress(frame)).await.is_err() {
                             return;
                         }
                     }
@@ -223,10 +237,10 @@ fn events(
     }
 }
 
-/// The next alert for an `events` follower; pending forever without a subscription or once
-/// the sender is gone. A follower that lags loses the alerts it missed (they stay listed by
-/// `security alerts`).
-async fn next_alert(alerts: &mut Option<broadcast::Receiver<AlertInfo>>) -> Option<AlertInfo> {
+/// The next alert (or anomaly) for an `events` follower; pending forever without a
+/// subscription or once the sender is gone. A follower that lags loses the ones it missed
+/// (they stay listed by `security alerts` and `analytics anomalies`).
+async fn next_alert<T: Clone>(alerts: &mut Option<broadcast::Receiver<T>>) -> Option<T> {
     loop {
         match alerts.as_mut() {
             None => return std::future::pending().await,

@@ -48,12 +48,14 @@ async fn show(services: &Services, name: &str) -> Result<Response, Error> {
         None => (None, None),
         Some(rules) => {
             let (repos, rules, spec) = (services.repos.clone(), rules.clone(), info.spec.clone());
+            let analytics = services.analytics.clone();
             let planned = tokio::task::spawn_blocking(move || {
                 let (_, repo) = repos.open(spec.repo.as_deref())?;
                 let opts = ForgetOptions {
                     policy: policy_of(&rules),
                     dry_run: true,
                     paths: vec![spec.path.clone()],
+                    holds: analytics.forget_holds()?,
                     ..Default::default()
                 };
                 let progress = crate::engine::progress::Progress::default();

@@ -1,6 +1,7 @@
-//! One source's running statistics in tree `analytics.sources` (key: the source name): the
-//! recent values of each judged metric and the recent job outcomes, updated as each of its jobs
-//! finishes, so that no request reads the whole history.
+//! Analytics records: one source's running statistics in tree `analytics.sources` (key: the
+//! source name), updated as each of its backups finishes so that no request reads the whole
+//! history; the anomalies raised (tree `analytics.anomalies`) and the retention holds (tree
+//! `analytics.holds`, key: the source name).
 
 use super::versioned;
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,76 @@ pub struct SourceStatsRecord {
     /// The source's first successful backup was seen (and left out of the baselines: a full
     /// backup is not what later incremental ones are judged by).
     pub seen_first: bool,
+    /// The newest job taken in: a job written twice (its history entry rewritten) counts once.
+    #[serde(default)]
+    pub last_job: u64,
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(default)]
+    pub last_success_ns: Option<i64>,
+    /// Recent successful backups, oldest first, for the duration estimate.
+    #[serde(default)]
+    pub runs: Vec<RunSample>,
+    /// Per day (days since the epoch, UTC): the source's backups, for trends and charts.
+    #[serde(default)]
+    pub days: BTreeMap<i64, DayRecord>,
 }
 
 versioned!(SourceStatsRecord, 1);
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunSample {
+    pub finished_ns: i64,
+    pub duration_ms: u64,
+    pub files_read: u64,
+    pub bytes_read: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DayRecord {
+    pub jobs: u32,
+    pub failed: u32,
+    /// Of the successful ones.
+    pub duration_ms: u64,
+    pub bytes_read: u64,
+    pub bytes_added: u64,
+    /// What the source's snapshots hold (bytes), at the day's last successful backup.
+    pub size_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyRecord {
+    pub v: u32,
+    pub id: u64,
+    pub time_ns: i64,
+    pub source: String,
+    pub repo: Option<String>,
+    pub job: u64,
+    pub snapshot: Option<String>,
+    pub metric: String,
+    pub value: f64,
+    pub expected: f64,
+    pub low: f64,
+    pub high: f64,
+    pub sigmas: f64,
+    pub critical: bool,
+    pub detail: String,
+}
+
+versioned!(AnomalyRecord, 1);
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HoldRecord {
+    pub v: u32,
+    pub source: String,
+    pub repo: Option<String>,
+    /// The paths the source backs up: the held snapshots are those of exactly these paths.
+    pub paths: Vec<Vec<u8>>,
+    pub placed_ns: i64,
+    pub before_ns: i64,
+    pub job: u64,
+    pub snapshot: Option<String>,
+    pub reason: String,
+}
+
+versioned!(HoldRecord, 1);

@@ -29,6 +29,13 @@ pub struct HistoryRecord {
     pub bytes_stored: u64,
     pub compression_ratio: Option<f64>,
     pub snapshot: Option<String>,
+    /// A backup's new and changed files (`files` is every file its snapshot holds); 0 in
+    /// entries written before it was kept.
+    #[serde(default)]
+    pub files_read: u64,
+    /// What a backup's snapshot holds, in bytes.
+    #[serde(default)]
+    pub bytes_total: u64,
 }
 
 versioned!(HistoryRecord, 1);
@@ -80,10 +87,14 @@ impl HistoryRecord {
             bytes_stored: 0,
             compression_ratio: None,
             snapshot: None,
+            files_read: 0,
+            bytes_total: 0,
         };
         match job.result() {
             Some(Response::Backup(b)) => {
                 entry.files = b.stats.files;
+                entry.files_read = b.stats.files_read;
+                entry.bytes_total = b.stats.bytes_total;
                 entry.bytes_read = b.stats.bytes_read;
                 entry.bytes_added = b.stats.bytes_added;
                 entry.bytes_stored = b.stats.bytes_stored;
@@ -128,6 +139,9 @@ impl From<HistoryRecord> for HistoryEntry {
             bytes_stored,
             compression_ratio,
             snapshot,
+            // Analytics reads them from the record; the wire's history entry predates them.
+            files_read: _,
+            bytes_total: _,
         } = r;
         Self {
             id,
