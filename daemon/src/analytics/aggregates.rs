@@ -3,17 +3,17 @@
 //! the mass-encryption signal.
 
 use super::baseline::{Baseline, Judgement};
-use super::predict::Outcome;
 use super::ransomware::{self, Signal};
 use crate::state::records::analytics::{DayRecord, RunSample, SourceStatsRecord};
 use crate::state::records::history::HistoryRecord;
 use crate::state::records::job::StateRecord;
 use crate::state::records::{self, RecordError};
 use crate::state::{State, StateError};
+use std::collections::BTreeMap;
 
 pub const TREE: &str = "analytics.sources";
-/// Outcomes kept per source for the success prediction.
-pub const OUTCOMES: usize = 2000;
+const DAYS_TREE: &str = "analytics.days";
+const RUNS_TREE: &str = "analytics.runs";
 /// Successful runs kept per source for the duration estimate.
 pub const RUNS: usize = 200;
 /// Days of per-day figures kept per source for trends and charts.
@@ -63,7 +63,19 @@ pub struct Observation {
 
 #[derive(Clone, Debug)]
 pub struct Aggregates {
-    tree: sled::Tree,
+    sources: sled::Tree,
+    days: sled::Tree,
+    runs: sled::Tree,
+}
+
+/// Everything kept about one source, as the queries read it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceStats {
+    pub summary: SourceStatsRecord,
+    /// Days since the epoch (UTC) → that day's backups, oldest first.
+    pub days: BTreeMap<i64, DayRecord>,
+    /// Recent successful backups, oldest first.
+    pub runs: Vec<RunSample>,
 }
 
 /// A backup's value of each judged metric (`None`: not measured by this backup).
@@ -82,10 +94,36 @@ fn metric_values(job: &HistoryRecord) -> [(&'static str, Option<f64>); 5] {
     ]
 }
 
+/// `source 0x00 suffix`: a source's keys sort together (names never hold a 0 byte).
+fn key(source: &str, suffix: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(source.len() + 1 + suffix.len());
+    k.extend_from_slice(source.as_bytes());
+    k.push(0);
+    k.extend_from_slice(suffix);
+    k
+}
+
+fn prefix(source: &str) -> Vec<u8> {
+    key(source, &[])
+}
+
+fn day_key(source: &str, day: i64) -> Vec<u8> {
+    key(source, &(day.max(0) as u64).to_be_bytes())
+}
+
+fn run_key(source: &str, finished_ns: i64, id: u64) -> Vec<u8> {
+    let mut suffix = [0u8; 16];
+    suffix[..8].copy_from_slice(&(finished_ns.max(0) as u64).to_be_bytes());
+    suffix[8..].copy_from_slice(&id.to_be_bytes());
+    key(source, &suffix)
+}
+
 impl Aggregates {
     pub fn open(state: &State) -> Result<Self, AggregateError> {
         Ok(Self {
-            tree: state.tree(TREE)?,
+            sources: state.tree(TREE)?,
+            days: state.tree(DAYS_TREE)?,
+            runs: state.tree(RUNS_TREE)?,
         })
     }
 
@@ -96,20 +134,46 @@ impl Aggregates {
         }
     }
 
-    /// The source's statistics (empty for a source with no finished backup).
-    pub fn load(&self, source: &str) -> Result<SourceStatsRecord, AggregateError> {
-        match self.tree.get(source).map_err(Self::storage(source))? {
-            None => Ok(SourceStatsRecord::default()),
-            Some(bytes) => records::decode(&bytes).map_err(|error| AggregateError::Record {
-                source_name: source.to_owned(),
-                error,
-            }),
+    fn unreadable(source: &str) -> impl FnOnce(RecordError) -> AggregateError + '_ {
+        move |error| AggregateError::Record {
+            source_name: source.to_owned(),
+            error,
         }
+    }
+
+    fn summary(&self, source: &str) -> Result<SourceStatsRecord, AggregateError> {
+        match self.sources.get(source).map_err(Self::storage(source))? {
+            None => Ok(SourceStatsRecord::default()),
+            Some(bytes) => records::decode(&bytes).map_err(Self::unreadable(source)),
+        }
+    }
+
+    /// Everything kept about the source (empty for one with no finished backup).
+    pub fn load(&self, source: &str) -> Result<SourceStats, AggregateError> {
+        let mut stats = SourceStats {
+            summary: self.summary(source)?,
+            ..SourceStats::default()
+        };
+        let p = prefix(source);
+        for item in self.days.scan_prefix(&p) {
+            let (k, v) = item.map_err(Self::storage(source))?;
+            let day = k[p.len()..].try_into().map(u64::from_be_bytes).unwrap_or(0) as i64;
+            stats
+                .days
+                .insert(day, records::decode(&v).map_err(Self::unreadable(source))?);
+        }
+        for item in self.runs.scan_prefix(&p) {
+            let (_, v) = item.map_err(Self::storage(source))?;
+            stats
+                .runs
+                .push(records::decode(&v).map_err(Self::unreadable(source))?);
+        }
+        Ok(stats)
     }
 
     /// Every source with statistics, by name.
     pub fn sources(&self) -> Result<Vec<String>, AggregateError> {
-        self.tree
+        self.sources
             .iter()
             .keys()
             .map(|k| {
@@ -119,62 +183,88 @@ impl Aggregates {
             .collect()
     }
 
-    pub fn remove(&self, source: &str) -> Result<(), AggregateError> {
-        self.tree.remove(source).map_err(Self::storage(source))?;
-        Ok(())
-    }
-
     /// Takes in a finished job; only backups of a source count, each once. Judges the new
-    /// values against the baselines before adding them.
+    /// values against the baselines before adding them. Writes the day's record, a run sample
+    /// and the summary: a few hundred bytes, whatever the source's history.
     pub fn record(&self, job: &HistoryRecord) -> Result<Observation, AggregateError> {
         let (Some(source), "backup") = (job.source.as_deref(), job.kind.as_str()) else {
             return Ok(Observation::default());
         };
-        let mut stats = self.load(source)?;
-        if job.id <= stats.last_job {
+        let mut summary = self.summary(source)?;
+        if job.id <= summary.last_job {
             return Ok(Observation::default());
         }
-        stats.last_job = job.id;
-        stats.repo.clone_from(&job.repo);
+        summary.last_job = job.id;
+        summary.repo.clone_from(&job.repo);
         let succeeded = job.outcome == StateRecord::Succeeded;
-        stats.outcomes.push((job.finished_ns, succeeded));
-        let excess = stats.outcomes.len().saturating_sub(OUTCOMES);
-        stats.outcomes.drain(..excess);
-        let day = stats
-            .days
-            .entry(job.finished_ns.div_euclid(DAY_NS))
-            .or_insert_with(DayRecord::default);
-        day.jobs += 1;
-        if !succeeded {
-            day.failed += 1;
+
+        let day = job.finished_ns.div_euclid(DAY_NS);
+        let dk = day_key(source, day);
+        let mut record: DayRecord = match self.days.get(&dk).map_err(Self::storage(source))? {
+            Some(v) => records::decode(&v).map_err(Self::unreadable(source))?,
+            None => DayRecord::default(),
+        };
+        record.jobs += 1;
+        if succeeded {
+            record.duration_ms += job.duration_ms;
+            record.bytes_read += job.bytes_read;
+            record.bytes_added += job.bytes_added;
+            record.size_bytes = job.bytes_total;
         } else {
-            day.duration_ms += job.duration_ms;
-            day.bytes_read += job.bytes_read;
-            day.bytes_added += job.bytes_added;
-            day.size_bytes = job.bytes_total;
+            record.failed += 1;
         }
-        while stats.days.len() > DAYS {
-            stats.days.pop_first();
+        self.days
+            .insert(&dk, records::encode(&mut record))
+            .map_err(Self::storage(source))?;
+        // Days beyond the window go, oldest first (one check per job: at most one is new).
+        let p = prefix(source);
+        if let Some(first) = self.days.scan_prefix(&p).keys().next() {
+            let first = first.map_err(Self::storage(source))?;
+            let first_day = first[p.len()..]
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if (first_day as i64) <= day - DAYS as i64 {
+                self.days.remove(first).map_err(Self::storage(source))?;
+            }
         }
+
         let mut observation = Observation::default();
         if succeeded {
-            stats.last_success_ns = Some(job.finished_ns);
-            stats.runs.push(RunSample {
+            summary.last_success_ns = Some(job.finished_ns);
+            let mut sample = RunSample {
+                v: 1,
                 finished_ns: job.finished_ns,
                 duration_ms: job.duration_ms,
                 files_read: job.files_read,
                 bytes_read: job.bytes_read,
-            });
-            let excess = stats.runs.len().saturating_sub(RUNS);
-            stats.runs.drain(..excess);
+            };
+            self.runs
+                .insert(
+                    run_key(source, job.finished_ns, job.id),
+                    records::encode(&mut sample),
+                )
+                .map_err(Self::storage(source))?;
+            summary.runs += 1;
+            while summary.runs as usize > RUNS {
+                match self.runs.scan_prefix(&p).keys().next() {
+                    Some(oldest) => {
+                        self.runs
+                            .remove(oldest.map_err(Self::storage(source))?)
+                            .map_err(Self::storage(source))?;
+                        summary.runs -= 1;
+                    }
+                    None => summary.runs = 0,
+                }
+            }
+            if summary.seen_first {
+                observation = Self::judge(&mut summary, job);
+            } else {
+                summary.seen_first = true;
+            }
         }
-        if succeeded && !stats.seen_first {
-            stats.seen_first = true;
-        } else if succeeded {
-            observation = Self::judge(&mut stats, job);
-        }
-        self.tree
-            .insert(source, records::encode(&mut stats))
+        self.sources
+            .insert(source, records::encode(&mut summary))
             .map_err(Self::storage(source))?;
         Ok(observation)
     }
@@ -213,16 +303,30 @@ impl Aggregates {
     }
 }
 
-impl SourceStatsRecord {
-    /// The recent outcomes as the success model takes them, aged from `now_ns`.
-    pub fn outcomes_at(&self, now_ns: i64) -> Vec<Outcome> {
-        self.outcomes
+impl SourceStats {
+    /// The source's backups per day as the success model takes them: (age in days at the
+    /// day's middle, successes, failures).
+    pub fn outcomes_at(&self, now_ns: i64) -> Vec<(f64, u32, u32)> {
+        self.days
             .iter()
-            .map(|(finished, success)| Outcome {
-                age_days: (now_ns - finished).max(0) as f64 / 86_400e9,
-                success: *success,
+            .map(|(day, d)| {
+                let middle = day * DAY_NS + DAY_NS / 2;
+                let age = (now_ns - middle).max(0) as f64 / DAY_NS as f64;
+                (age, d.jobs - d.failed, d.failed)
             })
             .collect()
+    }
+
+    /// Backups finished over the `days` before `now_ns`.
+    pub fn jobs_within(&self, now_ns: i64, days: i64) -> (u32, u32) {
+        let today = now_ns.div_euclid(DAY_NS);
+        self.days
+            .range(today - days + 1..=today)
+            .fold((0, 0), |(j, f), (_, d)| (j + d.jobs, f + d.failed))
+    }
+
+    pub fn jobs(&self) -> u64 {
+        self.days.values().map(|d| u64::from(d.jobs)).sum()
     }
 }
 
@@ -314,23 +418,38 @@ mod tests {
     }
 
     #[test]
-    fn outcomes_are_kept_bounded_and_aged() {
+    fn days_and_runs_are_kept_bounded_and_counted_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = State::open(dir.path()).expect("state");
         let aggregates = Aggregates::open(&state).expect("open");
-        for i in 1..=(OUTCOMES as u64 + 10) {
+        // One backup an hour for 500 days, every tenth failing.
+        let n = 500 * 24u64;
+        for i in 1..=n {
             aggregates
                 .record(&backup(i, i % 10 != 0, 30, 10, 2.9))
                 .expect("record");
         }
-        let now = (OUTCOMES as i64 + 10) * 3_600_000_000_000;
-        let outcomes = aggregates.load("home").expect("load").outcomes_at(now);
-        assert_eq!(outcomes.len(), OUTCOMES);
-        assert_eq!(outcomes.last().map(|o| o.age_days), Some(0.0));
+        // Written again (a rewritten history entry): not counted twice.
+        aggregates
+            .record(&backup(n, true, 30, 10, 2.9))
+            .expect("record");
+        let stats = aggregates.load("home").expect("load");
+        assert_eq!(stats.days.len(), DAYS);
+        assert_eq!(stats.runs.len(), RUNS);
+        assert_eq!(stats.summary.runs as usize, RUNS);
+        // Job n failed (every tenth does), and its rewrite as a success was not taken in.
+        let last_success = (n as i64 - 1) * 3_600_000_000_000;
+        assert_eq!(stats.runs.last().map(|r| r.finished_ns), Some(last_success));
+        let kept: Vec<u64> = (1..=n).filter(|i| i / 24 > n / 24 - DAYS as u64).collect();
+        assert_eq!(stats.jobs(), kept.len() as u64);
+        let now = n as i64 * 3_600_000_000_000;
+        let outcomes = stats.outcomes_at(now);
+        let failed: u32 = outcomes.iter().map(|o| o.2).sum();
         assert_eq!(
-            outcomes.iter().filter(|o| !o.success).count(),
-            OUTCOMES / 10
+            u64::from(failed),
+            kept.iter().filter(|i| *i % 10 == 0).count() as u64
         );
+        assert!(outcomes.last().expect("today").0 < 1.0);
     }
 
     #[test]
@@ -344,6 +463,6 @@ mod tests {
         let mut manual = backup(2, true, 30, 10, 2.0);
         manual.source = None;
         aggregates.record(&manual).expect("record");
-        assert!(aggregates.load("home").expect("load").outcomes.is_empty());
+        assert_eq!(aggregates.load("home").expect("load").jobs(), 0);
     }
 }

@@ -155,6 +155,7 @@ mod tests {
 
     fn run(bytes: u64, files: u64, ms: u64) -> RunSample {
         RunSample {
+            v: 1,
             finished_ns: 0,
             duration_ms: ms,
             files_read: files,

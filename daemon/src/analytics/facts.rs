@@ -133,22 +133,13 @@ pub fn gather(h: &Handles, names: &[String], now: i64) -> Facts {
         let repo = info
             .and_then(|i| h.repos.entry(i.spec.repo.as_deref()).ok())
             .map(|e| e.name)
-            .or_else(|| stats.repo.clone())
+            .or_else(|| stats.summary.repo.clone())
             .unwrap_or_default();
         if !repo_names.contains(&repo) && !repo.is_empty() {
             repo_names.push(repo.clone());
         }
-        let week: Vec<bool> = stats
-            .outcomes
-            .iter()
-            .filter(|(t, _)| now - t <= WEEK_NS)
-            .map(|(_, ok)| *ok)
-            .collect();
-        let failure_rate = if week.is_empty() {
-            0.0
-        } else {
-            week.iter().filter(|ok| !**ok).count() as f64 / week.len() as f64
-        };
+        let (week_jobs, week_failed) = stats.jobs_within(now, 7);
+        let failure_rate = f64::from(week_failed) / f64::from(week_jobs.max(1));
         let source_health = health.sources.iter().find(|s| &s.name == name);
         let recent_runs: Vec<f64> = stats
             .days
@@ -161,13 +152,13 @@ pub fn gather(h: &Handles, names: &[String], now: i64) -> Facts {
             repo: repo.clone(),
             held: held.contains(name),
             recent_failure_rate: failure_rate,
-            recent_jobs: week.len() as u64,
+            recent_jobs: u64::from(week_jobs),
             last_error_class: None,
             has_retention: info.is_none_or(|i| i.spec.policy.retention.rules().is_some()),
             snapshots: health.snapshot_counts.get(name).copied(),
             watched: info.is_some_and(|i| i.spec.watch && i.state == WatchState::Watching),
             debounce_secs: info.map_or(0.0, |i| i.spec.debounce.as_secs_f64()),
-            jobs_per_day: week.len() as f64 / 7.0,
+            jobs_per_day: f64::from(week_jobs) / 7.0,
             median_bytes_added: median(recent_runs),
             watch_note: info.and_then(|i| i.note.clone()),
         });
@@ -181,6 +172,7 @@ pub fn gather(h: &Handles, names: &[String], now: i64) -> Facts {
             Inputs {
                 recent_failure_rate: failure_rate,
                 since_success_secs: stats
+                    .summary
                     .last_success_ns
                     .or(source_health.and_then(|s| s.last_success_ns))
                     .map(|t| ((now - t).max(0) / 1_000_000_000) as u64),

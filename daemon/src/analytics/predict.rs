@@ -48,16 +48,23 @@ pub struct Prediction {
 
 impl Model {
     pub fn predict(&self, history: &[Outcome], horizon_days: f64) -> Prediction {
+        let counts: Vec<(f64, u32, u32)> = history
+            .iter()
+            .map(|o| (o.age_days, u32::from(o.success), u32::from(!o.success)))
+            .collect();
+        self.predict_counts(&counts, horizon_days)
+    }
+
+    /// As [`Model::predict`] from (age in days, successes, failures) groups: a day's jobs
+    /// counted together, as the per-source statistics keep them.
+    pub fn predict_counts(&self, history: &[(f64, u32, u32)], horizon_days: f64) -> Prediction {
         let midpoint = horizon_days.max(0.0) / 2.0;
         let (mut successes, mut failures) = (0.0, 0.0);
-        for outcome in history {
-            let age = outcome.age_days.max(0.0) + midpoint;
+        for (age, ok, failed) in history {
+            let age = age.max(0.0) + midpoint;
             let weight = 0.5f64.powf(age / self.half_life_days);
-            if outcome.success {
-                successes += weight;
-            } else {
-                failures += weight;
-            }
+            successes += weight * f64::from(*ok);
+            failures += weight * f64::from(*failed);
         }
         let a = self.prior_success + successes;
         let b = self.prior_failure + failures;

@@ -1,13 +1,15 @@
 //! What the requests ask of one source's statistics: the prediction, the trends, the duration
-//! estimate, the backtest and the daily figures. Pure functions of a [`SourceStatsRecord`] and
-//! the time, so that a request reads one small record per source and never the history.
+//! estimate, the backtest and the daily figures. Pure functions of a source's [`SourceStats`]
+//! and the time, so that a request reads a few hundred small records per source and never the
+//! history.
 
+use super::aggregates::SourceStats;
 use super::backtest;
 use super::estimate::{self, Fit};
 use super::predict::Model;
 use super::synthetic::{self, Spec};
 use super::trends::{self, Direction};
-use crate::state::records::analytics::{DayRecord, SourceStatsRecord};
+use crate::state::records::analytics::DayRecord;
 use backupd_common::protocol::{
     BacktestScore, CalibrationBin, DayPoint, Estimate, EstimateBacktest, Prediction,
     TrendDirection, TrendInfo,
@@ -24,18 +26,14 @@ pub fn half_life(days: u32) -> f64 {
     2.0 * f64::from(days.max(1))
 }
 
-pub fn prediction(source: &str, stats: &SourceStatsRecord, days: u32, now: i64) -> Prediction {
+pub fn prediction(source: &str, stats: &SourceStats, days: u32, now: i64) -> Prediction {
     let model = Model {
         half_life_days: half_life(days),
         ..Model::default()
     };
-    let outcomes = stats.outcomes_at(now);
-    let p = model.predict(&outcomes, f64::from(days));
-    let recent = outcomes
-        .iter()
-        .filter(|o| o.age_days <= RATE_WINDOW_DAYS)
-        .count() as f64;
-    let jobs_per_day = recent / RATE_WINDOW_DAYS;
+    let p = model.predict_counts(&stats.outcomes_at(now), f64::from(days));
+    let (recent, _) = stats.jobs_within(now, RATE_WINDOW_DAYS as i64);
+    let jobs_per_day = f64::from(recent) / RATE_WINDOW_DAYS;
     Prediction {
         source: source.to_owned(),
         days,
@@ -46,7 +44,7 @@ pub fn prediction(source: &str, stats: &SourceStatsRecord, days: u32, now: i64) 
         half_life_days: model.half_life_days,
         jobs_per_day,
         expected_failures: jobs_per_day * f64::from(days) * (1.0 - p.rate),
-        jobs: outcomes.len() as u64,
+        jobs: stats.jobs(),
     }
 }
 
@@ -74,16 +72,20 @@ fn score(history: String, days: u32, report: backtest::Report) -> BacktestScore 
 
 /// The model's backtest on the source's own outcomes: a forecast every day after a
 /// fortnight's warm-up, scored on the following `days`.
-pub fn backtest_source(source: &str, stats: &SourceStatsRecord, days: u32) -> BacktestScore {
-    let first = stats.outcomes.first().map_or(0, |o| o.0);
-    let jobs: Vec<synthetic::Job> = stats
-        .outcomes
-        .iter()
-        .map(|(t, success)| synthetic::Job {
-            day: (t - first) as f64 / DAY_NS as f64,
-            success: *success,
-        })
-        .collect();
+pub fn backtest_source(source: &str, stats: &SourceStats, days: u32) -> BacktestScore {
+    // A day's jobs spread evenly over the day, in their day's order of outcomes unknown:
+    // failures first would favour no model, so they are interleaved.
+    let first = stats.days.keys().next().copied().unwrap_or(0);
+    let mut jobs = Vec::new();
+    for (day, d) in &stats.days {
+        for i in 0..d.jobs {
+            jobs.push(synthetic::Job {
+                day: (day - first) as f64 + (f64::from(i) + 0.5) / f64::from(d.jobs),
+                success: u64::from(i) * u64::from(d.failed) / u64::from(d.jobs)
+                    == u64::from(i + 1) * u64::from(d.failed) / u64::from(d.jobs),
+            });
+        }
+    }
     let model = Model {
         half_life_days: half_life(days),
         ..Model::default()
@@ -113,7 +115,7 @@ pub fn backtest_synthetic(days: u32) -> Vec<BacktestScore> {
         .collect()
 }
 
-pub fn backtest_estimate(source: &str, stats: &SourceStatsRecord) -> Option<EstimateBacktest> {
+pub fn backtest_estimate(source: &str, stats: &SourceStats) -> Option<EstimateBacktest> {
     let (jobs, median_error, within_interval) = estimate::backtest(&stats.runs);
     (jobs > 0).then(|| EstimateBacktest {
         source: source.to_owned(),
@@ -127,7 +129,7 @@ pub fn backtest_estimate(source: &str, stats: &SourceStatsRecord) -> Option<Esti
 /// source's typical recent backup (the median run).
 pub fn estimate(
     source: Option<&str>,
-    stats: &SourceStatsRecord,
+    stats: &SourceStats,
     size: Option<(u64, u64)>,
 ) -> Option<Estimate> {
     let fit = Fit::new(&stats.runs)?;
@@ -151,7 +153,7 @@ pub fn estimate(
 }
 
 /// The source's days within the last `days`, oldest first.
-pub fn day_points(stats: &SourceStatsRecord, days: u32, now: i64) -> Vec<DayPoint> {
+pub fn day_points(stats: &SourceStats, days: u32, now: i64) -> Vec<DayPoint> {
     let today = now.div_euclid(DAY_NS);
     stats
         .days
@@ -171,7 +173,7 @@ pub fn day_points(stats: &SourceStatsRecord, days: u32, now: i64) -> Vec<DayPoin
 }
 
 /// Success rate, duration, size and throughput over the last `days`, one value per day.
-pub fn trends(source: &str, stats: &SourceStatsRecord, days: u32, now: i64) -> Vec<TrendInfo> {
+pub fn trends(source: &str, stats: &SourceStats, days: u32, now: i64) -> Vec<TrendInfo> {
     let today = now.div_euclid(DAY_NS);
     let window: Vec<(f64, &DayRecord)> = stats
         .days

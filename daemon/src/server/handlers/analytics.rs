@@ -98,7 +98,7 @@ fn answer(h: &Handles, request: AnalyticsRequest) -> Result<Response, Error> {
             match (source, size) {
                 // A path's scan: from every source's runs, the daemon's throughput as a whole.
                 (None, Some(size)) => {
-                    let mut pooled = crate::state::records::analytics::SourceStatsRecord::default();
+                    let mut pooled = crate::analytics::aggregates::SourceStats::default();
                     for name in names(h, None)? {
                         pooled.runs.extend(load(&name)?.runs);
                     }

@@ -1,7 +1,10 @@
-//! Analytics records: one source's running statistics in tree `analytics.sources` (key: the
-//! source name), updated as each of its backups finishes so that no request reads the whole
-//! history; the anomalies raised (tree `analytics.anomalies`) and the retention holds (tree
-//! `analytics.holds`, key: the source name).
+//! Analytics records. One source's running statistics are kept in small pieces so that a
+//! finished job writes a few hundred bytes, not the source's whole history: its summary in tree
+//! `analytics.sources` (key: the source name), one [`DayRecord`] per day in `analytics.days`
+//! and one [`RunSample`] per recent successful backup in `analytics.runs` (keys: the source
+//! name, a 0 byte, then the day or the finish time and job id, big-endian). The anomalies
+//! raised are in tree `analytics.anomalies` and the retention holds in `analytics.holds` (key:
+//! the source name).
 
 use super::versioned;
 use serde::{Deserialize, Serialize};
@@ -12,30 +15,23 @@ pub struct SourceStatsRecord {
     pub v: u32,
     /// Metric name → its recent values, oldest first (at most `baseline::WINDOW`).
     pub metrics: BTreeMap<String, Vec<f64>>,
-    /// Recent outcomes of the source's backups, oldest first: (finished ns, succeeded).
-    pub outcomes: Vec<(i64, bool)>,
     /// The source's first successful backup was seen (and left out of the baselines: a full
     /// backup is not what later incremental ones are judged by).
     pub seen_first: bool,
     /// The newest job taken in: a job written twice (its history entry rewritten) counts once.
-    #[serde(default)]
     pub last_job: u64,
-    #[serde(default)]
     pub repo: Option<String>,
-    #[serde(default)]
     pub last_success_ns: Option<i64>,
-    /// Recent successful backups, oldest first, for the duration estimate.
-    #[serde(default)]
-    pub runs: Vec<RunSample>,
-    /// Per day (days since the epoch, UTC): the source's backups, for trends and charts.
-    #[serde(default)]
-    pub days: BTreeMap<i64, DayRecord>,
+    /// Run samples kept in `analytics.runs`.
+    pub runs: u32,
 }
 
 versioned!(SourceStatsRecord, 1);
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunSample {
+    #[serde(default = "super::legacy_version")]
+    pub v: u32,
     pub finished_ns: i64,
     pub duration_ms: u64,
     pub files_read: u64,
@@ -44,6 +40,8 @@ pub struct RunSample {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DayRecord {
+    #[serde(default = "super::legacy_version")]
+    pub v: u32,
     pub jobs: u32,
     pub failed: u32,
     /// Of the successful ones.
@@ -53,6 +51,9 @@ pub struct DayRecord {
     /// What the source's snapshots hold (bytes), at the day's last successful backup.
     pub size_bytes: u64,
 }
+
+versioned!(RunSample, 1);
+versioned!(DayRecord, 1);
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AnomalyRecord {
