@@ -431,3 +431,193 @@ impl From<&AnalyticsReport> for ReportView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::analytics_html::tests::sample_report;
+    use backupd_common::protocol::{BacktestReport, BacktestScore, CalibrationBin};
+    use serde_json::Value;
+
+    /// `view` as JSON, checked against `docs/json/{schema}.json`, the interface it documents.
+    fn conforming<T: Serialize>(schema: &str, view: &T) -> Value {
+        let path = format!("{}/../docs/json/{schema}.json", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).expect("schema file");
+        let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
+        let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+        let value = serde_json::to_value(view).expect("serialises");
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{path}: {errors:?}\n{value:#}");
+        value
+    }
+
+    fn keys(v: &Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        k.sort_unstable();
+        k
+    }
+
+    #[test]
+    fn the_report_serialises_by_its_schema_with_times_as_rfc3339_beside_ns() {
+        let report = sample_report("web");
+        let v = conforming("analytics-report", &ReportView::from(&report));
+        assert_eq!(
+            keys(&v),
+            [
+                "days",
+                "generated",
+                "generated_ns",
+                "overall_risk",
+                "recommendations",
+                "sources"
+            ]
+        );
+        let source = &v["sources"][0];
+        assert_eq!(
+            keys(source),
+            [
+                "anomalies",
+                "daily",
+                "estimate",
+                "hold",
+                "prediction",
+                "risk",
+                "source",
+                "trends"
+            ]
+        );
+        assert_eq!(v["generated"], "2026-11-30T00:53:20.000Z");
+        assert_eq!(
+            source["daily"][0]["day"].as_str().map(|d| &d[10..]),
+            Some("T00:00:00.000Z")
+        );
+        assert_eq!(source["trends"][0]["direction"], "declining");
+        assert_eq!(source["risk"]["factors"][0]["points"], 10.0);
+        assert_eq!(source["hold"]["placed_ns"], 1_796_000_000_000_000_000i64);
+        assert_eq!(source["estimate"]["throughput_bytes_per_sec"], 17_600_000.0);
+        assert_eq!(v["recommendations"][0]["severity"], "critical");
+    }
+
+    #[test]
+    fn each_command_view_matches_its_schema() {
+        let r = sample_report("web");
+        let s = &r.sources[0];
+        let predictions = [PredictionView::from(&s.prediction)];
+        let p = conforming("analytics-predict", &predictions);
+        assert_eq!(
+            keys(&p[0]),
+            [
+                "days",
+                "evidence",
+                "expected_failures",
+                "half_life_days",
+                "high",
+                "jobs",
+                "jobs_per_day",
+                "low",
+                "source",
+                "success_rate"
+            ]
+        );
+        let backtest = BacktestReport {
+            scores: vec![BacktestScore {
+                history: "synthetic:flaky".into(),
+                horizon_days: 1,
+                half_life_days: 3.0,
+                forecasts: 200,
+                brier: 0.046_512_345,
+                naive_brier: 0.0484,
+                calibration: vec![CalibrationBin {
+                    from: 0.9,
+                    to: 1.0,
+                    jobs: 150,
+                    predicted: 0.95,
+                    observed: 0.94,
+                }],
+            }],
+            estimates: vec![EstimateBacktest {
+                source: "web".into(),
+                jobs: 20,
+                median_error: 0.12,
+                within_interval: 0.9,
+            }],
+        };
+        let b = conforming("analytics-predict", &BacktestView::from(&backtest));
+        assert_eq!(b["scores"][0]["brier"], 0.046512);
+        let estimates = EstimatesView {
+            scan: Some(ScanView {
+                path: "/srv/data".into(),
+                files: 3,
+                bytes: 120,
+                unreadable: 1,
+            }),
+            estimates: s.estimate.iter().map(EstimateView::from).collect(),
+        };
+        let e = conforming("analytics-estimate", &estimates);
+        assert_eq!(keys(&e), ["estimates", "scan"]);
+        conforming(
+            "analytics-estimate",
+            &EstimatesView {
+                scan: None,
+                estimates: vec![],
+            },
+        );
+        let anomalies: Vec<_> = s.anomalies.iter().map(AnomalyView::from).collect();
+        let a = conforming("analytics-anomalies", &anomalies);
+        assert_eq!(a[0]["time_ns"], 1_796_000_000_000_000_000i64);
+        let trends: Vec<_> = s.trends.iter().map(TrendView::from).collect();
+        conforming("analytics-trends", &trends);
+        let risk = RiskReport {
+            overall: 42.0,
+            sources: vec![s.risk.clone()],
+        };
+        let rv = conforming("analytics-risk", &RiskView::from(&risk));
+        assert_eq!(
+            keys(&rv["sources"][0]["factors"][0]),
+            ["evidence", "level", "name", "points", "weight"]
+        );
+        let recs: Vec<_> = r
+            .recommendations
+            .iter()
+            .map(RecommendationView::from)
+            .collect();
+        conforming("analytics-recommendations", &recs);
+        let holds: Vec<_> = s.hold.iter().map(HoldView::from).collect();
+        conforming("analytics-hold-list", &holds);
+        let released = s.hold.as_ref().map(HoldView::from).expect("a hold");
+        let h = conforming("analytics-hold-release", &released);
+        assert_eq!(
+            keys(&h),
+            [
+                "before",
+                "before_ns",
+                "job",
+                "placed",
+                "placed_ns",
+                "reason",
+                "repo",
+                "snapshot",
+                "source"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_anomaly_on_events_is_one_key_apart_from_jobs_and_alerts() {
+        let r = sample_report("web");
+        let event = AnomalyEventView {
+            anomaly: AnomalyView::from(&r.sources[0].anomalies[0]),
+        };
+        let v = conforming("events", &event);
+        assert_eq!(keys(&v), ["anomaly"]);
+        assert_eq!(v["anomaly"]["critical"], true);
+    }
+}
