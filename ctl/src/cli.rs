@@ -1,5 +1,6 @@
 //! The command line, as clap derive types.
 
+pub mod analytics;
 pub mod recovery;
 
 use crate::completion;
@@ -90,6 +91,11 @@ pub enum Command {
     /// Performance: samples of the machine and the daemon, bottlenecks, the tuner.
     #[command(subcommand)]
     Perf(PerfCommand),
+    /// Analytics over the job history: success predictions and their backtest, duration
+    /// estimates, anomalies, trends, the risk score, recommendations, the report, retention
+    /// holds.
+    #[command(subcommand)]
+    Analytics(analytics::AnalyticsCommand),
     /// A live full-screen view of the daemon: health score, sources, running jobs with
     /// progress, resource sparklines and alerts (q, Esc or Ctrl-C quits; needs a terminal, no
     /// --json).

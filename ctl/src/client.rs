@@ -1,7 +1,11 @@
 //! One typed helper per request, so no command handles an unexpected response.
 
+mod analytics;
+
 use backupd_common::client::{ClientError, Connection, TrustedDaemon};
-use backupd_common::protocol::{AlertInfo, ComplianceReport, Framework, SecurityReport, Unlocked};
+use backupd_common::protocol::{
+    AlertInfo, AnomalyInfo, ComplianceReport, Framework, SecurityReport, Unlocked,
+};
 use backupd_common::protocol::{AuditEntry, AuditQuery, VerifyReport};
 use backupd_common::protocol::{
     BrowseRequest, CatRequest, CatResult, DiffRequest, DiffResult, FindRequest, Found, Listing,
@@ -427,6 +431,7 @@ impl Client {
                 Progress::Health(_)
                 | Progress::Audit(_)
                 | Progress::Alert(_)
+                | Progress::Anomaly(_)
                 | Progress::Content(_) => {}
             })
             .await?;
@@ -477,13 +482,15 @@ impl Client {
         }
     }
 
-    /// Calls `each` with every event until the stream ends (never, with `follow`).
+    /// Calls `each` with every event until the stream ends (never, with `follow`), `alert`
+    /// with every security alert and `anomaly` with every anomaly raised meanwhile.
     pub async fn events(
         &mut self,
         follow: bool,
         backlog: u32,
         mut each: impl FnMut(JobEvent),
         mut alert: impl FnMut(AlertInfo),
+        mut anomaly: impl FnMut(AnomalyInfo),
     ) -> Result<(), ClientError> {
         let request = Request::Queue(QueueRequest::Events { follow, backlog });
         let done = self
@@ -491,6 +498,7 @@ impl Client {
             .call_streaming(request, |p| match p {
                 Progress::Event(e) => each(e),
                 Progress::Alert(a) => alert(a),
+                Progress::Anomaly(a) => anomaly(*a),
                 Progress::Health(_)
                 | Progress::Operation(_)
                 | Progress::Audit(_)

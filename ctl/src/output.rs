@@ -74,6 +74,14 @@ impl Output {
     }
 }
 
+/// A borderless table with a header row, the shape listings print in.
+pub fn table(header: &[&str]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING);
+    t.set_header(header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    t
+}
+
 fn describe(error: &ClientError) -> (&'static str, String) {
     match error {
         ClientError::Unreachable { path, source } => (

@@ -1,5 +1,10 @@
 //! Runs a parsed command line; one file per command group.
 
+pub mod analytics;
+pub mod analytics_html;
+pub mod analytics_report;
+pub mod analytics_scan;
+pub mod analytics_svg;
 pub mod browse;
 pub mod history;
 pub mod jobs;
@@ -146,6 +151,7 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         return Err(Failure::Usage(browse::CAT_NO_JSON.into()));
     }
     let job = jobs::prepare(&cli.command, paths)?;
+    let scanned = analytics::prepare(&cli.command, out, paths).await?;
     let mut client = Client::connect(&socket, cli.socket_owner).await?;
     if let Some(job) = job {
         return jobs::run(&mut client, job, out).await;
@@ -163,6 +169,7 @@ pub async fn run(cli: &Cli, out: &Output) -> Result<ExitCode, Failure> {
         Command::Events(a) => queue::events(&mut client, a, out).await,
         Command::Source(cmd) => source::run(&mut client, cmd, out, paths).await,
         Command::Perf(cmd) => perf::run(&mut client, cmd, out).await,
+        Command::Analytics(cmd) => analytics::run(&mut client, cmd, scanned, out).await,
         Command::Sync(cmd) => sync::run(&mut client, cmd, out, paths).await,
         Command::Recovery(crate::cli::recovery::RecoveryCommand::Objectives) => {
             recovery_objectives::run(&mut client, out).await

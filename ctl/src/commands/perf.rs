@@ -7,13 +7,12 @@ use crate::exit::ExitCode;
 use crate::json::perf::{
     BottleneckView, ChangeView, CurrentView, OptimizedView, ReportView, SampleView,
 };
-use crate::output::Output;
+use crate::output::{table, Output};
 use crate::progress::bytes;
 use backupd_common::protocol::{
     Bottleneck, Optimized, PerfCurrent, PerfReport, PerfRequest, PerfSample, Response, Stat,
     Tunables, TuningChange,
 };
-use comfy_table::{presets, Table};
 use std::time::Duration;
 
 fn ms(d: &Duration) -> u64 {
@@ -260,13 +259,6 @@ fn report_text(r: &PerfReport) -> String {
         lines.push(format!("recommend:   {rec}"));
     }
     lines.join("\n")
-}
-
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(presets::NOTHING);
-    t.set_header(header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
-    t
 }
 
 fn samples_table(list: &[PerfSample]) -> String {

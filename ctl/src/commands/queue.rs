@@ -467,6 +467,7 @@ pub async fn events(
             a.backlog,
             |e| out.value(&json::job::EventView::from(&e), || event_text(&e)),
             |alert| super::security_alerts::print_alert_event(out, &alert),
+            |anomaly| super::analytics::print_anomaly_event(out, &anomaly),
         )
         .await?;
     Ok(ExitCode::Ok)

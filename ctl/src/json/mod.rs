@@ -7,6 +7,7 @@
 //! precision matters, enums are lowercase strings, and a job's kind is `"kind"` with its
 //! arguments as fields beside it.
 
+pub mod analytics;
 pub mod browse;
 pub mod file_crypt;
 pub mod history;
@@ -36,6 +37,12 @@ pub fn time(ns: i64) -> String {
 /// A duration in whole milliseconds (saturating; no duration here comes near that).
 pub fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `v` rounded to `digits` decimals: the models' floats carry noise no reader wants.
+pub fn round(v: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (v * scale).round() / scale
 }
 
 /// A path from the wire, written by the one rule of [`path`].

@@ -32,7 +32,7 @@ impl From<&DiskUsage> for DiskView {
 }
 
 fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
+    super::round(v, 2)
 }
 
 #[derive(Debug, Serialize)]
