@@ -56,3 +56,42 @@ fn socket_from_the_environment_is_used() {
     assert_eq!(v["error"]["code"], "Unreachable");
     assert!(String::from_utf8_lossy(&out.stderr).contains("env.sock"));
 }
+
+/// `analytics` checks its flags and its `--path` before it looks for a daemon: a bad command
+/// line says so (exit 64) even with no daemon to ask.
+#[test]
+fn analytics_refuses_bad_flags_and_paths_before_connecting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("nobody-home.sock");
+    let run = |args: &[&str]| {
+        backupctl()
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let out = run(&["--json", "analytics", "report", "--format", "html"]);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(reply.contains("\"code\":\"Usage\""), "{reply}");
+    let missing = dir.path().join("absent");
+    let out = run(&[
+        "analytics",
+        "estimate",
+        "--path",
+        &missing.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let out = run(&["analytics", "predict", "--days", "91"]);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    // A good path is scanned, then the missing daemon is the failure (exit 3).
+    let out = run(&[
+        "analytics",
+        "estimate",
+        "--path",
+        &dir.path().to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+}

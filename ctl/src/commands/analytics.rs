@@ -213,6 +213,8 @@ pub fn slope(metric: &str, v: f64) -> String {
     let sign = if v < 0.0 { "-" } else { "+" };
     match metric {
         "success_rate" => format!("{sign}{:.2} pp", v.abs() * 100.0),
+        // Whole seconds would show most duration trends as +0s or +1s.
+        "duration_s" => format!("{sign}{:.1} s", v.abs()),
         _ => format!("{sign}{}", metric_value(metric, v.abs())),
     }
 }
@@ -488,4 +490,22 @@ pub fn holds_table(list: &[HoldInfo]) -> String {
         ]);
     }
     t.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_read_in_their_units() {
+        assert_eq!(metric_value("duration_s", 90.4), "1m 30s");
+        assert_eq!(metric_value("bytes_added", 1536.0), "1.5 KiB");
+        assert_eq!(metric_value("throughput_bps", 2048.0), "2.0 KiB/s");
+        assert_eq!(metric_value("success_rate", 0.975), "97.5 %");
+        assert_eq!(metric_value("files_changed", 12.6), "13");
+        assert_eq!(metric_value("dedup_ratio", 1.234), "1.23");
+        assert_eq!(slope("success_rate", -0.0012), "-0.12 pp");
+        assert_eq!(slope("duration_s", 1.54), "+1.5 s");
+        assert_eq!(slope("size_bytes", -1024.0), "-1.0 KiB");
+    }
 }

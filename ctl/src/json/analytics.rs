@@ -611,6 +611,20 @@ mod tests {
     }
 
     #[test]
+    fn the_schemas_are_closed() {
+        let path = format!(
+            "{}/../docs/json/analytics-risk.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let schema: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("schema")).expect("JSON");
+        let validator = jsonschema::validator_for(&schema).expect("compiles");
+        assert!(validator.is_valid(&serde_json::json!({"overall": 0.0, "sources": []})));
+        assert!(!validator.is_valid(&serde_json::json!({"overall": 0.0, "sources": [], "x": 1})));
+        assert!(!validator.is_valid(&serde_json::json!({"overall": "0", "sources": []})));
+    }
+
+    #[test]
     fn an_anomaly_on_events_is_one_key_apart_from_jobs_and_alerts() {
         let r = sample_report("web");
         let event = AnomalyEventView {
