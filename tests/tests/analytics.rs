@@ -49,6 +49,20 @@ fn next_snapshot(d: &TestDaemon, before: Option<&str>) -> String {
     )
 }
 
+/// `value` matches docs/json/NAME.json (json_interface checks the others against a live daemon;
+/// a hold only exists after the attack below).
+fn assert_schema(name: &str, value: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../docs/json/{name}.json"));
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema")).expect("JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{name}: {errors:?}\n{value:#}");
+}
+
 fn snapshot_ids(d: &TestDaemon) -> Vec<String> {
     json_ok(&d.ctl(&["--json", "snapshots"]))
         .as_array()
@@ -115,11 +129,13 @@ fn mass_encryption_raises_a_critical_alert_and_holds_older_snapshots_until_relea
     // Within one snapshot: the first one after the attack already has them.
     let attacked = next_snapshot(&d, Some(&snap));
     let holds = json_ok(&d.ctl(&["--json", "analytics", "hold", "list"]));
+    assert_schema("analytics-hold-list", &holds);
     let holds = holds.as_array().expect("holds");
     assert_eq!(holds.len(), 1, "{holds:#?}\nlog:\n{}", d.log_text());
     assert_eq!(holds[0]["source"], "docs");
     assert_eq!(holds[0]["snapshot"], attacked.as_str());
     let anomalies = json_ok(&d.ctl(&["--json", "analytics", "anomalies", "--source", "docs"]));
+    assert_schema("analytics-anomalies", &anomalies);
     let critical: Vec<&Value> = anomalies
         .as_array()
         .expect("list")
@@ -161,6 +177,7 @@ fn mass_encryption_raises_a_critical_alert_and_holds_older_snapshots_until_relea
 
     // An admin looked, and releases it: retention applies again.
     let released = json_ok(&d.ctl(&["--json", "analytics", "hold", "release", "docs"]));
+    assert_schema("analytics-hold-release", &released);
     assert_eq!(released["source"], "docs");
     let forget = json_ok(&d.ctl(&["--json", "forget", "--keep-last", "1"]));
     assert_eq!(
@@ -204,7 +221,7 @@ fn every_analytics_request_answers_for_a_real_source() {
     assert_eq!(p["jobs"], 5);
 
     let estimates = json_ok(&d.ctl(&["--json", "analytics", "estimate", "--source", "docs"]));
-    assert_eq!(estimates[0]["jobs"], 5, "{estimates:#}");
+    assert_eq!(estimates["estimates"][0]["jobs"], 5, "{estimates:#}");
 
     let risk = json_ok(&d.ctl(&["--json", "analytics", "risk"]));
     let factors = risk["sources"][0]["factors"].as_array().expect("factors");
@@ -240,6 +257,8 @@ fn every_analytics_request_answers_for_a_real_source() {
     let trends = json_ok(&d.ctl(&["--json", "analytics", "trends"]));
     assert_eq!(trends.as_array().expect("list").len(), 4, "{trends:#}");
 
+    let report = json_ok(&d.ctl(&["--json", "analytics", "report"]));
+    assert_schema("analytics-report", &report);
     let html = d.ctl(&["analytics", "report", "--format", "html"]);
     assert!(html.status.success(), "{}", text(&html));
     let page = String::from_utf8_lossy(&html.stdout);
