@@ -38,13 +38,14 @@ fn solve3(mut m: [[f64; 3]; 3], mut v: [f64; 3]) -> Option<[f64; 3]> {
         }
         m.swap(col, pivot);
         v.swap(col, pivot);
-        for row in 0..3 {
+        let (pivot_row, pivot_v) = (m[col], v[col]);
+        for (row, (m_row, v_row)) in m.iter_mut().zip(v.iter_mut()).enumerate() {
             if row != col {
-                let f = m[row][col] / m[col][col];
-                for k in col..3 {
-                    m[row][k] -= f * m[col][k];
+                let f = m_row[col] / pivot_row[col];
+                for (x, p) in m_row.iter_mut().zip(pivot_row).skip(col) {
+                    *x -= f * p;
                 }
-                v[row] -= f * v[col];
+                *v_row -= f * pivot_v;
             }
         }
     }
