@@ -198,14 +198,31 @@ async fn build(
     ));
     let queue = Arc::new(queue);
     let analytics = {
-        let (state, alerts) = (state.clone(), alerts.clone());
-        let opened =
-            tokio::task::spawn_blocking(move || analytics::Analytics::open(&state, alerts))
-                .await
-                .map_err(|source| Error::TaskFailed {
-                    task: "the analytics open task".into(),
-                    source,
-                })??;
+        let (state, alerts, queue) = (state.clone(), alerts.clone(), queue.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            let analytics = analytics::Analytics::open(&state, alerts)?;
+            let started = std::time::Instant::now();
+            // Statistics are not worth refusing to start over: backups go on without them.
+            match analytics.replay(&queue) {
+                Ok(Some(n)) => tracing::info!(
+                    backups = n,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "analytics: took in the backups already in the job history"
+                ),
+                Ok(None) => {}
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "analytics: cannot take in the job history; statistics start from the \
+                     next backup, and the history is taken in again at the next start"
+                ),
+            }
+            Ok::<_, analytics::AnalyticsError>(analytics)
+        })
+        .await
+        .map_err(|source| Error::TaskFailed {
+            task: "the analytics open task".into(),
+            source,
+        })??;
         Arc::new(opened)
     };
     {

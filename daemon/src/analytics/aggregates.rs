@@ -16,6 +16,8 @@ const DAYS_TREE: &str = "analytics.days";
 const RUNS_TREE: &str = "analytics.runs";
 /// Successful runs kept per source for the duration estimate.
 pub const RUNS: usize = 200;
+/// Job ids remembered per source against counting one twice.
+pub const RECENT_JOBS: usize = 64;
 /// Days of per-day figures kept per source for trends and charts.
 pub const DAYS: usize = 400;
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -191,10 +193,14 @@ impl Aggregates {
             return Ok(Observation::default());
         };
         let mut summary = self.summary(source)?;
-        if job.id <= summary.last_job {
+        // Ids are not in finish order (a retried job finishes after later ones), so the last
+        // few are remembered rather than the highest.
+        if summary.recent_jobs.contains(&job.id) {
             return Ok(Observation::default());
         }
-        summary.last_job = job.id;
+        summary.recent_jobs.push(job.id);
+        let excess = summary.recent_jobs.len().saturating_sub(RECENT_JOBS);
+        summary.recent_jobs.drain(..excess);
         summary.repo.clone_from(&job.repo);
         let succeeded = job.outcome == StateRecord::Succeeded;
 

@@ -77,20 +77,21 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// The last successful check of `repo`, from the job history.
-fn last_check(queue: &Queue, repo: &str) -> Option<i64> {
+/// The last successful check of each repository, from the job history: one scan of the
+/// checks' index (a filter on the repository would walk every job of the repository).
+fn last_checks(queue: &Queue) -> BTreeMap<String, i64> {
     let query = HistoryQuery {
-        limit: 200,
-        repo: Some(repo.to_owned()),
+        limit: 10_000,
         kind: Some("check".into()),
         ..Default::default()
     };
-    queue
-        .history(&query)
-        .ok()?
-        .into_iter()
-        .find(|e| e.outcome == JobState::Succeeded)
-        .map(|e| e.finished_ns)
+    let mut out = BTreeMap::new();
+    for e in queue.history(&query).unwrap_or_default() {
+        if let (JobState::Succeeded, Some(repo)) = (e.outcome, e.repo) {
+            out.entry(repo).or_insert(e.finished_ns);
+        }
+    }
+    out
 }
 
 /// The inotify watch limit, and the watches the sources hold.
@@ -115,6 +116,7 @@ pub fn gather(h: &Handles, names: &[String], now: i64) -> Facts {
         .anomalies(now - WEEK_NS, None)
         .unwrap_or_default();
     let replications = h.replications.list();
+    let checks = last_checks(&h.queue);
     let forecasts = h.perf.forecasts();
     let held: Vec<String> = h
         .analytics
@@ -200,7 +202,8 @@ pub fn gather(h: &Handles, names: &[String], now: i64) -> Facts {
             RepoFacts {
                 name: name.clone(),
                 has_replica: replications.iter().any(|r| &r.spec.from == name),
-                days_since_check: last_check(&h.queue, name)
+                days_since_check: checks
+                    .get(name)
                     .map(|t| (now - t).max(0) as f64 / DAY_NS as f64),
                 check_scheduled,
                 key_age_days,

@@ -106,6 +106,34 @@ impl Analytics {
         Ok(analytics)
     }
 
+    /// Takes in the backups already in the job history, once per state database and only
+    /// into empty statistics (an upgrade from a daemon without analytics): the
+    /// statistics start from everything known, not from the next backup. Anomalies of the past
+    /// are not raised and no hold is placed. Returns how many backups were taken in, `None`
+    /// when it was done before. Blocking; runs before the queue's hook is set.
+    pub fn replay(&self, queue: &crate::queue::Queue) -> Result<Option<u64>, AnalyticsError> {
+        if self.store.replayed()? {
+            return Ok(None);
+        }
+        // Statistics already there were recorded live: taking the history in as well would
+        // count those backups twice.
+        if !self.aggregates.sources()?.is_empty() {
+            self.store.set_replayed()?;
+            return Ok(None);
+        }
+        let mut failed = None;
+        let n = queue.each_backup(|entry| {
+            if failed.is_none() {
+                failed = self.aggregates.record(entry).err();
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        self.store.set_replayed()?;
+        Ok(Some(n))
+    }
+
     pub fn aggregates(&self) -> &Aggregates {
         &self.aggregates
     }
@@ -258,5 +286,85 @@ impl Analytics {
         self.alerts.clear(&alert_key(source));
         tracing::warn!(source, "retention hold released");
         Ok(store::hold_info(&hold))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::history::History;
+    use crate::state::records::job::StateRecord;
+
+    fn backup(id: u64, source: &str, ok: bool) -> HistoryRecord {
+        HistoryRecord {
+            v: 1,
+            id,
+            kind: "backup".into(),
+            repo: Some("default".into()),
+            source: Some(source.into()),
+            outcome: if ok {
+                StateRecord::Succeeded
+            } else {
+                StateRecord::DeadLetter
+            },
+            error_class: None,
+            error: None,
+            attempts: 1,
+            submitted_ns: id as i64 * 60_000_000_000,
+            finished_ns: id as i64 * 60_000_000_000 + 1,
+            duration_ms: 1000,
+            files: 10,
+            bytes_read: 1000,
+            bytes_added: 100,
+            bytes_stored: 50,
+            compression_ratio: Some(2.0),
+            snapshot: None,
+            files_read: 2,
+            bytes_total: 10_000,
+        }
+    }
+
+    /// A daemon upgraded from one without analytics starts from its whole history, once.
+    #[test]
+    fn the_history_is_taken_in_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = State::open(dir.path()).expect("state");
+        let history = History::open(&state).expect("history");
+        for id in 1..=30 {
+            history
+                .append(backup(id, if id % 2 == 0 { "a" } else { "b" }, id % 5 != 0))
+                .expect("append");
+        }
+        let mut noop = backup(31, "a", true);
+        noop.kind = "noop".into();
+        history.append(noop).expect("append");
+        let queue = crate::queue::Queue::open(&state, &Default::default()).expect("queue");
+        let analytics = Analytics::open(&state, Arc::default()).expect("analytics");
+        assert_eq!(analytics.replay(&queue).expect("replay"), Some(30));
+        assert_eq!(analytics.replay(&queue).expect("again"), None);
+        let a = analytics.aggregates().load("a").expect("a");
+        assert_eq!(a.jobs(), 15);
+        assert_eq!(a.runs.len(), 12, "three of a's fifteen failed");
+        assert_eq!(
+            analytics.aggregates().sources().expect("sources"),
+            ["a", "b"]
+        );
+    }
+
+    /// Statistics recorded live are never doubled by a replay of the same history.
+    #[test]
+    fn live_statistics_are_not_replayed_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = State::open(dir.path()).expect("state");
+        let history = History::open(&state).expect("history");
+        let analytics = Analytics::open(&state, Arc::default()).expect("analytics");
+        for id in 1..=10 {
+            let entry = backup(id, "a", true);
+            history.append(entry.clone()).expect("append");
+            analytics.finished(&entry, &[]);
+        }
+        let queue = crate::queue::Queue::open(&state, &Default::default()).expect("queue");
+        assert_eq!(analytics.replay(&queue).expect("replay"), None);
+        assert_eq!(analytics.aggregates().load("a").expect("a").jobs(), 10);
     }
 }

@@ -1,5 +1,6 @@
 //! The anomalies raised (tree `analytics.anomalies`, keyed by time and id, newest last, at most
-//! [`MAX_ANOMALIES`]) and the retention holds (tree `analytics.holds`, one per source).
+//! [`MAX_ANOMALIES`]), the retention holds (tree `analytics.holds`, one per source) and whether
+//! the job history was taken in (tree `analytics.meta`).
 
 use super::AnalyticsError;
 use crate::state::records;
@@ -9,6 +10,8 @@ use backupd_common::protocol::{AnomalyInfo, HoldInfo};
 
 const ANOMALIES: &str = "analytics.anomalies";
 const HOLDS: &str = "analytics.holds";
+const META: &str = "analytics.meta";
+const REPLAYED: &[u8] = b"replayed";
 /// Anomalies kept; the oldest go first.
 pub const MAX_ANOMALIES: usize = 10_000;
 
@@ -16,6 +19,7 @@ pub const MAX_ANOMALIES: usize = 10_000;
 pub struct Store {
     anomalies: sled::Tree,
     holds: sled::Tree,
+    meta: sled::Tree,
     state: State,
 }
 
@@ -31,6 +35,7 @@ impl Store {
         Ok(Self {
             anomalies: state.tree(ANOMALIES)?,
             holds: state.tree(HOLDS)?,
+            meta: state.tree(META)?,
             state: state.clone(),
         })
     }
@@ -110,6 +115,16 @@ impl Store {
             });
         };
         records::decode::<HoldRecord>(&old).map_err(|e| AnalyticsError::Record(e.to_string()))
+    }
+
+    /// The job history was taken in already.
+    pub fn replayed(&self) -> Result<bool, AnalyticsError> {
+        Ok(self.meta.contains_key(REPLAYED).map_err(self.err())?)
+    }
+
+    pub fn set_replayed(&self) -> Result<(), AnalyticsError> {
+        self.meta.insert(REPLAYED, &[1u8]).map_err(self.err())?;
+        Ok(())
     }
 
     pub async fn flush(&self) -> Result<(), AnalyticsError> {

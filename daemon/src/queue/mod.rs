@@ -163,6 +163,14 @@ impl Queue {
         self.store.on_finished(hook);
     }
 
+    /// Calls `f` with every backup in the job history, oldest first. Blocking.
+    pub fn each_backup(
+        &self,
+        f: impl FnMut(&crate::state::records::history::HistoryRecord),
+    ) -> Result<u64, StateError> {
+        self.store.each_backup(f)
+    }
+
     /// The same queue reading the time from `clock`.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;

@@ -104,6 +104,11 @@ impl Store {
         Ok(())
     }
 
+    /// Every backup in the history, oldest first.
+    pub fn each_backup(&self, f: impl FnMut(&HistoryRecord)) -> Result<u64, StateError> {
+        self.history.each_backup(f)
+    }
+
     /// Sets the hook called with every final job; the first one set stays.
     pub fn on_finished(&self, hook: FinishedHook) {
         let _ = self.finished.set(hook);

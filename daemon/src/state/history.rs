@@ -115,6 +115,28 @@ impl History {
         Ok(())
     }
 
+    /// Calls `f` with every backup in the history, oldest first (a scan of the backups'
+    /// index, for the analytics' one-time replay); returns how many there were.
+    pub fn each_backup(&self, mut f: impl FnMut(&HistoryRecord)) -> Result<u64, StateError> {
+        let prefix = index_key("backup", &[]);
+        let mut n = 0;
+        for item in self.by_kind.scan_prefix(&prefix) {
+            let (ik, _) = item.map_err(|e| self.err(e))?;
+            let k = &ik[prefix.len()..];
+            let Some(value) = self.entries.get(k).map_err(|e| self.err(e))? else {
+                continue; // pruned meanwhile
+            };
+            match records::decode::<HistoryRecord>(&value) {
+                Ok(r) => {
+                    f(&r);
+                    n += 1;
+                }
+                Err(e) => warn_unreadable(k, &e),
+            }
+        }
+        Ok(n)
+    }
+
     /// Sets the retention from the config and applies it; returns how many entries went.
     pub fn set_retention(&self, config: &HistoryConfig, now: i64) -> Result<u64, StateError> {
         *self.retention.lock().unwrap_or_else(|p| p.into_inner()) = Some(config.clone());

@@ -18,8 +18,9 @@ pub struct SourceStatsRecord {
     /// The source's first successful backup was seen (and left out of the baselines: a full
     /// backup is not what later incremental ones are judged by).
     pub seen_first: bool,
-    /// The newest job taken in: a job written twice (its history entry rewritten) counts once.
-    pub last_job: u64,
+    /// The last jobs taken in (at most `aggregates::RECENT_JOBS`): a job written twice (its
+    /// history entry rewritten, the history replayed after a partial replay) counts once.
+    pub recent_jobs: Vec<u64>,
     pub repo: Option<String>,
     pub last_success_ns: Option<i64>,
     /// Run samples kept in `analytics.runs`.
