@@ -119,7 +119,7 @@ impl Store {
 
     /// The job history was taken in already.
     pub fn replayed(&self) -> Result<bool, AnalyticsError> {
-        Ok(self.meta.contains_key(REPLAYED).map_err(self.err())?)
+        self.meta.contains_key(REPLAYED).map_err(self.err())
     }
 
     pub fn set_replayed(&self) -> Result<(), AnalyticsError> {
