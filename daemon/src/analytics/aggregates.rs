@@ -245,13 +245,17 @@ impl Aggregates {
                 files_read: job.files_read,
                 bytes_read: job.bytes_read,
             };
-            self.runs
+            let replaced = self
+                .runs
                 .insert(
                     run_key(source, job.finished_ns, job.id),
                     records::encode(&mut sample),
                 )
                 .map_err(Self::storage(source))?;
-            summary.runs += 1;
+            // The count must follow the tree: a sample written again is not one more.
+            if replaced.is_none() {
+                summary.runs += 1;
+            }
             while summary.runs as usize > RUNS {
                 match self.runs.scan_prefix(&p).keys().next() {
                     Some(oldest) => {
