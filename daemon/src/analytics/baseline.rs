@@ -108,7 +108,7 @@ impl Baseline {
 }
 
 /// The median of `values` (sorted in place); 0 for none.
-fn median(values: &mut [f64]) -> f64 {
+pub fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {
         return 0.0;
     }

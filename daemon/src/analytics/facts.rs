@@ -69,14 +69,6 @@ impl Facts {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// The last successful check of each repository, from the job history: one scan of the
 /// checks' index (a filter on the repository would walk every job of the repository).
 fn last_checks(queue: &Queue) -> BTreeMap<String, i64> {
@@ -143,7 +135,7 @@ pub fn gather(h: &Handles, names: &[String], now: i64) -> Facts {
         let (week_jobs, week_failed) = stats.jobs_within(now, 7);
         let failure_rate = f64::from(week_failed) / f64::from(week_jobs.max(1));
         let source_health = health.sources.iter().find(|s| &s.name == name);
-        let recent_runs: Vec<f64> = stats
+        let mut recent_runs: Vec<f64> = stats
             .days
             .range((now / DAY_NS) - 6..)
             .filter(|(_, d)| d.jobs > d.failed)
@@ -161,7 +153,7 @@ pub fn gather(h: &Handles, names: &[String], now: i64) -> Facts {
             watched: info.is_some_and(|i| i.spec.watch && i.state == WatchState::Watching),
             debounce_secs: info.map_or(0.0, |i| i.spec.debounce.as_secs_f64()),
             jobs_per_day: f64::from(week_jobs) / 7.0,
-            median_bytes_added: median(recent_runs),
+            median_bytes_added: super::baseline::median(&mut recent_runs),
             watch_note: info.and_then(|i| i.note.clone()),
         });
         let anomalies_here = anomalies

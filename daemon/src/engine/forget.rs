@@ -236,7 +236,9 @@ pub fn forget(
             Ok(s) => {
                 if let Some(hold) = opts.holds.iter().find(|h| h.covers(&s.paths, s.time_ns)) {
                     return Err(EngineError::InvalidArgument(format!(
-                        "snapshot {} is under the retention hold of source {:?} (suspected mass                          encryption); check the source's data, then release the hold with                          `backupctl analytics hold release {}` and run forget again",
+                        "snapshot {} is under the retention hold of source {:?} (suspected mass \
+                         encryption); check the source's data, then release the hold with \
+                         `backupctl analytics hold release {}` and run forget again",
                         id.to_hex(),
                         hold.source,
                         hold.source
