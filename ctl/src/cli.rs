@@ -670,6 +670,29 @@ pub struct PasswordArgs {
     pub password_command: Option<String>,
 }
 
+/// How to reach an object store (with an `s3://` location).
+#[derive(Debug, Default, Args)]
+pub struct StoreArgs {
+    /// The S3 endpoint URL, for S3-compatible stores (MinIO, Ceph, Garage...). Default: AWS,
+    /// or the daemon's AWS_ENDPOINT_URL.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// The bucket's region (default: the daemon's AWS_REGION, else us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Allow plain HTTP to an endpoint that is not this machine (loopback is always allowed).
+    #[arg(long)]
+    pub allow_http: bool,
+    /// Address the bucket as BUCKET.HOST instead of HOST/BUCKET.
+    #[arg(long)]
+    pub virtual_hosted: bool,
+    /// An AWS credentials file ([default] with aws_access_key_id, aws_secret_access_key) for
+    /// this repository; the daemon stores a copy 0600. Default: the daemon's AWS environment
+    /// variables or its ~/.aws/credentials.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub credentials_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum RepoCommand {
     /// Create a repository. Without a password source a random key is generated and kept by
@@ -678,9 +701,12 @@ pub enum RepoCommand {
         /// Name to refer to the repository by (`--repo NAME`).
         #[arg(long)]
         name: String,
-        /// Directory of the repository.
-        #[arg(long, visible_alias = "location", value_name = "DIR", value_hint = ValueHint::DirPath)]
+        /// Where the repository is: a directory, or s3://BUCKET/PREFIX (an S3 or
+        /// S3-compatible bucket; see --endpoint).
+        #[arg(long, visible_alias = "location", value_name = "DIR|URL", value_hint = ValueHint::DirPath)]
         path: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Create a replica of this registered repository: the same blob ids and chunker, so
         /// `repo replicate` copies its data without chunking it again.
         #[arg(long, value_name = "REPO", add = ArgValueCompleter::new(completion::repositories))]
@@ -697,9 +723,11 @@ pub enum RepoCommand {
         /// Name to refer to the repository by (`--repo NAME`).
         #[arg(long)]
         name: String,
-        /// Directory of the repository.
-        #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+        /// Where the repository is: a directory, or s3://BUCKET/PREFIX.
+        #[arg(long, visible_alias = "location", value_name = "DIR|URL", value_hint = ValueHint::DirPath)]
         path: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         #[command(flatten)]
         password: PasswordArgs,
     },

@@ -150,11 +150,13 @@ impl Client {
         name: String,
         path: Vec<u8>,
         password: Option<Secret>,
+        credentials: Option<Secret>,
     ) -> Result<RepoInfo, ClientError> {
         let request = Request::Repo(RepoRequest::Init {
             name,
             path,
             password,
+            credentials,
         });
         match self.conn.call(request).await? {
             Response::Repo(r) => Ok(r),
@@ -275,11 +277,13 @@ impl Client {
         name: String,
         path: Vec<u8>,
         password: Secret,
+        credentials: Option<Secret>,
     ) -> Result<RepoInfo, ClientError> {
         let request = Request::Repo(RepoRequest::Add {
             name,
             path,
             password,
+            credentials,
         });
         match self.conn.call(request).await? {
             Response::Repo(r) => Ok(r),

@@ -363,7 +363,9 @@ impl Classify for RegistryError {
             | Self::DaemonKey { .. }
             | Self::KeyStillHeld { .. }
             | Self::KeyStillUsed { .. } => class(Conflict, false),
-            Self::InvalidName(_) | Self::Location(_) => class(InvalidArgument, false),
+            Self::InvalidName(_) | Self::Location(_) | Self::Credentials(_) => {
+                class(InvalidArgument, false)
+            }
             Self::Repo(r) => r.class(),
             // The state directory is full: nothing was created (see `write_new_durably`).
             Self::KeyFile { source, .. }

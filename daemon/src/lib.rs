@@ -58,6 +58,7 @@ pub async fn run(
     // Whatever happens from here on, the socket file we created goes away with us.
     let cleanup = listener.cleanup_guard();
     let state_dir = settings.state_dir.clone();
+    crate::repo::backend::use_state_dir(&state_dir);
     let queue_config = settings.config.queue.clone();
     let history_config = settings.config.history.clone();
     let stores = tokio::task::spawn_blocking(move || {

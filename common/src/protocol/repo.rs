@@ -17,17 +17,21 @@ impl std::fmt::Debug for Secret {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum RepoRequest {
     /// Create a repository -> `Response::Repo`. `password: None` generates a random key.
+    /// `path` is the location: an absolute directory, or `s3://BUCKET/PREFIX[?options]`.
+    /// `credentials` (an AWS credentials file's text, S3 only) are stored by the daemon.
     Init {
         name: String,
         path: Vec<u8>,
         password: Option<Secret>,
+        credentials: Option<Secret>,
     },
     /// Register an existing repository (new machine, lost state) -> `Response::Repo`. A wrong
-    /// password is refused and nothing is written.
+    /// password is refused and nothing is written. `path` and `credentials` as for `Init`.
     Add {
         name: String,
         path: Vec<u8>,
         password: Secret,
+        credentials: Option<Secret>,
     },
     /// -> `Response::Repos`.
     List,

@@ -1,14 +1,14 @@
 //! `backupctl repo ...`
 
 use super::{Failure, Paths};
-use crate::cli::{KeyCommand, RepoCommand};
+use crate::cli::{KeyCommand, RepoCommand, StoreArgs};
 use crate::client::Client;
 use crate::exit::ExitCode;
 use crate::json::repo::{KeyChangeView, KeyView, RepoDetailsView, RepoView};
 use crate::output::{count, Output};
 use crate::password;
 use crate::progress::bytes;
-use backupd_common::protocol::{InitReplicaRequest, RepoDetails, RepoInfo};
+use backupd_common::protocol::{InitReplicaRequest, RepoDetails, RepoInfo, Secret};
 
 fn repo_line(r: &RepoInfo) -> String {
     format!(
@@ -78,6 +78,81 @@ fn details_text(d: &RepoDetails) -> String {
     )
 }
 
+/// The location to send, and the credentials file's text: an `s3://` URL carries the store
+/// options as its query; a directory is made absolute and takes none.
+fn location(
+    path: &std::path::Path,
+    store: &StoreArgs,
+    paths: Paths,
+) -> Result<(Vec<u8>, Option<Secret>), Failure> {
+    let text = path.to_str().unwrap_or_default();
+    if !text.starts_with("s3://") {
+        let options = store.endpoint.is_some()
+            || store.region.is_some()
+            || store.allow_http
+            || store.virtual_hosted
+            || store.credentials_file.is_some();
+        if options {
+            return Err(Failure::Usage(
+                "--endpoint, --region, --allow-http, --virtual-hosted and --credentials-file \
+                 are for an s3:// location"
+                    .into(),
+            ));
+        }
+        return Ok((paths.abs(path)?, None));
+    }
+    // Percent-encodes what would end or split a query value.
+    let encode = |v: &str| {
+        v.chars()
+            .map(|c| match c {
+                '&' | '=' | '%' | '#' | '+' | ' ' => format!("%{:02X}", c as u32),
+                c => c.to_string(),
+            })
+            .collect::<String>()
+    };
+    let mut options = Vec::new();
+    if let Some(e) = &store.endpoint {
+        options.push(format!("endpoint={}", encode(e)));
+    }
+    if let Some(r) = &store.region {
+        options.push(format!("region={}", encode(r)));
+    }
+    if store.allow_http {
+        options.push("allow-http=1".to_owned());
+    }
+    if store.virtual_hosted {
+        options.push("virtual-hosted=1".to_owned());
+    }
+    let mut url = text.to_owned();
+    if !options.is_empty() {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&options.join("&"));
+    }
+    let credentials = match &store.credentials_file {
+        None => None,
+        Some(file) => {
+            use std::io::Read;
+            let mut text = Vec::new();
+            std::fs::File::open(file)
+                .and_then(|f| f.take(64 * 1024 + 1).read_to_end(&mut text))
+                .map_err(|e| {
+                    Failure::Local(format!(
+                        "cannot read the credentials file {}: {e}",
+                        file.display()
+                    ))
+                })?;
+            if text.len() > 64 * 1024 {
+                return Err(Failure::Local(format!(
+                    "the credentials file {} is larger than 64 KiB; it should hold a few keys",
+                    file.display()
+                )));
+            }
+            Some(Secret(text))
+        }
+    };
+    Ok((url.into_bytes(), credentials))
+}
+
 pub async fn run(
     client: &mut Client,
     cmd: &RepoCommand,
@@ -88,18 +163,20 @@ pub async fn run(
         RepoCommand::Init {
             name,
             path,
+            store,
             replica_of,
             own_data_key,
             password,
         } => {
             let secret = password::read(password).map_err(Failure::Local)?;
             let passphrase_given = secret.is_some();
+            let (location, credentials) = location(path, store, paths)?;
             let info = match replica_of {
                 Some(source) => {
                     client
                         .repo_init_replica(InitReplicaRequest {
                             name: name.clone(),
-                            path: paths.abs(path)?,
+                            path: location,
                             password: secret,
                             source: source.clone(),
                             own_data_key: *own_data_key,
@@ -108,7 +185,7 @@ pub async fn run(
                 }
                 None => {
                     client
-                        .repo_init(name.clone(), paths.abs(path)?, secret)
+                        .repo_init(name.clone(), location, secret, credentials)
                         .await?
                 }
             };
@@ -123,6 +200,7 @@ pub async fn run(
         RepoCommand::Add {
             name,
             path,
+            store,
             password,
         } => {
             let secret = password::read(password)
@@ -134,8 +212,9 @@ pub async fn run(
                             .into(),
                     )
                 })?;
+            let (location, credentials) = location(path, store, paths)?;
             let info = client
-                .repo_add(name.clone(), paths.abs(path)?, secret)
+                .repo_add(name.clone(), location, secret, credentials)
                 .await?;
             out.value(&RepoView::from(&info), || {
                 format!("added {}", repo_line(&info))

@@ -239,7 +239,10 @@ impl Perf {
         }];
         if let Ok(repos) = self.h.repos.list() {
             for r in repos {
-                let Location::Local(path) = &r.location;
+                // An object store's space is not this machine's to sample.
+                let Location::Local(path) = &r.location else {
+                    continue;
+                };
                 paths.push(sample::Watched {
                     path: path.clone(),
                     holds: format!("repository {}", r.name),

@@ -1,9 +1,13 @@
 //! Where a repository is: the registry names repositories by location, and a location opens
-//! the backend that stores it. Only local directories exist today; `s3://bucket/prefix` parses
-//! into a clear "not supported yet" so that the S3 backend is one more arm here.
+//! the backend that stores it: a local directory, or an S3 bucket and prefix
+//! (`s3://bucket/prefix?endpoint=...`, see [`S3Spec`]). Other URL schemes are refused with a
+//! clear "not supported".
 
 use super::backend::daemon_rights::DaemonRights;
-use super::backend::{Backend, LocalBackend};
+use super::backend::s3::spec::SpecError;
+pub use super::backend::s3::spec::S3Spec;
+use super::backend::s3::S3Backend;
+use super::backend::{cache, Backend, LocalBackend};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,16 +17,20 @@ use std::sync::Arc;
 pub enum Location {
     /// A directory on a local (or locally mounted) file system; always absolute.
     Local(PathBuf),
+    /// A bucket (and prefix) of an S3-compatible object store.
+    S3(S3Spec),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LocationError {
     #[error(
-        "repository location {text:?}: {scheme}:// repositories are not supported yet; use an \
-         absolute directory path"
+        "repository location {text:?}: {scheme}:// repositories are not supported; use an \
+         absolute directory path or s3://BUCKET/PREFIX"
     )]
     Unsupported { text: String, scheme: String },
-    #[error("repository location {0:?} must be an absolute path (or, later, a URL)")]
+    #[error(transparent)]
+    S3(#[from] SpecError),
+    #[error("repository location {0:?} must be an absolute path or an s3:// URL")]
     Relative(String),
     #[error("repository location is empty")]
     Empty,
@@ -50,6 +58,9 @@ impl Location {
                 && scheme
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+            if valid_scheme && scheme.eq_ignore_ascii_case("s3") {
+                return Ok(Self::S3(S3Spec::parse(text)?));
+            }
             if valid_scheme {
                 return Err(LocationError::Unsupported {
                     text: text.to_owned(),
@@ -69,6 +80,7 @@ impl Location {
             }
             Self::Local(p) if p.to_str().is_none() => Err(self.not_text()),
             Self::Local(_) => Ok(()),
+            Self::S3(_) => Ok(()),
         }
     }
 
@@ -77,6 +89,7 @@ impl Location {
     pub fn as_text(&self) -> Option<String> {
         match self {
             Self::Local(p) => p.to_str().map(str::to_owned),
+            Self::S3(s) => Some(s.to_text()),
         }
     }
 
@@ -89,6 +102,7 @@ impl Location {
     pub fn local_path(&self) -> Option<&Path> {
         match self {
             Self::Local(p) => Some(p),
+            Self::S3(_) => None,
         }
     }
 
@@ -97,6 +111,25 @@ impl Location {
         match self {
             // Jobs acting for a user reach the storage from threads with the user's rights.
             Self::Local(p) => Arc::new(DaemonRights(LocalBackend::new(p))),
+            // The cache lives in the daemon's state directory: its files are the daemon's too.
+            Self::S3(s) => cache::wrap(
+                Arc::new(DaemonRights(S3Backend::new(s.clone()))),
+                &s.without_credentials().to_text(),
+            ),
+        }
+    }
+
+    /// Whether the repository is reached over a network (an object store).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Self::S3(_))
+    }
+
+    /// The same place, compared without how it is reached (the stored credentials' name): two
+    /// registrations of one bucket and prefix are one repository.
+    pub fn same_place(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::S3(a), Self::S3(b)) => a.without_credentials() == b.without_credentials(),
+            (a, b) => a == b,
         }
     }
 }
@@ -105,6 +138,7 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Local(p) => write!(f, "{}", p.display()),
+            Self::S3(s) => write!(f, "{s}"),
         }
     }
 }
@@ -114,17 +148,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_parse_and_urls_say_they_are_not_supported_yet() {
+    fn paths_and_s3_urls_parse_and_other_urls_say_they_are_not_supported() {
         assert_eq!(
             Location::parse("/srv/backup"),
             Ok(Location::local("/srv/backup"))
         );
-        let e = Location::parse("s3://bucket/prefix").expect_err("s3 is not there yet");
+        let s3 = Location::parse("s3://bucket/prefix").expect("s3");
+        assert!(matches!(&s3, Location::S3(s) if s.bucket == "bucket" && s.prefix == "prefix"));
+        assert_eq!(Location::parse(&s3.as_text().expect("text")), Ok(s3));
+        let e = Location::parse("sftp://host/dir").expect_err("sftp is not there");
         assert!(
-            matches!(&e, LocationError::Unsupported { scheme, .. } if scheme == "s3"),
+            matches!(&e, LocationError::Unsupported { scheme, .. } if scheme == "sftp"),
             "{e:?}"
         );
-        assert!(e.to_string().contains("not supported yet"), "{e}");
+        assert!(e.to_string().contains("not supported"), "{e}");
         assert_eq!(
             Location::parse("relative/dir"),
             Err(LocationError::Relative("relative/dir".into()))

@@ -33,7 +33,16 @@ pub struct LockInfo {
     pub purpose: String,
     /// Seconds since the epoch of the last refresh.
     pub refreshed: i64,
+    /// A random value of the holder's, so that it can tell its own exclusive lock from one
+    /// that replaced it. Absent in older lock files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
+
+/// The name of the exclusive lock: one well-known object, created with a conditional write
+/// (put-if-absent), so that two exclusive lockers on different hosts cannot both take it
+/// even where listings lag behind writes.
+pub const EXCLUSIVE_NAME: &str = "exclusive";
 
 /// What a lock is taken for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +188,11 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// A lock file's content, `None` if it is gone or unreadable.
+fn read_lock(backend: &dyn Backend, name: &str) -> Option<LockInfo> {
+    serde_json::from_slice(&backend.get(Key::lock(name)).ok()?).ok()
+}
+
 /// Live locks other than `except`, with their file names, removing stale ones on the way.
 fn live_locks(
     backend: &dyn Backend,
@@ -204,9 +218,24 @@ fn live_locks(
             None => live.push((name, info)),
             Some(why) => {
                 let object = backend.describe(Key::lock(&name));
+                // Another host may have taken over this stale lock meanwhile (the exclusive
+                // lock's name is fixed): only the stale content is deleted.
+                let current = read_lock(backend, &name);
+                let still = current
+                    .as_ref()
+                    .is_some_and(|c| c.token == info.token && c.refreshed == info.refreshed);
+                if let (false, Some(replacement)) = (still, current) {
+                    // Taken over: the new holder's lock is live (it was just written).
+                    live.push((name, replacement));
+                    continue;
+                }
                 // On a read-only or full file system the removal fails; the lock is ignored
                 // all the same.
-                let removed = backend.delete(Key::lock(&name));
+                let removed = if still {
+                    backend.delete(Key::lock(&name))
+                } else {
+                    Ok(())
+                };
                 tracing::warn!(
                     lock = %object,
                     pid = info.pid,
@@ -273,7 +302,12 @@ pub fn acquire(
     if let Some((n, c)) = conflicts(live_locks(backend.as_ref(), None)?) {
         return Err(busy(backend.as_ref(), &n, &c));
     }
-    let name = hex::encode(rand::random::<[u8; 16]>());
+    let name = if exclusive {
+        EXCLUSIVE_NAME.to_owned()
+    } else {
+        hex::encode(rand::random::<[u8; 16]>())
+    };
+    let token = hex::encode(rand::random::<[u8; 16]>());
     let pid = std::process::id();
     let mut info = LockInfo {
         exclusive,
@@ -282,6 +316,7 @@ pub fn acquire(
         pid_start: process_start(pid),
         purpose: purpose.to_owned(),
         refreshed: now(),
+        token: Some(token.clone()),
     };
     let json = |i: &LockInfo| serde_json::to_vec(i).unwrap_or_default();
     // Registered before it exists, so that no other thread of ours takes it for an earlier
@@ -289,7 +324,21 @@ pub fn acquire(
     ours(|s| {
         s.insert(name.clone());
     });
-    let written = backend.put(Key::lock(&name), &json(&info));
+    let written = if exclusive {
+        backend.put_new(Key::lock(&name), &json(&info))
+    } else {
+        backend.put(Key::lock(&name), &json(&info)).map(|()| true)
+    };
+    if let Ok(false) = written {
+        // Another exclusive holder created it since the check above.
+        ours(|s| {
+            s.remove(&name);
+        });
+        return Err(match read_lock(backend.as_ref(), &name) {
+            Some(other) => busy(backend.as_ref(), &name, &other),
+            None => busy(backend.as_ref(), &name, &info),
+        });
+    }
     if let Err(e) = written {
         ours(|s| {
             s.remove(&name);
@@ -321,6 +370,20 @@ pub fn acquire(
     // Two lockers may have passed the first check at once; whoever sees the other backs off.
     if let Some((n, c)) = conflicts(live_locks(backend.as_ref(), Some(&name))?) {
         return Err(busy(backend.as_ref(), &n, &c)); // the guard removes our lock
+    }
+    // Two hosts taking over one stale exclusive lock at once: both deleted it and both
+    // created one; only the last creation stands, and the other sees that it is not its own.
+    if exclusive {
+        match read_lock(backend.as_ref(), &name) {
+            Some(held) if held.token.as_deref() == Some(token.as_str()) => {}
+            other => {
+                guard.name = None; // not ours to delete
+                ours(|s| {
+                    s.remove(&name);
+                });
+                return Err(busy(backend.as_ref(), &name, &other.unwrap_or(info)));
+            }
+        }
     }
     let (stop, stopped) = mpsc::channel::<()>();
     let refresher = {
@@ -365,6 +428,7 @@ mod tests {
             pid_start,
             purpose: "prune".into(),
             refreshed: now(),
+            token: None,
         }
     }
 
@@ -479,5 +543,33 @@ mod tests {
         plant(&b, "remote", &old);
         acquire(&b, LockMode::Shared, "backup").expect("expired");
         assert!(!exists(&b, "remote"));
+    }
+
+    #[test]
+    fn the_exclusive_lock_is_one_create_only_object_and_a_dead_hosts_lease_expires() {
+        let (_dir, b) = repo();
+        let x = acquire(&b, LockMode::Exclusive, "prune").expect("exclusive");
+        assert!(exists(&b, EXCLUSIVE_NAME));
+        // Whoever comes second finds the object taken, however the listing looks.
+        let e = acquire(&b, LockMode::Exclusive, "compact").expect_err("taken");
+        assert!(e.to_string().contains("exclusively"), "{e}");
+        drop(x);
+        assert!(!exists(&b, EXCLUSIVE_NAME), "released on drop");
+
+        // Another host's exclusive lock past its lease is taken over ...
+        let mut dead = lock_of("dead-host.example", 7, Some(7));
+        dead.refreshed = now() - STALE_AFTER.as_secs() as i64 - 1;
+        dead.token = Some("theirs".into());
+        plant(&b, EXCLUSIVE_NAME, &dead);
+        let x = acquire(&b, LockMode::Exclusive, "prune").expect("lease expired");
+        let held: LockInfo =
+            serde_json::from_slice(&b.get(Key::lock(EXCLUSIVE_NAME)).expect("read")).expect("json");
+        assert_eq!(held.host, crate::repo::hostname());
+        assert_ne!(held.token.as_deref(), Some("theirs"));
+        drop(x);
+        // ... while one inside its lease is honoured.
+        plant(&b, EXCLUSIVE_NAME, &lock_of("live-host.example", 7, Some(7)));
+        let e = acquire(&b, LockMode::Shared, "backup").expect_err("live lease");
+        assert!(e.to_string().contains("live-host.example"), "{e}");
     }
 }

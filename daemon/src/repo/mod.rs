@@ -476,11 +476,15 @@ impl Repository {
         let loc = self
             .with_index(|i| i.get(id))
             .ok_or(RepoError::MissingBlob { id: *id })?;
-        let sealed = self.backend.get_range(
-            Key::pack(&loc.pack.to_hex()),
-            loc.offset as u64,
-            loc.length as usize,
-        )?;
+        let pack = loc.pack.to_hex();
+        let key = Key::pack(&pack);
+        let sealed = if loc.kind == BlobKind::Tree {
+            self.backend
+                .get_metadata_range(key, loc.offset as u64, loc.length as usize)?
+        } else {
+            self.backend
+                .get_range(key, loc.offset as u64, loc.length as usize)?
+        };
         pack::decode_blob(&self.keys, &sealed, *id, loc.raw_length).map_err(|source| {
             RepoError::DamagedBlob {
                 id: *id,
@@ -508,7 +512,15 @@ impl Repository {
             pack: id,
             source: Box::new(source),
         })?;
-        self.backend.put(Key::pack(&id.to_hex()), bytes)?;
+        let name = id.to_hex();
+        self.backend.put(Key::pack(&name), bytes)?;
+        for e in entries.iter().filter(|e| e.kind == BlobKind::Tree) {
+            let (start, end) = (e.offset as usize, e.offset as usize + e.length as usize);
+            if let Some(tree) = bytes.get(start..end) {
+                self.backend
+                    .keep_metadata_range(Key::pack(&name), e.offset as u64, tree);
+            }
+        }
         Ok(id)
     }
 

@@ -170,11 +170,13 @@ pub fn every_kind() -> Vec<Request> {
             name: "r".into(),
             path: b"/r".to_vec(),
             password: None,
+            credentials: None,
         }),
         Request::Repo(R::Add {
             name: "r".into(),
             path: b"/r".to_vec(),
             password: secret(),
+            credentials: None,
         }),
         Request::Repo(R::List),
         Request::Repo(R::KeyExport { name: "r".into() }),

@@ -47,6 +47,14 @@ impl<B: Backend> Backend for DaemonRights<B> {
     fn get_range(&self, key: Key<'_>, offset: u64, len: usize) -> Result<Vec<u8>> {
         self.run("read", |b| b.get_range(key, offset, len))
     }
+    fn get_metadata_range(&self, key: Key<'_>, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.run("read", |b| b.get_metadata_range(key, offset, len))
+    }
+    fn keep_metadata_range(&self, key: Key<'_>, offset: u64, data: &[u8]) {
+        if let Ok(_daemon) = fsid::as_daemon() {
+            self.0.keep_metadata_range(key, offset, data);
+        }
+    }
     fn list(&self, kind: FileKind) -> Result<Vec<String>> {
         self.run("list", |b| b.list(kind))
     }

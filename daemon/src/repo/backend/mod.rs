@@ -18,8 +18,10 @@
 //!   never replaces an existing object (put-if-absent).
 //! * `get` refuses an object larger than [`FileKind::max_size`] before allocating for it.
 //! * `delete` of a missing object succeeds; deletions are durable when it returns.
-//! * A missing storage location (directory moved, bucket gone) is [`ErrorKind::Unreachable`]
-//!   and is never created again by a write: a stand-in would split the repository in two.
+//! * A missing storage location (directory moved) is [`ErrorKind::Unreachable`] and is never
+//!   created again by a write: a stand-in would split the repository in two. A missing S3
+//!   bucket is `Permanent` (an admin must create it or fix the location; it does not come
+//!   back by itself the way an unmounted disk does).
 //! * Interrupted writes may leave incomplete objects; they are never listed as objects,
 //!   [`Backend::list_incomplete`] names them and prune deletes them.
 //!
@@ -39,15 +41,24 @@
 //!
 //! The mapping from kind to wire code and retryability is in `crate::error` (one place).
 
+pub mod cache;
 pub mod daemon_rights;
 pub mod faulty;
 pub mod local;
+pub mod s3;
 
 use super::location::Location;
 use std::io;
 use std::path::{Path, PathBuf};
 
 pub use local::{fsync_dir, LocalBackend};
+
+/// Tells the object-store backends where the daemon keeps their stored credentials
+/// (`STATE_DIR/keys`) and their local caches (`STATE_DIR/cache`).
+pub fn use_state_dir(state_dir: &Path) {
+    s3::credentials::set_store(&state_dir.join("keys"));
+    cache::set_root(&state_dir.join("cache"));
+}
 
 /// The kinds of objects a repository holds, each under its own prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -201,6 +212,16 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Where one object is, for messages (a path, a URL).
     fn describe(&self, key: Key<'_>) -> String;
 
+    /// A range holding repository metadata (a tree blob): the same as [`Self::get_range`],
+    /// except that a caching backend keeps it (module `cache`).
+    fn get_metadata_range(&self, key: Key<'_>, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.get_range(key, offset, len)
+    }
+
+    /// Told the bytes of a metadata range just written inside a pack, so that a caching
+    /// backend need not read them back; others ignore it.
+    fn keep_metadata_range(&self, _key: Key<'_>, _offset: u64, _data: &[u8]) {}
+
     /// The size of an object.
     fn size(&self, key: Key<'_>) -> Result<u64> {
         Ok(self.stat(key)?.size)
@@ -236,6 +257,9 @@ pub enum Cause {
     TooLarge { size: u64, max: u64 },
     #[error("the object ends before byte {end} (it is {size} bytes)")]
     Short { end: u64, size: u64 },
+    /// What a remote store answered (or that it did not), with what to do about it.
+    #[error("{0}")]
+    Remote(String),
     /// A fault a test asked [`faulty::FaultyBackend`] for.
     #[error("injected fault ({0})")]
     Injected(&'static str),

@@ -10,6 +10,7 @@
 //!
 //! Blocking (Argon2id, disk): call from a blocking thread.
 
+mod credentials;
 pub mod keys;
 pub mod password;
 pub mod record;
@@ -60,6 +61,8 @@ pub enum RegistryError {
     InvalidName(String),
     #[error(transparent)]
     Location(#[from] LocationError),
+    #[error(transparent)]
+    Credentials(#[from] crate::repo::backend::s3::credentials::CredentialsError),
     #[error("no repositories; create one with `backupctl repo init`")]
     None,
     #[error("cannot {action} key file {path}: {source}")]
@@ -412,7 +415,7 @@ impl Registry {
         id: &str,
     ) -> Result<(), RegistryError> {
         for e in self.list_now()?.into_iter().filter(|e| e.name != name) {
-            let same = &e.location == location
+            let same = e.location.same_place(location)
                 || super::read_config(e.location.open_backend().as_ref()).is_ok_and(|c| c.id == id);
             if same {
                 return Err(RegistryError::SameRepository {
@@ -454,6 +457,47 @@ impl Registry {
     ) -> Result<RepoEntry, RegistryError> {
         self.wait_settled();
         self.init_now(name, &Location::local(path), password)
+    }
+
+    /// Creates a repository at `location` (a directory or an object store). `credentials`
+    /// (an AWS credentials file's text) are stored 0600 beside the passphrases and the
+    /// location refers to them by name.
+    pub fn init_at(
+        &self,
+        name: &str,
+        location: &Location,
+        password: Option<&[u8]>,
+        credentials: Option<&[u8]>,
+    ) -> Result<RepoEntry, RegistryError> {
+        self.wait_settled();
+        let location = self.with_credentials(name, location, credentials)?;
+        self.init_now(name, &location, password)
+    }
+
+    /// Registers the existing repository at `location`; see [`Self::init_at`].
+    pub fn add_at(
+        &self,
+        name: &str,
+        location: &Location,
+        password: &[u8],
+        credentials: Option<&[u8]>,
+    ) -> Result<RepoEntry, RegistryError> {
+        self.wait_settled();
+        let location = self.with_credentials(name, location, credentials)?;
+        self.add_now(name, &location, password)
+    }
+
+    /// The location to register: with the given credentials stored and named in it.
+    fn with_credentials(
+        &self,
+        name: &str,
+        location: &Location,
+        credentials: Option<&[u8]>,
+    ) -> Result<Location, RegistryError> {
+        if !valid_name(name) {
+            return Err(RegistryError::InvalidName(name.to_owned()));
+        }
+        credentials::attach(&self.state_dir.join("keys"), name, location, credentials)
     }
 
     /// Creates a replica of the registered repository `source` in the directory `path`

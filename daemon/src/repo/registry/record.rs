@@ -6,8 +6,8 @@
 //! Versions:
 //! * 0 (no `v` field, before issue 11): `{"name","path","key_file","is_default",
 //!   "password_command"?}` with `path` an absolute directory.
-//! * 1: `v: 1`, `location` (an absolute directory today; a URL such as `s3://bucket/prefix`
-//!   once that backend exists) instead of `path`. Older records load; they are rewritten in
+//! * 1: `v: 1`, `location` (an absolute directory, or `s3://bucket/prefix?options`) instead
+//!   of `path`. Older records load; they are rewritten in
 //!   this form the next time the registration changes.
 
 use super::{RegistryError, RepoEntry};
@@ -118,8 +118,11 @@ mod tests {
         let newer = br#"{"v":2,"name":"a","location":"/a","key_file":"","is_default":false}"#;
         let e = decode(b"a", newer).expect_err("newer");
         assert!(e.to_string().contains("newer backupd"), "{e}");
-        let s3 = br#"{"v":1,"name":"a","location":"s3://b/p","key_file":"","is_default":false}"#;
-        let e = decode(b"a", s3).expect_err("not yet");
-        assert!(e.to_string().contains("not supported yet"), "{e}");
+        let s3 = br#"{"v":1,"name":"a","location":"s3://bkt/p?endpoint=http://127.0.0.1:9000","key_file":"","is_default":false}"#;
+        let entry = decode(b"a", s3).expect("an S3 location");
+        assert!(matches!(&entry.location, Location::S3(s) if s.bucket == "bkt"));
+        let e = decode(b"a", br#"{"v":1,"name":"a","location":"sftp://h/p","key_file":"","is_default":false}"#)
+            .expect_err("unknown scheme");
+        assert!(e.to_string().contains("not supported"), "{e}");
     }
 }

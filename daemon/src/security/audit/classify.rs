@@ -376,9 +376,11 @@ mod tests {
             name: "main".into(),
             path: b"/srv/repo".to_vec(),
             password: Some(Secret(b"hunter2-secret".to_vec())),
+            credentials: Some(Secret(b"aws_secret_access_key=hunter3".to_vec())),
         });
         let text = serde_json::to_string(&target(&init)).expect("serialises");
         assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("hunter3"), "{text}");
         assert!(text.contains("/srv/repo"));
 
         let backup = Request::Queue(QueueRequest::Submit(Box::new(JobSpec {

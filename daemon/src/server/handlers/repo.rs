@@ -12,17 +12,29 @@ use tokio_util::sync::CancellationToken;
 pub async fn handle(services: &Services, identity: &Identity, request: RepoRequest) -> Outcome {
     let registry = services.repos.clone();
     match request {
-        RepoRequest::Init { name, path, password } => Outcome::result(
+        RepoRequest::Init { name, path, password, credentials } => Outcome::result(
             blocking(move || {
-                let entry = registry.init(&name, &path_of(path), password.as_ref().map(|p| p.0.as_slice()))?;
+                let location = location_of(path)?;
+                let entry = registry.init_at(
+                    &name,
+                    &location,
+                    password.as_ref().map(|p| p.0.as_slice()),
+                    credentials.as_ref().map(|c| c.0.as_slice()),
+                )?;
                 tracing::info!(name = %entry.name, location = %entry.location, key = %entry.key_file.display(), "repository created; back up its key (`backupctl repo key export`)");
                 Ok(Response::Repo(info(&registry, &entry)))
             })
             .await,
         ),
-        RepoRequest::Add { name, path, password } => Outcome::result(
+        RepoRequest::Add { name, path, password, credentials } => Outcome::result(
             blocking(move || {
-                let entry = registry.add(&name, &path_of(path), &password.0)?;
+                let location = location_of(path)?;
+                let entry = registry.add_at(
+                    &name,
+                    &location,
+                    &password.0,
+                    credentials.as_ref().map(|c| c.0.as_slice()),
+                )?;
                 tracing::info!(name = %entry.name, location = %entry.location, "repository registered");
                 Ok(Response::Repo(info(&registry, &entry)))
             })
@@ -108,5 +120,16 @@ pub async fn handle(services: &Services, identity: &Identity, request: RepoReque
         | RepoRequest::ReplicateRemove { .. } => {
             super::repo_replicate::handle(services, request).await
         }
+    }
+}
+
+/// A location as a client sends it: an `s3://` URL, or a directory (whose path need not be
+/// UTF-8 to be named in an error).
+fn location_of(
+    bytes: Vec<u8>,
+) -> Result<crate::repo::Location, crate::repo::registry::RegistryError> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(crate::repo::Location::parse(&text)?),
+        Err(e) => Ok(crate::repo::Location::local(path_of(e.into_bytes()))),
     }
 }
