@@ -8,6 +8,7 @@ mod attacker;
 mod raw;
 pub mod scrape;
 mod smallfs;
+pub mod store;
 mod tmux;
 pub mod treecmp;
 mod verify;

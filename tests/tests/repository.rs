@@ -1,5 +1,23 @@
 //! The repository engine end to end: a real backupd, driven by backupctl, on real files.
+//! The tests of storage (backup and restore, damaged objects, a crash during backup, prune,
+//! index rebuild, rollback) run twice, by the same body: on the local backend and on a real S3
+//! server (`backupd_tests::store`).
 
+/// A test body run on every backend: `NAME` on the local one, `NAME_on_s3` on S3.
+macro_rules! on_every_backend {
+    ($body:ident, $local:ident, $s3:ident) => {
+        #[test]
+        fn $local() {
+            $body(Backend::Local)
+        }
+        #[test]
+        fn $s3() {
+            $body(Backend::S3)
+        }
+    };
+}
+
+use backupd_tests::store::{Backend, Store};
 use backupd_tests::treecmp::CompareOptions;
 use backupd_tests::{bin, is_root, json_ok, text, DaemonOptions, TestDaemon};
 use std::os::unix::ffi::OsStrExt;
@@ -17,13 +35,19 @@ fn sh(cmd: &str) {
     assert!(st.success(), "{cmd} failed");
 }
 
-#[test]
-fn every_file_type_and_metadata_survives_backup_and_restore() {
+on_every_backend!(
+    every_file_type_and_metadata,
+    every_file_type_and_metadata_survives_backup_and_restore,
+    every_file_type_and_metadata_survives_backup_and_restore_on_s3
+);
+
+fn every_file_type_and_metadata(backend: Backend) {
     assert!(
         is_root(),
         "this test needs root (ownership, devices); CI runs as root"
     );
     let d = TestDaemon::start();
+    let _store = Store::attach(&d, backend);
     let src = d.dir.path().join("src");
     std::fs::create_dir_all(src.join("dir/sub")).expect("mkdir");
     random_file(&src.join("dir/data.bin"), 2_500_000, 1);
@@ -313,9 +337,15 @@ fn lost_state_dir_repository_is_added_back_and_still_dedups() {
     );
 }
 
-#[test]
-fn damaged_packs_are_named_by_check_and_restore_saves_the_rest() {
+on_every_backend!(
+    damaged_packs,
+    damaged_packs_are_named_by_check_and_restore_saves_the_rest,
+    damaged_packs_are_named_by_check_and_restore_saves_the_rest_on_s3
+);
+
+fn damaged_packs(backend: Backend) {
     let d = TestDaemon::start();
+    let store = Store::attach(&d, backend);
     let src = d.dir.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");
     for i in 0..30u64 {
@@ -323,18 +353,14 @@ fn damaged_packs_are_named_by_check_and_restore_saves_the_rest() {
     }
     let b = json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
     let snap = b["snapshot"].as_str().expect("id").to_owned();
-    let repo = d.state_dir.join("repository");
-    let packs: Vec<PathBuf> = listing(&repo.join("data"))
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let packs: Vec<String> = store.list("data").into_iter().map(|(p, _)| p).collect();
     assert!(packs.len() >= 2, "{packs:?}");
-    let damaged: Vec<&PathBuf> = packs.iter().take(packs.len() - 1).collect();
+    let damaged: Vec<&String> = packs.iter().take(packs.len() - 1).collect();
     for p in &damaged {
-        let mut bytes = std::fs::read(p).expect("read pack");
+        let mut bytes = store.read(p);
         let at = bytes.len() / 2;
         bytes[at] ^= 0x55;
-        std::fs::write(p, bytes).expect("write pack");
+        store.write(p, &bytes);
     }
     let out = d.ctl(&["--json", "repo", "check", "--read-data"]);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
@@ -380,8 +406,13 @@ fn damaged_packs_are_named_by_check_and_restore_saves_the_rest() {
     }
 }
 
-#[test]
-fn kill_9_during_backup_leaves_a_clean_repository_and_the_resumed_job_completes_it() {
+on_every_backend!(
+    kill_9_during_backup,
+    kill_9_during_backup_leaves_a_clean_repository_and_the_resumed_job_completes_it,
+    kill_9_during_backup_leaves_a_clean_repository_and_the_resumed_job_completes_it_on_s3
+);
+
+fn kill_9_during_backup(backend: Backend) {
     let work = tempfile::tempdir().expect("tempdir");
     let state = work.path().join("state");
     let src = work.path().join("src");
@@ -391,6 +422,7 @@ fn kill_9_during_backup_leaves_a_clean_repository_and_the_resumed_job_completes_
         state_dir: Some(state.clone()),
         ..Default::default()
     });
+    let _store = Store::attach(&first, backend);
     json_ok(&first.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
     drop(first);
     // Kill the daemon at several moments of a large backup (a real SIGKILL of a real process;
@@ -466,9 +498,15 @@ fn kill_9_during_backup_leaves_a_clean_repository_and_the_resumed_job_completes_
     }
 }
 
-#[test]
-fn forget_dry_run_lists_decisions_and_prune_follows_them() {
+on_every_backend!(
+    forget_and_prune,
+    forget_dry_run_lists_decisions_and_prune_follows_them,
+    forget_dry_run_lists_decisions_and_prune_follows_them_on_s3
+);
+
+fn forget_and_prune(backend: Backend) {
     let d = TestDaemon::start();
+    let _store = Store::attach(&d, backend);
     let src = d.dir.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");
     for i in 0..12u64 {
@@ -681,28 +719,28 @@ fn restore_include_and_exclude_select_files() {
     assert!(untagged.as_array().expect("list").is_empty());
 }
 
-#[test]
-fn index_is_rebuilt_from_packs_after_index_files_are_lost_or_damaged() {
+on_every_backend!(
+    index_rebuild,
+    index_is_rebuilt_from_packs_after_index_files_are_lost_or_damaged,
+    index_is_rebuilt_from_packs_after_index_files_are_lost_or_damaged_on_s3
+);
+
+fn index_rebuild(backend: Backend) {
     let d = TestDaemon::start();
+    let store = Store::attach(&d, backend);
     let src = d.dir.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");
     for i in 0..6u64 {
         random_file(&src.join(format!("f{i}")), 3 << 20, 300 + i);
         json_ok(&d.ctl(&["--json", "backup", src.to_str().expect("utf8")]));
     }
-    let index_dir = d.state_dir.join("repository/index");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&index_dir)
-        .expect("index dir")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
+    let files: Vec<String> = store.list("index").into_iter().map(|(p, _)| p).collect();
     assert!(files.len() >= 3);
     // One index file damaged, one deleted.
-    let mut bytes = std::fs::read(&files[0]).expect("read");
+    let mut bytes = store.read(&files[0]);
     bytes[40] ^= 1;
-    std::fs::write(&files[0], bytes).expect("write");
-    std::fs::remove_file(&files[1]).expect("rm");
+    store.write(&files[0], &bytes);
+    store.delete(&files[1]);
 
     // A new daemon opens the repository despite the damage; check names the problem.
     let mut d = d;
@@ -728,9 +766,15 @@ fn index_is_rebuilt_from_packs_after_index_files_are_lost_or_damaged() {
     d2.restore_and_compare(&src, &target, &[], CompareOptions::default());
 }
 
-#[test]
-fn snapshot_rollback_is_reported_and_restore_latest_fails_until_the_file_is_forgotten() {
+on_every_backend!(
+    snapshot_rollback,
+    snapshot_rollback_is_reported_and_restore_latest_fails_until_the_file_is_forgotten,
+    snapshot_rollback_is_reported_and_restore_latest_fails_until_the_file_is_forgotten_on_s3
+);
+
+fn snapshot_rollback(backend: Backend) {
     let d = TestDaemon::start();
+    let store = Store::attach(&d, backend);
     let src = d.dir.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");
     let src_arg = src.to_str().expect("utf8");
@@ -742,8 +786,10 @@ fn snapshot_rollback_is_reported_and_restore_latest_fails_until_the_file_is_forg
     }
     let (old, new) = (&ids[0], &ids[1]);
     // The attack: the newest snapshot file now holds the older (validly sealed) snapshot.
-    let snaps = d.state_dir.join("repository/snapshots");
-    std::fs::copy(snaps.join(old), snaps.join(new)).expect("copy");
+    store.write(
+        &format!("snapshots/{new}"),
+        &store.read(&format!("snapshots/{old}")),
+    );
 
     let check = d.ctl(&["--json", "repo", "check", "--read-data"]);
     assert_eq!(check.status.code(), Some(1), "{}", text(&check));

@@ -4,8 +4,8 @@
 //! clear "not supported".
 
 use super::backend::daemon_rights::DaemonRights;
-use super::backend::s3::spec::SpecError;
 pub use super::backend::s3::spec::S3Spec;
+use super::backend::s3::spec::SpecError;
 use super::backend::s3::S3Backend;
 use super::backend::{cache, Backend, LocalBackend};
 use std::fmt;

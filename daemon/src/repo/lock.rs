@@ -568,7 +568,11 @@ mod tests {
         assert_ne!(held.token.as_deref(), Some("theirs"));
         drop(x);
         // ... while one inside its lease is honoured.
-        plant(&b, EXCLUSIVE_NAME, &lock_of("live-host.example", 7, Some(7)));
+        plant(
+            &b,
+            EXCLUSIVE_NAME,
+            &lock_of("live-host.example", 7, Some(7)),
+        );
         let e = acquire(&b, LockMode::Shared, "backup").expect_err("live lease");
         assert!(e.to_string().contains("live-host.example"), "{e}");
     }

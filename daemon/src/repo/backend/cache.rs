@@ -2,9 +2,11 @@
 //! (`STATE_DIR/cache/<location hash>/`), so that a backup with nothing new asks the store for
 //! a constant handful of things instead of every index file, snapshot and tree again.
 //!
-//! What is cached is what never changes once written: index, snapshot and key files (their
-//! names are the SHA-256 of their bytes, checked on every read from the cache) and the byte
-//! ranges of tree blobs inside packs (kept with a SHA-256 of their own). The store stays the
+//! What is cached is what never changes once written: index and key files (their names are
+//! the SHA-256 of their bytes, checked on every read from the cache) and the byte ranges of
+//! tree blobs inside packs (kept with a SHA-256 of their own). Snapshot files are not: format
+//! 2 names them by their plaintext and re-sealing (key rotation) replaces one in place; their
+//! headers are in the daemon's snapshot catalog already, so a backup reads only its parent's. The store stays the
 //! source of truth: listings always go to it, a cached object whose name is no longer listed
 //! is dropped, and a cache entry that fails its check is read again from the store. Losing
 //! the cache costs requests, never data.
@@ -45,9 +47,9 @@ pub struct Cached {
     dir: PathBuf,
 }
 
-/// The kinds cached whole: immutable, named by the SHA-256 of their bytes.
+/// The kinds cached whole: immutable, named by the SHA-256 of their sealed bytes.
 fn whole(kind: FileKind) -> bool {
-    matches!(kind, FileKind::Index | FileKind::Snapshot | FileKind::Key)
+    matches!(kind, FileKind::Index | FileKind::Key)
 }
 
 fn sha_hex(data: &[u8]) -> String {
@@ -87,7 +89,9 @@ impl Cached {
                 .create_new(true)
                 .mode(0o600)
                 .open(&temp)?;
-            let done = f.write_all(data).and_then(|()| std::fs::rename(&temp, path));
+            let done = f
+                .write_all(data)
+                .and_then(|()| std::fs::rename(&temp, path));
             if done.is_err() {
                 let _ = std::fs::remove_file(&temp);
             }
@@ -204,7 +208,10 @@ impl Backend for Cached {
             let _ = std::fs::remove_file(p);
         }
         if key.kind == FileKind::Pack {
-            let dir = self.dir.join("trees").join(key.name.get(..2).unwrap_or("00"));
+            let dir = self
+                .dir
+                .join("trees")
+                .join(key.name.get(..2).unwrap_or("00"));
             if let Ok(entries) = std::fs::read_dir(dir) {
                 let prefix = format!("{}-", key.name);
                 for e in entries.flatten() {
@@ -309,11 +316,22 @@ mod tests {
         assert!(!p.exists());
 
         let pack = "ab".repeat(32);
-        counting.0.put(Key::pack(&pack), b"0123456789").expect("pack");
-        assert_eq!(cache.get_metadata_range(Key::pack(&pack), 2, 4).expect("r"), b"2345");
-        assert_eq!(cache.get_metadata_range(Key::pack(&pack), 2, 4).expect("r"), b"2345");
+        counting
+            .0
+            .put(Key::pack(&pack), b"0123456789")
+            .expect("pack");
+        assert_eq!(
+            cache.get_metadata_range(Key::pack(&pack), 2, 4).expect("r"),
+            b"2345"
+        );
+        assert_eq!(
+            cache.get_metadata_range(Key::pack(&pack), 2, 4).expect("r"),
+            b"2345"
+        );
         assert_eq!(reads(), 3, "the second tree read came from the cache");
         cache.delete(Key::pack(&pack)).expect("delete pack");
-        assert!(cache.range_path(Key::pack(&pack), 2, 4).is_some_and(|p| !p.exists()));
+        assert!(cache
+            .range_path(Key::pack(&pack), 2, 4)
+            .is_some_and(|p| !p.exists()));
     }
 }

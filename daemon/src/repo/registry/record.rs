@@ -121,8 +121,11 @@ mod tests {
         let s3 = br#"{"v":1,"name":"a","location":"s3://bkt/p?endpoint=http://127.0.0.1:9000","key_file":"","is_default":false}"#;
         let entry = decode(b"a", s3).expect("an S3 location");
         assert!(matches!(&entry.location, Location::S3(s) if s.bucket == "bkt"));
-        let e = decode(b"a", br#"{"v":1,"name":"a","location":"sftp://h/p","key_file":"","is_default":false}"#)
-            .expect_err("unknown scheme");
+        let e = decode(
+            b"a",
+            br#"{"v":1,"name":"a","location":"sftp://h/p","key_file":"","is_default":false}"#,
+        )
+        .expect_err("unknown scheme");
         assert!(e.to_string().contains("not supported"), "{e}");
     }
 }

@@ -65,11 +65,17 @@ pub fn parse(text: &str, profile: &str, origin: &str) -> Result<Credentials, Cre
         }
         let Some((k, v)) = line.split_once('=') else {
             // The line may hold a secret: never quote it.
-            return Err(invalid("a line is neither a [section] nor key = value".into()));
+            return Err(invalid(
+                "a line is neither a [section] nor key = value".into(),
+            ));
         };
         match sections.last_mut() {
             Some((_, entries)) => entries.push((k.trim().to_ascii_lowercase(), v.trim().into())),
-            None => return Err(invalid("a key = value line comes before any [section]".into())),
+            None => {
+                return Err(invalid(
+                    "a key = value line comes before any [section]".into(),
+                ))
+            }
         }
     }
     let section = match sections.iter().find(|(n, _)| n == profile) {
@@ -96,8 +102,12 @@ pub fn parse(text: &str, profile: &str, origin: &str) -> Result<Credentials, Cre
     };
     let access_key_id = get("aws_access_key_id")
         .ok_or_else(|| invalid(format!("section [{}] has no aws_access_key_id", section.0)))?;
-    let secret_access_key = get("aws_secret_access_key")
-        .ok_or_else(|| invalid(format!("section [{}] has no aws_secret_access_key", section.0)))?;
+    let secret_access_key = get("aws_secret_access_key").ok_or_else(|| {
+        invalid(format!(
+            "section [{}] has no aws_secret_access_key",
+            section.0
+        ))
+    })?;
     Ok(Credentials {
         access_key_id,
         secret_access_key,
@@ -179,7 +189,11 @@ mod tests {
         assert_eq!(b.secret_access_key, "s2");
         assert_eq!(b.session_token.as_deref(), Some("t2"));
         assert_eq!(format!("{b:?}"), "Credentials(..)", "never printed");
-        let only = parse("[x]\naws_access_key_id=a\naws_secret_access_key=b\n", "default", "f");
+        let only = parse(
+            "[x]\naws_access_key_id=a\naws_secret_access_key=b\n",
+            "default",
+            "f",
+        );
         assert!(only.is_ok(), "a file with one section is that section");
     }
 

@@ -22,9 +22,7 @@
 pub mod credentials;
 pub mod spec;
 
-use super::{
-    Backend, BackendError, Cause, ErrorKind, FileKind, Key, ObjectInfo, Presence, Result,
-};
+use super::{Backend, BackendError, Cause, ErrorKind, FileKind, Key, ObjectInfo, Presence, Result};
 use crate::repo::location::Location;
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -169,9 +167,12 @@ fn build(spec: &S3Spec) -> std::result::Result<Arc<AmazonS3>, (ErrorKind, String
             b = b.with_token(t);
         }
     }
-    b.build()
-        .map(Arc::new)
-        .map_err(|e| (ErrorKind::Permanent, format!("cannot set up the S3 client: {e}")))
+    b.build().map(Arc::new).map_err(|e| {
+        (
+            ErrorKind::Permanent,
+            format!("cannot set up the S3 client: {e}"),
+        )
+    })
 }
 
 /// The HTTP status an error carries in its message, if any.
@@ -207,10 +208,15 @@ fn classify(e: &object_store::Error, spec: &S3Spec) -> (ErrorKind, String) {
     match e {
         E::NotFound { .. } => (ErrorKind::NotFound, "no such object".into()),
         E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
-            let code = ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken"]
-                .into_iter()
-                .find(|c| text.contains(c))
-                .unwrap_or("access refused");
+            let code = [
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "AccessDenied",
+                "ExpiredToken",
+            ]
+            .into_iter()
+            .find(|c| text.contains(c))
+            .unwrap_or("access refused");
             (
                 ErrorKind::Denied,
                 format!(
@@ -227,9 +233,10 @@ fn classify(e: &object_store::Error, spec: &S3Spec) -> (ErrorKind, String) {
             Some(429 | 500..=599) => (ErrorKind::Transient, text),
             Some(408) => (ErrorKind::Transient, text),
             Some(_) => (ErrorKind::Permanent, text),
-            None if text.contains("timed out") || text.contains("timeout") => {
-                (ErrorKind::Transient, format!("{text} (the store did not answer in time)"))
-            }
+            None if text.contains("timed out") || text.contains("timeout") => (
+                ErrorKind::Transient,
+                format!("{text} (the store did not answer in time)"),
+            ),
             None if text.contains("connect") || text.contains("dns") => (
                 ErrorKind::Unreachable,
                 format!("{text}: is the endpoint {store} up and reachable?"),
@@ -247,12 +254,16 @@ impl Backend for S3Backend {
     fn presence(&self) -> Result<Presence> {
         let target = self.url("");
         let store = self.store("list", &target)?;
-        let prefix = (!self.spec.prefix.is_empty()).then(|| ObjectPath::from(self.spec.prefix.as_str()));
+        let prefix =
+            (!self.spec.prefix.is_empty()).then(|| ObjectPath::from(self.spec.prefix.as_str()));
         let listed = block(async move { store.list_with_delimiter(prefix.as_ref()).await });
         match listed {
             Ok(l) if l.objects.is_empty() && l.common_prefixes.is_empty() => Ok(Presence::Empty),
             Ok(_) => Ok(Presence::Occupied),
-            Err(e) if e.to_string().contains("NoSuchBucket") || format!("{e:?}").contains("NoSuchBucket") => {
+            Err(e)
+                if e.to_string().contains("NoSuchBucket")
+                    || format!("{e:?}").contains("NoSuchBucket") =>
+            {
                 Ok(Presence::Absent)
             }
             Err(e) => Err(self.error("list", target, e)),
@@ -307,9 +318,10 @@ impl Backend for S3Backend {
         };
         match block(async move { store.put_opts(&path, payload, opts).await }) {
             Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                Ok(false)
-            }
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
             Err(e) => Err(self.error("write", target, e)),
         }
     }

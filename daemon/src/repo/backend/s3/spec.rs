@@ -78,8 +78,15 @@ impl S3Spec {
             .next()
             .unwrap_or_default();
         let bad_part = |p: &str| p.is_empty() || p == "." || p == "..";
-        if raw_path.trim_end_matches('/').split('/').skip(1).any(bad_part) {
-            return Err(invalid("the prefix must not contain empty, '.' or '..' parts"));
+        if raw_path
+            .trim_end_matches('/')
+            .split('/')
+            .skip(1)
+            .any(bad_part)
+        {
+            return Err(invalid(
+                "the prefix must not contain empty, '.' or '..' parts",
+            ));
         }
         let url = url::Url::parse(text).map_err(|e| invalid(&e.to_string()))?;
         if url.scheme() != "s3" {
@@ -108,7 +115,9 @@ impl S3Spec {
             || prefix.contains("//")
             || prefix.contains(['\\', '\0'])
         {
-            return Err(invalid("the prefix must not contain empty, '.' or '..' parts"));
+            return Err(invalid(
+                "the prefix must not contain empty, '.' or '..' parts",
+            ));
         }
         let mut spec = Self {
             bucket,
@@ -261,7 +270,10 @@ mod tests {
         assert!(s.http_allowed(), "loopback may be plain HTTP");
         assert_eq!(S3Spec::parse(&s.to_text()), Ok(s.clone()));
         assert_eq!(s.object("config"), "hosts/web1/config");
-        assert_eq!(s.to_string(), "s3://backups/hosts/web1 at http://127.0.0.1:9000");
+        assert_eq!(
+            s.to_string(),
+            "s3://backups/hosts/web1 at http://127.0.0.1:9000"
+        );
         let root = S3Spec::parse("s3://backups").expect("bucket root");
         assert_eq!(root.prefix, "");
         assert_eq!(root.object("config"), "config");
@@ -277,7 +289,10 @@ mod tests {
             ("s3://bucket/a/../b", "must not contain"),
             ("s3://bucket/p?colour=blue", "unknown option"),
             ("s3://bucket/p?endpoint=ftp://x", "neither http nor https"),
-            ("s3://bucket/p?credentials=../../etc/shadow", "plain file name"),
+            (
+                "s3://bucket/p?credentials=../../etc/shadow",
+                "plain file name",
+            ),
             ("s3://bucket/p?endpoint=http://s3.example.net", "plain HTTP"),
         ];
         for (text, want) in cases {
