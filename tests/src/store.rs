@@ -125,6 +125,21 @@ pub struct Store {
     s3: Option<(Arc<AmazonS3>, String)>,
     /// The location as `repo init` takes it.
     pub location: String,
+    /// The S3 repository's passphrase (for other daemons to add it).
+    password: String,
+}
+
+/// Unregisters a daemon's local default repository and deletes it: a restarted daemon would
+/// register it again (lost-state recovery, or as missing while its key file is there).
+fn drop_local_default(d: &TestDaemon) {
+    let out = d.ctl(&["repo", "remove", "default"]);
+    assert!(
+        out.status.success(),
+        "repo remove default: {}",
+        crate::text(&out)
+    );
+    std::fs::remove_dir_all(d.state_dir.join("repository")).expect("rm default repo");
+    std::fs::remove_file(d.state_dir.join("keys/default.key")).expect("rm default key");
 }
 
 impl Store {
@@ -141,6 +156,7 @@ impl Store {
                     location: root.display().to_string(),
                     root,
                     s3: None,
+                    password: String::new(),
                 }
             }
             Backend::S3 => {
@@ -167,24 +183,48 @@ impl Store {
                     "repo init on S3: {}",
                     crate::text(&out)
                 );
-                let out = d.ctl(&["repo", "remove", "default"]);
-                assert!(
-                    out.status.success(),
-                    "repo remove default: {}",
-                    crate::text(&out)
-                );
-                // A restarted daemon would register the default again (lost-state recovery,
-                // or as missing while its key file is there): both go.
-                std::fs::remove_dir_all(d.state_dir.join("repository")).expect("rm default repo");
-                std::fs::remove_file(d.state_dir.join("keys/default.key")).expect("rm default key");
+                drop_local_default(d);
+                let key = crate::json_ok(&d.ctl(&["--json", "repo", "key", "export", "main"]));
+                let password = key["password"].as_str().expect("passphrase").to_owned();
                 Self {
                     backend,
                     root: PathBuf::new(),
                     s3: Some((s3_client(&endpoint, &bucket), "repo".into())),
                     location,
+                    password,
                 }
             }
         }
+    }
+
+    /// Registers this S3 repository on another daemon (another host), under the same name,
+    /// as that daemon's only (so default) repository.
+    pub fn join(&self, d: &TestDaemon) {
+        let endpoint = s3_endpoint();
+        let creds = d.dir.path().join("s3-credentials");
+        std::fs::write(&creds, S3_CREDENTIALS).expect("credentials");
+        let password = d.dir.path().join("repo-password");
+        std::fs::write(&password, &self.password).expect("password");
+        let out = d.ctl(&[
+            "repo",
+            "add",
+            "--name",
+            "main",
+            "--location",
+            &self.location,
+            "--endpoint",
+            &endpoint,
+            "--credentials-file",
+            creds.to_str().expect("utf8"),
+            "--password-file",
+            password.to_str().expect("utf8"),
+        ]);
+        assert!(
+            out.status.success(),
+            "repo add on S3: {}",
+            crate::text(&out)
+        );
+        drop_local_default(d);
     }
 
     fn object(&self, name: &str) -> ObjectPath {

@@ -188,6 +188,12 @@ fn jobs(r: &mut Registry, s: &Scrape, o: &Observed) {
         Unit::Bytes,
         ConstCounter::new(s.totals.restored),
     );
+    r.register(
+        "object_store_requests",
+        "Requests sent to object stores (S3) since the daemon started, not counting the \
+         client's retries",
+        ConstCounter::new(s.totals.store_requests),
+    );
 }
 
 fn repositories(r: &mut Registry, o: &Observed) {
@@ -346,6 +352,7 @@ mod tests {
                 read: 1234,
                 stored: 567,
                 restored: 89,
+                store_requests: 12,
             },
             waiting: 2,
             running: 1,
@@ -439,6 +446,7 @@ mod tests {
         assert_eq!(get("backupd_read_bytes_total"), 1234.0);
         assert_eq!(get("backupd_stored_bytes_total"), 567.0);
         assert_eq!(get("backupd_restored_bytes_total"), 89.0);
+        assert_eq!(get("backupd_object_store_requests_total"), 12.0);
         assert_eq!(get("backupd_queue_jobs{state=\"waiting\"}"), 2.0);
         assert_eq!(get("backupd_queue_jobs{state=\"running\"}"), 1.0);
         assert_eq!(get("backupd_dead_letter_jobs"), 3.0);

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static READ: AtomicU64 = AtomicU64::new(0);
 static STORED: AtomicU64 = AtomicU64::new(0);
 static RESTORED: AtomicU64 = AtomicU64::new(0);
+static STORE_REQUESTS: AtomicU64 = AtomicU64::new(0);
 
 /// File contents read from a source by a backup.
 pub fn add_read(bytes: u64) {
@@ -23,12 +24,18 @@ pub fn add_restored(bytes: u64) {
     RESTORED.fetch_add(bytes, Ordering::Relaxed);
 }
 
+/// One request sent to an object store (retries by the client not counted).
+pub fn add_store_request() {
+    STORE_REQUESTS.fetch_add(1, Ordering::Relaxed);
+}
+
 /// The counters at one instant.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub read: u64,
     pub stored: u64,
     pub restored: u64,
+    pub store_requests: u64,
 }
 
 pub fn totals() -> Totals {
@@ -36,5 +43,6 @@ pub fn totals() -> Totals {
         read: READ.load(Ordering::Relaxed),
         stored: STORED.load(Ordering::Relaxed),
         restored: RESTORED.load(Ordering::Relaxed),
+        store_requests: STORE_REQUESTS.load(Ordering::Relaxed),
     }
 }

@@ -6,15 +6,17 @@
 use super::RegistryError;
 use crate::repo::backend::s3::credentials::{self as s3creds, CredentialsError};
 use crate::repo::Location;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// `location` as it is registered: an S3 location given credentials names their stored file.
+/// Also returns the file when this call created it, for the caller to remove if registering
+/// fails.
 pub fn attach(
     keys_dir: &Path,
     repo: &str,
     location: &Location,
     credentials: Option<&[u8]>,
-) -> Result<Location, RegistryError> {
+) -> Result<(Location, Option<PathBuf>), RegistryError> {
     let Location::S3(spec) = location else {
         return match credentials {
             Some(_) => Err(CredentialsError::Invalid {
@@ -22,7 +24,7 @@ pub fn attach(
                 reason: format!("the repository at {location} is not an object store"),
             }
             .into()),
-            None => Ok(location.clone()),
+            None => Ok((location.clone(), None)),
         };
     };
     let Some(text) = credentials else {
@@ -39,7 +41,7 @@ pub fn attach(
                 .into());
             }
         }
-        return Ok(location.clone());
+        return Ok((location.clone(), None));
     };
     let text = std::str::from_utf8(text).map_err(|_| CredentialsError::Invalid {
         origin: "given".into(),
@@ -59,11 +61,14 @@ pub fn attach(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(key_file("read", e)),
     }
-    if !path.exists() {
+    let created = if path.exists() {
+        None
+    } else {
         super::write_new_durably(&path, text.as_bytes())
             .map_err(|(action, source)| key_file(action, source))?;
-    }
+        Some(path)
+    };
     let mut spec = spec.clone();
     spec.credentials = Some(file);
-    Ok(Location::S3(spec))
+    Ok((Location::S3(spec), created))
 }

@@ -212,6 +212,13 @@ fn write_new_durably(path: &Path, data: &[u8]) -> Result<(), (&'static str, std:
     sync_dir(dir).map_err(|e| ("fsync the directory of", e))
 }
 
+/// Credentials stored for a registration that then failed are not left behind.
+fn forget_created_on_error<T>(result: &Result<T, RegistryError>, created: Option<PathBuf>) {
+    if let (Err(_), Some(path)) = (result, created) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -470,8 +477,10 @@ impl Registry {
         credentials: Option<&[u8]>,
     ) -> Result<RepoEntry, RegistryError> {
         self.wait_settled();
-        let location = self.with_credentials(name, location, credentials)?;
-        self.init_now(name, &location, password)
+        let (location, created) = self.with_credentials(name, location, credentials)?;
+        let entry = self.init_now(name, &location, password);
+        forget_created_on_error(&entry, created);
+        entry
     }
 
     /// Registers the existing repository at `location`; see [`Self::init_at`].
@@ -483,17 +492,20 @@ impl Registry {
         credentials: Option<&[u8]>,
     ) -> Result<RepoEntry, RegistryError> {
         self.wait_settled();
-        let location = self.with_credentials(name, location, credentials)?;
-        self.add_now(name, &location, password)
+        let (location, created) = self.with_credentials(name, location, credentials)?;
+        let entry = self.add_now(name, &location, password);
+        forget_created_on_error(&entry, created);
+        entry
     }
 
-    /// The location to register: with the given credentials stored and named in it.
+    /// The location to register: with the given credentials stored and named in it (and the
+    /// stored file, if created now).
     fn with_credentials(
         &self,
         name: &str,
         location: &Location,
         credentials: Option<&[u8]>,
-    ) -> Result<Location, RegistryError> {
+    ) -> Result<(Location, Option<PathBuf>), RegistryError> {
         if !valid_name(name) {
             return Err(RegistryError::InvalidName(name.to_owned()));
         }

@@ -77,8 +77,6 @@ pub struct S3Backend {
     /// The client, or why none could be built (bad credentials file): every call then fails
     /// with that reason, as a local backend fails on an unreadable directory.
     store: std::result::Result<Arc<AmazonS3>, (ErrorKind, String)>,
-    /// Requests sent (not counting the client's retries), for `repo info` and the benchmark.
-    requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl S3Backend {
@@ -88,13 +86,7 @@ impl S3Backend {
             location: Location::S3(spec.clone()),
             spec,
             store,
-            requests: Arc::default(),
         }
-    }
-
-    /// Requests sent through this handle so far.
-    pub fn requests(&self) -> u64 {
-        self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn path(&self, key: Key<'_>) -> ObjectPath {
@@ -106,8 +98,7 @@ impl S3Backend {
     }
 
     fn store(&self, action: &'static str, target: &str) -> Result<Arc<AmazonS3>> {
-        self.requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::perf::counters::add_store_request();
         self.store.clone().map_err(|(kind, why)| {
             BackendError::new(kind, action, target.to_owned(), Cause::Remote(why))
         })
