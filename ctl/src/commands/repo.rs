@@ -172,6 +172,14 @@ pub async fn run(
             let passphrase_given = secret.is_some();
             let (location, credentials) = location(path, store, paths)?;
             let info = match replica_of {
+                Some(_) if credentials.is_some() => {
+                    return Err(Failure::Usage(
+                        "--credentials-file is not taken with --replica-of: a replica in an \
+                         object store is reached with the daemon's AWS environment or \
+                         ~/.aws/credentials"
+                            .into(),
+                    ))
+                }
                 Some(source) => {
                     client
                         .repo_init_replica(InitReplicaRequest {

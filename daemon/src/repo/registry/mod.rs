@@ -512,12 +512,13 @@ impl Registry {
         credentials::attach(&self.state_dir.join("keys"), name, location, credentials)
     }
 
-    /// Creates a replica of the registered repository `source` in the directory `path`
-    /// (docs/FORMAT.md, "Replicas"); without a password a random one is generated and kept.
+    /// Creates a replica of the registered repository `source` at `location` (a directory, or
+    /// an object store reached with the daemon's own credentials; docs/FORMAT.md, "Replicas");
+    /// without a password a random one is generated and kept.
     pub fn init_replica(
         &self,
         name: &str,
-        path: &Path,
+        location: &Location,
         password: Option<&[u8]>,
         source: &str,
         own_data_key: bool,
@@ -527,7 +528,7 @@ impl Registry {
         let _one = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         self.init_now_with(
             name,
-            &Location::local(path),
+            location,
             password,
             |backend, password| {
                 Repository::init_replica_on(

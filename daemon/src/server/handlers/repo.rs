@@ -125,7 +125,7 @@ pub async fn handle(services: &Services, identity: &Identity, request: RepoReque
 
 /// A location as a client sends it: an `s3://` URL, or a directory (whose path need not be
 /// UTF-8 to be named in an error).
-fn location_of(
+pub(super) fn location_of(
     bytes: Vec<u8>,
 ) -> Result<crate::repo::Location, crate::repo::registry::RegistryError> {
     match String::from_utf8(bytes) {

@@ -3,7 +3,6 @@
 
 use super::{blocking, Outcome};
 use crate::ops::repos::info;
-use crate::ops::view::path_of;
 use crate::server::Services;
 use backupd_common::protocol::{RepoRequest, Response};
 
@@ -17,7 +16,7 @@ pub async fn handle(services: &Services, request: RepoRequest) -> Outcome {
                 RepoRequest::InitReplica(r) => {
                     let entry = registry.init_replica(
                         &r.name,
-                        &path_of(r.path),
+                        &super::repo::location_of(r.path)?,
                         r.password.as_ref().map(|p| p.0.as_slice()),
                         &r.source,
                         r.own_data_key,
