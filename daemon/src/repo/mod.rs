@@ -471,11 +471,31 @@ impl Repository {
         self.with_index(|i| i.contains(id))
     }
 
+    /// Where a blob is stored, from the index.
+    pub fn blob_location(&self, id: &BlobId) -> Result<index::BlobLocation> {
+        self.with_index(|i| i.get(id))
+            .ok_or(RepoError::MissingBlob { id: *id })
+    }
+
+    /// Decrypts, decompresses and verifies a blob from its sealed bytes, read from `loc`.
+    pub fn open_blob(
+        &self,
+        id: &BlobId,
+        loc: &index::BlobLocation,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>> {
+        pack::decode_blob(&self.keys, sealed, *id, loc.raw_length).map_err(|source| {
+            RepoError::DamagedBlob {
+                id: *id,
+                pack: loc.pack,
+                source: Box::new(source),
+            }
+        })
+    }
+
     /// Reads, decrypts, decompresses and verifies one blob.
     pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self
-            .with_index(|i| i.get(id))
-            .ok_or(RepoError::MissingBlob { id: *id })?;
+        let loc = self.blob_location(id)?;
         let pack = loc.pack.to_hex();
         let key = Key::pack(&pack);
         let sealed = if loc.kind == BlobKind::Tree {
@@ -485,13 +505,7 @@ impl Repository {
             self.backend
                 .get_range(key, loc.offset as u64, loc.length as usize)?
         };
-        pack::decode_blob(&self.keys, &sealed, *id, loc.raw_length).map_err(|source| {
-            RepoError::DamagedBlob {
-                id: *id,
-                pack: loc.pack,
-                source: Box::new(source),
-            }
-        })
+        self.open_blob(id, &loc, &sealed)
     }
 
     pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
