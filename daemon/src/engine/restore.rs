@@ -24,7 +24,7 @@ use super::EngineError;
 use crate::repo::tree::{Node, NodeKind};
 use crate::repo::Repository;
 use crate::security::fsid::FsIdentity;
-use backupd_common::ids::{BlobId, SnapshotId};
+use backupd_common::ids::{BlobId, PackId, SnapshotId};
 use backupd_common::protocol::Overwrite;
 pub use compare::{compare, Comparison, Extras};
 use existing::Existing;
@@ -381,7 +381,22 @@ impl Run<'_> {
             independent.push((item.dir, node));
         }
         let linkable: Mutex<HashSet<(u64, u64)>> = Mutex::new(HashSet::new());
-        independent.par_iter().for_each(|(dir, node)| {
+        // From a remote store, files go in the order of their data in the packs, so that each
+        // pack's span is fetched once and used up while held (packs::PackWindows); locally,
+        // in plan order (directory by directory).
+        if self.packs.is_some() {
+            let first_blob = |node: &Node| {
+                node.content
+                    .first()
+                    .and_then(|id| self.repo.blob_location(id).ok())
+                    .map(|l| (l.pack, l.offset))
+            };
+            independent.sort_by_cached_key(|(_, node)| first_blob(node));
+        }
+        // Files are taken in that order by every worker (not split into ranges as par_iter
+        // would), so that the workers move through it together.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let restore_one = |(dir, node): &(usize, &Node)| {
             if self.cancel.is_cancelled() {
                 return;
             }
@@ -418,6 +433,41 @@ impl Run<'_> {
                 }
                 Err(reason) => self.fail(*dir, &node.name, reason),
             }
+        };
+        let order: Vec<PackId> = match &self.packs {
+            Some(_) => {
+                let mut seen = HashSet::new();
+                independent
+                    .iter()
+                    .flat_map(|(_, node)| node.content.iter())
+                    .filter_map(|id| self.repo.blob_location(id).ok().map(|l| l.pack))
+                    .filter(|p| seen.insert(*p))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let (prefetched, done) = (
+            std::sync::atomic::AtomicUsize::new(0),
+            std::sync::atomic::AtomicBool::new(false),
+        );
+        std::thread::scope(|threads| {
+            if let Some(windows) = &self.packs {
+                for _ in 0..packs::PREFETCHERS {
+                    threads.spawn(|| windows.prefetch(self.repo, &order, &prefetched, &done));
+                }
+            }
+            rayon::scope(|scope| {
+                for _ in 0..rayon::current_num_threads().max(1) {
+                    scope.spawn(|_| {
+                        while let Some(item) =
+                            independent.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                        {
+                            restore_one(item);
+                        }
+                    });
+                }
+            });
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
         });
         if self.cancel.is_cancelled() {
             return Err(EngineError::Cancelled);

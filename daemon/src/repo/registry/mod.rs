@@ -526,20 +526,15 @@ impl Registry {
         self.wait_settled();
         let (_, src) = self.open(Some(source))?;
         let _one = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-        self.init_now_with(
-            name,
-            location,
-            password,
-            |backend, password| {
-                Repository::init_replica_on(
-                    backend,
-                    password,
-                    Argon2Params::recommended(),
-                    &src,
-                    own_data_key,
-                )
-            },
-        )
+        self.init_now_with(name, location, password, |backend, password| {
+            Repository::init_replica_on(
+                backend,
+                password,
+                Argon2Params::recommended(),
+                &src,
+                own_data_key,
+            )
+        })
     }
 
     fn init_now_locked(
