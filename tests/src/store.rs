@@ -58,11 +58,14 @@ pub fn s3_endpoint() -> String {
                  while kill -0 {} 2>/dev/null; do sleep 1; done; kill $m",
                 std::process::id()
             );
-            std::process::Command::new("sh")
+            let watchdog = std::process::Command::new("sh")
                 .args(["-c", &script])
                 .stdin(std::process::Stdio::null())
                 .spawn()
                 .expect("start moto_server (pip install 'moto[server]')");
+            // Kept (never waited for): it ends on its own after this process.
+            static WATCHDOG: OnceLock<std::sync::Mutex<std::process::Child>> = OnceLock::new();
+            let _ = WATCHDOG.set(std::sync::Mutex::new(watchdog));
             let endpoint = format!("http://127.0.0.1:{port}");
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

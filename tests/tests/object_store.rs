@@ -95,7 +95,7 @@ fn three_hosts_back_up_into_one_bucket_while_a_fourth_prunes() {
     // Shared data once: 12 MiB shared + 3 x 2 MiB own (the newest round) is what the three
     // snapshots need; 3 x 14 MiB is what they hold.
     let stored: u64 = store.list("data").iter().map(|(_, len)| len).sum();
-    let held: u64 = 3 * 14 << 20;
+    let held: u64 = (3 * 14) << 20;
     let needed: u64 = (12 + 3 * 2) << 20;
     println!(
         "dedup across hosts: snapshots hold {} MiB, packs store {:.1} MiB: ratio {:.2} (ideal {:.2})",
@@ -255,11 +255,10 @@ fn store_errors_say_which_and_what_to_do() {
     assert_eq!(mode, 0o600, "stored credentials are private");
     let list = text(&d.ctl(&["--json", "repo", "list"]));
     let log = d.log_text();
-    for secret in ["backupd-test-secret"] {
-        assert!(
-            !list.contains(secret) && !log.contains(secret),
-            "secret leaked"
-        );
-    }
+    let secret = "backupd-test-secret";
+    assert!(
+        !list.contains(secret) && !log.contains(secret),
+        "secret leaked"
+    );
     assert!(list.contains(&format!("s3://{bucket}/r")), "{list}");
 }

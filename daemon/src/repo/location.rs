@@ -17,8 +17,9 @@ use std::sync::Arc;
 pub enum Location {
     /// A directory on a local (or locally mounted) file system; always absolute.
     Local(PathBuf),
-    /// A bucket (and prefix) of an S3-compatible object store.
-    S3(S3Spec),
+    /// A bucket (and prefix) of an S3-compatible object store (boxed: a location travels in
+    /// errors, which stay small).
+    S3(Box<S3Spec>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -59,7 +60,7 @@ impl Location {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
             if valid_scheme && scheme.eq_ignore_ascii_case("s3") {
-                return Ok(Self::S3(S3Spec::parse(text)?));
+                return Ok(Self::S3(Box::new(S3Spec::parse(text)?)));
             }
             if valid_scheme {
                 return Err(LocationError::Unsupported {
@@ -113,7 +114,7 @@ impl Location {
             Self::Local(p) => Arc::new(DaemonRights(LocalBackend::new(p))),
             // The cache lives in the daemon's state directory: its files are the daemon's too.
             Self::S3(s) => cache::wrap(
-                Arc::new(DaemonRights(S3Backend::new(s.clone()))),
+                Arc::new(DaemonRights(S3Backend::new((**s).clone()))),
                 &s.without_credentials().to_text(),
             ),
         }

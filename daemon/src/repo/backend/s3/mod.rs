@@ -83,7 +83,7 @@ impl S3Backend {
     pub fn new(spec: S3Spec) -> Self {
         let store = build(&spec);
         Self {
-            location: Location::S3(spec.clone()),
+            location: Location::S3(Box::new(spec.clone())),
             spec,
             store,
         }
