@@ -81,7 +81,22 @@ pub struct S3Backend {
 
 impl S3Backend {
     pub fn new(spec: S3Spec) -> Self {
-        let store = build(&spec);
+        let store = credentials::resolve(spec.credentials.as_deref())
+            .map_err(|e| (ErrorKind::Denied, e.to_string()))
+            .and_then(|creds| build(&spec, creds));
+        Self::with_store(spec, store)
+    }
+
+    /// With the given credentials instead of the daemon's (tests).
+    pub fn with_credentials(spec: S3Spec, creds: credentials::Credentials) -> Self {
+        let store = build(&spec, Some(creds));
+        Self::with_store(spec, store)
+    }
+
+    fn with_store(
+        spec: S3Spec,
+        store: std::result::Result<Arc<AmazonS3>, (ErrorKind, String)>,
+    ) -> Self {
         Self {
             location: Location::S3(Box::new(spec.clone())),
             spec,
@@ -118,10 +133,11 @@ impl S3Backend {
     }
 }
 
-/// Builds the client for `spec` with the daemon's credentials.
-fn build(spec: &S3Spec) -> std::result::Result<Arc<AmazonS3>, (ErrorKind, String)> {
-    let creds = credentials::resolve(spec.credentials.as_deref())
-        .map_err(|e| (ErrorKind::Denied, e.to_string()))?;
+/// Builds the client for `spec` with `creds` (`None`: the client's own providers).
+fn build(
+    spec: &S3Spec,
+    creds: Option<credentials::Credentials>,
+) -> std::result::Result<Arc<AmazonS3>, (ErrorKind, String)> {
     // The environment first (AWS_ENDPOINT_URL, AWS_REGION, ...), then what the location says.
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(&spec.bucket)
@@ -439,6 +455,93 @@ impl Backend for S3Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An HTTP server on loopback answering each request with the next of `replies` (status
+    /// line and body; one connection per request), counting the requests it saw.
+    fn scripted(replies: Vec<(&'static str, &'static str)>) -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = replies[n.min(replies.len() - 1)];
+                let mut reader = BufReader::new(&stream);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut sink = vec![0u8; length];
+                let _ = reader.read_exact(&mut sink);
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nETag: \"e\"\r\nContent-Type: application/xml\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = (&stream).write_all(reply.as_bytes());
+            }
+        });
+        (endpoint, seen)
+    }
+
+    fn backend(endpoint: &str) -> S3Backend {
+        let spec = S3Spec::parse(&format!("s3://bucket/p?endpoint={endpoint}")).expect("spec");
+        S3Backend::with_credentials(
+            spec,
+            credentials::Credentials {
+                access_key_id: "AKIATEST".into(),
+                secret_access_key: "test-secret".into(),
+                session_token: None,
+            },
+        )
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_retried_then_succeed() {
+        let (endpoint, seen) = scripted(vec![
+            ("503 Slow Down", "<Error><Code>SlowDown</Code></Error>"),
+            ("500 Internal Server Error", ""),
+            ("200 OK", ""),
+        ]);
+        backend(&endpoint)
+            .put(Key::index(&"ab".repeat(32)), b"sealed")
+            .expect("the third attempt succeeds");
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn refused_credentials_and_a_missing_bucket_are_permanent_and_say_which() {
+        let (endpoint, seen) = scripted(vec![(
+            "403 Forbidden",
+            "<Error><Code>InvalidAccessKeyId</Code><Message>no such key</Message></Error>",
+        )]);
+        let e = backend(&endpoint)
+            .get(Key::config())
+            .expect_err("refused");
+        assert_eq!(e.kind, ErrorKind::Denied, "{e}");
+        assert!(e.to_string().contains("InvalidAccessKeyId"), "{e}");
+        assert!(e.to_string().contains("credentials"), "{e}");
+        assert!(!e.to_string().contains("test-secret"), "{e}");
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "not retried");
+
+        let (endpoint, _) = scripted(vec![(
+            "404 Not Found",
+            "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>",
+        )]);
+        let e = backend(&endpoint).get(Key::config()).expect_err("no bucket");
+        assert_eq!(e.kind, ErrorKind::Permanent, "{e}");
+        assert!(e.to_string().contains("bucket bucket does not exist"), "{e}");
+    }
 
     #[test]
     fn http_statuses_are_read_from_messages() {
