@@ -393,8 +393,10 @@ impl Run<'_> {
             };
             independent.sort_by_cached_key(|(_, node)| first_blob(node));
         }
-        // Files are taken in that order by every worker (not split into ranges as par_iter
-        // would), so that the workers move through it together.
+        // From a remote store, files are taken in that order by every worker (not split into
+        // ranges as par_iter would), so that the workers move through the packs together.
+        // Locally par_iter's ranges stay: workers in different directories do not wait on
+        // one directory's lock to create their files.
         let next = std::sync::atomic::AtomicUsize::new(0);
         let restore_one = |(dir, node): &(usize, &Node)| {
             if self.cancel.is_cancelled() {
@@ -455,6 +457,10 @@ impl Run<'_> {
                 for _ in 0..packs::PREFETCHERS {
                     threads.spawn(|| windows.prefetch(self.repo, &order, &prefetched, &done));
                 }
+            }
+            if self.packs.is_none() {
+                independent.par_iter().for_each(&restore_one);
+                return;
             }
             rayon::scope(|scope| {
                 for _ in 0..rayon::current_num_threads().max(1) {

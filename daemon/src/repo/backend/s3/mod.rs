@@ -525,9 +525,7 @@ mod tests {
             "403 Forbidden",
             "<Error><Code>InvalidAccessKeyId</Code><Message>no such key</Message></Error>",
         )]);
-        let e = backend(&endpoint)
-            .get(Key::config())
-            .expect_err("refused");
+        let e = backend(&endpoint).get(Key::config()).expect_err("refused");
         assert_eq!(e.kind, ErrorKind::Denied, "{e}");
         assert!(e.to_string().contains("InvalidAccessKeyId"), "{e}");
         assert!(e.to_string().contains("credentials"), "{e}");
@@ -538,9 +536,14 @@ mod tests {
             "404 Not Found",
             "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>",
         )]);
-        let e = backend(&endpoint).get(Key::config()).expect_err("no bucket");
+        let e = backend(&endpoint)
+            .get(Key::config())
+            .expect_err("no bucket");
         assert_eq!(e.kind, ErrorKind::Permanent, "{e}");
-        assert!(e.to_string().contains("bucket bucket does not exist"), "{e}");
+        assert!(
+            e.to_string().contains("bucket bucket does not exist"),
+            "{e}"
+        );
     }
 
     #[test]
