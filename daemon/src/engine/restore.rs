@@ -459,7 +459,7 @@ impl Run<'_> {
                 }
             }
             if self.packs.is_none() {
-                independent.par_iter().for_each(&restore_one);
+                independent.par_iter().for_each(restore_one);
                 return;
             }
             rayon::scope(|scope| {
