@@ -188,9 +188,9 @@ fn status_of(message: &str) -> Option<u16> {
     message.get(at..at + 3)?.parse().ok()
 }
 
-/// What kind of failure an S3 error is, with a message that says which and what to do.
-fn classify(e: &object_store::Error, spec: &S3Spec) -> (ErrorKind, String) {
-    use object_store::Error as E;
+/// An error with its causes, as one text: the store's answer (its XML error code) sits in a
+/// cause, not in the top-level message.
+fn full_text(e: &object_store::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -201,6 +201,13 @@ fn classify(e: &object_store::Error, spec: &S3Spec) -> (ErrorKind, String) {
         }
         source = s.source();
     }
+    text
+}
+
+/// What kind of failure an S3 error is, with a message that says which and what to do.
+fn classify(e: &object_store::Error, spec: &S3Spec) -> (ErrorKind, String) {
+    use object_store::Error as E;
+    let text = full_text(e);
     let store = spec.to_string();
     if text.contains("NoSuchBucket") {
         return (
@@ -233,6 +240,8 @@ fn classify(e: &object_store::Error, spec: &S3Spec) -> (ErrorKind, String) {
                 ),
             )
         }
+        // The client's own refusals (an operation this store or client lacks, an invalid
+        // object name): the same call fails the same way again.
         E::NotImplemented { .. } | E::NotSupported { .. } | E::InvalidPath { .. } => {
             (ErrorKind::Permanent, text)
         }
@@ -267,12 +276,7 @@ impl Backend for S3Backend {
         match listed {
             Ok(l) if l.objects.is_empty() && l.common_prefixes.is_empty() => Ok(Presence::Empty),
             Ok(_) => Ok(Presence::Occupied),
-            Err(e)
-                if e.to_string().contains("NoSuchBucket")
-                    || format!("{e:?}").contains("NoSuchBucket") =>
-            {
-                Ok(Presence::Absent)
-            }
+            Err(e) if full_text(&e).contains("NoSuchBucket") => Ok(Presence::Absent),
             Err(e) => Err(self.error("list", target, e)),
         }
     }
@@ -375,7 +379,12 @@ impl Backend for S3Backend {
                     size: offset + b.len() as u64,
                 },
             )),
-            Err(e) if status_of(&e.to_string()) == Some(416) || e.to_string().contains("Range") => {
+            Err(e)
+                if {
+                    let text = e.to_string();
+                    status_of(&text) == Some(416) || text.contains("Range")
+                } =>
+            {
                 Err(BackendError::new(
                     ErrorKind::Permanent,
                     "read",
