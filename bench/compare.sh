@@ -1,22 +1,36 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of backupd and restic on the same data in one run (issue 3):
-# initial backup, unchanged re-run, restore, repository size and peak RSS, with ratios.
+# Side-by-side benchmark of backupd and restic (compressed, repository version 2) on the same
+# data in one run, in rounds (issues 3 and 22).
 #
-# usage: bench/compare.sh [mixed|many-small]...      (default: both)
-# env:   BENCH_DATA (default /tmp/bench-data), BENCH_WORK (default: a new dir under /tmp),
-#        BIN_DIR (use backupd and backupctl from there instead of building: to measure an older
-#        release side by side, e.g. BIN_DIR=/path/to/old/bin bench/compare.sh)
+# Each round makes fresh repositories and times, for both tools: the initial backup, an
+# unchanged re-run, a restore (into an empty directory), check --read-data and a one-file
+# incremental. Which tool goes first alternates from round to round. For every step it
+# records the wall time, the CPU time of the tool (restic's from its own rusage; backupd's from
+# the daemon's /proc/PID/stat plus backupctl's rusage) and the CPU time every other process on
+# the machine used meanwhile (from /proc/stat): a round where that is high was disturbed and
+# can be told apart instead of being averaged in. It prints each round, then per step the
+# ratios of every round and their median.
 #
-# Data comes from ../shared/bench/mkdata.sh (deterministic). restic is installed with apt if
-# missing. Both tools read from the page cache (the data is generated, then read once by
-# each tool before timing). backupd's peak RSS is the daemon's VmHWM, reset before each step.
+# usage: bench/compare.sh [mixed|many-small|real]...      (default: mixed many-small real)
+# env:   ROUNDS (default 3), BENCH_DATA (default /tmp/bench-data), BENCH_WORK (default: a new
+#        dir under /tmp), REAL_SRC (the directories the `real` set copies, default /usr/share
+#        and /usr/lib/x86_64-linux-gnu; the copy is made once and reused), BIN_DIR (use
+#        backupd and backupctl from there instead of building, e.g. an older release)
+#
+# Data comes from ../shared/bench/mkdata.sh (mixed and many-small are deterministic). restic
+# is installed with apt if missing. Both tools read from the page cache (the data is read once
+# before the first round). Before each timed step the page cache's dirty data is written out
+# (`sync`), so one step's writeback does not land in the next. Peak RSS is the tool's
+# (backupd: the daemon's VmHWM, reset before each step).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-SETS=("$@"); [ ${#SETS[@]} -gt 0 ] || SETS=(mixed many-small)
+SETS=("$@"); [ ${#SETS[@]} -gt 0 ] || SETS=(mixed many-small real)
+ROUNDS=${ROUNDS:-3}
 DATA=${BENCH_DATA:-/tmp/bench-data}
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/backupd-bench.XXXXXX)}
 MKDATA=${MKDATA:-$ROOT/../shared/bench/mkdata.sh}
+MUTATE=${MUTATE:-$ROOT/../shared/bench/mutate.sh}
 
 command -v restic >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null; }
 [ -x /usr/bin/time ] || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
@@ -29,6 +43,7 @@ fi
 # backupctl waits for its jobs; one from before that default returned at once without --wait.
 WAIT=(); "$CTL" backup --help 2>/dev/null | grep -q -- --no-wait || WAIT=(--wait)
 "$MKDATA" "$DATA" "${SETS[@]}" >/dev/null
+HZ=$(getconf CLK_TCK)
 
 SOCK=$WORK/backupd.sock
 DPID=
@@ -40,56 +55,95 @@ start_daemon() {
   for _ in $(seq 100); do "$CTL" --socket "$SOCK" system health >/dev/null 2>&1 && return; sleep 0.1; done
   echo "backupd did not start; see $WORK/backupd.log" >&2; exit 1
 }
-# timed CMD... -> sets T (seconds) and M (peak RSS KiB of CMD, or of the daemon for backupctl)
-timed() {
-  local out
-  if [ "$1" = "$CTL" ]; then
-    echo 5 > "/proc/$DPID/clear_refs"
-    local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N)
-    T=$(echo "$e - $s" | bc); M=$(awk '/VmHWM/ {print $2}' "/proc/$DPID/status")
-  else
-    /usr/bin/time -o "$WORK/time.out" -f "%e %M" "$@" >/dev/null 2>&1
-    out=$(tail -1 "$WORK/time.out")
-    T=${out% *}; M=${out#* }
-  fi
+ctl() { "$CTL" --socket "$SOCK" "$@"; }
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+daemon_ticks() { awk '{print $14 + $15}' "/proc/$DPID/stat"; }
+calc() { printf "%.${2:-2}f" "$(echo "scale=4; $1" | bc)"; }
+
+# run TOOL CMD... -> T (wall s), C (tool CPU s), O (other processes' CPU s), M (peak RSS KiB)
+run() {
+  local tool=$1; shift
+  sync
+  local b0 d0=0 b1 d1=0 out
+  [ "$tool" = backupd ] && { echo 5 > "/proc/$DPID/clear_refs"; d0=$(daemon_ticks); }
+  b0=$(busy_ticks)
+  /usr/bin/time -o "$WORK/time.out" -f "%e %U %S %M" "$@" >/dev/null 2>>"$WORK/tools.log" || {
+    echo "failed: $* (see $WORK/tools.log)" >&2; exit 1; }
+  b1=$(busy_ticks)
+  [ "$tool" = backupd ] && d1=$(daemon_ticks)
+  read -r T u s M < <(tail -1 "$WORK/time.out")
+  C=$(calc "$u + $s + ($d1 - $d0) / $HZ")
+  O=$(calc "($b1 - $b0) / $HZ - $C")
+  [ "$tool" = backupd ] && M=$(awk '/VmHWM/ {print $2}' "/proc/$DPID/status")
+  true
 }
 size() { du -sb "$1" | cut -f1; }
-ratio() { echo "scale=2; $1 / $2" | bc; }
-mb() { echo "scale=1; $1 / 1048576" | bc; }
+mb() { calc "$1 / 1048576" 1; }
+median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
-printf 'machine: %s cores, %s; restic %s; backupd %s\n' "$(nproc)" "$(uname -r)" \
-  "$(restic version | awk '{print $2}')" "$("$BACKUPD" --version | awk '{print $2}')"
+printf 'machine: %s cores, %s; restic %s; backupd %s; %s rounds\n' "$(nproc)" "$(uname -r)" \
+  "$(restic version | awk '{print $2}')" "$("$BACKUPD" --version | awk '{print $2}')" "$ROUNDS"
 start_daemon
 echo bench > "$WORK/pw"
+export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$WORK/restic-cache
+# The one-file change comes last: restore and check see the initial backup's data.
+STEPS=(backup rerun restore check one-file)
+declare -A LABEL=([backup]="initial backup" [rerun]="unchanged re-run" [one-file]="one file changed"
+  [restore]="restore" [check]="check --read-data")
+
 for set in "${SETS[@]}"; do
   src=$DATA/$set
   files=$(find "$src" -type f | wc -l); bytes=$(size "$src")
   find "$src" -type f -print0 | xargs -0 cat > /dev/null   # into the page cache
-  echo; echo "== $set: $files files, $(mb "$bytes") MiB"
-  export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$WORK/restic-cache
-  rrepo=$WORK/restic-$set; brepo=$WORK/backupd-$set
-  restic init -r "$rrepo" >/dev/null
-  "$CTL" --socket "$SOCK" repo init --name "$set" --path "$brepo" --password-file "$WORK/pw" >/dev/null
-
-  timed restic -r "$rrepo" backup "$src";          r_init=$T r_init_m=$M
-  timed "$CTL" --socket "$SOCK" backup "${WAIT[@]}" --repo "$set" "$src"; b_init=$T b_init_m=$M
-  timed restic -r "$rrepo" backup "$src";          r_re=$T
-  timed "$CTL" --socket "$SOCK" backup "${WAIT[@]}" --repo "$set" "$src"; b_re=$T
-  rm -rf "$WORK/rt" "$WORK/bt"
-  timed restic -r "$rrepo" restore latest --target "$WORK/rt"; r_rs=$T r_rs_m=$M
-  timed "$CTL" --socket "$SOCK" restore "${WAIT[@]}" --repo "$set" "latest:$src" --target "$WORK/bt"; b_rs=$T b_rs_m=$M
-  diff -rq "$src" "$WORK/bt" >/dev/null && same=identical || same=DIFFERENT
-  r_sz=$(size "$rrepo"); b_sz=$(size "$brepo")
-  rm -rf "$WORK/rt" "$WORK/bt"
-
-  printf '%-22s %12s %12s %9s\n' step restic backupd ratio
-  printf '%-22s %11ss %11ss %8sx  (restic/backupd: >1 = backupd faster; throughput %s vs %s MiB/s)\n' "initial backup" "$r_init" "$b_init" "$(ratio "$r_init" "$b_init")" \
-    "$(echo "scale=0; $bytes / 1048576 / $r_init" | bc)" "$(echo "scale=0; $bytes / 1048576 / $b_init" | bc)"
-  printf '%-22s %11ss %11ss %8sx\n' "unchanged re-run" "$r_re" "$b_re" "$(ratio "$r_re" "$b_re")"
-  printf '%-22s %11ss %11ss %8sx  (restored tree %s)\n' "restore" "$r_rs" "$b_rs" "$(ratio "$r_rs" "$b_rs")" "$same"
-  printf '%-22s %10sMB %10sMB %8sx  (backupd/restic)\n' "repository size" "$(mb "$r_sz")" "$(mb "$b_sz")" "$(ratio "$b_sz" "$r_sz")"
-  printf '%-22s %10sMB %10sMB %8sx  (backupd/restic)\n' "peak RSS backup" "$((r_init_m/1024))" "$((b_init_m/1024))" "$(ratio "$b_init_m" "$r_init_m")"
-  printf '%-22s %10sMB %10sMB %8sx  (backupd/restic)\n' "peak RSS restore" "$((r_rs_m/1024))" "$((b_rs_m/1024))" "$(ratio "$b_rs_m" "$r_rs_m")"
+  echo; echo "== $set: $files files, $(mb "$bytes") MiB, $ROUNDS rounds"
+  declare -A RATIO=() RSS=()
+  for round in $(seq "$ROUNDS"); do
+    if [ $((round % 2)) = 1 ]; then order=(restic backupd); else order=(backupd restic); fi
+    rrepo=$WORK/restic-$set; brepo=$WORK/backupd-$set
+    rm -rf "$rrepo" "$brepo" "$WORK/restic-cache" "$WORK/rt" "$WORK/bt"
+    ctl repo remove --name "$set" >/dev/null 2>&1 || true
+    restic init --repository-version 2 -r "$rrepo" >/dev/null 2>&1
+    ctl repo init --name "$set" --path "$brepo" --password-file "$WORK/pw" >/dev/null 2>&1
+    echo; echo "round $round (${order[0]} first)"
+    printf '  %-18s %9s %8s %8s  %9s %8s %8s  %7s\n' step "restic s" cpu other "backupd s" cpu other ratio
+    for step in "${STEPS[@]}"; do
+      [ "$step" = one-file ] && "$MUTATE" -1 "$src" >/dev/null
+      for tool in "${order[@]}"; do
+        case $tool/$step in
+          restic/backup|restic/rerun|restic/one-file) run restic restic -r "$rrepo" backup "$src" ;;
+          restic/restore) run restic restic -r "$rrepo" restore latest --target "$WORK/rt" ;;
+          restic/check) run restic restic -r "$rrepo" check --read-data ;;
+          backupd/backup|backupd/rerun|backupd/one-file)
+            run backupd "$CTL" --socket "$SOCK" backup "${WAIT[@]}" --repo "$set" "$src" ;;
+          backupd/restore)
+            run backupd "$CTL" --socket "$SOCK" restore "${WAIT[@]}" --repo "$set" "latest:$src" --target "$WORK/bt" ;;
+          backupd/check) run backupd "$CTL" --socket "$SOCK" repo check "${WAIT[@]}" --repo "$set" --read-data ;;
+        esac
+        eval "${tool}_T=\$T ${tool}_C=\$C ${tool}_O=\$O ${tool}_M=\$M"
+      done
+      [ "$step" = one-file ] && "$MUTATE" -u "$src" >/dev/null
+      r=$(calc "$restic_T / $backupd_T")
+      RATIO[$step]+="$r "
+      printf '  %-18s %9s %8s %8s  %9s %8s %8s  %6sx\n' "${LABEL[$step]}" "$restic_T" "$restic_C" "$restic_O" \
+        "$backupd_T" "$backupd_C" "$backupd_O" "$r"
+      case $step in backup|restore) RSS[$step]+="$(calc "$backupd_M / $restic_M") " ;; esac
+      if [ "$step" = restore ]; then
+        same=identical; diff -rq --no-dereference "$src" "$WORK/bt" >/dev/null 2>&1 || same=DIFFERENT
+        rm -rf "$WORK/rt" "$WORK/bt"
+        echo "    restored tree $same; peak RSS restic $((restic_M / 1024)) MB, backupd $((backupd_M / 1024)) MB"
+      fi
+      [ "$step" = backup ] && echo "    peak RSS restic $((restic_M / 1024)) MB, backupd $((backupd_M / 1024)) MB"
+    done
+    r_sz=$(size "$rrepo"); b_sz=$(size "$brepo")
+    echo "    repository size restic $(mb "$r_sz") MiB, backupd $(mb "$b_sz") MiB ($(calc "$b_sz / $r_sz")x)"
+  done
+  echo; echo "-- $set: restic time / backupd time per round (>1: backupd faster), and the median"
+  for step in "${STEPS[@]}"; do
+    printf '  %-18s %-24s median %sx\n' "${LABEL[$step]}" "${RATIO[$step]}" "$(tr ' ' '\n' <<<"${RATIO[$step]}" | grep . | median)"
+  done
+  printf '  %-18s %-24s median %sx  (backupd/restic)\n' "peak RSS backup" "${RSS[backup]}" "$(tr ' ' '\n' <<<"${RSS[backup]}" | grep . | median)"
+  printf '  %-18s %-24s median %sx  (backupd/restic)\n' "peak RSS restore" "${RSS[restore]}" "$(tr ' ' '\n' <<<"${RSS[restore]}" | grep . | median)"
+  unset RATIO RSS
 done
 stop_daemon
 echo; echo "work dir: $WORK (delete it when done)"

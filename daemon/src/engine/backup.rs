@@ -578,7 +578,7 @@ impl Session<'_> {
             } else {
                 None
             };
-            packer.add(id, kind, &sealed, data.len());
+            packer.add_plain(id, kind, &sealed, data);
             full
         };
         if let Some(pack) = full {
@@ -591,8 +591,7 @@ impl Session<'_> {
         if pack.is_empty() {
             return Ok(());
         }
-        let (bytes, entries) = pack.finish(self.repo.keys());
-        let id = self.repo.write_pack(&bytes, &entries)?;
+        let (id, entries, _) = self.repo.write_built_pack(pack)?;
         self.written
             .lock()
             .unwrap_or_else(|p| p.into_inner())

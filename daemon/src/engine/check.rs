@@ -11,6 +11,7 @@ use crate::repo::Repository;
 use backupd_common::ids::{BlobId, PackId, SnapshotId};
 use backupd_common::plural::{count, count_as};
 use backupd_common::protocol::Subset;
+use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
@@ -76,6 +77,69 @@ const NOT_INDEXED: &str =
 /// Compares a pack file's size with the size its index entries imply: the blobs end to end
 /// after the magic, then the sealed header (the same entries, so its length is known) and the
 /// 4-byte trailer. Catches truncated packs and appended bytes without reading the data.
+/// What reading one pack found.
+struct PackReading {
+    /// Its content does not hash to its name, or a blob in it is damaged.
+    damaged: bool,
+    /// Blobs that do not decode, or that the index puts here and the pack lacks.
+    bad_blobs: Vec<(BlobId, String)>,
+    /// The pack could not be read at all.
+    problem: Option<String>,
+}
+
+/// Reads a pack whole and decodes every blob in it.
+fn read_pack(repo: &Repository, pid: &PackId) -> PackReading {
+    let name = pid.to_hex();
+    let mut reading = PackReading {
+        damaged: false,
+        bad_blobs: Vec::new(),
+        problem: None,
+    };
+    let bytes = match repo.backend().get(Key::pack(&name)) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            reading.problem = Some(e.to_string());
+            return reading;
+        }
+    };
+    let expected: Vec<BlobId> = repo.with_index(|i| {
+        i.pack_entries(pid)
+            .map(|e| e.iter().map(|e| e.id).collect())
+            .unwrap_or_default()
+    });
+    if crate::repo::sha256_hex(&bytes) != name {
+        reading.damaged = true;
+    }
+    match pack::read_header(repo.keys(), &bytes) {
+        Ok(entries) => {
+            for e in &entries {
+                // In range: `read_header` checked every entry lies before the header.
+                let sealed = &bytes[e.offset as usize..e.offset as usize + e.length as usize];
+                if let Err(err) = pack::decode_blob(repo.keys(), sealed, e.id, e.raw_length) {
+                    reading.damaged = true;
+                    reading.bad_blobs.push((e.id, err.to_string()));
+                }
+            }
+            let listed: HashSet<BlobId> = entries.iter().map(|e| e.id).collect();
+            for b in expected.iter().filter(|b| !listed.contains(b)) {
+                reading.damaged = true;
+                reading
+                    .bad_blobs
+                    .push((*b, "indexed blob missing from the pack header".into()));
+            }
+        }
+        Err(err) => {
+            reading.damaged = true;
+            for b in expected {
+                reading
+                    .bad_blobs
+                    .push((b, format!("pack header unreadable: {err}")));
+            }
+        }
+    }
+    reading
+}
+
 fn check_pack_size(
     repo: &Repository,
     pack_id: &PackId,
@@ -176,6 +240,15 @@ fn usage(
 }
 
 pub fn check(
+    repo: &Repository,
+    opts: &CheckOptions,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<CheckReport, EngineError> {
+    super::on_workers(None, None, || check_on_pool(repo, opts, progress, cancel))
+}
+
+fn check_on_pool(
     repo: &Repository,
     opts: &CheckOptions,
     progress: &Progress,
@@ -353,75 +426,42 @@ pub fn check(
             .collect();
         let total: u64 = to_read.len() as u64;
         progress.set_totals(total, 0);
-        for pid in &to_read {
-            if cancel.is_cancelled() {
-                return Err(EngineError::Cancelled);
-            }
+        // Packs are read and decoded in parallel, a few at a time per worker (each is held
+        // whole while its blobs are decoded), and their findings merged in pack order.
+        let readings: Vec<Option<PackReading>> = to_read
+            .par_iter()
+            .with_max_len(1)
+            .map(|pid| {
+                if cancel.is_cancelled() {
+                    return None;
+                }
+                let reading = read_pack(repo, pid);
+                progress.add(1, 0);
+                Some(reading)
+            })
+            .collect();
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        for (pid, reading) in to_read.iter().zip(readings.into_iter().flatten()) {
             let name = pid.to_hex();
-            let mut damaged = false;
-            match repo.backend().get(Key::pack(&name)) {
-                Ok(bytes) => {
-                    let expected: Vec<BlobId> = repo.with_index(|i| {
-                        i.pack_entries(pid)
-                            .map(|e| e.iter().map(|e| e.id).collect())
-                            .unwrap_or_default()
-                    });
-                    if crate::repo::sha256_hex(&bytes) != name {
-                        damaged = true;
-                    }
-                    match pack::read_header(repo.keys(), &bytes) {
-                        Ok(entries) => {
-                            for e in &entries {
-                                // In range: `read_header` checked every entry lies before
-                                // the header.
-                                let sealed = &bytes
-                                    [e.offset as usize..e.offset as usize + e.length as usize];
-                                if let Err(err) =
-                                    pack::decode_blob(repo.keys(), sealed, e.id, e.raw_length)
-                                {
-                                    damaged = true;
-                                    bad_blobs.insert(e.id, (Some(*pid), err.to_string()));
-                                }
-                            }
-                            let listed: HashSet<BlobId> = entries.iter().map(|e| e.id).collect();
-                            for b in expected.iter().filter(|b| !listed.contains(b)) {
-                                damaged = true;
-                                bad_blobs.insert(
-                                    *b,
-                                    (
-                                        Some(*pid),
-                                        "indexed blob missing from the pack header".into(),
-                                    ),
-                                );
-                            }
-                        }
-                        Err(err) => {
-                            damaged = true;
-                            for b in expected {
-                                bad_blobs.insert(
-                                    b,
-                                    (Some(*pid), format!("pack header unreadable: {err}")),
-                                );
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    damaged = true;
-                    report.problems.push(Problem {
-                        message: e.to_string(),
-                        pack: Some(name.clone()),
-                        blob: None,
-                        snapshots: vec![],
-                        paths: vec![],
-                    });
-                }
+            let damaged = reading.damaged || reading.problem.is_some();
+            if let Some(message) = reading.problem {
+                report.problems.push(Problem {
+                    message,
+                    pack: Some(name.clone()),
+                    blob: None,
+                    snapshots: vec![],
+                    paths: vec![],
+                });
+            }
+            for (blob, message) in reading.bad_blobs {
+                bad_blobs.insert(blob, (Some(*pid), message));
             }
             if damaged && !report.damaged_packs.contains(&name) {
                 report.damaged_packs.push(name);
             }
             report.packs_read += 1;
-            progress.add(1, 0);
         }
     }
 

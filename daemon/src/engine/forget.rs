@@ -401,8 +401,7 @@ fn prune_locked(
         if b.is_empty() {
             return Ok(());
         }
-        let (bytes, entries) = b.finish(repo.keys());
-        let id = repo.write_pack(&bytes, &entries)?;
+        let (id, entries, _) = repo.write_built_pack(b)?;
         written.push(IndexedPack { id, blobs: entries });
         Ok(())
     };
@@ -420,7 +419,7 @@ fn prune_locked(
             if builder.would_overflow(sealed.len()) {
                 flush(std::mem::take(&mut builder), &mut written)?;
             }
-            builder.add(e.id, e.kind, &sealed, data.len());
+            builder.add_plain(e.id, e.kind, &sealed, &data);
         }
         progress.add(1, 0);
     }

@@ -2,11 +2,18 @@
 //!
 //! The target may be writable by a less-privileged user while root restores into it, so
 //! nothing here resolves a path string: the target is opened once ([`target`]), every
-//! directory below it from its parent's descriptor without following symlinks, every file is
-//! created under a random temporary name with `O_CREAT|O_EXCL|O_NOFOLLOW`, its metadata is set
-//! through its own descriptor and it is then renamed into place. Directory metadata comes last,
-//! deepest first, through the directory's descriptor. A swapped component makes the entries
-//! under it fail; it never redirects a write, a chmod or a chown.
+//! directory below it from its parent's descriptor without following symlinks, and every file
+//! is created with `O_CREAT|O_EXCL|O_NOFOLLOW` and its metadata set through its own
+//! descriptor. Directory metadata comes last, deepest first, through the directory's
+//! descriptor. A swapped component makes the entries under it fail; it never redirects a
+//! write, a chmod or a chown.
+//!
+//! Where an entry may already exist, the new one is written under a random temporary name and
+//! renamed over it, so the old one stays whole until the new one is. In a directory this
+//! restore created (or a target that was empty), nothing can be there: files and symlinks are
+//! created under their own names, without the existence check, the temporary name and the
+//! rename (three system calls of about ten per file). Should one be there after all, the
+//! exclusive create fails and the entry takes the careful path.
 //!
 //! A damaged blob fails only the files that need it; they are named in the outcome and the
 //! rest is restored. An entry already at the target is replaced, compared or kept as
@@ -146,9 +153,15 @@ fn restore_on_pool(
             }),
         )
     });
+    // An empty target is as fresh as a directory the restore creates.
+    let target_empty = root.list().is_ok_and(|names| names.is_empty());
+    let fresh: Vec<std::sync::atomic::AtomicBool> = (0..plan.dirs.len())
+        .map(|i| std::sync::atomic::AtomicBool::new(i == plan::TARGET && target_empty))
+        .collect();
     let run = Run {
         repo,
         packs,
+        fresh,
         plan: &plan,
         dirs: Dirs::new(&plan.dirs, root),
         owner: as_root && !opts.no_owner,
@@ -258,6 +271,9 @@ struct Run<'a> {
     repo: &'a Repository,
     /// Blobs by pack, for a remote repository.
     packs: Option<packs::PackWindows>,
+    /// By plan directory: created by this restore (or the empty target), so nothing is in it
+    /// but what this restore puts there.
+    fresh: Vec<std::sync::atomic::AtomicBool>,
     plan: &'a Plan,
     dirs: Dirs<'a>,
     /// Restore owners (root, and not `--no-owner`).
@@ -297,8 +313,17 @@ impl Run<'_> {
         f(&mut self.outcome.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
+    fn is_fresh(&self, dir: usize) -> bool {
+        self.fresh
+            .get(dir)
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// What is already where `node` goes, by the `--overwrite` policy.
     fn existing(&self, dir: usize, node: &Node) -> Result<Existing, String> {
+        if self.is_fresh(dir) {
+            return Ok(Existing::Absent);
+        }
         let d = self
             .dirs
             .get(dir)
@@ -328,31 +353,36 @@ impl Run<'_> {
                 failed.insert(i);
                 continue;
             }
-            if let Err(reason) = self.make_dir(d.parent, &d.name) {
-                self.fail(d.parent, &d.name, reason);
-                failed.insert(i);
+            match self.make_dir(d.parent, &d.name) {
+                Ok(created) => self.fresh[i].store(created, std::sync::atomic::Ordering::Relaxed),
+                Err(reason) => {
+                    self.fail(d.parent, &d.name, reason);
+                    failed.insert(i);
+                }
             }
         }
         failed
     }
 
-    fn make_dir(&self, parent: usize, name: &[u8]) -> Result<(), String> {
+    /// Creates (or finds) one directory; whether this restore created it.
+    fn make_dir(&self, parent: usize, name: &[u8]) -> Result<bool, String> {
         let p = self
             .dirs
             .get(parent)
             .map_err(|e| format!("open parent directory: {e}"))?;
         match p.mkdir(name, 0o700) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(format!("cannot create: {e}")),
         }
         match p.open_dir(name) {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(false),
             // A file or symlink where the snapshot has a directory: replace it, never follow it.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
                 p.unlink(name).map_err(|e| format!("cannot replace: {e}"))?;
                 p.mkdir(name, 0o700)
-                    .map_err(|e| format!("cannot create: {e}"))
+                    .map_err(|e| format!("cannot create: {e}"))?;
+                Ok(true)
             }
             Err(e) => Err(format!("cannot open: {e}")),
         }
@@ -532,13 +562,31 @@ impl Run<'_> {
         })
     }
 
-    /// Writes one file under a temporary name, sets its metadata through its descriptor and
-    /// renames it into place. Returns the metadata warnings.
+    /// Writes one file and sets its metadata through its descriptor: in a fresh directory
+    /// under its own name, elsewhere under a temporary name renamed into place. Returns the
+    /// metadata warnings.
     fn restore_file(&self, dir: usize, node: &Node) -> Result<Vec<String>, String> {
         let d = self
             .dirs
             .get(dir)
             .map_err(|e| format!("open directory: {e}"))?;
+        if self.is_fresh(dir) {
+            match d.create_new(&node.name, 0o600) {
+                Ok(f) => {
+                    let result = self
+                        .fill(&f, node)
+                        .map(|()| fsmeta::apply_fd(&f, node, self.owner, self.strip_setid));
+                    if result.is_err() {
+                        // Ours: created exclusively in a directory only we can write.
+                        let _ = d.unlink(&node.name);
+                    }
+                    return result;
+                }
+                // Something appeared after all: replace it the careful way.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("cannot create: {e}")),
+            }
+        }
         let temp = temp_name();
         let f = d
             .create_new(&temp, 0o600)
@@ -571,8 +619,10 @@ impl Run<'_> {
             offsets.push(total);
             total += len;
         }
-        f.set_len(total).map_err(|e| format!("set length: {e}"))?;
-        let write_blob = |(id, offset): (&BlobId, &u64)| -> Result<(), String> {
+        // Writing the last byte sets the length; a file ending in a hole needs `set_len`.
+        let ends_in_hole = std::sync::atomic::AtomicBool::new(total > 0);
+        let last = node.content.len().saturating_sub(1);
+        let write_blob = |(i, (id, offset)): (usize, (&BlobId, &u64))| -> Result<(), String> {
             // A large file is cancelled between blobs, not only between files.
             if self.cancel.is_cancelled() {
                 return Err("cancelled".to_owned());
@@ -582,7 +632,11 @@ impl Run<'_> {
                 None => repo.read_blob(id),
             }
             .map_err(|e| format!("damaged data: {e}"))?;
-            write_sparse_at(f, &data, *offset).map_err(|e| format!("write: {e}"))?;
+            let wrote_end =
+                write_sparse_at(f, &data, *offset).map_err(|e| format!("write: {e}"))?;
+            if i == last && wrote_end && *offset + data.len() as u64 == total {
+                ends_in_hole.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
             crate::perf::counters::add_restored(data.len() as u64);
             Ok(())
         };
@@ -590,12 +644,19 @@ impl Run<'_> {
             node.content
                 .par_iter()
                 .zip(offsets.par_iter())
+                .enumerate()
                 .try_for_each(write_blob)?;
         } else {
             node.content
                 .iter()
                 .zip(offsets.iter())
+                .enumerate()
                 .try_for_each(write_blob)?;
+        }
+        // The file was created empty (under a temporary name or in a fresh directory), so only
+        // a hole at its end is left to size.
+        if ends_in_hole.load(std::sync::atomic::Ordering::Relaxed) {
+            f.set_len(total).map_err(|e| format!("set length: {e}"))?;
         }
         if self.verify {
             verify_file(repo, f, &node.content)?;
@@ -639,44 +700,36 @@ impl Run<'_> {
         }
     }
 
-    /// Creates a symlink, FIFO or device under a temporary name, sets its metadata and renames
-    /// it into place. `Ok(None)` for sockets, which are recorded but not restored.
+    /// Creates a symlink, FIFO or device and sets its metadata: in a fresh directory under its
+    /// own name, elsewhere under a temporary name renamed into place. `Ok(None)` for sockets,
+    /// which are recorded but not restored.
     fn restore_other(&self, dir: usize, node: &Node) -> Result<Option<Vec<String>>, String> {
-        use nix::sys::stat::SFlag;
         let d = self
             .dirs
             .get(dir)
             .map_err(|e| format!("open directory: {e}"))?;
-        let temp = temp_name();
-        let mode = fsmeta::restored_mode(node.mode, self.strip_setid) & 0o7777;
-        match node.kind {
-            NodeKind::Symlink => d
-                .symlink(&node.target, &temp)
-                .map_err(|e| format!("symlink: {e}"))?,
-            NodeKind::Fifo => d
-                .mknod(&temp, SFlag::S_IFIFO, mode, 0)
-                .map_err(|e| format!("mkfifo: {e}"))?,
-            NodeKind::CharDevice | NodeKind::BlockDevice => {
-                // The thread keeps CAP_MKNOD under a user's fsuid: the refusal is ours.
-                if self.for_user {
-                    let why = "device node not restored: a restore on behalf of a user never \
-                               creates device nodes (restore it as root)";
-                    self.warn(dir, &node.name, vec![why.to_owned()]);
-                    return Ok(None);
+        if self.is_fresh(dir) {
+            match self.make_special(&d, &node.name, dir, node) {
+                Ok(false) => return Ok(None),
+                Ok(true) => {
+                    let result =
+                        fsmeta::apply_special(&d, &node.name, node, self.owner, self.strip_setid);
+                    if result.is_err() {
+                        let _ = d.unlink(&node.name);
+                    }
+                    return result.map(Some);
                 }
-                if !self.as_root {
-                    return Err("device files can only be restored as root".into());
-                }
-                let kind = if node.kind == NodeKind::CharDevice {
-                    SFlag::S_IFCHR
-                } else {
-                    SFlag::S_IFBLK
-                };
-                d.mknod(&temp, kind, mode, node.rdev)
-                    .map_err(|e| format!("mknod: {e}"))?
+                // Something appeared after all: replace it the careful way.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.to_string()),
             }
-            NodeKind::Socket => return Ok(None),
-            NodeKind::File | NodeKind::Dir => return Err("unexpected node kind".into()),
+        }
+        let temp = temp_name();
+        if !self
+            .make_special(&d, &temp, dir, node)
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(None);
         }
         let result = fsmeta::apply_special(&d, &temp, node, self.owner, self.strip_setid).and_then(
             |warnings| {
@@ -689,6 +742,56 @@ impl Run<'_> {
             let _ = d.unlink(&temp);
         }
         result.map(Some)
+    }
+
+    /// Creates `node` (not a file or directory) as `name` in `d`; `false` when it is not
+    /// restored (a socket, or a device for a user, with a warning). The error keeps the OS
+    /// error's kind, with what failed in its text.
+    fn make_special(
+        &self,
+        d: &super::dirfd::DirFd,
+        name: &[u8],
+        dir: usize,
+        node: &Node,
+    ) -> std::io::Result<bool> {
+        use nix::sys::stat::SFlag;
+        let with = |what: &str| {
+            let what = what.to_owned();
+            move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
+        };
+        let mode = fsmeta::restored_mode(node.mode, self.strip_setid) & 0o7777;
+        match node.kind {
+            NodeKind::Symlink => d.symlink(&node.target, name).map_err(with("symlink"))?,
+            NodeKind::Fifo => d
+                .mknod(name, SFlag::S_IFIFO, mode, 0)
+                .map_err(with("mkfifo"))?,
+            NodeKind::CharDevice | NodeKind::BlockDevice => {
+                // The thread keeps CAP_MKNOD under a user's fsuid: the refusal is ours.
+                if self.for_user {
+                    let why = "device node not restored: a restore on behalf of a user never \
+                               creates device nodes (restore it as root)";
+                    self.warn(dir, &node.name, vec![why.to_owned()]);
+                    return Ok(false);
+                }
+                if !self.as_root {
+                    return Err(std::io::Error::other(
+                        "device files can only be restored as root",
+                    ));
+                }
+                let kind = if node.kind == NodeKind::CharDevice {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
+                d.mknod(name, kind, mode, node.rdev)
+                    .map_err(with("mknod"))?
+            }
+            NodeKind::Socket => return Ok(false),
+            NodeKind::File | NodeKind::Dir => {
+                return Err(std::io::Error::other("unexpected node kind"))
+            }
+        }
+        Ok(true)
     }
 
     /// Directory metadata, deepest first (creating children changed their mtimes).
@@ -745,9 +848,10 @@ pub fn remove_temporaries(root: &super::dirfd::DirFd) -> std::io::Result<u64> {
 /// File system block granularity for holes: zero blocks of this size are skipped, not written.
 const HOLE_BLOCK: usize = 4096;
 
-/// Writes `data` at `offset`, skipping all-zero blocks (the file was sized with `set_len`, so
-/// what is not written reads as zeros and takes no space).
-fn write_sparse_at(f: &std::fs::File, data: &[u8], offset: u64) -> std::io::Result<()> {
+/// Writes `data` at `offset`, skipping all-zero blocks (the file is sized with `set_len` when
+/// it ends in one, so what is not written reads as zeros and takes no space). Returns whether
+/// the last byte of `data` was written.
+fn write_sparse_at(f: &std::fs::File, data: &[u8], offset: u64) -> std::io::Result<bool> {
     use std::os::unix::fs::FileExt;
     let mut run: Option<usize> = None; // start of data blocks not yet written
     for (i, block) in data.chunks(HOLE_BLOCK).enumerate() {
@@ -764,8 +868,9 @@ fn write_sparse_at(f: &std::fs::File, data: &[u8], offset: u64) -> std::io::Resu
     }
     if let Some(r) = run {
         f.write_all_at(&data[r..], offset + r as u64)?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(data.is_empty())
 }
 
 /// Re-reads a restored file through its descriptor and checks each piece against its blob id.

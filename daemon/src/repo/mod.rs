@@ -526,6 +526,29 @@ impl Repository {
             pack: id,
             source: Box::new(source),
         })?;
+        self.put_pack(id, bytes, entries)?;
+        Ok(id)
+    }
+
+    /// Finishes `pack`, verifies it (against its plaintexts' checksums where the builder has
+    /// them) and stores it; returns its id, entries and size.
+    pub fn write_built_pack(
+        &self,
+        pack: pack::PackBuilder,
+    ) -> Result<(PackId, Vec<PackEntry>, usize)> {
+        let (bytes, entries, checks) = pack.finish_checked(&self.keys);
+        let id = PackId(sha256(&bytes));
+        pack::verify_with(&self.keys, &bytes, &entries, &checks).map_err(|source| {
+            RepoError::DamagedPack {
+                pack: id,
+                source: Box::new(source),
+            }
+        })?;
+        self.put_pack(id, &bytes, &entries)?;
+        Ok((id, entries, bytes.len()))
+    }
+
+    fn put_pack(&self, id: PackId, bytes: &[u8], entries: &[PackEntry]) -> Result<()> {
         let name = id.to_hex();
         self.backend.put(Key::pack(&name), bytes)?;
         for e in entries.iter().filter(|e| e.kind == BlobKind::Tree) {
@@ -535,7 +558,7 @@ impl Repository {
                     .keep_metadata_range(Key::pack(&name), e.offset as u64, tree);
             }
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Writes index files covering `packs` (split so that no file grows past

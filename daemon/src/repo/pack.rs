@@ -69,6 +69,8 @@ pub enum BlobError {
     TooLarge(u32),
     #[error("length {actual} differs from the recorded {expected}")]
     Length { expected: u32, actual: usize },
+    #[error("decodes to other data than was stored (checksum of the plaintext differs)")]
+    Altered,
 }
 
 const CODEC_STORED: u8 = 0;
@@ -126,23 +128,7 @@ pub fn decode_blob(
     id: BlobId,
     raw_length: u32,
 ) -> Result<Vec<u8>, BlobError> {
-    if raw_length > MAX_BLOB {
-        return Err(BlobError::TooLarge(raw_length));
-    }
-    let plain = keys.open(sealed)?;
-    let (&codec, payload) = plain.split_first().ok_or(BlobError::Codec(255))?;
-    let data = match codec {
-        CODEC_STORED => payload.to_vec(),
-        CODEC_ZSTD => decompress(payload, raw_length as usize)
-            .map_err(|e| BlobError::Decompress(e.to_string()))?,
-        other => return Err(BlobError::Codec(other)),
-    };
-    if data.len() != raw_length as usize {
-        return Err(BlobError::Length {
-            expected: raw_length,
-            actual: data.len(),
-        });
-    }
+    let data = open_blob(keys, sealed, raw_length)?;
     let actual = keys.blob_id(&data);
     if actual != id {
         return Err(BlobError::IdMismatch {
@@ -153,6 +139,39 @@ pub fn decode_blob(
     Ok(data)
 }
 
+/// Opens and decompresses one sealed blob, checking its length but not its id.
+fn open_blob(keys: &MasterKeys, sealed: &[u8], raw_length: u32) -> Result<Vec<u8>, BlobError> {
+    if raw_length > MAX_BLOB {
+        return Err(BlobError::TooLarge(raw_length));
+    }
+    let mut plain = keys.open(sealed)?;
+    let codec = *plain.first().ok_or(BlobError::Codec(255))?;
+    let data = match codec {
+        CODEC_STORED => {
+            plain.remove(0);
+            plain
+        }
+        CODEC_ZSTD => decompress(&plain[1..], raw_length as usize)
+            .map_err(|e| BlobError::Decompress(e.to_string()))?,
+        other => return Err(BlobError::Codec(other)),
+    };
+    if data.len() != raw_length as usize {
+        return Err(BlobError::Length {
+            expected: raw_length,
+            actual: data.len(),
+        });
+    }
+    Ok(data)
+}
+
+/// The in-memory checksum a pack's blob is verified against before the pack is stored, when
+/// the plaintext was at hand as it was added ([`PackBuilder::add_plain`]). It guards against
+/// the encoder, not an adversary: the keyed SHA-256 id computed from the same bytes names the
+/// blob, and this only has to tell whether decoding gives those bytes back.
+fn plain_check(data: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(data)
+}
+
 /// A pack being filled in memory.
 #[derive(Debug)]
 pub struct PackBuilder {
@@ -160,6 +179,8 @@ pub struct PackBuilder {
     target: usize,
     buf: Vec<u8>,
     entries: Vec<PackEntry>,
+    /// Per entry, the plaintext's [`plain_check`] when it was added with its plaintext.
+    checks: Vec<Option<u128>>,
 }
 
 impl Default for PackBuilder {
@@ -184,10 +205,21 @@ impl PackBuilder {
             target,
             buf,
             entries: Vec::new(),
+            checks: Vec::new(),
+        }
+    }
+
+    /// Adds a sealed blob whose plaintext `data` is at hand: verifying the pack then compares
+    /// checksums of the plaintext instead of re-computing the keyed SHA-256 id.
+    pub fn add_plain(&mut self, id: BlobId, kind: BlobKind, sealed: &[u8], data: &[u8]) {
+        self.add(id, kind, sealed, data.len());
+        if let Some(last) = self.checks.last_mut() {
+            *last = Some(plain_check(data));
         }
     }
 
     pub fn add(&mut self, id: BlobId, kind: BlobKind, sealed: &[u8], raw_length: usize) {
+        self.checks.push(None);
         self.entries.push(PackEntry {
             id,
             kind,
@@ -210,6 +242,17 @@ impl PackBuilder {
     /// pack is then closed first, so packs never reallocate and stay near 16 MiB).
     pub fn would_overflow(&self, len: usize) -> bool {
         !self.entries.is_empty() && self.buf.len() + len > self.target
+    }
+
+    /// [`finish`](Self::finish), with the plaintext checksums to verify it with
+    /// ([`verify_with`]).
+    pub fn finish_checked(
+        mut self,
+        keys: &MasterKeys,
+    ) -> (Vec<u8>, Vec<PackEntry>, Vec<Option<u128>>) {
+        let checks = std::mem::take(&mut self.checks);
+        let (bytes, entries) = self.finish(keys);
+        (bytes, entries, checks)
     }
 
     /// Appends the sealed header and returns the pack's bytes and entries.
@@ -299,11 +342,32 @@ pub fn expected_size(entries: &[PackEntry]) -> u64 {
 
 /// Decrypts, decompresses and re-hashes every blob of a pack held in memory.
 pub fn verify(keys: &MasterKeys, pack: &[u8], entries: &[PackEntry]) -> Result<(), PackError> {
-    for e in entries {
+    verify_with(keys, pack, entries, &[])
+}
+
+/// [`verify`], comparing a blob with its plaintext's checksum where `checks` has one for it
+/// (by entry) and with its id otherwise.
+pub fn verify_with(
+    keys: &MasterKeys,
+    pack: &[u8],
+    entries: &[PackEntry],
+    checks: &[Option<u128>],
+) -> Result<(), PackError> {
+    for (i, e) in entries.iter().enumerate() {
         let sealed = pack
             .get(e.offset as usize..e.offset as usize + e.length as usize)
             .ok_or(PackError::NotAPack)?;
-        decode_blob(keys, sealed, e.id, e.raw_length).map_err(|source| PackError::Blob {
+        let decoded = match checks.get(i).copied().flatten() {
+            Some(check) => open_blob(keys, sealed, e.raw_length).and_then(|data| {
+                if plain_check(&data) == check {
+                    Ok(())
+                } else {
+                    Err(BlobError::Altered)
+                }
+            }),
+            None => decode_blob(keys, sealed, e.id, e.raw_length).map(|_| ()),
+        };
+        decoded.map_err(|source| PackError::Blob {
             id: e.id,
             source: Box::new(source),
         })?;
@@ -336,5 +400,50 @@ mod tests {
             verify(&keys, &damaged, &entries),
             Err(PackError::Blob { .. })
         ));
+    }
+
+    #[test]
+    fn plain_checks_catch_a_blob_that_decodes_to_other_data() {
+        let keys = MasterKeys::generate();
+        let (a, b) = (
+            b"the data that was read".repeat(50),
+            b"other data".repeat(50),
+        );
+        let mut good = PackBuilder::new();
+        good.add_plain(
+            keys.blob_id(&a),
+            BlobKind::Data,
+            &encode_blob(&keys, &a, 1),
+            &a,
+        );
+        good.add(
+            keys.blob_id(&b),
+            BlobKind::Data,
+            &encode_blob(&keys, &b, 1),
+            b.len(),
+        );
+        let (bytes, entries, checks) = good.finish_checked(&keys);
+        assert_eq!(checks.len(), 2);
+        assert!(checks[0].is_some() && checks[1].is_none());
+        verify_with(&keys, &bytes, &entries, &checks).expect("a faithful pack verifies");
+        let mut damaged = bytes.clone();
+        damaged[entries[0].offset as usize + 40] ^= 1;
+        assert!(verify_with(&keys, &damaged, &entries, &checks).is_err());
+
+        // An encoder that sealed other bytes than it was given (same length): the id is not
+        // re-computed, the checksum of the plaintext tells.
+        let c = b"THE DATA THAT WAS READ".repeat(50);
+        let mut bad = PackBuilder::new();
+        bad.add_plain(
+            keys.blob_id(&a),
+            BlobKind::Data,
+            &encode_blob(&keys, &c, 1),
+            &a,
+        );
+        let (bytes, entries, checks) = bad.finish_checked(&keys);
+        match verify_with(&keys, &bytes, &entries, &checks) {
+            Err(PackError::Blob { source, .. }) => assert!(matches!(*source, BlobError::Altered)),
+            other => panic!("expected an altered blob, got {other:?}"),
+        }
     }
 }

@@ -102,6 +102,11 @@ impl FsIdentity {
 thread_local! {
     /// Whom this thread acts for; `None`: the daemon itself.
     static ACTING: RefCell<Option<Arc<FsIdentity>>> = const { RefCell::new(None) };
+    /// This thread, acting for nobody, was checked to have the daemon's file-system identity.
+    /// Only this module switches identities, and every switch away from the daemon's notes
+    /// whom the thread acts for, so the check (a system call) is made once per thread, not
+    /// once per repository read.
+    static DAEMON_CONFIRMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The user this thread acts for, if any.
@@ -117,6 +122,8 @@ pub fn fs_uid() -> u32 {
 /// Switches this thread to `id` for good (a dedicated worker that ends with its job).
 pub fn become_user(id: &Arc<FsIdentity>) -> Result<(), FsIdError> {
     FsIdentity::daemon();
+    // Even a switch that fails half-way leaves the thread no longer surely the daemon's.
+    DAEMON_CONFIRMED.set(false);
     apply(id, id.uid)?;
     ACTING.with(|a| *a.borrow_mut() = Some(id.clone()));
     Ok(())
@@ -137,9 +144,12 @@ pub fn as_daemon() -> Result<Guard, FsIdError> {
     let Some(user) = acting() else {
         // A thread started by one acting for a user inherits its credentials but not this
         // module's note of them (a repository lock's refresher): it is the daemon's for good.
-        let daemon = FsIdentity::daemon();
-        if libc_setfsuid(u32::MAX) as u32 != daemon.uid {
-            apply(daemon, daemon.uid)?;
+        if !DAEMON_CONFIRMED.get() {
+            let daemon = FsIdentity::daemon();
+            if libc_setfsuid(u32::MAX) as u32 != daemon.uid {
+                apply(daemon, daemon.uid)?;
+            }
+            DAEMON_CONFIRMED.set(true);
         }
         return Ok(Guard { previous: None });
     };

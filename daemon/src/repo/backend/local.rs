@@ -10,7 +10,7 @@ use super::{
     Backend, BackendError, Cause, ErrorKind, FileKind, FsSpace, Key, ObjectInfo, Presence, Result,
 };
 use crate::repo::location::Location;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -292,11 +292,10 @@ impl Backend for LocalBackend {
 
     fn get_range(&self, key: Key<'_>, offset: u64, len: usize) -> Result<Vec<u8>> {
         let path = self.path(key);
-        let mut f = std::fs::File::open(&path).map_err(self.err("open", &path))?;
-        f.seek(SeekFrom::Start(offset))
-            .map_err(self.err("seek in", &path))?;
+        let f = std::fs::File::open(&path).map_err(self.err("open", &path))?;
         let mut buf = vec![0u8; len];
-        match f.read_exact(&mut buf) {
+        // One pread, not a seek and a read.
+        match std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, offset) {
             Ok(()) => Ok(buf),
             // A truncated object is damaged data, not a flaky disk.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(BackendError::new(
