@@ -159,6 +159,7 @@ pub(super) struct Session<'a> {
     names: NameCache,
     chunker: ChunkerParams,
     packer: Mutex<PackBuilder>,
+    pack_buffers: super::pack_buffers::PackBuffers,
     /// Blobs stored by this session but maybe not yet in a finished pack.
     pending: Mutex<HashSet<BlobId>>,
     written: Mutex<Vec<IndexedPack>>,
@@ -302,6 +303,11 @@ fn build(
             seed: keys.chunker_seed,
         },
         packer: Mutex::new(PackBuilder::with_target(opts.pack_bytes)),
+        pack_buffers: super::pack_buffers::PackBuffers::new(if repo.location().is_remote() {
+            rayon::current_num_threads()
+        } else {
+            1
+        }),
         pending: Mutex::new(HashSet::new()),
         written: Mutex::new(Vec::new()),
         hardlinks: Mutex::new(HashMap::new()),
@@ -571,9 +577,10 @@ impl Session<'_> {
         let full = {
             let mut packer = self.packer.lock().unwrap_or_else(|p| p.into_inner());
             let full = if packer.would_overflow(sealed.len()) {
+                let buffer = self.pack_buffers.start_writing();
                 Some(std::mem::replace(
                     &mut *packer,
-                    PackBuilder::with_target(self.opts.pack_bytes),
+                    PackBuilder::with_buffer(self.opts.pack_bytes, buffer),
                 ))
             } else {
                 None
@@ -587,11 +594,22 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Writes a full pack, counted as being written by [`PackBuffers::start_writing`].
+    ///
+    /// [`PackBuffers::start_writing`]: super::pack_buffers::PackBuffers::start_writing
     fn write_pack(&self, pack: PackBuilder) -> Result<(), EngineError> {
         if pack.is_empty() {
+            self.pack_buffers.done_writing(None);
             return Ok(());
         }
-        let (id, entries, _) = self.repo.write_built_pack(pack)?;
+        let (id, entries, bytes) = match self.repo.write_built_pack(pack) {
+            Ok(written) => written,
+            Err(e) => {
+                self.pack_buffers.done_writing(None);
+                return Err(e.into());
+            }
+        };
+        self.pack_buffers.done_writing(Some(bytes));
         self.written
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -601,6 +619,7 @@ impl Session<'_> {
 
     fn finish_packs(&self) -> Result<(), EngineError> {
         let last = std::mem::take(&mut *self.packer.lock().unwrap_or_else(|p| p.into_inner()));
+        self.pack_buffers.start_writing();
         self.write_pack(last)
     }
 

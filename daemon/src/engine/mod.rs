@@ -16,6 +16,7 @@ pub mod fsmeta;
 pub mod incremental;
 pub mod key_usage;
 pub mod leftovers;
+mod pack_buffers;
 pub mod progress;
 pub mod rebuild;
 pub mod reencrypt;

@@ -160,6 +160,7 @@ fn restore_on_pool(
         .collect();
     let run = Run {
         repo,
+        open_packs: packs.is_none().then(|| repo.open_packs()).flatten(),
         packs,
         fresh,
         plan: &plan,
@@ -271,6 +272,8 @@ struct Run<'a> {
     repo: &'a Repository,
     /// Blobs by pack, for a remote repository.
     packs: Option<packs::PackWindows>,
+    /// Pack files held open, for a local one.
+    open_packs: Option<crate::repo::OpenPacks>,
     /// By plan directory: created by this restore (or the empty target), so nothing is in it
     /// but what this restore puts there.
     fresh: Vec<std::sync::atomic::AtomicBool>,
@@ -627,9 +630,10 @@ impl Run<'_> {
             if self.cancel.is_cancelled() {
                 return Err("cancelled".to_owned());
             }
-            let data = match &self.packs {
-                Some(windows) => windows.read_blob(repo, id),
-                None => repo.read_blob(id),
+            let data = match (&self.packs, &self.open_packs) {
+                (Some(windows), _) => windows.read_blob(repo, id),
+                (None, Some(open)) => repo.read_blob_in(id, open),
+                (None, None) => repo.read_blob(id),
             }
             .map_err(|e| format!("damaged data: {e}"))?;
             let wrote_end =

@@ -33,9 +33,9 @@ use pack::{BlobKind, PackEntry};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use snapshot::Snapshot;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use tree::Tree;
 
 /// Version of the on-disk format this build writes for new repositories.
@@ -508,6 +508,29 @@ impl Repository {
         self.open_blob(id, &loc, &sealed)
     }
 
+    /// Pack files to hold open for one long read of many blobs (a restore), when the
+    /// repository keeps its packs as local files.
+    pub fn open_packs(&self) -> Option<OpenPacks> {
+        (!self.location().is_remote()).then(OpenPacks::default)
+    }
+
+    /// [`Self::read_blob`] through `packs`: a blob is one `pread` of a pack opened once.
+    pub fn read_blob_in(&self, id: &BlobId, packs: &OpenPacks) -> Result<Vec<u8>> {
+        let loc = self.blob_location(id)?;
+        let key_name = loc.pack.to_hex();
+        let key = Key::pack(&key_name);
+        let Some(file) = packs.get(loc.pack, || self.backend.open_file(key))? else {
+            return self.read_blob(id);
+        };
+        let sealed = backend::local::read_range(
+            &file,
+            || self.backend.describe(key),
+            loc.offset as u64,
+            loc.length as usize,
+        )?;
+        self.open_blob(id, &loc, &sealed)
+    }
+
     pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
         let bytes = self.read_blob(id)?;
         decode::bounded(&bytes, METADATA_LIMIT).map_err(|reason| RepoError::Corrupt {
@@ -531,11 +554,11 @@ impl Repository {
     }
 
     /// Finishes `pack`, verifies it (against its plaintexts' checksums where the builder has
-    /// them) and stores it; returns its id, entries and size.
+    /// them) and stores it; returns its id, entries and bytes (whose buffer may be reused).
     pub fn write_built_pack(
         &self,
         pack: pack::PackBuilder,
-    ) -> Result<(PackId, Vec<PackEntry>, usize)> {
+    ) -> Result<(PackId, Vec<PackEntry>, Vec<u8>)> {
         let (bytes, entries, checks) = pack.finish_checked(&self.keys);
         let id = PackId(sha256(&bytes));
         pack::verify_with(&self.keys, &bytes, &entries, &checks).map_err(|source| {
@@ -545,7 +568,7 @@ impl Repository {
             }
         })?;
         self.put_pack(id, &bytes, &entries)?;
-        Ok((id, entries, bytes.len()))
+        Ok((id, entries, bytes))
     }
 
     fn put_pack(&self, id: PackId, bytes: &[u8], entries: &[PackEntry]) -> Result<()> {
@@ -734,6 +757,37 @@ pub(crate) fn test_kdf() -> Argon2Params {
         t_cost: 1,
         p_cost: 1,
         salt: hex::encode([1u8; 16]),
+    }
+}
+
+/// Pack files held open for one reader of many blobs ([`Repository::read_blob_in`]). Packs
+/// are immutable and a reader holds the repository lock that keeps prune from deleting them,
+/// so a held file stays what its name says.
+#[derive(Debug, Default)]
+pub struct OpenPacks {
+    files: Mutex<HashMap<PackId, Option<Arc<std::fs::File>>>>,
+}
+
+/// At most this many packs are held open; a restore moves through them in order.
+const OPEN_PACKS: usize = 64;
+
+impl OpenPacks {
+    /// Pack `id`'s file, opened by `open` the first time (`None`: the store has no files).
+    fn get(
+        &self,
+        id: PackId,
+        open: impl FnOnce() -> backend::Result<Option<std::fs::File>>,
+    ) -> Result<Option<Arc<std::fs::File>>> {
+        if let Some(f) = self.files.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            return Ok(f.clone());
+        }
+        let file = open()?.map(Arc::new);
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if files.len() >= OPEN_PACKS {
+            files.clear();
+        }
+        files.insert(id, file.clone());
+        Ok(file)
     }
 }
 

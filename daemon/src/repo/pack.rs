@@ -197,9 +197,15 @@ impl PackBuilder {
     /// A builder that closes its pack at `target` bytes (the tuner lowers it under memory
     /// pressure; at least 1 MiB).
     pub fn with_target(target: usize) -> Self {
+        Self::with_buffer(target, Vec::new())
+    }
+
+    /// [`Self::with_target`], filling `buf` (emptied; a written pack's, reused).
+    pub fn with_buffer(target: usize, mut buf: Vec<u8>) -> Self {
         let target = target.clamp(1 << 20, TARGET_PACK_SIZE);
+        buf.clear();
         // Room for the blobs plus the sealed header, so finishing never reallocates.
-        let mut buf = Vec::with_capacity(target + 1024 * 1024);
+        buf.reserve(target + 1024 * 1024);
         buf.extend_from_slice(PACK_MAGIC);
         Self {
             target,

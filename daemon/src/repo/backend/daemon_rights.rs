@@ -50,6 +50,9 @@ impl<B: Backend> Backend for DaemonRights<B> {
     fn get_metadata_range(&self, key: Key<'_>, offset: u64, len: usize) -> Result<Vec<u8>> {
         self.run("read", |b| b.get_metadata_range(key, offset, len))
     }
+    fn open_file(&self, key: Key<'_>) -> Result<Option<std::fs::File>> {
+        self.run("open", |b| b.open_file(key))
+    }
     fn keep_metadata_range(&self, key: Key<'_>, offset: u64, data: &[u8]) {
         if let Ok(_daemon) = fsid::as_daemon() {
             self.0.keep_metadata_range(key, offset, data);

@@ -35,6 +35,35 @@ pub struct LocalBackend {
     crash_after: Arc<AtomicU64>,
 }
 
+/// `len` bytes from `offset` of `f` in one `pread`; `describe` names the object in errors.
+pub fn read_range(
+    f: &std::fs::File,
+    describe: impl FnOnce() -> String,
+    offset: u64,
+    len: usize,
+) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    match std::os::unix::fs::FileExt::read_exact_at(f, &mut buf, offset) {
+        Ok(()) => Ok(buf),
+        // A truncated object is damaged data, not a flaky disk.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(BackendError::new(
+            ErrorKind::Permanent,
+            "read",
+            describe(),
+            Cause::Short {
+                end: offset + len as u64,
+                size: f.metadata().map(|m| m.len()).unwrap_or(0),
+            },
+        )),
+        Err(e) => Err(BackendError::new(
+            io_kind(&e),
+            "read",
+            describe(),
+            Cause::Io(e),
+        )),
+    }
+}
+
 /// The kind of an OS error, as far as this file system tells.
 fn io_kind(e: &io::Error) -> ErrorKind {
     use nix::errno::Errno;
@@ -293,22 +322,14 @@ impl Backend for LocalBackend {
     fn get_range(&self, key: Key<'_>, offset: u64, len: usize) -> Result<Vec<u8>> {
         let path = self.path(key);
         let f = std::fs::File::open(&path).map_err(self.err("open", &path))?;
-        let mut buf = vec![0u8; len];
-        // One pread, not a seek and a read.
-        match std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, offset) {
-            Ok(()) => Ok(buf),
-            // A truncated object is damaged data, not a flaky disk.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(BackendError::new(
-                ErrorKind::Permanent,
-                "read",
-                path.display().to_string(),
-                Cause::Short {
-                    end: offset + len as u64,
-                    size: f.metadata().map(|m| m.len()).unwrap_or(0),
-                },
-            )),
-            Err(e) => Err(self.error("read", &path, e)),
-        }
+        read_range(&f, || path.display().to_string(), offset, len)
+    }
+
+    fn open_file(&self, key: Key<'_>) -> Result<Option<std::fs::File>> {
+        let path = self.path(key);
+        std::fs::File::open(&path)
+            .map(Some)
+            .map_err(self.err("open", &path))
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<String>> {

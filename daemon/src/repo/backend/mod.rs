@@ -218,6 +218,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         self.get_range(key, offset, len)
     }
 
+    /// An object opened once for many range reads (a pack a restore reads blob by blob), when
+    /// the store keeps it as a local file; `None` when it does not (then [`Self::get_range`]).
+    fn open_file(&self, _key: Key<'_>) -> Result<Option<std::fs::File>> {
+        Ok(None)
+    }
+
     /// Told the bytes of a metadata range just written inside a pack, so that a caching
     /// backend need not read them back; others ignore it.
     fn keep_metadata_range(&self, _key: Key<'_>, _offset: u64, _data: &[u8]) {}
