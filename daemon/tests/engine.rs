@@ -123,6 +123,80 @@ fn backup_and_restore_reproduce_files_dirs_links_and_times() {
     assert!(diffs.is_empty(), "{diffs:#?}");
 }
 
+/// Every entry under `dir` whose name is a restore's temporary one.
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let path = e.path();
+            if e.file_name().as_bytes().starts_with(b".backupd-restore.") {
+                found.push(path.clone());
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn files_ending_in_holes_keep_their_size_in_a_fresh_target_and_over_longer_files() {
+    use std::os::unix::fs::MetadataExt;
+    let f = Fixture::new();
+    let s = f.src();
+    std::fs::create_dir_all(s.join("d/e")).expect("dirs");
+    // One blob ending in zero blocks; a multi-blob file whose last blob is all zeros; a file
+    // starting with a hole; an empty file; a symlink; data ending mid-block.
+    let mut tail_zero = random_bytes(10_000, 2);
+    tail_zero.extend(vec![0u8; 3 * 4096]);
+    std::fs::write(s.join("d/tail-zero"), &tail_zero).expect("write");
+    let mut big = random_bytes(3_000_000, 3);
+    big.extend(vec![0u8; 9 << 20]);
+    std::fs::write(s.join("d/e/big-zero-end"), &big).expect("write");
+    let mut head_hole = vec![0u8; 64 << 10];
+    head_hole.extend(random_bytes(5_000, 4));
+    std::fs::write(s.join("head-hole"), &head_hole).expect("write");
+    std::fs::write(s.join("d/empty"), b"").expect("write");
+    std::fs::write(s.join("d/odd"), random_bytes(4097, 5)).expect("write");
+    std::os::unix::fs::symlink("tail-zero", s.join("d/link")).expect("symlink");
+    assert!(!f.backup().is_partial());
+
+    // A fresh target: everything created in place.
+    let (fresh, restored) = f.restore_to("fresh", "latest");
+    assert!(restored.failed.is_empty(), "{:?}", restored.failed);
+    let diffs = compare_trees(&s, &fresh, CompareOptions::default());
+    assert!(diffs.is_empty(), "{diffs:#?}");
+    assert_eq!(
+        std::fs::read(fresh.join("d/e/big-zero-end")).expect("read"),
+        big
+    );
+    let meta = std::fs::metadata(fresh.join("d/e/big-zero-end")).expect("stat");
+    assert_eq!(meta.len(), big.len() as u64);
+    assert!(
+        meta.blocks() * 512 < 6 << 20,
+        "the 9 MiB of zeros at the end stay a hole ({} bytes allocated)",
+        meta.blocks() * 512
+    );
+    assert!(temporaries(&fresh).is_empty());
+
+    // Over existing, longer files and other entries: replaced under temporary names.
+    let over = f.dir.path().join("over");
+    std::fs::create_dir_all(over.join("d/e")).expect("dirs");
+    std::fs::write(over.join("d/tail-zero"), random_bytes(100_000, 6)).expect("write");
+    std::fs::write(over.join("d/e/big-zero-end"), random_bytes(13 << 20, 7)).expect("write");
+    std::os::unix::fs::symlink("/etc/passwd", over.join("head-hole")).expect("symlink");
+    std::fs::write(over.join("d/link"), b"a file where the symlink goes").expect("write");
+    let restored =
+        support::restore_into(&f.repo, "latest", Some(s.clone()), &over).expect("restore over");
+    assert!(restored.failed.is_empty(), "{:?}", restored.failed);
+    assert_eq!(restored.replaced, 4, "{restored:?}");
+    let diffs = compare_trees(&s, &over, CompareOptions::default());
+    assert!(diffs.is_empty(), "{diffs:#?}");
+    assert!(temporaries(&over).is_empty());
+}
+
 #[test]
 fn unchanged_files_are_not_reread_and_dedup_holds() {
     let f = Fixture::new();

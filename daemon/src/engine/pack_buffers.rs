@@ -36,10 +36,7 @@ impl PackBuffers {
     pub fn start_writing(&self) -> Vec<u8> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         while state.writing >= self.in_flight {
-            state = self
-                .freed
-                .wait(state)
-                .unwrap_or_else(|p| p.into_inner());
+            state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
         state.writing += 1;
         state.spare.pop().unwrap_or_default()
@@ -71,7 +68,10 @@ mod tests {
         assert_eq!(first.capacity(), 0);
         buffers.done_writing(Some(Vec::with_capacity(1 << 20)));
         let reused = buffers.start_writing();
-        assert!(reused.capacity() >= 1 << 20, "the written pack's buffer comes back");
+        assert!(
+            reused.capacity() >= 1 << 20,
+            "the written pack's buffer comes back"
+        );
 
         // A second writer waits until the first is done.
         let started = AtomicUsize::new(0);
@@ -82,7 +82,11 @@ mod tests {
                 buffers.done_writing(None);
             });
             std::thread::sleep(std::time::Duration::from_millis(100));
-            assert_eq!(started.load(Ordering::SeqCst), 0, "bounded at one in flight");
+            assert_eq!(
+                started.load(Ordering::SeqCst),
+                0,
+                "bounded at one in flight"
+            );
             buffers.done_writing(Some(reused));
         });
         assert_eq!(started.load(Ordering::SeqCst), 1);

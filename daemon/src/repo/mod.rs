@@ -778,7 +778,12 @@ impl OpenPacks {
         id: PackId,
         open: impl FnOnce() -> backend::Result<Option<std::fs::File>>,
     ) -> Result<Option<Arc<std::fs::File>>> {
-        if let Some(f) = self.files.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+        if let Some(f) = self
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
             return Ok(f.clone());
         }
         let file = open()?.map(Arc::new);
