@@ -64,6 +64,19 @@ pub struct Problem {
     pub paths: Vec<String>,
 }
 
+impl Problem {
+    /// A problem with a whole pack (not one blob in it).
+    fn of_pack(message: String, pack: &str) -> Self {
+        Self {
+            message,
+            pack: Some(pack.to_owned()),
+            blob: None,
+            snapshots: vec![],
+            paths: vec![],
+        }
+    }
+}
+
 impl CheckReport {
     pub fn is_clean(&self) -> bool {
         self.problems.is_empty()
@@ -194,13 +207,7 @@ fn check_pack_size(
             );
         }
     }
-    report.problems.push(Problem {
-        message,
-        pack: Some(name.clone()),
-        blob: None,
-        snapshots: vec![],
-        paths: vec![],
-    });
+    report.problems.push(Problem::of_pack(message, &name));
     if !report.damaged_packs.contains(&name) {
         report.damaged_packs.push(name);
     }
@@ -447,13 +454,7 @@ fn check_on_pool(
             let name = pid.to_hex();
             let damaged = reading.damaged || reading.problem.is_some();
             if let Some(message) = reading.problem {
-                report.problems.push(Problem {
-                    message,
-                    pack: Some(name.clone()),
-                    blob: None,
-                    snapshots: vec![],
-                    paths: vec![],
-                });
+                report.problems.push(Problem::of_pack(message, &name));
             }
             for (blob, message) in reading.bad_blobs {
                 bad_blobs.insert(blob, (Some(*pid), message));
