@@ -419,7 +419,16 @@ fn key_reencrypt_after_queues_a_low_priority_reencryption_that_retires_the_old_v
         },
     );
     assert_eq!(version(&list, 1)["packs"], 0, "{list:#}");
-    let history = json_ok(&d2.ctl(&["--json", "queue", "history", "--kind", "reencrypt"]));
+    // The key list shows the retirement as soon as the job has done it; the job is recorded
+    // as finished a moment later.
+    let history = backupd_tests::wait_until(
+        "the re-encryption job in the history",
+        std::time::Duration::from_secs(30),
+        || {
+            let history = json_ok(&d2.ctl(&["--json", "queue", "history", "--kind", "reencrypt"]));
+            history[0]["outcome"].is_string().then_some(history)
+        },
+    );
     assert_eq!(history[0]["outcome"], "succeeded", "{history:#}");
     let id = history[0]["id"].as_u64().expect("id").to_string();
     let job = json_ok(&d2.ctl(&["--json", "queue", "job", &id]));
