@@ -165,7 +165,7 @@ impl LocalBackend {
 
     /// Writes `data` to a fresh temp file in the object's directory and fsyncs it, creating a
     /// lost directory inside the repository (never the repository itself).
-    fn write_temp(&self, dir: &Path, kind: FileKind, name: &str, data: &[u8]) -> Result<PathBuf> {
+    fn write_temp(&self, dir: &Path, name: &str, data: &[u8]) -> Result<PathBuf> {
         let temp = dir.join(format!(
             "{TEMP_PREFIX}{name}-{:016x}",
             rand::random::<u64>()
@@ -211,18 +211,6 @@ impl LocalBackend {
             let _ = std::fs::remove_file(&temp);
             return Err(e);
         }
-        if kind == FileKind::Pack {
-            // Durable now: its pages need not stay cached. Dropping them keeps a backup from
-            // pushing everything else out of the page cache, and the next pack is written into
-            // the pages just freed instead of fresh ones (on a VM each fresh page costs the
-            // host a fault: up to a quarter of a backup's CPU time). A hint; failure is moot.
-            let _ = nix::fcntl::posix_fadvise(
-                &f,
-                0,
-                0,
-                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-            );
-        }
         crate::perf::counters::add_stored(data.len() as u64);
         Ok(temp)
     }
@@ -233,7 +221,7 @@ impl LocalBackend {
         let path = self.path(key);
         self.mutation(key.kind, "write", &path)?;
         let dir = path.parent().unwrap_or(&self.root).to_owned();
-        let temp = self.write_temp(&dir, key.kind, key.name, data)?;
+        let temp = self.write_temp(&dir, key.name, data)?;
         let placed = if replace {
             std::fs::rename(&temp, &path).map(|()| true)
         } else {
