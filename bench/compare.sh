@@ -79,6 +79,9 @@ start_daemon() {
   echo "backupd did not start; see $WORK/backupd.log" >&2; exit 1
 }
 ctl() { "$CTL" --socket "$SOCK" "$@"; }
+# user, nice, system, irq and softirq. These are sampled per tick while a process's own times
+# are the scheduler's exact ones, so "other" is only good to a few tenths of a second either
+# way (a small negative figure means none).
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 daemon_ticks() { awk '{print $14 + $15}' "/proc/$DPID/stat"; }
 calc() { printf "%.${2:-2}f" "$(echo "scale=4; $1" | bc)"; }
