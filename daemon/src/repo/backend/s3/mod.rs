@@ -240,12 +240,13 @@ fn classify(e: &object_store::Error, spec: &S3Spec) -> (ErrorKind, String) {
                 ),
             )
         }
-        // The client's own refusals (an operation this store or client lacks, an invalid
-        // object name): the same call fails the same way again.
-        E::NotImplemented { .. } | E::NotSupported { .. } | E::InvalidPath { .. } => {
-            (ErrorKind::Permanent, text)
-        }
-        _ => match status_of(&text) {
+        // What went over the wire (or failed to): classified by the HTTP status or the
+        // transport's failure.
+        E::Generic { .. }
+        | E::JoinError { .. }
+        | E::AlreadyExists { .. }
+        | E::Precondition { .. }
+        | E::NotModified { .. } => match status_of(&text) {
             Some(429 | 500..=599) => (ErrorKind::Transient, text),
             Some(408) => (ErrorKind::Transient, text),
             Some(_) => (ErrorKind::Permanent, text),
@@ -259,6 +260,9 @@ fn classify(e: &object_store::Error, spec: &S3Spec) -> (ErrorKind, String) {
             ),
             None => (ErrorKind::Transient, text),
         },
+        // Everything else is the client's own refusal (an operation the store or client does
+        // not offer, an invalid object name, a bad setting): the same call fails again.
+        _ => (ErrorKind::Permanent, text),
     }
 }
 
